@@ -1,0 +1,8 @@
+//! Adapters: implementations of the ports for AWS (DynamoDB, SQS, EventBridge), token encryption,
+//! and each provider's HTTP API.
+
+pub mod crypto;
+pub mod dynamo;
+pub mod eventbridge;
+pub mod hubspot;
+pub mod sqs;

@@ -1,0 +1,91 @@
+//! Typed configuration, read once from the environment that template.yaml (or the local runner) sets.
+
+use std::env;
+
+use secrecy::SecretString;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Names of the AWS resources the functions use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    pub table_name: String,
+    pub audit_table_name: String,
+    pub jobs_queue_url: String,
+    pub event_bus_name: String,
+}
+
+/// An OAuth app's client credentials at one provider (needed to refresh tokens).
+#[derive(Debug, Clone)]
+pub struct OAuthApp {
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub resources: Resources,
+    /// How many shards the due-connections index is spread over.
+    pub due_shards: u16,
+    /// Base64 of the 32-byte key that encrypts tokens at rest.
+    pub token_key: SecretString,
+    pub hubspot_app: Option<OAuthApp>,
+    /// The JWT claim that names the caller's tenant.
+    pub tenant_claim: String,
+}
+
+pub const DEFAULT_DUE_SHARDS: u16 = 4;
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    match env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+fn optional(name: &'static str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Resources {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: required("TABLE_NAME")?,
+            audit_table_name: required("AUDIT_TABLE_NAME")?,
+            jobs_queue_url: required("JOBS_QUEUE_URL")?,
+            event_bus_name: required("EVENT_BUS_NAME")?,
+        })
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let due_shards = match optional("DUE_SHARDS") {
+            None => DEFAULT_DUE_SHARDS,
+            Some(v) => v
+                .parse::<u16>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or(ConfigError::Invalid { name: "DUE_SHARDS", reason: "expected 1 to 64".into() })?,
+        };
+        let hubspot_app = match (optional("HUBSPOT_CLIENT_ID"), optional("HUBSPOT_CLIENT_SECRET")) {
+            (Some(client_id), Some(secret)) => {
+                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
+            }
+            _ => None,
+        };
+        Ok(Self {
+            resources: Resources::from_env()?,
+            due_shards,
+            token_key: SecretString::from(required("TOKEN_KEY")?),
+            hubspot_app,
+            tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! Audit entries: the append-only record of every operation (who, what, when, before and after).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ids::{ConnectionId, ObjectType, RecordId, TenantId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Pull,
+    Push,
+    ConflictDetected,
+    ConflictResolved,
+    Approval,
+    Error,
+    Retry,
+    ConnectionCreated,
+    SyncRequested,
+    TokenRefreshed,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Pull => "pull",
+            Operation::Push => "push",
+            Operation::ConflictDetected => "conflict_detected",
+            Operation::ConflictResolved => "conflict_resolved",
+            Operation::Approval => "approval",
+            Operation::Error => "error",
+            Operation::Retry => "retry",
+            Operation::ConnectionCreated => "connection_created",
+            Operation::SyncRequested => "sync_requested",
+            Operation::TokenRefreshed => "token_refreshed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    Success,
+    Failure,
+    /// Recorded and acknowledged without effect (for example a malformed job: never retried).
+    Rejected,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Success => "success",
+            AuditOutcome::Failure => "failure",
+            AuditOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// A ULID: unique, and sorts by time.
+    pub entry_id: String,
+    pub tenant_id: TenantId,
+    pub connection_id: Option<ConnectionId>,
+    pub record_id: Option<RecordId>,
+    pub object: Option<ObjectType>,
+    pub operation: Operation,
+    pub outcome: AuditOutcome,
+    /// Who did it: `worker`, `dispatcher`, `user:<sub>`, `provider:hubspot`, ...
+    pub actor: String,
+    pub at: DateTime<Utc>,
+    pub detail: Value,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+impl AuditEntry {
+    pub fn new(
+        tenant_id: TenantId,
+        operation: Operation,
+        outcome: AuditOutcome,
+        actor: impl Into<String>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            entry_id: ulid::Ulid::new().to_string(),
+            tenant_id,
+            connection_id: None,
+            record_id: None,
+            object: None,
+            operation,
+            outcome,
+            actor: actor.into(),
+            at,
+            detail: Value::Null,
+            before: None,
+            after: None,
+        }
+    }
+
+    pub fn connection(mut self, c: &ConnectionId) -> Self {
+        self.connection_id = Some(c.clone());
+        self
+    }
+    pub fn record(mut self, object: ObjectType, r: &RecordId) -> Self {
+        self.object = Some(object);
+        self.record_id = Some(r.clone());
+        self
+    }
+    pub fn detail(mut self, detail: Value) -> Self {
+        self.detail = detail;
+        self
+    }
+    pub fn change(mut self, before: Option<Value>, after: Option<Value>) -> Self {
+        self.before = before;
+        self.after = after;
+        self
+    }
+}

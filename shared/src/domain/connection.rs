@@ -1,0 +1,177 @@
+//! A connection: one tenant's link to one provider account, with its sync state machine.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::ids::{ConnectionId, ObjectType, Provider, RunId, SyncCursor, TenantId};
+
+/// Where a connection's sync stands: `synced -> pending -> synced | conflict | error`,
+/// `error -> pending` on retry, `conflict -> synced` on resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    Synced,
+    Pending,
+    Conflict,
+    Error,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Synced => "synced",
+            ConnectionStatus::Pending => "pending",
+            ConnectionStatus::Conflict => "conflict",
+            ConnectionStatus::Error => "error",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "synced" => Some(ConnectionStatus::Synced),
+            "pending" => Some(ConnectionStatus::Pending),
+            "conflict" => Some(ConnectionStatus::Conflict),
+            "error" => Some(ConnectionStatus::Error),
+            _ => None,
+        }
+    }
+}
+
+/// OAuth credentials. Tokens are secrets: they never reach a log, an error or an API response.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    /// `None` for tokens that do not expire (HubSpot private-app tokens).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Credentials {
+    /// True when the access token expires within `margin` of `now` and can be refreshed.
+    pub fn needs_refresh(&self, now: DateTime<Utc>, margin: Duration) -> bool {
+        match (self.expires_at, &self.refresh_token) {
+            (Some(at), Some(_)) => at - margin <= now,
+            _ => false,
+        }
+    }
+}
+
+/// What a caller supplies to create a connection.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub provider: Provider,
+    pub base_url: String,
+    pub credentials: Credentials,
+    pub interval_minutes: u32,
+}
+
+/// A connection as stored. `version` guards every read-modify-write.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub tenant_id: TenantId,
+    pub connection_id: ConnectionId,
+    pub provider: Provider,
+    /// The provider's API base URL: configuration, never a constant, so a real account or a fake works.
+    pub base_url: String,
+    pub status: ConnectionStatus,
+    pub interval_minutes: u32,
+    /// When the dispatcher next enqueues a scheduled sync; `None` takes it out of the due index.
+    pub next_sync_at: Option<DateTime<Utc>>,
+    pub cursors: BTreeMap<ObjectType, SyncCursor>,
+    pub credentials: Credentials,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_run_id: Option<RunId>,
+    pub record_counts: BTreeMap<ObjectType, u64>,
+    pub created_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+pub const DEFAULT_INTERVAL_MINUTES: u32 = 15;
+pub const MIN_INTERVAL_MINUTES: u32 = 5;
+pub const MAX_INTERVAL_MINUTES: u32 = 1440;
+
+impl Connection {
+    /// A new connection, due for its first (full) sync right away.
+    pub fn new(tenant_id: TenantId, new: NewConnection, now: DateTime<Utc>) -> Self {
+        Self {
+            tenant_id,
+            connection_id: ConnectionId::generate(),
+            provider: new.provider,
+            base_url: new.base_url,
+            status: ConnectionStatus::Pending,
+            interval_minutes: new.interval_minutes,
+            next_sync_at: Some(now),
+            cursors: BTreeMap::new(),
+            credentials: new.credentials,
+            last_sync_at: None,
+            last_error: None,
+            last_run_id: None,
+            record_counts: BTreeMap::new(),
+            created_at: now,
+            version: 0,
+        }
+    }
+
+    /// The slot after `current`: one interval later, but never in the past (a dispatcher that was
+    /// down for an hour enqueues one catch-up sync, not four).
+    pub fn next_slot_after(&self, current: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        let interval = Duration::minutes(i64::from(self.interval_minutes));
+        let next = current + interval;
+        if next > now { next } else { now + interval }
+    }
+
+    /// The SQS message group: one connection is never synced by two workers at once.
+    pub fn message_group(&self) -> String {
+        message_group(&self.tenant_id, &self.connection_id)
+    }
+}
+
+pub fn message_group(tenant: &TenantId, connection: &ConnectionId) -> String {
+    format!("{tenant}#{connection}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn conn(now: DateTime<Utc>) -> Connection {
+        Connection::new(
+            TenantId::parse("t").unwrap(),
+            NewConnection {
+                provider: Provider::Hubspot,
+                base_url: "http://127.0.0.1:1".into(),
+                credentials: Credentials {
+                    access_token: SecretString::from("a"),
+                    refresh_token: Some(SecretString::from("r")),
+                    expires_at: Some(now + Duration::minutes(3)),
+                },
+                interval_minutes: 15,
+            },
+            now,
+        )
+    }
+
+    #[test]
+    fn next_slot_skips_missed_slots_instead_of_piling_them_up() {
+        let now = Utc::now();
+        let c = conn(now);
+        assert_eq!(c.next_slot_after(now, now), now + Duration::minutes(15));
+        let long_ago = now - Duration::hours(2);
+        assert_eq!(c.next_slot_after(long_ago, now), now + Duration::minutes(15));
+    }
+
+    #[test]
+    fn credentials_need_refresh_only_near_expiry_and_with_a_refresh_token() {
+        let now = Utc::now();
+        let mut c = conn(now).credentials;
+        assert!(c.needs_refresh(now, Duration::minutes(5)));
+        assert!(!c.needs_refresh(now, Duration::minutes(1)));
+        c.refresh_token = None;
+        assert!(!c.needs_refresh(now, Duration::minutes(5)));
+    }
+}

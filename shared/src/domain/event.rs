@@ -1,0 +1,62 @@
+//! Domain events announced on the EventBridge bus.
+
+use serde::Serialize;
+
+use super::ids::{ConnectionId, ExternalId, ObjectType, RecordId, RunId, TenantId};
+use super::run::RunCounts;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum DomainEvent {
+    RecordChanged {
+        #[serde(skip)]
+        change: RecordChange,
+        tenant_id: TenantId,
+        connection_id: ConnectionId,
+        record_id: RecordId,
+        object: ObjectType,
+        external_id: ExternalId,
+        changed_fields: Vec<String>,
+    },
+    SyncCompleted {
+        tenant_id: TenantId,
+        connection_id: ConnectionId,
+        run_id: RunId,
+        counts: RunCounts,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordChange {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// The `source` of every event Syncbridge puts on the bus.
+pub const EVENT_SOURCE: &str = "syncbridge";
+
+impl DomainEvent {
+    /// EventBridge `DetailType`.
+    pub fn detail_type(&self) -> &'static str {
+        match self {
+            DomainEvent::RecordChanged { change: RecordChange::Created, .. } => "record.created",
+            DomainEvent::RecordChanged { change: RecordChange::Updated, .. } => "record.updated",
+            DomainEvent::RecordChanged { change: RecordChange::Deleted, .. } => "record.deleted",
+            DomainEvent::SyncCompleted { .. } => "sync.completed",
+        }
+    }
+
+    /// EventBridge `Detail` (JSON).
+    pub fn detail(&self) -> String {
+        serde_json::to_string(self).expect("events always serialize")
+    }
+
+    pub fn tenant_id(&self) -> &TenantId {
+        match self {
+            DomainEvent::RecordChanged { tenant_id, .. } | DomainEvent::SyncCompleted { tenant_id, .. } => {
+                tenant_id
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Identifier newtypes. Each is built by `parse`/`TryFrom` and rejects what does not fit a DynamoDB
+//! key segment (no `#`, no control characters, bounded length).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why an identifier or enum value was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("{kind} must not be empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} is longer than {max} characters")]
+    TooLong { kind: &'static str, max: usize },
+    #[error("{kind} may contain only letters, digits, '-', '_', '.', '@' and ':'")]
+    InvalidCharacter { kind: &'static str },
+    #[error("unknown {kind} '{value}'")]
+    Unknown { kind: &'static str, value: String },
+}
+
+fn check_segment(kind: &'static str, value: &str, max: usize) -> Result<(), ParseError> {
+    if value.is_empty() {
+        return Err(ParseError::Empty { kind });
+    }
+    if value.chars().count() > max {
+        return Err(ParseError::TooLong { kind, max });
+    }
+    let ok = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
+    if !ok {
+        return Err(ParseError::InvalidCharacter { kind });
+    }
+    Ok(())
+}
+
+macro_rules! id_newtype {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(value: impl Into<String>) -> Result<Self, ParseError> {
+                let value = value.into();
+                check_segment($kind, &value, $max)?;
+                Ok(Self(value))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ParseError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(value)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ParseError;
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                Self::parse(value)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+id_newtype!(
+    /// The tenant (customer account) every key starts with. Comes only from a verified identity.
+    TenantId, "tenant id", 64
+);
+id_newtype!(
+    /// One tenant's link to one provider account.
+    ConnectionId, "connection id", 64
+);
+id_newtype!(
+    /// A provider's id for a record (HubSpot `hs_object_id`, Salesforce Id, Google event id, ...).
+    ExternalId, "external id", 255
+);
+id_newtype!(
+    /// Syncbridge's own id for a canonical record.
+    RecordId, "record id", 64
+);
+id_newtype!(
+    /// A sync job's id; also its SQS deduplication id (at most 128 characters there).
+    JobId, "job id", 128
+);
+id_newtype!(
+    /// One sync run's id (a ULID, so runs sort by start time).
+    RunId, "run id", 64
+);
+id_newtype!(
+    /// A key that makes a side effect happen at most once, however often its job is delivered.
+    IdempotencyKey, "idempotency key", 128
+);
+
+impl ConnectionId {
+    /// A new random connection id.
+    pub fn generate() -> Self {
+        Self(ulid::Ulid::new().to_string().to_lowercase())
+    }
+}
+
+impl RunId {
+    pub fn generate() -> Self {
+        Self(ulid::Ulid::new().to_string())
+    }
+}
+
+impl RecordId {
+    /// The record id a pulled record gets when first seen: derived from where it came from, so two
+    /// workers that see the same new remote record at once agree on its id.
+    pub fn derive(
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        object: ObjectType,
+        external: &ExternalId,
+    ) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [tenant.as_str(), connection.as_str(), object.as_str(), external.as_str()] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        let digest = h.finalize();
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Self(format!("r_{hex}"))
+    }
+}
+
+/// The providers Syncbridge talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Hubspot,
+    Salesforce,
+    Google,
+    Microsoft,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Hubspot => "hubspot",
+            Provider::Salesforce => "salesforce",
+            Provider::Google => "google",
+            Provider::Microsoft => "microsoft",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        match value {
+            "hubspot" => Ok(Provider::Hubspot),
+            "salesforce" => Ok(Provider::Salesforce),
+            "google" => Ok(Provider::Google),
+            "microsoft" => Ok(Provider::Microsoft),
+            other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
+        }
+    }
+
+    /// The object types this provider syncs, in pull order.
+    pub fn object_types(self) -> &'static [ObjectType] {
+        match self {
+            Provider::Hubspot | Provider::Salesforce => &[ObjectType::Contacts],
+            Provider::Google | Provider::Microsoft => &[ObjectType::Events],
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Canonical object types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectType {
+    Contacts,
+    Companies,
+    Deals,
+    Notes,
+    Events,
+}
+
+impl ObjectType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::Contacts => "contacts",
+            ObjectType::Companies => "companies",
+            ObjectType::Deals => "deals",
+            ObjectType::Notes => "notes",
+            ObjectType::Events => "events",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        match value {
+            "contacts" => Ok(ObjectType::Contacts),
+            "companies" => Ok(ObjectType::Companies),
+            "deals" => Ok(ObjectType::Deals),
+            "notes" => Ok(ObjectType::Notes),
+            "events" => Ok(ObjectType::Events),
+            other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
+        }
+    }
+}
+
+impl fmt::Display for ObjectType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a pull of one object type stands: opaque to the engine, meaningful to the provider adapter
+/// that wrote it (JSON, so adapters can keep several fields). `None` in a connection means "never
+/// synced: do a full pull".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SyncCursor(String);
+
+impl SyncCursor {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn tenant_id_rejects_key_separator_and_empty() {
+        assert!(TenantId::parse("acme").is_ok());
+        assert_eq!(TenantId::parse(""), Err(ParseError::Empty { kind: "tenant id" }));
+        assert!(matches!(TenantId::parse("a#b"), Err(ParseError::InvalidCharacter { .. })));
+        assert!(matches!(TenantId::parse("x".repeat(65)), Err(ParseError::TooLong { .. })));
+    }
+
+    #[test]
+    fn ids_deserialize_through_parse() {
+        let ok: Result<ConnectionId, _> = serde_json::from_str("\"c-1\"");
+        assert!(ok.is_ok());
+        let bad: Result<ConnectionId, _> = serde_json::from_str("\"c#1\"");
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn provider_and_object_type_round_trip_and_reject_unknown() {
+        for p in [Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft] {
+            assert_eq!(Provider::parse(p.as_str()), Ok(p));
+        }
+        assert!(Provider::parse("zoho").is_err());
+        assert_eq!(ObjectType::parse("contacts"), Ok(ObjectType::Contacts));
+        assert!(ObjectType::parse("widgets").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn derived_record_ids_are_stable_and_distinct(a in "[a-z0-9]{1,20}", b in "[a-z0-9]{1,20}") {
+            let t = TenantId::parse("t").unwrap();
+            let c = ConnectionId::parse("c").unwrap();
+            let ea = ExternalId::parse(a.clone()).unwrap();
+            let eb = ExternalId::parse(b.clone()).unwrap();
+            let ra = RecordId::derive(&t, &c, ObjectType::Contacts, &ea);
+            prop_assert_eq!(&ra, &RecordId::derive(&t, &c, ObjectType::Contacts, &ea));
+            prop_assert!(RecordId::parse(ra.as_str().to_owned()).is_ok());
+            if a != b {
+                prop_assert_ne!(ra, RecordId::derive(&t, &c, ObjectType::Contacts, &eb));
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Jobs: what the dispatcher, the API and webhooks put on the SQS FIFO queue for the worker.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::connection::message_group;
+use super::ids::{ConnectionId, JobId, TenantId};
+
+/// Why a job was enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobReason {
+    Schedule,
+    Manual,
+    Webhook,
+    /// The previous invocation ran low on time and handed the rest of the work on.
+    Continuation,
+}
+
+/// What the job asks the worker to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Pull every object type from its cursor, merge, push approved items.
+    Sync,
+}
+
+/// One job message. The wire format is versioned (`v`), so a worker rejects what it does not know
+/// as a permanent failure instead of guessing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub v: u8,
+    pub job_id: JobId,
+    pub tenant_id: TenantId,
+    pub connection_id: ConnectionId,
+    pub kind: JobKind,
+    pub reason: JobReason,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+/// Why a job message could not be read. Always permanent: redelivering it cannot help.
+#[derive(Debug, thiserror::Error)]
+pub enum JobParseError {
+    #[error("job message is not valid JSON for a job: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("job message has unsupported version {0}")]
+    UnsupportedVersion(u8),
+}
+
+pub const JOB_WIRE_VERSION: u8 = 1;
+
+impl Job {
+    pub fn sync(
+        tenant_id: TenantId,
+        connection_id: ConnectionId,
+        job_id: JobId,
+        reason: JobReason,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            v: JOB_WIRE_VERSION,
+            job_id,
+            tenant_id,
+            connection_id,
+            kind: JobKind::Sync,
+            reason,
+            enqueued_at: now,
+        }
+    }
+
+    /// The job id of a scheduled sync: the connection and its due slot, so two dispatchers that
+    /// both try to enqueue one slot produce one job (SQS deduplication).
+    pub fn scheduled_id(connection: &ConnectionId, slot: DateTime<Utc>) -> JobId {
+        JobId::parse(format!("{connection}:s:{}", slot.timestamp())).expect("valid job id")
+    }
+
+    /// A job id for a sync requested by a person or a webhook, unique per request.
+    pub fn requested_id(connection: &ConnectionId, reason: JobReason) -> JobId {
+        let tag = match reason {
+            JobReason::Schedule => "s",
+            JobReason::Manual => "m",
+            JobReason::Webhook => "w",
+            JobReason::Continuation => "c",
+        };
+        JobId::parse(format!("{connection}:{tag}:{}", ulid::Ulid::new())).expect("valid job id")
+    }
+
+    pub fn parse(body: &str) -> Result<Self, JobParseError> {
+        let job: Job = serde_json::from_str(body)?;
+        if job.v != JOB_WIRE_VERSION {
+            return Err(JobParseError::UnsupportedVersion(job.v));
+        }
+        Ok(job)
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a job always serializes")
+    }
+
+    pub fn message_group(&self) -> String {
+        message_group(&self.tenant_id, &self.connection_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        let c = ConnectionId::parse("c1").unwrap();
+        Job::sync(
+            TenantId::parse("t1").unwrap(),
+            c.clone(),
+            Job::scheduled_id(&c, Utc::now()),
+            JobReason::Schedule,
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn job_round_trips_through_its_wire_format() {
+        let j = job();
+        assert_eq!(Job::parse(&j.to_body()).unwrap(), j);
+        assert!(j.to_body().contains("\"kind\":\"sync\""));
+    }
+
+    #[test]
+    fn malformed_unknown_and_future_jobs_are_rejected() {
+        assert!(matches!(Job::parse("not json"), Err(JobParseError::Malformed(_))));
+        let unknown_kind = job().to_body().replace("\"kind\":\"sync\"", "\"kind\":\"explode\"");
+        assert!(Job::parse(&unknown_kind).is_err());
+        let bad_tenant = job().to_body().replace("\"t1\"", "\"t#1\"");
+        assert!(Job::parse(&bad_tenant).is_err());
+        let future = job().to_body().replace("\"v\":1", "\"v\":9");
+        assert!(matches!(Job::parse(&future), Err(JobParseError::UnsupportedVersion(9))));
+    }
+
+    #[test]
+    fn scheduled_job_ids_are_the_same_for_the_same_slot() {
+        let c = ConnectionId::parse("c1").unwrap();
+        let t = Utc::now();
+        assert_eq!(Job::scheduled_id(&c, t), Job::scheduled_id(&c, t));
+        assert_ne!(
+            Job::requested_id(&c, JobReason::Manual),
+            Job::requested_id(&c, JobReason::Manual)
+        );
+    }
+}

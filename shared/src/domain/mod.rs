@@ -1,0 +1,20 @@
+//! Domain types: everything here is parsed once at the edge and valid by construction.
+
+pub mod audit;
+pub mod connection;
+pub mod event;
+pub mod ids;
+pub mod job;
+pub mod record;
+pub mod run;
+
+pub use audit::{AuditEntry, AuditOutcome, Operation};
+pub use connection::{Connection, ConnectionStatus, Credentials, NewConnection};
+pub use event::{DomainEvent, RecordChange};
+pub use ids::{
+    ConnectionId, ExternalId, IdempotencyKey, JobId, ObjectType, ParseError, Provider, RecordId,
+    RunId, SyncCursor, TenantId,
+};
+pub use job::{Job, JobKind, JobReason};
+pub use record::{CanonicalRecord, RemoteRecord, UpsertOutcome};
+pub use run::{RunCounts, RunStatus, SyncRun};

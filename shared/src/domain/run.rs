@@ -1,0 +1,66 @@
+//! Sync runs: one record per worker invocation of a job, with its counts and duration.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{ConnectionId, JobId, RunId, TenantId};
+use super::job::JobReason;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    /// Ran out of time, checkpointed and enqueued a continuation job.
+    Continued,
+    Failed,
+}
+
+/// What one run did. `processed = succeeded + failed`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub pulled: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+    /// HTTP requests made to the provider, and how many of them were answered 429.
+    pub requests: u64,
+    pub rate_limited: u64,
+    pub pages: u64,
+}
+
+impl RunCounts {
+    pub fn processed(&self) -> u64 {
+        self.pulled
+    }
+    pub fn succeeded(&self) -> u64 {
+        self.pulled.saturating_sub(self.failed)
+    }
+    pub fn add(&mut self, other: &RunCounts) {
+        self.pulled += other.pulled;
+        self.created += other.created;
+        self.updated += other.updated;
+        self.deleted += other.deleted;
+        self.unchanged += other.unchanged;
+        self.failed += other.failed;
+        self.requests += other.requests;
+        self.rate_limited += other.rate_limited;
+        self.pages += other.pages;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRun {
+    pub tenant_id: TenantId,
+    pub connection_id: ConnectionId,
+    pub run_id: RunId,
+    pub job_id: JobId,
+    pub reason: JobReason,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub counts: RunCounts,
+    pub error: Option<String>,
+}

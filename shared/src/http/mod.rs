@@ -1,0 +1,6 @@
+//! HTTP: the API and webhook routers (axum), served by `lambda_http` in AWS and by the local gateway.
+
+pub mod api;
+pub mod auth;
+pub mod problem;
+pub mod webhooks;

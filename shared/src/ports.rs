@@ -1,0 +1,284 @@
+//! Ports: the traits the engine and the HTTP layer call. Adapters implement them for DynamoDB, SQS,
+//! EventBridge and each provider; in-memory versions serve unit tests of logic.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use crate::domain::{
+    AuditEntry, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId, Job,
+    JobId, ObjectType, Provider, RecordId, RemoteRecord, SyncCursor, SyncRun, TenantId,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors from the stores (DynamoDB).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost: the item changed since it was read (or already exists).
+    #[error("the item changed since it was read")]
+    Conflict,
+    /// Throttled or a passing service fault: retry later.
+    #[error("store temporarily unavailable")]
+    Unavailable(#[source] BoxError),
+    /// An item that does not convert to a domain type (a bug or a hand edit): never retried.
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store request failed")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Backend(_))
+    }
+}
+
+/// A page of results and the opaque token for the next one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// A connection found in the due index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueConnection {
+    pub tenant_id: TenantId,
+    pub connection_id: ConnectionId,
+    pub next_sync_at: DateTime<Utc>,
+    pub interval_minutes: u32,
+}
+
+/// Connections and their sync state.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Stores a new connection; `Conflict` if its id exists.
+    async fn create(&self, connection: &Connection) -> Result<(), StoreError>;
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+    ) -> Result<Option<Connection>, StoreError>;
+    /// All of one tenant's connections (a tenant has few).
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError>;
+    /// Connections in due-index shard `shard` whose `next_sync_at <= now`, oldest first, at most
+    /// `limit`. The index is sparse: paused connections are not in it.
+    async fn due(
+        &self,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueConnection>, StoreError>;
+    /// Moves `next_sync_at` from `slot` to `next` only if it still is `slot`. `Ok(false)` means
+    /// another dispatcher claimed the slot first. Does not touch `version`.
+    async fn claim_slot(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        slot: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Writes the worker-owned state (status, cursors, credentials, last sync, error, counts, last
+    /// run) if `version` is still `connection.version`; returns the new version. Leaves settings and
+    /// `next_sync_at` alone.
+    async fn save_state(&self, connection: &Connection) -> Result<u64, StoreError>;
+}
+
+/// One write of a canonical record.
+#[derive(Debug, Clone)]
+pub enum RecordWrite {
+    /// A record seen for the first time: also registers `provider#object#external_id -> record_id`.
+    Create(CanonicalRecord),
+    /// A changed record: written only if the stored version is still `record.version - 1`.
+    Update(CanonicalRecord),
+}
+
+/// Canonical records and the external id registry.
+#[async_trait]
+pub trait RecordStore: Send + Sync {
+    /// The stored records for these external ids (looked up through the id registry). Ids with no
+    /// record are absent from the map. At most 100 ids a call.
+    async fn get_by_external(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        provider: Provider,
+        object: ObjectType,
+        ids: &[ExternalId],
+    ) -> Result<HashMap<ExternalId, CanonicalRecord>, StoreError>;
+    /// Applies the writes; one result per write, in order. A lost condition is `Err(Conflict)` for
+    /// that write only.
+    async fn write(&self, writes: Vec<RecordWrite>) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        record: &RecordId,
+    ) -> Result<Option<CanonicalRecord>, StoreError>;
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        object: Option<ObjectType>,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> Result<Page<CanonicalRecord>, StoreError>;
+}
+
+/// Sync runs and the job ledger that makes a redelivered job a no-op.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// True when `job` already finished (its run was recorded by `finish`).
+    async fn job_done(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        job: &JobId,
+    ) -> Result<bool, StoreError>;
+    /// Atomically: saves the connection's state (as `ConnectionStore::save_state`, conditional on
+    /// its version), stores the run, and marks the run's job done. Returns the new version.
+    async fn finish(&self, connection: &Connection, run: &SyncRun) -> Result<u64, StoreError>;
+    /// Runs of one connection, newest first.
+    async fn list_runs(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<SyncRun>, StoreError>;
+}
+
+/// Audit query filters (all optional but the tenant).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub connection: Option<ConnectionId>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: usize,
+    pub page_token: Option<String>,
+}
+
+/// The append-only audit log. Writers can only add entries (PutItem), never change one.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn append(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// Entries of one tenant, newest first.
+    async fn query(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Some jobs could not be enqueued after retries; their ids.
+    #[error("{} job(s) could not be enqueued", .0.len())]
+    Partial(Vec<JobId>),
+    #[error("queue request failed")]
+    Backend(#[source] BoxError),
+}
+
+/// The SQS FIFO jobs queue.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Enqueues with SendMessageBatch (10 a call), `MessageGroupId` = the job's connection and
+    /// `MessageDeduplicationId` = its job id, retrying `Failed` entries that SQS marks retryable.
+    async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("{0} event(s) were not accepted by the bus")]
+    Partial(usize),
+    #[error("event bus request failed")]
+    Backend(#[source] BoxError),
+}
+
+/// The EventBridge bus.
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Publishes with PutEvents (10 a call), retrying entries counted in `FailedEntryCount`.
+    async fn publish(&self, events: &[DomainEvent]) -> Result<(), BusError>;
+}
+
+/// Errors from a provider, classified for retry decisions.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("rate limited by the provider; retry after {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    #[error("the provider rejected the credentials")]
+    Unauthorized,
+    #[error("not found at the provider")]
+    NotFound,
+    /// The cursor is no longer valid (Google 410, Graph 410): the caller starts a full pull.
+    #[error("the sync cursor expired at the provider")]
+    CursorExpired,
+    #[error("provider temporarily failed: {0}")]
+    Transient(String),
+    #[error("provider request failed permanently: {0}")]
+    Permanent(String),
+}
+
+impl ProviderError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ProviderError::RateLimited { .. } | ProviderError::Transient(_))
+    }
+}
+
+/// One page pulled from a provider.
+#[derive(Debug, Clone)]
+pub struct PulledPage {
+    pub records: Vec<RemoteRecord>,
+    /// Where the next pull starts: checkpointed after this page is stored.
+    pub cursor: SyncCursor,
+    /// False when this page reached the present: the pull is complete for now.
+    pub has_more: bool,
+}
+
+/// Request counters of one provider client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    pub requests: u64,
+    pub rate_limited: u64,
+}
+
+/// One provider account, as seen through its API.
+#[async_trait]
+pub trait ProviderClient: Send + Sync {
+    /// The next page of records of `object` changed since `cursor` (`None`: a full pull from the
+    /// start). Pages are in modification order; a page may repeat records of the previous page
+    /// (lookback) but never skips one. Honours rate limits: waits out short `Retry-After`s itself,
+    /// returns `RateLimited` for long ones.
+    async fn pull_page(
+        &self,
+        token: &SecretString,
+        object: ObjectType,
+        cursor: Option<&SyncCursor>,
+    ) -> Result<PulledPage, ProviderError>;
+
+    /// Exchanges a refresh token for new credentials.
+    async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError>;
+
+    /// Requests made and 429s received so far by this client.
+    fn stats(&self) -> RequestStats;
+}
+
+/// Builds a client for one connection (its base URL, its rate limiter).
+pub trait ProviderFactory: Send + Sync {
+    fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError>;
+}
+
+/// The time source; tests and the local runner can move it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Wall-clock time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
