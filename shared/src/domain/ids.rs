@@ -111,6 +111,23 @@ id_newtype!(
     IdempotencyKey, "idempotency key", 128
 );
 
+impl TenantId {
+    /// The reserved tenant under which Syncbridge records what belongs to no tenant (a job message
+    /// too malformed to name one). `parse` refuses it, so no caller can ever act as it.
+    pub fn system() -> Self {
+        Self("_system".to_owned())
+    }
+
+    /// Parses a tenant id from a verified identity or a stored key; refuses the reserved prefix `_`.
+    pub fn parse_external(value: impl Into<String>) -> Result<Self, ParseError> {
+        let t = Self::parse(value)?;
+        if t.0.starts_with('_') {
+            return Err(ParseError::InvalidCharacter { kind: "tenant id" });
+        }
+        Ok(t)
+    }
+}
+
 impl ConnectionId {
     /// A new random connection id.
     pub fn generate() -> Self {
@@ -257,6 +274,8 @@ mod tests {
         assert_eq!(TenantId::parse(""), Err(ParseError::Empty { kind: "tenant id" }));
         assert!(matches!(TenantId::parse("a#b"), Err(ParseError::InvalidCharacter { .. })));
         assert!(matches!(TenantId::parse("x".repeat(65)), Err(ParseError::TooLong { .. })));
+        assert!(TenantId::parse_external("_system").is_err());
+        assert!(TenantId::parse_external("acme").is_ok());
     }
 
     #[test]

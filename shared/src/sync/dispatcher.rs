@@ -1,1 +1,114 @@
-//! TODO
+//! The dispatcher: on every schedule tick, finds due connections in the sharded due index, claims
+//! each slot with a conditional write (so overlapping dispatchers never enqueue a slot twice), and
+//! enqueues one sync job per claimed slot.
+
+use chrono::{DateTime, Duration, Utc};
+use futures::future::try_join_all;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::Deps;
+use crate::domain::{Job, JobReason};
+use crate::ports::{DueConnection, QueueError, StoreError};
+
+/// Due connections read from the index a query.
+const DUE_PAGE: usize = 100;
+/// Upper bound on index queries a shard per tick, so one tick always ends.
+const MAX_ROUNDS: usize = 1000;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DispatchSummary {
+    pub due: u64,
+    pub claimed: u64,
+    pub enqueued: u64,
+    /// Slots another dispatcher claimed first.
+    pub lost_races: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// One schedule tick at time `now` (the later of the event's time and the clock).
+pub async fn dispatch(deps: &Deps, event_time: Option<DateTime<Utc>>) -> Result<DispatchSummary, DispatchError> {
+    let now = event_time.map_or_else(|| deps.clock.now(), |t| t.max(deps.clock.now()));
+    let shards = (0..deps.settings.due_shards).map(|shard| dispatch_shard(deps, shard, now));
+    let mut total = DispatchSummary::default();
+    for s in try_join_all(shards).await? {
+        total.due += s.due;
+        total.claimed += s.claimed;
+        total.enqueued += s.enqueued;
+        total.lost_races += s.lost_races;
+    }
+    info!(?total, %now, "dispatch finished");
+    Ok(total)
+}
+
+async fn dispatch_shard(deps: &Deps, shard: u16, now: DateTime<Utc>) -> Result<DispatchSummary, DispatchError> {
+    let mut summary = DispatchSummary::default();
+    for _ in 0..MAX_ROUNDS {
+        let due = deps.connections.due(shard, now, DUE_PAGE).await?;
+        let batch_len = due.len();
+        summary.due += batch_len as u64;
+        let mut claimed: Vec<(DueConnection, DateTime<Utc>)> = Vec::new();
+        for d in due {
+            let next = next_slot(&d, now);
+            if deps.connections.claim_slot(&d.tenant_id, &d.connection_id, d.next_sync_at, next).await? {
+                claimed.push((d, next));
+            } else {
+                summary.lost_races += 1;
+            }
+        }
+        summary.claimed += claimed.len() as u64;
+        let jobs: Vec<Job> = claimed
+            .iter()
+            .map(|(d, _)| {
+                Job::sync(
+                    d.tenant_id.clone(),
+                    d.connection_id.clone(),
+                    Job::scheduled_id(&d.connection_id, d.next_sync_at),
+                    JobReason::Schedule,
+                    now,
+                )
+            })
+            .collect();
+        match deps.queue.enqueue(&jobs).await {
+            Ok(()) => summary.enqueued += jobs.len() as u64,
+            Err(e) => {
+                release_unsent(deps, &claimed, &e).await;
+                return Err(e.into());
+            }
+        }
+        if batch_len < DUE_PAGE {
+            break;
+        }
+    }
+    Ok(summary)
+}
+
+fn next_slot(d: &DueConnection, now: DateTime<Utc>) -> DateTime<Utc> {
+    let interval = Duration::minutes(i64::from(d.interval_minutes.max(1)));
+    let next = d.next_sync_at + interval;
+    if next > now { next } else { now + interval }
+}
+
+/// Gives back the slots of jobs that could not be enqueued, so the next tick tries them again.
+async fn release_unsent(deps: &Deps, claimed: &[(DueConnection, DateTime<Utc>)], err: &QueueError) {
+    let unsent: Option<&Vec<crate::domain::JobId>> = match err {
+        QueueError::Partial(ids) => Some(ids),
+        QueueError::Backend(_) => None,
+    };
+    for (d, next) in claimed {
+        let job_id = Job::scheduled_id(&d.connection_id, d.next_sync_at);
+        if unsent.is_some_and(|ids| !ids.contains(&job_id)) {
+            continue;
+        }
+        if let Err(e) = deps.connections.claim_slot(&d.tenant_id, &d.connection_id, *next, d.next_sync_at).await {
+            warn!(connection = %d.connection_id, error = %e, "could not release an unsent slot");
+        }
+    }
+}

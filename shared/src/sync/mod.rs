@@ -1,4 +1,75 @@
-//! The sync engine: the dispatcher and worker handlers and the pull logic they share.
+//! The sync engine: the dispatcher and worker handlers and the pull logic they share. Handlers are
+//! plain `async fn`s over [`Deps`], so tests call them without a Lambda runtime.
 
 pub mod dispatcher;
+pub mod merge;
+pub mod pull;
 pub mod worker;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::ports::{
+    AuditLog, Clock, ConnectionStore, EventBus, JobQueue, ProviderFactory, RecordStore, RunStore,
+};
+
+/// Everything the handlers call, built once per Lambda instance.
+#[derive(Clone)]
+pub struct Deps {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub records: Arc<dyn RecordStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub audit: Arc<dyn AuditLog>,
+    pub queue: Arc<dyn JobQueue>,
+    pub bus: Arc<dyn EventBus>,
+    pub providers: Arc<dyn ProviderFactory>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: EngineSettings,
+}
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Shards of the due-connections index (must match what the store writes).
+    pub due_shards: u16,
+    /// Time left before the Lambda deadline at which the worker checkpoints and hands on.
+    pub deadline_margin: Duration,
+    /// Refresh an OAuth token this long before it expires.
+    pub refresh_margin: chrono::Duration,
+    /// Receives after which a failing job marks its connection `error` (the queue's maxReceiveCount).
+    pub max_receives: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            due_shards: crate::config::DEFAULT_DUE_SHARDS,
+            deadline_margin: Duration::from_secs(20),
+            refresh_margin: chrono::Duration::minutes(5),
+            max_receives: 5,
+        }
+    }
+}
+
+/// When the current invocation must be done by.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// From the Lambda context's deadline (milliseconds since the Unix epoch).
+    pub fn from_epoch_millis(deadline_ms: u64) -> Self {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Self(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+    }
+
+    pub fn after(duration: Duration) -> Self {
+        Self(Instant::now() + duration)
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}
