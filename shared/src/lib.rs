@@ -14,3 +14,4 @@ pub mod http;
 pub mod ports;
 pub mod sync;
 pub mod telemetry;
+pub mod wiring;

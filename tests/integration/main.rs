@@ -1,1 +1,3 @@
-//! Integration tests
+//! Integration tests: one binary, each test with its own moto, fakes and gateway on random ports.
+
+mod e2e;

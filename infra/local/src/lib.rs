@@ -1,1 +1,13 @@
-//! TODO
+//! The local stack: everything AWS and the providers do around our handlers, on one machine with no
+//! AWS account: moto for DynamoDB, SQS and EventBridge (resources created from template.yaml), the
+//! provider fakes, a runner that fires the schedule and delivers SQS batches to the worker, and a
+//! gateway that serves the API and webhook routers as API Gateway would.
+
+pub mod cli;
+pub mod demo;
+pub mod gateway;
+pub mod local;
+pub mod runner;
+pub mod stack;
+
+pub use local::{LocalStack, StackOptions};

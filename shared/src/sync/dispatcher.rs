@@ -33,6 +33,14 @@ pub enum DispatchError {
     Queue(#[from] QueueError),
 }
 
+/// The Lambda handler: one EventBridge scheduled event.
+pub async fn handle_schedule(
+    deps: &Deps,
+    event: aws_lambda_events::event::eventbridge::EventBridgeEvent<serde_json::Value>,
+) -> Result<DispatchSummary, DispatchError> {
+    dispatch(deps, event.time).await
+}
+
 /// One schedule tick at time `now` (the later of the event's time and the clock).
 pub async fn dispatch(deps: &Deps, event_time: Option<DateTime<Utc>>) -> Result<DispatchSummary, DispatchError> {
     let now = event_time.map_or_else(|| deps.clock.now(), |t| t.max(deps.clock.now()));

@@ -1,0 +1,378 @@
+//! The `syncbridge` subcommands. The background stack's whereabouts live in `.syncbridge/` at the
+//! repository root (or `$SYNCBRIDGE_HOME`): `stack.json` (pid and URLs) and `dev-key` (the local
+//! token signing key, mode 0600).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use syncbridge::http::auth::DevKey;
+use syncbridge_fakes::hubspot::FakeConfig;
+
+use crate::local::{LocalStack, StackOptions};
+use crate::stack;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct UpArgs {
+    /// Contacts the HubSpot fake is seeded with.
+    #[arg(long, default_value_t = 500)]
+    pub contacts: usize,
+    /// Seconds between schedule ticks (EventBridge fires every 60).
+    #[arg(long, default_value_t = 60)]
+    pub tick_seconds: u64,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct TenantArgs {
+    #[arg(long, default_value = "local")]
+    pub tenant: String,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SyncArgs {
+    #[arg(long, value_parser = ["hubspot"])]
+    pub provider: String,
+    /// The provider's API base URL (the local fake, or https://api.hubapi.com).
+    #[arg(long)]
+    pub base_url: String,
+    /// An access token (a HubSpot private-app token works). Also read from SYNCBRIDGE_TOKEN.
+    #[arg(long, env = "SYNCBRIDGE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    #[arg(long, default_value = "local")]
+    pub tenant: String,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_seconds: u64,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct DemoArgs {
+    #[arg(long, default_value_t = 2000)]
+    pub contacts: usize,
+    /// Contacts edited in HubSpot between the first and the second sync.
+    #[arg(long, default_value_t = 40)]
+    pub edits: usize,
+}
+
+/// What `up` leaves in `stack.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackInfo {
+    pub pid: u32,
+    pub api_url: String,
+    pub hubspot_url: String,
+    pub hubspot_token: String,
+    pub moto_endpoint: String,
+    pub table_name: String,
+    pub jobs_queue_url: String,
+}
+
+fn home() -> Result<PathBuf> {
+    let dir = match std::env::var_os("SYNCBRIDGE_HOME") {
+        Some(d) => PathBuf::from(d),
+        None => stack::repo_root()?.join(".syncbridge"),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn read_info() -> Result<Option<StackInfo>> {
+    let path = home()?.join("stack.json");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let info: StackInfo = serde_json::from_str(&text).context("reading stack.json")?;
+    Ok(alive(info.pid).then_some(info))
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+fn dev_key() -> Result<DevKey> {
+    let text = std::fs::read_to_string(home()?.join("dev-key")).context("reading the dev key (is the stack up?)")?;
+    Ok(DevKey::new(SecretString::from(text.trim().to_owned())))
+}
+
+fn print_info(info: &StackInfo) {
+    println!("Syncbridge local stack is up (pid {}).", info.pid);
+    println!("  API (gateway):  {}/v1/...", info.api_url);
+    println!("  Webhooks:       {}/webhooks/...", info.api_url);
+    println!("  HubSpot fake:   {}  (token: {})", info.hubspot_url, info.hubspot_token);
+    println!("  moto (AWS):     {}", info.moto_endpoint);
+    println!("  Token for curl: syncbridge token --tenant local");
+}
+
+/// Starts the background stack unless one runs; returns its info.
+pub async fn ensure_up(args: &UpArgs) -> Result<StackInfo> {
+    if let Some(info) = read_info()? {
+        return Ok(info);
+    }
+    let home = home()?;
+    let _ = std::fs::remove_file(home.join("stack.json"));
+    let log = std::fs::File::create(home.join("daemon.log"))?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("daemon")
+        .arg("--contacts")
+        .arg(args.contacts.to_string())
+        .arg("--tick-seconds")
+        .arg(args.tick_seconds.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal session.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting the stack daemon")?;
+    for _ in 0..600 {
+        if let Some(info) = read_info()? {
+            return Ok(info);
+        }
+        if !alive(child.id()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(home.join("daemon.log")).unwrap_or_default();
+    bail!("the local stack did not start; its log:\n{log}")
+}
+
+pub async fn up(args: &UpArgs) -> Result<()> {
+    let info = ensure_up(args).await?;
+    print_info(&info);
+    Ok(())
+}
+
+pub async fn down() -> Result<()> {
+    let home = home()?;
+    let Some(info) = read_info()? else {
+        println!("No local stack is running.");
+        let _ = std::fs::remove_file(home.join("stack.json"));
+        return Ok(());
+    };
+    // SAFETY: sending SIGTERM to the daemon we started.
+    unsafe { libc::kill(info.pid as libc::pid_t, libc::SIGTERM) };
+    for _ in 0..100 {
+        if !alive(info.pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = std::fs::remove_file(home.join("stack.json"));
+    println!("Stopped the local stack (pid {}).", info.pid);
+    Ok(())
+}
+
+/// The background stack itself: runs until SIGTERM or Ctrl-C.
+pub async fn daemon(args: &UpArgs) -> Result<()> {
+    syncbridge::telemetry::init();
+    let home = home()?;
+    let key_text = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    write_private(&home.join("dev-key"), &key_text)?;
+    let token = "pat-local-hubspot".to_owned();
+    let options = StackOptions {
+        hubspot: FakeConfig {
+            contacts: args.contacts,
+            rate_limits: true,
+            private_app_token: Some(token.clone()),
+            ..FakeConfig::default()
+        },
+        dev_key: Some(DevKey::new(SecretString::from(key_text))),
+        ..StackOptions::default()
+    };
+    let stack = LocalStack::start(options).await?;
+    let info = StackInfo {
+        pid: std::process::id(),
+        api_url: stack.gateway.base_url(),
+        hubspot_url: stack.hubspot.base_url(),
+        hubspot_token: token,
+        moto_endpoint: stack.moto.endpoint().to_owned(),
+        table_name: stack.config.resources.table_name.clone(),
+        jobs_queue_url: stack.config.resources.jobs_queue_url.clone(),
+    };
+    std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&info)?)?;
+    tracing::info!(api = %info.api_url, "local stack up");
+
+    let runner = stack.runner.clone();
+    let tick = Duration::from_secs(args.tick_seconds.max(1));
+    let schedule = tokio::spawn({
+        let runner = runner.clone();
+        async move {
+            let mut interval = tokio::time::interval(tick);
+            loop {
+                interval.tick().await;
+                if let Err(e) = runner.fire_schedule(chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "schedule tick failed");
+                }
+            }
+        }
+    });
+    let deliver = tokio::spawn(async move {
+        loop {
+            if let Err(e) = runner.deliver_once(Duration::from_secs(1)).await {
+                tracing::warn!(error = %e, "delivery failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    schedule.abort();
+    deliver.abort();
+    let _ = std::fs::remove_file(home.join("stack.json"));
+    drop(stack);
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// A small client of the local API.
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: SecretString,
+}
+
+impl ApiClient {
+    pub fn new(base: String, token: String) -> Self {
+        Self { http: reqwest::Client::new(), base, token: SecretString::from(token) }
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path))
+            .bearer_auth(self.token.expose_secret());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.with_context(|| format!("{method} {path}"))?;
+        let status = res.status();
+        let value: Value = res.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{method} {path} answered {status}: {value}");
+        }
+        Ok(value)
+    }
+}
+
+fn api_for(info: &StackInfo, tenant: &str) -> Result<ApiClient> {
+    let token = dev_key()?.sign(tenant, &format!("cli-{tenant}"), Duration::from_secs(3600))?;
+    Ok(ApiClient::new(info.api_url.clone(), token))
+}
+
+pub async fn token(args: &TenantArgs) -> Result<()> {
+    ensure_up(&default_up()).await?;
+    println!("{}", dev_key()?.sign(&args.tenant, &format!("cli-{}", args.tenant), Duration::from_secs(3600))?);
+    Ok(())
+}
+
+fn default_up() -> UpArgs {
+    UpArgs { contacts: 500, tick_seconds: 60 }
+}
+
+pub async fn status(args: &TenantArgs) -> Result<()> {
+    let info = ensure_up(&default_up()).await?;
+    let api = api_for(&info, &args.tenant)?;
+    let list = api.call(reqwest::Method::GET, "/v1/connections", None).await?;
+    let items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!("Tenant '{}' has no connections yet. Try: syncbridge sync --provider hubspot --base-url {} --token {}", args.tenant, info.hubspot_url, info.hubspot_token);
+        return Ok(());
+    }
+    println!("{:<28} {:<9} {:<8} {:<25} {:<25} {:>8}  {}", "CONNECTION", "PROVIDER", "STATUS", "LAST SYNC", "NEXT SYNC", "RECORDS", "ERROR");
+    for c in items {
+        let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+        let records: u64 = c
+            .get("record_counts")
+            .and_then(Value::as_object)
+            .map(|m| m.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
+        println!(
+            "{:<28} {:<9} {:<8} {:<25} {:<25} {:>8}  {}",
+            s("id"), s("provider"), s("status"), s("last_sync_at"), s("next_sync_at"), records, s("last_error")
+        );
+    }
+    Ok(())
+}
+
+pub async fn sync(args: &SyncArgs) -> Result<()> {
+    let info = ensure_up(&default_up()).await?;
+    let api = api_for(&info, &args.tenant)?;
+    let list = api.call(reqwest::Method::GET, "/v1/connections", None).await?;
+    let existing = list
+        .get("items")
+        .and_then(Value::as_array)
+        .and_then(|items| {
+            items.iter().find(|c| {
+                c.get("provider").and_then(Value::as_str) == Some(args.provider.as_str())
+                    && c.get("base_url").and_then(Value::as_str) == Some(args.base_url.trim_end_matches('/'))
+            })
+        })
+        .cloned();
+    let connection = match existing {
+        Some(c) => c,
+        None => {
+            api.call(
+                reqwest::Method::POST,
+                "/v1/connections",
+                Some(json!({ "provider": args.provider, "base_url": args.base_url.trim_end_matches('/'), "access_token": args.token })),
+            )
+            .await?
+        }
+    };
+    let id = connection.get("id").and_then(Value::as_str).ok_or_else(|| anyhow!("connection has no id"))?.to_owned();
+    let started = api.call(reqwest::Method::POST, &format!("/v1/connections/{id}/sync"), None).await?;
+    let job_id = started.get("job_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    println!("Syncing connection {id} (job {job_id}) ...");
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout_seconds);
+    let runs = loop {
+        if std::time::Instant::now() > deadline {
+            bail!("the sync did not finish within {} s; see `syncbridge status`", args.timeout_seconds);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let runs = api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/runs?limit=100"), None).await?;
+        let runs = runs.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+        if let Some(done) = runs_since_job(&runs, &job_id) {
+            break done;
+        }
+    };
+    let sum = |k: &str| -> u64 { runs.iter().filter_map(|r| r.pointer(&format!("/counts/{k}")).and_then(Value::as_u64)).sum() };
+    let duration: u64 = runs.iter().filter_map(|r| r.get("duration_ms").and_then(Value::as_u64)).sum();
+    let last = runs.last().cloned().unwrap_or(Value::Null);
+    println!(
+        "Done in {} run(s), {:.1} s: {} records pulled ({} created, {} updated, {} deleted, {} unchanged); {} requests to {} ({} answered 429).",
+        runs.len(), duration as f64 / 1000.0, sum("pulled"), sum("created"), sum("updated"), sum("deleted"), sum("unchanged"),
+        sum("requests"), args.provider, sum("rate_limited")
+    );
+    if let Some(err) = last.get("error").and_then(Value::as_str) {
+        println!("Last run failed: {err}");
+    }
+    Ok(())
+}
+
+/// The runs of the job `job_id` and its continuations, oldest first, once the last one finished
+/// (`None` while it is still running).
+fn runs_since_job(runs_newest_first: &[Value], job_id: &str) -> Option<Vec<Value>> {
+    let pos = runs_newest_first.iter().position(|r| r.get("job_id").and_then(Value::as_str) == Some(job_id))?;
+    let mine: Vec<Value> = runs_newest_first[..=pos].iter().rev().cloned().collect();
+    let finished = mine.last().and_then(|r| r.get("status")).and_then(Value::as_str) != Some("continued");
+    finished.then_some(mine)
+}

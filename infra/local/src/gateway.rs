@@ -1,0 +1,97 @@
+//! The local gateway: plays API Gateway's HTTP API on 127.0.0.1. Routes `/v1/*` through a JWT
+//! authorizer (tokens signed with the local dev key) that fills the request context exactly as API
+//! Gateway would, then calls the same API router the Lambda serves; `/webhooks/*` goes to the
+//! webhooks router without a token. Anything else gets API Gateway's own 404.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{Request, StatusCode, header};
+use syncbridge::http::auth::{DevKey, gateway_context};
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+
+/// A running gateway; stops when dropped.
+pub struct Gateway {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Gateway {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Routes {
+    api: Router,
+    webhooks: Router,
+    key: DevKey,
+}
+
+/// Serves `api` and `webhooks` on `127.0.0.1:port` (0 picks a free port).
+pub async fn serve(api: Router, webhooks: Router, key: DevKey, port: u16) -> Result<Gateway> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .context("binding the local gateway")?;
+    let addr = listener.local_addr()?;
+    let routes = Routes { api, webhooks, key };
+    let app = Router::new().fallback(move |req: Request<Body>| {
+        let routes = routes.clone();
+        async move { route(routes, req).await }
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok(Gateway { addr, stop: Some(stop) })
+}
+
+async fn route(routes: Routes, mut req: Request<Body>) -> Response {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/webhooks/") {
+        return routes.webhooks.oneshot(req).await.into_response();
+    }
+    if !path.starts_with("/v1/") {
+        return gateway_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let Some(claims) = token.and_then(|t| routes.key.verify(&t).ok()) else {
+        return gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    req.extensions_mut().insert(gateway_context(&claims));
+    routes.api.oneshot(req).await.into_response()
+}
+
+/// API Gateway's own error responses (`{"message": ...}`), for what never reaches a Lambda.
+fn gateway_error(status: StatusCode, message: &str) -> Response {
+    let mut res = (status, axum::Json(serde_json::json!({ "message": message }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    res
+}

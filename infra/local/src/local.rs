@@ -1,0 +1,113 @@
+//! `LocalStack`: one complete Syncbridge on this machine: moto with the resources of template.yaml,
+//! the HubSpot fake, the engine wired exactly as in Lambda (only the endpoint differs), the runner
+//! and the gateway. Tests, `syncbridge` and `make demo` all start this same thing.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use aws_config::SdkConfig;
+use secrecy::SecretString;
+use syncbridge::adapters::crypto::TokenCipher;
+use syncbridge::config::{Config, OAuthApp};
+use syncbridge::http::auth::DevKey;
+use syncbridge::http::{api, webhooks};
+use syncbridge::ports::SystemClock;
+use syncbridge::sync::Deps;
+use syncbridge::wiring;
+use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
+
+use crate::gateway::{self, Gateway};
+use crate::runner::Runner;
+use crate::stack::{self, LocalResources, Moto};
+
+/// How to start a local stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Prefix of every resource name (unique per test); a random one when `None`.
+    pub prefix: Option<String>,
+    pub hubspot: FakeConfig,
+    /// Gateway port on 127.0.0.1; 0 picks one.
+    pub gateway_port: u16,
+    /// Also route the bus's events to a queue the caller can read (for tests and the demo).
+    pub tap_events: bool,
+    /// The key that signs local tokens; a fresh one when `None`.
+    pub dev_key: Option<DevKey>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self { prefix: None, hubspot: FakeConfig::default(), gateway_port: 0, tap_events: true, dev_key: None }
+    }
+}
+
+pub struct LocalStack {
+    pub config: Config,
+    pub sdk: SdkConfig,
+    pub resources: LocalResources,
+    pub deps: Deps,
+    pub runner: Runner,
+    pub gateway: Gateway,
+    pub hubspot: RunningFake,
+    pub dev_key: DevKey,
+    pub events_queue_url: Option<String>,
+    /// Last, so it stops after everything that talks to it.
+    pub moto: Moto,
+}
+
+impl LocalStack {
+    pub async fn start(options: StackOptions) -> Result<Self> {
+        let moto = Moto::start(Moto::locate()?).await.context("starting moto")?;
+        let sdk = stack::sdk_config(moto.endpoint());
+        let prefix = options
+            .prefix
+            .clone()
+            .unwrap_or_else(|| format!("sb{}", ulid::Ulid::new().to_string().to_lowercase()[20..].to_owned()));
+        let resources = stack::create_from_template(&stack::template_path()?, &sdk, &prefix)
+            .await
+            .context("creating resources from template.yaml")?;
+        let events_queue_url = if options.tap_events {
+            Some(stack::tap_events(&sdk, &resources.resources.event_bus_name, &prefix).await?)
+        } else {
+            None
+        };
+        let hubspot = HubspotFake::start(options.hubspot.clone()).await.context("starting the HubSpot fake")?;
+        let config = Config {
+            resources: resources.resources.clone(),
+            due_shards: resources
+                .environment
+                .get("DUE_SHARDS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(syncbridge::config::DEFAULT_DUE_SHARDS),
+            token_key: SecretString::from(TokenCipher::generate_key()),
+            hubspot_app: Some(OAuthApp {
+                client_id: options.hubspot.client_id.clone(),
+                client_secret: SecretString::from(options.hubspot.client_secret.clone()),
+            }),
+            tenant_claim: "tenant_id".to_owned(),
+        };
+        let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
+        let runner = Runner::new(deps.clone(), aws_sdk_sqs::Client::new(&sdk), config.resources.jobs_queue_url.clone()).await?;
+        let dev_key = options.dev_key.clone().unwrap_or_else(DevKey::generate);
+        let gateway = gateway::serve(
+            api::router(wiring::api_state(&deps, &config)),
+            webhooks::router(webhooks::WebhookState { queue: deps.queue.clone(), clock: deps.clock.clone() }),
+            dev_key.clone(),
+            options.gateway_port,
+        )
+        .await?;
+        Ok(Self { config, sdk, resources, deps, runner, gateway, hubspot, dev_key, events_queue_url, moto })
+    }
+
+    /// A dev-signed token for `tenant`, as an identity provider would issue (valid one hour).
+    pub fn token(&self, tenant: &str) -> Result<String> {
+        Ok(self.dev_key.sign(tenant, &format!("user-{tenant}"), std::time::Duration::from_secs(3600))?)
+    }
+
+    /// Events published on the bus since the last call (through the tap queue).
+    pub async fn take_events(&self) -> Result<Vec<serde_json::Value>> {
+        match &self.events_queue_url {
+            Some(url) => Ok(stack::drain_events(&self.sdk, url).await?),
+            None => Ok(Vec::new()),
+        }
+    }
+}

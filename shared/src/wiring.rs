@@ -1,0 +1,92 @@
+//! Wiring: builds the engine's [`Deps`] and the API's state from typed config and one AWS SDK
+//! config. Lambda mains call it once per instance; the local stack calls it with moto's endpoint.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+
+use crate::adapters::crypto::{CryptoError, TokenCipher};
+use crate::adapters::dynamo::DynamoStore;
+use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::hubspot::HubspotFactory;
+use crate::adapters::sqs::SqsJobQueue;
+use crate::config::Config;
+use crate::domain::{Connection, Provider};
+use crate::http::api::ApiState;
+use crate::ports::{Clock, ProviderClient, ProviderError, ProviderFactory, SystemClock};
+use crate::sync::{Deps, EngineSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error("TOKEN_KEY is not a usable key")]
+    TokenKey(#[source] CryptoError),
+    #[error("could not build the HTTP client")]
+    Http(#[source] reqwest::Error),
+}
+
+/// Routes each connection to its provider's adapter.
+pub struct Providers {
+    hubspot: HubspotFactory,
+}
+
+impl ProviderFactory for Providers {
+    fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
+        match connection.provider {
+            Provider::Hubspot => self.hubspot.client(connection),
+            other => Err(ProviderError::Permanent(format!("provider {other} is not supported yet"))),
+        }
+    }
+}
+
+/// The HTTP client every provider adapter shares (connection pooling across invocations).
+pub fn http_client() -> Result<reqwest::Client, WiringError> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(30))
+        .user_agent(concat!("syncbridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(WiringError::Http)
+}
+
+/// Everything the handlers need, from config.
+pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<Deps, WiringError> {
+    let cipher = TokenCipher::from_base64_key(&config.token_key).map_err(WiringError::TokenKey)?;
+    let res = &config.resources;
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        res.table_name.clone(),
+        res.audit_table_name.clone(),
+        cipher,
+        config.due_shards,
+    ));
+    let providers = Providers { hubspot: HubspotFactory::new(http_client()?, config.hubspot_app.clone()) };
+    Ok(Deps {
+        connections: store.clone(),
+        records: store.clone(),
+        runs: store.clone(),
+        audit: store,
+        queue: Arc::new(SqsJobQueue::new(aws_sdk_sqs::Client::new(sdk), res.jobs_queue_url.clone())),
+        bus: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), res.event_bus_name.clone())),
+        providers: Arc::new(providers),
+        clock,
+        settings: EngineSettings { due_shards: config.due_shards, ..EngineSettings::default() },
+    })
+}
+
+/// Production deps with the wall clock.
+pub fn deps_with_system_clock(config: &Config, sdk: &SdkConfig) -> Result<Deps, WiringError> {
+    deps(config, sdk, Arc::new(SystemClock))
+}
+
+/// The API router's state, sharing the engine's adapters.
+pub fn api_state(deps: &Deps, config: &Config) -> ApiState {
+    ApiState {
+        connections: deps.connections.clone(),
+        records: deps.records.clone(),
+        runs: deps.runs.clone(),
+        audit: deps.audit.clone(),
+        queue: deps.queue.clone(),
+        clock: deps.clock.clone(),
+        tenant_claim: config.tenant_claim.clone(),
+    }
+}

@@ -1,0 +1,212 @@
+//! The whole path, end to end: schedule -> dispatcher -> SQS FIFO -> worker -> DynamoDB -> API.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use syncbridge::sync::{Deadline, worker};
+use syncbridge_fakes::hubspot::{Fault, Route};
+use syncbridge_tests::*;
+
+const DRAIN: Duration = Duration::from_secs(120);
+
+fn n(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer).and_then(Value::as_u64).unwrap_or(u64::MAX)
+}
+
+fn items(v: &Value) -> Vec<Value> {
+    v.get("items").and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_scheduled_sync_pulls_every_contact_into_dynamodb_and_reports_it_through_the_api() {
+    let stack = stack(250, true).await.unwrap();
+    let id = connect(&stack, "acme", None).await.unwrap();
+
+    let tick = stack.runner.fire_schedule(chrono::Utc::now()).await.unwrap();
+    assert_eq!((tick.due, tick.enqueued), (1, 1));
+    let drained = stack.runner.drain(DRAIN).await.unwrap();
+    assert_eq!((drained.messages, drained.failures), (1, 0));
+
+    let conn = get(&stack, "acme", &format!("/v1/connections/{id}")).await.unwrap();
+    assert_eq!(conn["status"], "synced");
+    assert_eq!(n(&conn, "/record_counts/contacts"), 250);
+    let runs = items(&get(&stack, "acme", &format!("/v1/connections/{id}/runs")).await.unwrap());
+    assert_eq!(runs.len(), 1);
+    assert_eq!(n(&runs[0], "/counts/pulled"), 250);
+    assert_eq!(n(&runs[0], "/counts/created"), 250);
+    assert_eq!(n(&runs[0], "/counts/rate_limited"), 0);
+
+    let mut seen = 0;
+    let mut token: Option<String> = None;
+    loop {
+        let path = match &token {
+            Some(t) => format!("/v1/connections/{id}/records?limit=100&page_token={t}"),
+            None => format!("/v1/connections/{id}/records?limit=100"),
+        };
+        let page = get(&stack, "acme", &path).await.unwrap();
+        seen += items(&page).len();
+        token = page.get("next_page_token").and_then(Value::as_str).map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, 250);
+
+    let events = stack.take_events().await.unwrap();
+    let of = |t: &str| events.iter().filter(|e| e["detail-type"] == t).count();
+    assert_eq!(of("record.created"), 250);
+    assert_eq!(of("sync.completed"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_sync_after_edits_in_hubspot_pulls_only_the_changed_contacts() {
+    let stack = stack(300, true).await.unwrap();
+    let id = connect(&stack, "acme", None).await.unwrap();
+    stack.runner.fire_schedule(chrono::Utc::now()).await.unwrap();
+    stack.runner.drain(DRAIN).await.unwrap();
+
+    let hubspot = stack.hubspot.state();
+    for contact in ["7", "70", "170"] {
+        hubspot.edit_contact(contact, &[("jobtitle", "Chief Sync Officer")]).unwrap();
+    }
+    hubspot.reset_stats();
+    let later = chrono::Utc::now() + chrono::Duration::minutes(16);
+    assert_eq!(stack.runner.fire_schedule(later).await.unwrap().enqueued, 1);
+    stack.runner.drain(DRAIN).await.unwrap();
+
+    let runs = items(&get(&stack, "acme", &format!("/v1/connections/{id}/runs")).await.unwrap());
+    assert_eq!(runs.len(), 2);
+    let latest = &runs[0];
+    assert_eq!(n(latest, "/counts/updated"), 3);
+    assert_eq!(n(latest, "/counts/created"), 0);
+    assert!(n(latest, "/counts/requests") <= 3, "incremental took {latest}");
+    assert!(hubspot.stats().total <= 3);
+    let page = get(&stack, "acme", &format!("/v1/connections/{id}/records?limit=500")).await.unwrap();
+    let titled = items(&page).iter().filter(|r| r["fields"]["job_title"] == "Chief Sync Officer").count();
+    assert_eq!(titled, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_job_message_changes_nothing_the_second_time() {
+    let stack = stack(120, false).await.unwrap();
+    let id = connect(&stack, "acme", None).await.unwrap();
+    let job = job("acme", &id).unwrap();
+    let event = || sqs_event(&[("m-1", job.to_body(), job.message_group())]).unwrap();
+
+    let first = worker::handle_batch(&stack.deps, event(), Deadline::after(Duration::from_secs(60))).await;
+    assert!(first.batch_item_failures.is_empty());
+    let hubspot = stack.hubspot.state();
+    hubspot.reset_stats();
+    stack.take_events().await.unwrap();
+
+    let second = worker::handle_batch(&stack.deps, event(), Deadline::after(Duration::from_secs(60))).await;
+    assert!(second.batch_item_failures.is_empty());
+    assert_eq!(hubspot.stats().total, 0, "a redelivery must not call HubSpot again");
+    let runs = items(&get(&stack, "acme", &format!("/v1/connections/{id}/runs")).await.unwrap());
+    assert_eq!(runs.len(), 1);
+    assert!(stack.take_events().await.unwrap().is_empty());
+    let conn = get(&stack, "acme", &format!("/v1/connections/{id}")).await.unwrap();
+    assert_eq!(n(&conn, "/record_counts/contacts"), 120);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_from_hubspot_is_honoured_and_the_sync_still_completes() {
+    let stack = stack(150, true).await.unwrap();
+    let id = connect(&stack, "acme", None).await.unwrap();
+    let hubspot = stack.hubspot.state();
+    hubspot.inject_fault(Fault::rate_limited(Route::List, 2));
+
+    stack.runner.fire_schedule(chrono::Utc::now()).await.unwrap();
+    let drained = stack.runner.drain(DRAIN).await.unwrap();
+    assert_eq!(drained.failures, 0);
+
+    assert_eq!(hubspot.stats().rate_limited, 2);
+    let runs = items(&get(&stack, "acme", &format!("/v1/connections/{id}/runs")).await.unwrap());
+    assert_eq!(n(&runs[0], "/counts/rate_limited"), 2);
+    assert_eq!(n(&runs[0], "/counts/created"), 150);
+    let conn = get(&stack, "acme", &format!("/v1/connections/{id}")).await.unwrap();
+    assert_eq!(conn["status"], "synced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_reports_only_the_failed_message_of_a_batch() {
+    let stack = stack(50, false).await.unwrap();
+    let good_a = connect(&stack, "acme", None).await.unwrap();
+    let unreachable = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let bad = connect(&stack, "globex", Some(&unreachable)).await.unwrap();
+    let good_c = connect(&stack, "initech", None).await.unwrap();
+    let jobs = [job("acme", &good_a).unwrap(), job("globex", &bad).unwrap(), job("initech", &good_c).unwrap()];
+    let event = sqs_event(&[
+        ("m-a", jobs[0].to_body(), jobs[0].message_group()),
+        ("m-b", jobs[1].to_body(), jobs[1].message_group()),
+        ("m-c", jobs[2].to_body(), jobs[2].message_group()),
+    ])
+    .unwrap();
+
+    let res = worker::handle_batch(&stack.deps, event, Deadline::after(Duration::from_secs(60))).await;
+    let failed: Vec<&str> = res.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, vec!["m-b"]);
+    for (tenant, id) in [("acme", &good_a), ("initech", &good_c)] {
+        let conn = get(&stack, tenant, &format!("/v1/connections/{id}")).await.unwrap();
+        assert_eq!(conn["status"], "synced");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_job_message_is_audited_and_acknowledged_without_stopping_the_batch() {
+    let stack = stack(10, false).await.unwrap();
+    let id = connect(&stack, "acme", None).await.unwrap();
+    let good = job("acme", &id).unwrap();
+    let event = sqs_event(&[
+        ("m-bad", "{\"v\":1,\"kind\":\"explode\"}".to_owned(), "g-bad".to_owned()),
+        ("m-junk", "not json at all".to_owned(), "g-junk".to_owned()),
+        ("m-good", good.to_body(), good.message_group()),
+    ])
+    .unwrap();
+
+    let res = worker::handle_batch(&stack.deps, event, Deadline::after(Duration::from_secs(60))).await;
+    assert!(res.batch_item_failures.is_empty(), "malformed messages must be acknowledged, not retried");
+    let conn = get(&stack, "acme", &format!("/v1/connections/{id}")).await.unwrap();
+    assert_eq!(conn["status"], "synced");
+    let system = syncbridge::domain::TenantId::system();
+    let audit = stack
+        .deps
+        .audit
+        .query(&system, &syncbridge::ports::AuditQuery { limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(audit.items.len(), 2);
+    assert!(audit.items.iter().all(|e| e.outcome == syncbridge::domain::AuditOutcome::Rejected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_overlapping_dispatchers_never_enqueue_the_same_slot_twice() {
+    let stack = stack(5, false).await.unwrap();
+    for tenant in ["a1", "a2", "a3", "a4", "a5", "a6"] {
+        connect(&stack, tenant, None).await.unwrap();
+    }
+    let now = chrono::Utc::now();
+    let (x, y) = tokio::join!(stack.runner.fire_schedule(now), stack.runner.fire_schedule(now));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.enqueued + y.enqueued, 6);
+    assert_eq!(stack.runner.queue_depth().await.unwrap(), 6);
+    let drained = stack.runner.drain(DRAIN).await.unwrap();
+    assert_eq!((drained.messages, drained.failures), (6, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_requires_a_token_and_never_shows_one_tenant_another_tenants_connection() {
+    let stack = stack(1, false).await.unwrap();
+    let id = connect(&stack, "acme", None).await.unwrap();
+    let url = format!("{}/v1/connections/{id}", stack.gateway.base_url());
+    let anonymous = reqwest::get(&url).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let other = api(&stack, "globex").unwrap().call(reqwest::Method::GET, &format!("/v1/connections/{id}"), None).await;
+    let err = other.unwrap_err().to_string();
+    assert!(err.contains("404"), "{err}");
+    let mine = get(&stack, "acme", &format!("/v1/connections/{id}")).await.unwrap();
+    assert!(!mine.to_string().contains(HUBSPOT_TOKEN), "the API must never return a token");
+}
