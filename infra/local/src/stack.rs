@@ -32,6 +32,7 @@ pub use template::{Physical, Template, TemplateError};
 
 /// The AWS SDK crates, re-exported so tests and tools drive moto with the very same versions.
 pub mod sdk {
+    pub use aws_config::SdkConfig;
     pub use aws_sdk_dynamodb as dynamodb;
     pub use aws_sdk_eventbridge as eventbridge;
     pub use aws_sdk_sqs as sqs;

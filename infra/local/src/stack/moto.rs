@@ -56,10 +56,7 @@ impl Moto {
             return Ok(found);
         }
         tried.push("moto_server on PATH".to_owned());
-        Err(StackError::MotoNotFound(format!(
-            "set MOTO_SERVER or run `make setup` (tried {})",
-            tried.join(", ")
-        )))
+        Err(StackError::MotoNotFound(format!("set MOTO_SERVER or run `make setup` (tried {})", tried.join(", "))))
     }
 
     /// Starts `moto_server` on a free 127.0.0.1 port and returns once it answers requests.

@@ -250,16 +250,17 @@ impl Scope {
         for piece in sub_pieces(text)? {
             match piece {
                 SubPiece::Text(t) => out.push_str(t),
-                SubPiece::Var(name) => match vars.get(name) {
-                    Some(v) => out.push_str(
-                        &scalar_string(v)
-                            .ok_or_else(|| TemplateError::Malformed(format!("Fn::Sub variable {name} is not a scalar")))?,
-                    ),
-                    None => match name.split_once('.') {
-                        Some((id, attr)) => out.push_str(&self.attribute(id, attr)?),
-                        None => out.push_str(&self.lookup(name)?),
-                    },
-                },
+                SubPiece::Var(name) => {
+                    match vars.get(name) {
+                        Some(v) => out.push_str(&scalar_string(v).ok_or_else(|| {
+                            TemplateError::Malformed(format!("Fn::Sub variable {name} is not a scalar"))
+                        })?),
+                        None => match name.split_once('.') {
+                            Some((id, attr)) => out.push_str(&self.attribute(id, attr)?),
+                            None => out.push_str(&self.lookup(name)?),
+                        },
+                    }
+                }
             }
         }
         Ok(out)
