@@ -1,3 +1,4 @@
 //! Integration tests: one binary, each test with its own moto, fakes and gateway on random ports.
 
 mod e2e;
+mod stack;

@@ -1,0 +1,45 @@
+# Syncbridge developer tasks. `make setup` installs the Python-side tools into project-local
+# virtualenvs (pinned; re-running is a no-op until a pin changes).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+REGION := us-east-1
+
+# moto (local AWS), cfn-lint, cargo-lambda and zig (cross-building the Lambda bootstraps).
+VENV := .venv
+VENV_PINS := moto[server]==5.2.5 cfn-lint==1.58.0 cargo-lambda==1.9.2 ziglang==0.17.1
+VENV_STAMP := $(VENV)/.installed-$(shell echo '$(VENV_PINS)' | cksum | cut -d' ' -f1)
+
+# aws-sam-cli lives apart: its pins clash with moto's.
+SAM_VENV := .venv-sam
+SAM_PINS := aws-sam-cli==1.170.0
+SAM_STAMP := $(SAM_VENV)/.installed-$(shell echo '$(SAM_PINS)' | cksum | cut -d' ' -f1)
+
+CFN_LINT := $(VENV)/bin/cfn-lint
+SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) $(SAM_VENV)/bin/sam
+MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
+
+.PHONY: help setup lint-template
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: $(VENV_STAMP) $(SAM_STAMP) ## Install moto, cfn-lint, cargo-lambda, zig and aws-sam-cli (pinned)
+
+$(VENV_STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(VENV_PINS)
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check $(SAM_PINS)
+	rm -f $(SAM_VENV)/.installed-*
+	touch $@
+
+lint-template: $(VENV_STAMP) $(SAM_STAMP) ## cfn-lint and `sam validate --lint` on template.yaml (offline)
+	$(CFN_LINT) --region $(REGION) -- template.yaml
+	$(SAM) validate --lint --region $(REGION) --template-file template.yaml

@@ -1,0 +1,215 @@
+//! A moto server child process on a free loopback port, stopped when dropped (or when we die).
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{StackError, repo_root};
+
+/// How long moto may take to answer its first request.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+/// How many of moto's last log lines a startup error carries.
+const LOG_LINES: usize = 20;
+
+/// A running `moto_server`. Dropping it kills the process and reaps it; the process is also
+/// killed by the kernel (`PR_SET_PDEATHSIG`) if this process dies first.
+#[derive(Debug)]
+pub struct Moto {
+    endpoint: String,
+    pid: u32,
+    stop: Option<mpsc::Sender<()>>,
+    keeper: Option<JoinHandle<()>>,
+    http: reqwest::Client,
+}
+
+impl Moto {
+    /// The `moto_server` to run: `$MOTO_SERVER` if set, else `<repo>/.venv/bin/moto_server`
+    /// (installed by `make setup`), else `moto_server` found on `PATH`.
+    pub fn locate() -> Result<PathBuf, StackError> {
+        if let Some(path) = std::env::var_os("MOTO_SERVER").filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(path);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(StackError::MotoNotFound(format!("MOTO_SERVER={} is not a file", path.display())))
+            };
+        }
+        let mut tried = Vec::new();
+        if let Ok(root) = repo_root() {
+            let venv = root.join(".venv/bin/moto_server");
+            if venv.is_file() {
+                return Ok(venv);
+            }
+            tried.push(venv.display().to_string());
+        }
+        let on_path = std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).map(|d| d.join("moto_server")).collect::<Vec<_>>())
+            .unwrap_or_default();
+        if let Some(found) = on_path.into_iter().find(|p| p.is_file()) {
+            return Ok(found);
+        }
+        tried.push("moto_server on PATH".to_owned());
+        Err(StackError::MotoNotFound(format!("set MOTO_SERVER or run `make setup` (tried {})", tried.join(", "))))
+    }
+
+    /// Starts `moto_server` on a free 127.0.0.1 port and returns once it answers requests.
+    pub async fn start(moto_server: impl AsRef<Path>) -> Result<Self, StackError> {
+        let path = moto_server.as_ref().to_path_buf();
+        let port = free_port().map_err(|source| StackError::Spawn { path: path.clone(), source })?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let log = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_LINES)));
+        let exited = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (spawned_tx, spawned) = tokio::sync::oneshot::channel();
+
+        // The child is spawned and reaped on a thread that lives exactly as long as this `Moto`:
+        // PR_SET_PDEATHSIG fires when the spawning *thread* exits, so it must not be a test or
+        // runtime thread that may end while the server is still in use.
+        let keeper = {
+            let (child_path, log, exited) = (path.clone(), log.clone(), exited.clone());
+            std::thread::Builder::new()
+                .name(format!("moto-{port}"))
+                .spawn(move || keep(child_path, port, log, exited, stopped, spawned_tx))
+                .map_err(|source| StackError::Spawn { path: path.clone(), source })?
+        };
+        let pid = match spawned.await {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(source)) => {
+                let _ = keeper.join();
+                return Err(StackError::Spawn { path, source });
+            }
+            Err(_) => {
+                let _ = keeper.join();
+                return Err(StackError::Spawn { path, source: io::Error::other("spawning thread ended") });
+            }
+        };
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(StackError::Moto)?;
+        let moto = Self { endpoint, pid, stop: Some(stop), keeper: Some(keeper), http };
+        moto.wait_ready(&log, &exited).await?;
+        Ok(moto)
+    }
+
+    /// `http://127.0.0.1:<port>`, for `endpoint_url`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Forgets every resource moto holds (`POST /moto-api/reset`).
+    pub async fn reset(&self) -> Result<(), StackError> {
+        self.http
+            .post(format!("{}/moto-api/reset", self.endpoint))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(StackError::Moto)?;
+        Ok(())
+    }
+
+    async fn wait_ready(&self, log: &Mutex<VecDeque<String>>, exited: &AtomicBool) -> Result<(), StackError> {
+        let started = Instant::now();
+        let probe = format!("{}/moto-api/", self.endpoint);
+        loop {
+            let answered = self.http.get(&probe).timeout(Duration::from_secs(2)).send().await;
+            if answered.is_ok_and(|resp| resp.status().is_success()) {
+                return Ok(());
+            }
+            if exited.load(Ordering::SeqCst) || started.elapsed() > READY_WITHIN {
+                let log = log.lock().map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
+                return Err(StackError::NotReady {
+                    endpoint: self.endpoint.clone(),
+                    exited: exited.load(Ordering::SeqCst),
+                    log,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+    }
+}
+
+/// Owns the child: spawns it, reports its pid, then kills and reaps it once `stopped` closes.
+fn keep(
+    path: PathBuf,
+    port: u16,
+    log: Arc<Mutex<VecDeque<String>>>,
+    exited: Arc<AtomicBool>,
+    stopped: mpsc::Receiver<()>,
+    spawned: tokio::sync::oneshot::Sender<io::Result<u32>>,
+) {
+    let parent = std::process::id() as libc::pid_t;
+    let mut command = Command::new(&path);
+    command
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
+    // (prctl, getppid) without allocating.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = spawned.send(Err(e));
+            return;
+        }
+    };
+    if let Some(stderr) = child.stderr.take() {
+        let drain = std::thread::Builder::new().name(format!("moto-{port}-log")).spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut log) = log.lock() {
+                    if log.len() == LOG_LINES {
+                        log.pop_front();
+                    }
+                    log.push_back(line);
+                }
+            }
+            exited.store(true, Ordering::SeqCst);
+        });
+        if drain.is_err() {
+            let _ = child.kill();
+        }
+    }
+    if spawned.send(Ok(child.id())).is_ok() {
+        let _ = stopped.recv();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
