@@ -258,7 +258,7 @@ impl ConnectionStore for MemoryStore {
                 })
             })
             .collect();
-        due.sort_by(|a, b| a.next_sync_at.cmp(&b.next_sync_at));
+        due.sort_by_key(|d| d.next_sync_at);
         due.truncate(page_size(limit));
         Ok(due)
     }
