@@ -27,6 +27,9 @@ pub enum StoreError {
     /// An item that does not convert to a domain type (a bug or a hand edit): never retried.
     #[error("stored item is corrupt: {0}")]
     Corrupt(String),
+    /// A page token this store did not issue (or one that was altered): the caller's mistake.
+    #[error("the page token is not valid")]
+    InvalidPageToken,
     #[error("store request failed")]
     Backend(#[source] BoxError),
 }

@@ -5,4 +5,5 @@ pub mod crypto;
 pub mod dynamo;
 pub mod eventbridge;
 pub mod hubspot;
+pub mod memory;
 pub mod sqs;

@@ -1,1 +1,844 @@
-//! TODO
+//! The public HTTP API (axum): connections, their status, runs and records, and "sync now".
+//! Every route takes the tenant from the verified [`Caller`]; another tenant's ids are 404.
+//! Served by `lambda_http` behind API Gateway, and by the local gateway in development.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::auth::{Caller, TenantClaim};
+use super::problem::{self, ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
+use crate::domain::{
+    AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, ConnectionStatus, Credentials, Job,
+    JobId, JobReason, NewConnection, ObjectType, Operation, Provider, RecordId, RunCounts, RunId, RunStatus,
+    SyncRun, TenantId,
+};
+use crate::ports::{AuditLog, Clock, ConnectionStore, JobQueue, RecordStore, RunStore};
+
+/// The largest request body accepted; larger ones get a 413 problem.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+/// Page size bounds of the list routes.
+pub const DEFAULT_PAGE_LIMIT: usize = 50;
+pub const MAX_PAGE_LIMIT: usize = 200;
+/// Upper bound of `expires_in_seconds` (one year).
+pub const MAX_EXPIRES_IN_SECONDS: u64 = 365 * 24 * 3600;
+
+/// What the API handlers use. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub records: Arc<dyn RecordStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub audit: Arc<dyn AuditLog>,
+    pub queue: Arc<dyn JobQueue>,
+    pub clock: Arc<dyn Clock>,
+    /// The JWT claim naming the caller's tenant (`Config::tenant_claim`).
+    pub tenant_claim: String,
+}
+
+impl FromRef<ApiState> for TenantClaim {
+    fn from_ref(state: &ApiState) -> Self {
+        TenantClaim(state.tenant_claim.clone())
+    }
+}
+
+/// The API router. Unknown routes answer a 404 problem, known routes with another method a 405
+/// problem, bodies over [`BODY_LIMIT_BYTES`] a 413 problem.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/connections", post(create_connection).get(list_connections))
+        .route("/v1/connections/{connection_id}", get(get_connection))
+        .route("/v1/connections/{connection_id}/runs", get(list_runs))
+        .route("/v1/connections/{connection_id}/records", get(list_records))
+        .route("/v1/connections/{connection_id}/records/{record_id}", get(get_record))
+        .route("/v1/connections/{connection_id}/sync", post(request_sync))
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .with_state(state)
+}
+
+/// The API base URL a provider's connections use unless the request names another.
+pub fn default_base_url(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Hubspot => "https://api.hubapi.com",
+        Provider::Salesforce => "https://login.salesforce.com",
+        Provider::Google => "https://www.googleapis.com",
+        Provider::Microsoft => "https://graph.microsoft.com",
+    }
+}
+
+/// A connection as the API shows it: settings and sync state, never credentials.
+#[derive(Debug, Serialize)]
+pub struct ConnectionView {
+    pub id: ConnectionId,
+    pub provider: Provider,
+    pub base_url: String,
+    pub status: ConnectionStatus,
+    pub interval_minutes: u32,
+    pub next_sync_at: Option<DateTime<Utc>>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_run_id: Option<RunId>,
+    pub record_counts: BTreeMap<ObjectType, u64>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Connection> for ConnectionView {
+    fn from(c: &Connection) -> Self {
+        Self {
+            id: c.connection_id.clone(),
+            provider: c.provider,
+            base_url: c.base_url.clone(),
+            status: c.status,
+            interval_minutes: c.interval_minutes,
+            next_sync_at: c.next_sync_at,
+            last_sync_at: c.last_sync_at,
+            last_error: c.last_error.clone(),
+            last_run_id: c.last_run_id.clone(),
+            record_counts: c.record_counts.clone(),
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// One sync run as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct RunView {
+    pub run_id: RunId,
+    pub job_id: JobId,
+    pub reason: JobReason,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub counts: RunCounts,
+    pub processed: u64,
+    pub succeeded: u64,
+    pub error: Option<String>,
+}
+
+impl From<SyncRun> for RunView {
+    fn from(r: SyncRun) -> Self {
+        Self {
+            processed: r.counts.processed(),
+            succeeded: r.counts.succeeded(),
+            run_id: r.run_id,
+            job_id: r.job_id,
+            reason: r.reason,
+            status: r.status,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_ms: r.duration_ms,
+            counts: r.counts,
+            error: r.error,
+        }
+    }
+}
+
+/// One canonical record as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct RecordView {
+    pub record_id: RecordId,
+    pub object: ObjectType,
+    pub external_id: crate::domain::ExternalId,
+    pub fields: crate::domain::record::Fields,
+    pub deleted: bool,
+    pub remote_modified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl From<CanonicalRecord> for RecordView {
+    fn from(r: CanonicalRecord) -> Self {
+        Self {
+            record_id: r.record_id,
+            object: r.object,
+            external_id: r.external_id,
+            fields: r.fields,
+            deleted: r.deleted,
+            remote_modified_at: r.remote_modified_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+#[derive(Debug, Serialize)]
+struct PageView<T> {
+    items: Vec<T>,
+    next_page_token: Option<String>,
+}
+
+/// The body of `POST /v1/connections`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateConnection {
+    provider: Provider,
+    base_url: Option<String>,
+    access_token: SecretString,
+    refresh_token: Option<SecretString>,
+    expires_in_seconds: Option<u64>,
+    interval_minutes: Option<u32>,
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::InvalidRequest(detail.into())
+}
+
+/// An absolute http(s) URL without query or fragment, without a trailing slash.
+fn parse_base_url(raw: &str) -> Result<String, ApiError> {
+    let url = url::Url::parse(raw.trim()).map_err(|_| invalid("base_url is not a valid URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid("base_url must be an http or https URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("base_url must not carry credentials, a query or a fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+impl CreateConnection {
+    fn into_new_connection(self, now: DateTime<Utc>) -> Result<NewConnection, ApiError> {
+        if self.access_token.expose_secret().trim().is_empty() {
+            return Err(invalid("access_token must not be empty"));
+        }
+        if self.refresh_token.as_ref().is_some_and(|t| t.expose_secret().trim().is_empty()) {
+            return Err(invalid("refresh_token must not be empty when given"));
+        }
+        let interval_minutes = self.interval_minutes.unwrap_or(DEFAULT_INTERVAL_MINUTES);
+        if !(MIN_INTERVAL_MINUTES..=MAX_INTERVAL_MINUTES).contains(&interval_minutes) {
+            return Err(invalid(format!(
+                "interval_minutes must be between {MIN_INTERVAL_MINUTES} and {MAX_INTERVAL_MINUTES}"
+            )));
+        }
+        let expires_at = match self.expires_in_seconds {
+            None => None,
+            Some(s) if (1..=MAX_EXPIRES_IN_SECONDS).contains(&s) => {
+                Some(now + Duration::seconds(i64::try_from(s).map_err(|_| invalid("expires_in_seconds is too large"))?))
+            }
+            Some(_) => return Err(invalid(format!("expires_in_seconds must be between 1 and {MAX_EXPIRES_IN_SECONDS}"))),
+        };
+        let base_url = match self.base_url {
+            Some(raw) => parse_base_url(&raw)?,
+            None => default_base_url(self.provider).to_owned(),
+        };
+        Ok(NewConnection {
+            provider: self.provider,
+            base_url,
+            credentials: Credentials { access_token: self.access_token, refresh_token: self.refresh_token, expires_at },
+            interval_minutes,
+        })
+    }
+}
+
+fn actor(caller: &Caller) -> String {
+    format!("user:{}", caller.subject)
+}
+
+/// A connection id from the path; one that cannot exist is simply not found.
+fn connection_id(raw: &str) -> Result<ConnectionId, ApiError> {
+    ConnectionId::parse(raw).map_err(|_| ApiError::NotFound)
+}
+
+async fn load_connection(state: &ApiState, tenant: &TenantId, raw_id: &str) -> Result<Connection, ApiError> {
+    let id = connection_id(raw_id)?;
+    state.connections.get(tenant, &id).await?.ok_or(ApiError::NotFound)
+}
+
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_LIMIT),
+        Some(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(invalid(format!("limit must be between 1 and {MAX_PAGE_LIMIT}"))),
+    }
+}
+
+async fn health(_caller: Caller) -> axum::Json<Value> {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+async fn create_connection(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateConnection>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let connection = Connection::new(caller.tenant.clone(), body.into_new_connection(now)?, now);
+    state.connections.create(&connection).await?;
+    let entry = AuditEntry::new(caller.tenant.clone(), Operation::ConnectionCreated, AuditOutcome::Success, actor(&caller), now)
+        .connection(&connection.connection_id)
+        .detail(json!({
+            "provider": connection.provider,
+            "base_url": connection.base_url,
+            "interval_minutes": connection.interval_minutes,
+        }));
+    state.audit.append(&[entry]).await?;
+    let location = format!("/v1/connections/{}", connection.connection_id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(ConnectionView::from(&connection))).into_response())
+}
+
+async fn list_connections(State(state): State<ApiState>, caller: Caller) -> Result<axum::Json<Items<ConnectionView>>, ApiError> {
+    let mut connections = state.connections.list(&caller.tenant).await?;
+    connections.sort_by(|a, b| (a.created_at, &a.connection_id).cmp(&(b.created_at, &b.connection_id)));
+    Ok(axum::Json(Items { items: connections.iter().map(ConnectionView::from).collect() }))
+}
+
+async fn get_connection(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<ConnectionView>, ApiError> {
+    let connection = load_connection(&state, &caller.tenant, &id).await?;
+    Ok(axum::Json(ConnectionView::from(&connection)))
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    limit: Option<usize>,
+}
+
+async fn list_runs(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RunsQuery>,
+) -> Result<axum::Json<Items<RunView>>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let connection = load_connection(&state, &caller.tenant, &id).await?;
+    let runs = state.runs.list_runs(&caller.tenant, &connection.connection_id, limit).await?;
+    Ok(axum::Json(Items { items: runs.into_iter().map(RunView::from).collect() }))
+}
+
+#[derive(Deserialize)]
+struct RecordsQuery {
+    object: Option<String>,
+    limit: Option<usize>,
+    page_token: Option<String>,
+}
+
+async fn list_records(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RecordsQuery>,
+) -> Result<axum::Json<PageView<RecordView>>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let object = query
+        .object
+        .as_deref()
+        .map(ObjectType::parse)
+        .transpose()
+        .map_err(|e| invalid(format!("object: {e}")))?;
+    let connection = load_connection(&state, &caller.tenant, &id).await?;
+    let page = state
+        .records
+        .list(&caller.tenant, &connection.connection_id, object, limit, query.page_token.as_deref())
+        .await?;
+    Ok(axum::Json(PageView { items: page.items.into_iter().map(RecordView::from).collect(), next_page_token: page.next }))
+}
+
+async fn get_record(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath((id, record_id)): ApiPath<(String, String)>,
+) -> Result<axum::Json<RecordView>, ApiError> {
+    let connection = load_connection(&state, &caller.tenant, &id).await?;
+    let record_id = RecordId::parse(record_id).map_err(|_| ApiError::NotFound)?;
+    let record = state
+        .records
+        .get(&caller.tenant, &connection.connection_id, &record_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(axum::Json(RecordView::from(record)))
+}
+
+#[derive(Debug, Serialize)]
+struct SyncAccepted {
+    job_id: JobId,
+}
+
+async fn request_sync(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let connection = load_connection(&state, &caller.tenant, &id).await?;
+    let now = state.clock.now();
+    let job_id = Job::requested_id(&connection.connection_id, JobReason::Manual);
+    let job = Job::sync(caller.tenant.clone(), connection.connection_id.clone(), job_id.clone(), JobReason::Manual, now);
+    let entry = |outcome| {
+        AuditEntry::new(caller.tenant.clone(), Operation::SyncRequested, outcome, actor(&caller), now)
+            .connection(&connection.connection_id)
+            .detail(json!({ "job_id": job_id, "reason": JobReason::Manual }))
+    };
+    if let Err(e) = state.queue.enqueue(std::slice::from_ref(&job)).await {
+        if let Err(audit_error) = state.audit.append(&[entry(AuditOutcome::Failure)]).await {
+            tracing::error!(error = %problem::error_chain(&audit_error), "could not audit a failed sync request");
+        }
+        return Err(e.into());
+    }
+    state.audit.append(&[entry(AuditOutcome::Success)]).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(SyncAccepted { job_id })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::{ManualClock, MemoryQueue, MemoryStore};
+    use crate::domain::{ExternalId, RunCounts};
+    use crate::http::auth::{DevKey, gateway_context};
+    use crate::ports::RecordWrite;
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use chrono::TimeZone;
+    use http_body_util::BodyExt;
+    use lambda_http::RequestExt as _;
+    use tower::ServiceExt as _;
+
+    const ACCESS: &str = "pat-na1-ACCESS-SECRET-0001";
+    const REFRESH: &str = "REFRESH-SECRET-0002";
+
+    struct Harness {
+        store: Arc<MemoryStore>,
+        queue: Arc<MemoryQueue>,
+        app: Router,
+        key: DevKey,
+    }
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 3, 1, 9, 0, 0).single().unwrap()
+    }
+
+    fn harness() -> Harness {
+        let store = Arc::new(MemoryStore::new());
+        let queue = Arc::new(MemoryQueue::new());
+        let state = ApiState {
+            connections: store.clone(),
+            records: store.clone(),
+            runs: store.clone(),
+            audit: store.clone(),
+            queue: queue.clone(),
+            clock: Arc::new(ManualClock::new(t0())),
+            tenant_claim: "tenant_id".into(),
+        };
+        let key = DevKey::new(&SecretString::from("test-secret-test-secret-test-secret")).unwrap();
+        Harness { store, queue, app: router(state), key }
+    }
+
+    struct Reply {
+        status: StatusCode,
+        content_type: String,
+        text: String,
+        json: Value,
+    }
+
+    impl Harness {
+        async fn send(&self, method: Method, uri: &str, tenant: Option<&str>, body: Option<&str>) -> Reply {
+            let mut builder = Request::builder().method(method).uri(uri);
+            if body.is_some() {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+            }
+            let mut request = builder.body(body.map(|b| Body::from(b.to_owned())).unwrap_or_else(Body::empty)).unwrap();
+            if let Some(t) = tenant {
+                let token = self.key.sign(&TenantId::parse(t).unwrap(), &format!("{t}-user"), std::time::Duration::from_secs(300));
+                let claims = self.key.verify(&token).unwrap();
+                request = request.with_request_context(gateway_context(&claims));
+            }
+            self.send_request(request).await
+        }
+
+        async fn send_request(&self, request: Request<Body>) -> Reply {
+            let response = self.app.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            Reply { status, content_type, text, json }
+        }
+
+        async fn create(&self, tenant: &str) -> String {
+            let body = json!({ "provider": "hubspot", "access_token": ACCESS, "refresh_token": REFRESH, "expires_in_seconds": 1800 });
+            let reply = self.send(Method::POST, "/v1/connections", Some(tenant), Some(&body.to_string())).await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+            reply.json["id"].as_str().unwrap().to_owned()
+        }
+
+        async fn seed_records(&self, tenant: &str, connection: &str, n: usize) -> Vec<RecordId> {
+            let (t, c) = (TenantId::parse(tenant).unwrap(), ConnectionId::parse(connection).unwrap());
+            let records: Vec<CanonicalRecord> = (0..n)
+                .map(|i| {
+                    let external_id = ExternalId::parse(format!("{}", 100 + i)).unwrap();
+                    CanonicalRecord {
+                        record_id: RecordId::derive(&t, &c, ObjectType::Contacts, &external_id),
+                        tenant_id: t.clone(),
+                        connection_id: c.clone(),
+                        object: ObjectType::Contacts,
+                        external_id,
+                        fields: [("email".to_owned(), json!(format!("p{i}@example.com")))].into(),
+                        base: Default::default(),
+                        remote_modified_at: Some(t0()),
+                        deleted: false,
+                        created_at: t0(),
+                        updated_at: t0(),
+                        version: 0,
+                    }
+                })
+                .collect();
+            let ids = records.iter().map(|r| r.record_id.clone()).collect();
+            let results = self.store.write(records.into_iter().map(RecordWrite::Create).collect()).await.unwrap();
+            assert!(results.iter().all(Result::is_ok));
+            ids
+        }
+
+        async fn seed_run(&self, tenant: &str, connection: &str) -> SyncRun {
+            let (t, c) = (TenantId::parse(tenant).unwrap(), ConnectionId::parse(connection).unwrap());
+            let conn = ConnectionStore::get(&*self.store, &t, &c).await.unwrap().unwrap();
+            let run = SyncRun {
+                tenant_id: t,
+                connection_id: c.clone(),
+                run_id: RunId::generate(),
+                job_id: Job::requested_id(&c, JobReason::Manual),
+                reason: JobReason::Manual,
+                status: RunStatus::Failed,
+                started_at: t0(),
+                finished_at: t0() + Duration::milliseconds(1500),
+                duration_ms: 1500,
+                counts: RunCounts { pulled: 10, created: 7, failed: 3, ..Default::default() },
+                error: Some("hubspot rate limited".into()),
+            };
+            self.store.finish(&conn, &run).await.unwrap();
+            run
+        }
+    }
+
+    /// Compiles only if the router can be handed to `lambda_http::run` as is.
+    #[allow(dead_code)]
+    fn router_is_servable_by_lambda_http(state: ApiState) {
+        drop(lambda_http::run(router(state)));
+    }
+
+    fn assert_problem(reply: &Reply, status: StatusCode, code: &str) {
+        assert_eq!(reply.status, status, "{}", reply.text);
+        assert_eq!(reply.content_type, "application/problem+json", "{}", reply.text);
+        assert_eq!(reply.json["code"], code, "{}", reply.text);
+        assert_eq!(reply.json["status"], status.as_u16());
+    }
+
+    #[tokio::test]
+    async fn creating_a_connection_returns_201_with_a_view_defaults_and_an_audit_entry() {
+        let h = harness();
+        let body = json!({ "provider": "hubspot", "access_token": ACCESS, "refresh_token": REFRESH, "expires_in_seconds": 1800 });
+        let reply = h.send(Method::POST, "/v1/connections", Some("acme"), Some(&body.to_string())).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        assert_eq!(reply.json["provider"], "hubspot");
+        assert_eq!(reply.json["base_url"], "https://api.hubapi.com");
+        assert_eq!(reply.json["interval_minutes"], 15);
+        assert_eq!(reply.json["status"], "pending");
+        assert_eq!(reply.json["next_sync_at"], json!(t0()));
+        let id = reply.json["id"].as_str().unwrap();
+        let stored = ConnectionStore::get(&*h.store, &TenantId::parse("acme").unwrap(), &ConnectionId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.credentials.access_token.expose_secret(), ACCESS);
+        assert_eq!(stored.credentials.expires_at, Some(t0() + Duration::seconds(1800)));
+        let audit = h.store.audit_entries();
+        assert_eq!(audit.len(), 1);
+        assert_eq!((audit[0].operation, audit[0].actor.as_str()), (Operation::ConnectionCreated, "user:acme-user"));
+        assert!(!serde_json::to_string(&audit).unwrap().contains("SECRET"));
+    }
+
+    #[tokio::test]
+    async fn a_configured_base_url_and_interval_are_kept() {
+        let h = harness();
+        let body = json!({ "provider": "google", "base_url": "http://127.0.0.1:9999/", "access_token": ACCESS, "interval_minutes": 60 });
+        let reply = h.send(Method::POST, "/v1/connections", Some("acme"), Some(&body.to_string())).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        assert_eq!(reply.json["base_url"], "http://127.0.0.1:9999");
+        assert_eq!(reply.json["interval_minutes"], 60);
+    }
+
+    #[tokio::test]
+    async fn connection_views_never_contain_token_material() {
+        let h = harness();
+        let id = h.create("acme").await;
+        for uri in ["/v1/connections".to_owned(), format!("/v1/connections/{id}")] {
+            let reply = h.send(Method::GET, &uri, Some("acme"), None).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            assert!(!reply.text.contains("SECRET"), "{}", reply.text);
+            assert!(!reply.text.contains("token"), "{}", reply.text);
+        }
+    }
+
+    #[tokio::test]
+    async fn listing_and_reading_connections_show_status_views() {
+        let h = harness();
+        let first = h.create("acme").await;
+        let second = h.create("acme").await;
+        h.create("globex").await;
+        let list = h.send(Method::GET, "/v1/connections", Some("acme"), None).await;
+        let ids: Vec<&str> = list.json["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.contains(&first.as_str()) && ids.contains(&second.as_str()));
+        let one = h.send(Method::GET, &format!("/v1/connections/{first}"), Some("acme"), None).await;
+        assert_eq!(one.status, StatusCode::OK);
+        for field in [
+            "id", "provider", "base_url", "status", "last_sync_at", "last_error", "next_sync_at", "interval_minutes",
+            "record_counts", "last_run_id", "created_at",
+        ] {
+            assert!(one.json.get(field).is_some(), "missing {field}: {}", one.text);
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_are_listed_with_counts_duration_status_and_error() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let run = h.seed_run("acme", &id).await;
+        let reply = h.send(Method::GET, &format!("/v1/connections/{id}/runs?limit=5"), Some("acme"), None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let item = &reply.json["items"][0];
+        assert_eq!(item["run_id"], run.run_id.as_str());
+        assert_eq!(item["status"], "failed");
+        assert_eq!(item["duration_ms"], 1500);
+        assert_eq!(item["counts"]["created"], 7);
+        assert_eq!((item["processed"].as_u64(), item["succeeded"].as_u64()), (Some(10), Some(7)));
+        assert_eq!(item["error"], "hubspot rate limited");
+    }
+
+    #[tokio::test]
+    async fn records_are_paged_with_tokens_and_read_one_by_one() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let seeded = h.seed_records("acme", &id, 5).await;
+        let mut seen = Vec::new();
+        let mut uri = format!("/v1/connections/{id}/records?object=contacts&limit=2");
+        loop {
+            let reply = h.send(Method::GET, &uri, Some("acme"), None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            let items = reply.json["items"].as_array().unwrap();
+            assert!(items.len() <= 2);
+            seen.extend(items.iter().map(|r| r["record_id"].as_str().unwrap().to_owned()));
+            match reply.json["next_page_token"].as_str() {
+                Some(token) => uri = format!("/v1/connections/{id}/records?limit=2&page_token={token}"),
+                None => break,
+            }
+        }
+        let mut expected: Vec<String> = seeded.iter().map(|r| r.as_str().to_owned()).collect();
+        expected.sort();
+        seen.sort();
+        assert_eq!(seen, expected);
+        let events = h.send(Method::GET, &format!("/v1/connections/{id}/records?object=events"), Some("acme"), None).await;
+        assert_eq!(events.json["items"], json!([]));
+        let one = h.send(Method::GET, &format!("/v1/connections/{id}/records/{}", seeded[0]), Some("acme"), None).await;
+        assert_eq!(one.status, StatusCode::OK, "{}", one.text);
+        assert_eq!(one.json["record_id"], seeded[0].as_str());
+        assert!(one.json["fields"]["email"].as_str().unwrap().ends_with("@example.com"));
+        let missing = h.send(Method::GET, &format!("/v1/connections/{id}/records/r_nope"), Some("acme"), None).await;
+        assert_problem(&missing, StatusCode::NOT_FOUND, "not_found");
+    }
+
+    #[tokio::test]
+    async fn bad_record_queries_are_422_problems() {
+        let h = harness();
+        let id = h.create("acme").await;
+        for query in ["object=widgets", "limit=0", "limit=abc", "page_token=forged"] {
+            let reply = h.send(Method::GET, &format!("/v1/connections/{id}/records?{query}"), Some("acme"), None).await;
+            assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+        }
+    }
+
+    #[tokio::test]
+    async fn sync_now_enqueues_a_manual_job_and_audits_the_request() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let reply = h.send(Method::POST, &format!("/v1/connections/{id}/sync"), Some("acme"), None).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+        let jobs = h.queue.jobs();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(reply.json["job_id"], jobs[0].job_id.as_str());
+        assert_eq!((jobs[0].reason, jobs[0].tenant_id.as_str(), jobs[0].connection_id.as_str()), (JobReason::Manual, "acme", id.as_str()));
+        assert_eq!(jobs[0].enqueued_at, t0());
+        let audit = h.store.audit_entries();
+        let last = audit.last().unwrap();
+        assert_eq!((last.operation, last.outcome, last.actor.as_str()), (Operation::SyncRequested, AuditOutcome::Success, "user:acme-user"));
+        assert_eq!(last.connection_id.as_ref().map(ConnectionId::as_str), Some(id.as_str()));
+    }
+
+    #[tokio::test]
+    async fn a_queue_outage_is_a_503_problem_and_an_audited_failure() {
+        let h = harness();
+        let id = h.create("acme").await;
+        h.queue.set_failing(true);
+        let reply = h.send(Method::POST, &format!("/v1/connections/{id}/sync"), Some("acme"), None).await;
+        assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        assert_eq!(h.store.audit_entries().last().map(|e| e.outcome), Some(AuditOutcome::Failure));
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_is_a_503_problem_without_internal_detail() {
+        let h = harness();
+        h.store.set_unavailable(true);
+        let reply = h.send(Method::GET, "/v1/connections", Some("acme"), None).await;
+        assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        assert!(!reply.text.contains("memory store"), "{}", reply.text);
+    }
+
+    #[tokio::test]
+    async fn health_answers_ok_to_an_identified_caller() {
+        let h = harness();
+        let reply = h.send(Method::GET, "/v1/health", Some("acme"), None).await;
+        assert_eq!((reply.status, reply.json["status"].as_str()), (StatusCode::OK, Some("ok")));
+    }
+
+    #[tokio::test]
+    async fn every_route_without_identity_is_a_401_problem() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let routes = [
+            (Method::GET, "/v1/health".to_owned(), None),
+            (Method::POST, "/v1/connections".to_owned(), Some(r#"{"provider":"hubspot","access_token":"x"}"#)),
+            (Method::GET, "/v1/connections".to_owned(), None),
+            (Method::GET, format!("/v1/connections/{id}"), None),
+            (Method::GET, format!("/v1/connections/{id}/runs"), None),
+            (Method::GET, format!("/v1/connections/{id}/records"), None),
+            (Method::GET, format!("/v1/connections/{id}/records/r_1"), None),
+            (Method::POST, format!("/v1/connections/{id}/sync"), None),
+        ];
+        for (method, uri, body) in routes {
+            let reply = h.send(method.clone(), &uri, None, body).await;
+            assert_problem(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+        assert!(h.queue.jobs().is_empty());
+        assert_eq!(h.store.audit_entries().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_context_without_a_tenant_claim_is_401() {
+        let h = harness();
+        let mut claims = crate::http::auth::Claims::new();
+        claims.insert("sub".into(), "alice".into());
+        let request = Request::get("/v1/connections").body(Body::empty()).unwrap().with_request_context(gateway_context(&claims));
+        assert_problem(&h.send_request(request).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+
+    #[tokio::test]
+    async fn another_tenant_gets_404_for_a_connection_its_runs_records_and_sync() {
+        let h = harness();
+        let id = h.create("acme").await;
+        h.seed_run("acme", &id).await;
+        let records = h.seed_records("acme", &id, 2).await;
+        let routes = [
+            (Method::GET, format!("/v1/connections/{id}")),
+            (Method::GET, format!("/v1/connections/{id}/runs")),
+            (Method::GET, format!("/v1/connections/{id}/records")),
+            (Method::GET, format!("/v1/connections/{id}/records/{}", records[0])),
+            (Method::POST, format!("/v1/connections/{id}/sync")),
+        ];
+        for (method, uri) in routes {
+            let reply = h.send(method, &uri, Some("globex"), None).await;
+            assert_problem(&reply, StatusCode::NOT_FOUND, "not_found");
+            assert!(!reply.text.contains(records[0].as_str()) && !reply.text.contains("hubspot"));
+        }
+        let list = h.send(Method::GET, "/v1/connections", Some("globex"), None).await;
+        assert_eq!(list.json["items"], json!([]));
+        assert!(h.queue.jobs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn bad_create_bodies_are_4xx_problems_with_codes() {
+        let h = harness();
+        let cases: [(&str, StatusCode, &str); 9] = [
+            (r#"{"provider":"hubspot","access_token":"#, StatusCode::BAD_REQUEST, "malformed_json"),
+            ("not json at all", StatusCode::BAD_REQUEST, "malformed_json"),
+            (r#"{"provider":"hubspot","access_token":42}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            (r#"{"provider":"zoho","access_token":"x"}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            (r#"{"provider":"hubspot","access_token":"x","interval_minutes":4}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            (r#"{"provider":"hubspot","access_token":"x","interval_minutes":1441}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            (r#"{"provider":"hubspot","access_token":""}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            (r#"{"provider":"hubspot","access_token":"x","base_url":"ftp://x"}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            (r#"{"provider":"hubspot","access_token":"x","tenant_id":"globex"}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        ];
+        for (body, status, code) in cases {
+            let reply = h.send(Method::POST, "/v1/connections", Some("acme"), Some(body)).await;
+            assert_problem(&reply, status, code);
+        }
+        let zoho = h.send(Method::POST, "/v1/connections", Some("acme"), Some(r#"{"provider":"zoho","access_token":"x"}"#)).await;
+        assert!(zoho.json["detail"].as_str().unwrap().contains("zoho"), "{}", zoho.text);
+        assert!(h.store.audit_entries().is_empty());
+    }
+
+    #[tokio::test]
+    async fn wrong_typed_token_fields_are_not_echoed_back() {
+        let h = harness();
+        let body = r#"{"provider":"hubspot","access_token":"x","interval_minutes":"SECRET-LOOKING"}"#;
+        let reply = h.send(Method::POST, "/v1/connections", Some("acme"), Some(body)).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+        assert!(!reply.text.contains("SECRET"), "{}", reply.text);
+    }
+
+    #[tokio::test]
+    async fn a_body_without_json_content_type_is_415() {
+        let h = harness();
+        let token = h.key.sign(&TenantId::parse("acme").unwrap(), "u", std::time::Duration::from_secs(60));
+        let request = Request::post("/v1/connections")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(r#"{"provider":"hubspot","access_token":"x"}"#))
+            .unwrap()
+            .with_request_context(gateway_context(&h.key.verify(&token).unwrap()));
+        assert_problem(&h.send_request(request).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_64_kib_is_a_413_problem() {
+        let h = harness();
+        let padding = "a".repeat(BODY_LIMIT_BYTES);
+        let body = json!({ "provider": "hubspot", "access_token": padding }).to_string();
+        let reply = h.send(Method::POST, "/v1/connections", Some("acme"), Some(&body)).await;
+        assert_problem(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+        assert!(h.store.audit_entries().is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_are_404_problems_and_wrong_methods_405() {
+        let h = harness();
+        let unknown = h.send(Method::GET, "/v1/nope", Some("acme"), None).await;
+        assert_problem(&unknown, StatusCode::NOT_FOUND, "not_found");
+        let unknown_anonymous = h.send(Method::GET, "/elsewhere", None, None).await;
+        assert_problem(&unknown_anonymous, StatusCode::NOT_FOUND, "not_found");
+        let wrong_method = h.send(Method::DELETE, "/v1/connections", Some("acme"), None).await;
+        assert_problem(&wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_connection_id_in_the_path_is_404() {
+        let h = harness();
+        let reply = h.send(Method::GET, "/v1/connections/bad%23id", Some("acme"), None).await;
+        assert_problem(&reply, StatusCode::NOT_FOUND, "not_found");
+    }
+}
