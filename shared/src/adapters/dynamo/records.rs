@@ -1,0 +1,185 @@
+//! `RecordStore` on the main table: canonical records (`REC#{object}#{record_id}`) and the external
+//! id registry (`XID#{provider}#{object}#{external_id}`), both under the connection's partition.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use futures::{StreamExt, stream};
+
+use super::item::{self, Item};
+use super::{CONCURRENCY, DynamoStore, Query, build_error, decode_token, encode_token, sdk_error, transact_error};
+use crate::domain::{CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId};
+use crate::ports::{Page, RecordStore, RecordWrite, StoreError};
+
+const ALL_OBJECTS: [ObjectType; 5] =
+    [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes, ObjectType::Events];
+
+impl DynamoStore {
+    /// The provider of a connection, or `None` when the connection does not exist.
+    async fn provider_of(&self, tenant: &TenantId, connection: &ConnectionId) -> Result<Option<Provider>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(item::tenant_pk(tenant), item::connection_sk(connection))))
+            .projection_expression("#p")
+            .expression_attribute_names("#p", "provider")
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        out.item
+            .map(|i| item::Reader::new(&i, "connection").parse("provider", Provider::parse))
+            .transpose()
+    }
+
+    /// Registers the external id and stores the record in one transaction; `Conflict` when either
+    /// already exists.
+    async fn create_record(&self, record: &CanonicalRecord, provider: Provider) -> Result<(), StoreError> {
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(build_error)
+        };
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put(item::registry_to_item(record, provider))?).build())
+            .transact_items(TransactWriteItem::builder().put(put(item::record_to_item(record))?).build())
+            .send()
+            .await
+            .map_err(transact_error)?;
+        Ok(())
+    }
+
+    /// Replaces the record if the stored version is still `record.version - 1`.
+    async fn update_record(&self, record: &CanonicalRecord) -> Result<(), StoreError> {
+        let Some(expected) = record.version.checked_sub(1) else {
+            return Err(StoreError::Conflict);
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item::record_to_item(record)))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":expected", item::n(expected))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RecordStore for DynamoStore {
+    async fn get_by_external(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        provider: Provider,
+        object: ObjectType,
+        ids: &[ExternalId],
+    ) -> Result<HashMap<ExternalId, CanonicalRecord>, StoreError> {
+        let pk = item::connection_pk(tenant, connection);
+        let mut unique: Vec<&ExternalId> = ids.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let keys = unique
+            .iter()
+            .map(|x| item::key(pk.clone(), item::registry_sk(provider, object, x)))
+            .collect();
+        let mut by_record: HashMap<RecordId, ExternalId> = HashMap::new();
+        for found in self.batch_get(&self.table, keys).await? {
+            let (external, record) = item::registry_from_item(&found)?;
+            by_record.insert(record, external);
+        }
+        let keys = by_record
+            .keys()
+            .map(|r| item::key(pk.clone(), item::record_sk(object, r)))
+            .collect();
+        let mut out = HashMap::new();
+        for found in self.batch_get(&self.table, keys).await? {
+            let record = item::record_from_item(&found)?;
+            if let Some(external) = by_record.get(&record.record_id) {
+                out.insert(external.clone(), record);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates need the connection's provider for the registry key: it is read once per connection
+    /// per call, and a connection that no longer exists fails the whole call with `Conflict`.
+    async fn write(&self, writes: Vec<RecordWrite>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut providers: HashMap<(TenantId, ConnectionId), Provider> = HashMap::new();
+        for w in &writes {
+            if let RecordWrite::Create(r) = w {
+                let owner = (r.tenant_id.clone(), r.connection_id.clone());
+                if !providers.contains_key(&owner) {
+                    let provider = self.provider_of(&owner.0, &owner.1).await?.ok_or(StoreError::Conflict)?;
+                    providers.insert(owner, provider);
+                }
+            }
+        }
+        let providers = &providers;
+        let results = stream::iter(writes)
+            .map(|w| async move {
+                match w {
+                    RecordWrite::Create(r) => {
+                        let owner = (r.tenant_id.clone(), r.connection_id.clone());
+                        match providers.get(&owner) {
+                            Some(p) => self.create_record(&r, *p).await,
+                            None => Err(StoreError::Conflict),
+                        }
+                    }
+                    RecordWrite::Update(r) => self.update_record(&r).await,
+                }
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        Ok(results)
+    }
+
+    /// The sort key holds the object type, which the caller does not give: one `BatchGetItem` looks
+    /// under every object type.
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        record: &RecordId,
+    ) -> Result<Option<CanonicalRecord>, StoreError> {
+        let pk = item::connection_pk(tenant, connection);
+        let keys = ALL_OBJECTS.iter().map(|o| item::key(pk.clone(), item::record_sk(*o, record))).collect();
+        match self.batch_get(&self.table, keys).await?.first() {
+            Some(found) => item::record_from_item(found).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        object: Option<ObjectType>,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> Result<Page<CanonicalRecord>, StoreError> {
+        let pk = item::connection_pk(tenant, connection);
+        let prefix = match object {
+            Some(o) => format!("REC#{o}#"),
+            None => "REC#".to_owned(),
+        };
+        let start = page_token.map(|t| decode_token(t, ("pk", &pk), Some(&prefix))).transpose()?;
+        let q = Query::new(&self.table, "pk = :pk AND begins_with(sk, :prefix)")
+            .value(":pk", item::s(pk.clone()))
+            .value(":prefix", item::s(prefix.clone()));
+        let (items, next) = self.query_page(&q, Some(limit), start).await?;
+        Ok(Page {
+            items: items.iter().map(item::record_from_item).collect::<Result<_, _>>()?,
+            next: next.as_ref().map(encode_token).transpose()?,
+        })
+    }
+}
