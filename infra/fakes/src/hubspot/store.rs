@@ -9,6 +9,8 @@ use serde_json::{Map, Value, json};
 /// 2024-01-01T00:00:00Z in epoch milliseconds: seeded contacts are created from here on.
 pub const SEED_BASE_MS: i64 = 1_704_067_200_000;
 
+const THIRTY_DAYS_MS: i64 = 30 * 86_400_000;
+
 /// Properties every contact answers (seeded ones are derived from the seed and the id).
 pub const KNOWN_PROPERTIES: &[&str] = &[
     "firstname",
@@ -103,15 +105,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// `count` contacts with ids `1..=count`, created a second apart from [`SEED_BASE_MS`]; their
-    /// `lastmodifieddate`s come in groups of three sharing one instant.
+    /// `count` contacts with ids `1..=count`, created 100 ms apart from [`SEED_BASE_MS`] and last
+    /// modified from 30 days later on, in groups of three sharing one instant.
     pub fn seeded(count: usize, seed: u64) -> Self {
         let mut contacts = BTreeMap::new();
         let mut by_modified = BTreeSet::new();
         let mut last_stamp = SEED_BASE_MS;
         for i in 1..=count as u64 {
-            let created_ms = SEED_BASE_MS + (i as i64) * 1_000;
-            let modified_ms = created_ms + 500 + ((i / 3) as i64) * 3;
+            let created_ms = SEED_BASE_MS + (i as i64) * 100;
+            let modified_ms = created_ms.max(SEED_BASE_MS + THIRTY_DAYS_MS + ((i / 3) as i64) * 1_000);
             last_stamp = last_stamp.max(modified_ms);
             contacts.insert(
                 i,
