@@ -1,4 +1,5 @@
 //! Integration tests: one binary, each test with its own moto, fakes and gateway on random ports.
 
 mod e2e;
+mod hubspot_adapter;
 mod stack;

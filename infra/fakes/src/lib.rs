@@ -1,1 +1,6 @@
-//! TODO
+//! Stateful fakes of the providers' HTTP APIs (axum servers on 127.0.0.1), for integration tests,
+//! benchmarks and the local demo. Each fake speaks its provider's wire format, keeps its data in
+//! memory and exposes admin routes (`/_admin/...`) plus a Rust handle to edit data, inject faults
+//! and read request counters.
+
+pub mod hubspot;

@@ -1,0 +1,471 @@
+//! A fake HubSpot account speaking the CRM v3 contacts API, the OAuth v1 token endpoint, HubSpot's
+//! error bodies and its rate limits (190 requests per 10 s per token, search 5 per second), plus
+//! `/_admin/` routes and a Rust handle ([`HubspotState`]) to edit data, inject faults and count
+//! requests.
+//!
+//! Rate limiting follows HubSpot's documented contract: `X-HubSpot-RateLimit-*` headers and a 429
+//! with `errorType: RATE_LIMIT` and a `policyName`. HubSpot's usage guidelines document no
+//! `Retry-After` header, so the fake sends one only on injected 429 faults that ask for it.
+
+mod server;
+pub mod search;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use store::Store;
+
+/// Requests one token may make per rolling window.
+pub const TEN_SECONDLY_MAX: u32 = 190;
+pub const TEN_SECONDLY_INTERVAL: Duration = Duration::from_secs(10);
+/// Search requests one token may make per second.
+pub const SEARCH_PER_SECOND: u32 = 5;
+pub const DAILY_MAX: u64 = 500_000;
+
+/// How to start a fake.
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// Port on 127.0.0.1; 0 lets the OS pick.
+    pub port: u16,
+    /// Contacts seeded with ids `"1"..="N"`.
+    pub contacts: usize,
+    pub seed: u64,
+    /// Enforce HubSpot's rate limits and send the `X-HubSpot-RateLimit-*` headers.
+    pub rate_limits: bool,
+    /// A private-app token that never expires (`None`: only issued OAuth tokens work).
+    pub private_app_token: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Lifetime of OAuth access tokens issued by `/oauth/v1/token` and [`HubspotState::issue_token`].
+    pub access_token_ttl: Duration,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            contacts: 0,
+            seed: 42,
+            rate_limits: false,
+            private_app_token: Some("pat-na1-fake".into()),
+            client_id: "fake-client-id".into(),
+            client_secret: "fake-client-secret".into(),
+            access_token_ttl: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// The routes the fake counts and can inject faults into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    List,
+    Get,
+    Search,
+    BatchRead,
+    BatchUpdate,
+    Create,
+    Update,
+    Token,
+    /// Matches every route (faults only).
+    Any,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::List => "list",
+            Route::Get => "get",
+            Route::Search => "search",
+            Route::BatchRead => "batch_read",
+            Route::BatchUpdate => "batch_update",
+            Route::Create => "create",
+            Route::Update => "update",
+            Route::Token => "token",
+            Route::Any => "any",
+        }
+    }
+}
+
+/// What an injected fault does to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// 429 with HubSpot's body; `policy` defaults to `TEN_SECONDLY_ROLLING`. `retry_after_secs`
+    /// adds a `Retry-After` header (HubSpot does not document one).
+    RateLimit {
+        #[serde(default)]
+        policy: Option<String>,
+        #[serde(default)]
+        retry_after_secs: Option<u64>,
+    },
+    /// 500 with HubSpot's error body.
+    ServerError,
+    /// 401 `EXPIRED_AUTHENTICATION`, whatever the token.
+    ExpiredToken,
+    /// 200 with a truncated JSON body.
+    MalformedJson,
+    /// Waits this long, then answers normally.
+    Delay { ms: u64 },
+}
+
+/// A fault for the next `count` requests to `route`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub route: Route,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Request counters (`GET /_admin/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total: u64,
+    /// 429s sent (rate limiting and injected faults).
+    pub rate_limited: u64,
+    /// Requests per route name (`list`, `search`, `batch_read`, ...).
+    pub routes: BTreeMap<String, u64>,
+}
+
+/// An OAuth token pair issued by the fake.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+#[derive(Debug)]
+struct TokenInfo {
+    expires_at: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    general: VecDeque<Instant>,
+    search: VecDeque<Instant>,
+    daily: u64,
+}
+
+/// Rate-limit headers for one response.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LimitHeaders {
+    remaining: u32,
+    daily_remaining: u64,
+}
+
+/// Why the gate refused a request before the handler ran.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Unauthenticated,
+    Expired { ago: Duration },
+    RateLimited { policy: &'static str, headers: LimitHeaders },
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    tokens: HashMap<String, TokenInfo>,
+    refresh_tokens: HashMap<String, ()>,
+    windows: HashMap<String, Window>,
+    faults: Vec<Fault>,
+    stats: Stats,
+    rate_limits: bool,
+}
+
+/// The fake account's state. Every admin operation is also a method here.
+#[derive(Debug)]
+pub struct HubspotState {
+    inner: Mutex<Inner>,
+    config: FakeConfig,
+}
+
+fn random_token(prefix: &str) -> String {
+    let mut rng = rand::rng();
+    let a: u64 = rng.random();
+    let b: u64 = rng.random();
+    format!("{prefix}-{a:016x}{b:016x}")
+}
+
+/// A fresh id in the shape of HubSpot's `correlationId` (a UUID).
+pub fn correlation_id() -> String {
+    let mut rng = rand::rng();
+    let a: u128 = rng.random();
+    let h = format!("{a:032x}");
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+impl HubspotState {
+    pub fn new(config: FakeConfig) -> Self {
+        let mut tokens = HashMap::new();
+        if let Some(t) = &config.private_app_token {
+            tokens.insert(t.clone(), TokenInfo { expires_at: None });
+        }
+        let inner = Inner {
+            store: Store::seeded(config.contacts, config.seed),
+            tokens,
+            refresh_tokens: HashMap::new(),
+            windows: HashMap::new(),
+            faults: Vec::new(),
+            stats: Stats::default(),
+            rate_limits: config.rate_limits,
+        };
+        Self { inner: Mutex::new(inner), config }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn config(&self) -> &FakeConfig {
+        &self.config
+    }
+
+    /// Number of contacts, archived included.
+    pub fn contact_count(&self) -> usize {
+        self.lock().store.len()
+    }
+
+    /// All contact ids (as HubSpot's numeric strings), archived included.
+    pub fn contact_ids(&self) -> Vec<String> {
+        self.lock().store.all_ids().map(|id| id.to_string()).collect()
+    }
+
+    /// The contact as the API renders it (all known properties), or `None`.
+    pub fn contact(&self, id: &str) -> Option<Value> {
+        let id = id.parse::<u64>().ok()?;
+        let inner = self.lock();
+        let c = inner.store.get(id)?;
+        let props: Vec<String> = store::KNOWN_PROPERTIES.iter().map(|p| (*p).to_owned()).collect();
+        Some(inner.store.render(id, c, &props))
+    }
+
+    /// Edits a contact as a HubSpot user would: sets the properties and bumps `lastmodifieddate`
+    /// above every existing timestamp. Returns the rendered contact, or `None` if it is absent or
+    /// archived.
+    pub fn edit_contact(&self, id: &str, properties: &[(&str, &str)]) -> Option<Value> {
+        let props: BTreeMap<String, String> =
+            properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let num = id.parse::<u64>().ok()?;
+        if !self.lock().store.update(num, &props, None) {
+            return None;
+        }
+        self.contact(id)
+    }
+
+    /// Bumps `lastmodifieddate` on these contacts without other changes. With `shared`, all of
+    /// them get one new timestamp; otherwise each its own. Returns how many were touched.
+    pub fn touch_contacts<'a>(&self, ids: impl IntoIterator<Item = &'a str>, shared: bool) -> usize {
+        let mut inner = self.lock();
+        let stamp = shared.then(|| inner.store.next_stamp());
+        let empty = BTreeMap::new();
+        ids.into_iter()
+            .filter_map(|id| id.parse::<u64>().ok())
+            .filter(|id| inner.store.update(*id, &empty, stamp))
+            .count()
+    }
+
+    /// Creates a contact; returns its id.
+    pub fn create_contact(&self, properties: &[(&str, &str)]) -> String {
+        let props = properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.lock().store.create(props).to_string()
+    }
+
+    /// Archives a contact (HubSpot's delete); `false` if it is absent or already archived.
+    pub fn archive_contact(&self, id: &str) -> bool {
+        id.parse::<u64>().is_ok_and(|id| self.lock().store.archive(id))
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    pub fn reset_stats(&self) {
+        self.lock().stats = Stats::default();
+    }
+
+    pub fn inject_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Turns rate limiting (and its headers) on or off; also forgets the request windows.
+    pub fn set_rate_limits(&self, enabled: bool) {
+        let mut inner = self.lock();
+        inner.rate_limits = enabled;
+        inner.windows.clear();
+    }
+
+    /// Issues an OAuth access token (lifetime `ttl`, default the config's) and a refresh token.
+    pub fn issue_token(&self, ttl: Option<Duration>) -> IssuedToken {
+        let ttl = ttl.unwrap_or(self.config.access_token_ttl);
+        let access = random_token("oauth-access");
+        let refresh = random_token("oauth-refresh");
+        let mut inner = self.lock();
+        inner.tokens.insert(access.clone(), TokenInfo { expires_at: Some(Instant::now() + ttl) });
+        inner.refresh_tokens.insert(refresh.clone(), ());
+        IssuedToken { access_token: access, refresh_token: refresh, expires_in: ttl.as_secs() }
+    }
+
+    /// Makes an access token expired now; `false` if unknown.
+    pub fn expire_token(&self, access_token: &str) -> bool {
+        match self.lock().tokens.get_mut(access_token) {
+            Some(info) => {
+                info.expires_at = Some(Instant::now());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Revokes a refresh token (the user uninstalled the app); `false` if unknown.
+    pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
+        self.lock().refresh_tokens.remove(refresh_token).is_some()
+    }
+
+    /// Exchanges a refresh token for a new access token (the refresh token stays valid, as in
+    /// HubSpot's v1 endpoint). `None` if the refresh token is unknown.
+    fn refresh(&self, refresh_token: &str) -> Option<IssuedToken> {
+        let ttl = self.config.access_token_ttl;
+        let mut inner = self.lock();
+        inner.refresh_tokens.get(refresh_token)?;
+        let access = random_token("oauth-access");
+        inner.tokens.insert(access.clone(), TokenInfo { expires_at: Some(Instant::now() + ttl) });
+        Some(IssuedToken {
+            access_token: access,
+            refresh_token: refresh_token.to_owned(),
+            expires_in: ttl.as_secs(),
+        })
+    }
+
+    /// Counts the request and takes the first pending fault for `route`.
+    fn count_and_take_fault(&self, route: Route) -> Option<FaultKind> {
+        let mut inner = self.lock();
+        inner.stats.total += 1;
+        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
+        let idx = inner.faults.iter().position(|f| f.route == route || f.route == Route::Any)?;
+        let kind = inner.faults[idx].kind.clone();
+        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
+        if inner.faults[idx].count == 0 {
+            inner.faults.remove(idx);
+        }
+        if matches!(kind, FaultKind::RateLimit { .. }) {
+            inner.stats.rate_limited += 1;
+        }
+        Some(kind)
+    }
+
+    /// Checks the bearer token and the rate limits; on success returns the headers to send.
+    fn admit(&self, bearer: Option<&str>, route: Route) -> Result<Option<LimitHeaders>, Refusal> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let token = bearer.ok_or(Refusal::Unauthenticated)?;
+        let info = inner.tokens.get(token).ok_or(Refusal::Unauthenticated)?;
+        if let Some(at) = info.expires_at.filter(|at| *at <= now) {
+            return Err(Refusal::Expired { ago: now - at });
+        }
+        if !inner.rate_limits {
+            return Ok(None);
+        }
+        let window = inner.windows.entry(token.to_owned()).or_default();
+        while window.general.front().is_some_and(|t| now.duration_since(*t) >= TEN_SECONDLY_INTERVAL) {
+            window.general.pop_front();
+        }
+        while window.search.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+            window.search.pop_front();
+        }
+        let used = window.general.len() as u32;
+        let headers = |used: u32, daily: u64| LimitHeaders {
+            remaining: TEN_SECONDLY_MAX.saturating_sub(used),
+            daily_remaining: DAILY_MAX.saturating_sub(daily),
+        };
+        let refused = if window.daily >= DAILY_MAX {
+            Some("DAILY")
+        } else if used >= TEN_SECONDLY_MAX {
+            Some("TEN_SECONDLY_ROLLING")
+        } else if route == Route::Search && window.search.len() as u32 >= SEARCH_PER_SECOND {
+            Some("SECONDLY")
+        } else {
+            None
+        };
+        if let Some(policy) = refused {
+            let h = headers(used, window.daily);
+            inner.stats.rate_limited += 1;
+            return Err(Refusal::RateLimited { policy, headers: h });
+        }
+        window.general.push_back(now);
+        if route == Route::Search {
+            window.search.push_back(now);
+        }
+        window.daily += 1;
+        Ok(Some(headers(used + 1, window.daily)))
+    }
+}
+
+/// Starts fakes.
+pub struct HubspotFake;
+
+impl HubspotFake {
+    /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
+    pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let base_url = format!("http://{local}");
+        let state = Arc::new(HubspotState::new(config));
+        let app = server::router(state.clone(), base_url.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "fake HubSpot server stopped");
+            }
+        });
+        Ok(RunningFake { base_url, state, task })
+    }
+}
+
+/// A running fake; the server stops when this is dropped.
+pub struct RunningFake {
+    base_url: String,
+    state: Arc<HubspotState>,
+    task: JoinHandle<()>,
+}
+
+impl RunningFake {
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// The state handle, for direct admin from Rust.
+    pub fn state(&self) -> Arc<HubspotState> {
+        self.state.clone()
+    }
+}
+
+impl Drop for RunningFake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests;

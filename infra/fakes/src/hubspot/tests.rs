@@ -1,0 +1,282 @@
+//! HTTP-level tests of the fake, through reqwest.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+async fn fake(contacts: usize, rate_limits: bool) -> RunningFake {
+    HubspotFake::start(FakeConfig { contacts, rate_limits, ..FakeConfig::default() })
+        .await
+        .unwrap()
+}
+
+fn token() -> &'static str {
+    "pat-na1-fake"
+}
+
+#[tokio::test]
+async fn list_pages_through_every_contact_with_after_tokens() {
+    let f = fake(250, false).await;
+    let http = reqwest::Client::new();
+    let mut after: Option<String> = None;
+    let mut seen = BTreeSet::new();
+    let mut pages = 0;
+    loop {
+        let mut url = format!("{}/crm/v3/objects/contacts?limit=100&properties=email,phone", f.base_url());
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let body: Value = http.get(&url).bearer_auth(token()).send().await.unwrap().json().await.unwrap();
+        pages += 1;
+        for r in body["results"].as_array().unwrap() {
+            assert!(r["properties"]["email"].as_str().unwrap().contains('@'));
+            assert_eq!(r["archived"], json!(false));
+            assert!(seen.insert(r["id"].as_str().unwrap().to_owned()));
+        }
+        match body["paging"]["next"]["after"].as_str() {
+            Some(a) => after = Some(a.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 250);
+    assert_eq!(f.state().stats().routes.get("list"), Some(&3));
+}
+
+#[tokio::test]
+async fn list_rejects_limits_above_one_hundred() {
+    let f = fake(5, false).await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/crm/v3/objects/contacts?limit=101", f.base_url()))
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+}
+
+#[tokio::test]
+async fn search_returns_edited_contacts_and_refuses_to_page_past_ten_thousand() {
+    let f = fake(300, false).await;
+    let state = f.state();
+    let before = state.contact("1").unwrap()["updatedAt"].clone();
+    let edited = state.edit_contact("120", &[("firstname", "Edited")]).unwrap();
+    assert_eq!(edited["properties"]["firstname"], "Edited");
+    assert_ne!(edited["updatedAt"], before);
+    let since = edited["properties"]["lastmodifieddate"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let url = format!("{}/crm/v3/objects/contacts/search", f.base_url());
+    let body: Value = http
+        .post(&url)
+        .bearer_auth(token())
+        .json(&json!({
+            "filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": since}]}],
+            "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+            "properties": ["firstname"],
+            "limit": 200
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["results"][0]["id"], "120");
+    assert!(body.get("paging").is_none());
+
+    let deep = http
+        .post(&url)
+        .bearer_auth(token())
+        .json(&json!({"limit": 200, "after": "9900"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deep.status(), 400);
+    let err: Value = deep.json().await.unwrap();
+    assert_eq!(err["status"], "error");
+    assert!(err["correlationId"].is_string());
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_hubspot_body_and_headers() {
+    let f = fake(10, true).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/crm/v3/objects/contacts/search", f.base_url());
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..6 {
+        let resp = http.post(&url).bearer_auth(token()).json(&json!({"limit": 1})).send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        last = Some(resp);
+    }
+    assert_eq!(&statuses[..5], &[200; 5]);
+    assert_eq!(statuses[5], 429);
+    let resp = last.unwrap();
+    assert_eq!(resp.headers()["x-hubspot-ratelimit-max"], "190");
+    assert_eq!(resp.headers()["x-hubspot-ratelimit-interval-milliseconds"], "10000");
+    assert!(resp.headers().get("retry-after").is_none());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errorType"], "RATE_LIMIT");
+    assert_eq!(body["policyName"], "SECONDLY");
+    assert_eq!(f.state().stats().rate_limited, 1);
+
+    let list = http
+        .get(format!("{}/crm/v3/objects/contacts", f.base_url()))
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    assert_eq!(list.headers()["x-hubspot-ratelimit-remaining"], "184");
+    assert!(list.headers().contains_key("x-hubspot-ratelimit-daily-remaining"));
+}
+
+#[tokio::test]
+async fn ten_secondly_window_refuses_the_191st_request() {
+    let f = fake(1, true).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/crm/v3/objects/contacts?limit=1", f.base_url());
+    for _ in 0..TEN_SECONDLY_MAX {
+        assert_eq!(http.get(&url).bearer_auth(token()).send().await.unwrap().status(), 200);
+    }
+    let resp = http.get(&url).bearer_auth(token()).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["policyName"], "TEN_SECONDLY_ROLLING");
+}
+
+#[tokio::test]
+async fn expired_and_unknown_tokens_get_hubspot_401_bodies_and_refresh_issues_a_new_one() {
+    let f = fake(3, false).await;
+    let state = f.state();
+    let issued = state.issue_token(None);
+    let http = reqwest::Client::new();
+    let url = format!("{}/crm/v3/objects/contacts", f.base_url());
+    assert_eq!(http.get(&url).bearer_auth(&issued.access_token).send().await.unwrap().status(), 200);
+    assert!(state.expire_token(&issued.access_token));
+    let resp = http.get(&url).bearer_auth(&issued.access_token).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["category"], "EXPIRED_AUTHENTICATION");
+    let unknown: Value = http.get(&url).bearer_auth("nope").send().await.unwrap().json().await.unwrap();
+    assert_eq!(unknown["category"], "INVALID_AUTHENTICATION");
+
+    let token_url = format!("{}/oauth/v1/token", f.base_url());
+    let form = |refresh: &str| {
+        vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("client_id", "fake-client-id".to_owned()),
+            ("client_secret", "fake-client-secret".to_owned()),
+            ("refresh_token", refresh.to_owned()),
+        ]
+    };
+    let fresh: Value = http.post(&token_url).form(&form(&issued.refresh_token)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(fresh["expires_in"], 1800);
+    let access = fresh["access_token"].as_str().unwrap();
+    assert_eq!(http.get(&url).bearer_auth(access).send().await.unwrap().status(), 200);
+    let bad = http.post(&token_url).form(&form("wrong")).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["status"], "BAD_REFRESH_TOKEN");
+}
+
+#[tokio::test]
+async fn injected_faults_hit_only_their_route_and_only_count_times() {
+    let f = fake(3, false).await;
+    let state = f.state();
+    state.inject_fault(Fault { route: Route::List, kind: FaultKind::ServerError, count: 2 });
+    state.inject_fault(Fault { route: Route::Search, kind: FaultKind::MalformedJson, count: 1 });
+    let http = reqwest::Client::new();
+    let list = format!("{}/crm/v3/objects/contacts", f.base_url());
+    let search = format!("{list}/search");
+    let get = |u: String| http.get(u).bearer_auth(token()).send();
+    assert_eq!(get(list.clone()).await.unwrap().status(), 500);
+    assert_eq!(get(list.clone()).await.unwrap().status(), 500);
+    assert_eq!(get(list.clone()).await.unwrap().status(), 200);
+    let text = http.post(&search).bearer_auth(token()).json(&json!({})).send().await.unwrap().text().await.unwrap();
+    assert!(serde_json::from_str::<Value>(&text).is_err());
+
+    let admin = format!("{}/_admin/faults", f.base_url());
+    let resp = http.post(&admin).json(&json!({"route": "list", "kind": "rate_limit", "policy": "SECONDLY", "retry_after_secs": 1})).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let limited = get(list.clone()).await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let stats: Value = http.get(format!("{}/_admin/stats", f.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["routes"]["list"], 4);
+    assert_eq!(stats["rate_limited"], 1);
+    assert_eq!(stats["total"], 5);
+    http.post(format!("{}/_admin/stats/reset", f.base_url())).send().await.unwrap();
+    assert_eq!(state.stats().total, 0);
+}
+
+#[tokio::test]
+async fn delay_fault_holds_the_answer_back() {
+    let f = fake(1, false).await;
+    f.state().inject_fault(Fault { route: Route::Any, kind: FaultKind::Delay { ms: 300 }, count: 1 });
+    let http = reqwest::Client::builder().timeout(Duration::from_millis(100)).build().unwrap();
+    let err = http
+        .get(format!("{}/crm/v3/objects/contacts", f.base_url()))
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+}
+
+#[tokio::test]
+async fn batch_update_changes_contacts_and_batch_read_reports_missing_ids() {
+    let f = fake(5, false).await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/crm/v3/objects/contacts", f.base_url());
+    let upd = http
+        .post(format!("{base}/batch/update"))
+        .bearer_auth(token())
+        .json(&json!({"inputs": [{"id": "2", "properties": {"phone": "+47 1234"}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upd.status(), 200);
+    let read = http
+        .post(format!("{base}/batch/read"))
+        .bearer_auth(token())
+        .json(&json!({"properties": ["phone"], "inputs": [{"id": "2"}, {"id": "999"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 207);
+    let body: Value = read.json().await.unwrap();
+    assert_eq!(body["results"][0]["properties"]["phone"], "+47 1234");
+    assert_eq!(body["errors"][0]["context"]["ids"][0], "999");
+    let too_many: Vec<Value> = (0..101).map(|i| json!({"id": i.to_string()})).collect();
+    let resp = http.post(format!("{base}/batch/read")).bearer_auth(token()).json(&json!({"inputs": too_many})).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_contacts_seed_and_search_quickly() {
+    let started = std::time::Instant::now();
+    let f = fake(100_000, false).await;
+    let state = f.state();
+    assert_eq!(state.contact_count(), 100_000);
+    assert_eq!(state.touch_contacts(["5", "99999"], true), 2);
+    let since = state.contact("5").unwrap()["properties"]["lastmodifieddate"].as_str().unwrap().to_owned();
+    let body: Value = reqwest::Client::new()
+        .post(format!("{}/crm/v3/objects/contacts/search", f.base_url()))
+        .bearer_auth(token())
+        .json(&json!({"filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": since}]}], "limit": 10}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["total"], 2);
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
