@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use syncbridge::sync::{Deadline, worker};
-use syncbridge_fakes::hubspot::{Fault, Route};
+use syncbridge_fakes::hubspot::{Fault, FaultKind, Route};
 use syncbridge_tests::*;
 
 const DRAIN: Duration = Duration::from_secs(120);
@@ -114,7 +114,11 @@ async fn a_429_from_hubspot_is_honoured_and_the_sync_still_completes() {
     let stack = stack(150, true).await.unwrap();
     let id = connect(&stack, "acme", None).await.unwrap();
     let hubspot = stack.hubspot.state();
-    hubspot.inject_fault(Fault::rate_limited(Route::List, 2));
+    hubspot.inject_fault(Fault {
+        route: Route::List,
+        kind: FaultKind::RateLimit { policy: None, retry_after_secs: None },
+        count: 2,
+    });
 
     stack.runner.fire_schedule(chrono::Utc::now()).await.unwrap();
     let drained = stack.runner.drain(DRAIN).await.unwrap();

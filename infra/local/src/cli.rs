@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -93,7 +92,7 @@ fn alive(pid: u32) -> bool {
 
 fn dev_key() -> Result<DevKey> {
     let text = std::fs::read_to_string(home()?.join("dev-key")).context("reading the dev key (is the stack up?)")?;
-    Ok(DevKey::new(SecretString::from(text.trim().to_owned())))
+    Ok(DevKey::new(&SecretString::from(text.trim().to_owned()))?)
 }
 
 fn print_info(info: &StackInfo) {
@@ -175,8 +174,8 @@ pub async fn down() -> Result<()> {
 pub async fn daemon(args: &UpArgs) -> Result<()> {
     syncbridge::telemetry::init();
     let home = home()?;
-    let key_text = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    write_private(&home.join("dev-key"), &key_text)?;
+    let secret = crate::local::random_secret();
+    write_private(&home.join("dev-key"), secret.expose_secret())?;
     let token = "pat-local-hubspot".to_owned();
     let options = StackOptions {
         hubspot: FakeConfig {
@@ -185,7 +184,7 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
             private_app_token: Some(token.clone()),
             ..FakeConfig::default()
         },
-        dev_key: Some(DevKey::new(SecretString::from(key_text))),
+        dev_key: Some(DevKey::new(&secret)?),
         ..StackOptions::default()
     };
     let stack = LocalStack::start(options).await?;
@@ -274,13 +273,18 @@ impl ApiClient {
 }
 
 fn api_for(info: &StackInfo, tenant: &str) -> Result<ApiClient> {
-    let token = dev_key()?.sign(tenant, &format!("cli-{tenant}"), Duration::from_secs(3600))?;
+    let token = sign(tenant)?;
     Ok(ApiClient::new(info.api_url.clone(), token))
+}
+
+fn sign(tenant: &str) -> Result<String> {
+    let tenant = syncbridge::domain::TenantId::parse_external(tenant)?;
+    Ok(dev_key()?.sign(&tenant, &format!("cli-{tenant}"), Duration::from_secs(3600)))
 }
 
 pub async fn token(args: &TenantArgs) -> Result<()> {
     ensure_up(&default_up()).await?;
-    println!("{}", dev_key()?.sign(&args.tenant, &format!("cli-{}", args.tenant), Duration::from_secs(3600))?);
+    println!("{}", sign(&args.tenant)?);
     Ok(())
 }
 

@@ -87,7 +87,10 @@ impl LocalStack {
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
         let runner = Runner::new(deps.clone(), aws_sdk_sqs::Client::new(&sdk), config.resources.jobs_queue_url.clone()).await?;
-        let dev_key = options.dev_key.clone().unwrap_or_else(DevKey::generate);
+        let dev_key = match options.dev_key.clone() {
+            Some(key) => key,
+            None => DevKey::new(&random_secret())?,
+        };
         let gateway = gateway::serve(
             api::router(wiring::api_state(&deps, &config)),
             webhooks::router(webhooks::WebhookState { queue: deps.queue.clone(), clock: deps.clock.clone() }),
@@ -100,7 +103,8 @@ impl LocalStack {
 
     /// A dev-signed token for `tenant`, as an identity provider would issue (valid one hour).
     pub fn token(&self, tenant: &str) -> Result<String> {
-        Ok(self.dev_key.sign(tenant, &format!("user-{tenant}"), std::time::Duration::from_secs(3600))?)
+        let tenant = syncbridge::domain::TenantId::parse_external(tenant)?;
+        Ok(self.dev_key.sign(&tenant, &format!("user-{tenant}"), std::time::Duration::from_secs(3600)))
     }
 
     /// Events published on the bus since the last call (through the tap queue).
@@ -110,4 +114,10 @@ impl LocalStack {
             None => Ok(Vec::new()),
         }
     }
+}
+
+/// A fresh random secret (32 bytes, base64) for signing local tokens.
+pub fn random_secret() -> SecretString {
+    use base64::Engine;
+    SecretString::from(base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()))
 }

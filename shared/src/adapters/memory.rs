@@ -25,15 +25,7 @@ use crate::ports::{
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 
 /// The due-index shard of a connection: a stable hash of its key, modulo `shards` (at least 1).
-pub fn due_shard(tenant: &TenantId, connection: &ConnectionId, shards: u16) -> u16 {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(tenant.as_str().as_bytes());
-    h.update([0u8]);
-    h.update(connection.as_str().as_bytes());
-    let d = h.finalize();
-    u16::from_be_bytes([d[0], d[1]]) % shards.max(1)
-}
+pub use crate::domain::connection::due_shard;
 
 fn page_size(limit: usize) -> usize {
     if limit == 0 { DEFAULT_PAGE_SIZE } else { limit }

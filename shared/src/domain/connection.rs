@@ -130,6 +130,18 @@ impl Connection {
     }
 }
 
+/// The due-index shard of a connection: a stable hash of tenant and connection, so a connection
+/// stays in one shard across deployments, processes and store implementations.
+pub fn due_shard(tenant: &TenantId, connection: &ConnectionId, shards: u16) -> u16 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(tenant.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(connection.as_str().as_bytes());
+    let d = h.finalize();
+    u16::from_be_bytes([d[0], d[1]]) % shards.max(1)
+}
+
 pub fn message_group(tenant: &TenantId, connection: &ConnectionId) -> String {
     format!("{tenant}#{connection}")
 }

@@ -120,6 +120,7 @@ pub enum DevKeyError {
 
 /// The HS256 key that signs local-development tokens (issuer [`DEV_ISSUER`], audience
 /// [`DEV_AUDIENCE`]), standing in for the identity provider API Gateway trusts in AWS.
+#[derive(Clone)]
 pub struct DevKey {
     encoding: EncodingKey,
     decoding: DecodingKey,

@@ -75,17 +75,7 @@ pub(super) fn key(pk: String, sk: String) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
-/// The due-index shard of a connection: a stable hash (FNV-1a 64) of tenant and connection, so a
-/// connection stays in one shard across deployments and processes.
-pub fn due_shard(tenant: &TenantId, connection: &ConnectionId, shards: u16) -> u16 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let bytes = tenant.as_str().bytes().chain([0u8]).chain(connection.as_str().bytes());
-    for b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (hash % u64::from(shards.max(1))) as u16
-}
+pub use crate::domain::connection::due_shard;
 
 pub(super) fn due_shard_key(shard: u16) -> String {
     format!("DUE#{shard}")

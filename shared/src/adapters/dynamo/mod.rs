@@ -364,9 +364,9 @@ fn encode_token(key: &Item) -> Result<String, StoreError> {
 
 /// Decodes a page token, accepting it only for the partition (`attribute`, `value`) being queried
 /// and, when given, sort keys with `sk_prefix`: a token cannot reach another tenant's items. A
-/// malformed token is `Corrupt("page token ...")`.
+/// malformed token is `InvalidPageToken`.
 fn decode_token(token: &str, partition: (&str, &str), sk_prefix: Option<&str>) -> Result<Item, StoreError> {
-    let bad = || StoreError::Corrupt("page token is malformed".to_owned());
+    let bad = || StoreError::InvalidPageToken;
     let bytes = B64.decode(token).map_err(|_| bad())?;
     let plain: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     if plain.get(partition.0).map(String::as_str) != Some(partition.1) {
@@ -547,7 +547,7 @@ mod tests {
             decode_token(&B64.encode("[1,2]"), ("pk", "T#a#C#c"), None),
             decode_token(&B64.encode(r#"{"pk":"T#a#C#c"}"#), ("pk", "T#a#C#c"), None),
         ] {
-            assert!(matches!(bad, Err(StoreError::Corrupt(m)) if m.contains("page token")));
+            assert!(matches!(bad, Err(StoreError::InvalidPageToken)));
         }
     }
 
