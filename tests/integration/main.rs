@@ -1,1 +1,4 @@
 //! Integration tests
+
+mod aws_adapters;
+mod aws_support;
