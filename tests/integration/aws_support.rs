@@ -18,6 +18,13 @@ use secrecy::SecretString;
 use syncbridge::adapters::crypto::TokenCipher;
 use syncbridge::adapters::dynamo::{AUDIT_CONNECTION_INDEX, DUE_INDEX, DynamoStore};
 
+const SINGLE_THREADED_MOTO: &str = "
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+run_simple('127.0.0.1', 0, DomainDispatcherApplication(create_backend_app), threaded=False,
+           request_handler=MotoRequestHandler)
+";
+
 /// A moto server on an OS-picked port; killed when dropped.
 pub struct Moto {
     child: Child,
@@ -32,17 +39,25 @@ impl Drop for Moto {
 }
 
 impl Moto {
+    /// Starts moto from the virtualenv of `MOTO_SERVER` (default
+    /// `/tmp/venvtest/.venv/bin/moto_server`). It runs single-threaded: moto does not serialize
+    /// concurrent conditional writes on one item, which DynamoDB does, so a threaded moto lets two
+    /// racing conditional writes both succeed.
     pub async fn start() -> Result<Self> {
         let bin = std::env::var("MOTO_SERVER")
             .unwrap_or_else(|_| "/tmp/venvtest/.venv/bin/moto_server".to_owned());
-        let mut child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", "0"])
+        let python = std::path::Path::new(&bin).with_file_name("python");
+        let mut child = Command::new(&python)
+            .args(["-c", SINGLE_THREADED_MOTO])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {bin}"))?;
-        let stderr = child.stderr.take().ok_or_else(|| anyhow!("moto stderr not captured"))?;
+            .with_context(|| format!("starting moto with {}", python.display()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow!("moto stderr not captured"))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
@@ -55,14 +70,22 @@ impl Moto {
                 }
             }
         });
-        let mut moto = Self { child, endpoint: String::new() };
+        let mut moto = Self {
+            child,
+            endpoint: String::new(),
+        };
         let port = tokio::time::timeout(Duration::from_secs(60), rx)
             .await
             .context("moto did not report its port")??;
         moto.endpoint = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         for _ in 0..200 {
-            if http.get(format!("{}/moto-api/", moto.endpoint)).send().await.is_ok_and(|r| r.status().is_success()) {
+            if http
+                .get(format!("{}/moto-api/", moto.endpoint))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok(moto);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -83,15 +106,25 @@ impl Moto {
 /// A name no other test in this process uses.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn attr(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition> {
-    Ok(AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build()?)
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()?)
 }
 
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement> {
-    Ok(KeySchemaElement::builder().attribute_name(name).key_type(kind).build()?)
+    Ok(KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()?)
 }
 
 /// Creates the main and audit tables (with their indexes and TTL) and a store over them.
@@ -127,7 +160,10 @@ pub async fn dynamo_store(config: &SdkConfig, due_shards: u16) -> Result<DynamoS
         .update_time_to_live()
         .table_name(&table)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder().enabled(true).attribute_name("expires_at").build()?,
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()?,
         )
         .send()
         .await?;
@@ -145,7 +181,11 @@ pub async fn dynamo_store(config: &SdkConfig, due_shards: u16) -> Result<DynamoS
                 .index_name(AUDIT_CONNECTION_INDEX)
                 .key_schema(key("conn_pk", KeyType::Hash)?)
                 .key_schema(key("sk", KeyType::Range)?)
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()?,
         )
         .send()
@@ -166,5 +206,6 @@ pub async fn sqs_queue(config: &SdkConfig, fifo: bool) -> Result<String> {
         req = req.queue_name(unique("events"));
     }
     let out = req.send().await?;
-    out.queue_url.ok_or_else(|| anyhow!("CreateQueue returned no URL"))
+    out.queue_url
+        .ok_or_else(|| anyhow!("CreateQueue returned no URL"))
 }
