@@ -116,7 +116,7 @@ async fn a_429_from_hubspot_is_honoured_and_the_sync_still_completes() {
     let hubspot = stack.hubspot.state();
     hubspot.inject_fault(Fault {
         route: Route::List,
-        kind: FaultKind::RateLimit { policy: None, retry_after_secs: None },
+        kind: FaultKind::RateLimit { policy: Some("SECONDLY".into()), retry_after_secs: None },
         count: 2,
     });
 

@@ -1,5 +1,7 @@
 //! Integration tests: one binary, each test with its own moto, fakes and gateway on random ports.
 
+mod aws_adapters;
+mod aws_support;
 mod e2e;
 mod hubspot_adapter;
 mod stack;

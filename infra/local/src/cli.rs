@@ -216,9 +216,13 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
     });
     let deliver = tokio::spawn(async move {
         loop {
-            if let Err(e) = runner.deliver_once(Duration::from_secs(1)).await {
-                tracing::warn!(error = %e, "delivery failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            match runner.deliver_once(Duration::ZERO).await {
+                Ok(d) if d.received > 0 => {}
+                Ok(_) => tokio::time::sleep(crate::runner::IDLE_POLL).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivery failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         }
     });

@@ -56,6 +56,9 @@ pub struct LocalStack {
 
 impl LocalStack {
     pub async fn start(options: StackOptions) -> Result<Self> {
+        if std::env::var_os("SYNCBRIDGE_TRACE").is_some() {
+            syncbridge::telemetry::init();
+        }
         let moto = Moto::start(Moto::locate()?).await.context("starting moto")?;
         let sdk = stack::sdk_config(moto.endpoint());
         let prefix = options

@@ -17,6 +17,9 @@ use syncbridge::sync::{Deadline, Deps, worker};
 /// The worker function's timeout in template.yaml; each local invocation gets this deadline.
 pub const WORKER_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long an idle poller waits before asking the queue again.
+pub const IDLE_POLL: Duration = Duration::from_millis(200);
+
 /// What one delivery of a batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Delivery {
@@ -75,7 +78,8 @@ impl Runner {
         Ok(handle_schedule(&self.deps, event).await?)
     }
 
-    /// Receives one batch (up to 10, waiting up to `wait`) and delivers it to the worker.
+    /// Receives one batch (up to 10, long-polling up to `wait`) and delivers it to the worker.
+    /// Locally moto serves one request at a time, so callers short-poll (`Duration::ZERO`).
     pub async fn deliver_once(&self, wait: Duration) -> Result<Delivery> {
         let out = self
             .sqs
@@ -153,7 +157,7 @@ impl Runner {
         let started = std::time::Instant::now();
         let mut total = Drained::default();
         while started.elapsed() < limit {
-            let d = self.deliver_once(Duration::from_secs(1)).await?;
+            let d = self.deliver_once(Duration::ZERO).await?;
             if d.received > 0 {
                 total.batches += 1;
                 total.messages += d.received;
@@ -163,6 +167,7 @@ impl Runner {
             if self.queue_depth().await? == 0 {
                 return Ok(total);
             }
+            tokio::time::sleep(IDLE_POLL).await;
         }
         anyhow::bail!("the jobs queue did not drain within {limit:?}")
     }

@@ -25,7 +25,10 @@ pub struct EventBridgeBus {
 
 impl EventBridgeBus {
     pub fn new(client: Client, bus_name: impl Into<String>) -> Self {
-        Self { client, bus_name: bus_name.into() }
+        Self {
+            client,
+            bus_name: bus_name.into(),
+        }
     }
 
     fn entry(&self, event: &DomainEvent) -> PutEventsRequestEntry {
@@ -47,7 +50,11 @@ impl EventBridgeBus {
             .send()
             .await
             .map_err(|e| BusError::Backend(Box::new(e)))?;
-        Ok(failed_indexes(out.failed_entry_count(), out.entries(), events.len()))
+        Ok(failed_indexes(
+            out.failed_entry_count(),
+            out.entries(),
+            events.len(),
+        ))
     }
 }
 
@@ -97,7 +104,11 @@ impl EventBus for EventBridgeBus {
                 tokio::time::sleep(backoff(attempt)).await;
             }
         }
-        if lost == 0 { Ok(()) } else { Err(BusError::Partial(lost)) }
+        if lost == 0 {
+            Ok(())
+        } else {
+            Err(BusError::Partial(lost))
+        }
     }
 }
 
@@ -110,13 +121,18 @@ mod tests {
     }
 
     fn failed() -> PutEventsResultEntry {
-        PutEventsResultEntry::builder().error_code("InternalFailure").build()
+        PutEventsResultEntry::builder()
+            .error_code("InternalFailure")
+            .build()
     }
 
     #[test]
     fn failed_entries_are_found_by_their_index() {
         assert_eq!(failed_indexes(0, &[ok(), ok()], 2), Vec::<usize>::new());
-        assert_eq!(failed_indexes(2, &[failed(), ok(), failed()], 3), vec![0, 2]);
+        assert_eq!(
+            failed_indexes(2, &[failed(), ok(), failed()], 3),
+            vec![0, 2]
+        );
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub struct SqsJobQueue {
 
 impl SqsJobQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        Self { client, queue_url: queue_url.into() }
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
     }
 
     /// Sends one chunk (at most 10 jobs); returns the indexes (into `jobs`) that failed, and
@@ -62,7 +65,13 @@ fn entry(index: usize, job: &Job) -> Result<SendMessageBatchRequestEntry, QueueE
 fn classify_failures(failed: &[BatchResultErrorEntry], sent: usize) -> Vec<(usize, bool)> {
     let mut out: Vec<(usize, bool)> = failed
         .iter()
-        .filter_map(|f| f.id().parse::<usize>().ok().filter(|i| *i < sent).map(|i| (i, !f.sender_fault())))
+        .filter_map(|f| {
+            f.id()
+                .parse::<usize>()
+                .ok()
+                .filter(|i| *i < sent)
+                .map(|i| (i, !f.sender_fault()))
+        })
         .collect();
     out.sort_unstable();
     out.dedup_by_key(|(i, _)| *i);
@@ -99,7 +108,11 @@ impl JobQueue for SqsJobQueue {
                 }
             }
         }
-        if lost.is_empty() { Ok(()) } else { Err(QueueError::Partial(lost)) }
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(QueueError::Partial(lost))
+        }
     }
 }
 
@@ -118,7 +131,12 @@ mod tests {
 
     #[test]
     fn failed_entries_are_retryable_only_when_not_the_senders_fault() {
-        let failed = [failure("3", true), failure("1", false), failure("1", false), failure("x", false)];
+        let failed = [
+            failure("3", true),
+            failure("1", false),
+            failure("1", false),
+            failure("x", false),
+        ];
         assert_eq!(classify_failures(&failed, 4), vec![(1, true), (3, false)]);
         assert_eq!(classify_failures(&[failure("9", false)], 4), vec![]);
     }

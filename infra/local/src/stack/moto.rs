@@ -152,6 +152,18 @@ impl Drop for Moto {
 }
 
 /// Owns the child: spawns it, reports its pid, then kills and reaps it once `stopped` closes.
+/// moto's server, single-threaded. `moto_server` serves requests on several threads and then
+/// does not serialize conditional writes to one item (two racing `claim_slot`s both win), which
+/// DynamoDB does; one thread gives DynamoDB's answer. Started with the virtualenv's python that
+/// sits beside `moto_server`.
+const SINGLE_THREADED: &str = "
+import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+run_simple('127.0.0.1', int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False,
+           request_handler=MotoRequestHandler)
+";
+
 fn keep(
     path: PathBuf,
     port: u16,
@@ -161,9 +173,10 @@ fn keep(
     spawned: tokio::sync::oneshot::Sender<io::Result<u32>>,
 ) {
     let parent = std::process::id() as libc::pid_t;
-    let mut command = Command::new(&path);
+    let python = path.with_file_name("python");
+    let mut command = Command::new(&python);
     command
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", SINGLE_THREADED, &port.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

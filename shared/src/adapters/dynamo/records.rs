@@ -8,21 +8,38 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use futures::{StreamExt, stream};
 
 use super::item::{self, Item};
-use super::{CONCURRENCY, DynamoStore, Query, build_error, decode_token, encode_token, sdk_error, transact_error};
-use crate::domain::{CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId};
+use super::{
+    CONCURRENCY, DynamoStore, Query, build_error, decode_token, encode_token, sdk_error,
+    transact_error,
+};
+use crate::domain::{
+    CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId,
+};
 use crate::ports::{Page, RecordStore, RecordWrite, StoreError};
 
-const ALL_OBJECTS: [ObjectType; 5] =
-    [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes, ObjectType::Events];
+const ALL_OBJECTS: [ObjectType; 5] = [
+    ObjectType::Contacts,
+    ObjectType::Companies,
+    ObjectType::Deals,
+    ObjectType::Notes,
+    ObjectType::Events,
+];
 
 impl DynamoStore {
     /// The provider of a connection, or `None` when the connection does not exist.
-    async fn provider_of(&self, tenant: &TenantId, connection: &ConnectionId) -> Result<Option<Provider>, StoreError> {
+    async fn provider_of(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+    ) -> Result<Option<Provider>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(item::key(item::tenant_pk(tenant), item::connection_sk(connection))))
+            .set_key(Some(item::key(
+                item::tenant_pk(tenant),
+                item::connection_sk(connection),
+            )))
             .projection_expression("#p")
             .expression_attribute_names("#p", "provider")
             .send()
@@ -35,7 +52,11 @@ impl DynamoStore {
 
     /// Registers the external id and stores the record in one transaction; `Conflict` when either
     /// already exists.
-    async fn create_record(&self, record: &CanonicalRecord, provider: Provider) -> Result<(), StoreError> {
+    async fn create_record(
+        &self,
+        record: &CanonicalRecord,
+        provider: Provider,
+    ) -> Result<(), StoreError> {
         let put = |item: Item| {
             Put::builder()
                 .table_name(&self.table)
@@ -46,8 +67,16 @@ impl DynamoStore {
         };
         self.client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put(item::registry_to_item(record, provider))?).build())
-            .transact_items(TransactWriteItem::builder().put(put(item::record_to_item(record))?).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(put(item::registry_to_item(record, provider))?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(put(item::record_to_item(record))?)
+                    .build(),
+            )
             .send()
             .await
             .map_err(transact_error)?;
@@ -112,14 +141,21 @@ impl RecordStore for DynamoStore {
 
     /// Creates need the connection's provider for the registry key: it is read once per connection
     /// per call, and a connection that no longer exists fails the whole call with `Conflict`.
-    async fn write(&self, writes: Vec<RecordWrite>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    async fn write(
+        &self,
+        writes: Vec<RecordWrite>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut providers: HashMap<(TenantId, ConnectionId), Provider> = HashMap::new();
         for w in &writes {
             if let RecordWrite::Create(r) = w {
                 let owner = (r.tenant_id.clone(), r.connection_id.clone());
-                if !providers.contains_key(&owner) {
-                    let provider = self.provider_of(&owner.0, &owner.1).await?.ok_or(StoreError::Conflict)?;
-                    providers.insert(owner, provider);
+                if let std::collections::hash_map::Entry::Vacant(slot) = providers.entry(owner) {
+                    let (tenant, connection) = slot.key();
+                    let provider = self
+                        .provider_of(tenant, connection)
+                        .await?
+                        .ok_or(StoreError::Conflict)?;
+                    slot.insert(provider);
                 }
             }
         }
@@ -152,7 +188,10 @@ impl RecordStore for DynamoStore {
         record: &RecordId,
     ) -> Result<Option<CanonicalRecord>, StoreError> {
         let pk = item::connection_pk(tenant, connection);
-        let keys = ALL_OBJECTS.iter().map(|o| item::key(pk.clone(), item::record_sk(*o, record))).collect();
+        let keys = ALL_OBJECTS
+            .iter()
+            .map(|o| item::key(pk.clone(), item::record_sk(*o, record)))
+            .collect();
         match self.batch_get(&self.table, keys).await?.first() {
             Some(found) => item::record_from_item(found).map(Some),
             None => Ok(None),
@@ -172,13 +211,18 @@ impl RecordStore for DynamoStore {
             Some(o) => format!("REC#{o}#"),
             None => "REC#".to_owned(),
         };
-        let start = page_token.map(|t| decode_token(t, ("pk", &pk), Some(&prefix))).transpose()?;
+        let start = page_token
+            .map(|t| decode_token(t, ("pk", &pk), Some(&prefix)))
+            .transpose()?;
         let q = Query::new(&self.table, "pk = :pk AND begins_with(sk, :prefix)")
             .value(":pk", item::s(pk.clone()))
             .value(":prefix", item::s(prefix.clone()));
         let (items, next) = self.query_page(&q, Some(limit), start).await?;
         Ok(Page {
-            items: items.iter().map(item::record_from_item).collect::<Result<_, _>>()?,
+            items: items
+                .iter()
+                .map(item::record_from_item)
+                .collect::<Result<_, _>>()?,
             next: next.as_ref().map(encode_token).transpose()?,
         })
     }
