@@ -20,8 +20,10 @@ SAM_STAMP := $(SAM_VENV)/.installed-$(shell echo '$(SAM_PINS)' | cksum | cut -d'
 CFN_LINT := $(VENV)/bin/cfn-lint
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) $(SAM_VENV)/bin/sam
 MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
+CARGO ?= cargo
+FUNCTIONS := dispatcher worker api webhooks
 
-.PHONY: help setup lint-template
+.PHONY: help setup lint-template test demo package
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,3 +45,14 @@ $(SAM_STAMP):
 lint-template: $(VENV_STAMP) $(SAM_STAMP) ## cfn-lint and `sam validate --lint` on template.yaml (offline)
 	$(CFN_LINT) --region $(REGION) -- template.yaml
 	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
+
+test: $(VENV_STAMP) $(SAM_STAMP) ## Every test: unit, property, and integration against moto and the provider fakes; then the template linters
+	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) test --workspace
+	$(MAKE) --no-print-directory lint-template
+
+demo: $(VENV_STAMP) ## The main job end to end on a fresh local stack, with a readable summary
+	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo
+
+package: $(VENV_STAMP) ## Deployable Lambda zips (release, arm64) in target/lambda/<function>/bootstrap.zip
+	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 --output-format zip $(addprefix --bin ,$(FUNCTIONS))
+

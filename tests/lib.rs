@@ -49,6 +49,24 @@ pub async fn get(stack: &LocalStack, tenant: &str, path: &str) -> Result<Value> 
     api(stack, tenant)?.call(reqwest::Method::GET, path, None).await
 }
 
+/// Every record of a connection, following `next_page_token` through the API.
+pub async fn all_records(stack: &LocalStack, tenant: &str, connection: &str) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let path = match &token {
+            Some(t) => format!("/v1/connections/{connection}/records?limit=100&page_token={t}"),
+            None => format!("/v1/connections/{connection}/records?limit=100"),
+        };
+        let page = get(stack, tenant, &path).await?;
+        out.extend(page.get("items").and_then(Value::as_array).cloned().unwrap_or_default());
+        token = page.get("next_page_token").and_then(Value::as_str).map(str::to_owned);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
 /// A scheduled-sync job for a connection, as the dispatcher would enqueue it.
 pub fn job(tenant: &str, connection: &str) -> Result<Job> {
     let t = TenantId::parse(tenant)?;

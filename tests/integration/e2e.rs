@@ -36,20 +36,7 @@ async fn first_scheduled_sync_pulls_every_contact_into_dynamodb_and_reports_it_t
     assert_eq!(n(&runs[0], "/counts/created"), 250);
     assert_eq!(n(&runs[0], "/counts/rate_limited"), 0);
 
-    let mut seen = 0;
-    let mut token: Option<String> = None;
-    loop {
-        let path = match &token {
-            Some(t) => format!("/v1/connections/{id}/records?limit=100&page_token={t}"),
-            None => format!("/v1/connections/{id}/records?limit=100"),
-        };
-        let page = get(&stack, "acme", &path).await.unwrap();
-        seen += items(&page).len();
-        token = page.get("next_page_token").and_then(Value::as_str).map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
+    let seen = all_records(&stack, "acme", &id).await.unwrap().len();
     assert_eq!(seen, 250);
 
     let events = stack.take_events().await.unwrap();
@@ -81,8 +68,9 @@ async fn incremental_sync_after_edits_in_hubspot_pulls_only_the_changed_contacts
     assert_eq!(n(latest, "/counts/created"), 0);
     assert!(n(latest, "/counts/requests") <= 3, "incremental took {latest}");
     assert!(hubspot.stats().total <= 3);
-    let page = get(&stack, "acme", &format!("/v1/connections/{id}/records?limit=500")).await.unwrap();
-    let titled = items(&page).iter().filter(|r| r["fields"]["job_title"] == "Chief Sync Officer").count();
+    let records = all_records(&stack, "acme", &id).await.unwrap();
+    assert_eq!(records.len(), 300);
+    let titled = records.iter().filter(|r| r["fields"]["job_title"] == "Chief Sync Officer").count();
     assert_eq!(titled, 3);
 }
 
@@ -213,4 +201,50 @@ async fn the_api_requires_a_token_and_never_shows_one_tenant_another_tenants_con
     assert!(err.contains("404"), "{err}");
     let mine = get(&stack, "acme", &format!("/v1/connections/{id}")).await.unwrap();
     assert!(!mine.to_string().contains(HUBSPOT_TOKEN), "the API must never return a token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_refreshes_an_oauth_token_near_expiry_before_pulling_and_after_a_401() {
+    let stack = stack(40, false).await.unwrap();
+    let hubspot = stack.hubspot.state();
+    let issued = hubspot.issue_token(Some(Duration::from_secs(120)));
+    let created = api(&stack, "acme")
+        .unwrap()
+        .call(
+            reqwest::Method::POST,
+            "/v1/connections",
+            Some(serde_json::json!({
+                "provider": "hubspot",
+                "base_url": stack.hubspot.base_url(),
+                "access_token": issued.access_token,
+                "refresh_token": issued.refresh_token,
+                "expires_in_seconds": 120,
+            })),
+        )
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    stack.runner.fire_schedule(chrono::Utc::now()).await.unwrap();
+    assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
+    assert_eq!(hubspot.stats().routes.get("token").copied(), Some(1), "a token expiring within 5 minutes is refreshed first");
+    let conn = get(&stack, "acme", &format!("/v1/connections/{id}")).await.unwrap();
+    assert_eq!(conn["status"], "synced");
+    assert_eq!(n(&conn, "/record_counts/contacts"), 40);
+
+    let tenant = syncbridge::domain::TenantId::parse("acme").unwrap();
+    let cid = syncbridge::domain::ConnectionId::parse(id.clone()).unwrap();
+    let stored = stack.deps.connections.get(&tenant, &cid).await.unwrap().unwrap();
+    use secrecy::ExposeSecret;
+    let fresh = stored.credentials.access_token.expose_secret().to_owned();
+    assert_ne!(fresh, issued.access_token);
+    assert!(hubspot.expire_token(&fresh));
+    hubspot.edit_contact("3", &[("jobtitle", "Refreshed")]).unwrap();
+
+    let later = chrono::Utc::now() + chrono::Duration::minutes(16);
+    stack.runner.fire_schedule(later).await.unwrap();
+    assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
+    assert_eq!(hubspot.stats().routes.get("token").copied(), Some(2), "a 401 is answered with one refresh and a retry");
+    let runs = items(&get(&stack, "acme", &format!("/v1/connections/{id}/runs")).await.unwrap());
+    assert_eq!(n(&runs[0], "/counts/updated"), 1);
 }

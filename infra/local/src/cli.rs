@@ -50,10 +50,11 @@ pub struct SyncArgs {
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct DemoArgs {
-    #[arg(long, default_value_t = 2000)]
+    /// Contacts the HubSpot fake is seeded with (each of the two tenants syncs them all).
+    #[arg(long, default_value_t = 300)]
     pub contacts: usize,
     /// Contacts edited in HubSpot between the first and the second sync.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 15)]
     pub edits: usize,
 }
 

@@ -50,6 +50,7 @@ pub struct LocalStack {
     pub hubspot: RunningFake,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
+    events: Option<EventCollector>,
     /// Last, so it stops after everything that talks to it.
     pub moto: Moto,
 }
@@ -101,7 +102,8 @@ impl LocalStack {
             options.gateway_port,
         )
         .await?;
-        Ok(Self { config, sdk, resources, deps, runner, gateway, hubspot, dev_key, events_queue_url, moto })
+        let events = events_queue_url.clone().map(|url| EventCollector::spawn(aws_sdk_sqs::Client::new(&sdk), url));
+        Ok(Self { config, sdk, resources, deps, runner, gateway, hubspot, dev_key, events_queue_url, events, moto })
     }
 
     /// A dev-signed token for `tenant`, as an identity provider would issue (valid one hour).
@@ -110,10 +112,10 @@ impl LocalStack {
         Ok(self.dev_key.sign(&tenant, &format!("user-{tenant}"), std::time::Duration::from_secs(3600)))
     }
 
-    /// Events published on the bus since the last call (through the tap queue).
+    /// Events published on the bus since the last call (read from the tap queue).
     pub async fn take_events(&self) -> Result<Vec<serde_json::Value>> {
-        match &self.events_queue_url {
-            Some(url) => Ok(stack::drain_events(&self.sdk, url).await?),
+        match &self.events {
+            Some(collector) => collector.take().await,
             None => Ok(Vec::new()),
         }
     }
@@ -123,4 +125,82 @@ impl LocalStack {
 pub fn random_secret() -> SecretString {
     use base64::Engine;
     SecretString::from(base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()))
+}
+
+/// Reads the event tap queue continuously in the background. moto's SQS grows slower with every
+/// message a queue holds (each send and receive walks them all), so the tap is kept short rather
+/// than left to fill up during a sync.
+struct EventCollector {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+    seen: Arc<tokio::sync::Mutex<Vec<serde_json::Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EventCollector {
+    fn spawn(sqs: aws_sdk_sqs::Client, url: String) -> Self {
+        let seen = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let (sqs, url, seen) = (sqs.clone(), url.clone(), seen.clone());
+            async move {
+                loop {
+                    // Held across the receive, so `take` never returns while a batch is in hand.
+                    let mut guard = seen.lock().await;
+                    let received = receive(&sqs, &url).await;
+                    let got = matches!(&received, Ok(batch) if !batch.is_empty());
+                    if let Ok(batch) = &received {
+                        guard.extend(batch.iter().cloned());
+                    }
+                    drop(guard);
+                    match received {
+                        Ok(_) if got => {}
+                        Ok(_) => tokio::time::sleep(crate::runner::IDLE_POLL).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the event tap failed");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        });
+        Self { sqs, url, seen, task }
+    }
+
+    /// Everything collected so far plus what is still in the queue.
+    async fn take(&self) -> Result<Vec<serde_json::Value>> {
+        let mut seen = self.seen.lock().await;
+        loop {
+            let batch = receive(&self.sqs, &self.url).await?;
+            if batch.is_empty() {
+                break;
+            }
+            seen.extend(batch);
+        }
+        Ok(std::mem::take(&mut *seen))
+    }
+}
+
+impl Drop for EventCollector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Receives and deletes up to 10 tap messages, returning their bodies as JSON.
+async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<serde_json::Value>> {
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+    let out = sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(0).send().await?;
+    let messages = out.messages.unwrap_or_default();
+    let mut events = Vec::with_capacity(messages.len());
+    let mut deletes = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        events.push(serde_json::from_str(m.body().unwrap_or_default()).context("a tap message is not JSON")?);
+        if let Some(handle) = m.receipt_handle() {
+            deletes.push(DeleteMessageBatchRequestEntry::builder().id(format!("e{i}")).receipt_handle(handle).build()?);
+        }
+    }
+    if !deletes.is_empty() {
+        sqs.delete_message_batch().queue_url(url).set_entries(Some(deletes)).send().await?;
+    }
+    Ok(events)
 }

@@ -4,14 +4,10 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use futures::{StreamExt, stream};
 
-use super::item::{self, Item};
-use super::{
-    CONCURRENCY, DynamoStore, Query, build_error, decode_token, encode_token, sdk_error,
-    transact_error,
-};
+use super::item;
+use super::{CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_error};
 use crate::domain::{
     CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId,
 };
@@ -50,36 +46,37 @@ impl DynamoStore {
             .transpose()
     }
 
-    /// Registers the external id and stores the record in one transaction; `Conflict` when either
-    /// already exists.
+    /// Registers the external id, then stores the record; `Conflict` when the external id is
+    /// registered to another record or the record already exists.
+    ///
+    /// Two conditional puts rather than a transaction: the registry write is idempotent for the
+    /// same record id (ids of pulled records are derived from their external id), so a crash
+    /// between the two leaves a registry entry that the next attempt completes, and two racing
+    /// creators both pass the first put while exactly one wins the second. (It is also half the
+    /// write cost of a transaction, and moto copies every table on each transaction.)
     async fn create_record(
         &self,
         record: &CanonicalRecord,
         provider: Provider,
     ) -> Result<(), StoreError> {
-        let put = |item: Item| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(build_error)
-        };
         self.client
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(put(item::registry_to_item(record, provider))?)
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(put(item::record_to_item(record))?)
-                    .build(),
-            )
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item::registry_to_item(record, provider)))
+            .condition_expression("attribute_not_exists(pk) OR #rid = :rid")
+            .expression_attribute_names("#rid", "record_id")
+            .expression_attribute_values(":rid", item::s(record.record_id.as_str()))
             .send()
             .await
-            .map_err(transact_error)?;
+            .map_err(sdk_error)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item::record_to_item(record)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(sdk_error)?;
         Ok(())
     }
 
