@@ -306,17 +306,23 @@ pub async fn status(args: &TenantArgs) -> Result<()> {
         println!("Tenant '{}' has no connections yet. Try: syncbridge sync --provider hubspot --base-url {} --token {}", args.tenant, info.hubspot_url, info.hubspot_token);
         return Ok(());
     }
-    println!("{:<28} {:<9} {:<8} {:<25} {:<25} {:>8}  {}", "CONNECTION", "PROVIDER", "STATUS", "LAST SYNC", "NEXT SYNC", "RECORDS", "ERROR");
+    println!("{:<28} {:<9} {:<8} {:<20} {:<20} {:>8}  {}", "CONNECTION", "PROVIDER", "STATUS", "LAST SYNC", "NEXT SYNC", "RECORDS", "ERROR");
     for c in items {
         let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+        let when = |k: &str| {
+            c.get(k)
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        };
         let records: u64 = c
             .get("record_counts")
             .and_then(Value::as_object)
             .map(|m| m.values().filter_map(Value::as_u64).sum())
             .unwrap_or(0);
         println!(
-            "{:<28} {:<9} {:<8} {:<25} {:<25} {:>8}  {}",
-            s("id"), s("provider"), s("status"), s("last_sync_at"), s("next_sync_at"), records, s("last_error")
+            "{:<28} {:<9} {:<8} {:<20} {:<20} {:>8}  {}",
+            s("id"), s("provider"), s("status"), when("last_sync_at"), when("next_sync_at"), records, s("last_error")
         );
     }
     Ok(())
