@@ -47,8 +47,10 @@ lint-template: $(VENV_STAMP) $(SAM_STAMP) ## cfn-lint and `sam validate --lint` 
 	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
 
 test: $(VENV_STAMP) $(SAM_STAMP) ## Every test: unit, property, and integration against moto and the provider fakes; then the template linters
-	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) test --workspace
+	mkdir -p target
+	set -o pipefail; MOTO_SERVER=$(MOTO_SERVER) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
 	$(MAKE) --no-print-directory lint-template
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
 
 demo: $(VENV_STAMP) ## The main job end to end on a fresh local stack, with a readable summary
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo

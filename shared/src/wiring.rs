@@ -73,9 +73,14 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
     })
 }
 
-/// Production deps with the wall clock.
-pub fn deps_with_system_clock(config: &Config, sdk: &SdkConfig) -> Result<Deps, WiringError> {
-    deps(config, sdk, Arc::new(SystemClock))
+/// What every Lambda main does first: tracing, typed config from the environment, AWS clients
+/// (once per instance), and the engine's deps on the wall clock.
+pub async fn from_env() -> Result<(Config, Deps), Box<dyn std::error::Error + Send + Sync>> {
+    crate::telemetry::init();
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_from_env().await;
+    let deps = deps(&config, &sdk, Arc::new(SystemClock))?;
+    Ok((config, deps))
 }
 
 /// The API router's state, sharing the engine's adapters.
