@@ -306,7 +306,7 @@ pub async fn status(args: &TenantArgs) -> Result<()> {
         println!("Tenant '{}' has no connections yet. Try: syncbridge sync --provider hubspot --base-url {} --token {}", args.tenant, info.hubspot_url, info.hubspot_token);
         return Ok(());
     }
-    println!("{:<28} {:<9} {:<8} {:<20} {:<20} {:>8}  {}", "CONNECTION", "PROVIDER", "STATUS", "LAST SYNC", "NEXT SYNC", "RECORDS", "ERROR");
+    println!("{:<28} {:<9} {:<8} {:<20} {:<20} {:>8}  ERROR", "CONNECTION", "PROVIDER", "STATUS", "LAST SYNC", "NEXT SYNC", "RECORDS");
     for c in items {
         let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
         let when = |k: &str| {

@@ -155,16 +155,14 @@ impl Limiter {
         }
         let until = |t: Instant, span: Duration| (t + span).saturating_duration_since(now);
         let mut wait = Duration::ZERO;
-        if let Some(max) = self.max.map(|m| m as usize).filter(|m| *m > 0) {
-            if self.general.len() >= max {
+        if let Some(max) = self.max.map(|m| m as usize).filter(|m| *m > 0)
+            && self.general.len() >= max {
                 wait = wait.max(until(self.general[self.general.len() - max], interval));
             }
-        }
-        if self.remaining == Some(0) {
-            if let Some(oldest) = self.general.front() {
+        if self.remaining == Some(0)
+            && let Some(oldest) = self.general.front() {
                 wait = wait.max(until(*oldest, interval));
             }
-        }
         let per_second = search_per_second.max(1) as usize;
         if kind == Kind::Search && self.search.len() >= per_second {
             let t = self.search[self.search.len() - per_second];

@@ -72,7 +72,7 @@ pub async fn apply_page(
         for (ext, remote) in &pending {
             match plan(connection, object, existing.get(ext), remote, now) {
                 Plan::Unchanged => applied.outcome.unchanged += 1,
-                Plan::Write(write, change) => planned.push((ext.clone(), write, change)),
+                Plan::Write(write, change) => planned.push((ext.clone(), *write, change)),
             }
         }
         let writes: Vec<RecordWrite> = planned.iter().map(|(_, w, _)| w.clone()).collect();
@@ -99,7 +99,7 @@ pub async fn apply_page(
 
 enum Plan {
     Unchanged,
-    Write(RecordWrite, Change),
+    Write(Box<RecordWrite>, Change),
 }
 
 struct Change {
@@ -139,7 +139,7 @@ fn plan(
             };
             let fields = remote.fields.keys().cloned().collect();
             Plan::Write(
-                RecordWrite::Create(record),
+                Box::new(RecordWrite::Create(record)),
                 Change { kind: RecordChange::Created, fields, conflicts: vec![] },
             )
         }
@@ -153,7 +153,7 @@ fn plan(
             record.updated_at = now;
             record.version = stored.version + 1;
             Plan::Write(
-                RecordWrite::Update(record),
+                Box::new(RecordWrite::Update(record)),
                 Change { kind: RecordChange::Deleted, fields: vec![], conflicts: vec![] },
             )
         }
@@ -176,7 +176,7 @@ fn plan(
             record.version = stored.version + 1;
             let kind = if stored.deleted { RecordChange::Created } else { RecordChange::Updated };
             Plan::Write(
-                RecordWrite::Update(record),
+                Box::new(RecordWrite::Update(record)),
                 Change { kind, fields: merged.changed, conflicts },
             )
         }

@@ -247,7 +247,7 @@ impl Store {
 
     /// Sets properties on a live contact at `stamp` (or a fresh one); `false` if it is not there.
     pub fn update(&mut self, id: u64, properties: &BTreeMap<String, String>, stamp: Option<i64>) -> bool {
-        if !self.contacts.get(&id).is_some_and(|c| c.archived_at.is_none()) {
+        if self.contacts.get(&id).is_none_or(|c| c.archived_at.is_some()) {
             return false;
         }
         let stamp = stamp.unwrap_or_else(|| self.next_stamp());
@@ -263,7 +263,7 @@ impl Store {
 
     /// Archives a live contact (it leaves search and the default listing); `false` if absent.
     pub fn archive(&mut self, id: u64) -> bool {
-        if !self.contacts.get(&id).is_some_and(|c| c.archived_at.is_none()) {
+        if self.contacts.get(&id).is_none_or(|c| c.archived_at.is_some()) {
             return false;
         }
         let stamp = self.next_stamp();
