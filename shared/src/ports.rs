@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use crate::domain::{
-    AuditEntry, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId, Job,
-    JobId, ObjectType, Provider, RecordId, RemoteRecord, SyncCursor, SyncRun, TenantId,
+    AuditEntry, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId, Job, JobId,
+    ObjectType, Provider, RecordId, RemoteRecord, SyncCursor, SyncRun, TenantId,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

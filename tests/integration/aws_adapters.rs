@@ -10,14 +10,12 @@ use serde_json::json;
 use syncbridge::adapters::eventbridge::EventBridgeBus;
 use syncbridge::adapters::sqs::SqsJobQueue;
 use syncbridge::domain::{
-    AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, ConnectionStatus,
-    Credentials, DomainEvent, ExternalId, Job, JobId, JobReason, NewConnection, ObjectType,
-    Operation, Provider, RecordChange, RecordId, RunCounts, RunId, RunStatus, SyncCursor, SyncRun,
-    TenantId,
+    AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, ConnectionStatus, Credentials,
+    DomainEvent, ExternalId, Job, JobId, JobReason, NewConnection, ObjectType, Operation, Provider,
+    RecordChange, RecordId, RunCounts, RunId, RunStatus, SyncCursor, SyncRun, TenantId,
 };
 use syncbridge::ports::{
-    AuditLog, AuditQuery, ConnectionStore, EventBus, JobQueue, RecordStore, RecordWrite, RunStore,
-    StoreError,
+    AuditLog, AuditQuery, ConnectionStore, EventBus, JobQueue, RecordStore, RecordWrite, RunStore, StoreError,
 };
 
 use crate::aws_support::{Moto, dynamo_store, sqs_queue, unique};
@@ -80,20 +78,13 @@ fn run(c: &Connection, run_id: &str, job: &str, finished: DateTime<Utc>) -> Sync
         started_at: finished - Duration::seconds(3),
         finished_at: finished,
         duration_ms: 3000,
-        counts: RunCounts {
-            pulled: 4,
-            created: 4,
-            requests: 2,
-            pages: 1,
-            ..RunCounts::default()
-        },
+        counts: RunCounts { pulled: 4, created: 4, requests: 2, pages: 1, ..RunCounts::default() },
         error: None,
     }
 }
 
 #[tokio::test]
-async fn connections_are_created_read_and_listed_per_tenant_and_never_created_twice() -> Result<()>
-{
+async fn connections_are_created_read_and_listed_per_tenant_and_never_created_twice() -> Result<()> {
     let moto = Moto::start().await?;
     let store = dynamo_store(&moto.config().await, 4).await?;
     let (acme, other) = (tenant("acme"), tenant("other"));
@@ -105,36 +96,21 @@ async fn connections_are_created_read_and_listed_per_tenant_and_never_created_tw
     }
     assert!(matches!(store.create(&a).await, Err(StoreError::Conflict)));
 
-    let got = ConnectionStore::get(&store, &acme, &a.connection_id)
-        .await?
-        .expect("stored connection");
+    let got = ConnectionStore::get(&store, &acme, &a.connection_id).await?.expect("stored connection");
     assert_eq!(got.provider, Provider::Hubspot);
     assert_eq!(got.status, ConnectionStatus::Pending);
     assert_eq!(got.next_sync_at, Some(at(0)));
     assert_eq!(got.credentials.access_token.expose_secret(), "access-1");
     assert_eq!(
-        got.credentials
-            .refresh_token
-            .as_ref()
-            .map(|t| t.expose_secret().to_owned()),
+        got.credentials.refresh_token.as_ref().map(|t| t.expose_secret().to_owned()),
         Some("refresh-1".into())
     );
     assert_eq!(got.version, 0);
-    assert!(
-        ConnectionStore::get(&store, &other, &a.connection_id)
-            .await?
-            .is_none()
-    );
+    assert!(ConnectionStore::get(&store, &other, &a.connection_id).await?.is_none());
 
-    let listed: BTreeSet<ConnectionId> = ConnectionStore::list(&store, &acme)
-        .await?
-        .into_iter()
-        .map(|c| c.connection_id)
-        .collect();
-    assert_eq!(
-        listed,
-        BTreeSet::from([a.connection_id.clone(), b.connection_id.clone()])
-    );
+    let listed: BTreeSet<ConnectionId> =
+        ConnectionStore::list(&store, &acme).await?.into_iter().map(|c| c.connection_id).collect();
+    assert_eq!(listed, BTreeSet::from([a.connection_id.clone(), b.connection_id.clone()]));
     Ok(())
 }
 
@@ -145,13 +121,9 @@ async fn save_state_writes_worker_state_only_and_rejects_a_stale_version() -> Re
     let c = connection(&tenant("acme"), Some(at(0)));
     store.create(&c).await?;
 
-    let mut changed = ConnectionStore::get(&store, &c.tenant_id, &c.connection_id)
-        .await?
-        .expect("stored");
+    let mut changed = ConnectionStore::get(&store, &c.tenant_id, &c.connection_id).await?.expect("stored");
     changed.status = ConnectionStatus::Synced;
-    changed
-        .cursors
-        .insert(ObjectType::Contacts, SyncCursor::new("{\"after\":\"9\"}"));
+    changed.cursors.insert(ObjectType::Contacts, SyncCursor::new("{\"after\":\"9\"}"));
     changed.credentials.access_token = SecretString::from("access-2");
     changed.credentials.refresh_token = None;
     changed.last_sync_at = Some(at(60));
@@ -160,34 +132,19 @@ async fn save_state_writes_worker_state_only_and_rejects_a_stale_version() -> Re
     changed.interval_minutes = 999;
     assert_eq!(store.save_state(&changed).await?, 1);
 
-    let stored = ConnectionStore::get(&store, &c.tenant_id, &c.connection_id)
-        .await?
-        .expect("stored");
+    let stored = ConnectionStore::get(&store, &c.tenant_id, &c.connection_id).await?.expect("stored");
     assert_eq!(stored.version, 1);
     assert_eq!(stored.status, ConnectionStatus::Synced);
     assert_eq!(stored.cursors, changed.cursors);
     assert_eq!(stored.credentials.access_token.expose_secret(), "access-2");
     assert!(stored.credentials.refresh_token.is_none());
     assert_eq!(stored.record_counts[&ObjectType::Contacts], 12);
-    assert_eq!(
-        stored.next_sync_at,
-        Some(at(0)),
-        "save_state leaves the schedule alone"
-    );
-    assert_eq!(
-        stored.interval_minutes, 15,
-        "save_state leaves settings alone"
-    );
+    assert_eq!(stored.next_sync_at, Some(at(0)), "save_state leaves the schedule alone");
+    assert_eq!(stored.interval_minutes, 15, "save_state leaves settings alone");
 
-    assert!(matches!(
-        store.save_state(&changed).await,
-        Err(StoreError::Conflict)
-    ));
+    assert!(matches!(store.save_state(&changed).await, Err(StoreError::Conflict)));
     assert_eq!(
-        ConnectionStore::get(&store, &c.tenant_id, &c.connection_id)
-            .await?
-            .expect("stored")
-            .version,
+        ConnectionStore::get(&store, &c.tenant_id, &c.connection_id).await?.expect("stored").version,
         1
     );
     Ok(())
@@ -210,14 +167,7 @@ async fn due_index_returns_only_due_scheduled_connections_oldest_first() -> Resu
 
     let due = store.due(0, now, 10).await?;
     let ids: Vec<&ConnectionId> = due.iter().map(|d| &d.connection_id).collect();
-    assert_eq!(
-        ids,
-        vec![
-            &older.connection_id,
-            &newer.connection_id,
-            &exactly_now.connection_id
-        ]
-    );
+    assert_eq!(ids, vec![&older.connection_id, &newer.connection_id, &exactly_now.connection_id]);
     assert_eq!(due[0].next_sync_at, now - Duration::minutes(10));
     assert_eq!(due[0].interval_minutes, 15);
     assert_eq!(due[0].tenant_id, t);
@@ -244,23 +194,16 @@ async fn exactly_one_of_two_concurrent_claims_wins_a_slot() -> Result<()> {
     );
     assert_eq!([first?, second?].iter().filter(|won| **won).count(), 1);
 
-    let stored = ConnectionStore::get(&store, &c.tenant_id, &c.connection_id)
-        .await?
-        .expect("stored");
+    let stored = ConnectionStore::get(&store, &c.tenant_id, &c.connection_id).await?.expect("stored");
     assert_eq!(stored.next_sync_at, Some(next));
     assert_eq!(stored.version, 0, "claiming does not touch the version");
     assert!(store.due(0, at(1), 10).await?.is_empty());
-    assert!(
-        !store
-            .claim_slot(&c.tenant_id, &c.connection_id, slot, next)
-            .await?
-    );
+    assert!(!store.claim_slot(&c.tenant_id, &c.connection_id, slot, next).await?);
     Ok(())
 }
 
 #[tokio::test]
-async fn records_are_created_found_by_external_id_and_updated_only_from_the_expected_version()
--> Result<()> {
+async fn records_are_created_found_by_external_id_and_updated_only_from_the_expected_version() -> Result<()> {
     let moto = Moto::start().await?;
     let store = dynamo_store(&moto.config().await, 4).await?;
     let c = connection(&tenant("acme"), Some(at(0)));
@@ -268,38 +211,19 @@ async fn records_are_created_found_by_external_id_and_updated_only_from_the_expe
     let r1 = record(&c, ObjectType::Contacts, "101", "a@x.io");
     let r2 = record(&c, ObjectType::Contacts, "102", "b@x.io");
 
-    let results = store
-        .write(vec![
-            RecordWrite::Create(r1.clone()),
-            RecordWrite::Create(r2.clone()),
-        ])
-        .await?;
+    let results = store.write(vec![RecordWrite::Create(r1.clone()), RecordWrite::Create(r2.clone())]).await?;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
 
-    let ids: Vec<ExternalId> = ["101", "102", "999", "101"]
-        .iter()
-        .map(|x| ExternalId::parse(*x).unwrap())
-        .collect();
+    let ids: Vec<ExternalId> =
+        ["101", "102", "999", "101"].iter().map(|x| ExternalId::parse(*x).unwrap()).collect();
     let found = store
-        .get_by_external(
-            &c.tenant_id,
-            &c.connection_id,
-            Provider::Hubspot,
-            ObjectType::Contacts,
-            &ids,
-        )
+        .get_by_external(&c.tenant_id, &c.connection_id, Provider::Hubspot, ObjectType::Contacts, &ids)
         .await?;
     assert_eq!(found.len(), 2);
     assert_eq!(found[&ids[0]], r1);
     assert_eq!(found[&ids[1]], r2);
     let other_provider = store
-        .get_by_external(
-            &c.tenant_id,
-            &c.connection_id,
-            Provider::Salesforce,
-            ObjectType::Contacts,
-            &ids,
-        )
+        .get_by_external(&c.tenant_id, &c.connection_id, Provider::Salesforce, ObjectType::Contacts, &ids)
         .await?;
     assert!(other_provider.is_empty());
 
@@ -328,25 +252,13 @@ async fn records_are_created_found_by_external_id_and_updated_only_from_the_expe
         RecordStore::get(&store, &c.tenant_id, &c.connection_id, &r1.record_id).await?,
         Some(edited.clone())
     );
+    assert_eq!(RecordStore::get(&store, &c.tenant_id, &c.connection_id, &r2.record_id).await?, Some(r2));
     assert_eq!(
-        RecordStore::get(&store, &c.tenant_id, &c.connection_id, &r2.record_id).await?,
-        Some(r2)
-    );
-    assert_eq!(
-        RecordStore::get(
-            &store,
-            &c.tenant_id,
-            &c.connection_id,
-            &never_created.record_id
-        )
-        .await?,
+        RecordStore::get(&store, &c.tenant_id, &c.connection_id, &never_created.record_id).await?,
         None
     );
     let again = store.write(vec![RecordWrite::Update(edited)]).await?;
-    assert!(
-        matches!(again[0], Err(StoreError::Conflict)),
-        "an unchanged version is not written twice"
-    );
+    assert!(matches!(again[0], Err(StoreError::Conflict)), "an unchanged version is not written twice");
     Ok(())
 }
 
@@ -366,18 +278,8 @@ async fn concurrent_creates_of_one_external_id_leave_exactly_one_conflict() -> R
         store.write(vec![RecordWrite::Create(second.clone())]),
     );
     let outcomes = [a?.remove(0), b?.remove(0)];
-    assert_eq!(
-        outcomes.iter().filter(|r| r.is_ok()).count(),
-        1,
-        "{outcomes:?}"
-    );
-    assert_eq!(
-        outcomes
-            .iter()
-            .filter(|r| matches!(r, Err(StoreError::Conflict)))
-            .count(),
-        1
-    );
+    assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|r| matches!(r, Err(StoreError::Conflict))).count(), 1);
 
     let winner = if outcomes[0].is_ok() { first } else { second };
     assert_eq!(
@@ -388,8 +290,7 @@ async fn concurrent_creates_of_one_external_id_leave_exactly_one_conflict() -> R
 }
 
 #[tokio::test]
-async fn record_list_pages_through_each_record_once_and_rejects_foreign_or_malformed_tokens()
--> Result<()> {
+async fn record_list_pages_through_each_record_once_and_rejects_foreign_or_malformed_tokens() -> Result<()> {
     let moto = Moto::start().await?;
     let store = dynamo_store(&moto.config().await, 4).await?;
     let c = connection(&tenant("acme"), Some(at(0)));
@@ -400,9 +301,7 @@ async fn record_list_pages_through_each_record_once_and_rejects_foreign_or_malfo
         .map(|i| RecordWrite::Create(record(&c, ObjectType::Contacts, &format!("c{i}"), "x@x.io")))
         .collect();
     writes.extend(
-        (0..3).map(|i| {
-            RecordWrite::Create(record(&c, ObjectType::Events, &format!("e{i}"), "x@x.io"))
-        }),
+        (0..3).map(|i| RecordWrite::Create(record(&c, ObjectType::Events, &format!("e{i}"), "x@x.io"))),
     );
     assert!(store.write(writes).await?.iter().all(Result::is_ok));
 
@@ -434,38 +333,18 @@ async fn record_list_pages_through_each_record_once_and_rejects_foreign_or_malfo
 
     let all = RecordStore::list(&store, &c.tenant_id, &c.connection_id, None, 100, None).await?;
     assert_eq!(all.items.len(), 28);
-    let events = RecordStore::list(
-        &store,
-        &c.tenant_id,
-        &c.connection_id,
-        Some(ObjectType::Events),
-        100,
-        None,
-    )
-    .await?;
+    let events =
+        RecordStore::list(&store, &c.tenant_id, &c.connection_id, Some(ObjectType::Events), 100, None)
+            .await?;
     assert_eq!(events.items.len(), 3);
 
     let first = RecordStore::list(&store, &c.tenant_id, &c.connection_id, None, 5, None).await?;
     let token = first.next.expect("more pages");
-    let foreign = RecordStore::list(
-        &store,
-        &other.tenant_id,
-        &other.connection_id,
-        None,
-        5,
-        Some(&token),
-    )
-    .await;
+    let foreign =
+        RecordStore::list(&store, &other.tenant_id, &other.connection_id, None, 5, Some(&token)).await;
     assert!(matches!(foreign, Err(StoreError::InvalidPageToken)));
-    let garbage = RecordStore::list(
-        &store,
-        &c.tenant_id,
-        &c.connection_id,
-        None,
-        5,
-        Some("not a token"),
-    )
-    .await;
+    let garbage =
+        RecordStore::list(&store, &c.tenant_id, &c.connection_id, None, 5, Some("not a token")).await;
     assert!(matches!(garbage, Err(StoreError::InvalidPageToken)));
     Ok(())
 }
@@ -477,72 +356,35 @@ async fn finish_saves_state_run_and_job_together_and_a_stale_finish_writes_nothi
     let c = connection(&tenant("acme"), Some(at(0)));
     store.create(&c).await?;
     let job1 = JobId::parse("job-1")?;
-    assert!(
-        !store
-            .job_done(&c.tenant_id, &c.connection_id, &job1)
-            .await?
-    );
+    assert!(!store.job_done(&c.tenant_id, &c.connection_id, &job1).await?);
 
-    let mut state = ConnectionStore::get(&store, &c.tenant_id, &c.connection_id)
-        .await?
-        .expect("stored");
+    let mut state = ConnectionStore::get(&store, &c.tenant_id, &c.connection_id).await?.expect("stored");
     let run1 = run(&c, "01aaaa", "job-1", at(100));
     state.status = ConnectionStatus::Synced;
     state.last_run_id = Some(run1.run_id.clone());
     assert_eq!(store.finish(&state, &run1).await?, 1);
-    assert!(
-        store
-            .job_done(&c.tenant_id, &c.connection_id, &job1)
-            .await?
-    );
-    let stored = ConnectionStore::get(&store, &c.tenant_id, &c.connection_id)
-        .await?
-        .expect("stored");
-    assert_eq!(
-        (stored.version, stored.status),
-        (1, ConnectionStatus::Synced)
-    );
+    assert!(store.job_done(&c.tenant_id, &c.connection_id, &job1).await?);
+    let stored = ConnectionStore::get(&store, &c.tenant_id, &c.connection_id).await?.expect("stored");
+    assert_eq!((stored.version, stored.status), (1, ConnectionStatus::Synced));
     assert_eq!(stored.last_run_id, Some(run1.run_id.clone()));
 
     let run2 = run(&c, "01bbbb", "job-2", at(200));
-    assert!(
-        matches!(store.finish(&state, &run2).await, Err(StoreError::Conflict)),
-        "stale version"
-    );
-    assert!(
-        !store
-            .job_done(&c.tenant_id, &c.connection_id, &JobId::parse("job-2")?)
-            .await?
-    );
-    assert_eq!(
-        store.list_runs(&c.tenant_id, &c.connection_id, 10).await?,
-        vec![run1.clone()]
-    );
+    assert!(matches!(store.finish(&state, &run2).await, Err(StoreError::Conflict)), "stale version");
+    assert!(!store.job_done(&c.tenant_id, &c.connection_id, &JobId::parse("job-2")?).await?);
+    assert_eq!(store.list_runs(&c.tenant_id, &c.connection_id, 10).await?, vec![run1.clone()]);
 
     state.version = 1;
     let replay = run(&c, "01cccc", "job-1", at(300));
-    assert!(
-        matches!(
-            store.finish(&state, &replay).await,
-            Err(StoreError::Conflict)
-        ),
-        "job already done"
-    );
+    assert!(matches!(store.finish(&state, &replay).await, Err(StoreError::Conflict)), "job already done");
     assert_eq!(
-        ConnectionStore::get(&store, &c.tenant_id, &c.connection_id)
-            .await?
-            .expect("stored")
-            .version,
+        ConnectionStore::get(&store, &c.tenant_id, &c.connection_id).await?.expect("stored").version,
         1
     );
 
     assert_eq!(store.finish(&state, &run2).await?, 2);
     let runs = store.list_runs(&c.tenant_id, &c.connection_id, 10).await?;
     assert_eq!(runs, vec![run2.clone(), run1]);
-    assert_eq!(
-        store.list_runs(&c.tenant_id, &c.connection_id, 1).await?,
-        vec![run2]
-    );
+    assert_eq!(store.list_runs(&c.tenant_id, &c.connection_id, 1).await?, vec![run2]);
     Ok(())
 }
 
@@ -551,19 +393,10 @@ async fn audit_entries_are_found_by_tenant_connection_and_time_newest_first() ->
     let moto = Moto::start().await?;
     let store = dynamo_store(&moto.config().await, 4).await?;
     let (acme, other) = (tenant("acme"), tenant("other"));
-    let (ca, cb) = (
-        ConnectionId::parse("conn-a")?,
-        ConnectionId::parse("conn-b")?,
-    );
+    let (ca, cb) = (ConnectionId::parse("conn-a")?, ConnectionId::parse("conn-b")?);
     let entry = |t: &TenantId, c: Option<&ConnectionId>, secs: i64| {
-        let e = AuditEntry::new(
-            t.clone(),
-            Operation::Pull,
-            AuditOutcome::Success,
-            "worker",
-            at(secs),
-        )
-        .detail(json!({"n": secs}));
+        let e = AuditEntry::new(t.clone(), Operation::Pull, AuditOutcome::Success, "worker", at(secs))
+            .detail(json!({"n": secs}));
         match c {
             Some(c) => e.connection(c),
             None => e,
@@ -580,36 +413,15 @@ async fn audit_entries_are_found_by_tenant_connection_and_time_newest_first() ->
     store.append(&entries).await?;
     store.append(&entries[..2]).await?;
 
-    let all = store
-        .query(
-            &acme,
-            &AuditQuery {
-                limit: 100,
-                ..AuditQuery::default()
-            },
-        )
-        .await?;
-    let times: Vec<i64> = all
-        .items
-        .iter()
-        .map(|e| e.at.timestamp() - at(0).timestamp())
-        .collect();
+    let all = store.query(&acme, &AuditQuery { limit: 100, ..AuditQuery::default() }).await?;
+    let times: Vec<i64> = all.items.iter().map(|e| e.at.timestamp() - at(0).timestamp()).collect();
     assert_eq!(times, vec![50, 40, 30, 20, 10]);
     assert_eq!(all.items[0], entries[4]);
     assert!(all.next.is_none());
 
-    let by_a = AuditQuery {
-        connection: Some(ca.clone()),
-        limit: 100,
-        ..AuditQuery::default()
-    };
-    let a: Vec<i64> = store
-        .query(&acme, &by_a)
-        .await?
-        .items
-        .iter()
-        .map(|e| e.at.timestamp() - at(0).timestamp())
-        .collect();
+    let by_a = AuditQuery { connection: Some(ca.clone()), limit: 100, ..AuditQuery::default() };
+    let a: Vec<i64> =
+        store.query(&acme, &by_a).await?.items.iter().map(|e| e.at.timestamp() - at(0).timestamp()).collect();
     assert_eq!(a, vec![50, 30, 10]);
 
     let window = AuditQuery {
@@ -627,18 +439,11 @@ async fn audit_entries_are_found_by_tenant_connection_and_time_newest_first() ->
         .map(|e| e.at.timestamp() - at(0).timestamp())
         .collect();
     assert_eq!(w, vec![50, 30]);
-    let until = AuditQuery {
-        to: Some(at(20)),
-        limit: 100,
-        ..AuditQuery::default()
-    };
+    let until = AuditQuery { to: Some(at(20)), limit: 100, ..AuditQuery::default() };
     assert_eq!(store.query(&acme, &until).await?.items.len(), 2);
 
     let mut paged = Vec::new();
-    let mut q = AuditQuery {
-        limit: 2,
-        ..AuditQuery::default()
-    };
+    let mut q = AuditQuery { limit: 2, ..AuditQuery::default() };
     for _ in 0..10 {
         let page = store.query(&acme, &q).await?;
         paged.extend(page.items);
@@ -649,24 +454,9 @@ async fn audit_entries_are_found_by_tenant_connection_and_time_newest_first() ->
     }
     assert_eq!(paged, all.items);
 
-    let first = store
-        .query(
-            &acme,
-            &AuditQuery {
-                limit: 1,
-                ..AuditQuery::default()
-            },
-        )
-        .await?;
-    let stolen = AuditQuery {
-        limit: 1,
-        page_token: first.next,
-        ..AuditQuery::default()
-    };
-    assert!(matches!(
-        store.query(&other, &stolen).await,
-        Err(StoreError::InvalidPageToken)
-    ));
+    let first = store.query(&acme, &AuditQuery { limit: 1, ..AuditQuery::default() }).await?;
+    let stolen = AuditQuery { limit: 1, page_token: first.next, ..AuditQuery::default() };
+    assert!(matches!(store.query(&other, &stolen).await, Err(StoreError::InvalidPageToken)));
     Ok(())
 }
 
@@ -678,9 +468,8 @@ async fn sqs_enqueue_delivers_every_job_with_its_group_and_drops_duplicates() ->
     let client = aws_sdk_sqs::Client::new(&config);
     let queue = SqsJobQueue::new(client.clone(), url.clone());
     let t = tenant("acme");
-    let connections: Vec<ConnectionId> = (0..3)
-        .map(|i| ConnectionId::parse(format!("c{i}")).unwrap())
-        .collect();
+    let connections: Vec<ConnectionId> =
+        (0..3).map(|i| ConnectionId::parse(format!("c{i}")).unwrap()).collect();
     let mut jobs: Vec<Job> = (0..25)
         .map(|i| {
             let c = &connections[i % 3];
@@ -721,12 +510,7 @@ async fn sqs_enqueue_delivers_every_job_with_its_group_and_drops_duplicates() ->
                 .unwrap_or_default();
             received.push((job, group));
             if let Some(handle) = m.receipt_handle() {
-                client
-                    .delete_message()
-                    .queue_url(&url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await?;
+                client.delete_message().queue_url(&url).receipt_handle(handle).send().await?;
             }
         }
     }
@@ -746,11 +530,7 @@ async fn eventbridge_publish_delivers_every_event_to_a_rule_target() -> Result<(
     let events_client = aws_sdk_eventbridge::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
     let bus_name = unique("bus");
-    events_client
-        .create_event_bus()
-        .name(&bus_name)
-        .send()
-        .await?;
+    events_client.create_event_bus().name(&bus_name).send().await?;
     let url = sqs_queue(&config, false).await?;
     let arn = sqs
         .get_queue_attributes()
@@ -759,10 +539,7 @@ async fn eventbridge_publish_delivers_every_event_to_a_rule_target() -> Result<(
         .send()
         .await?
         .attributes
-        .and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        })
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
         .expect("queue arn");
     events_client
         .put_rule()
@@ -775,12 +552,7 @@ async fn eventbridge_publish_delivers_every_event_to_a_rule_target() -> Result<(
         .put_targets()
         .rule("all-syncbridge")
         .event_bus_name(&bus_name)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("q")
-                .arn(arn)
-                .build()?,
-        )
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("q").arn(arn).build()?)
         .send()
         .await?;
 
@@ -803,19 +575,12 @@ async fn eventbridge_publish_delivers_every_event_to_a_rule_target() -> Result<(
         run_id: RunId::parse("01run")?,
         counts: RunCounts::default(),
     });
-    EventBridgeBus::new(events_client, bus_name)
-        .publish(&events)
-        .await?;
+    EventBridgeBus::new(events_client, bus_name).publish(&events).await?;
 
     let mut detail_types = Vec::new();
     let mut empty = 0;
     while detail_types.len() < 12 && empty < 3 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .send()
-            .await?;
+        let out = sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await?;
         let messages = out.messages.unwrap_or_default();
         if messages.is_empty() {
             empty += 1;
@@ -824,12 +589,7 @@ async fn eventbridge_publish_delivers_every_event_to_a_rule_target() -> Result<(
             let envelope: serde_json::Value = serde_json::from_str(m.body().unwrap_or_default())?;
             assert_eq!(envelope["source"], "syncbridge");
             assert_eq!(envelope["detail"]["tenant_id"], "acme");
-            detail_types.push(
-                envelope["detail-type"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            );
+            detail_types.push(envelope["detail-type"].as_str().unwrap_or_default().to_owned());
         }
     }
     detail_types.sort();

@@ -130,7 +130,8 @@ async fn worker_reports_only_the_failed_message_of_a_batch() {
     };
     let bad = connect(&stack, "globex", Some(&unreachable)).await.unwrap();
     let good_c = connect(&stack, "initech", None).await.unwrap();
-    let jobs = [job("acme", &good_a).unwrap(), job("globex", &bad).unwrap(), job("initech", &good_c).unwrap()];
+    let jobs =
+        [job("acme", &good_a).unwrap(), job("globex", &bad).unwrap(), job("initech", &good_c).unwrap()];
     let event = sqs_event(&[
         ("m-a", jobs[0].to_body(), jobs[0].message_group()),
         ("m-b", jobs[1].to_body(), jobs[1].message_group()),
@@ -196,7 +197,10 @@ async fn the_api_requires_a_token_and_never_shows_one_tenant_another_tenants_con
     let url = format!("{}/v1/connections/{id}", stack.gateway.base_url());
     let anonymous = reqwest::get(&url).await.unwrap();
     assert_eq!(anonymous.status(), 401);
-    let other = api(&stack, "globex").unwrap().call(reqwest::Method::GET, &format!("/v1/connections/{id}"), None).await;
+    let other = api(&stack, "globex")
+        .unwrap()
+        .call(reqwest::Method::GET, &format!("/v1/connections/{id}"), None)
+        .await;
     let err = other.unwrap_err().to_string();
     assert!(err.contains("404"), "{err}");
     let mine = get(&stack, "acme", &format!("/v1/connections/{id}")).await.unwrap();
@@ -227,7 +231,11 @@ async fn worker_refreshes_an_oauth_token_near_expiry_before_pulling_and_after_a_
 
     stack.runner.fire_schedule(chrono::Utc::now()).await.unwrap();
     assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
-    assert_eq!(hubspot.stats().routes.get("token").copied(), Some(1), "a token expiring within 5 minutes is refreshed first");
+    assert_eq!(
+        hubspot.stats().routes.get("token").copied(),
+        Some(1),
+        "a token expiring within 5 minutes is refreshed first"
+    );
     let conn = get(&stack, "acme", &format!("/v1/connections/{id}")).await.unwrap();
     assert_eq!(conn["status"], "synced");
     assert_eq!(n(&conn, "/record_counts/contacts"), 40);
@@ -244,7 +252,11 @@ async fn worker_refreshes_an_oauth_token_near_expiry_before_pulling_and_after_a_
     let later = chrono::Utc::now() + chrono::Duration::minutes(16);
     stack.runner.fire_schedule(later).await.unwrap();
     assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
-    assert_eq!(hubspot.stats().routes.get("token").copied(), Some(2), "a 401 is answered with one refresh and a retry");
+    assert_eq!(
+        hubspot.stats().routes.get("token").copied(),
+        Some(2),
+        "a 401 is answered with one refresh and a retry"
+    );
     let runs = items(&get(&stack, "acme", &format!("/v1/connections/{id}/runs")).await.unwrap());
     assert_eq!(n(&runs[0], "/counts/updated"), 1);
 }

@@ -12,7 +12,7 @@ use syncbridge::domain::{
     Connection, Credentials, NewConnection, ObjectType, Provider, SyncCursor, TenantId,
 };
 use syncbridge::ports::{ProviderClient, ProviderError, ProviderFactory};
-use syncbridge_fakes::hubspot::{Fault, FaultKind, FakeConfig, HubspotFake, Route, RunningFake};
+use syncbridge_fakes::hubspot::{FakeConfig, Fault, FaultKind, HubspotFake, Route, RunningFake};
 
 const TOKEN: &str = "pat-na1-fake";
 
@@ -59,10 +59,7 @@ async fn pull_all(
 ) -> (Vec<String>, Option<SyncCursor>, usize) {
     let mut ids = Vec::new();
     for pages in 1..=1_000 {
-        let page = client
-            .pull_page(token, ObjectType::Contacts, cursor.as_ref())
-            .await
-            .expect("page pulls");
+        let page = client.pull_page(token, ObjectType::Contacts, cursor.as_ref()).await.expect("page pulls");
         ids.extend(page.records.iter().map(|r| r.external_id.as_str().to_owned()));
         cursor = Some(page.cursor);
         if !page.has_more {
@@ -104,20 +101,16 @@ async fn hubspot_incremental_pull_returns_exactly_the_edited_contacts_in_one_req
         assert!(state.edit_contact(id, &[("jobtitle", "Pilot")]).is_some());
     }
     state.reset_stats();
-    let page = client
-        .pull_page(&token, ObjectType::Contacts, cursor.as_ref())
-        .await
-        .expect("incremental page");
+    let page =
+        client.pull_page(&token, ObjectType::Contacts, cursor.as_ref()).await.expect("incremental page");
     let ids: Vec<&str> = page.records.iter().map(|r| r.external_id.as_str()).collect();
     assert_eq!(ids, vec!["17", "250", "3"]);
     assert!(page.records.iter().all(|r| r.fields["job_title"] == "Pilot"));
     assert!(!page.has_more);
     assert_eq!(state.stats().total, 1);
 
-    let again = client
-        .pull_page(&token, ObjectType::Contacts, Some(&page.cursor))
-        .await
-        .expect("lookback page");
+    let again =
+        client.pull_page(&token, ObjectType::Contacts, Some(&page.cursor)).await.expect("lookback page");
     assert!(again.records.len() <= 3, "only lookback repeats come back");
 }
 
@@ -177,7 +170,9 @@ async fn hubspot_adapter_returns_rate_limited_when_the_wait_is_long() {
         .pull_page(&SecretString::from(TOKEN), ObjectType::Contacts, None)
         .await
         .expect_err("daily limit");
-    assert!(matches!(err, ProviderError::RateLimited { retry_after } if retry_after >= Duration::from_secs(60)));
+    assert!(
+        matches!(err, ProviderError::RateLimited { retry_after } if retry_after >= Duration::from_secs(60))
+    );
 }
 
 #[tokio::test]
@@ -210,10 +205,8 @@ async fn hubspot_expired_token_is_unauthorized_and_server_errors_are_transient()
     assert!(matches!(err, ProviderError::Unauthorized));
 
     state.inject_fault(Fault { route: Route::List, kind: FaultKind::ServerError, count: 1 });
-    let err = client
-        .pull_page(&SecretString::from(TOKEN), ObjectType::Contacts, None)
-        .await
-        .expect_err("500");
+    let err =
+        client.pull_page(&SecretString::from(TOKEN), ObjectType::Contacts, None).await.expect_err("500");
     assert!(matches!(err, ProviderError::Transient(_)) && err.is_retryable());
 
     state.inject_fault(Fault { route: Route::List, kind: FaultKind::MalformedJson, count: 1 });
@@ -230,17 +223,12 @@ async fn hubspot_refresh_exchanges_a_refresh_token_for_working_credentials() {
     let fake = start(5, false).await;
     let issued = fake.state().issue_token(None);
     let client = client(&fake, Pacing::default());
-    let creds = client
-        .refresh(&SecretString::from(issued.refresh_token.clone()))
-        .await
-        .expect("refresh");
+    let creds = client.refresh(&SecretString::from(issued.refresh_token.clone())).await.expect("refresh");
     let expires_at = creds.expires_at.expect("expiry");
     assert!(expires_at > Utc::now() + chrono::Duration::minutes(29));
     assert_ne!(creds.access_token.expose_secret(), issued.access_token.as_str());
-    let page = client
-        .pull_page(&creds.access_token, ObjectType::Contacts, None)
-        .await
-        .expect("new token works");
+    let page =
+        client.pull_page(&creds.access_token, ObjectType::Contacts, None).await.expect("new token works");
     assert_eq!(page.records.len(), 5);
 
     let bad = client.refresh(&SecretString::from("not-a-refresh-token")).await;

@@ -88,8 +88,11 @@ async fn audit_table_is_a_separate_table_indexed_by_connection() -> Result<()> {
     let resources = &stack.created.resources;
     assert_ne!(resources.audit_table_name, resources.table_name);
 
-    let table =
-        dynamodb::Client::new(&stack.config).describe_table().table_name(&resources.audit_table_name).send().await?;
+    let table = dynamodb::Client::new(&stack.config)
+        .describe_table()
+        .table_name(&resources.audit_table_name)
+        .send()
+        .await?;
     let table = table.table().context("DescribeTable returned no table")?;
     let by_connection = table
         .global_secondary_indexes()
@@ -139,7 +142,10 @@ async fn jobs_queue_is_high_throughput_fifo_and_redrives_to_the_fifo_dlq_after_f
     assert_eq!(attr(&dlq, QueueAttributeName::FifoQueue), "true");
 
     let redrive: Value = serde_json::from_str(&attr(&jobs, QueueAttributeName::RedrivePolicy))?;
-    assert_eq!(redrive["deadLetterTargetArn"].as_str(), Some(attr(&dlq, QueueAttributeName::QueueArn).as_str()));
+    assert_eq!(
+        redrive["deadLetterTargetArn"].as_str(),
+        Some(attr(&dlq, QueueAttributeName::QueueArn).as_str())
+    );
     assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "5");
 
     let client = sqs::Client::new(&stack.config);

@@ -92,7 +92,8 @@ fn alive(pid: u32) -> bool {
 }
 
 fn dev_key() -> Result<DevKey> {
-    let text = std::fs::read_to_string(home()?.join("dev-key")).context("reading the dev key (is the stack up?)")?;
+    let text =
+        std::fs::read_to_string(home()?.join("dev-key")).context("reading the dev key (is the stack up?)")?;
     Ok(DevKey::new(&SecretString::from(text.trim().to_owned()))?)
 }
 
@@ -303,10 +304,16 @@ pub async fn status(args: &TenantArgs) -> Result<()> {
     let list = api.call(reqwest::Method::GET, "/v1/connections", None).await?;
     let items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
     if items.is_empty() {
-        println!("Tenant '{}' has no connections yet. Try: syncbridge sync --provider hubspot --base-url {} --token {}", args.tenant, info.hubspot_url, info.hubspot_token);
+        println!(
+            "Tenant '{}' has no connections yet. Try: syncbridge sync --provider hubspot --base-url {} --token {}",
+            args.tenant, info.hubspot_url, info.hubspot_token
+        );
         return Ok(());
     }
-    println!("{:<28} {:<9} {:<8} {:<20} {:<20} {:>8}  ERROR", "CONNECTION", "PROVIDER", "STATUS", "LAST SYNC", "NEXT SYNC", "RECORDS");
+    println!(
+        "{:<28} {:<9} {:<8} {:<20} {:<20} {:>8}  ERROR",
+        "CONNECTION", "PROVIDER", "STATUS", "LAST SYNC", "NEXT SYNC", "RECORDS"
+    );
     for c in items {
         let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
         let when = |k: &str| {
@@ -322,7 +329,13 @@ pub async fn status(args: &TenantArgs) -> Result<()> {
             .unwrap_or(0);
         println!(
             "{:<28} {:<9} {:<8} {:<20} {:<20} {:>8}  {}",
-            s("id"), s("provider"), s("status"), when("last_sync_at"), when("next_sync_at"), records, s("last_error")
+            s("id"),
+            s("provider"),
+            s("status"),
+            when("last_sync_at"),
+            when("next_sync_at"),
+            records,
+            s("last_error")
         );
     }
     Ok(())
@@ -353,7 +366,11 @@ pub async fn sync(args: &SyncArgs) -> Result<()> {
             .await?
         }
     };
-    let id = connection.get("id").and_then(Value::as_str).ok_or_else(|| anyhow!("connection has no id"))?.to_owned();
+    let id = connection
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("connection has no id"))?
+        .to_owned();
     let started = api.call(reqwest::Method::POST, &format!("/v1/connections/{id}/sync"), None).await?;
     let job_id = started.get("job_id").and_then(Value::as_str).unwrap_or_default().to_owned();
     println!("Syncing connection {id} (job {job_id}) ...");
@@ -363,19 +380,30 @@ pub async fn sync(args: &SyncArgs) -> Result<()> {
             bail!("the sync did not finish within {} s; see `syncbridge status`", args.timeout_seconds);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let runs = api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/runs?limit=100"), None).await?;
+        let runs =
+            api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/runs?limit=100"), None).await?;
         let runs = runs.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
         if let Some(done) = runs_since_job(&runs, &job_id) {
             break done;
         }
     };
-    let sum = |k: &str| -> u64 { runs.iter().filter_map(|r| r.pointer(&format!("/counts/{k}")).and_then(Value::as_u64)).sum() };
+    let sum = |k: &str| -> u64 {
+        runs.iter().filter_map(|r| r.pointer(&format!("/counts/{k}")).and_then(Value::as_u64)).sum()
+    };
     let duration: u64 = runs.iter().filter_map(|r| r.get("duration_ms").and_then(Value::as_u64)).sum();
     let last = runs.last().cloned().unwrap_or(Value::Null);
     println!(
         "Done in {} run(s), {:.1} s: {} records pulled ({} created, {} updated, {} deleted, {} unchanged); {} requests to {} ({} answered 429).",
-        runs.len(), duration as f64 / 1000.0, sum("pulled"), sum("created"), sum("updated"), sum("deleted"), sum("unchanged"),
-        sum("requests"), args.provider, sum("rate_limited")
+        runs.len(),
+        duration as f64 / 1000.0,
+        sum("pulled"),
+        sum("created"),
+        sum("updated"),
+        sum("deleted"),
+        sum("unchanged"),
+        sum("requests"),
+        args.provider,
+        sum("rate_limited")
     );
     if let Some(err) = last.get("error").and_then(Value::as_str) {
         println!("Last run failed: {err}");
@@ -386,7 +414,8 @@ pub async fn sync(args: &SyncArgs) -> Result<()> {
 /// The runs of the job `job_id` and its continuations, oldest first, once the last one finished
 /// (`None` while it is still running).
 fn runs_since_job(runs_newest_first: &[Value], job_id: &str) -> Option<Vec<Value>> {
-    let pos = runs_newest_first.iter().position(|r| r.get("job_id").and_then(Value::as_str) == Some(job_id))?;
+    let pos =
+        runs_newest_first.iter().position(|r| r.get("job_id").and_then(Value::as_str) == Some(job_id))?;
     let mine: Vec<Value> = runs_newest_first[..=pos].iter().rev().cloned().collect();
     let finished = mine.last().and_then(|r| r.get("status")).and_then(Value::as_str) != Some("continued");
     finished.then_some(mine)

@@ -17,7 +17,9 @@ const HUBSPOT_TOKEN: &str = "pat-demo-hubspot";
 
 pub async fn run(args: &DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    println!("Syncbridge demo: schedule -> dispatcher -> SQS FIFO -> worker -> DynamoDB -> API, all on 127.0.0.1\n");
+    println!(
+        "Syncbridge demo: schedule -> dispatcher -> SQS FIFO -> worker -> DynamoDB -> API, all on 127.0.0.1\n"
+    );
     let stack = LocalStack::start(StackOptions {
         hubspot: FakeConfig {
             contacts: args.contacts,
@@ -54,17 +56,30 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let tick = stack.runner.fire_schedule(Utc::now()).await?;
     println!("   dispatcher: {} due, {} claimed, {} jobs enqueued", tick.due, tick.claimed, tick.enqueued);
     let drained = stack.runner.drain(Duration::from_secs(600)).await?;
-    println!("   worker: {} message(s) in {} batch(es), {} failure(s)", drained.messages, drained.batches, drained.failures);
+    println!(
+        "   worker: {} message(s) in {} batch(es), {} failure(s)",
+        drained.messages, drained.batches, drained.failures
+    );
     let first_requests = hubspot.stats().total;
 
-    println!("\n2. The same schedule tick again (a second, overlapping dispatcher): nothing is enqueued twice");
+    println!(
+        "\n2. The same schedule tick again (a second, overlapping dispatcher): nothing is enqueued twice"
+    );
     let again = stack.runner.fire_schedule(Utc::now()).await?;
     println!("   dispatcher: {} due, {} jobs enqueued", again.due, again.enqueued);
 
     let ids = hubspot.contact_ids();
-    let edited: Vec<&str> = ids.iter().step_by((ids.len() / args.edits.max(1)).max(1)).take(args.edits).map(String::as_str).collect();
+    let edited: Vec<&str> = ids
+        .iter()
+        .step_by((ids.len() / args.edits.max(1)).max(1))
+        .take(args.edits)
+        .map(String::as_str)
+        .collect();
     for (i, id) in edited.iter().enumerate() {
-        hubspot.edit_contact(id, &[("jobtitle", &format!("VP of Demos #{i}")), ("lifecyclestage", "opportunity")]);
+        hubspot.edit_contact(
+            id,
+            &[("jobtitle", &format!("VP of Demos #{i}")), ("lifecyclestage", "opportunity")],
+        );
     }
     println!("\n3. A HubSpot user edits {} contacts", edited.len());
     hubspot.reset_stats();
@@ -77,10 +92,14 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let second_requests = hubspot.stats().total;
 
     println!("\nSummary (read back through the API)");
-    println!("{:<8} {:<6} {:>7} {:>7} {:>7} {:>9} {:>8} {:>5} {:>8}", "tenant", "run", "pulled", "created", "updated", "unchanged", "requests", "429s", "ms");
+    println!(
+        "{:<8} {:<6} {:>7} {:>7} {:>7} {:>9} {:>8} {:>5} {:>8}",
+        "tenant", "run", "pulled", "created", "updated", "unchanged", "requests", "429s", "ms"
+    );
     let mut failures = 0;
     for (tenant, api, id) in &connections {
-        let runs = api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/runs?limit=10"), None).await?;
+        let runs =
+            api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/runs?limit=10"), None).await?;
         let mut runs: Vec<Value> = runs.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
         runs.reverse();
         for (i, r) in runs.iter().enumerate() {
@@ -92,7 +111,12 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
                 "{:<8} {:<6} {:>7} {:>7} {:>7} {:>9} {:>8} {:>5} {:>8}",
                 tenant,
                 format!("#{}", i + 1),
-                n("pulled"), n("created"), n("updated"), n("unchanged"), n("requests"), n("rate_limited"),
+                n("pulled"),
+                n("created"),
+                n("updated"),
+                n("unchanged"),
+                n("requests"),
+                n("rate_limited"),
                 r.get("duration_ms").and_then(Value::as_u64).unwrap_or(0)
             );
         }
@@ -100,7 +124,11 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     println!();
     for (tenant, api, id) in &connections {
         let c = api.call(reqwest::Method::GET, &format!("/v1/connections/{id}"), None).await?;
-        let records: u64 = c.get("record_counts").and_then(Value::as_object).map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
+        let records: u64 = c
+            .get("record_counts")
+            .and_then(Value::as_object)
+            .map(|m| m.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
         println!(
             "{tenant:<8} status {:<7} records {:>6}  last sync {}  next sync {}",
             c.get("status").and_then(Value::as_str).unwrap_or("?"),
@@ -113,10 +141,15 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         }
     }
     let events = stack.take_events().await?;
-    let count = |t: &str| events.iter().filter(|e| e.get("detail-type").and_then(Value::as_str) == Some(t)).count();
+    let count =
+        |t: &str| events.iter().filter(|e| e.get("detail-type").and_then(Value::as_str) == Some(t)).count();
     println!(
         "\nHubSpot API calls: {} for the full syncs, {} for the incremental ones. Events on the bus: {} record.created, {} record.updated, {} sync.completed.",
-        first_requests, second_requests, count("record.created"), count("record.updated"), count("sync.completed")
+        first_requests,
+        second_requests,
+        count("record.created"),
+        count("record.updated"),
+        count("sync.completed")
     );
     println!("Demo finished in {:.1} s.", t0.elapsed().as_secs_f64());
     if failures > 0 {

@@ -43,9 +43,8 @@ struct Routes {
 
 /// Serves `api` and `webhooks` on `127.0.0.1:port` (0 picks a free port).
 pub async fn serve(api: Router, webhooks: Router, key: DevKey, port: u16) -> Result<Gateway> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .context("binding the local gateway")?;
+    let listener =
+        tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("binding the local gateway")?;
     let addr = listener.local_addr()?;
     let routes = Routes { api, webhooks, key };
     let app = Router::new().fallback(move |req: Request<Body>| {
@@ -88,10 +87,7 @@ async fn route(routes: Routes, mut req: Request<Body>) -> Response {
 fn gateway_error(status: StatusCode, message: &str) -> Response {
     let mut res = (status, axum::Json(serde_json::json!({ "message": message }))).into_response();
     if status == StatusCode::UNAUTHORIZED {
-        res.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     }
     res
 }

@@ -36,7 +36,13 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { prefix: None, hubspot: FakeConfig::default(), gateway_port: 0, tap_events: true, dev_key: None }
+        Self {
+            prefix: None,
+            hubspot: FakeConfig::default(),
+            gateway_port: 0,
+            tap_events: true,
+            dev_key: None,
+        }
     }
 }
 
@@ -62,10 +68,9 @@ impl LocalStack {
         }
         let moto = Moto::start(Moto::locate()?).await.context("starting moto")?;
         let sdk = stack::sdk_config(moto.endpoint());
-        let prefix = options
-            .prefix
-            .clone()
-            .unwrap_or_else(|| format!("sb{}", ulid::Ulid::new().to_string().to_lowercase()[20..].to_owned()));
+        let prefix = options.prefix.clone().unwrap_or_else(|| {
+            format!("sb{}", ulid::Ulid::new().to_string().to_lowercase()[20..].to_owned())
+        });
         let resources = stack::create_from_template(&stack::template_path()?, &sdk, &prefix)
             .await
             .context("creating resources from template.yaml")?;
@@ -74,7 +79,8 @@ impl LocalStack {
         } else {
             None
         };
-        let hubspot = HubspotFake::start(options.hubspot.clone()).await.context("starting the HubSpot fake")?;
+        let hubspot =
+            HubspotFake::start(options.hubspot.clone()).await.context("starting the HubSpot fake")?;
         let config = Config {
             resources: resources.resources.clone(),
             due_shards: resources
@@ -90,7 +96,12 @@ impl LocalStack {
             tenant_claim: "tenant_id".to_owned(),
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
-        let runner = Runner::new(deps.clone(), aws_sdk_sqs::Client::new(&sdk), config.resources.jobs_queue_url.clone()).await?;
+        let runner = Runner::new(
+            deps.clone(),
+            aws_sdk_sqs::Client::new(&sdk),
+            config.resources.jobs_queue_url.clone(),
+        )
+        .await?;
         let dev_key = match options.dev_key.clone() {
             Some(key) => key,
             None => DevKey::new(&random_secret())?,
@@ -102,8 +113,21 @@ impl LocalStack {
             options.gateway_port,
         )
         .await?;
-        let events = events_queue_url.clone().map(|url| EventCollector::spawn(aws_sdk_sqs::Client::new(&sdk), url));
-        Ok(Self { config, sdk, resources, deps, runner, gateway, hubspot, dev_key, events_queue_url, events, moto })
+        let events =
+            events_queue_url.clone().map(|url| EventCollector::spawn(aws_sdk_sqs::Client::new(&sdk), url));
+        Ok(Self {
+            config,
+            sdk,
+            resources,
+            deps,
+            runner,
+            gateway,
+            hubspot,
+            dev_key,
+            events_queue_url,
+            events,
+            moto,
+        })
     }
 
     /// A dev-signed token for `tenant`, as an identity provider would issue (valid one hour).
@@ -189,14 +213,20 @@ impl Drop for EventCollector {
 /// Receives and deletes up to 10 tap messages, returning their bodies as JSON.
 async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<serde_json::Value>> {
     use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-    let out = sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(0).send().await?;
+    let out =
+        sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(0).send().await?;
     let messages = out.messages.unwrap_or_default();
     let mut events = Vec::with_capacity(messages.len());
     let mut deletes = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
         events.push(serde_json::from_str(m.body().unwrap_or_default()).context("a tap message is not JSON")?);
         if let Some(handle) = m.receipt_handle() {
-            deletes.push(DeleteMessageBatchRequestEntry::builder().id(format!("e{i}")).receipt_handle(handle).build()?);
+            deletes.push(
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(format!("e{i}"))
+                    .receipt_handle(handle)
+                    .build()?,
+            );
         }
     }
     if !deletes.is_empty() {

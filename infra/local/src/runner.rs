@@ -116,14 +116,11 @@ impl Runner {
                 })
             })
             .collect();
-        let event: SqsEvent = serde_json::from_value(json!({ "Records": records }))
-            .context("building the SQS event")?;
+        let event: SqsEvent =
+            serde_json::from_value(json!({ "Records": records })).context("building the SQS event")?;
         let response = worker::handle_batch(&self.deps, event, Deadline::after(self.worker_timeout)).await;
-        let failed: Vec<String> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
-            .collect();
+        let failed: Vec<String> =
+            response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
         let entries: Vec<DeleteMessageBatchRequestEntry> = messages
             .iter()
             .enumerate()

@@ -124,7 +124,9 @@ pub fn repo_root() -> Result<PathBuf, StackError> {
     let starts: Vec<PathBuf> = starts.into_iter().flatten().collect();
     starts
         .iter()
-        .find_map(|start| start.ancestors().find(|dir| dir.join("template.yaml").is_file()).map(Path::to_path_buf))
+        .find_map(|start| {
+            start.ancestors().find(|dir| dir.join("template.yaml").is_file()).map(Path::to_path_buf)
+        })
         .ok_or_else(|| StackError::RepoRoot(starts.into_iter().next().unwrap_or_default()))
 }
 
@@ -194,14 +196,17 @@ pub async fn create_from_template(
 
     let environment = function_environment(&template, &scope);
     let by_env = |name: &str| {
-        let Some(Value::String(id)) = template.globals.pointer(&format!("/Function/Environment/Variables/{name}/Ref"))
+        let Some(Value::String(id)) =
+            template.globals.pointer(&format!("/Function/Environment/Variables/{name}/Ref"))
         else {
             return Err(StackError::Unexpected(format!(
                 "template: Globals.Function.Environment.Variables.{name} must be a Ref to a resource"
             )));
         };
         scope.created.get(id).map(|p| (id.clone(), p.reference.clone())).ok_or_else(|| {
-            StackError::Unexpected(format!("template: {name} refers to {id}, which is not a table, queue or bus"))
+            StackError::Unexpected(format!(
+                "template: {name} refers to {id}, which is not a table, queue or bus"
+            ))
         })
     };
     let (jobs_queue_id, jobs_queue_url) = by_env("JOBS_QUEUE_URL")?;
@@ -524,7 +529,8 @@ fn table_request(
     name: &str,
     props: &TableProperties,
 ) -> Result<aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder, BoxError> {
-    let mut request = client.create_table().table_name(name).set_key_schema(Some(key_schema(&props.key_schema)?));
+    let mut request =
+        client.create_table().table_name(name).set_key_schema(Some(key_schema(&props.key_schema)?));
     for a in &props.attribute_definitions {
         request = request.attribute_definitions(
             AttributeDefinition::builder()

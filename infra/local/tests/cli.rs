@@ -8,7 +8,8 @@ struct Home(PathBuf);
 
 impl Home {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("syncbridge-cli-{}-{}", std::process::id(), ulid::Ulid::new()));
+        let dir =
+            std::env::temp_dir().join(format!("syncbridge-cli-{}-{}", std::process::id(), ulid::Ulid::new()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
@@ -34,7 +35,12 @@ impl Drop for Home {
 }
 
 fn text(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -51,7 +57,8 @@ fn syncbridge_up_sync_status_token_and_down_work_against_the_hubspot_fake() {
     let sync = text(&home.run(&["sync", "--provider", "hubspot", "--base-url", &hubspot, "--token", &token]));
     assert!(sync.contains("30 records pulled (30 created, 0 updated"), "{sync}");
     assert!(!sync.contains(&token), "the token must not be echoed");
-    let again = text(&home.run(&["sync", "--provider", "hubspot", "--base-url", &hubspot, "--token", &token]));
+    let again =
+        text(&home.run(&["sync", "--provider", "hubspot", "--base-url", &hubspot, "--token", &token]));
     assert!(again.contains("0 created, 0 updated"), "{again}");
 
     let status = text(&home.run(&["status"]));

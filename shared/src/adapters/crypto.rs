@@ -42,13 +42,9 @@ impl TokenCipher {
     /// Builds a cipher from base64 (standard alphabet, padded) of 32 key bytes, as in
     /// `Config::token_key`.
     pub fn from_base64_key(key: &SecretString) -> Result<Self, CryptoError> {
-        let bytes = B64
-            .decode(key.expose_secret().trim())
-            .map_err(|_| CryptoError::InvalidKey)?;
+        let bytes = B64.decode(key.expose_secret().trim()).map_err(|_| CryptoError::InvalidKey)?;
         let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| CryptoError::InvalidKey)?;
-        Ok(Self {
-            cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(bytes)),
-        })
+        Ok(Self { cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(bytes)) })
     }
 
     /// A fresh random key in the form `from_base64_key` reads (for dev setups and tests).
@@ -60,10 +56,7 @@ impl TokenCipher {
     /// encryptions of one value differ.
     pub fn encrypt(&self, plaintext: &SecretString) -> String {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let sealed = match self
-            .cipher
-            .encrypt(&nonce, plaintext.expose_secret().as_bytes())
-        {
+        let sealed = match self.cipher.encrypt(&nonce, plaintext.expose_secret().as_bytes()) {
             Ok(sealed) => sealed,
             Err(_) => unreachable!("AES-GCM encryption fails only for inputs over 64 GiB"),
         };
@@ -81,10 +74,7 @@ impl TokenCipher {
         }
         let (nonce, sealed) = bytes.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Malformed)?;
-        let plain = self
-            .cipher
-            .decrypt(&Nonce::from(nonce), sealed)
-            .map_err(|_| CryptoError::Decrypt)?;
+        let plain = self.cipher.decrypt(&Nonce::from(nonce), sealed).map_err(|_| CryptoError::Decrypt)?;
         let text = String::from_utf8(plain).map_err(|_| CryptoError::NotText)?;
         Ok(SecretString::from(text))
     }
@@ -106,16 +96,8 @@ mod tests {
         let b = c.encrypt(&token);
         assert_ne!(a, b, "each encryption uses a fresh nonce");
         assert!(!a.contains("secret"));
-        assert_eq!(
-            c.decrypt(&a).unwrap().expose_secret(),
-            "pat-na1-secret-token"
-        );
-        assert_eq!(
-            c.decrypt(&c.encrypt(&SecretString::from("")))
-                .unwrap()
-                .expose_secret(),
-            ""
-        );
+        assert_eq!(c.decrypt(&a).unwrap().expose_secret(), "pat-na1-secret-token");
+        assert_eq!(c.decrypt(&c.encrypt(&SecretString::from(""))).unwrap().expose_secret(), "");
     }
 
     #[test]
@@ -124,24 +106,12 @@ mod tests {
         let mut bytes = B64.decode(c.encrypt(&SecretString::from("token"))).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        assert_eq!(
-            c.decrypt(&B64.encode(&bytes)).unwrap_err(),
-            CryptoError::Decrypt
-        );
+        assert_eq!(c.decrypt(&B64.encode(&bytes)).unwrap_err(), CryptoError::Decrypt);
         bytes[last] ^= 1;
         bytes[0] ^= 0x80;
-        assert_eq!(
-            c.decrypt(&B64.encode(&bytes)).unwrap_err(),
-            CryptoError::Decrypt
-        );
-        assert_eq!(
-            c.decrypt("not base64!").unwrap_err(),
-            CryptoError::Malformed
-        );
-        assert_eq!(
-            c.decrypt(&B64.encode([0u8; 20])).unwrap_err(),
-            CryptoError::Malformed
-        );
+        assert_eq!(c.decrypt(&B64.encode(&bytes)).unwrap_err(), CryptoError::Decrypt);
+        assert_eq!(c.decrypt("not base64!").unwrap_err(), CryptoError::Malformed);
+        assert_eq!(c.decrypt(&B64.encode([0u8; 20])).unwrap_err(), CryptoError::Malformed);
     }
 
     #[test]
@@ -152,12 +122,7 @@ mod tests {
 
     #[test]
     fn keys_that_are_not_base64_of_32_bytes_are_rejected() {
-        for bad in [
-            "",
-            "not base64!",
-            &B64.encode([0u8; 16]),
-            &B64.encode([0u8; 33]),
-        ] {
+        for bad in ["", "not base64!", &B64.encode([0u8; 16]), &B64.encode([0u8; 33])] {
             assert_eq!(
                 TokenCipher::from_base64_key(&SecretString::from(bad)).unwrap_err(),
                 CryptoError::InvalidKey

@@ -25,10 +25,7 @@ pub struct EventBridgeBus {
 
 impl EventBridgeBus {
     pub fn new(client: Client, bus_name: impl Into<String>) -> Self {
-        Self {
-            client,
-            bus_name: bus_name.into(),
-        }
+        Self { client, bus_name: bus_name.into() }
     }
 
     fn entry(&self, event: &DomainEvent) -> PutEventsRequestEntry {
@@ -50,11 +47,7 @@ impl EventBridgeBus {
             .send()
             .await
             .map_err(|e| BusError::Backend(Box::new(e)))?;
-        Ok(failed_indexes(
-            out.failed_entry_count(),
-            out.entries(),
-            events.len(),
-        ))
+        Ok(failed_indexes(out.failed_entry_count(), out.entries(), events.len()))
     }
 }
 
@@ -66,12 +59,8 @@ fn failed_indexes(failed_count: i32, results: &[PutEventsResultEntry], sent: usi
     if failed_count <= 0 {
         return Vec::new();
     }
-    let marked: Vec<usize> = results
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.error_code().is_some())
-        .map(|(i, _)| i)
-        .collect();
+    let marked: Vec<usize> =
+        results.iter().enumerate().filter(|(_, r)| r.error_code().is_some()).map(|(i, _)| i).collect();
     if results.len() != sent || marked.is_empty() {
         return (0..sent).collect();
     }
@@ -104,11 +93,7 @@ impl EventBus for EventBridgeBus {
                 tokio::time::sleep(backoff(attempt)).await;
             }
         }
-        if lost == 0 {
-            Ok(())
-        } else {
-            Err(BusError::Partial(lost))
-        }
+        if lost == 0 { Ok(()) } else { Err(BusError::Partial(lost)) }
     }
 }
 
@@ -121,18 +106,13 @@ mod tests {
     }
 
     fn failed() -> PutEventsResultEntry {
-        PutEventsResultEntry::builder()
-            .error_code("InternalFailure")
-            .build()
+        PutEventsResultEntry::builder().error_code("InternalFailure").build()
     }
 
     #[test]
     fn failed_entries_are_found_by_their_index() {
         assert_eq!(failed_indexes(0, &[ok(), ok()], 2), Vec::<usize>::new());
-        assert_eq!(
-            failed_indexes(2, &[failed(), ok(), failed()], 3),
-            vec![0, 2]
-        );
+        assert_eq!(failed_indexes(2, &[failed(), ok(), failed()], 3), vec![0, 2]);
     }
 
     #[test]

@@ -21,9 +21,7 @@ use serde_json::{Value, json};
 
 use crate::config::OAuthApp;
 use crate::domain::record::Fields;
-use crate::domain::{
-    Connection, Credentials, ExternalId, ObjectType, Provider, RemoteRecord, SyncCursor,
-};
+use crate::domain::{Connection, Credentials, ExternalId, ObjectType, Provider, RemoteRecord, SyncCursor};
 use crate::ports::{ProviderClient, ProviderError, ProviderFactory, PulledPage, RequestStats};
 
 const LIST_PAGE: usize = 100;
@@ -156,13 +154,15 @@ impl Limiter {
         let until = |t: Instant, span: Duration| (t + span).saturating_duration_since(now);
         let mut wait = Duration::ZERO;
         if let Some(max) = self.max.map(|m| m as usize).filter(|m| *m > 0)
-            && self.general.len() >= max {
-                wait = wait.max(until(self.general[self.general.len() - max], interval));
-            }
+            && self.general.len() >= max
+        {
+            wait = wait.max(until(self.general[self.general.len() - max], interval));
+        }
         if self.remaining == Some(0)
-            && let Some(oldest) = self.general.front() {
-                wait = wait.max(until(*oldest, interval));
-            }
+            && let Some(oldest) = self.general.front()
+        {
+            wait = wait.max(until(*oldest, interval));
+        }
         let per_second = search_per_second.max(1) as usize;
         if kind == Kind::Search && self.search.len() >= per_second {
             let t = self.search[self.search.len() - per_second];
@@ -221,9 +221,8 @@ impl Reply {
     }
 
     fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ProviderError> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            ProviderError::Permanent(format!("malformed response body from HubSpot: {e}"))
-        })
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ProviderError::Permanent(format!("malformed response body from HubSpot: {e}")))
     }
 
     /// The provider's clock (`Date` header) in epoch milliseconds.
@@ -329,7 +328,12 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// The cursor after an incremental page, and whether more pages follow right away.
-fn next_incremental(current: &Phase, page: &PageFacts, max_seen: Option<i64>, lookback: Duration) -> (Phase, bool) {
+fn next_incremental(
+    current: &Phase,
+    page: &PageFacts,
+    max_seen: Option<i64>,
+    lookback: Duration,
+) -> (Phase, bool) {
     let Phase::Incremental { since, exclusive, offset, first_ts, tie_after, .. } = *current else {
         return (current.clone(), false);
     };
@@ -360,16 +364,13 @@ fn next_incremental(current: &Phase, page: &PageFacts, max_seen: Option<i64>, lo
     };
     let first_ts = if offset == 0 { page.first_ts } else { first_ts };
     if next_after + SEARCH_PAGE <= SEARCH_CAP {
-        let next = Phase::Incremental { since, exclusive, offset: next_after, first_ts, tie_after: None, max_seen };
+        let next =
+            Phase::Incremental { since, exclusive, offset: next_after, first_ts, tie_after: None, max_seen };
         return (next, true);
     }
     let last = page.last_ts.unwrap_or(since);
     let all_one_stamp = (last == since && !exclusive) || first_ts == Some(last);
-    if all_one_stamp {
-        (window(last, false, Some(0)), true)
-    } else {
-        (window(last, false, None), true)
-    }
+    if all_one_stamp { (window(last, false, Some(0)), true) } else { (window(last, false, None), true) }
 }
 
 #[derive(Debug, Deserialize)]
@@ -556,7 +557,11 @@ impl HubspotClient {
         Ok(PulledPage { records, cursor: phase.to_cursor(), has_more: true })
     }
 
-    async fn pull_incremental(&self, token: &SecretString, current: Phase) -> Result<PulledPage, ProviderError> {
+    async fn pull_incremental(
+        &self,
+        token: &SecretString,
+        current: Phase,
+    ) -> Result<PulledPage, ProviderError> {
         let Phase::Incremental { since, exclusive, offset, tie_after, max_seen, .. } = current else {
             return Err(ProviderError::CursorExpired);
         };
@@ -659,7 +664,10 @@ impl ProviderClient for HubspotClient {
         ];
         let reply = self.send(Kind::Other, || self.http.post(&url).form(&form)).await?;
         if reply.status == StatusCode::BAD_REQUEST {
-            let status = reply.json::<Value>().ok().and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_owned));
+            let status = reply
+                .json::<Value>()
+                .ok()
+                .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_owned));
             if status.as_deref() == Some("BAD_REFRESH_TOKEN") {
                 return Err(ProviderError::Unauthorized);
             }
@@ -689,7 +697,14 @@ mod tests {
     use super::*;
 
     fn incremental(since: i64) -> Phase {
-        Phase::Incremental { since, exclusive: false, offset: 0, first_ts: None, tie_after: None, max_seen: None }
+        Phase::Incremental {
+            since,
+            exclusive: false,
+            offset: 0,
+            first_ts: None,
+            tie_after: None,
+            max_seen: None,
+        }
     }
 
     const LOOKBACK: Duration = Duration::from_secs(300);
@@ -721,31 +736,78 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_garbage_cursors_expire() {
-        let phase = Phase::Incremental { since: 5, exclusive: true, offset: 400, first_ts: Some(7), tie_after: None, max_seen: Some(9) };
+        let phase = Phase::Incremental {
+            since: 5,
+            exclusive: true,
+            offset: 400,
+            first_ts: Some(7),
+            tie_after: None,
+            max_seen: Some(9),
+        };
         assert_eq!(Phase::parse(Some(&phase.to_cursor())).unwrap(), phase);
         assert!(matches!(Phase::parse(Some(&SyncCursor::new("nope"))), Err(ProviderError::CursorExpired)));
-        let future = SyncCursor::new(r#"{"v":9,"phase":"full","after":null,"started_at":null,"max_seen":null}"#);
+        let future =
+            SyncCursor::new(r#"{"v":9,"phase":"full","after":null,"started_at":null,"max_seen":null}"#);
         assert!(matches!(Phase::parse(Some(&future)), Err(ProviderError::CursorExpired)));
         assert!(matches!(Phase::parse(None).unwrap(), Phase::Full { after: None, .. }));
     }
 
     #[test]
     fn a_window_restarts_from_the_last_timestamp_before_the_ten_thousand_cap() {
-        let current = Phase::Incremental { since: 100, exclusive: false, offset: 9_800, first_ts: Some(100), tie_after: None, max_seen: None };
-        let page = PageFacts { count: 200, first_ts: Some(500), last_ts: Some(600), last_id: Some(1), next_after: Some(10_000), provider_now: None };
+        let current = Phase::Incremental {
+            since: 100,
+            exclusive: false,
+            offset: 9_800,
+            first_ts: Some(100),
+            tie_after: None,
+            max_seen: None,
+        };
+        let page = PageFacts {
+            count: 200,
+            first_ts: Some(500),
+            last_ts: Some(600),
+            last_id: Some(1),
+            next_after: Some(10_000),
+            provider_now: None,
+        };
         let (next, more) = next_incremental(&current, &page, Some(600), LOOKBACK);
         assert!(more);
-        assert!(matches!(next, Phase::Incremental { since: 600, exclusive: false, offset: 0, tie_after: None, .. }));
+        assert!(matches!(
+            next,
+            Phase::Incremental { since: 600, exclusive: false, offset: 0, tie_after: None, .. }
+        ));
 
-        let mid = Phase::Incremental { since: 100, exclusive: false, offset: 200, first_ts: Some(100), tie_after: None, max_seen: None };
-        let (next, _) = next_incremental(&mid, &PageFacts { next_after: Some(400), ..page }, Some(600), LOOKBACK);
+        let mid = Phase::Incremental {
+            since: 100,
+            exclusive: false,
+            offset: 200,
+            first_ts: Some(100),
+            tie_after: None,
+            max_seen: None,
+        };
+        let (next, _) =
+            next_incremental(&mid, &PageFacts { next_after: Some(400), ..page }, Some(600), LOOKBACK);
         assert!(matches!(next, Phase::Incremental { since: 100, offset: 400, .. }));
     }
 
     #[test]
     fn a_full_window_of_one_timestamp_pages_by_id_then_moves_past_it() {
-        let current = Phase::Incremental { since: 100, exclusive: false, offset: 9_800, first_ts: Some(700), tie_after: None, max_seen: None };
-        let page = PageFacts { count: 200, first_ts: Some(700), last_ts: Some(700), last_id: Some(9), next_after: Some(10_000), provider_now: None };
+        let current = Phase::Incremental {
+            since: 100,
+            exclusive: false,
+            offset: 9_800,
+            first_ts: Some(700),
+            tie_after: None,
+            max_seen: None,
+        };
+        let page = PageFacts {
+            count: 200,
+            first_ts: Some(700),
+            last_ts: Some(700),
+            last_id: Some(9),
+            next_after: Some(10_000),
+            provider_now: None,
+        };
         let (tie, more) = next_incremental(&current, &page, Some(700), LOOKBACK);
         assert!(more);
         assert!(matches!(tie, Phase::Incremental { since: 700, tie_after: Some(0), .. }));
@@ -757,7 +819,10 @@ mod tests {
         let last_tie_page = PageFacts { count: 12, last_id: Some(9_999), next_after: None, ..page };
         let (after_tie, more) = next_incremental(&tie2, &last_tie_page, Some(700), LOOKBACK);
         assert!(more);
-        assert!(matches!(after_tie, Phase::Incremental { since: 700, exclusive: true, tie_after: None, offset: 0, .. }));
+        assert!(matches!(
+            after_tie,
+            Phase::Incremental { since: 700, exclusive: true, tie_after: None, offset: 0, .. }
+        ));
     }
 
     #[test]
@@ -766,7 +831,9 @@ mod tests {
         let done = PageFacts { count: 3, provider_now: Some(now), ..PageFacts::default() };
         let (recent, more) = next_incremental(&incremental(1), &done, Some(now - 1_000), LOOKBACK);
         assert!(!more);
-        assert!(matches!(recent, Phase::Incremental { since, exclusive: false, .. } if since == now - 300_000));
+        assert!(
+            matches!(recent, Phase::Incremental { since, exclusive: false, .. } if since == now - 300_000)
+        );
 
         let (old, _) = next_incremental(&incremental(1), &done, Some(5_000), LOOKBACK);
         assert!(matches!(old, Phase::Incremental { since: 5_000, exclusive: true, .. }));

@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::config::DEFAULT_DUE_SHARDS;
 use crate::domain::{
-    AuditEntry, CanonicalRecord, Connection, ConnectionId, DomainEvent, ExternalId, Job, JobId,
-    ObjectType, Provider, RecordId, SyncRun, TenantId,
+    AuditEntry, CanonicalRecord, Connection, ConnectionId, DomainEvent, ExternalId, Job, JobId, ObjectType,
+    Provider, RecordId, SyncRun, TenantId,
 };
 use crate::ports::{
-    AuditLog, AuditQuery, BusError, Clock, ConnectionStore, DueConnection, EventBus, JobQueue,
-    Page, QueueError, RecordStore, RecordWrite, RunStore, StoreError,
+    AuditLog, AuditQuery, BusError, Clock, ConnectionStore, DueConnection, EventBus, JobQueue, Page,
+    QueueError, RecordStore, RecordWrite, RunStore, StoreError,
 };
 
 /// The page size used when a caller passes a limit of 0.
@@ -320,11 +320,7 @@ impl RecordStore for MemoryStore {
     ) -> Result<Option<CanonicalRecord>, StoreError> {
         let inner = self.lock();
         inner.check_available()?;
-        Ok(inner
-            .records
-            .get(&(tenant.clone(), connection.clone()))
-            .and_then(|m| m.get(record))
-            .cloned())
+        Ok(inner.records.get(&(tenant.clone(), connection.clone())).and_then(|m| m.get(record)).cloned())
     }
 
     async fn list(
@@ -377,11 +373,7 @@ impl RunStore for MemoryStore {
             return Err(StoreError::Conflict);
         }
         let version = inner.save_state(connection)?;
-        inner
-            .runs
-            .entry((run.tenant_id.clone(), run.connection_id.clone()))
-            .or_default()
-            .push(run.clone());
+        inner.runs.entry((run.tenant_id.clone(), run.connection_id.clone())).or_default().push(run.clone());
         inner.jobs_done.insert(done);
         Ok(version)
     }
@@ -551,8 +543,8 @@ impl Clock for ManualClock {
 mod tests {
     use super::*;
     use crate::domain::{
-        AuditOutcome, ConnectionStatus, Credentials, JobReason, NewConnection, Operation, RunCounts,
-        RunId, RunStatus,
+        AuditOutcome, ConnectionStatus, Credentials, JobReason, NewConnection, Operation, RunCounts, RunId,
+        RunStatus,
     };
     use chrono::{Duration, TimeZone};
     use secrecy::SecretString;
@@ -687,25 +679,24 @@ mod tests {
         let store = MemoryStore::new();
         let c = conn("t", t0());
         let r = record(&c, "e1", 0);
-        let results = store
-            .write(vec![RecordWrite::Create(r.clone()), RecordWrite::Create(r.clone())])
-            .await
-            .unwrap();
+        let results =
+            store.write(vec![RecordWrite::Create(r.clone()), RecordWrite::Create(r.clone())]).await.unwrap();
         assert!(results[0].is_ok());
         assert!(matches!(results[1], Err(StoreError::Conflict)));
         let mut next = r.clone();
         next.version = 1;
-        let results = store
-            .write(vec![RecordWrite::Update(next.clone()), RecordWrite::Update(next)])
-            .await
-            .unwrap();
+        let results =
+            store.write(vec![RecordWrite::Update(next.clone()), RecordWrite::Update(next)]).await.unwrap();
         assert!(results[0].is_ok());
         assert!(matches!(results[1], Err(StoreError::Conflict)));
         let found = store
-            .get_by_external(&c.tenant_id, &c.connection_id, Provider::Hubspot, ObjectType::Contacts, &[
-                r.external_id.clone(),
-                ExternalId::parse("missing").unwrap(),
-            ])
+            .get_by_external(
+                &c.tenant_id,
+                &c.connection_id,
+                Provider::Hubspot,
+                ObjectType::Contacts,
+                &[r.external_id.clone(), ExternalId::parse("missing").unwrap()],
+            )
             .await
             .unwrap();
         assert_eq!(found.len(), 1);
@@ -721,8 +712,9 @@ mod tests {
         let mut seen = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page =
-                RecordStore::list(&store, &c.tenant_id, &c.connection_id, None, 3, token.as_deref()).await.unwrap();
+            let page = RecordStore::list(&store, &c.tenant_id, &c.connection_id, None, 3, token.as_deref())
+                .await
+                .unwrap();
             assert!(page.items.len() <= 3);
             seen.extend(page.items.into_iter().map(|r| r.record_id));
             match page.next {
@@ -736,7 +728,8 @@ mod tests {
         assert_eq!((seen.len(), unique.len()), (7, 7));
         let forged = RecordStore::list(&store, &c.tenant_id, &c.connection_id, None, 3, Some("!!")).await;
         assert!(matches!(forged, Err(StoreError::InvalidPageToken)));
-        let other = RecordStore::list(&store, &tenant("other"), &c.connection_id, None, 3, None).await.unwrap();
+        let other =
+            RecordStore::list(&store, &tenant("other"), &c.connection_id, None, 3, None).await.unwrap();
         assert!(other.items.is_empty());
     }
 
@@ -764,7 +757,13 @@ mod tests {
         let store = MemoryStore::new();
         let entries: Vec<AuditEntry> = (0..5)
             .map(|i| {
-                AuditEntry::new(tenant("t"), Operation::Pull, AuditOutcome::Success, "worker", t0() + Duration::seconds(i))
+                AuditEntry::new(
+                    tenant("t"),
+                    Operation::Pull,
+                    AuditOutcome::Success,
+                    "worker",
+                    t0() + Duration::seconds(i),
+                )
             })
             .collect();
         store.append(&entries).await.unwrap();

@@ -24,20 +24,13 @@ pub struct SqsJobQueue {
 
 impl SqsJobQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        Self {
-            client,
-            queue_url: queue_url.into(),
-        }
+        Self { client, queue_url: queue_url.into() }
     }
 
     /// Sends one chunk (at most 10 jobs); returns the indexes (into `jobs`) that failed, and
     /// whether each may be retried.
     async fn send_chunk(&self, jobs: &[&Job]) -> Result<Vec<(usize, bool)>, QueueError> {
-        let entries = jobs
-            .iter()
-            .enumerate()
-            .map(|(i, job)| entry(i, job))
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = jobs.iter().enumerate().map(|(i, job)| entry(i, job)).collect::<Result<Vec<_>, _>>()?;
         let out = self
             .client
             .send_message_batch()
@@ -65,13 +58,7 @@ fn entry(index: usize, job: &Job) -> Result<SendMessageBatchRequestEntry, QueueE
 fn classify_failures(failed: &[BatchResultErrorEntry], sent: usize) -> Vec<(usize, bool)> {
     let mut out: Vec<(usize, bool)> = failed
         .iter()
-        .filter_map(|f| {
-            f.id()
-                .parse::<usize>()
-                .ok()
-                .filter(|i| *i < sent)
-                .map(|i| (i, !f.sender_fault()))
-        })
+        .filter_map(|f| f.id().parse::<usize>().ok().filter(|i| *i < sent).map(|i| (i, !f.sender_fault())))
         .collect();
     out.sort_unstable();
     out.dedup_by_key(|(i, _)| *i);
@@ -108,11 +95,7 @@ impl JobQueue for SqsJobQueue {
                 }
             }
         }
-        if lost.is_empty() {
-            Ok(())
-        } else {
-            Err(QueueError::Partial(lost))
-        }
+        if lost.is_empty() { Ok(()) } else { Err(QueueError::Partial(lost)) }
     }
 }
 
@@ -131,12 +114,7 @@ mod tests {
 
     #[test]
     fn failed_entries_are_retryable_only_when_not_the_senders_fault() {
-        let failed = [
-            failure("3", true),
-            failure("1", false),
-            failure("1", false),
-            failure("x", false),
-        ];
+        let failed = [failure("3", true), failure("1", false), failure("1", false), failure("x", false)];
         assert_eq!(classify_failures(&failed, 4), vec![(1, true), (3, false)]);
         assert_eq!(classify_failures(&[failure("9", false)], 4), vec![]);
     }

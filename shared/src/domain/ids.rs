@@ -25,9 +25,7 @@ fn check_segment(kind: &'static str, value: &str, max: usize) -> Result<(), Pars
     if value.chars().count() > max {
         return Err(ParseError::TooLong { kind, max });
     }
-    let ok = value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
+    let ok = value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
     if !ok {
         return Err(ParseError::InvalidCharacter { kind });
     }

@@ -141,9 +141,6 @@ mod tests {
         let c = ConnectionId::parse("c1").unwrap();
         let t = Utc::now();
         assert_eq!(Job::scheduled_id(&c, t), Job::scheduled_id(&c, t));
-        assert_ne!(
-            Job::requested_id(&c, JobReason::Manual),
-            Job::requested_id(&c, JobReason::Manual)
-        );
+        assert_ne!(Job::requested_id(&c, JobReason::Manual), Job::requested_id(&c, JobReason::Manual));
     }
 }

@@ -12,8 +12,8 @@ pub use audit::{AuditEntry, AuditOutcome, Operation};
 pub use connection::{Connection, ConnectionStatus, Credentials, NewConnection};
 pub use event::{DomainEvent, RecordChange};
 pub use ids::{
-    ConnectionId, ExternalId, IdempotencyKey, JobId, ObjectType, ParseError, Provider, RecordId,
-    RunId, SyncCursor, TenantId,
+    ConnectionId, ExternalId, IdempotencyKey, JobId, ObjectType, ParseError, Provider, RecordId, RunId,
+    SyncCursor, TenantId,
 };
 pub use job::{Job, JobKind, JobReason};
 pub use record::{CanonicalRecord, RemoteRecord, UpsertOutcome};

@@ -53,11 +53,8 @@ pub struct UpsertOutcome {
 
 /// The names of fields whose values differ between `a` and `b` (present in either).
 pub fn changed_fields(a: &Fields, b: &Fields) -> Vec<String> {
-    let mut names: Vec<String> = a
-        .iter()
-        .filter(|(k, v)| b.get(*k) != Some(*v))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let mut names: Vec<String> =
+        a.iter().filter(|(k, v)| b.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
     names.extend(b.keys().filter(|k| !a.contains_key(*k)).cloned());
     names.sort();
     names

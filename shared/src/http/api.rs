@@ -210,7 +210,11 @@ fn parse_base_url(raw: &str) -> Result<String, ApiError> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(invalid("base_url must be an http or https URL with a host"));
     }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return Err(invalid("base_url must not carry credentials, a query or a fragment"));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
@@ -232,10 +236,16 @@ impl CreateConnection {
         }
         let expires_at = match self.expires_in_seconds {
             None => None,
-            Some(s) if (1..=MAX_EXPIRES_IN_SECONDS).contains(&s) => {
-                Some(now + Duration::seconds(i64::try_from(s).map_err(|_| invalid("expires_in_seconds is too large"))?))
+            Some(s) if (1..=MAX_EXPIRES_IN_SECONDS).contains(&s) => Some(
+                now + Duration::seconds(
+                    i64::try_from(s).map_err(|_| invalid("expires_in_seconds is too large"))?,
+                ),
+            ),
+            Some(_) => {
+                return Err(invalid(format!(
+                    "expires_in_seconds must be between 1 and {MAX_EXPIRES_IN_SECONDS}"
+                )));
             }
-            Some(_) => return Err(invalid(format!("expires_in_seconds must be between 1 and {MAX_EXPIRES_IN_SECONDS}"))),
         };
         let base_url = match self.base_url {
             Some(raw) => parse_base_url(&raw)?,
@@ -244,7 +254,11 @@ impl CreateConnection {
         Ok(NewConnection {
             provider: self.provider,
             base_url,
-            credentials: Credentials { access_token: self.access_token, refresh_token: self.refresh_token, expires_at },
+            credentials: Credentials {
+                access_token: self.access_token,
+                refresh_token: self.refresh_token,
+                expires_at,
+            },
             interval_minutes,
         })
     }
@@ -284,19 +298,29 @@ async fn create_connection(
     let now = state.clock.now();
     let connection = Connection::new(caller.tenant.clone(), body.into_new_connection(now)?, now);
     state.connections.create(&connection).await?;
-    let entry = AuditEntry::new(caller.tenant.clone(), Operation::ConnectionCreated, AuditOutcome::Success, actor(&caller), now)
-        .connection(&connection.connection_id)
-        .detail(json!({
-            "provider": connection.provider,
-            "base_url": connection.base_url,
-            "interval_minutes": connection.interval_minutes,
-        }));
+    let entry = AuditEntry::new(
+        caller.tenant.clone(),
+        Operation::ConnectionCreated,
+        AuditOutcome::Success,
+        actor(&caller),
+        now,
+    )
+    .connection(&connection.connection_id)
+    .detail(json!({
+        "provider": connection.provider,
+        "base_url": connection.base_url,
+        "interval_minutes": connection.interval_minutes,
+    }));
     state.audit.append(&[entry]).await?;
     let location = format!("/v1/connections/{}", connection.connection_id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(ConnectionView::from(&connection))).into_response())
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(ConnectionView::from(&connection)))
+        .into_response())
 }
 
-async fn list_connections(State(state): State<ApiState>, caller: Caller) -> Result<axum::Json<Items<ConnectionView>>, ApiError> {
+async fn list_connections(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<axum::Json<Items<ConnectionView>>, ApiError> {
     let mut connections = state.connections.list(&caller.tenant).await?;
     connections.sort_by(|a, b| (a.created_at, &a.connection_id).cmp(&(b.created_at, &b.connection_id)));
     Ok(axum::Json(Items { items: connections.iter().map(ConnectionView::from).collect() }))
@@ -353,7 +377,10 @@ async fn list_records(
         .records
         .list(&caller.tenant, &connection.connection_id, object, limit, query.page_token.as_deref())
         .await?;
-    Ok(axum::Json(PageView { items: page.items.into_iter().map(RecordView::from).collect(), next_page_token: page.next }))
+    Ok(axum::Json(PageView {
+        items: page.items.into_iter().map(RecordView::from).collect(),
+        next_page_token: page.next,
+    }))
 }
 
 async fn get_record(
@@ -384,7 +411,13 @@ async fn request_sync(
     let connection = load_connection(&state, &caller.tenant, &id).await?;
     let now = state.clock.now();
     let job_id = Job::requested_id(&connection.connection_id, JobReason::Manual);
-    let job = Job::sync(caller.tenant.clone(), connection.connection_id.clone(), job_id.clone(), JobReason::Manual, now);
+    let job = Job::sync(
+        caller.tenant.clone(),
+        connection.connection_id.clone(),
+        job_id.clone(),
+        JobReason::Manual,
+        now,
+    );
     let entry = |outcome| {
         AuditEntry::new(caller.tenant.clone(), Operation::SyncRequested, outcome, actor(&caller), now)
             .connection(&connection.connection_id)
@@ -457,9 +490,14 @@ mod tests {
             if body.is_some() {
                 builder = builder.header(header::CONTENT_TYPE, "application/json");
             }
-            let mut request = builder.body(body.map(|b| Body::from(b.to_owned())).unwrap_or_else(Body::empty)).unwrap();
+            let mut request =
+                builder.body(body.map(|b| Body::from(b.to_owned())).unwrap_or_else(Body::empty)).unwrap();
             if let Some(t) = tenant {
-                let token = self.key.sign(&TenantId::parse(t).unwrap(), &format!("{t}-user"), std::time::Duration::from_secs(300));
+                let token = self.key.sign(
+                    &TenantId::parse(t).unwrap(),
+                    &format!("{t}-user"),
+                    std::time::Duration::from_secs(300),
+                );
                 let claims = self.key.verify(&token).unwrap();
                 request = request.with_request_context(gateway_context(&claims));
             }
@@ -483,7 +521,8 @@ mod tests {
 
         async fn create(&self, tenant: &str) -> String {
             let body = json!({ "provider": "hubspot", "access_token": ACCESS, "refresh_token": REFRESH, "expires_in_seconds": 1800 });
-            let reply = self.send(Method::POST, "/v1/connections", Some(tenant), Some(&body.to_string())).await;
+            let reply =
+                self.send(Method::POST, "/v1/connections", Some(tenant), Some(&body.to_string())).await;
             assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
             reply.json["id"].as_str().unwrap().to_owned()
         }
@@ -510,7 +549,8 @@ mod tests {
                 })
                 .collect();
             let ids = records.iter().map(|r| r.record_id.clone()).collect();
-            let results = self.store.write(records.into_iter().map(RecordWrite::Create).collect()).await.unwrap();
+            let results =
+                self.store.write(records.into_iter().map(RecordWrite::Create).collect()).await.unwrap();
             assert!(results.iter().all(Result::is_ok));
             ids
         }
@@ -561,15 +601,22 @@ mod tests {
         assert_eq!(reply.json["status"], "pending");
         assert_eq!(reply.json["next_sync_at"], json!(t0()));
         let id = reply.json["id"].as_str().unwrap();
-        let stored = ConnectionStore::get(&*h.store, &TenantId::parse("acme").unwrap(), &ConnectionId::parse(id).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = ConnectionStore::get(
+            &*h.store,
+            &TenantId::parse("acme").unwrap(),
+            &ConnectionId::parse(id).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         assert_eq!(stored.credentials.access_token.expose_secret(), ACCESS);
         assert_eq!(stored.credentials.expires_at, Some(t0() + Duration::seconds(1800)));
         let audit = h.store.audit_entries();
         assert_eq!(audit.len(), 1);
-        assert_eq!((audit[0].operation, audit[0].actor.as_str()), (Operation::ConnectionCreated, "user:acme-user"));
+        assert_eq!(
+            (audit[0].operation, audit[0].actor.as_str()),
+            (Operation::ConnectionCreated, "user:acme-user")
+        );
         assert!(!serde_json::to_string(&audit).unwrap().contains("SECRET"));
     }
 
@@ -602,14 +649,24 @@ mod tests {
         let second = h.create("acme").await;
         h.create("globex").await;
         let list = h.send(Method::GET, "/v1/connections", Some("acme"), None).await;
-        let ids: Vec<&str> = list.json["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> =
+            list.json["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), 2);
         assert!(ids.contains(&first.as_str()) && ids.contains(&second.as_str()));
         let one = h.send(Method::GET, &format!("/v1/connections/{first}"), Some("acme"), None).await;
         assert_eq!(one.status, StatusCode::OK);
         for field in [
-            "id", "provider", "base_url", "status", "last_sync_at", "last_error", "next_sync_at", "interval_minutes",
-            "record_counts", "last_run_id", "created_at",
+            "id",
+            "provider",
+            "base_url",
+            "status",
+            "last_sync_at",
+            "last_error",
+            "next_sync_at",
+            "interval_minutes",
+            "record_counts",
+            "last_run_id",
+            "created_at",
         ] {
             assert!(one.json.get(field).is_some(), "missing {field}: {}", one.text);
         }
@@ -620,7 +677,8 @@ mod tests {
         let h = harness();
         let id = h.create("acme").await;
         let run = h.seed_run("acme", &id).await;
-        let reply = h.send(Method::GET, &format!("/v1/connections/{id}/runs?limit=5"), Some("acme"), None).await;
+        let reply =
+            h.send(Method::GET, &format!("/v1/connections/{id}/runs?limit=5"), Some("acme"), None).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         let item = &reply.json["items"][0];
         assert_eq!(item["run_id"], run.run_id.as_str());
@@ -653,13 +711,18 @@ mod tests {
         expected.sort();
         seen.sort();
         assert_eq!(seen, expected);
-        let events = h.send(Method::GET, &format!("/v1/connections/{id}/records?object=events"), Some("acme"), None).await;
+        let events = h
+            .send(Method::GET, &format!("/v1/connections/{id}/records?object=events"), Some("acme"), None)
+            .await;
         assert_eq!(events.json["items"], json!([]));
-        let one = h.send(Method::GET, &format!("/v1/connections/{id}/records/{}", seeded[0]), Some("acme"), None).await;
+        let one = h
+            .send(Method::GET, &format!("/v1/connections/{id}/records/{}", seeded[0]), Some("acme"), None)
+            .await;
         assert_eq!(one.status, StatusCode::OK, "{}", one.text);
         assert_eq!(one.json["record_id"], seeded[0].as_str());
         assert!(one.json["fields"]["email"].as_str().unwrap().ends_with("@example.com"));
-        let missing = h.send(Method::GET, &format!("/v1/connections/{id}/records/r_nope"), Some("acme"), None).await;
+        let missing =
+            h.send(Method::GET, &format!("/v1/connections/{id}/records/r_nope"), Some("acme"), None).await;
         assert_problem(&missing, StatusCode::NOT_FOUND, "not_found");
     }
 
@@ -668,7 +731,9 @@ mod tests {
         let h = harness();
         let id = h.create("acme").await;
         for query in ["object=widgets", "limit=0", "limit=abc", "page_token=forged"] {
-            let reply = h.send(Method::GET, &format!("/v1/connections/{id}/records?{query}"), Some("acme"), None).await;
+            let reply = h
+                .send(Method::GET, &format!("/v1/connections/{id}/records?{query}"), Some("acme"), None)
+                .await;
             assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
         }
     }
@@ -682,11 +747,17 @@ mod tests {
         let jobs = h.queue.jobs();
         assert_eq!(jobs.len(), 1);
         assert_eq!(reply.json["job_id"], jobs[0].job_id.as_str());
-        assert_eq!((jobs[0].reason, jobs[0].tenant_id.as_str(), jobs[0].connection_id.as_str()), (JobReason::Manual, "acme", id.as_str()));
+        assert_eq!(
+            (jobs[0].reason, jobs[0].tenant_id.as_str(), jobs[0].connection_id.as_str()),
+            (JobReason::Manual, "acme", id.as_str())
+        );
         assert_eq!(jobs[0].enqueued_at, t0());
         let audit = h.store.audit_entries();
         let last = audit.last().unwrap();
-        assert_eq!((last.operation, last.outcome, last.actor.as_str()), (Operation::SyncRequested, AuditOutcome::Success, "user:acme-user"));
+        assert_eq!(
+            (last.operation, last.outcome, last.actor.as_str()),
+            (Operation::SyncRequested, AuditOutcome::Success, "user:acme-user")
+        );
         assert_eq!(last.connection_id.as_ref().map(ConnectionId::as_str), Some(id.as_str()));
     }
 
@@ -722,7 +793,11 @@ mod tests {
         let id = h.create("acme").await;
         let routes = [
             (Method::GET, "/v1/health".to_owned(), None),
-            (Method::POST, "/v1/connections".to_owned(), Some(r#"{"provider":"hubspot","access_token":"x"}"#)),
+            (
+                Method::POST,
+                "/v1/connections".to_owned(),
+                Some(r#"{"provider":"hubspot","access_token":"x"}"#),
+            ),
             (Method::GET, "/v1/connections".to_owned(), None),
             (Method::GET, format!("/v1/connections/{id}"), None),
             (Method::GET, format!("/v1/connections/{id}/runs"), None),
@@ -743,7 +818,10 @@ mod tests {
         let h = harness();
         let mut claims = crate::http::auth::Claims::new();
         claims.insert("sub".into(), "alice".into());
-        let request = Request::get("/v1/connections").body(Body::empty()).unwrap().with_request_context(gateway_context(&claims));
+        let request = Request::get("/v1/connections")
+            .body(Body::empty())
+            .unwrap()
+            .with_request_context(gateway_context(&claims));
         assert_problem(&h.send_request(request).await, StatusCode::UNAUTHORIZED, "unauthorized");
     }
 
@@ -776,19 +854,54 @@ mod tests {
         let cases: [(&str, StatusCode, &str); 9] = [
             (r#"{"provider":"hubspot","access_token":"#, StatusCode::BAD_REQUEST, "malformed_json"),
             ("not json at all", StatusCode::BAD_REQUEST, "malformed_json"),
-            (r#"{"provider":"hubspot","access_token":42}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-            (r#"{"provider":"zoho","access_token":"x"}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-            (r#"{"provider":"hubspot","access_token":"x","interval_minutes":4}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-            (r#"{"provider":"hubspot","access_token":"x","interval_minutes":1441}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-            (r#"{"provider":"hubspot","access_token":""}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-            (r#"{"provider":"hubspot","access_token":"x","base_url":"ftp://x"}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-            (r#"{"provider":"hubspot","access_token":"x","tenant_id":"globex"}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            (
+                r#"{"provider":"hubspot","access_token":42}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                r#"{"provider":"zoho","access_token":"x"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                r#"{"provider":"hubspot","access_token":"x","interval_minutes":4}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                r#"{"provider":"hubspot","access_token":"x","interval_minutes":1441}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                r#"{"provider":"hubspot","access_token":""}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                r#"{"provider":"hubspot","access_token":"x","base_url":"ftp://x"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                r#"{"provider":"hubspot","access_token":"x","tenant_id":"globex"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
         ];
         for (body, status, code) in cases {
             let reply = h.send(Method::POST, "/v1/connections", Some("acme"), Some(body)).await;
             assert_problem(&reply, status, code);
         }
-        let zoho = h.send(Method::POST, "/v1/connections", Some("acme"), Some(r#"{"provider":"zoho","access_token":"x"}"#)).await;
+        let zoho = h
+            .send(
+                Method::POST,
+                "/v1/connections",
+                Some("acme"),
+                Some(r#"{"provider":"zoho","access_token":"x"}"#),
+            )
+            .await;
         assert!(zoho.json["detail"].as_str().unwrap().contains("zoho"), "{}", zoho.text);
         assert!(h.store.audit_entries().is_empty());
     }
@@ -811,7 +924,11 @@ mod tests {
             .body(Body::from(r#"{"provider":"hubspot","access_token":"x"}"#))
             .unwrap()
             .with_request_context(gateway_context(&h.key.verify(&token).unwrap()));
-        assert_problem(&h.send_request(request).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+        assert_problem(
+            &h.send_request(request).await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        );
     }
 
     #[tokio::test]

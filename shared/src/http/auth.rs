@@ -183,12 +183,12 @@ impl DevKey {
         validation.set_issuer(&[DEV_ISSUER]);
         validation.set_audience(&[DEV_AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map(|data| data.claims).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => DevKeyError::Expired,
                 _ => DevKeyError::Invalid(e),
-            })
+            },
+        )
     }
 }
 
@@ -211,13 +211,10 @@ fn gateway_claim_value(value: &Value) -> String {
 pub fn gateway_context(claims: &Claims) -> RequestContext {
     let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
     jwt.claims = claims.iter().map(|(k, v)| (k.clone(), gateway_claim_value(v))).collect::<HashMap<_, _>>();
-    jwt.scopes = claims
-        .get("scope")
-        .or_else(|| claims.get("scp"))
-        .map(|s| match s {
-            Value::Array(items) => items.iter().map(gateway_claim_value).collect(),
-            other => gateway_claim_value(other).split_whitespace().map(str::to_owned).collect(),
-        });
+    jwt.scopes = claims.get("scope").or_else(|| claims.get("scp")).map(|s| match s {
+        Value::Array(items) => items.iter().map(gateway_claim_value).collect(),
+        other => gateway_claim_value(other).split_whitespace().map(str::to_owned).collect(),
+    });
     let mut authorizer = ApiGatewayRequestAuthorizer::default();
     authorizer.jwt = Some(jwt);
     let mut context = ApiGatewayV2httpRequestContext::default();
@@ -266,14 +263,20 @@ mod tests {
 
     fn app() -> Router {
         Router::new()
-            .route("/whoami", get(|caller: Caller| async move { format!("{}|{}", caller.tenant, caller.subject) }))
+            .route(
+                "/whoami",
+                get(|caller: Caller| async move { format!("{}|{}", caller.tenant, caller.subject) }),
+            )
             .with_state(TenantClaim::default())
     }
 
     #[tokio::test]
     async fn a_valid_token_becomes_a_context_that_yields_its_tenant() {
         let claims = key().verify(&key().sign(&acme(), "alice", Duration::from_secs(300))).unwrap();
-        let request = Request::get("/whoami").body(Body::empty()).unwrap().with_request_context(gateway_context(&claims));
+        let request = Request::get("/whoami")
+            .body(Body::empty())
+            .unwrap()
+            .with_request_context(gateway_context(&claims));
         let response = app().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
@@ -324,7 +327,9 @@ mod tests {
     #[test]
     fn context_claims_are_strings_as_api_gateway_renders_them() {
         let claims = key().verify(&key().sign(&acme(), "alice", Duration::from_secs(60))).unwrap();
-        let RequestContext::ApiGatewayV2(context) = gateway_context(&claims) else { panic!("not an HTTP API context") };
+        let RequestContext::ApiGatewayV2(context) = gateway_context(&claims) else {
+            panic!("not an HTTP API context")
+        };
         let jwt = context.authorizer.and_then(|a| a.jwt).unwrap();
         assert_eq!(jwt.claims["tenant_id"], "acme");
         assert_eq!(jwt.claims["iss"], DEV_ISSUER);
@@ -340,7 +345,10 @@ mod tests {
             Err(AuthError::MissingClaim("tenant_id".into()))
         );
         claims.insert("tenant_id".into(), "a#b".into());
-        assert_eq!(Caller::from_context(&gateway_context(&claims), "tenant_id"), Err(AuthError::InvalidTenant));
+        assert_eq!(
+            Caller::from_context(&gateway_context(&claims), "tenant_id"),
+            Err(AuthError::InvalidTenant)
+        );
         claims.insert("org".into(), "acme".into());
         assert_eq!(Caller::from_context(&gateway_context(&claims), "org").map(|c| c.tenant), Ok(acme()));
     }

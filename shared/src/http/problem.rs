@@ -55,9 +55,7 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let mut response = (status, axum::Json(self)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
         response
     }
 }
@@ -137,13 +135,16 @@ impl ApiError {
                 Problem::new(S::BAD_REQUEST, "malformed_json", "Malformed JSON").with_detail(d.clone())
             }
             ApiError::InvalidRequest(d) => {
-                Problem::new(S::UNPROCESSABLE_ENTITY, "invalid_request", "Invalid request").with_detail(d.clone())
+                Problem::new(S::UNPROCESSABLE_ENTITY, "invalid_request", "Invalid request")
+                    .with_detail(d.clone())
             }
             ApiError::UnsupportedMediaType => {
                 Problem::new(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type")
                     .with_detail("send a JSON body with content-type application/json")
             }
-            ApiError::PayloadTooLarge => Problem::new(S::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
+            ApiError::PayloadTooLarge => {
+                Problem::new(S::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large")
+            }
             ApiError::MethodNotAllowed => {
                 Problem::new(S::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed")
             }
@@ -181,7 +182,10 @@ fn describe_json_error(e: &serde_json::Error) -> String {
         None => message.as_str(),
     };
     let position = format!("line {} column {}", e.line(), e.column());
-    if message.starts_with("unknown variant") || message.starts_with("unknown field") || message.starts_with("missing field") {
+    if message.starts_with("unknown variant")
+        || message.starts_with("unknown field")
+        || message.starts_with("missing field")
+    {
         return format!("{message} at {position}");
     }
     match message.find(", expected ") {
@@ -247,14 +251,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| ApiQuery(q.0))
-            .map_err(|r: QueryRejection| {
+        axum::extract::Query::<T>::from_request_parts(parts, state).await.map(|q| ApiQuery(q.0)).map_err(
+            |r: QueryRejection| {
                 let text = r.body_text();
                 let reason = text.rsplit(": ").next().unwrap_or("invalid query string");
                 ApiError::InvalidRequest(format!("query: {reason}"))
-            })
+            },
+        )
     }
 }
 
@@ -270,13 +273,12 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| ApiPath(p.0))
-            .map_err(|r: PathRejection| match r {
+        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| ApiPath(p.0)).map_err(
+            |r: PathRejection| match r {
                 PathRejection::FailedToDeserializePathParams(_) => ApiError::NotFound,
                 other => ApiError::Internal(Box::new(other)),
-            })
+            },
+        )
     }
 }
 

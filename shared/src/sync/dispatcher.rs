@@ -42,7 +42,10 @@ pub async fn handle_schedule(
 }
 
 /// One schedule tick at time `now` (the later of the event's time and the clock).
-pub async fn dispatch(deps: &Deps, event_time: Option<DateTime<Utc>>) -> Result<DispatchSummary, DispatchError> {
+pub async fn dispatch(
+    deps: &Deps,
+    event_time: Option<DateTime<Utc>>,
+) -> Result<DispatchSummary, DispatchError> {
     let now = event_time.map_or_else(|| deps.clock.now(), |t| t.max(deps.clock.now()));
     let shards = (0..deps.settings.due_shards).map(|shard| dispatch_shard(deps, shard, now));
     let mut total = DispatchSummary::default();
@@ -56,7 +59,11 @@ pub async fn dispatch(deps: &Deps, event_time: Option<DateTime<Utc>>) -> Result<
     Ok(total)
 }
 
-async fn dispatch_shard(deps: &Deps, shard: u16, now: DateTime<Utc>) -> Result<DispatchSummary, DispatchError> {
+async fn dispatch_shard(
+    deps: &Deps,
+    shard: u16,
+    now: DateTime<Utc>,
+) -> Result<DispatchSummary, DispatchError> {
     let mut summary = DispatchSummary::default();
     for _ in 0..MAX_ROUNDS {
         let due = deps.connections.due(shard, now, DUE_PAGE).await?;
@@ -115,7 +122,9 @@ async fn release_unsent(deps: &Deps, claimed: &[(DueConnection, DateTime<Utc>)],
         if unsent.is_some_and(|ids| !ids.contains(&job_id)) {
             continue;
         }
-        if let Err(e) = deps.connections.claim_slot(&d.tenant_id, &d.connection_id, *next, d.next_sync_at).await {
+        if let Err(e) =
+            deps.connections.claim_slot(&d.tenant_id, &d.connection_id, *next, d.next_sync_at).await
+        {
             warn!(connection = %d.connection_id, error = %e, "could not release an unsent slot");
         }
     }

@@ -72,11 +72,7 @@ fn classify(b: Option<&Value>, l: Option<&Value>, r: Option<&Value>) -> FieldOut
         (true, false) => FieldOutcome::TakeRemote,
         (false, true) => FieldOutcome::KeepLocal,
         (false, false) if l == r => FieldOutcome::Converged,
-        (false, false) => FieldOutcome::Conflict {
-            base: b.cloned(),
-            local: l.cloned(),
-            remote: r.cloned(),
-        },
+        (false, false) => FieldOutcome::Conflict { base: b.cloned(), local: l.cloned(), remote: r.cloned() },
     }
 }
 
@@ -140,7 +136,11 @@ mod tests {
     }
 
     fn fields() -> impl Strategy<Value = Fields> {
-        proptest::collection::btree_map("[a-c]", prop_oneof![Just(json!(1)), Just(json!(2)), Just(json!(3))], 0..3)
+        proptest::collection::btree_map(
+            "[a-c]",
+            prop_oneof![Just(json!(1)), Just(json!(2)), Just(json!(3))],
+            0..3,
+        )
     }
 
     proptest! {

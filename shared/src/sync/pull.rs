@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::merge::merge;
 use crate::domain::{
-    AuditEntry, AuditOutcome, CanonicalRecord, Connection, DomainEvent, ExternalId, ObjectType,
-    Operation, RecordChange, RecordId, RemoteRecord, UpsertOutcome,
+    AuditEntry, AuditOutcome, CanonicalRecord, Connection, DomainEvent, ExternalId, ObjectType, Operation,
+    RecordChange, RecordId, RemoteRecord, UpsertOutcome,
 };
 use crate::ports::{RecordStore, RecordWrite, StoreError};
 
@@ -213,20 +213,29 @@ fn record_success(
         let pick = |fields: &crate::domain::record::Fields| -> Value {
             change.fields.iter().map(|f| (f.clone(), fields.get(f).cloned().unwrap_or(Value::Null))).collect()
         };
-        let entry = AuditEntry::new(record.tenant_id.clone(), Operation::Pull, AuditOutcome::Success, &actor, now)
-            .connection(&record.connection_id)
-            .record(record.object, &record.record_id)
-            .detail(json!({ "change": change_name(change.kind), "external_id": record.external_id }))
-            .change(before.map(|b| pick(&b.fields)), Some(pick(&record.fields)));
+        let entry =
+            AuditEntry::new(record.tenant_id.clone(), Operation::Pull, AuditOutcome::Success, &actor, now)
+                .connection(&record.connection_id)
+                .record(record.object, &record.record_id)
+                .detail(json!({ "change": change_name(change.kind), "external_id": record.external_id }))
+                .change(before.map(|b| pick(&b.fields)), Some(pick(&record.fields)));
         applied.audit.push(entry);
     }
     for (field, detail) in change.conflicts {
         applied.conflicts += 1;
         applied.audit.push(
-            AuditEntry::new(record.tenant_id.clone(), Operation::ConflictDetected, AuditOutcome::Success, &actor, now)
-                .connection(&record.connection_id)
-                .record(record.object, &record.record_id)
-                .detail(json!({ "field": field, "merge": detail, "resolution": "kept local value pending policy" })),
+            AuditEntry::new(
+                record.tenant_id.clone(),
+                Operation::ConflictDetected,
+                AuditOutcome::Success,
+                &actor,
+                now,
+            )
+            .connection(&record.connection_id)
+            .record(record.object, &record.record_id)
+            .detail(
+                json!({ "field": field, "merge": detail, "resolution": "kept local value pending policy" }),
+            ),
         );
     }
 }

@@ -13,8 +13,8 @@ use super::pull::{ApplyError, apply_page, created_summary};
 use super::{Deadline, Deps};
 use crate::domain::job::JobParseError;
 use crate::domain::{
-    AuditEntry, AuditOutcome, Connection, ConnectionStatus, DomainEvent, Job, JobKind, JobReason,
-    Operation, RunCounts, RunId, RunStatus, SyncRun, TenantId,
+    AuditEntry, AuditOutcome, Connection, ConnectionStatus, DomainEvent, Job, JobKind, JobReason, Operation,
+    RunCounts, RunId, RunStatus, SyncRun, TenantId,
 };
 use crate::ports::{BusError, ProviderClient, ProviderError, QueueError, StoreError};
 
@@ -52,9 +52,15 @@ impl JobError {
 /// What a job did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
-    Completed { run_id: RunId, counts: RunCounts },
+    Completed {
+        run_id: RunId,
+        counts: RunCounts,
+    },
     /// Ran low on time; a continuation job carries on from the checkpoint.
-    Continued { run_id: RunId, counts: RunCounts },
+    Continued {
+        run_id: RunId,
+        counts: RunCounts,
+    },
     /// The job had already finished (a redelivery): nothing was done.
     AlreadyDone,
     /// The job failed permanently: recorded and acknowledged.
@@ -106,21 +112,24 @@ async fn handle_group(deps: &Deps, msgs: Vec<SqsMessage>, deadline: Deadline) ->
 
 /// Handles one message; `false` means "deliver it again".
 async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bool {
-    let receives: u32 = msg
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let receives: u32 =
+        msg.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
     let job = match Job::parse(msg.body.as_deref().unwrap_or("")) {
         Ok(job) => job,
         Err(e) => {
             warn!(message_id = ?msg.message_id, error = %e, "rejecting malformed job message");
-            let entry = AuditEntry::new(TenantId::system(), Operation::Error, AuditOutcome::Rejected, "worker", deps.clock.now())
-                .detail(json!({
-                    "reason": "malformed_job",
-                    "error": e.to_string(),
-                    "message_id": msg.message_id,
-                }));
+            let entry = AuditEntry::new(
+                TenantId::system(),
+                Operation::Error,
+                AuditOutcome::Rejected,
+                "worker",
+                deps.clock.now(),
+            )
+            .detail(json!({
+                "reason": "malformed_job",
+                "error": e.to_string(),
+                "message_id": msg.message_id,
+            }));
             return append_audit(deps, &[entry]).await;
         }
     };
@@ -131,7 +140,15 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         }
         Err(e) if e.is_retryable() => {
             warn!(job_id = %job.job_id, receives, error = %error_chain(&e), "job failed; will retry");
-            record_failure(deps, &job, &e, receives >= deps.settings.max_receives, AuditOutcome::Failure, Operation::Retry).await;
+            record_failure(
+                deps,
+                &job,
+                &e,
+                receives >= deps.settings.max_receives,
+                AuditOutcome::Failure,
+                Operation::Retry,
+            )
+            .await;
             false
         }
         Err(e) => {
@@ -295,14 +312,18 @@ async fn ensure_fresh_token(
         return Ok(false);
     };
     let fresh = client.refresh(&refresh_token).await?;
-    conn.credentials = crate::domain::Credentials {
-        refresh_token: fresh.refresh_token.or(Some(refresh_token)),
-        ..fresh
-    };
+    conn.credentials =
+        crate::domain::Credentials { refresh_token: fresh.refresh_token.or(Some(refresh_token)), ..fresh };
     conn.version = deps.connections.save_state(conn).await?;
-    let entry = AuditEntry::new(conn.tenant_id.clone(), Operation::TokenRefreshed, AuditOutcome::Success, "worker", now)
-        .connection(&conn.connection_id)
-        .detail(json!({ "expires_at": conn.credentials.expires_at }));
+    let entry = AuditEntry::new(
+        conn.tenant_id.clone(),
+        Operation::TokenRefreshed,
+        AuditOutcome::Success,
+        "worker",
+        now,
+    )
+    .connection(&conn.connection_id)
+    .detail(json!({ "expires_at": conn.credentials.expires_at }));
     deps.audit.append(&[entry]).await?;
     Ok(true)
 }

@@ -7,8 +7,8 @@
 //! with `errorType: RATE_LIMIT` and a `policyName`. HubSpot's usage guidelines document no
 //! `Retry-After` header, so the fake sends one only on injected 429 faults that ask for it.
 
-mod server;
 pub mod search;
+mod server;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

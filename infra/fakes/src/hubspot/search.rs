@@ -115,16 +115,23 @@ impl Filter {
 
     fn validate(&self) -> Result<(), SearchError> {
         const OPS: &[&str] = &[
-            "EQ", "NEQ", "GT", "GTE", "LT", "LTE", "HAS_PROPERTY", "NOT_HAS_PROPERTY", "IN",
-            "NOT_IN", "CONTAINS_TOKEN",
+            "EQ",
+            "NEQ",
+            "GT",
+            "GTE",
+            "LT",
+            "LTE",
+            "HAS_PROPERTY",
+            "NOT_HAS_PROPERTY",
+            "IN",
+            "NOT_IN",
+            "CONTAINS_TOKEN",
         ];
         if !OPS.contains(&self.operator.as_str()) {
             return Err(SearchError(format!("Unsupported operator {}", self.operator)));
         }
-        let needs_value = !matches!(
-            self.operator.as_str(),
-            "HAS_PROPERTY" | "NOT_HAS_PROPERTY" | "IN" | "NOT_IN"
-        );
+        let needs_value =
+            !matches!(self.operator.as_str(), "HAS_PROPERTY" | "NOT_HAS_PROPERTY" | "IN" | "NOT_IN");
         if needs_value && self.value.is_none() {
             return Err(SearchError(format!(
                 "Filter on {} with operator {} requires a value",
@@ -195,17 +202,14 @@ impl SearchRequest {
         }
 
         let (lo, hi) = match self.filter_groups.as_slice() {
-            [only] => only.filters.iter().filter_map(Filter::modified_bounds).fold(
-                (i64::MIN, i64::MAX),
-                |(lo, hi), (a, b)| (lo.max(a), hi.min(b)),
-            ),
+            [only] => only
+                .filters
+                .iter()
+                .filter_map(Filter::modified_bounds)
+                .fold((i64::MIN, i64::MAX), |(lo, hi), (a, b)| (lo.max(a), hi.min(b))),
             _ => (i64::MIN, i64::MAX),
         };
-        let mut ids: Vec<u64> = if lo > hi {
-            Vec::new()
-        } else {
-            store.modified_between(lo, hi).collect()
-        };
+        let mut ids: Vec<u64> = if lo > hi { Vec::new() } else { store.modified_between(lo, hi).collect() };
         ids.retain(|id| {
             let Some(c) = store.get(*id) else { return false };
             self.filter_groups.is_empty()
@@ -301,7 +305,9 @@ mod tests {
         assert!(deep.unwrap_err().0.contains("10000"));
         assert!(req(json!({"after": "9800", "limit": 200})).run(&store).is_ok());
         assert!(req(json!({"limit": 201})).run(&store).is_err());
-        let bad_op = req(json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "LIKE", "value": "x"}]}]}));
+        let bad_op = req(
+            json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "LIKE", "value": "x"}]}]}),
+        );
         assert!(bad_op.run(&store).is_err());
     }
 }

@@ -119,11 +119,9 @@ async fn apply_fault(hub: &HubspotState, route: Route) -> Option<Response> {
             let lh = LimitHeaders { remaining: 0, daily_remaining: DAILY_MAX };
             Some(rate_limited(&policy, Some(lh), retry_after_secs))
         }
-        FaultKind::ServerError => Some(hub_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            "internal error",
-        )),
+        FaultKind::ServerError => {
+            Some(hub_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error"))
+        }
         FaultKind::ExpiredToken => Some(expired(Duration::from_secs(1))),
         FaultKind::MalformedJson => Some(
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"results\": [{\"id\": \"1\",")
@@ -155,7 +153,11 @@ async fn gate(app: &AppState, route: Route, headers: &HeaderMap) -> Result<Optio
 
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes, lh: Option<LimitHeaders>) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| {
-        let mut resp = hub_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", format!("Invalid input JSON on line {}, column {}: {e}", e.line(), e.column()));
+        let mut resp = hub_error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            format!("Invalid input JSON on line {}, column {}: {e}", e.line(), e.column()),
+        );
         add_limit_headers(&mut resp, lh);
         resp
     })
@@ -174,7 +176,8 @@ fn not_found(lh: Option<LimitHeaders>) -> Response {
 }
 
 fn split_properties(values: impl Iterator<Item = String>) -> Vec<String> {
-    values.flat_map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>())
+    values
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_owned()).collect::<Vec<_>>())
         .filter(|s| !s.is_empty())
         .collect()
 }
@@ -200,9 +203,8 @@ async fn list(
         Some(Err(_)) => return bad_request("Invalid after token", lh),
     };
     let archived = param("archived") == Some("true");
-    let properties = split_properties(
-        params.iter().filter(|(k, _)| k == "properties").map(|(_, v)| v.clone()),
-    );
+    let properties =
+        split_properties(params.iter().filter(|(k, _)| k == "properties").map(|(_, v)| v.clone()));
     let inner = app.hub.lock();
     let ids = inner.store.ids_from(from, archived, limit + 1);
     let more = ids.len() > limit;
@@ -231,12 +233,15 @@ async fn get_one(
         Ok(lh) => lh,
         Err(resp) => return resp,
     };
-    let properties = split_properties(
-        params.iter().filter(|(k, _)| k == "properties").map(|(_, v)| v.clone()),
-    );
+    let properties =
+        split_properties(params.iter().filter(|(k, _)| k == "properties").map(|(_, v)| v.clone()));
     let inner = app.hub.lock();
     let found = id.parse::<u64>().ok().and_then(|id| {
-        inner.store.get(id).filter(|c| c.archived_at.is_none()).map(|c| inner.store.render(id, c, &properties))
+        inner
+            .store
+            .get(id)
+            .filter(|c| c.archived_at.is_none())
+            .map(|c| inner.store.render(id, c, &properties))
     });
     drop(inner);
     match found {
@@ -353,7 +358,11 @@ async fn batch_read(State(app): State<AppState>, headers: HeaderMap, body: Bytes
     let mut missing = Vec::new();
     for input in &req.inputs {
         let found = input.id.parse::<u64>().ok().and_then(|id| {
-            inner.store.get(id).filter(|c| c.archived_at.is_none()).map(|c| inner.store.render(id, c, &req.properties))
+            inner
+                .store
+                .get(id)
+                .filter(|c| c.archived_at.is_none())
+                .map(|c| inner.store.render(id, c, &req.properties))
         });
         match found {
             Some(v) => results.push(v),

@@ -32,28 +32,51 @@ pub const DEFAULT_PROPERTIES: &[&str] =
     &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"];
 
 const FIRST: &[&str] = &[
-    "Ada", "Brian", "Chloe", "Diego", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kira",
-    "Liam", "Maya", "Noah", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera",
-    "Wen", "Ximena", "Yusuf", "Zoe",
+    "Ada", "Brian", "Chloe", "Diego", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kira", "Liam",
+    "Maya", "Noah", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wen", "Ximena",
+    "Yusuf", "Zoe",
 ];
 const LAST: &[&str] = &[
-    "Andersen", "Baker", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Hansen", "Ito",
-    "Jensen", "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Quispe", "Rossi",
-    "Schmidt", "Tanaka", "Ueda", "Varga", "Weber", "Xu", "Yilmaz", "Zhang",
+    "Andersen", "Baker", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Hansen", "Ito", "Jensen",
+    "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Quispe", "Rossi", "Schmidt", "Tanaka",
+    "Ueda", "Varga", "Weber", "Xu", "Yilmaz", "Zhang",
 ];
 const COMPANIES: &[&str] = &[
-    "Acme Corp", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries", "Wayne Enterprises",
-    "Tyrell", "Soylent", "Vandelay Industries", "Aperture", "Cyberdyne",
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Tyrell",
+    "Soylent",
+    "Vandelay Industries",
+    "Aperture",
+    "Cyberdyne",
 ];
 const TITLES: &[&str] = &[
-    "CEO", "CTO", "Head of Sales", "Account Executive", "Engineer", "Marketing Manager",
-    "Operations Lead", "Designer", "Analyst", "Consultant",
+    "CEO",
+    "CTO",
+    "Head of Sales",
+    "Account Executive",
+    "Engineer",
+    "Marketing Manager",
+    "Operations Lead",
+    "Designer",
+    "Analyst",
+    "Consultant",
 ];
-const STAGES: &[&str] = &[
-    "subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer",
-];
+const STAGES: &[&str] =
+    &["subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer"];
 const LEAD_STATUS: &[&str] = &[
-    "NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "ATTEMPTED_TO_CONTACT", "CONNECTED",
+    "NEW",
+    "OPEN",
+    "IN_PROGRESS",
+    "OPEN_DEAL",
+    "UNQUALIFIED",
+    "ATTEMPTED_TO_CONTACT",
+    "CONNECTED",
     "BAD_TIMING",
 ];
 
@@ -155,9 +178,7 @@ impl Store {
             return (!v.is_empty()).then(|| v.clone());
         }
         let s = self.seed;
-        let seeded = |salt: u64, list: &[&'static str]| {
-            c.seeded.then(|| pick(s, id, salt, list).to_owned())
-        };
+        let seeded = |salt: u64, list: &[&'static str]| c.seeded.then(|| pick(s, id, salt, list).to_owned());
         match name {
             "hs_object_id" => Some(id.to_string()),
             "createdate" => Some(iso(c.created_ms)),
@@ -169,8 +190,7 @@ impl Store {
             "lifecyclestage" => seeded(5, STAGES),
             "hs_lead_status" => seeded(6, LEAD_STATUS),
             "email" => c.seeded.then(|| {
-                format!("{}.{}.{id}@example.com", pick(s, id, 1, FIRST), pick(s, id, 2, LAST))
-                    .to_lowercase()
+                format!("{}.{}.{id}@example.com", pick(s, id, 1, FIRST), pick(s, id, 2, LAST)).to_lowercase()
             }),
             "phone" => c.seeded.then(|| format!("+1-555-{:04}", mix(s ^ id) % 10_000)),
             _ => None,

@@ -8,9 +8,7 @@ use serde_json::{Value, json};
 use super::*;
 
 async fn fake(contacts: usize, rate_limits: bool) -> RunningFake {
-    HubspotFake::start(FakeConfig { contacts, rate_limits, ..FakeConfig::default() })
-        .await
-        .unwrap()
+    HubspotFake::start(FakeConfig { contacts, rate_limits, ..FakeConfig::default() }).await.unwrap()
 }
 
 fn token() -> &'static str {
@@ -176,7 +174,8 @@ async fn expired_and_unknown_tokens_get_hubspot_401_bodies_and_refresh_issues_a_
             ("refresh_token", refresh.to_owned()),
         ]
     };
-    let fresh: Value = http.post(&token_url).form(&form(&issued.refresh_token)).send().await.unwrap().json().await.unwrap();
+    let fresh: Value =
+        http.post(&token_url).form(&form(&issued.refresh_token)).send().await.unwrap().json().await.unwrap();
     assert_eq!(fresh["expires_in"], 1800);
     let access = fresh["access_token"].as_str().unwrap();
     assert_eq!(http.get(&url).bearer_auth(access).send().await.unwrap().status(), 200);
@@ -199,16 +198,23 @@ async fn injected_faults_hit_only_their_route_and_only_count_times() {
     assert_eq!(get(list.clone()).await.unwrap().status(), 500);
     assert_eq!(get(list.clone()).await.unwrap().status(), 500);
     assert_eq!(get(list.clone()).await.unwrap().status(), 200);
-    let text = http.post(&search).bearer_auth(token()).json(&json!({})).send().await.unwrap().text().await.unwrap();
+    let text =
+        http.post(&search).bearer_auth(token()).json(&json!({})).send().await.unwrap().text().await.unwrap();
     assert!(serde_json::from_str::<Value>(&text).is_err());
 
     let admin = format!("{}/_admin/faults", f.base_url());
-    let resp = http.post(&admin).json(&json!({"route": "list", "kind": "rate_limit", "policy": "SECONDLY", "retry_after_secs": 1})).send().await.unwrap();
+    let resp = http
+        .post(&admin)
+        .json(&json!({"route": "list", "kind": "rate_limit", "policy": "SECONDLY", "retry_after_secs": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 204);
     let limited = get(list.clone()).await.unwrap();
     assert_eq!(limited.status(), 429);
     assert_eq!(limited.headers()["retry-after"], "1");
-    let stats: Value = http.get(format!("{}/_admin/stats", f.base_url())).send().await.unwrap().json().await.unwrap();
+    let stats: Value =
+        http.get(format!("{}/_admin/stats", f.base_url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["routes"]["list"], 4);
     assert_eq!(stats["rate_limited"], 1);
     assert_eq!(stats["total"], 5);
@@ -255,7 +261,13 @@ async fn batch_update_changes_contacts_and_batch_read_reports_missing_ids() {
     assert_eq!(body["results"][0]["properties"]["phone"], "+47 1234");
     assert_eq!(body["errors"][0]["context"]["ids"][0], "999");
     let too_many: Vec<Value> = (0..101).map(|i| json!({"id": i.to_string()})).collect();
-    let resp = http.post(format!("{base}/batch/read")).bearer_auth(token()).json(&json!({"inputs": too_many})).send().await.unwrap();
+    let resp = http
+        .post(format!("{base}/batch/read"))
+        .bearer_auth(token())
+        .json(&json!({"inputs": too_many}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
 }
 

@@ -56,7 +56,10 @@ impl Moto {
             return Ok(found);
         }
         tried.push("moto_server on PATH".to_owned());
-        Err(StackError::MotoNotFound(format!("set MOTO_SERVER or run `make setup` (tried {})", tried.join(", "))))
+        Err(StackError::MotoNotFound(format!(
+            "set MOTO_SERVER or run `make setup` (tried {})",
+            tried.join(", ")
+        )))
     }
 
     /// Starts `moto_server` on a free 127.0.0.1 port and returns once it answers requests.
@@ -130,7 +133,8 @@ impl Moto {
                 return Ok(());
             }
             if exited.load(Ordering::SeqCst) || started.elapsed() > READY_WITHIN {
-                let log = log.lock().map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
+                let log =
+                    log.lock().map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
                 return Err(StackError::NotReady {
                     endpoint: self.endpoint.clone(),
                     exited: exited.load(Ordering::SeqCst),

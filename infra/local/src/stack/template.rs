@@ -68,10 +68,14 @@ impl Template {
                     .into_iter()
                     .map(|d| match d {
                         Value::String(s) => Ok(s),
-                        _ => Err(TemplateError::Malformed(format!("resource {id}: DependsOn entry is not a name"))),
+                        _ => Err(TemplateError::Malformed(format!(
+                            "resource {id}: DependsOn entry is not a name"
+                        ))),
                     })
                     .collect::<Result<_, _>>()?,
-                Some(_) => return Err(TemplateError::Malformed(format!("resource {id}: DependsOn is malformed"))),
+                Some(_) => {
+                    return Err(TemplateError::Malformed(format!("resource {id}: DependsOn is malformed")));
+                }
             };
             let properties = entry.remove("Properties").unwrap_or_else(|| Value::Object(Map::new()));
             resources.insert(id, TemplateResource { kind, properties, depends_on });
@@ -101,12 +105,15 @@ impl Template {
                 .iter()
                 .filter(|(id, deps)| {
                     !done.contains(*id)
-                        && deps.iter().all(|d| done.contains(d.as_str()) || !selected.contains_key(d.as_str()))
+                        && deps
+                            .iter()
+                            .all(|d| done.contains(d.as_str()) || !selected.contains_key(d.as_str()))
                 })
                 .map(|(id, _)| *id)
                 .collect();
             if ready.is_empty() {
-                let stuck = selected.keys().filter(|id| !done.contains(*id)).map(|id| (*id).to_owned()).collect();
+                let stuck =
+                    selected.keys().filter(|id| !done.contains(*id)).map(|id| (*id).to_owned()).collect();
                 return Err(TemplateError::Cycle(stuck));
             }
             for id in ready {
@@ -141,7 +148,10 @@ impl Scope {
     pub fn new(stack_name: &str, region: &str, account_id: &str, parameters: Map<String, Value>) -> Self {
         let pseudo = BTreeMap::from([
             ("AWS::StackName", stack_name.to_owned()),
-            ("AWS::StackId", format!("arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/local")),
+            (
+                "AWS::StackId",
+                format!("arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/local"),
+            ),
             ("AWS::Region", region.to_owned()),
             ("AWS::AccountId", account_id.to_owned()),
             ("AWS::Partition", "aws".to_owned()),
@@ -165,7 +175,9 @@ impl Scope {
                     "Fn::Sub" => self.sub(arg).map(|s| Some(Value::String(s))),
                     "Fn::Join" => self.join(arg).map(|s| Some(Value::String(s))),
                     "Fn::Select" => self.select(arg).map(Some),
-                    k if k.starts_with("Fn::") || k == "Condition" => Err(TemplateError::Unsupported(k.to_owned())),
+                    k if k.starts_with("Fn::") || k == "Condition" => {
+                        Err(TemplateError::Unsupported(k.to_owned()))
+                    }
                     _ => self.resolve_map(map).map(Some),
                 }
             }
@@ -242,7 +254,11 @@ impl Scope {
                     }
                     (text.as_str(), resolved)
                 }
-                _ => return Err(TemplateError::Malformed("Fn::Sub takes a string or [string, mapping]".into())),
+                _ => {
+                    return Err(TemplateError::Malformed(
+                        "Fn::Sub takes a string or [string, mapping]".into(),
+                    ));
+                }
             },
             _ => return Err(TemplateError::Malformed("Fn::Sub takes a string or [string, mapping]".into())),
         };
@@ -250,17 +266,15 @@ impl Scope {
         for piece in sub_pieces(text)? {
             match piece {
                 SubPiece::Text(t) => out.push_str(t),
-                SubPiece::Var(name) => {
-                    match vars.get(name) {
-                        Some(v) => out.push_str(&scalar_string(v).ok_or_else(|| {
-                            TemplateError::Malformed(format!("Fn::Sub variable {name} is not a scalar"))
-                        })?),
-                        None => match name.split_once('.') {
-                            Some((id, attr)) => out.push_str(&self.attribute(id, attr)?),
-                            None => out.push_str(&self.lookup(name)?),
-                        },
-                    }
-                }
+                SubPiece::Var(name) => match vars.get(name) {
+                    Some(v) => out.push_str(&scalar_string(v).ok_or_else(|| {
+                        TemplateError::Malformed(format!("Fn::Sub variable {name} is not a scalar"))
+                    })?),
+                    None => match name.split_once('.') {
+                        Some((id, attr)) => out.push_str(&self.attribute(id, attr)?),
+                        None => out.push_str(&self.lookup(name)?),
+                    },
+                },
             }
         }
         Ok(out)
@@ -279,7 +293,8 @@ impl Scope {
         let malformed = || TemplateError::Malformed("Fn::Select takes [index, [values]]".into());
         let Value::Array(items) = arg else { return Err(malformed()) };
         let [index, list] = items.as_slice() else { return Err(malformed()) };
-        let index: usize = scalar_string(&self.resolve(index)?).and_then(|s| s.parse().ok()).ok_or_else(malformed)?;
+        let index: usize =
+            scalar_string(&self.resolve(index)?).and_then(|s| s.parse().ok()).ok_or_else(malformed)?;
         let Value::Array(values) = self.resolve(list)? else { return Err(malformed()) };
         values.get(index).cloned().ok_or_else(malformed)
     }
@@ -513,7 +528,10 @@ Resources:
             })
         );
         assert_eq!(scope.resolve(&json!({"Ref": "Shards"}))?, json!("4"));
-        assert_eq!(scope.resolve(&json!({"Fn::Sub": "${!Literal}-${Dlq}"}))?, json!("${Literal}-http://q/dlq"));
+        assert_eq!(
+            scope.resolve(&json!({"Fn::Sub": "${!Literal}-${Dlq}"}))?,
+            json!("${Literal}-http://q/dlq")
+        );
         Ok(())
     }
 
@@ -522,7 +540,10 @@ Resources:
         let t = Template::parse(TEMPLATE)?;
         let scope = Scope::new("s", "us-east-1", "1", t.parameters.clone());
         assert!(matches!(scope.resolve(&json!({"Ref": "Secret"})), Err(TemplateError::Unresolved(_))));
-        assert!(matches!(scope.resolve(&json!({"Fn::GetAtt": ["Dlq", "Arn"]})), Err(TemplateError::Unresolved(_))));
+        assert!(matches!(
+            scope.resolve(&json!({"Fn::GetAtt": ["Dlq", "Arn"]})),
+            Err(TemplateError::Unresolved(_))
+        ));
         assert!(matches!(scope.resolve(&json!({"Fn::If": ["c", 1, 2]})), Err(TemplateError::Unsupported(_))));
         Ok(())
     }

@@ -5,9 +5,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, stream};
 
 use super::item;
-use super::{
-    AUDIT_CONNECTION_INDEX, CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_error,
-};
+use super::{AUDIT_CONNECTION_INDEX, CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_error};
 use crate::domain::{AuditEntry, TenantId};
 use crate::ports::{AuditLog, AuditQuery, Page, StoreError};
 
@@ -36,33 +34,20 @@ impl AuditLog for DynamoStore {
     /// returned after every write has been tried.
     async fn append(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
         let writes: Vec<_> = entries.iter().map(|e| self.append_one(e)).collect();
-        let results: Vec<Result<(), StoreError>> = stream::iter(writes)
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let results: Vec<Result<(), StoreError>> =
+            stream::iter(writes).buffer_unordered(CONCURRENCY).collect().await;
         results.into_iter().collect()
     }
 
     /// Time bounds are inclusive and compared at millisecond precision (the sort key's).
-    async fn query(
-        &self,
-        tenant: &TenantId,
-        query: &AuditQuery,
-    ) -> Result<Page<AuditEntry>, StoreError> {
+    async fn query(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError> {
         if let (Some(from), Some(to)) = (query.from, query.to)
             && from > to
         {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
+            return Ok(Page { items: Vec::new(), next: None });
         }
         let (attribute, partition, index) = match &query.connection {
-            Some(c) => (
-                "conn_pk",
-                item::connection_pk(tenant, c),
-                Some(AUDIT_CONNECTION_INDEX),
-            ),
+            Some(c) => ("conn_pk", item::connection_pk(tenant, c), Some(AUDIT_CONNECTION_INDEX)),
             None => ("pk", item::tenant_pk(tenant), None),
         };
         let start = query
@@ -93,10 +78,7 @@ impl AuditLog for DynamoStore {
         }
         let (items, next) = self.query_page(&q, Some(query.limit), start).await?;
         Ok(Page {
-            items: items
-                .iter()
-                .map(item::audit_from_item)
-                .collect::<Result<_, _>>()?,
+            items: items.iter().map(item::audit_from_item).collect::<Result<_, _>>()?,
             next: next.as_ref().map(encode_token).transpose()?,
         })
     }

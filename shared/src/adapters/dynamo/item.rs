@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use crate::adapters::crypto::TokenCipher;
 use crate::domain::record::Fields;
 use crate::domain::{
-    AuditEntry, CanonicalRecord, Connection, ConnectionId, ConnectionStatus, Credentials,
-    ExternalId, JobId, ObjectType, Provider, RecordId, RunId, SyncCursor, SyncRun, TenantId,
+    AuditEntry, CanonicalRecord, Connection, ConnectionId, ConnectionStatus, Credentials, ExternalId, JobId,
+    ObjectType, Provider, RecordId, RunId, SyncCursor, SyncRun, TenantId,
 };
 use crate::ports::{DueConnection, StoreError};
 
@@ -142,24 +142,21 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn s(&self, name: &str) -> Result<&'a str, StoreError> {
-        self.opt_s(name)?
-            .ok_or_else(|| self.corrupt(name, "is missing"))
+        self.opt_s(name)?.ok_or_else(|| self.corrupt(name, "is missing"))
     }
 
     fn opt_n<T: FromStr>(&self, name: &str) -> Result<Option<T>, StoreError> {
         match self.get(name) {
             None => Ok(None),
-            Some(AttributeValue::N(v)) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| self.corrupt(name, "is out of range")),
+            Some(AttributeValue::N(v)) => {
+                v.parse().map(Some).map_err(|_| self.corrupt(name, "is out of range"))
+            }
             Some(_) => Err(self.corrupt(name, "is not a number")),
         }
     }
 
     pub(super) fn n<T: FromStr>(&self, name: &str) -> Result<T, StoreError> {
-        self.opt_n(name)?
-            .ok_or_else(|| self.corrupt(name, "is missing"))
+        self.opt_n(name)?.ok_or_else(|| self.corrupt(name, "is missing"))
     }
 
     fn bool(&self, name: &str) -> Result<bool, StoreError> {
@@ -170,10 +167,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn opt_map(
-        &self,
-        name: &str,
-    ) -> Result<Option<&'a HashMap<String, AttributeValue>>, StoreError> {
+    fn opt_map(&self, name: &str) -> Result<Option<&'a HashMap<String, AttributeValue>>, StoreError> {
         match self.get(name) {
             None => Ok(None),
             Some(AttributeValue::M(m)) => Ok(Some(m)),
@@ -194,9 +188,7 @@ impl<'a> Reader<'a> {
         name: &str,
         f: impl FnOnce(&'a str) -> Result<T, E>,
     ) -> Result<Option<T>, StoreError> {
-        self.opt_s(name)?
-            .map(|v| f(v).map_err(|_| self.corrupt(name, "is invalid")))
-            .transpose()
+        self.opt_s(name)?.map(|v| f(v).map_err(|_| self.corrupt(name, "is invalid"))).transpose()
     }
 
     fn time(&self, name: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -210,15 +202,13 @@ impl<'a> Reader<'a> {
     fn opt_epoch(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.opt_n::<i64>(name)?
             .map(|secs| {
-                DateTime::from_timestamp(secs, 0)
-                    .ok_or_else(|| self.corrupt(name, "is out of range"))
+                DateTime::from_timestamp(secs, 0).ok_or_else(|| self.corrupt(name, "is out of range"))
             })
             .transpose()
     }
 
     pub(super) fn epoch(&self, name: &str) -> Result<DateTime<Utc>, StoreError> {
-        self.opt_epoch(name)?
-            .ok_or_else(|| self.corrupt(name, "is missing"))
+        self.opt_epoch(name)?.ok_or_else(|| self.corrupt(name, "is missing"))
     }
 
     fn json<T: DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
@@ -230,22 +220,12 @@ impl<'a> Reader<'a> {
     }
 
     fn enum_value<T: DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
-        self.parse(name, |v| {
-            serde_json::from_value(serde_json::Value::String(v.to_owned()))
-        })
+        self.parse(name, |v| serde_json::from_value(serde_json::Value::String(v.to_owned())))
     }
 
-    fn cipher_text(
-        &self,
-        name: &str,
-        cipher: &TokenCipher,
-    ) -> Result<Option<SecretString>, StoreError> {
+    fn cipher_text(&self, name: &str, cipher: &TokenCipher) -> Result<Option<SecretString>, StoreError> {
         self.opt_s(name)?
-            .map(|v| {
-                cipher
-                    .decrypt(v)
-                    .map_err(|e| self.corrupt(name, &format!("does not decrypt ({e})")))
-            })
+            .map(|v| cipher.decrypt(v).map_err(|e| self.corrupt(name, &format!("does not decrypt ({e})"))))
             .transpose()
     }
 }
@@ -268,30 +248,15 @@ pub(super) fn connection_state(
     c: &Connection,
     cipher: &TokenCipher,
 ) -> Vec<(&'static str, Option<AttributeValue>)> {
-    let cursors: HashMap<String, AttributeValue> = c
-        .cursors
-        .iter()
-        .map(|(o, cur)| (o.as_str().to_owned(), s(cur.as_str())))
-        .collect();
-    let counts: HashMap<String, AttributeValue> = c
-        .record_counts
-        .iter()
-        .map(|(o, k)| (o.as_str().to_owned(), n(k)))
-        .collect();
+    let cursors: HashMap<String, AttributeValue> =
+        c.cursors.iter().map(|(o, cur)| (o.as_str().to_owned(), s(cur.as_str()))).collect();
+    let counts: HashMap<String, AttributeValue> =
+        c.record_counts.iter().map(|(o, k)| (o.as_str().to_owned(), n(k))).collect();
     vec![
         ("status", Some(s(c.status.as_str()))),
         ("cursors", Some(AttributeValue::M(cursors))),
-        (
-            "access_token_enc",
-            Some(s(cipher.encrypt(&c.credentials.access_token))),
-        ),
-        (
-            "refresh_token_enc",
-            c.credentials
-                .refresh_token
-                .as_ref()
-                .map(|t| s(cipher.encrypt(t))),
-        ),
+        ("access_token_enc", Some(s(cipher.encrypt(&c.credentials.access_token)))),
+        ("refresh_token_enc", c.credentials.refresh_token.as_ref().map(|t| s(cipher.encrypt(t)))),
         ("token_expires_at", c.credentials.expires_at.map(time)),
         ("last_sync_at", c.last_sync_at.map(time)),
         ("last_error", c.last_error.as_deref().map(s)),
@@ -327,17 +292,14 @@ pub(super) fn connection_to_item(c: &Connection, cipher: &TokenCipher, due_shard
     item
 }
 
-pub(super) fn connection_from_item(
-    item: &Item,
-    cipher: &TokenCipher,
-) -> Result<Connection, StoreError> {
+pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<Connection, StoreError> {
     let r = Reader::new(item, "connection");
     let tenant_id = r.parse("tenant_id", TenantId::parse)?;
     let connection_id = r.parse("connection_id", ConnectionId::parse)?;
     let mut cursors = BTreeMap::new();
     for (object, value) in r.opt_map("cursors")?.into_iter().flatten() {
-        let object = ObjectType::parse(object)
-            .map_err(|_| r.corrupt("cursors", "has an unknown object type"))?;
+        let object =
+            ObjectType::parse(object).map_err(|_| r.corrupt("cursors", "has an unknown object type"))?;
         let AttributeValue::S(cursor) = value else {
             return Err(r.corrupt("cursors", "holds a value that is not a string"));
         };
@@ -351,10 +313,7 @@ pub(super) fn connection_from_item(
             AttributeValue::N(v) => v.parse::<u64>().ok(),
             _ => None,
         };
-        record_counts.insert(
-            object,
-            count.ok_or_else(|| r.corrupt("record_counts", "holds a bad count"))?,
-        );
+        record_counts.insert(object, count.ok_or_else(|| r.corrupt("record_counts", "holds a bad count"))?);
     }
     let access_token = r
         .cipher_text("access_token_enc", cipher)?
@@ -398,10 +357,8 @@ pub(super) fn due_from_item(item: &Item) -> Result<DueConnection, StoreError> {
 // ---- records and the id registry ----
 
 pub(super) fn record_to_item(rec: &CanonicalRecord) -> Item {
-    let mut item = key(
-        connection_pk(&rec.tenant_id, &rec.connection_id),
-        record_sk(rec.object, &rec.record_id),
-    );
+    let mut item =
+        key(connection_pk(&rec.tenant_id, &rec.connection_id), record_sk(rec.object, &rec.record_id));
     let attrs = [
         ("tenant_id", s(rec.tenant_id.as_str())),
         ("connection_id", s(rec.connection_id.as_str())),
@@ -455,19 +412,13 @@ pub(super) fn registry_to_item(rec: &CanonicalRecord, provider: Provider) -> Ite
 /// `(external_id, record_id)` of a registry item.
 pub(super) fn registry_from_item(item: &Item) -> Result<(ExternalId, RecordId), StoreError> {
     let r = Reader::new(item, "id registry");
-    Ok((
-        r.parse("external_id", ExternalId::parse)?,
-        r.parse("record_id", RecordId::parse)?,
-    ))
+    Ok((r.parse("external_id", ExternalId::parse)?, r.parse("record_id", RecordId::parse)?))
 }
 
 // ---- runs and the job ledger ----
 
 pub(super) fn run_to_item(run: &SyncRun) -> Item {
-    let mut item = key(
-        connection_pk(&run.tenant_id, &run.connection_id),
-        run_sk(&run.run_id),
-    );
+    let mut item = key(connection_pk(&run.tenant_id, &run.connection_id), run_sk(&run.run_id));
     let attrs = [
         ("tenant_id", s(run.tenant_id.as_str())),
         ("connection_id", s(run.connection_id.as_str())),
@@ -479,10 +430,7 @@ pub(super) fn run_to_item(run: &SyncRun) -> Item {
         ("finished_at", time(run.finished_at)),
         ("duration_ms", n(run.duration_ms)),
         ("counts", json(&run.counts)),
-        (
-            "expires_at",
-            epoch(run.finished_at + Duration::days(RUN_TTL_DAYS)),
-        ),
+        ("expires_at", epoch(run.finished_at + Duration::days(RUN_TTL_DAYS))),
     ];
     item.extend(attrs.into_iter().map(|(k, v)| (k.to_owned(), v)));
     if let Some(error) = &run.error {
@@ -509,16 +457,10 @@ pub(super) fn run_from_item(item: &Item) -> Result<SyncRun, StoreError> {
 }
 
 pub(super) fn job_to_item(run: &SyncRun) -> Item {
-    let mut item = key(
-        connection_pk(&run.tenant_id, &run.connection_id),
-        job_sk(&run.job_id),
-    );
+    let mut item = key(connection_pk(&run.tenant_id, &run.connection_id), job_sk(&run.job_id));
     item.insert("run_id".into(), s(run.run_id.as_str()));
     item.insert("finished_at".into(), time(run.finished_at));
-    item.insert(
-        "expires_at".into(),
-        epoch(run.finished_at + Duration::days(JOB_TTL_DAYS)),
-    );
+    item.insert("expires_at".into(), epoch(run.finished_at + Duration::days(JOB_TTL_DAYS)));
     item
 }
 
@@ -604,8 +546,7 @@ mod tests {
             },
             at(0),
         );
-        c.cursors
-            .insert(ObjectType::Contacts, SyncCursor::new(r#"{"after":"17"}"#));
+        c.cursors.insert(ObjectType::Contacts, SyncCursor::new(r#"{"after":"17"}"#));
         c.record_counts.insert(ObjectType::Contacts, 42);
         c.last_sync_at = Some(at(10) + Duration::microseconds(7));
         c.last_error = Some("rate limited".into());
@@ -623,19 +564,10 @@ mod tests {
         assert_eq!(a.interval_minutes, b.interval_minutes);
         assert_eq!(a.next_sync_at, b.next_sync_at);
         assert_eq!(a.cursors, b.cursors);
+        assert_eq!(a.credentials.access_token.expose_secret(), b.credentials.access_token.expose_secret());
         assert_eq!(
-            a.credentials.access_token.expose_secret(),
-            b.credentials.access_token.expose_secret()
-        );
-        assert_eq!(
-            a.credentials
-                .refresh_token
-                .as_ref()
-                .map(|t| t.expose_secret().to_owned()),
-            b.credentials
-                .refresh_token
-                .as_ref()
-                .map(|t| t.expose_secret().to_owned())
+            a.credentials.refresh_token.as_ref().map(|t| t.expose_secret().to_owned()),
+            b.credentials.refresh_token.as_ref().map(|t| t.expose_secret().to_owned())
         );
         assert_eq!(a.credentials.expires_at, b.credentials.expires_at);
         assert_eq!(a.last_sync_at, b.last_sync_at);
@@ -670,13 +602,7 @@ mod tests {
         c.credentials.expires_at = None;
         c.last_error = None;
         let item = connection_to_item(&c, &k, 4);
-        for absent in [
-            "next_sync_at",
-            "due_shard",
-            "refresh_token_enc",
-            "token_expires_at",
-            "last_error",
-        ] {
+        for absent in ["next_sync_at", "due_shard", "refresh_token_enc", "token_expires_at", "last_error"] {
             assert!(!item.contains_key(absent), "{absent} should be absent");
         }
         assert_same_connection(&connection_from_item(&item, &k).unwrap(), &c);
@@ -710,24 +636,16 @@ mod tests {
 
         let mut bad = good.clone();
         bad.remove("access_token_enc");
-        assert!(matches!(
-            connection_from_item(&bad, &k),
-            Err(StoreError::Corrupt(_))
-        ));
+        assert!(matches!(connection_from_item(&bad, &k), Err(StoreError::Corrupt(_))));
 
         let err = connection_from_item(&good, &cipher()).unwrap_err();
         let shown = format!("{err} {err:?}");
         assert!(shown.contains("access_token_enc"));
-        let AttributeValue::S(sealed) = &good["access_token_enc"] else {
-            panic!("not a string")
-        };
+        let AttributeValue::S(sealed) = &good["access_token_enc"] else { panic!("not a string") };
         assert!(!shown.contains(sealed.as_str()));
 
         let mut bad = good;
-        bad.insert(
-            "cursors".into(),
-            AttributeValue::M(HashMap::from([("widgets".into(), s("x"))])),
-        );
+        bad.insert("cursors".into(), AttributeValue::M(HashMap::from([("widgets".into(), s("x"))])));
         assert!(
             matches!(connection_from_item(&bad, &k), Err(StoreError::Corrupt(m)) if m.contains("cursors"))
         );
@@ -740,10 +658,7 @@ mod tests {
         row.insert("next_sync_at".into(), n(at(0).timestamp()));
         row.insert("interval_minutes".into(), n(15));
         let due = due_from_item(&row).unwrap();
-        assert_eq!(
-            (due.tenant_id, due.connection_id),
-            (c.tenant_id, c.connection_id)
-        );
+        assert_eq!((due.tenant_id, due.connection_id), (c.tenant_id, c.connection_id));
         assert_eq!((due.next_sync_at, due.interval_minutes), (at(0), 15));
         row.insert("sk".into(), s("REC#contacts#r1"));
         assert!(matches!(due_from_item(&row), Err(StoreError::Corrupt(_))));
@@ -755,9 +670,8 @@ mod tests {
         let c = ConnectionId::parse("c1").unwrap();
         assert_eq!(due_shard(&t, &c, 8), due_shard(&t, &c, 8));
         assert_eq!(due_shard(&t, &c, 0), 0);
-        let spread: std::collections::HashSet<u16> = (0..64)
-            .map(|i| due_shard(&t, &ConnectionId::parse(format!("c{i}")).unwrap(), 4))
-            .collect();
+        let spread: std::collections::HashSet<u16> =
+            (0..64).map(|i| due_shard(&t, &ConnectionId::parse(format!("c{i}")).unwrap(), 4)).collect();
         assert_eq!(spread.len(), 4);
     }
 
@@ -777,11 +691,7 @@ mod tests {
                 ("tags".into(), json!(["a"])),
             ]
             .into(),
-            base: [
-                ("email".into(), json!("a@x.io")),
-                ("empty".into(), json!("")),
-            ]
-            .into(),
+            base: [("email".into(), json!("a@x.io")), ("empty".into(), json!(""))].into(),
             remote_modified_at: Some(at(1) + Duration::milliseconds(3)),
             deleted: false,
             created_at: at(2),
@@ -799,30 +709,20 @@ mod tests {
         assert_eq!(item["sk"], s(format!("REC#contacts#{}", rec.record_id)));
         let reg = registry_to_item(&rec, Provider::Hubspot);
         assert_eq!(reg["sk"], s("XID#hubspot#contacts#101"));
-        assert_eq!(
-            registry_from_item(&reg).unwrap(),
-            (rec.external_id.clone(), rec.record_id.clone())
-        );
+        assert_eq!(registry_from_item(&reg).unwrap(), (rec.external_id.clone(), rec.record_id.clone()));
     }
 
     #[test]
     fn corrupt_record_items_are_reported() {
         let mut item = record_to_item(&record());
         item.insert("fields".into(), s("{not json"));
-        assert!(
-            matches!(record_from_item(&item), Err(StoreError::Corrupt(m)) if m.contains("fields"))
-        );
+        assert!(matches!(record_from_item(&item), Err(StoreError::Corrupt(m)) if m.contains("fields")));
         let mut item = record_to_item(&record());
         item.insert("deleted".into(), s("no"));
-        assert!(
-            matches!(record_from_item(&item), Err(StoreError::Corrupt(m)) if m.contains("deleted"))
-        );
+        assert!(matches!(record_from_item(&item), Err(StoreError::Corrupt(m)) if m.contains("deleted")));
         let mut item = record_to_item(&record());
         item.insert("external_id".into(), s("a#b"));
-        assert!(matches!(
-            record_from_item(&item),
-            Err(StoreError::Corrupt(_))
-        ));
+        assert!(matches!(record_from_item(&item), Err(StoreError::Corrupt(_))));
     }
 
     fn run() -> SyncRun {
@@ -836,12 +736,7 @@ mod tests {
             started_at: at(0),
             finished_at: at(30) + Duration::milliseconds(5),
             duration_ms: 30_005,
-            counts: RunCounts {
-                pulled: 7,
-                created: 2,
-                requests: 3,
-                ..RunCounts::default()
-            },
+            counts: RunCounts { pulled: 7, created: 2, requests: 3, ..RunCounts::default() },
             error: Some("timed out".into()),
         }
     }
@@ -852,16 +747,10 @@ mod tests {
         let item = run_to_item(&r);
         assert_eq!(run_from_item(&item).unwrap(), r);
         assert_eq!(item["status"], s("continued"));
-        assert_eq!(
-            item["expires_at"],
-            n((at(30) + Duration::days(90)).timestamp())
-        );
+        assert_eq!(item["expires_at"], n((at(30) + Duration::days(90)).timestamp()));
         let job = job_to_item(&r);
         assert_eq!(job["sk"], s("JOB#c1:s:1700000000"));
-        assert_eq!(
-            job["expires_at"],
-            n((at(30) + Duration::days(14)).timestamp())
-        );
+        assert_eq!(job["expires_at"], n((at(30) + Duration::days(14)).timestamp()));
         let mut bad = item;
         bad.insert("reason".into(), s("whim"));
         assert!(matches!(run_from_item(&bad), Err(StoreError::Corrupt(m)) if m.contains("reason")));
@@ -871,33 +760,19 @@ mod tests {
     fn audit_entry_round_trips_and_is_keyed_by_time() {
         let t = TenantId::parse("acme").unwrap();
         let c = ConnectionId::parse("c1").unwrap();
-        let e = AuditEntry::new(
-            t.clone(),
-            Operation::ConflictDetected,
-            AuditOutcome::Success,
-            "worker",
-            at(0),
-        )
-        .connection(&c)
-        .record(ObjectType::Contacts, &RecordId::parse("r1").unwrap())
-        .detail(json!({"field": "email"}))
-        .change(Some(json!("a")), None);
+        let e =
+            AuditEntry::new(t.clone(), Operation::ConflictDetected, AuditOutcome::Success, "worker", at(0))
+                .connection(&c)
+                .record(ObjectType::Contacts, &RecordId::parse("r1").unwrap())
+                .detail(json!({"field": "email"}))
+                .change(Some(json!("a")), None);
         let item = audit_to_item(&e);
         assert_eq!(audit_from_item(&item).unwrap(), e);
-        assert_eq!(
-            item["sk"],
-            s(format!("2023-11-14T22:13:20.000Z#{}", e.entry_id))
-        );
+        assert_eq!(item["sk"], s(format!("2023-11-14T22:13:20.000Z#{}", e.entry_id)));
         assert_eq!(item["conn_pk"], s("T#acme#C#c1"));
         assert!(!item.contains_key("after"));
 
-        let bare = AuditEntry::new(
-            t,
-            Operation::Pull,
-            AuditOutcome::Rejected,
-            "dispatcher",
-            at(1),
-        );
+        let bare = AuditEntry::new(t, Operation::Pull, AuditOutcome::Rejected, "dispatcher", at(1));
         let item = audit_to_item(&bare);
         assert!(!item.contains_key("conn_pk"));
         assert_eq!(audit_from_item(&item).unwrap(), bare);

@@ -116,10 +116,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(sdk_error)?;
-        Ok((
-            out.items.unwrap_or_default(),
-            out.last_evaluated_key.filter(|k| !k.is_empty()),
-        ))
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key.filter(|k| !k.is_empty())))
     }
 
     /// Every item the query matches, up to `max`.
@@ -154,9 +151,7 @@ impl DynamoStore {
             let mut attempt = 0;
             while !pending.is_empty() {
                 if attempt >= BATCH_ATTEMPTS {
-                    return Err(StoreError::Unavailable(
-                        "BatchGetItem left keys unprocessed".into(),
-                    ));
+                    return Err(StoreError::Unavailable("BatchGetItem left keys unprocessed".into()));
                 }
                 if attempt > 0 {
                     tokio::time::sleep(backoff(attempt)).await;
@@ -174,12 +169,7 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(sdk_error)?;
-                found.extend(
-                    out.responses
-                        .as_mut()
-                        .and_then(|r| r.remove(table))
-                        .unwrap_or_default(),
-                );
+                found.extend(out.responses.as_mut().and_then(|r| r.remove(table)).unwrap_or_default());
                 pending = out
                     .unprocessed_keys
                     .as_mut()
@@ -196,10 +186,7 @@ impl DynamoStore {
         let u = StateUpdate::new(item::connection_state(c, &self.cipher), c.version);
         Update::builder()
             .table_name(&self.table)
-            .set_key(Some(item::key(
-                item::tenant_pk(&c.tenant_id),
-                item::connection_sk(&c.connection_id),
-            )))
+            .set_key(Some(item::key(item::tenant_pk(&c.tenant_id), item::connection_sk(&c.connection_id))))
             .update_expression(u.expression)
             .condition_expression(u.condition)
             .set_expression_attribute_names(Some(u.names))
@@ -235,8 +222,7 @@ impl<'a> Query<'a> {
         self
     }
     fn name(mut self, placeholder: &str, attribute: &str) -> Self {
-        self.names
-            .insert(placeholder.to_owned(), attribute.to_owned());
+        self.names.insert(placeholder.to_owned(), attribute.to_owned());
         self
     }
     fn value(mut self, placeholder: &str, value: AttributeValue) -> Self {
@@ -269,10 +255,8 @@ struct StateUpdate {
 impl StateUpdate {
     fn new(attrs: Vec<(&'static str, Option<AttributeValue>)>, version: u64) -> Self {
         let mut names = HashMap::from([("#version".to_owned(), "version".to_owned())]);
-        let mut values = HashMap::from([
-            (":v0".to_owned(), item::n(version)),
-            (":v1".to_owned(), item::n(version + 1)),
-        ]);
+        let mut values =
+            HashMap::from([(":v0".to_owned(), item::n(version)), (":v1".to_owned(), item::n(version + 1))]);
         let mut sets = Vec::new();
         let mut removes = Vec::new();
         for (i, (name, value)) in attrs.into_iter().enumerate() {
@@ -290,12 +274,7 @@ impl StateUpdate {
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
-        Self {
-            expression,
-            condition: "#version = :v0".to_owned(),
-            names,
-            values,
-        }
+        Self { expression, condition: "#version = :v0".to_owned(), names, values }
     }
 }
 
@@ -343,11 +322,7 @@ where
     R: fmt::Debug + Send + Sync + 'static,
 {
     if let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error() {
-        let codes: Vec<&str> = e
-            .cancellation_reasons()
-            .iter()
-            .filter_map(|r| r.code())
-            .collect();
+        let codes: Vec<&str> = e.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
         if let Some(mapped) = cancellation_error(&codes) {
             return mapped;
         }
@@ -359,11 +334,7 @@ fn cancellation_error(codes: &[&str]) -> Option<StoreError> {
     if codes.contains(&"ConditionalCheckFailed") {
         return Some(StoreError::Conflict);
     }
-    let transient = [
-        "TransactionConflict",
-        "ThrottlingError",
-        "ProvisionedThroughputExceeded",
-    ];
+    let transient = ["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"];
     codes
         .iter()
         .find(|c| transient.contains(c))
@@ -381,9 +352,7 @@ fn encode_token(key: &Item) -> Result<String, StoreError> {
     let mut plain = serde_json::Map::new();
     for (name, value) in key {
         let AttributeValue::S(v) = value else {
-            return Err(StoreError::Corrupt(format!(
-                "last evaluated key attribute {name} is not a string"
-            )));
+            return Err(StoreError::Corrupt(format!("last evaluated key attribute {name} is not a string")));
         };
         plain.insert(name.clone(), serde_json::Value::String(v.clone()));
     }
@@ -406,10 +375,7 @@ fn decode_token(token: &str, partition: (&str, &str), sk_prefix: Option<&str>) -
         (Some(sk), Some(prefix)) if !sk.starts_with(prefix) => return Err(bad()),
         _ => {}
     }
-    Ok(plain
-        .into_iter()
-        .map(|(k, v)| (k, AttributeValue::S(v)))
-        .collect())
+    Ok(plain.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect())
 }
 
 // ---- connections ----
@@ -420,11 +386,7 @@ impl ConnectionStore for DynamoStore {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item::connection_to_item(
-                connection,
-                &self.cipher,
-                self.due_shards,
-            )))
+            .set_item(Some(item::connection_to_item(connection, &self.cipher, self.due_shards)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
@@ -448,11 +410,7 @@ impl ConnectionStore for DynamoStore {
         let q = Query::new(&self.table, "pk = :pk AND begins_with(sk, :prefix)")
             .value(":pk", item::s(item::tenant_pk(tenant)))
             .value(":prefix", item::s("CONN#"));
-        self.query_all(&q, None)
-            .await?
-            .iter()
-            .map(|i| item::connection_from_item(i, &self.cipher))
-            .collect()
+        self.query_all(&q, None).await?.iter().map(|i| item::connection_from_item(i, &self.cipher)).collect()
     }
 
     async fn due(
@@ -468,11 +426,7 @@ impl ConnectionStore for DynamoStore {
             .index(DUE_INDEX)
             .value(":shard", item::s(item::due_shard_key(shard)))
             .value(":now", item::epoch(now));
-        self.query_all(&q, Some(limit))
-            .await?
-            .iter()
-            .map(item::due_from_item)
-            .collect()
+        self.query_all(&q, Some(limit)).await?.iter().map(item::due_from_item).collect()
     }
 
     async fn claim_slot(
@@ -486,10 +440,7 @@ impl ConnectionStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(item::key(
-                item::tenant_pk(tenant),
-                item::connection_sk(connection),
-            )))
+            .set_key(Some(item::key(item::tenant_pk(tenant), item::connection_sk(connection))))
             .update_expression("SET next_sync_at = :next")
             .condition_expression("next_sync_at = :slot")
             .expression_attribute_values(":next", item::epoch(next))
@@ -504,10 +455,7 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn save_state(&self, connection: &Connection) -> Result<u64, StoreError> {
-        let u = StateUpdate::new(
-            item::connection_state(connection, &self.cipher),
-            connection.version,
-        );
+        let u = StateUpdate::new(item::connection_state(connection, &self.cipher), connection.version);
         self.client
             .update_item()
             .table_name(&self.table)
@@ -554,11 +502,7 @@ impl RunStore for DynamoStore {
             .map_err(build_error)?;
         self.client
             .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .update(self.state_update(connection)?)
-                    .build(),
-            )
+            .transact_items(TransactWriteItem::builder().update(self.state_update(connection)?).build())
             .transact_items(TransactWriteItem::builder().put(put_run).build())
             .transact_items(TransactWriteItem::builder().put(put_job).build())
             .send()
@@ -580,11 +524,7 @@ impl RunStore for DynamoStore {
             .value(":pk", item::s(item::connection_pk(tenant, connection)))
             .value(":prefix", item::s("RUN#"))
             .backward();
-        self.query_all(&q, Some(limit))
-            .await?
-            .iter()
-            .map(item::run_from_item)
-            .collect()
+        self.query_all(&q, Some(limit)).await?.iter().map(item::run_from_item).collect()
     }
 }
 
@@ -594,10 +534,7 @@ mod tests {
 
     #[test]
     fn state_update_sets_present_and_removes_absent_attributes_under_a_version_condition() {
-        let u = StateUpdate::new(
-            vec![("status", Some(item::s("synced"))), ("last_error", None)],
-            4,
-        );
+        let u = StateUpdate::new(vec![("status", Some(item::s("synced"))), ("last_error", None)], 4);
         assert_eq!(u.expression, "SET #a0 = :a0, #version = :v1 REMOVE #a1");
         assert_eq!(u.condition, "#version = :v0");
         assert_eq!(u.names["#a1"], "last_error");
@@ -610,10 +547,7 @@ mod tests {
     fn page_tokens_round_trip_and_are_bound_to_their_partition() {
         let key = item::key("T#a#C#c".into(), "REC#contacts#r1".into());
         let token = encode_token(&key).unwrap();
-        assert_eq!(
-            decode_token(&token, ("pk", "T#a#C#c"), Some("REC#contacts#")).unwrap(),
-            key
-        );
+        assert_eq!(decode_token(&token, ("pk", "T#a#C#c"), Some("REC#contacts#")).unwrap(), key);
         for bad in [
             decode_token(&token, ("pk", "T#b#C#c"), None),
             decode_token(&token, ("pk", "T#a#C#c"), Some("REC#events#")),
@@ -644,8 +578,7 @@ mod tests {
             .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
             .build();
         let key = TokenCipher::generate_key();
-        let cipher =
-            TokenCipher::from_base64_key(&secrecy::SecretString::from(key.clone())).unwrap();
+        let cipher = TokenCipher::from_base64_key(&secrecy::SecretString::from(key.clone())).unwrap();
         let store = DynamoStore::new(Client::from_conf(conf), "main", "audit", cipher, 0);
         let shown = format!("{store:?}");
         assert!(shown.contains("main") && !shown.contains(&key));

@@ -8,18 +8,11 @@ use futures::{StreamExt, stream};
 
 use super::item;
 use super::{CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_error};
-use crate::domain::{
-    CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId,
-};
+use crate::domain::{CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId};
 use crate::ports::{Page, RecordStore, RecordWrite, StoreError};
 
-const ALL_OBJECTS: [ObjectType; 5] = [
-    ObjectType::Contacts,
-    ObjectType::Companies,
-    ObjectType::Deals,
-    ObjectType::Notes,
-    ObjectType::Events,
-];
+const ALL_OBJECTS: [ObjectType; 5] =
+    [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes, ObjectType::Events];
 
 impl DynamoStore {
     /// The provider of a connection, or `None` when the connection does not exist.
@@ -32,18 +25,13 @@ impl DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(item::key(
-                item::tenant_pk(tenant),
-                item::connection_sk(connection),
-            )))
+            .set_key(Some(item::key(item::tenant_pk(tenant), item::connection_sk(connection))))
             .projection_expression("#p")
             .expression_attribute_names("#p", "provider")
             .send()
             .await
             .map_err(sdk_error)?;
-        out.item
-            .map(|i| item::Reader::new(&i, "connection").parse("provider", Provider::parse))
-            .transpose()
+        out.item.map(|i| item::Reader::new(&i, "connection").parse("provider", Provider::parse)).transpose()
     }
 
     /// Registers the external id, then stores the record; `Conflict` when the external id is
@@ -54,11 +42,7 @@ impl DynamoStore {
     /// between the two leaves a registry entry that the next attempt completes, and two racing
     /// creators both pass the first put while exactly one wins the second. (It is also half the
     /// write cost of a transaction, and moto copies every table on each transaction.)
-    async fn create_record(
-        &self,
-        record: &CanonicalRecord,
-        provider: Provider,
-    ) -> Result<(), StoreError> {
+    async fn create_record(&self, record: &CanonicalRecord, provider: Provider) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -113,19 +97,14 @@ impl RecordStore for DynamoStore {
         let mut unique: Vec<&ExternalId> = ids.iter().collect();
         unique.sort();
         unique.dedup();
-        let keys = unique
-            .iter()
-            .map(|x| item::key(pk.clone(), item::registry_sk(provider, object, x)))
-            .collect();
+        let keys =
+            unique.iter().map(|x| item::key(pk.clone(), item::registry_sk(provider, object, x))).collect();
         let mut by_record: HashMap<RecordId, ExternalId> = HashMap::new();
         for found in self.batch_get(&self.table, keys).await? {
             let (external, record) = item::registry_from_item(&found)?;
             by_record.insert(record, external);
         }
-        let keys = by_record
-            .keys()
-            .map(|r| item::key(pk.clone(), item::record_sk(object, r)))
-            .collect();
+        let keys = by_record.keys().map(|r| item::key(pk.clone(), item::record_sk(object, r))).collect();
         let mut out = HashMap::new();
         for found in self.batch_get(&self.table, keys).await? {
             let record = item::record_from_item(&found)?;
@@ -138,20 +117,14 @@ impl RecordStore for DynamoStore {
 
     /// Creates need the connection's provider for the registry key: it is read once per connection
     /// per call, and a connection that no longer exists fails the whole call with `Conflict`.
-    async fn write(
-        &self,
-        writes: Vec<RecordWrite>,
-    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    async fn write(&self, writes: Vec<RecordWrite>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut providers: HashMap<(TenantId, ConnectionId), Provider> = HashMap::new();
         for w in &writes {
             if let RecordWrite::Create(r) = w {
                 let owner = (r.tenant_id.clone(), r.connection_id.clone());
                 if let std::collections::hash_map::Entry::Vacant(slot) = providers.entry(owner) {
                     let (tenant, connection) = slot.key();
-                    let provider = self
-                        .provider_of(tenant, connection)
-                        .await?
-                        .ok_or(StoreError::Conflict)?;
+                    let provider = self.provider_of(tenant, connection).await?.ok_or(StoreError::Conflict)?;
                     slot.insert(provider);
                 }
             }
@@ -185,10 +158,7 @@ impl RecordStore for DynamoStore {
         record: &RecordId,
     ) -> Result<Option<CanonicalRecord>, StoreError> {
         let pk = item::connection_pk(tenant, connection);
-        let keys = ALL_OBJECTS
-            .iter()
-            .map(|o| item::key(pk.clone(), item::record_sk(*o, record)))
-            .collect();
+        let keys = ALL_OBJECTS.iter().map(|o| item::key(pk.clone(), item::record_sk(*o, record))).collect();
         match self.batch_get(&self.table, keys).await?.first() {
             Some(found) => item::record_from_item(found).map(Some),
             None => Ok(None),
@@ -208,18 +178,13 @@ impl RecordStore for DynamoStore {
             Some(o) => format!("REC#{o}#"),
             None => "REC#".to_owned(),
         };
-        let start = page_token
-            .map(|t| decode_token(t, ("pk", &pk), Some(&prefix)))
-            .transpose()?;
+        let start = page_token.map(|t| decode_token(t, ("pk", &pk), Some(&prefix))).transpose()?;
         let q = Query::new(&self.table, "pk = :pk AND begins_with(sk, :prefix)")
             .value(":pk", item::s(pk.clone()))
             .value(":prefix", item::s(prefix.clone()));
         let (items, next) = self.query_page(&q, Some(limit), start).await?;
         Ok(Page {
-            items: items
-                .iter()
-                .map(item::record_from_item)
-                .collect::<Result<_, _>>()?,
+            items: items.iter().map(item::record_from_item).collect::<Result<_, _>>()?,
             next: next.as_ref().map(encode_token).transpose()?,
         })
     }
