@@ -48,8 +48,10 @@ pub struct Figures {
     /// high-water mark of the address space the child had before `exec`, which for a
     /// `posix_spawn`ed (vfork) child is the parent's, so it reads high when the parent is large.
     pub ru_maxrss_mib: f64,
-    /// The rate-limit floor for this pull, where one applies.
+    /// The rate-limit floor for this pull as the issue counts it (pages at the sustained rate).
     pub floor_s: Option<f64>,
+    /// The least time the provider's rate-limit window allows for the requests made.
+    pub window_min_s: Option<f64>,
     pub pages: u64,
     pub targets: Vec<Target>,
     pub checks: Vec<Check>,
@@ -85,6 +87,7 @@ impl Figures {
             peak_rss_mib: mib(run.report.vm_hwm_kib.unwrap_or(run.max_rss_kib)),
             ru_maxrss_mib: mib(run.max_rss_kib),
             floor_s: None,
+            window_min_s: None,
             pages: run.report.counts.pages,
             targets: Vec::new(),
             checks: Vec::new(),
@@ -150,7 +153,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 pub fn render(results: &Results) -> String {
     let mut out = String::new();
     let header = format!(
-        "{:<28} {:>8} {:>8} {:>8} {:>9} {:>5} {:>10} {:>10}",
+        "{:<30} {:>8} {:>8} {:>8} {:>9} {:>5} {:>10} {:>10}",
         "scenario", "records", "wall s", "floor s", "requests", "429s", "records/s", "peak RSS"
     );
     out.push_str(&header);
@@ -159,7 +162,7 @@ pub fn render(results: &Results) -> String {
     out.push('\n');
     for f in &results.scenarios {
         out.push_str(&format!(
-            "{:<28} {:>8} {:>8.2} {:>8} {:>9} {:>5} {:>10.0} {:>6.1} MiB\n",
+            "{:<30} {:>8} {:>8.3} {:>8} {:>9} {:>5} {:>10.0} {:>6.1} MiB\n",
             f.scenario,
             f.records,
             f.wall_s,
@@ -218,6 +221,7 @@ mod tests {
             peak_rss_mib: 12.25,
             ru_maxrss_mib: 12.5,
             floor_s: Some(10.53),
+            window_min_s: Some(10.0),
             pages: 201,
             targets: vec![Target { goal: "no 429 received".into(), met }],
             checks: vec![Check { what: "ids".into(), passed }],
@@ -237,7 +241,7 @@ mod tests {
         let text = render(&results);
         let row = text.lines().find(|l| l.starts_with("hubspot full 20k")).unwrap();
         let cells: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cells[3..], ["20000", "10.50", "10.53", "201", "0", "1905", "12.2", "MiB"]);
+        assert_eq!(cells[3..], ["20000", "10.500", "10.53", "201", "0", "1905", "12.2", "MiB"]);
         assert!(text.contains("target met     no 429 received"));
         assert!(text.contains("skipped: google incremental"));
         assert!(text.contains("keeps nothing"));
