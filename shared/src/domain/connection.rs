@@ -7,6 +7,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{ConnectionId, ObjectType, Provider, RunId, SyncCursor, TenantId};
+use super::policy::ConflictPolicy;
 
 /// Where a connection's sync stands: `synced -> pending -> synced | conflict | error`,
 /// `error -> pending` on retry, `conflict -> synced` on resolution.
@@ -72,6 +73,8 @@ pub struct ConnectionSettings {
     pub own_domains: Vec<String>,
     /// How many days ahead calendar pulls look.
     pub calendar_window_days: u32,
+    /// How fields changed differently on both sides are decided.
+    pub conflict_policy: ConflictPolicy,
 }
 
 pub const DEFAULT_CALENDAR_WINDOW_DAYS: u32 = 7;
@@ -83,6 +86,7 @@ impl Default for ConnectionSettings {
             stage_mapping: BTreeMap::new(),
             own_domains: Vec::new(),
             calendar_window_days: DEFAULT_CALENDAR_WINDOW_DAYS,
+            conflict_policy: ConflictPolicy::default(),
         }
     }
 }

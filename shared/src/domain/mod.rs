@@ -6,6 +6,7 @@ pub mod event;
 pub mod ids;
 pub mod job;
 pub mod mapping;
+pub mod policy;
 pub mod record;
 pub mod run;
 
@@ -18,5 +19,6 @@ pub use ids::{
 };
 pub use job::{Job, JobKind, JobReason};
 pub use mapping::{FieldMap, StageMap};
+pub use policy::{ConflictPolicy, Ownership, Source};
 pub use record::{CanonicalRecord, RemoteRecord, UpsertOutcome};
 pub use run::{RunCounts, RunStatus, SyncRun};
