@@ -62,6 +62,7 @@ fn record(c: &Connection, object: ObjectType, external: &str, email: &str) -> Ca
         fields,
         remote_modified_at: Some(at(5)),
         etag: None,
+        local_modified_at: None,
         deleted: false,
         created_at: at(10),
         updated_at: at(10),
@@ -574,6 +575,7 @@ async fn eventbridge_publish_delivers_every_event_to_a_rule_target() -> Result<(
             object: ObjectType::Contacts,
             external_id: ExternalId::parse(format!("{i}")).unwrap(),
             changed_fields: vec!["email".into()],
+            version: 2,
         })
         .collect();
     events.push(DomainEvent::SyncCompleted {

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::ids::{ConnectionId, ExternalId, ObjectType, RecordId, RunId, TenantId};
+use super::push::PushAction;
 use super::run::RunCounts;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -16,13 +17,34 @@ pub enum DomainEvent {
         record_id: RecordId,
         object: ObjectType,
         external_id: ExternalId,
+        /// Empty on a replayed announcement (see `sync::pull`): the record changed at `version`.
         changed_fields: Vec<String>,
+        /// The record's version after the change: consumers drop announcements they have seen.
+        version: u64,
     },
     SyncCompleted {
         tenant_id: TenantId,
         connection_id: ConnectionId,
         run_id: RunId,
         counts: RunCounts,
+    },
+    /// A field changed differently on both sides was parked for a person.
+    ConflictDetected {
+        tenant_id: TenantId,
+        connection_id: ConnectionId,
+        conflict_id: String,
+        record_id: RecordId,
+        object: ObjectType,
+        field: String,
+    },
+    /// A push item went out to the provider.
+    PushCompleted {
+        tenant_id: TenantId,
+        connection_id: ConnectionId,
+        push_id: String,
+        action: PushAction,
+        object: ObjectType,
+        external_id: Option<ExternalId>,
     },
 }
 
@@ -44,6 +66,8 @@ impl DomainEvent {
             DomainEvent::RecordChanged { change: RecordChange::Updated, .. } => "record.updated",
             DomainEvent::RecordChanged { change: RecordChange::Deleted, .. } => "record.deleted",
             DomainEvent::SyncCompleted { .. } => "sync.completed",
+            DomainEvent::ConflictDetected { .. } => "conflict.detected",
+            DomainEvent::PushCompleted { .. } => "push.completed",
         }
     }
 
@@ -54,9 +78,10 @@ impl DomainEvent {
 
     pub fn tenant_id(&self) -> &TenantId {
         match self {
-            DomainEvent::RecordChanged { tenant_id, .. } | DomainEvent::SyncCompleted { tenant_id, .. } => {
-                tenant_id
-            }
+            DomainEvent::RecordChanged { tenant_id, .. }
+            | DomainEvent::SyncCompleted { tenant_id, .. }
+            | DomainEvent::ConflictDetected { tenant_id, .. }
+            | DomainEvent::PushCompleted { tenant_id, .. } => tenant_id,
         }
     }
 }
