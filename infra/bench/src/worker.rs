@@ -114,6 +114,8 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         records: null.clone(),
         runs: memory.clone(),
         audit: null.clone(),
+        pushes: memory.clone(),
+        conflicts: memory.clone(),
         queue: Arc::new(MemoryQueue::new()),
         bus: null.clone(),
         providers: Arc::new(factories),
