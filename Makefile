@@ -22,8 +22,6 @@ SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) $(SAM_VENV)/bin/sam
 MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
-# `release` without LTO and with 16 codegen units (see Cargo.toml): builds much faster on 2 cores.
-BENCH_PROFILE ?= bench-release
 
 .PHONY: help setup lint-template test demo bench package
 
@@ -58,8 +56,8 @@ demo: $(VENV_STAMP) ## The main job end to end on a fresh local stack, with a re
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo
 
 bench: ## Pull benchmarks against the fakes with real rate limits (not part of `make test`; ~2 min after the build)
-	$(CARGO) build --quiet --profile $(BENCH_PROFILE) -p syncbridge-bench
-	target/$(BENCH_PROFILE)/syncbridge-bench --out target/bench/results.json
+	$(CARGO) build --quiet --release -p syncbridge-bench
+	target/release/syncbridge-bench --out target/bench/results.json
 
 package: $(VENV_STAMP) ## Deployable Lambda zips (release, arm64) in target/lambda/<function>/bootstrap.zip
 	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 --output-format zip $(addprefix --bin ,$(FUNCTIONS))

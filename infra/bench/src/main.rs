@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         return worker::run(args).await;
     }
     if cfg!(debug_assertions) {
-        eprintln!("warning: a debug build; `make bench` builds with --profile bench-release");
+        eprintln!("warning: a debug build; `make bench` builds with --release");
     }
     let mut results = Results {
         generated_at: chrono::Utc::now().to_rfc3339(),

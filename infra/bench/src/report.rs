@@ -232,7 +232,7 @@ mod tests {
     fn the_table_shows_each_figure_and_flags_missed_targets_and_failed_checks() {
         let results = Results {
             generated_at: "now".into(),
-            build_profile: "bench-release".into(),
+            build_profile: "release".into(),
             cpus: 2,
             record_store: RECORD_STORE_NOTE,
             scenarios: vec![figures(true, true)],
