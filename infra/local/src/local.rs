@@ -93,6 +93,8 @@ impl LocalStack {
                 client_id: options.hubspot.client_id.clone(),
                 client_secret: SecretString::from(options.hubspot.client_secret.clone()),
             }),
+            google_app: None,
+            google_token_url: syncbridge::adapters::google::DEFAULT_TOKEN_URL.to_owned(),
             tenant_claim: "tenant_id".to_owned(),
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;

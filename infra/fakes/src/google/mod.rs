@@ -311,7 +311,8 @@ impl GoogleState {
     /// Makes every sync token issued so far answer 410 `fullSyncRequired`.
     pub fn invalidate_sync_tokens(&self) {
         let mut inner = self.lock();
-        inner.store.min_sync_seq = inner.store.seq + 1;
+        inner.store.seq += 1;
+        inner.store.min_sync_seq = inner.store.seq;
     }
 
     pub fn stats(&self) -> Stats {
