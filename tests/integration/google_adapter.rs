@@ -26,7 +26,9 @@ use syncbridge_fakes::google::{FakeConfig, Fault, FaultKind, GoogleFake, Route, 
 const TOKEN: &str = "ya29.fake-google";
 
 async fn start(events: usize, weekly_instances: usize) -> RunningFake {
-    GoogleFake::start(FakeConfig { events, weekly_instances, ..FakeConfig::default() }).await.expect("fake starts")
+    GoogleFake::start(FakeConfig { events, weekly_instances, ..FakeConfig::default() })
+        .await
+        .expect("fake starts")
 }
 
 fn connection(fake: &RunningFake, token: &str, refresh: Option<&str>) -> Connection {
@@ -49,8 +51,10 @@ fn connection(fake: &RunningFake, token: &str, refresh: Option<&str>) -> Connect
 
 fn factory(fake: &RunningFake) -> GoogleFactory {
     let config = fake.state().config().clone();
-    let app = OAuthApp { client_id: config.client_id, client_secret: SecretString::from(config.client_secret) };
-    let backoff = Backoff { base: Duration::from_millis(20), max_wait: Duration::from_secs(1), ..Backoff::default() };
+    let app =
+        OAuthApp { client_id: config.client_id, client_secret: SecretString::from(config.client_secret) };
+    let backoff =
+        Backoff { base: Duration::from_millis(20), max_wait: Duration::from_secs(1), ..Backoff::default() };
     GoogleFactory::new(reqwest::Client::new(), Some(app), fake.token_url()).with_backoff(backoff)
 }
 
@@ -105,7 +109,8 @@ fn in_window(fake: &RunningFake) -> BTreeSet<String> {
 }
 
 #[tokio::test]
-async fn google_full_pull_pages_the_window_then_an_incremental_pull_returns_only_a_persons_changes_in_one_request() {
+async fn google_full_pull_pages_the_window_then_an_incremental_pull_returns_only_a_persons_changes_in_one_request()
+ {
     let fake = start(600, 4).await;
     let client = client(&fake);
     let (records, cursor, pages) = pull_all(&client, None).await;
@@ -113,8 +118,13 @@ async fn google_full_pull_pages_the_window_then_an_incremental_pull_returns_only
     assert_eq!(ids(&records), in_window(&fake), "exactly the window's live events");
     assert_eq!(records.len(), ids(&records).len(), "no event twice");
     assert!(records.iter().any(|r| r.external_id.as_str().starts_with("weekly0sync_")), "instances");
-    assert!(records.iter().any(|r| r.fields["all_day"] == json!(true) && r.fields["start"].as_str().is_some_and(|s| s.len() == 10)));
-    let outside = records.iter().find(|r| r.fields["attendees"].as_array().is_some_and(|a| a.iter().any(|e| e == "jane.doe@globex.example")));
+    assert!(
+        records.iter().any(|r| r.fields["all_day"] == json!(true)
+            && r.fields["start"].as_str().is_some_and(|s| s.len() == 10))
+    );
+    let outside = records.iter().find(|r| {
+        r.fields["attendees"].as_array().is_some_and(|a| a.iter().any(|e| e == "jane.doe@globex.example"))
+    });
     assert!(outside.is_some(), "outside attendees arrive lowercased");
     assert!(records.iter().all(|r| r.etag.is_some() && r.remote_modified_at.is_some()));
 
@@ -136,7 +146,10 @@ async fn google_full_pull_pages_the_window_then_an_incremental_pull_returns_only
     let by_id: BTreeMap<&str, &RemoteRecord> = changes.iter().map(|r| (r.external_id.as_str(), r)).collect();
     assert_eq!(by_id[edited.as_str()].fields["title"], json!("Renamed by a person"));
     assert_eq!(by_id[edited.as_str()].fields["location"], Value::Null);
-    assert_eq!(by_id[moved.as_str()].fields["start"], json!(later.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    assert_eq!(
+        by_id[moved.as_str()].fields["start"],
+        json!(later.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    );
     assert!(by_id[cancelled.as_str()].deleted, "cancelled events are deletes");
     assert!(!by_id[edited.as_str()].deleted);
 }
@@ -176,10 +189,15 @@ async fn google_410_restarts_a_full_pull_whose_gap_listing_catches_events_moved_
     assert_eq!(stats.incremental_lists, 1, "the sync token was tried once, then the full listing");
     assert!(stats.routes["list"] >= 3, "410, window and gap listings: {stats:?}");
     let latest: BTreeMap<&str, &RemoteRecord> = resync.iter().map(|r| (r.external_id.as_str(), r)).collect();
-    assert!(latest[moved_out.as_str()].fields["start"].as_str().is_some_and(|s| s.starts_with(&far.format("%Y-%m-%d").to_string())));
+    assert!(
+        latest[moved_out.as_str()].fields["start"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&far.format("%Y-%m-%d").to_string()))
+    );
     assert!(latest[cancelled.as_str()].deleted, "a cancellation during the gap still arrives");
     assert_eq!(latest[edited.as_str()].fields["title"], json!("Edited while the token was dead"));
-    let survivors: BTreeSet<String> = ids(&first).into_iter().filter(|i| *i != cancelled && *i != moved_out).collect();
+    let survivors: BTreeSet<String> =
+        ids(&first).into_iter().filter(|i| *i != cancelled && *i != moved_out).collect();
     assert!(survivors.is_subset(&ids(&resync)), "every event still in the window is listed again");
 
     state.reset_stats();
@@ -248,11 +266,17 @@ async fn a_410_during_a_worker_run_resyncs_without_losing_or_duplicating_records
     assert_eq!(after_ids, expected, "nothing lost, the new event added");
     let by_id: BTreeMap<&str, _> = after.iter().map(|r| (r.external_id.as_str(), r)).collect();
     assert!(by_id[seeded[1].as_str()].deleted, "cancelled during the gap -> deleted");
-    assert!(by_id[seeded[0].as_str()].fields["start"].as_str().is_some_and(|s| s.starts_with(&far.format("%Y-%m-%d").to_string())), "moved out of the window during the gap -> updated");
+    assert!(
+        by_id[seeded[0].as_str()].fields["start"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&far.format("%Y-%m-%d").to_string())),
+        "moved out of the window during the gap -> updated"
+    );
     assert_eq!(state.stats().incremental_lists, 1, "the second sync tried its token once, then resynced");
 
     // A cursor the adapter cannot read is `CursorExpired`: the worker drops it and pulls in full.
-    let mut current = deps.connections.get(&conn.tenant_id, &conn.connection_id).await.expect("get").expect("conn");
+    let mut current =
+        deps.connections.get(&conn.tenant_id, &conn.connection_id).await.expect("get").expect("conn");
     current.cursors.insert(ObjectType::Events, SyncCursor::new("not a cursor"));
     store.put_connection(current);
     assert!(matches!(sync_once(&deps, &conn).await, JobOutcome::Completed { .. }));
@@ -280,7 +304,11 @@ async fn creating_the_same_suggested_meeting_twice_leaves_one_event_at_google() 
     let fake = start(0, 0).await;
     let client = client(&fake);
     let token = SecretString::from(TOKEN);
-    let write = ProviderWrite::Create { object: ObjectType::Events, fields: meeting("Intro"), idempotency_key: key("push-1") };
+    let write = ProviderWrite::Create {
+        object: ObjectType::Events,
+        fields: meeting("Intro"),
+        idempotency_key: key("push-1"),
+    };
     let first = client.write(&token, std::slice::from_ref(&write)).await.expect("write");
     let second = client.write(&token, &[write]).await.expect("write");
     let (a, b) = (first[0].as_ref().expect("created"), second[0].as_ref().expect("acked"));
@@ -288,7 +316,10 @@ async fn creating_the_same_suggested_meeting_twice_leaves_one_event_at_google() 
     assert_eq!(a.external_id.as_str(), event_id_for(&key("push-1")));
     assert_eq!(a.etag, b.etag);
     assert_eq!(fake.state().event_count(), 1, "one event at the fake");
-    assert_eq!(b.fields.as_ref().expect("fields")["attendees"], json!(["owner@acme.example", "raj@initech.example"]));
+    assert_eq!(
+        b.fields.as_ref().expect("fields")["attendees"],
+        json!(["owner@acme.example", "raj@initech.example"])
+    );
     let stats = fake.state().stats();
     assert_eq!((stats.routes["insert"], stats.routes["get"]), (2, 1), "the 409 was answered by a fetch");
 }
@@ -304,16 +335,31 @@ async fn an_update_or_delete_with_a_stale_etag_is_a_conflict_and_changes_nothing
     let fields = BTreeMap::from([("title".to_owned(), json!("Ours"))]);
     let stale = Precondition { etag: Some(old_etag.clone()), unmodified_since: None };
     let results = client
-        .write(&token, &[
-            ProviderWrite::Update { object: ObjectType::Events, external_id: id.clone(), fields: fields.clone(), precondition: stale.clone() },
-            ProviderWrite::Delete { object: ObjectType::Events, external_id: id.clone(), precondition: stale },
-            ProviderWrite::Update {
-                object: ObjectType::Events,
-                external_id: id.clone(),
-                fields: fields.clone(),
-                precondition: Precondition { etag: None, unmodified_since: Some(Utc::now() - chrono::Duration::hours(1)) },
-            },
-        ])
+        .write(
+            &token,
+            &[
+                ProviderWrite::Update {
+                    object: ObjectType::Events,
+                    external_id: id.clone(),
+                    fields: fields.clone(),
+                    precondition: stale.clone(),
+                },
+                ProviderWrite::Delete {
+                    object: ObjectType::Events,
+                    external_id: id.clone(),
+                    precondition: stale,
+                },
+                ProviderWrite::Update {
+                    object: ObjectType::Events,
+                    external_id: id.clone(),
+                    fields: fields.clone(),
+                    precondition: Precondition {
+                        etag: None,
+                        unmodified_since: Some(Utc::now() - chrono::Duration::hours(1)),
+                    },
+                },
+            ],
+        )
         .await
         .expect("write");
     assert!(matches!(results[0], Err(ProviderError::Conflict)));
@@ -323,14 +369,29 @@ async fn an_update_or_delete_with_a_stale_etag_is_a_conflict_and_changes_nothing
 
     let fresh = fake.state().event("seed00000").expect("event")["etag"].as_str().expect("etag").to_owned();
     let ok = client
-        .write(&token, &[ProviderWrite::Update { object: ObjectType::Events, external_id: id.clone(), fields, precondition: Precondition { etag: Some(fresh.clone()), unmodified_since: None } }])
+        .write(
+            &token,
+            &[ProviderWrite::Update {
+                object: ObjectType::Events,
+                external_id: id.clone(),
+                fields,
+                precondition: Precondition { etag: Some(fresh.clone()), unmodified_since: None },
+            }],
+        )
         .await
         .expect("write");
     let ack = ok[0].as_ref().expect("updated");
     assert_ne!(ack.etag.as_deref(), Some(fresh.as_str()));
     assert_eq!(ack.fields.as_ref().expect("fields")["title"], json!("Ours"));
     let del = client
-        .write(&token, &[ProviderWrite::Delete { object: ObjectType::Events, external_id: id, precondition: Precondition { etag: ack.etag.clone(), unmodified_since: None } }])
+        .write(
+            &token,
+            &[ProviderWrite::Delete {
+                object: ObjectType::Events,
+                external_id: id,
+                precondition: Precondition { etag: ack.etag.clone(), unmodified_since: None },
+            }],
+        )
         .await
         .expect("write");
     assert!(del[0].is_ok());
@@ -343,7 +404,11 @@ async fn rate_limits_are_backed_off_inline_then_reported_and_other_errors_are_cl
     let client = client(&fake);
     let token = SecretString::from(TOKEN);
     let state = fake.state();
-    let limit = |status: u16, reason: &str| FaultKind::RateLimit { status: Some(status), reason: Some(reason.into()), retry_after_secs: None };
+    let limit = |status: u16, reason: &str| FaultKind::RateLimit {
+        status: Some(status),
+        reason: Some(reason.into()),
+        retry_after_secs: None,
+    };
     state.inject_fault(Fault { route: Route::List, kind: limit(429, "rateLimitExceeded"), count: 1 });
     state.inject_fault(Fault { route: Route::List, kind: limit(403, "userRateLimitExceeded"), count: 1 });
     state.inject_fault(Fault { route: Route::List, kind: limit(403, "rateLimitExceeded"), count: 1 });
@@ -361,9 +426,15 @@ async fn rate_limits_are_backed_off_inline_then_reported_and_other_errors_are_cl
 
     let classify = |kind: FaultKind| Fault { route: Route::List, kind, count: 1 };
     state.inject_fault(classify(FaultKind::ServerError { status: Some(503) }));
-    assert!(matches!(client.pull_page(&token, ObjectType::Events, None).await, Err(ProviderError::Transient(_))));
+    assert!(matches!(
+        client.pull_page(&token, ObjectType::Events, None).await,
+        Err(ProviderError::Transient(_))
+    ));
     state.inject_fault(classify(FaultKind::ExpiredToken));
-    assert!(matches!(client.pull_page(&token, ObjectType::Events, None).await, Err(ProviderError::Unauthorized)));
+    assert!(matches!(
+        client.pull_page(&token, ObjectType::Events, None).await,
+        Err(ProviderError::Unauthorized)
+    ));
     state.inject_fault(classify(FaultKind::MalformedJson));
     let err = client.pull_page(&token, ObjectType::Events, None).await.expect_err("malformed");
     assert!(matches!(err, ProviderError::Transient(_)), "a truncated body is retried later: {err:?}");
@@ -379,7 +450,10 @@ async fn an_expired_token_is_refreshed_at_the_token_endpoint_and_a_revoked_one_i
     let client = factory(&fake).client(&conn).expect("client");
     state.expire_token(&issued.access_token);
     let old = SecretString::from(issued.access_token.clone());
-    assert!(matches!(client.pull_page(&old, ObjectType::Events, None).await, Err(ProviderError::Unauthorized)));
+    assert!(matches!(
+        client.pull_page(&old, ObjectType::Events, None).await,
+        Err(ProviderError::Unauthorized)
+    ));
     let fresh = client.refresh(&SecretString::from(issued.refresh_token.clone())).await.expect("refresh");
     let ttl = fresh.expires_at.expect("expiry") - Utc::now();
     assert!(ttl > chrono::Duration::seconds(3590) && ttl <= chrono::Duration::seconds(3599), "{ttl}");
@@ -389,7 +463,8 @@ async fn an_expired_token_is_refreshed_at_the_token_endpoint_and_a_revoked_one_i
     let err = client.refresh(&SecretString::from(issued.refresh_token)).await.expect_err("revoked");
     assert!(matches!(err, ProviderError::Unauthorized), "{err:?}");
 
-    let no_app = GoogleFactory::new(reqwest::Client::new(), None, fake.token_url()).client(&conn).expect("client");
+    let no_app =
+        GoogleFactory::new(reqwest::Client::new(), None, fake.token_url()).client(&conn).expect("client");
     assert!(matches!(no_app.refresh(&SecretString::from("x")).await, Err(ProviderError::Permanent(_))));
 }
 
@@ -400,7 +475,8 @@ async fn a_watch_channel_is_created_then_renewed_before_expiry_by_stopping_the_o
     let token = SecretString::from(TOKEN);
     let proof = SecretString::from("channel-proof");
     let address = "http://127.0.0.1:9/webhooks/google";
-    let channel = client.watch(&token, address, &proof, Some(chrono::Duration::hours(2))).await.expect("watch");
+    let channel =
+        client.watch(&token, address, &proof, Some(chrono::Duration::hours(2))).await.expect("watch");
     assert!(channel.expiration > Utc::now() + chrono::Duration::minutes(110));
     let registered = fake.state().channels();
     assert_eq!(registered.len(), 1);
@@ -408,7 +484,10 @@ async fn a_watch_channel_is_created_then_renewed_before_expiry_by_stopping_the_o
     assert_eq!(registered[0].token.as_deref(), Some("channel-proof"));
     assert_eq!(registered[0].address, address);
 
-    let not_yet = client.renew_channel(&token, &channel, address, &proof, chrono::Duration::minutes(30)).await.expect("renew");
+    let not_yet = client
+        .renew_channel(&token, &channel, address, &proof, chrono::Duration::minutes(30))
+        .await
+        .expect("renew");
     assert!(not_yet.is_none(), "two hours left, thirty-minute margin: nothing to do");
     let renewed = client
         .renew_channel(&token, &channel, address, &proof, chrono::Duration::hours(3))

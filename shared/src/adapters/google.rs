@@ -183,10 +183,7 @@ fn error_reason(body: &[u8]) -> Option<String> {
 fn is_rate_limit(status: StatusCode, body: &[u8]) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS
         || (status == StatusCode::FORBIDDEN
-            && matches!(
-                error_reason(body).as_deref(),
-                Some("rateLimitExceeded" | "userRateLimitExceeded")
-            ))
+            && matches!(error_reason(body).as_deref(), Some("rateLimitExceeded" | "userRateLimitExceeded")))
 }
 
 impl Reply {
@@ -281,18 +278,9 @@ enum Phase {
         gap_since: Option<DateTime<Utc>>,
     },
     /// After a restart: events updated since the lost token, without time bounds.
-    Gap {
-        page_token: Option<String>,
-        since: DateTime<Utc>,
-        sync_token: String,
-        started_at: DateTime<Utc>,
-    },
+    Gap { page_token: Option<String>, since: DateTime<Utc>, sync_token: String, started_at: DateTime<Utc> },
     /// Following `syncToken`s; `synced_at` is when the token's listing began.
-    Incremental {
-        sync_token: String,
-        page_token: Option<String>,
-        synced_at: DateTime<Utc>,
-    },
+    Incremental { sync_token: String, page_token: Option<String>, synced_at: DateTime<Utc> },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -567,7 +555,12 @@ impl GoogleClient {
             }
             self.rate_limited.fetch_add(1, Ordering::Relaxed);
             let wait = backoff_wait(&self.backoff, attempt, &headers);
-            tracing::warn!(status = status.as_u16(), wait_ms = wait.as_millis() as u64, attempt, "Google rate limit");
+            tracing::warn!(
+                status = status.as_u16(),
+                wait_ms = wait.as_millis() as u64,
+                attempt,
+                "Google rate limit"
+            );
             if attempt >= self.backoff.max_retries || wait > self.backoff.max_wait {
                 return Err(ProviderError::RateLimited { retry_after: wait });
             }
@@ -576,7 +569,11 @@ impl GoogleClient {
         }
     }
 
-    async fn list(&self, token: &SecretString, query: &[(&str, String)]) -> Result<EventsPage, ProviderError> {
+    async fn list(
+        &self,
+        token: &SecretString,
+        query: &[(&str, String)],
+    ) -> Result<EventsPage, ProviderError> {
         let url = self.events_url();
         let mut q: Vec<(&str, String)> = vec![
             ("singleEvents", "true".into()),
@@ -632,7 +629,9 @@ impl GoogleClient {
                 let records = self.records(&page)?;
                 let (next, has_more) = match page.next_page_token {
                     Some(p) => (Phase::Gap { page_token: Some(p), since, sync_token, started_at }, true),
-                    None => (Phase::Incremental { sync_token, page_token: None, synced_at: started_at }, false),
+                    None => {
+                        (Phase::Incremental { sync_token, page_token: None, synced_at: started_at }, false)
+                    }
                 };
                 Ok(PulledPage { records, cursor: next.to_cursor(), has_more })
             }
@@ -796,7 +795,11 @@ impl GoogleClient {
     }
 
     /// Stops a channel (`channels.stop`); a channel Google no longer knows counts as stopped.
-    pub async fn stop_channel(&self, token: &SecretString, channel: &WatchChannel) -> Result<(), ProviderError> {
+    pub async fn stop_channel(
+        &self,
+        token: &SecretString,
+        channel: &WatchChannel,
+    ) -> Result<(), ProviderError> {
         let url = format!("{}/channels/stop", self.base);
         let body = json!({ "id": channel.id, "resourceId": channel.resource_id });
         let reply = self.send(|| self.http.post(&url).bearer_auth(token.expose_secret()).json(&body)).await?;
@@ -1000,7 +1003,10 @@ mod tests {
         assert!(!r.fields.contains_key("location"));
         let fields: Fields = [("deal_id".to_owned(), json!("7")), ("title".to_owned(), json!("T"))].into();
         let body = event_body(&fields, &m).unwrap();
-        assert_eq!(Value::Object(body), json!({ "summary": "T", "extendedProperties": { "private": { "sbDeal": "7" } } }));
+        assert_eq!(
+            Value::Object(body),
+            json!({ "summary": "T", "extendedProperties": { "private": { "sbDeal": "7" } } })
+        );
     }
 
     #[test]
@@ -1043,7 +1049,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_honours_retry_after() {
-        let b = Backoff { base: Duration::from_millis(100), max_wait: Duration::from_secs(1), ..Backoff::default() };
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            max_wait: Duration::from_secs(1),
+            ..Backoff::default()
+        };
         let h = HeaderMap::new();
         for attempt in 0..6 {
             let w = backoff_wait(&b, attempt, &h);
@@ -1065,7 +1075,11 @@ mod tests {
     #[test]
     fn channels_need_renewal_within_the_margin() {
         let now = Utc::now();
-        let c = WatchChannel { id: "c".into(), resource_id: "r".into(), expiration: now + chrono::Duration::hours(2) };
+        let c = WatchChannel {
+            id: "c".into(),
+            resource_id: "r".into(),
+            expiration: now + chrono::Duration::hours(2),
+        };
         assert!(!c.needs_renewal(now, chrono::Duration::hours(1)));
         assert!(c.needs_renewal(now, chrono::Duration::hours(3)));
     }

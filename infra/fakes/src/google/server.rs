@@ -1,6 +1,9 @@
 //! The fake's axum router: Calendar v3 events and channels routes under `/calendar/v3`, the OAuth
 //! token endpoint `/token`, and `/_admin/`.
 
+// Handlers return early with a ready `Response`; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -373,7 +376,7 @@ async fn insert(
     });
     match result {
         Ok(v) => Json(v).into_response(),
-        Err(()) => {
+        Err(_) => {
             g_error(StatusCode::CONFLICT, "global", "duplicate", "The requested identifier already exists.")
         }
     }

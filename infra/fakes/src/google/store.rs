@@ -203,6 +203,10 @@ pub fn writable_properties(body: &Value, full: bool) -> Result<Map<String, Value
     Ok(out)
 }
 
+/// An insert asked for an id that is taken (cancelled events keep theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DuplicateId;
+
 /// What a listing asks for.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -326,18 +330,18 @@ impl Store {
         }
     }
 
-    /// Inserts an event; `Err(())` when the id is taken (cancelled events keep their id).
+    /// Inserts an event; `Err(DuplicateId)` when the id is taken.
     pub fn insert(
         &mut self,
         id: String,
         props: Map<String, Value>,
         now: DateTime<Utc>,
-    ) -> Result<&StoredEvent, ()> {
+    ) -> Result<&StoredEvent, DuplicateId> {
         if self.events.contains_key(&id) {
-            return Err(());
+            return Err(DuplicateId);
         }
         self.put_new(id.clone(), props, now, false);
-        self.events.get(&id).ok_or(())
+        self.events.get(&id).ok_or(DuplicateId)
     }
 
     /// Applies `props` (top-level keys replace; `replace`: the whole writable set is replaced).
@@ -417,7 +421,7 @@ pub fn encode_token(tag: &str, parts: &[u64]) -> String {
 
 /// The numbers of a token made by [`encode_token`] with this tag, or `None`.
 pub fn decode_token(tag: &str, token: &str) -> Option<Vec<u64>> {
-    if token.len() % 2 != 0 || token.len() > 512 {
+    if !token.len().is_multiple_of(2) || token.len() > 512 {
         return None;
     }
     let bytes: Option<Vec<u8>> =

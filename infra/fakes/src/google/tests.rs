@@ -479,7 +479,7 @@ async fn every_response_matches_the_discovery_documents_schemas() {
     let mut seen_kinds = (false, false, false, false);
     for query in [
         window(),
-        vec![("maxResults".into(), "250".into())],
+        vec![("maxResults", "250".into())],
         vec![("singleEvents", "true".into()), ("syncToken", sync)],
     ] {
         let (status, body) = list(&fake, &query).await;
@@ -580,4 +580,78 @@ async fn the_fakes_routes_and_parameters_are_the_discovery_documents() {
     let id_doc = doc["schemas"]["Event"]["properties"]["id"]["description"].as_str().unwrap_or("");
     assert!(id_doc.contains("base32hex") && id_doc.contains("between 5 and 1024"));
     assert!(store::valid_event_id(&"v".repeat(1024)) && !store::valid_event_id(&"v".repeat(1025)));
+}
+
+#[tokio::test]
+async fn the_admin_routes_edit_events_inject_faults_and_notify_channels_over_http() {
+    let fake = start(2, 0).await;
+    let admin = |path: &str| format!("{}/_admin/{path}", fake.base_url());
+    let start = Utc::now() + ChronoDuration::days(1);
+    let created: Value = http()
+        .post(admin("events"))
+        .json(&json!({ "summary": "Made by hand", "start": { "dateTime": start.to_rfc3339() }, "end": { "dateTime": (start + ChronoDuration::hours(1)).to_rfc3339() } }))
+        .send()
+        .await
+        .expect("req")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let edited = http()
+        .patch(admin(&format!("events/{id}")))
+        .json(&json!({ "summary": "Renamed" }))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(edited.status().as_u16(), 200);
+    let moved = http()
+        .post(admin(&format!("events/{id}/move")))
+        .json(&json!({ "start": (start + ChronoDuration::days(2)).to_rfc3339(), "end": (start + ChronoDuration::days(2) + ChronoDuration::hours(1)).to_rfc3339() }))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(moved.status().as_u16(), 200);
+    let cancelled = http().post(admin(&format!("events/{id}/cancel"))).send().await.expect("req");
+    assert_eq!(cancelled.status().as_u16(), 200);
+    assert_eq!(fake.state().event(&id).expect("event")["status"], "cancelled");
+    let fault = http()
+        .post(admin("faults"))
+        .json(&json!({ "route": "list", "kind": "delay", "ms": 150 }))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(fault.status().as_u16(), 204);
+    let before = std::time::Instant::now();
+    let (status, _) = list(&fake, &[]).await;
+    assert_eq!(status, 200);
+    assert!(before.elapsed() >= std::time::Duration::from_millis(150), "the delay fault held the answer");
+    let stats: Stats = http().get(admin("stats")).send().await.expect("req").json().await.expect("json");
+    assert_eq!(stats.routes.get("list"), Some(&1));
+    let (address, seen, _task) = receiver().await;
+    fake.state()
+        .add_channel(Channel {
+            id: "c9".into(),
+            resource_id: "r9".into(),
+            address,
+            token: None,
+            expiration: Utc::now().timestamp_millis() + 60_000,
+            stopped: false,
+            messages: 0,
+        })
+        .expect("channel");
+    let sent: Vec<Delivery> = http()
+        .post(admin("channels/notify"))
+        .json(&json!({ "state": "exists" }))
+        .send()
+        .await
+        .expect("req")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].status, Some(200));
+    assert_eq!(seen.lock().expect("lock").len(), 1);
+    let invalid =
+        http().post(admin("events")).json(&json!({ "summary": "no times" })).send().await.expect("req");
+    assert_eq!(invalid.status().as_u16(), 400);
 }
