@@ -501,3 +501,71 @@ async fn a_watch_channel_is_created_then_renewed_before_expiry_by_stopping_the_o
     assert!(fake.state().active_channels().is_empty());
     client.stop_channel(&token, &renewed).await.expect("stopping twice is fine");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_google_connection_syncs_through_the_local_stack_and_a_410_resyncs_without_losing_or_duplicating() {
+    let stack = syncbridge_tests::stack(0, false).await.expect("stack");
+    let created = syncbridge_tests::api(&stack, "acme")
+        .expect("api")
+        .call(
+            reqwest::Method::POST,
+            "/v1/connections",
+            Some(json!({ "provider": "google", "base_url": stack.google.base_url(), "access_token": TOKEN })),
+        )
+        .await
+        .expect("connect");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let drain = Duration::from_secs(120);
+    stack.runner.fire_schedule(Utc::now()).await.expect("tick");
+    assert_eq!(stack.runner.drain(drain).await.expect("drain").failures, 0);
+    let conn = syncbridge_tests::get(&stack, "acme", &format!("/v1/connections/{id}")).await.expect("conn");
+    assert_eq!(conn["status"], "synced", "{conn}");
+    let window = in_window(&stack.google);
+    assert_eq!(conn["record_counts"]["events"], json!(window.len()));
+
+    let google = stack.google.state();
+    let mut seeded: Vec<String> = window.iter().filter(|i| i.starts_with("seed")).cloned().collect();
+    seeded.sort();
+    let far = Utc::now() + chrono::Duration::days(20);
+    google.move_event(&seeded[0], far, far + chrono::Duration::hours(1)).expect("move");
+    google.cancel_event(&seeded[1]).expect("cancel");
+    google.invalidate_sync_tokens();
+    stack.runner.fire_schedule(Utc::now() + chrono::Duration::minutes(16)).await.expect("tick");
+    assert_eq!(stack.runner.drain(drain).await.expect("drain").failures, 0);
+
+    let records = syncbridge_tests::all_records(&stack, "acme", &id).await.expect("records");
+    let ids: BTreeSet<&str> = records.iter().filter_map(|r| r["external_id"].as_str()).collect();
+    assert_eq!(records.len(), ids.len(), "no record twice");
+    assert_eq!(ids, window.iter().map(String::as_str).collect(), "nothing lost");
+    let find = |id: &str| records.iter().find(|r| r["external_id"] == id).expect("record");
+    assert_eq!(find(&seeded[1])["deleted"], true);
+    assert!(
+        find(&seeded[0])["fields"]["start"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&far.format("%Y-%m-%d").to_string()))
+    );
+    let conn = syncbridge_tests::get(&stack, "acme", &format!("/v1/connections/{id}")).await.expect("conn");
+    assert_eq!(
+        conn["record_counts"]["events"],
+        json!(window.len() - 1),
+        "the cancelled event is counted out"
+    );
+}
+
+#[tokio::test]
+async fn an_incremental_pull_of_more_than_a_page_of_changes_follows_page_tokens_to_the_next_sync_token() {
+    let fake = start(320, 0).await;
+    let client = client(&fake);
+    let (_, cursor, _) = pull_all(&client, None).await;
+    let state = fake.state();
+    let edited: BTreeSet<String> = state.live_event_ids().into_iter().take(300).collect();
+    for id in &edited {
+        state.edit_event(id, json!({ "description": "bulk edit" })).expect("edit");
+    }
+    let (changes, cursor, pages) = pull_all(&client, cursor).await;
+    assert_eq!(pages, 2, "300 changes at 250 a page");
+    assert_eq!(ids(&changes), edited);
+    assert!(changes.iter().all(|r| r.fields["description"] == json!("bulk edit")));
+    let (after, _, _) = pull_all(&client, cursor).await;
+    assert!(after.is_empty());
+}

@@ -279,8 +279,15 @@ enum Phase {
     },
     /// After a restart: events updated since the lost token, without time bounds.
     Gap { page_token: Option<String>, since: DateTime<Utc>, sync_token: String, started_at: DateTime<Utc> },
-    /// Following `syncToken`s; `synced_at` is when the token's listing began.
-    Incremental { sync_token: String, page_token: Option<String>, synced_at: DateTime<Utc> },
+    /// Following `syncToken`s; `synced_at` is when the token's listing began. While paging,
+    /// `paging_since` is when the current listing began (it becomes the next `synced_at`).
+    Incremental {
+        sync_token: String,
+        page_token: Option<String>,
+        synced_at: DateTime<Utc>,
+        #[serde(default)]
+        paging_since: Option<DateTime<Utc>>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -497,6 +504,16 @@ struct TokenReply {
     expires_in: i64,
 }
 
+/// The API root of a base URL: an origin alone (`https://www.googleapis.com`, the API's default for
+/// Google connections) gets Google's `/calendar/v3`; a URL with a path is used as given.
+fn api_root(base_url: &str) -> String {
+    let trimmed = base_url.trim_end_matches('/');
+    match url::Url::parse(trimmed) {
+        Ok(u) if u.path().trim_matches('/').is_empty() => format!("{trimmed}/calendar/v3"),
+        _ => trimmed.to_owned(),
+    }
+}
+
 fn encode(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
@@ -521,7 +538,7 @@ impl GoogleClient {
             .with_overrides(connection.settings.field_mapping.get(&ObjectType::Events));
         Ok(Self {
             http,
-            base: connection.base_url.trim_end_matches('/').to_owned(),
+            base: api_root(&connection.base_url),
             token_url: token_url.to_owned(),
             app,
             backoff,
@@ -615,9 +632,15 @@ impl GoogleClient {
                     (None, Some(sync_token), Some(since)) => {
                         (Phase::Gap { page_token: None, since, sync_token, started_at }, true)
                     }
-                    (None, Some(sync_token), None) => {
-                        (Phase::Incremental { sync_token, page_token: None, synced_at: started_at }, false)
-                    }
+                    (None, Some(sync_token), None) => (
+                        Phase::Incremental {
+                            sync_token,
+                            page_token: None,
+                            synced_at: started_at,
+                            paging_since: None,
+                        },
+                        false,
+                    ),
                     (None, None, _) => return Err(missing_sync_token()),
                 };
                 Ok(PulledPage { records, cursor: next.to_cursor(), has_more })
@@ -629,14 +652,20 @@ impl GoogleClient {
                 let records = self.records(&page)?;
                 let (next, has_more) = match page.next_page_token {
                     Some(p) => (Phase::Gap { page_token: Some(p), since, sync_token, started_at }, true),
-                    None => {
-                        (Phase::Incremental { sync_token, page_token: None, synced_at: started_at }, false)
-                    }
+                    None => (
+                        Phase::Incremental {
+                            sync_token,
+                            page_token: None,
+                            synced_at: started_at,
+                            paging_since: None,
+                        },
+                        false,
+                    ),
                 };
                 Ok(PulledPage { records, cursor: next.to_cursor(), has_more })
             }
-            Phase::Incremental { sync_token, page_token, synced_at } => {
-                let started = Utc::now();
+            Phase::Incremental { sync_token, page_token, synced_at, paging_since } => {
+                let started = paging_since.filter(|_| page_token.is_some()).unwrap_or_else(Utc::now);
                 let mut q = vec![("syncToken", sync_token.clone())];
                 q.extend(page_token.map(|p| ("pageToken", p)));
                 let page = match self.list(token, &q).await {
@@ -649,10 +678,24 @@ impl GoogleClient {
                 };
                 let records = self.records(&page)?;
                 let (next, has_more) = match (page.next_page_token, page.next_sync_token) {
-                    (Some(p), _) => (Phase::Incremental { sync_token, page_token: Some(p), synced_at }, true),
-                    (None, Some(s)) => {
-                        (Phase::Incremental { sync_token: s, page_token: None, synced_at: started }, false)
-                    }
+                    (Some(p), _) => (
+                        Phase::Incremental {
+                            sync_token,
+                            page_token: Some(p),
+                            synced_at,
+                            paging_since: Some(started),
+                        },
+                        true,
+                    ),
+                    (None, Some(s)) => (
+                        Phase::Incremental {
+                            sync_token: s,
+                            page_token: None,
+                            synced_at: started,
+                            paging_since: None,
+                        },
+                        false,
+                    ),
                     (None, None) => return Err(missing_sync_token()),
                 };
                 Ok(PulledPage { records, cursor: next.to_cursor(), has_more })
@@ -1067,9 +1110,22 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_unreadable_ones_expire() {
-        let phase = Phase::Incremental { sync_token: "abc".into(), page_token: None, synced_at: Utc::now() };
+        let phase = Phase::Incremental {
+            sync_token: "abc".into(),
+            page_token: Some("p".into()),
+            synced_at: Utc::now(),
+            paging_since: Some(Utc::now()),
+        };
         assert_eq!(Phase::parse(&phase.to_cursor()).unwrap(), phase);
         assert!(matches!(Phase::parse(&SyncCursor::new("nope")), Err(ProviderError::CursorExpired)));
+    }
+
+    #[test]
+    fn an_origin_alone_gets_googles_api_path_and_a_full_root_is_kept() {
+        assert_eq!(api_root("https://www.googleapis.com"), DEFAULT_API_ROOT);
+        assert_eq!(api_root("https://www.googleapis.com/"), DEFAULT_API_ROOT);
+        assert_eq!(api_root("https://www.googleapis.com/calendar/v3/"), DEFAULT_API_ROOT);
+        assert_eq!(api_root("http://127.0.0.1:5/calendar/v3"), "http://127.0.0.1:5/calendar/v3");
     }
 
     #[test]
