@@ -546,6 +546,7 @@ mod tests {
                         base: Default::default(),
                         remote_modified_at: Some(t0()),
                         etag: None,
+                        local_modified_at: None,
                         deleted: false,
                         created_at: t0(),
                         updated_at: t0(),
