@@ -579,3 +579,49 @@ async fn an_incremental_pull_of_more_than_a_page_of_changes_follows_page_tokens_
     let (after, _, _) = pull_all(&client, cursor).await;
     assert!(after.is_empty());
 }
+
+#[tokio::test]
+async fn an_approved_suggested_meeting_is_created_once_at_google_and_its_echo_changes_nothing() {
+    use syncbridge::domain::{Priority, PushAction};
+    use syncbridge::sync::push::{PushRequest, queue};
+
+    let fake = start(5, 0).await;
+    let (deps, store) = engine(&fake);
+    let mut conn = connection(&fake, TOKEN, None);
+    conn.settings.auto_push.insert(PushAction::CreateEvent, true);
+    store.put_connection(conn.clone());
+    assert!(matches!(sync_once(&deps, &conn).await, JobOutcome::Completed { .. }));
+    let before = fake.state().event_count();
+
+    let request = PushRequest {
+        action: PushAction::CreateEvent,
+        priority: Priority::Normal,
+        record_id: None,
+        fields: meeting("Intro with Initech"),
+        idempotency_key: key("suggest-1"),
+    };
+    queue(&deps, &conn, request, "agent").await.expect("queued");
+    assert!(matches!(sync_once(&deps, &conn).await, JobOutcome::Completed { .. }));
+    let id = event_id_for(&key("suggest-1"));
+    let event = fake.state().event(&id).expect("the meeting is at Google");
+    assert_eq!(event["summary"], "Intro with Initech");
+    assert_eq!(fake.state().event_count(), before + 1);
+
+    // A worker that died after Google accepted the create repeats it: still one event.
+    let client = factory(&fake).client(&conn).expect("client");
+    let repeat = ProviderWrite::Create {
+        object: ObjectType::Events,
+        fields: meeting("Intro with Initech"),
+        idempotency_key: key("suggest-1"),
+    };
+    let acked = client.write(&SecretString::from(TOKEN), &[repeat]).await.expect("write");
+    assert_eq!(acked[0].as_ref().expect("acked").external_id.as_str(), id);
+    assert_eq!(fake.state().event_count(), before + 1);
+
+    assert!(matches!(sync_once(&deps, &conn).await, JobOutcome::Completed { .. }));
+    let records = events_of(&store, &conn);
+    let ours: Vec<_> = records.iter().filter(|r| r.external_id.as_str() == id).collect();
+    assert_eq!(ours.len(), 1, "one record for the meeting");
+    assert_eq!(ours[0].version, 1, "the pulled echo of our own create changed nothing");
+    assert_eq!(ours[0].fields["title"], json!("Intro with Initech"));
+}

@@ -283,7 +283,8 @@ async fn rejecting_a_local_edit_puts_the_agreed_value_back() {
     w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("1"))]);
     w.sync().await;
     let id = w.queue(PushAction::UpdateField, Some("c1"), f(&[("phone", json!("2"))]), "score-1").await;
-    let out = push::decide(&w.deps, &w.conn.tenant_id, std::slice::from_ref(&id), false, "user:ann").await.unwrap();
+    let out =
+        push::decide(&w.deps, &w.conn.tenant_id, std::slice::from_ref(&id), false, "user:ann").await.unwrap();
     assert_eq!(out[0].1.as_ref().map(|i| i.status).ok(), Some(PushStatus::Rejected));
     assert_eq!(w.record("c1").fields["phone"], json!("1"));
     assert_eq!(w.sync().await.pushed, 0);
