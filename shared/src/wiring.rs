@@ -108,6 +108,7 @@ pub fn api_state(deps: &Deps, config: &Config) -> ApiState {
         audit: deps.audit.clone(),
         queue: deps.queue.clone(),
         clock: deps.clock.clone(),
+        engine: deps.clone(),
         tenant_claim: config.tenant_claim.clone(),
     }
 }
