@@ -767,6 +767,7 @@ mod tests {
             remote_modified_at: None,
             etag: None,
             local_modified_at: None,
+            sources: Default::default(),
             deleted: false,
             created_at: t0(),
             updated_at: t0(),

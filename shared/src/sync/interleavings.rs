@@ -17,7 +17,7 @@ use super::worker::run_job;
 use super::{Deadline, Deps, EngineSettings};
 use crate::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore};
 use crate::adapters::memory_provider::MemoryProvider;
-use crate::domain::policy::{ConflictPolicy, Ownership};
+use crate::domain::policy::{ConflictPolicy, Ownership, Source};
 use crate::domain::{
     ConflictStatus, Connection, ConnectionSettings, Credentials, IdempotencyKey, Job, JobId, JobReason,
     NewConnection, ObjectType, Operation, Priority, Provider, PushAction, PushStatus, TenantId,
@@ -33,6 +33,7 @@ enum Op {
         record: usize,
         field: usize,
         value: u8,
+        source: Option<Source>,
     },
     Remote {
         record: usize,
@@ -55,7 +56,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (0..2usize, 0..2usize, 0..3u8).prop_map(|(record, field, value)| Op::Local { record, field, value }),
+        3 => (0..2usize, 0..2usize, 0..3u8, prop_oneof![Just(None), Just(Some(Source::UserStated)), Just(Some(Source::Web))])
+            .prop_map(|(record, field, value, source)| Op::Local { record, field, value, source }),
         3 => (0..2usize, 0..2usize, 0..3u8).prop_map(|(record, field, value)| Op::Remote { record, field, value }),
         1 => (0..2u8).prop_map(|key| Op::Note { key }),
         3 => Just(Op::Sync),
@@ -172,7 +174,7 @@ impl World {
 
     async fn apply(&mut self, op: &Op, local_edits: &mut BTreeMap<(usize, usize), Value>) {
         match op {
-            Op::Local { record, field, value } => {
+            Op::Local { record, field, value, source } => {
                 let Some(record_id) = self.record_id(RECORDS[*record]) else { return };
                 self.tick();
                 let v = json!(format!("local-{value}"));
@@ -187,6 +189,7 @@ impl World {
                         ulid::Ulid::new()
                     ))
                     .unwrap(),
+                    source: *source,
                 };
                 if push::queue(&self.deps, &self.conn, request, "user:ann").await.is_ok() {
                     local_edits.insert((*record, *field), v);
@@ -208,6 +211,7 @@ impl World {
                     record_id: Some(record_id),
                     fields: [("body".to_owned(), json!(format!("summary {key}")))].into(),
                     idempotency_key: IdempotencyKey::parse(format!("note-{key}")).unwrap(),
+                    source: None,
                 };
                 let _ = push::queue(&self.deps, &self.conn, request, "agent").await;
             }

@@ -28,6 +28,8 @@ struct World {
     crm: MemoryProvider,
     clock: Arc<ManualClock>,
     conn: Connection,
+    /// The source local edits are queued with.
+    source: Option<crate::domain::Source>,
     jobs: u32,
 }
 
@@ -70,7 +72,7 @@ impl World {
             now(),
         );
         store.put_connection(conn.clone());
-        Self { deps, store, bus, crm, clock, conn, jobs: 0 }
+        Self { deps, store, bus, crm, clock, conn, source: None, jobs: 0 }
     }
 
     async fn sync(&mut self) -> RunCounts {
@@ -114,6 +116,7 @@ impl World {
             record_id: record.map(|e| self.record(e).record_id),
             fields,
             idempotency_key: IdempotencyKey::parse(key).unwrap(),
+            source: self.source,
         };
         let (item, _) = push::queue(&self.deps, &self.conn, request, "user:ann").await.unwrap();
         item.push_id
@@ -434,4 +437,33 @@ async fn a_crash_at_every_step_of_a_job_ends_in_the_same_state_as_an_uninterrupt
         assert_eq!(snapshot(&w).await, expected, "step {crash_at}: a different end state");
         assert_eq!(w.crm.writes().0, 1, "step {crash_at}: one note");
     }
+}
+
+#[tokio::test]
+async fn a_stronger_source_wins_a_conflict_and_a_weaker_one_loses_it() {
+    use crate::domain::Source;
+    let mut w = World::new(ConnectionSettings::default());
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("1")), ("job_title", json!("CTO"))]);
+    w.sync().await;
+    w.source = Some(Source::UserStated);
+    w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("phone", json!("stated"))]), "edit-1").await;
+    w.source = Some(Source::Web);
+    w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("job_title", json!("VP (from the web)"))]), "edit-2")
+        .await;
+    assert_eq!(w.record("c1").sources.len(), 2);
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("crm")), ("job_title", json!("CEO"))]);
+    let c = w.sync().await;
+    assert_eq!(c.conflicts_decided, 2);
+    assert_eq!(w.record("c1").fields["phone"], json!("stated"), "user_stated beats crm");
+    assert_eq!(w.record("c1").fields["job_title"], json!("CEO"), "web loses to crm");
+    assert_eq!(w.crm.fields("c1").unwrap()["phone"], json!("stated"));
+    assert!(w.record("c1").sources.is_empty(), "agreed values carry no source");
+    let decided: Vec<String> = w
+        .store
+        .audit_entries()
+        .iter()
+        .filter(|e| e.operation == crate::domain::Operation::ConflictResolved)
+        .filter_map(|e| e.detail.get("strategy").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    assert_eq!(decided, vec!["source_hierarchy", "source_hierarchy"]);
 }
