@@ -135,11 +135,8 @@ async fn hubspot_deals_carry_their_associations_typed_fields_and_lifecycle_in_bo
         assert_eq!(deal.fields["pipeline"], "default");
     }
     let stage_of = |d: &RemoteRecord| (d.fields["stage"].clone(), d.fields["lifecycle_stage"].clone());
-    let stages: BTreeMap<String, Value> = deals
-        .iter()
-        .map(stage_of)
-        .filter_map(|(s, l)| s.as_str().map(|s| (s.to_owned(), l)))
-        .collect();
+    let stages: BTreeMap<String, Value> =
+        deals.iter().map(stage_of).filter_map(|(s, l)| s.as_str().map(|s| (s.to_owned(), l))).collect();
     assert_eq!(stages["closedwon"], "account");
     assert_eq!(stages["closedlost"], "lost");
     assert_eq!(stages["contractsent"], "opportunity");
@@ -263,7 +260,12 @@ async fn hubspot_archived_scan_waits_for_its_interval_and_pages_every_archived_r
     assert_eq!(state.stats().routes.get("list"), None);
 }
 
-fn update(object: ObjectType, id: &str, fields: Value, since: Option<chrono::DateTime<Utc>>) -> ProviderWrite {
+fn update(
+    object: ObjectType,
+    id: &str,
+    fields: Value,
+    since: Option<chrono::DateTime<Utc>>,
+) -> ProviderWrite {
     ProviderWrite::Update {
         object,
         external_id: ExternalId::parse(id).expect("id"),
@@ -286,7 +288,9 @@ async fn hubspot_batch_update_of_150_contacts_takes_two_requests() {
     let state = fake.state();
     let client = client(&fake);
     let writes: Vec<ProviderWrite> = (1..=150)
-        .map(|i| update(ObjectType::Contacts, &i.to_string(), json!({"job_title": format!("Role {i}")}), None))
+        .map(|i| {
+            update(ObjectType::Contacts, &i.to_string(), json!({"job_title": format!("Role {i}")}), None)
+        })
         .collect();
     let results = client.write(&token(), &writes).await.expect("batch");
     assert_eq!(results.len(), 150);
@@ -333,7 +337,11 @@ async fn hubspot_update_of_a_record_modified_since_the_precondition_is_a_conflic
     let client = client(&fake);
     let (records, _) = pull_all(client.as_ref(), ObjectType::Contacts, None).await;
     let stamp = |id: &str| {
-        records.iter().find(|r| r.external_id.as_str() == id).and_then(|r| r.remote_modified_at).expect("stamp")
+        records
+            .iter()
+            .find(|r| r.external_id.as_str() == id)
+            .and_then(|r| r.remote_modified_at)
+            .expect("stamp")
     };
     state.edit_contact("2", &[("jobtitle", "Changed in HubSpot")]).expect("edit");
     state.reset_stats();
@@ -382,7 +390,10 @@ async fn hubspot_create_repeated_with_the_same_key_makes_one_record() {
     let again = client.write(&token(), &[write.clone(), write]).await.expect("retry");
     assert!(again.iter().all(|r| r.as_ref().is_ok_and(|a| a.external_id == id)));
     assert_eq!(state.stats().total, 1, "the retry only reads by key");
-    assert_eq!(state.find(ObjectKind::Contacts, "syncbridge_key", "push-item-1"), vec![id.as_str().to_owned()]);
+    assert_eq!(
+        state.find(ObjectKind::Contacts, "syncbridge_key", "push-item-1"),
+        vec![id.as_str().to_owned()]
+    );
     assert_eq!(state.count(ObjectKind::Contacts), 4);
     assert_eq!(state.associated(ObjectKind::Contacts, id.as_str(), ObjectKind::Companies), vec!["2"]);
 }

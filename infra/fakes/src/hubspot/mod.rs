@@ -339,7 +339,9 @@ impl HubspotState {
             .all_ids(kind)
             .into_iter()
             .filter(|id| {
-                store.live(kind, *id).is_some_and(|r| store.property(kind, *id, r, name).as_deref() == Some(value))
+                store
+                    .live(kind, *id)
+                    .is_some_and(|r| store.property(kind, *id, r, name).as_deref() == Some(value))
             })
             .map(|id| id.to_string())
             .collect()

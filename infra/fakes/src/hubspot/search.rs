@@ -224,7 +224,8 @@ impl SearchRequest {
                 let key = |id: &u64| {
                     let c = store.get(kind, *id);
                     let n = c.and_then(|c| store.numeric(kind, *id, c, name));
-                    let s = if n.is_none() { c.and_then(|c| store.property(kind, *id, c, name)) } else { None };
+                    let s =
+                        if n.is_none() { c.and_then(|c| store.property(kind, *id, c, name)) } else { None };
                     (n, s)
                 };
                 let mut keyed: Vec<_> = ids.iter().map(|id| (key(id), *id)).collect();

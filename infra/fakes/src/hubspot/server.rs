@@ -2,6 +2,9 @@
 //! v4 associations batch read, `/oauth/v1/token` and `/_admin/`. Every answer carries a `Date`
 //! header from the account's clock (which tests can advance).
 
+// Handlers bail out with a finished `Response` as their error; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -413,7 +416,12 @@ struct BatchError {
     context: Value,
 }
 
-fn batch_reply(results: Vec<Value>, errors: Vec<BatchError>, ok: StatusCode, lh: Option<LimitHeaders>) -> Response {
+fn batch_reply(
+    results: Vec<Value>,
+    errors: Vec<BatchError>,
+    ok: StatusCode,
+    lh: Option<LimitHeaders>,
+) -> Response {
     let now = iso(chrono::Utc::now().timestamp_millis());
     let mut body = json!({
         "status": "COMPLETE",
@@ -471,9 +479,8 @@ async fn batch_read(
     let mut missing = Vec::new();
     for input in &req.inputs {
         let num = if by_unique { store.find_unique(kind, &input.id) } else { input.id.parse::<u64>().ok() };
-        let found = num.and_then(|num| {
-            store.live(kind, num).map(|r| store.render(kind, num, r, &req.properties, &[]))
-        });
+        let found = num
+            .and_then(|num| store.live(kind, num).map(|r| store.render(kind, num, r, &req.properties, &[])));
         match found {
             Some(v) => results.push(v),
             None => missing.push(input.id.clone()),
@@ -620,7 +627,8 @@ async fn batch_create(
         let mut keys = std::collections::BTreeSet::new();
         for input in &req.inputs {
             let props = as_strings(&input.properties);
-            let dup = props.get(UNIQUE_PROPERTY).filter(|k| !k.is_empty()).is_some_and(|k| !keys.insert(k.clone()));
+            let dup =
+                props.get(UNIQUE_PROPERTY).filter(|k| !k.is_empty()).is_some_and(|k| !keys.insert(k.clone()));
             if dup {
                 return bad_request(format!("Duplicate {UNIQUE_PROPERTY} values in one batch"), lh);
             }
@@ -751,7 +759,8 @@ async fn update(
         Ok((_, Err(e))) => return bad_request(e.message, lh),
         _ => None,
     };
-    let rendered = updated.and_then(|num| store.get(kind, num).map(|r| store.render(kind, num, r, &names, &[])));
+    let rendered =
+        updated.and_then(|num| store.get(kind, num).map(|r| store.render(kind, num, r, &names, &[])));
     drop(inner);
     match rendered {
         Some(v) => reply(StatusCode::OK, v, lh),
@@ -799,7 +808,10 @@ async fn associations_batch_read(
         return bad_request(format!("Batch input size must be at most {ASSOCIATIONS_MAX_INPUTS}"), lh);
     }
     let Some(type_id) = association_type_id(kind, to) else {
-        return bad_request(format!("No associations are defined from {} to {}", kind.as_str(), to.as_str()), lh);
+        return bad_request(
+            format!("No associations are defined from {} to {}", kind.as_str(), to.as_str()),
+            lh,
+        );
     };
     let inner = app.hub.lock();
     let mut results = Vec::new();

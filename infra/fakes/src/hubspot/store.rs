@@ -100,16 +100,29 @@ impl ObjectKind {
                 "hs_lastmodifieddate",
                 "hs_object_id",
             ],
-            Self::Notes => &["hs_note_body", "hs_timestamp", "createdate", "hs_lastmodifieddate", "hs_object_id"],
+            Self::Notes => {
+                &["hs_note_body", "hs_timestamp", "createdate", "hs_lastmodifieddate", "hs_object_id"]
+            }
         }
     }
 
     /// HubSpot's default properties in list and search answers when none are asked for.
     pub fn default_properties(self) -> &'static [&'static str] {
         match self {
-            Self::Contacts => &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
+            Self::Contacts => {
+                &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"]
+            }
             Self::Companies => &["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
-            Self::Deals => &["amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id", "pipeline"],
+            Self::Deals => &[
+                "amount",
+                "closedate",
+                "createdate",
+                "dealname",
+                "dealstage",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "pipeline",
+            ],
             Self::Notes => &["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
         }
     }
@@ -333,15 +346,21 @@ impl Store {
             for i in 1..=count as u64 {
                 let (created_ms, modified_ms) = seeded_times(i);
                 last_stamp = last_stamp.max(modified_ms);
-                let record =
-                    Record { created_ms, modified_ms, archived_at: None, seeded: true, overrides: BTreeMap::new() };
+                let record = Record {
+                    created_ms,
+                    modified_ms,
+                    archived_at: None,
+                    seeded: true,
+                    overrides: BTreeMap::new(),
+                };
                 table.records.insert(i, record);
                 table.by_modified.insert((modified_ms, i));
             }
             tables.insert(kind, table);
         }
         let mut store = Self { seed, tables, associations: BTreeSet::new(), last_stamp, clock_offset_ms: 0 };
-        let pick_id = |n: usize, i: u64, salt: u64| (n > 0).then(|| (mix(seed ^ i.wrapping_mul(salt)) % n as u64) + 1);
+        let pick_id =
+            |n: usize, i: u64, salt: u64| (n > 0).then(|| (mix(seed ^ i.wrapping_mul(salt)) % n as u64) + 1);
         for i in 1..=counts.contacts as u64 {
             if let Some(c) = pick_id(counts.companies, i, 11) {
                 store.link(ObjectKind::Contacts, i, ObjectKind::Companies, c);
@@ -421,7 +440,9 @@ impl Store {
     /// Associates two records (both directions); `false` if either is missing or archived or the
     /// pair of types has no association.
     pub fn associate(&mut self, kind: ObjectKind, id: u64, to: ObjectKind, to_id: u64) -> bool {
-        if association_type_id(kind, to).is_none() || self.live(kind, id).is_none() || self.live(to, to_id).is_none()
+        if association_type_id(kind, to).is_none()
+            || self.live(kind, id).is_none()
+            || self.live(to, to_id).is_none()
         {
             return false;
         }
@@ -445,7 +466,9 @@ impl Store {
         match (kind, name) {
             (_, "hs_object_id") => Some(id.to_string()),
             (_, "createdate" | "hs_createdate") => Some(iso(r.created_ms)),
-            (_, "hs_lastmodifieddate") | (ObjectKind::Contacts, "lastmodifieddate") => Some(iso(r.modified_ms)),
+            (_, "hs_lastmodifieddate") | (ObjectKind::Contacts, "lastmodifieddate") => {
+                Some(iso(r.modified_ms))
+            }
             (ObjectKind::Contacts, "associatedcompanyid") => {
                 self.associated(kind, id, ObjectKind::Companies).first().map(u64::to_string)
             }
@@ -461,25 +484,37 @@ impl Store {
             (ObjectKind::Contacts | ObjectKind::Companies, "phone") => {
                 r.seeded.then(|| format!("+1-555-{:04}", mix(s ^ id ^ ((kind as u64) << 32)) % 10_000))
             }
-            (ObjectKind::Companies, "name") => r.seeded.then(|| format!("{} {id}", pick(s, id, 7, COMPANIES))),
+            (ObjectKind::Companies, "name") => {
+                r.seeded.then(|| format!("{} {id}", pick(s, id, 7, COMPANIES)))
+            }
             (ObjectKind::Companies, "domain") => r.seeded.then(|| {
                 let slug: String =
                     pick(s, id, 7, COMPANIES).chars().filter(char::is_ascii_alphanumeric).collect();
                 format!("{}{id}.example.com", slug.to_lowercase())
             }),
             (ObjectKind::Companies, "industry") => seeded(8, INDUSTRIES),
-            (ObjectKind::Companies, "city") => r.seeded.then(|| CITIES[(h % CITIES.len() as u64) as usize].0.to_owned()),
+            (ObjectKind::Companies, "city") => {
+                r.seeded.then(|| CITIES[(h % CITIES.len() as u64) as usize].0.to_owned())
+            }
             (ObjectKind::Companies, "country") => {
                 r.seeded.then(|| CITIES[(h % CITIES.len() as u64) as usize].1.to_owned())
             }
-            (ObjectKind::Deals, "dealname") => r.seeded.then(|| format!("{} deal {id}", pick(s, id, 9, COMPANIES))),
+            (ObjectKind::Deals, "dealname") => {
+                r.seeded.then(|| format!("{} deal {id}", pick(s, id, 9, COMPANIES)))
+            }
             (ObjectKind::Deals, "amount") => r.seeded.then(|| {
                 let cents = h % 10_000_000;
-                if cents % 4 == 0 { (cents / 100).to_string() } else { format!("{}.{:02}", cents / 100, cents % 100) }
+                if cents.is_multiple_of(4) {
+                    (cents / 100).to_string()
+                } else {
+                    format!("{}.{:02}", cents / 100, cents % 100)
+                }
             }),
             (ObjectKind::Deals, "dealstage") => seeded(10, DEAL_STAGES),
             (ObjectKind::Deals, "pipeline") => r.seeded.then(|| "default".to_owned()),
-            (ObjectKind::Deals, "closedate") => r.seeded.then(|| iso(r.created_ms + 86_400_000 * (30 + (h % 120) as i64))),
+            (ObjectKind::Deals, "closedate") => {
+                r.seeded.then(|| iso(r.created_ms + 86_400_000 * (30 + (h % 120) as i64)))
+            }
             (ObjectKind::Notes, "hs_note_body") => {
                 r.seeded.then(|| format!("<p>Call with {} about renewal ({id})</p>", pick(s, id, 1, FIRST)))
             }
@@ -611,7 +646,10 @@ impl Store {
             {
                 return Err(WriteError {
                     category: "CONFLICT",
-                    message: format!("A {} with {UNIQUE_PROPERTY} {value:?} already exists: {holder}", kind.singular()),
+                    message: format!(
+                        "A {} with {UNIQUE_PROPERTY} {value:?} already exists: {holder}",
+                        kind.singular()
+                    ),
                 });
             }
         }
@@ -619,13 +657,18 @@ impl Store {
     }
 
     /// Creates a record with these properties; returns its id.
-    pub fn create(&mut self, kind: ObjectKind, properties: BTreeMap<String, String>) -> Result<u64, WriteError> {
+    pub fn create(
+        &mut self,
+        kind: ObjectKind,
+        properties: BTreeMap<String, String>,
+    ) -> Result<u64, WriteError> {
         self.check(kind, None, &properties)?;
         let stamp = self.next_stamp();
         let table = self.table_mut(kind);
         let id = table.next_id.max(1);
         table.next_id = id + 1;
-        let overrides: BTreeMap<String, String> = properties.into_iter().filter(|(k, _)| writable(k)).collect();
+        let overrides: BTreeMap<String, String> =
+            properties.into_iter().filter(|(k, _)| writable(k)).collect();
         if let Some(key) = overrides.get(UNIQUE_PROPERTY).filter(|v| !v.is_empty()) {
             table.unique.insert(key.clone(), id);
         }
@@ -719,7 +762,12 @@ impl Store {
 fn writable(name: &str) -> bool {
     !matches!(
         name,
-        "hs_object_id" | "createdate" | "hs_createdate" | "lastmodifieddate" | "hs_lastmodifieddate" | "associatedcompanyid"
+        "hs_object_id"
+            | "createdate"
+            | "hs_createdate"
+            | "lastmodifieddate"
+            | "hs_lastmodifieddate"
+            | "associatedcompanyid"
     )
 }
 

@@ -109,7 +109,8 @@ impl ProviderFactory for HubspotFactory {
                 connection.provider
             )));
         }
-        let client = HubspotClient::new(self.http.clone(), &connection.base_url, self.app.clone(), self.pacing)?;
+        let client =
+            HubspotClient::new(self.http.clone(), &connection.base_url, self.app.clone(), self.pacing)?;
         Ok(Box::new(client.with_settings(&connection.settings)))
     }
 }
@@ -365,7 +366,8 @@ fn next_incremental(
     max_seen: Option<i64>,
     lookback: Duration,
 ) -> (Phase, bool) {
-    let Phase::Incremental { since, exclusive, offset, first_ts, tie_after, ref archive, .. } = *current else {
+    let Phase::Incremental { since, exclusive, offset, first_ts, tie_after, ref archive, .. } = *current
+    else {
         return (current.clone(), false);
     };
     let window = |since, exclusive, tie_after| Phase::Incremental {
@@ -725,7 +727,8 @@ impl HubspotClient {
         token: &SecretString,
         current: Phase,
     ) -> Result<PulledPage, ProviderError> {
-        let Phase::Incremental { since, exclusive, offset, tie_after, max_seen, ref archive, .. } = current else {
+        let Phase::Incremental { since, exclusive, offset, tie_after, max_seen, ref archive, .. } = current
+        else {
             return Err(ProviderError::CursorExpired);
         };
         if let Some(scan) = &archive.scan {
@@ -797,7 +800,11 @@ impl HubspotClient {
         if scan_now {
             archive.scan = Some(ArchiveScan { started_at: now, after: None });
         }
-        Ok(PulledPage { records, cursor: phase.with_archive(archive).to_cursor(), has_more: has_more || scan_now })
+        Ok(PulledPage {
+            records,
+            cursor: phase.with_archive(archive).to_cursor(),
+            has_more: has_more || scan_now,
+        })
     }
 
     /// One page of the archived listing: records archived since the last scan (less the lookback)
@@ -1011,7 +1018,10 @@ mod tests {
             first_ts: Some(7),
             tie_after: None,
             max_seen: Some(9),
-            archive: ArchiveState { checked_at: Some(3), scan: Some(ArchiveScan { started_at: 4, after: Some("9".into()) }) },
+            archive: ArchiveState {
+                checked_at: Some(3),
+                scan: Some(ArchiveScan { started_at: 4, after: Some("9".into()) }),
+            },
         };
         assert_eq!(Phase::parse(Some(&phase.to_cursor())).unwrap(), phase);
         assert!(matches!(Phase::parse(Some(&SyncCursor::new("nope"))), Err(ProviderError::CursorExpired)));

@@ -139,7 +139,9 @@ impl Mappings {
     pub fn new(settings: &ConnectionSettings) -> Self {
         let fields = [&CONTACTS, &COMPANIES, &DEALS, &NOTES]
             .into_iter()
-            .map(|s| (s.object, FieldMap::new(s.defaults).with_overrides(settings.field_mapping.get(&s.object))))
+            .map(|s| {
+                (s.object, FieldMap::new(s.defaults).with_overrides(settings.field_mapping.get(&s.object)))
+            })
             .collect();
         Self { fields, stages: StageMap::new(DEFAULT_STAGES).with_overrides(&settings.stage_mapping) }
     }
@@ -183,7 +185,9 @@ fn canonical_value(field: &str, raw: &str) -> Option<Value> {
             .map(|d| d.date_naive())
             .or_else(|| NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").ok())
             .map(|d| Value::String(d.format("%Y-%m-%d").to_string())),
-        "timestamp" => parse_instant(raw).map(|d| Value::String(d.to_rfc3339_opts(SecondsFormat::Millis, true))),
+        "timestamp" => {
+            parse_instant(raw).map(|d| Value::String(d.to_rfc3339_opts(SecondsFormat::Millis, true)))
+        }
         f if f.ends_with("_ids") => {
             let ids: BTreeSet<String> =
                 raw.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
@@ -285,10 +289,12 @@ mod tests {
         assert_eq!(f["stage"], json!("contractsent"));
         assert_eq!(f["lifecycle_stage"], json!("opportunity"));
         assert_eq!(f["close_date"], json!("2024-06-30"));
-        let whole = to_canonical(&DEALS, &m.fields(ObjectType::Deals), &m.stages, &props(json!({"amount": "7"})));
+        let whole =
+            to_canonical(&DEALS, &m.fields(ObjectType::Deals), &m.stages, &props(json!({"amount": "7"})));
         assert_eq!(whole["amount"], json!(7));
         assert_eq!(whole["lifecycle_stage"], Value::Null);
-        let junk = to_canonical(&DEALS, &m.fields(ObjectType::Deals), &m.stages, &props(json!({"amount": "lots"})));
+        let junk =
+            to_canonical(&DEALS, &m.fields(ObjectType::Deals), &m.stages, &props(json!({"amount": "lots"})));
         assert_eq!(junk["amount"], Value::Null);
     }
 
@@ -297,7 +303,8 @@ mod tests {
         let mut settings = ConnectionSettings::default();
         settings.field_mapping.insert(
             ObjectType::Companies,
-            [("name".to_owned(), "legal_name".to_owned()), ("tier".to_owned(), "account_tier".to_owned())].into(),
+            [("name".to_owned(), "legal_name".to_owned()), ("tier".to_owned(), "account_tier".to_owned())]
+                .into(),
         );
         settings.stage_mapping.insert("closedwon".into(), "customer".into());
         let m = Mappings::new(&settings);
@@ -327,9 +334,10 @@ mod tests {
         let pairs: Vec<(u32, &str)> = a.iter().map(|(a, id)| (a.type_id, id.as_str())).collect();
         assert_eq!(pairs, vec![(202, "12"), (202, "40"), (214, "7")]);
 
-        let deal: Fields =
-            serde_json::from_value(json!({"amount": 99.5, "close_date": "2024-07-01", "lifecycle_stage": "lead", "stage": null}))
-                .unwrap();
+        let deal: Fields = serde_json::from_value(
+            json!({"amount": 99.5, "close_date": "2024-07-01", "lifecycle_stage": "lead", "stage": null}),
+        )
+        .unwrap();
         let (p, _) = to_properties(&DEALS, &m.fields(ObjectType::Deals), &deal);
         assert_eq!(p["amount"], json!("99.5"));
         assert_eq!(p["closedate"], json!("2024-07-01T00:00:00.000Z"));

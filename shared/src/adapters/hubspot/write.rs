@@ -39,7 +39,9 @@ enum Op {
 
 fn copy(e: &ProviderError) -> ProviderError {
     match e {
-        ProviderError::RateLimited { retry_after } => ProviderError::RateLimited { retry_after: *retry_after },
+        ProviderError::RateLimited { retry_after } => {
+            ProviderError::RateLimited { retry_after: *retry_after }
+        }
         ProviderError::Unauthorized => ProviderError::Unauthorized,
         ProviderError::NotFound => ProviderError::NotFound,
         ProviderError::CursorExpired => ProviderError::CursorExpired,
@@ -127,8 +129,9 @@ impl HubspotClient {
         for ((object, op), indices) in groups {
             let Some(spec) = objects::spec(object) else {
                 for i in indices {
-                    results[i] =
-                        Some(Err(ProviderError::Permanent(format!("the HubSpot adapter does not write {object}"))));
+                    results[i] = Some(Err(ProviderError::Permanent(format!(
+                        "the HubSpot adapter does not write {object}"
+                    ))));
                 }
                 continue;
             };
@@ -205,8 +208,10 @@ impl HubspotClient {
         }
         let ids: Vec<String> = checked.iter().map(|(_, id, _)| id.as_str().to_owned()).collect();
         let found = self.batch_read(spec, token, &ids, &[spec.modified.to_owned()], None).await?;
-        let modified: HashMap<&str, Option<DateTime<Utc>>> =
-            found.iter().map(|o| (o.id.as_str(), ack(spec, o).ok().and_then(|a| a.remote_modified_at))).collect();
+        let modified: HashMap<&str, Option<DateTime<Utc>>> = found
+            .iter()
+            .map(|o| (o.id.as_str(), ack(spec, o).ok().and_then(|a| a.remote_modified_at)))
+            .collect();
         for (i, id, since) in checked {
             match modified.get(id.as_str()) {
                 None => {
@@ -285,10 +290,9 @@ impl HubspotClient {
                 Ok(reply) => {
                     let parsed: BatchReply = reply.json()?;
                     for obj in &parsed.results {
-                        let key = obj
-                            .object_write_trace_id
-                            .clone()
-                            .or_else(|| obj.properties.get(KEY_PROPERTY).and_then(Value::as_str).map(str::to_owned));
+                        let key = obj.object_write_trace_id.clone().or_else(|| {
+                            obj.properties.get(KEY_PROPERTY).and_then(Value::as_str).map(str::to_owned)
+                        });
                         if let Some(key) = key {
                             done.insert(key, ack(spec, obj));
                         }
@@ -320,9 +324,9 @@ impl HubspotClient {
             }
         }
         for key in &keys {
-            let r = done
-                .remove(key)
-                .unwrap_or_else(|| Err(ProviderError::Transient("HubSpot reported no result for the create".into())));
+            let r = done.remove(key).unwrap_or_else(|| {
+                Err(ProviderError::Transient("HubSpot reported no result for the create".into()))
+            });
             settle(&mut out, key, r);
         }
         Ok(out)
@@ -338,7 +342,9 @@ impl HubspotClient {
         let targets: Vec<(usize, &ExternalId, &Precondition)> = chunk
             .iter()
             .filter_map(|i| match writes.get(*i) {
-                Some(ProviderWrite::Update { external_id, precondition, .. }) => Some((*i, external_id, precondition)),
+                Some(ProviderWrite::Update { external_id, precondition, .. }) => {
+                    Some((*i, external_id, precondition))
+                }
                 _ => None,
             })
             .collect();
@@ -382,7 +388,11 @@ impl HubspotClient {
                             e.context("objectWriteTraceId").iter().filter_map(|t| t.parse().ok()).collect();
                         if hit.is_empty() {
                             let ids = e.context("ids");
-                            hit = sent.iter().copied().filter(|i| id_of(*i).is_some_and(|id| ids.iter().any(|x| x == id))).collect();
+                            hit = sent
+                                .iter()
+                                .copied()
+                                .filter(|i| id_of(*i).is_some_and(|id| ids.iter().any(|x| x == id)))
+                                .collect();
                         }
                         for i in hit {
                             done.insert(i, Err(e.to_error()));
@@ -418,7 +428,9 @@ impl HubspotClient {
         let targets: Vec<(usize, &ExternalId, &Precondition)> = chunk
             .iter()
             .filter_map(|i| match writes.get(*i) {
-                Some(ProviderWrite::Delete { external_id, precondition, .. }) => Some((*i, external_id, precondition)),
+                Some(ProviderWrite::Delete { external_id, precondition, .. }) => {
+                    Some((*i, external_id, precondition))
+                }
                 _ => None,
             })
             .collect();
