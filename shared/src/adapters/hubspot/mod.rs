@@ -22,6 +22,7 @@ mod objects;
 mod write;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -85,12 +86,15 @@ pub struct HubspotFactory {
     http: reqwest::Client,
     app: Option<OAuthApp>,
     pacing: Pacing,
+    /// One pacer per connection, kept across jobs (a warm Lambda's next job for the connection
+    /// remembers the searches of the last one, which HubSpot still counts for a second).
+    limiters: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Limiter>>>>>,
 }
 
 impl HubspotFactory {
     /// `app` is needed only to refresh OAuth tokens (private-app tokens never expire).
     pub fn new(http: reqwest::Client, app: Option<OAuthApp>) -> Self {
-        Self { http, app, pacing: Pacing::default() }
+        Self { http, app, pacing: Pacing::default(), limiters: Arc::default() }
     }
 
     /// Replaces the pacing (for example a faster search pace against a fake without limits).
@@ -101,7 +105,7 @@ impl HubspotFactory {
 }
 
 impl ProviderFactory for HubspotFactory {
-    /// A client for the connection's `base_url`, with its own rate limiter and counters.
+    /// A client for the connection's `base_url`, with its own counters and the connection's pacer.
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
         if connection.provider != Provider::Hubspot {
             return Err(ProviderError::Permanent(format!(
@@ -111,7 +115,12 @@ impl ProviderFactory for HubspotFactory {
         }
         let client =
             HubspotClient::new(self.http.clone(), &connection.base_url, self.app.clone(), self.pacing)?;
-        Ok(Box::new(client.with_settings(&connection.settings)))
+        let key = format!("{}/{}", connection.tenant_id, connection.connection_id);
+        let limiter = {
+            let mut limiters = self.limiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            limiters.entry(key).or_default().clone()
+        };
+        Ok(Box::new(HubspotClient { limiter, ..client.with_settings(&connection.settings) }))
     }
 }
 
@@ -123,7 +132,7 @@ pub struct HubspotClient {
     app: Option<OAuthApp>,
     pacing: Pacing,
     mappings: Mappings,
-    limiter: tokio::sync::Mutex<Limiter>,
+    limiter: Arc<tokio::sync::Mutex<Limiter>>,
     requests: AtomicU64,
     rate_limited: AtomicU64,
 }
@@ -594,7 +603,7 @@ impl HubspotClient {
             app,
             pacing,
             mappings: Mappings::new(&ConnectionSettings::default()),
-            limiter: tokio::sync::Mutex::new(Limiter::default()),
+            limiter: Arc::default(),
             requests: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         })
