@@ -5,5 +5,6 @@ mod aws_support;
 mod e2e;
 mod google_adapter;
 mod hubspot_adapter;
+mod hubspot_objects;
 mod queues;
 mod stack;

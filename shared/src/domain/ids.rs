@@ -193,7 +193,9 @@ impl Provider {
     /// The object types this provider syncs, in pull order.
     pub fn object_types(self) -> &'static [ObjectType] {
         match self {
-            Provider::Hubspot => &[ObjectType::Contacts],
+            Provider::Hubspot => {
+                &[ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes]
+            }
             Provider::Salesforce => &[ObjectType::Contacts],
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
