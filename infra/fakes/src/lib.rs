@@ -4,3 +4,4 @@
 //! and read request counters.
 
 pub mod hubspot;
+pub mod salesforce;
