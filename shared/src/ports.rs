@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
+use crate::domain::record::Fields;
 use crate::domain::{
-    AuditEntry, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId, Job, JobId,
-    ObjectType, Provider, RecordId, RemoteRecord, SyncCursor, SyncRun, TenantId,
+    AuditEntry, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId,
+    IdempotencyKey, Job, JobId, ObjectType, Provider, RecordId, RemoteRecord, SyncCursor, SyncRun, TenantId,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -113,9 +114,14 @@ pub trait RecordStore: Send + Sync {
         object: ObjectType,
         ids: &[ExternalId],
     ) -> Result<HashMap<ExternalId, CanonicalRecord>, StoreError>;
-    /// Applies the writes; one result per write, in order. A lost condition is `Err(Conflict)` for
-    /// that write only.
-    async fn write(&self, writes: Vec<RecordWrite>) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+    /// Applies the writes of records of one connection at `provider` (creates register their
+    /// external id under it); one result per write, in order. A lost condition is
+    /// `Err(Conflict)` for that write only.
+    async fn write(
+        &self,
+        provider: Provider,
+        writes: Vec<RecordWrite>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
     async fn get(
         &self,
         tenant: &TenantId,
@@ -216,6 +222,10 @@ pub enum ProviderError {
     /// The cursor is no longer valid (Google 410, Graph 410): the caller starts a full pull.
     #[error("the sync cursor expired at the provider")]
     CursorExpired,
+    /// A conditional write found the record changed at the provider since it was read (HTTP 412,
+    /// or a modified stamp newer than the precondition): nothing was written.
+    #[error("the record changed at the provider since it was read")]
+    Conflict,
     #[error("provider temporarily failed: {0}")]
     Transient(String),
     #[error("provider request failed permanently: {0}")]
@@ -238,6 +248,49 @@ pub struct PulledPage {
     pub has_more: bool,
 }
 
+/// When a write may go ahead: only if the provider's record is still the version we based it on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Precondition {
+    /// Sent as `If-Match` where the provider supports it (Google, Graph).
+    pub etag: Option<String>,
+    /// The record must not have been modified after this (checked by reading it first where the
+    /// provider has no conditional write: HubSpot, Salesforce).
+    pub unmodified_since: Option<DateTime<Utc>>,
+}
+
+/// One change to make at a provider, in canonical field names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderWrite {
+    /// Creates a record. Idempotent on `idempotency_key`: repeating it (a retry after a crash) finds
+    /// the record the first attempt created instead of creating a second one.
+    Create {
+        object: ObjectType,
+        fields: Fields,
+        idempotency_key: IdempotencyKey,
+    },
+    Update {
+        object: ObjectType,
+        external_id: ExternalId,
+        fields: Fields,
+        precondition: Precondition,
+    },
+    Delete {
+        object: ObjectType,
+        external_id: ExternalId,
+        precondition: Precondition,
+    },
+}
+
+/// What the provider says a write produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteAck {
+    pub external_id: ExternalId,
+    pub remote_modified_at: Option<DateTime<Utc>>,
+    pub etag: Option<String>,
+    /// The record's canonical fields as the provider now holds them, when the response says.
+    pub fields: Option<Fields>,
+}
+
 /// Request counters of one provider client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestStats {
@@ -258,6 +311,18 @@ pub trait ProviderClient: Send + Sync {
         object: ObjectType,
         cursor: Option<&SyncCursor>,
     ) -> Result<PulledPage, ProviderError>;
+
+    /// Applies `writes` (batched as the provider allows); one result per write, in order. A write
+    /// whose precondition failed is `Err(Conflict)` and changed nothing. The outer error means no
+    /// result is known for any write (the caller retries them all; creates are idempotent).
+    async fn write(
+        &self,
+        token: &SecretString,
+        writes: &[ProviderWrite],
+    ) -> Result<Vec<Result<WriteAck, ProviderError>>, ProviderError> {
+        let _ = (token, writes);
+        Err(ProviderError::Permanent("this provider adapter does not write yet".into()))
+    }
 
     /// Exchanges a refresh token for new credentials.
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError>;

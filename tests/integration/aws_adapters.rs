@@ -41,6 +41,7 @@ fn connection(t: &TenantId, next_sync_at: Option<DateTime<Utc>>) -> Connection {
                 expires_at: Some(at(3600)),
             },
             interval_minutes: 15,
+            settings: Default::default(),
         },
         at(0),
     );
@@ -60,6 +61,7 @@ fn record(c: &Connection, object: ObjectType, external: &str, email: &str) -> Ca
         base: fields.clone(),
         fields,
         remote_modified_at: Some(at(5)),
+        etag: None,
         deleted: false,
         created_at: at(10),
         updated_at: at(10),
@@ -211,7 +213,9 @@ async fn records_are_created_found_by_external_id_and_updated_only_from_the_expe
     let r1 = record(&c, ObjectType::Contacts, "101", "a@x.io");
     let r2 = record(&c, ObjectType::Contacts, "102", "b@x.io");
 
-    let results = store.write(vec![RecordWrite::Create(r1.clone()), RecordWrite::Create(r2.clone())]).await?;
+    let results = store
+        .write(Provider::Hubspot, vec![RecordWrite::Create(r1.clone()), RecordWrite::Create(r2.clone())])
+        .await?;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
 
     let ids: Vec<ExternalId> =
@@ -236,12 +240,15 @@ async fn records_are_created_found_by_external_id_and_updated_only_from_the_expe
     let mut never_created_update = never_created.clone();
     never_created_update.version = 2;
     let results = store
-        .write(vec![
-            RecordWrite::Update(edited.clone()),
-            RecordWrite::Update(stale),
-            RecordWrite::Create(r1.clone()),
-            RecordWrite::Update(never_created_update),
-        ])
+        .write(
+            Provider::Hubspot,
+            vec![
+                RecordWrite::Update(edited.clone()),
+                RecordWrite::Update(stale),
+                RecordWrite::Create(r1.clone()),
+                RecordWrite::Update(never_created_update),
+            ],
+        )
         .await?;
     assert!(results[0].is_ok());
     assert!(matches!(results[1], Err(StoreError::Conflict)));
@@ -257,7 +264,7 @@ async fn records_are_created_found_by_external_id_and_updated_only_from_the_expe
         RecordStore::get(&store, &c.tenant_id, &c.connection_id, &never_created.record_id).await?,
         None
     );
-    let again = store.write(vec![RecordWrite::Update(edited)]).await?;
+    let again = store.write(Provider::Hubspot, vec![RecordWrite::Update(edited)]).await?;
     assert!(matches!(again[0], Err(StoreError::Conflict)), "an unchanged version is not written twice");
     Ok(())
 }
@@ -274,8 +281,8 @@ async fn concurrent_creates_of_one_external_id_leave_exactly_one_conflict() -> R
     second.fields.insert("by".into(), json!("second"));
 
     let (a, b) = tokio::join!(
-        store.write(vec![RecordWrite::Create(first.clone())]),
-        store.write(vec![RecordWrite::Create(second.clone())]),
+        store.write(Provider::Hubspot, vec![RecordWrite::Create(first.clone())]),
+        store.write(Provider::Hubspot, vec![RecordWrite::Create(second.clone())]),
     );
     let outcomes = [a?.remove(0), b?.remove(0)];
     assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1, "{outcomes:?}");
@@ -303,7 +310,7 @@ async fn record_list_pages_through_each_record_once_and_rejects_foreign_or_malfo
     writes.extend(
         (0..3).map(|i| RecordWrite::Create(record(&c, ObjectType::Events, &format!("e{i}"), "x@x.io"))),
     );
-    assert!(store.write(writes).await?.iter().all(Result::is_ok));
+    assert!(store.write(Provider::Hubspot, writes).await?.iter().all(Result::is_ok));
 
     let mut seen = Vec::new();
     let mut token: Option<String> = None;

@@ -34,6 +34,7 @@ fn connection(base_url: &str) -> Connection {
                 expires_at: None,
             },
             interval_minutes: 15,
+            settings: Default::default(),
         },
         Utc::now(),
     )

@@ -170,7 +170,7 @@ impl EventCollector {
                 loop {
                     // Held across the receive, so `take` never returns while a batch is in hand.
                     let mut guard = seen.lock().await;
-                    let received = receive(&sqs, &url).await;
+                    let received = crate::stack::receive_events(&sqs, &url).await;
                     let got = matches!(&received, Ok(batch) if !batch.is_empty());
                     if let Ok(batch) = &received {
                         guard.extend(batch.iter().cloned());
@@ -194,7 +194,7 @@ impl EventCollector {
     async fn take(&self) -> Result<Vec<serde_json::Value>> {
         let mut seen = self.seen.lock().await;
         loop {
-            let batch = receive(&self.sqs, &self.url).await?;
+            let batch = crate::stack::receive_events(&self.sqs, &self.url).await?;
             if batch.is_empty() {
                 break;
             }
@@ -208,29 +208,4 @@ impl Drop for EventCollector {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// Receives and deletes up to 10 tap messages, returning their bodies as JSON.
-async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<serde_json::Value>> {
-    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-    let out =
-        sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(0).send().await?;
-    let messages = out.messages.unwrap_or_default();
-    let mut events = Vec::with_capacity(messages.len());
-    let mut deletes = Vec::with_capacity(messages.len());
-    for (i, m) in messages.iter().enumerate() {
-        events.push(serde_json::from_str(m.body().unwrap_or_default()).context("a tap message is not JSON")?);
-        if let Some(handle) = m.receipt_handle() {
-            deletes.push(
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(format!("e{i}"))
-                    .receipt_handle(handle)
-                    .build()?,
-            );
-        }
-    }
-    if !deletes.is_empty() {
-        sqs.delete_message_batch().queue_url(url).set_entries(Some(deletes)).send().await?;
-    }
-    Ok(events)
 }

@@ -291,33 +291,51 @@ pub async fn drain_events(config: &SdkConfig, queue_url: &str) -> Result<Vec<Val
     let sqs = aws_sdk_sqs::Client::new(config);
     let mut events = Vec::new();
     loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .send()
-            .await
-            .map_err(aws("sqs:ReceiveMessage"))?;
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
+        let batch = receive_events(&sqs, queue_url).await?;
+        if batch.is_empty() {
             return Ok(events);
         }
-        for message in messages {
-            let body = message.body().unwrap_or_default();
-            let event = serde_json::from_str(body)
-                .map_err(|e| StackError::Unexpected(format!("tap message is not JSON: {e}")))?;
-            events.push(event);
-            if let Some(handle) = message.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .map_err(aws("sqs:DeleteMessage"))?;
-            }
+        events.extend(batch);
+    }
+}
+
+/// Receives up to 10 messages of `queue_url` (no wait), deletes them in one batch and returns
+/// their bodies as JSON.
+pub async fn receive_events(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Vec<Value>, StackError> {
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+    let out = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(0)
+        .send()
+        .await
+        .map_err(aws("sqs:ReceiveMessage"))?;
+    let messages = out.messages.unwrap_or_default();
+    let mut events = Vec::with_capacity(messages.len());
+    let mut deletes = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let event = serde_json::from_str(m.body().unwrap_or_default())
+            .map_err(|e| StackError::Unexpected(format!("tap message is not JSON: {e}")))?;
+        events.push(event);
+        if let Some(handle) = m.receipt_handle() {
+            let entry = DeleteMessageBatchRequestEntry::builder()
+                .id(format!("e{i}"))
+                .receipt_handle(handle)
+                .build()
+                .map_err(|e| StackError::Unexpected(format!("delete entry: {e}")))?;
+            deletes.push(entry);
         }
     }
+    if !deletes.is_empty() {
+        sqs.delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(deletes))
+            .send()
+            .await
+            .map_err(aws("sqs:DeleteMessageBatch"))?;
+    }
+    Ok(events)
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String, StackError> {

@@ -443,6 +443,7 @@ fn map_contact(obj: &HubObject) -> Result<RemoteRecord, ProviderError> {
         object: ObjectType::Contacts,
         fields,
         remote_modified_at: modified,
+        etag: None,
         deleted: obj.archived,
     })
 }

@@ -306,7 +306,11 @@ impl RecordStore for MemoryStore {
         Ok(found)
     }
 
-    async fn write(&self, writes: Vec<RecordWrite>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    async fn write(
+        &self,
+        _provider: Provider,
+        writes: Vec<RecordWrite>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut inner = self.lock();
         inner.check_available()?;
         Ok(writes.into_iter().map(|w| inner.write_one(w)).collect())
@@ -569,6 +573,7 @@ mod tests {
                     expires_at: None,
                 },
                 interval_minutes: 15,
+                settings: Default::default(),
             },
             now,
         )
@@ -585,6 +590,7 @@ mod tests {
             fields: Default::default(),
             base: Default::default(),
             remote_modified_at: None,
+            etag: None,
             deleted: false,
             created_at: t0(),
             updated_at: t0(),
@@ -679,14 +685,18 @@ mod tests {
         let store = MemoryStore::new();
         let c = conn("t", t0());
         let r = record(&c, "e1", 0);
-        let results =
-            store.write(vec![RecordWrite::Create(r.clone()), RecordWrite::Create(r.clone())]).await.unwrap();
+        let results = store
+            .write(Provider::Hubspot, vec![RecordWrite::Create(r.clone()), RecordWrite::Create(r.clone())])
+            .await
+            .unwrap();
         assert!(results[0].is_ok());
         assert!(matches!(results[1], Err(StoreError::Conflict)));
         let mut next = r.clone();
         next.version = 1;
-        let results =
-            store.write(vec![RecordWrite::Update(next.clone()), RecordWrite::Update(next)]).await.unwrap();
+        let results = store
+            .write(Provider::Hubspot, vec![RecordWrite::Update(next.clone()), RecordWrite::Update(next)])
+            .await
+            .unwrap();
         assert!(results[0].is_ok());
         assert!(matches!(results[1], Err(StoreError::Conflict)));
         let found = store
@@ -708,7 +718,7 @@ mod tests {
         let store = MemoryStore::new();
         let c = conn("t", t0());
         let writes = (0..7).map(|i| RecordWrite::Create(record(&c, &format!("e{i}"), 0))).collect();
-        store.write(writes).await.unwrap();
+        store.write(Provider::Hubspot, writes).await.unwrap();
         let mut seen = Vec::new();
         let mut token: Option<String> = None;
         loop {

@@ -7,6 +7,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{ConnectionId, ObjectType, Provider, RunId, SyncCursor, TenantId};
+use super::policy::ConflictPolicy;
 
 /// Where a connection's sync stands: `synced -> pending -> synced | conflict | error`,
 /// `error -> pending` on retry, `conflict -> synced` on resolution.
@@ -59,6 +60,51 @@ impl Credentials {
     }
 }
 
+/// A connection's user-editable sync settings (beyond the interval).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionSettings {
+    /// Per object type: canonical field -> provider property, overriding the adapter's defaults
+    /// (custom properties allowed; an empty property drops the field).
+    pub field_mapping: BTreeMap<ObjectType, BTreeMap<String, String>>,
+    /// Provider deal/opportunity stage -> canonical lifecycle stage, overriding the defaults.
+    pub stage_mapping: BTreeMap<String, String>,
+    /// The tenant's own email domains: calendar attendees outside them are "outside" attendees.
+    pub own_domains: Vec<String>,
+    /// How many days ahead calendar pulls look.
+    pub calendar_window_days: u32,
+    /// How fields changed differently on both sides are decided.
+    pub conflict_policy: ConflictPolicy,
+}
+
+pub const DEFAULT_CALENDAR_WINDOW_DAYS: u32 = 7;
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            field_mapping: BTreeMap::new(),
+            stage_mapping: BTreeMap::new(),
+            own_domains: Vec::new(),
+            calendar_window_days: DEFAULT_CALENDAR_WINDOW_DAYS,
+            conflict_policy: ConflictPolicy::default(),
+        }
+    }
+}
+
+impl ConnectionSettings {
+    /// True when `email`'s domain is one of the tenant's own (case-insensitive; subdomains count).
+    pub fn is_own_email(&self, email: &str) -> bool {
+        let Some((_, domain)) = email.trim().rsplit_once('@') else {
+            return false;
+        };
+        let domain = domain.to_ascii_lowercase();
+        self.own_domains.iter().any(|own| {
+            let own = own.trim().trim_start_matches('@').to_ascii_lowercase();
+            !own.is_empty() && (domain == own || domain.ends_with(&format!(".{own}")))
+        })
+    }
+}
+
 /// What a caller supplies to create a connection.
 #[derive(Debug, Clone)]
 pub struct NewConnection {
@@ -66,6 +112,7 @@ pub struct NewConnection {
     pub base_url: String,
     pub credentials: Credentials,
     pub interval_minutes: u32,
+    pub settings: ConnectionSettings,
 }
 
 /// A connection as stored. `version` guards every read-modify-write.
@@ -86,6 +133,7 @@ pub struct Connection {
     pub last_error: Option<String>,
     pub last_run_id: Option<RunId>,
     pub record_counts: BTreeMap<ObjectType, u64>,
+    pub settings: ConnectionSettings,
     pub created_at: DateTime<Utc>,
     pub version: u64,
 }
@@ -111,6 +159,7 @@ impl Connection {
             last_error: None,
             last_run_id: None,
             record_counts: BTreeMap::new(),
+            settings: new.settings,
             created_at: now,
             version: 0,
         }
@@ -163,9 +212,20 @@ mod tests {
                     expires_at: Some(now + Duration::minutes(3)),
                 },
                 interval_minutes: 15,
+                settings: ConnectionSettings::default(),
             },
             now,
         )
+    }
+
+    #[test]
+    fn own_email_domains_match_case_insensitively_with_subdomains() {
+        let s = ConnectionSettings { own_domains: vec!["Acme.com".into()], ..ConnectionSettings::default() };
+        assert!(s.is_own_email("ann@acme.com"));
+        assert!(s.is_own_email("bob@EU.acme.com"));
+        assert!(!s.is_own_email("eve@notacme.com"));
+        assert!(!s.is_own_email("no-at-sign"));
+        assert!(!ConnectionSettings::default().is_own_email("ann@acme.com"));
     }
 
     #[test]

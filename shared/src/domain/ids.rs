@@ -193,8 +193,10 @@ impl Provider {
     /// The object types this provider syncs, in pull order.
     pub fn object_types(self) -> &'static [ObjectType] {
         match self {
-            Provider::Hubspot | Provider::Salesforce => &[ObjectType::Contacts],
-            Provider::Google | Provider::Microsoft => &[ObjectType::Events],
+            Provider::Hubspot => &[ObjectType::Contacts],
+            Provider::Salesforce => &[ObjectType::Contacts],
+            Provider::Google => &[ObjectType::Events],
+            Provider::Microsoft => &[ObjectType::Events],
         }
     }
 }
@@ -213,7 +215,11 @@ pub enum ObjectType {
     Companies,
     Deals,
     Notes,
+    /// Salesforce Tasks and Events (CRM activities, not calendar events).
+    Activities,
     Events,
+    /// Pre-meeting research tasks: derived by the engine from calendar events, never pulled.
+    ResearchTasks,
 }
 
 impl ObjectType {
@@ -223,7 +229,9 @@ impl ObjectType {
             ObjectType::Companies => "companies",
             ObjectType::Deals => "deals",
             ObjectType::Notes => "notes",
+            ObjectType::Activities => "activities",
             ObjectType::Events => "events",
+            ObjectType::ResearchTasks => "research_tasks",
         }
     }
 
@@ -233,7 +241,9 @@ impl ObjectType {
             "companies" => Ok(ObjectType::Companies),
             "deals" => Ok(ObjectType::Deals),
             "notes" => Ok(ObjectType::Notes),
+            "activities" => Ok(ObjectType::Activities),
             "events" => Ok(ObjectType::Events),
+            "research_tasks" => Ok(ObjectType::ResearchTasks),
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }
     }

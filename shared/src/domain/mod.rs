@@ -5,16 +5,20 @@ pub mod connection;
 pub mod event;
 pub mod ids;
 pub mod job;
+pub mod mapping;
+pub mod policy;
 pub mod record;
 pub mod run;
 
 pub use audit::{AuditEntry, AuditOutcome, Operation};
-pub use connection::{Connection, ConnectionStatus, Credentials, NewConnection};
+pub use connection::{Connection, ConnectionSettings, ConnectionStatus, Credentials, NewConnection};
 pub use event::{DomainEvent, RecordChange};
 pub use ids::{
     ConnectionId, ExternalId, IdempotencyKey, JobId, ObjectType, ParseError, Provider, RecordId, RunId,
     SyncCursor, TenantId,
 };
 pub use job::{Job, JobKind, JobReason};
+pub use mapping::{FieldMap, StageMap};
+pub use policy::{ConflictPolicy, Ownership, Source};
 pub use record::{CanonicalRecord, RemoteRecord, UpsertOutcome};
 pub use run::{RunCounts, RunStatus, SyncRun};

@@ -22,6 +22,9 @@ pub struct RemoteRecord {
     pub remote_modified_at: Option<DateTime<Utc>>,
     /// True when the provider reports the record deleted (archived, cancelled, `@removed`).
     pub deleted: bool,
+    /// The provider's version tag (Google `etag`, Graph `@odata.etag`), for conditional writes.
+    #[serde(default)]
+    pub etag: Option<String>,
 }
 
 /// A record as Syncbridge stores it.
@@ -36,6 +39,9 @@ pub struct CanonicalRecord {
     /// Per field, the value both sides last agreed on (the three-way merge's base).
     pub base: Fields,
     pub remote_modified_at: Option<DateTime<Utc>>,
+    /// The provider's version tag as last pulled (conditional pushes send it as `If-Match`).
+    #[serde(default)]
+    pub etag: Option<String>,
     pub deleted: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

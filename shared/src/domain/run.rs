@@ -17,6 +17,7 @@ pub enum RunStatus {
 
 /// What one run did. `processed = succeeded + failed`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunCounts {
     pub pulled: u64,
     pub created: u64,
@@ -28,6 +29,10 @@ pub struct RunCounts {
     pub requests: u64,
     pub rate_limited: u64,
     pub pages: u64,
+    /// Pre-meeting research tasks opened, moved and cancelled from calendar events.
+    pub tasks_opened: u64,
+    pub tasks_updated: u64,
+    pub tasks_cancelled: u64,
 }
 
 impl RunCounts {
@@ -47,6 +52,9 @@ impl RunCounts {
         self.requests += other.requests;
         self.rate_limited += other.rate_limited;
         self.pages += other.pages;
+        self.tasks_opened += other.tasks_opened;
+        self.tasks_updated += other.tasks_updated;
+        self.tasks_cancelled += other.tasks_cancelled;
     }
 }
 

@@ -19,9 +19,9 @@ use super::auth::{Caller, TenantClaim};
 use super::problem::{self, ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use crate::domain::{
-    AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, ConnectionStatus, Credentials, Job,
-    JobId, JobReason, NewConnection, ObjectType, Operation, Provider, RecordId, RunCounts, RunId, RunStatus,
-    SyncRun, TenantId,
+    AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, ConnectionSettings,
+    ConnectionStatus, Credentials, Job, JobId, JobReason, NewConnection, ObjectType, Operation, Provider,
+    RecordId, RunCounts, RunId, RunStatus, SyncRun, TenantId,
 };
 use crate::ports::{AuditLog, Clock, ConnectionStore, JobQueue, RecordStore, RunStore};
 
@@ -92,6 +92,7 @@ pub struct ConnectionView {
     pub last_error: Option<String>,
     pub last_run_id: Option<RunId>,
     pub record_counts: BTreeMap<ObjectType, u64>,
+    pub settings: ConnectionSettings,
     pub created_at: DateTime<Utc>,
 }
 
@@ -108,6 +109,7 @@ impl From<&Connection> for ConnectionView {
             last_error: c.last_error.clone(),
             last_run_id: c.last_run_id.clone(),
             record_counts: c.record_counts.clone(),
+            settings: c.settings.clone(),
             created_at: c.created_at,
         }
     }
@@ -198,6 +200,7 @@ struct CreateConnection {
     refresh_token: Option<SecretString>,
     expires_in_seconds: Option<u64>,
     interval_minutes: Option<u32>,
+    settings: Option<ConnectionSettings>,
 }
 
 fn invalid(detail: impl Into<String>) -> ApiError {
@@ -260,6 +263,7 @@ impl CreateConnection {
                 expires_at,
             },
             interval_minutes,
+            settings: self.settings.unwrap_or_default(),
         })
     }
 }
@@ -541,6 +545,7 @@ mod tests {
                         fields: [("email".to_owned(), json!(format!("p{i}@example.com")))].into(),
                         base: Default::default(),
                         remote_modified_at: Some(t0()),
+                        etag: None,
                         deleted: false,
                         created_at: t0(),
                         updated_at: t0(),
@@ -549,8 +554,11 @@ mod tests {
                 })
                 .collect();
             let ids = records.iter().map(|r| r.record_id.clone()).collect();
-            let results =
-                self.store.write(records.into_iter().map(RecordWrite::Create).collect()).await.unwrap();
+            let results = self
+                .store
+                .write(Provider::Hubspot, records.into_iter().map(RecordWrite::Create).collect())
+                .await
+                .unwrap();
             assert!(results.iter().all(Result::is_ok));
             ids
         }

@@ -4,6 +4,7 @@
 pub mod dispatcher;
 pub mod merge;
 pub mod pull;
+pub mod tasks;
 pub mod worker;
 
 use std::sync::Arc;

@@ -76,7 +76,7 @@ pub async fn apply_page(
             }
         }
         let writes: Vec<RecordWrite> = planned.iter().map(|(_, w, _)| w.clone()).collect();
-        let results = store.write(writes).await?;
+        let results = store.write(connection.provider, writes).await?;
         let mut retry = BTreeMap::new();
         for ((ext, write, change), result) in planned.into_iter().zip(results) {
             match result {
@@ -132,6 +132,7 @@ fn plan(
                 fields: remote.fields.clone(),
                 base: remote.fields.clone(),
                 remote_modified_at: remote.remote_modified_at,
+                etag: remote.etag.clone(),
                 deleted: false,
                 created_at: now,
                 updated_at: now,
@@ -150,6 +151,7 @@ fn plan(
             let mut record = stored.clone();
             record.deleted = true;
             record.remote_modified_at = remote.remote_modified_at.or(stored.remote_modified_at);
+            record.etag = remote.etag.clone().or_else(|| stored.etag.clone());
             record.updated_at = now;
             record.version = stored.version + 1;
             Plan::Write(
@@ -172,6 +174,7 @@ fn plan(
             record.base = merged.base;
             record.deleted = false;
             record.remote_modified_at = remote.remote_modified_at;
+            record.etag = remote.etag.clone();
             record.updated_at = now;
             record.version = stored.version + 1;
             let kind = if stored.deleted { RecordChange::Created } else { RecordChange::Updated };

@@ -275,6 +275,7 @@ pub(super) fn connection_to_item(c: &Connection, cipher: &TokenCipher, due_shard
         ("provider", s(c.provider.as_str())),
         ("base_url", s(&c.base_url)),
         ("interval_minutes", n(c.interval_minutes)),
+        ("settings", json(&c.settings)),
         ("created_at", time(c.created_at)),
         ("version", n(c.version)),
     ];
@@ -336,6 +337,7 @@ pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<
         last_error: r.opt_s("last_error")?.map(str::to_owned),
         last_run_id: r.opt_parse("last_run_id", RunId::parse)?,
         record_counts,
+        settings: r.opt_json("settings")?.unwrap_or_default(),
         created_at: r.time("created_at")?,
         version: r.n("version")?,
     })
@@ -376,6 +378,9 @@ pub(super) fn record_to_item(rec: &CanonicalRecord) -> Item {
     if let Some(at) = rec.remote_modified_at {
         item.insert("remote_modified_at".into(), time(at));
     }
+    if let Some(etag) = &rec.etag {
+        item.insert("etag".into(), s(etag));
+    }
     item
 }
 
@@ -390,6 +395,7 @@ pub(super) fn record_from_item(item: &Item) -> Result<CanonicalRecord, StoreErro
         fields: r.json::<Fields>("fields")?,
         base: r.json::<Fields>("base")?,
         remote_modified_at: r.opt_time("remote_modified_at")?,
+        etag: r.opt_s("etag")?.map(str::to_owned),
         deleted: r.bool("deleted")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
@@ -543,6 +549,7 @@ mod tests {
                     expires_at: Some(at(3600) + Duration::milliseconds(250)),
                 },
                 interval_minutes: 15,
+                settings: Default::default(),
             },
             at(0),
         );
@@ -693,6 +700,7 @@ mod tests {
             .into(),
             base: [("email".into(), json!("a@x.io")), ("empty".into(), json!(""))].into(),
             remote_modified_at: Some(at(1) + Duration::milliseconds(3)),
+            etag: Some("\"3181161234\"".into()),
             deleted: false,
             created_at: at(2),
             updated_at: at(3),

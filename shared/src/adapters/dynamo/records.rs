@@ -11,29 +11,17 @@ use super::{CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_err
 use crate::domain::{CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId};
 use crate::ports::{Page, RecordStore, RecordWrite, StoreError};
 
-const ALL_OBJECTS: [ObjectType; 5] =
-    [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes, ObjectType::Events];
+const ALL_OBJECTS: [ObjectType; 7] = [
+    ObjectType::Contacts,
+    ObjectType::Companies,
+    ObjectType::Deals,
+    ObjectType::Notes,
+    ObjectType::Activities,
+    ObjectType::Events,
+    ObjectType::ResearchTasks,
+];
 
 impl DynamoStore {
-    /// The provider of a connection, or `None` when the connection does not exist.
-    async fn provider_of(
-        &self,
-        tenant: &TenantId,
-        connection: &ConnectionId,
-    ) -> Result<Option<Provider>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(item::key(item::tenant_pk(tenant), item::connection_sk(connection))))
-            .projection_expression("#p")
-            .expression_attribute_names("#p", "provider")
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        out.item.map(|i| item::Reader::new(&i, "connection").parse("provider", Provider::parse)).transpose()
-    }
-
     /// Registers the external id, then stores the record; `Conflict` when the external id is
     /// registered to another record or the record already exists.
     ///
@@ -115,31 +103,15 @@ impl RecordStore for DynamoStore {
         Ok(out)
     }
 
-    /// Creates need the connection's provider for the registry key: it is read once per connection
-    /// per call, and a connection that no longer exists fails the whole call with `Conflict`.
-    async fn write(&self, writes: Vec<RecordWrite>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let mut providers: HashMap<(TenantId, ConnectionId), Provider> = HashMap::new();
-        for w in &writes {
-            if let RecordWrite::Create(r) = w {
-                let owner = (r.tenant_id.clone(), r.connection_id.clone());
-                if let std::collections::hash_map::Entry::Vacant(slot) = providers.entry(owner) {
-                    let (tenant, connection) = slot.key();
-                    let provider = self.provider_of(tenant, connection).await?.ok_or(StoreError::Conflict)?;
-                    slot.insert(provider);
-                }
-            }
-        }
-        let providers = &providers;
+    async fn write(
+        &self,
+        provider: Provider,
+        writes: Vec<RecordWrite>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let results = stream::iter(writes)
             .map(|w| async move {
                 match w {
-                    RecordWrite::Create(r) => {
-                        let owner = (r.tenant_id.clone(), r.connection_id.clone());
-                        match providers.get(&owner) {
-                            Some(p) => self.create_record(&r, *p).await,
-                            None => Err(StoreError::Conflict),
-                        }
-                    }
+                    RecordWrite::Create(r) => self.create_record(&r, provider).await,
                     RecordWrite::Update(r) => self.update_record(&r).await,
                 }
             })
