@@ -36,6 +36,8 @@ pub struct Config {
     /// Base64 of the 32-byte key that encrypts tokens at rest.
     pub token_key: SecretString,
     pub hubspot_app: Option<OAuthApp>,
+    /// The Salesforce connected app (`SALESFORCE_CLIENT_ID` / `SALESFORCE_CLIENT_SECRET`).
+    pub salesforce_app: Option<OAuthApp>,
     /// The JWT claim that names the caller's tenant.
     pub tenant_claim: String,
 }
@@ -80,11 +82,18 @@ impl Config {
             }
             _ => None,
         };
+        let salesforce_app = match (optional("SALESFORCE_CLIENT_ID"), optional("SALESFORCE_CLIENT_SECRET")) {
+            (Some(client_id), Some(secret)) => {
+                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
+            }
+            _ => None,
+        };
         Ok(Self {
             resources: Resources::from_env()?,
             due_shards,
             token_key: SecretString::from(required("TOKEN_KEY")?),
             hubspot_app,
+            salesforce_app,
             tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
         })
     }

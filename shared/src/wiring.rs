@@ -9,6 +9,7 @@ use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::hubspot::HubspotFactory;
+use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::sqs::SqsJobQueue;
 use crate::config::Config;
 use crate::domain::{Connection, Provider};
@@ -27,12 +28,14 @@ pub enum WiringError {
 /// Routes each connection to its provider's adapter.
 pub struct Providers {
     hubspot: HubspotFactory,
+    salesforce: SalesforceFactory,
 }
 
 impl ProviderFactory for Providers {
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
         match connection.provider {
             Provider::Hubspot => self.hubspot.client(connection),
+            Provider::Salesforce => self.salesforce.client(connection),
             other => Err(ProviderError::Permanent(format!("provider {other} is not supported yet"))),
         }
     }
@@ -59,7 +62,11 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
         cipher,
         config.due_shards,
     ));
-    let providers = Providers { hubspot: HubspotFactory::new(http_client()?, config.hubspot_app.clone()) };
+    let http = http_client()?;
+    let providers = Providers {
+        hubspot: HubspotFactory::new(http.clone(), config.hubspot_app.clone()),
+        salesforce: SalesforceFactory::new(http, config.salesforce_app.clone()),
+    };
     Ok(Deps {
         connections: store.clone(),
         records: store.clone(),

@@ -4,4 +4,5 @@ mod aws_adapters;
 mod aws_support;
 mod e2e;
 mod hubspot_adapter;
+mod salesforce_adapter;
 mod stack;

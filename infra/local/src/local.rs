@@ -93,6 +93,7 @@ impl LocalStack {
                 client_id: options.hubspot.client_id.clone(),
                 client_secret: SecretString::from(options.hubspot.client_secret.clone()),
             }),
+            salesforce_app: None,
             tenant_claim: "tenant_id".to_owned(),
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;

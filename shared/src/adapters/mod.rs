@@ -6,4 +6,5 @@ pub mod dynamo;
 pub mod eventbridge;
 pub mod hubspot;
 pub mod memory;
+pub mod salesforce;
 pub mod sqs;

@@ -194,7 +194,13 @@ impl Provider {
     pub fn object_types(self) -> &'static [ObjectType] {
         match self {
             Provider::Hubspot => &[ObjectType::Contacts],
-            Provider::Salesforce => &[ObjectType::Contacts],
+            Provider::Salesforce => &[
+                ObjectType::Companies,
+                ObjectType::Contacts,
+                ObjectType::Deals,
+                ObjectType::Activities,
+                ObjectType::Notes,
+            ],
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
         }

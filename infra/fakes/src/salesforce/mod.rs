@@ -85,6 +85,7 @@ pub enum Route {
     BulkStatus,
     BulkResults,
     Token,
+    UserInfo,
     /// Matches every route (faults only).
     Any,
 }
@@ -102,6 +103,7 @@ impl Route {
             Route::BulkStatus => "bulk_status",
             Route::BulkResults => "bulk_results",
             Route::Token => "token",
+            Route::UserInfo => "userinfo",
             Route::Any => "any",
         }
     }

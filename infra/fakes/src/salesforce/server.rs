@@ -47,6 +47,7 @@ pub(crate) fn router(org: Arc<SalesforceState>, base_url: String) -> Router {
     Router::new()
         .nest(&format!("/services/data/{API_VERSION}"), api)
         .route("/services/oauth2/token", post(token))
+        .route("/services/oauth2/userinfo", get(userinfo))
         .route("/_admin/stats", get(admin_stats))
         .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/sobjects/{sobject}", post(admin_create))
@@ -726,6 +727,35 @@ async fn token(
         .into_response(),
         None => oauth_error("invalid_grant", "expired access/refresh token"),
     }
+}
+
+/// The OpenID Connect userinfo endpoint on the login host: tells a client holding only an access
+/// token which instance serves it (`urls.custom_domain`, `urls.rest`).
+async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(resp) = apply_fault(&app.org, Route::UserInfo).await {
+        return resp;
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let inner = app.org.lock();
+    if !bearer.and_then(|t| inner.tokens.get(t).copied()).unwrap_or(false) {
+        return (StatusCode::FORBIDDEN, "Bad_OAuth_Token").into_response();
+    }
+    let instance = inner.instance_url.clone().unwrap_or_else(|| app.base_url.clone());
+    drop(inner);
+    Json(json!({
+        "sub": format!("{}/id/00DFAKE000000001AAA/005FAKE000000001AAA", app.base_url),
+        "user_id": "005FAKE000000001AAA",
+        "organization_id": "00DFAKE000000001AAA",
+        "urls": {
+            "rest": format!("{instance}/services/data/v{{version}}/"),
+            "custom_domain": instance,
+        },
+    }))
+    .into_response()
 }
 
 async fn admin_stats(State(app): State<AppState>) -> Response {
