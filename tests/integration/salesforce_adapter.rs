@@ -164,10 +164,15 @@ async fn salesforce_deletes_are_pulled_as_deleted_records() {
     for id in &gone {
         assert!(state.delete(id));
     }
+    // Deletes in the second a window ends at belong to the next window.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (records, cursor, _) = pull_all(client.as_ref(), &token(), ObjectType::Contacts, cursor).await;
-    let deleted: BTreeSet<String> = records.iter().filter(|r| r.deleted).map(|r| r.external_id.as_str().to_owned()).collect();
+    let deleted: BTreeSet<String> =
+        records.iter().filter(|r| r.deleted).map(|r| r.external_id.as_str().to_owned()).collect();
     assert_eq!(deleted, gone.iter().cloned().collect::<BTreeSet<_>>());
-    assert!(records.iter().filter(|r| r.deleted).all(|r| r.fields.is_empty() && r.remote_modified_at.is_some()));
+    assert!(
+        records.iter().filter(|r| r.deleted).all(|r| r.fields.is_empty() && r.remote_modified_at.is_some())
+    );
     let (again, _, _) = pull_all(client.as_ref(), &token(), ObjectType::Contacts, cursor).await;
     assert!(again.iter().all(|r| !r.deleted), "a delete is reported once");
 }
@@ -182,7 +187,8 @@ fn xid(s: &str) -> ExternalId {
 
 #[tokio::test]
 async fn salesforce_collection_writes_report_partial_failures_and_conflicts() {
-    let fake = start(SeedCounts { accounts: 3, contacts: 10, opportunities: 4, ..SeedCounts::default() }).await;
+    let fake =
+        start(SeedCounts { accounts: 3, contacts: 10, opportunities: 4, ..SeedCounts::default() }).await;
     let state = fake.state();
     let client = client(&fake, tuning());
     let read_at = Utc::now();
@@ -264,12 +270,16 @@ async fn salesforce_repeated_create_with_the_same_key_yields_one_record() {
     assert_eq!(state.route_count(Route::CollectionCreate), 1, "the retry created nothing");
     let note = state.record(id.as_str()).expect("note");
     assert_eq!(note["ParentId"], json!(make_id("001", 2)));
-    assert_eq!(first[0].as_ref().expect("ack").fields.as_ref().expect("fields")["company_ids"], json!([make_id("001", 2)]));
+    assert_eq!(
+        first[0].as_ref().expect("ack").fields.as_ref().expect("fields")["company_ids"],
+        json!([make_id("001", 2)])
+    );
 }
 
 #[tokio::test]
 async fn salesforce_first_pull_above_threshold_uses_bulk_and_matches_the_rest_path() {
-    let fake = start(SeedCounts { accounts: 20, contacts: 300, opportunities: 150, ..SeedCounts::default() }).await;
+    let fake =
+        start(SeedCounts { accounts: 20, contacts: 300, opportunities: 150, ..SeedCounts::default() }).await;
     let state = fake.state();
     let bulk = client(&fake, Tuning { bulk_threshold: 100, bulk_page: 120, ..tuning() });
     let rest = client(&fake, Tuning { bulk_threshold: 1_000_000, ..tuning() });
@@ -284,7 +294,9 @@ async fn salesforce_first_pull_above_threshold_uses_bulk_and_matches_the_rest_pa
         let (by_rest, _, _) = pull_all(rest.as_ref(), &token(), object, None).await;
         assert_eq!(state.stats().routes.get("bulk_create"), None);
         let as_map = |rs: &[RemoteRecord]| -> BTreeMap<String, (Fields, Option<chrono::DateTime<Utc>>)> {
-            rs.iter().map(|r| (r.external_id.as_str().to_owned(), (r.fields.clone(), r.remote_modified_at))).collect()
+            rs.iter()
+                .map(|r| (r.external_id.as_str().to_owned(), (r.fields.clone(), r.remote_modified_at)))
+                .collect()
         };
         let (b, r) = (as_map(&by_bulk), as_map(&by_rest));
         assert_eq!(b.len(), n);
@@ -293,12 +305,15 @@ async fn salesforce_first_pull_above_threshold_uses_bulk_and_matches_the_rest_pa
     let (deals, _, _) = pull_all(rest.as_ref(), &token(), ObjectType::Deals, None).await;
     let deal = &deals[0].fields;
     assert!(deal["amount"].is_number());
-    assert!(deal.contains_key("lifecycle_stage") && deal.contains_key("stage") && deal.contains_key("close_date"));
+    assert!(
+        deal.contains_key("lifecycle_stage") && deal.contains_key("stage") && deal.contains_key("close_date")
+    );
 }
 
 #[tokio::test]
 async fn salesforce_activities_pull_tasks_then_events_with_their_kind() {
-    let fake = start(SeedCounts { accounts: 2, contacts: 4, tasks: 3, events: 2, ..SeedCounts::default() }).await;
+    let fake =
+        start(SeedCounts { accounts: 2, contacts: 4, tasks: 3, events: 2, ..SeedCounts::default() }).await;
     let client = client(&fake, tuning());
     let (records, _, pages) = pull_all(client.as_ref(), &token(), ObjectType::Activities, None).await;
     let kinds: Vec<&str> = records.iter().map(|r| r.fields["kind"].as_str().unwrap_or("?")).collect();
@@ -319,7 +334,11 @@ async fn salesforce_request_limit_exceeded_and_server_errors_are_classified() {
         Err(ProviderError::RateLimited { retry_after }) => assert!(retry_after >= Duration::from_secs(3_600)),
         other => panic!("expected RateLimited, got {other:?}"),
     }
-    state.inject_fault(Fault { route: Route::Query, kind: FaultKind::ServerError { status: Some(503) }, count: 1 });
+    state.inject_fault(Fault {
+        route: Route::Query,
+        kind: FaultKind::ServerError { status: Some(503) },
+        count: 1,
+    });
     let err = client.pull_page(&token(), ObjectType::Contacts, None).await.expect_err("503");
     assert!(matches!(err, ProviderError::Transient(_)) && err.is_retryable(), "{err:?}");
     state.inject_fault(Fault { route: Route::Query, kind: FaultKind::MalformedJson, count: 1 });
@@ -361,11 +380,15 @@ async fn salesforce_session_expiry_refreshes_then_the_pull_continues_on_the_inst
     assert_eq!(client.instance_url(), Some(fake.base_url()), "learnt from userinfo");
     assert_eq!(state.route_count(Route::UserInfo), 1);
     assert!(state.expire_token(&issued.access_token));
-    let err = client.pull_page(&access, ObjectType::Contacts, Some(&first.cursor)).await.expect_err("expired");
+    let err =
+        client.pull_page(&access, ObjectType::Contacts, Some(&first.cursor)).await.expect_err("expired");
     assert!(matches!(err, ProviderError::Unauthorized), "{err:?}");
     let fresh = client.refresh(&SecretString::from(issued.refresh_token.clone())).await.expect("refresh");
     assert!(fresh.expires_at.is_none(), "Salesforce says no expiry");
-    assert_eq!(fresh.refresh_token.as_ref().map(|t| t.expose_secret().to_owned()), Some(issued.refresh_token.clone()));
+    assert_eq!(
+        fresh.refresh_token.as_ref().map(|t| t.expose_secret().to_owned()),
+        Some(issued.refresh_token.clone())
+    );
     let (rest, _, _) = pull_all(&client, &fresh.access_token, ObjectType::Contacts, Some(first.cursor)).await;
     let all: BTreeSet<String> = ids(&first.records).into_iter().chain(ids(&rest)).collect();
     assert_eq!(all.len(), 450);
@@ -392,7 +415,11 @@ async fn salesforce_tokens_never_appear_in_error_display() {
         state.inject_fault(Fault { route: Route::Any, kind, count: 1 });
         errors.push(client.pull_page(&access, ObjectType::Contacts, None).await.expect_err("fault"));
     }
-    state.inject_fault(Fault { route: Route::Token, kind: FaultKind::ServerError { status: None }, count: 1 });
+    state.inject_fault(Fault {
+        route: Route::Token,
+        kind: FaultKind::ServerError { status: None },
+        count: 1,
+    });
     errors.push(client.refresh(&refresh).await.expect_err("token 500"));
     assert!(state.revoke_refresh_token(&issued.refresh_token));
     errors.push(client.refresh(&refresh).await.expect_err("revoked"));
@@ -401,7 +428,8 @@ async fn salesforce_tokens_never_appear_in_error_display() {
     assert_eq!(errors.len(), 7);
     for e in &errors {
         for text in [e.to_string(), format!("{e:?}")] {
-            for secret in [issued.access_token.as_str(), issued.refresh_token.as_str(), bogus.expose_secret()] {
+            for secret in [issued.access_token.as_str(), issued.refresh_token.as_str(), bogus.expose_secret()]
+            {
                 assert!(!text.contains(secret), "a token leaked into {text}");
             }
         }

@@ -109,7 +109,8 @@ pub const EVENT_FIELDS: &[(&str, &str)] = &[
 ];
 /// `ParentId` feeds `contact_ids`, `company_ids` or `deal_ids` by the parent's key prefix; it is
 /// mapped under the pseudo-field `parent_ids`.
-pub const NOTE_FIELDS: &[(&str, &str)] = &[("Body", "body"), ("CreatedDate", "timestamp"), ("ParentId", "parent_ids")];
+pub const NOTE_FIELDS: &[(&str, &str)] =
+    &[("Body", "body"), ("CreatedDate", "timestamp"), ("ParentId", "parent_ids")];
 const PARENT: &str = "parent_ids";
 
 /// Salesforce's default opportunity stages -> canonical lifecycle stage.
@@ -402,7 +403,9 @@ fn position_filter(since: Option<i64>, after_id: Option<&str>) -> Option<String>
     let ts = soql_datetime(since);
     Some(match after_id {
         None => format!("SystemModstamp >= {ts}"),
-        Some(id) => format!("(SystemModstamp > {ts} OR (SystemModstamp = {ts} AND Id > {}))", soql_string(id)),
+        Some(id) => {
+            format!("(SystemModstamp > {ts} OR (SystemModstamp = {ts} AND Id > {}))", soql_string(id))
+        }
     })
 }
 
@@ -424,7 +427,12 @@ fn canonical_value(canonical: &str, raw: &Value) -> Value {
         c if c.ends_with("_ids") => json!([text]),
         "amount" => match raw {
             Value::Number(_) => raw.clone(),
-            _ => text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::String(text)),
+            _ => text
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .unwrap_or(Value::String(text)),
         },
         "timestamp" | "start" | "end" => match parse_sf_datetime(&text) {
             Some(d) => Value::String(d.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
@@ -515,13 +523,16 @@ impl SalesforceClient {
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(transport_error)?;
-        if let Some(info) = headers.get("sforce-limit-info").and_then(|v| v.to_str().ok()).and_then(parse_limit_info)
+        if let Some(info) =
+            headers.get("sforce-limit-info").and_then(|v| v.to_str().ok()).and_then(parse_limit_info)
             && let Ok(mut g) = self.usage.lock()
         {
             *g = Some(info);
         }
         let reply = Reply { status, headers, body };
-        if reply.status == StatusCode::FORBIDDEN && reply.error_code().as_deref() == Some("REQUEST_LIMIT_EXCEEDED") {
+        if reply.status == StatusCode::FORBIDDEN
+            && reply.error_code().as_deref() == Some("REQUEST_LIMIT_EXCEEDED")
+        {
             self.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
         Ok(reply)
@@ -607,11 +618,19 @@ impl SalesforceClient {
         row: &Map<String, Value>,
     ) -> Result<RemoteRecord, ProviderError> {
         let id = row.get("Id").and_then(Value::as_str).unwrap_or_default();
-        let external_id = ExternalId::parse(id.to_owned())
-            .map_err(|_| ProviderError::Permanent(format!("Salesforce returned a {sobject} without an Id")))?;
+        let external_id = ExternalId::parse(id.to_owned()).map_err(|_| {
+            ProviderError::Permanent(format!("Salesforce returned a {sobject} without an Id"))
+        })?;
         let fields = self.canonical_fields(object, sobject, row)?;
         let modified = row.get("SystemModstamp").and_then(Value::as_str).and_then(parse_sf_datetime);
-        Ok(RemoteRecord { external_id, object, fields, remote_modified_at: modified, deleted: false, etag: None })
+        Ok(RemoteRecord {
+            external_id,
+            object,
+            fields,
+            remote_modified_at: modified,
+            deleted: false,
+            etag: None,
+        })
     }
 
     fn canonical_fields(
@@ -635,7 +654,10 @@ impl SalesforceClient {
             let value = canonical_value(canonical, raw);
             if canonical == "stage" {
                 let lifecycle = value.as_str().and_then(|s| self.stages.lifecycle(s)).map(str::to_owned);
-                fields.insert("lifecycle_stage".to_owned(), lifecycle.map(Value::String).unwrap_or(Value::Null));
+                fields.insert(
+                    "lifecycle_stage".to_owned(),
+                    lifecycle.map(Value::String).unwrap_or(Value::Null),
+                );
             }
             fields.insert(canonical.to_owned(), value);
         }
@@ -701,7 +723,13 @@ impl SalesforceClient {
                 let next = if count > self.tuning.bulk_threshold {
                     Part::Bulk { job_id: None, locator: None, started_at: None }
                 } else {
-                    Part::Rest { since: None, after_id: None, next_url: None, deletes_from: None, pass_started: None }
+                    Part::Rest {
+                        since: None,
+                        after_id: None,
+                        next_url: None,
+                        deletes_from: None,
+                        pass_started: None,
+                    }
                 };
                 Box::pin(self.step(token, object, sobject, next)).await
             }
@@ -738,8 +766,9 @@ impl SalesforceClient {
         if locator.is_none() {
             let waited = Instant::now();
             loop {
-                let reply =
-                    self.api(token, http::Method::GET, &format!("/jobs/query/{job_id}"), &[], None, &[]).await?;
+                let reply = self
+                    .api(token, http::Method::GET, &format!("/jobs/query/{job_id}"), &[], None, &[])
+                    .await?;
                 let info: Value = reply.json()?;
                 match info.get("state").and_then(Value::as_str) {
                     Some("JobComplete") => break,
@@ -762,8 +791,9 @@ impl SalesforceClient {
         if let Some(l) = locator.as_ref().filter(|l| l.as_str() != "start") {
             query.push(("locator", l.clone()));
         }
-        let reply =
-            self.api(token, http::Method::GET, &format!("/jobs/query/{job_id}/results"), &query, None, &[]).await?;
+        let reply = self
+            .api(token, http::Method::GET, &format!("/jobs/query/{job_id}/results"), &query, None, &[])
+            .await?;
         let rows = parse_csv(&reply.body)?;
         let records = self.rows_to_records(object, sobject, &rows)?;
         let next = reply.header("sforce-locator").map(str::trim).filter(|l| !l.is_empty() && *l != "null");
@@ -844,7 +874,8 @@ impl SalesforceClient {
             since = Some(floor.min(since.unwrap_or(floor)));
             after_id = None;
         }
-        let part = Part::Rest { since, after_id, next_url: None, deletes_from: deletes_next, pass_started: None };
+        let part =
+            Part::Rest { since, after_id, next_url: None, deletes_from: deletes_next, pass_started: None };
         Ok((records, part, false))
     }
 
@@ -863,13 +894,15 @@ impl SalesforceClient {
         }
         let start = from.max(oldest).min(now);
         let query = [("start", replication_datetime(start)), ("end", replication_datetime(now))];
-        let reply =
-            self.api(token, http::Method::GET, &format!("/sobjects/{sobject}/deleted/"), &query, None, &[]).await?;
+        let reply = self
+            .api(token, http::Method::GET, &format!("/sobjects/{sobject}/deleted/"), &query, None, &[])
+            .await?;
         let body: DeletedPage = reply.json()?;
         let mut out = Vec::new();
         for d in &body.deleted_records {
-            let external_id = ExternalId::parse(d.id.clone())
-                .map_err(|_| ProviderError::Permanent("Salesforce listed a deleted record without an id".into()))?;
+            let external_id = ExternalId::parse(d.id.clone()).map_err(|_| {
+                ProviderError::Permanent("Salesforce listed a deleted record without an id".into())
+            })?;
             out.push(RemoteRecord {
                 external_id,
                 object,
@@ -1082,10 +1115,14 @@ impl SalesforceClient {
         let mut reread = Vec::new();
         if !records.is_empty() {
             let body = json!({ "allOrNone": false, "records": records });
-            let results: Vec<SaveResult> =
-                self.api(token, http::Method::POST, "/composite/sobjects", &[], Some(&body), &[]).await?.json()?;
+            let results: Vec<SaveResult> = self
+                .api(token, http::Method::POST, "/composite/sobjects", &[], Some(&body), &[])
+                .await?
+                .json()?;
             if results.len() != to_create.len() {
-                return Err(ProviderError::Transient("Salesforce answered a different number of results".into()));
+                return Err(ProviderError::Transient(
+                    "Salesforce answered a different number of results".into(),
+                ));
             }
             for ((i, key), r) in to_create.iter().zip(&results) {
                 if r.success || r.is_duplicate_key() {
@@ -1135,7 +1172,9 @@ impl SalesforceClient {
                 ProviderWrite::Update { external_id, precondition, fields, .. } => {
                     (external_id.as_str(), precondition, Some(fields))
                 }
-                ProviderWrite::Delete { external_id, precondition, .. } => (external_id.as_str(), precondition, None),
+                ProviderWrite::Delete { external_id, precondition, .. } => {
+                    (external_id.as_str(), precondition, None)
+                }
                 ProviderWrite::Create { .. } => continue,
             };
             let Some((_, remote)) = current.get(id) else {
@@ -1181,7 +1220,9 @@ impl SalesforceClient {
                 })
                 .collect();
             let body = json!({ "allOrNone": false, "records": records });
-            self.api(token, http::Method::PATCH, "/composite/sobjects", &[], Some(&body), &[]).await?.json()?
+            self.api(token, http::Method::PATCH, "/composite/sobjects", &[], Some(&body), &[])
+                .await?
+                .json()?
         };
         if results.len() != go.len() {
             return Err(ProviderError::Transient("Salesforce answered a different number of results".into()));
@@ -1199,7 +1240,8 @@ impl SalesforceClient {
             if kind == WriteKind::Delete {
                 let external_id = ExternalId::parse(r.id.clone().unwrap_or_else(|| id.clone()))
                     .map_err(|_| ProviderError::Permanent("empty external id".into()))?;
-                slots[*i] = Some(Ok(WriteAck { external_id, remote_modified_at: None, etag: None, fields: None }));
+                slots[*i] =
+                    Some(Ok(WriteAck { external_id, remote_modified_at: None, etag: None, fields: None }));
             } else {
                 written.push(id.clone());
             }
@@ -1322,7 +1364,9 @@ impl ProviderClient for SalesforceClient {
         if status == StatusCode::BAD_REQUEST {
             return Err(match reply.error_code().as_deref() {
                 Some("invalid_grant") => ProviderError::Unauthorized,
-                Some(code) => ProviderError::Permanent(format!("Salesforce refused the token request: {code}")),
+                Some(code) => {
+                    ProviderError::Permanent(format!("Salesforce refused the token request: {code}"))
+                }
                 None => ProviderError::Permanent("Salesforce refused the token request".into()),
             });
         }
@@ -1332,7 +1376,9 @@ impl ProviderClient for SalesforceClient {
         }
         Ok(Credentials {
             access_token: SecretString::from(tokens.access_token),
-            refresh_token: Some(tokens.refresh_token.map(SecretString::from).unwrap_or_else(|| refresh_token.clone())),
+            refresh_token: Some(
+                tokens.refresh_token.map(SecretString::from).unwrap_or_else(|| refresh_token.clone()),
+            ),
             expires_at: None,
         })
     }
@@ -1373,8 +1419,14 @@ mod tests {
         assert_eq!(canonical_value("company_ids", &Value::Null), Value::Null);
         assert_eq!(canonical_value("amount", &json!("1200.5")), json!(1200.5));
         assert_eq!(canonical_value("amount", &json!(1200.5)), json!(1200.5));
-        assert_eq!(canonical_value("start", &json!("2024-01-01T10:00:00.000+0000")), json!("2024-01-01T10:00:00Z"));
-        assert_eq!(canonical_value("start", &json!("2024-01-01T10:00:00.000Z")), json!("2024-01-01T10:00:00Z"));
+        assert_eq!(
+            canonical_value("start", &json!("2024-01-01T10:00:00.000+0000")),
+            json!("2024-01-01T10:00:00Z")
+        );
+        assert_eq!(
+            canonical_value("start", &json!("2024-01-01T10:00:00.000Z")),
+            json!("2024-01-01T10:00:00Z")
+        );
         assert_eq!(canonical_value("domain", &json!("https://www.Acme.com/about")), json!("acme.com"));
         assert_eq!(canonical_value("phone", &json!("")), Value::Null);
     }
@@ -1406,7 +1458,10 @@ mod tests {
         };
         assert_eq!(CursorDoc::parse(Some(&doc.to_cursor()), 2).unwrap(), doc);
         assert!(matches!(CursorDoc::parse(Some(&doc.to_cursor()), 1), Err(ProviderError::CursorExpired)));
-        assert!(matches!(CursorDoc::parse(Some(&SyncCursor::new("{}")), 1), Err(ProviderError::CursorExpired)));
+        assert!(matches!(
+            CursorDoc::parse(Some(&SyncCursor::new("{}")), 1),
+            Err(ProviderError::CursorExpired)
+        ));
     }
 
     #[test]

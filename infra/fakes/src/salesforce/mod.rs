@@ -113,7 +113,8 @@ impl Route {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultKind {
-    /// 403 `REQUEST_LIMIT_EXCEEDED` (Salesforce sends no 429 for the daily allocation).
+    /// 403 `REQUEST_LIMIT_EXCEEDED` (Salesforce sends no 429), with the org's real usage in
+    /// `Sforce-Limit-Info` (as for its concurrent-request limit).
     RequestLimit,
     /// A 5xx (default 500 `UNKNOWN_EXCEPTION`; 503 `SERVER_UNAVAILABLE`).
     ServerError {

@@ -107,7 +107,7 @@ async fn apply_fault(org: &SalesforceState, route: Route) -> Option<Response> {
         }
         FaultKind::RequestLimit => {
             let (used, max) = org.api_usage();
-            Some(limit_exceeded(Some(Usage(used.max(max), max))))
+            Some(limit_exceeded(Some(Usage(used, max))))
         }
         FaultKind::ServerError { status } => {
             let status = status

@@ -636,14 +636,15 @@ impl Store {
         Ok(())
     }
 
-    /// Records of `sobject` deleted within `[start, end]`, oldest first.
+    /// Records of `sobject` deleted within `[start, end)`, oldest first: a record deleted in the
+    /// second the window ends at is reported by the next window, which starts there.
     pub fn deleted_between(&self, sobject: &str, start: i64, end: i64) -> Vec<(String, i64)> {
         let mut out: Vec<(String, i64)> = self
             .records
             .get(sobject)
             .into_iter()
             .flat_map(|m| m.values())
-            .filter_map(|r| r.deleted_ms.filter(|d| *d >= start && *d <= end).map(|d| (r.id.clone(), d)))
+            .filter_map(|r| r.deleted_ms.filter(|d| *d >= start && *d < end).map(|d| (r.id.clone(), d)))
             .collect();
         out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         out
