@@ -6,5 +6,6 @@ pub mod dynamo;
 pub mod eventbridge;
 pub mod hubspot;
 pub mod memory;
+pub mod memory_provider;
 pub mod salesforce;
 pub mod sqs;

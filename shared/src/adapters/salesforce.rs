@@ -1014,6 +1014,8 @@ impl SaveResult {
 }
 
 type Slot = Option<Result<WriteAck, ProviderError>>;
+/// A write that passed its precondition: its index, record id and mapped fields (none: a delete).
+type Pending = (usize, String, Option<Map<String, Value>>);
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum WriteKind {
@@ -1166,7 +1168,7 @@ impl SalesforceClient {
             })
             .collect();
         let current = self.read_by(token, object, sobject, "Id", &ids).await?;
-        let mut go: Vec<(usize, String, Option<Map<String, Value>>)> = Vec::new();
+        let mut go: Vec<Pending> = Vec::new();
         for (i, w) in items {
             let (id, precondition, fields) = match w {
                 ProviderWrite::Update { external_id, precondition, fields, .. } => {

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod job;
 pub mod mapping;
 pub mod policy;
+pub mod push;
 pub mod record;
 pub mod run;
 
@@ -20,5 +21,6 @@ pub use ids::{
 pub use job::{Job, JobKind, JobReason};
 pub use mapping::{FieldMap, StageMap};
 pub use policy::{ConflictPolicy, Ownership, Source};
+pub use push::{ConflictItem, ConflictStatus, Priority, PushAction, PushItem, PushStatus, Resolution};
 pub use record::{CanonicalRecord, RemoteRecord, UpsertOutcome};
 pub use run::{RunCounts, RunStatus, SyncRun};

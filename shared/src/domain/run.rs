@@ -33,6 +33,13 @@ pub struct RunCounts {
     pub tasks_opened: u64,
     pub tasks_updated: u64,
     pub tasks_cancelled: u64,
+    /// Conflicts decided by policy, and conflicts newly parked for a person.
+    pub conflicts_decided: u64,
+    pub conflicts_parked: u64,
+    /// Push items completed, failed for good, and left to retry.
+    pub pushed: u64,
+    pub push_failed: u64,
+    pub push_retrying: u64,
 }
 
 impl RunCounts {
@@ -55,6 +62,11 @@ impl RunCounts {
         self.tasks_opened += other.tasks_opened;
         self.tasks_updated += other.tasks_updated;
         self.tasks_cancelled += other.tasks_cancelled;
+        self.conflicts_decided += other.conflicts_decided;
+        self.conflicts_parked += other.conflicts_parked;
+        self.pushed += other.pushed;
+        self.push_failed += other.push_failed;
+        self.push_retrying += other.push_retrying;
     }
 }
 

@@ -10,6 +10,7 @@ use serde_json::json;
 use tracing::{error, info, warn};
 
 use super::pull::{ApplyError, apply_page, created_summary};
+use super::push::{ProviderOrStore, push_approved};
 use super::tasks::research_tasks;
 use super::{Deadline, Deps};
 use crate::domain::job::JobParseError;
@@ -17,7 +18,8 @@ use crate::domain::{
     AuditEntry, AuditOutcome, Connection, ConnectionStatus, DomainEvent, Job, JobKind, JobReason, ObjectType,
     Operation, RunCounts, RunId, RunStatus, SyncRun, TenantId, UpsertOutcome,
 };
-use crate::ports::{BusError, ProviderClient, ProviderError, QueueError, StoreError};
+use crate::domain::{ConflictItem, ConflictStatus};
+use crate::ports::{BusError, ConflictQuery, ProviderClient, ProviderError, QueueError, StoreError};
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +244,18 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
 
     let mut counts = RunCounts::default();
     let mut continued = false;
-    let result = pull_all(deps, &mut conn, client.as_ref(), deadline, &mut counts, &mut continued).await;
+    let mut result = pull_all(deps, &mut conn, client.as_ref(), deadline, &mut counts, &mut continued).await;
+    if result.is_ok() && !continued {
+        match push_approved(deps, &conn, client.as_ref()).await {
+            Ok(pushed) => {
+                counts.pushed += pushed.completed;
+                counts.push_failed += pushed.failed;
+                counts.push_retrying += pushed.retrying;
+            }
+            Err(ProviderOrStore::Store(e)) => result = Err(e.into()),
+            Err(ProviderOrStore::Provider(e)) => result = Err(e.into()),
+        }
+    }
     let stats = client.stats();
     counts.requests = stats.requests;
     counts.rate_limited = stats.rate_limited;
@@ -259,7 +272,11 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         );
         deps.queue.enqueue(std::slice::from_ref(&next)).await?;
     } else {
-        conn.status = ConnectionStatus::Synced;
+        conn.status = if has_open_conflicts(deps, &conn).await? {
+            ConnectionStatus::Conflict
+        } else {
+            ConnectionStatus::Synced
+        };
         conn.last_sync_at = Some(finished_at);
         conn.last_error = None;
     }
@@ -297,6 +314,17 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
     } else {
         JobOutcome::Completed { run_id, counts }
     })
+}
+
+async fn has_open_conflicts(deps: &Deps, conn: &Connection) -> Result<bool, StoreError> {
+    let query = ConflictQuery {
+        connection: Some(conn.connection_id.clone()),
+        status: Some(ConflictStatus::Open),
+        limit: 1000,
+        ..ConflictQuery::default()
+    };
+    let page = deps.conflicts.list(&conn.tenant_id, &query).await?;
+    Ok(!page.items.is_empty() || page.next.is_some())
 }
 
 /// Refreshes the access token when it is near expiry (or `force`d after a 401), and stores it.
@@ -379,6 +407,26 @@ async fn pull_all(
             let mut events = applied.events;
             audit.extend(created_summary(conn, object, &applied.outcome.created, now));
             count_records(conn, object, &applied.outcome);
+            counts.conflicts_decided += applied.conflicts;
+            for (item, decisions) in applied.pushes {
+                if deps.pushes.create(&item).await? {
+                    audit.extend(decisions);
+                }
+            }
+            for conflict in applied.parked {
+                if deps.conflicts.detected(&conflict).await? {
+                    counts.conflicts_parked += 1;
+                    audit.push(conflict_audit(&conflict, now));
+                    events.push(DomainEvent::ConflictDetected {
+                        tenant_id: conflict.tenant_id.clone(),
+                        connection_id: conflict.connection_id.clone(),
+                        conflict_id: conflict.conflict_id.clone(),
+                        record_id: conflict.record_id.clone(),
+                        object: conflict.object,
+                        field: conflict.field.clone(),
+                    });
+                }
+            }
             if !tasks.is_empty() {
                 let derived =
                     apply_page(deps.records.as_ref(), conn, ObjectType::ResearchTasks, tasks, now).await?;
@@ -400,6 +448,20 @@ async fn pull_all(
         }
     }
     Ok(())
+}
+
+fn conflict_audit(c: &ConflictItem, now: chrono::DateTime<chrono::Utc>) -> AuditEntry {
+    AuditEntry::new(c.tenant_id.clone(), Operation::ConflictDetected, AuditOutcome::Success, "worker", now)
+        .connection(&c.connection_id)
+        .record(c.object, &c.record_id)
+        .detail(json!({
+            "conflict_id": c.conflict_id,
+            "field": c.field,
+            "base": c.base,
+            "suggested": c.suggested,
+            "suggested_by": c.suggested_by,
+        }))
+        .change(Some(json!({ "local": c.local, "remote": c.remote })), None)
 }
 
 /// Keeps the connection's per-object record counts (live records, deletions subtracted).
@@ -519,6 +581,8 @@ mod tests {
             records: store.clone(),
             runs: store.clone(),
             audit: store.clone(),
+            pushes: store.clone(),
+            conflicts: store.clone(),
             queue: Arc::new(MemoryQueue::new()),
             bus: bus.clone(),
             providers: Arc::new(calendar.clone()),

@@ -332,6 +332,7 @@ struct CollectionBody {
     records: Vec<Map<String, Value>>,
 }
 
+#[allow(clippy::result_large_err)] // the error is the handler's answer, returned at once
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes, usage: Option<Usage>) -> Result<T, Response> {
     serde_json::from_slice(body).map_err(|e| {
         with_usage(
