@@ -5,4 +5,5 @@ mod aws_support;
 mod e2e;
 mod hubspot_adapter;
 mod salesforce_adapter;
+mod salesforce_e2e;
 mod stack;

@@ -1,5 +1,5 @@
 //! `LocalStack`: one complete Syncbridge on this machine: moto with the resources of template.yaml,
-//! the HubSpot fake, the engine wired exactly as in Lambda (only the endpoint differs), the runner
+//! the HubSpot fake (and optionally the Salesforce fake), the engine wired exactly as in Lambda (only the endpoint differs), the runner
 //! and the gateway. Tests, `syncbridge` and `make demo` all start this same thing.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use syncbridge::ports::SystemClock;
 use syncbridge::sync::Deps;
 use syncbridge::wiring;
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
+use syncbridge_fakes::salesforce;
 
 use crate::gateway::{self, Gateway};
 use crate::runner::Runner;
@@ -26,6 +27,8 @@ pub struct StackOptions {
     /// Prefix of every resource name (unique per test); a random one when `None`.
     pub prefix: Option<String>,
     pub hubspot: FakeConfig,
+    /// Also start a Salesforce fake (its connected app becomes the stack's Salesforce app).
+    pub salesforce: Option<salesforce::FakeConfig>,
     /// Gateway port on 127.0.0.1; 0 picks one.
     pub gateway_port: u16,
     /// Also route the bus's events to a queue the caller can read (for tests and the demo).
@@ -39,6 +42,7 @@ impl Default for StackOptions {
         Self {
             prefix: None,
             hubspot: FakeConfig::default(),
+            salesforce: None,
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
@@ -54,6 +58,7 @@ pub struct LocalStack {
     pub runner: Runner,
     pub gateway: Gateway,
     pub hubspot: RunningFake,
+    pub salesforce: Option<salesforce::RunningFake>,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
     events: Option<EventCollector>,
@@ -81,6 +86,16 @@ impl LocalStack {
         };
         let hubspot =
             HubspotFake::start(options.hubspot.clone()).await.context("starting the HubSpot fake")?;
+        let salesforce = match options.salesforce.clone() {
+            Some(c) => {
+                Some(salesforce::SalesforceFake::start(c).await.context("starting the Salesforce fake")?)
+            }
+            None => None,
+        };
+        let salesforce_app = options.salesforce.as_ref().map(|c| OAuthApp {
+            client_id: c.client_id.clone(),
+            client_secret: SecretString::from(c.client_secret.clone()),
+        });
         let config = Config {
             resources: resources.resources.clone(),
             due_shards: resources
@@ -93,7 +108,7 @@ impl LocalStack {
                 client_id: options.hubspot.client_id.clone(),
                 client_secret: SecretString::from(options.hubspot.client_secret.clone()),
             }),
-            salesforce_app: None,
+            salesforce_app,
             tenant_claim: "tenant_id".to_owned(),
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
@@ -124,6 +139,7 @@ impl LocalStack {
             runner,
             gateway,
             hubspot,
+            salesforce,
             dev_key,
             events_queue_url,
             events,
