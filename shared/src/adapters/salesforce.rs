@@ -768,7 +768,8 @@ impl SalesforceClient {
             loop {
                 let reply = self
                     .api(token, http::Method::GET, &format!("/jobs/query/{job_id}"), &[], None, &[])
-                    .await?;
+                    .await
+                    .map_err(job_gone)?;
                 let info: Value = reply.json()?;
                 match info.get("state").and_then(Value::as_str) {
                     Some("JobComplete") => break,
@@ -793,7 +794,8 @@ impl SalesforceClient {
         }
         let reply = self
             .api(token, http::Method::GET, &format!("/jobs/query/{job_id}/results"), &query, None, &[])
-            .await?;
+            .await
+            .map_err(job_gone)?;
         let rows = parse_csv(&reply.body)?;
         let records = self.rows_to_records(object, sobject, &rows)?;
         let next = reply.header("sforce-locator").map(str::trim).filter(|l| !l.is_empty() && *l != "null");
@@ -919,6 +921,16 @@ impl SalesforceClient {
             .map(|d| d.timestamp_millis())
             .unwrap_or(now);
         Ok((out, covered))
+    }
+}
+
+/// A bulk job Salesforce no longer has (jobs are deleted after 7 days) or a locator it rejects:
+/// the export starts over.
+fn job_gone(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::NotFound => ProviderError::CursorExpired,
+        ProviderError::Permanent(m) if m.contains("INVALIDLOCATOR") => ProviderError::CursorExpired,
+        other => other,
     }
 }
 
@@ -1464,6 +1476,14 @@ mod tests {
             CursorDoc::parse(Some(&SyncCursor::new("{}")), 1),
             Err(ProviderError::CursorExpired)
         ));
+    }
+
+    #[test]
+    fn a_vanished_bulk_job_restarts_the_export() {
+        assert!(matches!(job_gone(ProviderError::NotFound), ProviderError::CursorExpired));
+        let bad = ProviderError::Permanent("HTTP 400 INVALIDLOCATOR: invalid locator".into());
+        assert!(matches!(job_gone(bad), ProviderError::CursorExpired));
+        assert!(matches!(job_gone(ProviderError::Unauthorized), ProviderError::Unauthorized));
     }
 
     #[test]
