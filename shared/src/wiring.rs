@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::google::GoogleFactory;
 use crate::adapters::hubspot::HubspotFactory;
 use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::sqs::SqsJobQueue;
@@ -29,6 +30,14 @@ pub enum WiringError {
 pub struct Providers {
     hubspot: HubspotFactory,
     salesforce: SalesforceFactory,
+    google: GoogleFactory,
+}
+
+impl Providers {
+    /// The Google factory, for what the port does not cover (push channels).
+    pub fn google(&self) -> &GoogleFactory {
+        &self.google
+    }
 }
 
 impl ProviderFactory for Providers {
@@ -36,6 +45,7 @@ impl ProviderFactory for Providers {
         match connection.provider {
             Provider::Hubspot => self.hubspot.client(connection),
             Provider::Salesforce => self.salesforce.client(connection),
+            Provider::Google => self.google.client(connection),
             other => Err(ProviderError::Permanent(format!("provider {other} is not supported yet"))),
         }
     }
@@ -65,7 +75,8 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
     let http = http_client()?;
     let providers = Providers {
         hubspot: HubspotFactory::new(http.clone(), config.hubspot_app.clone()),
-        salesforce: SalesforceFactory::new(http, config.salesforce_app.clone()),
+        salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
+        google: GoogleFactory::new(http, config.google_app.clone(), config.google_token_url.clone()),
     };
     Ok(Deps {
         connections: store.clone(),

@@ -3,7 +3,9 @@
 mod aws_adapters;
 mod aws_support;
 mod e2e;
+mod google_adapter;
 mod hubspot_adapter;
+mod queues;
 mod salesforce_adapter;
 mod salesforce_e2e;
 mod stack;

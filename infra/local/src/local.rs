@@ -1,5 +1,6 @@
 //! `LocalStack`: one complete Syncbridge on this machine: moto with the resources of template.yaml,
-//! the HubSpot fake (and optionally the Salesforce fake), the engine wired exactly as in Lambda (only the endpoint differs), the runner
+//! the HubSpot and Google Calendar fakes (and optionally the Salesforce fake), the engine wired
+//! exactly as in Lambda (only the endpoint differs), the runner
 //! and the gateway. Tests, `syncbridge` and `make demo` all start this same thing.
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use syncbridge::http::{api, webhooks};
 use syncbridge::ports::SystemClock;
 use syncbridge::sync::Deps;
 use syncbridge::wiring;
+use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
 use syncbridge_fakes::salesforce;
 
@@ -29,6 +31,8 @@ pub struct StackOptions {
     pub hubspot: FakeConfig,
     /// Also start a Salesforce fake (its connected app becomes the stack's Salesforce app).
     pub salesforce: Option<salesforce::FakeConfig>,
+    /// The Google Calendar fake (its token endpoint is the stack's `GOOGLE_TOKEN_URL`).
+    pub google: google::FakeConfig,
     /// Gateway port on 127.0.0.1; 0 picks one.
     pub gateway_port: u16,
     /// Also route the bus's events to a queue the caller can read (for tests and the demo).
@@ -43,6 +47,7 @@ impl Default for StackOptions {
             prefix: None,
             hubspot: FakeConfig::default(),
             salesforce: None,
+            google: google::FakeConfig::default(),
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
@@ -59,6 +64,7 @@ pub struct LocalStack {
     pub gateway: Gateway,
     pub hubspot: RunningFake,
     pub salesforce: Option<salesforce::RunningFake>,
+    pub google: google::RunningFake,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
     events: Option<EventCollector>,
@@ -96,6 +102,7 @@ impl LocalStack {
             client_id: c.client_id.clone(),
             client_secret: SecretString::from(c.client_secret.clone()),
         });
+        let google = GoogleFake::start(options.google.clone()).await.context("starting the Google fake")?;
         let config = Config {
             resources: resources.resources.clone(),
             due_shards: resources
@@ -109,6 +116,11 @@ impl LocalStack {
                 client_secret: SecretString::from(options.hubspot.client_secret.clone()),
             }),
             salesforce_app,
+            google_app: Some(OAuthApp {
+                client_id: options.google.client_id.clone(),
+                client_secret: SecretString::from(options.google.client_secret.clone()),
+            }),
+            google_token_url: google.token_url(),
             tenant_claim: "tenant_id".to_owned(),
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
@@ -140,6 +152,7 @@ impl LocalStack {
             gateway,
             hubspot,
             salesforce,
+            google,
             dev_key,
             events_queue_url,
             events,
