@@ -10,6 +10,7 @@ use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::google::GoogleFactory;
 use crate::adapters::hubspot::HubspotFactory;
+use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::sqs::SqsJobQueue;
 use crate::config::Config;
 use crate::domain::{Connection, Provider};
@@ -28,6 +29,7 @@ pub enum WiringError {
 /// Routes each connection to its provider's adapter.
 pub struct Providers {
     hubspot: HubspotFactory,
+    salesforce: SalesforceFactory,
     google: GoogleFactory,
 }
 
@@ -42,6 +44,7 @@ impl ProviderFactory for Providers {
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
         match connection.provider {
             Provider::Hubspot => self.hubspot.client(connection),
+            Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
             other => Err(ProviderError::Permanent(format!("provider {other} is not supported yet"))),
         }
@@ -72,6 +75,7 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
     let http = http_client()?;
     let providers = Providers {
         hubspot: HubspotFactory::new(http.clone(), config.hubspot_app.clone()),
+        salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http, config.google_app.clone(), config.google_token_url.clone()),
     };
     Ok(Deps {

@@ -7,4 +7,6 @@ mod google_adapter;
 mod hubspot_adapter;
 mod hubspot_objects;
 mod queues;
+mod salesforce_adapter;
+mod salesforce_e2e;
 mod stack;

@@ -5,3 +5,4 @@
 
 pub mod google;
 pub mod hubspot;
+pub mod salesforce;

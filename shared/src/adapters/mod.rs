@@ -8,4 +8,5 @@ pub mod google;
 pub mod hubspot;
 pub mod memory;
 pub mod memory_provider;
+pub mod salesforce;
 pub mod sqs;

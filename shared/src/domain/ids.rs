@@ -196,7 +196,13 @@ impl Provider {
             Provider::Hubspot => {
                 &[ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes]
             }
-            Provider::Salesforce => &[ObjectType::Contacts],
+            Provider::Salesforce => &[
+                ObjectType::Companies,
+                ObjectType::Contacts,
+                ObjectType::Deals,
+                ObjectType::Activities,
+                ObjectType::Notes,
+            ],
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
         }
