@@ -6,6 +6,7 @@ mod e2e;
 mod google_adapter;
 mod hubspot_adapter;
 mod hubspot_objects;
+mod interleavings_hubspot;
 mod queues;
 mod salesforce_adapter;
 mod salesforce_e2e;
