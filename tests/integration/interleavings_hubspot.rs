@@ -20,7 +20,7 @@ use syncbridge::domain::{
 use syncbridge::ports::{ConflictQuery, SystemClock};
 use syncbridge::sync::push::{self, PushRequest};
 use syncbridge::sync::worker::run_job;
-use syncbridge::sync::{Deadline, Deps, EngineSettings};
+use syncbridge::sync::{Deadline, Deps};
 use syncbridge_fakes::hubspot::store::ObjectKind;
 use syncbridge_fakes::hubspot::{FakeConfig, Fault, FaultKind, HubspotFake, Route, RunningFake};
 
@@ -93,19 +93,13 @@ impl World {
         let store = Arc::new(MemoryStore::new());
         let factory = HubspotFactory::new(reqwest::Client::new(), None)
             .with_pacing(Pacing { search_per_second: 1_000, ..Pacing::default() });
-        let deps = Deps {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            pushes: store.clone(),
-            conflicts: store.clone(),
-            queue: Arc::new(MemoryQueue::new()),
-            bus: Arc::new(MemoryBus::new()),
-            providers: Arc::new(factory),
-            clock: Arc::new(SystemClock),
-            settings: EngineSettings::default(),
-        };
+        let deps = syncbridge::adapters::memory::memory_deps(
+            store.clone(),
+            Arc::new(MemoryQueue::new()),
+            Arc::new(MemoryBus::new()),
+            Arc::new(factory),
+            Arc::new(SystemClock),
+        );
         let settings = ConnectionSettings {
             conflict_policy: policy,
             auto_push: [(PushAction::UpdateRecord, true), (PushAction::CreateNote, true)].into(),
