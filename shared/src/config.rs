@@ -36,6 +36,12 @@ pub struct Config {
     /// Base64 of the 32-byte key that encrypts tokens at rest.
     pub token_key: SecretString,
     pub hubspot_app: Option<OAuthApp>,
+    /// The Salesforce connected app (`SALESFORCE_CLIENT_ID` / `SALESFORCE_CLIENT_SECRET`).
+    pub salesforce_app: Option<OAuthApp>,
+    /// `GOOGLE_CLIENT_ID` / `GOOGLE_CLIENT_SECRET`: the Google OAuth app (token refresh).
+    pub google_app: Option<OAuthApp>,
+    /// `GOOGLE_TOKEN_URL`: Google's OAuth token endpoint (a fake's locally).
+    pub google_token_url: String,
     /// The JWT claim that names the caller's tenant.
     pub tenant_claim: String,
 }
@@ -80,11 +86,27 @@ impl Config {
             }
             _ => None,
         };
+        let salesforce_app = match (optional("SALESFORCE_CLIENT_ID"), optional("SALESFORCE_CLIENT_SECRET")) {
+            (Some(client_id), Some(secret)) => {
+                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
+            }
+            _ => None,
+        };
+        let google_app = match (optional("GOOGLE_CLIENT_ID"), optional("GOOGLE_CLIENT_SECRET")) {
+            (Some(client_id), Some(secret)) => {
+                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
+            }
+            _ => None,
+        };
         Ok(Self {
             resources: Resources::from_env()?,
             due_shards,
             token_key: SecretString::from(required("TOKEN_KEY")?),
             hubspot_app,
+            salesforce_app,
+            google_app,
+            google_token_url: optional("GOOGLE_TOKEN_URL")
+                .unwrap_or_else(|| crate::adapters::google::DEFAULT_TOKEN_URL.to_owned()),
             tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
         })
     }

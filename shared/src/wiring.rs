@@ -8,7 +8,9 @@ use aws_config::SdkConfig;
 use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::google::GoogleFactory;
 use crate::adapters::hubspot::HubspotFactory;
+use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::sqs::SqsJobQueue;
 use crate::config::Config;
 use crate::domain::{Connection, Provider};
@@ -27,12 +29,23 @@ pub enum WiringError {
 /// Routes each connection to its provider's adapter.
 pub struct Providers {
     hubspot: HubspotFactory,
+    salesforce: SalesforceFactory,
+    google: GoogleFactory,
+}
+
+impl Providers {
+    /// The Google factory, for what the port does not cover (push channels).
+    pub fn google(&self) -> &GoogleFactory {
+        &self.google
+    }
 }
 
 impl ProviderFactory for Providers {
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
         match connection.provider {
             Provider::Hubspot => self.hubspot.client(connection),
+            Provider::Salesforce => self.salesforce.client(connection),
+            Provider::Google => self.google.client(connection),
             other => Err(ProviderError::Permanent(format!("provider {other} is not supported yet"))),
         }
     }
@@ -59,7 +72,12 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
         cipher,
         config.due_shards,
     ));
-    let providers = Providers { hubspot: HubspotFactory::new(http_client()?, config.hubspot_app.clone()) };
+    let http = http_client()?;
+    let providers = Providers {
+        hubspot: HubspotFactory::new(http.clone(), config.hubspot_app.clone()),
+        salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
+        google: GoogleFactory::new(http, config.google_app.clone(), config.google_token_url.clone()),
+    };
     Ok(Deps {
         connections: store.clone(),
         records: store.clone(),

@@ -3,5 +3,12 @@
 mod aws_adapters;
 mod aws_support;
 mod e2e;
+mod google_adapter;
 mod hubspot_adapter;
+mod hubspot_objects;
+mod interleavings_hubspot;
+mod queues;
+mod salesforce_adapter;
+mod salesforce_e2e;
 mod stack;
+mod two_way;

@@ -22,6 +22,29 @@ use crate::ports::{
     StoreError,
 };
 
+/// The engine's dependencies on one in-memory store (every store port), for unit tests of logic.
+pub fn memory_deps(
+    store: std::sync::Arc<MemoryStore>,
+    queue: std::sync::Arc<dyn JobQueue>,
+    bus: std::sync::Arc<dyn EventBus>,
+    providers: std::sync::Arc<dyn crate::ports::ProviderFactory>,
+    clock: std::sync::Arc<dyn Clock>,
+) -> crate::sync::Deps {
+    crate::sync::Deps {
+        connections: store.clone(),
+        records: store.clone(),
+        runs: store.clone(),
+        audit: store.clone(),
+        pushes: store.clone(),
+        conflicts: store,
+        queue,
+        bus,
+        providers,
+        clock,
+        settings: crate::sync::EngineSettings::default(),
+    }
+}
+
 /// The page size used when a caller passes a limit of 0.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 
@@ -56,7 +79,6 @@ struct AuditPosition {
 type ConnKey = (TenantId, ConnectionId);
 type RegistryKey = (TenantId, ConnectionId, ObjectType, ExternalId);
 
-#[derive(Default)]
 struct Inner {
     connections: BTreeMap<ConnKey, Connection>,
     records: BTreeMap<ConnKey, BTreeMap<RecordId, CanonicalRecord>>,
@@ -67,10 +89,41 @@ struct Inner {
     pushes: BTreeMap<(TenantId, String), PushItem>,
     conflicts: BTreeMap<(TenantId, String), ConflictItem>,
     unavailable: bool,
+    /// Calls left before the store "crashes" (fails every call); negative: no crash planned.
+    crash_countdown: std::sync::atomic::AtomicI64,
+    /// Store calls made so far.
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            connections: BTreeMap::new(),
+            records: BTreeMap::new(),
+            registry: HashMap::new(),
+            runs: HashMap::new(),
+            jobs_done: HashSet::new(),
+            audit: Vec::new(),
+            pushes: BTreeMap::new(),
+            conflicts: BTreeMap::new(),
+            unavailable: false,
+            crash_countdown: std::sync::atomic::AtomicI64::new(-1),
+            calls: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 impl Inner {
     fn check_available(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let left = self.crash_countdown.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StoreError::Unavailable("memory store crashed (injected)".into()));
+        }
+        if left > 0 {
+            self.crash_countdown.store(left - 1, Ordering::SeqCst);
+        }
         if self.unavailable {
             Err(StoreError::Unavailable("memory store set unavailable".into()))
         } else {
@@ -171,6 +224,22 @@ impl MemoryStore {
     /// Makes every store call fail with `StoreError::Unavailable` until set back to false.
     pub fn set_unavailable(&self, unavailable: bool) {
         self.lock().unavailable = unavailable;
+    }
+
+    /// Lets the next `calls` store calls succeed, then fails every call (a process dying at that
+    /// step) until [`MemoryStore::recover`].
+    pub fn crash_after(&self, calls: u32) {
+        self.lock().crash_countdown.store(i64::from(calls), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Store calls made so far (each is a step a crash can interrupt).
+    pub fn calls(&self) -> u64 {
+        self.lock().calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Ends an injected crash.
+    pub fn recover(&self) {
+        self.lock().crash_countdown.store(-1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The due-index shard of this connection in this store.
@@ -573,6 +642,7 @@ impl AuditLog for MemoryStore {
 pub struct MemoryQueue {
     jobs: Mutex<Vec<Job>>,
     failing: Mutex<bool>,
+    delays: Mutex<Vec<(String, std::time::Duration)>>,
 }
 
 impl MemoryQueue {
@@ -588,6 +658,11 @@ impl MemoryQueue {
     /// Removes and returns the accepted jobs (as a consumer would receive them).
     pub fn take(&self) -> Vec<Job> {
         std::mem::take(&mut *self.jobs.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The retry delays asked for, as `(receipt handle, delay)`.
+    pub fn retry_delays(&self) -> Vec<(String, std::time::Duration)> {
+        self.delays.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// While true, `enqueue` fails with `QueueError::Partial` naming every job and accepts none.
@@ -608,6 +683,11 @@ impl JobQueue for MemoryQueue {
                 stored.push(job.clone());
             }
         }
+        Ok(())
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), QueueError> {
+        self.delays.lock().unwrap_or_else(|p| p.into_inner()).push((receipt_handle.to_owned(), delay));
         Ok(())
     }
 }
@@ -721,6 +801,7 @@ mod tests {
             remote_modified_at: None,
             etag: None,
             local_modified_at: None,
+            sources: Default::default(),
             deleted: false,
             created_at: t0(),
             updated_at: t0(),

@@ -4,7 +4,9 @@
 pub mod crypto;
 pub mod dynamo;
 pub mod eventbridge;
+pub mod google;
 pub mod hubspot;
 pub mod memory;
 pub mod memory_provider;
+pub mod salesforce;
 pub mod sqs;

@@ -65,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/connections/{connection_id}/records", get(list_records))
         .route("/v1/connections/{connection_id}/records/{record_id}", get(get_record))
         .route("/v1/connections/{connection_id}/sync", post(request_sync))
+        .route("/v1/connections/{connection_id}/retry", post(retry_connection))
         .merge(super::queues::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
@@ -444,6 +445,38 @@ async fn request_sync(
     Ok((StatusCode::ACCEPTED, axum::Json(SyncAccepted { job_id })).into_response())
 }
 
+/// The retry action of a connection in `error`: back to `pending` and a sync enqueued at once.
+/// Any other status is a 409 (a retry is for a connection that gave up).
+async fn retry_connection(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let mut connection = load_connection(&state, &caller.tenant, &id).await?;
+    if connection.status != ConnectionStatus::Error {
+        return Err(ApiError::Conflict);
+    }
+    let now = state.clock.now();
+    let previous_error = connection.last_error.clone();
+    connection.status = ConnectionStatus::Pending;
+    state.connections.save_state(&connection).await?;
+    let job_id = Job::requested_id(&connection.connection_id, JobReason::Manual);
+    let job = Job::sync(
+        caller.tenant.clone(),
+        connection.connection_id.clone(),
+        job_id.clone(),
+        JobReason::Manual,
+        now,
+    );
+    state.queue.enqueue(std::slice::from_ref(&job)).await?;
+    let entry =
+        AuditEntry::new(caller.tenant.clone(), Operation::Retry, AuditOutcome::Success, actor(&caller), now)
+            .connection(&connection.connection_id)
+            .detail(json!({ "job_id": job_id, "previous_error": previous_error }));
+    state.audit.append(&[entry]).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(SyncAccepted { job_id })).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,19 +515,13 @@ mod tests {
             audit: store.clone(),
             queue: queue.clone(),
             clock: Arc::new(ManualClock::new(t0())),
-            engine: crate::sync::Deps {
-                connections: store.clone(),
-                records: store.clone(),
-                runs: store.clone(),
-                audit: store.clone(),
-                pushes: store.clone(),
-                conflicts: store.clone(),
-                queue: queue.clone(),
-                bus: Arc::new(crate::adapters::memory::MemoryBus::new()),
-                providers: Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-                clock: Arc::new(ManualClock::new(t0())),
-                settings: crate::sync::EngineSettings::default(),
-            },
+            engine: crate::adapters::memory::memory_deps(
+                store.clone(),
+                queue.clone(),
+                Arc::new(crate::adapters::memory::MemoryBus::new()),
+                Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+                Arc::new(ManualClock::new(t0())),
+            ),
             tenant_claim: "tenant_id".into(),
         };
         let key = DevKey::new(&SecretString::from("test-secret-test-secret-test-secret")).unwrap();
@@ -567,6 +594,7 @@ mod tests {
                         remote_modified_at: Some(t0()),
                         etag: None,
                         local_modified_at: None,
+                        sources: Default::default(),
                         deleted: false,
                         created_at: t0(),
                         updated_at: t0(),
@@ -1030,6 +1058,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pending_push_expires_after_seven_days_and_can_no_longer_be_approved() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let mut h = harness();
+        let store = h.store.clone();
+        let queue = h.queue.clone();
+        let engine = crate::adapters::memory::memory_deps(
+            store.clone(),
+            queue.clone(),
+            Arc::new(crate::adapters::memory::MemoryBus::new()),
+            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+            clock.clone(),
+        );
+        h.app = router(ApiState {
+            connections: store.clone(),
+            records: store.clone(),
+            runs: store.clone(),
+            audit: store.clone(),
+            queue: queue.clone(),
+            clock: clock.clone(),
+            engine,
+            tenant_claim: "tenant_id".into(),
+        });
+        let id = h.create("acme").await;
+        let records = h.seed_records("acme", &id, 1).await;
+        let body = json!({ "action": "update_field", "record_id": records[0], "fields": { "lead_score": 87 }, "idempotency_key": "score-1" });
+        let created = h
+            .send(Method::POST, &format!("/v1/connections/{id}/push"), Some("acme"), Some(&body.to_string()))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        clock.advance(Duration::days(7));
+        let expired = h.send(Method::GET, "/v1/push?status=expired", Some("acme"), None).await;
+        assert_eq!(expired.json["items"].as_array().map(Vec::len), Some(1), "{}", expired.text);
+        let pending = h.send(Method::GET, "/v1/push?status=pending", Some("acme"), None).await;
+        assert_eq!(pending.json["items"], json!([]));
+        let ids = json!({ "ids": [created.json["push_id"]] }).to_string();
+        let approve = h.send(Method::POST, "/v1/push/approve", Some("acme"), Some(&ids)).await;
+        assert_eq!(approve.json["items"][0]["error"], "conflict");
+        assert!(queue.jobs().is_empty());
+    }
+
+    #[tokio::test]
     async fn bad_push_requests_are_4xx_problems() {
         let h = harness();
         let id = h.create("acme").await;
@@ -1077,5 +1146,29 @@ mod tests {
                 "unauthorized",
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_retry_action_moves_an_errored_connection_to_pending_and_enqueues_a_sync() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let uri = format!("/v1/connections/{id}/retry");
+        let not_failed = h.send(Method::POST, &uri, Some("acme"), None).await;
+        assert_problem(&not_failed, StatusCode::CONFLICT, "conflict");
+        let (t, c) = (TenantId::parse("acme").unwrap(), ConnectionId::parse(&id).unwrap());
+        let mut conn = ConnectionStore::get(&*h.store, &t, &c).await.unwrap().unwrap();
+        conn.status = ConnectionStatus::Error;
+        conn.last_error = Some("provider request failed permanently".into());
+        h.store.save_state(&conn).await.unwrap();
+
+        let other = h.send(Method::POST, &uri, Some("globex"), None).await;
+        assert_problem(&other, StatusCode::NOT_FOUND, "not_found");
+        let reply = h.send(Method::POST, &uri, Some("acme"), None).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+        let view = h.send(Method::GET, &format!("/v1/connections/{id}"), Some("acme"), None).await;
+        assert_eq!(view.json["status"], "pending");
+        assert_eq!(h.queue.jobs().len(), 1);
+        let audited = h.store.audit_entries().iter().any(|e| e.operation == Operation::Retry);
+        assert!(audited);
     }
 }

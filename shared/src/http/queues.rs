@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::api::{ApiState, Items, PageView, actor, invalid, load_connection, page_limit};
 use super::auth::Caller;
 use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::domain::policy::Strategy;
+use crate::domain::policy::{Source, Strategy};
 use crate::domain::push::ConflictItem;
 use crate::domain::record::Fields;
 use crate::domain::{
@@ -154,6 +154,8 @@ struct QueuePush {
     #[serde(default)]
     fields: Fields,
     idempotency_key: IdempotencyKey,
+    /// Where the values come from: `user_stated`, `document`, `web` or `inferred`.
+    source: Option<Source>,
 }
 
 fn normal() -> Priority {
@@ -173,6 +175,7 @@ async fn queue_push(
         record_id: body.record_id,
         fields: body.fields,
         idempotency_key: body.idempotency_key,
+        source: body.source,
     };
     let (item, created) = push::queue(&state.engine, &connection, request, &actor(&caller)).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -187,6 +190,7 @@ struct EditRecord {
     idempotency_key: IdempotencyKey,
     #[serde(default = "normal")]
     priority: Priority,
+    source: Option<Source>,
 }
 
 async fn edit_record(
@@ -203,6 +207,7 @@ async fn edit_record(
         record_id: Some(record_id),
         fields: body.fields,
         idempotency_key: body.idempotency_key,
+        source: body.source,
     };
     let (item, created) = push::queue(&state.engine, &connection, request, &actor(&caller)).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -225,11 +230,25 @@ async fn list_push(
 ) -> Result<axum::Json<PageView<PushView>>, ApiError> {
     let connection =
         q.connection_id.map(ConnectionId::parse).transpose().map_err(|e| invalid(e.to_string()))?;
-    let query =
-        PushQuery { connection, status: q.status, limit: page_limit(q.limit)?, page_token: q.page_token };
+    // Expiry is computed, not stored: an expired item is stored as pending.
+    let stored_status = match q.status {
+        Some(PushStatus::Expired) => Some(PushStatus::Pending),
+        other => other,
+    };
+    let query = PushQuery {
+        connection,
+        status: stored_status,
+        limit: page_limit(q.limit)?,
+        page_token: q.page_token,
+    };
     let page = state.engine.pushes.list(&caller.tenant, &query).await?;
     let now = state.clock.now();
-    let mut items: Vec<PushView> = page.items.into_iter().map(|p| PushView::new(p, now)).collect();
+    let mut items: Vec<PushView> = page
+        .items
+        .into_iter()
+        .map(|p| PushView::new(p, now))
+        .filter(|v| q.status.is_none_or(|s| s == v.status))
+        .collect();
     items.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created_at.cmp(&b.created_at)));
     Ok(axum::Json(PageView { items, next_page_token: page.next }))
 }

@@ -9,7 +9,7 @@ use futures::future::join_all;
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use super::pull::{ApplyError, apply_page, created_summary};
+use super::pull::{ApplyError, apply_page_audited, created_summary};
 use super::push::{ProviderOrStore, push_approved};
 use super::tasks::research_tasks;
 use super::{Deadline, Deps};
@@ -143,6 +143,13 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         }
         Err(e) if e.is_retryable() => {
             warn!(job_id = %job.job_id, receives, error = %error_chain(&e), "job failed; will retry");
+            if let Some(handle) = msg.receipt_handle.as_deref() {
+                let s = &deps.settings;
+                let delay = super::retry_delay(s.retry_base, s.retry_max, receives, rand::random::<f64>());
+                if let Err(e) = deps.queue.retry_later(handle, delay).await {
+                    warn!(error = %error_chain(&e), "could not delay the retry; SQS's visibility timeout applies");
+                }
+            }
             record_failure(
                 deps,
                 &job,
@@ -402,7 +409,15 @@ async fn pull_all(
                 ObjectType::Events => research_tasks(&conn.settings, &page.records, now),
                 _ => Vec::new(),
             };
-            let applied = apply_page(deps.records.as_ref(), conn, object, page.records, now).await?;
+            let applied = apply_page_audited(
+                deps.records.as_ref(),
+                Some(deps.audit.as_ref()),
+                conn,
+                object,
+                page.records,
+                now,
+            )
+            .await?;
             counts.created += applied.outcome.created.len() as u64;
             counts.updated += applied.outcome.updated.len() as u64;
             counts.deleted += applied.outcome.deleted.len() as u64;
@@ -432,8 +447,15 @@ async fn pull_all(
                 }
             }
             if !tasks.is_empty() {
-                let derived =
-                    apply_page(deps.records.as_ref(), conn, ObjectType::ResearchTasks, tasks, now).await?;
+                let derived = apply_page_audited(
+                    deps.records.as_ref(),
+                    Some(deps.audit.as_ref()),
+                    conn,
+                    ObjectType::ResearchTasks,
+                    tasks,
+                    now,
+                )
+                .await?;
                 counts.tasks_opened += derived.outcome.created.len() as u64;
                 counts.tasks_updated += derived.outcome.updated.len() as u64;
                 counts.tasks_cancelled += derived.outcome.deleted.len() as u64;
@@ -494,7 +516,7 @@ mod tests {
         SyncCursor,
     };
     use crate::ports::{ProviderFactory, PulledPage, RequestStats};
-    use crate::sync::{Deps, EngineSettings};
+    use crate::sync::Deps;
 
     /// A calendar whose every pull returns the events as they are now.
     #[derive(Clone, Default)]
@@ -581,19 +603,13 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let bus = Arc::new(MemoryBus::new());
         let clock = Arc::new(ManualClock::new(now()));
-        let deps = Deps {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            pushes: store.clone(),
-            conflicts: store.clone(),
-            queue: Arc::new(MemoryQueue::new()),
-            bus: bus.clone(),
-            providers: Arc::new(calendar.clone()),
-            clock: clock.clone(),
-            settings: EngineSettings::default(),
-        };
+        let deps = crate::adapters::memory::memory_deps(
+            store.clone(),
+            Arc::new(MemoryQueue::new()),
+            bus.clone(),
+            Arc::new(calendar.clone()),
+            clock.clone(),
+        );
         let conn = Connection::new(
             TenantId::parse("acme").unwrap(),
             NewConnection {
@@ -644,5 +660,77 @@ mod tests {
             .filter(|e| matches!(e, DomainEvent::RecordChanged { object: ObjectType::ResearchTasks, .. }))
             .count();
         assert_eq!(task_events, 3, "opened, moved, cancelled");
+    }
+
+    #[test]
+    fn retry_delays_double_per_receive_with_jitter_and_a_cap() {
+        use crate::sync::retry_delay;
+        use std::time::Duration as D;
+        let (base, max) = (D::from_secs(30), D::from_secs(600));
+        assert_eq!(retry_delay(base, max, 1, 0.0), D::from_secs(15));
+        assert_eq!(retry_delay(base, max, 1, 0.999_999).as_secs(), 29);
+        assert_eq!(retry_delay(base, max, 3, 0.0), D::from_secs(60));
+        assert_eq!(retry_delay(base, max, 10, 0.5), D::from_secs(450));
+        assert_eq!(retry_delay(base, max, 40, 1.0), D::from_secs(600));
+    }
+
+    #[tokio::test]
+    async fn a_retryable_failure_asks_sqs_to_redeliver_later_the_more_it_was_received() {
+        let store = Arc::new(MemoryStore::new());
+        let queue = Arc::new(MemoryQueue::new());
+        let deps = crate::adapters::memory::memory_deps(
+            store.clone(),
+            queue.clone(),
+            Arc::new(MemoryBus::new()),
+            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+            Arc::new(ManualClock::new(now())),
+        );
+        let conn = Connection::new(
+            TenantId::parse("acme").unwrap(),
+            NewConnection {
+                provider: Provider::Hubspot,
+                base_url: "http://127.0.0.1:1".into(),
+                credentials: Credentials {
+                    access_token: SecretString::from("t"),
+                    refresh_token: None,
+                    expires_at: None,
+                },
+                interval_minutes: 15,
+                settings: ConnectionSettings::default(),
+            },
+            now(),
+        );
+        store.put_connection(conn.clone());
+        let job = Job::sync(
+            conn.tenant_id.clone(),
+            conn.connection_id.clone(),
+            JobId::parse("job-1").unwrap(),
+            JobReason::Schedule,
+            now(),
+        );
+        let message = |receives: u32| -> aws_lambda_events::event::sqs::SqsEvent {
+            serde_json::from_value(json!({ "Records": [{
+                "messageId": format!("m{receives}"),
+                "receiptHandle": format!("rh-{receives}"),
+                "body": job.to_body(),
+                "attributes": { "MessageGroupId": conn.message_group(), "ApproximateReceiveCount": receives.to_string() },
+                "messageAttributes": {},
+            }]}))
+            .unwrap()
+        };
+        // A provider outage on every write would do too; the store going away is simplest.
+        store.crash_after(3);
+        let failed =
+            handle_batch(&deps, message(1), Deadline::after(std::time::Duration::from_secs(60))).await;
+        assert_eq!(failed.batch_item_failures.len(), 1);
+        store.recover();
+        store.crash_after(3);
+        handle_batch(&deps, message(3), Deadline::after(std::time::Duration::from_secs(60))).await;
+        store.recover();
+        let delays = queue.retry_delays();
+        assert_eq!(delays.len(), 2);
+        assert_eq!(delays[0].0, "rh-1");
+        assert!((15..30).contains(&delays[0].1.as_secs()), "{delays:?}");
+        assert!((60..120).contains(&delays[1].1.as_secs()), "{delays:?}");
     }
 }
