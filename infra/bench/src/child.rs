@@ -31,6 +31,15 @@ pub struct WorkerSpec {
     pub token: String,
     /// The cursors JSON of a previous run's report; `None`: a full pull.
     pub cursors: Option<String>,
+    /// The OAuth token endpoint, where the adapter takes it apart from the base URL (Google).
+    pub token_url: Option<String>,
+}
+
+impl WorkerSpec {
+    /// A full pull (no cursors) of the connection at `base_url`.
+    pub fn full(provider: &'static str, base_url: String, token: String) -> Self {
+        Self { provider, base_url, token, cursors: None, token_url: None }
+    }
 }
 
 /// Runs the worker to its end (blocking: call from `spawn_blocking`).
@@ -48,6 +57,9 @@ pub fn run_worker(spec: &WorkerSpec) -> anyhow::Result<WorkerRun> {
         .stderr(Stdio::inherit());
     if let Some(c) = &spec.cursors {
         cmd.args(["--cursors", c]);
+    }
+    if let Some(u) = &spec.token_url {
+        cmd.args(["--token-url", u]);
     }
     let started = Instant::now();
     let mut child = cmd.spawn().context("starting the worker process")?;

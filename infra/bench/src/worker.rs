@@ -13,8 +13,10 @@ use chrono::Utc;
 use clap::Args;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
 use syncbridge::adapters::memory::{MemoryQueue, MemoryStore};
+use syncbridge::adapters::salesforce::SalesforceFactory;
 use syncbridge::domain::{
     Connection, Credentials, Job, JobReason, NewConnection, ObjectType, Provider, RunCounts, SyncCursor,
     TenantId,
@@ -38,6 +40,9 @@ pub struct WorkerArgs {
     /// The connection's cursors as JSON (`{"contacts": "<cursor>"}`); none: a full pull.
     #[arg(long)]
     pub cursors: Option<String>,
+    /// Google's token endpoint (the fake's); only used to refresh, which a static token never needs.
+    #[arg(long, default_value = DEFAULT_TOKEN_URL)]
+    pub token_url: String,
     /// Where to write the `object external_id` of every record written.
     #[arg(long)]
     pub id_log: PathBuf,
@@ -56,15 +61,19 @@ pub struct WorkerReport {
     pub vm_hwm_kib: Option<u64>,
 }
 
-/// Routes the connection to its provider's adapter, built as `wiring` builds it.
+/// Routes the connection to its provider's adapter, built as `wiring` builds it (default pacing).
 struct Factories {
     hubspot: HubspotFactory,
+    salesforce: SalesforceFactory,
+    google: GoogleFactory,
 }
 
 impl ProviderFactory for Factories {
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
         match connection.provider {
             Provider::Hubspot => self.hubspot.client(connection),
+            Provider::Salesforce => self.salesforce.client(connection),
+            Provider::Google => self.google.client(connection),
             other => Err(ProviderError::Permanent(format!("the benchmark has no {other} adapter"))),
         }
     }
@@ -80,7 +89,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let provider = Provider::parse(&args.provider).context("unknown provider")?;
     let token = std::env::var(TOKEN_ENV).with_context(|| format!("{TOKEN_ENV} is not set"))?;
     let http = syncbridge::wiring::http_client()?;
-    let factories = Factories { hubspot: HubspotFactory::new(http, None) };
+    let factories = Factories {
+        hubspot: HubspotFactory::new(http.clone(), None),
+        salesforce: SalesforceFactory::new(http.clone(), None),
+        google: GoogleFactory::new(http, None, args.token_url.clone()),
+    };
 
     let tenant = TenantId::parse("bench").context("tenant id")?;
     let mut connection = Connection::new(
