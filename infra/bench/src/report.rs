@@ -1,6 +1,7 @@
 //! The figures of each scenario, the targets they are held to and the checks that make them
 //! trustworthy; printed as a table and written as JSON.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -40,6 +41,8 @@ pub struct Figures {
     pub client_requests: u64,
     /// 429s the fake sent.
     pub rate_limited: u64,
+    /// Requests the fake served, by route (and object type where the fake tells them apart).
+    pub requests_by_route: BTreeMap<String, u64>,
     pub records_per_s: f64,
     /// The worker process's peak RSS: the `VmHWM` it read from `/proc/self/status` just before
     /// exiting (the high-water mark of its own address space since `exec`).
@@ -84,6 +87,7 @@ impl Figures {
             requests,
             client_requests: run.report.counts.requests,
             rate_limited,
+            requests_by_route: BTreeMap::new(),
             records_per_s: if wall_s > 0.0 { records as f64 / wall_s } else { 0.0 },
             peak_rss_mib: mib(run.report.vm_hwm_kib.unwrap_or(run.max_rss_kib)),
             ru_maxrss_mib: mib(run.max_rss_kib),
@@ -223,6 +227,7 @@ mod tests {
             requests: 201,
             client_requests: 201,
             rate_limited: 0,
+            requests_by_route: BTreeMap::new(),
             records_per_s: 1_904.8,
             peak_rss_mib: 12.25,
             ru_maxrss_mib: 12.5,
