@@ -3,4 +3,5 @@
 //! memory and exposes admin routes (`/_admin/...`) plus a Rust handle to edit data, inject faults
 //! and read request counters.
 
+pub mod graph;
 pub mod hubspot;
