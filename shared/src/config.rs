@@ -36,11 +36,19 @@ pub struct Config {
     /// Base64 of the 32-byte key that encrypts tokens at rest.
     pub token_key: SecretString,
     pub hubspot_app: Option<OAuthApp>,
+    /// The Microsoft (Entra ID) app registration: `MICROSOFT_CLIENT_ID` / `MICROSOFT_CLIENT_SECRET`.
+    pub microsoft_app: Option<OAuthApp>,
+    /// The identity platform's base URL (`MICROSOFT_LOGIN_BASE_URL`, default
+    /// `https://login.microsoftonline.com`; a fake's URL locally).
+    pub microsoft_login_base_url: String,
+    /// `MICROSOFT_TENANT`: `common` (default), `organizations` or a directory id.
+    pub microsoft_tenant: String,
     /// The JWT claim that names the caller's tenant.
     pub tenant_claim: String,
 }
 
 pub const DEFAULT_DUE_SHARDS: u16 = 4;
+pub const DEFAULT_MICROSOFT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
     match env::var(name) {
@@ -80,11 +88,21 @@ impl Config {
             }
             _ => None,
         };
+        let microsoft_app = match (optional("MICROSOFT_CLIENT_ID"), optional("MICROSOFT_CLIENT_SECRET")) {
+            (Some(client_id), Some(secret)) => {
+                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
+            }
+            _ => None,
+        };
         Ok(Self {
             resources: Resources::from_env()?,
             due_shards,
             token_key: SecretString::from(required("TOKEN_KEY")?),
             hubspot_app,
+            microsoft_app,
+            microsoft_login_base_url: optional("MICROSOFT_LOGIN_BASE_URL")
+                .unwrap_or_else(|| DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned()),
+            microsoft_tenant: optional("MICROSOFT_TENANT").unwrap_or_else(|| "common".to_owned()),
             tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
         })
     }

@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::graph::{GraphFactory, Login};
 use crate::adapters::hubspot::HubspotFactory;
 use crate::adapters::sqs::SqsJobQueue;
 use crate::config::Config;
@@ -27,12 +28,14 @@ pub enum WiringError {
 /// Routes each connection to its provider's adapter.
 pub struct Providers {
     hubspot: HubspotFactory,
+    microsoft: GraphFactory,
 }
 
 impl ProviderFactory for Providers {
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
         match connection.provider {
             Provider::Hubspot => self.hubspot.client(connection),
+            Provider::Microsoft => self.microsoft.client(connection),
             other => Err(ProviderError::Permanent(format!("provider {other} is not supported yet"))),
         }
     }
@@ -59,7 +62,13 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
         cipher,
         config.due_shards,
     ));
-    let providers = Providers { hubspot: HubspotFactory::new(http_client()?, config.hubspot_app.clone()) };
+    let http = http_client()?;
+    let login =
+        Login { base_url: config.microsoft_login_base_url.clone(), tenant: config.microsoft_tenant.clone() };
+    let providers = Providers {
+        hubspot: HubspotFactory::new(http.clone(), config.hubspot_app.clone()),
+        microsoft: GraphFactory::new(http, config.microsoft_app.clone(), login),
+    };
     Ok(Deps {
         connections: store.clone(),
         records: store.clone(),

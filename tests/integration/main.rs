@@ -3,5 +3,6 @@
 mod aws_adapters;
 mod aws_support;
 mod e2e;
+mod graph_adapter;
 mod hubspot_adapter;
 mod stack;

@@ -93,6 +93,9 @@ impl LocalStack {
                 client_id: options.hubspot.client_id.clone(),
                 client_secret: SecretString::from(options.hubspot.client_secret.clone()),
             }),
+            microsoft_app: None,
+            microsoft_login_base_url: syncbridge::config::DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned(),
+            microsoft_tenant: "common".to_owned(),
             tenant_claim: "tenant_id".to_owned(),
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
