@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use syncbridge::adapters::graph::{
-    GraphClient, GraphFactory, Login, Pacing, SubscriptionRequest, max_expiration, transaction_id,
+    GraphClient, GraphFactory, Login, Pacing, SubscriptionRequest, graph_id_of, max_expiration,
+    transaction_id,
 };
 use syncbridge::adapters::memory::{MemoryBus, MemoryQueue, MemoryStore};
 use syncbridge::config::OAuthApp;
@@ -119,8 +120,13 @@ fn in_window(fake: &RunningFake) -> (BTreeSet<String>, BTreeSet<String>) {
     (all, cancelled)
 }
 
+/// The Graph id of a pulled record (external ids spell Graph's `=` padding as `.`).
+fn gid(r: &RemoteRecord) -> String {
+    graph_id_of(&r.external_id)
+}
+
 fn ids(records: &[RemoteRecord]) -> Vec<String> {
-    records.iter().map(|r| r.external_id.as_str().to_owned()).collect()
+    records.iter().map(gid).collect()
 }
 
 /// A live, not cancelled event in the window that the seed gave an outside attendee.
@@ -154,12 +160,12 @@ async fn graph_full_pull_follows_next_links_then_an_incremental_pull_returns_onl
     assert_eq!(pages, expected.len().div_ceil(10));
     assert_eq!(state.route_count(Route::Delta), pages as u64);
     for r in &records {
-        assert_eq!(r.deleted, cancelled.contains(r.external_id.as_str()));
+        assert_eq!(r.deleted, cancelled.contains(&gid(r)));
         assert!(r.etag.as_deref().is_some_and(|e| e.starts_with("W/\"")));
     }
 
     let outside = an_event_with_an_outside_attendee(&fake);
-    let rec = records.iter().find(|r| r.external_id.as_str() == outside).expect("pulled");
+    let rec = records.iter().find(|r| gid(r) == outside).expect("pulled");
     let attendees: Vec<String> =
         serde_json::from_value(rec.fields["attendees"].clone()).expect("attendees are strings");
     assert!(attendees.iter().any(|a| a.ends_with("@fabrikam.com")));
@@ -192,9 +198,9 @@ async fn graph_full_pull_follows_next_links_then_an_incremental_pull_returns_onl
     assert_eq!(state.stats().total, 1, "one request for the incremental pull");
     let changed: BTreeSet<String> = ids(&changes).into_iter().collect();
     assert_eq!(changed, BTreeSet::from([outside.clone(), other.clone(), created.clone()]));
-    let renamed = changes.iter().find(|r| r.external_id.as_str() == outside).expect("edited");
+    let renamed = changes.iter().find(|r| gid(r) == outside).expect("edited");
     assert_eq!(renamed.fields["title"], json!("Moved to Friday"));
-    let walk_in = changes.iter().find(|r| r.external_id.as_str() == created).expect("created");
+    let walk_in = changes.iter().find(|r| gid(r) == created).expect("created");
     assert_eq!(walk_in.fields["attendees"], json!(["guest@example.org"]));
     assert_eq!(walk_in.fields["description"], json!("Booked by phone"));
     assert_eq!(walk_in.fields["organizer"], json!("adele.vance@contoso.com"));
@@ -206,16 +212,15 @@ async fn graph_removed_and_cancelled_events_come_back_as_deletes() {
     let state = fake.state();
     let client = client(&fake, 50);
     let (records, cursor, _) = pull_all(&client, &token(), None).await;
-    let live: Vec<String> =
-        records.iter().filter(|r| !r.deleted).map(|r| r.external_id.as_str().to_owned()).collect();
+    let live: Vec<String> = records.iter().filter(|r| !r.deleted).map(|r| gid(r)).collect();
     assert!(state.delete_event(&live[0]));
     assert!(state.cancel_event(&live[1]));
     let (changes, _, _) = pull_all(&client, &token(), Some(cursor)).await;
     assert_eq!(changes.len(), 2);
     assert!(changes.iter().all(|r| r.deleted));
-    let removed = changes.iter().find(|r| r.external_id.as_str() == live[0]).expect("removed");
+    let removed = changes.iter().find(|r| gid(r) == live[0]).expect("removed");
     assert!(removed.fields.is_empty());
-    let cancelled = changes.iter().find(|r| r.external_id.as_str() == live[1]).expect("cancelled");
+    let cancelled = changes.iter().find(|r| gid(r) == live[1]).expect("cancelled");
     assert_eq!(cancelled.fields["status"], json!("cancelled"));
 }
 
@@ -225,8 +230,7 @@ async fn graph_410_on_the_delta_link_resyncs_the_window_and_reports_deletions_ma
     let state = fake.state();
     let client = client(&fake, 8);
     let (records, cursor, _) = pull_all(&client, &token(), None).await;
-    let live: Vec<String> =
-        records.iter().filter(|r| !r.deleted).map(|r| r.external_id.as_str().to_owned()).collect();
+    let live: Vec<String> = records.iter().filter(|r| !r.deleted).map(|r| gid(r)).collect();
     // The delta state is lost, then an event is deleted: no delta link can tell about it.
     state.expire_sync_state();
     assert!(state.delete_event(&live[0]));
@@ -238,8 +242,8 @@ async fn graph_410_on_the_delta_link_resyncs_the_window_and_reports_deletions_ma
     let mut expected_ids: BTreeSet<String> = expected;
     expected_ids.insert(live[0].clone());
     assert_eq!(resync_ids.into_iter().collect::<BTreeSet<_>>(), expected_ids);
-    assert!(resync.iter().any(|r| r.external_id.as_str() == live[0] && r.deleted));
-    assert!(resync.iter().any(|r| r.external_id.as_str() == live[1] && r.fields["title"] == json!("Edited")));
+    assert!(resync.iter().any(|r| gid(r) == live[0] && r.deleted));
+    assert!(resync.iter().any(|r| gid(r) == live[1] && r.fields["title"] == json!("Edited")));
 
     // A one-off 410 (resyncRequired) on the next delta link: again a resync, nothing deleted.
     state.inject_fault(Fault {
@@ -296,7 +300,8 @@ async fn worker_resyncs_after_graph_410_without_duplicating_records_and_deletes_
     assert_eq!(first.created as usize, expected.len() - cancelled.len());
     let stored = store.records_of(&conn.tenant_id, &conn.connection_id);
     assert_eq!(stored.len(), expected.len() - cancelled.len());
-    let victim = stored[0].external_id.as_str().to_owned();
+    let victim_external = stored[0].external_id.clone();
+    let victim = graph_id_of(&victim_external);
 
     state.expire_sync_state();
     assert!(state.delete_event(&victim));
@@ -307,7 +312,7 @@ async fn worker_resyncs_after_graph_410_without_duplicating_records_and_deletes_
     assert_eq!(after.len(), stored.len(), "the resync created no duplicate");
     let by_external: BTreeMap<&str, bool> =
         after.iter().map(|r| (r.external_id.as_str(), r.deleted)).collect();
-    assert_eq!(by_external.get(victim.as_str()), Some(&true));
+    assert_eq!(by_external.get(victim_external.as_str()), Some(&true));
     assert_eq!(by_external.values().filter(|d| **d).count(), 1);
 }
 
@@ -319,13 +324,12 @@ async fn graph_update_with_a_stale_etag_or_an_older_stamp_is_a_conflict_and_chan
     let (records, _, _) = pull_all(&client, &token(), None).await;
     let rec = records.iter().find(|r| !r.deleted).expect("a live event");
     let id = rec.external_id.clone();
+    let graph_id = graph_id_of(&id);
     let pulled_at = rec.remote_modified_at.expect("stamp");
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert!(
-        state.edit_event(
-            id.as_str(),
-            EventEdit { subject: Some("Person's edit".into()), ..Default::default() }
-        )
+        state
+            .edit_event(&graph_id, EventEdit { subject: Some("Person's edit".into()), ..Default::default() })
     );
     let fields: Fields = serde_json::from_value(json!({"title": "Our edit"})).expect("fields");
     let writes = [
@@ -345,9 +349,9 @@ async fn graph_update_with_a_stale_etag_or_an_older_stamp_is_a_conflict_and_chan
     let results = client.write(&token(), &writes).await.expect("writes answered");
     assert!(matches!(results[0], Err(ProviderError::Conflict)), "{:?}", results[0]);
     assert!(matches!(results[1], Err(ProviderError::Conflict)), "{:?}", results[1]);
-    assert_eq!(state.event(id.as_str()).expect("event")["subject"], "Person's edit");
+    assert_eq!(state.event(&graph_id).expect("event")["subject"], "Person's edit");
 
-    let current = state.event(id.as_str()).expect("event")["@odata.etag"].as_str().expect("etag").to_owned();
+    let current = state.event(&graph_id).expect("event")["@odata.etag"].as_str().expect("etag").to_owned();
     let ok = client
         .write(
             &token(),
@@ -363,7 +367,7 @@ async fn graph_update_with_a_stale_etag_or_an_older_stamp_is_a_conflict_and_chan
     let ack = ok.into_iter().next().expect("one result").expect("update succeeds");
     assert_ne!(ack.etag.as_deref(), Some(current.as_str()));
     assert_eq!(ack.fields.expect("fields")["title"], json!("Our edit"));
-    assert_eq!(state.event(id.as_str()).expect("event")["subject"], "Our edit");
+    assert_eq!(state.event(&graph_id).expect("event")["subject"], "Our edit");
 }
 
 #[tokio::test]

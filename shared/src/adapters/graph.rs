@@ -302,6 +302,18 @@ struct DeltaPage {
     delta_link: Option<String>,
 }
 
+/// A Graph event id as an [`ExternalId`]. Graph ids are base64url with `=` padding, which
+/// `ExternalId` does not allow; `=` becomes `.` (which base64url never contains), reversibly.
+pub fn external_id_of(graph_id: &str) -> Result<ExternalId, ProviderError> {
+    ExternalId::parse(graph_id.replace('=', "."))
+        .map_err(|e| ProviderError::Permanent(format!("Graph returned an unusable event id: {e}")))
+}
+
+/// The Graph event id behind an [`ExternalId`] made by [`external_id_of`].
+pub fn graph_id_of(external_id: &ExternalId) -> String {
+    external_id.as_str().replace('.', "=")
+}
+
 /// `{dateTime, timeZone}` -> UTC. Knows UTC, IANA names, fixed offsets (`UTC+02:00`) and the
 /// common Windows zone names Outlook uses.
 pub fn to_utc(date_time: &str, time_zone: Option<&str>) -> Option<DateTime<Utc>> {
@@ -426,8 +438,7 @@ impl GraphClient {
             .get("id")
             .and_then(Value::as_str)
             .ok_or_else(|| ProviderError::Permanent("a Graph event without an id".into()))?;
-        let external_id = ExternalId::parse(id.to_owned())
-            .map_err(|e| ProviderError::Permanent(format!("Graph returned an unusable event id: {e}")))?;
+        let external_id = external_id_of(id)?;
         let etag = event
             .get("@odata.etag")
             .or_else(|| event.get("changeKey"))
@@ -696,7 +707,7 @@ impl GraphClient {
         let Some(since) = precondition.unmodified_since else {
             return Ok(None);
         };
-        let url = self.url(&format!("me/events/{}", id.as_str()));
+        let url = self.url(&format!("me/events/{}", graph_id_of(id)));
         let reply = self.send(|| self.http.get(&url).bearer_auth(token.expose_secret())).await?.check()?;
         let event: Value = reply.json()?;
         let modified = event
@@ -741,7 +752,7 @@ impl GraphClient {
                 only_events(*object)?;
                 let body = self.event_body(fields)?;
                 let etag = self.current_etag(token, external_id, precondition).await?;
-                let url = self.url(&format!("me/events/{}", external_id.as_str()));
+                let url = self.url(&format!("me/events/{}", graph_id_of(external_id)));
                 let reply = self
                     .send(|| {
                         let req = self.http.patch(&url).bearer_auth(token.expose_secret()).json(&body);
@@ -757,7 +768,7 @@ impl GraphClient {
             ProviderWrite::Delete { object, external_id, precondition } => {
                 only_events(*object)?;
                 let etag = self.current_etag(token, external_id, precondition).await?;
-                let url = self.url(&format!("me/events/{}", external_id.as_str()));
+                let url = self.url(&format!("me/events/{}", graph_id_of(external_id)));
                 self.send(|| {
                     let req = self.http.delete(&url).bearer_auth(token.expose_secret());
                     match &etag {
@@ -1109,6 +1120,14 @@ mod tests {
         assert_eq!(body["body"]["content"], json!("hi"));
         assert_eq!(body["showAs"], json!("busy"));
         assert!(!body.contains_key("organizer"));
+    }
+
+    #[test]
+    fn graph_ids_with_padding_round_trip_through_external_ids() {
+        let id = external_id_of("AAMkAGI2TG93AAA=").unwrap();
+        assert_eq!(id.as_str(), "AAMkAGI2TG93AAA.");
+        assert_eq!(graph_id_of(&id), "AAMkAGI2TG93AAA=");
+        assert!(external_id_of("has a space").is_err());
     }
 
     #[test]
