@@ -122,8 +122,11 @@ pub enum FaultKind {
         #[serde(default)]
         retry_after_secs: Option<u64>,
     },
-    /// 504 `GatewayTimeout`.
-    GatewayTimeout,
+    /// 504 `GatewayTimeout`, with `Retry-After` when given.
+    GatewayTimeout {
+        #[serde(default)]
+        retry_after_secs: Option<u64>,
+    },
     /// 500 `InternalServerError`.
     ServerError,
     /// 401 `InvalidAuthenticationToken`, whatever the token.
@@ -619,7 +622,7 @@ impl DeltaPosition {
     }
 
     pub fn decode(token: &str) -> Option<Self> {
-        if token.len() % 2 != 0 {
+        if !token.len().is_multiple_of(2) {
             return None;
         }
         let bytes: Option<Vec<u8>> =
