@@ -13,6 +13,7 @@ use crate::domain::{
     AuditEntry, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId,
     IdempotencyKey, Job, JobId, ObjectType, Provider, RecordId, RemoteRecord, SyncCursor, SyncRun, TenantId,
 };
+use crate::domain::{ConflictItem, ConflictStatus, PushItem, PushStatus};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -158,6 +159,51 @@ pub trait RunStore: Send + Sync {
         connection: &ConnectionId,
         limit: usize,
     ) -> Result<Vec<SyncRun>, StoreError>;
+}
+
+/// Push queue filters.
+#[derive(Debug, Clone, Default)]
+pub struct PushQuery {
+    pub connection: Option<ConnectionId>,
+    pub status: Option<PushStatus>,
+    pub limit: usize,
+    pub page_token: Option<String>,
+}
+
+/// The push queue (main table, tenant partition).
+#[async_trait]
+pub trait PushStore: Send + Sync {
+    /// Stores a new item; `Ok(false)` when an item with its id (its idempotency key) exists, which
+    /// is left as it was.
+    async fn create(&self, item: &PushItem) -> Result<bool, StoreError>;
+    async fn get(&self, tenant: &TenantId, push_id: &str) -> Result<Option<PushItem>, StoreError>;
+    /// Items of one tenant, oldest first (filters applied before the limit).
+    async fn list(&self, tenant: &TenantId, query: &PushQuery) -> Result<Page<PushItem>, StoreError>;
+    /// Writes the item if its stored version is still `item.version`; returns the new version.
+    async fn save(&self, item: &PushItem) -> Result<u64, StoreError>;
+}
+
+/// Conflict queue filters.
+#[derive(Debug, Clone, Default)]
+pub struct ConflictQuery {
+    pub connection: Option<ConnectionId>,
+    pub status: Option<ConflictStatus>,
+    pub field: Option<String>,
+    pub limit: usize,
+    pub page_token: Option<String>,
+}
+
+/// The conflict queue (main table, tenant partition). One item per record and field.
+#[async_trait]
+pub trait ConflictStore: Send + Sync {
+    /// Stores a newly detected conflict, replacing the item of the same record and field when it
+    /// is open or its values differ from what was resolved; returns false when it was left alone
+    /// (a skipped conflict detected again with the same values).
+    async fn detected(&self, item: &ConflictItem) -> Result<bool, StoreError>;
+    async fn get(&self, tenant: &TenantId, conflict_id: &str) -> Result<Option<ConflictItem>, StoreError>;
+    async fn list(&self, tenant: &TenantId, query: &ConflictQuery) -> Result<Page<ConflictItem>, StoreError>;
+    /// Writes the item if its stored version is still `item.version`; returns the new version.
+    async fn save(&self, item: &ConflictItem) -> Result<u64, StoreError>;
 }
 
 /// Audit query filters (all optional but the tenant).

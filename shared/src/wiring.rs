@@ -73,7 +73,9 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
         connections: store.clone(),
         records: store.clone(),
         runs: store.clone(),
-        audit: store,
+        audit: store.clone(),
+        pushes: store.clone(),
+        conflicts: store,
         queue: Arc::new(SqsJobQueue::new(aws_sdk_sqs::Client::new(sdk), res.jobs_queue_url.clone())),
         bus: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), res.event_bus_name.clone())),
         providers: Arc::new(providers),
@@ -101,6 +103,7 @@ pub fn api_state(deps: &Deps, config: &Config) -> ApiState {
         audit: deps.audit.clone(),
         queue: deps.queue.clone(),
         clock: deps.clock.clone(),
+        engine: deps.clone(),
         tenant_claim: config.tenant_claim.clone(),
     }
 }

@@ -62,6 +62,7 @@ fn record(c: &Connection, object: ObjectType, external: &str, email: &str) -> Ca
         fields,
         remote_modified_at: Some(at(5)),
         etag: None,
+        local_modified_at: None,
         deleted: false,
         created_at: at(10),
         updated_at: at(10),

@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::config::DEFAULT_DUE_SHARDS;
 use crate::domain::{
-    AuditEntry, CanonicalRecord, Connection, ConnectionId, DomainEvent, ExternalId, Job, JobId, ObjectType,
-    Provider, RecordId, SyncRun, TenantId,
+    AuditEntry, CanonicalRecord, ConflictItem, ConflictStatus, Connection, ConnectionId, DomainEvent,
+    ExternalId, Job, JobId, ObjectType, Provider, PushItem, RecordId, SyncRun, TenantId,
 };
 use crate::ports::{
-    AuditLog, AuditQuery, BusError, Clock, ConnectionStore, DueConnection, EventBus, JobQueue, Page,
-    QueueError, RecordStore, RecordWrite, RunStore, StoreError,
+    AuditLog, AuditQuery, BusError, Clock, ConflictQuery, ConflictStore, ConnectionStore, DueConnection,
+    EventBus, JobQueue, Page, PushQuery, PushStore, QueueError, RecordStore, RecordWrite, RunStore,
+    StoreError,
 };
 
 /// The page size used when a caller passes a limit of 0.
@@ -63,6 +64,8 @@ struct Inner {
     runs: HashMap<ConnKey, Vec<SyncRun>>,
     jobs_done: HashSet<(TenantId, ConnectionId, JobId)>,
     audit: Vec<AuditEntry>,
+    pushes: BTreeMap<(TenantId, String), PushItem>,
+    conflicts: BTreeMap<(TenantId, String), ConflictItem>,
     unavailable: bool,
 }
 
@@ -196,6 +199,131 @@ impl MemoryStore {
     pub fn runs_of(&self, tenant: &TenantId, connection: &ConnectionId) -> Vec<SyncRun> {
         let key = (tenant.clone(), connection.clone());
         self.lock().runs.get(&key).cloned().unwrap_or_default()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyPosition {
+    after: String,
+}
+
+/// One page of `items` (already in key order) after the token's key.
+fn page_after<T: Clone>(
+    items: Vec<(String, T)>,
+    limit: usize,
+    page_token: Option<&str>,
+) -> Result<Page<T>, StoreError> {
+    let after = page_token.map(decode_token::<KeyPosition>).transpose()?.map(|p| p.after);
+    let mut rest: Vec<(String, T)> =
+        items.into_iter().filter(|(k, _)| after.as_ref().is_none_or(|a| k > a)).collect();
+    let size = page_size(limit);
+    let next = if rest.len() > size {
+        rest.truncate(size);
+        rest.last().map(|(k, _)| encode_token(&KeyPosition { after: k.clone() })).transpose()?
+    } else {
+        None
+    };
+    Ok(Page { items: rest.into_iter().map(|(_, v)| v).collect(), next })
+}
+
+#[async_trait]
+impl PushStore for MemoryStore {
+    async fn create(&self, item: &PushItem) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        let key = (item.tenant_id.clone(), item.push_id.clone());
+        if inner.pushes.contains_key(&key) {
+            return Ok(false);
+        }
+        inner.pushes.insert(key, PushItem { version: 1, ..item.clone() });
+        Ok(true)
+    }
+
+    async fn get(&self, tenant: &TenantId, push_id: &str) -> Result<Option<PushItem>, StoreError> {
+        let inner = self.lock();
+        inner.check_available()?;
+        Ok(inner.pushes.get(&(tenant.clone(), push_id.to_owned())).cloned())
+    }
+
+    async fn list(&self, tenant: &TenantId, query: &PushQuery) -> Result<Page<PushItem>, StoreError> {
+        let inner = self.lock();
+        inner.check_available()?;
+        let items = inner
+            .pushes
+            .iter()
+            .filter(|((t, _), p)| {
+                t == tenant
+                    && query.connection.as_ref().is_none_or(|c| c == &p.connection_id)
+                    && query.status.is_none_or(|s| s == p.status)
+            })
+            .map(|((_, id), p)| (id.clone(), p.clone()))
+            .collect();
+        page_after(items, query.limit, query.page_token.as_deref())
+    }
+
+    async fn save(&self, item: &PushItem) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        let key = (item.tenant_id.clone(), item.push_id.clone());
+        match inner.pushes.get(&key) {
+            Some(stored) if stored.version == item.version => {}
+            _ => return Err(StoreError::Conflict),
+        }
+        let version = item.version + 1;
+        inner.pushes.insert(key, PushItem { version, ..item.clone() });
+        Ok(version)
+    }
+}
+
+#[async_trait]
+impl ConflictStore for MemoryStore {
+    async fn detected(&self, item: &ConflictItem) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        let key = (item.tenant_id.clone(), item.conflict_id.clone());
+        let version = match inner.conflicts.get(&key) {
+            Some(old) if old.local == item.local && old.remote == item.remote => return Ok(false),
+            Some(old) => old.version,
+            None => 0,
+        };
+        inner.conflicts.insert(key, ConflictItem { version: version + 1, ..item.clone() });
+        Ok(true)
+    }
+
+    async fn get(&self, tenant: &TenantId, conflict_id: &str) -> Result<Option<ConflictItem>, StoreError> {
+        let inner = self.lock();
+        inner.check_available()?;
+        Ok(inner.conflicts.get(&(tenant.clone(), conflict_id.to_owned())).cloned())
+    }
+
+    async fn list(&self, tenant: &TenantId, query: &ConflictQuery) -> Result<Page<ConflictItem>, StoreError> {
+        let inner = self.lock();
+        inner.check_available()?;
+        let items = inner
+            .conflicts
+            .iter()
+            .filter(|((t, _), c)| {
+                t == tenant
+                    && query.connection.as_ref().is_none_or(|x| x == &c.connection_id)
+                    && query.status.is_none_or(|s: ConflictStatus| s == c.status)
+                    && query.field.as_ref().is_none_or(|f| f == &c.field)
+            })
+            .map(|((_, id), c)| (id.clone(), c.clone()))
+            .collect();
+        page_after(items, query.limit, query.page_token.as_deref())
+    }
+
+    async fn save(&self, item: &ConflictItem) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        let key = (item.tenant_id.clone(), item.conflict_id.clone());
+        match inner.conflicts.get(&key) {
+            Some(stored) if stored.version == item.version => {}
+            _ => return Err(StoreError::Conflict),
+        }
+        let version = item.version + 1;
+        inner.conflicts.insert(key, ConflictItem { version, ..item.clone() });
+        Ok(version)
     }
 }
 
@@ -591,6 +719,7 @@ mod tests {
             base: Default::default(),
             remote_modified_at: None,
             etag: None,
+            local_modified_at: None,
             deleted: false,
             created_at: t0(),
             updated_at: t0(),

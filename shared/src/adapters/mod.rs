@@ -7,4 +7,5 @@ pub mod eventbridge;
 pub mod graph;
 pub mod hubspot;
 pub mod memory;
+pub mod memory_provider;
 pub mod sqs;

@@ -7,6 +7,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{ConnectionId, ObjectType, Provider, RunId, SyncCursor, TenantId};
+use super::policy::ConflictPolicy;
+use super::push::{AutoPush, DEFAULT_NOTE_PREFIX, PushAction};
 
 /// Where a connection's sync stands: `synced -> pending -> synced | conflict | error`,
 /// `error -> pending` on retry, `conflict -> synced` on resolution.
@@ -72,6 +74,12 @@ pub struct ConnectionSettings {
     pub own_domains: Vec<String>,
     /// How many days ahead calendar pulls look.
     pub calendar_window_days: u32,
+    /// How fields changed differently on both sides are decided.
+    pub conflict_policy: ConflictPolicy,
+    /// Push actions approved without a person.
+    pub auto_push: AutoPush,
+    /// The tag in front of every note Syncbridge writes.
+    pub note_prefix: String,
 }
 
 pub const DEFAULT_CALENDAR_WINDOW_DAYS: u32 = 7;
@@ -83,11 +91,19 @@ impl Default for ConnectionSettings {
             stage_mapping: BTreeMap::new(),
             own_domains: Vec::new(),
             calendar_window_days: DEFAULT_CALENDAR_WINDOW_DAYS,
+            conflict_policy: ConflictPolicy::default(),
+            auto_push: AutoPush::new(),
+            note_prefix: DEFAULT_NOTE_PREFIX.to_owned(),
         }
     }
 }
 
 impl ConnectionSettings {
+    /// True when items of `action` skip approval on this connection.
+    pub fn auto_pushes(&self, action: PushAction) -> bool {
+        self.auto_push.get(&action).copied().unwrap_or(false)
+    }
+
     /// True when `email`'s domain is one of the tenant's own (case-insensitive; subdomains count).
     pub fn is_own_email(&self, email: &str) -> bool {
         let Some((_, domain)) = email.trim().rsplit_once('@') else {

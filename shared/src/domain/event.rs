@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::ids::{ConnectionId, ExternalId, ObjectType, RecordId, RunId, TenantId};
+use super::push::PushAction;
 use super::run::RunCounts;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,6 +25,24 @@ pub enum DomainEvent {
         run_id: RunId,
         counts: RunCounts,
     },
+    /// A field changed differently on both sides was parked for a person.
+    ConflictDetected {
+        tenant_id: TenantId,
+        connection_id: ConnectionId,
+        conflict_id: String,
+        record_id: RecordId,
+        object: ObjectType,
+        field: String,
+    },
+    /// A push item went out to the provider.
+    PushCompleted {
+        tenant_id: TenantId,
+        connection_id: ConnectionId,
+        push_id: String,
+        action: PushAction,
+        object: ObjectType,
+        external_id: Option<ExternalId>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +63,8 @@ impl DomainEvent {
             DomainEvent::RecordChanged { change: RecordChange::Updated, .. } => "record.updated",
             DomainEvent::RecordChanged { change: RecordChange::Deleted, .. } => "record.deleted",
             DomainEvent::SyncCompleted { .. } => "sync.completed",
+            DomainEvent::ConflictDetected { .. } => "conflict.detected",
+            DomainEvent::PushCompleted { .. } => "push.completed",
         }
     }
 
@@ -54,9 +75,10 @@ impl DomainEvent {
 
     pub fn tenant_id(&self) -> &TenantId {
         match self {
-            DomainEvent::RecordChanged { tenant_id, .. } | DomainEvent::SyncCompleted { tenant_id, .. } => {
-                tenant_id
-            }
+            DomainEvent::RecordChanged { tenant_id, .. }
+            | DomainEvent::SyncCompleted { tenant_id, .. }
+            | DomainEvent::ConflictDetected { tenant_id, .. }
+            | DomainEvent::PushCompleted { tenant_id, .. } => tenant_id,
         }
     }
 }

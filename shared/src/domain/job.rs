@@ -15,6 +15,8 @@ pub enum JobReason {
     Webhook,
     /// The previous invocation ran low on time and handed the rest of the work on.
     Continuation,
+    /// Push items were approved: push them now rather than at the next scheduled sync.
+    Push,
 }
 
 /// What the job asks the worker to do.
@@ -82,6 +84,7 @@ impl Job {
             JobReason::Manual => "m",
             JobReason::Webhook => "w",
             JobReason::Continuation => "c",
+            JobReason::Push => "p",
         };
         JobId::parse(format!("{connection}:{tag}:{}", ulid::Ulid::new())).expect("valid job id")
     }

@@ -6,6 +6,8 @@ pub mod event;
 pub mod ids;
 pub mod job;
 pub mod mapping;
+pub mod policy;
+pub mod push;
 pub mod record;
 pub mod run;
 
@@ -18,5 +20,7 @@ pub use ids::{
 };
 pub use job::{Job, JobKind, JobReason};
 pub use mapping::{FieldMap, StageMap};
+pub use policy::{ConflictPolicy, Ownership, Source};
+pub use push::{ConflictItem, ConflictStatus, Priority, PushAction, PushItem, PushStatus, Resolution};
 pub use record::{CanonicalRecord, RemoteRecord, UpsertOutcome};
 pub use run::{RunCounts, RunStatus, SyncRun};

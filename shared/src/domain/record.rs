@@ -42,6 +42,9 @@ pub struct CanonicalRecord {
     /// The provider's version tag as last pulled (conditional pushes send it as `If-Match`).
     #[serde(default)]
     pub etag: Option<String>,
+    /// When a local edit last changed `fields` (last-write-wins compares it with the remote stamp).
+    #[serde(default)]
+    pub local_modified_at: Option<DateTime<Utc>>,
     pub deleted: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -17,6 +17,7 @@ pub enum RunStatus {
 
 /// What one run did. `processed = succeeded + failed`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunCounts {
     pub pulled: u64,
     pub created: u64,
@@ -28,6 +29,17 @@ pub struct RunCounts {
     pub requests: u64,
     pub rate_limited: u64,
     pub pages: u64,
+    /// Pre-meeting research tasks opened, moved and cancelled from calendar events.
+    pub tasks_opened: u64,
+    pub tasks_updated: u64,
+    pub tasks_cancelled: u64,
+    /// Conflicts decided by policy, and conflicts newly parked for a person.
+    pub conflicts_decided: u64,
+    pub conflicts_parked: u64,
+    /// Push items completed, failed for good, and left to retry.
+    pub pushed: u64,
+    pub push_failed: u64,
+    pub push_retrying: u64,
 }
 
 impl RunCounts {
@@ -47,6 +59,14 @@ impl RunCounts {
         self.requests += other.requests;
         self.rate_limited += other.rate_limited;
         self.pages += other.pages;
+        self.tasks_opened += other.tasks_opened;
+        self.tasks_updated += other.tasks_updated;
+        self.tasks_cancelled += other.tasks_cancelled;
+        self.conflicts_decided += other.conflicts_decided;
+        self.conflicts_parked += other.conflicts_parked;
+        self.pushed += other.pushed;
+        self.push_failed += other.push_failed;
+        self.push_retrying += other.push_retrying;
     }
 }
 

@@ -42,6 +42,8 @@ pub struct ApiState {
     pub audit: Arc<dyn AuditLog>,
     pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
+    /// The engine, for the push and conflict queues (which act on records and enqueue jobs).
+    pub engine: crate::sync::Deps,
     /// The JWT claim naming the caller's tenant (`Config::tenant_claim`).
     pub tenant_claim: String,
 }
@@ -63,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/connections/{connection_id}/records", get(list_records))
         .route("/v1/connections/{connection_id}/records/{record_id}", get(get_record))
         .route("/v1/connections/{connection_id}/sync", post(request_sync))
+        .merge(super::queues::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -180,14 +183,14 @@ impl From<CanonicalRecord> for RecordView {
 }
 
 #[derive(Debug, Serialize)]
-struct Items<T> {
-    items: Vec<T>,
+pub(super) struct Items<T> {
+    pub(super) items: Vec<T>,
 }
 
 #[derive(Debug, Serialize)]
-struct PageView<T> {
-    items: Vec<T>,
-    next_page_token: Option<String>,
+pub(super) struct PageView<T> {
+    pub(super) items: Vec<T>,
+    pub(super) next_page_token: Option<String>,
 }
 
 /// The body of `POST /v1/connections`.
@@ -203,7 +206,7 @@ struct CreateConnection {
     settings: Option<ConnectionSettings>,
 }
 
-fn invalid(detail: impl Into<String>) -> ApiError {
+pub(super) fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::InvalidRequest(detail.into())
 }
 
@@ -268,7 +271,7 @@ impl CreateConnection {
     }
 }
 
-fn actor(caller: &Caller) -> String {
+pub(super) fn actor(caller: &Caller) -> String {
     format!("user:{}", caller.subject)
 }
 
@@ -277,12 +280,16 @@ fn connection_id(raw: &str) -> Result<ConnectionId, ApiError> {
     ConnectionId::parse(raw).map_err(|_| ApiError::NotFound)
 }
 
-async fn load_connection(state: &ApiState, tenant: &TenantId, raw_id: &str) -> Result<Connection, ApiError> {
+pub(super) async fn load_connection(
+    state: &ApiState,
+    tenant: &TenantId,
+    raw_id: &str,
+) -> Result<Connection, ApiError> {
     let id = connection_id(raw_id)?;
     state.connections.get(tenant, &id).await?.ok_or(ApiError::NotFound)
 }
 
-fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+pub(super) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE_LIMIT),
         Some(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => Ok(n),
@@ -475,6 +482,19 @@ mod tests {
             audit: store.clone(),
             queue: queue.clone(),
             clock: Arc::new(ManualClock::new(t0())),
+            engine: crate::sync::Deps {
+                connections: store.clone(),
+                records: store.clone(),
+                runs: store.clone(),
+                audit: store.clone(),
+                pushes: store.clone(),
+                conflicts: store.clone(),
+                queue: queue.clone(),
+                bus: Arc::new(crate::adapters::memory::MemoryBus::new()),
+                providers: Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+                clock: Arc::new(ManualClock::new(t0())),
+                settings: crate::sync::EngineSettings::default(),
+            },
             tenant_claim: "tenant_id".into(),
         };
         let key = DevKey::new(&SecretString::from("test-secret-test-secret-test-secret")).unwrap();
@@ -546,6 +566,7 @@ mod tests {
                         base: Default::default(),
                         remote_modified_at: Some(t0()),
                         etag: None,
+                        local_modified_at: None,
                         deleted: false,
                         created_at: t0(),
                         updated_at: t0(),
@@ -965,5 +986,96 @@ mod tests {
         let h = harness();
         let reply = h.send(Method::GET, "/v1/connections/bad%23id", Some("acme"), None).await;
         assert_problem(&reply, StatusCode::NOT_FOUND, "not_found");
+    }
+
+    #[tokio::test]
+    async fn a_local_edit_becomes_a_pending_push_that_bulk_approval_sends_to_the_worker() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let records = h.seed_records("acme", &id, 1).await;
+        let edit = json!({ "fields": { "phone": "+47 1234" }, "idempotency_key": "edit-1" }).to_string();
+        let uri = format!("/v1/connections/{id}/records/{}/edit", records[0]);
+        let created = h.send(Method::POST, &uri, Some("acme"), Some(&edit)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        assert_eq!(created.json["status"], "pending");
+        assert_eq!(created.json["action"], "update_record");
+        let again = h.send(Method::POST, &uri, Some("acme"), Some(&edit)).await;
+        assert_eq!(again.status, StatusCode::OK, "the same idempotency key is the same item");
+        assert_eq!(again.json["push_id"], created.json["push_id"]);
+        let record = h
+            .send(Method::GET, &format!("/v1/connections/{id}/records/{}", records[0]), Some("acme"), None)
+            .await;
+        assert_eq!(record.json["fields"]["phone"], "+47 1234");
+
+        let push_id = created.json["push_id"].as_str().unwrap().to_owned();
+        let pending = h.send(Method::GET, "/v1/push?status=pending", Some("acme"), None).await;
+        assert_eq!(pending.json["items"].as_array().map(Vec::len), Some(1));
+        // Another tenant sees nothing and can approve nothing.
+        let theirs = h.send(Method::GET, &format!("/v1/push/{push_id}"), Some("globex"), None).await;
+        assert_problem(&theirs, StatusCode::NOT_FOUND, "not_found");
+        let body = json!({ "ids": [push_id] }).to_string();
+        let stolen = h.send(Method::POST, "/v1/push/approve", Some("globex"), Some(&body)).await;
+        assert_eq!(stolen.json["items"][0]["ok"], false);
+        assert_eq!(stolen.json["items"][0]["error"], "not_found");
+        assert!(h.queue.jobs().is_empty());
+
+        let approved = h.send(Method::POST, "/v1/push/approve", Some("acme"), Some(&body)).await;
+        assert_eq!(approved.json["items"][0]["ok"], true, "{}", approved.text);
+        assert_eq!(approved.json["items"][0]["item"]["status"], "approved");
+        let jobs = h.queue.jobs();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].reason, JobReason::Push);
+        let twice = h.send(Method::POST, "/v1/push/reject", Some("acme"), Some(&body)).await;
+        assert_eq!(twice.json["items"][0]["error"], "conflict");
+    }
+
+    #[tokio::test]
+    async fn bad_push_requests_are_4xx_problems() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let cases = [
+            (json!({ "action": "launch_rocket", "idempotency_key": "k" }), StatusCode::UNPROCESSABLE_ENTITY),
+            (json!({ "action": "create_note", "idempotency_key": "k" }), StatusCode::UNPROCESSABLE_ENTITY),
+            (
+                json!({ "action": "create_note", "record_id": "r_nope", "fields": { "body": "x" }, "idempotency_key": "k" }),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                json!({ "action": "update_field", "idempotency_key": "bad#key" }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                json!({ "action": "create_event", "fields": { "title": "x" }, "idempotency_key": "k" }),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ];
+        for (body, status) in cases {
+            let reply = h
+                .send(
+                    Method::POST,
+                    &format!("/v1/connections/{id}/push"),
+                    Some("acme"),
+                    Some(&body.to_string()),
+                )
+                .await;
+            assert_eq!(reply.status, status, "{body}: {}", reply.text);
+            assert_eq!(reply.content_type, "application/problem+json");
+        }
+        let too_many = json!({ "ids": (0..101).map(|i| format!("p{i}")).collect::<Vec<_>>() }).to_string();
+        let reply = h.send(Method::POST, "/v1/push/approve", Some("acme"), Some(&too_many)).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+        let reply = h.send(Method::GET, "/v1/conflicts?status=maybe", Some("acme"), None).await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+        let reply = h
+            .send(Method::POST, "/v1/conflicts/resolve", Some("acme"), Some(r#"{"resolution":"use_local"}"#))
+            .await;
+        assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+        for uri in ["/v1/push", "/v1/conflicts", "/v1/push/p_1", "/v1/conflicts/k_1"] {
+            assert_problem(
+                &h.send(Method::GET, uri, None, None).await,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            );
+        }
     }
 }

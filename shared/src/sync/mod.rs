@@ -4,13 +4,18 @@
 pub mod dispatcher;
 pub mod merge;
 pub mod pull;
+pub mod push;
+pub mod tasks;
+#[cfg(test)]
+mod two_way_tests;
 pub mod worker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ports::{
-    AuditLog, Clock, ConnectionStore, EventBus, JobQueue, ProviderFactory, RecordStore, RunStore,
+    AuditLog, Clock, ConflictStore, ConnectionStore, EventBus, JobQueue, ProviderFactory, PushStore,
+    RecordStore, RunStore,
 };
 
 /// Everything the handlers call, built once per Lambda instance.
@@ -20,6 +25,8 @@ pub struct Deps {
     pub records: Arc<dyn RecordStore>,
     pub runs: Arc<dyn RunStore>,
     pub audit: Arc<dyn AuditLog>,
+    pub pushes: Arc<dyn PushStore>,
+    pub conflicts: Arc<dyn ConflictStore>,
     pub queue: Arc<dyn JobQueue>,
     pub bus: Arc<dyn EventBus>,
     pub providers: Arc<dyn ProviderFactory>,

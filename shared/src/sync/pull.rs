@@ -6,10 +6,15 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::merge::merge;
+use super::merge::{Decided, FieldOutcome, Merged, merge_with};
+use crate::domain::policy::{ConflictContext, Decision, Fallback, Source};
+use crate::domain::push::{
+    ConflictItem, ConflictStatus, Priority, PushAction, PushItem, Resolution, conflict_id, new_push_item,
+};
+use crate::domain::record::Fields;
 use crate::domain::{
-    AuditEntry, AuditOutcome, CanonicalRecord, Connection, DomainEvent, ExternalId, ObjectType, Operation,
-    RecordChange, RecordId, RemoteRecord, UpsertOutcome,
+    AuditEntry, AuditOutcome, CanonicalRecord, Connection, DomainEvent, ExternalId, IdempotencyKey,
+    ObjectType, Operation, Provider, RecordChange, RecordId, RemoteRecord, UpsertOutcome,
 };
 use crate::ports::{RecordStore, RecordWrite, StoreError};
 
@@ -18,13 +23,20 @@ const LOOKUP_CHUNK: usize = 100;
 /// Rounds of re-reading records whose conditional write lost to a concurrent writer.
 const CONFLICT_ROUNDS: usize = 3;
 
-/// What applying a page did.
+/// What applying a page did, and what the caller still has to store.
 #[derive(Debug, Default)]
 pub struct Applied {
     pub outcome: UpsertOutcome,
     pub events: Vec<DomainEvent>,
     pub audit: Vec<AuditEntry>,
+    /// Conflicts the policy decided (each audited).
     pub conflicts: u64,
+    /// Conflicts parked for a person: to store in the conflict queue (and announce if new).
+    pub parked: Vec<ConflictItem>,
+    /// Pushes the policy decided (local values that won), approved, each with the audit entries
+    /// of the decisions behind it (appended only if the item is new: a repeat pull decides the
+    /// same thing again).
+    pub pushes: Vec<(PushItem, Vec<AuditEntry>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +83,12 @@ pub async fn apply_page(
         let mut planned = Vec::new();
         for (ext, remote) in &pending {
             match plan(connection, object, existing.get(ext), remote, now) {
-                Plan::Unchanged => applied.outcome.unchanged += 1,
+                Plan::Unchanged(side) => {
+                    applied.outcome.unchanged += 1;
+                    if let (Some(side), Some(stored)) = (side, existing.get(ext)) {
+                        record_side(&mut applied, connection, stored, side, false, now);
+                    }
+                }
                 Plan::Write(write, change) => planned.push((ext.clone(), *write, change)),
             }
         }
@@ -80,7 +97,13 @@ pub async fn apply_page(
         let mut retry = BTreeMap::new();
         for ((ext, write, change), result) in planned.into_iter().zip(results) {
             match result {
-                Ok(()) => record_success(&mut applied, connection, &write, change, existing.get(&ext), now),
+                Ok(()) => {
+                    let side = change.side.clone();
+                    record_success(&mut applied, connection, &write, change, existing.get(&ext), now);
+                    if let (Some(side), RecordWrite::Update(r) | RecordWrite::Create(r)) = (side, &write) {
+                        record_side(&mut applied, connection, r, side, true, now);
+                    }
+                }
                 Err(StoreError::Conflict) => {
                     if let Some(r) = pending.get(&ext) {
                         retry.insert(ext, r.clone());
@@ -98,14 +121,59 @@ pub async fn apply_page(
 }
 
 enum Plan {
-    Unchanged,
+    /// Nothing to write; there may still be decisions to act on (a push the policy wants).
+    Unchanged(Option<Side>),
     Write(Box<RecordWrite>, Change),
 }
 
 struct Change {
     kind: RecordChange,
     fields: Vec<String>,
-    conflicts: Vec<(String, Value)>,
+    side: Option<Side>,
+}
+
+/// What a merge decided besides the record itself.
+#[derive(Clone)]
+struct Side {
+    decided: Vec<Decided>,
+    parked: Vec<(String, FieldOutcome)>,
+    /// Fields whose local value won a conflict and must go to the provider.
+    push: Fields,
+}
+
+impl Side {
+    fn from_merge(merged: &Merged) -> Option<Self> {
+        let decided_fields: Vec<&str> = merged
+            .decided
+            .iter()
+            .filter(|d| matches!(d.decision, Decision::Local | Decision::Merged(_)))
+            .map(|d| d.field.as_str())
+            .collect();
+        let push: Fields = merged
+            .to_push
+            .iter()
+            .filter(|f| decided_fields.contains(&f.as_str()))
+            .map(|f| (f.clone(), merged.fields.get(f).cloned().unwrap_or(Value::Null)))
+            .collect();
+        let side = Side { decided: merged.decided.clone(), parked: merged.conflicts.clone(), push };
+        (!side.decided.is_empty() || !side.parked.is_empty()).then_some(side)
+    }
+}
+
+/// What the policy knows about a conflict on this connection besides the values.
+pub fn conflict_context(
+    connection: &Connection,
+    stored: &CanonicalRecord,
+    remote: &RemoteRecord,
+) -> ConflictContext {
+    let crm = matches!(connection.provider, Provider::Hubspot | Provider::Salesforce);
+    ConflictContext {
+        crm,
+        local_source: None,
+        remote_source: if crm { Source::Crm } else { Source::UserStated },
+        local_modified_at: stored.local_modified_at,
+        remote_modified_at: remote.remote_modified_at,
+    }
 }
 
 fn plan(
@@ -116,7 +184,7 @@ fn plan(
     now: DateTime<Utc>,
 ) -> Plan {
     match existing {
-        None if remote.deleted => Plan::Unchanged,
+        None if remote.deleted => Plan::Unchanged(None),
         None => {
             let record = CanonicalRecord {
                 tenant_id: connection.tenant_id.clone(),
@@ -133,6 +201,7 @@ fn plan(
                 base: remote.fields.clone(),
                 remote_modified_at: remote.remote_modified_at,
                 etag: remote.etag.clone(),
+                local_modified_at: None,
                 deleted: false,
                 created_at: now,
                 updated_at: now,
@@ -141,12 +210,12 @@ fn plan(
             let fields = remote.fields.keys().cloned().collect();
             Plan::Write(
                 Box::new(RecordWrite::Create(record)),
-                Change { kind: RecordChange::Created, fields, conflicts: vec![] },
+                Change { kind: RecordChange::Created, fields, side: None },
             )
         }
         Some(stored) if remote.deleted => {
             if stored.deleted {
-                return Plan::Unchanged;
+                return Plan::Unchanged(None);
             }
             let mut record = stored.clone();
             record.deleted = true;
@@ -156,19 +225,21 @@ fn plan(
             record.version = stored.version + 1;
             Plan::Write(
                 Box::new(RecordWrite::Update(record)),
-                Change { kind: RecordChange::Deleted, fields: vec![], conflicts: vec![] },
+                Change { kind: RecordChange::Deleted, fields: vec![], side: None },
             )
         }
         Some(stored) => {
-            let merged = merge(&stored.base, &stored.fields, &remote.fields);
-            if merged.changed.is_empty() && merged.base == stored.base && !stored.deleted {
-                return Plan::Unchanged;
+            let ctx = conflict_context(connection, stored, remote);
+            let policy = &connection.settings.conflict_policy;
+            let merged = merge_with(&stored.base, &stored.fields, &remote.fields, policy, &ctx);
+            let side = Side::from_merge(&merged);
+            // A moved stamp or etag is written even without field changes: pushes use them as
+            // preconditions. (Repeats of the same version, as a lookback brings, write nothing.)
+            let stamp_moved = remote.remote_modified_at.is_some_and(|r| Some(r) != stored.remote_modified_at)
+                || (remote.etag.is_some() && remote.etag != stored.etag);
+            if merged.changed.is_empty() && merged.base == stored.base && !stored.deleted && !stamp_moved {
+                return Plan::Unchanged(side);
             }
-            let conflicts = merged
-                .conflicts
-                .iter()
-                .map(|(name, outcome)| (name.clone(), json!(format!("{outcome:?}"))))
-                .collect();
             let mut record = stored.clone();
             record.fields = merged.fields;
             record.base = merged.base;
@@ -178,10 +249,7 @@ fn plan(
             record.updated_at = now;
             record.version = stored.version + 1;
             let kind = if stored.deleted { RecordChange::Created } else { RecordChange::Updated };
-            Plan::Write(
-                Box::new(RecordWrite::Update(record)),
-                Change { kind, fields: merged.changed, conflicts },
-            )
+            Plan::Write(Box::new(RecordWrite::Update(record)), Change { kind, fields: merged.changed, side })
         }
     }
 }
@@ -197,6 +265,11 @@ fn record_success(
     let record = match write {
         RecordWrite::Create(r) | RecordWrite::Update(r) => r,
     };
+    if change.kind == RecordChange::Updated && change.fields.is_empty() {
+        // Only the provider's stamp moved (or the base caught up): remembered, not announced.
+        applied.outcome.unchanged += 1;
+        return;
+    }
     match change.kind {
         RecordChange::Created => applied.outcome.created.push(record.record_id.clone()),
         RecordChange::Updated => applied.outcome.updated.push(record.record_id.clone()),
@@ -224,23 +297,6 @@ fn record_success(
                 .change(before.map(|b| pick(&b.fields)), Some(pick(&record.fields)));
         applied.audit.push(entry);
     }
-    for (field, detail) in change.conflicts {
-        applied.conflicts += 1;
-        applied.audit.push(
-            AuditEntry::new(
-                record.tenant_id.clone(),
-                Operation::ConflictDetected,
-                AuditOutcome::Success,
-                &actor,
-                now,
-            )
-            .connection(&record.connection_id)
-            .record(record.object, &record.record_id)
-            .detail(
-                json!({ "field": field, "merge": detail, "resolution": "kept local value pending policy" }),
-            ),
-        );
-    }
 }
 
 fn change_name(kind: RecordChange) -> &'static str {
@@ -248,6 +304,125 @@ fn change_name(kind: RecordChange) -> &'static str {
         RecordChange::Created => "created",
         RecordChange::Updated => "updated",
         RecordChange::Deleted => "deleted",
+    }
+}
+
+/// Turns a merge's decisions into audit entries, conflict items and push items. `written` says
+/// whether the record write happened (decisions that changed the local record are audited with it).
+fn record_side(
+    applied: &mut Applied,
+    connection: &Connection,
+    record: &CanonicalRecord,
+    side: Side,
+    written: bool,
+    now: DateTime<Utc>,
+) {
+    let policy = &connection.settings.conflict_policy;
+    let mut push_audit = Vec::new();
+    for d in &side.decided {
+        applied.conflicts += 1;
+        let entry = AuditEntry::new(
+            record.tenant_id.clone(),
+            Operation::ConflictResolved,
+            AuditOutcome::Success,
+            format!("policy:{}", enum_name(&d.strategy)),
+            now,
+        )
+        .connection(&record.connection_id)
+        .record(record.object, &record.record_id)
+        .detail(json!({
+            "field": d.field,
+            "strategy": d.strategy,
+            "decision": decision_name(&d.decision),
+            "base": d.base,
+        }))
+        .change(Some(json!({ "local": d.local, "remote": d.remote })), record.fields.get(&d.field).cloned());
+        match d.decision {
+            Decision::Local | Decision::Merged(_) if !side.push.is_empty() => push_audit.push(entry),
+            _ if written => applied.audit.push(entry),
+            _ => {}
+        }
+    }
+    if !side.push.is_empty() {
+        let key = content_key("policy", &record.record_id, &side.push);
+        let item = new_push_item(
+            record.tenant_id.clone(),
+            record.connection_id.clone(),
+            PushAction::UpdateRecord,
+            Priority::Normal,
+            record.object,
+            Some(record.record_id.clone()),
+            side.push.clone(),
+            key,
+            "policy",
+            true,
+            now,
+        );
+        applied.pushes.push((item, push_audit));
+    }
+    let suggest = crate::domain::ConflictPolicy { fallback: Fallback::LastWriteWins, ..policy.clone() };
+    for (field, outcome) in side.parked {
+        let FieldOutcome::Conflict { base, local, remote } = outcome else { continue };
+        let ctx = ConflictContext {
+            crm: matches!(connection.provider, Provider::Hubspot | Provider::Salesforce),
+            local_source: None,
+            remote_source: Source::Crm,
+            local_modified_at: record.local_modified_at,
+            remote_modified_at: record.remote_modified_at,
+        };
+        let (decision, strategy) = suggest.decide(&field, local.as_ref(), remote.as_ref(), &ctx);
+        applied.parked.push(ConflictItem {
+            tenant_id: record.tenant_id.clone(),
+            connection_id: record.connection_id.clone(),
+            conflict_id: conflict_id(&record.record_id, &field),
+            record_id: record.record_id.clone(),
+            object: record.object,
+            external_id: record.external_id.clone(),
+            field,
+            base,
+            local,
+            remote,
+            suggested: if decision == Decision::Remote {
+                Resolution::UseRemote
+            } else {
+                Resolution::UseLocal
+            },
+            suggested_by: strategy,
+            status: ConflictStatus::Open,
+            detected_at: now,
+            resolution: None,
+            resolved_by: None,
+            resolved_at: None,
+            version: 0,
+        });
+    }
+}
+
+/// An idempotency key derived from what is pushed: the same decision made again names the same item.
+pub fn content_key(kind: &str, record: &RecordId, fields: &Fields) -> IdempotencyKey {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(record.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(serde_json::to_vec(fields).unwrap_or_default());
+    let hex: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    IdempotencyKey::parse(format!("{kind}-{hex}"))
+        .unwrap_or_else(|_| IdempotencyKey::parse("invalid").expect("a valid literal"))
+}
+
+fn decision_name(d: &Decision) -> &'static str {
+    match d {
+        Decision::Local => "local",
+        Decision::Remote => "remote",
+        Decision::Merged(_) => "merged",
+        Decision::Manual => "manual",
+    }
+}
+
+fn enum_name(v: &impl serde::Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
     }
 }
 

@@ -10,13 +10,16 @@ use serde_json::json;
 use tracing::{error, info, warn};
 
 use super::pull::{ApplyError, apply_page, created_summary};
+use super::push::{ProviderOrStore, push_approved};
+use super::tasks::research_tasks;
 use super::{Deadline, Deps};
 use crate::domain::job::JobParseError;
 use crate::domain::{
-    AuditEntry, AuditOutcome, Connection, ConnectionStatus, DomainEvent, Job, JobKind, JobReason, Operation,
-    RunCounts, RunId, RunStatus, SyncRun, TenantId,
+    AuditEntry, AuditOutcome, Connection, ConnectionStatus, DomainEvent, Job, JobKind, JobReason, ObjectType,
+    Operation, RunCounts, RunId, RunStatus, SyncRun, TenantId, UpsertOutcome,
 };
-use crate::ports::{BusError, ProviderClient, ProviderError, QueueError, StoreError};
+use crate::domain::{ConflictItem, ConflictStatus};
+use crate::ports::{BusError, ConflictQuery, ProviderClient, ProviderError, QueueError, StoreError};
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -241,7 +244,18 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
 
     let mut counts = RunCounts::default();
     let mut continued = false;
-    let result = pull_all(deps, &mut conn, client.as_ref(), deadline, &mut counts, &mut continued).await;
+    let mut result = pull_all(deps, &mut conn, client.as_ref(), deadline, &mut counts, &mut continued).await;
+    if result.is_ok() && !continued {
+        match push_approved(deps, &conn, client.as_ref()).await {
+            Ok(pushed) => {
+                counts.pushed += pushed.completed;
+                counts.push_failed += pushed.failed;
+                counts.push_retrying += pushed.retrying;
+            }
+            Err(ProviderOrStore::Store(e)) => result = Err(e.into()),
+            Err(ProviderOrStore::Provider(e)) => result = Err(e.into()),
+        }
+    }
     let stats = client.stats();
     counts.requests = stats.requests;
     counts.rate_limited = stats.rate_limited;
@@ -258,7 +272,11 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         );
         deps.queue.enqueue(std::slice::from_ref(&next)).await?;
     } else {
-        conn.status = ConnectionStatus::Synced;
+        conn.status = if has_open_conflicts(deps, &conn).await? {
+            ConnectionStatus::Conflict
+        } else {
+            ConnectionStatus::Synced
+        };
         conn.last_sync_at = Some(finished_at);
         conn.last_error = None;
     }
@@ -296,6 +314,17 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
     } else {
         JobOutcome::Completed { run_id, counts }
     })
+}
+
+async fn has_open_conflicts(deps: &Deps, conn: &Connection) -> Result<bool, StoreError> {
+    let query = ConflictQuery {
+        connection: Some(conn.connection_id.clone()),
+        status: Some(ConflictStatus::Open),
+        limit: 1000,
+        ..ConflictQuery::default()
+    };
+    let page = deps.conflicts.list(&conn.tenant_id, &query).await?;
+    Ok(!page.items.is_empty() || page.next.is_some())
 }
 
 /// Refreshes the access token when it is near expiry (or `force`d after a 401), and stores it.
@@ -365,18 +394,52 @@ async fn pull_all(
             counts.pages += 1;
             counts.pulled += page.records.len() as u64;
             let now = deps.clock.now();
+            let tasks = match object {
+                ObjectType::Events => research_tasks(&conn.settings, &page.records, now),
+                _ => Vec::new(),
+            };
             let applied = apply_page(deps.records.as_ref(), conn, object, page.records, now).await?;
             counts.created += applied.outcome.created.len() as u64;
             counts.updated += applied.outcome.updated.len() as u64;
             counts.deleted += applied.outcome.deleted.len() as u64;
             counts.unchanged += applied.outcome.unchanged;
             let mut audit = applied.audit;
+            let mut events = applied.events;
             audit.extend(created_summary(conn, object, &applied.outcome.created, now));
+            count_records(conn, object, &applied.outcome);
+            counts.conflicts_decided += applied.conflicts;
+            for (item, decisions) in applied.pushes {
+                if deps.pushes.create(&item).await? {
+                    audit.extend(decisions);
+                }
+            }
+            for conflict in applied.parked {
+                if deps.conflicts.detected(&conflict).await? {
+                    counts.conflicts_parked += 1;
+                    audit.push(conflict_audit(&conflict, now));
+                    events.push(DomainEvent::ConflictDetected {
+                        tenant_id: conflict.tenant_id.clone(),
+                        connection_id: conflict.connection_id.clone(),
+                        conflict_id: conflict.conflict_id.clone(),
+                        record_id: conflict.record_id.clone(),
+                        object: conflict.object,
+                        field: conflict.field.clone(),
+                    });
+                }
+            }
+            if !tasks.is_empty() {
+                let derived =
+                    apply_page(deps.records.as_ref(), conn, ObjectType::ResearchTasks, tasks, now).await?;
+                counts.tasks_opened += derived.outcome.created.len() as u64;
+                counts.tasks_updated += derived.outcome.updated.len() as u64;
+                counts.tasks_cancelled += derived.outcome.deleted.len() as u64;
+                audit.extend(derived.audit);
+                audit.extend(created_summary(conn, ObjectType::ResearchTasks, &derived.outcome.created, now));
+                events.extend(derived.events);
+                count_records(conn, ObjectType::ResearchTasks, &derived.outcome);
+            }
             deps.audit.append(&audit).await?;
-            deps.bus.publish(&applied.events).await?;
-            let count = conn.record_counts.entry(object).or_insert(0);
-            *count = (*count + applied.outcome.created.len() as u64)
-                .saturating_sub(applied.outcome.deleted.len() as u64);
+            deps.bus.publish(&events).await?;
             conn.cursors.insert(object, page.cursor);
             conn.version = deps.connections.save_state(conn).await?;
             if !page.has_more {
@@ -385,4 +448,193 @@ async fn pull_all(
         }
     }
     Ok(())
+}
+
+fn conflict_audit(c: &ConflictItem, now: chrono::DateTime<chrono::Utc>) -> AuditEntry {
+    AuditEntry::new(c.tenant_id.clone(), Operation::ConflictDetected, AuditOutcome::Success, "worker", now)
+        .connection(&c.connection_id)
+        .record(c.object, &c.record_id)
+        .detail(json!({
+            "conflict_id": c.conflict_id,
+            "field": c.field,
+            "base": c.base,
+            "suggested": c.suggested,
+            "suggested_by": c.suggested_by,
+        }))
+        .change(Some(json!({ "local": c.local, "remote": c.remote })), None)
+}
+
+/// Keeps the connection's per-object record counts (live records, deletions subtracted).
+fn count_records(conn: &mut Connection, object: ObjectType, outcome: &UpsertOutcome) {
+    let count = conn.record_counts.entry(object).or_insert(0);
+    *count = (*count + outcome.created.len() as u64).saturating_sub(outcome.deleted.len() as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    //! The worker against in-memory stores and a scripted calendar: research tasks follow their
+    //! meetings through the whole job path.
+
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use chrono::{DateTime, Utc};
+    use secrecy::SecretString;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore};
+    use crate::domain::record::Fields;
+    use crate::domain::{
+        ConnectionSettings, Credentials, ExternalId, JobId, JobReason, NewConnection, Provider, RemoteRecord,
+        SyncCursor,
+    };
+    use crate::ports::{ProviderFactory, PulledPage, RequestStats};
+    use crate::sync::{Deps, EngineSettings};
+
+    /// A calendar whose every pull returns the events as they are now.
+    #[derive(Clone, Default)]
+    struct Calendar(Arc<Mutex<Vec<RemoteRecord>>>);
+
+    #[async_trait]
+    impl ProviderClient for Calendar {
+        async fn pull_page(
+            &self,
+            _token: &SecretString,
+            _object: ObjectType,
+            _cursor: Option<&SyncCursor>,
+        ) -> Result<PulledPage, ProviderError> {
+            let records = self.0.lock().map(|e| e.clone()).unwrap_or_default();
+            Ok(PulledPage { records, cursor: SyncCursor::new("now"), has_more: false })
+        }
+        async fn refresh(&self, _refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
+            Err(ProviderError::Unauthorized)
+        }
+        fn stats(&self) -> RequestStats {
+            RequestStats::default()
+        }
+    }
+
+    impl ProviderFactory for Calendar {
+        fn client(&self, _connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
+            Ok(Box::new(self.clone()))
+        }
+    }
+
+    fn meeting(id: &str, start: &str, attendees: &[&str], status: &str) -> RemoteRecord {
+        let fields: Fields = [
+            ("title".to_owned(), json!("Pricing call")),
+            ("start".to_owned(), json!(start)),
+            ("status".to_owned(), json!(status)),
+            ("organizer".to_owned(), json!("ann@acme.com")),
+            ("attendees".to_owned(), json!(attendees)),
+        ]
+        .into();
+        RemoteRecord {
+            external_id: ExternalId::parse(id).unwrap(),
+            object: ObjectType::Events,
+            fields,
+            remote_modified_at: None,
+            deleted: false,
+            etag: None,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-29T09:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    async fn sync(deps: &Deps, conn: &Connection, n: u32) -> RunCounts {
+        let job = Job::sync(
+            conn.tenant_id.clone(),
+            conn.connection_id.clone(),
+            JobId::parse(format!("job-{n}")).unwrap(),
+            JobReason::Manual,
+            now(),
+        );
+        match run_job(deps, &job, Deadline::after(std::time::Duration::from_secs(60))).await {
+            Ok(JobOutcome::Completed { counts, .. }) => counts,
+            other => panic!("job did not complete: {other:?}"),
+        }
+    }
+
+    fn tasks(store: &MemoryStore, conn: &Connection) -> Vec<(String, bool, Value)> {
+        let mut out: Vec<_> = store
+            .records_of(&conn.tenant_id, &conn.connection_id)
+            .into_iter()
+            .filter(|r| r.object == ObjectType::ResearchTasks)
+            .map(|r| {
+                (r.external_id.to_string(), r.deleted, r.fields.get("due_at").cloned().unwrap_or_default())
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[tokio::test]
+    async fn research_tasks_open_move_and_cancel_with_their_meetings() {
+        let calendar = Calendar::default();
+        let store = Arc::new(MemoryStore::new());
+        let bus = Arc::new(MemoryBus::new());
+        let deps = Deps {
+            connections: store.clone(),
+            records: store.clone(),
+            runs: store.clone(),
+            audit: store.clone(),
+            pushes: store.clone(),
+            conflicts: store.clone(),
+            queue: Arc::new(MemoryQueue::new()),
+            bus: bus.clone(),
+            providers: Arc::new(calendar.clone()),
+            clock: Arc::new(ManualClock::new(now())),
+            settings: EngineSettings::default(),
+        };
+        let conn = Connection::new(
+            TenantId::parse("acme").unwrap(),
+            NewConnection {
+                provider: Provider::Google,
+                base_url: "http://127.0.0.1:1".into(),
+                credentials: Credentials {
+                    access_token: SecretString::from("t"),
+                    refresh_token: None,
+                    expires_at: None,
+                },
+                interval_minutes: 15,
+                settings: ConnectionSettings { own_domains: vec!["acme.com".into()], ..Default::default() },
+            },
+            now(),
+        );
+        store.put_connection(conn.clone());
+        *calendar.0.lock().unwrap() = vec![
+            meeting("m1", "2026-12-01T15:00:00Z", &["ann@acme.com", "zoe@client.io"], "confirmed"),
+            meeting("m2", "2026-12-02T10:00:00Z", &["ann@acme.com", "bob@acme.com"], "confirmed"),
+        ];
+        let first = sync(&deps, &conn, 1).await;
+        assert_eq!((first.created, first.tasks_opened), (2, 1));
+        assert_eq!(tasks(&store, &conn), vec![("m1".into(), false, json!("2026-11-30T15:00:00Z"))]);
+
+        // Moved a day later: the task moves; nothing else changes.
+        calendar.0.lock().unwrap()[0] =
+            meeting("m1", "2026-12-02T15:00:00Z", &["ann@acme.com", "zoe@client.io"], "confirmed");
+        let moved = sync(&deps, &conn, 2).await;
+        assert_eq!((moved.updated, moved.tasks_opened, moved.tasks_updated), (1, 0, 1));
+        assert_eq!(tasks(&store, &conn), vec![("m1".into(), false, json!("2026-12-01T15:00:00Z"))]);
+
+        // An unchanged calendar changes no task.
+        let idle = sync(&deps, &conn, 3).await;
+        assert_eq!((idle.tasks_opened, idle.tasks_updated, idle.tasks_cancelled), (0, 0, 0));
+
+        // Cancelled: the task is cancelled (deleted) and announced.
+        calendar.0.lock().unwrap()[0] =
+            meeting("m1", "2026-12-02T15:00:00Z", &["ann@acme.com", "zoe@client.io"], "cancelled");
+        let cancelled = sync(&deps, &conn, 4).await;
+        assert_eq!(cancelled.tasks_cancelled, 1);
+        assert_eq!(tasks(&store, &conn), vec![("m1".into(), true, json!("2026-12-01T15:00:00Z"))]);
+        let task_events = bus
+            .events()
+            .iter()
+            .filter(|e| matches!(e, DomainEvent::RecordChanged { object: ObjectType::ResearchTasks, .. }))
+            .count();
+        assert_eq!(task_events, 3, "opened, moved, cancelled");
+    }
 }

@@ -99,7 +99,7 @@ pub(super) fn epoch(t: DateTime<Utc>) -> AttributeValue {
     n(t.timestamp())
 }
 
-fn json(v: &impl Serialize) -> AttributeValue {
+pub(super) fn json(v: &impl Serialize) -> AttributeValue {
     s(serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned()))
 }
 
@@ -211,7 +211,7 @@ impl<'a> Reader<'a> {
         self.opt_epoch(name)?.ok_or_else(|| self.corrupt(name, "is missing"))
     }
 
-    fn json<T: DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
+    pub(super) fn json<T: DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
         self.parse(name, serde_json::from_str)
     }
 
@@ -381,6 +381,9 @@ pub(super) fn record_to_item(rec: &CanonicalRecord) -> Item {
     if let Some(etag) = &rec.etag {
         item.insert("etag".into(), s(etag));
     }
+    if let Some(at) = rec.local_modified_at {
+        item.insert("local_modified_at".into(), time(at));
+    }
     item
 }
 
@@ -396,6 +399,7 @@ pub(super) fn record_from_item(item: &Item) -> Result<CanonicalRecord, StoreErro
         base: r.json::<Fields>("base")?,
         remote_modified_at: r.opt_time("remote_modified_at")?,
         etag: r.opt_s("etag")?.map(str::to_owned),
+        local_modified_at: r.opt_time("local_modified_at")?,
         deleted: r.bool("deleted")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
@@ -701,6 +705,7 @@ mod tests {
             base: [("email".into(), json!("a@x.io")), ("empty".into(), json!(""))].into(),
             remote_modified_at: Some(at(1) + Duration::milliseconds(3)),
             etag: Some("\"3181161234\"".into()),
+            local_modified_at: Some(at(2)),
             deleted: false,
             created_at: at(2),
             updated_at: at(3),

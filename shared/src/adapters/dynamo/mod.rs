@@ -8,6 +8,7 @@
 
 mod audit;
 mod item;
+mod queues;
 mod records;
 
 use std::collections::HashMap;
@@ -108,6 +109,7 @@ impl DynamoStore {
             .table_name(q.table)
             .set_index_name(q.index.map(str::to_owned))
             .key_condition_expression(&q.condition)
+            .set_filter_expression(q.filter.clone())
             .set_expression_attribute_names(Some(q.names.clone()))
             .set_expression_attribute_values(Some(q.values.clone()))
             .scan_index_forward(q.forward)
@@ -204,6 +206,7 @@ struct Query<'a> {
     names: HashMap<String, String>,
     values: Item,
     forward: bool,
+    filter: Option<String>,
 }
 
 impl<'a> Query<'a> {
@@ -215,7 +218,16 @@ impl<'a> Query<'a> {
             names: HashMap::new(),
             values: HashMap::new(),
             forward: true,
+            filter: None,
         }
+    }
+    /// Adds `clause` to the filter expression (`AND`ed); filters apply after the page limit.
+    fn filter(mut self, clause: &str) -> Self {
+        self.filter = Some(match self.filter.take() {
+            Some(f) => format!("{f} AND {clause}"),
+            None => clause.to_owned(),
+        });
+        self
     }
     fn index(mut self, index: &'a str) -> Self {
         self.index = Some(index);

@@ -1,0 +1,443 @@
+//! The push queue and the conflict queue over HTTP, and local edits of records (which become
+//! pushes through the approval queue). Every id is looked up under the caller's tenant only:
+//! another tenant's item is a 404, never a 403 that would confirm it exists.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::api::{ApiState, Items, PageView, actor, invalid, load_connection, page_limit};
+use super::auth::Caller;
+use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::domain::policy::Strategy;
+use crate::domain::push::ConflictItem;
+use crate::domain::record::Fields;
+use crate::domain::{
+    ConflictStatus, ConnectionId, ExternalId, IdempotencyKey, ObjectType, Priority, PushAction, PushItem,
+    PushStatus, RecordId, Resolution,
+};
+use crate::ports::{ConflictQuery, PushQuery};
+use crate::sync::push::{self, PushError, PushRequest};
+
+/// Most ids one bulk decision or resolution takes.
+pub const MAX_BULK: usize = 100;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/v1/connections/{connection_id}/push", post(queue_push))
+        .route("/v1/connections/{connection_id}/records/{record_id}/edit", post(edit_record))
+        .route("/v1/push", get(list_push))
+        .route("/v1/push/approve", post(approve))
+        .route("/v1/push/reject", post(reject))
+        .route("/v1/push/{push_id}", get(get_push))
+        .route("/v1/conflicts", get(list_conflicts))
+        .route("/v1/conflicts/resolve", post(resolve))
+        .route("/v1/conflicts/{conflict_id}", get(get_conflict))
+}
+
+impl From<PushError> for ApiError {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::NotFound => ApiError::NotFound,
+            PushError::Invalid(d) => ApiError::InvalidRequest(d),
+            PushError::State(_) => ApiError::Conflict,
+            PushError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A push item as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct PushView {
+    pub push_id: String,
+    pub connection_id: ConnectionId,
+    pub action: PushAction,
+    pub status: PushStatus,
+    pub priority: Priority,
+    pub object: ObjectType,
+    pub record_id: Option<RecordId>,
+    pub fields: Fields,
+    pub idempotency_key: IdempotencyKey,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub result_external_id: Option<ExternalId>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl PushView {
+    fn new(p: PushItem, now: DateTime<Utc>) -> Self {
+        Self {
+            status: p.status_at(now),
+            push_id: p.push_id,
+            connection_id: p.connection_id,
+            action: p.action,
+            priority: p.priority,
+            object: p.object,
+            record_id: p.record_id,
+            fields: p.fields,
+            idempotency_key: p.idempotency_key,
+            created_by: p.created_by,
+            created_at: p.created_at,
+            expires_at: p.expires_at,
+            decided_by: p.decided_by,
+            decided_at: p.decided_at,
+            attempts: p.attempts,
+            last_error: p.last_error,
+            result_external_id: p.result_external_id,
+            completed_at: p.completed_at,
+        }
+    }
+}
+
+/// A conflict as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ConflictView {
+    pub conflict_id: String,
+    pub connection_id: ConnectionId,
+    pub record_id: RecordId,
+    pub object: ObjectType,
+    pub external_id: ExternalId,
+    pub field: String,
+    pub base: Option<Value>,
+    pub local: Option<Value>,
+    pub remote: Option<Value>,
+    pub suggested: Resolution,
+    pub suggested_by: Strategy,
+    pub status: ConflictStatus,
+    pub detected_at: DateTime<Utc>,
+    pub resolution: Option<Resolution>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<ConflictItem> for ConflictView {
+    fn from(c: ConflictItem) -> Self {
+        Self {
+            conflict_id: c.conflict_id,
+            connection_id: c.connection_id,
+            record_id: c.record_id,
+            object: c.object,
+            external_id: c.external_id,
+            field: c.field,
+            base: c.base,
+            local: c.local,
+            remote: c.remote,
+            suggested: c.suggested,
+            suggested_by: c.suggested_by,
+            status: c.status,
+            detected_at: c.detected_at,
+            resolution: c.resolution,
+            resolved_by: c.resolved_by,
+            resolved_at: c.resolved_at,
+        }
+    }
+}
+
+/// The body of `POST /v1/connections/{id}/push`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueuePush {
+    action: PushAction,
+    #[serde(default = "normal")]
+    priority: Priority,
+    record_id: Option<RecordId>,
+    #[serde(default)]
+    fields: Fields,
+    idempotency_key: IdempotencyKey,
+}
+
+fn normal() -> Priority {
+    Priority::Normal
+}
+
+async fn queue_push(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<QueuePush>,
+) -> Result<Response, ApiError> {
+    let connection = load_connection(&state, &caller.tenant, &id).await?;
+    let request = PushRequest {
+        action: body.action,
+        priority: body.priority,
+        record_id: body.record_id,
+        fields: body.fields,
+        idempotency_key: body.idempotency_key,
+    };
+    let (item, created) = push::queue(&state.engine, &connection, request, &actor(&caller)).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(PushView::new(item, state.clock.now()))).into_response())
+}
+
+/// The body of `POST /v1/connections/{id}/records/{record_id}/edit`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditRecord {
+    fields: Fields,
+    idempotency_key: IdempotencyKey,
+    #[serde(default = "normal")]
+    priority: Priority,
+}
+
+async fn edit_record(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath((id, record_id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<EditRecord>,
+) -> Result<Response, ApiError> {
+    let connection = load_connection(&state, &caller.tenant, &id).await?;
+    let record_id = RecordId::parse(record_id).map_err(|_| ApiError::NotFound)?;
+    let request = PushRequest {
+        action: PushAction::UpdateRecord,
+        priority: body.priority,
+        record_id: Some(record_id),
+        fields: body.fields,
+        idempotency_key: body.idempotency_key,
+    };
+    let (item, created) = push::queue(&state.engine, &connection, request, &actor(&caller)).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(PushView::new(item, state.clock.now()))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListPush {
+    status: Option<PushStatus>,
+    connection_id: Option<String>,
+    limit: Option<usize>,
+    page_token: Option<String>,
+}
+
+async fn list_push(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListPush>,
+) -> Result<axum::Json<PageView<PushView>>, ApiError> {
+    let connection =
+        q.connection_id.map(ConnectionId::parse).transpose().map_err(|e| invalid(e.to_string()))?;
+    let query =
+        PushQuery { connection, status: q.status, limit: page_limit(q.limit)?, page_token: q.page_token };
+    let page = state.engine.pushes.list(&caller.tenant, &query).await?;
+    let now = state.clock.now();
+    let mut items: Vec<PushView> = page.items.into_iter().map(|p| PushView::new(p, now)).collect();
+    items.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created_at.cmp(&b.created_at)));
+    Ok(axum::Json(PageView { items, next_page_token: page.next }))
+}
+
+async fn get_push(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(push_id): ApiPath<String>,
+) -> Result<axum::Json<PushView>, ApiError> {
+    let item = state.engine.pushes.get(&caller.tenant, &push_id).await?.ok_or(ApiError::NotFound)?;
+    Ok(axum::Json(PushView::new(item, state.clock.now())))
+}
+
+/// The body of the bulk decision routes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ids {
+    ids: Vec<String>,
+}
+
+/// One outcome of a bulk request.
+#[derive(Debug, Serialize)]
+struct BulkOutcome<T> {
+    id: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+fn bulk_ids(ids: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if ids.is_empty() || ids.len() > MAX_BULK {
+        return Err(invalid(format!("ids must hold 1 to {MAX_BULK} ids")));
+    }
+    let mut ids = ids;
+    ids.dedup();
+    Ok(ids)
+}
+
+fn error_code(e: &PushError) -> &'static str {
+    match e {
+        PushError::NotFound => "not_found",
+        PushError::Invalid(_) => "invalid_request",
+        PushError::State(_) => "conflict",
+        PushError::Store(_) => "unavailable",
+    }
+}
+
+async fn decide(state: ApiState, caller: Caller, body: Ids, approve: bool) -> Result<Response, ApiError> {
+    let ids = bulk_ids(body.ids)?;
+    let outcomes = push::decide(&state.engine, &caller.tenant, &ids, approve, &actor(&caller)).await?;
+    let now = state.clock.now();
+    let items: Vec<BulkOutcome<PushView>> = outcomes
+        .into_iter()
+        .map(|(id, result)| match result {
+            Ok(item) => BulkOutcome { id, ok: true, item: Some(PushView::new(item, now)), error: None },
+            Err(e) => BulkOutcome { id, ok: false, item: None, error: Some(error_code(&e)) },
+        })
+        .collect();
+    Ok(axum::Json(Items { items }).into_response())
+}
+
+async fn approve(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<Ids>,
+) -> Result<Response, ApiError> {
+    decide(state, caller, body, true).await
+}
+
+async fn reject(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<Ids>,
+) -> Result<Response, ApiError> {
+    decide(state, caller, body, false).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListConflicts {
+    status: Option<ConflictStatus>,
+    connection_id: Option<String>,
+    field: Option<String>,
+    limit: Option<usize>,
+    page_token: Option<String>,
+}
+
+async fn list_conflicts(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListConflicts>,
+) -> Result<axum::Json<PageView<ConflictView>>, ApiError> {
+    let connection =
+        q.connection_id.map(ConnectionId::parse).transpose().map_err(|e| invalid(e.to_string()))?;
+    let query = ConflictQuery {
+        connection,
+        status: q.status,
+        field: q.field,
+        limit: page_limit(q.limit)?,
+        page_token: q.page_token,
+    };
+    let page = state.engine.conflicts.list(&caller.tenant, &query).await?;
+    Ok(axum::Json(PageView {
+        items: page.items.into_iter().map(ConflictView::from).collect(),
+        next_page_token: page.next,
+    }))
+}
+
+async fn get_conflict(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(conflict_id): ApiPath<String>,
+) -> Result<axum::Json<ConflictView>, ApiError> {
+    let item = state.engine.conflicts.get(&caller.tenant, &conflict_id).await?.ok_or(ApiError::NotFound)?;
+    Ok(axum::Json(item.into()))
+}
+
+/// How to resolve: the same resolution for every matched conflict, or each conflict's suggestion
+/// (what the connection's policy with a last-write-wins fallback picks).
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum ResolveStrategy {
+    UseLocal,
+    UseRemote,
+    Skip,
+    Suggested,
+}
+
+/// Which open conflicts a resolution applies to: listed ids, or all similar ones (same
+/// connection and/or field).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Matching {
+    connection_id: Option<String>,
+    field: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resolve {
+    ids: Option<Vec<String>>,
+    matching: Option<Matching>,
+    resolution: ResolveStrategy,
+}
+
+async fn resolve(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<Resolve>,
+) -> Result<Response, ApiError> {
+    // Each target is a conflict of this tenant, or the id that names none.
+    let targets: Vec<Result<ConflictItem, String>> = match (body.ids, body.matching) {
+        (Some(ids), None) => {
+            let mut found = Vec::new();
+            for id in bulk_ids(ids)? {
+                found.push(state.engine.conflicts.get(&caller.tenant, &id).await?.ok_or(id));
+            }
+            found
+        }
+        (None, Some(m)) => {
+            let connection =
+                m.connection_id.map(ConnectionId::parse).transpose().map_err(|e| invalid(e.to_string()))?;
+            if connection.is_none() && m.field.is_none() {
+                return Err(invalid("matching needs a connection_id, a field, or both"));
+            }
+            let query = ConflictQuery {
+                connection,
+                status: Some(ConflictStatus::Open),
+                field: m.field,
+                limit: MAX_BULK,
+                page_token: None,
+            };
+            state.engine.conflicts.list(&caller.tenant, &query).await?.items.into_iter().map(Ok).collect()
+        }
+        _ => return Err(invalid("give either ids or matching")),
+    };
+    let actor = actor(&caller);
+    let mut items = Vec::new();
+    for target in targets {
+        let target = match target {
+            Ok(t) => t,
+            Err(id) => {
+                items.push(BulkOutcome { id, ok: false, item: None, error: Some("not_found") });
+                continue;
+            }
+        };
+        let resolution = match body.resolution {
+            ResolveStrategy::UseLocal => Resolution::UseLocal,
+            ResolveStrategy::UseRemote => Resolution::UseRemote,
+            ResolveStrategy::Skip => Resolution::Skip,
+            ResolveStrategy::Suggested => target.suggested,
+        };
+        let out = push::resolve(
+            &state.engine,
+            &caller.tenant,
+            std::slice::from_ref(&target.conflict_id),
+            resolution,
+            &actor,
+        )
+        .await?;
+        for (id, result) in out {
+            items.push(match result {
+                Ok(c) => BulkOutcome { id, ok: true, item: Some(ConflictView::from(c)), error: None },
+                Err(e) => BulkOutcome { id, ok: false, item: None, error: Some(error_code(&e)) },
+            });
+        }
+    }
+    Ok(axum::Json(Items { items }).into_response())
+}

@@ -1,0 +1,720 @@
+//! The outbound half of the sync: queueing what our users produce (notes, field updates, suggested
+//! meetings, local edits), deciding push items and conflicts, and executing approved pushes
+//! through the provider adapters.
+//!
+//! Exactly once: every push item carries an idempotency key the adapters use for creates (a
+//! redelivered job, or a worker that died after the provider accepted a write, finds what the first
+//! attempt created). Updates only send fields whose local value still differs from the base, so a
+//! repeat after a crash sends nothing once the pull has seen our write. After a push, the pushed
+//! values become the base and the provider's new stamp is stored: the next pull sees no change
+//! (echo suppression), and webhooks caused by our writes lead to syncs that change nothing.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tracing::warn;
+
+use super::Deps;
+use super::pull::content_key;
+use crate::domain::push::{MAX_PUSH_ATTEMPTS, new_push_item};
+use crate::domain::record::Fields;
+use crate::domain::{
+    AuditEntry, AuditOutcome, CanonicalRecord, ConflictItem, ConflictStatus, Connection, ConnectionStatus,
+    DomainEvent, IdempotencyKey, ObjectType, Operation, Priority, PushAction, PushItem, PushStatus, RecordId,
+    Resolution, TenantId,
+};
+use crate::ports::{
+    ConflictQuery, Precondition, ProviderClient, ProviderError, ProviderWrite, PushQuery, RecordWrite,
+    StoreError,
+};
+
+/// Approved items one job pushes at most (the rest go with the next job).
+pub const PUSHES_PER_JOB: usize = 200;
+
+/// Why a queue or decision request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    State(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a caller asks to push.
+#[derive(Debug, Clone)]
+pub struct PushRequest {
+    pub action: PushAction,
+    pub priority: Priority,
+    /// The CRM record a note goes on, or the record an update changes.
+    pub record_id: Option<RecordId>,
+    /// For notes: `body` (and optionally `timestamp`); for field updates: one field; for events:
+    /// the event's canonical fields; for record updates: the edited fields.
+    pub fields: Fields,
+    pub idempotency_key: IdempotencyKey,
+}
+
+/// Queues a push for `connection`. A local edit (`update_record`, `update_field`) changes the local
+/// record at once (it is the local side of the next merge); the provider gets it when the item is
+/// approved. Queueing the same idempotency key again returns the first item.
+pub async fn queue(
+    deps: &Deps,
+    connection: &Connection,
+    request: PushRequest,
+    actor: &str,
+) -> Result<(PushItem, bool), PushError> {
+    let now = deps.clock.now();
+    let (tenant, conn_id) = (&connection.tenant_id, &connection.connection_id);
+    let crm = connection.provider.object_types().iter().any(|o| *o != ObjectType::Events);
+    let target = match &request.record_id {
+        Some(id) => Some(deps.records.get(tenant, conn_id, id).await?.ok_or(PushError::NotFound)?),
+        None => None,
+    };
+    let (object, fields) = match request.action {
+        PushAction::CreateNote => {
+            if !crm {
+                return Err(PushError::Invalid("notes go to a CRM connection".into()));
+            }
+            let target =
+                target.as_ref().ok_or_else(|| PushError::Invalid("a note needs a record_id".into()))?;
+            let body = request.fields.get("body").and_then(Value::as_str).unwrap_or_default();
+            if body.trim().is_empty() {
+                return Err(PushError::Invalid("a note needs a non-empty body".into()));
+            }
+            let mut fields = Fields::new();
+            let prefix = connection.settings.note_prefix.trim();
+            let body = if prefix.is_empty() || body.starts_with(prefix) {
+                body.to_owned()
+            } else {
+                format!("{prefix} {body}")
+            };
+            fields.insert("body".into(), json!(body));
+            let at = request.fields.get("timestamp").cloned().unwrap_or_else(|| json!(now.to_rfc3339()));
+            fields.insert("timestamp".into(), at);
+            let association = match target.object {
+                ObjectType::Contacts => "contact_ids",
+                ObjectType::Companies => "company_ids",
+                ObjectType::Deals => "deal_ids",
+                other => return Err(PushError::Invalid(format!("a note cannot go on a {other} record"))),
+            };
+            fields.insert(association.into(), json!([target.external_id]));
+            (ObjectType::Notes, fields)
+        }
+        PushAction::CreateEvent => {
+            if crm {
+                return Err(PushError::Invalid("suggested meetings go to a calendar connection".into()));
+            }
+            for required in ["title", "start", "end"] {
+                if !request.fields.get(required).is_some_and(Value::is_string) {
+                    return Err(PushError::Invalid(format!("an event needs a string '{required}'")));
+                }
+            }
+            (ObjectType::Events, request.fields.clone())
+        }
+        PushAction::UpdateField | PushAction::UpdateRecord => {
+            let target =
+                target.as_ref().ok_or_else(|| PushError::Invalid("an update needs a record_id".into()))?;
+            if request.fields.is_empty() {
+                return Err(PushError::Invalid("an update needs at least one field".into()));
+            }
+            if request.action == PushAction::UpdateField && request.fields.len() != 1 {
+                return Err(PushError::Invalid("update_field changes exactly one field".into()));
+            }
+            if target.deleted {
+                return Err(PushError::State("the record was deleted at the provider".into()));
+            }
+            (target.object, request.fields.clone())
+        }
+    };
+    let auto = connection.settings.auto_pushes(request.action);
+    let item = new_push_item(
+        tenant.clone(),
+        conn_id.clone(),
+        request.action,
+        request.priority,
+        object,
+        request.record_id.clone(),
+        fields,
+        request.idempotency_key,
+        actor,
+        auto,
+        now,
+    );
+    if let Some(existing) = deps.pushes.get(tenant, &item.push_id).await? {
+        return Ok((existing, false));
+    }
+    if let (Some(target), PushAction::UpdateField | PushAction::UpdateRecord) = (target, request.action) {
+        apply_local_edit(deps, target, &item.fields, now).await?;
+    }
+    let created = deps.pushes.create(&item).await?;
+    let entry = AuditEntry::new(tenant.clone(), Operation::Push, AuditOutcome::Success, actor, now)
+        .connection(conn_id)
+        .detail(
+            json!({ "push_id": item.push_id, "action": item.action, "status": item.status, "queued": true }),
+        )
+        .change(None, Some(json!(item.fields)));
+    deps.audit.append(&[entry]).await?;
+    let stored = deps.pushes.get(tenant, &item.push_id).await?.unwrap_or(item);
+    Ok((stored, created))
+}
+
+/// Sets local field values on a record (its local side), retrying lost version races.
+async fn apply_local_edit(
+    deps: &Deps,
+    mut record: CanonicalRecord,
+    fields: &Fields,
+    now: DateTime<Utc>,
+) -> Result<(), PushError> {
+    for _ in 0..3 {
+        if fields.iter().all(|(k, v)| record.fields.get(k) == Some(v)) {
+            return Ok(());
+        }
+        let mut next = record.clone();
+        next.fields.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        next.local_modified_at = Some(now);
+        next.updated_at = now;
+        next.version = record.version + 1;
+        let provider = provider_of(deps, &record).await?;
+        match deps.records.write(provider, vec![RecordWrite::Update(next)]).await?.pop() {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(StoreError::Conflict)) => {
+                record = deps
+                    .records
+                    .get(&record.tenant_id, &record.connection_id, &record.record_id)
+                    .await?
+                    .ok_or(PushError::NotFound)?;
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(PushError::State("the store returned no result".into())),
+        }
+    }
+    Err(PushError::State("the record kept changing; try again".into()))
+}
+
+async fn provider_of(deps: &Deps, record: &CanonicalRecord) -> Result<crate::domain::Provider, PushError> {
+    Ok(deps
+        .connections
+        .get(&record.tenant_id, &record.connection_id)
+        .await?
+        .ok_or(PushError::NotFound)?
+        .provider)
+}
+
+/// Approves or rejects pending items. Rejecting a local edit puts the record's fields back to the
+/// last agreed values (where nobody changed them since). Returns each item's outcome.
+pub async fn decide(
+    deps: &Deps,
+    tenant: &TenantId,
+    push_ids: &[String],
+    approve: bool,
+    actor: &str,
+) -> Result<Vec<(String, Result<PushItem, PushError>)>, StoreError> {
+    let now = deps.clock.now();
+    let mut out = Vec::new();
+    let mut to_sync = Vec::new();
+    for id in push_ids {
+        let result = decide_one(deps, tenant, id, approve, actor, now).await;
+        if let Ok(item) = &result
+            && approve
+        {
+            to_sync.push(item.connection_id.clone());
+        }
+        out.push((id.clone(), result));
+    }
+    to_sync.sort();
+    to_sync.dedup();
+    let jobs: Vec<_> = to_sync
+        .into_iter()
+        .map(|c| {
+            let id = crate::domain::Job::requested_id(&c, crate::domain::JobReason::Push);
+            crate::domain::Job::sync(tenant.clone(), c, id, crate::domain::JobReason::Push, now)
+        })
+        .collect();
+    if !jobs.is_empty()
+        && let Err(e) = deps.queue.enqueue(&jobs).await
+    {
+        // The items are approved; the next scheduled sync pushes them.
+        warn!(error = %e, "could not enqueue push jobs");
+    }
+    Ok(out)
+}
+
+async fn decide_one(
+    deps: &Deps,
+    tenant: &TenantId,
+    push_id: &str,
+    approve: bool,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<PushItem, PushError> {
+    let mut item = deps.pushes.get(tenant, push_id).await?.ok_or(PushError::NotFound)?;
+    item.decide(approve, actor, now).map_err(|e| PushError::State(e.to_string()))?;
+    item.version = deps.pushes.save(&item).await.map_err(|e| match e {
+        StoreError::Conflict => PushError::State("the item changed meanwhile; try again".into()),
+        e => PushError::Store(e),
+    })?;
+    if !approve
+        && matches!(item.action, PushAction::UpdateRecord | PushAction::UpdateField)
+        && let Some(record_id) = &item.record_id
+        && let Some(record) = deps.records.get(tenant, &item.connection_id, record_id).await?
+    {
+        let revert: Fields = item
+            .fields
+            .iter()
+            .filter(|(k, v)| record.fields.get(*k) == Some(*v))
+            .map(|(k, _)| (k.clone(), record.base.get(k).cloned().unwrap_or(Value::Null)))
+            .collect();
+        if !revert.is_empty() {
+            apply_local_edit(deps, record, &revert, now).await?;
+        }
+    }
+    let entry = AuditEntry::new(tenant.clone(), Operation::Approval, AuditOutcome::Success, actor, now)
+        .connection(&item.connection_id)
+        .detail(json!({ "push_id": item.push_id, "action": item.action, "decision": item.status }));
+    deps.audit.append(&[entry]).await?;
+    Ok(item)
+}
+
+/// What pushing a connection's approved items did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushCounts {
+    pub completed: u64,
+    pub failed: u64,
+    pub retrying: u64,
+}
+
+/// Pushes the connection's approved items, highest priority first.
+pub async fn push_approved(
+    deps: &Deps,
+    conn: &Connection,
+    client: &dyn ProviderClient,
+) -> Result<PushCounts, ProviderOrStore> {
+    let mut items = Vec::new();
+    let mut token = None;
+    loop {
+        let page = deps
+            .pushes
+            .list(
+                &conn.tenant_id,
+                &PushQuery {
+                    connection: Some(conn.connection_id.clone()),
+                    status: Some(PushStatus::Approved),
+                    limit: 100,
+                    page_token: token,
+                },
+            )
+            .await?;
+        items.extend(page.items);
+        token = page.next;
+        if token.is_none() || items.len() >= PUSHES_PER_JOB {
+            break;
+        }
+    }
+    items.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created_at.cmp(&b.created_at)));
+    items.truncate(PUSHES_PER_JOB);
+    let mut counts = PushCounts::default();
+    let mut planned: Vec<(PushItem, Option<CanonicalRecord>, ProviderWrite)> = Vec::new();
+    for item in items {
+        match plan_write(deps, &item).await? {
+            Planned::Write(record, write) => planned.push((item, record.map(|r| *r), *write)),
+            Planned::Nothing => finish(deps, conn, item, None, None, &mut counts).await?,
+            Planned::Fail(why) => fail(deps, conn, item, &why, true, &mut counts).await?,
+        }
+    }
+    if planned.is_empty() {
+        return Ok(counts);
+    }
+    let writes: Vec<ProviderWrite> = planned.iter().map(|(_, _, w)| w.clone()).collect();
+    let results = match client.write(&conn.credentials.access_token, &writes).await {
+        Ok(results) => results,
+        Err(e) if e.is_retryable() => return Err(e.into()),
+        Err(e) => planned.iter().map(|_| Err(ProviderError::Permanent(e.to_string()))).collect(),
+    };
+    for ((item, record, write), result) in planned.into_iter().zip(results) {
+        match result {
+            Ok(ack) => {
+                let stored = remember_push(deps, conn, record, &write, &ack).await?;
+                finish(deps, conn, item, Some(ack.external_id), stored, &mut counts).await?;
+            }
+            Err(ProviderError::Conflict) => {
+                let why = "the record changed at the provider; the next pull merges it, then this retries";
+                fail(deps, conn, item, why, false, &mut counts).await?;
+            }
+            Err(e) => {
+                let permanent = !e.is_retryable() && !matches!(e, ProviderError::Unauthorized);
+                fail(deps, conn, item, &e.to_string(), permanent, &mut counts).await?;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// A store or provider failure while pushing.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderOrStore {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+enum Planned {
+    Write(Option<Box<CanonicalRecord>>, Box<ProviderWrite>),
+    /// Nothing left to send (the provider already agrees): completes the item.
+    Nothing,
+    Fail(String),
+}
+
+async fn plan_write(deps: &Deps, item: &PushItem) -> Result<Planned, StoreError> {
+    match item.action {
+        PushAction::CreateNote | PushAction::CreateEvent => Ok(Planned::Write(
+            None,
+            Box::new(ProviderWrite::Create {
+                object: item.object,
+                fields: item.fields.clone(),
+                idempotency_key: item.idempotency_key.clone(),
+            }),
+        )),
+        PushAction::UpdateField | PushAction::UpdateRecord => {
+            let Some(record_id) = &item.record_id else {
+                return Ok(Planned::Fail("the item names no record".into()));
+            };
+            let Some(record) = deps.records.get(&item.tenant_id, &item.connection_id, record_id).await?
+            else {
+                return Ok(Planned::Fail("the record no longer exists".into()));
+            };
+            if record.deleted {
+                return Ok(Planned::Fail("the record was deleted at the provider".into()));
+            }
+            // Only what is still our local value and not yet agreed: a repeat after a crash, or
+            // an edit a conflict resolution took back, sends nothing.
+            let fields: Fields = item
+                .fields
+                .iter()
+                .filter(|(k, v)| record.fields.get(*k) == Some(*v) && record.base.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if fields.is_empty() {
+                return Ok(Planned::Nothing);
+            }
+            let write = ProviderWrite::Update {
+                object: record.object,
+                external_id: record.external_id.clone(),
+                fields,
+                precondition: Precondition {
+                    etag: record.etag.clone(),
+                    unmodified_since: record.remote_modified_at,
+                },
+            };
+            Ok(Planned::Write(Some(Box::new(record)), Box::new(write)))
+        }
+    }
+}
+
+/// Makes the pushed values the base (and the local value) of the record, with the provider's new
+/// stamp: the next pull sees nothing new. Creates register the new record.
+async fn remember_push(
+    deps: &Deps,
+    conn: &Connection,
+    record: Option<CanonicalRecord>,
+    write: &ProviderWrite,
+    ack: &crate::ports::WriteAck,
+) -> Result<Option<CanonicalRecord>, StoreError> {
+    let now = deps.clock.now();
+    let next = match (record, write) {
+        (Some(mut record), ProviderWrite::Update { fields, .. }) => {
+            for (k, v) in fields {
+                record.base.insert(k.clone(), v.clone());
+                record.fields.insert(k.clone(), v.clone());
+            }
+            record.remote_modified_at = ack.remote_modified_at.or(record.remote_modified_at);
+            record.etag = ack.etag.clone().or(record.etag);
+            record.updated_at = now;
+            record.version += 1;
+            RecordWrite::Update(record)
+        }
+        (_, ProviderWrite::Create { object, fields, .. }) => {
+            let fields = ack.fields.clone().unwrap_or_else(|| fields.clone());
+            RecordWrite::Create(CanonicalRecord {
+                tenant_id: conn.tenant_id.clone(),
+                connection_id: conn.connection_id.clone(),
+                record_id: RecordId::derive(&conn.tenant_id, &conn.connection_id, *object, &ack.external_id),
+                object: *object,
+                external_id: ack.external_id.clone(),
+                base: fields.clone(),
+                fields,
+                remote_modified_at: ack.remote_modified_at,
+                etag: ack.etag.clone(),
+                local_modified_at: None,
+                deleted: false,
+                created_at: now,
+                updated_at: now,
+                version: 1,
+            })
+        }
+        _ => return Ok(None),
+    };
+    let stored = match &next {
+        RecordWrite::Create(r) | RecordWrite::Update(r) => r.clone(),
+    };
+    match deps.records.write(conn.provider, vec![next]).await?.pop() {
+        Some(Ok(())) => Ok(Some(stored)),
+        // Written meanwhile (a pull saw our write first): the merge converges it.
+        Some(Err(StoreError::Conflict)) => Ok(None),
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
+    }
+}
+
+async fn finish(
+    deps: &Deps,
+    conn: &Connection,
+    mut item: PushItem,
+    external: Option<crate::domain::ExternalId>,
+    record: Option<CanonicalRecord>,
+    counts: &mut PushCounts,
+) -> Result<(), StoreError> {
+    let now = deps.clock.now();
+    if item.complete(external.clone(), now).is_err() {
+        return Ok(());
+    }
+    match deps.pushes.save(&item).await {
+        Ok(_) | Err(StoreError::Conflict) => {}
+        Err(e) => return Err(e),
+    }
+    counts.completed += 1;
+    let mut entry =
+        AuditEntry::new(conn.tenant_id.clone(), Operation::Push, AuditOutcome::Success, "worker", now)
+            .connection(&conn.connection_id)
+            .detail(json!({ "push_id": item.push_id, "action": item.action, "external_id": external }))
+            .change(None, Some(json!(item.fields)));
+    if let Some(r) = &record {
+        entry = entry.record(r.object, &r.record_id);
+    }
+    deps.audit.append(&[entry]).await?;
+    let event = DomainEvent::PushCompleted {
+        tenant_id: conn.tenant_id.clone(),
+        connection_id: conn.connection_id.clone(),
+        push_id: item.push_id.clone(),
+        action: item.action,
+        object: item.object,
+        external_id: external,
+    };
+    if let Err(e) = deps.bus.publish(&[event]).await {
+        warn!(error = %e, "push.completed could not be announced");
+    }
+    Ok(())
+}
+
+async fn fail(
+    deps: &Deps,
+    conn: &Connection,
+    mut item: PushItem,
+    why: &str,
+    permanent: bool,
+    counts: &mut PushCounts,
+) -> Result<(), StoreError> {
+    let now = deps.clock.now();
+    if item.attempt_failed(why, permanent).is_err() {
+        return Ok(());
+    }
+    match deps.pushes.save(&item).await {
+        Ok(_) | Err(StoreError::Conflict) => {}
+        Err(e) => return Err(e),
+    }
+    let failed = item.status == PushStatus::Failed;
+    if failed {
+        counts.failed += 1;
+    } else {
+        counts.retrying += 1;
+    }
+    let outcome = if failed { AuditOutcome::Failure } else { AuditOutcome::Rejected };
+    let op = if failed { Operation::Push } else { Operation::Retry };
+    let entry = AuditEntry::new(conn.tenant_id.clone(), op, outcome, "worker", now)
+        .connection(&conn.connection_id)
+        .detail(json!({
+            "push_id": item.push_id,
+            "action": item.action,
+            "error": why,
+            "attempts": item.attempts,
+            "max_attempts": MAX_PUSH_ATTEMPTS,
+        }));
+    deps.audit.append(&[entry]).await?;
+    Ok(())
+}
+
+/// Resolves conflicts: `UseRemote` takes the provider's value; `UseLocal` keeps ours and pushes it
+/// (approved: a person decided); `Skip` leaves both and stops asking until either side changes.
+/// When a connection has no open conflict left, its status goes back to `synced`.
+pub async fn resolve(
+    deps: &Deps,
+    tenant: &TenantId,
+    conflict_ids: &[String],
+    resolution: Resolution,
+    actor: &str,
+) -> Result<Vec<(String, Result<ConflictItem, PushError>)>, StoreError> {
+    let mut out = Vec::new();
+    let mut touched = Vec::new();
+    for id in conflict_ids {
+        let result = resolve_one(deps, tenant, id, resolution, actor).await;
+        if let Ok(c) = &result {
+            touched.push(c.connection_id.clone());
+        }
+        out.push((id.clone(), result));
+    }
+    touched.sort();
+    touched.dedup();
+    for connection in touched {
+        settle_status(deps, tenant, &connection).await?;
+    }
+    Ok(out)
+}
+
+async fn resolve_one(
+    deps: &Deps,
+    tenant: &TenantId,
+    conflict_id: &str,
+    resolution: Resolution,
+    actor: &str,
+) -> Result<ConflictItem, PushError> {
+    let now = deps.clock.now();
+    let mut conflict = deps.conflicts.get(tenant, conflict_id).await?.ok_or(PushError::NotFound)?;
+    if conflict.status != ConflictStatus::Open {
+        return Err(PushError::State("the conflict is already resolved".into()));
+    }
+    let connection =
+        deps.connections.get(tenant, &conflict.connection_id).await?.ok_or(PushError::NotFound)?;
+    let record = deps
+        .records
+        .get(tenant, &conflict.connection_id, &conflict.record_id)
+        .await?
+        .ok_or(PushError::NotFound)?;
+    let field = conflict.field.clone();
+    let remote = conflict.remote.clone().unwrap_or(Value::Null);
+    match resolution {
+        Resolution::UseRemote => {
+            // Local takes the remote value; both agree, so it is the base too.
+            set_field(deps, &connection, record, &field, Some(&remote), Some(&remote), now).await?;
+        }
+        Resolution::UseLocal => {
+            // The remote value becomes the base: our value is then a plain local change, pushed.
+            let local = conflict.local.clone().unwrap_or(Value::Null);
+            set_field(deps, &connection, record.clone(), &field, Some(&local), Some(&remote), now).await?;
+            let fields: Fields = [(field.clone(), local)].into();
+            let key = content_key("resolve", &record.record_id, &fields);
+            let item = new_push_item(
+                tenant.clone(),
+                conflict.connection_id.clone(),
+                PushAction::UpdateRecord,
+                Priority::High,
+                record.object,
+                Some(record.record_id.clone()),
+                fields,
+                key,
+                actor,
+                true,
+                now,
+            );
+            deps.pushes.create(&item).await?;
+        }
+        Resolution::Skip => {}
+    }
+    conflict.status = ConflictStatus::Resolved;
+    conflict.resolution = Some(resolution);
+    conflict.resolved_by = Some(actor.to_owned());
+    conflict.resolved_at = Some(now);
+    conflict.version = deps.conflicts.save(&conflict).await.map_err(|e| match e {
+        StoreError::Conflict => PushError::State("the conflict changed meanwhile; try again".into()),
+        e => PushError::Store(e),
+    })?;
+    let entry = AuditEntry::new(tenant.clone(), Operation::ConflictResolved, AuditOutcome::Success, actor, now)
+        .connection(&conflict.connection_id)
+        .record(conflict.object, &conflict.record_id)
+        .detail(json!({ "conflict_id": conflict.conflict_id, "field": field, "resolution": resolution, "base": conflict.base }))
+        .change(
+            Some(json!({ "local": conflict.local, "remote": conflict.remote })),
+            Some(match resolution {
+                Resolution::UseRemote => json!(conflict.remote),
+                Resolution::UseLocal => json!(conflict.local),
+                Resolution::Skip => Value::Null,
+            }),
+        );
+    deps.audit.append(&[entry]).await?;
+    Ok(conflict)
+}
+
+async fn set_field(
+    deps: &Deps,
+    connection: &Connection,
+    mut record: CanonicalRecord,
+    field: &str,
+    local: Option<&Value>,
+    base: Option<&Value>,
+    now: DateTime<Utc>,
+) -> Result<(), PushError> {
+    for _ in 0..3 {
+        let mut next = record.clone();
+        match local {
+            Some(v) => next.fields.insert(field.to_owned(), v.clone()),
+            None => next.fields.remove(field),
+        };
+        match base {
+            Some(v) => next.base.insert(field.to_owned(), v.clone()),
+            None => next.base.remove(field),
+        };
+        next.updated_at = now;
+        next.version = record.version + 1;
+        match deps.records.write(connection.provider, vec![RecordWrite::Update(next)]).await?.pop() {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(StoreError::Conflict)) => {
+                record = deps
+                    .records
+                    .get(&record.tenant_id, &record.connection_id, &record.record_id)
+                    .await?
+                    .ok_or(PushError::NotFound)?;
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(PushError::State("the store returned no result".into())),
+        }
+    }
+    Err(PushError::State("the record kept changing; try again".into()))
+}
+
+/// `conflict` while the connection has open conflicts, `synced` once it has none (only from those
+/// two states: a failing or running sync keeps its own status).
+pub async fn settle_status(
+    deps: &Deps,
+    tenant: &TenantId,
+    connection: &crate::domain::ConnectionId,
+) -> Result<(), StoreError> {
+    let open = deps
+        .conflicts
+        .list(
+            tenant,
+            &ConflictQuery {
+                connection: Some(connection.clone()),
+                status: Some(ConflictStatus::Open),
+                limit: 1000,
+                ..ConflictQuery::default()
+            },
+        )
+        .await?;
+    let any_open = !open.items.is_empty() || open.next.is_some();
+    for _ in 0..3 {
+        let Some(mut c) = deps.connections.get(tenant, connection).await? else { return Ok(()) };
+        let next = match (c.status, any_open) {
+            (ConnectionStatus::Synced, true) => ConnectionStatus::Conflict,
+            (ConnectionStatus::Conflict, false) => ConnectionStatus::Synced,
+            _ => return Ok(()),
+        };
+        c.status = next;
+        match deps.connections.save_state(&c).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
