@@ -264,7 +264,9 @@ fn memory_deps(fake: &RunningFake, store: Arc<MemoryStore>) -> Deps {
         connections: store.clone(),
         records: store.clone(),
         runs: store.clone(),
-        audit: store,
+        audit: store.clone(),
+        pushes: store.clone(),
+        conflicts: store,
         queue: Arc::new(MemoryQueue::new()),
         bus: Arc::new(MemoryBus::new()),
         providers: Arc::new(factory(fake, Pacing { page_size: 7, ..Pacing::default() })),
@@ -298,7 +300,11 @@ async fn worker_resyncs_after_graph_410_without_duplicating_records_and_deletes_
     let (expected, cancelled) = in_window(&fake);
     let first = sync_once(&deps, &conn).await;
     assert_eq!(first.created as usize, expected.len() - cancelled.len());
-    let stored = store.records_of(&conn.tenant_id, &conn.connection_id);
+    let events_of = |store: &MemoryStore| {
+        let all = store.records_of(&conn.tenant_id, &conn.connection_id);
+        all.into_iter().filter(|r| r.object == ObjectType::Events).collect::<Vec<_>>()
+    };
+    let stored = events_of(&store);
     assert_eq!(stored.len(), expected.len() - cancelled.len());
     let victim_external = stored[0].external_id.clone();
     let victim = graph_id_of(&victim_external);
@@ -308,7 +314,7 @@ async fn worker_resyncs_after_graph_410_without_duplicating_records_and_deletes_
     let second = sync_once(&deps, &conn).await;
     assert_eq!(second.created, 0);
     assert_eq!(second.deleted, 1);
-    let after = store.records_of(&conn.tenant_id, &conn.connection_id);
+    let after = events_of(&store);
     assert_eq!(after.len(), stored.len(), "the resync created no duplicate");
     let by_external: BTreeMap<&str, bool> =
         after.iter().map(|r| (r.external_id.as_str(), r.deleted)).collect();
