@@ -567,3 +567,26 @@ async fn graph_subscriptions_pass_the_validation_handshake_and_renew_within_grap
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn graph_a_moved_window_relists_the_calendar_and_reports_only_real_deletions() {
+    let fake = start(30).await;
+    let state = fake.state();
+    let client = factory(&fake, Pacing { page_size: 9, window_roll: Duration::ZERO, ..Pacing::default() })
+        .graph_client(&connection(&fake.base_url(), static_credentials()))
+        .expect("client");
+    let (records, cursor, _) = pull_all(&client, &token(), None).await;
+    let live: Vec<String> = records.iter().filter(|r| !r.deleted).map(gid).collect();
+    assert!(state.delete_event(&live[0]));
+    state.reset_stats();
+    // The window is due to move: a new round over the new window, not the delta link.
+    let (relisted, _, pages) = pull_all(&client, &token(), Some(cursor)).await;
+    let (expected, cancelled) = in_window(&fake);
+    assert_eq!(state.stats().total, pages as u64);
+    assert_eq!(pages, expected.len().div_ceil(9));
+    let deleted: BTreeSet<String> = relisted.iter().filter(|r| r.deleted).map(gid).collect();
+    let mut want = cancelled;
+    want.insert(live[0].clone());
+    assert_eq!(deleted, want);
+    assert_eq!(relisted.len(), expected.len() + 1);
+}
