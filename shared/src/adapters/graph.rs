@@ -39,6 +39,10 @@ use crate::ports::{
 };
 
 const CURSOR_VERSION: u8 = 1;
+/// Known events the cursor keeps at most (about 200 bytes each with Graph's ids): the connection
+/// item must stay well under DynamoDB's 400 KB. Past it, deletions made while a delta link was
+/// invalid cannot be found (logged), everything else works.
+const MAX_KNOWN: usize = 1_000;
 /// Graph refuses Outlook subscriptions that expire more than this many minutes from now.
 pub const MAX_SUBSCRIPTION_MINUTES: i64 = 4230;
 pub use crate::config::DEFAULT_MICROSOFT_LOGIN_BASE_URL as DEFAULT_LOGIN_BASE;
@@ -253,6 +257,9 @@ struct Cursor {
     /// During a resync: known events the round has not listed yet (deleted at its end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     unseen: Option<BTreeSet<String>>,
+    /// More than [`MAX_KNOWN`] events were in the window: `known` is not kept this round.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    overflow: bool,
 }
 
 impl Cursor {
@@ -266,6 +273,7 @@ impl Cursor {
             window_end: start + i64::from(days) * 86_400,
             known: BTreeMap::new(),
             unseen: None,
+            overflow: false,
         }
     }
 
@@ -284,6 +292,13 @@ impl Cursor {
     /// listed again or are reported deleted when the round ends.
     fn restart(&mut self, now: DateTime<Utc>, days: u32) {
         let fresh = Cursor::fresh(now, days);
+        if self.overflow {
+            tracing::warn!(
+                "over {MAX_KNOWN} events in the calendar window; deletions made while the delta link was invalid cannot be found"
+            );
+            *self = fresh;
+            return;
+        }
         self.known.retain(|_, end| *end > fresh.window_start);
         let mut unseen = self.unseen.take().unwrap_or_default();
         unseen.extend(self.known.keys().cloned());
@@ -656,8 +671,13 @@ impl GraphClient {
                 (true, _) => {
                     cur.known.remove(&id);
                 }
+                (false, _) if cur.overflow => {}
                 (false, end) => {
                     cur.known.insert(id, end.unwrap_or(cur.window_end));
+                    if cur.known.len() > MAX_KNOWN {
+                        cur.known.clear();
+                        cur.overflow = true;
+                    }
                 }
             }
             records.push(record);
@@ -1152,6 +1172,12 @@ mod tests {
         assert!(!c.known.contains_key("past"));
         assert_eq!(Cursor::parse(&c.to_cursor()).unwrap(), c);
         assert!(matches!(Cursor::parse(&SyncCursor::new("garbage")), Err(ProviderError::CursorExpired)));
+
+        let mut full = Cursor::fresh(now, 7);
+        full.overflow = true;
+        full.restart(now, 7);
+        assert_eq!(full.unseen, None);
+        assert!(!full.overflow);
     }
 
     #[test]
