@@ -276,10 +276,12 @@ impl GraphState {
         if let Some(t) = &config.static_token {
             tokens.insert(t.clone(), TokenInfo { expires_at: None });
         }
-        let now = Utc::now();
-        let anchor = config.anchor.unwrap_or_else(|| now.date_naive());
+        let anchor = config.anchor.unwrap_or_else(|| Utc::now().date_naive());
+        // Seeded events were created the day before the anchor: the same anchor and seed give the
+        // same calendar, byte for byte.
+        let created = (anchor - chrono::Duration::days(1)).and_time(chrono::NaiveTime::MIN).and_utc();
         let inner = Inner {
-            store: Store::seeded(config.events, config.seed, anchor, now),
+            store: Store::seeded(config.events, config.seed, anchor, created),
             tokens,
             refresh_tokens: HashMap::new(),
             faults: Vec::new(),

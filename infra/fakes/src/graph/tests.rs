@@ -516,3 +516,18 @@ async fn every_event_property_the_fake_emits_exists_in_the_openapi_event_schema_
     spec.check(&bad, &event_schema, "bad", &mut errors);
     assert_eq!(errors.len(), 4, "{errors:#?}");
 }
+
+#[tokio::test]
+async fn the_same_seed_and_anchor_give_the_same_calendar_and_another_seed_does_not() {
+    let config =
+        FakeConfig { events: 15, anchor: NaiveDate::from_ymd_opt(2030, 5, 6), ..FakeConfig::default() };
+    let a = GraphFake::start(config.clone()).await.unwrap();
+    let b = GraphFake::start(config.clone()).await.unwrap();
+    let c = GraphFake::start(FakeConfig { seed: 7, ..config }).await.unwrap();
+    assert_eq!(a.state().events(), b.state().events());
+    assert_ne!(a.state().events(), c.state().events());
+    let events = a.state().events();
+    assert!(events.iter().any(|e| e["attendees"].to_string().contains("contoso.com")));
+    assert!(events.iter().any(|e| e["organizer"]["emailAddress"]["address"] != store::OWNER_EMAIL));
+    assert_eq!(events[0]["createdDateTime"], "2030-05-05T00:00:00.0000000Z");
+}
