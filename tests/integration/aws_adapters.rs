@@ -575,6 +575,7 @@ async fn eventbridge_publish_delivers_every_event_to_a_rule_target() -> Result<(
             object: ObjectType::Contacts,
             external_id: ExternalId::parse(format!("{i}")).unwrap(),
             changed_fields: vec!["email".into()],
+            version: 2,
         })
         .collect();
     events.push(DomainEvent::SyncCompleted {

@@ -91,6 +91,7 @@ impl Inner {
         stored.last_error = c.last_error.clone();
         stored.record_counts = c.record_counts.clone();
         stored.last_run_id = c.last_run_id.clone();
+        stored.inflight_since = c.inflight_since;
         stored.version += 1;
         Ok(stored.version)
     }

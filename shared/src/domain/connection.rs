@@ -145,6 +145,9 @@ pub struct Connection {
     pub last_error: Option<String>,
     pub last_run_id: Option<RunId>,
     pub record_counts: BTreeMap<ObjectType, u64>,
+    /// When the job now running first started (kept across its redeliveries, cleared when it
+    /// finishes): records written since then are announced again if their page is replayed.
+    pub inflight_since: Option<DateTime<Utc>>,
     pub settings: ConnectionSettings,
     pub created_at: DateTime<Utc>,
     pub version: u64,
@@ -171,6 +174,7 @@ impl Connection {
             last_error: None,
             last_run_id: None,
             record_counts: BTreeMap::new(),
+            inflight_since: None,
             settings: new.settings,
             created_at: now,
             version: 0,

@@ -17,7 +17,10 @@ pub enum DomainEvent {
         record_id: RecordId,
         object: ObjectType,
         external_id: ExternalId,
+        /// Empty on a replayed announcement (see `sync::pull`): the record changed at `version`.
         changed_fields: Vec<String>,
+        /// The record's version after the change: consumers drop announcements they have seen.
+        version: u64,
     },
     SyncCompleted {
         tenant_id: TenantId,

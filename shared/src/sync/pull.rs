@@ -85,8 +85,11 @@ pub async fn apply_page(
             match plan(connection, object, existing.get(ext), remote, now) {
                 Plan::Unchanged(side) => {
                     applied.outcome.unchanged += 1;
-                    if let (Some(side), Some(stored)) = (side, existing.get(ext)) {
-                        record_side(&mut applied, connection, stored, side, false, now);
+                    if let Some(stored) = existing.get(ext) {
+                        replay_announcement(&mut applied, connection, stored);
+                        if let Some(side) = side {
+                            record_side(&mut applied, connection, stored, side, false, now);
+                        }
                     }
                 }
                 Plan::Write(write, change) => planned.push((ext.clone(), *write, change)),
@@ -283,6 +286,7 @@ fn record_success(
         object: record.object,
         external_id: record.external_id.clone(),
         changed_fields: change.fields.clone(),
+        version: record.version,
     });
     let actor = format!("provider:{}", connection.provider);
     if before.is_some() {
@@ -305,6 +309,37 @@ fn change_name(kind: RecordChange) -> &'static str {
         RecordChange::Updated => "updated",
         RecordChange::Deleted => "deleted",
     }
+}
+
+/// Announces again a record this job's crashed attempt may have written without announcing it.
+///
+/// Records are written before their page's events are published and the cursor is checkpointed
+/// after, so a crash in between re-pulls the page, finds the records already written, and would
+/// announce nothing. The job's first attempt stamps `inflight_since` on the connection (cleared when
+/// the job finishes); a record unchanged now but written since then is announced again. Events are
+/// at-least-once either way; consumers drop repeats by `(record_id, version)`.
+fn replay_announcement(applied: &mut Applied, connection: &Connection, stored: &CanonicalRecord) {
+    let Some(since) = connection.inflight_since else { return };
+    if stored.updated_at < since {
+        return;
+    }
+    let change = if stored.deleted {
+        RecordChange::Deleted
+    } else if stored.version == 1 {
+        RecordChange::Created
+    } else {
+        RecordChange::Updated
+    };
+    applied.events.push(DomainEvent::RecordChanged {
+        change,
+        tenant_id: stored.tenant_id.clone(),
+        connection_id: stored.connection_id.clone(),
+        record_id: stored.record_id.clone(),
+        object: stored.object,
+        external_id: stored.external_id.clone(),
+        changed_fields: Vec::new(),
+        version: stored.version,
+    });
 }
 
 /// Turns a merge's decisions into audit entries, conflict items and push items. `written` says

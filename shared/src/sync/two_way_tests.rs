@@ -26,6 +26,7 @@ struct World {
     store: Arc<MemoryStore>,
     bus: Arc<MemoryBus>,
     crm: MemoryProvider,
+    clock: Arc<ManualClock>,
     conn: Connection,
     jobs: u32,
 }
@@ -39,6 +40,7 @@ impl World {
         let crm = MemoryProvider::new();
         let store = Arc::new(MemoryStore::new());
         let bus = Arc::new(MemoryBus::new());
+        let clock = Arc::new(ManualClock::new(now()));
         let deps = Deps {
             connections: store.clone(),
             records: store.clone(),
@@ -49,7 +51,7 @@ impl World {
             queue: Arc::new(MemoryQueue::new()),
             bus: bus.clone(),
             providers: Arc::new(crm.clone()),
-            clock: Arc::new(ManualClock::new(now())),
+            clock: clock.clone(),
             settings: EngineSettings::default(),
         };
         let conn = Connection::new(
@@ -68,10 +70,11 @@ impl World {
             now(),
         );
         store.put_connection(conn.clone());
-        Self { deps, store, bus, crm, conn, jobs: 0 }
+        Self { deps, store, bus, crm, clock, conn, jobs: 0 }
     }
 
     async fn sync(&mut self) -> RunCounts {
+        self.clock.advance(chrono::Duration::minutes(15));
         self.jobs += 1;
         let job = Job::sync(
             self.conn.tenant_id.clone(),
@@ -292,4 +295,56 @@ async fn rejecting_a_local_edit_puts_the_agreed_value_back() {
     // A decided item cannot be decided again.
     let again = push::decide(&w.deps, &w.conn.tenant_id, &[id], true, "user:ann").await.unwrap();
     assert!(again[0].1.is_err());
+}
+
+#[tokio::test]
+async fn records_written_before_a_crash_are_announced_when_the_job_is_redelivered() {
+    let mut w = World::new(ConnectionSettings::default());
+    for i in 0..3 {
+        w.crm.edit(ObjectType::Contacts, &format!("c{i}"), &[("email", json!(format!("p{i}@x.io")))]);
+    }
+    // The bus fails after the records are written: the job fails and is redelivered.
+    w.bus.set_failing(true);
+    let job = Job::sync(
+        w.conn.tenant_id.clone(),
+        w.conn.connection_id.clone(),
+        JobId::parse("job-crash").unwrap(),
+        JobReason::Schedule,
+        now(),
+    );
+    let deadline = || Deadline::after(std::time::Duration::from_secs(60));
+    assert!(run_job(&w.deps, &job, deadline()).await.is_err_and(|e| e.is_retryable()));
+    assert_eq!(
+        w.store.records_of(&w.conn.tenant_id, &w.conn.connection_id).len(),
+        3,
+        "written before the crash"
+    );
+    assert!(w.bus.events().is_empty());
+
+    w.bus.set_failing(false);
+    let redelivered = run_job(&w.deps, &job, deadline()).await.unwrap();
+    assert!(
+        matches!(redelivered, JobOutcome::Completed { counts, .. } if counts.created == 0 && counts.unchanged == 3)
+    );
+    let announced: Vec<(String, u64)> = w
+        .bus
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            DomainEvent::RecordChanged { change, external_id, version, .. } => {
+                Some((format!("{}:{change:?}", external_id), *version))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced, vec![("c0:Created".into(), 1), ("c1:Created".into(), 1), ("c2:Created".into(), 1)]);
+
+    // The finished job cleared the mark: a later sync of the same records announces nothing.
+    let later = w.sync().await;
+    assert_eq!(later.unchanged, 0, "the cursor moved past them");
+    let record_events =
+        w.bus.events().iter().filter(|e| matches!(e, DomainEvent::RecordChanged { .. })).count();
+    assert_eq!(record_events, 3);
+    let conn = w.deps.connections.get(&w.conn.tenant_id, &w.conn.connection_id).await.unwrap().unwrap();
+    assert_eq!(conn.inflight_since, None);
 }

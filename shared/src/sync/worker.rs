@@ -235,8 +235,11 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
     let started_at = deps.clock.now();
     let started = std::time::Instant::now();
     let run_id = RunId::generate();
-    if conn.status != ConnectionStatus::Pending {
+    // A job found `inflight_since` set when an earlier attempt of a job died mid-way: it is kept, so
+    // this attempt announces what that one wrote (see `pull::replay_announcement`).
+    if conn.status != ConnectionStatus::Pending || conn.inflight_since.is_none() {
         conn.status = ConnectionStatus::Pending;
+        conn.inflight_since.get_or_insert(started_at);
         conn.version = deps.connections.save_state(&conn).await?;
     }
     let client = deps.providers.client(&conn)?;
@@ -281,6 +284,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         conn.last_error = None;
     }
     conn.last_run_id = Some(run_id.clone());
+    conn.inflight_since = None;
     let run = SyncRun {
         tenant_id: tenant.clone(),
         connection_id: conn_id.clone(),
@@ -576,6 +580,7 @@ mod tests {
         let calendar = Calendar::default();
         let store = Arc::new(MemoryStore::new());
         let bus = Arc::new(MemoryBus::new());
+        let clock = Arc::new(ManualClock::new(now()));
         let deps = Deps {
             connections: store.clone(),
             records: store.clone(),
@@ -586,7 +591,7 @@ mod tests {
             queue: Arc::new(MemoryQueue::new()),
             bus: bus.clone(),
             providers: Arc::new(calendar.clone()),
-            clock: Arc::new(ManualClock::new(now())),
+            clock: clock.clone(),
             settings: EngineSettings::default(),
         };
         let conn = Connection::new(
@@ -616,17 +621,20 @@ mod tests {
         // Moved a day later: the task moves; nothing else changes.
         calendar.0.lock().unwrap()[0] =
             meeting("m1", "2026-12-02T15:00:00Z", &["ann@acme.com", "zoe@client.io"], "confirmed");
+        clock.advance(chrono::Duration::minutes(15));
         let moved = sync(&deps, &conn, 2).await;
         assert_eq!((moved.updated, moved.tasks_opened, moved.tasks_updated), (1, 0, 1));
         assert_eq!(tasks(&store, &conn), vec![("m1".into(), false, json!("2026-12-01T15:00:00Z"))]);
 
         // An unchanged calendar changes no task.
+        clock.advance(chrono::Duration::minutes(15));
         let idle = sync(&deps, &conn, 3).await;
         assert_eq!((idle.tasks_opened, idle.tasks_updated, idle.tasks_cancelled), (0, 0, 0));
 
         // Cancelled: the task is cancelled (deleted) and announced.
         calendar.0.lock().unwrap()[0] =
             meeting("m1", "2026-12-02T15:00:00Z", &["ann@acme.com", "zoe@client.io"], "cancelled");
+        clock.advance(chrono::Duration::minutes(15));
         let cancelled = sync(&deps, &conn, 4).await;
         assert_eq!(cancelled.tasks_cancelled, 1);
         assert_eq!(tasks(&store, &conn), vec![("m1".into(), true, json!("2026-12-01T15:00:00Z"))]);

@@ -262,6 +262,7 @@ pub(super) fn connection_state(
         ("last_error", c.last_error.as_deref().map(s)),
         ("last_run_id", c.last_run_id.as_ref().map(|r| s(r.as_str()))),
         ("record_counts", Some(AttributeValue::M(counts))),
+        ("inflight_since", c.inflight_since.map(time)),
     ]
 }
 
@@ -337,6 +338,7 @@ pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<
         last_error: r.opt_s("last_error")?.map(str::to_owned),
         last_run_id: r.opt_parse("last_run_id", RunId::parse)?,
         record_counts,
+        inflight_since: r.opt_time("inflight_since")?,
         settings: r.opt_json("settings")?.unwrap_or_default(),
         created_at: r.time("created_at")?,
         version: r.n("version")?,
