@@ -590,3 +590,48 @@ async fn graph_a_moved_window_relists_the_calendar_and_reports_only_real_deletio
     assert_eq!(deleted, want);
     assert_eq!(relisted.len(), expected.len() + 1);
 }
+
+#[tokio::test]
+async fn an_approved_suggested_meeting_lands_once_in_outlook_and_later_pulls_keep_one_record() {
+    use syncbridge::domain::{Priority, PushAction};
+    use syncbridge::sync::push::{self, PushRequest};
+
+    let fake = start(0).await;
+    let state = fake.state();
+    let store = Arc::new(MemoryStore::new());
+    let conn = connection(&fake.base_url(), static_credentials());
+    store.put_connection(conn.clone());
+    let deps = memory_deps(&fake, store.clone());
+    let start_at = (Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT10:00:00Z").to_string();
+    let end_at = (Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT10:30:00Z").to_string();
+    let fields: Fields = serde_json::from_value(json!({
+        "title": "Intro with Fabrikam", "start": start_at, "end": end_at, "attendees": ["pat.lee@fabrikam.com"],
+    }))
+    .expect("fields");
+    let request = PushRequest {
+        action: PushAction::CreateEvent,
+        priority: Priority::Normal,
+        record_id: None,
+        fields,
+        idempotency_key: IdempotencyKey::parse("suggest-fabrikam-1").expect("key"),
+    };
+    let (item, _) = push::queue(&deps, &conn, request, "user:ann").await.expect("queued");
+    let decided = push::decide(&deps, &conn.tenant_id, std::slice::from_ref(&item.push_id), true, "user:ann")
+        .await
+        .expect("decided");
+    assert!(decided[0].1.is_ok(), "{:?}", decided[0].1);
+    sync_once(&deps, &conn).await;
+    sync_once(&deps, &conn).await;
+    assert_eq!(state.event_count(), 1);
+    assert_eq!(state.route_count(Route::CreateEvent), 1);
+    let event = state.events().pop().expect("the event");
+    assert_eq!(event["start"]["dateTime"], json!(format!("{}.0000000", start_at.trim_end_matches('Z'))));
+    let records: Vec<_> = store
+        .records_of(&conn.tenant_id, &conn.connection_id)
+        .into_iter()
+        .filter(|r| r.object == ObjectType::Events)
+        .collect();
+    assert_eq!(records.len(), 1, "the pull found the pushed event as the same record");
+    assert_eq!(graph_id_of(&records[0].external_id), event["id"].as_str().expect("id"));
+    assert_eq!(records[0].fields["title"], json!("Intro with Fabrikam"));
+}
