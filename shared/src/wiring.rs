@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::google::GoogleFactory;
 use crate::adapters::graph::{GraphFactory, Login};
 use crate::adapters::hubspot::HubspotFactory;
 use crate::adapters::sqs::SqsJobQueue;
@@ -29,6 +30,19 @@ pub enum WiringError {
 pub struct Providers {
     hubspot: HubspotFactory,
     microsoft: GraphFactory,
+    google: GoogleFactory,
+}
+
+impl Providers {
+    /// The Google factory, for what the port does not cover (push channels).
+    pub fn google(&self) -> &GoogleFactory {
+        &self.google
+    }
+
+    /// The Graph factory, for what the port does not cover (subscriptions).
+    pub fn microsoft(&self) -> &GraphFactory {
+        &self.microsoft
+    }
 }
 
 impl ProviderFactory for Providers {
@@ -36,6 +50,7 @@ impl ProviderFactory for Providers {
         match connection.provider {
             Provider::Hubspot => self.hubspot.client(connection),
             Provider::Microsoft => self.microsoft.client(connection),
+            Provider::Google => self.google.client(connection),
             other => Err(ProviderError::Permanent(format!("provider {other} is not supported yet"))),
         }
     }
@@ -67,7 +82,8 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
         Login { base_url: config.microsoft_login_base_url.clone(), tenant: config.microsoft_tenant.clone() };
     let providers = Providers {
         hubspot: HubspotFactory::new(http.clone(), config.hubspot_app.clone()),
-        microsoft: GraphFactory::new(http, config.microsoft_app.clone(), login),
+        microsoft: GraphFactory::new(http.clone(), config.microsoft_app.clone(), login),
+        google: GoogleFactory::new(http, config.google_app.clone(), config.google_token_url.clone()),
     };
     Ok(Deps {
         connections: store.clone(),

@@ -3,6 +3,8 @@
 mod aws_adapters;
 mod aws_support;
 mod e2e;
+mod google_adapter;
 mod graph_adapter;
 mod hubspot_adapter;
+mod queues;
 mod stack;

@@ -3,5 +3,6 @@
 //! memory and exposes admin routes (`/_admin/...`) plus a Rust handle to edit data, inject faults
 //! and read request counters.
 
+pub mod google;
 pub mod graph;
 pub mod hubspot;

@@ -1,5 +1,5 @@
 //! `LocalStack`: one complete Syncbridge on this machine: moto with the resources of template.yaml,
-//! the HubSpot fake, the engine wired exactly as in Lambda (only the endpoint differs), the runner
+//! the HubSpot and Google Calendar fakes, the engine wired exactly as in Lambda (only the endpoint differs), the runner
 //! and the gateway. Tests, `syncbridge` and `make demo` all start this same thing.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use syncbridge::http::{api, webhooks};
 use syncbridge::ports::SystemClock;
 use syncbridge::sync::Deps;
 use syncbridge::wiring;
+use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
 
 use crate::gateway::{self, Gateway};
@@ -26,6 +27,8 @@ pub struct StackOptions {
     /// Prefix of every resource name (unique per test); a random one when `None`.
     pub prefix: Option<String>,
     pub hubspot: FakeConfig,
+    /// The Google Calendar fake (its token endpoint is the stack's `GOOGLE_TOKEN_URL`).
+    pub google: google::FakeConfig,
     /// Gateway port on 127.0.0.1; 0 picks one.
     pub gateway_port: u16,
     /// Also route the bus's events to a queue the caller can read (for tests and the demo).
@@ -39,6 +42,7 @@ impl Default for StackOptions {
         Self {
             prefix: None,
             hubspot: FakeConfig::default(),
+            google: google::FakeConfig::default(),
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
@@ -54,6 +58,7 @@ pub struct LocalStack {
     pub runner: Runner,
     pub gateway: Gateway,
     pub hubspot: RunningFake,
+    pub google: google::RunningFake,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
     events: Option<EventCollector>,
@@ -81,6 +86,7 @@ impl LocalStack {
         };
         let hubspot =
             HubspotFake::start(options.hubspot.clone()).await.context("starting the HubSpot fake")?;
+        let google = GoogleFake::start(options.google.clone()).await.context("starting the Google fake")?;
         let config = Config {
             resources: resources.resources.clone(),
             due_shards: resources
@@ -96,6 +102,11 @@ impl LocalStack {
             microsoft_app: None,
             microsoft_login_base_url: syncbridge::config::DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned(),
             microsoft_tenant: "common".to_owned(),
+            google_app: Some(OAuthApp {
+                client_id: options.google.client_id.clone(),
+                client_secret: SecretString::from(options.google.client_secret.clone()),
+            }),
+            google_token_url: google.token_url(),
             tenant_claim: "tenant_id".to_owned(),
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
@@ -126,6 +137,7 @@ impl LocalStack {
             runner,
             gateway,
             hubspot,
+            google,
             dev_key,
             events_queue_url,
             events,

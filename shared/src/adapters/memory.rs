@@ -56,7 +56,6 @@ struct AuditPosition {
 type ConnKey = (TenantId, ConnectionId);
 type RegistryKey = (TenantId, ConnectionId, ObjectType, ExternalId);
 
-#[derive(Default)]
 struct Inner {
     connections: BTreeMap<ConnKey, Connection>,
     records: BTreeMap<ConnKey, BTreeMap<RecordId, CanonicalRecord>>,
@@ -67,10 +66,37 @@ struct Inner {
     pushes: BTreeMap<(TenantId, String), PushItem>,
     conflicts: BTreeMap<(TenantId, String), ConflictItem>,
     unavailable: bool,
+    /// Calls left before the store "crashes" (fails every call); negative: no crash planned.
+    crash_countdown: std::sync::atomic::AtomicI64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            connections: BTreeMap::new(),
+            records: BTreeMap::new(),
+            registry: HashMap::new(),
+            runs: HashMap::new(),
+            jobs_done: HashSet::new(),
+            audit: Vec::new(),
+            pushes: BTreeMap::new(),
+            conflicts: BTreeMap::new(),
+            unavailable: false,
+            crash_countdown: std::sync::atomic::AtomicI64::new(-1),
+        }
+    }
 }
 
 impl Inner {
     fn check_available(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let left = self.crash_countdown.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StoreError::Unavailable("memory store crashed (injected)".into()));
+        }
+        if left > 0 {
+            self.crash_countdown.store(left - 1, Ordering::SeqCst);
+        }
         if self.unavailable {
             Err(StoreError::Unavailable("memory store set unavailable".into()))
         } else {
@@ -171,6 +197,17 @@ impl MemoryStore {
     /// Makes every store call fail with `StoreError::Unavailable` until set back to false.
     pub fn set_unavailable(&self, unavailable: bool) {
         self.lock().unavailable = unavailable;
+    }
+
+    /// Lets the next `calls` store calls succeed, then fails every call (a process dying at that
+    /// step) until [`MemoryStore::recover`].
+    pub fn crash_after(&self, calls: u32) {
+        self.lock().crash_countdown.store(i64::from(calls), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Ends an injected crash.
+    pub fn recover(&self) {
+        self.lock().crash_countdown.store(-1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The due-index shard of this connection in this store.

@@ -1,0 +1,551 @@
+//! A fake Google Calendar (API v3) for one calendar: `events.list` with page and sync tokens,
+//! `events.get/insert/patch/update/delete` with etags and `If-Match`, `events.watch` and
+//! `channels.stop` push channels, the OAuth token endpoint (`/token`), Google's error bodies, plus
+//! `/_admin/` routes and a Rust handle ([`GoogleState`]) to edit events as a person would, inject
+//! faults, send push notifications and count requests.
+//!
+//! The API is served under `/calendar/v3` (so a connection's base URL is `{fake}/calendar/v3`, as
+//! `https://www.googleapis.com/calendar/v3` in production) and the token endpoint at `/token` (as
+//! `https://oauth2.googleapis.com/token`). Sync tokens encode a change-sequence position; the
+//! listing's `nextSyncToken` is the position when its first page was served, so changes made while
+//! a client pages are delivered again by the next incremental pull rather than lost.
+
+mod server;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use store::{Store, When};
+
+/// Google's access-token lifetime as its token endpoint reports it.
+pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3599);
+/// Longest channel lifetime the fake grants (Google caps events channels at about a week).
+pub const MAX_CHANNEL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How to start a fake.
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// Port on 127.0.0.1; 0 lets the OS pick.
+    pub port: u16,
+    /// Single events seeded with ids `seed00000..`.
+    pub events: usize,
+    /// Instances of the seeded weekly series (0: none).
+    pub weekly_instances: usize,
+    pub seed: u64,
+    /// Day the seeded events are placed around (default: today, 00:00 UTC).
+    pub anchor: Option<DateTime<Utc>>,
+    /// A token that never expires (`None`: only issued tokens work).
+    pub static_token: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            events: 30,
+            weekly_instances: 4,
+            seed: 42,
+            anchor: None,
+            static_token: Some("ya29.fake-google".into()),
+            client_id: "fake-google-client.apps.googleusercontent.com".into(),
+            client_secret: "fake-google-secret".into(),
+        }
+    }
+}
+
+/// The routes the fake counts and can inject faults into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    List,
+    Get,
+    Insert,
+    Patch,
+    Update,
+    Delete,
+    Watch,
+    Stop,
+    Token,
+    /// Matches every route (faults only).
+    Any,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::List => "list",
+            Route::Get => "get",
+            Route::Insert => "insert",
+            Route::Patch => "patch",
+            Route::Update => "update",
+            Route::Delete => "delete",
+            Route::Watch => "watch",
+            Route::Stop => "stop",
+            Route::Token => "token",
+            Route::Any => "any",
+        }
+    }
+}
+
+/// What an injected fault does to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// A rate-limit answer: `status` 429 (default) or 403, `reason` `rateLimitExceeded` (default)
+    /// or `userRateLimitExceeded`; `retry_after_secs` adds a `Retry-After` header.
+    RateLimit {
+        #[serde(default)]
+        status: Option<u16>,
+        #[serde(default)]
+        reason: Option<String>,
+        #[serde(default)]
+        retry_after_secs: Option<u64>,
+    },
+    /// 500 `backendError` (or `status`, e.g. 503).
+    ServerError {
+        #[serde(default)]
+        status: Option<u16>,
+    },
+    /// 401 `authError`, whatever the token.
+    ExpiredToken,
+    /// 200 with a truncated JSON body.
+    MalformedJson,
+    /// Waits this long, then answers normally.
+    Delay { ms: u64 },
+    /// 410 `fullSyncRequired` on the next list request that carries a `syncToken` (other requests
+    /// to the route pass through without using up the fault).
+    SyncTokenGone,
+}
+
+/// A fault for the next `count` requests to `route`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub route: Route,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Request counters (`GET /_admin/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total: u64,
+    /// Rate-limit answers sent (429 and 403 rate-limit reasons).
+    pub rate_limited: u64,
+    /// Requests per route name (`list`, `insert`, ...).
+    pub routes: BTreeMap<String, u64>,
+    /// List requests that carried a `syncToken`.
+    pub incremental_lists: u64,
+}
+
+/// An OAuth access token issued by the fake, with the refresh token that renews it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+/// A push channel registered by `events.watch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub id: String,
+    pub resource_id: String,
+    pub address: String,
+    pub token: Option<String>,
+    /// Epoch milliseconds.
+    pub expiration: i64,
+    pub stopped: bool,
+    /// Messages sent so far (the next `X-Goog-Message-Number` is this + 1).
+    pub messages: u64,
+}
+
+/// One notification the fake sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    pub channel_id: String,
+    pub state: String,
+    pub message_number: u64,
+    /// The receiver's HTTP status, or `None` if it could not be reached.
+    pub status: Option<u16>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    /// Access token -> expiry (`None`: never).
+    tokens: HashMap<String, Option<Instant>>,
+    refresh_tokens: HashMap<String, ()>,
+    faults: Vec<Fault>,
+    stats: Stats,
+    channels: Vec<Channel>,
+}
+
+/// The fake calendar's state. Every admin operation is also a method here.
+#[derive(Debug)]
+pub struct GoogleState {
+    inner: Mutex<Inner>,
+    config: FakeConfig,
+    http: reqwest::Client,
+}
+
+fn random_token(prefix: &str) -> String {
+    let mut rng = rand::rng();
+    let a: u64 = rng.random();
+    let b: u64 = rng.random();
+    format!("{prefix}{a:016x}{b:016x}")
+}
+
+/// Why the gate refused a request.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Unauthenticated,
+}
+
+/// An error from an edit made through the handle.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EditError {
+    #[error("no such event")]
+    NotFound,
+    #[error("invalid event: {0}")]
+    Invalid(String),
+}
+
+impl GoogleState {
+    pub fn new(config: FakeConfig) -> Self {
+        let anchor = config.anchor.unwrap_or_else(|| {
+            let today = Utc::now().date_naive();
+            When::Day(today).instant()
+        });
+        let mut tokens = HashMap::new();
+        if let Some(t) = &config.static_token {
+            tokens.insert(t.clone(), None);
+        }
+        let inner = Inner {
+            store: Store::seeded(config.events, config.weekly_instances, config.seed, anchor),
+            tokens,
+            refresh_tokens: HashMap::new(),
+            faults: Vec::new(),
+            stats: Stats::default(),
+            channels: Vec::new(),
+        };
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        Self { inner: Mutex::new(inner), config, http }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn config(&self) -> &FakeConfig {
+        &self.config
+    }
+
+    /// The event as `events.get` renders it (cancelled ones too), or `None`.
+    pub fn event(&self, id: &str) -> Option<Value> {
+        self.lock().store.get(id).map(|e| e.render())
+    }
+
+    /// Ids of events that are not cancelled (single events and instances).
+    pub fn live_event_ids(&self) -> Vec<String> {
+        self.lock().store.live_ids()
+    }
+
+    /// Every stored event, cancelled ones and recurring parents included.
+    pub fn event_count(&self) -> usize {
+        self.lock().store.len()
+    }
+
+    /// Creates an event as a person would (organizer: the calendar owner); returns it rendered.
+    /// `event` is an Event resource; `id` in it is used when given.
+    pub fn create_event(&self, event: Value) -> Result<Value, EditError> {
+        let props = store::writable_properties(&event, true).map_err(EditError::Invalid)?;
+        let mut inner = self.lock();
+        let id = match event.get("id").and_then(Value::as_str) {
+            Some(id) => id.to_owned(),
+            None => inner.store.fresh_id(),
+        };
+        let rendered = inner.store.insert(id, props, Utc::now()).map(|e| e.render());
+        rendered.map_err(|_| EditError::Invalid("the id already exists".into()))
+    }
+
+    /// Edits an event as a person would: the properties in `patch` replace the event's.
+    pub fn edit_event(&self, id: &str, patch: Value) -> Result<Value, EditError> {
+        let props = store::writable_properties(&patch, false).map_err(EditError::Invalid)?;
+        let mut inner = self.lock();
+        inner.store.modify(id, props, false, Utc::now()).map(|e| e.render()).ok_or(EditError::NotFound)
+    }
+
+    /// Moves an event to new start and end instants.
+    pub fn move_event(&self, id: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Value, EditError> {
+        let patch = serde_json::json!({
+            "start": { "dateTime": store::rfc3339(start) },
+            "end": { "dateTime": store::rfc3339(end) },
+        });
+        self.edit_event(id, patch)
+    }
+
+    /// Cancels (deletes) an event as a person would.
+    pub fn cancel_event(&self, id: &str) -> Result<Value, EditError> {
+        self.lock().store.cancel(id, Utc::now()).map(|e| e.render()).ok_or(EditError::NotFound)
+    }
+
+    /// Makes every sync token issued so far answer 410 `fullSyncRequired`.
+    pub fn invalidate_sync_tokens(&self) {
+        let mut inner = self.lock();
+        inner.store.seq += 1;
+        inner.store.min_sync_seq = inner.store.seq;
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    pub fn reset_stats(&self) {
+        self.lock().stats = Stats::default();
+    }
+
+    pub fn inject_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Issues an access token (lifetime `ttl`, default Google's 3599 s) and a refresh token.
+    pub fn issue_token(&self, ttl: Option<Duration>) -> IssuedToken {
+        let ttl = ttl.unwrap_or(ACCESS_TOKEN_TTL);
+        let access = random_token("ya29.a0");
+        let refresh = random_token("1//0g");
+        let mut inner = self.lock();
+        inner.tokens.insert(access.clone(), Some(Instant::now() + ttl));
+        inner.refresh_tokens.insert(refresh.clone(), ());
+        IssuedToken { access_token: access, refresh_token: refresh, expires_in: ttl.as_secs() }
+    }
+
+    /// Makes an access token expired now; `false` if unknown.
+    pub fn expire_token(&self, access_token: &str) -> bool {
+        match self.lock().tokens.get_mut(access_token) {
+            Some(at) => {
+                *at = Some(Instant::now());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Revokes a refresh token; `false` if unknown.
+    pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
+        self.lock().refresh_tokens.remove(refresh_token).is_some()
+    }
+
+    /// A new access token for a known refresh token (Google keeps the refresh token valid and does
+    /// not return it again).
+    fn refresh(&self, refresh_token: &str) -> Option<String> {
+        let mut inner = self.lock();
+        inner.refresh_tokens.get(refresh_token)?;
+        let access = random_token("ya29.a0");
+        inner.tokens.insert(access.clone(), Some(Instant::now() + ACCESS_TOKEN_TTL));
+        Some(access)
+    }
+
+    /// Every channel registered, stopped ones included, in creation order.
+    pub fn channels(&self) -> Vec<Channel> {
+        self.lock().channels.clone()
+    }
+
+    /// Active (not stopped, not expired) channels.
+    pub fn active_channels(&self) -> Vec<Channel> {
+        let now = Utc::now().timestamp_millis();
+        self.lock().channels.iter().filter(|c| !c.stopped && c.expiration > now).cloned().collect()
+    }
+
+    /// Registers a channel; `Err` if its id is in use by an active channel.
+    fn add_channel(&self, channel: Channel) -> Result<Channel, ()> {
+        let mut inner = self.lock();
+        if inner.channels.iter().any(|c| c.id == channel.id && !c.stopped) {
+            return Err(());
+        }
+        inner.channels.push(channel.clone());
+        Ok(channel)
+    }
+
+    /// Stops the channel with this id and resource id; `false` if there is none active.
+    pub fn stop_channel(&self, id: &str, resource_id: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.channels.iter_mut().find(|c| c.id == id && c.resource_id == resource_id && !c.stopped) {
+            Some(c) => {
+                c.stopped = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends a notification with `X-Goog-Resource-State: state` (`sync` or `exists`) to every
+    /// active channel (or only `channel_id`), as Google does: an empty POST with the `X-Goog-*`
+    /// headers. Returns what each receiver answered.
+    pub async fn notify(&self, state: &str, channel_id: Option<&str>) -> Vec<Delivery> {
+        let now = Utc::now().timestamp_millis();
+        let targets: Vec<(Channel, u64)> = {
+            let mut inner = self.lock();
+            inner
+                .channels
+                .iter_mut()
+                .filter(|c| !c.stopped && c.expiration > now && channel_id.is_none_or(|id| c.id == id))
+                .map(|c| {
+                    c.messages += 1;
+                    (c.clone(), c.messages)
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (c, number) in targets {
+            let expiration = DateTime::from_timestamp_millis(c.expiration)
+                .map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+                .unwrap_or_default();
+            let mut req = self
+                .http
+                .post(&c.address)
+                .header("X-Goog-Channel-ID", &c.id)
+                .header("X-Goog-Channel-Expiration", expiration)
+                .header("X-Goog-Resource-State", state)
+                .header("X-Goog-Resource-ID", &c.resource_id)
+                .header("X-Goog-Resource-URI", server::resource_uri())
+                .header("X-Goog-Message-Number", number.to_string());
+            if let Some(t) = &c.token {
+                req = req.header("X-Goog-Channel-Token", t);
+            }
+            let status = req.send().await.ok().map(|r| r.status().as_u16());
+            out.push(Delivery {
+                channel_id: c.id.clone(),
+                state: state.to_owned(),
+                message_number: number,
+                status,
+            });
+        }
+        out
+    }
+
+    /// Counts the request and takes the first pending fault for `route`. `sync_token`: whether a
+    /// list request carries a sync token (only those use up a `SyncTokenGone` fault).
+    fn count_and_take_fault(&self, route: Route, sync_token: bool) -> Option<FaultKind> {
+        let mut inner = self.lock();
+        inner.stats.total += 1;
+        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
+        if sync_token {
+            inner.stats.incremental_lists += 1;
+        }
+        let idx = inner.faults.iter().position(|f| {
+            (f.route == route || f.route == Route::Any)
+                && (f.kind != FaultKind::SyncTokenGone || (route == Route::List && sync_token))
+        })?;
+        let kind = inner.faults[idx].kind.clone();
+        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
+        if inner.faults[idx].count == 0 {
+            inner.faults.remove(idx);
+        }
+        if matches!(kind, FaultKind::RateLimit { .. }) {
+            inner.stats.rate_limited += 1;
+        }
+        Some(kind)
+    }
+
+    fn admit(&self, bearer: Option<&str>) -> Result<(), Refusal> {
+        let inner = self.lock();
+        let token = bearer.ok_or(Refusal::Unauthenticated)?;
+        match inner.tokens.get(token) {
+            Some(None) => Ok(()),
+            Some(Some(at)) if *at > Instant::now() => Ok(()),
+            _ => Err(Refusal::Unauthenticated),
+        }
+    }
+
+    /// Runs `f` on the events under the lock (for the server's conditional writes).
+    fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        f(&mut self.lock().store)
+    }
+}
+
+/// Starts fakes.
+pub struct GoogleFake;
+
+impl GoogleFake {
+    /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
+    pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let base_url = format!("http://{local}");
+        let state = Arc::new(GoogleState::new(config));
+        let app = server::router(state.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "fake Google server stopped");
+            }
+        });
+        Ok(RunningFake { base_url, state, task })
+    }
+}
+
+/// A running fake; the server stops when this is dropped.
+pub struct RunningFake {
+    base_url: String,
+    state: Arc<GoogleState>,
+    task: JoinHandle<()>,
+}
+
+impl RunningFake {
+    /// `http://127.0.0.1:PORT`, no trailing slash (admin routes and `/token` live here).
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// The API root, `{base_url}/calendar/v3`: a connection's base URL.
+    pub fn api_url(&self) -> String {
+        format!("{}/calendar/v3", self.base_url)
+    }
+
+    /// The OAuth token endpoint, `{base_url}/token`.
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.base_url)
+    }
+
+    /// The state handle, for direct admin from Rust.
+    pub fn state(&self) -> Arc<GoogleState> {
+        self.state.clone()
+    }
+}
+
+impl Drop for RunningFake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Google's `resourceId` for the fake's one calendar: opaque and stable.
+pub(crate) fn calendar_resource_id() -> String {
+    "o3hgv1538sdjfh1acme0example".to_owned()
+}
+
+#[cfg(test)]
+mod tests;
