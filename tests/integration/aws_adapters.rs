@@ -63,6 +63,7 @@ fn record(c: &Connection, object: ObjectType, external: &str, email: &str) -> Ca
         remote_modified_at: Some(at(5)),
         etag: None,
         local_modified_at: None,
+        sources: Default::default(),
         deleted: false,
         created_at: at(10),
         updated_at: at(10),

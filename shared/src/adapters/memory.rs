@@ -68,6 +68,8 @@ struct Inner {
     unavailable: bool,
     /// Calls left before the store "crashes" (fails every call); negative: no crash planned.
     crash_countdown: std::sync::atomic::AtomicI64,
+    /// Store calls made so far.
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Inner {
@@ -83,6 +85,7 @@ impl Default for Inner {
             conflicts: BTreeMap::new(),
             unavailable: false,
             crash_countdown: std::sync::atomic::AtomicI64::new(-1),
+            calls: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -90,6 +93,7 @@ impl Default for Inner {
 impl Inner {
     fn check_available(&self) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering;
+        self.calls.fetch_add(1, Ordering::SeqCst);
         let left = self.crash_countdown.load(Ordering::SeqCst);
         if left == 0 {
             return Err(StoreError::Unavailable("memory store crashed (injected)".into()));
@@ -203,6 +207,11 @@ impl MemoryStore {
     /// step) until [`MemoryStore::recover`].
     pub fn crash_after(&self, calls: u32) {
         self.lock().crash_countdown.store(i64::from(calls), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Store calls made so far (each is a step a crash can interrupt).
+    pub fn calls(&self) -> u64 {
+        self.lock().calls.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Ends an injected crash.
@@ -758,6 +767,7 @@ mod tests {
             remote_modified_at: None,
             etag: None,
             local_modified_at: None,
+            sources: Default::default(),
             deleted: false,
             created_at: t0(),
             updated_at: t0(),

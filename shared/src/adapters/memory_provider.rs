@@ -27,6 +27,8 @@ struct Stored {
 
 #[derive(Debug, Default)]
 struct Account {
+    /// Every value each (record, field) has had, in order.
+    history: HashMap<(String, String), Vec<serde_json::Value>>,
     records: BTreeMap<String, Stored>,
     seq: u64,
     created_by_key: HashMap<String, String>,
@@ -77,6 +79,14 @@ impl MemoryProvider {
             entry.fields.insert((*k).to_owned(), v.clone());
         }
         entry.seq = seq;
+        for (k, v) in fields {
+            a.history.entry((id.to_owned(), (*k).to_owned())).or_default().push(v.clone());
+        }
+    }
+
+    /// Every value `field` of record `id` has had at the provider.
+    pub fn history(&self, id: &str, field: &str) -> Vec<serde_json::Value> {
+        self.lock().history.get(&(id.to_owned(), field.to_owned())).cloned().unwrap_or_default()
     }
 
     /// A person deletes a record at the provider.
@@ -152,6 +162,12 @@ impl MemoryProvider {
                 r.fields.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
                 r.seq = seq;
                 a.updates += 1;
+                for (k, v) in fields {
+                    a.history
+                        .entry((external_id.as_str().to_owned(), k.clone()))
+                        .or_default()
+                        .push(v.clone());
+                }
                 let r = r.clone();
                 Ok(ack(external_id.as_str(), &r))
             }

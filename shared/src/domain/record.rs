@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ids::{ConnectionId, ExternalId, ObjectType, RecordId, TenantId};
+use super::policy::Source;
 
 /// Canonical field name -> value. A `BTreeMap` so hashing and diffs are deterministic.
 pub type Fields = BTreeMap<String, Value>;
@@ -45,6 +46,9 @@ pub struct CanonicalRecord {
     /// When a local edit last changed `fields` (last-write-wins compares it with the remote stamp).
     #[serde(default)]
     pub local_modified_at: Option<DateTime<Utc>>,
+    /// Where each local value that is not yet agreed came from (the source hierarchy's input).
+    #[serde(default)]
+    pub sources: BTreeMap<String, Source>,
     pub deleted: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -567,6 +567,7 @@ mod tests {
                         remote_modified_at: Some(t0()),
                         etag: None,
                         local_modified_at: None,
+                        sources: Default::default(),
                         deleted: false,
                         created_at: t0(),
                         updated_at: t0(),

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::api::{ApiState, Items, PageView, actor, invalid, load_connection, page_limit};
 use super::auth::Caller;
 use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::domain::policy::Strategy;
+use crate::domain::policy::{Source, Strategy};
 use crate::domain::push::ConflictItem;
 use crate::domain::record::Fields;
 use crate::domain::{
@@ -154,6 +154,8 @@ struct QueuePush {
     #[serde(default)]
     fields: Fields,
     idempotency_key: IdempotencyKey,
+    /// Where the values come from: `user_stated`, `document`, `web` or `inferred`.
+    source: Option<Source>,
 }
 
 fn normal() -> Priority {
@@ -173,6 +175,7 @@ async fn queue_push(
         record_id: body.record_id,
         fields: body.fields,
         idempotency_key: body.idempotency_key,
+        source: body.source,
     };
     let (item, created) = push::queue(&state.engine, &connection, request, &actor(&caller)).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -187,6 +190,7 @@ struct EditRecord {
     idempotency_key: IdempotencyKey,
     #[serde(default = "normal")]
     priority: Priority,
+    source: Option<Source>,
 }
 
 async fn edit_record(
@@ -203,6 +207,7 @@ async fn edit_record(
         record_id: Some(record_id),
         fields: body.fields,
         idempotency_key: body.idempotency_key,
+        source: body.source,
     };
     let (item, created) = push::queue(&state.engine, &connection, request, &actor(&caller)).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };

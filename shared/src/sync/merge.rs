@@ -1,5 +1,7 @@
 //! Field-level three-way merge of a pulled record against the stored one and its base.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::domain::policy::{ConflictContext, ConflictPolicy, Decision, Source, Strategy};
@@ -62,7 +64,7 @@ pub fn merge(base: &Fields, local: &Fields, remote: &Fields) -> Merged {
         local_modified_at: None,
         remote_modified_at: None,
     };
-    merge_with(base, local, remote, &ConflictPolicy::manual(), &ctx)
+    merge_with(base, local, remote, &ConflictPolicy::manual(), &ctx, &BTreeMap::new())
 }
 
 /// Merges `remote` into `local` against `base`, field by field; conflicts are decided by `policy`,
@@ -73,6 +75,7 @@ pub fn merge_with(
     remote: &Fields,
     policy: &ConflictPolicy,
     ctx: &ConflictContext,
+    local_sources: &BTreeMap<String, Source>,
 ) -> Merged {
     let mut names: Vec<&String> = base.keys().chain(local.keys()).chain(remote.keys()).collect();
     names.sort();
@@ -90,7 +93,11 @@ pub fn merge_with(
                 (l, b, true)
             }
             FieldOutcome::Conflict { .. } => {
-                let (decision, strategy) = policy.decide(name, l, r, ctx);
+                let field_ctx = ConflictContext {
+                    local_source: local_sources.get(name).copied().or(ctx.local_source),
+                    ..*ctx
+                };
+                let (decision, strategy) = policy.decide(name, l, r, &field_ctx);
                 let decided = match &decision {
                     Decision::Local => (l, b, true),
                     Decision::Remote => (r, r, false),
@@ -263,7 +270,7 @@ mod tests {
                 local_modified_at: if local_newer { t(20) } else { t(10) },
                 remote_modified_at: t(15),
             };
-            let m = merge_with(&base, &local, &remote, &policy, &ctx);
+            let m = merge_with(&base, &local, &remote, &policy, &ctx, &BTreeMap::new());
             for d in &m.decided {
                 match &d.decision {
                     Decision::Remote => prop_assert_eq!(m.fields.get(&d.field), remote.get(&d.field)),
@@ -286,7 +293,7 @@ mod tests {
                 prop_assert_eq!(m.fields.get(name), local.get(name));
             }
             // The same remote again decides nothing new.
-            let again = merge_with(&m.base, &m.fields, &remote, &policy, &ctx);
+            let again = merge_with(&m.base, &m.fields, &remote, &policy, &ctx, &BTreeMap::new());
             prop_assert!(again.changed.is_empty(), "{:?}", again);
         }
     }

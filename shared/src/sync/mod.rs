@@ -2,6 +2,8 @@
 //! plain `async fn`s over [`Deps`], so tests call them without a Lambda runtime.
 
 pub mod dispatcher;
+#[cfg(test)]
+mod interleavings;
 pub mod merge;
 pub mod pull;
 pub mod push;

@@ -16,7 +16,7 @@ use crate::domain::{
     AuditEntry, AuditOutcome, CanonicalRecord, Connection, DomainEvent, ExternalId, IdempotencyKey,
     ObjectType, Operation, Provider, RecordChange, RecordId, RemoteRecord, UpsertOutcome,
 };
-use crate::ports::{RecordStore, RecordWrite, StoreError};
+use crate::ports::{AuditLog, RecordStore, RecordWrite, StoreError};
 
 /// Lookups of the record store take at most this many ids a call.
 const LOOKUP_CHUNK: usize = 100;
@@ -51,6 +51,20 @@ pub enum ApplyError {
 /// Unchanged records cause no write; a record written concurrently is re-read and merged again.
 pub async fn apply_page(
     store: &dyn RecordStore,
+    connection: &Connection,
+    object: ObjectType,
+    records: Vec<RemoteRecord>,
+    now: DateTime<Utc>,
+) -> Result<Applied, ApplyError> {
+    apply_page_audited(store, None, connection, object, records, now).await
+}
+
+/// As [`apply_page`], and when `audit` is given, the policy decisions a record write carries out
+/// are appended to it before the write: a crash between the two repeats the entry on redelivery
+/// rather than losing it (the redelivered merge no longer sees the conflict it already decided).
+pub async fn apply_page_audited(
+    store: &dyn RecordStore,
+    audit: Option<&dyn AuditLog>,
     connection: &Connection,
     object: ObjectType,
     records: Vec<RemoteRecord>,
@@ -96,6 +110,21 @@ pub async fn apply_page(
             }
         }
         let writes: Vec<RecordWrite> = planned.iter().map(|(_, w, _)| w.clone()).collect();
+        if let Some(log) = audit {
+            let decisions: Vec<AuditEntry> = planned
+                .iter()
+                .filter_map(|(_, w, change)| {
+                    let r = match w {
+                        RecordWrite::Create(r) | RecordWrite::Update(r) => r,
+                    };
+                    change.side.as_ref().map(|side| decision_entries(r, side, now).0)
+                })
+                .flatten()
+                .collect();
+            if !decisions.is_empty() {
+                log.append(&decisions).await?;
+            }
+        }
         let results = store.write(connection.provider, writes).await?;
         let mut retry = BTreeMap::new();
         for ((ext, write, change), result) in planned.into_iter().zip(results) {
@@ -104,7 +133,8 @@ pub async fn apply_page(
                     let side = change.side.clone();
                     record_success(&mut applied, connection, &write, change, existing.get(&ext), now);
                     if let (Some(side), RecordWrite::Update(r) | RecordWrite::Create(r)) = (side, &write) {
-                        record_side(&mut applied, connection, r, side, true, now);
+                        let audit_decisions = audit.is_none();
+                        record_side(&mut applied, connection, r, side, audit_decisions, now);
                     }
                 }
                 Err(StoreError::Conflict) => {
@@ -205,6 +235,7 @@ fn plan(
                 remote_modified_at: remote.remote_modified_at,
                 etag: remote.etag.clone(),
                 local_modified_at: None,
+                sources: Default::default(),
                 deleted: false,
                 created_at: now,
                 updated_at: now,
@@ -234,7 +265,8 @@ fn plan(
         Some(stored) => {
             let ctx = conflict_context(connection, stored, remote);
             let policy = &connection.settings.conflict_policy;
-            let merged = merge_with(&stored.base, &stored.fields, &remote.fields, policy, &ctx);
+            let merged =
+                merge_with(&stored.base, &stored.fields, &remote.fields, policy, &ctx, &stored.sources);
             let side = Side::from_merge(&merged);
             // A moved stamp or etag is written even without field changes: pushes use them as
             // preconditions. (Repeats of the same version, as a lookback brings, write nothing.)
@@ -246,6 +278,8 @@ fn plan(
             let mut record = stored.clone();
             record.fields = merged.fields;
             record.base = merged.base;
+            let (fields, base) = (&record.fields, &record.base);
+            record.sources.retain(|k, _| fields.get(k) != base.get(k));
             record.deleted = false;
             record.remote_modified_at = remote.remote_modified_at;
             record.etag = remote.etag.clone();
@@ -353,30 +387,10 @@ fn record_side(
     now: DateTime<Utc>,
 ) {
     let policy = &connection.settings.conflict_policy;
-    let mut push_audit = Vec::new();
-    for d in &side.decided {
-        applied.conflicts += 1;
-        let entry = AuditEntry::new(
-            record.tenant_id.clone(),
-            Operation::ConflictResolved,
-            AuditOutcome::Success,
-            format!("policy:{}", enum_name(&d.strategy)),
-            now,
-        )
-        .connection(&record.connection_id)
-        .record(record.object, &record.record_id)
-        .detail(json!({
-            "field": d.field,
-            "strategy": d.strategy,
-            "decision": decision_name(&d.decision),
-            "base": d.base,
-        }))
-        .change(Some(json!({ "local": d.local, "remote": d.remote })), record.fields.get(&d.field).cloned());
-        match d.decision {
-            Decision::Local | Decision::Merged(_) if !side.push.is_empty() => push_audit.push(entry),
-            _ if written => applied.audit.push(entry),
-            _ => {}
-        }
+    applied.conflicts += side.decided.len() as u64;
+    let (with_write, push_audit) = decision_entries(record, &side, now);
+    if written {
+        applied.audit.extend(with_write);
     }
     if !side.push.is_empty() {
         let key = content_key("policy", &record.record_id, &side.push);
@@ -431,6 +445,40 @@ fn record_side(
             version: 0,
         });
     }
+}
+
+/// Audit entries of a merge's decisions: those carried out by the record write, and those carried
+/// out by the push the decision queues (appended only when that push item is new).
+fn decision_entries(
+    record: &CanonicalRecord,
+    side: &Side,
+    now: DateTime<Utc>,
+) -> (Vec<AuditEntry>, Vec<AuditEntry>) {
+    let mut with_write = Vec::new();
+    let mut with_push = Vec::new();
+    for d in &side.decided {
+        let entry = AuditEntry::new(
+            record.tenant_id.clone(),
+            Operation::ConflictResolved,
+            AuditOutcome::Success,
+            format!("policy:{}", enum_name(&d.strategy)),
+            now,
+        )
+        .connection(&record.connection_id)
+        .record(record.object, &record.record_id)
+        .detail(json!({
+            "field": d.field,
+            "strategy": d.strategy,
+            "decision": decision_name(&d.decision),
+            "base": d.base,
+        }))
+        .change(Some(json!({ "local": d.local, "remote": d.remote })), record.fields.get(&d.field).cloned());
+        match d.decision {
+            Decision::Local | Decision::Merged(_) if !side.push.is_empty() => with_push.push(entry),
+            _ => with_write.push(entry),
+        }
+    }
+    (with_write, with_push)
 }
 
 /// An idempotency key derived from what is pushed: the same decision made again names the same item.

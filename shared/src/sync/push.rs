@@ -15,6 +15,7 @@ use tracing::warn;
 
 use super::Deps;
 use super::pull::content_key;
+use crate::domain::policy::Source;
 use crate::domain::push::{MAX_PUSH_ATTEMPTS, new_push_item};
 use crate::domain::record::Fields;
 use crate::domain::{
@@ -54,6 +55,8 @@ pub struct PushRequest {
     /// the event's canonical fields; for record updates: the edited fields.
     pub fields: Fields,
     pub idempotency_key: IdempotencyKey,
+    /// Where the values come from (for the source hierarchy); `None`: unknown.
+    pub source: Option<Source>,
 }
 
 /// Queues a push for `connection`. A local edit (`update_record`, `update_field`) changes the local
@@ -146,7 +149,7 @@ pub async fn queue(
         return Ok((existing, false));
     }
     if let (Some(target), PushAction::UpdateField | PushAction::UpdateRecord) = (target, request.action) {
-        apply_local_edit(deps, target, &item.fields, now).await?;
+        apply_local_edit(deps, target, &item.fields, request.source, now).await?;
     }
     let created = deps.pushes.create(&item).await?;
     let entry = AuditEntry::new(tenant.clone(), Operation::Push, AuditOutcome::Success, actor, now)
@@ -165,6 +168,7 @@ async fn apply_local_edit(
     deps: &Deps,
     mut record: CanonicalRecord,
     fields: &Fields,
+    source: Option<Source>,
     now: DateTime<Utc>,
 ) -> Result<(), PushError> {
     for _ in 0..3 {
@@ -173,6 +177,12 @@ async fn apply_local_edit(
         }
         let mut next = record.clone();
         next.fields.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for k in fields.keys() {
+            match source {
+                Some(s) if next.fields.get(k) != next.base.get(k) => next.sources.insert(k.clone(), s),
+                _ => next.sources.remove(k),
+            };
+        }
         next.local_modified_at = Some(now);
         next.updated_at = now;
         next.version = record.version + 1;
@@ -267,7 +277,7 @@ async fn decide_one(
             .map(|(k, _)| (k.clone(), record.base.get(k).cloned().unwrap_or(Value::Null)))
             .collect();
         if !revert.is_empty() {
-            apply_local_edit(deps, record, &revert, now).await?;
+            apply_local_edit(deps, record, &revert, None, now).await?;
         }
     }
     let entry = AuditEntry::new(tenant.clone(), Operation::Approval, AuditOutcome::Success, actor, now)
@@ -428,6 +438,7 @@ async fn remember_push(
             for (k, v) in fields {
                 record.base.insert(k.clone(), v.clone());
                 record.fields.insert(k.clone(), v.clone());
+                record.sources.remove(k);
             }
             record.remote_modified_at = ack.remote_modified_at.or(record.remote_modified_at);
             record.etag = ack.etag.clone().or(record.etag);
@@ -448,6 +459,7 @@ async fn remember_push(
                 remote_modified_at: ack.remote_modified_at,
                 etag: ack.etag.clone(),
                 local_modified_at: None,
+                sources: Default::default(),
                 deleted: false,
                 created_at: now,
                 updated_at: now,

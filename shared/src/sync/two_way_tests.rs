@@ -28,6 +28,8 @@ struct World {
     crm: MemoryProvider,
     clock: Arc<ManualClock>,
     conn: Connection,
+    /// The source local edits are queued with.
+    source: Option<crate::domain::Source>,
     jobs: u32,
 }
 
@@ -70,7 +72,7 @@ impl World {
             now(),
         );
         store.put_connection(conn.clone());
-        Self { deps, store, bus, crm, clock, conn, jobs: 0 }
+        Self { deps, store, bus, crm, clock, conn, source: None, jobs: 0 }
     }
 
     async fn sync(&mut self) -> RunCounts {
@@ -114,6 +116,7 @@ impl World {
             record_id: record.map(|e| self.record(e).record_id),
             fields,
             idempotency_key: IdempotencyKey::parse(key).unwrap(),
+            source: self.source,
         };
         let (item, _) = push::queue(&self.deps, &self.conn, request, "user:ann").await.unwrap();
         item.push_id
@@ -347,4 +350,120 @@ async fn records_written_before_a_crash_are_announced_when_the_job_is_redelivere
     assert_eq!(record_events, 3);
     let conn = w.deps.connections.get(&w.conn.tenant_id, &w.conn.connection_id).await.unwrap().unwrap();
     assert_eq!(conn.inflight_since, None);
+}
+
+/// The state a job leaves, for comparing runs: local records (fields and base), provider records,
+/// push item statuses and open conflicts.
+type Snapshot = (Vec<(String, Fields, Fields)>, Vec<(String, Fields)>, Vec<(String, PushStatus)>, usize);
+
+async fn snapshot(w: &World) -> Snapshot {
+    let mut records: Vec<_> = w
+        .store
+        .records_of(&w.conn.tenant_id, &w.conn.connection_id)
+        .into_iter()
+        .map(|r| (format!("{}:{}", r.object, r.external_id), r.fields, r.base))
+        .collect();
+    records.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut remote = w.crm.live(ObjectType::Contacts);
+    remote.extend(w.crm.live(ObjectType::Notes));
+    let mut pushes: Vec<_> = w
+        .deps
+        .pushes
+        .list(&w.conn.tenant_id, &PushQuery { limit: 100, ..PushQuery::default() })
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| (p.idempotency_key.to_string(), p.status))
+        .collect();
+    pushes.sort_by(|a, b| a.0.cmp(&b.0));
+    (records, remote, pushes, w.open_conflicts().await.len())
+}
+
+/// A world with pulled contacts, then a remote edit, an approved local edit, a conflict and a note
+/// waiting: the next job has every kind of step to do.
+async fn busy_world() -> World {
+    let mut w = World::new(ConnectionSettings {
+        conflict_policy: ConflictPolicy::manual(),
+        auto_push: [(PushAction::CreateNote, true), (PushAction::UpdateRecord, true)].into(),
+        ..Default::default()
+    });
+    for i in 0..3 {
+        w.crm.edit(
+            ObjectType::Contacts,
+            &format!("c{i}"),
+            &[("phone", json!("1")), ("email", json!(format!("{i}@x.io")))],
+        );
+    }
+    w.sync().await;
+    w.crm.edit(ObjectType::Contacts, "c0", &[("email", json!("new@x.io"))]);
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("remote"))]);
+    w.crm.edit(ObjectType::Contacts, "c3", &[("email", json!("3@x.io"))]);
+    w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("phone", json!("local"))]), "edit-c1").await;
+    w.queue(PushAction::UpdateRecord, Some("c2"), f(&[("phone", json!("2"))]), "edit-c2").await;
+    w.queue(PushAction::CreateNote, Some("c0"), f(&[("body", json!("summary"))]), "note-c0").await;
+    w
+}
+
+#[tokio::test]
+async fn a_crash_at_every_step_of_a_job_ends_in_the_same_state_as_an_uninterrupted_run() {
+    let mut clean = busy_world().await;
+    let calls_before = clean.store.calls();
+    clean.sync().await;
+    let steps = clean.store.calls() - calls_before;
+    let expected = snapshot(&clean).await;
+    assert!(steps > 10, "the job has many steps ({steps})");
+    assert_eq!(expected.3, 1, "the job parks one conflict");
+    assert!(expected.2.iter().all(|(_, s)| *s == PushStatus::Completed), "{:?}", expected.2);
+
+    for crash_at in 0..steps {
+        let mut w = busy_world().await;
+        w.store.crash_after(crash_at as u32);
+        w.jobs += 1;
+        let job = Job::sync(
+            w.conn.tenant_id.clone(),
+            w.conn.connection_id.clone(),
+            JobId::parse(format!("job-{}", w.jobs)).unwrap(),
+            JobReason::Schedule,
+            now(),
+        );
+        let deadline = || super::Deadline::after(std::time::Duration::from_secs(60));
+        let crashed = run_job(&w.deps, &job, deadline()).await;
+        w.store.recover();
+        assert!(crashed.is_err(), "step {crash_at}: the injected crash fails the job");
+        // SQS delivers the same job again.
+        let again = run_job(&w.deps, &job, deadline()).await;
+        assert!(again.is_ok(), "step {crash_at}: the redelivery completes: {again:?}");
+        assert_eq!(snapshot(&w).await, expected, "step {crash_at}: a different end state");
+        assert_eq!(w.crm.writes().0, 1, "step {crash_at}: one note");
+    }
+}
+
+#[tokio::test]
+async fn a_stronger_source_wins_a_conflict_and_a_weaker_one_loses_it() {
+    use crate::domain::Source;
+    let mut w = World::new(ConnectionSettings::default());
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("1")), ("job_title", json!("CTO"))]);
+    w.sync().await;
+    w.source = Some(Source::UserStated);
+    w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("phone", json!("stated"))]), "edit-1").await;
+    w.source = Some(Source::Web);
+    w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("job_title", json!("VP (from the web)"))]), "edit-2")
+        .await;
+    assert_eq!(w.record("c1").sources.len(), 2);
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("crm")), ("job_title", json!("CEO"))]);
+    let c = w.sync().await;
+    assert_eq!(c.conflicts_decided, 2);
+    assert_eq!(w.record("c1").fields["phone"], json!("stated"), "user_stated beats crm");
+    assert_eq!(w.record("c1").fields["job_title"], json!("CEO"), "web loses to crm");
+    assert_eq!(w.crm.fields("c1").unwrap()["phone"], json!("stated"));
+    assert!(w.record("c1").sources.is_empty(), "agreed values carry no source");
+    let decided: Vec<String> = w
+        .store
+        .audit_entries()
+        .iter()
+        .filter(|e| e.operation == crate::domain::Operation::ConflictResolved)
+        .filter_map(|e| e.detail.get("strategy").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    assert_eq!(decided, vec!["source_hierarchy", "source_hierarchy"]);
 }

@@ -9,7 +9,7 @@ use futures::future::join_all;
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use super::pull::{ApplyError, apply_page, created_summary};
+use super::pull::{ApplyError, apply_page_audited, created_summary};
 use super::push::{ProviderOrStore, push_approved};
 use super::tasks::research_tasks;
 use super::{Deadline, Deps};
@@ -402,7 +402,15 @@ async fn pull_all(
                 ObjectType::Events => research_tasks(&conn.settings, &page.records, now),
                 _ => Vec::new(),
             };
-            let applied = apply_page(deps.records.as_ref(), conn, object, page.records, now).await?;
+            let applied = apply_page_audited(
+                deps.records.as_ref(),
+                Some(deps.audit.as_ref()),
+                conn,
+                object,
+                page.records,
+                now,
+            )
+            .await?;
             counts.created += applied.outcome.created.len() as u64;
             counts.updated += applied.outcome.updated.len() as u64;
             counts.deleted += applied.outcome.deleted.len() as u64;
@@ -432,8 +440,15 @@ async fn pull_all(
                 }
             }
             if !tasks.is_empty() {
-                let derived =
-                    apply_page(deps.records.as_ref(), conn, ObjectType::ResearchTasks, tasks, now).await?;
+                let derived = apply_page_audited(
+                    deps.records.as_ref(),
+                    Some(deps.audit.as_ref()),
+                    conn,
+                    ObjectType::ResearchTasks,
+                    tasks,
+                    now,
+                )
+                .await?;
                 counts.tasks_opened += derived.outcome.created.len() as u64;
                 counts.tasks_updated += derived.outcome.updated.len() as u64;
                 counts.tasks_cancelled += derived.outcome.deleted.len() as u64;

@@ -386,6 +386,9 @@ pub(super) fn record_to_item(rec: &CanonicalRecord) -> Item {
     if let Some(at) = rec.local_modified_at {
         item.insert("local_modified_at".into(), time(at));
     }
+    if !rec.sources.is_empty() {
+        item.insert("sources".into(), json(&rec.sources));
+    }
     item
 }
 
@@ -402,6 +405,7 @@ pub(super) fn record_from_item(item: &Item) -> Result<CanonicalRecord, StoreErro
         remote_modified_at: r.opt_time("remote_modified_at")?,
         etag: r.opt_s("etag")?.map(str::to_owned),
         local_modified_at: r.opt_time("local_modified_at")?,
+        sources: r.opt_json("sources")?.unwrap_or_default(),
         deleted: r.bool("deleted")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
@@ -708,6 +712,7 @@ mod tests {
             remote_modified_at: Some(at(1) + Duration::milliseconds(3)),
             etag: Some("\"3181161234\"".into()),
             local_modified_at: Some(at(2)),
+            sources: Default::default(),
             deleted: false,
             created_at: at(2),
             updated_at: at(3),
