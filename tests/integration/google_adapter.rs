@@ -599,6 +599,7 @@ async fn an_approved_suggested_meeting_is_created_once_at_google_and_its_echo_ch
         record_id: None,
         fields: meeting("Intro with Initech"),
         idempotency_key: key("suggest-1"),
+        source: None,
     };
     queue(&deps, &conn, request, "agent").await.expect("queued");
     assert!(matches!(sync_once(&deps, &conn).await, JobOutcome::Completed { .. }));

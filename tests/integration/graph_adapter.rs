@@ -614,6 +614,7 @@ async fn an_approved_suggested_meeting_lands_once_in_outlook_and_later_pulls_kee
         record_id: None,
         fields,
         idempotency_key: IdempotencyKey::parse("suggest-fabrikam-1").expect("key"),
+        source: None,
     };
     let (item, _) = push::queue(&deps, &conn, request, "user:ann").await.expect("queued");
     let decided = push::decide(&deps, &conn.tenant_id, std::slice::from_ref(&item.push_id), true, "user:ann")
