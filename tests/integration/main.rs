@@ -6,5 +6,8 @@ mod e2e;
 mod google_adapter;
 mod graph_adapter;
 mod hubspot_adapter;
+mod hubspot_objects;
 mod queues;
+mod salesforce_adapter;
+mod salesforce_e2e;
 mod stack;

@@ -123,7 +123,8 @@ async fn function_environment_resolves_resource_names_and_parameter_defaults_but
 }
 
 #[tokio::test]
-async fn jobs_queue_is_high_throughput_fifo_and_redrives_to_the_fifo_dlq_after_five_receives() -> Result<()> {
+async fn jobs_queue_is_high_throughput_fifo_dead_letters_after_five_receives_and_redrives_back() -> Result<()>
+{
     let stack = start_stack("jobs").await?;
     let jobs_url = &stack.created.resources.jobs_queue_url;
     let dlq_url = &stack.created.dlq_url;
@@ -170,8 +171,33 @@ async fn jobs_queue_is_high_throughput_fifo_and_redrives_to_the_fifo_dlq_after_f
     }
     let sixth = client.receive_message().queue_url(jobs_url).visibility_timeout(0).send().await?;
     assert!(sixth.messages.unwrap_or_default().is_empty(), "a sixth receive still got the message");
-    let dead = client.receive_message().queue_url(dlq_url).send().await?.messages.unwrap_or_default();
+    let dead = client
+        .receive_message()
+        .queue_url(dlq_url)
+        .visibility_timeout(0)
+        .send()
+        .await?
+        .messages
+        .unwrap_or_default();
     assert_eq!(dead.iter().filter_map(|m| m.body()).collect::<Vec<_>>(), [r#"{"job":"sync"}"#]);
+
+    // Redrive: back into the jobs queue, in its message group, and out of the DLQ.
+    let moved = syncbridge::adapters::sqs::redrive(&client, dlq_url, jobs_url, 100).await?;
+    assert_eq!(moved, 1);
+    let back = client
+        .receive_message()
+        .queue_url(jobs_url)
+        .message_system_attribute_names(sqs::types::MessageSystemAttributeName::MessageGroupId)
+        .send()
+        .await?
+        .messages
+        .unwrap_or_default();
+    assert_eq!(back.iter().filter_map(|m| m.body()).collect::<Vec<_>>(), [r#"{"job":"sync"}"#]);
+    let group =
+        back[0].attributes().and_then(|a| a.get(&sqs::types::MessageSystemAttributeName::MessageGroupId));
+    assert_eq!(group.map(String::as_str), Some("tenant#conn"));
+    let left = client.receive_message().queue_url(dlq_url).send().await?.messages.unwrap_or_default();
+    assert!(left.is_empty(), "the DLQ is empty after the redrive");
     Ok(())
 }
 

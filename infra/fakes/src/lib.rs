@@ -6,3 +6,4 @@
 pub mod google;
 pub mod graph;
 pub mod hubspot;
+pub mod salesforce;

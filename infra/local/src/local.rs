@@ -1,5 +1,6 @@
 //! `LocalStack`: one complete Syncbridge on this machine: moto with the resources of template.yaml,
-//! the HubSpot and Google Calendar fakes, the engine wired exactly as in Lambda (only the endpoint differs), the runner
+//! the HubSpot and Google Calendar fakes (and optionally the Salesforce fake), the engine wired
+//! exactly as in Lambda (only the endpoint differs), the runner
 //! and the gateway. Tests, `syncbridge` and `make demo` all start this same thing.
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use syncbridge::sync::Deps;
 use syncbridge::wiring;
 use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
+use syncbridge_fakes::salesforce;
 
 use crate::gateway::{self, Gateway};
 use crate::runner::Runner;
@@ -27,6 +29,8 @@ pub struct StackOptions {
     /// Prefix of every resource name (unique per test); a random one when `None`.
     pub prefix: Option<String>,
     pub hubspot: FakeConfig,
+    /// Also start a Salesforce fake (its connected app becomes the stack's Salesforce app).
+    pub salesforce: Option<salesforce::FakeConfig>,
     /// The Google Calendar fake (its token endpoint is the stack's `GOOGLE_TOKEN_URL`).
     pub google: google::FakeConfig,
     /// Gateway port on 127.0.0.1; 0 picks one.
@@ -42,6 +46,7 @@ impl Default for StackOptions {
         Self {
             prefix: None,
             hubspot: FakeConfig::default(),
+            salesforce: None,
             google: google::FakeConfig::default(),
             gateway_port: 0,
             tap_events: true,
@@ -58,6 +63,7 @@ pub struct LocalStack {
     pub runner: Runner,
     pub gateway: Gateway,
     pub hubspot: RunningFake,
+    pub salesforce: Option<salesforce::RunningFake>,
     pub google: google::RunningFake,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
@@ -86,6 +92,16 @@ impl LocalStack {
         };
         let hubspot =
             HubspotFake::start(options.hubspot.clone()).await.context("starting the HubSpot fake")?;
+        let salesforce = match options.salesforce.clone() {
+            Some(c) => {
+                Some(salesforce::SalesforceFake::start(c).await.context("starting the Salesforce fake")?)
+            }
+            None => None,
+        };
+        let salesforce_app = options.salesforce.as_ref().map(|c| OAuthApp {
+            client_id: c.client_id.clone(),
+            client_secret: SecretString::from(c.client_secret.clone()),
+        });
         let google = GoogleFake::start(options.google.clone()).await.context("starting the Google fake")?;
         let config = Config {
             resources: resources.resources.clone(),
@@ -102,6 +118,7 @@ impl LocalStack {
             microsoft_app: None,
             microsoft_login_base_url: syncbridge::config::DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned(),
             microsoft_tenant: "common".to_owned(),
+            salesforce_app,
             google_app: Some(OAuthApp {
                 client_id: options.google.client_id.clone(),
                 client_secret: SecretString::from(options.google.client_secret.clone()),
@@ -137,6 +154,7 @@ impl LocalStack {
             runner,
             gateway,
             hubspot,
+            salesforce,
             google,
             dev_key,
             events_queue_url,

@@ -619,6 +619,7 @@ impl AuditLog for MemoryStore {
 pub struct MemoryQueue {
     jobs: Mutex<Vec<Job>>,
     failing: Mutex<bool>,
+    delays: Mutex<Vec<(String, std::time::Duration)>>,
 }
 
 impl MemoryQueue {
@@ -634,6 +635,11 @@ impl MemoryQueue {
     /// Removes and returns the accepted jobs (as a consumer would receive them).
     pub fn take(&self) -> Vec<Job> {
         std::mem::take(&mut *self.jobs.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The retry delays asked for, as `(receipt handle, delay)`.
+    pub fn retry_delays(&self) -> Vec<(String, std::time::Duration)> {
+        self.delays.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// While true, `enqueue` fails with `QueueError::Partial` naming every job and accepts none.
@@ -654,6 +660,11 @@ impl JobQueue for MemoryQueue {
                 stored.push(job.clone());
             }
         }
+        Ok(())
+    }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), QueueError> {
+        self.delays.lock().unwrap_or_else(|p| p.into_inner()).push((receipt_handle.to_owned(), delay));
         Ok(())
     }
 }

@@ -9,4 +9,5 @@ pub mod graph;
 pub mod hubspot;
 pub mod memory;
 pub mod memory_provider;
+pub mod salesforce;
 pub mod sqs;

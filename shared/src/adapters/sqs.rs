@@ -97,6 +97,77 @@ impl JobQueue for SqsJobQueue {
         }
         if lost.is_empty() { Ok(()) } else { Err(QueueError::Partial(lost)) }
     }
+
+    async fn retry_later(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        // SQS allows 0 to 43,200 seconds.
+        let seconds = delay.as_secs().min(43_200) as i32;
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| QueueError::Backend(Box::new(e)))?;
+        Ok(())
+    }
+}
+
+/// Moves up to `max` messages from the dead-letter queue `dlq_url` back to `queue_url` (FIFO: same
+/// message group, a fresh deduplication id so SQS does not drop them as repeats), deleting each from
+/// the DLQ only after it was sent. Returns how many moved. Jobs are idempotent (the job ledger), so a
+/// message moved twice after a crash is handled once.
+pub async fn redrive(
+    client: &Client,
+    dlq_url: &str,
+    queue_url: &str,
+    max: usize,
+) -> Result<usize, QueueError> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let backend = |e: Box<dyn std::error::Error + Send + Sync>| QueueError::Backend(e);
+    let mut moved = 0;
+    while moved < max {
+        let out = client
+            .receive_message()
+            .queue_url(dlq_url)
+            .max_number_of_messages(10.min((max - moved) as i32))
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .map_err(|e| backend(Box::new(e)))?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            let group = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned()
+                .unwrap_or_else(|| "redrive".to_owned());
+            let dedup = format!("redrive-{}", m.message_id().unwrap_or_default());
+            client
+                .send_message()
+                .queue_url(queue_url)
+                .message_body(m.body().unwrap_or_default())
+                .message_group_id(group)
+                .message_deduplication_id(dedup.chars().take(128).collect::<String>())
+                .send()
+                .await
+                .map_err(|e| backend(Box::new(e)))?;
+            if let Some(handle) = m.receipt_handle() {
+                client
+                    .delete_message()
+                    .queue_url(dlq_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| backend(Box::new(e)))?;
+            }
+            moved += 1;
+        }
+    }
+    Ok(moved)
 }
 
 #[cfg(test)]

@@ -193,8 +193,16 @@ impl Provider {
     /// The object types this provider syncs, in pull order.
     pub fn object_types(self) -> &'static [ObjectType] {
         match self {
-            Provider::Hubspot => &[ObjectType::Contacts],
-            Provider::Salesforce => &[ObjectType::Contacts],
+            Provider::Hubspot => {
+                &[ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes]
+            }
+            Provider::Salesforce => &[
+                ObjectType::Companies,
+                ObjectType::Contacts,
+                ObjectType::Deals,
+                ObjectType::Activities,
+                ObjectType::Notes,
+            ],
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
         }

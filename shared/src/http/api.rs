@@ -65,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/connections/{connection_id}/records", get(list_records))
         .route("/v1/connections/{connection_id}/records/{record_id}", get(get_record))
         .route("/v1/connections/{connection_id}/sync", post(request_sync))
+        .route("/v1/connections/{connection_id}/retry", post(retry_connection))
         .merge(super::queues::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
@@ -441,6 +442,38 @@ async fn request_sync(
         return Err(e.into());
     }
     state.audit.append(&[entry(AuditOutcome::Success)]).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(SyncAccepted { job_id })).into_response())
+}
+
+/// The retry action of a connection in `error`: back to `pending` and a sync enqueued at once.
+/// Any other status is a 409 (a retry is for a connection that gave up).
+async fn retry_connection(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let mut connection = load_connection(&state, &caller.tenant, &id).await?;
+    if connection.status != ConnectionStatus::Error {
+        return Err(ApiError::Conflict);
+    }
+    let now = state.clock.now();
+    let previous_error = connection.last_error.clone();
+    connection.status = ConnectionStatus::Pending;
+    state.connections.save_state(&connection).await?;
+    let job_id = Job::requested_id(&connection.connection_id, JobReason::Manual);
+    let job = Job::sync(
+        caller.tenant.clone(),
+        connection.connection_id.clone(),
+        job_id.clone(),
+        JobReason::Manual,
+        now,
+    );
+    state.queue.enqueue(std::slice::from_ref(&job)).await?;
+    let entry =
+        AuditEntry::new(caller.tenant.clone(), Operation::Retry, AuditOutcome::Success, actor(&caller), now)
+            .connection(&connection.connection_id)
+            .detail(json!({ "job_id": job_id, "previous_error": previous_error }));
+    state.audit.append(&[entry]).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(SyncAccepted { job_id })).into_response())
 }
 
@@ -1078,5 +1111,29 @@ mod tests {
                 "unauthorized",
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_retry_action_moves_an_errored_connection_to_pending_and_enqueues_a_sync() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let uri = format!("/v1/connections/{id}/retry");
+        let not_failed = h.send(Method::POST, &uri, Some("acme"), None).await;
+        assert_problem(&not_failed, StatusCode::CONFLICT, "conflict");
+        let (t, c) = (TenantId::parse("acme").unwrap(), ConnectionId::parse(&id).unwrap());
+        let mut conn = ConnectionStore::get(&*h.store, &t, &c).await.unwrap().unwrap();
+        conn.status = ConnectionStatus::Error;
+        conn.last_error = Some("provider request failed permanently".into());
+        h.store.save_state(&conn).await.unwrap();
+
+        let other = h.send(Method::POST, &uri, Some("globex"), None).await;
+        assert_problem(&other, StatusCode::NOT_FOUND, "not_found");
+        let reply = h.send(Method::POST, &uri, Some("acme"), None).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+        let view = h.send(Method::GET, &format!("/v1/connections/{id}"), Some("acme"), None).await;
+        assert_eq!(view.json["status"], "pending");
+        assert_eq!(h.queue.jobs().len(), 1);
+        let audited = h.store.audit_entries().iter().any(|e| e.operation == Operation::Retry);
+        assert!(audited);
     }
 }

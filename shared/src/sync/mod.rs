@@ -47,6 +47,9 @@ pub struct EngineSettings {
     pub refresh_margin: chrono::Duration,
     /// Receives after which a failing job marks its connection `error` (the queue's maxReceiveCount).
     pub max_receives: u32,
+    /// First retry delay of a failed job; doubles with each receive, up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
 }
 
 impl Default for EngineSettings {
@@ -56,8 +59,19 @@ impl Default for EngineSettings {
             deadline_margin: Duration::from_secs(20),
             refresh_margin: chrono::Duration::minutes(5),
             max_receives: 5,
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(600),
         }
     }
+}
+
+/// The delay before a failed job's next attempt: `base * 2^(receives-1)`, capped at `max`, with
+/// "equal jitter" (half fixed, half random by `jitter` in `[0, 1)`) so failing connections do not
+/// retry in lockstep.
+pub fn retry_delay(base: Duration, max: Duration, receives: u32, jitter: f64) -> Duration {
+    let exp = base.saturating_mul(1u32 << receives.saturating_sub(1).min(16)).min(max);
+    let half = exp / 2;
+    half + half.mul_f64(jitter.clamp(0.0, 1.0))
 }
 
 /// When the current invocation must be done by.

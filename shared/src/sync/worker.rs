@@ -143,6 +143,13 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         }
         Err(e) if e.is_retryable() => {
             warn!(job_id = %job.job_id, receives, error = %error_chain(&e), "job failed; will retry");
+            if let Some(handle) = msg.receipt_handle.as_deref() {
+                let s = &deps.settings;
+                let delay = super::retry_delay(s.retry_base, s.retry_max, receives, rand::random::<f64>());
+                if let Err(e) = deps.queue.retry_later(handle, delay).await {
+                    warn!(error = %error_chain(&e), "could not delay the retry; SQS's visibility timeout applies");
+                }
+            }
             record_failure(
                 deps,
                 &job,
@@ -659,5 +666,83 @@ mod tests {
             .filter(|e| matches!(e, DomainEvent::RecordChanged { object: ObjectType::ResearchTasks, .. }))
             .count();
         assert_eq!(task_events, 3, "opened, moved, cancelled");
+    }
+
+    #[test]
+    fn retry_delays_double_per_receive_with_jitter_and_a_cap() {
+        use crate::sync::retry_delay;
+        use std::time::Duration as D;
+        let (base, max) = (D::from_secs(30), D::from_secs(600));
+        assert_eq!(retry_delay(base, max, 1, 0.0), D::from_secs(15));
+        assert_eq!(retry_delay(base, max, 1, 0.999_999).as_secs(), 29);
+        assert_eq!(retry_delay(base, max, 3, 0.0), D::from_secs(60));
+        assert_eq!(retry_delay(base, max, 10, 0.5), D::from_secs(450));
+        assert_eq!(retry_delay(base, max, 40, 1.0), D::from_secs(600));
+    }
+
+    #[tokio::test]
+    async fn a_retryable_failure_asks_sqs_to_redeliver_later_the_more_it_was_received() {
+        let store = Arc::new(MemoryStore::new());
+        let queue = Arc::new(MemoryQueue::new());
+        let deps = Deps {
+            connections: store.clone(),
+            records: store.clone(),
+            runs: store.clone(),
+            audit: store.clone(),
+            pushes: store.clone(),
+            conflicts: store.clone(),
+            queue: queue.clone(),
+            bus: Arc::new(MemoryBus::new()),
+            providers: Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+            clock: Arc::new(ManualClock::new(now())),
+            settings: EngineSettings::default(),
+        };
+        let conn = Connection::new(
+            TenantId::parse("acme").unwrap(),
+            NewConnection {
+                provider: Provider::Hubspot,
+                base_url: "http://127.0.0.1:1".into(),
+                credentials: Credentials {
+                    access_token: SecretString::from("t"),
+                    refresh_token: None,
+                    expires_at: None,
+                },
+                interval_minutes: 15,
+                settings: ConnectionSettings::default(),
+            },
+            now(),
+        );
+        store.put_connection(conn.clone());
+        let job = Job::sync(
+            conn.tenant_id.clone(),
+            conn.connection_id.clone(),
+            JobId::parse("job-1").unwrap(),
+            JobReason::Schedule,
+            now(),
+        );
+        let message = |receives: u32| -> aws_lambda_events::event::sqs::SqsEvent {
+            serde_json::from_value(json!({ "Records": [{
+                "messageId": format!("m{receives}"),
+                "receiptHandle": format!("rh-{receives}"),
+                "body": job.to_body(),
+                "attributes": { "MessageGroupId": conn.message_group(), "ApproximateReceiveCount": receives.to_string() },
+                "messageAttributes": {},
+            }]}))
+            .unwrap()
+        };
+        // A provider outage on every write would do too; the store going away is simplest.
+        store.crash_after(3);
+        let failed =
+            handle_batch(&deps, message(1), Deadline::after(std::time::Duration::from_secs(60))).await;
+        assert_eq!(failed.batch_item_failures.len(), 1);
+        store.recover();
+        store.crash_after(3);
+        handle_batch(&deps, message(3), Deadline::after(std::time::Duration::from_secs(60))).await;
+        store.recover();
+        let delays = queue.retry_delays();
+        assert_eq!(delays.len(), 2);
+        assert_eq!(delays[0].0, "rh-1");
+        assert!((15..30).contains(&delays[0].1.as_secs()), "{delays:?}");
+        assert!((60..120).contains(&delays[1].1.as_secs()), "{delays:?}");
     }
 }

@@ -4,7 +4,9 @@ use clap::Parser;
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake};
 
 #[derive(Debug, Parser)]
-#[command(about = "A fake HubSpot CRM v3 API (contacts, search, OAuth) on 127.0.0.1")]
+#[command(
+    about = "A fake HubSpot CRM v3 API (contacts, companies, deals, notes, search, OAuth) on 127.0.0.1"
+)]
 struct Args {
     /// Port to bind on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 0)]
@@ -12,6 +14,15 @@ struct Args {
     /// Number of seeded contacts.
     #[arg(long, default_value_t = 1000)]
     contacts: usize,
+    /// Number of seeded companies.
+    #[arg(long, default_value_t = 0)]
+    companies: usize,
+    /// Number of seeded deals (each associated with a contact and a company).
+    #[arg(long, default_value_t = 0)]
+    deals: usize,
+    /// Number of seeded notes.
+    #[arg(long, default_value_t = 0)]
+    notes: usize,
     /// Seed for the generated contacts.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -30,6 +41,9 @@ async fn main() -> anyhow::Result<()> {
     let fake = HubspotFake::start(FakeConfig {
         port: args.port,
         contacts: args.contacts,
+        companies: args.companies,
+        deals: args.deals,
+        notes: args.notes,
         seed: args.seed,
         rate_limits: args.rate_limits,
         private_app_token: Some(args.token),

@@ -1,7 +1,9 @@
-//! A fake HubSpot account speaking the CRM v3 contacts API, the OAuth v1 token endpoint, HubSpot's
-//! error bodies and its rate limits (190 requests per 10 s per token, search 5 per second), plus
-//! `/_admin/` routes and a Rust handle ([`HubspotState`]) to edit data, inject faults and count
-//! requests.
+//! A fake HubSpot account speaking the CRM v3 objects API for contacts, companies, deals and notes
+//! (list with `associations=`, archived listing, search, batch read/create/update/archive, single
+//! read/create/update/archive), the v4 associations batch read, the OAuth v1 token endpoint,
+//! HubSpot's error bodies and its rate limits (190 requests per 10 s per token, search 5 per
+//! second), plus `/_admin/` routes and a Rust handle ([`HubspotState`]) to edit data, archive and
+//! restore records, advance the account's clock, inject faults and count requests.
 //!
 //! Rate limiting follows HubSpot's documented contract: `X-HubSpot-RateLimit-*` headers and a 429
 //! with `errorType: RATE_LIMIT` and a `policyName`. HubSpot's usage guidelines document no
@@ -23,7 +25,8 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use store::Store;
+pub use store::ObjectKind;
+use store::{SeedCounts, Store};
 
 /// Requests one token may make per rolling window.
 pub const TEN_SECONDLY_MAX: u32 = 190;
@@ -39,6 +42,12 @@ pub struct FakeConfig {
     pub port: u16,
     /// Contacts seeded with ids `"1"..="N"`.
     pub contacts: usize,
+    /// Companies seeded with ids `"1"..="N"` (each contact is associated with one when there are any).
+    pub companies: usize,
+    /// Deals seeded with ids `"1"..="N"`, each associated with one contact and one company.
+    pub deals: usize,
+    /// Notes seeded with ids `"1"..="N"`, each associated with one contact and one deal.
+    pub notes: usize,
     pub seed: u64,
     /// Enforce HubSpot's rate limits and send the `X-HubSpot-RateLimit-*` headers.
     pub rate_limits: bool,
@@ -55,6 +64,9 @@ impl Default for FakeConfig {
         Self {
             port: 0,
             contacts: 0,
+            companies: 0,
+            deals: 0,
+            notes: 0,
             seed: 42,
             rate_limits: false,
             private_app_token: Some("pat-na1-fake".into()),
@@ -74,8 +86,13 @@ pub enum Route {
     Search,
     BatchRead,
     BatchUpdate,
+    BatchCreate,
+    BatchArchive,
     Create,
     Update,
+    Archive,
+    /// `POST /crm/v4/associations/{from}/{to}/batch/read`.
+    Associations,
     Token,
     /// Matches every route (faults only).
     Any,
@@ -89,8 +106,12 @@ impl Route {
             Route::Search => "search",
             Route::BatchRead => "batch_read",
             Route::BatchUpdate => "batch_update",
+            Route::BatchCreate => "batch_create",
+            Route::BatchArchive => "batch_archive",
             Route::Create => "create",
             Route::Update => "update",
+            Route::Archive => "archive",
+            Route::Associations => "associations",
             Route::Token => "token",
             Route::Any => "any",
         }
@@ -139,8 +160,11 @@ pub struct Stats {
     pub total: u64,
     /// 429s sent (rate limiting and injected faults).
     pub rate_limited: u64,
-    /// Requests per route name (`list`, `search`, `batch_read`, ...).
+    /// Requests per route name (`list`, `search`, `batch_read`, ...), every object type together.
     pub routes: BTreeMap<String, u64>,
+    /// Requests per object type and route (`deals.search`, `notes.batch_create`, ...).
+    #[serde(default)]
+    pub by_object: BTreeMap<String, u64>,
 }
 
 /// An OAuth token pair issued by the fake.
@@ -218,7 +242,15 @@ impl HubspotState {
             tokens.insert(t.clone(), TokenInfo { expires_at: None });
         }
         let inner = Inner {
-            store: Store::seeded(config.contacts, config.seed),
+            store: Store::seeded_with(
+                SeedCounts {
+                    contacts: config.contacts,
+                    companies: config.companies,
+                    deals: config.deals,
+                    notes: config.notes,
+                },
+                config.seed,
+            ),
             tokens,
             refresh_tokens: HashMap::new(),
             windows: HashMap::new(),
@@ -237,59 +269,137 @@ impl HubspotState {
         &self.config
     }
 
-    /// Number of contacts, archived included.
-    pub fn contact_count(&self) -> usize {
-        self.lock().store.len()
+    /// Number of records of one type, archived included.
+    pub fn count(&self, kind: ObjectKind) -> usize {
+        self.lock().store.len(kind)
     }
 
-    /// All contact ids (as HubSpot's numeric strings), archived included.
-    pub fn contact_ids(&self) -> Vec<String> {
-        self.lock().store.all_ids().map(|id| id.to_string()).collect()
+    /// All ids of one type (as HubSpot's numeric strings), archived included.
+    pub fn ids(&self, kind: ObjectKind) -> Vec<String> {
+        self.lock().store.all_ids(kind).into_iter().map(|id| id.to_string()).collect()
     }
 
-    /// The contact as the API renders it (all known properties), or `None`.
-    pub fn contact(&self, id: &str) -> Option<Value> {
+    /// The record as the API renders it (all known and custom properties, every association,
+    /// `archived`/`archivedAt`), or `None`.
+    pub fn object(&self, kind: ObjectKind, id: &str) -> Option<Value> {
         let id = id.parse::<u64>().ok()?;
-        let inner = self.lock();
-        let c = inner.store.get(id)?;
-        let props: Vec<String> = store::KNOWN_PROPERTIES.iter().map(|p| (*p).to_owned()).collect();
-        Some(inner.store.render(id, c, &props))
+        self.lock().store.render_all(kind, id)
     }
 
-    /// Edits a contact as a HubSpot user would: sets the properties and bumps `lastmodifieddate`
-    /// above every existing timestamp. Returns the rendered contact, or `None` if it is absent or
-    /// archived.
-    pub fn edit_contact(&self, id: &str, properties: &[(&str, &str)]) -> Option<Value> {
+    /// Edits a record as a HubSpot user would: sets the properties and bumps its modified stamp
+    /// above every existing timestamp. Returns the rendered record, or `None` if it is absent,
+    /// archived or the values are invalid.
+    pub fn edit(&self, kind: ObjectKind, id: &str, properties: &[(&str, &str)]) -> Option<Value> {
         let props: BTreeMap<String, String> =
             properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let num = id.parse::<u64>().ok()?;
-        if !self.lock().store.update(num, &props, None) {
+        if !self.lock().store.update(kind, num, &props, None).ok()? {
             return None;
         }
-        self.contact(id)
+        self.object(kind, id)
     }
 
-    /// Bumps `lastmodifieddate` on these contacts without other changes. With `shared`, all of
+    /// Bumps the modified stamp of these records without other changes. With `shared`, all of
     /// them get one new timestamp; otherwise each its own. Returns how many were touched.
-    pub fn touch_contacts<'a>(&self, ids: impl IntoIterator<Item = &'a str>, shared: bool) -> usize {
+    pub fn touch<'a>(&self, kind: ObjectKind, ids: impl IntoIterator<Item = &'a str>, shared: bool) -> usize {
         let mut inner = self.lock();
         let stamp = shared.then(|| inner.store.next_stamp());
         let empty = BTreeMap::new();
         ids.into_iter()
             .filter_map(|id| id.parse::<u64>().ok())
-            .filter(|id| inner.store.update(*id, &empty, stamp))
+            .filter(|id| inner.store.update(kind, *id, &empty, stamp).unwrap_or(false))
             .count()
     }
 
-    /// Creates a contact; returns its id.
-    pub fn create_contact(&self, properties: &[(&str, &str)]) -> String {
+    /// Creates a record; returns its id, or `None` if the values are invalid.
+    pub fn create(&self, kind: ObjectKind, properties: &[(&str, &str)]) -> Option<String> {
         let props = properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        self.lock().store.create(props).to_string()
+        self.lock().store.create(kind, props).ok().map(|id| id.to_string())
+    }
+
+    /// Associates two live records (both directions); `false` if either is missing.
+    pub fn associate(&self, kind: ObjectKind, id: &str, to: ObjectKind, to_id: &str) -> bool {
+        match (id.parse::<u64>(), to_id.parse::<u64>()) {
+            (Ok(a), Ok(b)) => self.lock().store.associate(kind, a, to, b),
+            _ => false,
+        }
+    }
+
+    /// Ids of the live `to` records associated with a record, ascending.
+    pub fn associated(&self, kind: ObjectKind, id: &str, to: ObjectKind) -> Vec<String> {
+        let Ok(id) = id.parse::<u64>() else { return Vec::new() };
+        self.lock().store.associated(kind, id, to).into_iter().map(|i| i.to_string()).collect()
+    }
+
+    /// Live records of one type whose property `name` equals `value`.
+    pub fn find(&self, kind: ObjectKind, name: &str, value: &str) -> Vec<String> {
+        let inner = self.lock();
+        let store = &inner.store;
+        store
+            .all_ids(kind)
+            .into_iter()
+            .filter(|id| {
+                store
+                    .live(kind, *id)
+                    .is_some_and(|r| store.property(kind, *id, r, name).as_deref() == Some(value))
+            })
+            .map(|id| id.to_string())
+            .collect()
+    }
+
+    /// Archives a record (HubSpot's delete); `false` if it is absent or already archived.
+    pub fn archive(&self, kind: ObjectKind, id: &str) -> bool {
+        id.parse::<u64>().is_ok_and(|id| self.lock().store.archive(kind, id))
+    }
+
+    /// Restores an archived record; `false` if it is absent or live.
+    pub fn restore(&self, kind: ObjectKind, id: &str) -> bool {
+        id.parse::<u64>().is_ok_and(|id| self.lock().store.restore(kind, id))
+    }
+
+    /// Moves the account's clock (its `Date` header and new timestamps) forward.
+    pub fn advance_clock(&self, by: Duration) {
+        self.lock().store.advance_clock(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
+    }
+
+    /// The account's clock in epoch milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.lock().store.now_ms()
+    }
+
+    /// Number of contacts, archived included.
+    pub fn contact_count(&self) -> usize {
+        self.count(ObjectKind::Contacts)
+    }
+
+    /// All contact ids (as HubSpot's numeric strings), archived included.
+    pub fn contact_ids(&self) -> Vec<String> {
+        self.ids(ObjectKind::Contacts)
+    }
+
+    /// The contact as the API renders it (all known properties), or `None`.
+    pub fn contact(&self, id: &str) -> Option<Value> {
+        self.object(ObjectKind::Contacts, id)
+    }
+
+    /// [`HubspotState::edit`] on a contact.
+    pub fn edit_contact(&self, id: &str, properties: &[(&str, &str)]) -> Option<Value> {
+        self.edit(ObjectKind::Contacts, id, properties)
+    }
+
+    /// [`HubspotState::touch`] on contacts.
+    pub fn touch_contacts<'a>(&self, ids: impl IntoIterator<Item = &'a str>, shared: bool) -> usize {
+        self.touch(ObjectKind::Contacts, ids, shared)
+    }
+
+    /// Creates a contact; returns its id (empty if the values are invalid).
+    pub fn create_contact(&self, properties: &[(&str, &str)]) -> String {
+        self.create(ObjectKind::Contacts, properties).unwrap_or_default()
     }
 
     /// Archives a contact (HubSpot's delete); `false` if it is absent or already archived.
     pub fn archive_contact(&self, id: &str) -> bool {
-        id.parse::<u64>().is_ok_and(|id| self.lock().store.archive(id))
+        self.archive(ObjectKind::Contacts, id)
     }
 
     pub fn stats(&self) -> Stats {
@@ -358,10 +468,13 @@ impl HubspotState {
     }
 
     /// Counts the request and takes the first pending fault for `route`.
-    fn count_and_take_fault(&self, route: Route) -> Option<FaultKind> {
+    fn count_and_take_fault(&self, route: Route, object: Option<ObjectKind>) -> Option<FaultKind> {
         let mut inner = self.lock();
         inner.stats.total += 1;
         *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
+        if let Some(kind) = object {
+            *inner.stats.by_object.entry(format!("{}.{}", kind.as_str(), route.as_str())).or_default() += 1;
+        }
         let idx = inner.faults.iter().position(|f| f.route == route || f.route == Route::Any)?;
         let kind = inner.faults[idx].kind.clone();
         inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::store::{Contact, Store, parse_instant};
+use super::store::{ObjectKind, Record, Store, parse_instant};
 
 /// HubSpot's cap on how deep one search query can page.
 pub const SEARCH_RESULT_CAP: usize = 10_000;
@@ -74,10 +74,10 @@ fn text(v: &Value) -> String {
 }
 
 impl Filter {
-    fn matches(&self, store: &Store, id: u64, c: &Contact) -> bool {
+    fn matches(&self, store: &Store, kind: ObjectKind, id: u64, c: &Record) -> bool {
         let name = self.property_name.as_str();
         let want = self.value.as_ref().map(text);
-        if let Some(have) = store.numeric(id, c, name) {
+        if let Some(have) = store.numeric(kind, id, c, name) {
             let want = want.as_deref().and_then(parse_instant);
             let ints = || self.values.iter().filter_map(|v| parse_instant(&text(v)));
             return match (self.operator.as_str(), want) {
@@ -94,7 +94,7 @@ impl Filter {
                 _ => false,
             };
         }
-        let have = store.property(id, c, name).map(|s| s.to_lowercase());
+        let have = store.property(kind, id, c, name).map(|s| s.to_lowercase());
         let want = want.map(|s| s.to_lowercase());
         let in_values = self.values.iter().any(|v| Some(text(v).to_lowercase()) == have);
         match (self.operator.as_str(), have, want) {
@@ -160,8 +160,8 @@ impl Filter {
 
 impl SearchRequest {
     /// Runs the search: validates HubSpot's limits (200 a page, 10,000 results deep, 5 groups of
-    /// 6 filters, 18 filters in all), then filters, sorts and pages. Archived contacts never match.
-    pub fn run(&self, store: &Store) -> Result<SearchPage, SearchError> {
+    /// 6 filters, 18 filters in all), then filters, sorts and pages. Archived records never match.
+    pub fn run(&self, store: &Store, kind: ObjectKind) -> Result<SearchPage, SearchError> {
         let limit = self.limit.unwrap_or(10);
         if limit > SEARCH_MAX_LIMIT {
             return Err(SearchError(format!(
@@ -209,11 +209,11 @@ impl SearchRequest {
                 .fold((i64::MIN, i64::MAX), |(lo, hi), (a, b)| (lo.max(a), hi.min(b))),
             _ => (i64::MIN, i64::MAX),
         };
-        let mut ids: Vec<u64> = if lo > hi { Vec::new() } else { store.modified_between(lo, hi).collect() };
+        let mut ids: Vec<u64> = if lo > hi { Vec::new() } else { store.modified_between(kind, lo, hi) };
         ids.retain(|id| {
-            let Some(c) = store.get(*id) else { return false };
+            let Some(c) = store.get(kind, *id) else { return false };
             self.filter_groups.is_empty()
-                || self.filter_groups.iter().any(|g| g.filters.iter().all(|f| f.matches(store, *id, c)))
+                || self.filter_groups.iter().any(|g| g.filters.iter().all(|f| f.matches(store, kind, *id, c)))
         });
 
         match self.sorts.first() {
@@ -222,9 +222,10 @@ impl SearchRequest {
                 let descending = sort.direction.eq_ignore_ascii_case("DESCENDING");
                 let name = sort.property_name.as_str();
                 let key = |id: &u64| {
-                    let c = store.get(*id);
-                    let n = c.and_then(|c| store.numeric(*id, c, name));
-                    let s = if n.is_none() { c.and_then(|c| store.property(*id, c, name)) } else { None };
+                    let c = store.get(kind, *id);
+                    let n = c.and_then(|c| store.numeric(kind, *id, c, name));
+                    let s =
+                        if n.is_none() { c.and_then(|c| store.property(kind, *id, c, name)) } else { None };
                     (n, s)
                 };
                 let mut keyed: Vec<_> = ids.iter().map(|id| (key(id), *id)).collect();
@@ -250,6 +251,8 @@ mod tests {
     use serde_json::json;
     use std::collections::BTreeMap;
 
+    const C: ObjectKind = ObjectKind::Contacts;
+
     fn req(body: Value) -> SearchRequest {
         serde_json::from_value(body).unwrap()
     }
@@ -260,18 +263,18 @@ mod tests {
         let props = BTreeMap::from([("jobtitle".to_owned(), "Pilot".to_owned())]);
         let stamp = store.next_stamp();
         for id in [40, 7, 21] {
-            assert!(store.update(id, &props, None));
+            assert!(store.update(C, id, &props, None).unwrap());
         }
         let body = json!({
             "filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": stamp.to_string()}]}],
             "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
             "limit": 2
         });
-        let first = req(body.clone()).run(&store).unwrap();
+        let first = req(body.clone()).run(&store, C).unwrap();
         assert_eq!(first, SearchPage { ids: vec![40, 7], total: 3, next_after: Some(2) });
         let mut second = body;
         second["after"] = json!("2");
-        assert_eq!(req(second).run(&store).unwrap().ids, vec![21]);
+        assert_eq!(req(second).run(&store, C).unwrap().ids, vec![21]);
     }
 
     #[test]
@@ -279,7 +282,7 @@ mod tests {
         let store = Store::seeded(20, 3);
         let run = |op: &str, v: &str| {
             req(json!({"filterGroups": [{"filters": [{"propertyName": "hs_object_id", "operator": op, "value": v}]}], "limit": 100}))
-                .run(&store)
+                .run(&store, C)
                 .unwrap()
                 .total
         };
@@ -293,7 +296,7 @@ mod tests {
             {"filters": [{"propertyName": "hs_object_id", "operator": "LTE", "value": "2"}]},
             {"filters": [{"propertyName": "hs_object_id", "operator": "GTE", "value": "19"}]}
         ], "limit": 100}))
-        .run(&store)
+        .run(&store, C)
         .unwrap();
         assert_eq!(either.ids, vec![1, 2, 19, 20]);
     }
@@ -301,13 +304,13 @@ mod tests {
     #[test]
     fn search_rejects_paging_beyond_ten_thousand_and_oversized_pages() {
         let store = Store::seeded(10, 1);
-        let deep = req(json!({"after": "9900", "limit": 200})).run(&store);
+        let deep = req(json!({"after": "9900", "limit": 200})).run(&store, C);
         assert!(deep.unwrap_err().0.contains("10000"));
-        assert!(req(json!({"after": "9800", "limit": 200})).run(&store).is_ok());
-        assert!(req(json!({"limit": 201})).run(&store).is_err());
+        assert!(req(json!({"after": "9800", "limit": 200})).run(&store, C).is_ok());
+        assert!(req(json!({"limit": 201})).run(&store, C).is_err());
         let bad_op = req(
             json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "LIKE", "value": "x"}]}]}),
         );
-        assert!(bad_op.run(&store).is_err());
+        assert!(bad_op.run(&store, C).is_err());
     }
 }

@@ -1,4 +1,9 @@
-//! The fake's axum router: HubSpot's CRM v3 contacts routes, `/oauth/v1/token` and `/_admin/`.
+//! The fake's axum router: HubSpot's CRM v3 object routes (contacts, companies, deals, notes), the
+//! v4 associations batch read, `/oauth/v1/token` and `/_admin/`. Every answer carries a `Date`
+//! header from the account's clock (which tests can advance).
+
+// Handlers bail out with a finished `Response` as their error; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::search::SearchRequest;
-use super::store::iso;
+use super::store::{ObjectKind, Store, UNIQUE_PROPERTY, association_target, association_type_id, iso};
 use super::{
     DAILY_MAX, Fault, FaultKind, HubspotState, LimitHeaders, Refusal, Route, TEN_SECONDLY_INTERVAL,
     TEN_SECONDLY_MAX, correlation_id,
@@ -23,6 +28,7 @@ use super::{
 
 const LIST_MAX_LIMIT: usize = 100;
 const BATCH_MAX_INPUTS: usize = 100;
+const ASSOCIATIONS_MAX_INPUTS: usize = 1_000;
 
 #[derive(Clone)]
 struct AppState {
@@ -31,13 +37,17 @@ struct AppState {
 }
 
 pub(crate) fn router(hub: Arc<HubspotState>, base_url: String) -> Router {
-    let crm = "/crm/v3/objects/contacts";
+    let crm = "/crm/v3/objects/{object_type}";
+    let state = AppState { hub, base_url };
     Router::new()
         .route(crm, get(list).post(create))
         .route(&format!("{crm}/search"), post(search))
         .route(&format!("{crm}/batch/read"), post(batch_read))
         .route(&format!("{crm}/batch/update"), post(batch_update))
-        .route(&format!("{crm}/{{id}}"), get(get_one).patch(update))
+        .route(&format!("{crm}/batch/create"), post(batch_create))
+        .route(&format!("{crm}/batch/archive"), post(batch_archive))
+        .route(&format!("{crm}/{{id}}"), get(get_one).patch(update).delete(archive_one))
+        .route("/crm/v4/associations/{from}/{to}/batch/read", post(associations_batch_read))
         .route("/oauth/v1/token", post(token))
         .route("/_admin/stats", get(admin_stats))
         .route("/_admin/stats/reset", post(admin_reset_stats))
@@ -45,14 +55,30 @@ pub(crate) fn router(hub: Arc<HubspotState>, base_url: String) -> Router {
         .route("/_admin/contacts/touch", post(admin_touch))
         .route("/_admin/contacts/{id}", get(admin_get).patch(admin_edit))
         .route("/_admin/contacts/{id}/archive", post(admin_archive))
+        .route("/_admin/objects/{object_type}", post(admin_create_typed))
+        .route(
+            "/_admin/objects/{object_type}/{id}",
+            get(admin_get_typed).patch(admin_edit_typed).delete(admin_archive_typed),
+        )
+        .route("/_admin/objects/{object_type}/{id}/restore", post(admin_restore_typed))
+        .route("/_admin/clock", post(admin_clock))
         .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/_admin/tokens", post(admin_issue_token))
         .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/rate-limits", post(admin_rate_limits))
-        .with_state(AppState { hub, base_url })
+        .layer(axum::middleware::map_response_with_state(state.clone(), date_header))
+        .with_state(state)
 }
 
-/// HubSpot's standard error body.
+/// Stamps the answer with the account's clock, in HTTP-date form.
+async fn date_header(State(app): State<AppState>, mut resp: Response) -> Response {
+    let now = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(app.hub.now_ms()).unwrap_or_default();
+    if let Ok(v) = HeaderValue::from_str(&now.format("%a, %d %b %Y %H:%M:%S GMT").to_string()) {
+        resp.headers_mut().insert(header::DATE, v);
+    }
+    resp
+}
+
 fn hub_error(status: StatusCode, category: &str, message: impl Into<String>) -> Response {
     let body = json!({
         "status": "error",
@@ -108,8 +134,8 @@ fn expired(ago: Duration) -> Response {
 }
 
 /// Answers an injected fault, or `None` to go on (after a delay fault's wait).
-async fn apply_fault(hub: &HubspotState, route: Route) -> Option<Response> {
-    match hub.count_and_take_fault(route)? {
+async fn apply_fault(hub: &HubspotState, route: Route, object: Option<ObjectKind>) -> Option<Response> {
+    match hub.count_and_take_fault(route, object)? {
         FaultKind::Delay { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             None
@@ -131,8 +157,13 @@ async fn apply_fault(hub: &HubspotState, route: Route) -> Option<Response> {
 }
 
 /// Counts the request, applies faults, checks the bearer token and the rate limits.
-async fn gate(app: &AppState, route: Route, headers: &HeaderMap) -> Result<Option<LimitHeaders>, Response> {
-    if let Some(resp) = apply_fault(&app.hub, route).await {
+async fn gate(
+    app: &AppState,
+    route: Route,
+    object: Option<ObjectKind>,
+    headers: &HeaderMap,
+) -> Result<Option<LimitHeaders>, Response> {
+    if let Some(resp) = apply_fault(&app.hub, route, object).await {
         return Err(resp);
     }
     let bearer = headers
@@ -181,14 +212,39 @@ fn split_properties(values: impl Iterator<Item = String>) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .collect()
 }
+/// Counts the request against `route` and the object type in the path, then gates it; an unknown
+/// object type is HubSpot's 400.
+async fn admit_object(
+    app: &AppState,
+    route: Route,
+    segment: &str,
+    headers: &HeaderMap,
+) -> Result<(ObjectKind, Option<LimitHeaders>), Response> {
+    let kind = ObjectKind::parse(segment);
+    let lh = gate(app, route, kind, headers).await?;
+    match kind {
+        Some(kind) => Ok((kind, lh)),
+        None => Err(bad_request(format!("Unable to infer object type from: {segment}"), lh)),
+    }
+}
+
+fn params_named(params: &[(String, String)], name: &str) -> Vec<String> {
+    split_properties(params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()))
+}
+
+/// The object types named in `associations=` (unknown names are ignored, as HubSpot does).
+fn association_kinds(params: &[(String, String)]) -> Vec<ObjectKind> {
+    params_named(params, "associations").iter().filter_map(|s| ObjectKind::parse(s)).collect()
+}
 
 async fn list(
     State(app): State<AppState>,
     headers: HeaderMap,
+    Path(object_type): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let lh = match gate(&app, Route::List, &headers).await {
-        Ok(lh) => lh,
+    let (kind, lh) = match admit_object(&app, Route::List, &object_type, &headers).await {
+        Ok(x) => x,
         Err(resp) => return resp,
     };
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -203,21 +259,22 @@ async fn list(
         Some(Err(_)) => return bad_request("Invalid after token", lh),
     };
     let archived = param("archived") == Some("true");
-    let properties =
-        split_properties(params.iter().filter(|(k, _)| k == "properties").map(|(_, v)| v.clone()));
+    let properties = params_named(&params, "properties");
+    let associations = association_kinds(&params);
     let inner = app.hub.lock();
-    let ids = inner.store.ids_from(from, archived, limit + 1);
+    let store = &inner.store;
+    let ids = store.ids_from(kind, from, archived, limit + 1);
     let more = ids.len() > limit;
     let results: Vec<Value> = ids
         .iter()
         .take(limit)
-        .filter_map(|id| inner.store.get(*id).map(|c| inner.store.render(*id, c, &properties)))
+        .filter_map(|id| store.get(kind, *id).map(|r| store.render(kind, *id, r, &properties, &associations)))
         .collect();
     drop(inner);
     let mut body = json!({ "results": results });
     if let (true, Some(last)) = (more, ids.get(limit - 1)) {
         let after = (last + 1).to_string();
-        let link = format!("{}/crm/v3/objects/contacts?after={after}", app.base_url);
+        let link = format!("{}/crm/v3/objects/{}?after={after}", app.base_url, kind.as_str());
         body["paging"] = json!({ "next": { "after": after, "link": link } });
     }
     reply(StatusCode::OK, body, lh)
@@ -226,22 +283,25 @@ async fn list(
 async fn get_one(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((object_type, id)): Path<(String, String)>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let lh = match gate(&app, Route::Get, &headers).await {
-        Ok(lh) => lh,
+    let (kind, lh) = match admit_object(&app, Route::Get, &object_type, &headers).await {
+        Ok(x) => x,
         Err(resp) => return resp,
     };
-    let properties =
-        split_properties(params.iter().filter(|(k, _)| k == "properties").map(|(_, v)| v.clone()));
+    let properties = params_named(&params, "properties");
+    let associations = association_kinds(&params);
+    let id_property = params.iter().find(|(k, _)| k == "idProperty").map(|(_, v)| v.as_str());
     let inner = app.hub.lock();
-    let found = id.parse::<u64>().ok().and_then(|id| {
-        inner
-            .store
-            .get(id)
-            .filter(|c| c.archived_at.is_none())
-            .map(|c| inner.store.render(id, c, &properties))
+    let store = &inner.store;
+    let num = match id_property {
+        Some(UNIQUE_PROPERTY) => store.find_unique(kind, &id),
+        Some(_) => return bad_request("idProperty must be a unique-value property", lh),
+        None => id.parse::<u64>().ok(),
+    };
+    let found = num.and_then(|num| {
+        store.live(kind, num).map(|r| store.render(kind, num, r, &properties, &associations))
     });
     drop(inner);
     match found {
@@ -250,9 +310,14 @@ async fn get_one(
     }
 }
 
-async fn search(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let lh = match gate(&app, Route::Search, &headers).await {
-        Ok(lh) => lh,
+async fn search(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(object_type): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::Search, &object_type, &headers).await {
+        Ok(x) => x,
         Err(resp) => return resp,
     };
     let req: SearchRequest = match parse_json(&body, lh) {
@@ -260,14 +325,15 @@ async fn search(State(app): State<AppState>, headers: HeaderMap, body: Bytes) ->
         Err(resp) => return resp,
     };
     let inner = app.hub.lock();
-    let page = match req.run(&inner.store) {
+    let store = &inner.store;
+    let page = match req.run(store, kind) {
         Ok(p) => p,
         Err(e) => return bad_request(e.0, lh),
     };
     let results: Vec<Value> = page
         .ids
         .iter()
-        .filter_map(|id| inner.store.get(*id).map(|c| inner.store.render(*id, c, &req.properties)))
+        .filter_map(|id| store.get(kind, *id).map(|r| store.render(kind, *id, r, &req.properties, &[])))
         .collect();
     drop(inner);
     let mut body = json!({ "total": page.total, "results": results });
@@ -278,9 +344,11 @@ async fn search(State(app): State<AppState>, headers: HeaderMap, body: Bytes) ->
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct BatchReadBody {
     #[serde(default)]
     properties: Vec<String>,
+    id_property: Option<String>,
     inputs: Vec<IdInput>,
 }
 
@@ -290,20 +358,41 @@ struct IdInput {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct UpdateInput {
     id: String,
-    properties: BTreeMap<String, Value>,
-}
-
-#[derive(Deserialize)]
-struct BatchUpdateBody {
-    inputs: Vec<UpdateInput>,
-}
-
-#[derive(Deserialize)]
-struct PropertiesBody {
     #[serde(default)]
     properties: BTreeMap<String, Value>,
+    object_write_trace_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BatchBody<T> {
+    inputs: Vec<T>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateInput {
+    #[serde(default)]
+    properties: BTreeMap<String, Value>,
+    #[serde(default)]
+    associations: Vec<AssociationInput>,
+    object_write_trace_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AssociationInput {
+    to: IdInput,
+    #[serde(default)]
+    types: Vec<AssociationSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssociationSpec {
+    association_category: String,
+    association_type_id: u32,
 }
 
 fn as_strings(props: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
@@ -320,7 +409,19 @@ fn as_strings(props: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn batch_reply(results: Vec<Value>, missing: Vec<String>, lh: Option<LimitHeaders>) -> Response {
+/// One input's failure in a batch answer.
+struct BatchError {
+    category: &'static str,
+    message: String,
+    context: Value,
+}
+
+fn batch_reply(
+    results: Vec<Value>,
+    errors: Vec<BatchError>,
+    ok: StatusCode,
+    lh: Option<LimitHeaders>,
+) -> Response {
     let now = iso(chrono::Utc::now().timestamp_millis());
     let mut body = json!({
         "status": "COMPLETE",
@@ -328,22 +429,36 @@ fn batch_reply(results: Vec<Value>, missing: Vec<String>, lh: Option<LimitHeader
         "startedAt": now,
         "completedAt": now,
     });
-    if missing.is_empty() {
-        return reply(StatusCode::OK, body, lh);
+    if errors.is_empty() {
+        return reply(ok, body, lh);
     }
-    body["numErrors"] = json!(1);
-    body["errors"] = json!([{
-        "status": "error",
-        "category": "OBJECT_NOT_FOUND",
-        "message": "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid.",
-        "context": { "ids": missing },
-    }]);
+    body["numErrors"] = json!(errors.len());
+    body["errors"] = errors
+        .into_iter()
+        .map(|e| json!({ "status": "error", "category": e.category, "message": e.message, "context": e.context }))
+        .collect();
     reply(StatusCode::MULTI_STATUS, body, lh)
 }
 
-async fn batch_read(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let lh = match gate(&app, Route::BatchRead, &headers).await {
-        Ok(lh) => lh,
+fn missing_error(kind: ObjectKind, missing: Vec<String>) -> Option<BatchError> {
+    (!missing.is_empty()).then(|| BatchError {
+        category: "OBJECT_NOT_FOUND",
+        message: format!(
+            "Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.",
+            kind.singular().to_uppercase()
+        ),
+        context: json!({ "ids": missing }),
+    })
+}
+
+async fn batch_read(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(object_type): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::BatchRead, &object_type, &headers).await {
+        Ok(x) => x,
         Err(resp) => return resp,
     };
     let req: BatchReadBody = match parse_json(&body, lh) {
@@ -353,32 +468,215 @@ async fn batch_read(State(app): State<AppState>, headers: HeaderMap, body: Bytes
     if req.inputs.len() > BATCH_MAX_INPUTS {
         return bad_request(format!("Batch input size must be at most {BATCH_MAX_INPUTS}"), lh);
     }
+    let by_unique = match req.id_property.as_deref() {
+        None | Some("hs_object_id") => false,
+        Some(UNIQUE_PROPERTY) => true,
+        Some(other) => return bad_request(format!("{other} is not a unique-value property"), lh),
+    };
     let inner = app.hub.lock();
+    let store = &inner.store;
     let mut results = Vec::new();
     let mut missing = Vec::new();
     for input in &req.inputs {
-        let found = input.id.parse::<u64>().ok().and_then(|id| {
-            inner
-                .store
-                .get(id)
-                .filter(|c| c.archived_at.is_none())
-                .map(|c| inner.store.render(id, c, &req.properties))
-        });
+        let num = if by_unique { store.find_unique(kind, &input.id) } else { input.id.parse::<u64>().ok() };
+        let found = num
+            .and_then(|num| store.live(kind, num).map(|r| store.render(kind, num, r, &req.properties, &[])));
         match found {
             Some(v) => results.push(v),
             None => missing.push(input.id.clone()),
         }
     }
     drop(inner);
-    batch_reply(results, missing, lh)
+    batch_reply(results, missing_error(kind, missing).into_iter().collect(), StatusCode::OK, lh)
 }
 
-async fn batch_update(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let lh = match gate(&app, Route::BatchUpdate, &headers).await {
-        Ok(lh) => lh,
+/// Batch writes follow HubSpot's multi-status rule: when every input carries an
+/// `objectWriteTraceId`, valid inputs are written and each invalid one gets its own error (207);
+/// otherwise one invalid input fails the whole batch with 400 and nothing is written.
+fn traced<T>(inputs: &[T], trace: impl Fn(&T) -> Option<&String>) -> bool {
+    !inputs.is_empty() && inputs.iter().all(|i| trace(i).is_some())
+}
+
+async fn batch_update(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(object_type): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::BatchUpdate, &object_type, &headers).await {
+        Ok(x) => x,
         Err(resp) => return resp,
     };
-    let req: BatchUpdateBody = match parse_json(&body, lh) {
+    let req: BatchBody<UpdateInput> = match parse_json(&body, lh) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if req.inputs.len() > BATCH_MAX_INPUTS {
+        return bad_request(format!("Batch input size must be at most {BATCH_MAX_INPUTS}"), lh);
+    }
+    let multi = traced(&req.inputs, |i| i.object_write_trace_id.as_ref());
+    let mut inner = app.hub.lock();
+    let store = &mut inner.store;
+    let mut errors = Vec::new();
+    let mut valid = Vec::new();
+    let mut missing = Vec::new();
+    for input in &req.inputs {
+        let props = as_strings(&input.properties);
+        let Some(num) = input.id.parse::<u64>().ok().filter(|n| store.live(kind, *n).is_some()) else {
+            missing.push(input.id.clone());
+            continue;
+        };
+        match store.check(kind, Some(num), &props) {
+            Ok(()) => valid.push((num, props, input.object_write_trace_id.clone())),
+            Err(e) if !multi => return bad_request(e.message, lh),
+            Err(e) => errors.push(BatchError {
+                category: e.category,
+                message: e.message,
+                context: json!({ "ids": [input.id], "objectWriteTraceId": [input.object_write_trace_id] }),
+            }),
+        }
+    }
+    let mut results = Vec::new();
+    for (num, props, trace) in valid {
+        let names: Vec<String> = props.keys().cloned().collect();
+        if !matches!(store.update(kind, num, &props, None), Ok(true)) {
+            missing.push(num.to_string());
+            continue;
+        }
+        if let Some(r) = store.get(kind, num) {
+            let mut v = store.render(kind, num, r, &names, &[]);
+            if let Some(t) = trace {
+                v["objectWriteTraceId"] = Value::String(t);
+            }
+            results.push(v);
+        }
+    }
+    drop(inner);
+    errors.extend(missing_error(kind, missing));
+    batch_reply(results, errors, StatusCode::OK, lh)
+}
+
+/// Checks an input's associations: each names a HUBSPOT_DEFINED type from `kind` and a live target.
+fn resolve_associations(
+    store: &Store,
+    kind: ObjectKind,
+    associations: &[AssociationInput],
+) -> Result<Vec<(ObjectKind, u64)>, String> {
+    let mut out = Vec::new();
+    for a in associations {
+        if a.types.is_empty() {
+            return Err("association types must not be empty".into());
+        }
+        for t in &a.types {
+            if t.association_category != "HUBSPOT_DEFINED" {
+                return Err(format!("unknown association category {}", t.association_category));
+            }
+            let Some(to) = association_target(kind, t.association_type_id) else {
+                return Err(format!(
+                    "association type id {} is not valid from {}",
+                    t.association_type_id,
+                    kind.as_str()
+                ));
+            };
+            match a.to.id.parse::<u64>().ok().filter(|id| store.live(to, *id).is_some()) {
+                Some(id) => out.push((to, id)),
+                None => return Err(format!("{} {} does not exist", to.singular(), a.to.id)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Creates one record with its associations, or says why not (nothing written then).
+fn create_with(
+    store: &mut Store,
+    kind: ObjectKind,
+    props: BTreeMap<String, String>,
+    associations: &[AssociationInput],
+) -> Result<u64, (&'static str, String)> {
+    let links = resolve_associations(store, kind, associations).map_err(|m| ("VALIDATION_ERROR", m))?;
+    store.check(kind, None, &props).map_err(|e| (e.category, e.message))?;
+    let id = store.create(kind, props).map_err(|e| (e.category, e.message))?;
+    for (to, to_id) in links {
+        store.associate(kind, id, to, to_id);
+    }
+    Ok(id)
+}
+
+async fn batch_create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(object_type): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::BatchCreate, &object_type, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let req: BatchBody<CreateInput> = match parse_json(&body, lh) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if req.inputs.len() > BATCH_MAX_INPUTS {
+        return bad_request(format!("Batch input size must be at most {BATCH_MAX_INPUTS}"), lh);
+    }
+    let multi = traced(&req.inputs, |i| i.object_write_trace_id.as_ref());
+    let mut inner = app.hub.lock();
+    let store = &mut inner.store;
+    if !multi {
+        let mut keys = std::collections::BTreeSet::new();
+        for input in &req.inputs {
+            let props = as_strings(&input.properties);
+            let dup =
+                props.get(UNIQUE_PROPERTY).filter(|k| !k.is_empty()).is_some_and(|k| !keys.insert(k.clone()));
+            if dup {
+                return bad_request(format!("Duplicate {UNIQUE_PROPERTY} values in one batch"), lh);
+            }
+            if let Err(e) = resolve_associations(store, kind, &input.associations) {
+                return bad_request(e, lh);
+            }
+            if let Err(e) = store.check(kind, None, &props) {
+                return bad_request(e.message, lh);
+            }
+        }
+    }
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for input in &req.inputs {
+        let props = as_strings(&input.properties);
+        let names: Vec<String> = props.keys().cloned().collect();
+        match create_with(store, kind, props, &input.associations) {
+            Ok(id) => {
+                if let Some(r) = store.get(kind, id) {
+                    let mut v = store.render(kind, id, r, &names, &[]);
+                    if let Some(t) = &input.object_write_trace_id {
+                        v["objectWriteTraceId"] = Value::String(t.clone());
+                    }
+                    results.push(v);
+                }
+            }
+            Err((category, message)) => errors.push(BatchError {
+                category,
+                message,
+                context: json!({ "objectWriteTraceId": [input.object_write_trace_id] }),
+            }),
+        }
+    }
+    drop(inner);
+    batch_reply(results, errors, StatusCode::CREATED, lh)
+}
+
+async fn batch_archive(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(object_type): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::BatchArchive, &object_type, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let req: BatchBody<IdInput> = match parse_json(&body, lh) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -386,50 +684,66 @@ async fn batch_update(State(app): State<AppState>, headers: HeaderMap, body: Byt
         return bad_request(format!("Batch input size must be at most {BATCH_MAX_INPUTS}"), lh);
     }
     let mut inner = app.hub.lock();
-    let mut results = Vec::new();
-    let mut missing = Vec::new();
     for input in &req.inputs {
-        let props = as_strings(&input.properties);
-        let names: Vec<String> = props.keys().cloned().collect();
-        let updated = input.id.parse::<u64>().ok().filter(|id| inner.store.update(*id, &props, None));
-        match updated.and_then(|id| inner.store.get(id).map(|c| inner.store.render(id, c, &names))) {
-            Some(v) => results.push(v),
-            None => missing.push(input.id.clone()),
+        if let Ok(id) = input.id.parse::<u64>() {
+            inner.store.archive(kind, id);
         }
     }
     drop(inner);
-    batch_reply(results, missing, lh)
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    add_limit_headers(&mut resp, lh);
+    resp
 }
 
-async fn create(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let lh = match gate(&app, Route::Create, &headers).await {
-        Ok(lh) => lh,
+#[derive(Deserialize)]
+struct CreateBody {
+    #[serde(default)]
+    properties: BTreeMap<String, Value>,
+    #[serde(default)]
+    associations: Vec<AssociationInput>,
+}
+
+async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(object_type): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::Create, &object_type, &headers).await {
+        Ok(x) => x,
         Err(resp) => return resp,
     };
-    let req: PropertiesBody = match parse_json(&body, lh) {
+    let req: CreateBody = match parse_json(&body, lh) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     let props = as_strings(&req.properties);
     let names: Vec<String> = props.keys().cloned().collect();
     let mut inner = app.hub.lock();
-    let id = inner.store.create(props);
-    let rendered = inner.store.get(id).map(|c| inner.store.render(id, c, &names));
+    let store = &mut inner.store;
+    let created = create_with(store, kind, props, &req.associations);
+    let rendered = created.map(|id| store.get(kind, id).map(|r| store.render(kind, id, r, &names, &[])));
     drop(inner);
     match rendered {
-        Some(v) => reply(StatusCode::CREATED, v, lh),
-        None => not_found(lh),
+        Ok(Some(v)) => reply(StatusCode::CREATED, v, lh),
+        Ok(None) => not_found(lh),
+        Err(("CONFLICT", m)) => {
+            let mut resp = hub_error(StatusCode::CONFLICT, "CONFLICT", m);
+            add_limit_headers(&mut resp, lh);
+            resp
+        }
+        Err((_, m)) => bad_request(m, lh),
     }
 }
 
 async fn update(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((object_type, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let lh = match gate(&app, Route::Update, &headers).await {
-        Ok(lh) => lh,
+    let (kind, lh) = match admit_object(&app, Route::Update, &object_type, &headers).await {
+        Ok(x) => x,
         Err(resp) => return resp,
     };
     let req: PropertiesBody = match parse_json(&body, lh) {
@@ -439,8 +753,14 @@ async fn update(
     let props = as_strings(&req.properties);
     let names: Vec<String> = props.keys().cloned().collect();
     let mut inner = app.hub.lock();
-    let updated = id.parse::<u64>().ok().filter(|id| inner.store.update(*id, &props, None));
-    let rendered = updated.and_then(|id| inner.store.get(id).map(|c| inner.store.render(id, c, &names)));
+    let store = &mut inner.store;
+    let updated = match id.parse::<u64>().map(|num| (num, store.update(kind, num, &props, None))) {
+        Ok((num, Ok(true))) => Some(num),
+        Ok((_, Err(e))) => return bad_request(e.message, lh),
+        _ => None,
+    };
+    let rendered =
+        updated.and_then(|num| store.get(kind, num).map(|r| store.render(kind, num, r, &names, &[])));
     drop(inner);
     match rendered {
         Some(v) => reply(StatusCode::OK, v, lh),
@@ -448,6 +768,84 @@ async fn update(
     }
 }
 
+async fn archive_one(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((object_type, id)): Path<(String, String)>,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::Archive, &object_type, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    if let Ok(num) = id.parse::<u64>() {
+        app.hub.lock().store.archive(kind, num);
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    add_limit_headers(&mut resp, lh);
+    resp
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/read`: each input's associated ids with their
+/// association types; inputs without any get a `NO_ASSOCIATIONS_FOUND` error (207).
+async fn associations_batch_read(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((from, to)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::Associations, &from, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let Some(to) = ObjectKind::parse(&to) else {
+        return bad_request(format!("Unable to infer object type from: {to}"), lh);
+    };
+    let req: BatchBody<IdInput> = match parse_json(&body, lh) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if req.inputs.len() > ASSOCIATIONS_MAX_INPUTS {
+        return bad_request(format!("Batch input size must be at most {ASSOCIATIONS_MAX_INPUTS}"), lh);
+    }
+    let Some(type_id) = association_type_id(kind, to) else {
+        return bad_request(
+            format!("No associations are defined from {} to {}", kind.as_str(), to.as_str()),
+            lh,
+        );
+    };
+    let inner = app.hub.lock();
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for input in &req.inputs {
+        let ids = input.id.parse::<u64>().map(|id| inner.store.associated(kind, id, to)).unwrap_or_default();
+        if ids.is_empty() {
+            errors.push(BatchError {
+                category: "OBJECT_NOT_FOUND",
+                message: format!("No {} is associated with {} {}.", to.singular(), kind.singular(), input.id),
+                context: json!({ "fromObjectId": [input.id], "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND" }),
+            });
+            continue;
+        }
+        let to_list: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                json!({
+                    "toObjectId": id,
+                    "associationTypes": [{ "category": "HUBSPOT_DEFINED", "typeId": type_id, "label": null }],
+                })
+            })
+            .collect();
+        results.push(json!({ "from": { "id": input.id }, "to": to_list }));
+    }
+    drop(inner);
+    batch_reply(results, errors, StatusCode::OK, lh)
+}
+
+#[derive(Deserialize)]
+struct PropertiesBody {
+    #[serde(default)]
+    properties: BTreeMap<String, Value>,
+}
 fn oauth_error(status: &str, message: &str) -> Response {
     let body = json!({ "status": status, "message": message, "correlationId": correlation_id() });
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
@@ -457,7 +855,7 @@ async fn token(
     State(app): State<AppState>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
-    if let Some(resp) = apply_fault(&app.hub, Route::Token).await {
+    if let Some(resp) = apply_fault(&app.hub, Route::Token, None).await {
         return resp;
     }
     let Ok(Form(form)) = form else {
@@ -485,7 +883,6 @@ async fn token(
         None => oauth_error("BAD_REFRESH_TOKEN", "missing or invalid refresh token"),
     }
 }
-
 async fn admin_stats(State(app): State<AppState>) -> Response {
     Json(app.hub.stats()).into_response()
 }
@@ -495,42 +892,131 @@ async fn admin_reset_stats(State(app): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn admin_create(State(app): State<AppState>, body: Bytes) -> Response {
-    let req: PropertiesBody = match parse_json(&body, None) {
+#[derive(Deserialize)]
+struct AdminCreateBody {
+    #[serde(default)]
+    properties: BTreeMap<String, Value>,
+    /// Object type -> ids to associate the new record with.
+    #[serde(default)]
+    associations: BTreeMap<String, Vec<String>>,
+}
+
+fn admin_kind(segment: &str) -> Result<ObjectKind, Response> {
+    ObjectKind::parse(segment).ok_or_else(|| bad_request(format!("Unknown object type {segment}"), None))
+}
+
+async fn admin_create_object(State(app): State<AppState>, kind: ObjectKind, body: Bytes) -> Response {
+    let req: AdminCreateBody = match parse_json(&body, None) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     let props = as_strings(&req.properties);
     let pairs: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let id = app.hub.create_contact(&pairs);
-    match app.hub.contact(&id) {
+    let Some(id) = app.hub.create(kind, &pairs) else {
+        return bad_request("invalid property values", None);
+    };
+    for (to, ids) in &req.associations {
+        let Some(to) = ObjectKind::parse(to) else { continue };
+        for to_id in ids {
+            app.hub.associate(kind, &id, to, to_id);
+        }
+    }
+    match app.hub.object(kind, &id) {
         Some(v) => (StatusCode::CREATED, Json(v)).into_response(),
         None => not_found(None),
     }
 }
 
+async fn admin_create(state: State<AppState>, body: Bytes) -> Response {
+    admin_create_object(state, ObjectKind::Contacts, body).await
+}
+
+async fn admin_create_typed(state: State<AppState>, Path(t): Path<String>, body: Bytes) -> Response {
+    match admin_kind(&t) {
+        Ok(kind) => admin_create_object(state, kind, body).await,
+        Err(resp) => resp,
+    }
+}
+
+fn admin_get_object(app: &AppState, kind: ObjectKind, id: &str) -> Response {
+    match app.hub.object(kind, id) {
+        Some(v) => Json(v).into_response(),
+        None => not_found(None),
+    }
+}
+
 async fn admin_get(State(app): State<AppState>, Path(id): Path<String>) -> Response {
-    match app.hub.contact(&id) {
+    admin_get_object(&app, ObjectKind::Contacts, &id)
+}
+
+async fn admin_get_typed(State(app): State<AppState>, Path((t, id)): Path<(String, String)>) -> Response {
+    match admin_kind(&t) {
+        Ok(kind) => admin_get_object(&app, kind, &id),
+        Err(resp) => resp,
+    }
+}
+
+fn admin_edit_object(app: &AppState, kind: ObjectKind, id: &str, body: &Bytes) -> Response {
+    let req: PropertiesBody = match parse_json(body, None) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let props = as_strings(&req.properties);
+    let pairs: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    match app.hub.edit(kind, id, &pairs) {
         Some(v) => Json(v).into_response(),
         None => not_found(None),
     }
 }
 
 async fn admin_edit(State(app): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
-    let req: PropertiesBody = match parse_json(&body, None) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    let props = as_strings(&req.properties);
-    let pairs: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    match app.hub.edit_contact(&id, &pairs) {
-        Some(v) => Json(v).into_response(),
-        None => not_found(None),
+    admin_edit_object(&app, ObjectKind::Contacts, &id, &body)
+}
+
+async fn admin_edit_typed(
+    State(app): State<AppState>,
+    Path((t, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    match admin_kind(&t) {
+        Ok(kind) => admin_edit_object(&app, kind, &id, &body),
+        Err(resp) => resp,
     }
 }
 
 async fn admin_archive(State(app): State<AppState>, Path(id): Path<String>) -> Response {
     if app.hub.archive_contact(&id) { StatusCode::NO_CONTENT.into_response() } else { not_found(None) }
+}
+
+async fn admin_archive_typed(State(app): State<AppState>, Path((t, id)): Path<(String, String)>) -> Response {
+    match admin_kind(&t) {
+        Ok(kind) if app.hub.archive(kind, &id) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => not_found(None),
+        Err(resp) => resp,
+    }
+}
+
+async fn admin_restore_typed(State(app): State<AppState>, Path((t, id)): Path<(String, String)>) -> Response {
+    match admin_kind(&t) {
+        Ok(kind) if app.hub.restore(kind, &id) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => not_found(None),
+        Err(resp) => resp,
+    }
+}
+
+#[derive(Deserialize)]
+struct ClockBody {
+    advance_secs: u64,
+}
+
+async fn admin_clock(State(app): State<AppState>, body: Bytes) -> Response {
+    match parse_json::<ClockBody>(&body, None) {
+        Ok(b) => {
+            app.hub.advance_clock(Duration::from_secs(b.advance_secs));
+            Json(json!({ "now": iso(app.hub.now_ms()) })).into_response()
+        }
+        Err(resp) => resp,
+    }
 }
 
 #[derive(Deserialize)]

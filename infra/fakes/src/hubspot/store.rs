@@ -1,35 +1,157 @@
-//! The fake HubSpot account's contacts: seeded lazily from a seed (only edits are stored), indexed
-//! by id and by `(lastmodifieddate, id)`, with timestamps that only move forward.
+//! The fake HubSpot account's CRM records (contacts, companies, deals, notes): seeded lazily from a
+//! seed (only edits are stored), one table per object type indexed by id and by
+//! `(hs_lastmodifieddate, id)`, associations between records, archiving (HubSpot's delete) and
+//! restoring, and one clock whose timestamps only move forward (and can be advanced by tests).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-/// 2024-01-01T00:00:00Z in epoch milliseconds: seeded contacts are created from here on.
+/// 2024-01-01T00:00:00Z in epoch milliseconds: seeded records are created from here on.
 pub const SEED_BASE_MS: i64 = 1_704_067_200_000;
 
 const THIRTY_DAYS_MS: i64 = 30 * 86_400_000;
 
-/// Properties every contact answers (seeded ones are derived from the seed and the id).
-pub const KNOWN_PROPERTIES: &[&str] = &[
-    "firstname",
-    "lastname",
-    "email",
-    "phone",
-    "company",
-    "jobtitle",
-    "lifecyclestage",
-    "hs_lead_status",
-    "createdate",
-    "lastmodifieddate",
-    "hs_lastmodifieddate",
-    "hs_object_id",
-];
+/// The custom property HubSpot would hold with `hasUniqueValue: true`: two live records of one type
+/// never share a value of it.
+pub const UNIQUE_PROPERTY: &str = "syncbridge_key";
 
-/// HubSpot's default properties for contacts in list and search answers.
-pub const DEFAULT_PROPERTIES: &[&str] =
-    &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"];
+/// The CRM object types the fake serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Contacts,
+    Companies,
+    Deals,
+    Notes,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 4] =
+        [ObjectKind::Contacts, ObjectKind::Companies, ObjectKind::Deals, ObjectKind::Notes];
+
+    /// The path segment (`contacts`) or HubSpot's object type id (`0-1`).
+    pub fn parse(segment: &str) -> Option<Self> {
+        match segment.to_ascii_lowercase().as_str() {
+            "contacts" | "contact" | "0-1" => Some(Self::Contacts),
+            "companies" | "company" | "0-2" => Some(Self::Companies),
+            "deals" | "deal" | "0-3" => Some(Self::Deals),
+            "notes" | "note" | "0-46" => Some(Self::Notes),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Contacts => "contacts",
+            Self::Companies => "companies",
+            Self::Deals => "deals",
+            Self::Notes => "notes",
+        }
+    }
+
+    pub fn singular(self) -> &'static str {
+        match self {
+            Self::Contacts => "contact",
+            Self::Companies => "company",
+            Self::Deals => "deal",
+            Self::Notes => "note",
+        }
+    }
+
+    /// Properties every record of this type answers (seeded ones are derived from the seed and id).
+    pub fn known_properties(self) -> &'static [&'static str] {
+        match self {
+            Self::Contacts => &[
+                "firstname",
+                "lastname",
+                "email",
+                "phone",
+                "company",
+                "jobtitle",
+                "lifecyclestage",
+                "hs_lead_status",
+                "associatedcompanyid",
+                "createdate",
+                "lastmodifieddate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+            ],
+            Self::Companies => &[
+                "name",
+                "domain",
+                "industry",
+                "phone",
+                "city",
+                "country",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+            ],
+            Self::Deals => &[
+                "dealname",
+                "amount",
+                "dealstage",
+                "pipeline",
+                "closedate",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+            ],
+            Self::Notes => {
+                &["hs_note_body", "hs_timestamp", "createdate", "hs_lastmodifieddate", "hs_object_id"]
+            }
+        }
+    }
+
+    /// HubSpot's default properties in list and search answers when none are asked for.
+    pub fn default_properties(self) -> &'static [&'static str] {
+        match self {
+            Self::Contacts => {
+                &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"]
+            }
+            Self::Companies => &["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
+            Self::Deals => &[
+                "amount",
+                "closedate",
+                "createdate",
+                "dealname",
+                "dealstage",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "pipeline",
+            ],
+            Self::Notes => &["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
+        }
+    }
+}
+
+/// HubSpot's HUBSPOT_DEFINED (unlabeled) association type id from one object type to another.
+pub fn association_type_id(from: ObjectKind, to: ObjectKind) -> Option<u32> {
+    use ObjectKind::*;
+    match (from, to) {
+        (Contacts, Companies) => Some(279),
+        (Companies, Contacts) => Some(280),
+        (Deals, Contacts) => Some(3),
+        (Contacts, Deals) => Some(4),
+        (Deals, Companies) => Some(341),
+        (Companies, Deals) => Some(342),
+        (Contacts, Notes) => Some(201),
+        (Notes, Contacts) => Some(202),
+        (Companies, Notes) => Some(189),
+        (Notes, Companies) => Some(190),
+        (Deals, Notes) => Some(213),
+        (Notes, Deals) => Some(214),
+        _ => None,
+    }
+}
+
+/// The object type an association type id points to, seen from `from`.
+pub fn association_target(from: ObjectKind, type_id: u32) -> Option<ObjectKind> {
+    ObjectKind::ALL.into_iter().find(|to| association_type_id(from, *to) == Some(type_id))
+}
 
 const FIRST: &[&str] = &[
     "Ada", "Brian", "Chloe", "Diego", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kira", "Liam",
@@ -80,6 +202,34 @@ const LEAD_STATUS: &[&str] = &[
     "BAD_TIMING",
 ];
 
+const INDUSTRIES: &[&str] = &[
+    "COMPUTER_SOFTWARE",
+    "FINANCIAL_SERVICES",
+    "HOSPITAL_HEALTH_CARE",
+    "RETAIL",
+    "MACHINERY",
+    "MARKETING_AND_ADVERTISING",
+];
+const CITIES: &[(&str, &str)] = &[
+    ("Oslo", "Norway"),
+    ("Berlin", "Germany"),
+    ("Lyon", "France"),
+    ("Austin", "United States"),
+    ("Osaka", "Japan"),
+    ("Toronto", "Canada"),
+    ("Porto", "Portugal"),
+];
+/// The stages of HubSpot's default sales pipeline.
+pub const DEAL_STAGES: &[&str] = &[
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+];
+
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -107,9 +257,9 @@ pub fn parse_instant(value: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(value.trim()).ok().map(|d| d.timestamp_millis())
 }
 
-/// One stored contact. Seeded contacts store only their edits in `overrides`.
+/// One stored record. Seeded records store only their edits in `overrides`.
 #[derive(Debug, Clone)]
-pub struct Contact {
+pub struct Record {
     pub created_ms: i64,
     pub modified_ms: i64,
     pub archived_at: Option<i64>,
@@ -117,225 +267,568 @@ pub struct Contact {
     overrides: BTreeMap<String, String>,
 }
 
-/// The contact table and its modification index.
+/// One object type's records and their modification index.
+#[derive(Debug, Default)]
+struct Table {
+    records: BTreeMap<u64, Record>,
+    by_modified: BTreeSet<(i64, u64)>,
+    next_id: u64,
+    /// `syncbridge_key` value -> id, live records only.
+    unique: BTreeMap<String, u64>,
+}
+
+/// How many records of each type to seed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeedCounts {
+    pub contacts: usize,
+    pub companies: usize,
+    pub deals: usize,
+    pub notes: usize,
+}
+
+impl SeedCounts {
+    fn of(&self, kind: ObjectKind) -> usize {
+        match kind {
+            ObjectKind::Contacts => self.contacts,
+            ObjectKind::Companies => self.companies,
+            ObjectKind::Deals => self.deals,
+            ObjectKind::Notes => self.notes,
+        }
+    }
+}
+
+/// Why a write was refused (HubSpot answers `VALIDATION_ERROR` or `CONFLICT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteError {
+    pub category: &'static str,
+    pub message: String,
+}
+
+impl WriteError {
+    fn validation(message: String) -> Self {
+        Self { category: "VALIDATION_ERROR", message }
+    }
+}
+
+/// Every table, the associations between records and the account's clock.
 #[derive(Debug)]
 pub struct Store {
     seed: u64,
-    contacts: BTreeMap<u64, Contact>,
-    by_modified: BTreeSet<(i64, u64)>,
-    next_id: u64,
+    tables: BTreeMap<ObjectKind, Table>,
+    /// `(from type, from id, to type, to id)`, kept in both directions.
+    associations: BTreeSet<(ObjectKind, u64, ObjectKind, u64)>,
     last_stamp: i64,
+    clock_offset_ms: i64,
+}
+
+fn seeded_times(i: u64) -> (i64, i64) {
+    let created_ms = SEED_BASE_MS + (i as i64) * 100;
+    let modified_ms = created_ms.max(SEED_BASE_MS + THIRTY_DAYS_MS + ((i / 3) as i64) * 1_000);
+    (created_ms, modified_ms)
 }
 
 impl Store {
-    /// `count` contacts with ids `1..=count`, created 100 ms apart from [`SEED_BASE_MS`] and last
-    /// modified from 30 days later on, in groups of three sharing one instant.
+    /// `count` contacts and nothing else (see [`Store::seeded_with`]).
     pub fn seeded(count: usize, seed: u64) -> Self {
-        let mut contacts = BTreeMap::new();
-        let mut by_modified = BTreeSet::new();
+        Self::seeded_with(SeedCounts { contacts: count, ..SeedCounts::default() }, seed)
+    }
+
+    /// Records with ids `1..=count` per type, created 100 ms apart from [`SEED_BASE_MS`] and last
+    /// modified from 30 days later on, in groups of three sharing one instant. Contact `i` is
+    /// associated with one company, deal `i` with one contact and one company, note `i` with one
+    /// contact and (when there are deals) one deal.
+    pub fn seeded_with(counts: SeedCounts, seed: u64) -> Self {
+        let mut tables = BTreeMap::new();
         let mut last_stamp = SEED_BASE_MS;
-        for i in 1..=count as u64 {
-            let created_ms = SEED_BASE_MS + (i as i64) * 100;
-            let modified_ms = created_ms.max(SEED_BASE_MS + THIRTY_DAYS_MS + ((i / 3) as i64) * 1_000);
-            last_stamp = last_stamp.max(modified_ms);
-            contacts.insert(
-                i,
-                Contact {
+        for kind in ObjectKind::ALL {
+            let count = counts.of(kind);
+            let mut table = Table { next_id: count as u64 + 1, ..Table::default() };
+            for i in 1..=count as u64 {
+                let (created_ms, modified_ms) = seeded_times(i);
+                last_stamp = last_stamp.max(modified_ms);
+                let record = Record {
                     created_ms,
                     modified_ms,
                     archived_at: None,
                     seeded: true,
                     overrides: BTreeMap::new(),
-                },
-            );
-            by_modified.insert((modified_ms, i));
+                };
+                table.records.insert(i, record);
+                table.by_modified.insert((modified_ms, i));
+            }
+            tables.insert(kind, table);
         }
-        Self { seed, contacts, by_modified, next_id: count as u64 + 1, last_stamp }
+        let mut store = Self { seed, tables, associations: BTreeSet::new(), last_stamp, clock_offset_ms: 0 };
+        let pick_id =
+            |n: usize, i: u64, salt: u64| (n > 0).then(|| (mix(seed ^ i.wrapping_mul(salt)) % n as u64) + 1);
+        for i in 1..=counts.contacts as u64 {
+            if let Some(c) = pick_id(counts.companies, i, 11) {
+                store.link(ObjectKind::Contacts, i, ObjectKind::Companies, c);
+            }
+        }
+        for i in 1..=counts.deals as u64 {
+            if let Some(c) = pick_id(counts.contacts, i, 13) {
+                store.link(ObjectKind::Deals, i, ObjectKind::Contacts, c);
+            }
+            if let Some(c) = pick_id(counts.companies, i, 17) {
+                store.link(ObjectKind::Deals, i, ObjectKind::Companies, c);
+            }
+        }
+        for i in 1..=counts.notes as u64 {
+            if let Some(c) = pick_id(counts.contacts, i, 19) {
+                store.link(ObjectKind::Notes, i, ObjectKind::Contacts, c);
+            }
+            if let Some(d) = pick_id(counts.deals, i, 23) {
+                store.link(ObjectKind::Notes, i, ObjectKind::Deals, d);
+            }
+        }
+        store
+    }
+
+    fn table(&self, kind: ObjectKind) -> Option<&Table> {
+        self.tables.get(&kind)
+    }
+
+    fn table_mut(&mut self, kind: ObjectKind) -> &mut Table {
+        self.tables.entry(kind).or_default()
+    }
+
+    /// The account's clock in epoch milliseconds (the host clock plus any advance).
+    pub fn now_ms(&self) -> i64 {
+        Utc::now().timestamp_millis() + self.clock_offset_ms
+    }
+
+    /// Moves the account's clock forward.
+    pub fn advance_clock(&mut self, ms: i64) {
+        self.clock_offset_ms += ms.max(0);
     }
 
     /// A timestamp strictly greater than every one handed out so far (and not before now).
     pub fn next_stamp(&mut self) -> i64 {
-        let stamp = Utc::now().timestamp_millis().max(self.last_stamp + 1);
+        let stamp = self.now_ms().max(self.last_stamp + 1);
         self.last_stamp = stamp;
         stamp
     }
 
-    pub fn len(&self) -> usize {
-        self.contacts.len()
+    pub fn len(&self, kind: ObjectKind) -> usize {
+        self.table(kind).map_or(0, |t| t.records.len())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.contacts.is_empty()
+    pub fn get(&self, kind: ObjectKind, id: u64) -> Option<&Record> {
+        self.table(kind)?.records.get(&id)
     }
 
-    pub fn get(&self, id: u64) -> Option<&Contact> {
-        self.contacts.get(&id)
+    /// A live (not archived) record.
+    pub fn live(&self, kind: ObjectKind, id: u64) -> Option<&Record> {
+        self.get(kind, id).filter(|r| r.archived_at.is_none())
     }
 
-    /// The value of `name` on contact `id` (`None` when unset or empty).
-    pub fn property(&self, id: u64, c: &Contact, name: &str) -> Option<String> {
-        if let Some(v) = c.overrides.get(name) {
+    /// The live record holding `value` in [`UNIQUE_PROPERTY`].
+    pub fn find_unique(&self, kind: ObjectKind, value: &str) -> Option<u64> {
+        self.table(kind)?.unique.get(value).copied()
+    }
+
+    /// Ids of live `to` records associated with `(kind, id)`, ascending.
+    pub fn associated(&self, kind: ObjectKind, id: u64, to: ObjectKind) -> Vec<u64> {
+        self.associations
+            .range((kind, id, to, 0)..=(kind, id, to, u64::MAX))
+            .map(|(_, _, _, to_id)| *to_id)
+            .filter(|to_id| self.live(to, *to_id).is_some())
+            .collect()
+    }
+
+    /// Associates two records (both directions); `false` if either is missing or archived or the
+    /// pair of types has no association.
+    pub fn associate(&mut self, kind: ObjectKind, id: u64, to: ObjectKind, to_id: u64) -> bool {
+        if association_type_id(kind, to).is_none()
+            || self.live(kind, id).is_none()
+            || self.live(to, to_id).is_none()
+        {
+            return false;
+        }
+        self.link(kind, id, to, to_id);
+        true
+    }
+
+    fn link(&mut self, kind: ObjectKind, id: u64, to: ObjectKind, to_id: u64) {
+        self.associations.insert((kind, id, to, to_id));
+        self.associations.insert((to, to_id, kind, id));
+    }
+
+    /// The value of `name` on record `(kind, id)` (`None` when unset or empty).
+    pub fn property(&self, kind: ObjectKind, id: u64, r: &Record, name: &str) -> Option<String> {
+        if let Some(v) = r.overrides.get(name) {
             return (!v.is_empty()).then(|| v.clone());
         }
         let s = self.seed;
-        let seeded = |salt: u64, list: &[&'static str]| c.seeded.then(|| pick(s, id, salt, list).to_owned());
-        match name {
-            "hs_object_id" => Some(id.to_string()),
-            "createdate" => Some(iso(c.created_ms)),
-            "lastmodifieddate" | "hs_lastmodifieddate" => Some(iso(c.modified_ms)),
-            "firstname" => seeded(1, FIRST),
-            "lastname" => seeded(2, LAST),
-            "company" => seeded(3, COMPANIES),
-            "jobtitle" => seeded(4, TITLES),
-            "lifecyclestage" => seeded(5, STAGES),
-            "hs_lead_status" => seeded(6, LEAD_STATUS),
-            "email" => c.seeded.then(|| {
+        let seeded = |salt: u64, list: &[&'static str]| r.seeded.then(|| pick(s, id, salt, list).to_owned());
+        let h = mix(s ^ mix(id.wrapping_add((kind as u64) << 40)));
+        match (kind, name) {
+            (_, "hs_object_id") => Some(id.to_string()),
+            (_, "createdate" | "hs_createdate") => Some(iso(r.created_ms)),
+            (_, "hs_lastmodifieddate") | (ObjectKind::Contacts, "lastmodifieddate") => {
+                Some(iso(r.modified_ms))
+            }
+            (ObjectKind::Contacts, "associatedcompanyid") => {
+                self.associated(kind, id, ObjectKind::Companies).first().map(u64::to_string)
+            }
+            (ObjectKind::Contacts, "firstname") => seeded(1, FIRST),
+            (ObjectKind::Contacts, "lastname") => seeded(2, LAST),
+            (ObjectKind::Contacts, "company") => seeded(3, COMPANIES),
+            (ObjectKind::Contacts, "jobtitle") => seeded(4, TITLES),
+            (ObjectKind::Contacts, "lifecyclestage") => seeded(5, STAGES),
+            (ObjectKind::Contacts, "hs_lead_status") => seeded(6, LEAD_STATUS),
+            (ObjectKind::Contacts, "email") => r.seeded.then(|| {
                 format!("{}.{}.{id}@example.com", pick(s, id, 1, FIRST), pick(s, id, 2, LAST)).to_lowercase()
             }),
-            "phone" => c.seeded.then(|| format!("+1-555-{:04}", mix(s ^ id) % 10_000)),
+            (ObjectKind::Contacts | ObjectKind::Companies, "phone") => {
+                r.seeded.then(|| format!("+1-555-{:04}", mix(s ^ id ^ ((kind as u64) << 32)) % 10_000))
+            }
+            (ObjectKind::Companies, "name") => {
+                r.seeded.then(|| format!("{} {id}", pick(s, id, 7, COMPANIES)))
+            }
+            (ObjectKind::Companies, "domain") => r.seeded.then(|| {
+                let slug: String =
+                    pick(s, id, 7, COMPANIES).chars().filter(char::is_ascii_alphanumeric).collect();
+                format!("{}{id}.example.com", slug.to_lowercase())
+            }),
+            (ObjectKind::Companies, "industry") => seeded(8, INDUSTRIES),
+            (ObjectKind::Companies, "city") => {
+                r.seeded.then(|| CITIES[(h % CITIES.len() as u64) as usize].0.to_owned())
+            }
+            (ObjectKind::Companies, "country") => {
+                r.seeded.then(|| CITIES[(h % CITIES.len() as u64) as usize].1.to_owned())
+            }
+            (ObjectKind::Deals, "dealname") => {
+                r.seeded.then(|| format!("{} deal {id}", pick(s, id, 9, COMPANIES)))
+            }
+            (ObjectKind::Deals, "amount") => r.seeded.then(|| {
+                let cents = h % 10_000_000;
+                if cents.is_multiple_of(4) {
+                    (cents / 100).to_string()
+                } else {
+                    format!("{}.{:02}", cents / 100, cents % 100)
+                }
+            }),
+            (ObjectKind::Deals, "dealstage") => seeded(10, DEAL_STAGES),
+            (ObjectKind::Deals, "pipeline") => r.seeded.then(|| "default".to_owned()),
+            (ObjectKind::Deals, "closedate") => {
+                r.seeded.then(|| iso(r.created_ms + 86_400_000 * (30 + (h % 120) as i64)))
+            }
+            (ObjectKind::Notes, "hs_note_body") => {
+                r.seeded.then(|| format!("<p>Call with {} about renewal ({id})</p>", pick(s, id, 1, FIRST)))
+            }
+            (ObjectKind::Notes, "hs_timestamp") => r.seeded.then(|| iso(r.created_ms)),
             _ => None,
         }
     }
 
     /// The numeric value of a date or id property, for comparisons and sorting.
-    pub fn numeric(&self, id: u64, c: &Contact, name: &str) -> Option<i64> {
-        match name {
-            "hs_object_id" => i64::try_from(id).ok(),
-            "createdate" => Some(c.created_ms),
-            "lastmodifieddate" | "hs_lastmodifieddate" => Some(c.modified_ms),
+    pub fn numeric(&self, kind: ObjectKind, id: u64, r: &Record, name: &str) -> Option<i64> {
+        match (kind, name) {
+            (_, "hs_object_id") => i64::try_from(id).ok(),
+            (_, "createdate" | "hs_createdate") => Some(r.created_ms),
+            (_, "hs_lastmodifieddate") | (ObjectKind::Contacts, "lastmodifieddate") => Some(r.modified_ms),
             _ => None,
         }
     }
 
-    /// The contact as HubSpot's `SimplePublicObject` JSON with the requested properties.
-    pub fn render(&self, id: u64, c: &Contact, properties: &[String]) -> Value {
+    /// The record as HubSpot's `SimplePublicObject` JSON with the requested properties, and the
+    /// requested associations (HubSpot's v3 `associations` block, only types that have some).
+    pub fn render(
+        &self,
+        kind: ObjectKind,
+        id: u64,
+        r: &Record,
+        properties: &[String],
+        associations: &[ObjectKind],
+    ) -> Value {
         let mut props = Map::new();
-        let defaults = DEFAULT_PROPERTIES.iter().map(|p| (*p).to_owned());
+        let defaults = kind.default_properties().iter().map(|p| (*p).to_owned());
         let names: BTreeSet<String> = if properties.is_empty() {
             defaults.collect()
         } else {
             properties.iter().cloned().chain(std::iter::once("hs_object_id".to_owned())).collect()
         };
         for name in names {
-            let v = self.property(id, c, &name).map(Value::String).unwrap_or(Value::Null);
+            let v = self.property(kind, id, r, &name).map(Value::String).unwrap_or(Value::Null);
             props.insert(name, v);
         }
         let mut obj = json!({
             "id": id.to_string(),
             "properties": props,
-            "createdAt": iso(c.created_ms),
-            "updatedAt": iso(c.modified_ms),
-            "archived": c.archived_at.is_some(),
+            "createdAt": iso(r.created_ms),
+            "updatedAt": iso(r.modified_ms),
+            "archived": r.archived_at.is_some(),
         });
-        if let (Some(at), Some(map)) = (c.archived_at, obj.as_object_mut()) {
+        let Some(map) = obj.as_object_mut() else { return obj };
+        if let Some(at) = r.archived_at {
             map.insert("archivedAt".into(), Value::String(iso(at)));
+        }
+        let mut assoc = Map::new();
+        for to in associations {
+            let ids = self.associated(kind, id, *to);
+            if ids.is_empty() {
+                continue;
+            }
+            let kind_name = format!("{}_to_{}", kind.singular(), to.singular());
+            let results: Vec<Value> =
+                ids.iter().map(|i| json!({ "id": i.to_string(), "type": kind_name })).collect();
+            assoc.insert(to.as_str().to_owned(), json!({ "results": results }));
+        }
+        if !assoc.is_empty() {
+            map.insert("associations".into(), Value::Object(assoc));
         }
         obj
     }
 
-    /// Ids in `[from, ..)` order, archived or not as asked, at most `limit`.
-    pub fn ids_from(&self, from: u64, archived: bool, limit: usize) -> Vec<u64> {
-        self.contacts
+    /// The record with every known property and any custom one set on it, and every association.
+    pub fn render_all(&self, kind: ObjectKind, id: u64) -> Option<Value> {
+        let r = self.get(kind, id)?;
+        let props: Vec<String> = kind
+            .known_properties()
+            .iter()
+            .map(|p| (*p).to_owned())
+            .chain(r.overrides.keys().cloned())
+            .collect();
+        Some(self.render(kind, id, r, &props, &ObjectKind::ALL))
+    }
+
+    /// Ids from `from` on, archived or not as asked, at most `limit`.
+    pub fn ids_from(&self, kind: ObjectKind, from: u64, archived: bool, limit: usize) -> Vec<u64> {
+        let Some(t) = self.table(kind) else { return Vec::new() };
+        t.records
             .range(from..)
-            .filter(|(_, c)| c.archived_at.is_some() == archived)
+            .filter(|(_, r)| r.archived_at.is_some() == archived)
             .map(|(id, _)| *id)
             .take(limit)
             .collect()
     }
 
-    /// Ids of live contacts whose `lastmodifieddate` is within `[lo, hi]`, in `(modified, id)` order.
-    pub fn modified_between(&self, lo: i64, hi: i64) -> impl Iterator<Item = u64> + '_ {
-        self.by_modified
+    /// Ids of live records whose `hs_lastmodifieddate` is within `[lo, hi]`, in `(modified, id)` order.
+    pub fn modified_between(&self, kind: ObjectKind, lo: i64, hi: i64) -> Vec<u64> {
+        let Some(t) = self.table(kind) else { return Vec::new() };
+        t.by_modified
             .range((lo, 0)..=(hi, u64::MAX))
             .map(|(_, id)| *id)
-            .filter(|id| self.contacts.get(id).is_some_and(|c| c.archived_at.is_none()))
+            .filter(|id| t.records.get(id).is_some_and(|r| r.archived_at.is_none()))
+            .collect()
     }
 
-    /// Creates a contact with these properties; returns its id.
-    pub fn create(&mut self, properties: BTreeMap<String, String>) -> u64 {
+    /// Checks property values as HubSpot would (numbers, dates, the unique property).
+    pub fn check(
+        &self,
+        kind: ObjectKind,
+        id: Option<u64>,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<(), WriteError> {
+        for (name, value) in properties {
+            let numeric = matches!((kind, name.as_str()), (ObjectKind::Deals, "amount"));
+            let date = matches!(
+                (kind, name.as_str()),
+                (ObjectKind::Deals, "closedate") | (ObjectKind::Notes, "hs_timestamp")
+            );
+            if !value.is_empty() && numeric && value.trim().parse::<f64>().is_err() {
+                return Err(WriteError::validation(format!(
+                    "Property values were not valid: {name} must be a number, got {value:?}"
+                )));
+            }
+            let is_date = |v: &str| {
+                parse_instant(v).is_some() || chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").is_ok()
+            };
+            if !value.is_empty() && date && !is_date(value) {
+                return Err(WriteError::validation(format!(
+                    "Property values were not valid: {name} must be a date, got {value:?}"
+                )));
+            }
+            if name == UNIQUE_PROPERTY
+                && let Some(holder) = self.find_unique(kind, value).filter(|h| Some(*h) != id)
+            {
+                return Err(WriteError {
+                    category: "CONFLICT",
+                    message: format!(
+                        "A {} with {UNIQUE_PROPERTY} {value:?} already exists: {holder}",
+                        kind.singular()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a record with these properties; returns its id.
+    pub fn create(
+        &mut self,
+        kind: ObjectKind,
+        properties: BTreeMap<String, String>,
+    ) -> Result<u64, WriteError> {
+        self.check(kind, None, &properties)?;
         let stamp = self.next_stamp();
-        let id = self.next_id;
-        self.next_id += 1;
-        let overrides = properties.into_iter().filter(|(k, _)| writable(k)).collect();
-        self.contacts.insert(
+        let table = self.table_mut(kind);
+        let id = table.next_id.max(1);
+        table.next_id = id + 1;
+        let overrides: BTreeMap<String, String> =
+            properties.into_iter().filter(|(k, _)| writable(k)).collect();
+        if let Some(key) = overrides.get(UNIQUE_PROPERTY).filter(|v| !v.is_empty()) {
+            table.unique.insert(key.clone(), id);
+        }
+        table.records.insert(
             id,
-            Contact { created_ms: stamp, modified_ms: stamp, archived_at: None, seeded: false, overrides },
+            Record { created_ms: stamp, modified_ms: stamp, archived_at: None, seeded: false, overrides },
         );
-        self.by_modified.insert((stamp, id));
-        id
+        table.by_modified.insert((stamp, id));
+        Ok(id)
     }
 
-    /// Sets properties on a live contact at `stamp` (or a fresh one); `false` if it is not there.
-    pub fn update(&mut self, id: u64, properties: &BTreeMap<String, String>, stamp: Option<i64>) -> bool {
-        if self.contacts.get(&id).is_none_or(|c| c.archived_at.is_some()) {
-            return false;
+    /// Sets properties on a live record at `stamp` (or a fresh one). `Ok(false)` if it is not there.
+    pub fn update(
+        &mut self,
+        kind: ObjectKind,
+        id: u64,
+        properties: &BTreeMap<String, String>,
+        stamp: Option<i64>,
+    ) -> Result<bool, WriteError> {
+        if self.live(kind, id).is_none() {
+            return Ok(false);
         }
+        self.check(kind, Some(id), properties)?;
         let stamp = stamp.unwrap_or_else(|| self.next_stamp());
-        let Some(c) = self.contacts.get_mut(&id) else { return false };
+        let table = self.table_mut(kind);
+        let Some(r) = table.records.get_mut(&id) else { return Ok(false) };
         for (k, v) in properties.iter().filter(|(k, _)| writable(k)) {
-            c.overrides.insert(k.clone(), v.clone());
+            if k == UNIQUE_PROPERTY {
+                if let Some(old) = r.overrides.get(k) {
+                    table.unique.remove(old);
+                }
+                if !v.is_empty() {
+                    table.unique.insert(v.clone(), id);
+                }
+            }
+            r.overrides.insert(k.clone(), v.clone());
         }
-        self.by_modified.remove(&(c.modified_ms, id));
-        c.modified_ms = stamp;
-        self.by_modified.insert((stamp, id));
-        true
+        table.by_modified.remove(&(r.modified_ms, id));
+        r.modified_ms = stamp;
+        table.by_modified.insert((stamp, id));
+        Ok(true)
     }
 
-    /// Archives a live contact (it leaves search and the default listing); `false` if absent.
-    pub fn archive(&mut self, id: u64) -> bool {
-        if self.contacts.get(&id).is_none_or(|c| c.archived_at.is_some()) {
+    /// Archives a live record (it leaves search and the default listing); `false` if absent.
+    pub fn archive(&mut self, kind: ObjectKind, id: u64) -> bool {
+        if self.live(kind, id).is_none() {
             return false;
         }
         let stamp = self.next_stamp();
-        let Some(c) = self.contacts.get_mut(&id) else { return false };
-        c.archived_at = Some(stamp);
-        self.by_modified.remove(&(c.modified_ms, id));
-        c.modified_ms = stamp;
-        self.by_modified.insert((stamp, id));
+        let table = self.table_mut(kind);
+        let Some(r) = table.records.get_mut(&id) else { return false };
+        r.archived_at = Some(stamp);
+        if let Some(key) = r.overrides.get(UNIQUE_PROPERTY) {
+            table.unique.remove(key);
+        }
+        table.by_modified.remove(&(r.modified_ms, id));
+        r.modified_ms = stamp;
+        table.by_modified.insert((stamp, id));
         true
     }
 
-    /// All ids, archived or not.
-    pub fn all_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.contacts.keys().copied()
+    /// Restores an archived record (HubSpot's "restore" from the recycle bin) with a new modified
+    /// stamp; `false` if it is absent or live.
+    pub fn restore(&mut self, kind: ObjectKind, id: u64) -> bool {
+        if self.get(kind, id).is_none_or(|r| r.archived_at.is_none()) {
+            return false;
+        }
+        let stamp = self.next_stamp();
+        let table = self.table_mut(kind);
+        let Some(r) = table.records.get_mut(&id) else { return false };
+        r.archived_at = None;
+        if let Some(key) = r.overrides.get(UNIQUE_PROPERTY).filter(|k| !k.is_empty()) {
+            table.unique.insert(key.clone(), id);
+        }
+        table.by_modified.remove(&(r.modified_ms, id));
+        r.modified_ms = stamp;
+        table.by_modified.insert((stamp, id));
+        true
     }
 
-    pub fn max_modified(&self) -> Option<i64> {
-        self.by_modified.last().map(|(m, _)| *m)
+    /// All ids of one type, archived or not.
+    pub fn all_ids(&self, kind: ObjectKind) -> Vec<u64> {
+        self.table(kind).map(|t| t.records.keys().copied().collect()).unwrap_or_default()
+    }
+
+    pub fn max_modified(&self, kind: ObjectKind) -> Option<i64> {
+        self.table(kind)?.by_modified.last().map(|(m, _)| *m)
     }
 }
 
 fn writable(name: &str) -> bool {
-    !matches!(name, "hs_object_id" | "createdate" | "lastmodifieddate" | "hs_lastmodifieddate")
+    !matches!(
+        name,
+        "hs_object_id"
+            | "createdate"
+            | "hs_createdate"
+            | "lastmodifieddate"
+            | "hs_lastmodifieddate"
+            | "associatedcompanyid"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const C: ObjectKind = ObjectKind::Contacts;
+
     #[test]
     fn seeding_is_deterministic_and_shares_some_timestamps() {
         let a = Store::seeded(30, 7);
         let b = Store::seeded(30, 7);
         let c = Store::seeded(30, 8);
-        let name = |s: &Store, id| s.property(id, s.get(id).unwrap(), "email");
+        let name = |s: &Store, id| s.property(C, id, s.get(C, id).unwrap(), "email");
         assert_eq!(name(&a, 5), name(&b, 5));
         assert!((1..=30).any(|id| name(&a, id) != name(&c, id)));
-        let stamps: BTreeSet<i64> = (1..=30).map(|id| a.get(id).unwrap().modified_ms).collect();
+        let stamps: BTreeSet<i64> = (1..=30).map(|id| a.get(C, id).unwrap().modified_ms).collect();
         assert!(stamps.len() < 30);
     }
 
     #[test]
     fn edits_get_a_timestamp_above_every_existing_one() {
         let mut s = Store::seeded(10, 1);
-        let before = s.max_modified().unwrap();
+        let before = s.max_modified(C).unwrap();
         let props = BTreeMap::from([("firstname".to_owned(), "Zed".to_owned())]);
-        assert!(s.update(3, &props, None));
-        let c = s.get(3).unwrap();
+        assert!(s.update(C, 3, &props, None).unwrap());
+        let c = s.get(C, 3).unwrap();
         assert!(c.modified_ms > before);
-        assert_eq!(s.property(3, c, "firstname").as_deref(), Some("Zed"));
+        assert_eq!(s.property(C, 3, c, "firstname").as_deref(), Some("Zed"));
         let first = s.next_stamp();
         assert!(s.next_stamp() > first);
-        assert!(!s.update(99, &props, None));
+        assert!(!s.update(C, 99, &props, None).unwrap());
+    }
+
+    #[test]
+    fn seeded_deals_are_associated_both_ways_and_archiving_hides_them() {
+        let counts = SeedCounts { contacts: 20, companies: 5, deals: 10, notes: 10 };
+        let mut s = Store::seeded_with(counts, 3);
+        let contacts = s.associated(ObjectKind::Deals, 4, C);
+        assert_eq!(contacts.len(), 1);
+        assert!(s.associated(C, contacts[0], ObjectKind::Deals).contains(&4));
+        assert_eq!(s.associated(ObjectKind::Deals, 4, ObjectKind::Companies).len(), 1);
+        let company = s.associated(C, 1, ObjectKind::Companies)[0];
+        let r = s.get(C, 1).unwrap();
+        assert_eq!(s.property(C, 1, r, "associatedcompanyid"), Some(company.to_string()));
+        assert!(s.archive(C, contacts[0]));
+        assert!(s.associated(ObjectKind::Deals, 4, C).is_empty());
+        assert!(s.restore(C, contacts[0]));
+        assert_eq!(s.associated(ObjectKind::Deals, 4, C), contacts);
+    }
+
+    #[test]
+    fn the_unique_property_refuses_a_second_record_with_the_same_value() {
+        let mut s = Store::seeded(0, 1);
+        let key = BTreeMap::from([(UNIQUE_PROPERTY.to_owned(), "k-1".to_owned())]);
+        let id = s.create(ObjectKind::Notes, key.clone()).unwrap();
+        assert_eq!(s.find_unique(ObjectKind::Notes, "k-1"), Some(id));
+        assert_eq!(s.create(ObjectKind::Notes, key.clone()).unwrap_err().category, "CONFLICT");
+        assert!(s.create(ObjectKind::Deals, key).is_ok());
+        let bad = BTreeMap::from([("amount".to_owned(), "lots".to_owned())]);
+        assert_eq!(s.create(ObjectKind::Deals, bad).unwrap_err().category, "VALIDATION_ERROR");
     }
 }

@@ -292,3 +292,160 @@ async fn a_hundred_thousand_contacts_seed_and_search_quickly() {
     assert_eq!(body["total"], 2);
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+async fn crm_fake() -> RunningFake {
+    HubspotFake::start(FakeConfig {
+        contacts: 20,
+        companies: 5,
+        deals: 30,
+        notes: 10,
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn deals_list_with_associations_inline_and_the_v4_read_agrees() {
+    let f = crm_fake().await;
+    let http = reqwest::Client::new();
+    let base = f.base_url();
+    let body: Value = http
+        .get(format!(
+            "{base}/crm/v3/objects/deals?limit=5&properties=dealname,amount&associations=contacts,companies"
+        ))
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = &body["results"][0];
+    assert!(first["properties"]["amount"].is_string());
+    let contact = first["associations"]["contacts"]["results"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(first["associations"]["contacts"]["results"][0]["type"], "deal_to_contact");
+    assert!(body["paging"]["next"]["link"].as_str().unwrap().contains("/crm/v3/objects/deals?after="));
+
+    let resp = http
+        .post(format!("{base}/crm/v4/associations/deals/contacts/batch/read"))
+        .bearer_auth(token())
+        .json(&json!({"inputs": [{"id": first["id"]}, {"id": "9999"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 207);
+    let v4: Value = resp.json().await.unwrap();
+    assert_eq!(v4["results"][0]["to"][0]["toObjectId"].to_string(), contact);
+    assert_eq!(v4["results"][0]["to"][0]["associationTypes"][0]["typeId"], 3);
+    assert_eq!(v4["errors"][0]["context"]["fromObjectId"][0], "9999");
+    let stats = f.state().stats();
+    assert_eq!(stats.by_object.get("deals.list"), Some(&1));
+    assert_eq!(stats.by_object.get("deals.associations"), Some(&1));
+
+    let unknown =
+        http.get(format!("{base}/crm/v3/objects/widgets")).bearer_auth(token()).send().await.unwrap();
+    assert_eq!(unknown.status(), 400);
+}
+
+#[tokio::test]
+async fn archiving_moves_a_record_to_the_archived_listing_and_restoring_brings_it_back() {
+    let f = crm_fake().await;
+    let state = f.state();
+    let http = reqwest::Client::new();
+    let base = f.base_url();
+    let del =
+        http.delete(format!("{base}/crm/v3/objects/companies/2")).bearer_auth(token()).send().await.unwrap();
+    assert_eq!(del.status(), 204);
+    let archived: Value = http
+        .get(format!("{base}/crm/v3/objects/companies?archived=true"))
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(archived["results"].as_array().unwrap().len(), 1);
+    assert_eq!(archived["results"][0]["id"], "2");
+    assert_eq!(archived["results"][0]["archived"], true);
+    assert!(archived["results"][0]["archivedAt"].is_string());
+    let get =
+        http.get(format!("{base}/crm/v3/objects/companies/2")).bearer_auth(token()).send().await.unwrap();
+    assert_eq!(get.status(), 404);
+    assert!(state.restore(ObjectKind::Companies, "2"));
+    assert_eq!(state.object(ObjectKind::Companies, "2").unwrap()["archived"], false);
+    assert!(!state.restore(ObjectKind::Companies, "2"));
+}
+
+#[tokio::test]
+async fn batch_create_with_trace_ids_answers_207_per_record_and_enforces_the_unique_key() {
+    let f = crm_fake().await;
+    let state = f.state();
+    let http = reqwest::Client::new();
+    let url = format!("{}/crm/v3/objects/notes/batch/create", f.base_url());
+    let input = |trace: &str, key: &str, deal: &str| {
+        json!({
+            "properties": {"hs_note_body": "hi", "hs_timestamp": "2024-01-01T00:00:00Z", "syncbridge_key": key},
+            "associations": [{"to": {"id": deal}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 214}]}],
+            "objectWriteTraceId": trace,
+        })
+    };
+    let resp = http
+        .post(&url)
+        .bearer_auth(token())
+        .json(&json!({"inputs": [input("a", "k1", "3"), input("b", "k2", "404"), input("c", "k1", "4")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 207);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["results"].as_array().unwrap().len(), 1);
+    assert_eq!(body["results"][0]["objectWriteTraceId"], "a");
+    let categories: BTreeSet<String> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["context"]["objectWriteTraceId"][0].as_str().unwrap(),
+                e["category"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(categories, ["b:VALIDATION_ERROR".to_owned(), "c:CONFLICT".to_owned()].into());
+    let id = body["results"][0]["id"].as_str().unwrap();
+    assert_eq!(state.associated(ObjectKind::Notes, id, ObjectKind::Deals), vec!["3"]);
+
+    let untraced = http
+        .post(&url)
+        .bearer_auth(token())
+        .json(&json!({"inputs": [{"properties": {"hs_timestamp": "never"}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(untraced.status(), 400);
+    assert_eq!(state.count(ObjectKind::Notes), 11);
+}
+
+#[tokio::test]
+async fn the_date_header_follows_the_accounts_clock_when_a_test_advances_it() {
+    let f = crm_fake().await;
+    let state = f.state();
+    state.advance_clock(Duration::from_secs(3_600));
+    let resp = reqwest::Client::new()
+        .get(format!("{}/crm/v3/objects/notes?limit=1", f.base_url()))
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap();
+    let date = resp.headers()["date"].to_str().unwrap().to_owned();
+    let at = chrono::DateTime::parse_from_rfc2822(&date).unwrap();
+    let ahead = at.timestamp() - chrono::Utc::now().timestamp();
+    assert!((3_590..=3_610).contains(&ahead), "{date}");
+    let id = state.create(ObjectKind::Notes, &[("hs_note_body", "later")]).unwrap();
+    let created = state.object(ObjectKind::Notes, &id).unwrap();
+    let stamp = chrono::DateTime::parse_from_rfc3339(created["updatedAt"].as_str().unwrap()).unwrap();
+    assert!(stamp.timestamp() - chrono::Utc::now().timestamp() >= 3_590);
+}

@@ -1,13 +1,28 @@
-//! HubSpot CRM v3 adapter: pulls contacts (a full listing first, then incremental search on
-//! `lastmodifieddate` with a lookback window), paces itself on HubSpot's rate limits, and refreshes
-//! OAuth tokens through `/oauth/v1/token`.
+//! HubSpot CRM v3 adapter: pulls contacts, companies, deals and notes (a full listing first, then
+//! incremental search on the modified stamp with a lookback window, then deletes from the archived
+//! listing), writes them in batches of 100, paces itself on HubSpot's rate limits, and refreshes
+//! OAuth tokens through `/oauth/v1/token`. Property names come from the connection's field maps.
 //!
-//! The cursor is this adapter's own JSON. Incremental pulls get around the search API's
-//! 10,000-result cap by restarting the time window from the last timestamp seen (`GTE`, so ties
-//! repeat rather than vanish) and, when more than a window's worth of records share one timestamp,
-//! by paging those records by `hs_object_id`.
+//! The cursor is this adapter's own JSON, one per object type. Incremental pulls get around the
+//! search API's 10,000-result cap by restarting the time window from the last timestamp seen
+//! (`GTE`, so ties repeat rather than vanish) and, when more than a window's worth of records share
+//! one timestamp, by paging those records by `hs_object_id`.
+//!
+//! Associations: the full listing asks for them with `associations=` (no extra request); a search
+//! page cannot, so deals and notes read them with one v4 batch read per associated type per page.
+//!
+//! Deletes: HubSpot's archived listing (`archived=true`) cannot be filtered or sorted by time, so
+//! seeing a delete means paging every archived record of the type (HubSpot keeps them 90 days):
+//! `ceil(archived / 100)` requests. An incremental pull that has caught up does this scan only when
+//! the last one is at least [`Pacing::archived_check_interval`] old (15 minutes by default, the
+//! default sync interval), and emits the records archived since the last scan (less the lookback)
+//! as deleted. So a delete shows up within one interval, at a bounded cost per interval.
 
-use std::collections::{HashMap, VecDeque};
+mod objects;
+mod write;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,27 +36,19 @@ use serde_json::{Value, json};
 
 use crate::config::OAuthApp;
 use crate::domain::record::Fields;
-use crate::domain::{Connection, Credentials, ExternalId, ObjectType, Provider, RemoteRecord, SyncCursor};
-use crate::ports::{ProviderClient, ProviderError, ProviderFactory, PulledPage, RequestStats};
+use crate::domain::{
+    Connection, ConnectionSettings, Credentials, ExternalId, ObjectType, Provider, RemoteRecord, SyncCursor,
+};
+use crate::ports::{
+    ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage, RequestStats, WriteAck,
+};
+use objects::{Mappings, ObjectSpec, parse_instant};
 
 const LIST_PAGE: usize = 100;
 const SEARCH_PAGE: usize = 200;
 /// HubSpot answers 400 to a search whose `after + limit` passes this.
 const SEARCH_CAP: usize = 10_000;
 const CURSOR_VERSION: u8 = 1;
-
-/// HubSpot contact property -> canonical field.
-const FIELD_MAP: &[(&str, &str)] = &[
-    ("email", "email"),
-    ("firstname", "first_name"),
-    ("lastname", "last_name"),
-    ("phone", "phone"),
-    ("company", "company"),
-    ("jobtitle", "job_title"),
-    ("lifecyclestage", "lifecycle_stage"),
-    ("hs_lead_status", "lead_status"),
-];
-const MODIFIED: &str = "lastmodifieddate";
 
 /// How a client paces and retries. The defaults match HubSpot's documented limits.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +63,8 @@ pub struct Pacing {
     /// Retries after a 429 before giving up with `RateLimited`.
     pub max_retries: u32,
     pub request_timeout: Duration,
+    /// How long an incremental pull goes without scanning the archived listing for deletes.
+    pub archived_check_interval: Duration,
 }
 
 impl Default for Pacing {
@@ -66,6 +75,7 @@ impl Default for Pacing {
             max_inline_wait: Duration::from_secs(15),
             max_retries: 3,
             request_timeout: Duration::from_secs(30),
+            archived_check_interval: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -76,12 +86,15 @@ pub struct HubspotFactory {
     http: reqwest::Client,
     app: Option<OAuthApp>,
     pacing: Pacing,
+    /// One pacer per connection, kept across jobs (a warm Lambda's next job for the connection
+    /// remembers the searches of the last one, which HubSpot still counts for a second).
+    limiters: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Limiter>>>>>,
 }
 
 impl HubspotFactory {
     /// `app` is needed only to refresh OAuth tokens (private-app tokens never expire).
     pub fn new(http: reqwest::Client, app: Option<OAuthApp>) -> Self {
-        Self { http, app, pacing: Pacing::default() }
+        Self { http, app, pacing: Pacing::default(), limiters: Arc::default() }
     }
 
     /// Replaces the pacing (for example a faster search pace against a fake without limits).
@@ -92,7 +105,7 @@ impl HubspotFactory {
 }
 
 impl ProviderFactory for HubspotFactory {
-    /// A client for the connection's `base_url`, with its own rate limiter and counters.
+    /// A client for the connection's `base_url`, with its own counters and the connection's pacer.
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
         if connection.provider != Provider::Hubspot {
             return Err(ProviderError::Permanent(format!(
@@ -100,12 +113,14 @@ impl ProviderFactory for HubspotFactory {
                 connection.provider
             )));
         }
-        Ok(Box::new(HubspotClient::new(
-            self.http.clone(),
-            &connection.base_url,
-            self.app.clone(),
-            self.pacing,
-        )?))
+        let client =
+            HubspotClient::new(self.http.clone(), &connection.base_url, self.app.clone(), self.pacing)?;
+        let key = format!("{}/{}", connection.tenant_id, connection.connection_id);
+        let limiter = {
+            let mut limiters = self.limiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            limiters.entry(key).or_default().clone()
+        };
+        Ok(Box::new(HubspotClient { limiter, ..client.with_settings(&connection.settings) }))
     }
 }
 
@@ -116,7 +131,8 @@ pub struct HubspotClient {
     base: String,
     app: Option<OAuthApp>,
     pacing: Pacing,
-    limiter: tokio::sync::Mutex<Limiter>,
+    mappings: Mappings,
+    limiter: Arc<tokio::sync::Mutex<Limiter>>,
     requests: AtomicU64,
     rate_limited: AtomicU64,
 }
@@ -284,7 +300,23 @@ enum Phase {
         #[serde(default)]
         tie_after: Option<u64>,
         max_seen: Option<i64>,
+        #[serde(default)]
+        archive: ArchiveState,
     },
+}
+
+/// When the archived listing was last scanned for deletes, and a scan in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ArchiveState {
+    /// The provider's clock when the last complete scan began.
+    checked_at: Option<i64>,
+    scan: Option<ArchiveScan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ArchiveScan {
+    started_at: i64,
+    after: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -302,6 +334,15 @@ impl Phase {
         match serde_json::from_str::<CursorDoc>(cursor.as_str()) {
             Ok(doc) if doc.v == CURSOR_VERSION => Ok(doc.phase),
             _ => Err(ProviderError::CursorExpired),
+        }
+    }
+
+    fn with_archive(self, state: ArchiveState) -> Phase {
+        match self {
+            Phase::Incremental { since, exclusive, offset, first_ts, tie_after, max_seen, .. } => {
+                Phase::Incremental { since, exclusive, offset, first_ts, tie_after, max_seen, archive: state }
+            }
+            full => full,
         }
     }
 
@@ -334,7 +375,8 @@ fn next_incremental(
     max_seen: Option<i64>,
     lookback: Duration,
 ) -> (Phase, bool) {
-    let Phase::Incremental { since, exclusive, offset, first_ts, tie_after, .. } = *current else {
+    let Phase::Incremental { since, exclusive, offset, first_ts, tie_after, ref archive, .. } = *current
+    else {
         return (current.clone(), false);
     };
     let window = |since, exclusive, tie_after| Phase::Incremental {
@@ -344,6 +386,7 @@ fn next_incremental(
         first_ts: None,
         tie_after,
         max_seen,
+        archive: archive.clone(),
     };
     if tie_after.is_some() {
         return match (page.next_after, page.last_id) {
@@ -364,8 +407,15 @@ fn next_incremental(
     };
     let first_ts = if offset == 0 { page.first_ts } else { first_ts };
     if next_after + SEARCH_PAGE <= SEARCH_CAP {
-        let next =
-            Phase::Incremental { since, exclusive, offset: next_after, first_ts, tie_after: None, max_seen };
+        let next = Phase::Incremental {
+            since,
+            exclusive,
+            offset: next_after,
+            first_ts,
+            tie_after: None,
+            max_seen,
+            archive: archive.clone(),
+        };
         return (next, true);
     }
     let last = page.last_ts.unwrap_or(since);
@@ -399,6 +449,23 @@ struct HubObject {
     updated_at: Option<String>,
     #[serde(default)]
     archived: bool,
+    archived_at: Option<String>,
+    /// Echoed from a batch write's input.
+    object_write_trace_id: Option<String>,
+    /// HubSpot's v3 `associations` block: object type -> associated records.
+    #[serde(default)]
+    associations: HashMap<String, AssociationList>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AssociationList {
+    #[serde(default)]
+    results: Vec<AssociatedId>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AssociatedId {
+    id: Value,
 }
 
 impl ObjectPage {
@@ -407,49 +474,114 @@ impl ObjectPage {
     }
 }
 
-fn parse_instant(value: &str) -> Option<DateTime<Utc>> {
-    if let Ok(ms) = value.trim().parse::<i64>() {
-        return DateTime::from_timestamp_millis(ms);
-    }
-    DateTime::parse_from_rfc3339(value.trim()).ok().map(|d| d.with_timezone(&Utc))
-}
-
-fn text(v: &Value) -> Option<String> {
+/// An id HubSpot sent as a string or a number.
+fn id_text(v: &Value) -> Option<String> {
     match v {
-        Value::Null => None,
-        Value::String(s) if s.is_empty() => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
-/// Maps a HubSpot contact to a remote record with canonical field names.
-fn map_contact(obj: &HubObject) -> Result<RemoteRecord, ProviderError> {
-    let external_id = ExternalId::parse(obj.id.clone())
-        .map_err(|e| ProviderError::Permanent(format!("HubSpot returned an unusable id: {e}")))?;
-    let mut fields = Fields::new();
-    for (property, field) in FIELD_MAP {
-        let value = obj.properties.get(*property).and_then(text).map(Value::String);
-        fields.insert((*field).to_owned(), value.unwrap_or(Value::Null));
-    }
-    let modified = obj
-        .properties
-        .get(MODIFIED)
-        .and_then(text)
-        .or_else(|| obj.updated_at.clone())
-        .and_then(|s| parse_instant(&s));
-    Ok(RemoteRecord {
-        external_id,
-        object: ObjectType::Contacts,
-        fields,
-        remote_modified_at: modified,
-        etag: None,
-        deleted: obj.archived,
-    })
+/// Where a record's associations come from.
+enum Associated<'a> {
+    /// The record's own `associations` block (listing with `associations=`).
+    Inline,
+    /// A v4 batch read: (canonical field, record id -> associated ids).
+    Read(&'a [(&'static str, HashMap<String, BTreeSet<String>>)]),
+    /// Not read (archived records, whose fields are not used).
+    None,
 }
 
-fn properties() -> Vec<&'static str> {
-    FIELD_MAP.iter().map(|(p, _)| *p).chain([MODIFIED]).collect()
+impl HubspotClient {
+    /// Replaces the field and stage maps with the connection's (defaults plus its overrides).
+    pub fn with_settings(mut self, settings: &ConnectionSettings) -> Self {
+        self.mappings = Mappings::new(settings);
+        self
+    }
+
+    /// Property names to request for an object type: the mapped ones and the modified stamp.
+    fn properties(&self, spec: &ObjectSpec) -> Vec<String> {
+        let map = self.mappings.fields(spec.object);
+        let mut props: Vec<String> = map.properties().map(str::to_owned).collect();
+        if !props.iter().any(|p| p == spec.modified) {
+            props.push(spec.modified.to_owned());
+        }
+        props
+    }
+
+    /// Maps a HubSpot object to a remote record with canonical field names.
+    fn map_object(
+        &self,
+        spec: &ObjectSpec,
+        obj: &HubObject,
+        associated: &Associated<'_>,
+    ) -> Result<RemoteRecord, ProviderError> {
+        let external_id = ExternalId::parse(obj.id.clone())
+            .map_err(|e| ProviderError::Permanent(format!("HubSpot returned an unusable id: {e}")))?;
+        let mut fields = if matches!(associated, Associated::None) {
+            Fields::new()
+        } else {
+            let map = self.mappings.fields(spec.object);
+            objects::to_canonical(spec, &map, &self.mappings.stages, &obj.properties)
+        };
+        for a in spec.pulled {
+            let ids: BTreeSet<String> = match associated {
+                Associated::None => continue,
+                Associated::Inline => obj
+                    .associations
+                    .get(a.to)
+                    .map(|l| l.results.iter().filter_map(|r| id_text(&r.id)).collect())
+                    .unwrap_or_default(),
+                Associated::Read(read) => read
+                    .iter()
+                    .find(|(field, _)| *field == a.field)
+                    .and_then(|(_, by_id)| by_id.get(&obj.id).cloned())
+                    .unwrap_or_default(),
+            };
+            fields.insert(a.field.to_owned(), Value::Array(ids.into_iter().map(Value::String).collect()));
+        }
+        let modified = obj
+            .properties
+            .get(spec.modified)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .or_else(|| obj.updated_at.clone())
+            .and_then(|s| parse_instant(&s));
+        let modified = if obj.archived {
+            obj.archived_at.as_deref().and_then(parse_instant).or(modified)
+        } else {
+            modified
+        };
+        Ok(RemoteRecord {
+            external_id,
+            object: spec.object,
+            fields,
+            remote_modified_at: modified,
+            etag: None,
+            deleted: obj.archived,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AssociationsReply {
+    #[serde(default)]
+    results: Vec<AssociationsResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AssociationsResult {
+    from: AssociatedId,
+    #[serde(default)]
+    to: Vec<AssociationTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssociationTarget {
+    to_object_id: Value,
 }
 
 impl HubspotClient {
@@ -470,7 +602,8 @@ impl HubspotClient {
             base: base_url.trim_end_matches('/').to_owned(),
             app,
             pacing,
-            limiter: tokio::sync::Mutex::new(Limiter::default()),
+            mappings: Mappings::new(&ConnectionSettings::default()),
+            limiter: Arc::default(),
             requests: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         })
@@ -515,17 +648,22 @@ impl HubspotClient {
 
     async fn pull_full(
         &self,
+        spec: &ObjectSpec,
         token: &SecretString,
         after: Option<String>,
         started_at: Option<i64>,
         max_seen: Option<i64>,
     ) -> Result<PulledPage, ProviderError> {
-        let url = format!("{}/crm/v3/objects/contacts", self.base);
+        let url = format!("{}/crm/v3/objects/{}", self.base, spec.path);
         let mut query = vec![
             ("limit", LIST_PAGE.to_string()),
             ("archived", "false".to_owned()),
-            ("properties", properties().join(",")),
+            ("properties", self.properties(spec).join(",")),
         ];
+        if !spec.pulled.is_empty() {
+            let to: Vec<&str> = spec.pulled.iter().map(|a| a.to).collect();
+            query.push(("associations", to.join(",")));
+        }
         if let Some(a) = &after {
             query.push(("after", a.clone()));
         }
@@ -534,7 +672,11 @@ impl HubspotClient {
             .await?
             .check()?;
         let page: ObjectPage = reply.json()?;
-        let records = page.results.iter().map(map_contact).collect::<Result<Vec<_>, _>>()?;
+        let records = page
+            .results
+            .iter()
+            .map(|o| self.map_object(spec, o, &Associated::Inline))
+            .collect::<Result<Vec<_>, _>>()?;
         let max_seen = records
             .iter()
             .filter_map(|r| r.remote_modified_at.map(|t| t.timestamp_millis()))
@@ -552,38 +694,74 @@ impl HubspotClient {
                     first_ts: None,
                     tie_after: None,
                     max_seen,
+                    archive: ArchiveState { checked_at: started_at, scan: None },
                 }
             }
         };
         Ok(PulledPage { records, cursor: phase.to_cursor(), has_more: true })
     }
 
+    /// Reads the associations of `ids` to each of `spec.pulled` (one v4 batch read per type).
+    async fn read_associations(
+        &self,
+        spec: &ObjectSpec,
+        token: &SecretString,
+        ids: &[String],
+    ) -> Result<Vec<(&'static str, HashMap<String, BTreeSet<String>>)>, ProviderError> {
+        let mut out = Vec::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        for a in spec.pulled {
+            let url = format!("{}/crm/v4/associations/{}/{}/batch/read", self.base, spec.path, a.to);
+            let body = json!({ "inputs": ids.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>() });
+            let reply = self
+                .send(Kind::Other, || self.http.post(&url).bearer_auth(token.expose_secret()).json(&body))
+                .await?
+                .check()?;
+            let parsed: AssociationsReply = reply.json()?;
+            let mut by_id: HashMap<String, BTreeSet<String>> = HashMap::new();
+            for r in parsed.results {
+                let Some(from) = id_text(&r.from.id) else { continue };
+                by_id.entry(from).or_default().extend(r.to.iter().filter_map(|t| id_text(&t.to_object_id)));
+            }
+            out.push((a.field, by_id));
+        }
+        Ok(out)
+    }
+
     async fn pull_incremental(
         &self,
+        spec: &ObjectSpec,
         token: &SecretString,
         current: Phase,
     ) -> Result<PulledPage, ProviderError> {
-        let Phase::Incremental { since, exclusive, offset, tie_after, max_seen, .. } = current else {
+        let Phase::Incremental { since, exclusive, offset, tie_after, max_seen, ref archive, .. } = current
+        else {
             return Err(ProviderError::CursorExpired);
         };
+        if let Some(scan) = &archive.scan {
+            return self.pull_archived(spec, token, &current, scan.clone()).await;
+        }
+        let properties = self.properties(spec);
         let body = match tie_after {
             Some(after_id) => json!({
                 "filterGroups": [{"filters": [
-                    {"propertyName": MODIFIED, "operator": "EQ", "value": since.to_string()},
+                    {"propertyName": spec.modified, "operator": "EQ", "value": since.to_string()},
                     {"propertyName": "hs_object_id", "operator": "GT", "value": after_id.to_string()},
                 ]}],
                 "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
-                "properties": properties(),
+                "properties": properties,
                 "limit": SEARCH_PAGE,
             }),
             None => {
                 let op = if exclusive { "GT" } else { "GTE" };
                 let mut body = json!({
                     "filterGroups": [{"filters": [
-                        {"propertyName": MODIFIED, "operator": op, "value": since.to_string()},
+                        {"propertyName": spec.modified, "operator": op, "value": since.to_string()},
                     ]}],
-                    "sorts": [{"propertyName": MODIFIED, "direction": "ASCENDING"}],
-                    "properties": properties(),
+                    "sorts": [{"propertyName": spec.modified, "direction": "ASCENDING"}],
+                    "properties": properties,
                     "limit": SEARCH_PAGE,
                 });
                 if offset > 0 {
@@ -592,13 +770,19 @@ impl HubspotClient {
                 body
             }
         };
-        let url = format!("{}/crm/v3/objects/contacts/search", self.base);
+        let url = format!("{}/crm/v3/objects/{}/search", self.base, spec.path);
         let reply = self
             .send(Kind::Search, || self.http.post(&url).bearer_auth(token.expose_secret()).json(&body))
             .await?
             .check()?;
         let page: ObjectPage = reply.json()?;
-        let records = page.results.iter().map(map_contact).collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<String> = page.results.iter().map(|o| o.id.clone()).collect();
+        let read = self.read_associations(spec, token, &ids).await?;
+        let records = page
+            .results
+            .iter()
+            .map(|o| self.map_object(spec, o, &Associated::Read(&read)))
+            .collect::<Result<Vec<_>, _>>()?;
         let stamps: Vec<i64> =
             records.iter().filter_map(|r| r.remote_modified_at.map(|t| t.timestamp_millis())).collect();
         let next_after = match page.next_after() {
@@ -607,17 +791,74 @@ impl HubspotClient {
                 ProviderError::Permanent("HubSpot search returned a non-numeric paging token".into())
             })?),
         };
+        let provider_now = reply.provider_now();
         let facts = PageFacts {
             count: records.len(),
             first_ts: stamps.first().copied(),
             last_ts: stamps.last().copied(),
             last_id: page.results.last().and_then(|o| o.id.parse().ok()),
             next_after,
-            provider_now: reply.provider_now(),
+            provider_now,
         };
         let max_seen = stamps.iter().copied().chain(max_seen).max();
         let (phase, has_more) = next_incremental(&current, &facts, max_seen, self.pacing.lookback);
-        Ok(PulledPage { records, cursor: phase.to_cursor(), has_more })
+        let mut archive = archive.clone();
+        let now = provider_now.unwrap_or_else(|| Utc::now().timestamp_millis());
+        let due = archive.checked_at.is_none_or(|at| now - at >= ms(self.pacing.archived_check_interval));
+        let scan_now = !has_more && due;
+        if scan_now {
+            archive.scan = Some(ArchiveScan { started_at: now, after: None });
+        }
+        Ok(PulledPage {
+            records,
+            cursor: phase.with_archive(archive).to_cursor(),
+            has_more: has_more || scan_now,
+        })
+    }
+
+    /// One page of the archived listing: records archived since the last scan (less the lookback)
+    /// come back as deleted. The last page ends the scan and the pull.
+    async fn pull_archived(
+        &self,
+        spec: &ObjectSpec,
+        token: &SecretString,
+        current: &Phase,
+        scan: ArchiveScan,
+    ) -> Result<PulledPage, ProviderError> {
+        let Phase::Incremental { archive, .. } = current else {
+            return Err(ProviderError::CursorExpired);
+        };
+        let url = format!("{}/crm/v3/objects/{}", self.base, spec.path);
+        let mut query = vec![
+            ("limit", LIST_PAGE.to_string()),
+            ("archived", "true".to_owned()),
+            ("properties", spec.modified.to_owned()),
+        ];
+        if let Some(a) = &scan.after {
+            query.push(("after", a.clone()));
+        }
+        let reply = self
+            .send(Kind::Other, || self.http.get(&url).bearer_auth(token.expose_secret()).query(&query))
+            .await?
+            .check()?;
+        let page: ObjectPage = reply.json()?;
+        let from = archive.checked_at.map(|at| at - ms(self.pacing.lookback));
+        let mut records = Vec::new();
+        for obj in page.results.iter().filter(|o| o.archived) {
+            let record = self.map_object(spec, obj, &Associated::None)?;
+            let at = record.remote_modified_at.map(|t| t.timestamp_millis());
+            if from.is_none_or(|from| at.is_none_or(|at| at >= from)) {
+                records.push(record);
+            }
+        }
+        let (next, has_more) = match page.next_after() {
+            Some(after) => {
+                let scan = ArchiveScan { started_at: scan.started_at, after: Some(after.to_owned()) };
+                (ArchiveState { checked_at: archive.checked_at, scan: Some(scan) }, true)
+            }
+            None => (ArchiveState { checked_at: Some(scan.started_at), scan: None }, false),
+        };
+        Ok(PulledPage { records, cursor: current.clone().with_archive(next).to_cursor(), has_more })
     }
 }
 
@@ -630,24 +871,34 @@ struct TokenReply {
 
 #[async_trait]
 impl ProviderClient for HubspotClient {
-    /// Contacts only. A `None` cursor lists every contact (100 a page); the page that ends the
-    /// listing switches the cursor to incremental search (200 a page) from the listing's start
-    /// less the lookback, with `has_more = true` so edits made during the listing are caught.
+    /// Contacts, companies, deals and notes. A `None` cursor lists every record (100 a page); the
+    /// page that ends the listing switches the cursor to incremental search (200 a page) from the
+    /// listing's start less the lookback, with `has_more = true` so edits made during the listing
+    /// are caught. A caught-up search is followed by an archived scan when one is due.
     async fn pull_page(
         &self,
         token: &SecretString,
         object: ObjectType,
         cursor: Option<&SyncCursor>,
     ) -> Result<PulledPage, ProviderError> {
-        if object != ObjectType::Contacts {
+        let Some(spec) = objects::spec(object) else {
             return Err(ProviderError::Permanent(format!("the HubSpot adapter does not sync {object}")));
-        }
+        };
         match Phase::parse(cursor)? {
             Phase::Full { after, started_at, max_seen } => {
-                self.pull_full(token, after, started_at, max_seen).await
+                self.pull_full(spec, token, after, started_at, max_seen).await
             }
-            phase => self.pull_incremental(token, phase).await,
+            phase => self.pull_incremental(spec, token, phase).await,
         }
+    }
+
+    /// Batches of 100 per object type and kind; see [`write`] for the requests each costs.
+    async fn write(
+        &self,
+        token: &SecretString,
+        writes: &[ProviderWrite],
+    ) -> Result<Vec<Result<WriteAck, ProviderError>>, ProviderError> {
+        self.write_all(token, writes).await
     }
 
     /// `POST {base}/oauth/v1/token` with the app's client credentials. A refresh token HubSpot
@@ -705,10 +956,15 @@ mod tests {
             first_ts: None,
             tie_after: None,
             max_seen: None,
+            archive: ArchiveState::default(),
         }
     }
 
     const LOOKBACK: Duration = Duration::from_secs(300);
+
+    fn client() -> HubspotClient {
+        HubspotClient::new(reqwest::Client::new(), "http://127.0.0.1:9", None, Pacing::default()).unwrap()
+    }
 
     #[test]
     fn contacts_map_to_canonical_fields_with_modified_time_and_archived_flag() {
@@ -716,13 +972,14 @@ mod tests {
             "id": "42",
             "properties": {
                 "email": "a@x.io", "firstname": "Ada", "lastname": null, "phone": "",
-                "jobtitle": "CTO", "hs_lead_status": "OPEN", "lastmodifieddate": "2024-03-01T10:00:00.123Z"
+                "jobtitle": "CTO", "hs_lead_status": "OPEN", "lastmodifieddate": "2024-03-01T10:00:00.123Z",
+                "associatedcompanyid": "77"
             },
             "updatedAt": "2020-01-01T00:00:00Z",
-            "archived": true
+            "archived": false
         }))
         .unwrap();
-        let r = map_contact(&obj).unwrap();
+        let r = client().map_object(&objects::CONTACTS, &obj, &Associated::Inline).unwrap();
         assert_eq!(r.external_id.as_str(), "42");
         assert_eq!(r.fields["email"], json!("a@x.io"));
         assert_eq!(r.fields["first_name"], json!("Ada"));
@@ -730,9 +987,35 @@ mod tests {
         assert_eq!(r.fields["phone"], Value::Null);
         assert_eq!(r.fields["job_title"], json!("CTO"));
         assert_eq!(r.fields["lead_status"], json!("OPEN"));
-        assert_eq!(r.fields.len(), FIELD_MAP.len());
+        assert_eq!(r.fields["company_ids"], json!(["77"]));
+        assert_eq!(r.fields.len(), objects::CONTACTS.defaults.len());
         assert_eq!(r.remote_modified_at.unwrap().timestamp_millis(), 1_709_287_200_123);
-        assert!(r.deleted);
+        assert!(!r.deleted);
+    }
+
+    #[test]
+    fn archived_records_are_deletes_stamped_when_archived_and_deals_keep_sorted_association_ids() {
+        let archived: HubObject = serde_json::from_value(json!({
+            "id": "9", "properties": {"hs_lastmodifieddate": "2024-03-01T10:00:00Z"},
+            "archived": true, "archivedAt": "2024-04-01T00:00:00Z"
+        }))
+        .unwrap();
+        let r = client().map_object(&objects::DEALS, &archived, &Associated::None).unwrap();
+        assert!(r.deleted && r.fields.is_empty());
+        assert_eq!(r.remote_modified_at, parse_instant("2024-04-01T00:00:00Z"));
+
+        let deal: HubObject = serde_json::from_value(json!({
+            "id": "5", "properties": {"dealname": "Big", "dealstage": "closedwon"},
+            "associations": {"contacts": {"results": [
+                {"id": "30", "type": "deal_to_contact"}, {"id": "4", "type": "deal_to_contact"},
+                {"id": "30", "type": "deal_to_contact_unlabeled"}
+            ]}}
+        }))
+        .unwrap();
+        let r = client().map_object(&objects::DEALS, &deal, &Associated::Inline).unwrap();
+        assert_eq!(r.fields["contact_ids"], json!(["30", "4"]));
+        assert_eq!(r.fields["company_ids"], json!([]));
+        assert_eq!(r.fields["lifecycle_stage"], json!("account"));
     }
 
     #[test]
@@ -744,6 +1027,10 @@ mod tests {
             first_ts: Some(7),
             tie_after: None,
             max_seen: Some(9),
+            archive: ArchiveState {
+                checked_at: Some(3),
+                scan: Some(ArchiveScan { started_at: 4, after: Some("9".into()) }),
+            },
         };
         assert_eq!(Phase::parse(Some(&phase.to_cursor())).unwrap(), phase);
         assert!(matches!(Phase::parse(Some(&SyncCursor::new("nope"))), Err(ProviderError::CursorExpired)));
@@ -762,6 +1049,7 @@ mod tests {
             first_ts: Some(100),
             tie_after: None,
             max_seen: None,
+            archive: ArchiveState::default(),
         };
         let page = PageFacts {
             count: 200,
@@ -785,6 +1073,7 @@ mod tests {
             first_ts: Some(100),
             tie_after: None,
             max_seen: None,
+            archive: ArchiveState::default(),
         };
         let (next, _) =
             next_incremental(&mid, &PageFacts { next_after: Some(400), ..page }, Some(600), LOOKBACK);
@@ -800,6 +1089,7 @@ mod tests {
             first_ts: Some(700),
             tie_after: None,
             max_seen: None,
+            archive: ArchiveState::default(),
         };
         let page = PageFacts {
             count: 200,

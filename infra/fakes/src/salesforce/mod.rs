@@ -1,0 +1,466 @@
+//! A fake Salesforce org speaking REST API v60.0: SOQL queries with `nextRecordsUrl` paging
+//! (`Sforce-Query-Options: batchSize=`), `sobjects/{type}/deleted`, sObject Collections writes,
+//! Bulk API 2.0 query jobs with CSV results, the OAuth refresh-token flow on
+//! `/services/oauth2/token`, Salesforce's error bodies (`[{"message","errorCode"}]`) and its daily
+//! API request allocation reported in `Sforce-Limit-Info: api-usage=N/M` (403
+//! `REQUEST_LIMIT_EXCEEDED` past it). Plus `/_admin/` routes and a Rust handle
+//! ([`SalesforceState`]) to edit data as a person would, inject faults and count requests.
+//!
+//! The fake's base URL serves both the login host (token endpoint) and the instance (API).
+
+mod server;
+pub mod soql;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use store::Store;
+pub use store::{API_VERSION, KEY_FIELD, SeedCounts, make_id};
+
+/// Default and largest `batchSize` of a query page.
+pub const DEFAULT_BATCH_SIZE: usize = 2000;
+pub const MIN_BATCH_SIZE: usize = 200;
+/// Records per sObject Collections request.
+pub const COLLECTION_MAX: usize = 200;
+/// Open query locators kept per org; older ones become `INVALID_QUERY_LOCATOR`.
+const MAX_LOCATORS: usize = 50;
+
+/// How to start a fake.
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// Port on 127.0.0.1; 0 lets the OS pick.
+    pub port: u16,
+    pub seed_counts: SeedCounts,
+    pub seed: u64,
+    /// A session token that works from the start (`None`: only issued tokens work).
+    pub session_token: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    /// The org's daily API request allocation (`Sforce-Limit-Info` and `REQUEST_LIMIT_EXCEEDED`).
+    pub daily_api_requests: u64,
+    /// Status polls a Bulk API 2.0 query job answers `InProgress` before `JobComplete`.
+    pub bulk_polls_until_complete: u32,
+    /// Records per Bulk result set when the client sends no `maxRecords`.
+    pub bulk_default_max_records: usize,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            seed_counts: SeedCounts::default(),
+            seed: 42,
+            session_token: Some("00DFAKE!session".into()),
+            client_id: "fake-sf-client-id".into(),
+            client_secret: "fake-sf-client-secret".into(),
+            daily_api_requests: 100_000,
+            bulk_polls_until_complete: 1,
+            bulk_default_max_records: 50_000,
+        }
+    }
+}
+
+/// The routes the fake counts and can inject faults into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    /// `GET /query?q=` (including `SELECT COUNT()`).
+    Query,
+    /// `GET /query/{locator}` (`nextRecordsUrl`).
+    QueryMore,
+    Deleted,
+    CollectionCreate,
+    CollectionUpdate,
+    CollectionDelete,
+    BulkCreate,
+    BulkStatus,
+    BulkResults,
+    Token,
+    UserInfo,
+    /// Matches every route (faults only).
+    Any,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Query => "query",
+            Route::QueryMore => "query_more",
+            Route::Deleted => "deleted",
+            Route::CollectionCreate => "collection_create",
+            Route::CollectionUpdate => "collection_update",
+            Route::CollectionDelete => "collection_delete",
+            Route::BulkCreate => "bulk_create",
+            Route::BulkStatus => "bulk_status",
+            Route::BulkResults => "bulk_results",
+            Route::Token => "token",
+            Route::UserInfo => "userinfo",
+            Route::Any => "any",
+        }
+    }
+}
+
+/// What an injected fault does to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// 403 `REQUEST_LIMIT_EXCEEDED` (Salesforce sends no 429), with the org's real usage in
+    /// `Sforce-Limit-Info` (as for its concurrent-request limit).
+    RequestLimit,
+    /// A 5xx (default 500 `UNKNOWN_EXCEPTION`; 503 `SERVER_UNAVAILABLE`).
+    ServerError {
+        #[serde(default)]
+        status: Option<u16>,
+    },
+    /// 401 `INVALID_SESSION_ID`, whatever the token.
+    ExpiredSession,
+    /// 200 with a truncated JSON body.
+    MalformedJson,
+    /// Waits this long, then answers normally.
+    Delay { ms: u64 },
+}
+
+/// A fault for the next `count` requests to `route`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub route: Route,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Request counters (`GET /_admin/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total: u64,
+    /// 403 `REQUEST_LIMIT_EXCEEDED` answers sent (allocation used up and injected faults).
+    pub limit_exceeded: u64,
+    /// Requests per route name (`query`, `query_more`, `bulk_results`, ...).
+    pub routes: BTreeMap<String, u64>,
+}
+
+/// What the token endpoint answered (Salesforce sends no `expires_in` and, on refresh, no new
+/// refresh token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub instance_url: String,
+}
+
+/// A query cursor: the result set as rendered at query time, served in batches.
+#[derive(Debug)]
+pub(crate) struct Locator {
+    rows: Vec<Value>,
+    batch: usize,
+}
+
+/// A Bulk API 2.0 query job.
+#[derive(Debug)]
+pub(crate) struct BulkJob {
+    pub(crate) object: String,
+    pub(crate) header: Vec<String>,
+    pub(crate) rows: Vec<Vec<String>>,
+    pub(crate) polls: u32,
+    pub(crate) created_ms: i64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    tokens: HashMap<String, bool>,
+    refresh_tokens: HashMap<String, ()>,
+    locators: HashMap<String, Locator>,
+    locator_order: VecDeque<String>,
+    jobs: HashMap<String, BulkJob>,
+    faults: Vec<Fault>,
+    stats: Stats,
+    api_usage: u64,
+    daily_api_requests: u64,
+    instance_url: Option<String>,
+    next_serial: u64,
+}
+
+/// The fake org's state. Every admin operation is also a method here.
+#[derive(Debug)]
+pub struct SalesforceState {
+    inner: Mutex<Inner>,
+    config: FakeConfig,
+}
+
+fn random_token(prefix: &str) -> String {
+    let mut rng = rand::rng();
+    let a: u64 = rng.random();
+    let b: u64 = rng.random();
+    format!("{prefix}!{a:016x}{b:016x}")
+}
+
+impl SalesforceState {
+    pub fn new(config: FakeConfig) -> Self {
+        let mut tokens = HashMap::new();
+        if let Some(t) = &config.session_token {
+            tokens.insert(t.clone(), true);
+        }
+        let inner = Inner {
+            store: Store::seeded(config.seed_counts, config.seed),
+            tokens,
+            refresh_tokens: HashMap::new(),
+            locators: HashMap::new(),
+            locator_order: VecDeque::new(),
+            jobs: HashMap::new(),
+            faults: Vec::new(),
+            stats: Stats::default(),
+            api_usage: 0,
+            daily_api_requests: config.daily_api_requests,
+            instance_url: None,
+            next_serial: 1,
+        };
+        Self { inner: Mutex::new(inner), config }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn config(&self) -> &FakeConfig {
+        &self.config
+    }
+
+    /// Live records of an object.
+    pub fn count(&self, sobject: &str) -> usize {
+        self.lock().store.count(sobject)
+    }
+
+    /// Ids of the live records of an object, in id order.
+    pub fn ids(&self, sobject: &str) -> Vec<String> {
+        self.lock().store.live_of(sobject).map(|r| r.id.clone()).collect()
+    }
+
+    /// A live record with every field set on it plus the system fields, as REST JSON.
+    pub fn record(&self, id: &str) -> Option<Value> {
+        let inner = self.lock();
+        let r = inner.store.live(id)?;
+        let mut fields: Vec<String> =
+            ["Id", "CreatedDate", "LastModifiedDate", "SystemModstamp"].iter().map(|s| (*s).into()).collect();
+        fields.extend(r.fields.keys().cloned());
+        Some(r.render(&fields))
+    }
+
+    /// The live record holding this `Syncbridge_Key__c`.
+    pub fn record_by_key(&self, sobject: &str, key: &str) -> Option<Value> {
+        let id = self.lock().store.by_key(sobject, key)?.id.clone();
+        self.record(&id)
+    }
+
+    /// How many live records of `sobject` carry this `Syncbridge_Key__c`.
+    pub fn count_with_key(&self, sobject: &str, key: &str) -> usize {
+        let inner = self.lock();
+        inner
+            .store
+            .live_of(sobject)
+            .filter(|r| r.fields.get(KEY_FIELD).and_then(Value::as_str) == Some(key))
+            .count()
+    }
+
+    /// Edits a record as a person would (the `SystemModstamp` moves to now, second precision).
+    pub fn edit(&self, id: &str, fields: &[(&str, Value)]) -> Result<Value, String> {
+        let map: Map<String, Value> = fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        self.lock().store.update(id, &map, None).map_err(|e| e.message)?;
+        self.record(id).ok_or_else(|| "record vanished".to_owned())
+    }
+
+    /// Sets the `SystemModstamp` of these records to one shared instant (now, or `at_ms`) without
+    /// other changes. Returns how many were touched.
+    pub fn touch(&self, ids: &[String], at_ms: Option<i64>) -> usize {
+        let mut inner = self.lock();
+        let stamp = at_ms.unwrap_or_else(|| inner.store.next_stamp());
+        ids.iter().filter(|id| inner.store.update(id, &Map::new(), Some(stamp)).is_ok()).count()
+    }
+
+    /// Creates a record as a person would; returns its id.
+    pub fn create(&self, sobject: &str, fields: &[(&str, Value)]) -> Result<String, String> {
+        let map: Map<String, Value> = fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        self.lock().store.create(sobject, &map).map_err(|e| e.message)
+    }
+
+    /// Deletes a record (into the delete log); `false` if it is absent or already deleted.
+    pub fn delete(&self, id: &str) -> bool {
+        self.lock().store.delete(id).is_ok()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    /// Requests to one route so far.
+    pub fn route_count(&self, route: Route) -> u64 {
+        self.lock().stats.routes.get(route.as_str()).copied().unwrap_or(0)
+    }
+
+    pub fn reset_stats(&self) {
+        self.lock().stats = Stats::default();
+    }
+
+    pub fn inject_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Sets the API requests used today and, optionally, the daily allocation.
+    pub fn set_api_usage(&self, used: u64, allocation: Option<u64>) {
+        let mut inner = self.lock();
+        inner.api_usage = used;
+        if let Some(a) = allocation {
+            inner.daily_api_requests = a;
+        }
+    }
+
+    /// `(used, allocation)` of the daily API requests.
+    pub fn api_usage(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.api_usage, inner.daily_api_requests)
+    }
+
+    /// Makes every open query locator invalid (as after 15 minutes of inactivity).
+    pub fn expire_query_locators(&self) {
+        let mut inner = self.lock();
+        inner.locators.clear();
+        inner.locator_order.clear();
+    }
+
+    /// The `instance_url` the token endpoint answers from now on (default: the fake's base URL).
+    pub fn set_instance_url(&self, url: Option<String>) {
+        self.lock().instance_url = url;
+    }
+
+    /// Issues a session (access) token and a refresh token, as the authorization-code flow would.
+    pub fn issue_token(&self, base_url: &str) -> IssuedToken {
+        let access = random_token("00DFAKE");
+        let refresh = random_token("5Aep861");
+        let mut inner = self.lock();
+        inner.tokens.insert(access.clone(), true);
+        inner.refresh_tokens.insert(refresh.clone(), ());
+        let instance_url = inner.instance_url.clone().unwrap_or_else(|| base_url.to_owned());
+        IssuedToken { access_token: access, refresh_token: refresh, instance_url }
+    }
+
+    /// Ends a session (as a timeout or a logout does); `false` if unknown.
+    pub fn expire_token(&self, access_token: &str) -> bool {
+        match self.lock().tokens.get_mut(access_token) {
+            Some(valid) => {
+                *valid = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Revokes a refresh token; `false` if unknown.
+    pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
+        self.lock().refresh_tokens.remove(refresh_token).is_some()
+    }
+
+    fn refresh(&self, refresh_token: &str, base_url: &str) -> Option<(String, String)> {
+        let mut inner = self.lock();
+        inner.refresh_tokens.get(refresh_token)?;
+        let access = random_token("00DFAKE");
+        inner.tokens.insert(access.clone(), true);
+        let instance = inner.instance_url.clone().unwrap_or_else(|| base_url.to_owned());
+        Some((access, instance))
+    }
+
+    /// Counts the request and takes the first pending fault for `route`.
+    fn count_and_take_fault(&self, route: Route) -> Option<FaultKind> {
+        let mut inner = self.lock();
+        inner.stats.total += 1;
+        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
+        let idx = inner.faults.iter().position(|f| f.route == route || f.route == Route::Any)?;
+        let kind = inner.faults[idx].kind.clone();
+        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
+        if inner.faults[idx].count == 0 {
+            inner.faults.remove(idx);
+        }
+        if kind == FaultKind::RequestLimit {
+            inner.stats.limit_exceeded += 1;
+        }
+        Some(kind)
+    }
+
+    fn serial(&self) -> u64 {
+        let mut inner = self.lock();
+        let n = inner.next_serial;
+        inner.next_serial += 1;
+        n
+    }
+}
+
+/// Starts fakes.
+pub struct SalesforceFake;
+
+impl SalesforceFake {
+    /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
+    pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let base_url = format!("http://{local}");
+        let state = Arc::new(SalesforceState::new(config));
+        let app = server::router(state.clone(), base_url.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "fake Salesforce server stopped");
+            }
+        });
+        Ok(RunningFake { base_url, state, task })
+    }
+}
+
+/// A running fake; the server stops when this is dropped.
+pub struct RunningFake {
+    base_url: String,
+    state: Arc<SalesforceState>,
+    task: JoinHandle<()>,
+}
+
+impl RunningFake {
+    /// `http://127.0.0.1:PORT`, no trailing slash: the login host and the instance.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// The state handle, for direct admin from Rust.
+    pub fn state(&self) -> Arc<SalesforceState> {
+        self.state.clone()
+    }
+
+    /// Issues a token pair whose `instance_url` is this fake.
+    pub fn issue_token(&self) -> IssuedToken {
+        self.state.issue_token(&self.base_url)
+    }
+}
+
+impl Drop for RunningFake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests;

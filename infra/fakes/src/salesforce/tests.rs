@@ -1,0 +1,220 @@
+//! HTTP-level tests of the fake, through reqwest.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+async fn fake(contacts: usize) -> RunningFake {
+    let seed_counts = SeedCounts { accounts: 3, contacts, ..SeedCounts::default() };
+    SalesforceFake::start(FakeConfig { seed_counts, ..FakeConfig::default() }).await.unwrap()
+}
+
+const TOKEN: &str = "00DFAKE!session";
+
+fn api(f: &RunningFake, path: &str) -> String {
+    format!("{}/services/data/v60.0{path}", f.base_url())
+}
+
+#[tokio::test]
+async fn queries_page_with_next_records_url_at_the_requested_batch_size() {
+    let f = fake(450).await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(api(&f, "/query"))
+        .query(&[("q", "SELECT Id, Email FROM Contact ORDER BY SystemModstamp, Id")])
+        .header("Sforce-Query-Options", "batchSize=200")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["sforce-limit-info"], "api-usage=1/100000");
+    let mut body: Value = resp.json().await.unwrap();
+    let mut seen = BTreeSet::new();
+    let mut pages = 1;
+    loop {
+        assert_eq!(body["totalSize"], 450);
+        for r in body["records"].as_array().unwrap() {
+            assert_eq!(r["attributes"]["type"], "Contact");
+            assert!(seen.insert(r["Id"].as_str().unwrap().to_owned()));
+        }
+        let Some(next) = body["nextRecordsUrl"].as_str() else { break };
+        assert_eq!(body["done"], false);
+        body = http
+            .get(format!("{}{next}", f.base_url()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pages += 1;
+    }
+    assert_eq!((pages, seen.len()), (3, 450));
+    assert_eq!(f.state().route_count(Route::QueryMore), 2);
+}
+
+#[tokio::test]
+async fn errors_use_salesforce_bodies_and_the_daily_allocation_is_enforced() {
+    let f = fake(5).await;
+    let http = reqwest::Client::new();
+    let q = [("q", "SELECT Id FROM Contact")];
+    let resp = http.get(api(&f, "/query")).query(&q).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body[0]["errorCode"], "INVALID_SESSION_ID");
+    let resp = http
+        .get(api(&f, "/query"))
+        .query(&[("q", "SELECT Nope FROM Contact")])
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()[0]["errorCode"], "INVALID_FIELD");
+    f.state().set_api_usage(10, Some(10));
+    let resp = http.get(api(&f, "/query")).query(&q).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.headers()["sforce-limit-info"], "api-usage=10/10");
+    assert_eq!(resp.json::<Value>().await.unwrap()[0]["errorCode"], "REQUEST_LIMIT_EXCEEDED");
+    assert_eq!(f.state().stats().limit_exceeded, 1);
+}
+
+#[tokio::test]
+async fn collections_report_per_record_results_and_deletes_reach_the_delete_log() {
+    let f = fake(2).await;
+    let http = reqwest::Client::new();
+    let body: Value = http
+        .post(api(&f, "/composite/sobjects"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"allOrNone": false, "records": [
+            {"attributes": {"type": "Contact"}, "LastName": "Ok"},
+            {"attributes": {"type": "Contact"}, "FirstName": "NoLastName"},
+        ]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body[0]["success"], true);
+    assert_eq!(body[1]["errors"][0]["statusCode"], "REQUIRED_FIELD_MISSING");
+    let id = body[0]["id"].as_str().unwrap().to_owned();
+    let del: Value = http
+        .delete(api(&f, "/composite/sobjects"))
+        .query(&[("ids", id.as_str()), ("allOrNone", "false")])
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(del[0]["success"], true);
+    let now = chrono::Utc::now();
+    let start = (now - chrono::Duration::hours(1)).to_rfc3339();
+    let end = (now + chrono::Duration::minutes(1)).to_rfc3339();
+    let deleted: Value = http
+        .get(api(&f, "/sobjects/Contact/deleted/"))
+        .query(&[("start", start.as_str()), ("end", end.as_str())])
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(deleted["deletedRecords"][0]["id"], id.as_str());
+    assert!(deleted["latestDateCovered"].as_str().unwrap().ends_with("+0000"));
+}
+
+#[tokio::test]
+async fn bulk_query_jobs_complete_after_polling_and_page_csv_by_locator() {
+    let f = fake(25).await;
+    let http = reqwest::Client::new();
+    let job: Value = http
+        .post(api(&f, "/jobs/query"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"operation": "query", "query": "SELECT Id, LastName FROM Contact"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "UploadComplete");
+    let id = job["id"].as_str().unwrap();
+    let status = |n: u32| {
+        let http = http.clone();
+        let url = api(&f, &format!("/jobs/query/{id}"));
+        async move {
+            let v: Value = http.get(url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+            (n, v["state"].as_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(status(1).await.1, "InProgress");
+    assert_eq!(status(2).await.1, "JobComplete");
+    let mut locator: Option<String> = None;
+    let mut rows = 0;
+    loop {
+        let mut q = vec![("maxRecords", "10".to_owned())];
+        if let Some(l) = &locator {
+            q.push(("locator", l.clone()));
+        }
+        let resp = http
+            .get(api(&f, &format!("/jobs/query/{id}/results")))
+            .query(&q)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let next = resp.headers()["sforce-locator"].to_str().unwrap().to_owned();
+        let text = resp.text().await.unwrap();
+        assert!(text.starts_with("\"Id\",\"LastName\"\n"));
+        rows += text.lines().count() - 1;
+        if next == "null" {
+            break;
+        }
+        locator = Some(next);
+    }
+    assert_eq!(rows, 25);
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refreshes_and_returns_the_instance_url() {
+    let f = fake(1).await;
+    let issued = f.issue_token();
+    let http = reqwest::Client::new();
+    let body: Value = http
+        .post(format!("{}/services/oauth2/token", f.base_url()))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "fake-sf-client-id"),
+            ("client_secret", "fake-sf-client-secret"),
+            ("refresh_token", issued.refresh_token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["instance_url"], f.base_url());
+    assert!(body.get("expires_in").is_none());
+    assert!(f.state().revoke_refresh_token(&issued.refresh_token));
+    let resp = http
+        .post(format!("{}/services/oauth2/token", f.base_url()))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "fake-sf-client-id"),
+            ("client_secret", "fake-sf-client-secret"),
+            ("refresh_token", issued.refresh_token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_grant");
+}
