@@ -38,13 +38,18 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let mut connections = Vec::new();
     for tenant in TENANTS {
         let api = ApiClient::new(stack.gateway.base_url(), stack.token(tenant)?);
-        let c = api
-            .call(
-                reqwest::Method::POST,
-                "/v1/connections",
-                Some(json!({ "provider": "hubspot", "base_url": stack.hubspot.base_url(), "access_token": HUBSPOT_TOKEN, "interval_minutes": 15 })),
-            )
-            .await?;
+        // Each tenant authorizes through OAuth and gets its own token, so each has its own share of
+        // HubSpot's per-token rate limits (as two real HubSpot accounts would).
+        let oauth = stack.hubspot.state().issue_token(None);
+        let body = json!({
+            "provider": "hubspot",
+            "base_url": stack.hubspot.base_url(),
+            "access_token": oauth.access_token,
+            "refresh_token": oauth.refresh_token,
+            "expires_in_seconds": oauth.expires_in,
+            "interval_minutes": 15,
+        });
+        let c = api.call(reqwest::Method::POST, "/v1/connections", Some(body)).await?;
         let id = c.get("id").and_then(Value::as_str).context("connection id")?.to_owned();
         println!("Tenant {tenant:<7} connected HubSpot as connection {id}");
         connections.push((tenant, api, id));

@@ -1064,6 +1064,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pending_push_expires_after_seven_days_and_can_no_longer_be_approved() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let mut h = harness();
+        let store = h.store.clone();
+        let queue = h.queue.clone();
+        let engine = crate::sync::Deps {
+            connections: store.clone(),
+            records: store.clone(),
+            runs: store.clone(),
+            audit: store.clone(),
+            pushes: store.clone(),
+            conflicts: store.clone(),
+            queue: queue.clone(),
+            bus: Arc::new(crate::adapters::memory::MemoryBus::new()),
+            providers: Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+            clock: clock.clone(),
+            settings: crate::sync::EngineSettings::default(),
+        };
+        h.app = router(ApiState {
+            connections: store.clone(),
+            records: store.clone(),
+            runs: store.clone(),
+            audit: store.clone(),
+            queue: queue.clone(),
+            clock: clock.clone(),
+            engine,
+            tenant_claim: "tenant_id".into(),
+        });
+        let id = h.create("acme").await;
+        let records = h.seed_records("acme", &id, 1).await;
+        let body = json!({ "action": "update_field", "record_id": records[0], "fields": { "lead_score": 87 }, "idempotency_key": "score-1" });
+        let created = h
+            .send(Method::POST, &format!("/v1/connections/{id}/push"), Some("acme"), Some(&body.to_string()))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        clock.advance(Duration::days(7));
+        let expired = h.send(Method::GET, "/v1/push?status=expired", Some("acme"), None).await;
+        assert_eq!(expired.json["items"].as_array().map(Vec::len), Some(1), "{}", expired.text);
+        let pending = h.send(Method::GET, "/v1/push?status=pending", Some("acme"), None).await;
+        assert_eq!(pending.json["items"], json!([]));
+        let ids = json!({ "ids": [created.json["push_id"]] }).to_string();
+        let approve = h.send(Method::POST, "/v1/push/approve", Some("acme"), Some(&ids)).await;
+        assert_eq!(approve.json["items"][0]["error"], "conflict");
+        assert!(queue.jobs().is_empty());
+    }
+
+    #[tokio::test]
     async fn bad_push_requests_are_4xx_problems() {
         let h = harness();
         let id = h.create("acme").await;

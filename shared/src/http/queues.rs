@@ -230,11 +230,25 @@ async fn list_push(
 ) -> Result<axum::Json<PageView<PushView>>, ApiError> {
     let connection =
         q.connection_id.map(ConnectionId::parse).transpose().map_err(|e| invalid(e.to_string()))?;
-    let query =
-        PushQuery { connection, status: q.status, limit: page_limit(q.limit)?, page_token: q.page_token };
+    // Expiry is computed, not stored: an expired item is stored as pending.
+    let stored_status = match q.status {
+        Some(PushStatus::Expired) => Some(PushStatus::Pending),
+        other => other,
+    };
+    let query = PushQuery {
+        connection,
+        status: stored_status,
+        limit: page_limit(q.limit)?,
+        page_token: q.page_token,
+    };
     let page = state.engine.pushes.list(&caller.tenant, &query).await?;
     let now = state.clock.now();
-    let mut items: Vec<PushView> = page.items.into_iter().map(|p| PushView::new(p, now)).collect();
+    let mut items: Vec<PushView> = page
+        .items
+        .into_iter()
+        .map(|p| PushView::new(p, now))
+        .filter(|v| q.status.is_none_or(|s| s == v.status))
+        .collect();
     items.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created_at.cmp(&b.created_at)));
     Ok(axum::Json(PageView { items, next_page_token: page.next }))
 }
