@@ -54,7 +54,6 @@ impl ProviderFactory for Providers {
             Provider::Microsoft => self.microsoft.client(connection),
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
-            other => Err(ProviderError::Permanent(format!("provider {other} is not supported yet"))),
         }
     }
 }
