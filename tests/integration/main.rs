@@ -11,3 +11,4 @@ mod queues;
 mod salesforce_adapter;
 mod salesforce_e2e;
 mod stack;
+mod two_way;

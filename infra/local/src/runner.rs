@@ -42,6 +42,9 @@ pub struct Runner {
     pub queue_url: String,
     pub queue_arn: String,
     pub worker_timeout: Duration,
+    /// When set, every batch is handed to the worker twice (SQS's at-least-once delivery at its
+    /// worst), and only the second answer decides what is deleted.
+    pub deliver_twice: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Runner {
@@ -58,7 +61,14 @@ impl Runner {
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
             .cloned()
             .unwrap_or_default();
-        Ok(Self { deps, sqs, queue_url, queue_arn, worker_timeout: WORKER_TIMEOUT })
+        Ok(Self {
+            deps,
+            sqs,
+            queue_url,
+            queue_arn,
+            worker_timeout: WORKER_TIMEOUT,
+            deliver_twice: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        })
     }
 
     /// Fires the schedule once, as EventBridge would at `at`, through the dispatcher's handler.
@@ -118,6 +128,9 @@ impl Runner {
             .collect();
         let event: SqsEvent =
             serde_json::from_value(json!({ "Records": records })).context("building the SQS event")?;
+        if self.deliver_twice.load(std::sync::atomic::Ordering::Relaxed) {
+            worker::handle_batch(&self.deps, event.clone(), Deadline::after(self.worker_timeout)).await;
+        }
         let response = worker::handle_batch(&self.deps, event, Deadline::after(self.worker_timeout)).await;
         let failed: Vec<String> =
             response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();

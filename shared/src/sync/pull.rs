@@ -286,7 +286,15 @@ fn plan(
             record.updated_at = now;
             record.version = stored.version + 1;
             let kind = if stored.deleted { RecordChange::Created } else { RecordChange::Updated };
-            Plan::Write(Box::new(RecordWrite::Update(record)), Change { kind, fields: merged.changed, side })
+            // The very version we hold (same stamp or etag; after a push, the version our write
+            // made): field differences are the provider's representation of what we wrote (a
+            // normalized timestamp, empty association lists), adopted without announcing a change.
+            let same_version = (remote.remote_modified_at.is_some()
+                && remote.remote_modified_at == stored.remote_modified_at)
+                || (remote.etag.is_some() && remote.etag == stored.etag);
+            let fields =
+                if same_version && kind == RecordChange::Updated { Vec::new() } else { merged.changed };
+            Plan::Write(Box::new(RecordWrite::Update(record)), Change { kind, fields, side })
         }
     }
 }

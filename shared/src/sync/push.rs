@@ -94,7 +94,11 @@ pub async fn queue(
                 format!("{prefix} {body}")
             };
             fields.insert("body".into(), json!(body));
-            let at = request.fields.get("timestamp").cloned().unwrap_or_else(|| json!(now.to_rfc3339()));
+            let at = request
+                .fields
+                .get("timestamp")
+                .cloned()
+                .unwrap_or_else(|| json!(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
             fields.insert("timestamp".into(), at);
             let association = match target.object {
                 ObjectType::Contacts => "contact_ids",
