@@ -20,7 +20,7 @@ use syncbridge::ports::{
     Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, SystemClock,
 };
 use syncbridge::sync::worker::{JobOutcome, run_job};
-use syncbridge::sync::{Deadline, Deps, EngineSettings};
+use syncbridge::sync::{Deadline, Deps};
 use syncbridge_fakes::google::{FakeConfig, Fault, FaultKind, GoogleFake, Route, RunningFake};
 
 const TOKEN: &str = "ya29.fake-google";
@@ -208,19 +208,13 @@ async fn google_410_restarts_a_full_pull_whose_gap_listing_catches_events_moved_
 
 fn engine(fake: &RunningFake) -> (Deps, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
-    let deps = Deps {
-        connections: store.clone(),
-        records: store.clone(),
-        runs: store.clone(),
-        audit: store.clone(),
-        pushes: store.clone(),
-        conflicts: store.clone(),
-        queue: Arc::new(MemoryQueue::new()),
-        bus: Arc::new(MemoryBus::new()),
-        providers: Arc::new(factory(fake)),
-        clock: Arc::new(SystemClock),
-        settings: EngineSettings::default(),
-    };
+    let deps = syncbridge::adapters::memory::memory_deps(
+        store.clone(),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryBus::new()),
+        Arc::new(factory(fake)),
+        Arc::new(SystemClock),
+    );
     (deps, store)
 }
 

@@ -26,7 +26,7 @@ use syncbridge::domain::{
 };
 use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderWrite, SystemClock};
 use syncbridge::sync::worker::{JobOutcome, run_job};
-use syncbridge::sync::{Deadline, Deps, EngineSettings};
+use syncbridge::sync::{Deadline, Deps};
 use syncbridge_fakes::graph::{
     EventEdit, FakeConfig, Fault, FaultKind, GraphFake, NewEvent, Route, RunningFake,
 };
@@ -260,19 +260,13 @@ async fn graph_410_on_the_delta_link_resyncs_the_window_and_reports_deletions_ma
 }
 
 fn memory_deps(fake: &RunningFake, store: Arc<MemoryStore>) -> Deps {
-    Deps {
-        connections: store.clone(),
-        records: store.clone(),
-        runs: store.clone(),
-        audit: store.clone(),
-        pushes: store.clone(),
-        conflicts: store,
-        queue: Arc::new(MemoryQueue::new()),
-        bus: Arc::new(MemoryBus::new()),
-        providers: Arc::new(factory(fake, Pacing { page_size: 7, ..Pacing::default() })),
-        clock: Arc::new(SystemClock),
-        settings: EngineSettings::default(),
-    }
+    syncbridge::adapters::memory::memory_deps(
+        store,
+        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryBus::new()),
+        Arc::new(factory(fake, Pacing { page_size: 7, ..Pacing::default() })),
+        Arc::new(SystemClock),
+    )
 }
 
 async fn sync_once(deps: &Deps, conn: &Connection) -> syncbridge::domain::RunCounts {

@@ -7,6 +7,7 @@ mod google_adapter;
 mod graph_adapter;
 mod hubspot_adapter;
 mod hubspot_objects;
+mod interleavings_hubspot;
 mod queues;
 mod salesforce_adapter;
 mod salesforce_e2e;

@@ -22,6 +22,29 @@ use crate::ports::{
     StoreError,
 };
 
+/// The engine's dependencies on one in-memory store (every store port), for unit tests of logic.
+pub fn memory_deps(
+    store: std::sync::Arc<MemoryStore>,
+    queue: std::sync::Arc<dyn JobQueue>,
+    bus: std::sync::Arc<dyn EventBus>,
+    providers: std::sync::Arc<dyn crate::ports::ProviderFactory>,
+    clock: std::sync::Arc<dyn Clock>,
+) -> crate::sync::Deps {
+    crate::sync::Deps {
+        connections: store.clone(),
+        records: store.clone(),
+        runs: store.clone(),
+        audit: store.clone(),
+        pushes: store.clone(),
+        conflicts: store,
+        queue,
+        bus,
+        providers,
+        clock,
+        settings: crate::sync::EngineSettings::default(),
+    }
+}
+
 /// The page size used when a caller passes a limit of 0.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 

@@ -515,19 +515,13 @@ mod tests {
             audit: store.clone(),
             queue: queue.clone(),
             clock: Arc::new(ManualClock::new(t0())),
-            engine: crate::sync::Deps {
-                connections: store.clone(),
-                records: store.clone(),
-                runs: store.clone(),
-                audit: store.clone(),
-                pushes: store.clone(),
-                conflicts: store.clone(),
-                queue: queue.clone(),
-                bus: Arc::new(crate::adapters::memory::MemoryBus::new()),
-                providers: Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-                clock: Arc::new(ManualClock::new(t0())),
-                settings: crate::sync::EngineSettings::default(),
-            },
+            engine: crate::adapters::memory::memory_deps(
+                store.clone(),
+                queue.clone(),
+                Arc::new(crate::adapters::memory::MemoryBus::new()),
+                Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+                Arc::new(ManualClock::new(t0())),
+            ),
             tenant_claim: "tenant_id".into(),
         };
         let key = DevKey::new(&SecretString::from("test-secret-test-secret-test-secret")).unwrap();
@@ -1069,19 +1063,13 @@ mod tests {
         let mut h = harness();
         let store = h.store.clone();
         let queue = h.queue.clone();
-        let engine = crate::sync::Deps {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            pushes: store.clone(),
-            conflicts: store.clone(),
-            queue: queue.clone(),
-            bus: Arc::new(crate::adapters::memory::MemoryBus::new()),
-            providers: Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-            clock: clock.clone(),
-            settings: crate::sync::EngineSettings::default(),
-        };
+        let engine = crate::adapters::memory::memory_deps(
+            store.clone(),
+            queue.clone(),
+            Arc::new(crate::adapters::memory::MemoryBus::new()),
+            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+            clock.clone(),
+        );
         h.app = router(ApiState {
             connections: store.clone(),
             records: store.clone(),

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::push::{self, PushRequest};
 use super::worker::run_job;
-use super::{Deadline, Deps, EngineSettings};
+use super::{Deadline, Deps};
 use crate::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore};
 use crate::adapters::memory_provider::MemoryProvider;
 use crate::domain::policy::{ConflictPolicy, Ownership, Source};
@@ -98,19 +98,13 @@ impl World {
         let crm = MemoryProvider::new();
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::new(start()));
-        let deps = Deps {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            pushes: store.clone(),
-            conflicts: store.clone(),
-            queue: Arc::new(MemoryQueue::new()),
-            bus: Arc::new(MemoryBus::new()),
-            providers: Arc::new(crm.clone()),
-            clock: clock.clone(),
-            settings: EngineSettings::default(),
-        };
+        let deps = crate::adapters::memory::memory_deps(
+            store.clone(),
+            Arc::new(MemoryQueue::new()),
+            Arc::new(MemoryBus::new()),
+            Arc::new(crm.clone()),
+            clock.clone(),
+        );
         let settings = ConnectionSettings {
             conflict_policy: policy,
             auto_push: [(PushAction::UpdateRecord, true), (PushAction::CreateNote, true)].into(),

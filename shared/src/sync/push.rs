@@ -329,36 +329,59 @@ pub async fn push_approved(
     items.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created_at.cmp(&b.created_at)));
     items.truncate(PUSHES_PER_JOB);
     let mut counts = PushCounts::default();
-    let mut planned: Vec<(PushItem, Option<CanonicalRecord>, ProviderWrite)> = Vec::new();
+    // One provider write per record: updates of the same record (several approved edits) are
+    // combined, and every item behind a write shares its result.
+    let mut planned: Vec<(Vec<PushItem>, ProviderWrite)> = Vec::new();
     for item in items {
         match plan_write(deps, &item).await? {
-            Planned::Write(record, write) => planned.push((item, record.map(|r| *r), *write)),
-            Planned::Nothing => finish(deps, conn, item, None, None, &mut counts).await?,
+            Planned::Write(write) => {
+                match (&*write, planned.iter_mut().find(|(_, w)| same_record(w, &write))) {
+                    (
+                        ProviderWrite::Update { fields, .. },
+                        Some((group, ProviderWrite::Update { fields: combined, .. })),
+                    ) => {
+                        combined.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        group.push(item);
+                    }
+                    _ => planned.push((vec![item], *write)),
+                }
+            }
+            Planned::Nothing(record, outcome) => {
+                let external = Some(record.external_id.clone());
+                finish_as(deps, conn, item, external, Some(*record), outcome, &mut counts).await?
+            }
             Planned::Fail(why) => fail(deps, conn, item, &why, true, &mut counts).await?,
         }
     }
     if planned.is_empty() {
         return Ok(counts);
     }
-    let writes: Vec<ProviderWrite> = planned.iter().map(|(_, _, w)| w.clone()).collect();
+    let writes: Vec<ProviderWrite> = planned.iter().map(|(_, w)| w.clone()).collect();
     let results = match client.write(&conn.credentials.access_token, &writes).await {
         Ok(results) => results,
         Err(e) if e.is_retryable() => return Err(e.into()),
         Err(e) => planned.iter().map(|_| Err(ProviderError::Permanent(e.to_string()))).collect(),
     };
-    for ((item, record, write), result) in planned.into_iter().zip(results) {
+    for ((group, write), result) in planned.into_iter().zip(results) {
         match result {
             Ok(ack) => {
-                let stored = remember_push(deps, conn, record, &write, &ack).await?;
-                finish(deps, conn, item, Some(ack.external_id), stored, &mut counts).await?;
+                let stored = remember_push(deps, conn, &write, &ack).await?;
+                for item in group {
+                    finish(deps, conn, item, Some(ack.external_id.clone()), stored.clone(), &mut counts)
+                        .await?;
+                }
             }
             Err(ProviderError::Conflict) => {
                 let why = "the record changed at the provider; the next pull merges it, then this retries";
-                fail(deps, conn, item, why, false, &mut counts).await?;
+                for item in group {
+                    fail(deps, conn, item, why, false, &mut counts).await?;
+                }
             }
             Err(e) => {
                 let permanent = !e.is_retryable() && !matches!(e, ProviderError::Unauthorized);
-                fail(deps, conn, item, &e.to_string(), permanent, &mut counts).await?;
+                for item in group {
+                    fail(deps, conn, item, &e.to_string(), permanent, &mut counts).await?;
+                }
             }
         }
     }
@@ -374,23 +397,34 @@ pub enum ProviderOrStore {
     Provider(#[from] ProviderError),
 }
 
+fn same_record(a: &ProviderWrite, b: &ProviderWrite) -> bool {
+    match (a, b) {
+        (
+            ProviderWrite::Update { object: oa, external_id: ea, .. },
+            ProviderWrite::Update { object: ob, external_id: eb, .. },
+        ) => oa == ob && ea == eb,
+        _ => false,
+    }
+}
+
 enum Planned {
-    Write(Option<Box<CanonicalRecord>>, Box<ProviderWrite>),
-    /// Nothing left to send (the provider already agrees): completes the item.
-    Nothing,
+    Write(Box<ProviderWrite>),
+    /// Nothing left to send: completes the item, saying why (`already_applied`: the provider has
+    /// these values, e.g. after a crash between its write and our record of it; `superseded`: the
+    /// local value changed since, by a later edit or a decided conflict, both audited).
+    Nothing(Box<CanonicalRecord>, &'static str),
     Fail(String),
 }
 
 async fn plan_write(deps: &Deps, item: &PushItem) -> Result<Planned, StoreError> {
     match item.action {
-        PushAction::CreateNote | PushAction::CreateEvent => Ok(Planned::Write(
-            None,
-            Box::new(ProviderWrite::Create {
+        PushAction::CreateNote | PushAction::CreateEvent => {
+            Ok(Planned::Write(Box::new(ProviderWrite::Create {
                 object: item.object,
                 fields: item.fields.clone(),
                 idempotency_key: item.idempotency_key.clone(),
-            }),
-        )),
+            })))
+        }
         PushAction::UpdateField | PushAction::UpdateRecord => {
             let Some(record_id) = &item.record_id else {
                 return Ok(Planned::Fail("the item names no record".into()));
@@ -411,7 +445,9 @@ async fn plan_write(deps: &Deps, item: &PushItem) -> Result<Planned, StoreError>
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             if fields.is_empty() {
-                return Ok(Planned::Nothing);
+                let applied = item.fields.iter().all(|(k, v)| record.base.get(k) == Some(v));
+                let outcome = if applied { "already_applied" } else { "superseded" };
+                return Ok(Planned::Nothing(Box::new(record), outcome));
             }
             let write = ProviderWrite::Update {
                 object: record.object,
@@ -422,37 +458,68 @@ async fn plan_write(deps: &Deps, item: &PushItem) -> Result<Planned, StoreError>
                     unmodified_since: record.remote_modified_at,
                 },
             };
-            Ok(Planned::Write(Some(Box::new(record)), Box::new(write)))
+            Ok(Planned::Write(Box::new(write)))
         }
     }
 }
 
-/// Makes the pushed values the base (and the local value) of the record, with the provider's new
-/// stamp: the next pull sees nothing new. Creates register the new record.
+/// Makes the pushed values the base of the record, with the provider's new stamp, so the next pull
+/// sees nothing new; the local value too, unless someone edited it locally since (that edit stays a
+/// local change, with its own push). Re-reads and retries when the record changed meanwhile.
+/// Creates register the new record.
 async fn remember_push(
     deps: &Deps,
     conn: &Connection,
-    record: Option<CanonicalRecord>,
     write: &ProviderWrite,
     ack: &crate::ports::WriteAck,
 ) -> Result<Option<CanonicalRecord>, StoreError> {
     let now = deps.clock.now();
-    let next = match (record, write) {
-        (Some(mut record), ProviderWrite::Update { fields, .. }) => {
-            for (k, v) in fields {
-                record.base.insert(k.clone(), v.clone());
-                record.fields.insert(k.clone(), v.clone());
-                record.sources.remove(k);
+    match write {
+        ProviderWrite::Update { object, external_id, fields, .. } => {
+            for _ in 0..3 {
+                let found = deps
+                    .records
+                    .get_by_external(
+                        &conn.tenant_id,
+                        &conn.connection_id,
+                        conn.provider,
+                        *object,
+                        std::slice::from_ref(external_id),
+                    )
+                    .await?;
+                let Some(mut record) = found.into_values().next() else { return Ok(None) };
+                for (k, v) in fields {
+                    if record.fields.get(k) == record.base.get(k) || record.fields.get(k) == Some(v) {
+                        record.fields.insert(k.clone(), v.clone());
+                        record.sources.remove(k);
+                    }
+                    record.base.insert(k.clone(), v.clone());
+                }
+                if ack.remote_modified_at.is_some_and(|at| record.remote_modified_at.is_none_or(|r| at >= r))
+                {
+                    record.remote_modified_at = ack.remote_modified_at;
+                    record.etag = ack.etag.clone().or(record.etag);
+                }
+                record.updated_at = now;
+                record.version += 1;
+                match deps
+                    .records
+                    .write(conn.provider, vec![RecordWrite::Update(record.clone())])
+                    .await?
+                    .pop()
+                {
+                    Some(Ok(())) => return Ok(Some(record)),
+                    Some(Err(StoreError::Conflict)) => continue,
+                    Some(Err(e)) => return Err(e),
+                    None => return Ok(None),
+                }
             }
-            record.remote_modified_at = ack.remote_modified_at.or(record.remote_modified_at);
-            record.etag = ack.etag.clone().or(record.etag);
-            record.updated_at = now;
-            record.version += 1;
-            RecordWrite::Update(record)
+            // Still contended: the next pull converges the values (the provider has ours).
+            Ok(None)
         }
-        (_, ProviderWrite::Create { object, fields, .. }) => {
+        ProviderWrite::Create { object, fields, .. } => {
             let fields = ack.fields.clone().unwrap_or_else(|| fields.clone());
-            RecordWrite::Create(CanonicalRecord {
+            let record = CanonicalRecord {
                 tenant_id: conn.tenant_id.clone(),
                 connection_id: conn.connection_id.clone(),
                 record_id: RecordId::derive(&conn.tenant_id, &conn.connection_id, *object, &ack.external_id),
@@ -468,28 +535,36 @@ async fn remember_push(
                 created_at: now,
                 updated_at: now,
                 version: 1,
-            })
+            };
+            match deps.records.write(conn.provider, vec![RecordWrite::Create(record.clone())]).await?.pop() {
+                Some(Ok(())) => Ok(Some(record)),
+                // A pull registered it first: the merge converges it.
+                Some(Err(StoreError::Conflict)) | None => Ok(None),
+                Some(Err(e)) => Err(e),
+            }
         }
-        _ => return Ok(None),
-    };
-    let stored = match &next {
-        RecordWrite::Create(r) | RecordWrite::Update(r) => r.clone(),
-    };
-    match deps.records.write(conn.provider, vec![next]).await?.pop() {
-        Some(Ok(())) => Ok(Some(stored)),
-        // Written meanwhile (a pull saw our write first): the merge converges it.
-        Some(Err(StoreError::Conflict)) => Ok(None),
-        Some(Err(e)) => Err(e),
-        None => Ok(None),
+        ProviderWrite::Delete { .. } => Ok(None),
     }
 }
 
 async fn finish(
     deps: &Deps,
     conn: &Connection,
+    item: PushItem,
+    external: Option<crate::domain::ExternalId>,
+    record: Option<CanonicalRecord>,
+    counts: &mut PushCounts,
+) -> Result<(), StoreError> {
+    finish_as(deps, conn, item, external, record, "written", counts).await
+}
+
+async fn finish_as(
+    deps: &Deps,
+    conn: &Connection,
     mut item: PushItem,
     external: Option<crate::domain::ExternalId>,
     record: Option<CanonicalRecord>,
+    outcome: &str,
     counts: &mut PushCounts,
 ) -> Result<(), StoreError> {
     let now = deps.clock.now();
@@ -504,7 +579,12 @@ async fn finish(
     let mut entry =
         AuditEntry::new(conn.tenant_id.clone(), Operation::Push, AuditOutcome::Success, "worker", now)
             .connection(&conn.connection_id)
-            .detail(json!({ "push_id": item.push_id, "action": item.action, "external_id": external }))
+            .detail(json!({
+                "push_id": item.push_id,
+                "action": item.action,
+                "external_id": external,
+                "outcome": outcome,
+            }))
             .change(None, Some(json!(item.fields)));
     if let Some(r) = &record {
         entry = entry.record(r.object, &r.record_id);

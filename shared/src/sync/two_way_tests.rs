@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::push::{self, PushRequest};
 use super::worker::{JobOutcome, run_job};
-use super::{Deadline, Deps, EngineSettings};
+use super::{Deadline, Deps};
 use crate::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore};
 use crate::adapters::memory_provider::MemoryProvider;
 use crate::domain::policy::ConflictPolicy;
@@ -43,19 +43,13 @@ impl World {
         let store = Arc::new(MemoryStore::new());
         let bus = Arc::new(MemoryBus::new());
         let clock = Arc::new(ManualClock::new(now()));
-        let deps = Deps {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            pushes: store.clone(),
-            conflicts: store.clone(),
-            queue: Arc::new(MemoryQueue::new()),
-            bus: bus.clone(),
-            providers: Arc::new(crm.clone()),
-            clock: clock.clone(),
-            settings: EngineSettings::default(),
-        };
+        let deps = crate::adapters::memory::memory_deps(
+            store.clone(),
+            Arc::new(MemoryQueue::new()),
+            bus.clone(),
+            Arc::new(crm.clone()),
+            clock.clone(),
+        );
         let conn = Connection::new(
             TenantId::parse("acme").unwrap(),
             NewConnection {

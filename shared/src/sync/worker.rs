@@ -516,7 +516,7 @@ mod tests {
         SyncCursor,
     };
     use crate::ports::{ProviderFactory, PulledPage, RequestStats};
-    use crate::sync::{Deps, EngineSettings};
+    use crate::sync::Deps;
 
     /// A calendar whose every pull returns the events as they are now.
     #[derive(Clone, Default)]
@@ -603,19 +603,13 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let bus = Arc::new(MemoryBus::new());
         let clock = Arc::new(ManualClock::new(now()));
-        let deps = Deps {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            pushes: store.clone(),
-            conflicts: store.clone(),
-            queue: Arc::new(MemoryQueue::new()),
-            bus: bus.clone(),
-            providers: Arc::new(calendar.clone()),
-            clock: clock.clone(),
-            settings: EngineSettings::default(),
-        };
+        let deps = crate::adapters::memory::memory_deps(
+            store.clone(),
+            Arc::new(MemoryQueue::new()),
+            bus.clone(),
+            Arc::new(calendar.clone()),
+            clock.clone(),
+        );
         let conn = Connection::new(
             TenantId::parse("acme").unwrap(),
             NewConnection {
@@ -684,19 +678,13 @@ mod tests {
     async fn a_retryable_failure_asks_sqs_to_redeliver_later_the_more_it_was_received() {
         let store = Arc::new(MemoryStore::new());
         let queue = Arc::new(MemoryQueue::new());
-        let deps = Deps {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            pushes: store.clone(),
-            conflicts: store.clone(),
-            queue: queue.clone(),
-            bus: Arc::new(MemoryBus::new()),
-            providers: Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-            clock: Arc::new(ManualClock::new(now())),
-            settings: EngineSettings::default(),
-        };
+        let deps = crate::adapters::memory::memory_deps(
+            store.clone(),
+            queue.clone(),
+            Arc::new(MemoryBus::new()),
+            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+            Arc::new(ManualClock::new(now())),
+        );
         let conn = Connection::new(
             TenantId::parse("acme").unwrap(),
             NewConnection {
