@@ -4,6 +4,7 @@ mod aws_adapters;
 mod aws_support;
 mod e2e;
 mod google_adapter;
+mod graph_adapter;
 mod hubspot_adapter;
 mod hubspot_objects;
 mod interleavings_hubspot;
