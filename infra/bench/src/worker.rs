@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
-use syncbridge::adapters::memory::{MemoryQueue, MemoryStore};
+use syncbridge::adapters::memory::{MemoryQueue, MemoryStore, memory_deps};
 use syncbridge::adapters::salesforce::SalesforceFactory;
 use syncbridge::domain::{
     Connection, Credentials, Job, JobReason, NewConnection, ObjectType, Provider, RunCounts, SyncCursor,
@@ -23,7 +23,7 @@ use syncbridge::domain::{
 };
 use syncbridge::ports::{ProviderClient, ProviderError, ProviderFactory, SystemClock};
 use syncbridge::sync::worker::{JobOutcome, run_job};
-use syncbridge::sync::{Deadline, Deps, EngineSettings};
+use syncbridge::sync::{Deadline, Deps};
 
 use crate::null::{Discarded, NullStores};
 
@@ -122,18 +122,18 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let memory = Arc::new(MemoryStore::new());
     memory.put_connection(connection);
     let null = Arc::new(NullStores::new(&args.id_log).context("creating the id log")?);
+    // Connections, runs, pushes and conflicts in memory (one connection's worth); records, audit
+    // entries and events into the discarding stores.
     let deps = Deps {
-        connections: memory.clone(),
         records: null.clone(),
-        runs: memory.clone(),
         audit: null.clone(),
-        pushes: memory.clone(),
-        conflicts: memory.clone(),
-        queue: Arc::new(MemoryQueue::new()),
-        bus: null.clone(),
-        providers: Arc::new(factories),
-        clock: Arc::new(SystemClock),
-        settings: EngineSettings::default(),
+        ..memory_deps(
+            memory.clone(),
+            Arc::new(MemoryQueue::new()),
+            null.clone(),
+            Arc::new(factories),
+            Arc::new(SystemClock),
+        )
     };
     let job = Job::sync(
         tenant.clone(),
