@@ -63,7 +63,6 @@ async fn main() -> anyhow::Result<()> {
         cpus: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
         record_store: report::RECORD_STORE_NOTE,
         scenarios: Vec::new(),
-        skipped: scenarios::SKIPPED.iter().map(|s| (*s).to_owned()).collect(),
     };
     let chosen = scenarios::ALL.iter().filter(|n| cli.only.as_deref().is_none_or(|o| n.contains(o)));
     for name in chosen {

@@ -148,7 +148,6 @@ pub struct Results {
     pub cpus: usize,
     pub record_store: &'static str,
     pub scenarios: Vec<Figures>,
-    pub skipped: Vec<String>,
 }
 
 pub const RECORD_STORE_NOTE: &str = "records go to a record store that keeps nothing (lookups find \
@@ -192,9 +191,6 @@ pub fn render(results: &Results) -> String {
         for c in &f.checks {
             out.push_str(&format!("  check  {:<7} {}\n", if c.passed { "ok" } else { "FAILED" }, c.what));
         }
-    }
-    for s in &results.skipped {
-        out.push_str(&format!("skipped: {s}\n"));
     }
     out.push_str(&format!(
         "\nNote: {RECORD_STORE_NOTE}.\nWall time is the worker process from spawn to exit; peak RSS is its \
@@ -247,14 +243,12 @@ mod tests {
             cpus: 2,
             record_store: RECORD_STORE_NOTE,
             scenarios: vec![figures(true, true)],
-            skipped: vec!["google incremental: not on main".into()],
         };
         let text = render(&results);
         let row = text.lines().find(|l| l.starts_with("hubspot full 20k")).unwrap();
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[3..], ["20000", "10.500", "10.53", "201", "0", "1905", "12.2", "MiB"]);
         assert!(text.contains("target met     no 429 received"));
-        assert!(text.contains("skipped: google incremental"));
         assert!(text.contains("keeps nothing"));
 
         let bad = Results { scenarios: vec![figures(false, false)], ..results };

@@ -27,9 +27,6 @@ pub const ALL: &[&str] = &[
     "google incremental 1% of 5k",
 ];
 
-/// Scenarios of the issue this build cannot run, and why.
-pub const SKIPPED: &[&str] = &[];
-
 /// Runs the scenario called `name`.
 pub async fn run(name: &str) -> anyhow::Result<Figures> {
     match name {
