@@ -44,6 +44,9 @@ pub struct Config {
     pub google_token_url: String,
     /// The JWT claim that names the caller's tenant.
     pub tenant_claim: String,
+    /// `WEBHOOK_BASE_URL`: the public origin (and path prefix) under which `/webhooks/{provider}` is
+    /// served; providers with per-connection push channels notify there. Unset: pull-only.
+    pub webhook_base_url: Option<String>,
 }
 
 pub const DEFAULT_DUE_SHARDS: u16 = 4;
@@ -57,6 +60,18 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
 
 fn optional(name: &'static str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `WEBHOOK_BASE_URL`, if set: an http(s) URL, kept without its trailing slash.
+fn webhook_base_url() -> Result<Option<String>, ConfigError> {
+    let Some(v) = optional("WEBHOOK_BASE_URL") else {
+        return Ok(None);
+    };
+    let v = v.trim().trim_end_matches('/').to_owned();
+    match url::Url::parse(&v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(v)),
+        _ => Err(ConfigError::Invalid { name: "WEBHOOK_BASE_URL", reason: "expected an http(s) URL".into() }),
+    }
 }
 
 impl Resources {
@@ -108,6 +123,7 @@ impl Config {
             google_token_url: optional("GOOGLE_TOKEN_URL")
                 .unwrap_or_else(|| crate::adapters::google::DEFAULT_TOKEN_URL.to_owned()),
             tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
+            webhook_base_url: webhook_base_url()?,
         })
     }
 }

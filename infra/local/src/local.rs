@@ -122,6 +122,7 @@ impl LocalStack {
             }),
             google_token_url: google.token_url(),
             tenant_claim: "tenant_id".to_owned(),
+            webhook_base_url: None,
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
         let runner = Runner::new(

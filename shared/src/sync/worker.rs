@@ -289,6 +289,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         };
         conn.last_sync_at = Some(finished_at);
         conn.last_error = None;
+        keep_push_channel(deps, &mut conn, client.as_ref()).await;
     }
     conn.last_run_id = Some(run_id.clone());
     conn.inflight_since = None;
@@ -325,6 +326,67 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
     } else {
         JobOutcome::Completed { run_id, counts }
     })
+}
+
+/// Opens or renews the connection's push channel when one is due (none yet, or it expires within
+/// [`PushChannel::renewal_margin`]) and webhooks are configured. The new channel is registered
+/// (channel id -> connection) before the connection keeps it; `finish` saves it. A failure is
+/// logged and audited and never fails the sync: the next sync tries again.
+async fn keep_push_channel(deps: &Deps, conn: &mut Connection, client: &dyn ProviderClient) {
+    let Some(base) = deps.settings.webhook_base_url.as_deref() else {
+        return;
+    };
+    let now = deps.clock.now();
+    if conn.push_channel.as_ref().is_some_and(|c| !c.due_for_renewal(now)) {
+        return;
+    }
+    let address = format!("{}/webhooks/{}", base.trim_end_matches('/'), conn.provider);
+    let old = conn.push_channel.clone();
+    let result = match client.ensure_channel(&conn.credentials.access_token, &address, old.as_ref(), now).await {
+        Ok(Some(channel)) if old.as_ref().is_some_and(|o| o.same_as(&channel)) => return,
+        Ok(Some(channel)) => match deps
+            .connections
+            .put_channel(&channel, &conn.tenant_id, &conn.connection_id, conn.provider)
+            .await
+        {
+            Ok(()) => Ok(channel),
+            Err(e) => Err(error_chain(&e)),
+        },
+        Ok(None) => return,
+        Err(e) => Err(error_chain(&e)),
+    };
+    let entry = AuditEntry::new(
+        conn.tenant_id.clone(),
+        Operation::ChannelRenewed,
+        if result.is_ok() { AuditOutcome::Success } else { AuditOutcome::Failure },
+        "worker",
+        now,
+    )
+    .connection(&conn.connection_id);
+    let entry = match result {
+        Ok(channel) => {
+            info!(connection = %conn.connection_id, channel = %channel.id, expires_at = %channel.expires_at, "push channel opened");
+            let detail = json!({
+                "channel_id": channel.id,
+                "expires_at": channel.expires_at,
+                "replaced": old.as_ref().map(|o| o.id.clone()),
+                "address": address,
+            });
+            conn.push_channel = Some(channel);
+            entry.detail(detail)
+        }
+        Err(error) => {
+            warn!(connection = %conn.connection_id, %error, "could not open or renew the push channel; the next sync retries");
+            entry.detail(json!({
+                "channel_id": old.as_ref().map(|o| o.id.clone()),
+                "address": address,
+                "error": error,
+            }))
+        }
+    };
+    if let Err(e) = deps.audit.append(&[entry]).await {
+        warn!(error = %error_chain(&e), "could not audit the push channel");
+    }
 }
 
 async fn has_open_conflicts(deps: &Deps, conn: &Connection) -> Result<bool, StoreError> {
