@@ -662,6 +662,38 @@ mod tests {
     }
 
     #[test]
+    fn a_push_channel_round_trips_with_its_secret_encrypted_and_its_registry_entry_expires_after_it() {
+        let k = cipher();
+        let mut c = connection();
+        let channel = PushChannel {
+            id: "chan-1".into(),
+            resource_id: Some("res-1".into()),
+            secret: SecretString::from("channel-secret-plaintext"),
+            expires_at: at(7 * 86_400) + Duration::milliseconds(5),
+        };
+        c.push_channel = Some(channel.clone());
+        let item = connection_to_item(&c, &k, 4);
+        assert!(!format!("{item:?}").contains("channel-secret-plaintext"));
+        let back = connection_from_item(&item, &k).unwrap().push_channel.expect("channel kept");
+        assert_eq!((back.id.as_str(), back.resource_id.as_deref()), ("chan-1", Some("res-1")));
+        assert_eq!(back.expires_at, channel.expires_at);
+        assert_eq!(back.secret.expose_secret(), "channel-secret-plaintext");
+
+        let mut no_secret = item.clone();
+        no_secret.remove("channel_secret_enc");
+        assert!(matches!(connection_from_item(&no_secret, &k), Err(StoreError::Corrupt(_))));
+
+        let entry = channel_to_item(&channel, &c.tenant_id, &c.connection_id, c.provider);
+        assert_eq!((entry["pk"].clone(), entry["sk"].clone()), (s("CHAN#chan-1"), s("CHAN")));
+        assert_eq!(entry["expires_at"], n((at(8 * 86_400)).timestamp()));
+        assert!(!format!("{entry:?}").contains("channel-secret-plaintext"));
+        assert_eq!(
+            channel_from_item(&entry).unwrap(),
+            (c.tenant_id.clone(), c.connection_id.clone(), Provider::Hubspot)
+        );
+    }
+
+    #[test]
     fn paused_connection_leaves_the_due_index_and_optional_fields_stay_absent() {
         let k = cipher();
         let mut c = connection();
