@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use crate::domain::record::Fields;
 use crate::domain::{
     AuditEntry, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId,
-    IdempotencyKey, Job, JobId, ObjectType, Provider, PushChannel, RecordId, RemoteRecord, SyncCursor, SyncRun,
-    TenantId,
+    IdempotencyKey, Job, JobId, ObjectType, Provider, PushChannel, RecordId, RemoteRecord, SyncCursor,
+    SyncRun, TenantId,
 };
 use crate::domain::{ConflictItem, ConflictStatus, PushItem, PushStatus};
 

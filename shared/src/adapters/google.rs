@@ -981,7 +981,9 @@ impl ProviderClient for GoogleClient {
                         tracing::warn!(error = %e, channel = %old.id, "could not stop the old Google channel");
                     }
                 }
-                None => tracing::warn!(channel = %old.id, "old Google channel has no resource id; left to expire"),
+                None => {
+                    tracing::warn!(channel = %old.id, "old Google channel has no resource id; left to expire")
+                }
             }
         }
         Ok(Some(PushChannel {

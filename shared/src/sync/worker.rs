@@ -342,19 +342,20 @@ async fn keep_push_channel(deps: &Deps, conn: &mut Connection, client: &dyn Prov
     }
     let address = format!("{}/webhooks/{}", base.trim_end_matches('/'), conn.provider);
     let old = conn.push_channel.clone();
-    let result = match client.ensure_channel(&conn.credentials.access_token, &address, old.as_ref(), now).await {
-        Ok(Some(channel)) if old.as_ref().is_some_and(|o| o.same_as(&channel)) => return,
-        Ok(Some(channel)) => match deps
-            .connections
-            .put_channel(&channel, &conn.tenant_id, &conn.connection_id, conn.provider)
-            .await
-        {
-            Ok(()) => Ok(channel),
+    let result =
+        match client.ensure_channel(&conn.credentials.access_token, &address, old.as_ref(), now).await {
+            Ok(Some(channel)) if old.as_ref().is_some_and(|o| o.same_as(&channel)) => return,
+            Ok(Some(channel)) => match deps
+                .connections
+                .put_channel(&channel, &conn.tenant_id, &conn.connection_id, conn.provider)
+                .await
+            {
+                Ok(()) => Ok(channel),
+                Err(e) => Err(error_chain(&e)),
+            },
+            Ok(None) => return,
             Err(e) => Err(error_chain(&e)),
-        },
-        Ok(None) => return,
-        Err(e) => Err(error_chain(&e)),
-    };
+        };
     let entry = AuditEntry::new(
         conn.tenant_id.clone(),
         Operation::ChannelRenewed,

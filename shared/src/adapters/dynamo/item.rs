@@ -288,7 +288,9 @@ fn push_channel_from(r: &Reader<'_>, cipher: &TokenCipher) -> Result<Option<Push
         secret: r
             .cipher_text("channel_secret_enc", cipher)?
             .ok_or_else(|| r.corrupt("channel_secret_enc", "is missing"))?,
-        expires_at: r.opt_time("channel_expires_at")?.ok_or_else(|| r.corrupt("channel_expires_at", "is missing"))?,
+        expires_at: r
+            .opt_time("channel_expires_at")?
+            .ok_or_else(|| r.corrupt("channel_expires_at", "is missing"))?,
     }))
 }
 

@@ -83,6 +83,11 @@ impl DynamoStore {
         }
     }
 
+    /// The main table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
     async fn get_item(&self, table: &str, key: Item) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
