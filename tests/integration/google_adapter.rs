@@ -582,6 +582,9 @@ async fn a_google_connection_syncs_through_the_local_stack_and_a_410_resyncs_wit
     assert_eq!(conn["status"], "synced", "{conn}");
     let window = in_window(&stack.google);
     assert_eq!(conn["record_counts"]["events"], json!(window.len()));
+    let channels = stack.google.state().active_channels();
+    assert_eq!(channels.len(), 1, "the synced connection has one push channel");
+    assert_eq!(channels[0].address, format!("{}/webhooks/google", stack.gateway.base_url()));
 
     let google = stack.google.state();
     let mut seeded: Vec<String> = window.iter().filter(|i| i.starts_with("seed")).cloned().collect();
@@ -605,6 +608,7 @@ async fn a_google_connection_syncs_through_the_local_stack_and_a_410_resyncs_wit
             .as_str()
             .is_some_and(|s| s.starts_with(&far.format("%Y-%m-%d").to_string()))
     );
+    assert_eq!(stack.google.state().channels().len(), 1, "a second sync opens no second channel");
     let conn = syncbridge_tests::get(&stack, "acme", &format!("/v1/connections/{id}")).await.expect("conn");
     assert_eq!(
         conn["record_counts"]["events"],
