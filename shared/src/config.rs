@@ -36,6 +36,13 @@ pub struct Config {
     /// Base64 of the 32-byte key that encrypts tokens at rest.
     pub token_key: SecretString,
     pub hubspot_app: Option<OAuthApp>,
+    /// The Microsoft (Entra ID) app registration: `MICROSOFT_CLIENT_ID` / `MICROSOFT_CLIENT_SECRET`.
+    pub microsoft_app: Option<OAuthApp>,
+    /// The identity platform's base URL (`MICROSOFT_LOGIN_BASE_URL`, default
+    /// `https://login.microsoftonline.com`; a fake's URL locally).
+    pub microsoft_login_base_url: String,
+    /// `MICROSOFT_TENANT`: `common` (default), `organizations` or a directory id.
+    pub microsoft_tenant: String,
     /// The Salesforce connected app (`SALESFORCE_CLIENT_ID` / `SALESFORCE_CLIENT_SECRET`).
     pub salesforce_app: Option<OAuthApp>,
     /// `GOOGLE_CLIENT_ID` / `GOOGLE_CLIENT_SECRET`: the Google OAuth app (token refresh).
@@ -50,6 +57,7 @@ pub struct Config {
 }
 
 pub const DEFAULT_DUE_SHARDS: u16 = 4;
+pub const DEFAULT_MICROSOFT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
     match env::var(name) {
@@ -101,6 +109,12 @@ impl Config {
             }
             _ => None,
         };
+        let microsoft_app = match (optional("MICROSOFT_CLIENT_ID"), optional("MICROSOFT_CLIENT_SECRET")) {
+            (Some(client_id), Some(secret)) => {
+                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
+            }
+            _ => None,
+        };
         let salesforce_app = match (optional("SALESFORCE_CLIENT_ID"), optional("SALESFORCE_CLIENT_SECRET")) {
             (Some(client_id), Some(secret)) => {
                 Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
@@ -118,6 +132,10 @@ impl Config {
             due_shards,
             token_key: SecretString::from(required("TOKEN_KEY")?),
             hubspot_app,
+            microsoft_app,
+            microsoft_login_base_url: optional("MICROSOFT_LOGIN_BASE_URL")
+                .unwrap_or_else(|| DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned()),
+            microsoft_tenant: optional("MICROSOFT_TENANT").unwrap_or_else(|| "common".to_owned()),
             salesforce_app,
             google_app,
             google_token_url: optional("GOOGLE_TOKEN_URL")

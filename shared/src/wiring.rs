@@ -9,6 +9,7 @@ use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::google::GoogleFactory;
+use crate::adapters::graph::{GraphFactory, Login};
 use crate::adapters::hubspot::HubspotFactory;
 use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::sqs::SqsJobQueue;
@@ -29,6 +30,7 @@ pub enum WiringError {
 /// Routes each connection to its provider's adapter.
 pub struct Providers {
     hubspot: HubspotFactory,
+    microsoft: GraphFactory,
     salesforce: SalesforceFactory,
     google: GoogleFactory,
 }
@@ -38,15 +40,20 @@ impl Providers {
     pub fn google(&self) -> &GoogleFactory {
         &self.google
     }
+
+    /// The Graph factory, for what the port does not cover (subscriptions).
+    pub fn microsoft(&self) -> &GraphFactory {
+        &self.microsoft
+    }
 }
 
 impl ProviderFactory for Providers {
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
         match connection.provider {
             Provider::Hubspot => self.hubspot.client(connection),
+            Provider::Microsoft => self.microsoft.client(connection),
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
-            other => Err(ProviderError::Permanent(format!("provider {other} is not supported yet"))),
         }
     }
 }
@@ -73,8 +80,11 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
         config.due_shards,
     ));
     let http = http_client()?;
+    let login =
+        Login { base_url: config.microsoft_login_base_url.clone(), tenant: config.microsoft_tenant.clone() };
     let providers = Providers {
         hubspot: HubspotFactory::new(http.clone(), config.hubspot_app.clone()),
+        microsoft: GraphFactory::new(http.clone(), config.microsoft_app.clone(), login),
         salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http, config.google_app.clone(), config.google_token_url.clone()),
     };

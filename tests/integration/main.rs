@@ -5,6 +5,7 @@ mod aws_support;
 mod channels;
 mod e2e;
 mod google_adapter;
+mod graph_adapter;
 mod hubspot_adapter;
 mod hubspot_objects;
 mod interleavings_hubspot;

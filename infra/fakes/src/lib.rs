@@ -4,5 +4,6 @@
 //! and read request counters.
 
 pub mod google;
+pub mod graph;
 pub mod hubspot;
 pub mod salesforce;

@@ -118,6 +118,9 @@ impl LocalStack {
                 client_id: options.hubspot.client_id.clone(),
                 client_secret: SecretString::from(options.hubspot.client_secret.clone()),
             }),
+            microsoft_app: None,
+            microsoft_login_base_url: syncbridge::config::DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned(),
+            microsoft_tenant: "common".to_owned(),
             salesforce_app,
             google_app: Some(OAuthApp {
                 client_id: options.google.client_id.clone(),

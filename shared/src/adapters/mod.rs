@@ -5,6 +5,7 @@ pub mod crypto;
 pub mod dynamo;
 pub mod eventbridge;
 pub mod google;
+pub mod graph;
 pub mod hubspot;
 pub mod memory;
 pub mod memory_provider;
