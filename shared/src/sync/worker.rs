@@ -728,9 +728,12 @@ mod tests {
     /// A calendar provider with push channels: each `ensure_channel` call is recorded and, unless
     /// told to fail, opens a 7-day channel `ch-{n}` (the port's contract: an existing channel far
     /// from expiry comes back untouched).
+    type ChannelCall = (String, Option<String>);
+
     #[derive(Clone, Default)]
     struct Watched {
-        calls: Arc<Mutex<Vec<(String, Option<String>)>>>,
+        /// (address, existing channel id) of every call.
+        calls: Arc<Mutex<Vec<ChannelCall>>>,
         failing: Arc<std::sync::atomic::AtomicBool>,
     }
 
