@@ -16,6 +16,7 @@ use syncbridge::ports::SystemClock;
 use syncbridge::sync::Deps;
 use syncbridge::wiring;
 use syncbridge_fakes::google::{self, GoogleFake};
+use syncbridge_fakes::graph;
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
 use syncbridge_fakes::salesforce;
 
@@ -33,6 +34,8 @@ pub struct StackOptions {
     pub salesforce: Option<salesforce::FakeConfig>,
     /// The Google Calendar fake (its token endpoint is the stack's `GOOGLE_TOKEN_URL`).
     pub google: google::FakeConfig,
+    /// The Microsoft Graph fake (it also serves the login host's token endpoint).
+    pub graph: graph::FakeConfig,
     /// Gateway port on 127.0.0.1; 0 picks one.
     pub gateway_port: u16,
     /// Also route the bus's events to a queue the caller can read (for tests and the demo).
@@ -48,6 +51,7 @@ impl Default for StackOptions {
             hubspot: FakeConfig::default(),
             salesforce: None,
             google: google::FakeConfig::default(),
+            graph: graph::FakeConfig::default(),
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
@@ -65,6 +69,7 @@ pub struct LocalStack {
     pub hubspot: RunningFake,
     pub salesforce: Option<salesforce::RunningFake>,
     pub google: google::RunningFake,
+    pub graph: graph::RunningFake,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
     events: Option<EventCollector>,
@@ -103,6 +108,8 @@ impl LocalStack {
             client_secret: SecretString::from(c.client_secret.clone()),
         });
         let google = GoogleFake::start(options.google.clone()).await.context("starting the Google fake")?;
+        let graph =
+            graph::GraphFake::start(options.graph.clone()).await.context("starting the Graph fake")?;
         // Bound before the config: the worker opens push channels to this gateway's webhooks.
         let gateway_listener = gateway::bind(options.gateway_port).await?;
         let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
@@ -118,8 +125,11 @@ impl LocalStack {
                 client_id: options.hubspot.client_id.clone(),
                 client_secret: SecretString::from(options.hubspot.client_secret.clone()),
             }),
-            microsoft_app: None,
-            microsoft_login_base_url: syncbridge::config::DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned(),
+            microsoft_app: Some(OAuthApp {
+                client_id: options.graph.client_id.clone(),
+                client_secret: SecretString::from(options.graph.client_secret.clone()),
+            }),
+            microsoft_login_base_url: graph.base_url(),
             microsoft_tenant: "common".to_owned(),
             salesforce_app,
             google_app: Some(OAuthApp {
@@ -159,6 +169,7 @@ impl LocalStack {
             hubspot,
             salesforce,
             google,
+            graph,
             dev_key,
             events_queue_url,
             events,
