@@ -329,7 +329,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
 }
 
 /// Opens or renews the connection's push channel when one is due (none yet, or it expires within
-/// [`PushChannel::renewal_margin`]) and webhooks are configured. The new channel is registered
+/// `PushChannel::renewal_margin`) and webhooks are configured. The new channel is registered
 /// (channel id -> connection) before the connection keeps it; `finish` saves it. A failure is
 /// logged and audited and never fails the sync: the next sync tries again.
 async fn keep_push_channel(deps: &Deps, conn: &mut Connection, client: &dyn ProviderClient) {
@@ -725,14 +725,14 @@ mod tests {
         assert_eq!(task_events, 3, "opened, moved, cancelled");
     }
 
+    /// (address, existing channel id) of one `ensure_channel` call.
+    type ChannelCall = (String, Option<String>);
+
     /// A calendar provider with push channels: each `ensure_channel` call is recorded and, unless
     /// told to fail, opens a 7-day channel `ch-{n}` (the port's contract: an existing channel far
     /// from expiry comes back untouched).
-    type ChannelCall = (String, Option<String>);
-
     #[derive(Clone, Default)]
     struct Watched {
-        /// (address, existing channel id) of every call.
         calls: Arc<Mutex<Vec<ChannelCall>>>,
         failing: Arc<std::sync::atomic::AtomicBool>,
     }
