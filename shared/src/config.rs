@@ -51,6 +51,9 @@ pub struct Config {
     pub google_token_url: String,
     /// The JWT claim that names the caller's tenant.
     pub tenant_claim: String,
+    /// `WEBHOOK_BASE_URL`: the public origin (and path prefix) under which `/webhooks/{provider}` is
+    /// served; providers with per-connection push channels notify there. Unset: pull-only.
+    pub webhook_base_url: Option<String>,
 }
 
 pub const DEFAULT_DUE_SHARDS: u16 = 4;
@@ -65,6 +68,18 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
 
 fn optional(name: &'static str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `WEBHOOK_BASE_URL`, if set: an http(s) URL, kept without its trailing slash.
+fn webhook_base_url(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    let v = v.trim().trim_end_matches('/').to_owned();
+    match url::Url::parse(&v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(v)),
+        _ => Err(ConfigError::Invalid { name: "WEBHOOK_BASE_URL", reason: "expected an http(s) URL".into() }),
+    }
 }
 
 impl Resources {
@@ -126,6 +141,24 @@ impl Config {
             google_token_url: optional("GOOGLE_TOKEN_URL")
                 .unwrap_or_else(|| crate::adapters::google::DEFAULT_TOKEN_URL.to_owned()),
             tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
+            webhook_base_url: webhook_base_url(optional("WEBHOOK_BASE_URL"))?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_base_urls_are_http_urls_without_a_trailing_slash_and_unset_means_none() {
+        assert_eq!(webhook_base_url(None).unwrap(), None);
+        assert_eq!(
+            webhook_base_url(Some("https://api.example.com/prod/".into())).unwrap().as_deref(),
+            Some("https://api.example.com/prod")
+        );
+        for bad in ["not a url", "ftp://example.com", "mailto:ann@example.com"] {
+            assert!(matches!(webhook_base_url(Some(bad.into())), Err(ConfigError::Invalid { .. })), "{bad}");
+        }
     }
 }

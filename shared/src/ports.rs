@@ -11,7 +11,8 @@ use secrecy::SecretString;
 use crate::domain::record::Fields;
 use crate::domain::{
     AuditEntry, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId,
-    IdempotencyKey, Job, JobId, ObjectType, Provider, RecordId, RemoteRecord, SyncCursor, SyncRun, TenantId,
+    IdempotencyKey, Job, JobId, ObjectType, Provider, PushChannel, RecordId, RemoteRecord, SyncCursor,
+    SyncRun, TenantId,
 };
 use crate::domain::{ConflictItem, ConflictStatus, PushItem, PushStatus};
 
@@ -91,6 +92,24 @@ pub trait ConnectionStore: Send + Sync {
     /// run) if `version` is still `connection.version`; returns the new version. Leaves settings and
     /// `next_sync_at` alone.
     async fn save_state(&self, connection: &Connection) -> Result<u64, StoreError>;
+
+    /// Registers a push channel (or subscription) id as belonging to a connection, so a webhook can
+    /// find the connection from the id alone. Overwrites an entry of the same id (a Graph renewal
+    /// keeps the id and moves the expiry). The entry holds no secret and lapses a day after
+    /// `channel.expires_at` (DynamoDB TTL), so a replaced channel's entry needs no delete.
+    async fn put_channel(
+        &self,
+        channel: &PushChannel,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        provider: Provider,
+    ) -> Result<(), StoreError>;
+
+    /// The connection a channel id was registered for; `None` for an unknown id.
+    async fn find_channel(
+        &self,
+        channel_id: &str,
+    ) -> Result<Option<(TenantId, ConnectionId, Provider)>, StoreError>;
 }
 
 /// One write of a canonical record.
@@ -376,6 +395,24 @@ pub trait ProviderClient: Send + Sync {
     ) -> Result<Vec<Result<WriteAck, ProviderError>>, ProviderError> {
         let _ = (token, writes);
         Err(ProviderError::Permanent("this provider adapter does not write yet".into()))
+    }
+
+    /// Keeps a push channel (Google `events.watch`) or subscription (Graph) open that notifies
+    /// `address` of changes. Returns `existing` untouched (a clone) while it expires more than
+    /// [`PushChannel::renewal_margin`] after `now`; otherwise opens a channel (no `existing`) or
+    /// renews it (Google: opens a new channel, then stops the old one; Graph: extends the
+    /// subscription, recreating it when Graph no longer knows it). The returned channel carries
+    /// the secret notifications must present. `Ok(None)`: this provider has no per-connection
+    /// channels (HubSpot and Salesforce webhooks are app-level), the default.
+    async fn ensure_channel(
+        &self,
+        token: &SecretString,
+        address: &str,
+        existing: Option<&PushChannel>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PushChannel>, ProviderError> {
+        let _ = (token, address, existing, now);
+        Ok(None)
     }
 
     /// Exchanges a refresh token for new credentials.

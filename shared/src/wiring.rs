@@ -99,7 +99,11 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
         bus: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), res.event_bus_name.clone())),
         providers: Arc::new(providers),
         clock,
-        settings: EngineSettings { due_shards: config.due_shards, ..EngineSettings::default() },
+        settings: EngineSettings {
+            due_shards: config.due_shards,
+            webhook_base_url: config.webhook_base_url.clone(),
+            ..EngineSettings::default()
+        },
     })
 }
 

@@ -505,6 +505,63 @@ async fn a_watch_channel_is_created_then_renewed_before_expiry_by_stopping_the_o
     client.stop_channel(&token, &renewed).await.expect("stopping twice is fine");
 }
 
+#[tokio::test]
+async fn a_synced_google_connection_keeps_one_channel_at_google_renewed_only_near_its_expiry() {
+    use secrecy::ExposeSecret;
+    use syncbridge::adapters::memory::ManualClock;
+    use syncbridge::ports::ConnectionStore;
+
+    let fake = start(2, 0).await;
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let mut deps = syncbridge::adapters::memory::memory_deps(
+        store.clone(),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryBus::new()),
+        Arc::new(factory(&fake)),
+        clock.clone(),
+    );
+    deps.settings.webhook_base_url = Some("http://127.0.0.1:9/prod".into());
+    let conn = connection(&fake, TOKEN, None);
+    store.put_connection(conn.clone());
+    let stored = |store: Arc<MemoryStore>, conn: Connection| async move {
+        store.get(&conn.tenant_id, &conn.connection_id).await.expect("get").expect("connection")
+    };
+
+    assert!(matches!(sync_once(&deps, &conn).await, JobOutcome::Completed { .. }));
+    let active = fake.state().active_channels();
+    assert_eq!(active.len(), 1, "one channel after the first sync");
+    assert_eq!(active[0].address, "http://127.0.0.1:9/prod/webhooks/google");
+    let kept = stored(store.clone(), conn.clone()).await.push_channel.expect("channel kept");
+    assert_eq!(kept.id, active[0].id);
+    assert_eq!(active[0].token.as_deref(), Some(kept.secret.expose_secret()), "the token is the secret");
+    assert!(kept.expires_at > Utc::now() + chrono::Duration::days(6), "a week was asked for");
+    assert_eq!(
+        store.find_channel(&kept.id).await.expect("find"),
+        Some((conn.tenant_id.clone(), conn.connection_id.clone(), Provider::Google))
+    );
+
+    // Hours later, days before the margin: no channel request at all.
+    clock.advance(chrono::Duration::hours(3));
+    assert!(matches!(sync_once(&deps, &conn).await, JobOutcome::Completed { .. }));
+    assert_eq!(fake.state().channels().len(), 1);
+    assert_eq!(fake.state().stats().routes.get("watch").copied().unwrap_or(0), 1);
+
+    // Less than a day before expiry: a new channel, the old one stopped, the same token.
+    clock.set(kept.expires_at - chrono::Duration::hours(12));
+    assert!(matches!(sync_once(&deps, &conn).await, JobOutcome::Completed { .. }));
+    let all = fake.state().channels();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().any(|c| c.id == kept.id && c.stopped), "the old channel was stopped");
+    let active = fake.state().active_channels();
+    assert_eq!(active.len(), 1);
+    let renewed = stored(store.clone(), conn.clone()).await.push_channel.expect("channel kept");
+    assert_eq!(renewed.id, active[0].id);
+    assert_ne!(renewed.id, kept.id);
+    assert_eq!(renewed.secret.expose_secret(), kept.secret.expose_secret());
+    assert!(store.find_channel(&renewed.id).await.expect("find").is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_google_connection_syncs_through_the_local_stack_and_a_410_resyncs_without_losing_or_duplicating() {
     let stack = syncbridge_tests::stack(0, false).await.expect("stack");
@@ -525,6 +582,9 @@ async fn a_google_connection_syncs_through_the_local_stack_and_a_410_resyncs_wit
     assert_eq!(conn["status"], "synced", "{conn}");
     let window = in_window(&stack.google);
     assert_eq!(conn["record_counts"]["events"], json!(window.len()));
+    let channels = stack.google.state().active_channels();
+    assert_eq!(channels.len(), 1, "the synced connection has one push channel");
+    assert_eq!(channels[0].address, format!("{}/webhooks/google", stack.gateway.base_url()));
 
     let google = stack.google.state();
     let mut seeded: Vec<String> = window.iter().filter(|i| i.starts_with("seed")).cloned().collect();
@@ -548,6 +608,7 @@ async fn a_google_connection_syncs_through_the_local_stack_and_a_410_resyncs_wit
             .as_str()
             .is_some_and(|s| s.starts_with(&far.format("%Y-%m-%d").to_string()))
     );
+    assert_eq!(stack.google.state().channels().len(), 1, "a second sync opens no second channel");
     let conn = syncbridge_tests::get(&stack, "acme", &format!("/v1/connections/{id}")).await.expect("conn");
     assert_eq!(
         conn["record_counts"]["events"],

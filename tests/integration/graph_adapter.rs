@@ -630,3 +630,102 @@ async fn an_approved_suggested_meeting_lands_once_in_outlook_and_later_pulls_kee
     assert_eq!(graph_id_of(&records[0].external_id), event["id"].as_str().expect("id"));
     assert_eq!(records[0].fields["title"], json!("Intro with Fabrikam"));
 }
+
+#[tokio::test]
+async fn a_synced_graph_connection_keeps_one_subscription_extended_near_expiry_and_recreated_when_lost() {
+    use secrecy::ExposeSecret;
+    use syncbridge::adapters::memory::ManualClock;
+    use syncbridge::ports::ConnectionStore;
+
+    let fake = start(3).await;
+    let state = fake.state();
+    // The worker's webhook base: a receiver that passes Graph's validation handshake.
+    let validations = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = validations.clone();
+    let app = axum::Router::new().route(
+        "/webhooks/microsoft",
+        axum::routing::post(move |Query(q): Query<BTreeMap<String, String>>| {
+            let counter = counter.clone();
+            async move {
+                match q.get("validationToken") {
+                    Some(t) => {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        (StatusCode::OK, [("content-type", "text/plain")], t.clone()).into_response()
+                    }
+                    None => StatusCode::ACCEPTED.into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let mut deps = syncbridge::adapters::memory::memory_deps(
+        store.clone(),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryBus::new()),
+        Arc::new(factory(&fake, Pacing { page_size: 7, ..Pacing::default() })),
+        clock.clone(),
+    );
+    deps.settings.webhook_base_url = Some(base.clone());
+    let conn = connection(&fake.base_url(), static_credentials());
+    store.put_connection(conn.clone());
+    let channel_of = |store: Arc<MemoryStore>, conn: Connection| async move {
+        store
+            .get(&conn.tenant_id, &conn.connection_id)
+            .await
+            .expect("get")
+            .expect("connection")
+            .push_channel
+            .expect("the connection keeps its subscription")
+    };
+
+    sync_once(&deps, &conn).await;
+    let subs = state.subscriptions();
+    assert_eq!(subs.len(), 1, "one subscription after the first sync");
+    let kept = channel_of(store.clone(), conn.clone()).await;
+    assert_eq!(subs[0].id, kept.id);
+    assert_eq!(subs[0].notification_url, format!("{base}/webhooks/microsoft"));
+    assert_eq!(
+        subs[0].client_state.as_deref(),
+        Some(kept.secret.expose_secret()),
+        "clientState is the secret"
+    );
+    assert_eq!(subs[0].resource, "me/events");
+    assert!(kept.expires_at > Utc::now() + chrono::Duration::hours(70), "Graph's longest lifetime");
+    assert_eq!(validations.load(std::sync::atomic::Ordering::SeqCst), 2, "notification and lifecycle URLs");
+    assert_eq!(
+        store.find_channel(&kept.id).await.expect("find"),
+        Some((conn.tenant_id.clone(), conn.connection_id.clone(), Provider::Microsoft))
+    );
+
+    // Hours later: nothing to do.
+    clock.advance(chrono::Duration::hours(3));
+    sync_once(&deps, &conn).await;
+    assert_eq!(state.route_count(Route::CreateSubscription), 1);
+    assert_eq!(state.route_count(Route::UpdateSubscription), 0);
+
+    // Within a day of expiry: extended in place (same id, same clientState).
+    clock.set(kept.expires_at - chrono::Duration::hours(12));
+    sync_once(&deps, &conn).await;
+    assert_eq!(state.route_count(Route::UpdateSubscription), 1);
+    let extended = channel_of(store.clone(), conn.clone()).await;
+    assert_eq!(extended.id, kept.id);
+    assert!(extended.expires_at >= kept.expires_at);
+    assert_eq!(state.subscriptions().len(), 1);
+
+    // Graph dropped it: the renewal's 404 leads to a new subscription with the same clientState.
+    client(&fake, 50).delete_subscription(&token(), &kept.id).await.expect("deleted at Graph");
+    clock.set(extended.expires_at - chrono::Duration::hours(1));
+    sync_once(&deps, &conn).await;
+    let subs = state.subscriptions();
+    assert_eq!(subs.len(), 1);
+    let recreated = channel_of(store.clone(), conn.clone()).await;
+    assert_ne!(recreated.id, kept.id);
+    assert_eq!(subs[0].id, recreated.id);
+    assert_eq!(subs[0].client_state.as_deref(), Some(kept.secret.expose_secret()));
+    assert!(store.find_channel(&recreated.id).await.expect("find").is_some());
+}

@@ -3,6 +3,7 @@
 mod aws_adapters;
 mod aws_support;
 mod calendar_tasks;
+mod channels;
 mod e2e;
 mod google_adapter;
 mod graph_adapter;

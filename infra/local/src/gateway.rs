@@ -43,8 +43,22 @@ struct Routes {
 
 /// Serves `api` and `webhooks` on `127.0.0.1:port` (0 picks a free port).
 pub async fn serve(api: Router, webhooks: Router, key: DevKey, port: u16) -> Result<Gateway> {
-    let listener =
-        tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("binding the local gateway")?;
+    serve_on(bind(port).await?, api, webhooks, key)
+}
+
+/// Binds the gateway's address first, so what is built before the routers (the worker's webhook
+/// base URL) can know it.
+pub async fn bind(port: u16) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("binding the local gateway")
+}
+
+/// Serves `api` and `webhooks` on a listener from [`bind`].
+pub fn serve_on(
+    listener: tokio::net::TcpListener,
+    api: Router,
+    webhooks: Router,
+    key: DevKey,
+) -> Result<Gateway> {
     let addr = listener.local_addr()?;
     let routes = Routes { api, webhooks, key };
     let app = Router::new().fallback(move |req: Request<Body>| {

@@ -110,6 +110,9 @@ impl LocalStack {
         let google = GoogleFake::start(options.google.clone()).await.context("starting the Google fake")?;
         let graph =
             graph::GraphFake::start(options.graph.clone()).await.context("starting the Graph fake")?;
+        // Bound before the config: the worker opens push channels to this gateway's webhooks.
+        let gateway_listener = gateway::bind(options.gateway_port).await?;
+        let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
         let config = Config {
             resources: resources.resources.clone(),
             due_shards: resources
@@ -135,6 +138,7 @@ impl LocalStack {
             }),
             google_token_url: google.token_url(),
             tenant_claim: "tenant_id".to_owned(),
+            webhook_base_url: Some(gateway_url),
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
         let runner = Runner::new(
@@ -147,13 +151,12 @@ impl LocalStack {
             Some(key) => key,
             None => DevKey::new(&random_secret())?,
         };
-        let gateway = gateway::serve(
+        let gateway = gateway::serve_on(
+            gateway_listener,
             api::router(wiring::api_state(&deps, &config)),
             webhooks::router(webhooks::WebhookState { queue: deps.queue.clone(), clock: deps.clock.clone() }),
             dev_key.clone(),
-            options.gateway_port,
-        )
-        .await?;
+        )?;
         let events =
             events_queue_url.clone().map(|url| EventCollector::spawn(aws_sdk_sqs::Client::new(&sdk), url));
         Ok(Self {

@@ -19,6 +19,11 @@
 //!   its first page was served) becomes the new cursor, so nothing is lost and re-delivered events
 //!   are idempotent upserts by event id. A cursor the adapter cannot read is `CursorExpired`, which
 //!   the worker answers with a plain full pull.
+//! - **Push channels.** `ensure_channel` opens an `events.watch` channel asking for 7 days (Google's
+//!   cap for events), and renews it once less than a day is left: a new channel first, then
+//!   `channels.stop` on the old one, so no change goes unnotified. The channel token (the secret a
+//!   notification must carry) is kept across renewals, so a notification from the old channel in
+//!   the overlap still verifies.
 //! - **Rate limits.** 429 and 403 `rateLimitExceeded`/`userRateLimitExceeded` are retried inline
 //!   with exponential backoff and jitter (or `Retry-After`), then `RateLimited`.
 
@@ -39,7 +44,8 @@ use crate::config::OAuthApp;
 use crate::domain::mapping::FieldMap;
 use crate::domain::record::Fields;
 use crate::domain::{
-    Connection, Credentials, ExternalId, IdempotencyKey, ObjectType, Provider, RemoteRecord, SyncCursor,
+    Connection, Credentials, ExternalId, IdempotencyKey, ObjectType, Provider, PushChannel, RemoteRecord,
+    SyncCursor,
 };
 use crate::ports::{
     Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage, RequestStats,
@@ -55,6 +61,8 @@ const PAGE_SIZE: usize = 250;
 const CURSOR_VERSION: u8 = 1;
 /// How far before a lost sync token's issue time the gap listing reaches (clock skew, late writes).
 const GAP_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
+/// The channel lifetime `ensure_channel` asks for (Google grants at most about a week for events).
+pub const CHANNEL_TTL: chrono::Duration = chrono::Duration::days(7);
 
 /// Google event property -> canonical field. `start` also yields `all_day`. Any other property
 /// named in a connection's overrides is read from and written to `extendedProperties.private`.
@@ -944,6 +952,46 @@ impl ProviderClient for GoogleClient {
             out.push(result);
         }
         Ok(out)
+    }
+
+    /// See the module doc: a 7-day `events.watch` channel, renewed (new first, then the old one
+    /// stopped) within [`PushChannel::renewal_margin`] of its expiry, with the same channel token.
+    async fn ensure_channel(
+        &self,
+        token: &SecretString,
+        address: &str,
+        existing: Option<&PushChannel>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PushChannel>, ProviderError> {
+        if let Some(current) = existing.filter(|c| !c.due_for_renewal(now)) {
+            return Ok(Some(current.clone()));
+        }
+        let secret = existing.map(|c| c.secret.clone()).unwrap_or_else(PushChannel::new_secret);
+        let fresh = self.watch(token, address, &secret, Some(CHANNEL_TTL)).await?;
+        if let Some(old) = existing {
+            match &old.resource_id {
+                Some(resource_id) => {
+                    let old = WatchChannel {
+                        id: old.id.clone(),
+                        resource_id: resource_id.clone(),
+                        expiration: old.expires_at,
+                    };
+                    if let Err(e) = self.stop_channel(token, &old).await {
+                        // It expires by itself; its notifications still carry the valid token.
+                        tracing::warn!(error = %e, channel = %old.id, "could not stop the old Google channel");
+                    }
+                }
+                None => {
+                    tracing::warn!(channel = %old.id, "old Google channel has no resource id; left to expire")
+                }
+            }
+        }
+        Ok(Some(PushChannel {
+            id: fresh.id,
+            resource_id: Some(fresh.resource_id),
+            secret,
+            expires_at: fresh.expiration,
+        }))
     }
 
     /// `POST {token_url}` (`grant_type=refresh_token`) with the app's client credentials. A refresh

@@ -5,6 +5,13 @@
 //! throttling (`429`/`503`/`504` with `Retry-After`) and refreshes tokens at the Microsoft identity
 //! platform (`{login}/{tenant}/oauth2/v2.0/token`).
 //!
+//! Subscriptions (`ensure_channel`): one on `me/events` (`created,updated,deleted`) per connection,
+//! asked for Graph's longest lifetime (4230 minutes less one), with the engine's channel secret as
+//! `clientState` and the webhook address as both notification and lifecycle URL (lifecycle
+//! notifications carry `lifecycleEvent`). Renewed once less than a day is left by `PATCH`ing its
+//! expiration (the id and `clientState` stay); a subscription Graph no longer knows (404) is
+//! created again with the same `clientState`.
+//!
 //! The cursor is this adapter's own JSON: the `@odata.nextLink` being followed or the
 //! `@odata.deltaLink` of the last finished round, the round's window, and the ids of the events
 //! known in the window (with their end times). When a delta link is gone (410 `syncStateNotFound`
@@ -31,7 +38,8 @@ use crate::config::OAuthApp;
 use crate::domain::mapping::FieldMap;
 use crate::domain::record::Fields;
 use crate::domain::{
-    Connection, Credentials, ExternalId, IdempotencyKey, ObjectType, Provider, RemoteRecord, SyncCursor,
+    Connection, Credentials, ExternalId, IdempotencyKey, ObjectType, Provider, PushChannel, RemoteRecord,
+    SyncCursor,
 };
 use crate::ports::{
     Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage, RequestStats,
@@ -963,6 +971,48 @@ impl ProviderClient for GraphClient {
             results.push(self.write_one(token, write).await);
         }
         Ok(results)
+    }
+
+    /// See the module doc: a `me/events` subscription at Graph's longest lifetime, extended with
+    /// `PATCH` within [`PushChannel::renewal_margin`] of expiry, recreated when Graph lost it.
+    async fn ensure_channel(
+        &self,
+        token: &SecretString,
+        address: &str,
+        existing: Option<&PushChannel>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PushChannel>, ProviderError> {
+        if let Some(current) = existing.filter(|c| !c.due_for_renewal(now)) {
+            return Ok(Some(current.clone()));
+        }
+        // Graph measures its limit against its own clock, so the expiry asked for is from ours.
+        let expiration = max_expiration(Utc::now());
+        if let Some(current) = existing {
+            match self.renew_subscription(token, &current.id, expiration).await {
+                Ok(sub) => {
+                    return Ok(Some(PushChannel {
+                        id: sub.id,
+                        resource_id: None,
+                        secret: current.secret.clone(),
+                        expires_at: sub.expiration_date_time,
+                    }));
+                }
+                Err(ProviderError::NotFound) => {
+                    tracing::info!(subscription = %current.id, "Graph no longer knows the subscription; creating a new one");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let secret = existing.map(|c| c.secret.clone()).unwrap_or_else(PushChannel::new_secret);
+        let request = SubscriptionRequest {
+            notification_url: address.to_owned(),
+            lifecycle_notification_url: Some(address.to_owned()),
+            change_type: "created,updated,deleted".into(),
+            client_state: secret.clone(),
+            expiration,
+        };
+        let sub = self.create_subscription(token, &request).await?;
+        Ok(Some(PushChannel { id: sub.id, resource_id: None, secret, expires_at: sub.expiration_date_time }))
     }
 
     /// `POST {login}/{tenant}/oauth2/v2.0/token` (refresh_token grant). `invalid_grant` (revoked

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::config::DEFAULT_DUE_SHARDS;
 use crate::domain::{
     AuditEntry, CanonicalRecord, ConflictItem, ConflictStatus, Connection, ConnectionId, DomainEvent,
-    ExternalId, Job, JobId, ObjectType, Provider, PushItem, RecordId, SyncRun, TenantId,
+    ExternalId, Job, JobId, ObjectType, Provider, PushChannel, PushItem, RecordId, SyncRun, TenantId,
 };
 use crate::ports::{
     AuditLog, AuditQuery, BusError, Clock, ConflictQuery, ConflictStore, ConnectionStore, DueConnection,
@@ -88,6 +88,7 @@ struct Inner {
     audit: Vec<AuditEntry>,
     pushes: BTreeMap<(TenantId, String), PushItem>,
     conflicts: BTreeMap<(TenantId, String), ConflictItem>,
+    channels: BTreeMap<String, (TenantId, ConnectionId, Provider)>,
     unavailable: bool,
     /// Calls left before the store "crashes" (fails every call); negative: no crash planned.
     crash_countdown: std::sync::atomic::AtomicI64,
@@ -106,6 +107,7 @@ impl Default for Inner {
             audit: Vec::new(),
             pushes: BTreeMap::new(),
             conflicts: BTreeMap::new(),
+            channels: BTreeMap::new(),
             unavailable: false,
             crash_countdown: std::sync::atomic::AtomicI64::new(-1),
             calls: std::sync::atomic::AtomicU64::new(0),
@@ -145,6 +147,7 @@ impl Inner {
         stored.record_counts = c.record_counts.clone();
         stored.last_run_id = c.last_run_id.clone();
         stored.inflight_since = c.inflight_since;
+        stored.push_channel = c.push_channel.clone();
         stored.version += 1;
         Ok(stored.version)
     }
@@ -475,6 +478,28 @@ impl ConnectionStore for MemoryStore {
         let mut inner = self.lock();
         inner.check_available()?;
         inner.save_state(connection)
+    }
+
+    async fn put_channel(
+        &self,
+        channel: &PushChannel,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        provider: Provider,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        inner.channels.insert(channel.id.clone(), (tenant.clone(), connection.clone(), provider));
+        Ok(())
+    }
+
+    async fn find_channel(
+        &self,
+        channel_id: &str,
+    ) -> Result<Option<(TenantId, ConnectionId, Provider)>, StoreError> {
+        let inner = self.lock();
+        inner.check_available()?;
+        Ok(inner.channels.get(channel_id).cloned())
     }
 }
 

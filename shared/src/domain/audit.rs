@@ -19,6 +19,8 @@ pub enum Operation {
     ConnectionCreated,
     SyncRequested,
     TokenRefreshed,
+    /// A push channel or subscription was opened or renewed (or failed to be).
+    ChannelRenewed,
 }
 
 impl Operation {
@@ -34,6 +36,7 @@ impl Operation {
             Operation::ConnectionCreated => "connection_created",
             Operation::SyncRequested => "sync_requested",
             Operation::TokenRefreshed => "token_refreshed",
+            Operation::ChannelRenewed => "channel_renewed",
         }
     }
 }

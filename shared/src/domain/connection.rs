@@ -148,6 +148,8 @@ pub struct Connection {
     /// When the job now running first started (kept across its redeliveries, cleared when it
     /// finishes): records written since then are announced again if their page is replayed.
     pub inflight_since: Option<DateTime<Utc>>,
+    /// The push channel (Google) or subscription (Graph) the worker keeps open for this connection.
+    pub push_channel: Option<super::channel::PushChannel>,
     pub settings: ConnectionSettings,
     pub created_at: DateTime<Utc>,
     pub version: u64,
@@ -175,6 +177,7 @@ impl Connection {
             last_run_id: None,
             record_counts: BTreeMap::new(),
             inflight_since: None,
+            push_channel: None,
             settings: new.settings,
             created_at: now,
             version: 0,

@@ -1,6 +1,7 @@
 //! Domain types: everything here is parsed once at the edge and valid by construction.
 
 pub mod audit;
+pub mod channel;
 pub mod connection;
 pub mod event;
 pub mod ids;
@@ -12,6 +13,7 @@ pub mod record;
 pub mod run;
 
 pub use audit::{AuditEntry, AuditOutcome, Operation};
+pub use channel::PushChannel;
 pub use connection::{Connection, ConnectionSettings, ConnectionStatus, Credentials, NewConnection};
 pub use event::{DomainEvent, RecordChange};
 pub use ids::{

@@ -50,6 +50,9 @@ pub struct EngineSettings {
     /// First retry delay of a failed job; doubles with each receive, up to `retry_max`.
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// Public base URL of the webhooks (`WEBHOOK_BASE_URL`): calendar connections get push
+    /// channels notifying `{base}/webhooks/{provider}`. `None`: no channels, pull-only.
+    pub webhook_base_url: Option<String>,
 }
 
 impl Default for EngineSettings {
@@ -61,6 +64,7 @@ impl Default for EngineSettings {
             max_receives: 5,
             retry_base: Duration::from_secs(30),
             retry_max: Duration::from_secs(600),
+            webhook_base_url: None,
         }
     }
 }

@@ -289,6 +289,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         };
         conn.last_sync_at = Some(finished_at);
         conn.last_error = None;
+        keep_push_channel(deps, &mut conn, client.as_ref()).await;
     }
     conn.last_run_id = Some(run_id.clone());
     conn.inflight_since = None;
@@ -325,6 +326,68 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
     } else {
         JobOutcome::Completed { run_id, counts }
     })
+}
+
+/// Opens or renews the connection's push channel when one is due (none yet, or it expires within
+/// `PushChannel::renewal_margin`) and webhooks are configured. The new channel is registered
+/// (channel id -> connection) before the connection keeps it; `finish` saves it. A failure is
+/// logged and audited and never fails the sync: the next sync tries again.
+async fn keep_push_channel(deps: &Deps, conn: &mut Connection, client: &dyn ProviderClient) {
+    let Some(base) = deps.settings.webhook_base_url.as_deref() else {
+        return;
+    };
+    let now = deps.clock.now();
+    if conn.push_channel.as_ref().is_some_and(|c| !c.due_for_renewal(now)) {
+        return;
+    }
+    let address = format!("{}/webhooks/{}", base.trim_end_matches('/'), conn.provider);
+    let old = conn.push_channel.clone();
+    let result =
+        match client.ensure_channel(&conn.credentials.access_token, &address, old.as_ref(), now).await {
+            Ok(Some(channel)) if old.as_ref().is_some_and(|o| o.same_as(&channel)) => return,
+            Ok(Some(channel)) => match deps
+                .connections
+                .put_channel(&channel, &conn.tenant_id, &conn.connection_id, conn.provider)
+                .await
+            {
+                Ok(()) => Ok(channel),
+                Err(e) => Err(error_chain(&e)),
+            },
+            Ok(None) => return,
+            Err(e) => Err(error_chain(&e)),
+        };
+    let entry = AuditEntry::new(
+        conn.tenant_id.clone(),
+        Operation::ChannelRenewed,
+        if result.is_ok() { AuditOutcome::Success } else { AuditOutcome::Failure },
+        "worker",
+        now,
+    )
+    .connection(&conn.connection_id);
+    let entry = match result {
+        Ok(channel) => {
+            info!(connection = %conn.connection_id, channel = %channel.id, expires_at = %channel.expires_at, "push channel opened");
+            let detail = json!({
+                "channel_id": channel.id,
+                "expires_at": channel.expires_at,
+                "replaced": old.as_ref().map(|o| o.id.clone()),
+                "address": address,
+            });
+            conn.push_channel = Some(channel);
+            entry.detail(detail)
+        }
+        Err(error) => {
+            warn!(connection = %conn.connection_id, %error, "could not open or renew the push channel; the next sync retries");
+            entry.detail(json!({
+                "channel_id": old.as_ref().map(|o| o.id.clone()),
+                "address": address,
+                "error": error,
+            }))
+        }
+    };
+    if let Err(e) = deps.audit.append(&[entry]).await {
+        warn!(error = %error_chain(&e), "could not audit the push channel");
+    }
 }
 
 async fn has_open_conflicts(deps: &Deps, conn: &Connection) -> Result<bool, StoreError> {
@@ -512,10 +575,10 @@ mod tests {
     use crate::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore};
     use crate::domain::record::Fields;
     use crate::domain::{
-        ConnectionSettings, Credentials, ExternalId, JobId, JobReason, NewConnection, Provider, RemoteRecord,
-        SyncCursor,
+        ConnectionSettings, Credentials, ExternalId, JobId, JobReason, NewConnection, Provider, PushChannel,
+        RemoteRecord, SyncCursor,
     };
-    use crate::ports::{ProviderFactory, PulledPage, RequestStats};
+    use crate::ports::{ConnectionStore, ProviderFactory, PulledPage, RequestStats};
     use crate::sync::Deps;
 
     /// A calendar whose every pull returns the events as they are now.
@@ -660,6 +723,178 @@ mod tests {
             .filter(|e| matches!(e, DomainEvent::RecordChanged { object: ObjectType::ResearchTasks, .. }))
             .count();
         assert_eq!(task_events, 3, "opened, moved, cancelled");
+    }
+
+    /// (address, existing channel id) of one `ensure_channel` call.
+    type ChannelCall = (String, Option<String>);
+
+    /// A calendar provider with push channels: each `ensure_channel` call is recorded and, unless
+    /// told to fail, opens a 7-day channel `ch-{n}` (the port's contract: an existing channel far
+    /// from expiry comes back untouched).
+    #[derive(Clone, Default)]
+    struct Watched {
+        calls: Arc<Mutex<Vec<ChannelCall>>>,
+        failing: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    #[async_trait]
+    impl ProviderClient for Watched {
+        async fn pull_page(
+            &self,
+            _token: &SecretString,
+            _object: ObjectType,
+            _cursor: Option<&SyncCursor>,
+        ) -> Result<PulledPage, ProviderError> {
+            Ok(PulledPage { records: Vec::new(), cursor: SyncCursor::new("now"), has_more: false })
+        }
+        async fn ensure_channel(
+            &self,
+            _token: &SecretString,
+            address: &str,
+            existing: Option<&PushChannel>,
+            now: DateTime<Utc>,
+        ) -> Result<Option<PushChannel>, ProviderError> {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push((address.to_owned(), existing.map(|c| c.id.clone())));
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(ProviderError::Transient("watch failed".into()));
+            }
+            if let Some(c) = existing.filter(|c| !c.due_for_renewal(now)) {
+                return Ok(Some(c.clone()));
+            }
+            Ok(Some(PushChannel {
+                id: format!("ch-{}", calls.len()),
+                resource_id: Some("res".into()),
+                secret: SecretString::from("channel-secret-value"),
+                expires_at: now + chrono::Duration::days(7),
+            }))
+        }
+        async fn refresh(&self, _refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
+            Err(ProviderError::Unauthorized)
+        }
+        fn stats(&self) -> RequestStats {
+            RequestStats::default()
+        }
+    }
+
+    impl ProviderFactory for Watched {
+        fn client(&self, _connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
+            Ok(Box::new(self.clone()))
+        }
+    }
+
+    fn google_connection() -> Connection {
+        Connection::new(
+            TenantId::parse("acme").unwrap(),
+            NewConnection {
+                provider: Provider::Google,
+                base_url: "http://127.0.0.1:1".into(),
+                credentials: Credentials {
+                    access_token: SecretString::from("t"),
+                    refresh_token: None,
+                    expires_at: None,
+                },
+                interval_minutes: 15,
+                settings: ConnectionSettings::default(),
+            },
+            now(),
+        )
+    }
+
+    fn watched_deps(
+        provider: &Watched,
+        webhooks: Option<&str>,
+    ) -> (Deps, Arc<MemoryStore>, Arc<ManualClock>, Connection) {
+        let store = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new(now()));
+        let mut deps = crate::adapters::memory::memory_deps(
+            store.clone(),
+            Arc::new(MemoryQueue::new()),
+            Arc::new(MemoryBus::new()),
+            Arc::new(provider.clone()),
+            clock.clone(),
+        );
+        deps.settings.webhook_base_url = webhooks.map(str::to_owned);
+        let conn = google_connection();
+        store.put_connection(conn.clone());
+        (deps, store, clock, conn)
+    }
+
+    async fn stored(store: &MemoryStore, conn: &Connection) -> Connection {
+        ConnectionStore::get(store, &conn.tenant_id, &conn.connection_id).await.unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_push_channel_is_opened_on_the_first_sync_and_renewed_only_within_a_day_of_expiry() {
+        let provider = Watched::default();
+        let (deps, store, clock, conn) = watched_deps(&provider, Some("https://hooks.example.com/"));
+        sync(&deps, &conn, 1).await;
+        assert_eq!(
+            *provider.calls.lock().unwrap(),
+            vec![("https://hooks.example.com/webhooks/google".to_owned(), None)]
+        );
+        let saved = stored(&store, &conn).await;
+        let channel = saved.push_channel.clone().expect("the channel is kept on the connection");
+        assert_eq!((channel.id.as_str(), channel.expires_at), ("ch-1", now() + chrono::Duration::days(7)));
+        assert_eq!(
+            store.find_channel("ch-1").await.unwrap(),
+            Some((conn.tenant_id.clone(), conn.connection_id.clone(), Provider::Google))
+        );
+
+        // Days before the margin: no call at all.
+        for (n, hours) in [(2, 1), (3, 24 * 5)] {
+            clock.advance(chrono::Duration::hours(hours));
+            sync(&deps, &conn, n).await;
+        }
+        assert_eq!(provider.calls.lock().unwrap().len(), 1);
+
+        // Less than a day left: renewed, the new channel stored and registered.
+        clock.advance(chrono::Duration::hours(24));
+        sync(&deps, &conn, 4).await;
+        let calls = provider.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1].1.as_deref(), Some("ch-1"), "the old channel is handed over for renewal");
+        assert_eq!(stored(&store, &conn).await.push_channel.map(|c| c.id), Some("ch-2".to_owned()));
+        assert!(store.find_channel("ch-2").await.unwrap().is_some());
+
+        let audited: Vec<_> =
+            store.audit_entries().into_iter().filter(|e| e.operation == Operation::ChannelRenewed).collect();
+        assert_eq!(audited.len(), 2);
+        assert!(audited.iter().all(|e| e.outcome == AuditOutcome::Success));
+        assert_eq!(audited[1].detail["replaced"], json!("ch-1"));
+        let shown = format!("{audited:?} {:?}", stored(&store, &conn).await);
+        assert!(!shown.contains("channel-secret-value"), "the channel secret leaked: {shown}");
+    }
+
+    #[tokio::test]
+    async fn a_failing_channel_is_audited_without_failing_the_sync_and_retried_next_sync() {
+        let provider = Watched::default();
+        provider.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (deps, store, clock, conn) = watched_deps(&provider, Some("https://hooks.example.com"));
+        sync(&deps, &conn, 1).await;
+        let saved = stored(&store, &conn).await;
+        assert_eq!((saved.status, saved.push_channel.is_none()), (ConnectionStatus::Synced, true));
+        let failures = store
+            .audit_entries()
+            .into_iter()
+            .filter(|e| e.operation == Operation::ChannelRenewed && e.outcome == AuditOutcome::Failure)
+            .count();
+        assert_eq!(failures, 1);
+
+        provider.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+        clock.advance(chrono::Duration::minutes(15));
+        sync(&deps, &conn, 2).await;
+        assert_eq!(provider.calls.lock().unwrap().len(), 2);
+        assert_eq!(stored(&store, &conn).await.push_channel.map(|c| c.id), Some("ch-2".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn without_a_webhook_base_url_no_channel_is_opened() {
+        let provider = Watched::default();
+        let (deps, store, _clock, conn) = watched_deps(&provider, None);
+        sync(&deps, &conn, 1).await;
+        assert!(provider.calls.lock().unwrap().is_empty());
+        assert!(stored(&store, &conn).await.push_channel.is_none());
     }
 
     #[test]

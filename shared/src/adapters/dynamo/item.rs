@@ -21,7 +21,7 @@ use crate::adapters::crypto::TokenCipher;
 use crate::domain::record::Fields;
 use crate::domain::{
     AuditEntry, CanonicalRecord, Connection, ConnectionId, ConnectionStatus, Credentials, ExternalId, JobId,
-    ObjectType, Provider, RecordId, RunId, SyncCursor, SyncRun, TenantId,
+    ObjectType, Provider, PushChannel, RecordId, RunId, SyncCursor, SyncRun, TenantId,
 };
 use crate::ports::{DueConnection, StoreError};
 
@@ -52,6 +52,13 @@ pub(super) fn record_sk(object: ObjectType, record: &RecordId) -> String {
 
 pub(super) fn registry_sk(provider: Provider, object: ObjectType, external: &ExternalId) -> String {
     format!("XID#{provider}#{object}#{external}")
+}
+
+/// How long a channel registry entry outlives its channel (notifications in flight at expiry).
+pub(super) const CHANNEL_TTL_GRACE_DAYS: i64 = 1;
+
+pub(super) fn channel_key(channel_id: &str) -> Item {
+    key(format!("CHAN#{channel_id}"), "CHAN".to_owned())
 }
 
 pub(super) fn run_sk(run: &RunId) -> String {
@@ -263,7 +270,52 @@ pub(super) fn connection_state(
         ("last_run_id", c.last_run_id.as_ref().map(|r| s(r.as_str()))),
         ("record_counts", Some(AttributeValue::M(counts))),
         ("inflight_since", c.inflight_since.map(time)),
+        ("channel_id", c.push_channel.as_ref().map(|p| s(&p.id))),
+        ("channel_resource_id", c.push_channel.as_ref().and_then(|p| p.resource_id.as_deref().map(s))),
+        ("channel_secret_enc", c.push_channel.as_ref().map(|p| s(cipher.encrypt(&p.secret)))),
+        ("channel_expires_at", c.push_channel.as_ref().map(|p| time(p.expires_at))),
     ]
+}
+
+/// The push channel attributes of a connection item: all present or none.
+fn push_channel_from(r: &Reader<'_>, cipher: &TokenCipher) -> Result<Option<PushChannel>, StoreError> {
+    let Some(id) = r.opt_s("channel_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(PushChannel {
+        id: id.to_owned(),
+        resource_id: r.opt_s("channel_resource_id")?.map(str::to_owned),
+        secret: r
+            .cipher_text("channel_secret_enc", cipher)?
+            .ok_or_else(|| r.corrupt("channel_secret_enc", "is missing"))?,
+        expires_at: r
+            .opt_time("channel_expires_at")?
+            .ok_or_else(|| r.corrupt("channel_expires_at", "is missing"))?,
+    }))
+}
+
+/// The channel registry entry: channel id -> connection (no secret), expiring with its channel.
+pub(super) fn channel_to_item(
+    channel: &PushChannel,
+    tenant: &TenantId,
+    connection: &ConnectionId,
+    provider: Provider,
+) -> Item {
+    let mut item = channel_key(&channel.id);
+    item.insert("tenant_id".into(), s(tenant.as_str()));
+    item.insert("connection_id".into(), s(connection.as_str()));
+    item.insert("provider".into(), s(provider.as_str()));
+    item.insert("expires_at".into(), epoch(channel.expires_at + Duration::days(CHANNEL_TTL_GRACE_DAYS)));
+    item
+}
+
+pub(super) fn channel_from_item(item: &Item) -> Result<(TenantId, ConnectionId, Provider), StoreError> {
+    let r = Reader::new(item, "channel");
+    Ok((
+        r.parse("tenant_id", TenantId::parse)?,
+        r.parse("connection_id", ConnectionId::parse)?,
+        r.parse("provider", Provider::parse)?,
+    ))
 }
 
 /// The whole connection item. `next_sync_at` is stored at second precision; with it comes
@@ -339,6 +391,7 @@ pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<
         last_run_id: r.opt_parse("last_run_id", RunId::parse)?,
         record_counts,
         inflight_since: r.opt_time("inflight_since")?,
+        push_channel: push_channel_from(&r, cipher)?,
         settings: r.opt_json("settings")?.unwrap_or_default(),
         created_at: r.time("created_at")?,
         version: r.n("version")?,
@@ -608,6 +661,38 @@ mod tests {
         assert_eq!(item["next_sync_at"], n(at(0).timestamp()));
         let shard = due_shard(&c.tenant_id, &c.connection_id, 4);
         assert_eq!(item["due_shard"], s(format!("DUE#{shard}")));
+    }
+
+    #[test]
+    fn a_push_channel_round_trips_with_its_secret_encrypted_and_its_registry_entry_expires_after_it() {
+        let k = cipher();
+        let mut c = connection();
+        let channel = PushChannel {
+            id: "chan-1".into(),
+            resource_id: Some("res-1".into()),
+            secret: SecretString::from("channel-secret-plaintext"),
+            expires_at: at(7 * 86_400) + Duration::milliseconds(5),
+        };
+        c.push_channel = Some(channel.clone());
+        let item = connection_to_item(&c, &k, 4);
+        assert!(!format!("{item:?}").contains("channel-secret-plaintext"));
+        let back = connection_from_item(&item, &k).unwrap().push_channel.expect("channel kept");
+        assert_eq!((back.id.as_str(), back.resource_id.as_deref()), ("chan-1", Some("res-1")));
+        assert_eq!(back.expires_at, channel.expires_at);
+        assert_eq!(back.secret.expose_secret(), "channel-secret-plaintext");
+
+        let mut no_secret = item.clone();
+        no_secret.remove("channel_secret_enc");
+        assert!(matches!(connection_from_item(&no_secret, &k), Err(StoreError::Corrupt(_))));
+
+        let entry = channel_to_item(&channel, &c.tenant_id, &c.connection_id, c.provider);
+        assert_eq!((entry["pk"].clone(), entry["sk"].clone()), (s("CHAN#chan-1"), s("CHAN")));
+        assert_eq!(entry["expires_at"], n((at(8 * 86_400)).timestamp()));
+        assert!(!format!("{entry:?}").contains("channel-secret-plaintext"));
+        assert_eq!(
+            channel_from_item(&entry).unwrap(),
+            (c.tenant_id.clone(), c.connection_id.clone(), Provider::Hubspot)
+        );
     }
 
     #[test]

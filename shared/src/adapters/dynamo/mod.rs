@@ -26,7 +26,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
 
 use crate::adapters::crypto::TokenCipher;
-use crate::domain::{Connection, ConnectionId, JobId, SyncRun, TenantId};
+use crate::domain::{Connection, ConnectionId, JobId, Provider, PushChannel, SyncRun, TenantId};
 use crate::ports::{ConnectionStore, DueConnection, RunStore, StoreError};
 
 use item::Item;
@@ -81,6 +81,11 @@ impl DynamoStore {
             cipher,
             due_shards: due_shards.max(1),
         }
+    }
+
+    /// The main table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
     }
 
     async fn get_item(&self, table: &str, key: Item) -> Result<Option<Item>, StoreError> {
@@ -483,6 +488,33 @@ impl ConnectionStore for DynamoStore {
             .await
             .map_err(sdk_error)?;
         Ok(connection.version + 1)
+    }
+
+    async fn put_channel(
+        &self,
+        channel: &PushChannel,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+        provider: Provider,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item::channel_to_item(channel, tenant, connection, provider)))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn find_channel(
+        &self,
+        channel_id: &str,
+    ) -> Result<Option<(TenantId, ConnectionId, Provider)>, StoreError> {
+        self.get_item(&self.table, item::channel_key(channel_id))
+            .await?
+            .map(|i| item::channel_from_item(&i))
+            .transpose()
     }
 }
 
