@@ -1,6 +1,8 @@
 //! `make demo`: the main job end to end on a fresh private stack. Seeds the HubSpot fake, lets the
 //! schedule enqueue the first (full) sync and the worker drain the queue, edits contacts as a
-//! HubSpot user would, fires the schedule again for an incremental sync, and prints what happened.
+//! HubSpot user would, fires the schedule again for an incremental sync; then one tenant also
+//! connects Salesforce, Google Calendar and Outlook (research tasks from outside meetings), and
+//! pushes a note and an edit to HubSpot through the approval queue; and prints what happened.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +10,9 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use serde_json::{Value, json};
 use syncbridge_fakes::hubspot::FakeConfig;
+use syncbridge_fakes::hubspot::store::ObjectKind;
+use syncbridge_fakes::salesforce::{self, SeedCounts};
+use syncbridge_fakes::{google, graph};
 
 use crate::cli::{ApiClient, DemoArgs};
 use crate::local::{LocalStack, StackOptions};
@@ -20,6 +25,8 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     println!(
         "Syncbridge demo: schedule -> dispatcher -> SQS FIFO -> worker -> DynamoDB -> API, all on 127.0.0.1\n"
     );
+    let seed_counts =
+        SeedCounts { accounts: 10, contacts: 40, opportunities: 15, tasks: 5, events: 5, notes: 4 };
     let stack = LocalStack::start(StackOptions {
         hubspot: FakeConfig {
             contacts: args.contacts,
@@ -27,6 +34,8 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             private_app_token: Some(HUBSPOT_TOKEN.into()),
             ..FakeConfig::default()
         },
+        salesforce: Some(salesforce::FakeConfig { seed_counts, ..salesforce::FakeConfig::default() }),
+        graph: graph::FakeConfig { events: 25, ..graph::FakeConfig::default() },
         ..StackOptions::default()
     })
     .await?;
@@ -52,7 +61,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         let c = api.call(reqwest::Method::POST, "/v1/connections", Some(body)).await?;
         let id = c.get("id").and_then(Value::as_str).context("connection id")?.to_owned();
         println!("Tenant {tenant:<7} connected HubSpot as connection {id}");
-        connections.push((tenant, api, id));
+        connections.push((tenant, "hubspot", api, id));
     }
 
     let hubspot = stack.hubspot.state();
@@ -96,13 +105,82 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     println!("   worker: {} message(s), {} failure(s)", drained.messages, drained.failures);
     let second_requests = hubspot.stats().total;
 
+    println!("\n5. acme also connects Salesforce, Google Calendar and Outlook (own domain: acme.example)");
+    let acme = ApiClient::new(stack.gateway.base_url(), stack.token("acme")?);
+    let sf = stack.salesforce.as_ref().context("the Salesforce fake")?;
+    let sf_token = sf.issue_token();
+    let calendar_settings = json!({ "own_domains": ["acme.example"] });
+    let more = [
+        ("salesforce", json!({ "provider": "salesforce", "base_url": sf.base_url(), "access_token": sf_token.access_token, "refresh_token": sf_token.refresh_token })),
+        ("google", json!({ "provider": "google", "base_url": stack.google.base_url(), "access_token": google::FakeConfig::default().static_token, "settings": calendar_settings })),
+        ("microsoft", json!({ "provider": "microsoft", "base_url": stack.graph.base_url(), "access_token": graph::FakeConfig::default().static_token, "settings": calendar_settings })),
+    ];
+    for (provider, body) in more {
+        let c = acme.call(reqwest::Method::POST, "/v1/connections", Some(body)).await?;
+        let id = c.get("id").and_then(Value::as_str).context("connection id")?.to_owned();
+        connections.push(("acme", provider, ApiClient::new(stack.gateway.base_url(), stack.token("acme")?), id));
+    }
+    let tick = stack.runner.fire_schedule(Utc::now() + chrono::Duration::minutes(16)).await?;
+    let drained = stack.runner.drain(Duration::from_secs(600)).await?;
+    println!(
+        "   dispatcher: {} jobs enqueued; worker: {} message(s), {} failure(s)",
+        tick.enqueued, drained.messages, drained.failures
+    );
+
+    println!("\n6. acme pushes a meeting summary and an edit to HubSpot through the approval queue");
+    let hubspot_id = &connections[0].3;
+    let records = acme
+        .call(reqwest::Method::GET, &format!("/v1/connections/{hubspot_id}/records?object=contacts&limit=1"), None)
+        .await?;
+    let contact = records.pointer("/items/0").cloned().context("a contact")?;
+    let rid = contact.get("record_id").and_then(Value::as_str).context("record id")?;
+    let ext = contact.get("external_id").and_then(Value::as_str).context("external id")?.to_owned();
+    let note = acme
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/connections/{hubspot_id}/push"),
+            Some(json!({ "action": "create_note", "record_id": rid, "fields": { "body": "Call summary: wants a pilot in Q1" }, "idempotency_key": "demo-summary-1" })),
+        )
+        .await?;
+    let edit = acme
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/connections/{hubspot_id}/records/{rid}/edit"),
+            Some(json!({ "fields": { "lead_status": "IN_PROGRESS" }, "idempotency_key": "demo-edit-1", "source": "user_stated" })),
+        )
+        .await?;
+    let ids = json!({ "ids": [note.get("push_id"), edit.get("push_id")] });
+    let pending = acme.call(reqwest::Method::GET, "/v1/push?status=pending", None).await?;
+    println!(
+        "   queued: {} item(s) pending approval",
+        pending.get("items").and_then(Value::as_array).map_or(0, Vec::len)
+    );
+    acme.call(reqwest::Method::POST, "/v1/push/approve", Some(ids)).await?;
+    let drained = stack.runner.drain(Duration::from_secs(600)).await?;
+    let completed = acme.call(reqwest::Method::GET, "/v1/push?status=completed", None).await?;
+    let notes = hubspot.find(ObjectKind::Notes, "hs_note_body", "[ARIA] Call summary: wants a pilot in Q1").len();
+    let lead_status = hubspot
+        .object(ObjectKind::Contacts, &ext)
+        .and_then(|c| c.pointer("/properties/hs_lead_status").cloned())
+        .unwrap_or(Value::Null);
+    println!(
+        "   approved; worker: {} message(s); {} push(es) completed; HubSpot now has {} such note(s) and lead status {}",
+        drained.messages,
+        completed.get("items").and_then(Value::as_array).map_or(0, Vec::len),
+        notes,
+        lead_status
+    );
+    if notes != 1 || lead_status != json!("IN_PROGRESS") {
+        bail!("the pushes did not arrive at HubSpot exactly once");
+    }
+
     println!("\nSummary (read back through the API)");
     println!(
-        "{:<8} {:<6} {:>7} {:>7} {:>7} {:>9} {:>8} {:>5} {:>8}",
-        "tenant", "run", "pulled", "created", "updated", "unchanged", "requests", "429s", "ms"
+        "{:<8} {:<10} {:<4} {:>7} {:>7} {:>7} {:>9} {:>6} {:>8} {:>5} {:>8}",
+        "tenant", "provider", "run", "pulled", "created", "updated", "unchanged", "tasks", "requests", "429s", "ms"
     );
     let mut failures = 0;
-    for (tenant, api, id) in &connections {
+    for (tenant, provider, api, id) in &connections {
         let runs =
             api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/runs?limit=10"), None).await?;
         let mut runs: Vec<Value> = runs.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -113,13 +191,15 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
                 failures += 1;
             }
             println!(
-                "{:<8} {:<6} {:>7} {:>7} {:>7} {:>9} {:>8} {:>5} {:>8}",
+                "{:<8} {:<10} {:<4} {:>7} {:>7} {:>7} {:>9} {:>6} {:>8} {:>5} {:>8}",
                 tenant,
+                provider,
                 format!("#{}", i + 1),
                 n("pulled"),
                 n("created"),
                 n("updated"),
                 n("unchanged"),
+                n("tasks_opened"),
                 n("requests"),
                 n("rate_limited"),
                 r.get("duration_ms").and_then(Value::as_u64).unwrap_or(0)
@@ -127,7 +207,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         }
     }
     println!();
-    for (tenant, api, id) in &connections {
+    for (tenant, provider, api, id) in &connections {
         let c = api.call(reqwest::Method::GET, &format!("/v1/connections/{id}"), None).await?;
         let records: u64 = c
             .get("record_counts")
@@ -135,7 +215,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             .map(|m| m.values().filter_map(Value::as_u64).sum())
             .unwrap_or(0);
         println!(
-            "{tenant:<8} status {:<7} records {:>6}  last sync {}  next sync {}",
+            "{tenant:<8} {provider:<10} status {:<7} records {:>6}  last sync {}  next sync {}",
             c.get("status").and_then(Value::as_str).unwrap_or("?"),
             records,
             c.get("last_sync_at").and_then(Value::as_str).unwrap_or("-"),
@@ -149,12 +229,14 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let count =
         |t: &str| events.iter().filter(|e| e.get("detail-type").and_then(Value::as_str) == Some(t)).count();
     println!(
-        "\nHubSpot API calls: {} for the full syncs, {} for the incremental ones. Events on the bus: {} record.created, {} record.updated, {} sync.completed.",
+        "\nHubSpot API calls: {} for the full syncs, {} for the incremental ones. Events on the bus: {} record.created, {} record.updated, {} record.deleted, {} sync.completed, {} push.completed.",
         first_requests,
         second_requests,
         count("record.created"),
         count("record.updated"),
-        count("sync.completed")
+        count("record.deleted"),
+        count("sync.completed"),
+        count("push.completed")
     );
     println!("Demo finished in {:.1} s.", t0.elapsed().as_secs_f64());
     if failures > 0 {
