@@ -12,8 +12,8 @@
 //!   `Err(Conflict)` and are not sent. Updates carrying `*_ids` fields then change associations:
 //!   per association type named by any of them (deal -> contacts, deal -> companies, ...), one v4
 //!   `batch/read` of what HubSpot holds, then one v4 `batch/create` (HUBSPOT_DEFINED type) of the
-//!   added pairs and one v4 `batch/archive` of the removed ones, each only when there are some (and
-//!   per 100 pairs). A deal update adding one contact and removing another is 4 requests; with
+//!   added pairs and one v4 `batch/archive` of the removed ones, each only when there are some (100
+//!   inputs a request). A deal update adding one contact and removing another is 4 requests; with
 //!   unchanged ids it is 2 (no association write); without `*_ids` fields it is 1. The property
 //!   update and the association changes are one write: when an association call fails after the
 //!   properties were written, the write's result is that error (repeating it is harmless: HubSpot
