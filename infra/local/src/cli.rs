@@ -68,6 +68,8 @@ pub struct StackInfo {
     pub moto_endpoint: String,
     pub table_name: String,
     pub jobs_queue_url: String,
+    #[serde(default)]
+    pub dlq_url: String,
 }
 
 fn home() -> Result<PathBuf> {
@@ -198,6 +200,7 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
         moto_endpoint: stack.moto.endpoint().to_owned(),
         table_name: stack.config.resources.table_name.clone(),
         jobs_queue_url: stack.config.resources.jobs_queue_url.clone(),
+        dlq_url: stack.resources.dlq_url.clone(),
     };
     std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&info)?)?;
     tracing::info!(api = %info.api_url, "local stack up");
@@ -286,6 +289,38 @@ fn api_for(info: &StackInfo, tenant: &str) -> Result<ApiClient> {
 fn sign(tenant: &str) -> Result<String> {
     let tenant = syncbridge::domain::TenantId::parse_external(tenant)?;
     Ok(dev_key()?.sign(&tenant, &format!("cli-{tenant}"), Duration::from_secs(3600)))
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct RedriveArgs {
+    /// The dead-letter queue (with --queue-url: in AWS, with the default credentials chain;
+    /// without both: the local stack's).
+    #[arg(long, requires = "queue_url")]
+    pub dlq_url: Option<String>,
+    /// The jobs queue the messages go back to.
+    #[arg(long, requires = "dlq_url")]
+    pub queue_url: Option<String>,
+    /// Move at most this many messages.
+    #[arg(long, default_value_t = 1000)]
+    pub max: usize,
+}
+
+/// Moves dead-lettered jobs back into the jobs queue (same message group, fresh dedup id).
+pub async fn redrive(args: &RedriveArgs) -> Result<()> {
+    let (sdk, dlq, queue) = match (&args.dlq_url, &args.queue_url) {
+        (Some(dlq), Some(queue)) => (aws_config::load_from_env().await, dlq.clone(), queue.clone()),
+        _ => {
+            let info = ensure_up(&default_up()).await?;
+            (stack::sdk_config(&info.moto_endpoint), info.dlq_url.clone(), info.jobs_queue_url.clone())
+        }
+    };
+    if dlq.is_empty() {
+        bail!("this stack predates redrive; restart it with `syncbridge down` and `syncbridge up`");
+    }
+    let moved =
+        syncbridge::adapters::sqs::redrive(&aws_sdk_sqs::Client::new(&sdk), &dlq, &queue, args.max).await?;
+    println!("moved {moved} message(s) from the dead-letter queue back to the jobs queue");
+    Ok(())
 }
 
 pub async fn token(args: &TenantArgs) -> Result<()> {
