@@ -445,3 +445,107 @@ async fn hubspot_writes_wait_out_a_429_and_a_first_batch_failure_is_the_callers_
     let err = client.write(&token(), &writes).await.expect_err("500 before anything was written");
     assert!(err.is_retryable());
 }
+
+/// A contact of the seeded fake not associated with `deal`.
+fn unassociated_contact(state: &HubspotState, deal: &str) -> String {
+    let held = state.associated(ObjectKind::Deals, deal, ObjectKind::Contacts);
+    (1..=40).map(|i| i.to_string()).find(|c| !held.contains(c)).expect("a free contact")
+}
+
+#[tokio::test]
+async fn hubspot_deal_update_adding_one_contact_and_removing_another_changes_exactly_those_in_four_requests()
+{
+    let fake = start(seeded()).await;
+    let state = fake.state();
+    let client = client(&fake);
+    let old = state.associated(ObjectKind::Deals, "5", ObjectKind::Contacts)[0].clone();
+    let keep = unassociated_contact(&state, "5");
+    assert!(state.associate(ObjectKind::Deals, "5", ObjectKind::Contacts, &keep));
+    let new = unassociated_contact(&state, "5");
+    let companies = state.associated(ObjectKind::Deals, "5", ObjectKind::Companies);
+    state.reset_stats();
+
+    let wanted = sorted(vec![keep.clone(), new.clone()]);
+    let writes = vec![update(ObjectType::Deals, "5", json!({"amount": 750, "contact_ids": wanted}), None)];
+    let results = client.write(&token(), &writes).await.expect("batch");
+    assert_eq!(results[0].as_ref().expect("written").external_id.as_str(), "5");
+    assert_eq!(state.associated(ObjectKind::Deals, "5", ObjectKind::Contacts), wanted);
+    assert!(state.associated(ObjectKind::Contacts, &new, ObjectKind::Deals).contains(&"5".to_owned()));
+    assert!(!state.associated(ObjectKind::Contacts, &old, ObjectKind::Deals).contains(&"5".to_owned()));
+    assert!(state.associated(ObjectKind::Contacts, &keep, ObjectKind::Deals).contains(&"5".to_owned()));
+    assert_eq!(state.associated(ObjectKind::Deals, "5", ObjectKind::Companies), companies);
+    assert_eq!(state.object(ObjectKind::Deals, "5").expect("deal")["properties"]["amount"], "750");
+    let stats = state.stats();
+    assert_eq!(stats.total, 4);
+    assert_eq!(by_object(&state, "deals.batch_update"), 1);
+    assert_eq!(by_object(&state, "deals.associations"), 1);
+    assert_eq!(by_object(&state, "deals.associations_create"), 1);
+    assert_eq!(by_object(&state, "deals.associations_archive"), 1);
+
+    state.reset_stats();
+    let again = client.write(&token(), &writes).await.expect("repeat");
+    assert!(again[0].is_ok());
+    assert_eq!(state.associated(ObjectKind::Deals, "5", ObjectKind::Contacts), wanted);
+    assert_eq!(state.stats().total, 2);
+    assert_eq!(by_object(&state, "deals.associations_create"), 0);
+    assert_eq!(by_object(&state, "deals.associations_archive"), 0);
+}
+
+#[tokio::test]
+async fn hubspot_update_with_unchanged_ids_writes_no_association_and_one_without_ids_reads_none() {
+    let fake = start(seeded()).await;
+    let state = fake.state();
+    let client = client(&fake);
+    let contacts = state.associated(ObjectKind::Deals, "6", ObjectKind::Contacts);
+    let companies = state.associated(ObjectKind::Deals, "6", ObjectKind::Companies);
+    let same = update(
+        ObjectType::Deals,
+        "6",
+        json!({"name": "Renewal", "contact_ids": contacts, "company_ids": companies}),
+        None,
+    );
+    let results = client.write(&token(), &[same]).await.expect("batch");
+    assert!(results[0].is_ok());
+    assert_eq!(state.stats().total, 3);
+    assert_eq!(by_object(&state, "deals.associations"), 2);
+    assert_eq!(by_object(&state, "deals.associations_create"), 0);
+    assert_eq!(by_object(&state, "deals.associations_archive"), 0);
+    assert_eq!(state.associated(ObjectKind::Deals, "6", ObjectKind::Contacts), contacts);
+
+    state.reset_stats();
+    let plain = update(ObjectType::Deals, "6", json!({"name": "Renewal 2"}), None);
+    assert!(client.write(&token(), &[plain]).await.expect("batch")[0].is_ok());
+    assert_eq!(state.stats().total, 1);
+    assert_eq!(state.associated(ObjectKind::Deals, "6", ObjectKind::Contacts), contacts);
+
+    let bad = update(ObjectType::Deals, "6", json!({"name": "Never", "contact_ids": "7"}), None);
+    let results = client.write(&token(), &[bad]).await.expect("batch");
+    assert!(matches!(&results[0], Err(ProviderError::Permanent(m)) if m.contains("contact_ids")));
+    assert_eq!(state.object(ObjectKind::Deals, "6").expect("deal")["properties"]["dealname"], "Renewal 2");
+}
+
+#[tokio::test]
+async fn hubspot_update_whose_association_call_fails_after_its_properties_is_an_error_and_a_retry_completes_it()
+ {
+    let fake = start(seeded()).await;
+    let state = fake.state();
+    let client = client(&fake);
+    let new = unassociated_contact(&state, "8");
+    let mut wanted = state.associated(ObjectKind::Deals, "8", ObjectKind::Contacts);
+    wanted.push(new.clone());
+    let wanted = sorted(wanted);
+    let writes = vec![
+        update(ObjectType::Deals, "8", json!({"amount": 42, "contact_ids": wanted}), None),
+        update(ObjectType::Deals, "9", json!({"amount": 43}), None),
+    ];
+    state.inject_fault(Fault { route: Route::AssociationsCreate, kind: FaultKind::ServerError, count: 1 });
+    let results = client.write(&token(), &writes).await.expect("properties went through");
+    assert!(matches!(&results[0], Err(ProviderError::Transient(_))));
+    assert!(results[1].is_ok());
+    assert_eq!(state.object(ObjectKind::Deals, "8").expect("deal")["properties"]["amount"], "42");
+    assert!(!state.associated(ObjectKind::Deals, "8", ObjectKind::Contacts).contains(&new));
+
+    let retry = client.write(&token(), &writes[..1]).await.expect("retry");
+    assert!(retry[0].is_ok());
+    assert_eq!(state.associated(ObjectKind::Deals, "8", ObjectKind::Contacts), wanted);
+}

@@ -1,6 +1,6 @@
 //! A fake HubSpot account speaking the CRM v3 objects API for contacts, companies, deals and notes
 //! (list with `associations=`, archived listing, search, batch read/create/update/archive, single
-//! read/create/update/archive), the v4 associations batch read, the OAuth v1 token endpoint,
+//! read/create/update/archive), the v4 associations batch read/create/archive, the OAuth v1 token endpoint,
 //! HubSpot's error bodies and its rate limits (190 requests per 10 s per token, search 5 per
 //! second), plus `/_admin/` routes and a Rust handle ([`HubspotState`]) to edit data, archive and
 //! restore records, advance the account's clock, inject faults and count requests.
@@ -93,6 +93,10 @@ pub enum Route {
     Archive,
     /// `POST /crm/v4/associations/{from}/{to}/batch/read`.
     Associations,
+    /// `POST /crm/v4/associations/{from}/{to}/batch/create`.
+    AssociationsCreate,
+    /// `POST /crm/v4/associations/{from}/{to}/batch/archive`.
+    AssociationsArchive,
     Token,
     /// Matches every route (faults only).
     Any,
@@ -112,6 +116,8 @@ impl Route {
             Route::Update => "update",
             Route::Archive => "archive",
             Route::Associations => "associations",
+            Route::AssociationsCreate => "associations_create",
+            Route::AssociationsArchive => "associations_archive",
             Route::Token => "token",
             Route::Any => "any",
         }

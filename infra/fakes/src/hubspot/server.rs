@@ -1,5 +1,5 @@
 //! The fake's axum router: HubSpot's CRM v3 object routes (contacts, companies, deals, notes), the
-//! v4 associations batch read, `/oauth/v1/token` and `/_admin/`. Every answer carries a `Date`
+//! v4 associations batch read/create/archive, `/oauth/v1/token` and `/_admin/`. Every answer carries a `Date`
 //! header from the account's clock (which tests can advance).
 
 // Handlers bail out with a finished `Response` as their error; boxing it would only add noise.
@@ -48,6 +48,8 @@ pub(crate) fn router(hub: Arc<HubspotState>, base_url: String) -> Router {
         .route(&format!("{crm}/batch/archive"), post(batch_archive))
         .route(&format!("{crm}/{{id}}"), get(get_one).patch(update).delete(archive_one))
         .route("/crm/v4/associations/{from}/{to}/batch/read", post(associations_batch_read))
+        .route("/crm/v4/associations/{from}/{to}/batch/create", post(associations_batch_create))
+        .route("/crm/v4/associations/{from}/{to}/batch/archive", post(associations_batch_archive))
         .route("/oauth/v1/token", post(token))
         .route("/_admin/stats", get(admin_stats))
         .route("/_admin/stats/reset", post(admin_reset_stats))
@@ -839,6 +841,157 @@ async fn associations_batch_read(
     }
     drop(inner);
     batch_reply(results, errors, StatusCode::OK, lh)
+}
+
+/// HubSpot's object type id (`0-1` contacts) as the v4 association answers carry it.
+fn object_type_id(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Contacts => "0-1",
+        ObjectKind::Companies => "0-2",
+        ObjectKind::Deals => "0-3",
+        ObjectKind::Notes => "0-46",
+    }
+}
+
+/// Gates a v4 associations write and resolves both object types in the path.
+async fn admit_pair(
+    app: &AppState,
+    route: Route,
+    from: &str,
+    to: &str,
+    headers: &HeaderMap,
+) -> Result<(ObjectKind, ObjectKind, Option<LimitHeaders>), Response> {
+    let (kind, lh) = admit_object(app, route, from, headers).await?;
+    match ObjectKind::parse(to) {
+        Some(to) => Ok((kind, to, lh)),
+        None => Err(bad_request(format!("Unable to infer object type from: {to}"), lh)),
+    }
+}
+
+#[derive(Deserialize)]
+struct PairInput {
+    from: IdInput,
+    to: IdInput,
+    #[serde(default)]
+    types: Vec<AssociationSpec>,
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/create`: associates each pair with the given
+/// HUBSPOT_DEFINED type (both directions). An existing association is answered as created (no
+/// change); a missing or archived record is an `OBJECT_NOT_FOUND` error for that input (207).
+async fn associations_batch_create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((from, to)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (kind, to, lh) = match admit_pair(&app, Route::AssociationsCreate, &from, &to, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let req: BatchBody<PairInput> = match parse_json(&body, lh) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if req.inputs.len() > ASSOCIATIONS_MAX_INPUTS {
+        return bad_request(format!("Batch input size must be at most {ASSOCIATIONS_MAX_INPUTS}"), lh);
+    }
+    for input in &req.inputs {
+        if input.types.is_empty() {
+            return bad_request("association types must not be empty", lh);
+        }
+        for t in &input.types {
+            if t.association_category != "HUBSPOT_DEFINED" {
+                return bad_request(format!("unknown association category {}", t.association_category), lh);
+            }
+            if association_target(kind, t.association_type_id) != Some(to) {
+                return bad_request(
+                    format!(
+                        "association type id {} is not valid from {} to {}",
+                        t.association_type_id,
+                        kind.as_str(),
+                        to.as_str()
+                    ),
+                    lh,
+                );
+            }
+        }
+    }
+    let mut inner = app.hub.lock();
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for input in &req.inputs {
+        let pair = input.from.id.parse::<u64>().ok().zip(input.to.id.parse::<u64>().ok());
+        match pair {
+            Some((a, b)) if inner.store.associate(kind, a, to, b) => results.push(json!({
+                "fromObjectTypeId": object_type_id(kind),
+                "fromObjectId": a,
+                "toObjectTypeId": object_type_id(to),
+                "toObjectId": b,
+                "labels": [],
+            })),
+            _ => errors.push(BatchError {
+                category: "OBJECT_NOT_FOUND",
+                message: format!(
+                    "Could not associate {} {} with {} {}: a record does not exist.",
+                    kind.singular(),
+                    input.from.id,
+                    to.singular(),
+                    input.to.id
+                ),
+                context: json!({ "fromObjectId": [input.from.id], "toObjectId": [input.to.id] }),
+            }),
+        }
+    }
+    drop(inner);
+    batch_reply(results, errors, StatusCode::CREATED, lh)
+}
+
+#[derive(Deserialize)]
+struct ArchiveInput {
+    from: IdInput,
+    #[serde(default)]
+    to: Vec<IdInput>,
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/archive`: removes every association between each
+/// `from` and its `to` records (both directions); pairs that are not associated are skipped. 204.
+async fn associations_batch_archive(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((from, to)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (kind, to, lh) = match admit_pair(&app, Route::AssociationsArchive, &from, &to, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let req: BatchBody<ArchiveInput> = match parse_json(&body, lh) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if req.inputs.len() > ASSOCIATIONS_MAX_INPUTS {
+        return bad_request(format!("Batch input size must be at most {ASSOCIATIONS_MAX_INPUTS}"), lh);
+    }
+    if association_type_id(kind, to).is_none() {
+        return bad_request(
+            format!("No associations are defined from {} to {}", kind.as_str(), to.as_str()),
+            lh,
+        );
+    }
+    let mut inner = app.hub.lock();
+    for input in &req.inputs {
+        let Ok(a) = input.from.id.parse::<u64>() else { continue };
+        for target in &input.to {
+            if let Ok(b) = target.id.parse::<u64>() {
+                inner.store.unlink(kind, a, to, b);
+            }
+        }
+    }
+    drop(inner);
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    add_limit_headers(&mut resp, lh);
+    resp
 }
 
 #[derive(Deserialize)]

@@ -450,6 +450,12 @@ impl Store {
         true
     }
 
+    /// Removes the association between two records (both directions); `false` if there was none.
+    pub fn unlink(&mut self, kind: ObjectKind, id: u64, to: ObjectKind, to_id: u64) -> bool {
+        let had = self.associations.remove(&(kind, id, to, to_id));
+        self.associations.remove(&(to, to_id, kind, id)) || had
+    }
+
     fn link(&mut self, kind: ObjectKind, id: u64, to: ObjectKind, to_id: u64) {
         self.associations.insert((kind, id, to, to_id));
         self.associations.insert((to, to_id, kind, id));

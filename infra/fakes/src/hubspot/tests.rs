@@ -449,3 +449,80 @@ async fn the_date_header_follows_the_accounts_clock_when_a_test_advances_it() {
     let stamp = chrono::DateTime::parse_from_rfc3339(created["updatedAt"].as_str().unwrap()).unwrap();
     assert!(stamp.timestamp() - chrono::Utc::now().timestamp() >= 3_590);
 }
+
+#[tokio::test]
+async fn v4_batch_create_and_archive_change_associations_both_ways_and_repeat_as_no_ops() {
+    let f = crm_fake().await;
+    let http = reqwest::Client::new();
+    let base = f.base_url();
+    let state = f.state();
+    let before = state.associated(ObjectKind::Deals, "1", ObjectKind::Contacts);
+    let old = before[0].clone();
+    let new = if old == "7" { "8" } else { "7" };
+    let create = json!({"inputs": [{
+        "from": {"id": "1"}, "to": {"id": new},
+        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3}],
+    }]});
+    for _ in 0..2 {
+        let resp = http
+            .post(format!("{base}/crm/v4/associations/deals/contacts/batch/create"))
+            .bearer_auth(token())
+            .json(&create)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["results"][0]["toObjectId"].to_string(), new);
+        assert_eq!(body["results"][0]["fromObjectTypeId"], "0-3");
+    }
+    assert!(state.associated(ObjectKind::Contacts, new, ObjectKind::Deals).contains(&"1".to_owned()));
+    let archive = json!({"inputs": [{"from": {"id": "1"}, "to": [{"id": old}]}]});
+    for _ in 0..2 {
+        let resp = http
+            .post(format!("{base}/crm/v4/associations/deals/contacts/batch/archive"))
+            .bearer_auth(token())
+            .json(&archive)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+    }
+    assert_eq!(state.associated(ObjectKind::Deals, "1", ObjectKind::Contacts), vec![new.to_owned()]);
+    assert!(!state.associated(ObjectKind::Contacts, &old, ObjectKind::Deals).contains(&"1".to_owned()));
+
+    let wrong_type = json!({"inputs": [{
+        "from": {"id": "1"}, "to": {"id": new},
+        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}],
+    }]});
+    let resp = http
+        .post(format!("{base}/crm/v4/associations/deals/contacts/batch/create"))
+        .bearer_auth(token())
+        .json(&wrong_type)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let missing = json!({"inputs": [{
+        "from": {"id": "1"}, "to": {"id": "99999"},
+        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3}],
+    }]});
+    let resp = http
+        .post(format!("{base}/crm/v4/associations/deals/contacts/batch/create"))
+        .bearer_auth(token())
+        .json(&missing)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 207);
+    let stats = state.stats();
+    assert_eq!(stats.routes.get("associations_create"), Some(&4));
+    assert_eq!(stats.routes.get("associations_archive"), Some(&2));
+    let denied = http
+        .post(format!("{base}/crm/v4/associations/deals/contacts/batch/archive"))
+        .json(&archive)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+}

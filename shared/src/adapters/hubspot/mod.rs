@@ -701,18 +701,19 @@ impl HubspotClient {
         Ok(PulledPage { records, cursor: phase.to_cursor(), has_more: true })
     }
 
-    /// Reads the associations of `ids` to each of `spec.pulled` (one v4 batch read per type).
+    /// Reads the associations of `ids` to each of `assocs` (one v4 batch read per type).
     async fn read_associations(
         &self,
         spec: &ObjectSpec,
         token: &SecretString,
         ids: &[String],
+        assocs: &[objects::Association],
     ) -> Result<Vec<(&'static str, HashMap<String, BTreeSet<String>>)>, ProviderError> {
         let mut out = Vec::new();
         if ids.is_empty() {
             return Ok(out);
         }
-        for a in spec.pulled {
+        for a in assocs {
             let url = format!("{}/crm/v4/associations/{}/{}/batch/read", self.base, spec.path, a.to);
             let body = json!({ "inputs": ids.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>() });
             let reply = self
@@ -777,7 +778,7 @@ impl HubspotClient {
             .check()?;
         let page: ObjectPage = reply.json()?;
         let ids: Vec<String> = page.results.iter().map(|o| o.id.clone()).collect();
-        let read = self.read_associations(spec, token, &ids).await?;
+        let read = self.read_associations(spec, token, &ids, spec.pulled).await?;
         let records = page
             .results
             .iter()

@@ -34,7 +34,8 @@ pub(super) struct ObjectSpec {
     pub defaults: &'static [(&'static str, &'static str)],
     /// Associations read on pulls (listing `associations=`, v4 batch read after a search page).
     pub pulled: &'static [Association],
-    /// Associations a create may carry (`associations` in the create body).
+    /// Associations writes set from `*_ids` fields (`associations` in a create body, v4 association
+    /// batch create/archive on updates).
     pub writable: &'static [Association],
 }
 
@@ -240,7 +241,8 @@ fn property_value(field: &str, value: &Value) -> String {
 
 /// Canonical fields as HubSpot properties for a write, and the associations they name. Fields the
 /// mapping does not know, derived fields (`lifecycle_stage` of deals) and `*_ids` are not sent as
-/// properties; `*_ids` of a writable association become associations (creates only).
+/// properties; `*_ids` of a writable association become associations (the create body's
+/// `associations`; updates change them with the v4 association endpoints).
 pub(super) fn to_properties(
     spec: &ObjectSpec,
     map: &FieldMap,

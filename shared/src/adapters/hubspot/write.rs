@@ -9,17 +9,25 @@
 //!   (a concurrent create) costs one more `batch/read`.
 //! - updates: one `batch/update`, plus one `batch/read` of `hs_lastmodifieddate` first when any
 //!   write has `unmodified_since` (HubSpot has no conditional write); those modified since are
-//!   `Err(Conflict)` and are not sent.
+//!   `Err(Conflict)` and are not sent. Updates carrying `*_ids` fields then change associations:
+//!   per association type named by any of them (deal -> contacts, deal -> companies, ...), one v4
+//!   `batch/read` of what HubSpot holds, then one v4 `batch/create` (HUBSPOT_DEFINED type) of the
+//!   added pairs and one v4 `batch/archive` of the removed ones, each only when there are some (100
+//!   inputs a request). A deal update adding one contact and removing another is 4 requests; with
+//!   unchanged ids it is 2 (no association write); without `*_ids` fields it is 1. The property
+//!   update and the association changes are one write: when an association call fails after the
+//!   properties were written, the write's result is that error (repeating it is harmless: HubSpot
+//!   treats adding an existing association and archiving a missing one as no-ops).
 //! - deletes: one `batch/archive`, plus the same `batch/read` for preconditions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::objects::{self, ObjectSpec, parse_instant};
+use super::objects::{self, Association, ObjectSpec, parse_instant};
 use super::{HubObject, HubspotClient, Kind, Reply};
 use crate::domain::record::Fields;
 use crate::domain::{ExternalId, IdempotencyKey, ObjectType};
@@ -27,6 +35,8 @@ use crate::ports::{Precondition, ProviderError, ProviderWrite, WriteAck};
 
 /// HubSpot's batch input limit.
 const BATCH: usize = 100;
+/// Pairs per v4 association `batch/create` or `batch/archive` request.
+const ASSOCIATION_BATCH: usize = 100;
 /// The unique-value custom property holding a create's idempotency key.
 pub const KEY_PROPERTY: &str = "syncbridge_key";
 
@@ -105,6 +115,47 @@ fn ack(spec: &ObjectSpec, obj: &HubObject) -> Result<WriteAck, ProviderError> {
 }
 
 type Outcomes = Vec<(usize, Result<WriteAck, ProviderError>)>;
+
+/// The associations an update sets: per writable association named by a `*_ids` field, the ids
+/// wanted (null: none). A value that is not an array of ids refuses the write.
+type Wanted = Vec<(Association, BTreeSet<String>)>;
+
+fn wanted_associations(spec: &ObjectSpec, fields: &Fields) -> Result<Wanted, ProviderError> {
+    let mut out = Wanted::new();
+    for a in spec.writable {
+        let ids = match fields.get(a.field) {
+            None => continue,
+            Some(Value::Null) => BTreeSet::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| super::id_text(v).ok_or(()))
+                .collect::<Result<BTreeSet<String>, ()>>()
+                .map_err(|()| {
+                    ProviderError::Permanent(format!("{} must be an array of record ids", a.field))
+                })?,
+            Some(_) => {
+                return Err(ProviderError::Permanent(format!("{} must be an array of record ids", a.field)));
+            }
+        };
+        out.push((*a, ids));
+    }
+    Ok(out)
+}
+
+/// The `errors` of a v4 association batch answer (its `results` are not needed).
+#[derive(Debug, Default, Deserialize)]
+struct AssociationWriteReply {
+    #[serde(default)]
+    errors: Vec<BatchError>,
+}
+
+/// Association changes for one type: the writes (by index) and their records' ids.
+struct AssociationChange<'a> {
+    index: usize,
+    from: &'a str,
+    add: Vec<String>,
+    remove: Vec<String>,
+}
 
 impl HubspotClient {
     /// Applies the writes grouped by object type and kind, in batches of 100. An error before any
@@ -349,6 +400,22 @@ impl HubspotClient {
             })
             .collect();
         let mut failed = self.preconditions(spec, token, &targets).await?;
+        let mut wanted: HashMap<usize, Wanted> = HashMap::new();
+        for i in chunk {
+            if let Some(ProviderWrite::Update { fields, .. }) = writes.get(*i)
+                && !failed.contains_key(i)
+            {
+                match wanted_associations(spec, fields) {
+                    Ok(w) if w.is_empty() => {}
+                    Ok(w) => {
+                        wanted.insert(*i, w);
+                    }
+                    Err(e) => {
+                        failed.insert(*i, e);
+                    }
+                }
+            }
+        }
         let map = self.mappings.fields(spec.object);
         let inputs: Vec<Value> = chunk
             .iter()
@@ -407,6 +474,19 @@ impl HubspotClient {
                 Err(e) => return Err(e),
             }
         }
+        let written: Vec<(usize, &str, &Wanted)> = chunk
+            .iter()
+            .filter(|i| matches!(done.get(*i), Some(Ok(_))))
+            .filter_map(|i| match (writes.get(*i), wanted.get(i)) {
+                (Some(ProviderWrite::Update { external_id, .. }), Some(w)) => {
+                    Some((*i, external_id.as_str(), w))
+                }
+                _ => None,
+            })
+            .collect();
+        for (i, e) in self.write_associations(spec, token, &written).await {
+            done.insert(i, Err(e));
+        }
         Ok(chunk
             .iter()
             .map(|i| {
@@ -416,6 +496,125 @@ impl HubspotClient {
                 (*i, r)
             })
             .collect())
+    }
+
+    /// Brings the associations of updated records to what their writes want: per association type,
+    /// reads what HubSpot holds, creates the missing pairs and archives the extra ones. Returns the
+    /// writes whose association changes failed, with the error.
+    async fn write_associations(
+        &self,
+        spec: &ObjectSpec,
+        token: &SecretString,
+        written: &[(usize, &str, &Wanted)],
+    ) -> HashMap<usize, ProviderError> {
+        let mut failed: HashMap<usize, ProviderError> = HashMap::new();
+        for a in spec.writable {
+            let users: Vec<(usize, &str, &BTreeSet<String>)> = written
+                .iter()
+                .filter_map(|(i, id, w)| w.iter().find(|(x, _)| x == a).map(|(_, ids)| (*i, *id, ids)))
+                .collect();
+            if users.is_empty() {
+                continue;
+            }
+            let ids: Vec<String> = users
+                .iter()
+                .map(|(_, id, _)| (*id).to_owned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let held = match self.read_associations(spec, token, &ids, std::slice::from_ref(a)).await {
+                Ok(mut read) => read.pop().map(|(_, by_id)| by_id).unwrap_or_default(),
+                Err(e) => {
+                    for (i, _, _) in &users {
+                        failed.insert(*i, copy(&e));
+                    }
+                    continue;
+                }
+            };
+            let empty = BTreeSet::new();
+            let changes: Vec<AssociationChange<'_>> = users
+                .iter()
+                .map(|(i, id, want)| {
+                    let has = held.get(*id).unwrap_or(&empty);
+                    AssociationChange {
+                        index: *i,
+                        from: id,
+                        add: want.difference(has).cloned().collect(),
+                        remove: has.difference(want).cloned().collect(),
+                    }
+                })
+                .collect();
+            let adds: Vec<(&AssociationChange<'_>, &String)> =
+                changes.iter().flat_map(|c| c.add.iter().map(move |to| (c, to))).collect();
+            let url = format!("{}/crm/v4/associations/{}/{}/batch/create", self.base, spec.path, a.to);
+            for part in adds.chunks(ASSOCIATION_BATCH) {
+                let inputs: Vec<Value> = part
+                    .iter()
+                    .map(|(c, to)| {
+                        json!({
+                            "from": { "id": c.from },
+                            "to": { "id": to },
+                            "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": a.type_id }],
+                        })
+                    })
+                    .collect();
+                let outcome = async {
+                    let reply = self.post(token, &url, &json!({ "inputs": inputs })).await?.check()?;
+                    let parsed: AssociationWriteReply = if reply.body.is_empty() {
+                        AssociationWriteReply::default()
+                    } else {
+                        reply.json()?
+                    };
+                    Ok::<_, ProviderError>(parsed.errors)
+                }
+                .await;
+                match outcome {
+                    Ok(errors) => {
+                        for e in errors {
+                            let froms = e.context("fromObjectId");
+                            let err = ProviderError::Permanent(format!(
+                                "HubSpot refused an association to {}: {} {}",
+                                a.to,
+                                e.category,
+                                e.message.chars().take(200).collect::<String>()
+                            ));
+                            let hit: Vec<usize> = part
+                                .iter()
+                                .filter(|(c, _)| froms.is_empty() || froms.iter().any(|f| f == c.from))
+                                .map(|(c, _)| c.index)
+                                .collect();
+                            for i in hit {
+                                failed.insert(i, copy(&err));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        for (c, _) in part {
+                            failed.insert(c.index, copy(&e));
+                        }
+                    }
+                }
+            }
+            let removes: Vec<&AssociationChange<'_>> =
+                changes.iter().filter(|c| !c.remove.is_empty()).collect();
+            let url = format!("{}/crm/v4/associations/{}/{}/batch/archive", self.base, spec.path, a.to);
+            for part in removes.chunks(ASSOCIATION_BATCH) {
+                let inputs: Vec<Value> = part
+                    .iter()
+                    .map(|c| {
+                        let to: Vec<Value> = c.remove.iter().map(|id| json!({ "id": id })).collect();
+                        json!({ "from": { "id": c.from }, "to": to })
+                    })
+                    .collect();
+                let sent = self.post(token, &url, &json!({ "inputs": inputs })).await.and_then(Reply::check);
+                if let Err(e) = sent {
+                    for c in part {
+                        failed.insert(c.index, copy(&e));
+                    }
+                }
+            }
+        }
+        failed
     }
 
     async fn delete_chunk(
