@@ -111,14 +111,28 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let sf_token = sf.issue_token();
     let calendar_settings = json!({ "own_domains": ["acme.example"] });
     let more = [
-        ("salesforce", json!({ "provider": "salesforce", "base_url": sf.base_url(), "access_token": sf_token.access_token, "refresh_token": sf_token.refresh_token })),
-        ("google", json!({ "provider": "google", "base_url": stack.google.base_url(), "access_token": google::FakeConfig::default().static_token, "settings": calendar_settings })),
-        ("microsoft", json!({ "provider": "microsoft", "base_url": stack.graph.base_url(), "access_token": graph::FakeConfig::default().static_token, "settings": calendar_settings })),
+        (
+            "salesforce",
+            json!({ "provider": "salesforce", "base_url": sf.base_url(), "access_token": sf_token.access_token, "refresh_token": sf_token.refresh_token }),
+        ),
+        (
+            "google",
+            json!({ "provider": "google", "base_url": stack.google.base_url(), "access_token": google::FakeConfig::default().static_token, "settings": calendar_settings }),
+        ),
+        (
+            "microsoft",
+            json!({ "provider": "microsoft", "base_url": stack.graph.base_url(), "access_token": graph::FakeConfig::default().static_token, "settings": calendar_settings }),
+        ),
     ];
     for (provider, body) in more {
         let c = acme.call(reqwest::Method::POST, "/v1/connections", Some(body)).await?;
         let id = c.get("id").and_then(Value::as_str).context("connection id")?.to_owned();
-        connections.push(("acme", provider, ApiClient::new(stack.gateway.base_url(), stack.token("acme")?), id));
+        connections.push((
+            "acme",
+            provider,
+            ApiClient::new(stack.gateway.base_url(), stack.token("acme")?),
+            id,
+        ));
     }
     let tick = stack.runner.fire_schedule(Utc::now() + chrono::Duration::minutes(16)).await?;
     let drained = stack.runner.drain(Duration::from_secs(600)).await?;
@@ -130,7 +144,11 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     println!("\n6. acme pushes a meeting summary and an edit to HubSpot through the approval queue");
     let hubspot_id = &connections[0].3;
     let records = acme
-        .call(reqwest::Method::GET, &format!("/v1/connections/{hubspot_id}/records?object=contacts&limit=1"), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{hubspot_id}/records?object=contacts&limit=1"),
+            None,
+        )
         .await?;
     let contact = records.pointer("/items/0").cloned().context("a contact")?;
     let rid = contact.get("record_id").and_then(Value::as_str).context("record id")?;
@@ -158,7 +176,8 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     acme.call(reqwest::Method::POST, "/v1/push/approve", Some(ids)).await?;
     let drained = stack.runner.drain(Duration::from_secs(600)).await?;
     let completed = acme.call(reqwest::Method::GET, "/v1/push?status=completed", None).await?;
-    let notes = hubspot.find(ObjectKind::Notes, "hs_note_body", "[ARIA] Call summary: wants a pilot in Q1").len();
+    let notes =
+        hubspot.find(ObjectKind::Notes, "hs_note_body", "[ARIA] Call summary: wants a pilot in Q1").len();
     let lead_status = hubspot
         .object(ObjectKind::Contacts, &ext)
         .and_then(|c| c.pointer("/properties/hs_lead_status").cloned())
@@ -177,7 +196,17 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     println!("\nSummary (read back through the API)");
     println!(
         "{:<8} {:<10} {:<4} {:>7} {:>7} {:>7} {:>9} {:>6} {:>8} {:>5} {:>8}",
-        "tenant", "provider", "run", "pulled", "created", "updated", "unchanged", "tasks", "requests", "429s", "ms"
+        "tenant",
+        "provider",
+        "run",
+        "pulled",
+        "created",
+        "updated",
+        "unchanged",
+        "tasks",
+        "requests",
+        "429s",
+        "ms"
     );
     let mut failures = 0;
     for (tenant, provider, api, id) in &connections {
