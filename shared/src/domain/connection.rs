@@ -135,6 +135,10 @@ pub struct Connection {
     pub provider: Provider,
     /// The provider's API base URL: configuration, never a constant, so a real account or a fake works.
     pub base_url: String,
+    /// The provider account behind the connection, as the provider's notifications name it (HubSpot
+    /// portal id, Salesforce organization id, Google calendar owner, Microsoft user id); learned at
+    /// OAuth connect, `None` when unknown. Webhooks find their connections by it.
+    pub account_id: Option<String>,
     pub status: ConnectionStatus,
     pub interval_minutes: u32,
     /// When the dispatcher next enqueues a scheduled sync; `None` takes it out of the due index.
@@ -167,6 +171,7 @@ impl Connection {
             connection_id: ConnectionId::generate(),
             provider: new.provider,
             base_url: new.base_url,
+            account_id: None,
             status: ConnectionStatus::Pending,
             interval_minutes: new.interval_minutes,
             next_sync_at: Some(now),

@@ -89,6 +89,7 @@ pub struct ConnectionView {
     pub id: ConnectionId,
     pub provider: Provider,
     pub base_url: String,
+    pub account_id: Option<String>,
     pub status: ConnectionStatus,
     pub interval_minutes: u32,
     pub next_sync_at: Option<DateTime<Utc>>,
@@ -106,6 +107,7 @@ impl From<&Connection> for ConnectionView {
             id: c.connection_id.clone(),
             provider: c.provider,
             base_url: c.base_url.clone(),
+            account_id: c.account_id.clone(),
             status: c.status,
             interval_minutes: c.interval_minutes,
             next_sync_at: c.next_sync_at,
@@ -200,6 +202,8 @@ pub(super) struct PageView<T> {
 struct CreateConnection {
     provider: Provider,
     base_url: Option<String>,
+    /// The provider account (HubSpot portal id, ...), so its webhooks find the connection.
+    account_id: Option<String>,
     access_token: SecretString,
     refresh_token: Option<SecretString>,
     expires_in_seconds: Option<u64>,
@@ -308,7 +312,13 @@ async fn create_connection(
     ApiJson(body): ApiJson<CreateConnection>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let connection = Connection::new(caller.tenant.clone(), body.into_new_connection(now)?, now);
+    let account_id = match body.account_id.as_deref().map(str::trim) {
+        None => None,
+        Some(a) if !a.is_empty() && a.len() <= 256 => Some(a.to_owned()),
+        Some(_) => return Err(invalid("account_id must be 1 to 256 characters")),
+    };
+    let mut connection = Connection::new(caller.tenant.clone(), body.into_new_connection(now)?, now);
+    connection.account_id = account_id;
     state.connections.create(&connection).await?;
     let entry = AuditEntry::new(
         caller.tenant.clone(),

@@ -261,6 +261,7 @@ pub(super) fn connection_state(
         c.record_counts.iter().map(|(o, k)| (o.as_str().to_owned(), n(k))).collect();
     vec![
         ("status", Some(s(c.status.as_str()))),
+        ("account_id", c.account_id.as_deref().map(s)),
         ("cursors", Some(AttributeValue::M(cursors))),
         ("access_token_enc", Some(s(cipher.encrypt(&c.credentials.access_token)))),
         ("refresh_token_enc", c.credentials.refresh_token.as_ref().map(|t| s(cipher.encrypt(t)))),
@@ -377,6 +378,7 @@ pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<
         connection_id,
         provider: r.parse("provider", Provider::parse)?,
         base_url: r.s("base_url")?.to_owned(),
+        account_id: r.opt_s("account_id")?.map(str::to_owned),
         status: r.parse("status", |v| ConnectionStatus::parse(v).ok_or(()))?,
         interval_minutes: r.n("interval_minutes")?,
         next_sync_at: r.opt_epoch("next_sync_at")?,
@@ -622,6 +624,7 @@ mod tests {
         c.last_error = Some("rate limited".into());
         c.last_run_id = Some(RunId::parse("01hrun").unwrap());
         c.version = 3;
+        c.account_id = Some("portal-62515".into());
         c
     }
 
@@ -630,6 +633,7 @@ mod tests {
         assert_eq!(a.connection_id, b.connection_id);
         assert_eq!(a.provider, b.provider);
         assert_eq!(a.base_url, b.base_url);
+        assert_eq!(a.account_id, b.account_id);
         assert_eq!(a.status, b.status);
         assert_eq!(a.interval_minutes, b.interval_minutes);
         assert_eq!(a.next_sync_at, b.next_sync_at);
