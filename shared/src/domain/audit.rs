@@ -21,6 +21,12 @@ pub enum Operation {
     TokenRefreshed,
     /// A push channel or subscription was opened or renewed (or failed to be).
     ChannelRenewed,
+    /// A person paused a connection's syncing.
+    ConnectionPaused,
+    /// A person resumed a paused connection.
+    ConnectionResumed,
+    /// A connection's sync settings changed (before and after hold the changed settings).
+    SettingsChanged,
 }
 
 impl Operation {
@@ -37,7 +43,32 @@ impl Operation {
             Operation::SyncRequested => "sync_requested",
             Operation::TokenRefreshed => "token_refreshed",
             Operation::ChannelRenewed => "channel_renewed",
+            Operation::ConnectionPaused => "connection_paused",
+            Operation::ConnectionResumed => "connection_resumed",
+            Operation::SettingsChanged => "settings_changed",
         }
+    }
+
+    /// Every operation, for parsing query parameters and documenting them.
+    pub const ALL: [Operation; 14] = [
+        Operation::Pull,
+        Operation::Push,
+        Operation::ConflictDetected,
+        Operation::ConflictResolved,
+        Operation::Approval,
+        Operation::Error,
+        Operation::Retry,
+        Operation::ConnectionCreated,
+        Operation::SyncRequested,
+        Operation::TokenRefreshed,
+        Operation::ChannelRenewed,
+        Operation::ConnectionPaused,
+        Operation::ConnectionResumed,
+        Operation::SettingsChanged,
+    ];
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == value)
     }
 }
 
@@ -57,6 +88,12 @@ impl AuditOutcome {
             AuditOutcome::Failure => "failure",
             AuditOutcome::Rejected => "rejected",
         }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [AuditOutcome::Success, AuditOutcome::Failure, AuditOutcome::Rejected]
+            .into_iter()
+            .find(|o| o.as_str() == value)
     }
 }
 

@@ -67,6 +67,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/connections/{connection_id}/sync", post(request_sync))
         .route("/v1/connections/{connection_id}/retry", post(retry_connection))
         .merge(super::queues::routes())
+        .merge(super::lifecycle::routes())
+        .merge(super::audit::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -98,6 +100,9 @@ pub struct ConnectionView {
     pub last_run_id: Option<RunId>,
     pub record_counts: BTreeMap<ObjectType, u64>,
     pub settings: ConnectionSettings,
+    /// True while paused (`POST .../pause`): not scheduled, no manual syncs.
+    pub paused: bool,
+    pub paused_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -116,6 +121,8 @@ impl From<&Connection> for ConnectionView {
             last_run_id: c.last_run_id.clone(),
             record_counts: c.record_counts.clone(),
             settings: c.settings.clone(),
+            paused: c.is_paused(),
+            paused_at: c.paused_at,
             created_at: c.created_at,
         }
     }
@@ -431,6 +438,9 @@ async fn request_sync(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let connection = load_connection(&state, &caller.tenant, &id).await?;
+    if connection.is_paused() {
+        return Err(ApiError::Paused);
+    }
     let now = state.clock.now();
     let job_id = Job::requested_id(&connection.connection_id, JobReason::Manual);
     let job = Job::sync(
@@ -463,6 +473,9 @@ async fn retry_connection(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let mut connection = load_connection(&state, &caller.tenant, &id).await?;
+    if connection.is_paused() {
+        return Err(ApiError::Paused);
+    }
     if connection.status != ConnectionStatus::Error {
         return Err(ApiError::Conflict);
     }

@@ -1,7 +1,10 @@
 //! HTTP: the API and webhook routers (axum), served by `lambda_http` in AWS and by the local gateway.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
+pub mod lifecycle;
+pub mod settings;
 pub mod problem;
 pub mod queues;
 pub mod webhooks;

@@ -87,6 +87,9 @@ pub enum ApiError {
     /// The resource changed concurrently or already exists.
     #[error("conflict")]
     Conflict,
+    /// The connection is paused: it takes no sync or retry until resumed.
+    #[error("connection paused")]
+    Paused,
     #[error("store failure")]
     Store(#[source] StoreError),
     #[error("queue failure")]
@@ -150,6 +153,8 @@ impl ApiError {
             }
             ApiError::Conflict => Problem::new(S::CONFLICT, "conflict", "Conflict")
                 .with_detail("the resource changed or already exists; retry"),
+            ApiError::Paused => Problem::new(S::CONFLICT, "connection_paused", "Connection paused")
+                .with_detail("the connection is paused; resume it first (POST /v1/connections/{id}/resume)"),
             ApiError::Store(e) if e.is_retryable() => {
                 Problem::new(S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
                     .with_detail("try again shortly")

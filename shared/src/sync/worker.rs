@@ -66,6 +66,8 @@ pub enum JobOutcome {
     },
     /// The job had already finished (a redelivery): nothing was done.
     AlreadyDone,
+    /// The connection is paused: the job was dropped (resuming schedules a sync at once).
+    Paused,
     /// The job failed permanently: recorded and acknowledged.
     Rejected,
 }
@@ -143,27 +145,25 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         }
         Err(e) if e.is_retryable() => {
             warn!(job_id = %job.job_id, receives, error = %error_chain(&e), "job failed; will retry");
-            if let Some(handle) = msg.receipt_handle.as_deref() {
-                let s = &deps.settings;
-                let delay = super::retry_delay(s.retry_base, s.retry_max, receives, rand::random::<f64>());
-                if let Err(e) = deps.queue.retry_later(handle, delay).await {
-                    warn!(error = %error_chain(&e), "could not delay the retry; SQS's visibility timeout applies");
-                }
+            let s = &deps.settings;
+            let delay = super::retry_delay(s.retry_base, s.retry_max, receives, rand::random::<f64>());
+            if let Some(handle) = msg.receipt_handle.as_deref()
+                && let Err(e) = deps.queue.retry_later(handle, delay).await
+            {
+                warn!(error = %error_chain(&e), "could not delay the retry; SQS's visibility timeout applies");
             }
-            record_failure(
-                deps,
-                &job,
-                &e,
-                receives >= deps.settings.max_receives,
-                AuditOutcome::Failure,
-                Operation::Retry,
-            )
-            .await;
+            let last = receives >= s.max_receives;
+            let next_attempt_at = (!last)
+                .then(|| chrono::Duration::from_std(delay).ok().map(|d| deps.clock.now() + d))
+                .flatten();
+            let attempt = json!({ "attempt": receives, "max_attempts": s.max_receives, "next_attempt_at": next_attempt_at });
+            record_failure(deps, &job, &e, last, AuditOutcome::Failure, Operation::Retry, attempt).await;
             false
         }
         Err(e) => {
             error!(job_id = %job.job_id, error = %error_chain(&e), "job failed permanently");
-            record_failure(deps, &job, &e, true, AuditOutcome::Rejected, Operation::Error).await;
+            let attempt = json!({ "attempt": receives, "max_attempts": deps.settings.max_receives, "next_attempt_at": null });
+            record_failure(deps, &job, &e, true, AuditOutcome::Rejected, Operation::Error, attempt).await;
             true
         }
     }
@@ -191,7 +191,8 @@ async fn append_audit(deps: &Deps, entries: &[AuditEntry]) -> bool {
 }
 
 /// Audits a failed job and, when it will not be retried (or retries are used up), shows the
-/// connection as `error` with the reason.
+/// connection as `error` with the reason. `attempt` (`attempt`, `max_attempts`,
+/// `next_attempt_at`) joins the entry's detail, for the API's retry state.
 async fn record_failure(
     deps: &Deps,
     job: &Job,
@@ -199,11 +200,17 @@ async fn record_failure(
     mark_error: bool,
     outcome: AuditOutcome,
     op: Operation,
+    attempt: serde_json::Value,
 ) {
     let now = deps.clock.now();
+    let mut detail =
+        json!({ "job_id": job.job_id, "error": err.to_string(), "retryable": err.is_retryable() });
+    if let (Some(d), serde_json::Value::Object(a)) = (detail.as_object_mut(), attempt) {
+        d.extend(a);
+    }
     let entry = AuditEntry::new(job.tenant_id.clone(), op, outcome, "worker", now)
         .connection(&job.connection_id)
-        .detail(json!({ "job_id": job.job_id, "error": err.to_string(), "retryable": err.is_retryable() }));
+        .detail(detail);
     append_audit(deps, &[entry]).await;
     if !mark_error {
         return;
@@ -239,6 +246,10 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         return Ok(JobOutcome::AlreadyDone);
     }
     let mut conn = deps.connections.get(tenant, conn_id).await?.ok_or(JobError::ConnectionNotFound)?;
+    if conn.is_paused() {
+        info!(job_id = %job.job_id, "connection is paused; dropping the job");
+        return Ok(JobOutcome::Paused);
+    }
     let started_at = deps.clock.now();
     let started = std::time::Instant::now();
     let run_id = RunId::generate();

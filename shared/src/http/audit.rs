@@ -1,0 +1,6 @@
+//! stub
+use axum::Router;
+use super::api::ApiState;
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+}
