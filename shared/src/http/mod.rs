@@ -8,3 +8,6 @@ pub mod settings;
 pub mod problem;
 pub mod queues;
 pub mod webhooks;
+
+#[cfg(test)]
+mod routes_tests;

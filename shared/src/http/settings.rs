@@ -152,7 +152,8 @@ fn preset(name: &str) -> Option<ConflictPolicy> {
 
 /// A serde error as `field: what was expected`, without the submitted value.
 fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
-    let path = e.path().to_string();
+    // A map key that fails to parse shows as `?`: name the map.
+    let path = e.path().to_string().replace(".?", "");
     let message = e.inner().to_string();
     let message = match message.rfind(" at line ") {
         Some(i) => &message[..i],
@@ -427,13 +428,13 @@ mod tests {
             (json!({ "interval_minutes": "SECRET-ish" }), "interval_minutes: expected u32"),
             (json!({ "interval_minutes": -1 }), "interval_minutes: expected u32"),
             (json!({ "auto_push": { "launch_rocket": true } }), "auto_push: unknown variant"),
-            (json!({ "auto_push": { "create_note": "yes" } }), "auto_push.create_note: expected a boolean"),
+            (json!({ "auto_push": { "create_note": "yes" } }), "auto_push: expected a boolean"),
             (json!({ "own_domains": ["not a domain"] }), "own_domains[0]: not a domain name"),
             (json!({ "own_domains": "acme.com" }), "own_domains: expected a sequence"),
             (json!({ "calendar_window_days": 0 }), "calendar_window_days must be between 1 and 365"),
             (json!({ "note_prefix": "" }), "note_prefix must be 1 to 40 characters"),
             (json!({ "field_mapping": { "planets": {} } }), "field_mapping: unknown variant"),
-            (json!({ "tenant_id": "globex" }), "unknown field `tenant_id`"),
+            (json!({ "tenant_id": "globex" }), "tenant_id: unknown field `tenant_id`"),
         ];
         for (patch, expected) in cases {
             let d = detail(patched(&current(), &patch).unwrap_err());
