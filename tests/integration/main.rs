@@ -10,6 +10,7 @@ mod graph_adapter;
 mod hubspot_adapter;
 mod hubspot_objects;
 mod interleavings_hubspot;
+mod lifecycle_api;
 mod lifecycle_store;
 mod queues;
 mod salesforce_adapter;
