@@ -900,6 +900,81 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_job_for_a_paused_connection_is_dropped_without_a_run_or_a_provider_call() {
+        let provider = Watched::default();
+        let (deps, store, _clock, conn) = watched_deps(&provider, Some("https://hooks.example.com"));
+        let mut paused = conn.clone();
+        paused.paused_at = Some(now());
+        paused.next_sync_at = None;
+        store.save_settings(&paused).await.unwrap();
+        let job = Job::sync(
+            conn.tenant_id.clone(),
+            conn.connection_id.clone(),
+            JobId::parse("job-paused").unwrap(),
+            JobReason::Schedule,
+            now(),
+        );
+        let outcome = run_job(&deps, &job, Deadline::after(std::time::Duration::from_secs(60))).await;
+        assert!(matches!(outcome, Ok(JobOutcome::Paused)), "{outcome:?}");
+        assert!(provider.calls.lock().unwrap().is_empty());
+        let runs = crate::ports::RunStore::list_runs(&*store, &conn.tenant_id, &conn.connection_id, 10).await;
+        assert!(runs.unwrap().is_empty());
+        assert_eq!(stored(&store, &conn).await.status, conn.status, "the state is untouched");
+    }
+
+    struct Down;
+
+    impl ProviderFactory for Down {
+        fn client(&self, _connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
+            Err(ProviderError::Transient("503 from the provider".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_attempts_are_audited_with_their_number_and_the_next_attempt_until_the_last() {
+        let store = Arc::new(MemoryStore::new());
+        let mut deps = crate::adapters::memory::memory_deps(
+            store.clone(),
+            Arc::new(MemoryQueue::new()),
+            Arc::new(MemoryBus::new()),
+            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+            Arc::new(ManualClock::new(now())),
+        );
+        deps.providers = Arc::new(Down);
+        let conn = google_connection();
+        store.put_connection(conn.clone());
+        let job = Job::sync(
+            conn.tenant_id.clone(),
+            conn.connection_id.clone(),
+            JobId::parse("job-1").unwrap(),
+            JobReason::Schedule,
+            now(),
+        );
+        let message = |receives: u32| -> aws_lambda_events::event::sqs::SqsEvent {
+            serde_json::from_value(json!({ "Records": [{
+                "messageId": format!("m{receives}"),
+                "receiptHandle": format!("rh-{receives}"),
+                "body": job.to_body(),
+                "attributes": { "MessageGroupId": conn.message_group(), "ApproximateReceiveCount": receives.to_string() },
+                "messageAttributes": {},
+            }]}))
+            .unwrap()
+        };
+        for receives in [2, 5] {
+            handle_batch(&deps, message(receives), Deadline::after(std::time::Duration::from_secs(60))).await;
+        }
+        let failures: Vec<AuditEntry> =
+            store.audit_entries().into_iter().filter(|e| e.operation == Operation::Retry).collect();
+        assert_eq!(failures.len(), 2);
+        let (second, last) = (&failures[0].detail, &failures[1].detail);
+        assert_eq!((second["attempt"].clone(), second["max_attempts"].clone()), (json!(2), json!(5)));
+        let next: chrono::DateTime<chrono::Utc> = serde_json::from_value(second["next_attempt_at"].clone()).unwrap();
+        assert!((30..=60).contains(&(next - now()).num_seconds()), "{next}");
+        assert_eq!((last["attempt"].clone(), last["next_attempt_at"].clone()), (json!(5), Value::Null));
+        assert_eq!(stored(&store, &conn).await.status, ConnectionStatus::Error, "the last attempt gives up");
+    }
+
+    #[tokio::test]
     async fn without_a_webhook_base_url_no_channel_is_opened() {
         let provider = Watched::default();
         let (deps, store, _clock, conn) = watched_deps(&provider, None);
