@@ -10,9 +10,9 @@ use secrecy::SecretString;
 
 use crate::domain::record::Fields;
 use crate::domain::{
-    AuditEntry, AuditOutcome, Operation, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId,
-    IdempotencyKey, Job, JobId, ObjectType, Provider, PushChannel, RecordId, RemoteRecord, SyncCursor,
-    SyncRun, TenantId,
+    AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent,
+    ExternalId, IdempotencyKey, Job, JobId, ObjectType, Operation, Provider, PushChannel, RecordId,
+    RemoteRecord, SyncCursor, SyncRun, TenantId,
 };
 use crate::domain::{ConflictItem, ConflictStatus, PushItem, PushStatus};
 

@@ -20,7 +20,13 @@ struct Reply {
 }
 
 /// One request through the gateway, as `tenant` (or anonymous), with a raw body.
-async fn send(stack: &LocalStack, tenant: Option<&str>, method: Method, path: &str, body: Option<&str>) -> Reply {
+async fn send(
+    stack: &LocalStack,
+    tenant: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> Reply {
     let mut req = reqwest::Client::new().request(method, format!("{}{path}", stack.gateway.base_url()));
     if let Some(t) = tenant {
         req = req.bearer_auth(stack.token(t).unwrap());
@@ -89,13 +95,21 @@ async fn a_paused_connection_is_not_scheduled_refuses_syncs_drops_queued_jobs_an
     let status = send(&stack, Some("acme"), Method::GET, &format!("/v1/connections/{id}/status"), None).await;
     assert_eq!(status.json["status"], "synced", "{}", status.text);
     let contacts = &status.json["objects"][0];
-    assert_eq!((contacts["object"].clone(), contacts["state"].clone(), contacts["records"].clone()), (json!("contacts"), json!("synced"), json!(5)));
+    assert_eq!(
+        (contacts["object"].clone(), contacts["state"].clone(), contacts["records"].clone()),
+        (json!("contacts"), json!("synced"), json!(5))
+    );
     assert!(contacts["last_synced_at"].is_string());
     let health = send(&stack, Some("acme"), Method::GET, &format!("/v1/connections/{id}/health"), None).await;
     assert_eq!(health.json["status"], "healthy", "{}", health.text);
 
     let paused = send(&stack, Some("acme"), Method::POST, &format!("/v1/connections/{id}/pause"), None).await;
-    assert_eq!((paused.status, paused.json["paused"].clone()), (StatusCode::OK, json!(true)), "{}", paused.text);
+    assert_eq!(
+        (paused.status, paused.json["paused"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{}",
+        paused.text
+    );
     let later = Utc::now() + chrono::Duration::days(2);
     assert_eq!(stack.runner.fire_schedule(later).await.unwrap().enqueued, 0, "not in the due index");
     let sync = send(&stack, Some("acme"), Method::POST, &format!("/v1/connections/{id}/sync"), None).await;
@@ -103,21 +117,35 @@ async fn a_paused_connection_is_not_scheduled_refuses_syncs_drops_queued_jobs_an
     // A job queued before the pause is dropped by the worker: no run.
     stack.deps.queue.enqueue(&[job("acme", &id).unwrap()]).await.unwrap();
     assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
-    let runs = api(&stack, "acme").unwrap().call(Method::GET, &format!("/v1/connections/{id}/runs"), None).await.unwrap();
+    let runs = api(&stack, "acme")
+        .unwrap()
+        .call(Method::GET, &format!("/v1/connections/{id}/runs"), None)
+        .await
+        .unwrap();
     assert_eq!(runs["items"].as_array().map(Vec::len), Some(1), "{runs}");
     let health = send(&stack, Some("acme"), Method::GET, &format!("/v1/connections/{id}/health"), None).await;
     assert_eq!(health.json["reasons"][0]["code"], "paused", "{}", health.text);
 
-    let resumed = send(&stack, Some("acme"), Method::POST, &format!("/v1/connections/{id}/resume"), None).await;
+    let resumed =
+        send(&stack, Some("acme"), Method::POST, &format!("/v1/connections/{id}/resume"), None).await;
     assert_eq!(resumed.json["paused"], false);
     assert_eq!(stack.runner.fire_schedule(Utc::now()).await.unwrap().enqueued, 1, "due at once");
     assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
-    let summary = send(&stack, Some("acme"), Method::GET, &format!("/v1/connections/{id}/runs/summary"), None).await;
-    assert_eq!((summary.json["runs"].clone(), summary.json["succeeded"].clone()), (json!(2), json!(2)), "{}", summary.text);
+    let summary =
+        send(&stack, Some("acme"), Method::GET, &format!("/v1/connections/{id}/runs/summary"), None).await;
+    assert_eq!(
+        (summary.json["runs"].clone(), summary.json["succeeded"].clone()),
+        (json!(2), json!(2)),
+        "{}",
+        summary.text
+    );
     assert_eq!(summary.json["success_rate"], 1.0);
     assert!(summary.json["mean_duration_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
     let errors = send(&stack, Some("acme"), Method::GET, &format!("/v1/connections/{id}/errors"), None).await;
-    assert_eq!((errors.json["retry"]["state"].clone(), errors.json["items"].clone()), (json!("none"), json!([])));
+    assert_eq!(
+        (errors.json["retry"]["state"].clone(), errors.json["items"].clone()),
+        (json!("none"), json!([]))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,16 +168,30 @@ async fn settings_patches_are_validated_as_problems_and_a_good_one_reschedules_a
         assert_eq!(reply.content_type, "application/problem+json");
         let detail = reply.json["detail"].as_str().unwrap_or_default();
         assert!(detail.contains(field), "{body}: {detail}");
-        assert!(!detail.contains("fifteen") && !detail.contains("coin_flip"), "values are not echoed: {detail}");
+        assert!(
+            !detail.contains("fifteen") && !detail.contains("coin_flip"),
+            "values are not echoed: {detail}"
+        );
     }
     let good = r#"{"interval_minutes":60,"conflict_policy":"manual","note_prefix":"[BOT]","calendar_window_days":14}"#;
     let reply = send(&stack, Some("acme"), Method::PATCH, &path, Some(good)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    assert_eq!((reply.json["interval_minutes"].clone(), reply.json["settings_version"].clone()), (json!(60), json!(1)));
-    let view = api(&stack, "acme").unwrap().call(Method::GET, &format!("/v1/connections/{id}"), None).await.unwrap();
+    assert_eq!(
+        (reply.json["interval_minutes"].clone(), reply.json["settings_version"].clone()),
+        (json!(60), json!(1))
+    );
+    let view =
+        api(&stack, "acme").unwrap().call(Method::GET, &format!("/v1/connections/{id}"), None).await.unwrap();
     assert_eq!(view["interval_minutes"], 60);
     assert_eq!(view["settings"]["note_prefix"], "[BOT]");
-    let audit = send(&stack, Some("acme"), Method::GET, &format!("/v1/audit?connection_id={id}&operation=settings_changed"), None).await;
+    let audit = send(
+        &stack,
+        Some("acme"),
+        Method::GET,
+        &format!("/v1/audit?connection_id={id}&operation=settings_changed"),
+        None,
+    )
+    .await;
     let entries = audit.json["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(entries.len(), 1, "{}", audit.text);
     assert_eq!(entries[0]["before"]["interval_minutes"], 15);
@@ -165,7 +207,9 @@ async fn the_audit_log_is_queried_and_exported_per_tenant_and_the_csv_matches_th
     for (tenant, id) in [("acme", &a), ("globex", &b)] {
         send(&stack, Some(tenant), Method::POST, &format!("/v1/connections/{id}/pause"), None).await;
         let patch = r#"{"note_prefix":"say \"hi\", ok","own_domains":["acme.com"]}"#;
-        let r = send(&stack, Some(tenant), Method::PATCH, &format!("/v1/connections/{id}/settings"), Some(patch)).await;
+        let r =
+            send(&stack, Some(tenant), Method::PATCH, &format!("/v1/connections/{id}/settings"), Some(patch))
+                .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         send(&stack, Some(tenant), Method::POST, &format!("/v1/connections/{id}/resume"), None).await;
     }
@@ -173,21 +217,42 @@ async fn the_audit_log_is_queried_and_exported_per_tenant_and_the_csv_matches_th
     let query = send(&stack, Some("acme"), Method::GET, "/v1/audit?limit=2", None).await;
     assert_eq!(query.json["items"].as_array().map(Vec::len), Some(2), "{}", query.text);
     let token = query.json["next_page_token"].as_str().expect("a next page").to_owned();
-    let rest = send(&stack, Some("acme"), Method::GET, &format!("/v1/audit?limit=50&page_token={token}"), None).await;
-    assert_eq!(rest.json["items"].as_array().map(Vec::len), Some(2), "created, paused, changed, resumed: {}", rest.text);
-    let stolen = send(&stack, Some("globex"), Method::GET, &format!("/v1/audit?page_token={token}"), None).await;
+    let rest =
+        send(&stack, Some("acme"), Method::GET, &format!("/v1/audit?limit=50&page_token={token}"), None)
+            .await;
+    assert_eq!(
+        rest.json["items"].as_array().map(Vec::len),
+        Some(2),
+        "created, paused, changed, resumed: {}",
+        rest.text
+    );
+    let stolen =
+        send(&stack, Some("globex"), Method::GET, &format!("/v1/audit?page_token={token}"), None).await;
     assert_problem(&stolen, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
     let forged = send(&stack, Some("acme"), Method::GET, "/v1/audit?page_token=bm90LWEtdG9rZW4", None).await;
     assert_problem(&forged, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
-    let filtered = send(&stack, Some("acme"), Method::GET, "/v1/audit?operation=connection_paused,connection_resumed&outcome=success", None).await;
-    let ops: Vec<&str> = filtered.json["items"].as_array().unwrap().iter().filter_map(|e| e["operation"].as_str()).collect();
+    let filtered = send(
+        &stack,
+        Some("acme"),
+        Method::GET,
+        "/v1/audit?operation=connection_paused,connection_resumed&outcome=success",
+        None,
+    )
+    .await;
+    let ops: Vec<&str> =
+        filtered.json["items"].as_array().unwrap().iter().filter_map(|e| e["operation"].as_str()).collect();
     assert_eq!(ops, vec!["connection_resumed", "connection_paused"]);
-    let foreign = send(&stack, Some("acme"), Method::GET, &format!("/v1/audit?connection_id={b}"), None).await;
+    let foreign =
+        send(&stack, Some("acme"), Method::GET, &format!("/v1/audit?connection_id={b}"), None).await;
     assert_eq!(foreign.json["items"], json!([]), "globex's entries are not acme's");
 
     let json_export = send(&stack, Some("acme"), Method::GET, "/v1/audit/export?format=json", None).await;
     assert_eq!(json_export.status, StatusCode::OK, "{}", json_export.text);
-    assert!(json_export.disposition.starts_with("attachment; filename=\"audit-acme-"), "{}", json_export.disposition);
+    assert!(
+        json_export.disposition.starts_with("attachment; filename=\"audit-acme-"),
+        "{}",
+        json_export.disposition
+    );
     let items = json_export.json["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(items.len(), 4);
     assert!(!json_export.text.contains(&b));
@@ -200,7 +265,9 @@ async fn the_audit_log_is_queried_and_exported_per_tenant_and_the_csv_matches_th
     assert_eq!(header[..3], ["entry_id", "at", "connection_id"]);
     let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().unwrap();
     assert_eq!(rows.len(), items.len());
-    let cell = |row: &csv::StringRecord, name: &str| row.get(header.iter().position(|h| h == name).unwrap()).unwrap().to_owned();
+    let cell = |row: &csv::StringRecord, name: &str| {
+        row.get(header.iter().position(|h| h == name).unwrap()).unwrap().to_owned()
+    };
     for (row, item) in rows.iter().zip(&items) {
         for name in ["entry_id", "connection_id", "operation", "outcome", "actor"] {
             assert_eq!(cell(row, name), item[name].as_str().unwrap_or_default(), "{name}");
@@ -209,7 +276,8 @@ async fn the_audit_log_is_queried_and_exported_per_tenant_and_the_csv_matches_th
         assert_eq!(Some(at), item["at"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()));
         for name in ["detail", "before", "after"] {
             let text = cell(row, name);
-            let parsed: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
+            let parsed: Value =
+                if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
             assert_eq!(parsed, item[name], "{name}");
         }
     }
@@ -217,7 +285,14 @@ async fn the_audit_log_is_queried_and_exported_per_tenant_and_the_csv_matches_th
 
     let first = send(&stack, Some("acme"), Method::GET, "/v1/audit/export?format=csv&limit=3", None).await;
     let token = first.next_page.expect("more to export");
-    let last = send(&stack, Some("acme"), Method::GET, &format!("/v1/audit/export?format=json&page_token={token}"), None).await;
+    let last = send(
+        &stack,
+        Some("acme"),
+        Method::GET,
+        &format!("/v1/audit/export?format=json&page_token={token}"),
+        None,
+    )
+    .await;
     assert_eq!(last.json["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(last.json["next_page_token"], Value::Null);
 

@@ -39,7 +39,8 @@ fn connection(t: &str) -> Connection {
 }
 
 #[tokio::test]
-async fn settings_and_pause_are_saved_under_their_own_version_and_pausing_leaves_the_due_index() -> Result<()> {
+async fn settings_and_pause_are_saved_under_their_own_version_and_pausing_leaves_the_due_index() -> Result<()>
+{
     let moto = Moto::start().await?;
     let store = dynamo_store(&moto.config().await, 1).await?;
     let c = connection("acme");
@@ -53,7 +54,10 @@ async fn settings_and_pause_are_saved_under_their_own_version_and_pausing_leaves
     paused.interval_minutes = 60;
     assert_eq!(store.save_settings(&paused).await?, 1);
     assert!(store.due(0, at(100_000), 10).await?.is_empty(), "a paused connection is not due");
-    assert!(matches!(store.save_settings(&paused).await, Err(StoreError::Conflict)), "a stale settings version");
+    assert!(
+        matches!(store.save_settings(&paused).await, Err(StoreError::Conflict)),
+        "a stale settings version"
+    );
     assert!(!store.claim_slot(&c.tenant_id, &c.connection_id, at(0), at(900)).await?, "its slot is gone");
 
     // The worker's copy (read before the pause) still saves its state: the versions are separate.
@@ -63,7 +67,12 @@ async fn settings_and_pause_are_saved_under_their_own_version_and_pausing_leaves
     assert_eq!(store.save_state(&worker).await?, 1);
     let stored = store.get(&c.tenant_id, &c.connection_id).await?.expect("stored");
     assert_eq!(
-        (stored.paused_at, stored.next_sync_at, stored.interval_minutes, stored.settings.note_prefix.as_str()),
+        (
+            stored.paused_at,
+            stored.next_sync_at,
+            stored.interval_minutes,
+            stored.settings.note_prefix.as_str()
+        ),
         (Some(at(5)), None, 60, "[BOT]")
     );
     assert_eq!((stored.status, stored.version, stored.settings_version), (ConnectionStatus::Synced, 1, 1));
@@ -73,7 +82,10 @@ async fn settings_and_pause_are_saved_under_their_own_version_and_pausing_leaves
     resumed.next_sync_at = Some(at(30));
     assert_eq!(store.save_settings(&resumed).await?, 2);
     let due = store.due(0, at(30), 10).await?;
-    assert_eq!(due.iter().map(|d| (d.next_sync_at, d.interval_minutes)).collect::<Vec<_>>(), vec![(at(30), 60)]);
+    assert_eq!(
+        due.iter().map(|d| (d.next_sync_at, d.interval_minutes)).collect::<Vec<_>>(),
+        vec![(at(30), 60)]
+    );
     let gone = Connection { connection_id: ConnectionId::parse("nope")?, ..resumed };
     assert!(matches!(store.save_settings(&gone).await, Err(StoreError::Conflict)), "never creates an item");
     Ok(())
@@ -109,7 +121,7 @@ async fn audit_queries_by_record_operation_and_outcome_page_through_filters_with
     store.append(&entries).await?;
     let expected = |f: &dyn Fn(&AuditEntry) -> bool| -> Vec<String> {
         let mut v: Vec<&AuditEntry> = entries.iter().filter(|e| e.tenant_id == acme && f(e)).collect();
-        v.sort_by(|a, b| b.at.cmp(&a.at));
+        v.sort_by_key(|e| std::cmp::Reverse(e.at));
         v.into_iter().map(|e| e.entry_id.clone()).collect()
     };
     let all_pages = |query: AuditQuery| {
@@ -174,17 +186,33 @@ async fn audit_queries_by_record_operation_and_outcome_page_through_filters_with
         ..AuditQuery::default()
     };
     let (ids, _) = all_pages(connection_outcome).await?;
-    assert_eq!(ids, expected(&|e| e.connection_id.as_ref() == Some(&cb) && e.outcome == AuditOutcome::Rejected));
+    assert_eq!(
+        ids,
+        expected(&|e| e.connection_id.as_ref() == Some(&cb) && e.outcome == AuditOutcome::Rejected)
+    );
     assert_eq!(ids.len(), 30);
 
     // Tokens are bound to the tenant and the partition queried.
-    let first = store.query(&acme, &AuditQuery { record: Some(r1.clone()), limit: 1, ..AuditQuery::default() }).await?;
+    let first = store
+        .query(&acme, &AuditQuery { record: Some(r1.clone()), limit: 1, ..AuditQuery::default() })
+        .await?;
     let token = first.next.expect("more entries");
-    let stolen = AuditQuery { record: Some(r1.clone()), limit: 1, page_token: Some(token.clone()), ..AuditQuery::default() };
+    let stolen = AuditQuery {
+        record: Some(r1.clone()),
+        limit: 1,
+        page_token: Some(token.clone()),
+        ..AuditQuery::default()
+    };
     assert!(matches!(store.query(&globex, &stolen).await, Err(StoreError::InvalidPageToken)));
-    let elsewhere = AuditQuery { connection: Some(ca.clone()), limit: 1, page_token: Some(token), ..AuditQuery::default() };
+    let elsewhere = AuditQuery {
+        connection: Some(ca.clone()),
+        limit: 1,
+        page_token: Some(token),
+        ..AuditQuery::default()
+    };
     assert!(matches!(store.query(&acme, &elsewhere).await, Err(StoreError::InvalidPageToken)));
-    let forged = AuditQuery { limit: 1, page_token: Some("eyJwayI6IlQjZ2xvYmV4In0".into()), ..AuditQuery::default() };
+    let forged =
+        AuditQuery { limit: 1, page_token: Some("eyJwayI6IlQjZ2xvYmV4In0".into()), ..AuditQuery::default() };
     assert!(matches!(store.query(&acme, &forged).await, Err(StoreError::InvalidPageToken)));
     Ok(())
 }

@@ -192,11 +192,8 @@ pub fn retry_state(connection: &Connection, failures: &[AuditEntry]) -> RetrySta
         .find(|e| e.outcome != AuditOutcome::Success)
         .filter(|e| connection.last_sync_at.is_none_or(|at| e.at > at));
     let Some(latest) = current else {
-        let state = if connection.status == ConnectionStatus::Error {
-            RetryPhase::Failed
-        } else {
-            RetryPhase::None
-        };
+        let state =
+            if connection.status == ConnectionStatus::Error { RetryPhase::Failed } else { RetryPhase::None };
         return RetryState {
             state,
             attempts: 0,
@@ -278,9 +275,7 @@ mod tests {
     use super::*;
     use crate::domain::channel::PushChannel;
     use crate::domain::connection::{ConnectionSettings, Credentials, NewConnection};
-    use crate::domain::{
-        ConnectionId, JobId, JobReason, Operation, RunCounts, RunId, TenantId,
-    };
+    use crate::domain::{ConnectionId, JobId, JobReason, Operation, RunCounts, RunId, TenantId};
     use chrono::TimeZone;
     use secrecy::SecretString;
     use serde_json::json;

@@ -102,7 +102,11 @@ fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|_| invalid(format!("{name} must be an RFC 3339 time (like 2026-01-31T09:00:00Z)")))
 }
 
-fn parse_list<T>(name: &str, raw: Option<&str>, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, ApiError> {
+fn parse_list<T>(
+    name: &str,
+    raw: Option<&str>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, ApiError> {
     let Some(raw) = raw else { return Ok(Vec::new()) };
     raw.split(',')
         .map(str::trim)

@@ -525,10 +525,8 @@ async fn connection_errors(
     let c = load_connection(&state, &caller.tenant, &id).await?;
     let items = failures(&state, &c, None, limit).await?;
     let retry = health::retry_state(&c, &items);
-    let retry_action = (retry.state == RetryPhase::Failed && !c.is_paused()).then(|| ActionLink {
-        method: "POST",
-        href: format!("/v1/connections/{}/retry", c.connection_id),
-    });
+    let retry_action = (retry.state == RetryPhase::Failed && !c.is_paused())
+        .then(|| ActionLink { method: "POST", href: format!("/v1/connections/{}/retry", c.connection_id) });
     Ok(axum::Json(ErrorsView {
         connection_id: c.connection_id.to_string(),
         status: c.status,

@@ -4,9 +4,9 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod lifecycle;
-pub mod settings;
 pub mod problem;
 pub mod queues;
+pub mod settings;
 pub mod webhooks;
 
 #[cfg(test)]

@@ -75,8 +75,11 @@ impl Harness {
         let mut request =
             builder.body(body.map(|b| Body::from(b.to_owned())).unwrap_or_else(Body::empty)).unwrap();
         if let Some(t) = tenant {
-            let token =
-                self.key.sign(&TenantId::parse(t).unwrap(), &format!("{t}-user"), std::time::Duration::from_secs(300));
+            let token = self.key.sign(
+                &TenantId::parse(t).unwrap(),
+                &format!("{t}-user"),
+                std::time::Duration::from_secs(300),
+            );
             request = request.with_request_context(gateway_context(&self.key.verify(&token).unwrap()));
         }
         let response = self.app.clone().oneshot(request).await.unwrap();
@@ -92,7 +95,8 @@ impl Harness {
         let body = json!({ "provider": "hubspot", "access_token": "tok", "refresh_token": "ref", "expires_in_seconds": 1800 });
         let mut builder = Request::builder().method(Method::POST).uri("/v1/connections");
         builder = builder.header(header::CONTENT_TYPE, "application/json");
-        let token = self.key.sign(&TenantId::parse(tenant).unwrap(), "u", std::time::Duration::from_secs(300));
+        let token =
+            self.key.sign(&TenantId::parse(tenant).unwrap(), "u", std::time::Duration::from_secs(300));
         let request = builder
             .body(Body::from(body.to_string()))
             .unwrap()
@@ -127,7 +131,10 @@ async fn pausing_takes_a_connection_off_the_schedule_refuses_syncs_and_resume_ma
     let pause = format!("/v1/connections/{id}/pause");
     let paused = h.send(Method::POST, &pause, Some("acme"), None).await;
     assert_eq!(paused.status, StatusCode::OK, "{}", paused.text);
-    assert_eq!((paused.json["paused"].clone(), paused.json["next_sync_at"].clone()), (json!(true), Value::Null));
+    assert_eq!(
+        (paused.json["paused"].clone(), paused.json["next_sync_at"].clone()),
+        (json!(true), Value::Null)
+    );
     for shard in 0..crate::config::DEFAULT_DUE_SHARDS {
         assert!(h.store.due(shard, t0() + Duration::days(1), 100).await.unwrap().is_empty());
     }
@@ -184,7 +191,13 @@ async fn a_settings_patch_is_validated_saved_audited_and_a_longer_interval_moves
     assert_eq!(same.json["settings_version"], 2, "an empty change writes nothing");
     assert_eq!(h.audited(Operation::SettingsChanged).len(), 1);
 
-    for bad in [r#"{"interval_minutes":4}"#, r#"{"interval_minutes":1441}"#, r#"{"conflict_policy":"yolo"}"#, r#"{"interval_minutes":"15"}"#, "[]"] {
+    for bad in [
+        r#"{"interval_minutes":4}"#,
+        r#"{"interval_minutes":1441}"#,
+        r#"{"conflict_policy":"yolo"}"#,
+        r#"{"interval_minutes":"15"}"#,
+        "[]",
+    ] {
         let reply = h.send(Method::PATCH, &uri, Some("acme"), Some(bad)).await;
         assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
     }
@@ -201,7 +214,12 @@ async fn a_settings_change_never_conflicts_with_the_workers_state_writes() {
     let id = h.create("acme").await;
     let worker_copy = h.connection("acme", &id).await;
     let reply = h
-        .send(Method::PATCH, &format!("/v1/connections/{id}/settings"), Some("acme"), Some(r#"{"note_prefix":"[BOT]"}"#))
+        .send(
+            Method::PATCH,
+            &format!("/v1/connections/{id}/settings"),
+            Some("acme"),
+            Some(r#"{"note_prefix":"[BOT]"}"#),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     let mut w = worker_copy;
@@ -222,7 +240,10 @@ async fn errors_show_the_retry_state_and_the_retry_action_once_the_worker_gave_u
             .detail(json!({ "job_id": "j1", "error": "provider temporarily failed: 503", "retryable": true, "attempt": attempt, "max_attempts": 5, "next_attempt_at": next }))
     };
     let next = t0() + Duration::minutes(3);
-    h.store.append(&[failure(1, Some(t0() + Duration::minutes(2)), 1), failure(2, Some(next), 2)]).await.unwrap();
+    h.store
+        .append(&[failure(1, Some(t0() + Duration::minutes(2)), 1), failure(2, Some(next), 2)])
+        .await
+        .unwrap();
     let uri = format!("/v1/connections/{id}/errors");
     let reply = h.send(Method::GET, &uri, Some("acme"), None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -241,7 +262,10 @@ async fn errors_show_the_retry_state_and_the_retry_action_once_the_worker_gave_u
     let gave_up = h.send(Method::GET, &uri, Some("acme"), None).await;
     assert_eq!(gave_up.json["retry"]["state"], "failed");
     assert_eq!(gave_up.json["current_error"], "provider temporarily failed: 503");
-    assert_eq!(gave_up.json["retry_action"], json!({ "method": "POST", "href": format!("/v1/connections/{id}/retry") }));
+    assert_eq!(
+        gave_up.json["retry_action"],
+        json!({ "method": "POST", "href": format!("/v1/connections/{id}/retry") })
+    );
     let health = h.send(Method::GET, &format!("/v1/connections/{id}/health"), Some("acme"), None).await;
     assert_eq!(health.json["status"], "failed");
     assert_eq!(health.json["reasons"][0]["code"], "sync_error");
@@ -276,21 +300,44 @@ async fn the_audit_query_filters_pages_and_never_shows_another_tenants_entries()
     let b = h.create("globex").await;
     for i in 0..5 {
         h.clock.advance(Duration::minutes(1));
-        h.send(Method::PATCH, &format!("/v1/connections/{a}/settings"), Some("acme"), Some(&json!({ "interval_minutes": 20 + i }).to_string())).await;
+        h.send(
+            Method::PATCH,
+            &format!("/v1/connections/{a}/settings"),
+            Some("acme"),
+            Some(&json!({ "interval_minutes": 20 + i }).to_string()),
+        )
+        .await;
     }
-    h.send(Method::PATCH, &format!("/v1/connections/{b}/settings"), Some("globex"), Some(r#"{"interval_minutes":30}"#)).await;
+    h.send(
+        Method::PATCH,
+        &format!("/v1/connections/{b}/settings"),
+        Some("globex"),
+        Some(r#"{"interval_minutes":30}"#),
+    )
+    .await;
 
     let page = h.send(Method::GET, "/v1/audit?operation=settings_changed&limit=2", Some("acme"), None).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert_eq!(page.json["items"].as_array().map(Vec::len), Some(2));
     let token = page.json["next_page_token"].as_str().unwrap().to_owned();
-    let rest = h.send(Method::GET, &format!("/v1/audit?operation=settings_changed&limit=10&page_token={token}"), Some("acme"), None).await;
+    let rest = h
+        .send(
+            Method::GET,
+            &format!("/v1/audit?operation=settings_changed&limit=10&page_token={token}"),
+            Some("acme"),
+            None,
+        )
+        .await;
     assert_eq!(rest.json["items"].as_array().map(Vec::len), Some(3), "{}", rest.text);
     let all = h.send(Method::GET, "/v1/audit?limit=200", Some("acme"), None).await;
     assert!(!all.text.contains(&b), "globex's connection never shows up");
     let created = h.send(Method::GET, &format!("/v1/audit?connection_id={b}"), Some("acme"), None).await;
     assert_eq!(created.json["items"], json!([]));
-    let window = format!("/v1/audit?from={}&to={}", (t0() + Duration::minutes(2)).to_rfc3339(), (t0() + Duration::minutes(3)).to_rfc3339());
+    let window = format!(
+        "/v1/audit?from={}&to={}",
+        (t0() + Duration::minutes(2)).to_rfc3339(),
+        (t0() + Duration::minutes(3)).to_rfc3339()
+    );
     let windowed = h.send(Method::GET, &window.replace('+', "%2B"), Some("acme"), None).await;
     assert_eq!(windowed.json["items"].as_array().map(Vec::len), Some(2), "{}", windowed.text);
 
@@ -304,7 +351,11 @@ async fn the_audit_query_filters_pages_and_never_shows_another_tenants_entries()
         "/v1/audit/export?format=xml",
         "/v1/audit/export?limit=5001",
     ] {
-        assert_problem(&h.send(Method::GET, bad, Some("acme"), None).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+        assert_problem(
+            &h.send(Method::GET, bad, Some("acme"), None).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        );
     }
     for uri in ["/v1/audit", "/v1/audit/export"] {
         assert_problem(&h.send(Method::GET, uri, None, None).await, StatusCode::UNAUTHORIZED, "unauthorized");
@@ -316,16 +367,33 @@ async fn the_csv_export_parses_back_to_the_json_export() {
     let h = harness();
     let a = h.create("acme").await;
     let refused = h
-        .send(Method::PATCH, &format!("/v1/connections/{a}/settings"), Some("acme"), Some(r#"{"note_prefix":"say \"hi\", then\nleave"}"#))
+        .send(
+            Method::PATCH,
+            &format!("/v1/connections/{a}/settings"),
+            Some("acme"),
+            Some(r#"{"note_prefix":"say \"hi\", then\nleave"}"#),
+        )
         .await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "a control character in the prefix is refused");
-    h.send(Method::PATCH, &format!("/v1/connections/{a}/settings"), Some("acme"), Some(r#"{"note_prefix":"say \"hi\", then"}"#)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a control character in the prefix is refused"
+    );
+    h.send(
+        Method::PATCH,
+        &format!("/v1/connections/{a}/settings"),
+        Some("acme"),
+        Some(r#"{"note_prefix":"say \"hi\", then"}"#),
+    )
+    .await;
     h.send(Method::POST, &format!("/v1/connections/{a}/pause"), Some("acme"), None).await;
 
     let json_export = h.send(Method::GET, "/v1/audit/export?format=json", Some("acme"), None).await;
     assert_eq!(json_export.status, StatusCode::OK, "{}", json_export.text);
     let disposition = json_export.headers[header::CONTENT_DISPOSITION].to_str().unwrap();
-    assert!(disposition.starts_with("attachment; filename=\"audit-acme-") && disposition.ends_with(".json\""));
+    assert!(
+        disposition.starts_with("attachment; filename=\"audit-acme-") && disposition.ends_with(".json\"")
+    );
     let from_json: Vec<AuditEntryView> = serde_json::from_value(json_export.json["items"].clone()).unwrap();
     assert_eq!(from_json.len(), 3);
 
@@ -336,15 +404,27 @@ async fn the_csv_export_parses_back_to_the_json_export() {
     let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().unwrap();
     assert_eq!(rows.len(), from_json.len());
     for (row, entry) in rows.iter().zip(&from_json) {
-        assert_eq!(row.iter().collect::<Vec<_>>(), super::audit::csv_row(entry).iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            row.iter().collect::<Vec<_>>(),
+            super::audit::csv_row(entry).iter().map(String::as_str).collect::<Vec<_>>()
+        );
         let at = DateTime::parse_from_rfc3339(&row[1]).unwrap();
         assert_eq!(at, entry.at);
-        let after: Value = if row[10].is_empty() { Value::Null } else { serde_json::from_str(&row[10]).unwrap() };
+        let after: Value =
+            if row[10].is_empty() { Value::Null } else { serde_json::from_str(&row[10]).unwrap() };
         assert_eq!(Some(after).filter(|v| !v.is_null()), entry.after);
     }
     let paged = h.send(Method::GET, "/v1/audit/export?format=csv&limit=1", Some("acme"), None).await;
-    let token = paged.headers.get(super::audit::NEXT_PAGE_HEADER).and_then(|v| v.to_str().ok()).unwrap().to_owned();
-    let next = h.send(Method::GET, &format!("/v1/audit/export?format=json&limit=5&page_token={token}"), Some("acme"), None).await;
+    let token =
+        paged.headers.get(super::audit::NEXT_PAGE_HEADER).and_then(|v| v.to_str().ok()).unwrap().to_owned();
+    let next = h
+        .send(
+            Method::GET,
+            &format!("/v1/audit/export?format=json&limit=5&page_token={token}"),
+            Some("acme"),
+            None,
+        )
+        .await;
     assert_eq!(next.json["items"].as_array().map(Vec::len), Some(2), "{}", next.text);
     let theirs = h.send(Method::GET, "/v1/audit/export?format=csv", Some("globex"), None).await;
     assert_eq!(csv::Reader::from_reader(theirs.text.as_bytes()).records().count(), 0);
@@ -359,7 +439,11 @@ async fn the_run_summary_reports_counts_and_the_success_rate() {
     assert_eq!((reply.json["runs"].clone(), reply.json["success_rate"].clone()), (json!(0), Value::Null));
     let conn = h.connection("acme", &id).await;
     let c = conn.connection_id.clone();
-    for (i, (status, ms)) in [(RunStatus::Succeeded, 1000), (RunStatus::Continued, 3000), (RunStatus::Succeeded, 2000)].into_iter().enumerate() {
+    for (i, (status, ms)) in
+        [(RunStatus::Succeeded, 1000), (RunStatus::Continued, 3000), (RunStatus::Succeeded, 2000)]
+            .into_iter()
+            .enumerate()
+    {
         let conn = h.connection("acme", &id).await;
         let run = SyncRun {
             tenant_id: conn.tenant_id.clone(),
@@ -376,13 +460,26 @@ async fn the_run_summary_reports_counts_and_the_success_rate() {
         };
         h.store.finish(&conn, &run).await.unwrap();
     }
-    let failed = AuditEntry::new(conn.tenant_id.clone(), Operation::Retry, AuditOutcome::Failure, "worker", t0() + Duration::minutes(1))
-        .connection(&c)
-        .detail(json!({ "job_id": "j", "error": "503", "attempt": 1, "max_attempts": 5, "next_attempt_at": null }));
+    let failed = AuditEntry::new(
+        conn.tenant_id.clone(),
+        Operation::Retry,
+        AuditOutcome::Failure,
+        "worker",
+        t0() + Duration::minutes(1),
+    )
+    .connection(&c)
+    .detail(
+        json!({ "job_id": "j", "error": "503", "attempt": 1, "max_attempts": 5, "next_attempt_at": null }),
+    );
     h.store.append(&[failed]).await.unwrap();
     let reply = h.send(Method::GET, &format!("/v1/connections/{id}/runs/summary"), Some("acme"), None).await;
     assert_eq!(
-        (reply.json["runs"].clone(), reply.json["succeeded"].clone(), reply.json["continued"].clone(), reply.json["failed_attempts"].clone()),
+        (
+            reply.json["runs"].clone(),
+            reply.json["succeeded"].clone(),
+            reply.json["continued"].clone(),
+            reply.json["failed_attempts"].clone()
+        ),
         (json!(3), json!(2), json!(1), json!(1)),
         "{}",
         reply.text
@@ -390,6 +487,7 @@ async fn the_run_summary_reports_counts_and_the_success_rate() {
     assert_eq!(reply.json["mean_duration_ms"], 2000.0);
     let rate = reply.json["success_rate"].as_f64().unwrap();
     assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{rate}");
-    let bad = h.send(Method::GET, &format!("/v1/connections/{id}/runs/summary?limit=0"), Some("acme"), None).await;
+    let bad =
+        h.send(Method::GET, &format!("/v1/connections/{id}/runs/summary?limit=0"), Some("acme"), None).await;
     assert_problem(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
 }

@@ -19,7 +19,9 @@ use super::lifecycle::update_settings;
 use super::problem::{ApiError, ApiJson, ApiPath};
 use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use crate::domain::push::AutoPush;
-use crate::domain::{AuditEntry, AuditOutcome, ConflictPolicy, Connection, ConnectionSettings, ObjectType, Operation};
+use crate::domain::{
+    AuditEntry, AuditOutcome, ConflictPolicy, Connection, ConnectionSettings, ObjectType, Operation,
+};
 
 /// Bounds of the settings a person can choose.
 pub const MAX_CALENDAR_WINDOW_DAYS: u32 = 365;
@@ -29,8 +31,7 @@ pub const MAX_MAPPING_ENTRIES: usize = 200;
 const MAX_NAME_CHARS: usize = 200;
 
 pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/connections/{connection_id}/settings", get(get_settings).patch(patch_settings))
+    Router::new().route("/v1/connections/{connection_id}/settings", get(get_settings).patch(patch_settings))
 }
 
 /// Everything about how a connection syncs that a person may change.
@@ -177,7 +178,9 @@ pub fn patched(current: &SyncSettings, patch: &Value) -> Result<SyncSettings, Ap
     let mut patch_map = patch_map.clone();
     if let Some(Value::String(name)) = patch_map.get("conflict_policy") {
         let policy = preset(name).ok_or_else(|| {
-            invalid("conflict_policy: unknown preset (expected default, manual, last_write_wins or an object)")
+            invalid(
+                "conflict_policy: unknown preset (expected default, manual, last_write_wins or an object)",
+            )
         })?;
         patch_map.insert("conflict_policy".into(), json!(policy));
     }
@@ -221,7 +224,9 @@ pub fn validate(s: &mut SyncSettings) -> Result<(), ApiError> {
         )));
     }
     if !(1..=MAX_CALENDAR_WINDOW_DAYS).contains(&s.calendar_window_days) {
-        return Err(invalid(format!("calendar_window_days must be between 1 and {MAX_CALENDAR_WINDOW_DAYS}")));
+        return Err(invalid(format!(
+            "calendar_window_days must be between 1 and {MAX_CALENDAR_WINDOW_DAYS}"
+        )));
     }
     if bad_name(&s.note_prefix, MAX_NOTE_PREFIX_CHARS) {
         return Err(invalid(format!(
@@ -248,7 +253,9 @@ pub fn validate(s: &mut SyncSettings) -> Result<(), ApiError> {
         }
         for (field, property) in fields {
             if bad_name(field, MAX_NAME_CHARS) {
-                return Err(invalid(format!("field_mapping.{object}: field names must be 1 to 200 characters")));
+                return Err(invalid(format!(
+                    "field_mapping.{object}: field names must be 1 to 200 characters"
+                )));
             }
             if property.chars().count() > MAX_NAME_CHARS || property.chars().any(char::is_control) {
                 return Err(invalid(format!(
@@ -269,7 +276,9 @@ pub fn validate(s: &mut SyncSettings) -> Result<(), ApiError> {
     }
     for (name, list) in [("structured_fields", &p.structured_fields), ("note_fields", &p.note_fields)] {
         if list.len() > MAX_MAPPING_ENTRIES || list.iter().any(|f| bad_name(f, MAX_NAME_CHARS)) {
-            return Err(invalid(format!("conflict_policy.{name}: at most 200 fields of 1 to 200 characters")));
+            return Err(invalid(format!(
+                "conflict_policy.{name}: at most 200 fields of 1 to 200 characters"
+            )));
         }
     }
     Ok(())
@@ -277,7 +286,8 @@ pub fn validate(s: &mut SyncSettings) -> Result<(), ApiError> {
 
 /// The top-level keys whose values differ, as `(before, after)` objects of just those keys.
 fn changed_keys(before: &SyncSettings, after: &SyncSettings) -> Option<(Value, Value)> {
-    let (Ok(Value::Object(b)), Ok(Value::Object(a))) = (serde_json::to_value(before), serde_json::to_value(after))
+    let (Ok(Value::Object(b)), Ok(Value::Object(a))) =
+        (serde_json::to_value(before), serde_json::to_value(after))
     else {
         return None;
     };
@@ -286,7 +296,9 @@ fn changed_keys(before: &SyncSettings, after: &SyncSettings) -> Option<(Value, V
         return None;
     }
     let pick = |m: &Map<String, Value>| {
-        Value::Object(keys.iter().map(|k| ((*k).clone(), m.get(*k).cloned().unwrap_or(Value::Null))).collect())
+        Value::Object(
+            keys.iter().map(|k| ((*k).clone(), m.get(*k).cloned().unwrap_or(Value::Null))).collect(),
+        )
     };
     Some((pick(&b), pick(&a)))
 }
@@ -411,12 +423,15 @@ mod tests {
     fn conflict_policy_takes_a_preset_name_or_a_partial_object() {
         let lww = patched(&current(), &json!({ "conflict_policy": "last_write_wins" })).unwrap();
         assert_eq!(lww.conflict_policy, ConflictPolicy::last_write_wins());
-        let partial = patched(&current(), &json!({ "conflict_policy": { "fallback": "last_write_wins" } })).unwrap();
+        let partial =
+            patched(&current(), &json!({ "conflict_policy": { "fallback": "last_write_wins" } })).unwrap();
         assert_eq!(partial.conflict_policy.fallback, Fallback::LastWriteWins);
         assert!(partial.conflict_policy.merge_notes, "the rest of the policy is kept");
         let d = detail(patched(&current(), &json!({ "conflict_policy": "yolo" })).unwrap_err());
         assert!(d.starts_with("conflict_policy: unknown preset"), "{d}");
-        let d = detail(patched(&current(), &json!({ "conflict_policy": { "fallback": "coin_flip" } })).unwrap_err());
+        let d = detail(
+            patched(&current(), &json!({ "conflict_policy": { "fallback": "coin_flip" } })).unwrap_err(),
+        );
         assert!(d.starts_with("conflict_policy.fallback: unknown variant"), "{d}");
     }
 
@@ -447,7 +462,8 @@ mod tests {
 
     #[test]
     fn own_domains_are_normalised_and_deduplicated() {
-        let next = patched(&current(), &json!({ "own_domains": [" @Acme.com", "acme.com", "eu.acme.com"] })).unwrap();
+        let next = patched(&current(), &json!({ "own_domains": [" @Acme.com", "acme.com", "eu.acme.com"] }))
+            .unwrap();
         assert_eq!(next.own_domains, vec!["acme.com", "eu.acme.com"]);
     }
 

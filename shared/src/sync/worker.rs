@@ -1037,7 +1037,8 @@ mod tests {
         assert_eq!(failures.len(), 2);
         let (second, last) = (&failures[0].detail, &failures[1].detail);
         assert_eq!((second["attempt"].clone(), second["max_attempts"].clone()), (json!(2), json!(5)));
-        let next: chrono::DateTime<chrono::Utc> = serde_json::from_value(second["next_attempt_at"].clone()).unwrap();
+        let next: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(second["next_attempt_at"].clone()).unwrap();
         assert!((30..=60).contains(&(next - now()).num_seconds()), "{next}");
         assert_eq!((last["attempt"].clone(), last["next_attempt_at"].clone()), (json!(5), Value::Null));
         assert_eq!(stored(&store, &conn).await.status, ConnectionStatus::Error, "the last attempt gives up");
