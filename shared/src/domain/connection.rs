@@ -12,7 +12,7 @@ use super::push::{AutoPush, DEFAULT_NOTE_PREFIX, PushAction};
 
 /// Where a connection's sync stands: `synced -> pending -> synced | conflict | error`,
 /// `error -> pending` on retry, `conflict -> synced` on resolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     Synced,
@@ -62,7 +62,7 @@ impl Credentials {
 }
 
 /// A connection's user-editable sync settings (beyond the interval).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectionSettings {
     /// Per object type: canonical field -> provider property, overriding the adapter's defaults
@@ -77,6 +77,7 @@ pub struct ConnectionSettings {
     /// How fields changed differently on both sides are decided.
     pub conflict_policy: ConflictPolicy,
     /// Push actions approved without a person.
+    #[schema(value_type = BTreeMap<PushAction, bool>)]
     pub auto_push: AutoPush,
     /// The tag in front of every note Syncbridge writes.
     pub note_prefix: String,
