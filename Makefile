@@ -26,6 +26,8 @@ OPENAPI_STAMP := $(OPENAPI_VENV)/.installed-$(shell echo '$(OPENAPI_PINS)' | cks
 CFN_LINT := $(VENV)/bin/cfn-lint
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) $(SAM_VENV)/bin/sam
 MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
+SCHEMATHESIS := $(abspath $(OPENAPI_VENV)/bin/st)
+OPENAPI_SPEC_VALIDATOR := $(abspath $(OPENAPI_VENV)/bin/openapi-spec-validator)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
 
@@ -62,9 +64,10 @@ openapi: $(OPENAPI_STAMP) ## Rewrite docs/openapi.json from the code, then valid
 	UPDATE_OPENAPI=1 $(CARGO) test --quiet -p syncbridge --lib http::openapi
 	$(OPENAPI_VENV)/bin/openapi-spec-validator docs/openapi.json
 
-test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) ## Every test: unit, property, and integration against moto and the provider fakes; then the template linters
+test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) ## Every test: unit, property, integration against moto and the fakes, the OpenAPI document (validator, schemathesis); then the template linters
 	mkdir -p target
-	set -o pipefail; MOTO_SERVER=$(MOTO_SERVER) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
+	set -o pipefail; MOTO_SERVER=$(MOTO_SERVER) SCHEMATHESIS=$(SCHEMATHESIS) \
+	  OPENAPI_SPEC_VALIDATOR=$(OPENAPI_SPEC_VALIDATOR) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
 	$(MAKE) --no-print-directory lint-template
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
 

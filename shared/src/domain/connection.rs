@@ -72,7 +72,8 @@ pub struct ConnectionSettings {
     pub stage_mapping: BTreeMap<String, String>,
     /// The tenant's own email domains: calendar attendees outside them are "outside" attendees.
     pub own_domains: Vec<String>,
-    /// How many days ahead calendar pulls look.
+    /// How many days ahead calendar pulls look (1 to [`MAX_CALENDAR_WINDOW_DAYS`]).
+    #[schema(minimum = 1, maximum = 365)]
     pub calendar_window_days: u32,
     /// How fields changed differently on both sides are decided.
     pub conflict_policy: ConflictPolicy,
@@ -84,6 +85,9 @@ pub struct ConnectionSettings {
 }
 
 pub const DEFAULT_CALENDAR_WINDOW_DAYS: u32 = 7;
+/// The longest calendar window: a year (a larger one would put the window's end past what a
+/// timestamp can hold).
+pub const MAX_CALENDAR_WINDOW_DAYS: u32 = 365;
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
@@ -100,6 +104,16 @@ impl Default for ConnectionSettings {
 }
 
 impl ConnectionSettings {
+    /// Checks what serde cannot: the ranges of numeric settings. The message is safe to show.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_CALENDAR_WINDOW_DAYS).contains(&self.calendar_window_days) {
+            return Err(format!(
+                "settings.calendar_window_days must be between 1 and {MAX_CALENDAR_WINDOW_DAYS}"
+            ));
+        }
+        Ok(())
+    }
+
     /// True when items of `action` skip approval on this connection.
     pub fn auto_pushes(&self, action: PushAction) -> bool {
         self.auto_push.get(&action).copied().unwrap_or(false)

@@ -284,6 +284,8 @@ impl CreateConnection {
                 )));
             }
         };
+        let settings = self.settings.unwrap_or_default();
+        settings.validate().map_err(invalid)?;
         let base_url = match self.base_url {
             Some(raw) => parse_base_url(&raw)?,
             None => default_base_url(self.provider).to_owned(),
@@ -297,7 +299,7 @@ impl CreateConnection {
                 expires_at,
             },
             interval_minutes,
-            settings: self.settings.unwrap_or_default(),
+            settings,
         })
     }
 }
@@ -1037,7 +1039,7 @@ mod tests {
     #[tokio::test]
     async fn bad_create_bodies_are_4xx_problems_with_codes() {
         let h = harness();
-        let cases: [(&str, StatusCode, &str); 9] = [
+        let cases: [(&str, StatusCode, &str); 10] = [
             (r#"{"provider":"hubspot","access_token":"#, StatusCode::BAD_REQUEST, "malformed_json"),
             ("not json at all", StatusCode::BAD_REQUEST, "malformed_json"),
             (
@@ -1072,6 +1074,11 @@ mod tests {
             ),
             (
                 r#"{"provider":"hubspot","access_token":"x","tenant_id":"globex"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                r#"{"provider":"google","access_token":"x","settings":{"calendar_window_days":2147483648}}"#,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",
             ),

@@ -240,6 +240,10 @@ where
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
             if e.is_data() {
                 ApiError::InvalidRequest(describe_json_error(&e))
+            } else if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+                // Well-formed JSON that serde_json reports as a syntax error: a value of the wrong
+                // type where an enum is expected (`"provider": 42`).
+                ApiError::InvalidRequest(format!("invalid value at line {} column {}", e.line(), e.column()))
             } else {
                 ApiError::MalformedJson(describe_json_error(&e))
             }
@@ -425,6 +429,27 @@ mod tests {
         let d = describe_json_error(&e);
         assert!(!d.contains("SECRET"), "{d}");
         assert!(d.contains("expected u32"), "{d}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_type_where_an_enum_is_expected_is_422_and_broken_json_400() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            provider: crate::domain::Provider,
+        }
+        let parse = |body: &'static str| async move {
+            let request = Request::builder()
+                .method("POST")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            ApiJson::<Body>::from_request(request, &()).await.map(|_| ()).map_err(|e| e.problem().code)
+        };
+        assert_eq!(parse(r#"{"provider": 42}"#).await, Err("invalid_request".to_owned()));
+        assert_eq!(parse(r#"{"provider": ["hubspot"]}"#).await, Err("invalid_request".to_owned()));
+        assert_eq!(parse(r#"{"provider": 4"#).await, Err("malformed_json".to_owned()));
+        assert_eq!(parse(r#"{"provider": "hubspot"}"#).await, Ok(()));
     }
 
     #[test]
