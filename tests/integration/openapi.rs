@@ -543,3 +543,34 @@ async fn schemathesis_finds_no_server_error_and_no_response_that_breaks_the_docu
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
+
+#[test]
+fn the_template_opens_exactly_the_public_operations_of_the_api_function() -> Result<()> {
+    let text = std::fs::read_to_string(syncbridge_local::stack::template_path()?)?;
+    let template = syncbridge_local::stack::Template::parse(&text)?;
+    let api = template.resources.get("ApiFunction").context("no ApiFunction")?;
+    let mut open: Vec<(String, String)> = api.properties["Events"]
+        .as_object()
+        .context("ApiFunction has no events")?
+        .values()
+        .filter(|event| event["Type"] == "HttpApi" && event["Properties"]["Auth"]["Authorizer"] == "NONE")
+        .map(|event| {
+            let p = &event["Properties"];
+            (
+                p["Method"].as_str().unwrap_or_default().to_uppercase(),
+                p["Path"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    open.sort();
+    let mut public: Vec<(String, String)> =
+        openapi::PUBLIC_ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    public.sort();
+    assert_eq!(open, public, "routes without the JWT authorizer in template.yaml");
+    let document = serde_json::to_value(openapi::document())?;
+    for (method, path) in &public {
+        let op = &document["paths"][path][method.to_lowercase()];
+        assert!(op.is_object() && op.get("security").is_none(), "{method} {path}");
+    }
+    Ok(())
+}

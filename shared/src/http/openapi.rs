@@ -133,6 +133,14 @@ pub(super) fn finish(mut doc: OpenApi) -> OpenApi {
                     (422, "InvalidRequest"),
                 ]);
             }
+            for (status, response) in op.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else { continue };
+                if response.description.is_empty() {
+                    let reason = status.parse().ok().and_then(|s| http::StatusCode::from_u16(s).ok());
+                    response.description =
+                        reason.and_then(|r| r.canonical_reason()).unwrap_or("Success").to_owned();
+                }
+            }
             for (status, name) in extra {
                 op.responses
                     .responses
