@@ -203,10 +203,9 @@ fn resolve(document: &Value, schema: &Value) -> Value {
         let pointer = reference.trim_start_matches('#');
         return resolve(document, document.pointer(pointer).unwrap_or(&Value::Null));
     }
-    if let Some(branches) = schema["oneOf"].as_array() {
-        if let Some(branch) = branches.iter().find(|b| b["type"] != "null") {
-            return resolve(document, branch);
-        }
+    let branches = schema["oneOf"].as_array().into_iter().flatten();
+    if let Some(branch) = branches.into_iter().find(|b| b["type"] != "null") {
+        return resolve(document, branch);
     }
     schema.clone()
 }
