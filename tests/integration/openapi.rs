@@ -229,6 +229,7 @@ fn valid_body(op: &Operation, seeded: &Seeded) -> Result<Value> {
         "edit_record" => json!({ "fields": { "phone": "+47 5678" }, "idempotency_key": "sweep-edit" }),
         "approve" | "reject" => json!({ "ids": [seeded.push_id] }),
         "resolve" => json!({ "ids": [seeded.conflict_id], "resolution": "use_local" }),
+        "patch_settings" => json!({ "interval_minutes": 30, "conflict_policy": "manual" }),
         other => bail!("the sweep has no valid body for `{other}`: add one to `valid_body`"),
     })
 }

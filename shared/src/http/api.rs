@@ -540,7 +540,10 @@ struct SyncAccepted {
     path = "/v1/connections/{connection_id}/sync",
     tag = "connections",
     params(("connection_id" = ConnectionId, Path, description = CONNECTION_ID)),
-    responses((status = 202, body = SyncAccepted, description = "Enqueued"))
+    responses(
+        (status = 202, body = SyncAccepted, description = "Enqueued"),
+        (status = 409, response = problem::ConflictOrPaused),
+    )
 )]
 async fn request_sync(
     State(state): State<ApiState>,
@@ -584,7 +587,7 @@ async fn request_sync(
     params(("connection_id" = ConnectionId, Path, description = CONNECTION_ID)),
     responses(
         (status = 202, body = SyncAccepted, description = "Back to pending, a sync enqueued"),
-        (status = 409, response = problem::Conflict),
+        (status = 409, response = problem::ConflictOrPaused),
     )
 )]
 async fn retry_connection(

@@ -2,15 +2,15 @@
 //! page token) and `GET /v1/audit/export` (the same filters as a CSV or JSON attachment of bounded
 //! size, continued with its `next_page_token`). Only the caller's tenant is ever read.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::api::{ApiState, PageView, invalid, page_limit};
 use super::auth::Caller;
@@ -28,8 +28,9 @@ const EXPORT_PAGE: usize = 500;
 /// The response header carrying an export's continuation token.
 pub const NEXT_PAGE_HEADER: &str = "x-next-page-token";
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new().route("/v1/audit", get(query_audit)).route("/v1/audit/export", get(export_audit))
+/// The audit routes, with their OpenAPI operations.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(query_audit)).routes(routes!(export_audit))
 }
 
 /// One audit entry as the API shows it.
@@ -45,11 +46,13 @@ pub struct AuditEntryView {
     pub outcome: String,
     /// `worker`, `dispatcher`, `user:<sub>`, ...
     pub actor: String,
-    #[schema(value_type = Object)]
+    /// Any JSON (`null` when the entry has none).
+    #[schema(value_type = Value)]
     pub detail: Value,
-    #[schema(value_type = Option<Object>)]
+    /// Any JSON: the changed values before, when the entry records a change.
+    #[schema(value_type = Value)]
     pub before: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Value)]
     pub after: Option<Value>,
 }
 
@@ -158,9 +161,7 @@ impl AuditParams {
     tag = "audit",
     params(AuditParams),
     responses(
-        (status = 200, description = "`{items: [AuditEntryView], next_page_token}`"),
-        (status = 401, description = "problem `unauthorized`"),
-        (status = 422, description = "problem `invalid_request`: bad filter, limit or page token")
+        (status = 200, body = PageView<AuditEntryView>)
     )
 )]
 async fn query_audit(
@@ -246,9 +247,13 @@ enum Format {
     tag = "audit",
     params(AuditParams),
     responses(
-        (status = 200, description = "an attachment: text/csv or application/json"),
-        (status = 401, description = "problem `unauthorized`"),
-        (status = 422, description = "problem `invalid_request`: bad format, filter, limit or page token")
+        (status = 200, description = "An attachment (`Content-Disposition`); more to export: `X-Next-Page-Token`",
+            content(
+                (PageView<AuditEntryView> = "application/json"),
+                (String = "text/csv", example = "entry_id,at,connection_id,record_id,object,operation,outcome,actor,detail,before,after\n")
+            ),
+            headers(("x-next-page-token" = String, description = "Continues the export (`page_token`)"))
+        )
     )
 )]
 async fn export_audit(

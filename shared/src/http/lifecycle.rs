@@ -3,17 +3,17 @@
 //! [`super::settings`]. Every route looks the connection up under the caller's tenant (another
 //! tenant's id is 404); the rules themselves are in [`crate::domain::health`].
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::api::{ApiState, ConnectionView, actor, invalid, load_connection};
 use super::auth::Caller;
-use super::problem::{ApiError, ApiPath, ApiQuery};
+use super::problem::{self, ApiError, ApiPath, ApiQuery};
 use crate::domain::health::{self, HealthReason, HealthStatus, RetryPhase, RetryState, RunSummary};
 use crate::domain::{
     AuditEntry, AuditOutcome, ConflictStatus, Connection, ConnectionStatus, ObjectType, Operation,
@@ -26,16 +26,20 @@ pub(super) const SAVE_ATTEMPTS: usize = 5;
 /// Most entries one count (open conflicts, failed pushes, failed attempts) reads.
 const COUNT_BOUND: usize = 200;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/connections/{connection_id}/pause", post(pause_connection))
-        .route("/v1/connections/{connection_id}/resume", post(resume_connection))
-        .route("/v1/connections/{connection_id}/health", get(connection_health))
-        .route("/v1/connections/{connection_id}/status", get(connection_status))
-        .route("/v1/connections/{connection_id}/runs/summary", get(runs_summary))
-        .route("/v1/connections/{connection_id}/errors", get(connection_errors))
+/// The lifecycle and sync health routes (and the settings routes), with their OpenAPI operations.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(pause_connection))
+        .routes(routes!(resume_connection))
+        .routes(routes!(connection_health))
+        .routes(routes!(connection_status))
+        .routes(routes!(runs_summary))
+        .routes(routes!(connection_errors))
         .merge(super::settings::routes())
 }
+
+/// The `connection_id` path parameter.
+pub(super) const CONNECTION_ID: &str = "A connection id of the caller's tenant (another tenant's: 404)";
 
 /// Applies `change` to the stored connection and saves it with `save_settings`, re-reading and
 /// re-applying on a lost condition. `change` returns `None` when there is nothing to do. Returns
@@ -73,12 +77,10 @@ where
     post,
     path = "/v1/connections/{connection_id}/pause",
     tag = "connections",
-    params(("connection_id" = String, Path, description = "the connection")),
+    params(("connection_id" = String, Path, description = CONNECTION_ID)),
     responses(
-        (status = 200, description = "the paused connection (view)"),
-        (status = 401, description = "problem `unauthorized`"),
-        (status = 404, description = "problem `not_found`"),
-        (status = 409, description = "problem `conflict`: kept changing concurrently")
+        (status = 200, body = ConnectionView, description = "Paused (or already paused)"),
+        (status = 409, response = problem::Conflict)
     )
 )]
 async fn pause_connection(
@@ -119,12 +121,10 @@ async fn pause_connection(
     post,
     path = "/v1/connections/{connection_id}/resume",
     tag = "connections",
-    params(("connection_id" = String, Path, description = "the connection")),
+    params(("connection_id" = String, Path, description = CONNECTION_ID)),
     responses(
-        (status = 200, description = "the resumed connection (view)"),
-        (status = 401, description = "problem `unauthorized`"),
-        (status = 404, description = "problem `not_found`"),
-        (status = 409, description = "problem `conflict`: kept changing concurrently")
+        (status = 200, body = ConnectionView, description = "Resumed: due at once (or already active)"),
+        (status = 409, response = problem::Conflict)
     )
 )]
 async fn resume_connection(
@@ -246,11 +246,9 @@ async fn count_failed_pushes(state: &ApiState, c: &Connection) -> Result<usize, 
     get,
     path = "/v1/connections/{connection_id}/health",
     tag = "connections",
-    params(("connection_id" = String, Path, description = "the connection")),
+    params(("connection_id" = String, Path, description = CONNECTION_ID)),
     responses(
-        (status = 200, body = HealthView),
-        (status = 401, description = "problem `unauthorized`"),
-        (status = 404, description = "problem `not_found`")
+        (status = 200, body = HealthView)
     )
 )]
 async fn connection_health(
@@ -381,11 +379,9 @@ pub fn status_view(c: &Connection) -> StatusView {
     get,
     path = "/v1/connections/{connection_id}/status",
     tag = "connections",
-    params(("connection_id" = String, Path, description = "the connection")),
+    params(("connection_id" = String, Path, description = CONNECTION_ID)),
     responses(
-        (status = 200, body = StatusView),
-        (status = 401, description = "problem `unauthorized`"),
-        (status = 404, description = "problem `not_found`")
+        (status = 200, body = StatusView)
     )
 )]
 async fn connection_status(
@@ -419,12 +415,9 @@ fn window_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError>
     get,
     path = "/v1/connections/{connection_id}/runs/summary",
     tag = "connections",
-    params(("connection_id" = String, Path, description = "the connection"), WindowParams),
+    params(("connection_id" = String, Path, description = CONNECTION_ID), WindowParams),
     responses(
-        (status = 200, body = RunSummary),
-        (status = 401, description = "problem `unauthorized`"),
-        (status = 404, description = "problem `not_found`"),
-        (status = 422, description = "problem `invalid_request`: bad limit")
+        (status = 200, body = RunSummary)
     )
 )]
 async fn runs_summary(
@@ -507,12 +500,9 @@ pub struct ErrorsView {
     get,
     path = "/v1/connections/{connection_id}/errors",
     tag = "connections",
-    params(("connection_id" = String, Path, description = "the connection"), WindowParams),
+    params(("connection_id" = String, Path, description = CONNECTION_ID), WindowParams),
     responses(
-        (status = 200, body = ErrorsView),
-        (status = 401, description = "problem `unauthorized`"),
-        (status = 404, description = "problem `not_found`"),
-        (status = 422, description = "problem `invalid_request`: bad limit")
+        (status = 200, body = ErrorsView)
     )
 )]
 async fn connection_errors(

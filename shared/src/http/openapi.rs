@@ -38,7 +38,7 @@ pub fn is_public(method: &str, path: &str) -> bool {
     info(
         title = "Syncbridge API",
         description = "Two-way sync of CRM and calendar data: connections, their runs and records, \
-            the push queue with approvals, the conflict queue. The tenant comes only from the verified \
+            the push queue with approvals, the conflict queue, pause/resume, settings, health, the audit log. The tenant comes only from the verified \
             JWT; another tenant's ids are answered 404. Every error is an RFC 9457 problem \
             (`application/problem+json`) with a stable `code`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
@@ -49,6 +49,7 @@ pub fn is_public(method: &str, path: &str) -> bool {
         (name = "records", description = "Canonical records and their local edits"),
         (name = "push", description = "The push queue and its approvals"),
         (name = "conflicts", description = "The conflict queue"),
+        (name = "audit", description = "The audit log: queries and CSV/JSON exports"),
     ),
     components(schemas(problem::Problem))
 )]

@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::api::{ApiState, actor, invalid, load_connection};
 use super::auth::Caller;
@@ -30,8 +30,9 @@ pub const MAX_OWN_DOMAINS: usize = 100;
 pub const MAX_MAPPING_ENTRIES: usize = 200;
 const MAX_NAME_CHARS: usize = 200;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new().route("/v1/connections/{connection_id}/settings", get(get_settings).patch(patch_settings))
+/// `GET` and `PATCH .../settings`, with their OpenAPI operations.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(get_settings, patch_settings))
 }
 
 /// Everything about how a connection syncs that a person may change.
@@ -104,21 +105,85 @@ impl SyncSettings {
     }
 }
 
-/// `GET`/`PATCH .../settings`.
+/// The body of `PATCH .../settings` as the document describes it: every key optional, `null`
+/// resets one to its default. (Parsing is [`patched`]'s: a merge patch onto the current settings.)
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SettingsPatch {
+    #[schema(minimum = 5, maximum = 1440)]
+    interval_minutes: Option<u32>,
+    /// Merged key by key: action -> approved without a person.
+    #[schema(value_type = Option<BTreeMap<crate::domain::PushAction, bool>>)]
+    auto_push: Option<AutoPush>,
+    /// A preset, or a (partial) policy object merged onto the current one.
+    conflict_policy: Option<PolicyPatch>,
+    /// Merged: object -> canonical field -> provider property (`null` removes an entry).
+    #[schema(value_type = Option<Object>)]
+    field_mapping: Option<BTreeMap<ObjectType, BTreeMap<String, String>>>,
+    #[schema(value_type = Option<Object>)]
+    stage_mapping: Option<BTreeMap<String, String>>,
+    #[schema(max_items = 100)]
+    own_domains: Option<Vec<String>>,
+    #[schema(minimum = 1, maximum = 365)]
+    calendar_window_days: Option<u32>,
+    #[schema(min_length = 1, max_length = 40)]
+    note_prefix: Option<String>,
+}
+
+/// A conflict policy in a settings patch.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PolicyPatch {
+    Preset(PolicyPreset),
+    #[schema(value_type = Object)]
+    Policy(ConflictPolicy),
+}
+
+/// The conflict policy presets.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum PolicyPreset {
+    Default,
+    Manual,
+    LastWriteWins,
+}
+
+/// `GET`/`PATCH .../settings`: the settings with their version.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SettingsView {
     pub connection_id: String,
     /// Increases with every change of settings or pause state.
     pub settings_version: u64,
-    #[serde(flatten)]
-    pub settings: SyncSettings,
+    #[schema(minimum = 5, maximum = 1440)]
+    pub interval_minutes: u32,
+    #[schema(value_type = BTreeMap<crate::domain::PushAction, bool>)]
+    pub auto_push: AutoPush,
+    pub conflict_policy: ConflictPolicy,
+    #[schema(value_type = BTreeMap<ObjectType, BTreeMap<String, String>>)]
+    pub field_mapping: BTreeMap<ObjectType, BTreeMap<String, String>>,
+    pub stage_mapping: BTreeMap<String, String>,
+    pub own_domains: Vec<String>,
+    #[schema(minimum = 1, maximum = 365)]
+    pub calendar_window_days: u32,
+    pub note_prefix: String,
 }
 
 fn view(c: &Connection) -> SettingsView {
+    let s = SyncSettings::of(c);
     SettingsView {
         connection_id: c.connection_id.to_string(),
         settings_version: c.settings_version,
-        settings: SyncSettings::of(c),
+        interval_minutes: s.interval_minutes,
+        auto_push: s.auto_push,
+        conflict_policy: s.conflict_policy,
+        field_mapping: s.field_mapping,
+        stage_mapping: s.stage_mapping,
+        own_domains: s.own_domains,
+        calendar_window_days: s.calendar_window_days,
+        note_prefix: s.note_prefix,
     }
 }
 
@@ -308,11 +373,9 @@ fn changed_keys(before: &SyncSettings, after: &SyncSettings) -> Option<(Value, V
     get,
     path = "/v1/connections/{connection_id}/settings",
     tag = "connections",
-    params(("connection_id" = String, Path, description = "the connection")),
+    params(("connection_id" = String, Path, description = super::lifecycle::CONNECTION_ID)),
     responses(
-        (status = 200, body = SettingsView),
-        (status = 401, description = "problem `unauthorized`"),
-        (status = 404, description = "problem `not_found`")
+        (status = 200, body = SettingsView)
     )
 )]
 async fn get_settings(
@@ -330,16 +393,11 @@ async fn get_settings(
     patch,
     path = "/v1/connections/{connection_id}/settings",
     tag = "connections",
-    params(("connection_id" = String, Path, description = "the connection")),
-    request_body(content = Object, description = "a merge patch of SyncSettings", content_type = "application/merge-patch+json"),
+    params(("connection_id" = String, Path, description = super::lifecycle::CONNECTION_ID)),
+    request_body(content = SettingsPatch, description = "A JSON merge patch (RFC 7396) of the settings; also accepted as `application/merge-patch+json`"),
     responses(
         (status = 200, body = SettingsView),
-        (status = 400, description = "problem `malformed_json`"),
-        (status = 401, description = "problem `unauthorized`"),
-        (status = 404, description = "problem `not_found`"),
-        (status = 409, description = "problem `conflict`: kept changing concurrently"),
-        (status = 415, description = "problem `unsupported_media_type`"),
-        (status = 422, description = "problem `invalid_request` naming the field")
+        (status = 409, response = super::problem::Conflict)
     )
 )]
 async fn patch_settings(
