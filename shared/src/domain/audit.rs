@@ -49,26 +49,9 @@ impl Operation {
         }
     }
 
-    /// Every operation, for parsing query parameters and documenting them.
-    pub const ALL: [Operation; 14] = [
-        Operation::Pull,
-        Operation::Push,
-        Operation::ConflictDetected,
-        Operation::ConflictResolved,
-        Operation::Approval,
-        Operation::Error,
-        Operation::Retry,
-        Operation::ConnectionCreated,
-        Operation::SyncRequested,
-        Operation::TokenRefreshed,
-        Operation::ChannelRenewed,
-        Operation::ConnectionPaused,
-        Operation::ConnectionResumed,
-        Operation::SettingsChanged,
-    ];
-
+    /// The operation of its snake_case name (as serialized); `None` for an unknown one.
     pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == value)
+        serde_json::from_value(Value::String(value.to_owned())).ok()
     }
 }
 
@@ -90,10 +73,9 @@ impl AuditOutcome {
         }
     }
 
+    /// The outcome of its snake_case name; `None` for an unknown one.
     pub fn parse(value: &str) -> Option<Self> {
-        [AuditOutcome::Success, AuditOutcome::Failure, AuditOutcome::Rejected]
-            .into_iter()
-            .find(|o| o.as_str() == value)
+        serde_json::from_value(Value::String(value.to_owned())).ok()
     }
 }
 
@@ -156,5 +138,21 @@ impl AuditEntry {
         self.before = before;
         self.after = after;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_and_outcomes_parse_from_the_names_they_serialize_to() {
+        for op in [Operation::Pull, Operation::ConnectionPaused, Operation::SettingsChanged] {
+            assert_eq!(Operation::parse(op.as_str()), Some(op));
+            assert_eq!(serde_json::to_value(op).unwrap(), Value::String(op.as_str().to_owned()));
+        }
+        assert_eq!(Operation::parse("Pull"), None);
+        assert_eq!(AuditOutcome::parse("rejected"), Some(AuditOutcome::Rejected));
+        assert_eq!(AuditOutcome::parse("ok"), None);
     }
 }
