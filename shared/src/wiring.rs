@@ -23,6 +23,8 @@ use crate::sync::{Deps, EngineSettings};
 pub enum WiringError {
     #[error("TOKEN_KEY is not a usable key")]
     TokenKey(#[source] CryptoError),
+    #[error("neither TOKEN_KMS_KEY_ID nor TOKEN_KEY is set")]
+    NoTokenKey,
     #[error("could not build the HTTP client")]
     Http(#[source] reqwest::Error),
 }
@@ -68,9 +70,23 @@ pub fn http_client() -> Result<reqwest::Client, WiringError> {
         .map_err(WiringError::Http)
 }
 
+/// The token cipher: KMS envelope encryption with `TOKEN_KMS_KEY_ID` (the local key, if set, still
+/// reads older values), else the local key. No KMS call happens here (the data key is fetched on
+/// first use).
+pub fn token_cipher(config: &Config, sdk: &SdkConfig) -> Result<TokenCipher, WiringError> {
+    match (&config.token_kms_key_id, &config.token_key) {
+        (Some(key_id), legacy) => {
+            TokenCipher::kms(aws_sdk_kms::Client::new(sdk), key_id.clone(), legacy.as_ref())
+                .map_err(WiringError::TokenKey)
+        }
+        (None, Some(key)) => TokenCipher::from_base64_key(key).map_err(WiringError::TokenKey),
+        (None, None) => Err(WiringError::NoTokenKey),
+    }
+}
+
 /// Everything the handlers need, from config.
 pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<Deps, WiringError> {
-    let cipher = TokenCipher::from_base64_key(&config.token_key).map_err(WiringError::TokenKey)?;
+    let cipher = token_cipher(config, sdk)?;
     let res = &config.resources;
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(sdk),

@@ -120,7 +120,9 @@ impl LocalStack {
                 .get("DUE_SHARDS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(syncbridge::config::DEFAULT_DUE_SHARDS),
-            token_key: SecretString::from(TokenCipher::generate_key()),
+            token_key: Some(SecretString::from(TokenCipher::generate_key())),
+            token_kms_key_id: None,
+            oauth: syncbridge::config::OAuthEndpoints::default(),
             hubspot_app: Some(OAuthApp {
                 client_id: options.hubspot.client_id.clone(),
                 client_secret: SecretString::from(options.hubspot.client_secret.clone()),

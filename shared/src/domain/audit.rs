@@ -21,6 +21,15 @@ pub enum Operation {
     TokenRefreshed,
     /// A push channel or subscription was opened or renewed (or failed to be).
     ChannelRenewed,
+    /// An OAuth connect found the tenant's existing connection to the same account and gave it
+    /// the new credentials.
+    ConnectionReconnected,
+    /// The connection was disconnected (credentials erased, no longer synced).
+    ConnectionDisconnected,
+    /// The connection's token was revoked at the provider (or that failed, or it has no revocation).
+    TokenRevoked,
+    /// A push channel or subscription was stopped at the provider (or that failed).
+    ChannelStopped,
 }
 
 impl Operation {
@@ -37,6 +46,10 @@ impl Operation {
             Operation::SyncRequested => "sync_requested",
             Operation::TokenRefreshed => "token_refreshed",
             Operation::ChannelRenewed => "channel_renewed",
+            Operation::ConnectionReconnected => "connection_reconnected",
+            Operation::ConnectionDisconnected => "connection_disconnected",
+            Operation::TokenRevoked => "token_revoked",
+            Operation::ChannelStopped => "channel_stopped",
         }
     }
 }

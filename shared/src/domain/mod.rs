@@ -7,6 +7,7 @@ pub mod event;
 pub mod ids;
 pub mod job;
 pub mod mapping;
+pub mod oauth;
 pub mod policy;
 pub mod push;
 pub mod record;
