@@ -15,7 +15,9 @@ use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::sqs::SqsJobQueue;
 use crate::config::Config;
 use crate::domain::{Connection, Provider};
+use crate::adapters::oauth::OAuthProviders;
 use crate::http::api::ApiState;
+use crate::http::oauth::OAuthService;
 use crate::ports::{Clock, ProviderClient, ProviderError, ProviderFactory, SystemClock};
 use crate::sync::{Deps, EngineSettings};
 
@@ -110,7 +112,8 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
         runs: store.clone(),
         audit: store.clone(),
         pushes: store.clone(),
-        conflicts: store,
+        conflicts: store.clone(),
+        oauth_states: store,
         queue: Arc::new(SqsJobQueue::new(aws_sdk_sqs::Client::new(sdk), res.jobs_queue_url.clone())),
         bus: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), res.event_bus_name.clone())),
         providers: Arc::new(providers),
@@ -144,5 +147,9 @@ pub fn api_state(deps: &Deps, config: &Config) -> ApiState {
         clock: deps.clock.clone(),
         engine: deps.clone(),
         tenant_claim: config.tenant_claim.clone(),
+        oauth: Some(Arc::new(OAuthService {
+            providers: OAuthProviders::from_config(http_client().unwrap_or_default(), config),
+            states: deps.oauth_states.clone(),
+        })),
     }
 }

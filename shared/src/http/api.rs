@@ -46,6 +46,9 @@ pub struct ApiState {
     pub engine: crate::sync::Deps,
     /// The JWT claim naming the caller's tenant (`Config::tenant_claim`).
     pub tenant_claim: String,
+    /// The OAuth connect flow (`None`: its routes answer `oauth_not_configured`, and disconnect
+    /// revokes nothing).
+    pub oauth: Option<Arc<super::oauth::OAuthService>>,
 }
 
 impl FromRef<ApiState> for TenantClaim {
@@ -67,6 +70,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/connections/{connection_id}/sync", post(request_sync))
         .route("/v1/connections/{connection_id}/retry", post(retry_connection))
         .merge(super::queues::routes())
+        .merge(super::oauth::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -533,6 +537,7 @@ mod tests {
                 Arc::new(ManualClock::new(t0())),
             ),
             tenant_claim: "tenant_id".into(),
+            oauth: None,
         };
         let key = DevKey::new(&SecretString::from("test-secret-test-secret-test-secret")).unwrap();
         Harness { store, queue, app: router(state), key }
@@ -1089,6 +1094,7 @@ mod tests {
             clock: clock.clone(),
             engine,
             tenant_claim: "tenant_id".into(),
+            oauth: None,
         });
         let id = h.create("acme").await;
         let records = h.seed_records("acme", &id, 1).await;

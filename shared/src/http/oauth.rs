@@ -1,0 +1,442 @@
+//! Connecting a provider with OAuth 2.0 (authorization code), and disconnecting.
+//!
+//! - `POST /v1/connections/oauth/{provider}/authorize` (JWT): stores a pending authorization under
+//!   a fresh random `state` (10 minutes, single use, bound to tenant, provider, redirect URI,
+//!   settings and a PKCE verifier where the provider supports PKCE) and answers the provider's
+//!   consent URL.
+//! - `GET /v1/oauth/callback?code=&state=` (no JWT: the browser comes back from the provider, the
+//!   state proves who started it): takes the state (a replay finds nothing), exchanges the code,
+//!   learns the account, and creates the connection, or gives the tenant's existing connection
+//!   to the same account the new credentials.
+//! - `DELETE /v1/connections/{id}`: stops the push channel, revokes the grant at the provider
+//!   (best effort, audited), then removes the connection (credentials included) leaving a
+//!   tombstone; 204, and 204 again for a connection already disconnected.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::api::{ApiState, ConnectionView, actor, invalid};
+use super::auth::Caller;
+use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, Problem};
+use crate::adapters::oauth::{OAuthError, OAuthProviders};
+use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
+use crate::domain::oauth::{PendingAuthorization, is_well_formed_state, pkce_challenge, random_token};
+use crate::domain::{
+    AuditEntry, AuditOutcome, Connection, ConnectionId, ConnectionSettings, ConnectionStatus, Job, JobReason,
+    NewConnection, Operation, Provider,
+};
+use crate::ports::{OAuthStateStore, StoreError};
+
+/// What the OAuth routes need beyond the API's state: the providers' apps and endpoints, and the
+/// pending authorizations.
+#[derive(Clone)]
+pub struct OAuthService {
+    pub providers: OAuthProviders,
+    pub states: Arc<dyn OAuthStateStore>,
+}
+
+/// The OAuth connect and disconnect routes, merged into the API router.
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/v1/connections/oauth/{provider}/authorize", post(authorize))
+        .route("/v1/oauth/callback", get(callback))
+        .route("/v1/connections/{connection_id}", delete(disconnect))
+}
+
+/// The body of `POST /v1/connections/oauth/{provider}/authorize`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// Where the provider sends the browser back: one of the deployment's registered redirect
+    /// URIs (`OAUTH_REDIRECT_URIS`), normally this API's `/v1/oauth/callback`.
+    pub redirect_uri: String,
+    /// Salesforce only: the org is a sandbox (`test.salesforce.com`).
+    #[serde(default)]
+    pub sandbox: bool,
+    /// 5..=1440, default 15.
+    pub interval_minutes: Option<u32>,
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<ConnectionSettings>,
+}
+
+/// The answer to an authorize request: send the browser to `authorize_url`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuthorizeResponse {
+    pub authorize_url: String,
+    /// Single use; the callback must bring it back before `expires_at`.
+    pub state: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The callback's query string, as the provider sends it.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CallbackQuery {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    /// The provider's error (`access_denied` when the user declined).
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// Errors of the OAuth routes: the API's own, or a problem specific to the flow.
+#[derive(Debug)]
+pub enum Failure {
+    Api(ApiError),
+    Problem(Problem),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Api(e.into())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        match self {
+            Failure::Api(e) => e.into_response(),
+            Failure::Problem(p) => p.into_response(),
+        }
+    }
+}
+
+fn invalid_state(detail: &str) -> Failure {
+    Failure::Problem(
+        Problem::new(StatusCode::BAD_REQUEST, "invalid_state", "Invalid or expired state").with_detail(detail),
+    )
+}
+
+/// A failed exchange or account lookup as a problem, logged once without secrets.
+fn oauth_failure(provider: Provider, e: &OAuthError) -> Failure {
+    tracing::warn!(%provider, error = %e, "OAuth connect failed");
+    let p = match e {
+        OAuthError::NotConfigured(_) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "oauth_not_configured", "OAuth not configured")
+                .with_detail(format!("this deployment has no OAuth app for {provider}"))
+        }
+        OAuthError::Rejected(_) => {
+            Problem::new(StatusCode::BAD_REQUEST, "authorization_rejected", "Authorization rejected")
+                .with_detail("the provider did not accept the authorization code; start again")
+        }
+        OAuthError::Unavailable(_) | OAuthError::Invalid(_) => {
+            Problem::new(StatusCode::BAD_GATEWAY, "provider_unavailable", "Provider unavailable")
+                .with_detail(format!("{provider} could not complete the authorization; start again"))
+        }
+    };
+    Failure::Problem(p)
+}
+
+fn service(state: &ApiState, provider: Provider) -> Result<&OAuthService, Failure> {
+    state.oauth.as_deref().ok_or_else(|| oauth_failure(provider, &OAuthError::NotConfigured(provider)))
+}
+
+/// Starts connecting a provider: answers the consent URL the browser goes to.
+#[utoipa::path(
+    post,
+    path = "/v1/connections/oauth/{provider}/authorize",
+    tag = "connections",
+    params(("provider" = String, Path, description = "hubspot, salesforce, google or microsoft")),
+    request_body = AuthorizeRequest,
+    responses(
+        (status = 200, description = "Send the browser to authorize_url", body = AuthorizeResponse),
+        (status = 422, description = "invalid_request: unknown provider, unregistered redirect_uri, sandbox for another provider, interval out of range"),
+        (status = 503, description = "oauth_not_configured: no OAuth app for this provider"),
+    ),
+    security(("jwt" = []))
+)]
+pub async fn authorize(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(provider): ApiPath<String>,
+    ApiJson(body): ApiJson<AuthorizeRequest>,
+) -> Result<Response, Failure> {
+    let provider = Provider::parse(&provider).map_err(|_| invalid("unknown provider"))?;
+    let oauth = service(&state, provider)?;
+    if oauth.providers.endpoints.redirect_uris.is_empty() {
+        return Err(oauth_failure(provider, &OAuthError::NotConfigured(provider)));
+    }
+    let redirect_uri = body.redirect_uri.trim().trim_end_matches('/').to_owned();
+    if !oauth.providers.endpoints.redirect_uris.iter().any(|u| *u == redirect_uri) {
+        return Err(invalid("redirect_uri is not a registered redirect URI of this deployment").into());
+    }
+    if body.sandbox && provider != Provider::Salesforce {
+        return Err(invalid("sandbox applies to salesforce only").into());
+    }
+    if body.interval_minutes.is_some_and(|i| !(MIN_INTERVAL_MINUTES..=MAX_INTERVAL_MINUTES).contains(&i)) {
+        return Err(invalid(format!(
+            "interval_minutes must be between {MIN_INTERVAL_MINUTES} and {MAX_INTERVAL_MINUTES}"
+        ))
+        .into());
+    }
+    oauth.providers.app(provider).map_err(|e| oauth_failure(provider, &e))?;
+    let now = state.clock.now();
+    let state_token = random_token();
+    let verifier = OAuthProviders::supports_pkce(provider).then(random_token);
+    let challenge = verifier.as_ref().map(pkce_challenge);
+    let authorize_url = oauth
+        .providers
+        .authorize_url(provider, body.sandbox, &redirect_uri, state_token.expose_secret(), challenge.as_deref())
+        .map_err(|e| oauth_failure(provider, &e))?;
+    let pending = PendingAuthorization {
+        tenant_id: caller.tenant.clone(),
+        subject: caller.subject.clone(),
+        provider,
+        sandbox: body.sandbox,
+        redirect_uri,
+        code_verifier: verifier,
+        interval_minutes: body.interval_minutes,
+        settings: body.settings,
+        expires_at: PendingAuthorization::expires_at_from(now),
+    };
+    oauth.states.put_state(state_token.expose_secret(), &pending).await?;
+    Ok(axum::Json(AuthorizeResponse {
+        authorize_url,
+        state: state_token.expose_secret().to_owned(),
+        expires_at: pending.expires_at,
+    })
+    .into_response())
+}
+
+/// Where the provider sends the browser back: completes the connection.
+#[utoipa::path(
+    get,
+    path = "/v1/oauth/callback",
+    tag = "connections",
+    params(CallbackQuery),
+    responses(
+        (status = 201, description = "Connection created (connection view, Location header)"),
+        (status = 200, description = "The tenant's connection to this account got the new credentials"),
+        (status = 400, description = "invalid_state, authorization_denied, authorization_rejected, invalid_request (no code)"),
+        (status = 502, description = "provider_unavailable"),
+    )
+)]
+pub async fn callback(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<CallbackQuery>,
+) -> Result<Response, Failure> {
+    let oauth = state.oauth.as_deref().ok_or(Failure::Api(ApiError::NotFound))?;
+    // Whatever happens next, a state that arrived is used up.
+    let pending = match query.state.as_deref().filter(|s| is_well_formed_state(s)) {
+        Some(s) => oauth.states.take_state(s).await?,
+        None => None,
+    };
+    if let Some(error) = query.error.as_deref() {
+        let code = if error == "access_denied" { "authorization_denied" } else { "authorization_failed" };
+        let detail = if error == "access_denied" {
+            "the user declined the authorization at the provider".to_owned()
+        } else {
+            let safe = error.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && error.len() <= 64;
+            format!("the provider answered {}", if safe { error } else { "an error" })
+        };
+        return Err(Failure::Problem(
+            Problem::new(StatusCode::BAD_REQUEST, code, "Authorization not granted").with_detail(detail),
+        ));
+    }
+    let Some(pending) = pending else {
+        return Err(invalid_state("the state is unknown or was used already; start again"));
+    };
+    let now = state.clock.now();
+    if pending.is_expired(now) {
+        return Err(invalid_state("the state expired; start again"));
+    }
+    let code = query
+        .code
+        .filter(|c| !c.trim().is_empty() && c.len() <= 4096)
+        .map(SecretString::from)
+        .ok_or_else(|| Failure::Api(invalid("code is missing")))?;
+    let provider = pending.provider;
+    let grant = oauth
+        .providers
+        .exchange(provider, pending.sandbox, &pending.redirect_uri, &code, pending.code_verifier.as_ref())
+        .await
+        .map_err(|e| oauth_failure(provider, &e))?;
+    let actor = format!("user:{}", pending.subject);
+
+    let existing = state
+        .connections
+        .list(&pending.tenant_id)
+        .await?
+        .into_iter()
+        .find(|c| c.provider == provider && c.account_id.as_deref() == Some(grant.account_id.as_str()));
+    if let Some(mut connection) = existing {
+        let previous_error = connection.last_error.take();
+        connection.credentials = grant.credentials;
+        let was_error = connection.status == ConnectionStatus::Error;
+        if was_error {
+            connection.status = ConnectionStatus::Pending;
+        }
+        connection.version = state.connections.save_state(&connection).await?;
+        if was_error {
+            let job_id = Job::requested_id(&connection.connection_id, JobReason::Manual);
+            let job = Job::sync(
+                pending.tenant_id.clone(),
+                connection.connection_id.clone(),
+                job_id,
+                JobReason::Manual,
+                now,
+            );
+            state.queue.enqueue(std::slice::from_ref(&job)).await.map_err(ApiError::from)?;
+        }
+        let entry = AuditEntry::new(
+            pending.tenant_id.clone(),
+            Operation::ConnectionReconnected,
+            AuditOutcome::Success,
+            actor,
+            now,
+        )
+        .connection(&connection.connection_id)
+        .detail(json!({
+            "provider": provider,
+            "account_id": grant.account_id,
+            "sandbox": pending.sandbox,
+            "previous_error": previous_error,
+        }));
+        state.audit.append(&[entry]).await?;
+        return Ok(axum::Json(ConnectionView::from(&connection)).into_response());
+    }
+
+    let new = NewConnection {
+        provider,
+        base_url: grant.base_url,
+        credentials: grant.credentials,
+        interval_minutes: pending.interval_minutes.unwrap_or(DEFAULT_INTERVAL_MINUTES),
+        settings: pending.settings.unwrap_or_default(),
+    };
+    let mut connection = Connection::new(pending.tenant_id.clone(), new, now);
+    connection.account_id = Some(grant.account_id);
+    state.connections.create(&connection).await?;
+    let entry = AuditEntry::new(
+        pending.tenant_id.clone(),
+        Operation::ConnectionCreated,
+        AuditOutcome::Success,
+        actor,
+        now,
+    )
+    .connection(&connection.connection_id)
+    .detail(json!({
+        "provider": provider,
+        "base_url": connection.base_url,
+        "account_id": connection.account_id,
+        "interval_minutes": connection.interval_minutes,
+        "via": "oauth",
+        "sandbox": pending.sandbox,
+    }));
+    state.audit.append(&[entry]).await?;
+    let location = format!("/v1/connections/{}", connection.connection_id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(ConnectionView::from(&connection)))
+        .into_response())
+}
+
+/// Disconnects: stops the push channel, revokes the grant (best effort), erases the credentials
+/// and takes the connection out of the schedule and the API.
+#[utoipa::path(
+    delete,
+    path = "/v1/connections/{connection_id}",
+    tag = "connections",
+    params(("connection_id" = String, Path)),
+    responses(
+        (status = 204, description = "Disconnected (also when it was disconnected already)"),
+        (status = 404, description = "not_found: no such connection for this tenant"),
+    ),
+    security(("jwt" = []))
+)]
+pub async fn disconnect(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, Failure> {
+    let id = ConnectionId::parse(&id).map_err(|_| ApiError::NotFound)?;
+    let Some(mut connection) = state.connections.get(&caller.tenant, &id).await? else {
+        return if state.connections.was_disconnected(&caller.tenant, &id).await? {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        } else {
+            Err(ApiError::NotFound.into())
+        };
+    };
+    let now = state.clock.now();
+    let mut entries = Vec::new();
+    let entry = |operation, outcome, detail: serde_json::Value| {
+        AuditEntry::new(caller.tenant.clone(), operation, outcome, actor(&caller), now)
+            .connection(&id)
+            .detail(detail)
+    };
+
+    if let Some(channel) = &connection.push_channel {
+        let stopped = match state.engine.providers.client(&connection) {
+            Ok(client) => client.stop_channel(&connection.credentials.access_token, channel).await,
+            Err(e) => Err(e),
+        };
+        entries.push(match stopped {
+            Ok(()) => entry(Operation::ChannelStopped, AuditOutcome::Success, json!({ "channel_id": channel.id })),
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "stopping the push channel failed; it will expire");
+                entry(
+                    Operation::ChannelStopped,
+                    AuditOutcome::Failure,
+                    json!({ "channel_id": channel.id, "error": e.to_string(), "expires_at": channel.expires_at }),
+                )
+            }
+        });
+    }
+
+    let revoked = match state.oauth.as_deref() {
+        Some(oauth) => oauth.providers.revoke(&connection).await,
+        None => Err(OAuthError::NotConfigured(connection.provider)),
+    };
+    entries.push(match revoked {
+        Ok(r) => entry(
+            Operation::TokenRevoked,
+            AuditOutcome::Success,
+            json!({ "provider": connection.provider, "result": r.as_str() }),
+        ),
+        Err(e) => {
+            tracing::warn!(connection = %id, error = %e, "revoking the token failed; erasing it anyway");
+            entry(
+                Operation::TokenRevoked,
+                AuditOutcome::Failure,
+                json!({ "provider": connection.provider, "error": e.to_string() }),
+            )
+        }
+    });
+
+    // The worker may save the connection meanwhile (a sync in flight): re-read and try again.
+    let mut attempts = 0;
+    loop {
+        match state.connections.disconnect(&connection, now).await {
+            Ok(()) => break,
+            Err(StoreError::Conflict) if attempts < 4 => {
+                attempts += 1;
+                match state.connections.get(&caller.tenant, &id).await? {
+                    Some(c) => connection = c,
+                    None => break,
+                }
+            }
+            Err(e) => {
+                let _ = state.audit.append(&entries).await;
+                return Err(e.into());
+            }
+        }
+    }
+    entries.push(entry(
+        Operation::ConnectionDisconnected,
+        AuditOutcome::Success,
+        json!({ "provider": connection.provider, "account_id": connection.account_id, "records": "kept" }),
+    ));
+    state.audit.append(&entries).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
