@@ -440,3 +440,170 @@ pub async fn disconnect(
     state.audit.append(&entries).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::{ManualClock, MemoryQueue, MemoryStore};
+    use crate::config::{OAuthApp, OAuthEndpoints};
+    use crate::ports::ConnectionStore;
+    use crate::http::auth::{DevKey, gateway_context};
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use chrono::TimeZone;
+    use http_body_util::BodyExt;
+    use lambda_http::RequestExt as _;
+    use serde_json::Value;
+    use tower::ServiceExt as _;
+
+    const CALLBACK: &str = "https://api.example/v1/oauth/callback";
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().unwrap()
+    }
+
+    struct Harness {
+        store: Arc<MemoryStore>,
+        clock: Arc<ManualClock>,
+        app: Router,
+        key: DevKey,
+    }
+
+    fn harness() -> Harness {
+        let store = Arc::new(MemoryStore::new());
+        let queue = Arc::new(MemoryQueue::new());
+        let clock = Arc::new(ManualClock::new(t0()));
+        let mut providers = OAuthProviders::new(
+            reqwest::Client::new(),
+            OAuthEndpoints { redirect_uris: vec![CALLBACK.into()], ..OAuthEndpoints::default() },
+        );
+        let app = || Some(OAuthApp { client_id: "cid".into(), client_secret: SecretString::from("csecret") });
+        providers.hubspot = app();
+        providers.salesforce = app();
+        let state = ApiState {
+            connections: store.clone(),
+            records: store.clone(),
+            runs: store.clone(),
+            audit: store.clone(),
+            queue: queue.clone(),
+            clock: clock.clone(),
+            engine: crate::adapters::memory::memory_deps(
+                store.clone(),
+                queue,
+                Arc::new(crate::adapters::memory::MemoryBus::new()),
+                Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+                clock.clone(),
+            ),
+            tenant_claim: "tenant_id".into(),
+            oauth: Some(Arc::new(OAuthService { providers, states: store.clone() })),
+        };
+        let key = DevKey::new(&SecretString::from("k".repeat(40))).unwrap();
+        Harness { store, clock, app: super::super::api::router(state), key }
+    }
+
+    impl Harness {
+        async fn send(&self, method: Method, uri: &str, tenant: Option<&str>, body: Option<Value>) -> (u16, Value) {
+            let mut builder = Request::builder().method(method).uri(uri);
+            if body.is_some() {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+            }
+            let mut request =
+                builder.body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty)).unwrap();
+            if let Some(t) = tenant {
+                let token = self.key.sign(
+                    &crate::domain::TenantId::parse(t).unwrap(),
+                    "ann",
+                    std::time::Duration::from_secs(300),
+                );
+                request = request.with_request_context(gateway_context(&self.key.verify(&token).unwrap()));
+            }
+            let response = self.app.clone().oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        }
+    }
+
+    #[tokio::test]
+    async fn authorize_binds_a_single_use_state_to_tenant_provider_and_pkce_verifier() {
+        let h = harness();
+        let body = json!({ "redirect_uri": CALLBACK, "sandbox": true, "interval_minutes": 60 });
+        let (status, started) =
+            h.send(Method::POST, "/v1/connections/oauth/salesforce/authorize", Some("acme"), Some(body)).await;
+        assert_eq!(status, 200, "{started}");
+        let state = started["state"].as_str().unwrap().to_owned();
+        let url = url::Url::parse(started["authorize_url"].as_str().unwrap()).unwrap();
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["state"], state);
+        assert_eq!(url.host_str(), Some("test.salesforce.com"));
+        let pending = h.store.take_state(&state).await.unwrap().expect("stored under the state");
+        assert_eq!((pending.tenant_id.as_str(), pending.subject.as_str()), ("acme", "ann"));
+        assert_eq!((pending.provider, pending.sandbox, pending.interval_minutes), (Provider::Salesforce, true, Some(60)));
+        let verifier = pending.code_verifier.expect("salesforce uses PKCE");
+        assert_eq!(q["code_challenge"], pkce_challenge(&verifier));
+        assert!(!started.to_string().contains(verifier.expose_secret()), "the verifier stays server-side");
+        assert_eq!(pending.expires_at, t0() + chrono::Duration::minutes(10));
+        assert!(h.store.take_state(&state).await.unwrap().is_none(), "single use");
+
+        let (_, hs) = h
+            .send(Method::POST, "/v1/connections/oauth/hubspot/authorize", Some("acme"), Some(json!({ "redirect_uri": CALLBACK })))
+            .await;
+        let pending = h.store.take_state(hs["state"].as_str().unwrap()).await.unwrap().unwrap();
+        assert!(pending.code_verifier.is_none(), "HubSpot has no PKCE");
+    }
+
+    #[tokio::test]
+    async fn an_expired_state_is_refused_before_any_exchange_and_creates_nothing() {
+        let h = harness();
+        let (_, started) = h
+            .send(Method::POST, "/v1/connections/oauth/hubspot/authorize", Some("acme"), Some(json!({ "redirect_uri": CALLBACK })))
+            .await;
+        let state = started["state"].as_str().unwrap().to_owned();
+        h.clock.advance(chrono::Duration::minutes(10));
+        let (status, body) = h.send(Method::GET, &format!("/v1/oauth/callback?code=c&state={state}"), None, None).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_state")), "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("expired"));
+        assert!(h.store.list(&crate::domain::TenantId::parse("acme").unwrap()).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_provider_without_an_app_is_oauth_not_configured() {
+        let h = harness();
+        let (status, body) = h
+            .send(Method::POST, "/v1/connections/oauth/google/authorize", Some("acme"), Some(json!({ "redirect_uri": CALLBACK })))
+            .await;
+        assert_eq!((status, body["code"].as_str()), (503, Some("oauth_not_configured")), "{body}");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_connection_that_never_existed_is_404_and_one_disconnected_is_204() {
+        let h = harness();
+        let (status, _) = h.send(Method::DELETE, "/v1/connections/nope", Some("acme"), None).await;
+        assert_eq!(status, 404);
+        let connection = Connection::new(
+            crate::domain::TenantId::parse("acme").unwrap(),
+            NewConnection {
+                provider: Provider::Microsoft,
+                base_url: "http://127.0.0.1:9".into(),
+                credentials: crate::domain::Credentials {
+                    access_token: SecretString::from("a"),
+                    refresh_token: None,
+                    expires_at: None,
+                },
+                interval_minutes: 15,
+                settings: ConnectionSettings::default(),
+            },
+            t0(),
+        );
+        h.store.create(&connection).await.unwrap();
+        let path = format!("/v1/connections/{}", connection.connection_id);
+        for _ in 0..2 {
+            let (status, _) = h.send(Method::DELETE, &path, Some("acme"), None).await;
+            assert_eq!(status, 204);
+        }
+        let (status, _) = h.send(Method::DELETE, &path, Some("globex"), None).await;
+        assert_eq!(status, 404, "another tenant's id is not found");
+        let (status, _) = h.send(Method::GET, &path, Some("acme"), None).await;
+        assert_eq!(status, 404);
+    }
+}
