@@ -651,7 +651,7 @@ impl GoogleClient {
                     ),
                     (None, None, _) => return Err(missing_sync_token()),
                 };
-                Ok(PulledPage { records, cursor: next.to_cursor(), has_more })
+                Ok(PulledPage { records, cursor: next.to_cursor(), has_more, reconcile_deletes: false })
             }
             Phase::Gap { page_token, since, sync_token, started_at } => {
                 let mut q = vec![("updatedMin", utc(since))];
@@ -670,7 +670,7 @@ impl GoogleClient {
                         false,
                     ),
                 };
-                Ok(PulledPage { records, cursor: next.to_cursor(), has_more })
+                Ok(PulledPage { records, cursor: next.to_cursor(), has_more, reconcile_deletes: false })
             }
             Phase::Incremental { sync_token, page_token, synced_at, paging_since } => {
                 let started = paging_since.filter(|_| page_token.is_some()).unwrap_or_else(Utc::now);
@@ -706,7 +706,7 @@ impl GoogleClient {
                     ),
                     (None, None) => return Err(missing_sync_token()),
                 };
-                Ok(PulledPage { records, cursor: next.to_cursor(), has_more })
+                Ok(PulledPage { records, cursor: next.to_cursor(), has_more, reconcile_deletes: false })
             }
         }
     }

@@ -694,7 +694,7 @@ impl GraphClient {
             (Some(next), _) => {
                 cur.link = Some(next);
                 cur.in_round = true;
-                Ok(PulledPage { records, cursor: cur.to_cursor(), has_more: true })
+                Ok(PulledPage { records, cursor: cur.to_cursor(), has_more: true, reconcile_deletes: false })
             }
             (None, Some(delta)) => {
                 for id in cur.unseen.take().into_iter().flatten() {
@@ -713,7 +713,7 @@ impl GraphClient {
                 }
                 cur.link = Some(delta);
                 cur.in_round = false;
-                Ok(PulledPage { records, cursor: cur.to_cursor(), has_more: false })
+                Ok(PulledPage { records, cursor: cur.to_cursor(), has_more: false, reconcile_deletes: false })
             }
             (None, None) => Err(ProviderError::Permanent(
                 "a Graph delta page with neither @odata.nextLink nor @odata.deltaLink".into(),
