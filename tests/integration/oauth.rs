@@ -364,3 +364,42 @@ async fn kms_envelope_encryption_round_trips_through_moto_and_values_under_the_o
     assert!(store(TokenCipher::from_base64_key(&legacy_key)?).get(&tenant, &read).await.is_err());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_and_microsoft_connect_flows_learn_the_calendar_owner_and_the_user_and_disconnect() -> Result<()> {
+    let stack = LocalStack::start(StackOptions::default()).await?;
+
+    let (status, google) = connect(&stack, "acme", "google", json!({})).await?;
+    assert_eq!(status, 201, "{google}");
+    assert_eq!(google["account_id"], "owner@acme.example");
+    assert_eq!(google["base_url"], format!("{}/calendar/v3", stack.google.base_url()));
+
+    let (status, microsoft) = connect(&stack, "acme", "microsoft", json!({})).await?;
+    assert_eq!(status, 201, "{microsoft}");
+    assert_eq!(microsoft["account_id"], syncbridge_fakes::graph::USER_ID);
+    assert_eq!(microsoft["base_url"], stack.graph.base_url());
+
+    let route = |stats: &syncbridge_fakes::google::Stats, name: &str| stats.routes.get(name).copied().unwrap_or(0);
+    for c in [&google, &microsoft] {
+        let path = format!("/v1/connections/{}", c["id"].as_str().context("id")?);
+        let (status, _) = call(&stack, "acme", reqwest::Method::DELETE, &path).await?;
+        assert_eq!(status, 204);
+    }
+    assert_eq!(route(&stack.google.state().stats(), "revoke"), 1, "Google's grant is revoked");
+    // Microsoft has no revocation endpoint: audited as such, the connection is gone all the same.
+    let page = stack
+        .deps
+        .audit
+        .query(&TenantId::parse("acme")?, &AuditQuery { limit: 100, ..AuditQuery::default() })
+        .await?;
+    let results: Vec<String> = page
+        .items
+        .iter()
+        .filter(|e| e.operation == Operation::TokenRevoked)
+        .map(|e| e.detail["result"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(results.contains(&"revoked".to_owned()) && results.contains(&"not_supported".to_owned()), "{results:?}");
+    let (_, listed) = call(&stack, "acme", reqwest::Method::GET, "/v1/connections").await?;
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(0));
+    Ok(())
+}
