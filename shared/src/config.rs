@@ -121,7 +121,10 @@ impl OAuthEndpoints {
             hubspot_api_base_url: url("HUBSPOT_API_BASE_URL", d.hubspot_api_base_url)?,
             hubspot_scopes: optional("HUBSPOT_OAUTH_SCOPES").unwrap_or(d.hubspot_scopes),
             salesforce_login_url: url("SALESFORCE_LOGIN_URL", d.salesforce_login_url)?,
-            salesforce_sandbox_login_url: url("SALESFORCE_SANDBOX_LOGIN_URL", d.salesforce_sandbox_login_url)?,
+            salesforce_sandbox_login_url: url(
+                "SALESFORCE_SANDBOX_LOGIN_URL",
+                d.salesforce_sandbox_login_url,
+            )?,
             salesforce_scopes: optional("SALESFORCE_OAUTH_SCOPES").unwrap_or(d.salesforce_scopes),
             google_authorize_url: url("GOOGLE_AUTHORIZE_URL", d.google_authorize_url)?,
             google_revoke_url: url("GOOGLE_REVOKE_URL", d.google_revoke_url)?,

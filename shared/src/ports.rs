@@ -119,8 +119,11 @@ pub trait ConnectionStore: Send + Sync {
     async fn disconnect(&self, connection: &Connection, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// True when the tenant's connection of this id was disconnected.
-    async fn was_disconnected(&self, tenant: &TenantId, connection: &ConnectionId)
-    -> Result<bool, StoreError>;
+    async fn was_disconnected(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Pending OAuth authorizations, by `state` (stored as its hash, see `domain::oauth::state_key`).

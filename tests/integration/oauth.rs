@@ -80,7 +80,11 @@ async fn call(stack: &LocalStack, tenant: &str, method: reqwest::Method, path: &
 }
 
 /// The connection item as stored in moto's DynamoDB.
-async fn raw_item(stack: &LocalStack, tenant: &str, sk: &str) -> Result<Option<std::collections::HashMap<String, AttributeValue>>> {
+async fn raw_item(
+    stack: &LocalStack,
+    tenant: &str,
+    sk: &str,
+) -> Result<Option<std::collections::HashMap<String, AttributeValue>>> {
     let out = aws_sdk_dynamodb::Client::new(&stack.sdk)
         .get_item()
         .table_name(&stack.config.resources.table_name)
@@ -138,23 +142,31 @@ async fn hubspot_connect_flow_creates_one_connection_per_portal_with_kms_encrypt
     for name in ["access_token_enc", "refresh_token_enc"] {
         let value = s(&item, name);
         assert!(value.starts_with("kms1:"), "{name}: {value}");
-        assert!(!value.contains("oauth-access") && !value.contains("oauth-refresh"), "{name} holds plain text");
+        assert!(
+            !value.contains("oauth-access") && !value.contains("oauth-refresh"),
+            "{name} holds plain text"
+        );
     }
 
     // The stored tokens work: a sync pulls the portal's contacts with them.
-    let (status, _) = call(&stack, "acme", reqwest::Method::POST, &format!("/v1/connections/{id}/sync")).await?;
+    let (status, _) =
+        call(&stack, "acme", reqwest::Method::POST, &format!("/v1/connections/{id}/sync")).await?;
     assert_eq!(status, 202);
     let drained = stack.runner.drain(DRAIN).await?;
     assert_eq!(drained.failures, 0);
     let (_, conn) = call(&stack, "acme", reqwest::Method::GET, &format!("/v1/connections/{id}")).await?;
-    assert_eq!((conn["status"].as_str(), conn["record_counts"]["contacts"].as_u64()), (Some("synced"), Some(3)));
+    assert_eq!(
+        (conn["status"].as_str(), conn["record_counts"]["contacts"].as_u64()),
+        (Some("synced"), Some(3))
+    );
 
     // Another tenant sees nothing of it.
     let (status, _) = call(&stack, "globex", reqwest::Method::GET, &format!("/v1/connections/{id}")).await?;
     assert_eq!(status, 404);
     let (_, listed) = call(&stack, "globex", reqwest::Method::GET, "/v1/connections").await?;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(0));
-    let (status, _) = call(&stack, "globex", reqwest::Method::DELETE, &format!("/v1/connections/{id}")).await?;
+    let (status, _) =
+        call(&stack, "globex", reqwest::Method::DELETE, &format!("/v1/connections/{id}")).await?;
     assert_eq!(status, 404);
 
     // Connecting the same portal again reconnects the connection instead of adding one.
@@ -164,7 +176,8 @@ async fn hubspot_connect_flow_creates_one_connection_per_portal_with_kms_encrypt
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
 
     // Disconnect: the grant is revoked at HubSpot, the connection and its tokens are gone.
-    let revokes = |stack: &LocalStack| stack.hubspot.state().stats().routes.get("revoke").copied().unwrap_or(0);
+    let revokes =
+        |stack: &LocalStack| stack.hubspot.state().stats().routes.get("revoke").copied().unwrap_or(0);
     let (status, _) = call(&stack, "acme", reqwest::Method::DELETE, &format!("/v1/connections/{id}")).await?;
     assert_eq!(status, 204);
     assert_eq!(revokes(&stack), 1);
@@ -172,7 +185,8 @@ async fn hubspot_connect_flow_creates_one_connection_per_portal_with_kms_encrypt
     assert!(raw_item(&stack, "acme", &format!("GONE#{id}")).await?.is_some(), "tombstone kept");
     let (status, _) = call(&stack, "acme", reqwest::Method::GET, &format!("/v1/connections/{id}")).await?;
     assert_eq!(status, 404);
-    let (status, _) = call(&stack, "acme", reqwest::Method::POST, &format!("/v1/connections/{id}/sync")).await?;
+    let (status, _) =
+        call(&stack, "acme", reqwest::Method::POST, &format!("/v1/connections/{id}/sync")).await?;
     assert_eq!(status, 404);
     // A second DELETE is harmless: 204, and nothing is revoked again.
     let (status, _) = call(&stack, "acme", reqwest::Method::DELETE, &format!("/v1/connections/{id}")).await?;
@@ -192,7 +206,8 @@ async fn hubspot_connect_flow_creates_one_connection_per_portal_with_kms_encrypt
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn salesforce_sandbox_connect_flow_logs_in_at_the_sandbox_host_and_learns_org_and_instance() -> Result<()> {
+async fn salesforce_sandbox_connect_flow_logs_in_at_the_sandbox_host_and_learns_org_and_instance()
+-> Result<()> {
     let stack = LocalStack::start(StackOptions {
         salesforce: Some(salesforce::FakeConfig { session_token: None, ..salesforce::FakeConfig::default() }),
         salesforce_sandbox: true,
@@ -205,7 +220,12 @@ async fn salesforce_sandbox_connect_flow_logs_in_at_the_sandbox_host_and_learns_
     let (status, prod) =
         authorize(&stack, "acme", "salesforce", json!({ "redirect_uri": callback_url(&stack) })).await?;
     assert_eq!(status, 200);
-    assert!(prod["authorize_url"].as_str().unwrap_or("").starts_with("https://login.salesforce.com/services/oauth2/authorize?"));
+    assert!(
+        prod["authorize_url"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("https://login.salesforce.com/services/oauth2/authorize?")
+    );
     let (status, sandbox) = authorize(
         &stack,
         "acme",
@@ -237,7 +257,8 @@ async fn salesforce_sandbox_connect_flow_logs_in_at_the_sandbox_host_and_learns_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_replayed_denied_and_rejected_authorizations_are_problems_and_create_no_connection() -> Result<()> {
+async fn forged_replayed_denied_and_rejected_authorizations_are_problems_and_create_no_connection()
+-> Result<()> {
     let stack = LocalStack::start(StackOptions {
         hubspot: FakeConfig { private_app_token: None, ..FakeConfig::default() },
         ..StackOptions::default()
@@ -305,7 +326,10 @@ async fn kms_envelope_encryption_round_trips_through_moto_and_values_under_the_o
     let kms = || TokenCipher::kms(aws_sdk_kms::Client::new(&sdk), key_id.clone(), Some(&legacy_key));
 
     let writer = kms()?;
-    assert_eq!(writer.encrypt(&SecretString::from("x")).unwrap_err().to_string(), "the data key has not been resolved from KMS yet");
+    assert_eq!(
+        writer.encrypt(&SecretString::from("x")).unwrap_err().to_string(),
+        "the data key has not been resolved from KMS yet"
+    );
     writer.ready().await?;
     let sealed = writer.encrypt(&SecretString::from("refresh-token-plaintext"))?;
     assert!(sealed.starts_with("kms1:") && !sealed.contains("plaintext"), "{sealed}");
@@ -359,14 +383,18 @@ async fn kms_envelope_encryption_round_trips_through_moto_and_values_under_the_o
     let read: ConnectionId = connection.connection_id.clone();
     let back = store(kms()?).get(&tenant, &read).await?.context("stored")?;
     assert_eq!(back.credentials.access_token.expose_secret(), "access-plaintext");
-    assert_eq!(back.credentials.refresh_token.as_ref().map(|t| t.expose_secret().to_owned()).as_deref(), Some("refresh-plaintext"));
+    assert_eq!(
+        back.credentials.refresh_token.as_ref().map(|t| t.expose_secret().to_owned()).as_deref(),
+        Some("refresh-plaintext")
+    );
     // A store with only the local key cannot read envelope values (and says so, not garbage).
     assert!(store(TokenCipher::from_base64_key(&legacy_key)?).get(&tenant, &read).await.is_err());
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn google_and_microsoft_connect_flows_learn_the_calendar_owner_and_the_user_and_disconnect() -> Result<()> {
+async fn google_and_microsoft_connect_flows_learn_the_calendar_owner_and_the_user_and_disconnect()
+-> Result<()> {
     let stack = LocalStack::start(StackOptions::default()).await?;
 
     let (status, google) = connect(&stack, "acme", "google", json!({})).await?;
@@ -379,7 +407,8 @@ async fn google_and_microsoft_connect_flows_learn_the_calendar_owner_and_the_use
     assert_eq!(microsoft["account_id"], syncbridge_fakes::graph::USER_ID);
     assert_eq!(microsoft["base_url"], stack.graph.base_url());
 
-    let route = |stats: &syncbridge_fakes::google::Stats, name: &str| stats.routes.get(name).copied().unwrap_or(0);
+    let route =
+        |stats: &syncbridge_fakes::google::Stats, name: &str| stats.routes.get(name).copied().unwrap_or(0);
     for c in [&google, &microsoft] {
         let path = format!("/v1/connections/{}", c["id"].as_str().context("id")?);
         let (status, _) = call(&stack, "acme", reqwest::Method::DELETE, &path).await?;
@@ -398,7 +427,10 @@ async fn google_and_microsoft_connect_flows_learn_the_calendar_owner_and_the_use
         .filter(|e| e.operation == Operation::TokenRevoked)
         .map(|e| e.detail["result"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert!(results.contains(&"revoked".to_owned()) && results.contains(&"not_supported".to_owned()), "{results:?}");
+    assert!(
+        results.contains(&"revoked".to_owned()) && results.contains(&"not_supported".to_owned()),
+        "{results:?}"
+    );
     let (_, listed) = call(&stack, "acme", reqwest::Method::GET, "/v1/connections").await?;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(0));
     Ok(())

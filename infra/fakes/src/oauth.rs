@@ -125,7 +125,11 @@ impl CodeGrants {
             drop(inner);
             return redirect_to(
                 redirect_uri,
-                &[("error", "access_denied"), ("error_description", "The user denied access"), ("state", &state)],
+                &[
+                    ("error", "access_denied"),
+                    ("error_description", "The user denied access"),
+                    ("state", &state),
+                ],
             );
         }
         let code = random("code");
@@ -214,7 +218,10 @@ mod tests {
         let g = CodeGrants::new();
         let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         let (code, _) = code_of(&g.authorize(&params(Some(challenge)), "cid"));
-        assert_eq!(g.redeem(&code, "cid", "http://app.test/cb", Some("wrong")), Err(GrantError::InvalidGrant));
+        assert_eq!(
+            g.redeem(&code, "cid", "http://app.test/cb", Some("wrong")),
+            Err(GrantError::InvalidGrant)
+        );
         let (code, _) = code_of(&g.authorize(&params(Some(challenge)), "cid"));
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         assert_eq!(g.redeem(&code, "cid", "http://app.test/cb", Some(verifier)), Ok(()));

@@ -958,7 +958,9 @@ impl ProviderClient for GoogleClient {
     /// stopped) within [`PushChannel::renewal_margin`] of its expiry, with the same channel token.
     async fn stop_channel(&self, token: &SecretString, channel: &PushChannel) -> Result<(), ProviderError> {
         let Some(resource_id) = channel.resource_id.clone() else {
-            return Err(ProviderError::Permanent("a Google channel without its resource id cannot be stopped".into()));
+            return Err(ProviderError::Permanent(
+                "a Google channel without its resource id cannot be stopped".into(),
+            ));
         };
         let watch = WatchChannel { id: channel.id.clone(), resource_id, expiration: channel.expires_at };
         GoogleClient::stop_channel(self, token, &watch).await

@@ -139,7 +139,9 @@ pub fn salesforce_org_id(id_url: &str) -> Option<String> {
     let url = url::Url::parse(id_url).ok()?;
     let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
-        [.., "id", org, _user] if (org.len() == 15 || org.len() == 18) && org.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+        [.., "id", org, _user]
+            if (org.len() == 15 || org.len() == 18) && org.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
             Some((*org).to_owned())
         }
         _ => None,
@@ -191,7 +193,11 @@ impl OAuthProviders {
     }
 
     fn salesforce_login(&self, sandbox: bool) -> &str {
-        if sandbox { &self.endpoints.salesforce_sandbox_login_url } else { &self.endpoints.salesforce_login_url }
+        if sandbox {
+            &self.endpoints.salesforce_sandbox_login_url
+        } else {
+            &self.endpoints.salesforce_login_url
+        }
     }
 
     fn microsoft_endpoint(&self, what: &str) -> String {
@@ -216,9 +222,10 @@ impl OAuthProviders {
         let e = &self.endpoints;
         let (base, scope) = match provider {
             Provider::Hubspot => (e.hubspot_authorize_url.clone(), e.hubspot_scopes.as_str()),
-            Provider::Salesforce => {
-                (format!("{}/services/oauth2/authorize", self.salesforce_login(sandbox)), e.salesforce_scopes.as_str())
-            }
+            Provider::Salesforce => (
+                format!("{}/services/oauth2/authorize", self.salesforce_login(sandbox)),
+                e.salesforce_scopes.as_str(),
+            ),
             Provider::Google => (e.google_authorize_url.clone(), e.google_scopes.as_str()),
             Provider::Microsoft => (self.microsoft_endpoint("authorize"), e.microsoft_scopes.as_str()),
         };
@@ -310,7 +317,10 @@ impl OAuthProviders {
         let credentials = Credentials {
             access_token: access_token.clone(),
             refresh_token: reply.refresh_token.clone().map(SecretString::from),
-            expires_at: reply.expires_in.filter(|s| *s > 0).map(|s| Utc::now() + chrono::Duration::seconds(s)),
+            expires_at: reply
+                .expires_in
+                .filter(|s| *s > 0)
+                .map(|s| Utc::now() + chrono::Duration::seconds(s)),
         };
         let (account_id, base) = match provider {
             Provider::Hubspot => {
@@ -321,16 +331,18 @@ impl OAuthProviders {
                     .instance_url
                     .as_deref()
                     .ok_or_else(|| OAuthError::Invalid("no instance_url in the token response".into()))?;
-                let org = reply
-                    .id
-                    .as_deref()
-                    .and_then(salesforce_org_id)
-                    .ok_or_else(|| OAuthError::Invalid("no org id in the token response's id URL".into()))?;
+                let org =
+                    reply.id.as_deref().and_then(salesforce_org_id).ok_or_else(|| {
+                        OAuthError::Invalid("no org id in the token response's id URL".into())
+                    })?;
                 (org, base_url(instance, "instance_url")?)
             }
             Provider::Google => {
                 let url = format!("{}/calendars/primary", self.endpoints.google_api_base_url);
-                (self.account_field(&url, &access_token, "id").await?, self.endpoints.google_api_base_url.clone())
+                (
+                    self.account_field(&url, &access_token, "id").await?,
+                    self.endpoints.google_api_base_url.clone(),
+                )
             }
             Provider::Microsoft => {
                 let graph = self.endpoints.microsoft_graph_base_url.trim_end_matches('/');
@@ -343,7 +355,11 @@ impl OAuthProviders {
 
     /// HubSpot's token info: the portal (`hub_id`) the token belongs to.
     async fn hubspot_account(&self, token: &SecretString) -> Result<String, OAuthError> {
-        let url = format!("{}/oauth/v1/access-tokens/{}", self.endpoints.hubspot_api_base_url, enc(token.expose_secret()));
+        let url = format!(
+            "{}/oauth/v1/access-tokens/{}",
+            self.endpoints.hubspot_api_base_url,
+            enc(token.expose_secret())
+        );
         let response = self.http.get(&url).timeout(CALL_TIMEOUT).send().await.map_err(unavailable)?;
         let body = self.json_body(response, "token info").await?;
         match body.get("hub_id") {
@@ -354,7 +370,12 @@ impl OAuthProviders {
     }
 
     /// One string field of a JSON resource read with the new token.
-    async fn account_field(&self, url: &str, token: &SecretString, field: &str) -> Result<String, OAuthError> {
+    async fn account_field(
+        &self,
+        url: &str,
+        token: &SecretString,
+        field: &str,
+    ) -> Result<String, OAuthError> {
         let response = self
             .http
             .get(url)
@@ -397,7 +418,9 @@ impl OAuthProviders {
             }
             Provider::Salesforce => {
                 let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
-                self.http.post(format!("{base}/services/oauth2/revoke")).form(&[("token", token.expose_secret())])
+                self.http
+                    .post(format!("{base}/services/oauth2/revoke"))
+                    .form(&[("token", token.expose_secret())])
             }
             Provider::Google => {
                 let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
@@ -438,10 +461,13 @@ mod tests {
     #[test]
     fn salesforce_org_ids_come_from_the_identity_url() {
         assert_eq!(
-            salesforce_org_id("https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001SwiUAAS").as_deref(),
+            salesforce_org_id("https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001SwiUAAS")
+                .as_deref(),
             Some("00Dxx0000001gPLEAY")
         );
-        for bad in ["https://login.salesforce.com/id/", "not a url", "https://x/id/00D!x/005", "https://x/other/a/b"] {
+        for bad in
+            ["https://login.salesforce.com/id/", "not a url", "https://x/id/00D!x/005", "https://x/other/a/b"]
+        {
             assert_eq!(salesforce_org_id(bad), None, "{bad}");
         }
     }
@@ -452,19 +478,29 @@ mod tests {
         let hs = p.authorize_url(Provider::Hubspot, false, "https://app.example/cb", "st", None).unwrap();
         assert!(hs.starts_with("https://app.hubspot.com/oauth/authorize?"), "{hs}");
         let q = query(&hs);
-        assert_eq!((q["client_id"].as_str(), q["redirect_uri"].as_str(), q["state"].as_str()), ("cid", "https://app.example/cb", "st"));
+        assert_eq!(
+            (q["client_id"].as_str(), q["redirect_uri"].as_str(), q["state"].as_str()),
+            ("cid", "https://app.example/cb", "st")
+        );
         assert!(q["scope"].contains("crm.objects.contacts.read"));
         assert!(!hs.contains("csecret"));
 
-        let sf = p.authorize_url(Provider::Salesforce, true, "https://app.example/cb", "st", Some("chal")).unwrap();
+        let sf = p
+            .authorize_url(Provider::Salesforce, true, "https://app.example/cb", "st", Some("chal"))
+            .unwrap();
         assert!(sf.starts_with("https://test.salesforce.com/services/oauth2/authorize?"), "{sf}");
-        assert_eq!((query(&sf)["code_challenge"].as_str(), query(&sf)["code_challenge_method"].as_str()), ("chal", "S256"));
-        let prod = p.authorize_url(Provider::Salesforce, false, "https://app.example/cb", "st", None).unwrap();
+        assert_eq!(
+            (query(&sf)["code_challenge"].as_str(), query(&sf)["code_challenge_method"].as_str()),
+            ("chal", "S256")
+        );
+        let prod =
+            p.authorize_url(Provider::Salesforce, false, "https://app.example/cb", "st", None).unwrap();
         assert!(prod.starts_with("https://login.salesforce.com/"), "{prod}");
 
         let g = p.authorize_url(Provider::Google, false, "https://app.example/cb", "st", Some("c")).unwrap();
         assert_eq!(query(&g)["access_type"], "offline");
-        let m = p.authorize_url(Provider::Microsoft, false, "https://app.example/cb", "st", Some("c")).unwrap();
+        let m =
+            p.authorize_url(Provider::Microsoft, false, "https://app.example/cb", "st", Some("c")).unwrap();
         assert!(m.starts_with("https://login.microsoftonline.com/common/oauth2/v2.0/authorize?"), "{m}");
         assert!(query(&m)["scope"].contains("offline_access"));
     }

@@ -79,6 +79,7 @@ pub struct AuthorizeResponse {
 
 /// The callback's query string, as the provider sends it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     pub code: Option<String>,
     pub state: Option<String>,
@@ -117,7 +118,8 @@ impl IntoResponse for Failure {
 
 fn invalid_state(detail: &str) -> Failure {
     Failure::Problem(
-        Problem::new(StatusCode::BAD_REQUEST, "invalid_state", "Invalid or expired state").with_detail(detail),
+        Problem::new(StatusCode::BAD_REQUEST, "invalid_state", "Invalid or expired state")
+            .with_detail(detail),
     )
 }
 
@@ -171,7 +173,7 @@ pub async fn authorize(
         return Err(oauth_failure(provider, &OAuthError::NotConfigured(provider)));
     }
     let redirect_uri = body.redirect_uri.trim().trim_end_matches('/').to_owned();
-    if !oauth.providers.endpoints.redirect_uris.iter().any(|u| *u == redirect_uri) {
+    if !oauth.providers.endpoints.redirect_uris.contains(&redirect_uri) {
         return Err(invalid("redirect_uri is not a registered redirect URI of this deployment").into());
     }
     if body.sandbox && provider != Provider::Salesforce {
@@ -190,7 +192,13 @@ pub async fn authorize(
     let challenge = verifier.as_ref().map(pkce_challenge);
     let authorize_url = oauth
         .providers
-        .authorize_url(provider, body.sandbox, &redirect_uri, state_token.expose_secret(), challenge.as_deref())
+        .authorize_url(
+            provider,
+            body.sandbox,
+            &redirect_uri,
+            state_token.expose_secret(),
+            challenge.as_deref(),
+        )
         .map_err(|e| oauth_failure(provider, &e))?;
     let pending = PendingAuthorization {
         tenant_id: caller.tenant.clone(),
@@ -446,8 +454,8 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{ManualClock, MemoryQueue, MemoryStore};
     use crate::config::{OAuthApp, OAuthEndpoints};
-    use crate::ports::ConnectionStore;
     use crate::http::auth::{DevKey, gateway_context};
+    use crate::ports::ConnectionStore;
     use axum::body::Body;
     use axum::http::{Method, Request};
     use chrono::TimeZone;
@@ -502,7 +510,13 @@ mod tests {
     }
 
     impl Harness {
-        async fn send(&self, method: Method, uri: &str, tenant: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        async fn send(
+            &self,
+            method: Method,
+            uri: &str,
+            tenant: Option<&str>,
+            body: Option<Value>,
+        ) -> (u16, Value) {
             let mut builder = Request::builder().method(method).uri(uri);
             if body.is_some() {
                 builder = builder.header(header::CONTENT_TYPE, "application/json");
@@ -528,8 +542,9 @@ mod tests {
     async fn authorize_binds_a_single_use_state_to_tenant_provider_and_pkce_verifier() {
         let h = harness();
         let body = json!({ "redirect_uri": CALLBACK, "sandbox": true, "interval_minutes": 60 });
-        let (status, started) =
-            h.send(Method::POST, "/v1/connections/oauth/salesforce/authorize", Some("acme"), Some(body)).await;
+        let (status, started) = h
+            .send(Method::POST, "/v1/connections/oauth/salesforce/authorize", Some("acme"), Some(body))
+            .await;
         assert_eq!(status, 200, "{started}");
         let state = started["state"].as_str().unwrap().to_owned();
         let url = url::Url::parse(started["authorize_url"].as_str().unwrap()).unwrap();
@@ -538,7 +553,10 @@ mod tests {
         assert_eq!(url.host_str(), Some("test.salesforce.com"));
         let pending = h.store.take_state(&state).await.unwrap().expect("stored under the state");
         assert_eq!((pending.tenant_id.as_str(), pending.subject.as_str()), ("acme", "ann"));
-        assert_eq!((pending.provider, pending.sandbox, pending.interval_minutes), (Provider::Salesforce, true, Some(60)));
+        assert_eq!(
+            (pending.provider, pending.sandbox, pending.interval_minutes),
+            (Provider::Salesforce, true, Some(60))
+        );
         let verifier = pending.code_verifier.expect("salesforce uses PKCE");
         assert_eq!(q["code_challenge"], pkce_challenge(&verifier));
         assert!(!started.to_string().contains(verifier.expose_secret()), "the verifier stays server-side");
@@ -546,7 +564,12 @@ mod tests {
         assert!(h.store.take_state(&state).await.unwrap().is_none(), "single use");
 
         let (_, hs) = h
-            .send(Method::POST, "/v1/connections/oauth/hubspot/authorize", Some("acme"), Some(json!({ "redirect_uri": CALLBACK })))
+            .send(
+                Method::POST,
+                "/v1/connections/oauth/hubspot/authorize",
+                Some("acme"),
+                Some(json!({ "redirect_uri": CALLBACK })),
+            )
             .await;
         let pending = h.store.take_state(hs["state"].as_str().unwrap()).await.unwrap().unwrap();
         assert!(pending.code_verifier.is_none(), "HubSpot has no PKCE");
@@ -556,11 +579,17 @@ mod tests {
     async fn an_expired_state_is_refused_before_any_exchange_and_creates_nothing() {
         let h = harness();
         let (_, started) = h
-            .send(Method::POST, "/v1/connections/oauth/hubspot/authorize", Some("acme"), Some(json!({ "redirect_uri": CALLBACK })))
+            .send(
+                Method::POST,
+                "/v1/connections/oauth/hubspot/authorize",
+                Some("acme"),
+                Some(json!({ "redirect_uri": CALLBACK })),
+            )
             .await;
         let state = started["state"].as_str().unwrap().to_owned();
         h.clock.advance(chrono::Duration::minutes(10));
-        let (status, body) = h.send(Method::GET, &format!("/v1/oauth/callback?code=c&state={state}"), None, None).await;
+        let (status, body) =
+            h.send(Method::GET, &format!("/v1/oauth/callback?code=c&state={state}"), None, None).await;
         assert_eq!((status, body["code"].as_str()), (400, Some("invalid_state")), "{body}");
         assert!(body["detail"].as_str().unwrap().contains("expired"));
         assert!(h.store.list(&crate::domain::TenantId::parse("acme").unwrap()).await.unwrap().is_empty());
@@ -570,7 +599,12 @@ mod tests {
     async fn a_provider_without_an_app_is_oauth_not_configured() {
         let h = harness();
         let (status, body) = h
-            .send(Method::POST, "/v1/connections/oauth/google/authorize", Some("acme"), Some(json!({ "redirect_uri": CALLBACK })))
+            .send(
+                Method::POST,
+                "/v1/connections/oauth/google/authorize",
+                Some("acme"),
+                Some(json!({ "redirect_uri": CALLBACK })),
+            )
             .await;
         assert_eq!((status, body["code"].as_str()), (503, Some("oauth_not_configured")), "{body}");
     }

@@ -641,7 +641,10 @@ async fn authorize(State(app): State<App>, Query(params): Query<crate::oauth::Au
 }
 
 /// `POST /revoke` (form `token`): 200, or 400 `invalid_token` for a token Google does not know.
-async fn revoke(State(app): State<App>, form: Result<Form<HashMap<String, String>>, FormRejection>) -> Response {
+async fn revoke(
+    State(app): State<App>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
     if let Some(resp) = apply_fault(&app, Route::Revoke, false).await {
         return resp;
     }

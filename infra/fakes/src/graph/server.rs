@@ -755,10 +755,16 @@ async fn token(
     let config = app.graph.config();
     if field("grant_type") == "authorization_code" {
         if field("client_id") != config.client_id || field("client_secret") != config.client_secret {
-            return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided.");
+            return aad_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided.",
+            );
         }
         let verifier = form.get("code_verifier").map(String::as_str);
-        if app.graph.oauth.redeem(field("code"), field("client_id"), field("redirect_uri"), verifier).is_err() {
+        if app.graph.oauth.redeem(field("code"), field("client_id"), field("redirect_uri"), verifier).is_err()
+        {
             return aad_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",

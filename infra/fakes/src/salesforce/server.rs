@@ -753,7 +753,10 @@ async fn token(
 
 /// The web-server flow's authorize endpoint: the user consents at once (or declines, when told
 /// through `/_admin/oauth`) and the browser goes back to `redirect_uri`.
-async fn authorize(State(app): State<AppState>, Query(params): Query<crate::oauth::AuthorizeParams>) -> Response {
+async fn authorize(
+    State(app): State<AppState>,
+    Query(params): Query<crate::oauth::AuthorizeParams>,
+) -> Response {
     if let Some(resp) = apply_fault(&app.org, Route::Authorize).await {
         return resp;
     }

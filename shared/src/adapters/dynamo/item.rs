@@ -354,7 +354,10 @@ pub(super) fn connection_to_item(
 
 /// The encrypted values of an item (attributes named `*_enc`), for `TokenCipher::prepare`.
 pub(super) fn encrypted_values(item: &Item) -> Vec<String> {
-    item.iter().filter(|(name, _)| name.ends_with("_enc")).filter_map(|(_, v)| v.as_s().ok().cloned()).collect()
+    item.iter()
+        .filter(|(name, _)| name.ends_with("_enc"))
+        .filter_map(|(_, v)| v.as_s().ok().cloned())
+        .collect()
 }
 
 pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<Connection, StoreError> {
