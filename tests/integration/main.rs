@@ -11,6 +11,7 @@ mod hubspot_adapter;
 mod hubspot_objects;
 mod interleavings_hubspot;
 mod oauth;
+mod openapi;
 mod queues;
 mod salesforce_adapter;
 mod salesforce_e2e;

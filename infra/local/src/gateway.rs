@@ -1,8 +1,8 @@
 //! The local gateway: plays API Gateway's HTTP API on 127.0.0.1. Routes `/v1/*` through a JWT
-//! authorizer (tokens signed with the local dev key; `/v1/oauth/callback` alone goes without, as in
-//! template.yaml) that fills the request context exactly as API
-//! Gateway would, then calls the same API router the Lambda serves; `/webhooks/*` goes to the
-//! webhooks router without a token. Anything else gets API Gateway's own 404.
+//! authorizer (tokens signed with the local dev key) that fills the request context exactly as API
+//! Gateway would, then calls the same API router the Lambda serves; the public API routes
+//! (`openapi::PUBLIC_ROUTES`: the OpenAPI document) and `/webhooks/*` go through without a token.
+//! Anything else gets API Gateway's own 404.
 
 use std::net::SocketAddr;
 
@@ -12,11 +12,9 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Request, StatusCode, header};
 use syncbridge::http::auth::{DevKey, gateway_context};
+use syncbridge::http::openapi;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
-
-/// The API route served without a token.
-pub const OAUTH_CALLBACK_PATH: &str = "/v1/oauth/callback";
 
 /// A running gateway; stops when dropped.
 pub struct Gateway {
@@ -88,9 +86,8 @@ async fn route(routes: Routes, mut req: Request<Body>) -> Response {
     if !path.starts_with("/v1/") {
         return gateway_error(StatusCode::NOT_FOUND, "Not Found");
     }
-    // The OAuth callback is the one API route without the authorizer (template.yaml: `Auth:
-    // Authorizer: NONE`): the browser comes back from the provider, and the state proves who it is.
-    if path == OAUTH_CALLBACK_PATH && req.method() == http::Method::GET {
+    if openapi::is_public(req.method().as_str(), &path) {
+        // A route with `Authorizer: NONE`: no token is checked and no identity attached.
         return routes.api.oneshot(req).await.into_response();
     }
     let token = req

@@ -121,7 +121,7 @@ impl LocalStack {
         // Bound before the config: the worker opens push channels to this gateway's webhooks.
         let gateway_listener = gateway::bind(options.gateway_port).await?;
         let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
-        let callback = format!("{gateway_url}{}", gateway::OAUTH_CALLBACK_PATH);
+        let callback = format!("{gateway_url}{}", syncbridge::http::oauth::CALLBACK_PATH);
         let mut oauth = OAuthEndpoints {
             redirect_uris: vec![callback],
             hubspot_authorize_url: format!("{}/oauth/authorize", hubspot.base_url()),

@@ -550,7 +550,10 @@ impl GoogleClient {
             token_url: token_url.to_owned(),
             app,
             backoff,
-            window_days: connection.settings.calendar_window_days.max(1),
+            window_days: connection
+                .settings
+                .calendar_window_days
+                .clamp(1, crate::domain::connection::MAX_CALENDAR_WINDOW_DAYS),
             fields,
             requests: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),

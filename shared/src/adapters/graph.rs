@@ -152,7 +152,10 @@ impl GraphFactory {
             pacing: self.pacing,
             fields: FieldMap::new(EVENT_FIELDS)
                 .with_overrides(connection.settings.field_mapping.get(&ObjectType::Events)),
-            window_days: connection.settings.calendar_window_days.max(1),
+            window_days: connection
+                .settings
+                .calendar_window_days
+                .clamp(1, crate::domain::connection::MAX_CALENDAR_WINDOW_DAYS),
             requests: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         })

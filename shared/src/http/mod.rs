@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod oauth;
+pub mod openapi;
 pub mod problem;
 pub mod queues;
 pub mod webhooks;

@@ -14,11 +14,11 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -44,12 +44,13 @@ pub struct OAuthService {
     pub states: Arc<dyn OAuthStateStore>,
 }
 
-/// The OAuth connect and disconnect routes, merged into the API router.
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/connections/oauth/{provider}/authorize", post(authorize))
-        .route("/v1/oauth/callback", get(callback))
-        .route("/v1/connections/{connection_id}", delete(disconnect))
+/// Where providers send the browser back; the one API route without a token.
+pub const CALLBACK_PATH: &str = "/v1/oauth/callback";
+
+/// The OAuth connect and disconnect routes with their OpenAPI operations, merged into the API
+/// router.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(authorize)).routes(routes!(callback)).routes(routes!(disconnect))
 }
 
 /// The body of `POST /v1/connections/oauth/{provider}/authorize`.
@@ -155,11 +156,11 @@ fn service(state: &ApiState, provider: Provider) -> Result<&OAuthService, Failur
     params(("provider" = String, Path, description = "hubspot, salesforce, google or microsoft")),
     request_body = AuthorizeRequest,
     responses(
-        (status = 200, description = "Send the browser to authorize_url", body = AuthorizeResponse),
-        (status = 422, description = "invalid_request: unknown provider, unregistered redirect_uri, sandbox for another provider, interval out of range"),
-        (status = 503, description = "oauth_not_configured: no OAuth app for this provider"),
-    ),
-    security(("jwt" = []))
+        (status = 200, body = AuthorizeResponse, description = "Send the browser to authorize_url"),
+        (status = 503, body = Problem, content_type = "application/problem+json",
+            description = "`oauth_not_configured`: no OAuth app for this provider or no registered redirect URI \
+                (or `unavailable`: the store is failing; retry)"),
+    )
 )]
 pub async fn authorize(
     State(state): State<ApiState>,
@@ -227,10 +228,16 @@ pub async fn authorize(
     tag = "connections",
     params(CallbackQuery),
     responses(
-        (status = 201, description = "Connection created (connection view, Location header)"),
-        (status = 200, description = "The tenant's connection to this account got the new credentials"),
-        (status = 400, description = "invalid_state, authorization_denied, authorization_rejected, invalid_request (no code)"),
-        (status = 502, description = "provider_unavailable"),
+        (status = 201, body = ConnectionView, description = "Connected",
+            headers(("Location" = String, description = "The new connection's URL path"))),
+        (status = 200, body = ConnectionView,
+            description = "The tenant's connection to this provider account got the new credentials"),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "`invalid_state` (missing, unknown, used or expired state), `authorization_denied` \
+                (the user declined), `authorization_failed` (another provider error), \
+                `authorization_rejected` (the provider refused the code)"),
+        (status = 502, body = Problem, content_type = "application/problem+json",
+            description = "`provider_unavailable`: the provider failed; start again"),
     )
 )]
 pub async fn callback(
@@ -356,12 +363,11 @@ pub async fn callback(
     delete,
     path = "/v1/connections/{connection_id}",
     tag = "connections",
-    params(("connection_id" = String, Path)),
+    params(("connection_id" = ConnectionId, Path, description = "A connection id of the caller's tenant (another tenant's: 404)")),
     responses(
         (status = 204, description = "Disconnected (also when it was disconnected already)"),
-        (status = 404, description = "not_found: no such connection for this tenant"),
-    ),
-    security(("jwt" = []))
+        (status = 409, response = super::problem::Conflict),
+    )
 )]
 pub async fn disconnect(
     State(state): State<ApiState>,
@@ -473,7 +479,7 @@ mod tests {
     struct Harness {
         store: Arc<MemoryStore>,
         clock: Arc<ManualClock>,
-        app: Router,
+        app: axum::Router,
         key: DevKey,
     }
 
