@@ -186,6 +186,9 @@ pub async fn authorize(
         ))
         .into());
     }
+    if let Some(settings) = &body.settings {
+        settings.validate().map_err(invalid)?;
+    }
     oauth.providers.app(provider).map_err(|e| oauth_failure(provider, &e))?;
     let now = state.clock.now();
     let state_token = random_token();
