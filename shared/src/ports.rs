@@ -10,9 +10,9 @@ use secrecy::SecretString;
 
 use crate::domain::record::Fields;
 use crate::domain::{
-    AuditEntry, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId,
-    IdempotencyKey, Job, JobId, ObjectType, Provider, PushChannel, RecordId, RemoteRecord, SyncCursor,
-    SyncRun, TenantId,
+    AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent,
+    ExternalId, IdempotencyKey, Job, JobId, ObjectType, Operation, Provider, PushChannel, RecordId,
+    RemoteRecord, SyncCursor, SyncRun, TenantId,
 };
 use crate::domain::{ConflictItem, ConflictStatus, PushItem, PushStatus};
 
@@ -92,6 +92,12 @@ pub trait ConnectionStore: Send + Sync {
     /// run) if `version` is still `connection.version`; returns the new version. Leaves settings and
     /// `next_sync_at` alone.
     async fn save_state(&self, connection: &Connection) -> Result<u64, StoreError>;
+
+    /// Writes the user-owned part (interval, settings, `paused_at`, and `next_sync_at` with the
+    /// due-index entry: `None` removes the connection from the index) if `settings_version` is
+    /// still `connection.settings_version`; returns the new settings version. Leaves the
+    /// worker-owned state and `version` alone, so it never conflicts with a running job.
+    async fn save_settings(&self, connection: &Connection) -> Result<u64, StoreError>;
 
     /// Registers a push channel (or subscription) id as belonging to a connection, so a webhook can
     /// find the connection from the id alone. Overwrites an entry of the same id (a Graph renewal
@@ -261,6 +267,13 @@ pub trait ConflictStore: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub connection: Option<ConnectionId>,
+    /// Entries about one record (a key condition on the record index; combined with
+    /// `connection`, the connection is a filter).
+    pub record: Option<RecordId>,
+    /// Any of these operations (empty: all).
+    pub operations: Vec<Operation>,
+    /// Any of these outcomes (empty: all).
+    pub outcomes: Vec<AuditOutcome>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: usize,
@@ -271,7 +284,9 @@ pub struct AuditQuery {
 #[async_trait]
 pub trait AuditLog: Send + Sync {
     async fn append(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
-    /// Entries of one tenant, newest first.
+    /// Entries of one tenant matching every filter, newest first, at most `limit`. Time bounds
+    /// are inclusive. A page may hold fewer than `limit` entries while `next` is set (the store
+    /// bounds the work of one call); only `next == None` means the end.
     async fn query(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError>;
 }
 

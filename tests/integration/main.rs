@@ -10,6 +10,8 @@ mod graph_adapter;
 mod hubspot_adapter;
 mod hubspot_objects;
 mod interleavings_hubspot;
+mod lifecycle_api;
+mod lifecycle_store;
 mod oauth;
 mod openapi;
 mod queues;

@@ -231,6 +231,7 @@ fn valid_body(op: &Operation, seeded: &Seeded) -> Result<Value> {
         "edit_record" => json!({ "fields": { "phone": "+47 5678" }, "idempotency_key": "sweep-edit" }),
         "approve" | "reject" => json!({ "ids": [seeded.push_id] }),
         "resolve" => json!({ "ids": [seeded.conflict_id], "resolution": "use_local" }),
+        "patch_settings" => json!({ "interval_minutes": 30, "conflict_policy": "manual" }),
         "authorize" => {
             json!({ "redirect_uri": format!("{}{}", seeded.base, syncbridge::http::oauth::CALLBACK_PATH) })
         }

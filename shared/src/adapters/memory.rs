@@ -487,6 +487,22 @@ impl ConnectionStore for MemoryStore {
         inner.save_state(connection)
     }
 
+    async fn save_settings(&self, connection: &Connection) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        let key = (connection.tenant_id.clone(), connection.connection_id.clone());
+        let stored = inner.connections.get_mut(&key).ok_or(StoreError::Conflict)?;
+        if stored.settings_version != connection.settings_version {
+            return Err(StoreError::Conflict);
+        }
+        stored.interval_minutes = connection.interval_minutes;
+        stored.settings = connection.settings.clone();
+        stored.paused_at = connection.paused_at;
+        stored.next_sync_at = connection.next_sync_at;
+        stored.settings_version += 1;
+        Ok(stored.settings_version)
+    }
+
     async fn put_channel(
         &self,
         channel: &PushChannel,
@@ -696,6 +712,9 @@ impl AuditLog for MemoryStore {
             .iter()
             .filter(|e| &e.tenant_id == tenant)
             .filter(|e| query.connection.as_ref().is_none_or(|c| e.connection_id.as_ref() == Some(c)))
+            .filter(|e| query.record.as_ref().is_none_or(|r| e.record_id.as_ref() == Some(r)))
+            .filter(|e| query.operations.is_empty() || query.operations.contains(&e.operation))
+            .filter(|e| query.outcomes.is_empty() || query.outcomes.contains(&e.outcome))
             .filter(|e| query.from.is_none_or(|from| e.at >= from))
             .filter(|e| query.to.is_none_or(|to| e.at <= to))
             .filter(|e| {

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod channel;
 pub mod connection;
 pub mod event;
+pub mod health;
 pub mod ids;
 pub mod job;
 pub mod mapping;

@@ -250,6 +250,23 @@ fn ids_from_keys(pk: &str, sk: &str) -> Option<(TenantId, ConnectionId)> {
 
 // ---- connections ----
 
+/// The user-owned attributes of a connection (what `save_settings` writes besides
+/// `settings_version`): `None` removes one. Without `next_sync_at` the connection also leaves the
+/// sparse due index (`due_shard` goes).
+pub(super) fn connection_settings(
+    c: &Connection,
+    due_shards: u16,
+) -> Vec<(&'static str, Option<AttributeValue>)> {
+    let shard = due_shard(&c.tenant_id, &c.connection_id, due_shards);
+    vec![
+        ("interval_minutes", Some(n(c.interval_minutes))),
+        ("settings", Some(json(&c.settings))),
+        ("paused_at", c.paused_at.map(time)),
+        ("next_sync_at", c.next_sync_at.map(epoch)),
+        ("due_shard", c.next_sync_at.map(|_| s(due_shard_key(shard)))),
+    ]
+}
+
 /// The worker-owned attributes of a connection (what `save_state` writes): `None` removes one.
 pub(super) fn connection_state(
     c: &Connection,
@@ -337,12 +354,13 @@ pub(super) fn connection_to_item(
         ("settings", json(&c.settings)),
         ("created_at", time(c.created_at)),
         ("version", n(c.version)),
+        ("settings_version", n(c.settings_version)),
     ];
     item.extend(settings.into_iter().map(|(k, v)| (k.to_owned(), v)));
-    if let Some(at) = c.next_sync_at {
-        let shard = due_shard(&c.tenant_id, &c.connection_id, due_shards);
-        item.insert("next_sync_at".into(), epoch(at));
-        item.insert("due_shard".into(), s(due_shard_key(shard)));
+    for (name, value) in connection_settings(c, due_shards) {
+        if let Some(v) = value {
+            item.insert(name.to_owned(), v);
+        }
     }
     for (name, value) in connection_state(c, cipher)? {
         if let Some(v) = value {
@@ -408,8 +426,10 @@ pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<
         inflight_since: r.opt_time("inflight_since")?,
         push_channel: push_channel_from(&r, cipher)?,
         settings: r.opt_json("settings")?.unwrap_or_default(),
+        paused_at: r.opt_time("paused_at")?,
         created_at: r.time("created_at")?,
         version: r.n("version")?,
+        settings_version: r.opt_n("settings_version")?.unwrap_or(0),
     })
 }
 
@@ -550,6 +570,11 @@ pub(super) fn job_to_item(run: &SyncRun) -> Item {
 
 // ---- audit entries ----
 
+/// The partition of the audit table's record index: `T#{tenant}#R#{record}`.
+pub(super) fn audit_record_pk(tenant: &TenantId, record: &RecordId) -> String {
+    format!("T#{tenant}#R#{record}")
+}
+
 pub(super) fn audit_to_item(e: &AuditEntry) -> Item {
     let mut item = key(tenant_pk(&e.tenant_id), audit_sk(e.at, &e.entry_id));
     let attrs = [
@@ -568,6 +593,7 @@ pub(super) fn audit_to_item(e: &AuditEntry) -> Item {
     }
     if let Some(r) = &e.record_id {
         item.insert("record_id".into(), s(r.as_str()));
+        item.insert("rec_pk".into(), s(audit_record_pk(&e.tenant_id, r)));
     }
     if let Some(o) = e.object {
         item.insert("object".into(), s(o.as_str()));

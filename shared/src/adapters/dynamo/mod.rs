@@ -4,7 +4,8 @@
 //! Main table: GSI [`DUE_INDEX`] on `due_shard` (S) / `next_sync_at` (N, epoch seconds), projecting
 //! keys and `interval_minutes`, sparse (only scheduled connections carry `due_shard`); TTL attribute
 //! `expires_at`. Audit table: keys `pk` = `T#{tenant}`, `sk` = `{RFC 3339 millis}#{entry_id}`, GSI
-//! [`AUDIT_CONNECTION_INDEX`] on `conn_pk` / `sk`. Item formats are in `item`.
+//! [`AUDIT_CONNECTION_INDEX`] on `conn_pk` / `sk`, GSI [`AUDIT_RECORD_INDEX`] on `rec_pk` / `sk`.
+//! Item formats are in `item`.
 
 mod audit;
 mod item;
@@ -37,6 +38,8 @@ pub use item::due_shard;
 pub const DUE_INDEX: &str = "due";
 /// Name of the audit table's index by connection.
 pub const AUDIT_CONNECTION_INDEX: &str = "by_connection";
+/// Name of the audit table's index by record (sparse: entries naming a record).
+pub const AUDIT_RECORD_INDEX: &str = "by_record";
 
 /// Most items one query page returns, whatever the caller asks.
 const MAX_PAGE: usize = 1000;
@@ -505,6 +508,33 @@ impl ConnectionStore for DynamoStore {
             .await
             .map_err(sdk_error)?;
         Ok(connection.version + 1)
+    }
+
+    /// An item written before settings had their own version has none: that counts as 0.
+    async fn save_settings(&self, connection: &Connection) -> Result<u64, StoreError> {
+        let v = connection.settings_version;
+        let mut u = StateUpdate::new(item::connection_settings(connection, self.due_shards), v);
+        u.names.insert("#version".to_owned(), "settings_version".to_owned());
+        u.condition = if v == 0 {
+            "attribute_exists(pk) AND (#version = :v0 OR attribute_not_exists(#version))".to_owned()
+        } else {
+            "attribute_exists(pk) AND #version = :v0".to_owned()
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(
+                item::tenant_pk(&connection.tenant_id),
+                item::connection_sk(&connection.connection_id),
+            )))
+            .update_expression(u.expression)
+            .condition_expression(u.condition)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(v + 1)
     }
 
     async fn put_channel(
