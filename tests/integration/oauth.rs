@@ -313,6 +313,11 @@ async fn forged_replayed_denied_and_rejected_authorizations_are_problems_and_cre
 
     let (_, listed) = call(&stack, "acme", reqwest::Method::GET, "/v1/connections").await?;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(0));
+    // The declined and the rejected connect are in the tenant's audit log, without the code.
+    let refused = operations(&stack, "acme").await?;
+    let rejected =
+        refused.iter().filter(|(op, outcome)| *op == Operation::ConnectionCreated && outcome == "rejected");
+    assert_eq!(rejected.count(), 2, "{refused:?}");
     Ok(())
 }
 

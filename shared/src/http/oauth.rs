@@ -255,12 +255,17 @@ pub async fn callback(
     };
     if let Some(error) = query.error.as_deref() {
         let code = if error == "access_denied" { "authorization_denied" } else { "authorization_failed" };
+        let safe = error.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && error.len() <= 64;
+        let error = if safe { error } else { "an error" };
         let detail = if error == "access_denied" {
             "the user declined the authorization at the provider".to_owned()
         } else {
-            let safe = error.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && error.len() <= 64;
-            format!("the provider answered {}", if safe { error } else { "an error" })
+            format!("the provider answered {error}")
         };
+        if let Some(p) = &pending {
+            let now = state.clock.now();
+            audit_refused(&state, p, now, json!({ "provider": p.provider, "error": error })).await;
+        }
         return Err(Failure::Problem(
             Problem::new(StatusCode::BAD_REQUEST, code, "Authorization not granted").with_detail(detail),
         ));
@@ -281,8 +286,15 @@ pub async fn callback(
     let grant = oauth
         .providers
         .exchange(provider, pending.sandbox, &pending.redirect_uri, &code, pending.code_verifier.as_ref())
-        .await
-        .map_err(|e| oauth_failure(provider, &e))?;
+        .await;
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(e) => {
+            audit_refused(&state, &pending, now, json!({ "provider": provider, "error": e.to_string() }))
+                .await;
+            return Err(oauth_failure(provider, &e));
+        }
+    };
     let actor = format!("user:{}", pending.subject);
 
     let existing = state
@@ -358,6 +370,27 @@ pub async fn callback(
     let location = format!("/v1/connections/{}", connection.connection_id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(ConnectionView::from(&connection)))
         .into_response())
+}
+
+/// Audits a connect that did not happen (`connection_created`, outcome `rejected`): the user
+/// declined, or the provider refused the code. Best effort: the answer is the problem either way.
+async fn audit_refused(
+    state: &ApiState,
+    pending: &PendingAuthorization,
+    now: DateTime<Utc>,
+    detail: serde_json::Value,
+) {
+    let entry = AuditEntry::new(
+        pending.tenant_id.clone(),
+        Operation::ConnectionCreated,
+        AuditOutcome::Rejected,
+        format!("user:{}", pending.subject),
+        now,
+    )
+    .detail(detail);
+    if let Err(e) = state.audit.append(&[entry]).await {
+        tracing::error!(error = %super::problem::error_chain(&e), "could not audit a refused OAuth connect");
+    }
 }
 
 /// Disconnects: stops the push channel, revokes the grant (best effort), erases the credentials
