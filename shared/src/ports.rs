@@ -116,6 +116,38 @@ pub trait ConnectionStore: Send + Sync {
         &self,
         channel_id: &str,
     ) -> Result<Option<(TenantId, ConnectionId, Provider)>, StoreError>;
+
+    /// Disconnects, in one transaction conditional on `connection.version` (`Conflict` if it
+    /// changed): removes the connection (with its credentials, and so from the due index; `get`
+    /// and `list` no longer find it, so a queued job finds nothing to sync) and leaves a
+    /// tombstone (provider, account, when) that [`Self::was_disconnected`] finds. Its records are
+    /// left where they are.
+    async fn disconnect(&self, connection: &Connection, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// True when the tenant's connection of this id was disconnected.
+    async fn was_disconnected(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Pending OAuth authorizations, by `state` (stored as its hash, see `domain::oauth::state_key`).
+#[async_trait]
+pub trait OAuthStateStore: Send + Sync {
+    /// Stores a pending authorization; it lapses at `pending.expires_at` (DynamoDB TTL, and
+    /// `take_state` callers check the time: TTL deletes late).
+    async fn put_state(
+        &self,
+        state: &str,
+        pending: &crate::domain::oauth::PendingAuthorization,
+    ) -> Result<(), StoreError>;
+    /// Removes and returns the pending authorization of `state`; `None` when unknown or already
+    /// taken. Single use: of two concurrent takes of one state, exactly one gets it.
+    async fn take_state(
+        &self,
+        state: &str,
+    ) -> Result<Option<crate::domain::oauth::PendingAuthorization>, StoreError>;
 }
 
 /// One write of a canonical record.
@@ -440,6 +472,14 @@ pub trait ProviderClient: Send + Sync {
     ) -> Result<Option<PushChannel>, ProviderError> {
         let _ = (token, address, existing, now);
         Ok(None)
+    }
+
+    /// Stops `channel` (Google `channels.stop`, Graph subscription delete), for a connection that
+    /// is going away. A channel the provider no longer knows is stopped already (`Ok`). The
+    /// default (providers without per-connection channels) does nothing.
+    async fn stop_channel(&self, token: &SecretString, channel: &PushChannel) -> Result<(), ProviderError> {
+        let _ = (token, channel);
+        Ok(())
     }
 
     /// Every live (not deleted) record id of `object`, a page at a time from `after` (the previous

@@ -12,6 +12,7 @@ mod hubspot_objects;
 mod interleavings_hubspot;
 mod lifecycle_api;
 mod lifecycle_store;
+mod oauth;
 mod openapi;
 mod queues;
 mod salesforce_adapter;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use secrecy::SecretString;
 use syncbridge::adapters::crypto::TokenCipher;
-use syncbridge::config::{Config, OAuthApp};
+use syncbridge::config::{Config, OAuthApp, OAuthEndpoints};
 use syncbridge::http::auth::DevKey;
 use syncbridge::http::{api, webhooks};
 use syncbridge::ports::SystemClock;
@@ -42,6 +42,12 @@ pub struct StackOptions {
     pub tap_events: bool,
     /// The key that signs local tokens; a fresh one when `None`.
     pub dev_key: Option<DevKey>,
+    /// The Salesforce fake plays a sandbox's login host (`SALESFORCE_SANDBOX_LOGIN_URL`); the
+    /// production login host stays the real one, which the stack never reaches.
+    pub salesforce_sandbox: bool,
+    /// Encrypt tokens with KMS envelope encryption (a key created in moto's KMS) instead of the
+    /// local key.
+    pub kms: bool,
 }
 
 impl Default for StackOptions {
@@ -55,6 +61,8 @@ impl Default for StackOptions {
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
+            salesforce_sandbox: false,
+            kms: false,
         }
     }
 }
@@ -113,6 +121,25 @@ impl LocalStack {
         // Bound before the config: the worker opens push channels to this gateway's webhooks.
         let gateway_listener = gateway::bind(options.gateway_port).await?;
         let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
+        let callback = format!("{gateway_url}{}", syncbridge::http::oauth::CALLBACK_PATH);
+        let mut oauth = OAuthEndpoints {
+            redirect_uris: vec![callback],
+            hubspot_authorize_url: format!("{}/oauth/authorize", hubspot.base_url()),
+            hubspot_api_base_url: hubspot.base_url(),
+            google_authorize_url: format!("{}/o/oauth2/v2/auth", google.base_url()),
+            google_revoke_url: format!("{}/revoke", google.base_url()),
+            google_api_base_url: format!("{}/calendar/v3", google.base_url()),
+            microsoft_graph_base_url: graph.base_url(),
+            ..OAuthEndpoints::default()
+        };
+        if let Some(sf) = &salesforce {
+            if options.salesforce_sandbox {
+                oauth.salesforce_sandbox_login_url = sf.base_url();
+            } else {
+                oauth.salesforce_login_url = sf.base_url();
+            }
+        }
+        let token_kms_key_id = if options.kms { Some(stack::create_kms_key(&sdk).await?) } else { None };
         let config = Config {
             resources: resources.resources.clone(),
             due_shards: resources
@@ -120,7 +147,9 @@ impl LocalStack {
                 .get("DUE_SHARDS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(syncbridge::config::DEFAULT_DUE_SHARDS),
-            token_key: SecretString::from(TokenCipher::generate_key()),
+            token_key: Some(SecretString::from(TokenCipher::generate_key())),
+            token_kms_key_id,
+            oauth,
             hubspot_app: Some(OAuthApp {
                 client_id: options.hubspot.client_id.clone(),
                 client_secret: SecretString::from(options.hubspot.client_secret.clone()),

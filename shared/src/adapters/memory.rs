@@ -36,7 +36,8 @@ pub fn memory_deps(
         runs: store.clone(),
         audit: store.clone(),
         pushes: store.clone(),
-        conflicts: store,
+        conflicts: store.clone(),
+        oauth_states: store,
         queue,
         bus,
         providers,
@@ -89,6 +90,10 @@ struct Inner {
     pushes: BTreeMap<(TenantId, String), PushItem>,
     conflicts: BTreeMap<(TenantId, String), ConflictItem>,
     channels: BTreeMap<String, (TenantId, ConnectionId, Provider)>,
+    /// Tombstones of disconnected connections.
+    disconnected: HashSet<ConnKey>,
+    /// Pending OAuth authorizations by state.
+    oauth_states: HashMap<String, crate::domain::oauth::PendingAuthorization>,
     unavailable: bool,
     /// Calls left before the store "crashes" (fails every call); negative: no crash planned.
     crash_countdown: std::sync::atomic::AtomicI64,
@@ -108,6 +113,8 @@ impl Default for Inner {
             pushes: BTreeMap::new(),
             conflicts: BTreeMap::new(),
             channels: BTreeMap::new(),
+            disconnected: HashSet::new(),
+            oauth_states: HashMap::new(),
             unavailable: false,
             crash_countdown: std::sync::atomic::AtomicI64::new(-1),
             calls: std::sync::atomic::AtomicU64::new(0),
@@ -516,6 +523,52 @@ impl ConnectionStore for MemoryStore {
         let inner = self.lock();
         inner.check_available()?;
         Ok(inner.channels.get(channel_id).cloned())
+    }
+
+    async fn disconnect(&self, connection: &Connection, _at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        let key = (connection.tenant_id.clone(), connection.connection_id.clone());
+        match inner.connections.get(&key) {
+            Some(c) if c.version == connection.version => {}
+            _ => return Err(StoreError::Conflict),
+        }
+        inner.connections.remove(&key);
+        inner.disconnected.insert(key);
+        Ok(())
+    }
+
+    async fn was_disconnected(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+    ) -> Result<bool, StoreError> {
+        let inner = self.lock();
+        inner.check_available()?;
+        Ok(inner.disconnected.contains(&(tenant.clone(), connection.clone())))
+    }
+}
+
+#[async_trait]
+impl crate::ports::OAuthStateStore for MemoryStore {
+    async fn put_state(
+        &self,
+        state: &str,
+        pending: &crate::domain::oauth::PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        inner.oauth_states.insert(state.to_owned(), pending.clone());
+        Ok(())
+    }
+
+    async fn take_state(
+        &self,
+        state: &str,
+    ) -> Result<Option<crate::domain::oauth::PendingAuthorization>, StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        Ok(inner.oauth_states.remove(state))
     }
 }
 

@@ -27,6 +27,15 @@ pub enum Operation {
     ConnectionResumed,
     /// A connection's sync settings changed (before and after hold the changed settings).
     SettingsChanged,
+    /// An OAuth connect found the tenant's existing connection to the same account and gave it
+    /// the new credentials.
+    ConnectionReconnected,
+    /// The connection was disconnected (credentials erased, no longer synced).
+    ConnectionDisconnected,
+    /// The connection's token was revoked at the provider (or that failed, or it has no revocation).
+    TokenRevoked,
+    /// A push channel or subscription was stopped at the provider (or that failed).
+    ChannelStopped,
 }
 
 impl Operation {
@@ -46,6 +55,10 @@ impl Operation {
             Operation::ConnectionPaused => "connection_paused",
             Operation::ConnectionResumed => "connection_resumed",
             Operation::SettingsChanged => "settings_changed",
+            Operation::ConnectionReconnected => "connection_reconnected",
+            Operation::ConnectionDisconnected => "connection_disconnected",
+            Operation::TokenRevoked => "token_revoked",
+            Operation::ChannelStopped => "channel_stopped",
         }
     }
 

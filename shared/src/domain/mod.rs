@@ -8,6 +8,7 @@ pub mod health;
 pub mod ids;
 pub mod job;
 pub mod mapping;
+pub mod oauth;
 pub mod policy;
 pub mod push;
 pub mod record;

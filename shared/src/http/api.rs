@@ -49,6 +49,9 @@ pub struct ApiState {
     pub engine: crate::sync::Deps,
     /// The JWT claim naming the caller's tenant (`Config::tenant_claim`).
     pub tenant_claim: String,
+    /// The OAuth connect flow (`None`: its routes answer `oauth_not_configured`, and disconnect
+    /// revokes nothing).
+    pub oauth: Option<Arc<super::oauth::OAuthService>>,
 }
 
 impl FromRef<ApiState> for TenantClaim {
@@ -85,6 +88,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .merge(super::queues::routes())
         .merge(super::lifecycle::routes())
         .merge(super::audit::routes())
+        .merge(super::oauth::routes())
 }
 
 /// The `connection_id` path parameter of the connection routes.
@@ -670,6 +674,7 @@ mod tests {
                 Arc::new(ManualClock::new(t0())),
             ),
             tenant_claim: "tenant_id".into(),
+            oauth: None,
         };
         let key = DevKey::new(&SecretString::from("test-secret-test-secret-test-secret")).unwrap();
         Harness { store, queue, app: router(state), key }
@@ -1243,6 +1248,7 @@ mod tests {
             clock: clock.clone(),
             engine,
             tenant_claim: "tenant_id".into(),
+            oauth: None,
         });
         let id = h.create("acme").await;
         let records = h.seed_records("acme", &id, 1).await;

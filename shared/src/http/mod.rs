@@ -4,6 +4,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod lifecycle;
+pub mod oauth;
 pub mod openapi;
 pub mod problem;
 pub mod queues;

@@ -23,7 +23,7 @@ pub const OPENAPI_PATH: &str = "/v1/openapi.json";
 /// Routes served without a token: `(method, path)`. In AWS these are API Gateway routes with
 /// `Authorizer: NONE` (template.yaml); the local gateway passes them to the router unverified.
 /// Every other operation of the document requires a bearer JWT.
-pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", OPENAPI_PATH)];
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", OPENAPI_PATH), ("GET", super::oauth::CALLBACK_PATH)];
 
 /// The name of the bearer JWT security scheme.
 pub const BEARER_SCHEME: &str = "bearer";

@@ -61,6 +61,7 @@ fn harness() -> Harness {
             clock.clone(),
         ),
         tenant_claim: "tenant_id".into(),
+        oauth: None,
     };
     let key = DevKey::new(&SecretString::from("test-secret-test-secret-test-secret")).unwrap();
     Harness { store, queue, clock, app: router(state), key }

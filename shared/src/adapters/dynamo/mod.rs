@@ -9,6 +9,7 @@
 
 mod audit;
 mod item;
+mod oauth;
 mod queues;
 mod records;
 
@@ -26,7 +27,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
 
-use crate::adapters::crypto::TokenCipher;
+use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::domain::{Connection, ConnectionId, JobId, Provider, PushChannel, SyncRun, TenantId};
 use crate::ports::{ConnectionStore, DueConnection, RunStore, StoreError};
 
@@ -191,9 +192,17 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// The connection's worker-owned state as an update conditional on its version.
+    /// Connections from their items: resolves the items' data keys (KMS) first, then converts.
+    async fn connections_from(&self, items: &[Item]) -> Result<Vec<Connection>, StoreError> {
+        let sealed: Vec<String> = items.iter().flat_map(item::encrypted_values).collect();
+        self.cipher.prepare(&sealed).await.map_err(crypto_error)?;
+        items.iter().map(|i| item::connection_from_item(i, &self.cipher)).collect()
+    }
+
+    /// The connection's worker-owned state as an update conditional on its version (after
+    /// `cipher.ready()`).
     fn state_update(&self, c: &Connection) -> Result<Update, StoreError> {
-        let u = StateUpdate::new(item::connection_state(c, &self.cipher), c.version);
+        let u = StateUpdate::new(item::connection_state(c, &self.cipher)?, c.version);
         Update::builder()
             .table_name(&self.table)
             .set_key(Some(item::key(item::tenant_pk(&c.tenant_id), item::connection_sk(&c.connection_id))))
@@ -361,6 +370,11 @@ fn cancellation_error(codes: &[&str]) -> Option<StoreError> {
         .map(|c| StoreError::Unavailable(format!("transaction cancelled: {c}").into()))
 }
 
+/// A token encryption failure as a store error: KMS throttling and outages are retryable.
+pub(crate) fn crypto_error(e: CryptoError) -> StoreError {
+    if e.is_retryable() { StoreError::Unavailable(Box::new(e)) } else { StoreError::Backend(Box::new(e)) }
+}
+
 fn build_error(e: impl StdError + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e) as BoxError)
 }
@@ -403,10 +417,11 @@ fn decode_token(token: &str, partition: (&str, &str), sk_prefix: Option<&str>) -
 #[async_trait]
 impl ConnectionStore for DynamoStore {
     async fn create(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.cipher.ready().await.map_err(crypto_error)?;
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item::connection_to_item(connection, &self.cipher, self.due_shards)))
+            .set_item(Some(item::connection_to_item(connection, &self.cipher, self.due_shards)?))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
@@ -420,17 +435,18 @@ impl ConnectionStore for DynamoStore {
         connection: &ConnectionId,
     ) -> Result<Option<Connection>, StoreError> {
         let key = item::key(item::tenant_pk(tenant), item::connection_sk(connection));
-        self.get_item(&self.table, key)
-            .await?
-            .map(|i| item::connection_from_item(&i, &self.cipher))
-            .transpose()
+        match self.get_item(&self.table, key).await? {
+            Some(i) => Ok(self.connections_from(&[i]).await?.pop()),
+            None => Ok(None),
+        }
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError> {
         let q = Query::new(&self.table, "pk = :pk AND begins_with(sk, :prefix)")
             .value(":pk", item::s(item::tenant_pk(tenant)))
             .value(":prefix", item::s("CONN#"));
-        self.query_all(&q, None).await?.iter().map(|i| item::connection_from_item(i, &self.cipher)).collect()
+        let items = self.query_all(&q, None).await?;
+        self.connections_from(&items).await
     }
 
     async fn due(
@@ -475,7 +491,8 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn save_state(&self, connection: &Connection) -> Result<u64, StoreError> {
-        let u = StateUpdate::new(item::connection_state(connection, &self.cipher), connection.version);
+        self.cipher.ready().await.map_err(crypto_error)?;
+        let u = StateUpdate::new(item::connection_state(connection, &self.cipher)?, connection.version);
         self.client
             .update_item()
             .table_name(&self.table)
@@ -546,6 +563,18 @@ impl ConnectionStore for DynamoStore {
             .map(|i| item::channel_from_item(&i))
             .transpose()
     }
+
+    async fn disconnect(&self, connection: &Connection, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.disconnect_connection(connection, at).await
+    }
+
+    async fn was_disconnected(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+    ) -> Result<bool, StoreError> {
+        self.tombstone_exists(tenant, connection).await
+    }
 }
 
 // ---- runs ----
@@ -563,6 +592,7 @@ impl RunStore for DynamoStore {
     }
 
     async fn finish(&self, connection: &Connection, run: &SyncRun) -> Result<u64, StoreError> {
+        self.cipher.ready().await.map_err(crypto_error)?;
         let put_run = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item::run_to_item(run)))
