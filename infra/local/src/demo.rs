@@ -20,6 +20,34 @@ use crate::local::{LocalStack, StackOptions};
 const TENANTS: [&str; 2] = ["acme", "globex"];
 const HUBSPOT_TOKEN: &str = "pat-demo-hubspot";
 
+/// Connects `provider` the way a user's browser does: the API hands out the provider's consent
+/// page, the provider sends the browser back to the callback with a code, the callback stores the
+/// connection. The new connection's id.
+async fn oauth_connect(stack: &LocalStack, api: &ApiClient, provider: &str, extra: Value) -> Result<String> {
+    let mut body = json!({ "redirect_uri": format!("{}/v1/oauth/callback", stack.gateway.base_url()) });
+    if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+        b.extend(e);
+    }
+    let path = format!("/v1/connections/oauth/{provider}/authorize");
+    let started = api.call(reqwest::Method::POST, &path, Some(body)).await?;
+    let consent_page = started.get("authorize_url").and_then(Value::as_str).context("authorize_url")?;
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let consented = browser.get(consent_page).send().await?;
+    let back = consented
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .context("the consent page did not send the browser back")?
+        .to_owned();
+    let reply = browser.get(&back).send().await?;
+    let status = reply.status();
+    let connection: Value = reply.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("the OAuth callback answered {status}: {connection}");
+    }
+    Ok(connection.get("id").and_then(Value::as_str).context("connection id")?.to_owned())
+}
+
 pub async fn run(args: &DemoArgs) -> Result<()> {
     let t0 = Instant::now();
     println!(
@@ -47,20 +75,11 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let mut connections = Vec::new();
     for tenant in TENANTS {
         let api = ApiClient::new(stack.gateway.base_url(), stack.token(tenant)?);
-        // Each tenant authorizes through OAuth and gets its own token, so each has its own share of
-        // HubSpot's per-token rate limits (as two real HubSpot accounts would).
-        let oauth = stack.hubspot.state().issue_token(None);
-        let body = json!({
-            "provider": "hubspot",
-            "base_url": stack.hubspot.base_url(),
-            "access_token": oauth.access_token,
-            "refresh_token": oauth.refresh_token,
-            "expires_in_seconds": oauth.expires_in,
-            "interval_minutes": 15,
-        });
-        let c = api.call(reqwest::Method::POST, "/v1/connections", Some(body)).await?;
-        let id = c.get("id").and_then(Value::as_str).context("connection id")?.to_owned();
-        println!("Tenant {tenant:<7} connected HubSpot as connection {id}");
+        // Each tenant connects through OAuth (authorize, the provider's consent page, the callback)
+        // and gets its own token, so each has its own share of HubSpot's per-token rate limits (as
+        // two real HubSpot accounts would).
+        let id = oauth_connect(&stack, &api, "hubspot", json!({ "interval_minutes": 15 })).await?;
+        println!("Tenant {tenant:<7} connected HubSpot through OAuth as connection {id}");
         connections.push((tenant, "hubspot", api, id));
     }
 
