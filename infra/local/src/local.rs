@@ -42,7 +42,14 @@ pub struct StackOptions {
     pub tap_events: bool,
     /// The key that signs local tokens; a fresh one when `None`.
     pub dev_key: Option<DevKey>,
+    /// Our HubSpot app id (`HUBSPOT_APP_ID`): webhook events from it are echoes.
+    pub hubspot_app_id: String,
+    /// `WEBHOOK_COALESCE_SECONDS` of the stack (short by default, so tests wait little).
+    pub webhook_coalesce_secs: u32,
 }
+
+/// The app id the local stack's HubSpot app has.
+pub const LOCAL_HUBSPOT_APP_ID: &str = "424242";
 
 impl Default for StackOptions {
     fn default() -> Self {
@@ -55,6 +62,8 @@ impl Default for StackOptions {
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
+            hubspot_app_id: LOCAL_HUBSPOT_APP_ID.to_owned(),
+            webhook_coalesce_secs: 1,
         }
     }
 }
@@ -139,6 +148,8 @@ impl LocalStack {
             google_token_url: google.token_url(),
             tenant_claim: "tenant_id".to_owned(),
             webhook_base_url: Some(gateway_url),
+            hubspot_app_id: Some(options.hubspot_app_id.clone()),
+            webhook_coalesce_secs: options.webhook_coalesce_secs,
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
         let runner = Runner::new(
@@ -154,7 +165,7 @@ impl LocalStack {
         let gateway = gateway::serve_on(
             gateway_listener,
             api::router(wiring::api_state(&deps, &config)),
-            webhooks::router(webhooks::WebhookState { queue: deps.queue.clone(), clock: deps.clock.clone() }),
+            webhooks::router(wiring::webhook_state(&deps, &config, &sdk)?),
             dev_key.clone(),
         )?;
         let events =
