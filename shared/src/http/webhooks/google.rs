@@ -1,8 +1,9 @@
 //! `POST /webhooks/google`: Google Calendar push notifications. Everything is in the headers
 //! (`X-Goog-Channel-ID`, `X-Goog-Channel-Token`, `X-Goog-Resource-State`, `X-Goog-Resource-ID`,
 //! `X-Goog-Message-Number`); the body is empty. The channel id leads to the connection
-//! (`ConnectionStore::find_channel`), whose current channel must have that id, that resource id and
-//! that token (compared in constant time): otherwise 401 and nothing is enqueued. `sync` (the
+//! (`ConnectionStore::find_channel`), whose channel secret must equal the token (constant time;
+//! the secret is kept across renewals, so a replaced channel still verifies) and, for the current
+//! channel, whose resource id must match: otherwise 401 and nothing is enqueued. `sync` (the
 //! handshake after `events.watch`) is acknowledged; `exists` / `not_exists` enqueue one coalesced
 //! incremental sync.
 
@@ -114,14 +115,17 @@ async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, Web
         return Err(WebhookError::Unverified("channel of another provider"));
     }
     let conn = load(state, &tenant, &connection).await?.ok_or(WebhookError::Unverified("connection gone"))?;
-    let Some(channel) = conn.push_channel.as_ref().filter(|c| c.id == note.channel_id) else {
-        return Err(WebhookError::Unverified("not the connection's current channel"));
+    // The secret is kept across renewals, so a replaced channel still in flight (registered to
+    // this connection until its TTL) verifies against the connection's current secret.
+    let Some(channel) = conn.push_channel.as_ref().filter(|_| conn.provider == Provider::Google) else {
+        return Err(WebhookError::Unverified("the connection has no channel"));
     };
     let token_ok = note.token.as_deref().is_some_and(|t| secret_matches(&channel.secret, t));
     if !token_ok {
         return Err(WebhookError::Unverified("channel token mismatch"));
     }
-    if let (Some(expected), Some(given)) = (channel.resource_id.as_deref(), note.resource_id.as_deref())
+    if let (true, Some(expected), Some(given)) =
+        (channel.id == note.channel_id, channel.resource_id.as_deref(), note.resource_id.as_deref())
         && expected != given
     {
         return Err(WebhookError::Unverified("resource id mismatch"));
@@ -241,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_channels_and_wrong_or_missing_tokens_are_401_and_enqueue_nothing() {
         let h = harness();
-        watched(&h).await;
+        let c = watched(&h).await;
         for req in [
             notification("ch-unknown", Some(TOKEN), "exists"),
             notification("ch-1", Some("google-channel-token-valuX"), "exists"),
@@ -251,6 +255,14 @@ mod tests {
             assert_eq!((status, problem["code"].as_str()), (401, Some("unauthorized")));
             assert!(!problem.to_string().contains(TOKEN));
         }
+        // A replaced channel still registered to the connection verifies with the same secret.
+        let mut old = c.push_channel.clone().unwrap();
+        old.id = "ch-0".into();
+        h.store.put_channel(&old, &c.tenant_id, &c.connection_id, Provider::Google).await.unwrap();
+        let mut from_old = notification("ch-0", Some(TOKEN), "exists");
+        from_old.headers_mut().insert(RESOURCE_ID_HEADER, "res-0".parse().unwrap());
+        assert_eq!(send(&h.app, from_old).await.0, 200);
+        assert_eq!(h.queue.take().len(), 1);
         let mut other_resource = notification("ch-1", Some(TOKEN), "exists");
         other_resource.headers_mut().insert(RESOURCE_ID_HEADER, "res-2".parse().unwrap());
         assert_eq!(send(&h.app, other_resource).await.0, 401);

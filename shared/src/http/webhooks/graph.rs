@@ -2,8 +2,8 @@
 //! subscription validation handshake (the token echoed as `text/plain`). Otherwise the body is
 //! `{"value": [notification, ...]}`: change notifications (`changeType`, `resource`, ...) and
 //! lifecycle notifications (`lifecycleEvent`). Every notification's `subscriptionId` must lead to a
-//! connection (`ConnectionStore::find_channel`) whose current subscription has that id and whose
-//! secret equals the `clientState` (constant time); one mismatch refuses the whole request (401)
+//! connection (`ConnectionStore::find_channel`) whose subscription secret equals the `clientState`
+//! (constant time; kept when a subscription is recreated); one mismatch refuses the whole request (401)
 //! and nothing is enqueued. Then one coalesced job per connection: a sync for changes and
 //! `missed`, a sync that also renews the subscription for `reauthorizationRequired` and
 //! `subscriptionRemoved` (the worker renews it even though it is not due; Graph's adapter creates it
@@ -196,7 +196,7 @@ async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, Web
     Ok(summary)
 }
 
-/// The connection's current subscription is `note`'s and its secret equals the `clientState`.
+/// The connection the subscription is registered to has a secret equal to the `clientState`.
 async fn verify(
     state: &WebhookState,
     note: &GraphNotification,
@@ -204,8 +204,10 @@ async fn verify(
     connection: &ConnectionId,
 ) -> Result<(), WebhookError> {
     let conn = load(state, tenant, connection).await?.ok_or(WebhookError::Unverified("connection gone"))?;
-    let Some(channel) = conn.push_channel.as_ref().filter(|c| c.id == note.subscription_id) else {
-        return Err(WebhookError::Unverified("not the connection's current subscription"));
+    // The registry maps the id to this connection; the secret (kept when a subscription is
+    // recreated) is the connection's current one.
+    let Some(channel) = conn.push_channel.as_ref().filter(|_| conn.provider == Provider::Microsoft) else {
+        return Err(WebhookError::Unverified("the connection has no subscription"));
     };
     match note.client_state.as_deref() {
         Some(given) if secret_matches(&channel.secret, given) => Ok(()),
