@@ -13,13 +13,14 @@ use syncbridge::domain::{ConnectionId, Provider, TenantId};
 use syncbridge::http::webhooks::hubspot::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use syncbridge::ports::{ConnectionStore, DeliveryLedger};
 use syncbridge_fakes::hubspot::FakeConfig;
-use syncbridge_local::local::LOCAL_HUBSPOT_APP_ID;
+use syncbridge_local::local::{LOCAL_HUBSPOT_APP_ID, LOCAL_HUBSPOT_PORTAL_ID};
 use syncbridge_tests::*;
 
 use crate::aws_support::{Moto, dynamo_store};
 
 const DRAIN: Duration = Duration::from_secs(120);
 const PORTAL: &str = "62515";
+const _: () = assert!(LOCAL_HUBSPOT_PORTAL_ID == 62515);
 
 // ---- stores against moto ----
 
@@ -314,4 +315,59 @@ async fn graph_changes_with_the_client_state_enqueue_a_sync_and_a_removed_subscr
     assert_ne!(renewed.id, sub.id);
     assert!(graph.subscription(&renewed.id).is_some());
     assert_eq!(graph.notify_change(&renewed.id, "created", "no-such-event").await.unwrap(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_hubspot_edit_arrives_by_webhook_and_our_own_pushed_write_is_recognised_as_an_echo() {
+    let stack = hubspot_stack(1).await.unwrap();
+    let id = connect_portal(&stack, "acme").await.unwrap();
+    stack.runner.fire_schedule(Utc::now()).await.unwrap();
+    assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
+    let hubspot = stack.hubspot.state();
+    hubspot.send_webhooks().await.unwrap();
+    stack.runner.drain(DRAIN).await.unwrap();
+
+    // A person edits contact 2 in HubSpot; its signed webhook reaches the gateway; the job pulls it.
+    let edited = reqwest::Client::new()
+        .patch(format!("{}/_admin/contacts/2", stack.hubspot.base_url()))
+        .json(&json!({ "properties": { "jobtitle": "Head of Webhooks" } }))
+        .send()
+        .await
+        .unwrap();
+    assert!(edited.status().is_success());
+    assert_eq!(hubspot.send_webhooks().await.unwrap(), vec![200]);
+    assert_eq!(stack.runner.queue_depth().await.unwrap(), 1);
+    let drained = stack.runner.drain(DRAIN).await.unwrap();
+    assert_eq!(drained.messages - drained.failures, 1, "run once (after waiting for its window)");
+    let records = all_records(&stack, "acme", &id).await.unwrap();
+    let contact = records.iter().find(|r| r["external_id"] == "2").expect("contact 2");
+    assert_eq!(contact["fields"]["job_title"], "Head of Webhooks");
+    let runs = get(&stack, "acme", &format!("/v1/connections/{id}/runs")).await.unwrap();
+    assert_eq!(runs["items"][0]["reason"], "webhook");
+
+    // We push an edit of contact 3 to HubSpot: the fake's webhook for it is our echo.
+    let rid = records.iter().find(|r| r["external_id"] == "3").expect("contact 3")["record_id"].clone();
+    let rid = rid.as_str().unwrap_or_default();
+    let edit = api(&stack, "acme")
+        .unwrap()
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/connections/{id}/records/{rid}/edit"),
+            Some(json!({ "fields": { "job_title": "Pushed by us" }, "idempotency_key": "echo-1" })),
+        )
+        .await
+        .unwrap();
+    api(&stack, "acme")
+        .unwrap()
+        .call(reqwest::Method::POST, "/v1/push/approve", Some(json!({ "ids": [edit["push_id"]] })))
+        .await
+        .unwrap();
+    assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
+    let pending = hubspot.pending_webhooks();
+    assert!(!pending.is_empty(), "our write made HubSpot events");
+    assert!(
+        pending.iter().all(|e| e["changeSource"] == "INTEGRATION" && e["sourceId"] == LOCAL_HUBSPOT_APP_ID)
+    );
+    assert_eq!(hubspot.send_webhooks().await.unwrap(), vec![200]);
+    assert_eq!(stack.runner.queue_depth().await.unwrap(), 0, "an echo enqueues nothing");
 }

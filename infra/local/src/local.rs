@@ -50,6 +50,9 @@ pub struct StackOptions {
 
 /// The app id the local stack's HubSpot app has.
 pub const LOCAL_HUBSPOT_APP_ID: &str = "424242";
+/// The portal id of the local stack's HubSpot fake (connect with this `account_id` to get its
+/// webhooks).
+pub const LOCAL_HUBSPOT_PORTAL_ID: u64 = 62515;
 
 impl Default for StackOptions {
     fn default() -> Self {
@@ -122,6 +125,12 @@ impl LocalStack {
         // Bound before the config: the worker opens push channels to this gateway's webhooks.
         let gateway_listener = gateway::bind(options.gateway_port).await?;
         let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
+        // The fake's app-level webhook subscription points at the gateway (sent on demand).
+        hubspot.state().set_webhooks(Some(syncbridge_fakes::hubspot::WebhookTarget {
+            url: format!("{gateway_url}/webhooks/hubspot"),
+            app_id: options.hubspot_app_id.parse().context("the HubSpot app id is numeric")?,
+            portal_id: LOCAL_HUBSPOT_PORTAL_ID,
+        }));
         let config = Config {
             resources: resources.resources.clone(),
             due_shards: resources
