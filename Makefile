@@ -72,11 +72,12 @@ $(CARGO_FUZZ):
 
 fuzz: $(CARGO_FUZZ) ## Fuzz the webhook parsers and HubSpot's signature check, FUZZ_SECONDS (30) per target (not part of `make test`)
 	mkdir -p target/fuzz
-	set -o pipefail; cd infra/fuzz && for t in $(FUZZ_TARGETS); do \
-	  mkdir -p corpus/$$t && \
-	  RUSTC_BOOTSTRAP=1 PATH=$(abspath .tools/bin):$$PATH $(CARGO) fuzz run --sanitizer none $$t corpus/$$t seeds/$$t -- \
+	set -o pipefail; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p infra/fuzz/corpus/$$t && \
+	  RUSTC_BOOTSTRAP=1 PATH=$(abspath .tools/bin):$$PATH $(CARGO) fuzz run --fuzz-dir infra/fuzz --sanitizer none \
+	    $$t infra/fuzz/corpus/$$t infra/fuzz/seeds/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
-	    | tee ../../target/fuzz/$$t.log | grep -E '^(#[0-9]+.*(INITED|DONE)|Done|==|stat::number_of_executed_units|stat::average_exec_per_sec)' \
+	    | tee target/fuzz/$$t.log | grep -E '^(#[0-9]+.*(INITED|DONE)|Done|==|stat::number_of_executed_units|stat::average_exec_per_sec)' \
 	    || exit 1; \
 	done
 	@for t in $(FUZZ_TARGETS); do \
