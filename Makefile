@@ -17,23 +17,37 @@ SAM_VENV := .venv-sam
 SAM_PINS := aws-sam-cli==1.170.0
 SAM_STAMP := $(SAM_VENV)/.installed-$(shell echo '$(SAM_PINS)' | cksum | cut -d' ' -f1)
 
+# schemathesis (property-based runs against the local API) and openapi-spec-validator, apart too:
+# schemathesis pins its own jsonschema and hypothesis.
+OPENAPI_VENV := .venv-openapi
+OPENAPI_PINS := schemathesis==4.32.5 openapi-spec-validator==0.9.0
+OPENAPI_STAMP := $(OPENAPI_VENV)/.installed-$(shell echo '$(OPENAPI_PINS)' | cksum | cut -d' ' -f1)
+
 CFN_LINT := $(VENV)/bin/cfn-lint
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) $(SAM_VENV)/bin/sam
 MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
+SCHEMATHESIS := $(abspath $(OPENAPI_VENV)/bin/st)
+OPENAPI_SPEC_VALIDATOR := $(abspath $(OPENAPI_VENV)/bin/openapi-spec-validator)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
 
-.PHONY: help setup lint-template test demo bench package fuzz
+.PHONY: help setup lint-template openapi test demo bench package fuzz
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(VENV_STAMP) $(SAM_STAMP) ## Install moto, cfn-lint, cargo-lambda, zig and aws-sam-cli (pinned)
+setup: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) ## Install moto, cfn-lint, cargo-lambda, zig, aws-sam-cli, schemathesis and openapi-spec-validator (pinned)
 
 $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(VENV_PINS)
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(OPENAPI_STAMP):
+	$(PYTHON) -m venv $(OPENAPI_VENV)
+	$(OPENAPI_VENV)/bin/pip install --quiet --disable-pip-version-check $(OPENAPI_PINS)
+	rm -f $(OPENAPI_VENV)/.installed-*
 	touch $@
 
 $(SAM_STAMP):
@@ -46,9 +60,14 @@ lint-template: $(VENV_STAMP) $(SAM_STAMP) ## cfn-lint and `sam validate --lint` 
 	$(CFN_LINT) --region $(REGION) -- template.yaml
 	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
 
-test: $(VENV_STAMP) $(SAM_STAMP) ## Every test: unit, property, and integration against moto and the provider fakes; then the template linters
+openapi: $(OPENAPI_STAMP) ## Rewrite docs/openapi.json from the code, then validate it
+	UPDATE_OPENAPI=1 $(CARGO) test --quiet -p syncbridge --lib http::openapi
+	$(OPENAPI_VENV)/bin/openapi-spec-validator docs/openapi.json
+
+test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) ## Every test: unit, property, integration against moto and the fakes, the OpenAPI document (validator, schemathesis); then the template linters
 	mkdir -p target
-	set -o pipefail; MOTO_SERVER=$(MOTO_SERVER) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
+	set -o pipefail; MOTO_SERVER=$(MOTO_SERVER) SCHEMATHESIS=$(SCHEMATHESIS) \
+	  OPENAPI_SPEC_VALIDATOR=$(OPENAPI_SPEC_VALIDATOR) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
 	$(MAKE) --no-print-directory lint-template
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
 

@@ -348,6 +348,18 @@ pub struct PulledPage {
     pub cursor: SyncCursor,
     /// False when this page reached the present: the pull is complete for now.
     pub has_more: bool,
+    /// The provider could not list every delete since the last pull (Salesforce keeps deleted
+    /// ids 15 days): before this page is checkpointed, the engine compares the provider's live ids
+    /// ([`ProviderClient::live_ids`]) with the stored records and deletes the ones gone.
+    pub reconcile_deletes: bool,
+}
+
+/// A page of a provider's live record ids, for a delete reconciliation.
+#[derive(Debug, Clone, Default)]
+pub struct IdPage {
+    pub ids: Vec<ExternalId>,
+    /// The token of the next page; `None` on the last.
+    pub next: Option<String>,
 }
 
 /// When a write may go ahead: only if the provider's record is still the version we based it on.
@@ -442,6 +454,18 @@ pub trait ProviderClient: Send + Sync {
     ) -> Result<Option<PushChannel>, ProviderError> {
         let _ = (token, address, existing, now);
         Ok(None)
+    }
+
+    /// Every live (not deleted) record id of `object`, a page at a time from `after` (the previous
+    /// page's `next`). Only adapters that can ask for [`PulledPage::reconcile_deletes`] need it.
+    async fn live_ids(
+        &self,
+        token: &SecretString,
+        object: ObjectType,
+        after: Option<&str>,
+    ) -> Result<IdPage, ProviderError> {
+        let _ = (token, object, after);
+        Err(ProviderError::Permanent("this provider adapter cannot list live ids".into()))
     }
 
     /// Exchanges a refresh token for new credentials.

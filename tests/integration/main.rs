@@ -10,6 +10,7 @@ mod graph_adapter;
 mod hubspot_adapter;
 mod hubspot_objects;
 mod interleavings_hubspot;
+mod openapi;
 mod queues;
 mod salesforce_adapter;
 mod salesforce_e2e;

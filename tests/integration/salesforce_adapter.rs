@@ -265,9 +265,19 @@ async fn salesforce_repeated_create_with_the_same_key_yields_one_record() {
     for r in &second {
         assert_eq!(r.as_ref().expect("acked").external_id, id);
     }
-    assert_eq!(state.count_with_key("Note", "note-run-42"), 1);
     assert_eq!(state.count("Note"), 1);
-    assert_eq!(state.route_count(Route::CollectionCreate), 1, "the retry created nothing");
+    let title = state.record(id.as_str()).expect("note")["Title"].as_str().expect("title").to_owned();
+    assert!(title.starts_with("[ARIA] Summary of the call [sb:"), "the key rides in the Title: {title}");
+    assert!(!title.contains("note-run-42"), "the tag is a digest, not the key: {title}");
+    let another = ProviderWrite::Create {
+        object: ObjectType::Notes,
+        fields: fields(json!({"body": "[ARIA] Summary of the call", "company_ids": [make_id("001", 2)]})),
+        idempotency_key: IdempotencyKey::parse("note-run-43".to_owned()).expect("key"),
+    };
+    let third = client.write(&token(), &[another]).await.expect("another key");
+    assert_ne!(third[0].as_ref().expect("created").external_id, id, "same text, new key: a new note");
+    assert_eq!(state.count("Note"), 2);
+    assert_eq!(state.route_count(Route::CollectionCreate), 2, "the retry created nothing");
     let note = state.record(id.as_str()).expect("note");
     assert_eq!(note["ParentId"], json!(make_id("001", 2)));
     assert_eq!(

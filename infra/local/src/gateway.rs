@@ -1,7 +1,8 @@
 //! The local gateway: plays API Gateway's HTTP API on 127.0.0.1. Routes `/v1/*` through a JWT
 //! authorizer (tokens signed with the local dev key) that fills the request context exactly as API
-//! Gateway would, then calls the same API router the Lambda serves; `/webhooks/*` goes to the
-//! webhooks router without a token. Anything else gets API Gateway's own 404.
+//! Gateway would, then calls the same API router the Lambda serves; the public API routes
+//! (`openapi::PUBLIC_ROUTES`: the OpenAPI document) and `/webhooks/*` go through without a token.
+//! Anything else gets API Gateway's own 404.
 
 use std::net::SocketAddr;
 
@@ -11,6 +12,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Request, StatusCode, header};
 use syncbridge::http::auth::{DevKey, gateway_context};
+use syncbridge::http::openapi;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
@@ -83,6 +85,10 @@ async fn route(routes: Routes, mut req: Request<Body>) -> Response {
     }
     if !path.starts_with("/v1/") {
         return gateway_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    if openapi::is_public(req.method().as_str(), &path) {
+        // A route with `Authorizer: NONE`: no token is checked and no identity attached.
+        return routes.api.oneshot(req).await.into_response();
     }
     let token = req
         .headers()

@@ -550,7 +550,10 @@ impl GoogleClient {
             token_url: token_url.to_owned(),
             app,
             backoff,
-            window_days: connection.settings.calendar_window_days.max(1),
+            window_days: connection
+                .settings
+                .calendar_window_days
+                .clamp(1, crate::domain::connection::MAX_CALENDAR_WINDOW_DAYS),
             fields,
             requests: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
@@ -651,7 +654,7 @@ impl GoogleClient {
                     ),
                     (None, None, _) => return Err(missing_sync_token()),
                 };
-                Ok(PulledPage { records, cursor: next.to_cursor(), has_more })
+                Ok(PulledPage { records, cursor: next.to_cursor(), has_more, reconcile_deletes: false })
             }
             Phase::Gap { page_token, since, sync_token, started_at } => {
                 let mut q = vec![("updatedMin", utc(since))];
@@ -670,7 +673,7 @@ impl GoogleClient {
                         false,
                     ),
                 };
-                Ok(PulledPage { records, cursor: next.to_cursor(), has_more })
+                Ok(PulledPage { records, cursor: next.to_cursor(), has_more, reconcile_deletes: false })
             }
             Phase::Incremental { sync_token, page_token, synced_at, paging_since } => {
                 let started = paging_since.filter(|_| page_token.is_some()).unwrap_or_else(Utc::now);
@@ -706,7 +709,7 @@ impl GoogleClient {
                     ),
                     (None, None) => return Err(missing_sync_token()),
                 };
-                Ok(PulledPage { records, cursor: next.to_cursor(), has_more })
+                Ok(PulledPage { records, cursor: next.to_cursor(), has_more, reconcile_deletes: false })
             }
         }
     }

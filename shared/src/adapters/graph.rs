@@ -152,7 +152,10 @@ impl GraphFactory {
             pacing: self.pacing,
             fields: FieldMap::new(EVENT_FIELDS)
                 .with_overrides(connection.settings.field_mapping.get(&ObjectType::Events)),
-            window_days: connection.settings.calendar_window_days.max(1),
+            window_days: connection
+                .settings
+                .calendar_window_days
+                .clamp(1, crate::domain::connection::MAX_CALENDAR_WINDOW_DAYS),
             requests: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         })
@@ -694,7 +697,7 @@ impl GraphClient {
             (Some(next), _) => {
                 cur.link = Some(next);
                 cur.in_round = true;
-                Ok(PulledPage { records, cursor: cur.to_cursor(), has_more: true })
+                Ok(PulledPage { records, cursor: cur.to_cursor(), has_more: true, reconcile_deletes: false })
             }
             (None, Some(delta)) => {
                 for id in cur.unseen.take().into_iter().flatten() {
@@ -713,7 +716,7 @@ impl GraphClient {
                 }
                 cur.link = Some(delta);
                 cur.in_round = false;
-                Ok(PulledPage { records, cursor: cur.to_cursor(), has_more: false })
+                Ok(PulledPage { records, cursor: cur.to_cursor(), has_more: false, reconcile_deletes: false })
             }
             (None, None) => Err(ProviderError::Permanent(
                 "a Graph delta page with neither @odata.nextLink nor @odata.deltaLink".into(),

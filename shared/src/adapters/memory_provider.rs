@@ -220,7 +220,12 @@ impl ProviderClient for MemoryProvider {
                 })
             })
             .collect();
-        Ok(PulledPage { records, cursor: SyncCursor::new(a.seq.to_string()), has_more: false })
+        Ok(PulledPage {
+            records,
+            cursor: SyncCursor::new(a.seq.to_string()),
+            has_more: false,
+            reconcile_deletes: false,
+        })
     }
 
     async fn write(

@@ -12,7 +12,9 @@
 //! one stamp (a mass update) and would not fit a DynamoDB item. When a pass reaches the present,
 //! the position moves back to the provider's clock less [`Tuning::lookback`] if it is more recent
 //! than that, for records whose transaction committed late: those few are pulled twice. Deletes
-//! come from `sobjects/{type}/deleted` at the end of each pass (Salesforce keeps 15 days).
+//! come from `sobjects/{type}/deleted` at the end of each pass. Salesforce keeps 15 days of them;
+//! a window reaching further back sets [`PulledPage::reconcile_deletes`] and the engine diffs the
+//! stored records against [`ProviderClient::live_ids`] (`SELECT Id`, keyset on `Id`).
 //!
 //! Writes use sObject Collections (200 a request, `allOrNone=false`, a result per record).
 //! Salesforce has no conditional write on collections, so updates and deletes first read the
@@ -21,8 +23,10 @@
 //! Creates are idempotent through the unique external-id field `Syncbridge_Key__c` (it must exist
 //! on each synced object of the org): the keys are queried first and found records are acked
 //! instead of created again; a `DUPLICATE_VALUE` on the key (a race) is resolved the same way.
-//! The standard Note object takes no custom fields, so a real org needs the key on notes replaced
-//! (not done here).
+//! The standard Note object takes no custom fields, so a note carries its key as a short tag at
+//! the end of its Title instead (`[sb:` + 12 hex digits of the key's SHA-256 + `]`), and is found
+//! again by that exact Title. A person who retitles a note before our retry lands defeats this
+//! (the retry creates a second note); the window is the few seconds of a redelivery.
 //!
 //! Connection and OAuth. `Connection::base_url` is the login host chosen per connection
 //! (`https://login.salesforce.com`, `https://test.salesforce.com` for sandboxes, or the org's My
@@ -50,20 +54,25 @@ use http::{HeaderMap, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::config::OAuthApp;
 use crate::domain::mapping::{FieldMap, StageMap};
 use crate::domain::record::Fields;
 use crate::domain::{Connection, Credentials, ExternalId, ObjectType, Provider, RemoteRecord, SyncCursor};
 use crate::ports::{
-    ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage, RequestStats, WriteAck,
+    IdPage, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage, RequestStats, WriteAck,
 };
 
 pub const API_VERSION: &str = "v60.0";
 /// The unique external-id field that makes creates idempotent.
 pub const KEY_FIELD: &str = "Syncbridge_Key__c";
 const COLLECTION_MAX: usize = 200;
+/// Ids a page when listing live ids for a delete reconciliation.
+const LIVE_IDS_PAGE: usize = 2_000;
 const CURSOR_VERSION: u8 = 1;
+/// The longest Note Title Salesforce stores.
+const TITLE_MAX_CHARS: usize = 255;
 /// Salesforce keeps deleted-record ids this long; older `start`s are refused.
 const DELETE_LOG_DAYS: i64 = 15;
 
@@ -326,6 +335,10 @@ fn transport_error(e: reqwest::Error) -> ProviderError {
     }
 }
 
+/// One step of a pull: records, the part's new state, whether the part has more, and whether
+/// deletes were lost (the engine then reconciles ids).
+type Step = (Vec<RemoteRecord>, Part, bool, bool);
+
 /// Where one sObject's pull stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
@@ -385,6 +398,23 @@ fn soql_datetime(ms: i64) -> String {
 fn replication_datetime(ms: i64) -> String {
     let secs = ms.div_euclid(1_000);
     DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+}
+
+/// True for objects that take no custom fields in a real org, so no `Syncbridge_Key__c` either.
+fn takes_no_custom_fields(sobject: &str) -> bool {
+    sobject.eq_ignore_ascii_case("Note")
+}
+
+/// A Note Title carrying its create's idempotency key as a short tag: one line, at most
+/// [`TITLE_MAX_CHARS`], the same for the same title and key.
+fn tagged_title(title: &str, key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let tag = format!("[sb:{hex}]");
+    let room = TITLE_MAX_CHARS - tag.len() - 1;
+    let line: String = title.chars().map(|c| if c.is_control() { ' ' } else { c }).take(room).collect();
+    let line = line.trim();
+    if line.is_empty() { tag } else { format!("{line} {tag}") }
 }
 
 fn soql_string(s: &str) -> String {
@@ -718,7 +748,7 @@ impl SalesforceClient {
         object: ObjectType,
         sobject: &str,
         part: Part,
-    ) -> Result<(Vec<RemoteRecord>, Part, bool), ProviderError> {
+    ) -> Result<Step, ProviderError> {
         match part {
             Part::Start => {
                 let count = self.count(token, sobject).await?;
@@ -750,7 +780,7 @@ impl SalesforceClient {
         job_id: Option<String>,
         locator: Option<String>,
         started_at: Option<i64>,
-    ) -> Result<(Vec<RemoteRecord>, Part, bool), ProviderError> {
+    ) -> Result<Step, ProviderError> {
         let (job_id, started_at) = match job_id {
             Some(id) => (id, started_at),
             None => {
@@ -784,7 +814,7 @@ impl SalesforceClient {
                     }
                     _ if waited.elapsed() >= self.tuning.bulk_max_wait => {
                         let part = Part::Bulk { job_id: Some(job_id), locator: None, started_at };
-                        return Ok((Vec::new(), part, true));
+                        return Ok((Vec::new(), part, true, false));
                     }
                     _ => tokio::time::sleep(self.tuning.bulk_poll_interval).await,
                 }
@@ -814,7 +844,7 @@ impl SalesforceClient {
                 }
             }
         };
-        Ok((records, part, true))
+        Ok((records, part, true, false))
     }
 
     async fn rest_step(
@@ -823,7 +853,7 @@ impl SalesforceClient {
         object: ObjectType,
         sobject: &str,
         part: Part,
-    ) -> Result<(Vec<RemoteRecord>, Part, bool), ProviderError> {
+    ) -> Result<Step, ProviderError> {
         let Part::Rest { since, after_id, next_url, deletes_from, pass_started } = part else {
             return Err(ProviderError::CursorExpired);
         };
@@ -865,13 +895,15 @@ impl SalesforceClient {
         }
         if let Some(url) = page.next_records_url.filter(|_| !page.done) {
             let part = Part::Rest { since, after_id, next_url: Some(url), deletes_from, pass_started };
-            return Ok((records, part, true));
+            return Ok((records, part, true, false));
         }
+        let mut deletes_lost = false;
         let mut deletes_next = deletes_from.or(pass_started);
         if let Some(from) = deletes_from {
-            let (deleted, covered) = self.deleted(token, object, sobject, from, provider_now).await?;
+            let (deleted, covered, lost) = self.deleted(token, object, sobject, from, provider_now).await?;
             records.extend(deleted);
             deletes_next = Some(covered);
+            deletes_lost = lost;
         }
         let floor = pass_started.unwrap_or(provider_now) - ms(self.tuning.lookback);
         if since.is_none_or(|s| s > floor) {
@@ -880,10 +912,11 @@ impl SalesforceClient {
         }
         let part =
             Part::Rest { since, after_id, next_url: None, deletes_from: deletes_next, pass_started: None };
-        Ok((records, part, false))
+        Ok((records, part, false, deletes_lost))
     }
 
-    /// Records deleted in `[from, now]`, and where the next call starts.
+    /// Records deleted in `[from, now]`, where the next call starts, and whether deletes before
+    /// Salesforce's delete log are lost (`from` is older than it keeps).
     async fn deleted(
         &self,
         token: &SecretString,
@@ -891,10 +924,11 @@ impl SalesforceClient {
         sobject: &str,
         from: i64,
         now: i64,
-    ) -> Result<(Vec<RemoteRecord>, i64), ProviderError> {
+    ) -> Result<(Vec<RemoteRecord>, i64, bool), ProviderError> {
         let oldest = now - (DELETE_LOG_DAYS * 86_400_000 - 3_600_000);
-        if from < oldest {
-            tracing::warn!(%object, "deleted-record window older than Salesforce keeps; deletes before it are lost");
+        let lost = from < oldest;
+        if lost {
+            tracing::warn!(%object, "deleted-record window older than Salesforce keeps; reconciling ids");
         }
         let start = from.max(oldest).min(now);
         let query = [("start", replication_datetime(start)), ("end", replication_datetime(now))];
@@ -922,7 +956,7 @@ impl SalesforceClient {
             .and_then(parse_sf_datetime)
             .map(|d| d.timestamp_millis())
             .unwrap_or(now);
-        Ok((out, covered))
+        Ok((out, covered, lost))
     }
 }
 
@@ -1053,8 +1087,8 @@ impl SalesforceClient {
             return Ok(out);
         }
         let mut fields = self.select_list(sobject)?;
-        if field == KEY_FIELD {
-            fields.push(KEY_FIELD.to_owned());
+        if !fields.iter().any(|f| f.eq_ignore_ascii_case(field)) {
+            fields.push(field.to_owned());
         }
         let list = values.iter().map(|v| soql_string(v)).collect::<Vec<_>>().join(", ");
         let q = format!("SELECT {} FROM {sobject} WHERE {field} IN ({list})", fields.join(", "));
@@ -1101,20 +1135,31 @@ impl SalesforceClient {
         items: &[(usize, &ProviderWrite)],
         slots: &mut [Slot],
     ) -> Result<(), ProviderError> {
-        let keyed: Vec<(usize, String, &Fields)> = items
-            .iter()
-            .filter_map(|(i, w)| match w {
-                ProviderWrite::Create { fields, idempotency_key, .. } => {
-                    Some((*i, idempotency_key.as_str().to_owned(), fields))
-                }
-                _ => None,
-            })
-            .collect();
+        // Each create's lookup value: its key, or for objects without custom fields its tagged Title.
+        let by_title = takes_no_custom_fields(sobject);
+        let lookup_field = if by_title { "Title" } else { KEY_FIELD };
+        let mut keyed: Vec<(usize, String, Map<String, Value>)> = Vec::new();
+        for (i, w) in items {
+            let ProviderWrite::Create { fields, idempotency_key, .. } = w else { continue };
+            let key = idempotency_key.as_str();
+            let mut rec = self.provider_fields(sobject, fields)?;
+            let lookup = if by_title {
+                let title = rec.get("Title").and_then(Value::as_str).unwrap_or_default();
+                let tagged = tagged_title(title, key);
+                rec.insert("Title".to_owned(), Value::String(tagged.clone()));
+                tagged
+            } else {
+                rec.insert(KEY_FIELD.to_owned(), Value::String(key.to_owned()));
+                key.to_owned()
+            };
+            rec.insert("attributes".to_owned(), json!({ "type": sobject }));
+            keyed.push((*i, lookup, rec));
+        }
         let keys: Vec<String> = keyed.iter().map(|(_, k, _)| k.clone()).collect();
-        let existing = self.read_by(token, object, sobject, KEY_FIELD, &keys).await?;
+        let existing = self.read_by(token, object, sobject, lookup_field, &keys).await?;
         let mut to_create = Vec::new();
         let mut records = Vec::new();
-        for (i, key, fields) in &keyed {
+        for (i, key, rec) in &keyed {
             if let Some((_, remote)) = existing.get(key) {
                 slots[*i] = Some(Ok(Self::ack(remote)));
                 continue;
@@ -1122,10 +1167,7 @@ impl SalesforceClient {
             if to_create.iter().any(|(_, k): &(usize, String)| k == key) {
                 continue;
             }
-            let mut rec = self.provider_fields(sobject, fields)?;
-            rec.insert(KEY_FIELD.to_owned(), Value::String(key.clone()));
-            rec.insert("attributes".to_owned(), json!({ "type": sobject }));
-            records.push(Value::Object(rec));
+            records.push(Value::Object(rec.clone()));
             to_create.push((*i, key.clone()));
         }
         let mut reread = Vec::new();
@@ -1148,7 +1190,7 @@ impl SalesforceClient {
                 }
             }
         }
-        let fresh = self.read_by(token, object, sobject, KEY_FIELD, &reread).await?;
+        let fresh = self.read_by(token, object, sobject, lookup_field, &reread).await?;
         for (i, key, _) in &keyed {
             if slots[*i].is_some() {
                 continue;
@@ -1298,7 +1340,7 @@ impl ProviderClient for SalesforceClient {
         let mut doc = CursorDoc::parse(cursor, names.len())?;
         let i = doc.current;
         let part = doc.parts[i].clone();
-        let (records, part, more) = self.step(token, object, names[i], part).await?;
+        let (records, part, more, reconcile_deletes) = self.step(token, object, names[i], part).await?;
         doc.parts[i] = part;
         let has_more = if more {
             true
@@ -1309,7 +1351,53 @@ impl ProviderClient for SalesforceClient {
             doc.current = 0;
             false
         };
-        Ok(PulledPage { records, cursor: doc.to_cursor(), has_more })
+        Ok(PulledPage { records, cursor: doc.to_cursor(), has_more, reconcile_deletes })
+    }
+
+    /// Every live id of `object`, 2,000 a page, in id order (`SELECT Id ... WHERE Id > ...`), one
+    /// sObject after another; the page token is `{sObject index}:{last id}`.
+    async fn live_ids(
+        &self,
+        token: &SecretString,
+        object: ObjectType,
+        after: Option<&str>,
+    ) -> Result<IdPage, ProviderError> {
+        let Some(names) = sobjects(object) else {
+            return Err(ProviderError::Permanent(format!("the Salesforce adapter does not sync {object}")));
+        };
+        let (mut i, mut last) = match after.map(|a| a.split_once(':')) {
+            None => (0, None),
+            Some(Some((i, id))) => match i.parse::<usize>() {
+                Ok(i) if i < names.len() => (i, Some(id.to_owned()).filter(|id| !id.is_empty())),
+                _ => return Err(ProviderError::CursorExpired),
+            },
+            Some(None) => return Err(ProviderError::CursorExpired),
+        };
+        loop {
+            let filter =
+                last.as_deref().map(|id| format!(" WHERE Id > {}", soql_string(id))).unwrap_or_default();
+            let q = format!("SELECT Id FROM {}{filter} ORDER BY Id LIMIT {LIVE_IDS_PAGE}", names[i]);
+            let page = self.soql(token, &q).await?;
+            let mut ids = Vec::with_capacity(page.records.len());
+            for row in &page.records {
+                let id = row.get("Id").and_then(Value::as_str).unwrap_or_default();
+                ids.push(ExternalId::parse(id.to_owned()).map_err(|_| {
+                    ProviderError::Permanent("Salesforce listed a record without an id".into())
+                })?);
+            }
+            let next = if ids.len() == LIVE_IDS_PAGE {
+                ids.last().map(|id| format!("{i}:{}", id.as_str()))
+            } else if i + 1 < names.len() {
+                Some(format!("{}:", i + 1))
+            } else {
+                None
+            };
+            if !ids.is_empty() || next.is_none() {
+                return Ok(IdPage { ids, next });
+            }
+            i += 1;
+            last = None;
+        }
     }
 
     /// Creates, updates and deletes through sObject Collections, grouped by kind and sObject, 200
@@ -1410,6 +1498,17 @@ impl ProviderClient for SalesforceClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn note_titles_carry_a_stable_key_tag_on_one_line_within_salesforce_limits() {
+        let a = tagged_title("Summary\nof the call", "push:01J");
+        assert_eq!(a, tagged_title("Summary\nof the call", "push:01J"), "stable across retries");
+        assert!(a.starts_with("Summary of the call [sb:") && a.ends_with(']'), "{a}");
+        assert_ne!(a, tagged_title("Summary\nof the call", "push:01K"), "another key, another tag");
+        let long = tagged_title(&"é".repeat(400), "k");
+        assert_eq!(long.chars().count(), TITLE_MAX_CHARS);
+        assert!(tagged_title("  ", "k").starts_with("[sb:"));
+    }
 
     #[test]
     fn limit_info_is_parsed_and_garbage_ignored() {

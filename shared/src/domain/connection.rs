@@ -12,7 +12,7 @@ use super::push::{AutoPush, DEFAULT_NOTE_PREFIX, PushAction};
 
 /// Where a connection's sync stands: `synced -> pending -> synced | conflict | error`,
 /// `error -> pending` on retry, `conflict -> synced` on resolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     Synced,
@@ -62,7 +62,7 @@ impl Credentials {
 }
 
 /// A connection's user-editable sync settings (beyond the interval).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectionSettings {
     /// Per object type: canonical field -> provider property, overriding the adapter's defaults
@@ -72,17 +72,22 @@ pub struct ConnectionSettings {
     pub stage_mapping: BTreeMap<String, String>,
     /// The tenant's own email domains: calendar attendees outside them are "outside" attendees.
     pub own_domains: Vec<String>,
-    /// How many days ahead calendar pulls look.
+    /// How many days ahead calendar pulls look (1 to [`MAX_CALENDAR_WINDOW_DAYS`]).
+    #[schema(minimum = 1, maximum = 365)]
     pub calendar_window_days: u32,
     /// How fields changed differently on both sides are decided.
     pub conflict_policy: ConflictPolicy,
     /// Push actions approved without a person.
+    #[schema(value_type = BTreeMap<PushAction, bool>)]
     pub auto_push: AutoPush,
     /// The tag in front of every note Syncbridge writes.
     pub note_prefix: String,
 }
 
 pub const DEFAULT_CALENDAR_WINDOW_DAYS: u32 = 7;
+/// The longest calendar window: a year (a larger one would put the window's end past what a
+/// timestamp can hold).
+pub const MAX_CALENDAR_WINDOW_DAYS: u32 = 365;
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
@@ -99,6 +104,16 @@ impl Default for ConnectionSettings {
 }
 
 impl ConnectionSettings {
+    /// Checks what serde cannot: the ranges of numeric settings. The message is safe to show.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_CALENDAR_WINDOW_DAYS).contains(&self.calendar_window_days) {
+            return Err(format!(
+                "settings.calendar_window_days must be between 1 and {MAX_CALENDAR_WINDOW_DAYS}"
+            ));
+        }
+        Ok(())
+    }
+
     /// True when items of `action` skip approval on this connection.
     pub fn auto_pushes(&self, action: PushAction) -> bool {
         self.auto_push.get(&action).copied().unwrap_or(false)

@@ -77,8 +77,32 @@ macro_rules! id_newtype {
                 Self::parse(s).map_err(serde::de::Error::custom)
             }
         }
+
+        /// In the OpenAPI document: a string of what `parse` accepts.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                id_schema($kind, $max)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
+
+/// The schema of an identifier newtype: the characters and length [`check_segment`] accepts.
+fn id_schema(kind: &str, max: usize) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!("A {kind}: letters, digits, '-', '_', '.', '@' and ':'.")))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(ID_PATTERN))
+        .into()
+}
+
+/// The characters [`check_segment`] accepts, as a JSON Schema pattern.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9._@:-]+$";
 
 id_newtype!(
     /// The tenant (customer account) every key starts with. Comes only from a verified identity.
@@ -161,7 +185,7 @@ impl RecordId {
 }
 
 /// The providers Syncbridge talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
     Hubspot,
@@ -216,7 +240,9 @@ impl fmt::Display for Provider {
 }
 
 /// Canonical object types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectType {
     Contacts,

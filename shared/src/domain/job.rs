@@ -7,7 +7,7 @@ use super::connection::message_group;
 use super::ids::{ConnectionId, JobId, TenantId};
 
 /// Why a job was enqueued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobReason {
     Schedule,

@@ -21,7 +21,9 @@ pub const MAX_PUSH_ATTEMPTS: u32 = 5;
 /// The tag put in front of notes Syncbridge writes, unless the tenant chose another.
 pub const DEFAULT_NOTE_PREFIX: &str = "[ARIA]";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PushAction {
     /// A note (e.g. a meeting summary) on a CRM record.
@@ -34,7 +36,7 @@ pub enum PushAction {
     UpdateRecord,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PushStatus {
     Pending,
@@ -58,7 +60,9 @@ impl PushStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
@@ -215,7 +219,7 @@ pub fn new_push_item(
 /// Per connection and action type: approved without a person.
 pub type AutoPush = BTreeMap<PushAction, bool>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictStatus {
     Open,
@@ -223,7 +227,7 @@ pub enum ConflictStatus {
 }
 
 /// How a person resolves a conflict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Resolution {
     /// Keep our value and write it to the provider.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::{ConnectionId, JobId, RunId, TenantId};
 use super::job::JobReason;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Succeeded,
@@ -16,7 +16,7 @@ pub enum RunStatus {
 }
 
 /// What one run did. `processed = succeeded + failed`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct RunCounts {
     pub pulled: u64,

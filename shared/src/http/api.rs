@@ -9,13 +9,16 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Caller, TenantClaim};
+use super::openapi;
 use super::problem::{self, ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use crate::domain::{
@@ -57,21 +60,33 @@ impl FromRef<ApiState> for TenantClaim {
 /// The API router. Unknown routes answer a 404 problem, known routes with another method a 405
 /// problem, bodies over [`BODY_LIMIT_BYTES`] a 413 problem.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/connections", post(create_connection).get(list_connections))
-        .route("/v1/connections/{connection_id}", get(get_connection))
-        .route("/v1/connections/{connection_id}/runs", get(list_runs))
-        .route("/v1/connections/{connection_id}/records", get(list_records))
-        .route("/v1/connections/{connection_id}/records/{record_id}", get(get_record))
-        .route("/v1/connections/{connection_id}/sync", post(request_sync))
-        .route("/v1/connections/{connection_id}/retry", post(retry_connection))
-        .merge(super::queues::routes())
+    let (routes, _document) = routes().split_for_parts();
+    routes
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(state)
 }
+
+/// Every route of the API with its OpenAPI operation. A module adding routes exposes its own
+/// `routes() -> OpenApiRouter<ApiState>` (one `.routes(routes!(handler))` per path, handlers
+/// annotated with `#[utoipa::path]`) and is merged here; [`openapi::document`] is built from this.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(create_connection, list_connections))
+        .routes(routes!(get_connection))
+        .routes(routes!(list_runs))
+        .routes(routes!(list_records))
+        .routes(routes!(get_record))
+        .routes(routes!(request_sync))
+        .routes(routes!(retry_connection))
+        .merge(super::queues::routes())
+}
+
+/// The `connection_id` path parameter of the connection routes.
+const CONNECTION_ID: &str = "A connection id of the caller's tenant (another tenant's: 404)";
 
 /// The API base URL a provider's connections use unless the request names another.
 pub fn default_base_url(provider: Provider) -> &'static str {
@@ -84,7 +99,7 @@ pub fn default_base_url(provider: Provider) -> &'static str {
 }
 
 /// A connection as the API shows it: settings and sync state, never credentials.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionView {
     pub id: ConnectionId,
     pub provider: Provider,
@@ -122,7 +137,7 @@ impl From<&Connection> for ConnectionView {
 }
 
 /// One sync run as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RunView {
     pub run_id: RunId,
     pub job_id: JobId,
@@ -156,11 +171,13 @@ impl From<SyncRun> for RunView {
 }
 
 /// One canonical record as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RecordView {
     pub record_id: RecordId,
     pub object: ObjectType,
     pub external_id: crate::domain::ExternalId,
+    /// Canonical field name -> value (any JSON).
+    #[schema(value_type = BTreeMap<String, Value>)]
     pub fields: crate::domain::record::Fields,
     pub deleted: bool,
     pub remote_modified_at: Option<DateTime<Utc>>,
@@ -185,28 +202,37 @@ impl From<CanonicalRecord> for RecordView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A list.
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct Items<T> {
     pub(super) items: Vec<T>,
 }
 
-#[derive(Debug, Serialize)]
+/// One page of a list; `next_page_token` is opaque, `null` on the last page.
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct PageView<T> {
     pub(super) items: Vec<T>,
     pub(super) next_page_token: Option<String>,
 }
 
-/// The body of `POST /v1/connections`.
-#[derive(Deserialize)]
+/// The body of `POST /v1/connections`. Tokens are write-only: no response ever shows them.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateConnection {
     provider: Provider,
+    /// http(s), without credentials, query or fragment; the provider's default when absent.
+    #[schema(example = "https://api.hubapi.com")]
     base_url: Option<String>,
     /// The provider account (HubSpot portal id, ...), so its webhooks find the connection.
+    #[schema(min_length = 1, max_length = 256)]
     account_id: Option<String>,
+    #[schema(value_type = String, write_only, min_length = 1)]
     access_token: SecretString,
+    #[schema(value_type = Option<String>, write_only, min_length = 1)]
     refresh_token: Option<SecretString>,
+    #[schema(minimum = 1, maximum = 31_536_000)]
     expires_in_seconds: Option<u64>,
+    #[schema(minimum = 5, maximum = 1440)]
     interval_minutes: Option<u32>,
     settings: Option<ConnectionSettings>,
 }
@@ -258,6 +284,8 @@ impl CreateConnection {
                 )));
             }
         };
+        let settings = self.settings.unwrap_or_default();
+        settings.validate().map_err(invalid)?;
         let base_url = match self.base_url {
             Some(raw) => parse_base_url(&raw)?,
             None => default_base_url(self.provider).to_owned(),
@@ -271,7 +299,7 @@ impl CreateConnection {
                 expires_at,
             },
             interval_minutes,
-            settings: self.settings.unwrap_or_default(),
+            settings,
         })
     }
 }
@@ -302,10 +330,32 @@ pub(super) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-async fn health(_caller: Caller) -> axum::Json<Value> {
-    axum::Json(json!({ "status": "ok" }))
+/// The answer of `GET /v1/health`.
+#[derive(Debug, Serialize, ToSchema)]
+struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
+/// The API is up and the caller's token is accepted.
+#[utoipa::path(get, path = "/v1/health", tag = "meta", responses((status = 200, body = Health)))]
+async fn health(_caller: Caller) -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// Creates a connection to a provider account; audits `connection_created`.
+#[utoipa::path(
+    post,
+    path = "/v1/connections",
+    tag = "connections",
+    request_body = CreateConnection,
+    responses((
+        status = 201,
+        body = ConnectionView,
+        description = "Created",
+        headers(("Location" = String, description = "The new connection's URL path"))
+    ))
+)]
 async fn create_connection(
     State(state): State<ApiState>,
     caller: Caller,
@@ -339,6 +389,13 @@ async fn create_connection(
         .into_response())
 }
 
+/// The caller's connections, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/connections",
+    tag = "connections",
+    responses((status = 200, body = Items<ConnectionView>))
+)]
 async fn list_connections(
     State(state): State<ApiState>,
     caller: Caller,
@@ -348,6 +405,14 @@ async fn list_connections(
     Ok(axum::Json(Items { items: connections.iter().map(ConnectionView::from).collect() }))
 }
 
+/// One connection.
+#[utoipa::path(
+    get,
+    path = "/v1/connections/{connection_id}",
+    tag = "connections",
+    params(("connection_id" = ConnectionId, Path, description = CONNECTION_ID)),
+    responses((status = 200, body = ConnectionView))
+)]
 async fn get_connection(
     State(state): State<ApiState>,
     caller: Caller,
@@ -357,11 +422,22 @@ async fn get_connection(
     Ok(axum::Json(ConnectionView::from(&connection)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RunsQuery {
+    /// 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
+/// A connection's sync runs, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/connections/{connection_id}/runs",
+    tag = "connections",
+    params(("connection_id" = ConnectionId, Path, description = CONNECTION_ID), RunsQuery),
+    responses((status = 200, body = Items<RunView>))
+)]
 async fn list_runs(
     State(state): State<ApiState>,
     caller: Caller,
@@ -374,13 +450,27 @@ async fn list_runs(
     Ok(axum::Json(Items { items: runs.into_iter().map(RunView::from).collect() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RecordsQuery {
+    /// Only records of this object type.
+    #[param(value_type = Option<ObjectType>)]
     object: Option<String>,
+    /// 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
+    /// The `next_page_token` of the previous page.
     page_token: Option<String>,
 }
 
+/// A page of a connection's canonical records.
+#[utoipa::path(
+    get,
+    path = "/v1/connections/{connection_id}/records",
+    tag = "records",
+    params(("connection_id" = ConnectionId, Path, description = CONNECTION_ID), RecordsQuery),
+    responses((status = 200, body = PageView<RecordView>))
+)]
 async fn list_records(
     State(state): State<ApiState>,
     caller: Caller,
@@ -405,6 +495,17 @@ async fn list_records(
     }))
 }
 
+/// One canonical record.
+#[utoipa::path(
+    get,
+    path = "/v1/connections/{connection_id}/records/{record_id}",
+    tag = "records",
+    params(
+        ("connection_id" = ConnectionId, Path, description = CONNECTION_ID),
+        ("record_id" = RecordId, Path, description = "A record of that connection"),
+    ),
+    responses((status = 200, body = RecordView))
+)]
 async fn get_record(
     State(state): State<ApiState>,
     caller: Caller,
@@ -420,11 +521,20 @@ async fn get_record(
     Ok(axum::Json(RecordView::from(record)))
 }
 
-#[derive(Debug, Serialize)]
+/// A sync job was enqueued.
+#[derive(Debug, Serialize, ToSchema)]
 struct SyncAccepted {
     job_id: JobId,
 }
 
+/// Sync now: enqueues a manual sync job; audits `sync_requested`.
+#[utoipa::path(
+    post,
+    path = "/v1/connections/{connection_id}/sync",
+    tag = "connections",
+    params(("connection_id" = ConnectionId, Path, description = CONNECTION_ID)),
+    responses((status = 202, body = SyncAccepted, description = "Enqueued"))
+)]
 async fn request_sync(
     State(state): State<ApiState>,
     caller: Caller,
@@ -457,6 +567,16 @@ async fn request_sync(
 
 /// The retry action of a connection in `error`: back to `pending` and a sync enqueued at once.
 /// Any other status is a 409 (a retry is for a connection that gave up).
+#[utoipa::path(
+    post,
+    path = "/v1/connections/{connection_id}/retry",
+    tag = "connections",
+    params(("connection_id" = ConnectionId, Path, description = CONNECTION_ID)),
+    responses(
+        (status = 202, body = SyncAccepted, description = "Back to pending, a sync enqueued"),
+        (status = 409, response = problem::Conflict),
+    )
+)]
 async fn retry_connection(
     State(state): State<ApiState>,
     caller: Caller,
@@ -499,6 +619,7 @@ mod tests {
     use chrono::TimeZone;
     use http_body_util::BodyExt;
     use lambda_http::RequestExt as _;
+    use serde_json::Value;
     use tower::ServiceExt as _;
 
     const ACCESS: &str = "pat-na1-ACCESS-SECRET-0001";
@@ -918,7 +1039,7 @@ mod tests {
     #[tokio::test]
     async fn bad_create_bodies_are_4xx_problems_with_codes() {
         let h = harness();
-        let cases: [(&str, StatusCode, &str); 9] = [
+        let cases: [(&str, StatusCode, &str); 10] = [
             (r#"{"provider":"hubspot","access_token":"#, StatusCode::BAD_REQUEST, "malformed_json"),
             ("not json at all", StatusCode::BAD_REQUEST, "malformed_json"),
             (
@@ -953,6 +1074,11 @@ mod tests {
             ),
             (
                 r#"{"provider":"hubspot","access_token":"x","tenant_id":"globex"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                r#"{"provider":"google","access_token":"x","settings":{"calendar_window_days":2147483648}}"#,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",
             ),
@@ -1017,6 +1143,18 @@ mod tests {
         assert_problem(&unknown_anonymous, StatusCode::NOT_FOUND, "not_found");
         let wrong_method = h.send(Method::DELETE, "/v1/connections", Some("acme"), None).await;
         assert_problem(&wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_is_served_without_an_identity_and_describes_this_router() {
+        let h = harness();
+        let reply = h.send(Method::GET, openapi::OPENAPI_PATH, None, None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert_eq!(reply.content_type, "application/json");
+        assert_eq!(reply.text, openapi::document_json());
+        assert_eq!(reply.json["openapi"], "3.1.0");
+        let posted = h.send(Method::POST, openapi::OPENAPI_PATH, None, Some("{}")).await;
+        assert_problem(&posted, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     }
 
     #[tokio::test]

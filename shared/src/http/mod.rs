@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod openapi;
 pub mod problem;
 pub mod queues;
 pub mod webhooks;

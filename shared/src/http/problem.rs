@@ -18,14 +18,22 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// An RFC 9457 problem document. `code` is stable and meant for programs; `title` and `detail`
 /// are for people. `detail` never carries internal causes or secrets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "urn:syncbridge:problem:not_found", "title": "Not found", "status": 404, "code": "not_found"
+}))]
 pub struct Problem {
+    /// `urn:syncbridge:problem:<code>`.
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
+    /// The HTTP status, repeated.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// For people; never the submitted values or internal causes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Stable, for programs: see the list in docs/api.md.
     pub code: String,
 }
 
@@ -232,6 +240,10 @@ where
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
             if e.is_data() {
                 ApiError::InvalidRequest(describe_json_error(&e))
+            } else if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+                // Well-formed JSON that serde_json reports as a syntax error: a value of the wrong
+                // type where an enum is expected (`"provider": 42`).
+                ApiError::InvalidRequest(format!("invalid value at line {} column {}", e.line(), e.column()))
             } else {
                 ApiError::MalformedJson(describe_json_error(&e))
             }
@@ -280,6 +292,81 @@ where
             },
         )
     }
+}
+
+/// The problem responses of the OpenAPI document, each a reusable response component named after
+/// the marker type (`#[utoipa::path(responses((status = 409, response = problem::Conflict)))]`).
+/// [`crate::http::openapi`] adds the ones every operation of a kind has (401, 500, 503; 404 with
+/// path parameters; 422 with query parameters; 400, 413, 415, 422 with a body), so a handler
+/// declares only those particular to it.
+macro_rules! problem_responses {
+    ($($(#[$doc:meta])* $name:ident => $status:literal, $code:literal, $description:literal;)*) => {
+        $(
+            $(#[$doc])*
+            pub struct $name;
+
+            impl<'r> utoipa::ToResponse<'r> for $name {
+                fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::response::Response>) {
+                    (stringify!($name), problem_response($code, $description))
+                }
+            }
+        )*
+
+        /// Every problem response component: `(name, status, response)`.
+        pub fn problem_responses(
+        ) -> Vec<(&'static str, u16, utoipa::openapi::RefOr<utoipa::openapi::response::Response>)> {
+            vec![$((stringify!($name), $status, problem_response($code, $description))),*]
+        }
+    };
+}
+
+problem_responses! {
+    /// 400 `malformed_json`.
+    MalformedJson => 400, "malformed_json", "The body is not JSON (`malformed_json`).";
+    /// 401 `unauthorized`.
+    Unauthorized => 401, "unauthorized", "No verified identity with a tenant (`unauthorized`).";
+    /// 404 `not_found`.
+    NotFound => 404, "not_found", "No such resource for this tenant; another tenant's ids are not found either (`not_found`).";
+    /// 409 `conflict`.
+    Conflict => 409, "conflict", "The resource changed concurrently, already exists, or is not in a state that allows this (`conflict`).";
+    /// 413 `payload_too_large`.
+    PayloadTooLarge => 413, "payload_too_large", "The body is over 64 KiB (`payload_too_large`).";
+    /// 415 `unsupported_media_type`.
+    UnsupportedMediaType => 415, "unsupported_media_type", "The body is not sent as `application/json` (`unsupported_media_type`).";
+    /// 422 `invalid_request`.
+    InvalidRequest => 422, "invalid_request", "Wrong types, unknown enum values or fields, out-of-range values, a bad page token (`invalid_request`).";
+    /// 500 `internal`.
+    Internal => 500, "internal", "A bug; the details are only in the logs (`internal`).";
+    /// 503 `unavailable`.
+    Unavailable => 503, "unavailable", "The store or the queue is failing for now; retry (`unavailable`).";
+}
+
+/// A response whose body is a [`Problem`] with `code`, served as [`PROBLEM_CONTENT_TYPE`].
+fn problem_response(
+    code: &str,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+    use utoipa::openapi::content::ContentBuilder;
+    use utoipa::openapi::response::ResponseBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Ref, Schema, Type};
+    use utoipa::openapi::{AllOfBuilder, RefOr};
+    let code_is = ObjectBuilder::new()
+        .property("code", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([code])))
+        .required("code");
+    let schema: RefOr<Schema> =
+        AllOfBuilder::new().item(Ref::from_schema_name("Problem")).item(code_is).into();
+    let mut response = ResponseBuilder::new()
+        .description(description)
+        .content(PROBLEM_CONTENT_TYPE, ContentBuilder::new().schema(Some(schema)).build());
+    if code == "unauthorized" {
+        // Without a valid token API Gateway's JWT authorizer answers itself, before the function.
+        let gateway = ObjectBuilder::new()
+            .description(Some("API Gateway's own answer to a missing or invalid token."))
+            .property("message", ObjectBuilder::new().schema_type(Type::String))
+            .required("message");
+        response = response.content("application/json", ContentBuilder::new().schema(Some(gateway)).build());
+    }
+    response.build().into()
 }
 
 /// Fallback for unknown routes: a 404 problem.
@@ -342,6 +429,27 @@ mod tests {
         let d = describe_json_error(&e);
         assert!(!d.contains("SECRET"), "{d}");
         assert!(d.contains("expected u32"), "{d}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_type_where_an_enum_is_expected_is_422_and_broken_json_400() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            provider: crate::domain::Provider,
+        }
+        let parse = |body: &'static str| async move {
+            let request = Request::builder()
+                .method("POST")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            ApiJson::<Body>::from_request(request, &()).await.map(|_| ()).map_err(|e| e.problem().code)
+        };
+        assert_eq!(parse(r#"{"provider": 42}"#).await, Err("invalid_request".to_owned()));
+        assert_eq!(parse(r#"{"provider": ["hubspot"]}"#).await, Err("invalid_request".to_owned()));
+        assert_eq!(parse(r#"{"provider": 4"#).await, Err("malformed_json".to_owned()));
+        assert_eq!(parse(r#"{"provider": "hubspot"}"#).await, Ok(()));
     }
 
     #[test]

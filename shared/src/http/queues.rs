@@ -2,14 +2,15 @@
 //! pushes through the approval queue). Every id is looked up under the caller's tenant only:
 //! another tenant's item is a 404, never a 403 that would confirm it exists.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::api::{ApiState, Items, PageView, actor, invalid, load_connection, page_limit};
 use super::auth::Caller;
@@ -27,18 +28,21 @@ use crate::sync::push::{self, PushError, PushRequest};
 /// Most ids one bulk decision or resolution takes.
 pub const MAX_BULK: usize = 100;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/connections/{connection_id}/push", post(queue_push))
-        .route("/v1/connections/{connection_id}/records/{record_id}/edit", post(edit_record))
-        .route("/v1/push", get(list_push))
-        .route("/v1/push/approve", post(approve))
-        .route("/v1/push/reject", post(reject))
-        .route("/v1/push/{push_id}", get(get_push))
-        .route("/v1/conflicts", get(list_conflicts))
-        .route("/v1/conflicts/resolve", post(resolve))
-        .route("/v1/conflicts/{conflict_id}", get(get_conflict))
+/// The push queue, conflict queue and local edit routes, with their OpenAPI operations.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(queue_push))
+        .routes(routes!(edit_record))
+        .routes(routes!(list_push))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(get_push))
+        .routes(routes!(list_conflicts))
+        .routes(routes!(resolve))
+        .routes(routes!(get_conflict))
 }
+
+const CONNECTION_ID: &str = "A connection id of the caller's tenant (another tenant's: 404)";
 
 impl From<PushError> for ApiError {
     fn from(e: PushError) -> Self {
@@ -52,7 +56,7 @@ impl From<PushError> for ApiError {
 }
 
 /// A push item as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PushView {
     pub push_id: String,
     pub connection_id: ConnectionId,
@@ -61,6 +65,7 @@ pub struct PushView {
     pub priority: Priority,
     pub object: ObjectType,
     pub record_id: Option<RecordId>,
+    #[schema(value_type = BTreeMap<String, Value>)]
     pub fields: Fields,
     pub idempotency_key: IdempotencyKey,
     pub created_by: String,
@@ -99,8 +104,8 @@ impl PushView {
     }
 }
 
-/// A conflict as the API shows it.
-#[derive(Debug, Serialize)]
+/// A conflict as the API shows it. `base`, `local` and `remote` are any JSON (or `null`).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ConflictView {
     pub conflict_id: String,
     pub connection_id: ConnectionId,
@@ -144,14 +149,17 @@ impl From<ConflictItem> for ConflictView {
 }
 
 /// The body of `POST /v1/connections/{id}/push`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QueuePush {
     action: PushAction,
+    /// `normal` when absent.
     #[serde(default = "normal")]
     priority: Priority,
+    /// The record the action applies to (required for `create_note` and `update_field`).
     record_id: Option<RecordId>,
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Value>)]
     fields: Fields,
     idempotency_key: IdempotencyKey,
     /// Where the values come from: `user_stated`, `document`, `web` or `inferred`.
@@ -162,6 +170,18 @@ fn normal() -> Priority {
     Priority::Normal
 }
 
+/// Queues a push item (201); the same idempotency key again is the same item (200).
+#[utoipa::path(
+    post,
+    path = "/v1/connections/{connection_id}/push",
+    tag = "push",
+    params(("connection_id" = ConnectionId, Path, description = CONNECTION_ID)),
+    request_body = QueuePush,
+    responses(
+        (status = 201, body = PushView, description = "Queued"),
+        (status = 200, body = PushView, description = "The item of that idempotency key"),
+    )
+)]
 async fn queue_push(
     State(state): State<ApiState>,
     caller: Caller,
@@ -183,9 +203,10 @@ async fn queue_push(
 }
 
 /// The body of `POST /v1/connections/{id}/records/{record_id}/edit`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EditRecord {
+    #[schema(value_type = BTreeMap<String, Value>)]
     fields: Fields,
     idempotency_key: IdempotencyKey,
     #[serde(default = "normal")]
@@ -193,6 +214,21 @@ struct EditRecord {
     source: Option<Source>,
 }
 
+/// A local edit: applied locally at once, pushed once approved (an `update_record` push item).
+#[utoipa::path(
+    post,
+    path = "/v1/connections/{connection_id}/records/{record_id}/edit",
+    tag = "records",
+    params(
+        ("connection_id" = ConnectionId, Path, description = CONNECTION_ID),
+        ("record_id" = RecordId, Path, description = "A record of that connection"),
+    ),
+    request_body = EditRecord,
+    responses(
+        (status = 201, body = PushView, description = "Queued"),
+        (status = 200, body = PushView, description = "The item of that idempotency key"),
+    )
+)]
 async fn edit_record(
     State(state): State<ApiState>,
     caller: Caller,
@@ -214,15 +250,28 @@ async fn edit_record(
     Ok((status, axum::Json(PushView::new(item, state.clock.now()))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListPush {
     status: Option<PushStatus>,
+    #[param(value_type = Option<ConnectionId>)]
     connection_id: Option<String>,
+    /// 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
+    /// The `next_page_token` of the previous page.
     page_token: Option<String>,
 }
 
+/// A page of the push queue, highest priority first.
+#[utoipa::path(
+    get,
+    path = "/v1/push",
+    tag = "push",
+    params(ListPush),
+    responses((status = 200, body = PageView<PushView>))
+)]
 async fn list_push(
     State(state): State<ApiState>,
     caller: Caller,
@@ -253,6 +302,14 @@ async fn list_push(
     Ok(axum::Json(PageView { items, next_page_token: page.next }))
 }
 
+/// One push item.
+#[utoipa::path(
+    get,
+    path = "/v1/push/{push_id}",
+    tag = "push",
+    params(("push_id" = String, Path, description = "A push item of the caller's tenant")),
+    responses((status = 200, body = PushView))
+)]
 async fn get_push(
     State(state): State<ApiState>,
     caller: Caller,
@@ -263,20 +320,24 @@ async fn get_push(
 }
 
 /// The body of the bulk decision routes.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Ids {
+    #[schema(min_items = 1, max_items = 100)]
     ids: Vec<String>,
 }
 
-/// One outcome of a bulk request.
-#[derive(Debug, Serialize)]
+/// One outcome of a bulk request: the item when `ok`, else why not.
+#[derive(Debug, Serialize, ToSchema)]
 struct BulkOutcome<T> {
     id: String,
     ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     item: Option<T>,
+    /// `not_found` (also another tenant's id), `invalid_request`, `conflict` (already decided,
+    /// expired, resolved) or `unavailable`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     error: Option<&'static str>,
 }
 
@@ -312,6 +373,14 @@ async fn decide(state: ApiState, caller: Caller, body: Ids, approve: bool) -> Re
     Ok(axum::Json(Items { items }).into_response())
 }
 
+/// Approves pending push items (1 to 100 ids); each outcome on its own.
+#[utoipa::path(
+    post,
+    path = "/v1/push/approve",
+    tag = "push",
+    request_body = Ids,
+    responses((status = 200, body = Items<BulkOutcome<PushView>>))
+)]
 async fn approve(
     State(state): State<ApiState>,
     caller: Caller,
@@ -320,6 +389,14 @@ async fn approve(
     decide(state, caller, body, true).await
 }
 
+/// Rejects pending push items (1 to 100 ids); each outcome on its own.
+#[utoipa::path(
+    post,
+    path = "/v1/push/reject",
+    tag = "push",
+    request_body = Ids,
+    responses((status = 200, body = Items<BulkOutcome<PushView>>))
+)]
 async fn reject(
     State(state): State<ApiState>,
     caller: Caller,
@@ -328,16 +405,30 @@ async fn reject(
     decide(state, caller, body, false).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListConflicts {
     status: Option<ConflictStatus>,
+    #[param(value_type = Option<ConnectionId>)]
     connection_id: Option<String>,
+    /// Only conflicts on this canonical field.
     field: Option<String>,
+    /// 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
+    /// The `next_page_token` of the previous page.
     page_token: Option<String>,
 }
 
+/// A page of the conflict queue.
+#[utoipa::path(
+    get,
+    path = "/v1/conflicts",
+    tag = "conflicts",
+    params(ListConflicts),
+    responses((status = 200, body = PageView<ConflictView>))
+)]
 async fn list_conflicts(
     State(state): State<ApiState>,
     caller: Caller,
@@ -359,6 +450,14 @@ async fn list_conflicts(
     }))
 }
 
+/// One conflict.
+#[utoipa::path(
+    get,
+    path = "/v1/conflicts/{conflict_id}",
+    tag = "conflicts",
+    params(("conflict_id" = String, Path, description = "A conflict of the caller's tenant")),
+    responses((status = 200, body = ConflictView))
+)]
 async fn get_conflict(
     State(state): State<ApiState>,
     caller: Caller,
@@ -370,7 +469,7 @@ async fn get_conflict(
 
 /// How to resolve: the same resolution for every matched conflict, or each conflict's suggestion
 /// (what the connection's policy with a last-write-wins fallback picks).
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum ResolveStrategy {
     UseLocal,
@@ -381,21 +480,31 @@ enum ResolveStrategy {
 
 /// Which open conflicts a resolution applies to: listed ids, or all similar ones (same
 /// connection and/or field).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Matching {
     connection_id: Option<String>,
     field: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Either `ids` or `matching`, and the resolution.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Resolve {
+    #[schema(min_items = 1, max_items = 100)]
     ids: Option<Vec<String>>,
     matching: Option<Matching>,
     resolution: ResolveStrategy,
 }
 
+/// Resolves listed conflicts, or every open one matching a connection and/or field (at most 100).
+#[utoipa::path(
+    post,
+    path = "/v1/conflicts/resolve",
+    tag = "conflicts",
+    request_body = Resolve,
+    responses((status = 200, body = Items<BulkOutcome<ConflictView>>))
+)]
 async fn resolve(
     State(state): State<ApiState>,
     caller: Caller,

@@ -2,7 +2,7 @@
 //! token, pull each object type from its cursor page by page (checkpointing after every page),
 //! record the run, audit, and announce changes. It reports only the messages to retry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
@@ -14,9 +14,10 @@ use super::push::{ProviderOrStore, push_approved};
 use super::tasks::research_tasks;
 use super::{Deadline, Deps};
 use crate::domain::job::JobParseError;
+use crate::domain::record::Fields;
 use crate::domain::{
-    AuditEntry, AuditOutcome, Connection, ConnectionStatus, DomainEvent, Job, JobKind, JobReason, ObjectType,
-    Operation, RunCounts, RunId, RunStatus, SyncRun, TenantId, UpsertOutcome,
+    AuditEntry, AuditOutcome, Connection, ConnectionStatus, DomainEvent, ExternalId, Job, JobKind, JobReason,
+    ObjectType, Operation, RemoteRecord, RunCounts, RunId, RunStatus, SyncRun, TenantId, UpsertOutcome,
 };
 use crate::domain::{ConflictItem, ConflictStatus};
 use crate::ports::{BusError, ConflictQuery, ProviderClient, ProviderError, QueueError, StoreError};
@@ -474,7 +475,10 @@ async fn pull_all(
                 return Ok(());
             }
             let cursor = conn.cursors.get(&object).cloned();
-            let page = match client.pull_page(&conn.credentials.access_token, object, cursor.as_ref()).await {
+            let mut page = match client
+                .pull_page(&conn.credentials.access_token, object, cursor.as_ref())
+                .await
+            {
                 Ok(page) => page,
                 Err(ProviderError::Unauthorized) if !refreshed_after_401 => {
                     refreshed_after_401 = true;
@@ -490,6 +494,11 @@ async fn pull_all(
                 }
                 Err(e) => return Err(e.into()),
             };
+            if page.reconcile_deletes {
+                let gone = vanished(deps, conn, client, object, &page.records).await?;
+                warn!(connection = %conn.connection_id, %object, gone = gone.len(), "provider's delete log fell short; reconciled ids");
+                page.records.extend(gone);
+            }
             counts.pages += 1;
             counts.pulled += page.records.len() as u64;
             let now = deps.clock.now();
@@ -564,6 +573,56 @@ async fn pull_all(
     Ok(())
 }
 
+/// The stored records of `object` the provider no longer has, as remote deletes: for a pull whose
+/// provider lost track of some deletes ([`crate::ports::PulledPage::reconcile_deletes`]). Lists
+/// the provider's live ids (held as a set: about 40 bytes an id), then pages the stored records.
+/// Runs before the page is checkpointed, so a crash repeats it.
+async fn vanished(
+    deps: &Deps,
+    conn: &Connection,
+    client: &dyn ProviderClient,
+    object: ObjectType,
+    page: &[RemoteRecord],
+) -> Result<Vec<RemoteRecord>, JobError> {
+    let mut live: HashSet<ExternalId> =
+        page.iter().filter(|r| !r.deleted).map(|r| r.external_id.clone()).collect();
+    let mut after: Option<String> = None;
+    loop {
+        let ids = client.live_ids(&conn.credentials.access_token, object, after.as_deref()).await?;
+        live.extend(ids.ids);
+        match ids.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut gone = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let stored = deps
+            .records
+            .list(&conn.tenant_id, &conn.connection_id, Some(object), RECONCILE_PAGE, token.as_deref())
+            .await?;
+        gone.extend(stored.items.into_iter().filter(|r| !r.deleted && !live.contains(&r.external_id)).map(
+            |r| RemoteRecord {
+                external_id: r.external_id,
+                object,
+                fields: Fields::new(),
+                remote_modified_at: None,
+                deleted: true,
+                etag: None,
+            },
+        ));
+        match stored.next {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    Ok(gone)
+}
+
+/// Stored records read a page while reconciling deletes.
+const RECONCILE_PAGE: usize = 200;
+
 fn conflict_audit(c: &ConflictItem, now: chrono::DateTime<chrono::Utc>) -> AuditEntry {
     AuditEntry::new(c.tenant_id.clone(), Operation::ConflictDetected, AuditOutcome::Success, "worker", now)
         .connection(&c.connection_id)
@@ -619,7 +678,12 @@ mod tests {
             _cursor: Option<&SyncCursor>,
         ) -> Result<PulledPage, ProviderError> {
             let records = self.0.lock().map(|e| e.clone()).unwrap_or_default();
-            Ok(PulledPage { records, cursor: SyncCursor::new("now"), has_more: false })
+            Ok(PulledPage {
+                records,
+                cursor: SyncCursor::new("now"),
+                has_more: false,
+                reconcile_deletes: false,
+            })
         }
         async fn refresh(&self, _refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
             Err(ProviderError::Unauthorized)
@@ -770,7 +834,12 @@ mod tests {
             _object: ObjectType,
             _cursor: Option<&SyncCursor>,
         ) -> Result<PulledPage, ProviderError> {
-            Ok(PulledPage { records: Vec::new(), cursor: SyncCursor::new("now"), has_more: false })
+            Ok(PulledPage {
+                records: Vec::new(),
+                cursor: SyncCursor::new("now"),
+                has_more: false,
+                reconcile_deletes: false,
+            })
         }
         async fn ensure_channel(
             &self,

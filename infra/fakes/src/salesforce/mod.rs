@@ -302,6 +302,12 @@ impl SalesforceState {
         self.lock().store.delete(id).is_ok()
     }
 
+    /// Empties the delete log and the recycle bin, as 15 days do: deleted records vanish without
+    /// a trace (`/deleted` no longer lists them). Returns how many were purged.
+    pub fn purge_deleted(&self) -> usize {
+        self.lock().store.purge_deleted()
+    }
+
     pub fn stats(&self) -> Stats {
         self.lock().stats.clone()
     }

@@ -24,7 +24,13 @@ pub struct SObjectDef {
     pub prefix: &'static str,
     pub fields: &'static [&'static str],
     pub required: &'static [&'static str],
+    /// Whether the org can add custom (`__c`) fields to it; the standard Note cannot.
+    pub custom_fields: bool,
 }
+
+/// The longest string a Name/Title/Subject field stores.
+const SHORT_TEXT_MAX: usize = 255;
+const SHORT_TEXT_FIELDS: &[&str] = &["Title", "Subject", "Name"];
 
 const SYSTEM_FIELDS: &[&str] = &["Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp"];
 const DATETIME_FIELDS: &[&str] =
@@ -36,36 +42,42 @@ pub const SOBJECTS: &[SObjectDef] = &[
         prefix: "003",
         fields: &["FirstName", "LastName", "Email", "Phone", "Title", "AccountId"],
         required: &["LastName"],
+        custom_fields: true,
     },
     SObjectDef {
         name: "Account",
         prefix: "001",
         fields: &["Name", "Website", "Industry", "Phone", "BillingCity", "BillingCountry"],
         required: &["Name"],
+        custom_fields: true,
     },
     SObjectDef {
         name: "Opportunity",
         prefix: "006",
         fields: &["Name", "Amount", "StageName", "CloseDate", "AccountId"],
         required: &["Name", "StageName", "CloseDate"],
+        custom_fields: true,
     },
     SObjectDef {
         name: "Task",
         prefix: "00T",
         fields: &["Subject", "Status", "ActivityDate", "Description", "WhoId", "WhatId", "Priority"],
         required: &[],
+        custom_fields: true,
     },
     SObjectDef {
         name: "Event",
         prefix: "00U",
         fields: &["Subject", "StartDateTime", "EndDateTime", "Description", "WhoId", "WhatId", "Location"],
         required: &["StartDateTime", "EndDateTime"],
+        custom_fields: true,
     },
     SObjectDef {
         name: "Note",
         prefix: "002",
         fields: &["Title", "Body", "ParentId", "IsPrivate"],
         required: &["Title", "ParentId"],
+        custom_fields: false,
     },
 ];
 
@@ -83,7 +95,9 @@ impl SObjectDef {
             .find(|f| f.eq_ignore_ascii_case(name))
             .map(|f| (*f).to_owned())
             .or_else(|| {
-                let custom = name.len() > 3 && name[name.len() - 3..].eq_ignore_ascii_case("__c");
+                let custom = self.custom_fields
+                    && name.len() > 3
+                    && name[name.len() - 3..].eq_ignore_ascii_case("__c");
                 custom.then(|| {
                     if name.eq_ignore_ascii_case(KEY_FIELD) { KEY_FIELD.to_owned() } else { name.to_owned() }
                 })
@@ -486,6 +500,15 @@ impl Store {
                     fields: vec![name],
                 });
             }
+            if SHORT_TEXT_FIELDS.contains(&name.as_str())
+                && v.as_str().is_some_and(|t| t.chars().count() > SHORT_TEXT_MAX)
+            {
+                return Err(RecordError {
+                    status_code: "STRING_TOO_LONG",
+                    message: format!("{name}: data value too large (max length={SHORT_TEXT_MAX})"),
+                    fields: vec![name],
+                });
+            }
             out.insert(name, v.clone());
         }
         Ok(out)
@@ -638,6 +661,17 @@ impl Store {
 
     /// Records of `sobject` deleted within `[start, end)`, oldest first: a record deleted in the
     /// second the window ends at is reported by the next window, which starts there.
+    /// Removes every deleted record (delete log and recycle bin); how many.
+    pub fn purge_deleted(&mut self) -> usize {
+        let mut purged = 0;
+        for records in self.records.values_mut() {
+            let before = records.len();
+            records.retain(|_, r| r.deleted_ms.is_none());
+            purged += before - records.len();
+        }
+        purged
+    }
+
     pub fn deleted_between(&self, sobject: &str, start: i64, end: i64) -> Vec<(String, i64)> {
         let mut out: Vec<(String, i64)> = self
             .records

@@ -218,3 +218,30 @@ async fn the_token_endpoint_refreshes_and_returns_the_instance_url() {
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_grant");
 }
+
+#[tokio::test]
+async fn notes_take_no_custom_fields_and_titles_are_capped_like_a_real_org() {
+    let f = fake(0).await;
+    let http = reqwest::Client::new();
+    let account = make_id("001", 1);
+    let body = json!({"allOrNone": false, "records": [
+        {"attributes": {"type": "Note"}, "Title": "t", "ParentId": account, "Syncbridge_Key__c": "k"},
+        {"attributes": {"type": "Note"}, "Title": "x".repeat(256), "ParentId": account},
+        {"attributes": {"type": "Note"}, "Title": "ok", "ParentId": account},
+    ]});
+    let res = http.post(api(&f, "/composite/sobjects")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let results: Value = res.json().await.unwrap();
+    assert_eq!(results[0]["success"], json!(false));
+    assert_eq!(results[0]["errors"][0]["statusCode"], json!("INVALID_FIELD"));
+    assert_eq!(results[1]["errors"][0]["statusCode"], json!("STRING_TOO_LONG"));
+    assert_eq!(results[2]["success"], json!(true));
+    let q = http
+        .get(api(&f, "/query"))
+        .query(&[("q", "SELECT Id, Syncbridge_Key__c FROM Note")])
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(q.status(), 400, "SOQL cannot select a custom field Note does not have");
+}

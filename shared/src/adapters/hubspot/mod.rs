@@ -698,7 +698,7 @@ impl HubspotClient {
                 }
             }
         };
-        Ok(PulledPage { records, cursor: phase.to_cursor(), has_more: true })
+        Ok(PulledPage { records, cursor: phase.to_cursor(), has_more: true, reconcile_deletes: false })
     }
 
     /// Reads the associations of `ids` to each of `assocs` (one v4 batch read per type).
@@ -814,6 +814,7 @@ impl HubspotClient {
             records,
             cursor: phase.with_archive(archive).to_cursor(),
             has_more: has_more || scan_now,
+            reconcile_deletes: false,
         })
     }
 
@@ -859,7 +860,12 @@ impl HubspotClient {
             }
             None => (ArchiveState { checked_at: Some(scan.started_at), scan: None }, false),
         };
-        Ok(PulledPage { records, cursor: current.clone().with_archive(next).to_cursor(), has_more })
+        Ok(PulledPage {
+            records,
+            cursor: current.clone().with_archive(next).to_cursor(),
+            has_more,
+            reconcile_deletes: false,
+        })
     }
 }
 
