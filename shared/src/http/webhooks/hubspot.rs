@@ -177,8 +177,7 @@ impl HubspotEvent {
         let (Some(ours), Some(source)) = (our_app_id, self.source_id.as_deref()) else {
             return false;
         };
-        let source = source.trim();
-        source == ours || source.strip_prefix("app:").or_else(|| source.strip_prefix("appId:")) == Some(ours)
+        source.trim() == ours
     }
 }
 
