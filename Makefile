@@ -100,6 +100,7 @@ fuzz: $(CARGO_FUZZ) ## Fuzz the webhook parsers and HubSpot's signature check, F
 	    || exit 1; \
 	done
 	@for t in $(FUZZ_TARGETS); do \
-	  printf '  %-22s %s\n' $$t "$$(grep -E '^Done [0-9]+ runs' target/fuzz/$$t.log | tail -1)"; \
+	  printf '  %-22s %s, %s exec/s\n' $$t "$$(grep -E '^Done [0-9]+ runs' target/fuzz/$$t.log | tail -1)" \
+	    "$$(grep -E '^stat::average_exec_per_sec' target/fuzz/$$t.log | tail -1 | awk '{print $$2}')"; \
 	done
 
