@@ -5,12 +5,17 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use syncbridge::http::webhooks::google::{
-    CHANNEL_ID_HEADER, CHANNEL_TOKEN_HEADER, MESSAGE_NUMBER_HEADER, RESOURCE_ID_HEADER, RESOURCE_STATE_HEADER,
-    parse_headers,
+    CHANNEL_ID_HEADER, CHANNEL_TOKEN_HEADER, MESSAGE_NUMBER_HEADER, RESOURCE_ID_HEADER,
+    RESOURCE_STATE_HEADER, parse_headers,
 };
 
-const NAMES: [&str; 5] =
-    [CHANNEL_ID_HEADER, CHANNEL_TOKEN_HEADER, RESOURCE_STATE_HEADER, RESOURCE_ID_HEADER, MESSAGE_NUMBER_HEADER];
+const NAMES: [&str; 5] = [
+    CHANNEL_ID_HEADER,
+    CHANNEL_TOKEN_HEADER,
+    RESOURCE_STATE_HEADER,
+    RESOURCE_ID_HEADER,
+    MESSAGE_NUMBER_HEADER,
+];
 
 fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();

@@ -19,12 +19,17 @@ fuzz_target!(|data: &[u8]| {
 
     let result = verify_signature(SECRET, "POST", &uri, body, Some(&timestamp), Some(&signature), NOW_MS);
     if result.is_ok() {
-        assert_eq!(signature.trim(), sign(SECRET, "POST", &uri, body, &timestamp), "accepted a forged signature");
+        assert_eq!(
+            signature.trim(),
+            sign(SECRET, "POST", &uri, body, &timestamp),
+            "accepted a forged signature"
+        );
     }
     let genuine = sign(SECRET, "POST", &uri, body, &timestamp);
-    let expected_ok = timestamp.trim().parse::<i64>().is_ok_and(|t| {
-        NOW_MS.checked_sub(t).and_then(i64::checked_abs).is_some_and(|d| d <= 5 * 60 * 1000)
-    });
+    let expected_ok = timestamp
+        .trim()
+        .parse::<i64>()
+        .is_ok_and(|t| NOW_MS.checked_sub(t).and_then(i64::checked_abs).is_some_and(|d| d <= 5 * 60 * 1000));
     let checked = verify_signature(SECRET, "POST", &uri, body, Some(&timestamp), Some(&genuine), NOW_MS);
     assert_eq!(checked.is_ok(), expected_ok);
 });
