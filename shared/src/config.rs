@@ -28,13 +28,136 @@ pub struct OAuthApp {
     pub client_secret: SecretString,
 }
 
+/// Where each provider's OAuth 2.0 authorization-code flow happens, and what it asks for. Every URL
+/// is configuration (the defaults are the real providers; the local stack points them at the
+/// fakes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthEndpoints {
+    /// `OAUTH_REDIRECT_URIS`: the redirect URIs registered with the providers' apps (comma
+    /// separated); `authorize` accepts only these. Empty: the OAuth connect flow is off.
+    pub redirect_uris: Vec<String>,
+    /// `HUBSPOT_AUTHORIZE_URL` (default `https://app.hubspot.com/oauth/authorize`).
+    pub hubspot_authorize_url: String,
+    /// `HUBSPOT_API_BASE_URL` (default `https://api.hubapi.com`): token exchange, token info,
+    /// revocation, and the connection's `base_url`.
+    pub hubspot_api_base_url: String,
+    /// `HUBSPOT_OAUTH_SCOPES` (space separated).
+    pub hubspot_scopes: String,
+    /// `SALESFORCE_LOGIN_URL` (default `https://login.salesforce.com`): production orgs.
+    pub salesforce_login_url: String,
+    /// `SALESFORCE_SANDBOX_LOGIN_URL` (default `https://test.salesforce.com`): sandboxes.
+    pub salesforce_sandbox_login_url: String,
+    pub salesforce_scopes: String,
+    /// `GOOGLE_AUTHORIZE_URL` (default `https://accounts.google.com/o/oauth2/v2/auth`).
+    pub google_authorize_url: String,
+    /// `GOOGLE_REVOKE_URL` (default `https://oauth2.googleapis.com/revoke`).
+    pub google_revoke_url: String,
+    /// `GOOGLE_API_BASE_URL` (default `https://www.googleapis.com/calendar/v3`): the connection's
+    /// `base_url`, and where the calendar owner is read.
+    pub google_api_base_url: String,
+    pub google_scopes: String,
+    /// `MICROSOFT_GRAPH_BASE_URL` (default `https://graph.microsoft.com`): the connection's
+    /// `base_url`, and where `/me` is read. (Authorize and token are on `microsoft_login_base_url`.)
+    pub microsoft_graph_base_url: String,
+    pub microsoft_scopes: String,
+}
+
+pub const DEFAULT_HUBSPOT_AUTHORIZE_URL: &str = "https://app.hubspot.com/oauth/authorize";
+pub const DEFAULT_HUBSPOT_API_BASE_URL: &str = "https://api.hubapi.com";
+pub const DEFAULT_HUBSPOT_SCOPES: &str = "oauth crm.objects.contacts.read crm.objects.contacts.write \
+crm.objects.companies.read crm.objects.companies.write crm.objects.deals.read crm.objects.deals.write";
+pub const DEFAULT_SALESFORCE_LOGIN_URL: &str = "https://login.salesforce.com";
+pub const DEFAULT_SALESFORCE_SANDBOX_LOGIN_URL: &str = "https://test.salesforce.com";
+pub const DEFAULT_SALESFORCE_SCOPES: &str = "api refresh_token";
+pub const DEFAULT_GOOGLE_AUTHORIZE_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
+pub const DEFAULT_GOOGLE_REVOKE_URL: &str = "https://oauth2.googleapis.com/revoke";
+pub const DEFAULT_GOOGLE_SCOPES: &str =
+    "https://www.googleapis.com/auth/calendar.events https://www.googleapis.com/auth/calendar.readonly";
+pub const DEFAULT_MICROSOFT_GRAPH_BASE_URL: &str = "https://graph.microsoft.com";
+pub const DEFAULT_MICROSOFT_SCOPES: &str = "offline_access User.Read Calendars.ReadWrite";
+
+impl Default for OAuthEndpoints {
+    fn default() -> Self {
+        Self {
+            redirect_uris: Vec::new(),
+            hubspot_authorize_url: DEFAULT_HUBSPOT_AUTHORIZE_URL.into(),
+            hubspot_api_base_url: DEFAULT_HUBSPOT_API_BASE_URL.into(),
+            hubspot_scopes: DEFAULT_HUBSPOT_SCOPES.into(),
+            salesforce_login_url: DEFAULT_SALESFORCE_LOGIN_URL.into(),
+            salesforce_sandbox_login_url: DEFAULT_SALESFORCE_SANDBOX_LOGIN_URL.into(),
+            salesforce_scopes: DEFAULT_SALESFORCE_SCOPES.into(),
+            google_authorize_url: DEFAULT_GOOGLE_AUTHORIZE_URL.into(),
+            google_revoke_url: DEFAULT_GOOGLE_REVOKE_URL.into(),
+            google_api_base_url: crate::adapters::google::DEFAULT_API_ROOT.into(),
+            google_scopes: DEFAULT_GOOGLE_SCOPES.into(),
+            microsoft_graph_base_url: DEFAULT_MICROSOFT_GRAPH_BASE_URL.into(),
+            microsoft_scopes: DEFAULT_MICROSOFT_SCOPES.into(),
+        }
+    }
+}
+
+impl OAuthEndpoints {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let url = |name: &'static str, default: String| -> Result<String, ConfigError> {
+            match optional(name) {
+                None => Ok(default),
+                Some(v) => http_url(name, &v),
+            }
+        };
+        let redirect_uris = optional("OAUTH_REDIRECT_URIS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(|u| http_url("OAUTH_REDIRECT_URIS", u))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Self {
+            redirect_uris,
+            hubspot_authorize_url: url("HUBSPOT_AUTHORIZE_URL", d.hubspot_authorize_url)?,
+            hubspot_api_base_url: url("HUBSPOT_API_BASE_URL", d.hubspot_api_base_url)?,
+            hubspot_scopes: optional("HUBSPOT_OAUTH_SCOPES").unwrap_or(d.hubspot_scopes),
+            salesforce_login_url: url("SALESFORCE_LOGIN_URL", d.salesforce_login_url)?,
+            salesforce_sandbox_login_url: url(
+                "SALESFORCE_SANDBOX_LOGIN_URL",
+                d.salesforce_sandbox_login_url,
+            )?,
+            salesforce_scopes: optional("SALESFORCE_OAUTH_SCOPES").unwrap_or(d.salesforce_scopes),
+            google_authorize_url: url("GOOGLE_AUTHORIZE_URL", d.google_authorize_url)?,
+            google_revoke_url: url("GOOGLE_REVOKE_URL", d.google_revoke_url)?,
+            google_api_base_url: url("GOOGLE_API_BASE_URL", d.google_api_base_url)?,
+            google_scopes: optional("GOOGLE_OAUTH_SCOPES").unwrap_or(d.google_scopes),
+            microsoft_graph_base_url: url("MICROSOFT_GRAPH_BASE_URL", d.microsoft_graph_base_url)?,
+            microsoft_scopes: optional("MICROSOFT_OAUTH_SCOPES").unwrap_or(d.microsoft_scopes),
+        })
+    }
+}
+
+/// An http(s) URL with a host, without its trailing slash.
+fn http_url(name: &'static str, v: &str) -> Result<String, ConfigError> {
+    let v = v.trim().trim_end_matches('/').to_owned();
+    match url::Url::parse(&v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(v),
+        _ => Err(ConfigError::Invalid { name, reason: "expected an http(s) URL".into() }),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub resources: Resources,
     /// How many shards the due-connections index is spread over.
     pub due_shards: u16,
-    /// Base64 of the 32-byte key that encrypts tokens at rest.
-    pub token_key: SecretString,
+    /// Base64 of the 32-byte key that encrypts tokens at rest (`TOKEN_KEY`). With a KMS key it
+    /// only decrypts values written before envelope encryption, and may be absent.
+    pub token_key: Option<SecretString>,
+    /// `TOKEN_KMS_KEY_ID`: the KMS key (id, ARN or alias) of envelope encryption. Set: new values
+    /// are encrypted with KMS data keys; unset: with `token_key` (dev).
+    pub token_kms_key_id: Option<String>,
+    /// The OAuth connect flow's endpoints and redirect URIs.
+    pub oauth: OAuthEndpoints,
     pub hubspot_app: Option<OAuthApp>,
     /// The Microsoft (Entra ID) app registration: `MICROSOFT_CLIENT_ID` / `MICROSOFT_CLIENT_SECRET`.
     pub microsoft_app: Option<OAuthApp>,
@@ -134,10 +257,18 @@ impl Config {
             }
             _ => None,
         };
+        let token_kms_key_id = optional("TOKEN_KMS_KEY_ID");
+        let token_key = match optional("TOKEN_KEY") {
+            Some(key) => Some(SecretString::from(key)),
+            None if token_kms_key_id.is_some() => None,
+            None => return Err(ConfigError::Missing("TOKEN_KEY")),
+        };
         Ok(Self {
             resources: Resources::from_env()?,
             due_shards,
-            token_key: SecretString::from(required("TOKEN_KEY")?),
+            token_key,
+            token_kms_key_id,
+            oauth: OAuthEndpoints::from_env()?,
             hubspot_app,
             microsoft_app,
             microsoft_login_base_url: optional("MICROSOFT_LOGIN_BASE_URL")

@@ -10,9 +10,9 @@ use secrecy::SecretString;
 
 use crate::domain::record::Fields;
 use crate::domain::{
-    AuditEntry, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent, ExternalId,
-    IdempotencyKey, Job, JobId, ObjectType, Provider, PushChannel, RecordId, RemoteRecord, SyncCursor,
-    SyncRun, TenantId,
+    AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, Credentials, DomainEvent,
+    ExternalId, IdempotencyKey, Job, JobId, ObjectType, Operation, Provider, PushChannel, RecordId,
+    RemoteRecord, SyncCursor, SyncRun, TenantId,
 };
 use crate::domain::{ConflictItem, ConflictStatus, PushItem, PushStatus};
 
@@ -93,6 +93,12 @@ pub trait ConnectionStore: Send + Sync {
     /// `next_sync_at` alone.
     async fn save_state(&self, connection: &Connection) -> Result<u64, StoreError>;
 
+    /// Writes the user-owned part (interval, settings, `paused_at`, and `next_sync_at` with the
+    /// due-index entry: `None` removes the connection from the index) if `settings_version` is
+    /// still `connection.settings_version`; returns the new settings version. Leaves the
+    /// worker-owned state and `version` alone, so it never conflicts with a running job.
+    async fn save_settings(&self, connection: &Connection) -> Result<u64, StoreError>;
+
     /// Registers a push channel (or subscription) id as belonging to a connection, so a webhook can
     /// find the connection from the id alone. Overwrites an entry of the same id (a Graph renewal
     /// keeps the id and moves the expiry). The entry holds no secret and lapses a day after
@@ -120,6 +126,19 @@ pub trait ConnectionStore: Send + Sync {
         provider: Provider,
         account: &str,
     ) -> Result<Vec<(TenantId, ConnectionId)>, StoreError>;
+    /// Disconnects, in one transaction conditional on `connection.version` (`Conflict` if it
+    /// changed): removes the connection (with its credentials, and so from the due index; `get`
+    /// and `list` no longer find it, so a queued job finds nothing to sync) and leaves a
+    /// tombstone (provider, account, when) that [`Self::was_disconnected`] finds. Its records are
+    /// left where they are.
+    async fn disconnect(&self, connection: &Connection, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// True when the tenant's connection of this id was disconnected.
+    async fn was_disconnected(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Which webhook deliveries were already handled: a provider that redelivers (HubSpot retries up
@@ -139,6 +158,24 @@ pub trait DeliveryLedger: Send + Sync {
     /// Removes a marker: the job its delivery asked for could not be enqueued, so the provider's
     /// retry must get through.
     async fn forget_delivery(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Pending OAuth authorizations, by `state` (stored as its hash, see `domain::oauth::state_key`).
+#[async_trait]
+pub trait OAuthStateStore: Send + Sync {
+    /// Stores a pending authorization; it lapses at `pending.expires_at` (DynamoDB TTL, and
+    /// `take_state` callers check the time: TTL deletes late).
+    async fn put_state(
+        &self,
+        state: &str,
+        pending: &crate::domain::oauth::PendingAuthorization,
+    ) -> Result<(), StoreError>;
+    /// Removes and returns the pending authorization of `state`; `None` when unknown or already
+    /// taken. Single use: of two concurrent takes of one state, exactly one gets it.
+    async fn take_state(
+        &self,
+        state: &str,
+    ) -> Result<Option<crate::domain::oauth::PendingAuthorization>, StoreError>;
 }
 
 /// One write of a canonical record.
@@ -258,6 +295,13 @@ pub trait ConflictStore: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub connection: Option<ConnectionId>,
+    /// Entries about one record (a key condition on the record index; combined with
+    /// `connection`, the connection is a filter).
+    pub record: Option<RecordId>,
+    /// Any of these operations (empty: all).
+    pub operations: Vec<Operation>,
+    /// Any of these outcomes (empty: all).
+    pub outcomes: Vec<AuditOutcome>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: usize,
@@ -268,7 +312,9 @@ pub struct AuditQuery {
 #[async_trait]
 pub trait AuditLog: Send + Sync {
     async fn append(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
-    /// Entries of one tenant, newest first.
+    /// Entries of one tenant matching every filter, newest first, at most `limit`. Time bounds
+    /// are inclusive. A page may hold fewer than `limit` entries while `next` is set (the store
+    /// bounds the work of one call); only `next == None` means the end.
     async fn query(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError>;
 }
 
@@ -454,6 +500,14 @@ pub trait ProviderClient: Send + Sync {
     ) -> Result<Option<PushChannel>, ProviderError> {
         let _ = (token, address, existing, now);
         Ok(None)
+    }
+
+    /// Stops `channel` (Google `channels.stop`, Graph subscription delete), for a connection that
+    /// is going away. A channel the provider no longer knows is stopped already (`Ok`). The
+    /// default (providers without per-connection channels) does nothing.
+    async fn stop_channel(&self, token: &SecretString, channel: &PushChannel) -> Result<(), ProviderError> {
+        let _ = (token, channel);
+        Ok(())
     }
 
     /// Every live (not deleted) record id of `object`, a page at a time from `after` (the previous

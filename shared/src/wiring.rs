@@ -11,11 +11,13 @@ use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::google::GoogleFactory;
 use crate::adapters::graph::{GraphFactory, Login};
 use crate::adapters::hubspot::HubspotFactory;
+use crate::adapters::oauth::OAuthProviders;
 use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::sqs::SqsJobQueue;
 use crate::config::Config;
 use crate::domain::{Connection, Provider};
 use crate::http::api::ApiState;
+use crate::http::oauth::OAuthService;
 use crate::http::webhooks::{WebhookSettings, WebhookState};
 use crate::ports::{Clock, ProviderClient, ProviderError, ProviderFactory, SystemClock};
 use crate::sync::{Deps, EngineSettings};
@@ -24,6 +26,8 @@ use crate::sync::{Deps, EngineSettings};
 pub enum WiringError {
     #[error("TOKEN_KEY is not a usable key")]
     TokenKey(#[source] CryptoError),
+    #[error("neither TOKEN_KMS_KEY_ID nor TOKEN_KEY is set")]
+    NoTokenKey,
     #[error("could not build the HTTP client")]
     Http(#[source] reqwest::Error),
 }
@@ -69,9 +73,23 @@ pub fn http_client() -> Result<reqwest::Client, WiringError> {
         .map_err(WiringError::Http)
 }
 
+/// The token cipher: KMS envelope encryption with `TOKEN_KMS_KEY_ID` (the local key, if set, still
+/// reads older values), else the local key. No KMS call happens here (the data key is fetched on
+/// first use).
+pub fn token_cipher(config: &Config, sdk: &SdkConfig) -> Result<TokenCipher, WiringError> {
+    match (&config.token_kms_key_id, &config.token_key) {
+        (Some(key_id), legacy) => {
+            TokenCipher::kms(aws_sdk_kms::Client::new(sdk), key_id.clone(), legacy.as_ref())
+                .map_err(WiringError::TokenKey)
+        }
+        (None, Some(key)) => TokenCipher::from_base64_key(key).map_err(WiringError::TokenKey),
+        (None, None) => Err(WiringError::NoTokenKey),
+    }
+}
+
 /// Everything the handlers need, from config.
 pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<Deps, WiringError> {
-    let cipher = TokenCipher::from_base64_key(&config.token_key).map_err(WiringError::TokenKey)?;
+    let cipher = token_cipher(config, sdk)?;
     let res = &config.resources;
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(sdk),
@@ -95,7 +113,8 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
         runs: store.clone(),
         audit: store.clone(),
         pushes: store.clone(),
-        conflicts: store,
+        conflicts: store.clone(),
+        oauth_states: store,
         queue: Arc::new(SqsJobQueue::new(aws_sdk_sqs::Client::new(sdk), res.jobs_queue_url.clone())),
         bus: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), res.event_bus_name.clone())),
         providers: Arc::new(providers),
@@ -121,7 +140,7 @@ pub async fn from_env() -> Result<(Config, Deps), Box<dyn std::error::Error + Se
 /// The webhooks router's state: the engine's stores and queue, a delivery ledger on the main
 /// table, and the webhook settings from config.
 pub fn webhook_state(deps: &Deps, config: &Config, sdk: &SdkConfig) -> Result<WebhookState, WiringError> {
-    let cipher = TokenCipher::from_base64_key(&config.token_key).map_err(WiringError::TokenKey)?;
+    let cipher = token_cipher(config, sdk)?;
     let res = &config.resources;
     let ledger = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(sdk),
@@ -164,5 +183,9 @@ pub fn api_state(deps: &Deps, config: &Config) -> ApiState {
         clock: deps.clock.clone(),
         engine: deps.clone(),
         tenant_claim: config.tenant_claim.clone(),
+        oauth: Some(Arc::new(OAuthService {
+            providers: OAuthProviders::from_config(http_client().unwrap_or_default(), config),
+            states: deps.oauth_states.clone(),
+        })),
     }
 }

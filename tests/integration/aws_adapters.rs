@@ -438,7 +438,7 @@ async fn audit_entries_are_found_by_tenant_connection_and_time_newest_first() ->
         from: Some(at(30)),
         to: Some(at(50)),
         limit: 100,
-        page_token: None,
+        ..AuditQuery::default()
     };
     let w: Vec<i64> = store
         .query(&acme, &window)

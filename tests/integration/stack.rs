@@ -83,7 +83,7 @@ async fn main_table_from_the_template_has_the_sharded_due_index_ttl_and_pitr() -
 }
 
 #[tokio::test]
-async fn audit_table_is_a_separate_table_indexed_by_connection() -> Result<()> {
+async fn audit_table_is_a_separate_table_indexed_by_connection_and_by_record() -> Result<()> {
     let stack = start_stack("audit").await?;
     let resources = &stack.created.resources;
     assert_ne!(resources.audit_table_name, resources.table_name);
@@ -104,6 +104,16 @@ async fn audit_table_is_a_separate_table_indexed_by_connection() -> Result<()> {
         vec![("conn_pk".to_owned(), KeyType::Hash), ("sk".to_owned(), KeyType::Range)]
     );
     assert_eq!(by_connection.projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
+    let by_record = table
+        .global_secondary_indexes()
+        .iter()
+        .find(|i| i.index_name() == Some("by_record"))
+        .context("the audit table has no `by_record` index")?;
+    assert_eq!(
+        key_schema(by_record.key_schema()),
+        vec![("rec_pk".to_owned(), KeyType::Hash), ("sk".to_owned(), KeyType::Range)]
+    );
+    assert_eq!(by_record.projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
     Ok(())
 }
 

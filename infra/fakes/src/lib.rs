@@ -6,4 +6,5 @@
 pub mod google;
 pub mod graph;
 pub mod hubspot;
+pub mod oauth;
 pub mod salesforce;

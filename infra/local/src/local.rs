@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use secrecy::SecretString;
 use syncbridge::adapters::crypto::TokenCipher;
-use syncbridge::config::{Config, OAuthApp};
+use syncbridge::config::{Config, OAuthApp, OAuthEndpoints};
 use syncbridge::http::auth::DevKey;
 use syncbridge::http::{api, webhooks};
 use syncbridge::ports::SystemClock;
@@ -46,6 +46,12 @@ pub struct StackOptions {
     pub hubspot_app_id: String,
     /// `WEBHOOK_COALESCE_SECONDS` of the stack (short by default, so tests wait little).
     pub webhook_coalesce_secs: u32,
+    /// The Salesforce fake plays a sandbox's login host (`SALESFORCE_SANDBOX_LOGIN_URL`); the
+    /// production login host stays the real one, which the stack never reaches.
+    pub salesforce_sandbox: bool,
+    /// Encrypt tokens with KMS envelope encryption (a key created in moto's KMS) instead of the
+    /// local key.
+    pub kms: bool,
 }
 
 /// The app id the local stack's HubSpot app has.
@@ -67,6 +73,8 @@ impl Default for StackOptions {
             dev_key: None,
             hubspot_app_id: LOCAL_HUBSPOT_APP_ID.to_owned(),
             webhook_coalesce_secs: 1,
+            salesforce_sandbox: false,
+            kms: false,
         }
     }
 }
@@ -131,6 +139,25 @@ impl LocalStack {
             app_id: options.hubspot_app_id.parse().context("the HubSpot app id is numeric")?,
             portal_id: LOCAL_HUBSPOT_PORTAL_ID,
         }));
+        let callback = format!("{gateway_url}{}", syncbridge::http::oauth::CALLBACK_PATH);
+        let mut oauth = OAuthEndpoints {
+            redirect_uris: vec![callback],
+            hubspot_authorize_url: format!("{}/oauth/authorize", hubspot.base_url()),
+            hubspot_api_base_url: hubspot.base_url(),
+            google_authorize_url: format!("{}/o/oauth2/v2/auth", google.base_url()),
+            google_revoke_url: format!("{}/revoke", google.base_url()),
+            google_api_base_url: format!("{}/calendar/v3", google.base_url()),
+            microsoft_graph_base_url: graph.base_url(),
+            ..OAuthEndpoints::default()
+        };
+        if let Some(sf) = &salesforce {
+            if options.salesforce_sandbox {
+                oauth.salesforce_sandbox_login_url = sf.base_url();
+            } else {
+                oauth.salesforce_login_url = sf.base_url();
+            }
+        }
+        let token_kms_key_id = if options.kms { Some(stack::create_kms_key(&sdk).await?) } else { None };
         let config = Config {
             resources: resources.resources.clone(),
             due_shards: resources
@@ -138,7 +165,9 @@ impl LocalStack {
                 .get("DUE_SHARDS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(syncbridge::config::DEFAULT_DUE_SHARDS),
-            token_key: SecretString::from(TokenCipher::generate_key()),
+            token_key: Some(SecretString::from(TokenCipher::generate_key())),
+            token_kms_key_id,
+            oauth,
             hubspot_app: Some(OAuthApp {
                 client_id: options.hubspot.client_id.clone(),
                 client_secret: SecretString::from(options.hubspot.client_secret.clone()),

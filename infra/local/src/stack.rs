@@ -243,6 +243,20 @@ fn function_environment(template: &Template, scope: &template::Scope) -> BTreeMa
         .collect()
 }
 
+/// Creates a symmetric KMS key (in moto) for envelope encryption of tokens; returns its id. In AWS
+/// the template's `TokenKmsKey` plays this part.
+pub async fn create_kms_key(config: &SdkConfig) -> Result<String, StackError> {
+    let out = aws_sdk_kms::Client::new(config)
+        .create_key()
+        .description("syncbridge local token key")
+        .send()
+        .await
+        .map_err(aws("kms:CreateKey"))?;
+    out.key_metadata
+        .map(|m| m.key_id)
+        .ok_or_else(|| StackError::Unexpected("CreateKey returned no key metadata".into()))
+}
+
 /// Creates a standard queue and a rule on `bus_name` that forwards every Syncbridge event
 /// (source `syncbridge`) to it, so tests can read what was published. Returns the queue URL.
 pub async fn tap_events(config: &SdkConfig, bus_name: &str, prefix: &str) -> Result<String, StackError> {

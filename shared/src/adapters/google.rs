@@ -959,6 +959,16 @@ impl ProviderClient for GoogleClient {
 
     /// See the module doc: a 7-day `events.watch` channel, renewed (new first, then the old one
     /// stopped) within [`PushChannel::renewal_margin`] of its expiry, with the same channel token.
+    async fn stop_channel(&self, token: &SecretString, channel: &PushChannel) -> Result<(), ProviderError> {
+        let Some(resource_id) = channel.resource_id.clone() else {
+            return Err(ProviderError::Permanent(
+                "a Google channel without its resource id cannot be stopped".into(),
+            ));
+        };
+        let watch = WatchChannel { id: channel.id.clone(), resource_id, expiration: channel.expires_at };
+        GoogleClient::stop_channel(self, token, &watch).await
+    }
+
     async fn ensure_channel(
         &self,
         token: &SecretString,

@@ -978,6 +978,10 @@ impl ProviderClient for GraphClient {
 
     /// See the module doc: a `me/events` subscription at Graph's longest lifetime, extended with
     /// `PATCH` within [`PushChannel::renewal_margin`] of expiry, recreated when Graph lost it.
+    async fn stop_channel(&self, token: &SecretString, channel: &PushChannel) -> Result<(), ProviderError> {
+        self.delete_subscription(token, &channel.id).await
+    }
+
     async fn ensure_channel(
         &self,
         token: &SecretString,

@@ -36,7 +36,8 @@ pub fn memory_deps(
         runs: store.clone(),
         audit: store.clone(),
         pushes: store.clone(),
-        conflicts: store,
+        conflicts: store.clone(),
+        oauth_states: store,
         queue,
         bus,
         providers,
@@ -90,6 +91,10 @@ struct Inner {
     conflicts: BTreeMap<(TenantId, String), ConflictItem>,
     channels: BTreeMap<String, (TenantId, ConnectionId, Provider)>,
     deliveries: HashMap<String, DateTime<Utc>>,
+    /// Tombstones of disconnected connections.
+    disconnected: HashSet<ConnKey>,
+    /// Pending OAuth authorizations by state.
+    oauth_states: HashMap<String, crate::domain::oauth::PendingAuthorization>,
     unavailable: bool,
     /// Calls left before the store "crashes" (fails every call); negative: no crash planned.
     crash_countdown: std::sync::atomic::AtomicI64,
@@ -110,6 +115,8 @@ impl Default for Inner {
             conflicts: BTreeMap::new(),
             channels: BTreeMap::new(),
             deliveries: HashMap::new(),
+            disconnected: HashSet::new(),
+            oauth_states: HashMap::new(),
             unavailable: false,
             crash_countdown: std::sync::atomic::AtomicI64::new(-1),
             calls: std::sync::atomic::AtomicU64::new(0),
@@ -482,6 +489,22 @@ impl ConnectionStore for MemoryStore {
         inner.save_state(connection)
     }
 
+    async fn save_settings(&self, connection: &Connection) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        let key = (connection.tenant_id.clone(), connection.connection_id.clone());
+        let stored = inner.connections.get_mut(&key).ok_or(StoreError::Conflict)?;
+        if stored.settings_version != connection.settings_version {
+            return Err(StoreError::Conflict);
+        }
+        stored.interval_minutes = connection.interval_minutes;
+        stored.settings = connection.settings.clone();
+        stored.paused_at = connection.paused_at;
+        stored.next_sync_at = connection.next_sync_at;
+        stored.settings_version += 1;
+        Ok(stored.settings_version)
+    }
+
     async fn put_channel(
         &self,
         channel: &PushChannel,
@@ -519,6 +542,29 @@ impl ConnectionStore for MemoryStore {
             .take(100)
             .collect())
     }
+
+    async fn disconnect(&self, connection: &Connection, _at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        let key = (connection.tenant_id.clone(), connection.connection_id.clone());
+        match inner.connections.get(&key) {
+            Some(c) if c.version == connection.version => {}
+            _ => return Err(StoreError::Conflict),
+        }
+        inner.connections.remove(&key);
+        inner.disconnected.insert(key);
+        Ok(())
+    }
+
+    async fn was_disconnected(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+    ) -> Result<bool, StoreError> {
+        let inner = self.lock();
+        inner.check_available()?;
+        Ok(inner.disconnected.contains(&(tenant.clone(), connection.clone())))
+    }
 }
 
 #[async_trait]
@@ -545,6 +591,29 @@ impl DeliveryLedger for MemoryStore {
         inner.check_available()?;
         inner.deliveries.remove(key);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::ports::OAuthStateStore for MemoryStore {
+    async fn put_state(
+        &self,
+        state: &str,
+        pending: &crate::domain::oauth::PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        inner.oauth_states.insert(state.to_owned(), pending.clone());
+        Ok(())
+    }
+
+    async fn take_state(
+        &self,
+        state: &str,
+    ) -> Result<Option<crate::domain::oauth::PendingAuthorization>, StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        Ok(inner.oauth_states.remove(state))
     }
 }
 
@@ -688,6 +757,9 @@ impl AuditLog for MemoryStore {
             .iter()
             .filter(|e| &e.tenant_id == tenant)
             .filter(|e| query.connection.as_ref().is_none_or(|c| e.connection_id.as_ref() == Some(c)))
+            .filter(|e| query.record.as_ref().is_none_or(|r| e.record_id.as_ref() == Some(r)))
+            .filter(|e| query.operations.is_empty() || query.operations.contains(&e.operation))
+            .filter(|e| query.outcomes.is_empty() || query.outcomes.contains(&e.outcome))
             .filter(|e| query.from.is_none_or(|from| e.at >= from))
             .filter(|e| query.to.is_none_or(|to| e.at <= to))
             .filter(|e| {

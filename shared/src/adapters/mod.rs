@@ -9,5 +9,6 @@ pub mod graph;
 pub mod hubspot;
 pub mod memory;
 pub mod memory_provider;
+pub mod oauth;
 pub mod salesforce;
 pub mod sqs;

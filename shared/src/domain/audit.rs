@@ -21,6 +21,21 @@ pub enum Operation {
     TokenRefreshed,
     /// A push channel or subscription was opened or renewed (or failed to be).
     ChannelRenewed,
+    /// A person paused a connection's syncing.
+    ConnectionPaused,
+    /// A person resumed a paused connection.
+    ConnectionResumed,
+    /// A connection's sync settings changed (before and after hold the changed settings).
+    SettingsChanged,
+    /// An OAuth connect found the tenant's existing connection to the same account and gave it
+    /// the new credentials.
+    ConnectionReconnected,
+    /// The connection was disconnected (credentials erased, no longer synced).
+    ConnectionDisconnected,
+    /// The connection's token was revoked at the provider (or that failed, or it has no revocation).
+    TokenRevoked,
+    /// A push channel or subscription was stopped at the provider (or that failed).
+    ChannelStopped,
 }
 
 impl Operation {
@@ -37,7 +52,19 @@ impl Operation {
             Operation::SyncRequested => "sync_requested",
             Operation::TokenRefreshed => "token_refreshed",
             Operation::ChannelRenewed => "channel_renewed",
+            Operation::ConnectionPaused => "connection_paused",
+            Operation::ConnectionResumed => "connection_resumed",
+            Operation::SettingsChanged => "settings_changed",
+            Operation::ConnectionReconnected => "connection_reconnected",
+            Operation::ConnectionDisconnected => "connection_disconnected",
+            Operation::TokenRevoked => "token_revoked",
+            Operation::ChannelStopped => "channel_stopped",
         }
+    }
+
+    /// The operation of its snake_case name (as serialized); `None` for an unknown one.
+    pub fn parse(value: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(value.to_owned())).ok()
     }
 }
 
@@ -57,6 +84,11 @@ impl AuditOutcome {
             AuditOutcome::Failure => "failure",
             AuditOutcome::Rejected => "rejected",
         }
+    }
+
+    /// The outcome of its snake_case name; `None` for an unknown one.
+    pub fn parse(value: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(value.to_owned())).ok()
     }
 }
 
@@ -119,5 +151,21 @@ impl AuditEntry {
         self.before = before;
         self.after = after;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_and_outcomes_parse_from_the_names_they_serialize_to() {
+        for op in [Operation::Pull, Operation::ConnectionPaused, Operation::SettingsChanged] {
+            assert_eq!(Operation::parse(op.as_str()), Some(op));
+            assert_eq!(serde_json::to_value(op).unwrap(), Value::String(op.as_str().to_owned()));
+        }
+        assert_eq!(Operation::parse("Pull"), None);
+        assert_eq!(AuditOutcome::parse("rejected"), Some(AuditOutcome::Rejected));
+        assert_eq!(AuditOutcome::parse("ok"), None);
     }
 }

@@ -170,8 +170,15 @@ pub struct Connection {
     /// The push channel (Google) or subscription (Graph) the worker keeps open for this connection.
     pub push_channel: Option<super::channel::PushChannel>,
     pub settings: ConnectionSettings,
+    /// Set while a person has paused the connection: it is out of the due index
+    /// (`next_sync_at` is `None`), manual syncs are refused and queued jobs are dropped.
+    pub paused_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Guards the worker-owned state (`save_state`, `finish`).
     pub version: u64,
+    /// Guards the user-owned part (`save_settings`: interval, settings, pause, schedule), so a
+    /// settings change never makes a running job's checkpoint lose its condition, and vice versa.
+    pub settings_version: u64,
 }
 
 pub const DEFAULT_INTERVAL_MINUTES: u32 = 15;
@@ -199,8 +206,10 @@ impl Connection {
             inflight_since: None,
             push_channel: None,
             settings: new.settings,
+            paused_at: None,
             created_at: now,
             version: 0,
+            settings_version: 0,
         }
     }
 
@@ -210,6 +219,23 @@ impl Connection {
         let interval = Duration::minutes(i64::from(self.interval_minutes));
         let next = current + interval;
         if next > now { next } else { now + interval }
+    }
+
+    /// True while paused by a person.
+    pub fn is_paused(&self) -> bool {
+        self.paused_at.is_some()
+    }
+
+    /// Where `next_sync_at` goes when the interval changes from `old` to the current one: a due
+    /// slot stays due; otherwise the pending slot moves by the difference, never into the past.
+    /// A paused connection stays unscheduled.
+    pub fn rescheduled(&self, old_interval_minutes: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let current = self.next_sync_at?;
+        if current <= now {
+            return Some(current);
+        }
+        let delta = i64::from(self.interval_minutes) - i64::from(old_interval_minutes);
+        Some((current + Duration::minutes(delta)).max(now))
     }
 
     /// The SQS message group: one connection is never synced by two workers at once.
@@ -265,6 +291,21 @@ mod tests {
         assert!(!s.is_own_email("eve@notacme.com"));
         assert!(!s.is_own_email("no-at-sign"));
         assert!(!ConnectionSettings::default().is_own_email("ann@acme.com"));
+    }
+
+    #[test]
+    fn a_changed_interval_moves_the_pending_slot_by_the_difference_but_never_into_the_past() {
+        let now = Utc::now();
+        let mut c = conn(now);
+        c.next_sync_at = Some(now + Duration::minutes(10));
+        c.interval_minutes = 60;
+        assert_eq!(c.rescheduled(15, now), Some(now + Duration::minutes(55)));
+        c.interval_minutes = 5;
+        assert_eq!(c.rescheduled(15, now), Some(now), "shortened past now: due now");
+        c.next_sync_at = Some(now - Duration::minutes(1));
+        assert_eq!(c.rescheduled(15, now), Some(now - Duration::minutes(1)), "a due slot stays due");
+        c.next_sync_at = None;
+        assert_eq!(c.rescheduled(15, now), None, "paused stays unscheduled");
     }
 
     #[test]

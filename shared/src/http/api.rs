@@ -49,6 +49,9 @@ pub struct ApiState {
     pub engine: crate::sync::Deps,
     /// The JWT claim naming the caller's tenant (`Config::tenant_claim`).
     pub tenant_claim: String,
+    /// The OAuth connect flow (`None`: its routes answer `oauth_not_configured`, and disconnect
+    /// revokes nothing).
+    pub oauth: Option<Arc<super::oauth::OAuthService>>,
 }
 
 impl FromRef<ApiState> for TenantClaim {
@@ -83,6 +86,9 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(request_sync))
         .routes(routes!(retry_connection))
         .merge(super::queues::routes())
+        .merge(super::lifecycle::routes())
+        .merge(super::audit::routes())
+        .merge(super::oauth::routes())
 }
 
 /// The `connection_id` path parameter of the connection routes.
@@ -113,6 +119,9 @@ pub struct ConnectionView {
     pub last_run_id: Option<RunId>,
     pub record_counts: BTreeMap<ObjectType, u64>,
     pub settings: ConnectionSettings,
+    /// True while paused (`POST .../pause`): not scheduled, no manual syncs.
+    pub paused: bool,
+    pub paused_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -131,6 +140,8 @@ impl From<&Connection> for ConnectionView {
             last_run_id: c.last_run_id.clone(),
             record_counts: c.record_counts.clone(),
             settings: c.settings.clone(),
+            paused: c.is_paused(),
+            paused_at: c.paused_at,
             created_at: c.created_at,
         }
     }
@@ -533,7 +544,10 @@ struct SyncAccepted {
     path = "/v1/connections/{connection_id}/sync",
     tag = "connections",
     params(("connection_id" = ConnectionId, Path, description = CONNECTION_ID)),
-    responses((status = 202, body = SyncAccepted, description = "Enqueued"))
+    responses(
+        (status = 202, body = SyncAccepted, description = "Enqueued"),
+        (status = 409, response = problem::ConflictOrPaused),
+    )
 )]
 async fn request_sync(
     State(state): State<ApiState>,
@@ -541,6 +555,9 @@ async fn request_sync(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let connection = load_connection(&state, &caller.tenant, &id).await?;
+    if connection.is_paused() {
+        return Err(ApiError::Paused);
+    }
     let now = state.clock.now();
     let job_id = Job::requested_id(&connection.connection_id, JobReason::Manual);
     let job = Job::sync(
@@ -574,7 +591,7 @@ async fn request_sync(
     params(("connection_id" = ConnectionId, Path, description = CONNECTION_ID)),
     responses(
         (status = 202, body = SyncAccepted, description = "Back to pending, a sync enqueued"),
-        (status = 409, response = problem::Conflict),
+        (status = 409, response = problem::ConflictOrPaused),
     )
 )]
 async fn retry_connection(
@@ -583,6 +600,9 @@ async fn retry_connection(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let mut connection = load_connection(&state, &caller.tenant, &id).await?;
+    if connection.is_paused() {
+        return Err(ApiError::Paused);
+    }
     if connection.status != ConnectionStatus::Error {
         return Err(ApiError::Conflict);
     }
@@ -654,6 +674,7 @@ mod tests {
                 Arc::new(ManualClock::new(t0())),
             ),
             tenant_claim: "tenant_id".into(),
+            oauth: None,
         };
         let key = DevKey::new(&SecretString::from("test-secret-test-secret-test-secret")).unwrap();
         Harness { store, queue, app: router(state), key }
@@ -1227,6 +1248,7 @@ mod tests {
             clock: clock.clone(),
             engine,
             tenant_claim: "tenant_id".into(),
+            oauth: None,
         });
         let id = h.create("acme").await;
         let records = h.seed_records("acme", &id, 1).await;

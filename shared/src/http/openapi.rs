@@ -23,7 +23,7 @@ pub const OPENAPI_PATH: &str = "/v1/openapi.json";
 /// Routes served without a token: `(method, path)`. In AWS these are API Gateway routes with
 /// `Authorizer: NONE` (template.yaml); the local gateway passes them to the router unverified.
 /// Every other operation of the document requires a bearer JWT.
-pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", OPENAPI_PATH)];
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("GET", OPENAPI_PATH), ("GET", super::oauth::CALLBACK_PATH)];
 
 /// The name of the bearer JWT security scheme.
 pub const BEARER_SCHEME: &str = "bearer";
@@ -38,7 +38,7 @@ pub fn is_public(method: &str, path: &str) -> bool {
     info(
         title = "Syncbridge API",
         description = "Two-way sync of CRM and calendar data: connections, their runs and records, \
-            the push queue with approvals, the conflict queue. The tenant comes only from the verified \
+            the push queue with approvals, the conflict queue, pause/resume, settings, health, the audit log. The tenant comes only from the verified \
             JWT; another tenant's ids are answered 404. Every error is an RFC 9457 problem \
             (`application/problem+json`) with a stable `code`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
@@ -49,6 +49,7 @@ pub fn is_public(method: &str, path: &str) -> bool {
         (name = "records", description = "Canonical records and their local edits"),
         (name = "push", description = "The push queue and its approvals"),
         (name = "conflicts", description = "The conflict queue"),
+        (name = "audit", description = "The audit log: queries and CSV/JSON exports"),
     ),
     components(schemas(problem::Problem))
 )]
@@ -134,7 +135,15 @@ pub(super) fn finish(mut doc: OpenApi) -> OpenApi {
                 ]);
             }
             for (status, response) in op.responses.responses.iter_mut() {
-                let RefOr::T(response) = response else { continue };
+                let RefOr::T(declared) = response else { continue };
+                // A problem status declared with a description only is the problem response.
+                if declared.content.is_empty() {
+                    if let Some(name) = problem_component(status) {
+                        *response = RefOr::Ref(Ref::from_response_name(name));
+                        continue;
+                    }
+                }
+                let response = declared;
                 if response.description.is_empty() {
                     let reason = status.parse().ok().and_then(|s| http::StatusCode::from_u16(s).ok());
                     response.description =
@@ -153,6 +162,12 @@ pub(super) fn finish(mut doc: OpenApi) -> OpenApi {
         }
     }
     doc
+}
+
+/// The problem response component of an error status.
+fn problem_component(status: &str) -> Option<&'static str> {
+    let status: u16 = status.parse().ok()?;
+    problem::problem_responses().into_iter().find(|(_, s, _)| *s == status).map(|(name, _, _)| name)
 }
 
 fn params_of(op: &Operation) -> (bool, bool) {
@@ -240,6 +255,23 @@ mod tests {
                 assert!(has_content || status == "204", "{method} {path} {status} has no content");
             }
         }
+    }
+
+    #[test]
+    fn a_problem_status_declared_with_a_description_only_becomes_the_problem_response() {
+        use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+        use utoipa::openapi::{PathsBuilder, ResponseBuilder};
+        let op = OperationBuilder::new()
+            .response("200", ResponseBuilder::new().description("").build())
+            .response("409", ResponseBuilder::new().description("problem `conflict`").build())
+            .build();
+        let mut doc = base();
+        doc.paths = PathsBuilder::new().path("/v1/x", PathItem::new(HttpMethod::Post, op)).build();
+        let doc = serde_json::to_value(finish(doc)).unwrap();
+        let responses = &doc["paths"]["/v1/x"]["post"]["responses"];
+        assert_eq!(responses["409"]["$ref"], "#/components/responses/Conflict");
+        assert_eq!(responses["401"]["$ref"], "#/components/responses/Unauthorized");
+        assert_eq!(responses["200"]["description"], "OK");
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub enum ApiError {
     /// The resource changed concurrently or already exists.
     #[error("conflict")]
     Conflict,
+    /// The connection is paused: it takes no sync or retry until resumed.
+    #[error("connection paused")]
+    Paused,
     #[error("store failure")]
     Store(#[source] StoreError),
     #[error("queue failure")]
@@ -158,6 +161,8 @@ impl ApiError {
             }
             ApiError::Conflict => Problem::new(S::CONFLICT, "conflict", "Conflict")
                 .with_detail("the resource changed or already exists; retry"),
+            ApiError::Paused => Problem::new(S::CONFLICT, "connection_paused", "Connection paused")
+                .with_detail("the connection is paused; resume it first (POST /v1/connections/{id}/resume)"),
             ApiError::Store(e) if e.is_retryable() => {
                 Problem::new(S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
                     .with_detail("try again shortly")
@@ -329,6 +334,8 @@ problem_responses! {
     NotFound => 404, "not_found", "No such resource for this tenant; another tenant's ids are not found either (`not_found`).";
     /// 409 `conflict`.
     Conflict => 409, "conflict", "The resource changed concurrently, already exists, or is not in a state that allows this (`conflict`).";
+    /// 409 `conflict`, or `connection_paused` for an action a paused connection does not take.
+    ConflictOrPaused => 409, "conflict,connection_paused", "The resource changed concurrently or is not in a state that allows this (`conflict`), or the connection is paused (`connection_paused`).";
     /// 413 `payload_too_large`.
     PayloadTooLarge => 413, "payload_too_large", "The body is over 64 KiB (`payload_too_large`).";
     /// 415 `unsupported_media_type`.
@@ -351,7 +358,7 @@ fn problem_response(
     use utoipa::openapi::schema::{ObjectBuilder, Ref, Schema, Type};
     use utoipa::openapi::{AllOfBuilder, RefOr};
     let code_is = ObjectBuilder::new()
-        .property("code", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([code])))
+        .property("code", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(code.split(','))))
         .required("code");
     let schema: RefOr<Schema> =
         AllOfBuilder::new().item(Ref::from_schema_name("Problem")).item(code_is).into();

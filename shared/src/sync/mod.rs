@@ -34,6 +34,8 @@ pub struct Deps {
     pub providers: Arc<dyn ProviderFactory>,
     pub clock: Arc<dyn Clock>,
     pub settings: EngineSettings,
+    /// Pending OAuth authorizations (the API's connect flow; the engine does not use them).
+    pub oauth_states: Arc<dyn crate::ports::OAuthStateStore>,
 }
 
 /// Tunables of the engine.

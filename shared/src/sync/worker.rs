@@ -67,6 +67,8 @@ pub enum JobOutcome {
     },
     /// The job had already finished (a redelivery): nothing was done.
     AlreadyDone,
+    /// The connection is paused: the job was dropped (resuming schedules a sync at once).
+    Paused,
     /// The job failed permanently: recorded and acknowledged.
     Rejected,
 }
@@ -153,27 +155,25 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         }
         Err(e) if e.is_retryable() => {
             warn!(job_id = %job.job_id, receives, error = %error_chain(&e), "job failed; will retry");
-            if let Some(handle) = msg.receipt_handle.as_deref() {
-                let s = &deps.settings;
-                let delay = super::retry_delay(s.retry_base, s.retry_max, receives, rand::random::<f64>());
-                if let Err(e) = deps.queue.retry_later(handle, delay).await {
-                    warn!(error = %error_chain(&e), "could not delay the retry; SQS's visibility timeout applies");
-                }
+            let s = &deps.settings;
+            let delay = super::retry_delay(s.retry_base, s.retry_max, receives, rand::random::<f64>());
+            if let Some(handle) = msg.receipt_handle.as_deref()
+                && let Err(e) = deps.queue.retry_later(handle, delay).await
+            {
+                warn!(error = %error_chain(&e), "could not delay the retry; SQS's visibility timeout applies");
             }
-            record_failure(
-                deps,
-                &job,
-                &e,
-                receives >= deps.settings.max_receives,
-                AuditOutcome::Failure,
-                Operation::Retry,
-            )
-            .await;
+            let last = receives >= s.max_receives;
+            let next_attempt_at = (!last)
+                .then(|| chrono::Duration::from_std(delay).ok().map(|d| deps.clock.now() + d))
+                .flatten();
+            let attempt = json!({ "attempt": receives, "max_attempts": s.max_receives, "next_attempt_at": next_attempt_at });
+            record_failure(deps, &job, &e, last, AuditOutcome::Failure, Operation::Retry, attempt).await;
             false
         }
         Err(e) => {
             error!(job_id = %job.job_id, error = %error_chain(&e), "job failed permanently");
-            record_failure(deps, &job, &e, true, AuditOutcome::Rejected, Operation::Error).await;
+            let attempt = json!({ "attempt": receives, "max_attempts": deps.settings.max_receives, "next_attempt_at": null });
+            record_failure(deps, &job, &e, true, AuditOutcome::Rejected, Operation::Error, attempt).await;
             true
         }
     }
@@ -209,7 +209,8 @@ async fn append_audit(deps: &Deps, entries: &[AuditEntry]) -> bool {
 }
 
 /// Audits a failed job and, when it will not be retried (or retries are used up), shows the
-/// connection as `error` with the reason.
+/// connection as `error` with the reason. `attempt` (`attempt`, `max_attempts`,
+/// `next_attempt_at`) joins the entry's detail, for the API's retry state.
 async fn record_failure(
     deps: &Deps,
     job: &Job,
@@ -217,11 +218,17 @@ async fn record_failure(
     mark_error: bool,
     outcome: AuditOutcome,
     op: Operation,
+    attempt: serde_json::Value,
 ) {
     let now = deps.clock.now();
+    let mut detail =
+        json!({ "job_id": job.job_id, "error": err.to_string(), "retryable": err.is_retryable() });
+    if let (Some(d), serde_json::Value::Object(a)) = (detail.as_object_mut(), attempt) {
+        d.extend(a);
+    }
     let entry = AuditEntry::new(job.tenant_id.clone(), op, outcome, "worker", now)
         .connection(&job.connection_id)
-        .detail(json!({ "job_id": job.job_id, "error": err.to_string(), "retryable": err.is_retryable() }));
+        .detail(detail);
     append_audit(deps, &[entry]).await;
     if !mark_error {
         return;
@@ -257,6 +264,10 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         return Ok(JobOutcome::AlreadyDone);
     }
     let mut conn = deps.connections.get(tenant, conn_id).await?.ok_or(JobError::ConnectionNotFound)?;
+    if conn.is_paused() {
+        info!(job_id = %job.job_id, "connection is paused; dropping the job");
+        return Ok(JobOutcome::Paused);
+    }
     let started_at = deps.clock.now();
     let started = std::time::Instant::now();
     let run_id = RunId::generate();
@@ -1048,6 +1059,82 @@ mod tests {
         let on_time = handle_batch(&deps, message, deadline).await;
         assert!(on_time.batch_item_failures.is_empty());
         assert_eq!(store.runs_of(&conn.tenant_id, &conn.connection_id).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_job_for_a_paused_connection_is_dropped_without_a_run_or_a_provider_call() {
+        let provider = Watched::default();
+        let (deps, store, _clock, conn) = watched_deps(&provider, Some("https://hooks.example.com"));
+        let mut paused = conn.clone();
+        paused.paused_at = Some(now());
+        paused.next_sync_at = None;
+        store.save_settings(&paused).await.unwrap();
+        let job = Job::sync(
+            conn.tenant_id.clone(),
+            conn.connection_id.clone(),
+            JobId::parse("job-paused").unwrap(),
+            JobReason::Schedule,
+            now(),
+        );
+        let outcome = run_job(&deps, &job, Deadline::after(std::time::Duration::from_secs(60))).await;
+        assert!(matches!(outcome, Ok(JobOutcome::Paused)), "{outcome:?}");
+        assert!(provider.calls.lock().unwrap().is_empty());
+        let runs = crate::ports::RunStore::list_runs(&*store, &conn.tenant_id, &conn.connection_id, 10).await;
+        assert!(runs.unwrap().is_empty());
+        assert_eq!(stored(&store, &conn).await.status, conn.status, "the state is untouched");
+    }
+
+    struct Down;
+
+    impl ProviderFactory for Down {
+        fn client(&self, _connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
+            Err(ProviderError::Transient("503 from the provider".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_attempts_are_audited_with_their_number_and_the_next_attempt_until_the_last() {
+        let store = Arc::new(MemoryStore::new());
+        let mut deps = crate::adapters::memory::memory_deps(
+            store.clone(),
+            Arc::new(MemoryQueue::new()),
+            Arc::new(MemoryBus::new()),
+            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+            Arc::new(ManualClock::new(now())),
+        );
+        deps.providers = Arc::new(Down);
+        let conn = google_connection();
+        store.put_connection(conn.clone());
+        let job = Job::sync(
+            conn.tenant_id.clone(),
+            conn.connection_id.clone(),
+            JobId::parse("job-1").unwrap(),
+            JobReason::Schedule,
+            now(),
+        );
+        let message = |receives: u32| -> aws_lambda_events::event::sqs::SqsEvent {
+            serde_json::from_value(json!({ "Records": [{
+                "messageId": format!("m{receives}"),
+                "receiptHandle": format!("rh-{receives}"),
+                "body": job.to_body(),
+                "attributes": { "MessageGroupId": conn.message_group(), "ApproximateReceiveCount": receives.to_string() },
+                "messageAttributes": {},
+            }]}))
+            .unwrap()
+        };
+        for receives in [2, 5] {
+            handle_batch(&deps, message(receives), Deadline::after(std::time::Duration::from_secs(60))).await;
+        }
+        let failures: Vec<AuditEntry> =
+            store.audit_entries().into_iter().filter(|e| e.operation == Operation::Retry).collect();
+        assert_eq!(failures.len(), 2);
+        let (second, last) = (&failures[0].detail, &failures[1].detail);
+        assert_eq!((second["attempt"].clone(), second["max_attempts"].clone()), (json!(2), json!(5)));
+        let next: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(second["next_attempt_at"].clone()).unwrap();
+        assert!((30..=60).contains(&(next - now()).num_seconds()), "{next}");
+        assert_eq!((last["attempt"].clone(), last["next_attempt_at"].clone()), (json!(5), Value::Null));
+        assert_eq!(stored(&store, &conn).await.status, ConnectionStatus::Error, "the last attempt gives up");
     }
 
     #[tokio::test]

@@ -79,6 +79,12 @@ pub enum Route {
     Watch,
     Stop,
     Token,
+    /// `GET /o/oauth2/v2/auth` (accounts.google.com's consent page).
+    Authorize,
+    /// `POST /revoke` (oauth2.googleapis.com).
+    Revoke,
+    /// `GET /calendar/v3/calendars/{calendarId}`.
+    GetCalendar,
     /// Matches every route (faults only).
     Any,
 }
@@ -95,6 +101,9 @@ impl Route {
             Route::Watch => "watch",
             Route::Stop => "stop",
             Route::Token => "token",
+            Route::Authorize => "authorize",
+            Route::Revoke => "revoke",
+            Route::GetCalendar => "get_calendar",
             Route::Any => "any",
         }
     }
@@ -205,6 +214,8 @@ pub struct GoogleState {
     inner: Mutex<Inner>,
     config: FakeConfig,
     http: reqwest::Client,
+    /// Authorization codes of the OAuth web-server flow.
+    pub oauth: crate::oauth::CodeGrants,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -248,7 +259,7 @@ impl GoogleState {
             channels: Vec::new(),
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { inner: Mutex::new(inner), config, http }
+        Self { inner: Mutex::new(inner), config, http, oauth: crate::oauth::CodeGrants::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -356,6 +367,13 @@ impl GoogleState {
     /// Revokes a refresh token; `false` if unknown.
     pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
         self.lock().refresh_tokens.remove(refresh_token).is_some()
+    }
+
+    /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops working);
+    /// `false` if unknown.
+    pub fn revoke(&self, token: &str) -> bool {
+        let mut inner = self.lock();
+        inner.refresh_tokens.remove(token).is_some() || inner.tokens.remove(token).is_some()
     }
 
     /// A new access token for a known refresh token (Google keeps the refresh token valid and does

@@ -52,6 +52,10 @@ pub(crate) fn router(state: App) -> Router {
         .route(&format!("{cal}/{{id}}"), get(get_one).patch(patch).put(update).delete(delete))
         .route("/calendar/v3/channels/stop", post(stop))
         .route("/token", post(token))
+        .route("/o/oauth2/v2/auth", get(authorize))
+        .route("/revoke", post(revoke))
+        .route("/calendar/v3/calendars/{calendar}", get(get_calendar))
+        .route("/_admin/oauth", post(admin_oauth))
         .route("/_admin/stats", get(admin_stats))
         .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/events", post(admin_create))
@@ -585,6 +589,24 @@ async fn token(
     };
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     let config = app.config();
+    if field("grant_type") == "authorization_code" {
+        if field("client_id") != config.client_id || field("client_secret") != config.client_secret {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
+        }
+        let verifier = form.get("code_verifier").map(String::as_str);
+        if app.oauth.redeem(field("code"), field("client_id"), field("redirect_uri"), verifier).is_err() {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
+        }
+        let t = app.issue_token(None);
+        return Json(json!({
+            "access_token": t.access_token,
+            "expires_in": t.expires_in,
+            "refresh_token": t.refresh_token,
+            "scope": "https://www.googleapis.com/auth/calendar.events https://www.googleapis.com/auth/calendar.readonly",
+            "token_type": "Bearer",
+        }))
+        .into_response();
+    }
     if field("grant_type") != "refresh_token" {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -608,6 +630,58 @@ async fn token(
         .into_response(),
         None => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been expired or revoked."),
     }
+}
+
+/// accounts.google.com's consent page: consents at once (or declines, see `/_admin/oauth`).
+async fn authorize(State(app): State<App>, Query(params): Query<crate::oauth::AuthorizeParams>) -> Response {
+    if let Some(resp) = apply_fault(&app, Route::Authorize, false).await {
+        return resp;
+    }
+    app.oauth.authorize(&params, &app.config().client_id)
+}
+
+/// `POST /revoke` (form `token`): 200, or 400 `invalid_token` for a token Google does not know.
+async fn revoke(
+    State(app): State<App>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    if let Some(resp) = apply_fault(&app, Route::Revoke, false).await {
+        return resp;
+    }
+    match form.ok().and_then(|Form(f)| f.get("token").cloned()) {
+        Some(token) if app.revoke(&token) => StatusCode::OK.into_response(),
+        _ => oauth_error(StatusCode::BAD_REQUEST, "invalid_token", "Token expired or revoked"),
+    }
+}
+
+/// `calendars.get`: the one calendar, whose id is its owner's address.
+async fn get_calendar(State(app): State<App>, headers: HeaderMap, Path(calendar): Path<String>) -> Response {
+    if let Err(resp) = gate(&app, Route::GetCalendar, &headers, false).await {
+        return resp;
+    }
+    if !known_calendar(&calendar) {
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": { "code": 404, "message": "Not Found" } })))
+            .into_response();
+    }
+    Json(json!({
+        "kind": "calendar#calendar",
+        "etag": "\"fake-calendar\"",
+        "id": OWNER,
+        "summary": OWNER,
+        "timeZone": "UTC",
+    }))
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct AdminOAuth {
+    /// The user declines the next authorizations (`error=access_denied`) until set back.
+    deny: bool,
+}
+
+async fn admin_oauth(State(app): State<App>, Json(body): Json<AdminOAuth>) -> StatusCode {
+    app.oauth.set_deny(body.deny);
+    StatusCode::NO_CONTENT
 }
 
 async fn admin_stats(State(app): State<App>) -> Response {

@@ -87,6 +87,10 @@ pub enum Route {
     UpdateSubscription,
     DeleteSubscription,
     Token,
+    /// `GET /{tenant}/oauth2/v2.0/authorize`.
+    Authorize,
+    /// `GET /v1.0/me`.
+    Me,
     /// Matches every route (faults only).
     Any,
 }
@@ -103,6 +107,8 @@ impl Route {
             Route::UpdateSubscription => "update_subscription",
             Route::DeleteSubscription => "delete_subscription",
             Route::Token => "token",
+            Route::Authorize => "authorize",
+            Route::Me => "me",
             Route::Any => "any",
         }
     }
@@ -246,6 +252,8 @@ pub struct GraphState {
     inner: Mutex<Inner>,
     config: FakeConfig,
     http: reqwest::Client,
+    /// Authorization codes of the identity platform's authorization-code flow.
+    pub oauth: crate::oauth::CodeGrants,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -290,7 +298,7 @@ impl GraphState {
             generation: 1,
         };
         let http = reqwest::Client::builder().timeout(config.validation_timeout).build().unwrap_or_default();
-        Self { inner: Mutex::new(inner), config, http }
+        Self { inner: Mutex::new(inner), config, http, oauth: crate::oauth::CodeGrants::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

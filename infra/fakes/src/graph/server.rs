@@ -46,6 +46,9 @@ pub(crate) fn router(graph: Arc<GraphState>, base_url: String) -> Router {
             get(get_subscription).patch(update_subscription).delete(delete_subscription),
         )
         .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
+        .route("/v1.0/me", get(me))
+        .route("/_admin/oauth", post(admin_oauth))
         .route("/_admin/stats", get(admin_stats))
         .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/events", get(admin_list).post(admin_create))
@@ -750,6 +753,36 @@ async fn token(
     }
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     let config = app.graph.config();
+    if field("grant_type") == "authorization_code" {
+        if field("client_id") != config.client_id || field("client_secret") != config.client_secret {
+            return aad_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided.",
+            );
+        }
+        let verifier = form.get("code_verifier").map(String::as_str);
+        if app.graph.oauth.redeem(field("code"), field("client_id"), field("redirect_uri"), verifier).is_err()
+        {
+            return aad_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                70008,
+                "The provided authorization code or refresh token has expired or been revoked.",
+            );
+        }
+        let t = app.graph.issue_token(None);
+        return Json(json!({
+            "token_type": "Bearer",
+            "scope": "https://graph.microsoft.com/Calendars.ReadWrite https://graph.microsoft.com/User.Read",
+            "expires_in": t.expires_in,
+            "ext_expires_in": t.expires_in,
+            "access_token": t.access_token,
+            "refresh_token": t.refresh_token,
+        }))
+        .into_response();
+    }
     if field("grant_type") != "refresh_token" {
         return aad_error(
             StatusCode::BAD_REQUEST,
@@ -791,6 +824,43 @@ async fn token(
             "The provided value for the 'refresh_token' is not valid.",
         ),
     }
+}
+
+/// The identity platform's authorize endpoint: consents at once (or declines, see `/_admin/oauth`).
+async fn authorize(
+    State(app): State<AppState>,
+    Query(params): Query<crate::oauth::AuthorizeParams>,
+) -> Response {
+    if let Some(resp) = apply_fault(&app.graph, Route::Authorize, false).await {
+        return resp;
+    }
+    app.graph.oauth.authorize(&params, &app.graph.config().client_id)
+}
+
+/// `GET /v1.0/me`: the signed-in user.
+async fn me(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(resp) = gate(&app, Route::Me, &headers, false).await {
+        return resp;
+    }
+    Json(json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+        "id": super::USER_ID,
+        "displayName": super::store::OWNER_NAME,
+        "mail": super::store::OWNER_EMAIL,
+        "userPrincipalName": super::store::OWNER_EMAIL,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct AdminOAuth {
+    /// The user declines the next authorizations (`error=access_denied`) until set back.
+    deny: bool,
+}
+
+async fn admin_oauth(State(app): State<AppState>, Json(body): Json<AdminOAuth>) -> StatusCode {
+    app.graph.oauth.set_deny(body.deny);
+    StatusCode::NO_CONTENT
 }
 
 async fn admin_stats(State(app): State<AppState>) -> Response {

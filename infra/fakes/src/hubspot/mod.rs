@@ -98,6 +98,12 @@ pub enum Route {
     /// `POST /crm/v4/associations/{from}/{to}/batch/archive`.
     AssociationsArchive,
     Token,
+    /// `GET /oauth/authorize` (app.hubspot.com's consent page).
+    Authorize,
+    /// `GET /oauth/v1/access-tokens/{token}`.
+    TokenInfo,
+    /// `DELETE /oauth/v1/refresh-tokens/{token}`.
+    Revoke,
     /// Matches every route (faults only).
     Any,
 }
@@ -119,6 +125,9 @@ impl Route {
             Route::AssociationsCreate => "associations_create",
             Route::AssociationsArchive => "associations_archive",
             Route::Token => "token",
+            Route::Authorize => "authorize",
+            Route::TokenInfo => "token_info",
+            Route::Revoke => "revoke",
             Route::Any => "any",
         }
     }
@@ -251,7 +260,13 @@ struct Inner {
 pub struct HubspotState {
     inner: Mutex<Inner>,
     config: FakeConfig,
+    /// Authorization codes of the OAuth install flow.
+    pub oauth: crate::oauth::CodeGrants,
 }
+
+/// The fake portal's id (`hub_id`), and the app's.
+pub const PORTAL_ID: u64 = 62_515;
+pub const APP_ID: u64 = 456_789;
 
 fn random_token(prefix: &str) -> String {
     let mut rng = rand::rng();
@@ -294,7 +309,7 @@ impl HubspotState {
             stats: Stats::default(),
             rate_limits: config.rate_limits,
         };
-        Self { inner: Mutex::new(inner), config }
+        Self { inner: Mutex::new(inner), config, oauth: crate::oauth::CodeGrants::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -568,6 +583,18 @@ impl HubspotState {
             }
             None => false,
         }
+    }
+
+    /// Seconds an access token has left (`Some(None)`: it never expires); `None` if unknown.
+    pub fn token_expires_in(&self, access_token: &str) -> Option<Option<u64>> {
+        let inner = self.lock();
+        let info = inner.tokens.get(access_token)?;
+        Some(info.expires_at.map(|at| at.saturating_duration_since(Instant::now()).as_secs()))
+    }
+
+    /// True while `refresh_token` can refresh (issued and not revoked).
+    pub fn refresh_token_is_valid(&self, refresh_token: &str) -> bool {
+        self.lock().refresh_tokens.contains_key(refresh_token)
     }
 
     /// Revokes a refresh token (the user uninstalled the app); `false` if unknown.

@@ -51,6 +51,10 @@ pub(crate) fn router(hub: Arc<HubspotState>, base_url: String) -> Router {
         .route("/crm/v4/associations/{from}/{to}/batch/create", post(associations_batch_create))
         .route("/crm/v4/associations/{from}/{to}/batch/archive", post(associations_batch_archive))
         .route("/oauth/v1/token", post(token))
+        .route("/oauth/authorize", get(authorize))
+        .route("/oauth/v1/access-tokens/{token}", get(token_info))
+        .route("/oauth/v1/refresh-tokens/{token}", axum::routing::delete(revoke_refresh_token))
+        .route("/_admin/oauth", post(admin_oauth))
         .route("/_admin/stats", get(admin_stats))
         .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/contacts", post(admin_create))
@@ -1041,7 +1045,7 @@ async fn token(
     };
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     let config = app.hub.config();
-    if field("grant_type") != "refresh_token" {
+    if !matches!(field("grant_type"), "refresh_token" | "authorization_code") {
         return oauth_error("BAD_GRANT_TYPE", "unsupported grant type");
     }
     if field("client_id") != config.client_id {
@@ -1049,6 +1053,22 @@ async fn token(
     }
     if field("client_secret") != config.client_secret {
         return oauth_error("BAD_CLIENT_SECRET", "missing or invalid client secret");
+    }
+    if field("grant_type") == "authorization_code" {
+        if field("redirect_uri").is_empty() {
+            return oauth_error("BAD_REDIRECT_URI", "missing redirect uri");
+        }
+        if app.hub.oauth.redeem(field("code"), field("client_id"), field("redirect_uri"), None).is_err() {
+            return oauth_error("BAD_AUTH_CODE", "missing or unknown auth code");
+        }
+        let t = app.hub.issue_token(None);
+        return Json(json!({
+            "token_type": "bearer",
+            "refresh_token": t.refresh_token,
+            "access_token": t.access_token,
+            "expires_in": t.expires_in,
+        }))
+        .into_response();
     }
     match app.hub.refresh(field("refresh_token")) {
         Some(t) => Json(json!({
@@ -1061,6 +1081,62 @@ async fn token(
         None => oauth_error("BAD_REFRESH_TOKEN", "missing or invalid refresh token"),
     }
 }
+/// app.hubspot.com's install page: consents at once (or declines, see `/_admin/oauth`).
+async fn authorize(
+    State(app): State<AppState>,
+    Query(params): Query<crate::oauth::AuthorizeParams>,
+) -> Response {
+    if let Some(resp) = apply_fault(&app.hub, Route::Authorize, None).await {
+        return resp;
+    }
+    app.hub.oauth.authorize(&params, &app.hub.config().client_id)
+}
+
+/// `GET /oauth/v1/access-tokens/{token}`: the portal and app an access token belongs to.
+async fn token_info(State(app): State<AppState>, Path(token): Path<String>) -> Response {
+    if let Some(resp) = apply_fault(&app.hub, Route::TokenInfo, None).await {
+        return resp;
+    }
+    match app.hub.token_expires_in(&token) {
+        Some(expires_in) => Json(json!({
+            "token": token,
+            "user": "admin@fake-portal.test",
+            "hub_domain": "fake-portal.test",
+            "scopes": ["oauth", "crm.objects.contacts.read", "crm.objects.contacts.write"],
+            "hub_id": super::PORTAL_ID,
+            "app_id": super::APP_ID,
+            "expires_in": expires_in.unwrap_or(0),
+            "user_id": 123,
+            "token_type": "access",
+        }))
+        .into_response(),
+        None => hub_error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "access token not found"),
+    }
+}
+
+/// `DELETE /oauth/v1/refresh-tokens/{token}`: 204, or 404 for a token the fake does not know.
+async fn revoke_refresh_token(State(app): State<AppState>, Path(token): Path<String>) -> Response {
+    if let Some(resp) = apply_fault(&app.hub, Route::Revoke, None).await {
+        return resp;
+    }
+    if app.hub.revoke_refresh_token(&token) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        hub_error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "refresh token not found")
+    }
+}
+
+#[derive(Deserialize)]
+struct AdminOAuth {
+    /// The user declines the next installs (`error=access_denied`) until set back.
+    deny: bool,
+}
+
+async fn admin_oauth(State(app): State<AppState>, Json(body): Json<AdminOAuth>) -> StatusCode {
+    app.hub.oauth.set_deny(body.deny);
+    StatusCode::NO_CONTENT
+}
+
 async fn admin_stats(State(app): State<AppState>) -> Response {
     Json(app.hub.stats()).into_response()
 }

@@ -87,6 +87,10 @@ pub enum Route {
     Token,
     UserInfo,
     /// Matches every route (faults only).
+    /// `GET /services/oauth2/authorize`.
+    Authorize,
+    /// `POST /services/oauth2/revoke`.
+    Revoke,
     Any,
 }
 
@@ -104,6 +108,8 @@ impl Route {
             Route::BulkResults => "bulk_results",
             Route::Token => "token",
             Route::UserInfo => "userinfo",
+            Route::Authorize => "authorize",
+            Route::Revoke => "revoke",
             Route::Any => "any",
         }
     }
@@ -200,7 +206,13 @@ struct Inner {
 pub struct SalesforceState {
     inner: Mutex<Inner>,
     config: FakeConfig,
+    /// Authorization codes of the web-server flow.
+    pub oauth: crate::oauth::CodeGrants,
 }
+
+/// The fake org's id (18 characters, as Salesforce's) and its one user's.
+pub const ORG_ID: &str = "00DFAKE00000001AAA";
+pub const USER_ID: &str = "005FAKE00000001AAA";
 
 fn random_token(prefix: &str) -> String {
     let mut rng = rand::rng();
@@ -229,7 +241,7 @@ impl SalesforceState {
             instance_url: None,
             next_serial: 1,
         };
-        Self { inner: Mutex::new(inner), config }
+        Self { inner: Mutex::new(inner), config, oauth: crate::oauth::CodeGrants::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -381,6 +393,27 @@ impl SalesforceState {
     /// Revokes a refresh token; `false` if unknown.
     pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
         self.lock().refresh_tokens.remove(refresh_token).is_some()
+    }
+
+    /// `/services/oauth2/revoke`: a refresh token (it stops refreshing) or an access token (it stops
+    /// working); `false` when the fake knows neither.
+    pub fn revoke(&self, token: &str) -> bool {
+        let mut inner = self.lock();
+        if inner.refresh_tokens.remove(token).is_some() {
+            return true;
+        }
+        match inner.tokens.get_mut(token) {
+            Some(valid) => {
+                *valid = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True while `refresh_token` can refresh (it was issued and not revoked).
+    pub fn refresh_token_is_valid(&self, refresh_token: &str) -> bool {
+        self.lock().refresh_tokens.contains_key(refresh_token)
     }
 
     fn refresh(&self, refresh_token: &str, base_url: &str) -> Option<(String, String)> {

@@ -47,6 +47,9 @@ pub(crate) fn router(org: Arc<SalesforceState>, base_url: String) -> Router {
     Router::new()
         .nest(&format!("/services/data/{API_VERSION}"), api)
         .route("/services/oauth2/token", post(token))
+        .route("/services/oauth2/authorize", get(authorize))
+        .route("/services/oauth2/revoke", post(revoke))
+        .route("/_admin/oauth", post(admin_oauth))
         .route("/services/oauth2/userinfo", get(userinfo))
         .route("/_admin/stats", get(admin_stats))
         .route("/_admin/stats/reset", post(admin_reset_stats))
@@ -706,7 +709,7 @@ async fn token(
     };
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     let config = app.org.config();
-    if field("grant_type") != "refresh_token" {
+    if !matches!(field("grant_type"), "refresh_token" | "authorization_code") {
         return oauth_error("unsupported_grant_type", "grant type not supported");
     }
     if field("client_id") != config.client_id {
@@ -715,19 +718,78 @@ async fn token(
     if field("client_secret") != config.client_secret {
         return oauth_error("invalid_client", "invalid client credentials");
     }
+    if field("grant_type") == "authorization_code" {
+        let verifier = form.get("code_verifier").map(String::as_str);
+        if app.org.oauth.redeem(field("code"), field("client_id"), field("redirect_uri"), verifier).is_err() {
+            return oauth_error("invalid_grant", "authentication failure");
+        }
+        let issued = app.org.issue_token(&app.base_url);
+        return Json(json!({
+            "access_token": issued.access_token,
+            "refresh_token": issued.refresh_token,
+            "signature": "ZmFrZS1zaWduYXR1cmU=",
+            "scope": "api refresh_token",
+            "instance_url": issued.instance_url,
+            "id": format!("{}/id/{}/{}", app.base_url, super::ORG_ID, super::USER_ID),
+            "token_type": "Bearer",
+            "issued_at": chrono::Utc::now().timestamp_millis().to_string(),
+        }))
+        .into_response();
+    }
     match app.org.refresh(field("refresh_token"), &app.base_url) {
         Some((access, instance)) => Json(json!({
             "access_token": access,
             "signature": "ZmFrZS1zaWduYXR1cmU=",
             "scope": "api refresh_token",
             "instance_url": instance,
-            "id": format!("{}/id/00DFAKE000000001AAA/005FAKE000000001AAA", app.base_url),
+            "id": format!("{}/id/{}/{}", app.base_url, super::ORG_ID, super::USER_ID),
             "token_type": "Bearer",
             "issued_at": chrono::Utc::now().timestamp_millis().to_string(),
         }))
         .into_response(),
         None => oauth_error("invalid_grant", "expired access/refresh token"),
     }
+}
+
+/// The web-server flow's authorize endpoint: the user consents at once (or declines, when told
+/// through `/_admin/oauth`) and the browser goes back to `redirect_uri`.
+async fn authorize(
+    State(app): State<AppState>,
+    Query(params): Query<crate::oauth::AuthorizeParams>,
+) -> Response {
+    if let Some(resp) = apply_fault(&app.org, Route::Authorize).await {
+        return resp;
+    }
+    app.org.oauth.authorize(&params, &app.org.config().client_id)
+}
+
+/// `POST /services/oauth2/revoke` (form `token`): 200, or 400 `unsupported_token_type` for a
+/// token the org does not know.
+async fn revoke(
+    State(app): State<AppState>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    if let Some(resp) = apply_fault(&app.org, Route::Revoke).await {
+        return resp;
+    }
+    let Ok(Form(form)) = form else {
+        return oauth_error("invalid_request", "request body must be application/x-www-form-urlencoded");
+    };
+    match form.get("token") {
+        Some(token) if app.org.revoke(token) => StatusCode::OK.into_response(),
+        _ => oauth_error("unsupported_token_type", "this token type is not supported"),
+    }
+}
+
+#[derive(Deserialize)]
+struct AdminOAuth {
+    /// The user declines the next authorizations (`error=access_denied`) until set back.
+    deny: bool,
+}
+
+async fn admin_oauth(State(app): State<AppState>, Json(body): Json<AdminOAuth>) -> StatusCode {
+    app.org.oauth.set_deny(body.deny);
+    StatusCode::NO_CONTENT
 }
 
 /// The OpenID Connect userinfo endpoint on the login host: tells a client holding only an access
@@ -748,9 +810,9 @@ async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let instance = inner.instance_url.clone().unwrap_or_else(|| app.base_url.clone());
     drop(inner);
     Json(json!({
-        "sub": format!("{}/id/00DFAKE000000001AAA/005FAKE000000001AAA", app.base_url),
-        "user_id": "005FAKE000000001AAA",
-        "organization_id": "00DFAKE000000001AAA",
+        "sub": format!("{}/id/{}/{}", app.base_url, super::ORG_ID, super::USER_ID),
+        "user_id": super::USER_ID,
+        "organization_id": super::ORG_ID,
         "urls": {
             "rest": format!("{instance}/services/data/v{{version}}/"),
             "custom_domain": instance,

@@ -279,21 +279,39 @@ fn ids_from_keys(pk: &str, sk: &str) -> Option<(TenantId, ConnectionId)> {
 
 // ---- connections ----
 
+/// The user-owned attributes of a connection (what `save_settings` writes besides
+/// `settings_version`): `None` removes one. Without `next_sync_at` the connection also leaves the
+/// sparse due index (`due_shard` goes).
+pub(super) fn connection_settings(
+    c: &Connection,
+    due_shards: u16,
+) -> Vec<(&'static str, Option<AttributeValue>)> {
+    let shard = due_shard(&c.tenant_id, &c.connection_id, due_shards);
+    vec![
+        ("interval_minutes", Some(n(c.interval_minutes))),
+        ("settings", Some(json(&c.settings))),
+        ("paused_at", c.paused_at.map(time)),
+        ("next_sync_at", c.next_sync_at.map(epoch)),
+        ("due_shard", c.next_sync_at.map(|_| s(due_shard_key(shard)))),
+    ]
+}
+
 /// The worker-owned attributes of a connection (what `save_state` writes): `None` removes one.
 pub(super) fn connection_state(
     c: &Connection,
     cipher: &TokenCipher,
-) -> Vec<(&'static str, Option<AttributeValue>)> {
+) -> Result<Vec<(&'static str, Option<AttributeValue>)>, StoreError> {
+    let seal = |v: &SecretString| cipher.encrypt(v).map(s).map_err(super::crypto_error);
     let cursors: HashMap<String, AttributeValue> =
         c.cursors.iter().map(|(o, cur)| (o.as_str().to_owned(), s(cur.as_str()))).collect();
     let counts: HashMap<String, AttributeValue> =
         c.record_counts.iter().map(|(o, k)| (o.as_str().to_owned(), n(k))).collect();
-    vec![
+    Ok(vec![
         ("status", Some(s(c.status.as_str()))),
         ("account_id", c.account_id.as_deref().map(s)),
         ("cursors", Some(AttributeValue::M(cursors))),
-        ("access_token_enc", Some(s(cipher.encrypt(&c.credentials.access_token)))),
-        ("refresh_token_enc", c.credentials.refresh_token.as_ref().map(|t| s(cipher.encrypt(t)))),
+        ("access_token_enc", Some(seal(&c.credentials.access_token)?)),
+        ("refresh_token_enc", c.credentials.refresh_token.as_ref().map(seal).transpose()?),
         ("token_expires_at", c.credentials.expires_at.map(time)),
         ("last_sync_at", c.last_sync_at.map(time)),
         ("last_error", c.last_error.as_deref().map(s)),
@@ -302,9 +320,9 @@ pub(super) fn connection_state(
         ("inflight_since", c.inflight_since.map(time)),
         ("channel_id", c.push_channel.as_ref().map(|p| s(&p.id))),
         ("channel_resource_id", c.push_channel.as_ref().and_then(|p| p.resource_id.as_deref().map(s))),
-        ("channel_secret_enc", c.push_channel.as_ref().map(|p| s(cipher.encrypt(&p.secret)))),
+        ("channel_secret_enc", c.push_channel.as_ref().map(|p| seal(&p.secret)).transpose()?),
         ("channel_expires_at", c.push_channel.as_ref().map(|p| time(p.expires_at))),
-    ]
+    ])
 }
 
 /// The push channel attributes of a connection item: all present or none.
@@ -350,7 +368,11 @@ pub(super) fn channel_from_item(item: &Item) -> Result<(TenantId, ConnectionId, 
 
 /// The whole connection item. `next_sync_at` is stored at second precision; with it comes
 /// `due_shard`, and without it neither (the due index is sparse).
-pub(super) fn connection_to_item(c: &Connection, cipher: &TokenCipher, due_shards: u16) -> Item {
+pub(super) fn connection_to_item(
+    c: &Connection,
+    cipher: &TokenCipher,
+    due_shards: u16,
+) -> Result<Item, StoreError> {
     let mut item = key(tenant_pk(&c.tenant_id), connection_sk(&c.connection_id));
     let settings = [
         ("tenant_id", s(c.tenant_id.as_str())),
@@ -361,19 +383,28 @@ pub(super) fn connection_to_item(c: &Connection, cipher: &TokenCipher, due_shard
         ("settings", json(&c.settings)),
         ("created_at", time(c.created_at)),
         ("version", n(c.version)),
+        ("settings_version", n(c.settings_version)),
     ];
     item.extend(settings.into_iter().map(|(k, v)| (k.to_owned(), v)));
-    if let Some(at) = c.next_sync_at {
-        let shard = due_shard(&c.tenant_id, &c.connection_id, due_shards);
-        item.insert("next_sync_at".into(), epoch(at));
-        item.insert("due_shard".into(), s(due_shard_key(shard)));
-    }
-    for (name, value) in connection_state(c, cipher) {
+    for (name, value) in connection_settings(c, due_shards) {
         if let Some(v) = value {
             item.insert(name.to_owned(), v);
         }
     }
-    item
+    for (name, value) in connection_state(c, cipher)? {
+        if let Some(v) = value {
+            item.insert(name.to_owned(), v);
+        }
+    }
+    Ok(item)
+}
+
+/// The encrypted values of an item (attributes named `*_enc`), for `TokenCipher::prepare`.
+pub(super) fn encrypted_values(item: &Item) -> Vec<String> {
+    item.iter()
+        .filter(|(name, _)| name.ends_with("_enc"))
+        .filter_map(|(_, v)| v.as_s().ok().cloned())
+        .collect()
 }
 
 pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<Connection, StoreError> {
@@ -424,8 +455,10 @@ pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<
         inflight_since: r.opt_time("inflight_since")?,
         push_channel: push_channel_from(&r, cipher)?,
         settings: r.opt_json("settings")?.unwrap_or_default(),
+        paused_at: r.opt_time("paused_at")?,
         created_at: r.time("created_at")?,
         version: r.n("version")?,
+        settings_version: r.opt_n("settings_version")?.unwrap_or(0),
     })
 }
 
@@ -566,6 +599,11 @@ pub(super) fn job_to_item(run: &SyncRun) -> Item {
 
 // ---- audit entries ----
 
+/// The partition of the audit table's record index: `T#{tenant}#R#{record}`.
+pub(super) fn audit_record_pk(tenant: &TenantId, record: &RecordId) -> String {
+    format!("T#{tenant}#R#{record}")
+}
+
 pub(super) fn audit_to_item(e: &AuditEntry) -> Item {
     let mut item = key(tenant_pk(&e.tenant_id), audit_sk(e.at, &e.entry_id));
     let attrs = [
@@ -584,6 +622,7 @@ pub(super) fn audit_to_item(e: &AuditEntry) -> Item {
     }
     if let Some(r) = &e.record_id {
         item.insert("record_id".into(), s(r.as_str()));
+        item.insert("rec_pk".into(), s(audit_record_pk(&e.tenant_id, r)));
     }
     if let Some(o) = e.object {
         item.insert("object".into(), s(o.as_str()));
@@ -685,7 +724,7 @@ mod tests {
     fn connection_round_trips_through_its_item_with_tokens_encrypted() {
         let k = cipher();
         let c = connection();
-        let item = connection_to_item(&c, &k, 4);
+        let item = connection_to_item(&c, &k, 4).unwrap();
         assert_same_connection(&connection_from_item(&item, &k).unwrap(), &c);
         let text = format!("{item:?}");
         assert!(!text.contains("access-plaintext") && !text.contains("refresh-plaintext"));
@@ -707,7 +746,7 @@ mod tests {
             expires_at: at(7 * 86_400) + Duration::milliseconds(5),
         };
         c.push_channel = Some(channel.clone());
-        let item = connection_to_item(&c, &k, 4);
+        let item = connection_to_item(&c, &k, 4).unwrap();
         assert!(!format!("{item:?}").contains("channel-secret-plaintext"));
         let back = connection_from_item(&item, &k).unwrap().push_channel.expect("channel kept");
         assert_eq!((back.id.as_str(), back.resource_id.as_deref()), ("chan-1", Some("res-1")));
@@ -736,7 +775,7 @@ mod tests {
         c.credentials.refresh_token = None;
         c.credentials.expires_at = None;
         c.last_error = None;
-        let item = connection_to_item(&c, &k, 4);
+        let item = connection_to_item(&c, &k, 4).unwrap();
         for absent in ["next_sync_at", "due_shard", "refresh_token_enc", "token_expires_at", "last_error"] {
             assert!(!item.contains_key(absent), "{absent} should be absent");
         }
@@ -748,14 +787,14 @@ mod tests {
         let k = cipher();
         let mut c = connection();
         c.next_sync_at = Some(at(5) + Duration::milliseconds(900));
-        let back = connection_from_item(&connection_to_item(&c, &k, 4), &k).unwrap();
+        let back = connection_from_item(&connection_to_item(&c, &k, 4).unwrap(), &k).unwrap();
         assert_eq!(back.next_sync_at, Some(at(5)));
     }
 
     #[test]
     fn corrupt_connection_items_are_reported_without_their_values() {
         let k = cipher();
-        let good = connection_to_item(&connection(), &k, 4);
+        let good = connection_to_item(&connection(), &k, 4).unwrap();
 
         let mut bad = good.clone();
         bad.insert("status".into(), s("exploded"));

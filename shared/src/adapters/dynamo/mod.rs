@@ -4,10 +4,12 @@
 //! Main table: GSI [`DUE_INDEX`] on `due_shard` (S) / `next_sync_at` (N, epoch seconds), projecting
 //! keys and `interval_minutes`, sparse (only scheduled connections carry `due_shard`); TTL attribute
 //! `expires_at`. Audit table: keys `pk` = `T#{tenant}`, `sk` = `{RFC 3339 millis}#{entry_id}`, GSI
-//! [`AUDIT_CONNECTION_INDEX`] on `conn_pk` / `sk`. Item formats are in `item`.
+//! [`AUDIT_CONNECTION_INDEX`] on `conn_pk` / `sk`, GSI [`AUDIT_RECORD_INDEX`] on `rec_pk` / `sk`.
+//! Item formats are in `item`.
 
 mod audit;
 mod item;
+mod oauth;
 mod queues;
 mod records;
 
@@ -25,7 +27,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
 
-use crate::adapters::crypto::TokenCipher;
+use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::domain::{Connection, ConnectionId, JobId, Provider, PushChannel, SyncRun, TenantId};
 use crate::ports::{ConnectionStore, DeliveryLedger, DueConnection, RunStore, StoreError};
 
@@ -36,6 +38,8 @@ pub use item::due_shard;
 pub const DUE_INDEX: &str = "due";
 /// Name of the audit table's index by connection.
 pub const AUDIT_CONNECTION_INDEX: &str = "by_connection";
+/// Name of the audit table's index by record (sparse: entries naming a record).
+pub const AUDIT_RECORD_INDEX: &str = "by_record";
 
 /// Most items one query page returns, whatever the caller asks.
 const MAX_PAGE: usize = 1000;
@@ -188,9 +192,17 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// The connection's worker-owned state as an update conditional on its version.
+    /// Connections from their items: resolves the items' data keys (KMS) first, then converts.
+    async fn connections_from(&self, items: &[Item]) -> Result<Vec<Connection>, StoreError> {
+        let sealed: Vec<String> = items.iter().flat_map(item::encrypted_values).collect();
+        self.cipher.prepare(&sealed).await.map_err(crypto_error)?;
+        items.iter().map(|i| item::connection_from_item(i, &self.cipher)).collect()
+    }
+
+    /// The connection's worker-owned state as an update conditional on its version (after
+    /// `cipher.ready()`).
     fn state_update(&self, c: &Connection) -> Result<Update, StoreError> {
-        let u = StateUpdate::new(item::connection_state(c, &self.cipher), c.version);
+        let u = StateUpdate::new(item::connection_state(c, &self.cipher)?, c.version);
         Update::builder()
             .table_name(&self.table)
             .set_key(Some(item::key(item::tenant_pk(&c.tenant_id), item::connection_sk(&c.connection_id))))
@@ -358,6 +370,11 @@ fn cancellation_error(codes: &[&str]) -> Option<StoreError> {
         .map(|c| StoreError::Unavailable(format!("transaction cancelled: {c}").into()))
 }
 
+/// A token encryption failure as a store error: KMS throttling and outages are retryable.
+pub(crate) fn crypto_error(e: CryptoError) -> StoreError {
+    if e.is_retryable() { StoreError::Unavailable(Box::new(e)) } else { StoreError::Backend(Box::new(e)) }
+}
+
 fn build_error(e: impl StdError + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e) as BoxError)
 }
@@ -402,7 +419,8 @@ impl ConnectionStore for DynamoStore {
     /// With an `account_id`, the connection and its account registry entry are written in one
     /// transaction, so a webhook finds every connection that exists.
     async fn create(&self, connection: &Connection) -> Result<(), StoreError> {
-        let item = item::connection_to_item(connection, &self.cipher, self.due_shards);
+        self.cipher.ready().await.map_err(crypto_error)?;
+        let item = item::connection_to_item(connection, &self.cipher, self.due_shards)?;
         let Some(account) = connection.account_id.as_deref() else {
             self.client
                 .put_item()
@@ -441,17 +459,18 @@ impl ConnectionStore for DynamoStore {
         connection: &ConnectionId,
     ) -> Result<Option<Connection>, StoreError> {
         let key = item::key(item::tenant_pk(tenant), item::connection_sk(connection));
-        self.get_item(&self.table, key)
-            .await?
-            .map(|i| item::connection_from_item(&i, &self.cipher))
-            .transpose()
+        match self.get_item(&self.table, key).await? {
+            Some(i) => Ok(self.connections_from(&[i]).await?.pop()),
+            None => Ok(None),
+        }
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError> {
         let q = Query::new(&self.table, "pk = :pk AND begins_with(sk, :prefix)")
             .value(":pk", item::s(item::tenant_pk(tenant)))
             .value(":prefix", item::s("CONN#"));
-        self.query_all(&q, None).await?.iter().map(|i| item::connection_from_item(i, &self.cipher)).collect()
+        let items = self.query_all(&q, None).await?;
+        self.connections_from(&items).await
     }
 
     async fn due(
@@ -496,7 +515,8 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn save_state(&self, connection: &Connection) -> Result<u64, StoreError> {
-        let u = StateUpdate::new(item::connection_state(connection, &self.cipher), connection.version);
+        self.cipher.ready().await.map_err(crypto_error)?;
+        let u = StateUpdate::new(item::connection_state(connection, &self.cipher)?, connection.version);
         self.client
             .update_item()
             .table_name(&self.table)
@@ -512,6 +532,33 @@ impl ConnectionStore for DynamoStore {
             .await
             .map_err(sdk_error)?;
         Ok(connection.version + 1)
+    }
+
+    /// An item written before settings had their own version has none: that counts as 0.
+    async fn save_settings(&self, connection: &Connection) -> Result<u64, StoreError> {
+        let v = connection.settings_version;
+        let mut u = StateUpdate::new(item::connection_settings(connection, self.due_shards), v);
+        u.names.insert("#version".to_owned(), "settings_version".to_owned());
+        u.condition = if v == 0 {
+            "attribute_exists(pk) AND (#version = :v0 OR attribute_not_exists(#version))".to_owned()
+        } else {
+            "attribute_exists(pk) AND #version = :v0".to_owned()
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(
+                item::tenant_pk(&connection.tenant_id),
+                item::connection_sk(&connection.connection_id),
+            )))
+            .update_expression(u.expression)
+            .condition_expression(u.condition)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(v + 1)
     }
 
     async fn put_channel(
@@ -549,6 +596,18 @@ impl ConnectionStore for DynamoStore {
         let q =
             Query::new(&self.table, "pk = :pk").value(":pk", item::s(item::account_pk(provider, account)));
         self.query_all(&q, Some(100)).await?.iter().map(item::account_from_item).collect()
+    }
+
+    async fn disconnect(&self, connection: &Connection, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.disconnect_connection(connection, at).await
+    }
+
+    async fn was_disconnected(
+        &self,
+        tenant: &TenantId,
+        connection: &ConnectionId,
+    ) -> Result<bool, StoreError> {
+        self.tombstone_exists(tenant, connection).await
     }
 }
 
@@ -605,6 +664,7 @@ impl RunStore for DynamoStore {
     }
 
     async fn finish(&self, connection: &Connection, run: &SyncRun) -> Result<u64, StoreError> {
+        self.cipher.ready().await.map_err(crypto_error)?;
         let put_run = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item::run_to_item(run)))

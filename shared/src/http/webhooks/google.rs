@@ -131,7 +131,7 @@ async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, Web
         return Err(WebhookError::Unverified("resource id mismatch"));
     }
     let mut summary = Summary { received: 1, ..Summary::default() };
-    if note.state != ResourceState::Sync {
+    if note.state != ResourceState::Sync && conn.paused_at.is_none() {
         summary.jobs = enqueue(state, vec![(tenant, connection, false)]).await?;
     }
     Ok(summary)

@@ -170,11 +170,7 @@ async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, Web
     for note in &notes {
         let known = verified.iter().find(|(id, _, _)| *id == note.subscription_id).cloned();
         let (tenant, connection) = match known {
-            Some((_, t, c)) => {
-                // Same subscription already loaded; its clientState must match too.
-                verify(state, note, &t, &c).await?;
-                (t, c)
-            }
+            Some((_, t, c)) => (t, c),
             None => {
                 let Some((t, c, provider)) = state.connections.find_channel(&note.subscription_id).await?
                 else {
@@ -183,13 +179,16 @@ async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, Web
                 if provider != Provider::Microsoft {
                     return Err(WebhookError::Unverified("subscription of another provider"));
                 }
-                verify(state, note, &t, &c).await?;
                 verified.push((note.subscription_id.clone(), t.clone(), c.clone()));
                 (t, c)
             }
         };
+        // Every notification's clientState is checked, also of a subscription seen before.
+        let paused = verify(state, note, &tenant, &connection).await?;
         let renew = note.lifecycle_event.as_ref().is_some_and(LifecycleEvent::renews_subscription);
-        targets.push((tenant, connection, renew));
+        if !paused {
+            targets.push((tenant, connection, renew));
+        }
     }
     let mut summary = Summary { received: notes.len(), ..Summary::default() };
     summary.jobs = enqueue(state, targets).await?;
@@ -197,12 +196,13 @@ async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, Web
 }
 
 /// The connection the subscription is registered to has a secret equal to the `clientState`.
+/// Returns whether the connection is paused (then nothing is enqueued for it).
 async fn verify(
     state: &WebhookState,
     note: &GraphNotification,
     tenant: &TenantId,
     connection: &ConnectionId,
-) -> Result<(), WebhookError> {
+) -> Result<bool, WebhookError> {
     let conn = load(state, tenant, connection).await?.ok_or(WebhookError::Unverified("connection gone"))?;
     // The registry maps the id to this connection; the secret (kept when a subscription is
     // recreated) is the connection's current one.
@@ -210,7 +210,7 @@ async fn verify(
         return Err(WebhookError::Unverified("the connection has no subscription"));
     };
     match note.client_state.as_deref() {
-        Some(given) if secret_matches(&channel.secret, given) => Ok(()),
+        Some(given) if secret_matches(&channel.secret, given) => Ok(conn.paused_at.is_some()),
         _ => Err(WebhookError::Unverified("clientState mismatch")),
     }
 }

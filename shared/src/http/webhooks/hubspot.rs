@@ -343,7 +343,10 @@ async fn route(
             match load(state, &tenant, &connection).await? {
                 Some(c) if c.provider == Provider::Hubspot => {
                     matched = true;
-                    targets.push((tenant, connection, false));
+                    // A paused connection syncs nothing (the worker would drop the job anyway).
+                    if c.paused_at.is_none() {
+                        targets.push((tenant, connection, false));
+                    }
                 }
                 _ => {}
             }
@@ -543,6 +546,25 @@ mod tests {
             assert_eq!((status, problem["code"].as_str()), (401, Some("unauthorized")));
             assert!(!problem.to_string().contains(HUBSPOT_SECRET));
         }
+        assert!(h.queue.jobs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_paused_connection_of_the_portal_gets_no_job() {
+        let h = harness();
+        hubspot_connection(&h.store, "acme", "62515").await;
+        let mut c = ConnectionStore::list(h.store.as_ref(), &TenantId::parse("acme").unwrap())
+            .await
+            .unwrap()
+            .remove(0);
+        c.paused_at = Some(now());
+        h.store.put_connection(c);
+        let body = json!([event(1, 62515, None)]).to_string();
+        let (status, summary) = send(&h.app, signed(&body, now().timestamp_millis())).await;
+        assert_eq!(
+            (status, summary["unmatched"].as_u64(), summary["jobs"].as_u64()),
+            (200, Some(0), Some(0))
+        );
         assert!(h.queue.jobs().is_empty());
     }
 

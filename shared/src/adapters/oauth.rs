@@ -1,0 +1,516 @@
+//! The OAuth 2.0 authorization-code flow at each provider: the authorize URL, the code exchange
+//! (`authorization_code` grant), the account behind the new token, and token revocation.
+//!
+//! - HubSpot: authorize at `app.hubspot.com/oauth/authorize` (no PKCE), token at
+//!   `{api}/oauth/v1/token`, account = `hub_id` of `GET {api}/oauth/v1/access-tokens/{token}`,
+//!   revoke `DELETE {api}/oauth/v1/refresh-tokens/{refresh_token}`.
+//! - Salesforce: `{login}/services/oauth2/authorize` and `/token` with PKCE, at the production or
+//!   sandbox login host; account = the org id in the token response's `id` URL
+//!   (`.../id/{org}/{user}`); the connection's `base_url` = `instance_url`; revoke
+//!   `POST {base_url}/services/oauth2/revoke`.
+//! - Google: `accounts.google.com/o/oauth2/v2/auth` (offline access, PKCE), token at
+//!   `GOOGLE_TOKEN_URL`, account = the id of `calendars/primary` (the owner's email), revoke
+//!   `POST oauth2.googleapis.com/revoke`.
+//! - Microsoft: `{login}/{tenant}/oauth2/v2.0/authorize` and `/token` (PKCE), account = `id` of
+//!   `GET /v1.0/me`; Microsoft has no revocation endpoint for a token.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{OAuthApp, OAuthEndpoints};
+use crate::domain::{Connection, Credentials, Provider};
+
+/// How long one provider call may take before the flow gives up on it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a step of the flow failed. Never carries a token, a code or a client secret.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// No client id/secret (or redirect URI) for this provider in this deployment.
+    #[error("OAuth is not configured for {0}")]
+    NotConfigured(Provider),
+    /// The provider refused the grant (an invalid, expired or reused code, a wrong redirect URI
+    /// or client): the user has to start again.
+    #[error("the provider rejected the authorization: {0}")]
+    Rejected(String),
+    /// The provider could not be reached or failed (5xx, timeout): try again.
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The provider answered something we cannot use (a missing field, a malformed URL).
+    #[error("unexpected answer from the provider: {0}")]
+    Invalid(String),
+}
+
+/// What a code exchange produced: the credentials, the provider account they belong to, and the
+/// API base URL the connection uses.
+#[derive(Debug)]
+pub struct Grant {
+    pub credentials: Credentials,
+    pub account_id: String,
+    pub base_url: String,
+}
+
+/// How a revocation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked,
+    /// The provider no longer knew the token (revoked or expired already).
+    AlreadyInvalid,
+    /// The provider has no revocation endpoint (Microsoft), or the connection holds no token
+    /// that can be revoked (a HubSpot private-app token).
+    NotSupported,
+}
+
+impl Revocation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revocation::Revoked => "revoked",
+            Revocation::AlreadyInvalid => "already_invalid",
+            Revocation::NotSupported => "not_supported",
+        }
+    }
+}
+
+/// The OAuth apps and endpoints of every provider. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OAuthProviders {
+    http: reqwest::Client,
+    pub endpoints: OAuthEndpoints,
+    pub hubspot: Option<OAuthApp>,
+    pub salesforce: Option<OAuthApp>,
+    pub google: Option<OAuthApp>,
+    pub microsoft: Option<OAuthApp>,
+    /// Google's token endpoint (`GOOGLE_TOKEN_URL`).
+    pub google_token_url: String,
+    /// Microsoft's identity platform (`MICROSOFT_LOGIN_BASE_URL`) and directory (`MICROSOFT_TENANT`).
+    pub microsoft_login_base_url: String,
+    pub microsoft_tenant: String,
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+    /// Salesforce: the org's API host.
+    #[serde(default)]
+    instance_url: Option<String>,
+    /// Salesforce: `https://login.salesforce.com/id/{org id}/{user id}`.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+fn enc(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+fn unavailable(e: reqwest::Error) -> OAuthError {
+    // reqwest's message can include the URL; ours carry no secrets in URLs except HubSpot's
+    // token-info path, so only the kind of failure is kept.
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    OAuthError::Unavailable(kind.to_owned())
+}
+
+/// An http(s) URL with a host, as a base URL without its trailing slash.
+fn base_url(raw: &str, what: &str) -> Result<String, OAuthError> {
+    match url::Url::parse(raw.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.query().is_none() => {
+            Ok(raw.trim().trim_end_matches('/').to_owned())
+        }
+        _ => Err(OAuthError::Invalid(format!("{what} is not an http(s) URL"))),
+    }
+}
+
+/// The org id in a Salesforce identity URL `.../id/{org}/{user}`.
+pub fn salesforce_org_id(id_url: &str) -> Option<String> {
+    let url = url::Url::parse(id_url).ok()?;
+    let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        [.., "id", org, _user]
+            if (org.len() == 15 || org.len() == 18) && org.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            Some((*org).to_owned())
+        }
+        _ => None,
+    }
+}
+
+impl OAuthProviders {
+    pub fn new(http: reqwest::Client, endpoints: OAuthEndpoints) -> Self {
+        Self {
+            http,
+            endpoints,
+            hubspot: None,
+            salesforce: None,
+            google: None,
+            microsoft: None,
+            google_token_url: crate::adapters::google::DEFAULT_TOKEN_URL.to_owned(),
+            microsoft_login_base_url: crate::config::DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned(),
+            microsoft_tenant: "common".to_owned(),
+        }
+    }
+
+    /// From the deployment's config.
+    pub fn from_config(http: reqwest::Client, config: &crate::config::Config) -> Self {
+        Self {
+            hubspot: config.hubspot_app.clone(),
+            salesforce: config.salesforce_app.clone(),
+            google: config.google_app.clone(),
+            microsoft: config.microsoft_app.clone(),
+            google_token_url: config.google_token_url.clone(),
+            microsoft_login_base_url: config.microsoft_login_base_url.clone(),
+            microsoft_tenant: config.microsoft_tenant.clone(),
+            ..Self::new(http, config.oauth.clone())
+        }
+    }
+
+    pub fn app(&self, provider: Provider) -> Result<&OAuthApp, OAuthError> {
+        match provider {
+            Provider::Hubspot => self.hubspot.as_ref(),
+            Provider::Salesforce => self.salesforce.as_ref(),
+            Provider::Google => self.google.as_ref(),
+            Provider::Microsoft => self.microsoft.as_ref(),
+        }
+        .ok_or(OAuthError::NotConfigured(provider))
+    }
+
+    /// True where the provider supports PKCE (RFC 7636, `S256`); HubSpot does not.
+    pub fn supports_pkce(provider: Provider) -> bool {
+        !matches!(provider, Provider::Hubspot)
+    }
+
+    fn salesforce_login(&self, sandbox: bool) -> &str {
+        if sandbox {
+            &self.endpoints.salesforce_sandbox_login_url
+        } else {
+            &self.endpoints.salesforce_login_url
+        }
+    }
+
+    fn microsoft_endpoint(&self, what: &str) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/{what}",
+            self.microsoft_login_base_url.trim_end_matches('/'),
+            enc(&self.microsoft_tenant)
+        )
+    }
+
+    /// Where to send the browser: the provider's consent page for this app, coming back to
+    /// `redirect_uri` with `code` and `state`.
+    pub fn authorize_url(
+        &self,
+        provider: Provider,
+        sandbox: bool,
+        redirect_uri: &str,
+        state: &str,
+        code_challenge: Option<&str>,
+    ) -> Result<String, OAuthError> {
+        let app = self.app(provider)?;
+        let e = &self.endpoints;
+        let (base, scope) = match provider {
+            Provider::Hubspot => (e.hubspot_authorize_url.clone(), e.hubspot_scopes.as_str()),
+            Provider::Salesforce => (
+                format!("{}/services/oauth2/authorize", self.salesforce_login(sandbox)),
+                e.salesforce_scopes.as_str(),
+            ),
+            Provider::Google => (e.google_authorize_url.clone(), e.google_scopes.as_str()),
+            Provider::Microsoft => (self.microsoft_endpoint("authorize"), e.microsoft_scopes.as_str()),
+        };
+        let mut url = url::Url::parse(&base).map_err(|_| OAuthError::Invalid("authorize URL".into()))?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code");
+            q.append_pair("client_id", &app.client_id);
+            q.append_pair("redirect_uri", redirect_uri);
+            q.append_pair("scope", scope);
+            q.append_pair("state", state);
+            if let Some(challenge) = code_challenge {
+                q.append_pair("code_challenge", challenge);
+                q.append_pair("code_challenge_method", "S256");
+            }
+            match provider {
+                // A refresh token, and a consent screen every time so Google issues it again.
+                Provider::Google => {
+                    q.append_pair("access_type", "offline");
+                    q.append_pair("prompt", "consent");
+                    q.append_pair("include_granted_scopes", "true");
+                }
+                Provider::Microsoft => {
+                    q.append_pair("response_mode", "query");
+                }
+                _ => {}
+            }
+        }
+        Ok(url.into())
+    }
+
+    /// Exchanges `code` (authorization_code grant, with the same `redirect_uri` and the PKCE
+    /// verifier), then asks the provider which account the token belongs to.
+    pub async fn exchange(
+        &self,
+        provider: Provider,
+        sandbox: bool,
+        redirect_uri: &str,
+        code: &SecretString,
+        verifier: Option<&SecretString>,
+    ) -> Result<Grant, OAuthError> {
+        let app = self.app(provider)?;
+        let token_url = match provider {
+            Provider::Hubspot => format!("{}/oauth/v1/token", self.endpoints.hubspot_api_base_url),
+            Provider::Salesforce => format!("{}/services/oauth2/token", self.salesforce_login(sandbox)),
+            Provider::Google => self.google_token_url.clone(),
+            Provider::Microsoft => self.microsoft_endpoint("token"),
+        };
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.expose_secret()),
+            ("redirect_uri", redirect_uri),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.expose_secret()),
+        ];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v.expose_secret()));
+        }
+        if provider == Provider::Microsoft {
+            form.push(("scope", self.endpoints.microsoft_scopes.as_str()));
+        }
+        let response = self
+            .http
+            .post(&token_url)
+            .header("Accept", "application/json")
+            .form(&form)
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(OAuthError::Unavailable(format!("token endpoint answered {status}")));
+        }
+        if !status.is_success() {
+            // OAuth error codes (`invalid_grant`, ...) and HubSpot's `status`: safe to keep.
+            let code = body
+                .get("error")
+                .or_else(|| body.get("status"))
+                .and_then(Value::as_str)
+                .filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                .unwrap_or("unknown");
+            return Err(OAuthError::Rejected(format!("token endpoint answered {status} ({code})")));
+        }
+        let reply: TokenReply = serde_json::from_value(body)
+            .map_err(|_| OAuthError::Invalid("the token response has no access_token".into()))?;
+        let access_token = SecretString::from(reply.access_token.clone());
+        let credentials = Credentials {
+            access_token: access_token.clone(),
+            refresh_token: reply.refresh_token.clone().map(SecretString::from),
+            expires_at: reply
+                .expires_in
+                .filter(|s| *s > 0)
+                .map(|s| Utc::now() + chrono::Duration::seconds(s)),
+        };
+        let (account_id, base) = match provider {
+            Provider::Hubspot => {
+                (self.hubspot_account(&access_token).await?, self.endpoints.hubspot_api_base_url.clone())
+            }
+            Provider::Salesforce => {
+                let instance = reply
+                    .instance_url
+                    .as_deref()
+                    .ok_or_else(|| OAuthError::Invalid("no instance_url in the token response".into()))?;
+                let org =
+                    reply.id.as_deref().and_then(salesforce_org_id).ok_or_else(|| {
+                        OAuthError::Invalid("no org id in the token response's id URL".into())
+                    })?;
+                (org, base_url(instance, "instance_url")?)
+            }
+            Provider::Google => {
+                let url = format!("{}/calendars/primary", self.endpoints.google_api_base_url);
+                (
+                    self.account_field(&url, &access_token, "id").await?,
+                    self.endpoints.google_api_base_url.clone(),
+                )
+            }
+            Provider::Microsoft => {
+                let graph = self.endpoints.microsoft_graph_base_url.trim_end_matches('/');
+                let url = format!("{graph}/v1.0/me");
+                (self.account_field(&url, &access_token, "id").await?, graph.to_owned())
+            }
+        };
+        Ok(Grant { credentials, account_id, base_url: base })
+    }
+
+    /// HubSpot's token info: the portal (`hub_id`) the token belongs to.
+    async fn hubspot_account(&self, token: &SecretString) -> Result<String, OAuthError> {
+        let url = format!(
+            "{}/oauth/v1/access-tokens/{}",
+            self.endpoints.hubspot_api_base_url,
+            enc(token.expose_secret())
+        );
+        let response = self.http.get(&url).timeout(CALL_TIMEOUT).send().await.map_err(unavailable)?;
+        let body = self.json_body(response, "token info").await?;
+        match body.get("hub_id") {
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(OAuthError::Invalid("token info has no hub_id".into())),
+        }
+    }
+
+    /// One string field of a JSON resource read with the new token.
+    async fn account_field(
+        &self,
+        url: &str,
+        token: &SecretString,
+        field: &str,
+    ) -> Result<String, OAuthError> {
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token.expose_secret())
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let body = self.json_body(response, "account lookup").await?;
+        body.get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 256)
+            .map(str::to_owned)
+            .ok_or_else(|| OAuthError::Invalid(format!("the account lookup has no {field}")))
+    }
+
+    async fn json_body(&self, response: reqwest::Response, what: &str) -> Result<Value, OAuthError> {
+        let status = response.status();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(OAuthError::Unavailable(format!("{what} answered {status}")));
+        }
+        if !status.is_success() {
+            return Err(OAuthError::Rejected(format!("{what} answered {status}")));
+        }
+        response.json().await.map_err(|_| OAuthError::Invalid(format!("{what} is not JSON")))
+    }
+
+    /// Revokes the connection's grant at the provider: the refresh token where there is one (it
+    /// takes its access tokens with it at Salesforce and Google), else the access token.
+    pub async fn revoke(&self, connection: &Connection) -> Result<Revocation, OAuthError> {
+        let creds = &connection.credentials;
+        let base = connection.base_url.trim_end_matches('/');
+        let request = match connection.provider {
+            Provider::Hubspot => {
+                // Only OAuth grants have a refresh token; a private-app token cannot be revoked.
+                let Some(refresh) = &creds.refresh_token else {
+                    return Ok(Revocation::NotSupported);
+                };
+                self.http.delete(format!("{base}/oauth/v1/refresh-tokens/{}", enc(refresh.expose_secret())))
+            }
+            Provider::Salesforce => {
+                let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
+                self.http
+                    .post(format!("{base}/services/oauth2/revoke"))
+                    .form(&[("token", token.expose_secret())])
+            }
+            Provider::Google => {
+                let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
+                self.http.post(&self.endpoints.google_revoke_url).form(&[("token", token.expose_secret())])
+            }
+            Provider::Microsoft => return Ok(Revocation::NotSupported),
+        };
+        let response = request.timeout(CALL_TIMEOUT).send().await.map_err(unavailable)?;
+        let status = response.status();
+        match status {
+            s if s.is_success() => Ok(Revocation::Revoked),
+            // HubSpot 404: unknown refresh token; Salesforce and Google 400 `invalid_token`.
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => Ok(Revocation::AlreadyInvalid),
+            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+                Err(OAuthError::Unavailable(format!("revocation answered {s}")))
+            }
+            s => Err(OAuthError::Rejected(format!("revocation answered {s}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn providers() -> OAuthProviders {
+        let mut p = OAuthProviders::new(reqwest::Client::new(), OAuthEndpoints::default());
+        for app in [&mut p.hubspot, &mut p.salesforce, &mut p.google, &mut p.microsoft] {
+            *app = Some(OAuthApp { client_id: "cid".into(), client_secret: SecretString::from("csecret") });
+        }
+        p
+    }
+
+    fn query(url: &str) -> std::collections::HashMap<String, String> {
+        url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+    }
+
+    #[test]
+    fn salesforce_org_ids_come_from_the_identity_url() {
+        assert_eq!(
+            salesforce_org_id("https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001SwiUAAS")
+                .as_deref(),
+            Some("00Dxx0000001gPLEAY")
+        );
+        for bad in
+            ["https://login.salesforce.com/id/", "not a url", "https://x/id/00D!x/005", "https://x/other/a/b"]
+        {
+            assert_eq!(salesforce_org_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn authorize_urls_carry_client_redirect_state_scopes_and_pkce_where_supported() {
+        let p = providers();
+        let hs = p.authorize_url(Provider::Hubspot, false, "https://app.example/cb", "st", None).unwrap();
+        assert!(hs.starts_with("https://app.hubspot.com/oauth/authorize?"), "{hs}");
+        let q = query(&hs);
+        assert_eq!(
+            (q["client_id"].as_str(), q["redirect_uri"].as_str(), q["state"].as_str()),
+            ("cid", "https://app.example/cb", "st")
+        );
+        assert!(q["scope"].contains("crm.objects.contacts.read"));
+        assert!(!hs.contains("csecret"));
+
+        let sf = p
+            .authorize_url(Provider::Salesforce, true, "https://app.example/cb", "st", Some("chal"))
+            .unwrap();
+        assert!(sf.starts_with("https://test.salesforce.com/services/oauth2/authorize?"), "{sf}");
+        assert_eq!(
+            (query(&sf)["code_challenge"].as_str(), query(&sf)["code_challenge_method"].as_str()),
+            ("chal", "S256")
+        );
+        let prod =
+            p.authorize_url(Provider::Salesforce, false, "https://app.example/cb", "st", None).unwrap();
+        assert!(prod.starts_with("https://login.salesforce.com/"), "{prod}");
+
+        let g = p.authorize_url(Provider::Google, false, "https://app.example/cb", "st", Some("c")).unwrap();
+        assert_eq!(query(&g)["access_type"], "offline");
+        let m =
+            p.authorize_url(Provider::Microsoft, false, "https://app.example/cb", "st", Some("c")).unwrap();
+        assert!(m.starts_with("https://login.microsoftonline.com/common/oauth2/v2.0/authorize?"), "{m}");
+        assert!(query(&m)["scope"].contains("offline_access"));
+    }
+
+    #[test]
+    fn a_provider_without_an_app_is_not_configured() {
+        let p = OAuthProviders::new(reqwest::Client::new(), OAuthEndpoints::default());
+        assert!(matches!(
+            p.authorize_url(Provider::Google, false, "https://a/cb", "s", None),
+            Err(OAuthError::NotConfigured(Provider::Google))
+        ));
+    }
+}
