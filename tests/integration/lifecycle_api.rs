@@ -129,7 +129,8 @@ async fn a_paused_connection_is_not_scheduled_refuses_syncs_drops_queued_jobs_an
     let resumed =
         send(&stack, Some("acme"), Method::POST, &format!("/v1/connections/{id}/resume"), None).await;
     assert_eq!(resumed.json["paused"], false);
-    assert_eq!(stack.runner.fire_schedule(Utc::now()).await.unwrap().enqueued, 1, "due at once");
+    let next_second = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(stack.runner.fire_schedule(next_second).await.unwrap().enqueued, 1, "due at once");
     assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
     let summary =
         send(&stack, Some("acme"), Method::GET, &format!("/v1/connections/{id}/runs/summary"), None).await;

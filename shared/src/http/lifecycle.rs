@@ -123,7 +123,7 @@ async fn pause_connection(
     tag = "connections",
     params(("connection_id" = String, Path, description = CONNECTION_ID)),
     responses(
-        (status = 200, body = ConnectionView, description = "Resumed: due at once (or already active)"),
+        (status = 200, body = ConnectionView, description = "Resumed: due from the next whole second (or already active)"),
         (status = 409, response = problem::Conflict)
     )
 )]
@@ -136,7 +136,9 @@ async fn resume_connection(
         Ok(c.is_paused().then(|| {
             let mut next = c.clone();
             next.paused_at = None;
-            next.next_sync_at = Some(now);
+            // The next whole second: a scheduled job's id is its connection and slot second, so a
+            // slot in the second of one already run would be dropped by SQS as a duplicate.
+            next.next_sync_at = Some(next_whole_second(now));
             next
         }))
     })
@@ -525,4 +527,9 @@ async fn connection_errors(
         retry_action,
         items: items.into_iter().map(ErrorEntryView::from).collect(),
     }))
+}
+
+/// The first whole second after `now`.
+fn next_whole_second(now: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now)
 }

@@ -137,11 +137,11 @@ pub(super) fn finish(mut doc: OpenApi) -> OpenApi {
             for (status, response) in op.responses.responses.iter_mut() {
                 let RefOr::T(declared) = response else { continue };
                 // A problem status declared with a description only is the problem response.
-                if declared.content.is_empty() {
-                    if let Some(name) = problem_component(status) {
-                        *response = RefOr::Ref(Ref::from_response_name(name));
-                        continue;
-                    }
+                if declared.content.is_empty()
+                    && let Some(name) = problem_component(status)
+                {
+                    *response = RefOr::Ref(Ref::from_response_name(name));
+                    continue;
                 }
                 let response = declared;
                 if response.description.is_empty() {
