@@ -31,7 +31,7 @@ OPENAPI_SPEC_VALIDATOR := $(abspath $(OPENAPI_VENV)/bin/openapi-spec-validator)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
 
-.PHONY: help setup lint-template openapi test demo bench package
+.PHONY: help setup lint-template openapi test demo bench package fuzz
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -80,4 +80,27 @@ bench: ## Pull benchmarks against the fakes with real rate limits (not part of `
 
 package: $(VENV_STAMP) ## Deployable Lambda zips (release, arm64) in target/lambda/<function>/bootstrap.zip
 	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 --output-format zip $(addprefix --bin ,$(FUNCTIONS))
+
+# cargo-fuzz in a project-local root; the targets live in infra/fuzz (their own workspace).
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := hubspot_signature hubspot_events google_headers graph_notifications
+CARGO_FUZZ := .tools/bin/cargo-fuzz
+
+$(CARGO_FUZZ):
+	$(CARGO) install --locked --root .tools cargo-fuzz
+
+fuzz: $(CARGO_FUZZ) ## Fuzz the webhook parsers and HubSpot's signature check, FUZZ_SECONDS (30) per target (not part of `make test`)
+	mkdir -p target/fuzz
+	set -o pipefail; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p infra/fuzz/corpus/$$t && \
+	  RUSTC_BOOTSTRAP=1 PATH=$(abspath .tools/bin):$$PATH $(CARGO) fuzz run --fuzz-dir infra/fuzz --sanitizer none \
+	    $$t infra/fuzz/corpus/$$t infra/fuzz/seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
+	    | tee target/fuzz/$$t.log | grep -E '^(#[0-9]+.*(INITED|DONE)|Done|==|stat::number_of_executed_units|stat::average_exec_per_sec)' \
+	    || exit 1; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+	  printf '  %-22s %s, %s exec/s\n' $$t "$$(grep -E '^Done [0-9]+ runs' target/fuzz/$$t.log | tail -1)" \
+	    "$$(grep -E '^stat::average_exec_per_sec' target/fuzz/$$t.log | tail -1 | awk '{print $$2}')"; \
+	done
 

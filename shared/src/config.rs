@@ -177,9 +177,16 @@ pub struct Config {
     /// `WEBHOOK_BASE_URL`: the public origin (and path prefix) under which `/webhooks/{provider}` is
     /// served; providers with per-connection push channels notify there. Unset: pull-only.
     pub webhook_base_url: Option<String>,
+    /// `HUBSPOT_APP_ID`: our HubSpot app's id. A webhook event whose `sourceId` is this id was
+    /// caused by our own write (an echo) and enqueues nothing. Unset: no event is taken for an echo.
+    pub hubspot_app_id: Option<String>,
+    /// `WEBHOOK_COALESCE_SECONDS` (1 to 300, default 10): notifications of one connection within
+    /// one window of this length become one sync job, started when the window closes.
+    pub webhook_coalesce_secs: u32,
 }
 
 pub const DEFAULT_DUE_SHARDS: u16 = 4;
+pub const DEFAULT_WEBHOOK_COALESCE_SECS: u32 = 10;
 pub const DEFAULT_MICROSOFT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
@@ -273,6 +280,16 @@ impl Config {
                 .unwrap_or_else(|| crate::adapters::google::DEFAULT_TOKEN_URL.to_owned()),
             tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
             webhook_base_url: webhook_base_url(optional("WEBHOOK_BASE_URL"))?,
+            hubspot_app_id: optional("HUBSPOT_APP_ID").map(|v| v.trim().to_owned()),
+            webhook_coalesce_secs: match optional("WEBHOOK_COALESCE_SECONDS") {
+                None => DEFAULT_WEBHOOK_COALESCE_SECS,
+                Some(v) => v.trim().parse::<u32>().ok().filter(|n| (1..=300).contains(n)).ok_or(
+                    ConfigError::Invalid {
+                        name: "WEBHOOK_COALESCE_SECONDS",
+                        reason: "expected 1 to 300".into(),
+                    },
+                )?,
+            },
         })
     }
 }

@@ -117,6 +117,15 @@ pub trait ConnectionStore: Send + Sync {
         channel_id: &str,
     ) -> Result<Option<(TenantId, ConnectionId, Provider)>, StoreError>;
 
+    /// The connections whose `account_id` at `provider` is `account` (a HubSpot portal id, ...),
+    /// from the account registry that `create` writes with every connection that has one. Several
+    /// tenants may connect the same account. An entry may outlive its connection, so callers load
+    /// each connection and skip what is gone. At most 100 are returned.
+    async fn find_by_account(
+        &self,
+        provider: Provider,
+        account: &str,
+    ) -> Result<Vec<(TenantId, ConnectionId)>, StoreError>;
     /// Disconnects, in one transaction conditional on `connection.version` (`Conflict` if it
     /// changed): removes the connection (with its credentials, and so from the due index; `get`
     /// and `list` no longer find it, so a queued job finds nothing to sync) and leaves a
@@ -130,6 +139,25 @@ pub trait ConnectionStore: Send + Sync {
         tenant: &TenantId,
         connection: &ConnectionId,
     ) -> Result<bool, StoreError>;
+}
+
+/// Which webhook deliveries were already handled: a provider that redelivers (HubSpot retries up
+/// to 10 times over a day) or replays an event must not cause a second job.
+#[async_trait]
+pub trait DeliveryLedger: Send + Sync {
+    /// Marks delivery `key` (e.g. `hubspot#{eventId}`) as seen with a conditional put; `Ok(true)`
+    /// the first time, `Ok(false)` while an unexpired marker exists. The marker lapses at
+    /// `expires_at` (a marker past it counts as absent even before DynamoDB's TTL removes it).
+    async fn first_delivery(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes a marker: the job its delivery asked for could not be enqueued, so the provider's
+    /// retry must get through.
+    async fn forget_delivery(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// Pending OAuth authorizations, by `state` (stored as its hash, see `domain::oauth::state_key`).

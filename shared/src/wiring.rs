@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::domain::{Connection, Provider};
 use crate::http::api::ApiState;
 use crate::http::oauth::OAuthService;
+use crate::http::webhooks::{WebhookSettings, WebhookState};
 use crate::ports::{Clock, ProviderClient, ProviderError, ProviderFactory, SystemClock};
 use crate::sync::{Deps, EngineSettings};
 
@@ -134,6 +135,41 @@ pub async fn from_env() -> Result<(Config, Deps), Box<dyn std::error::Error + Se
     let sdk = aws_config::load_from_env().await;
     let deps = deps(&config, &sdk, Arc::new(SystemClock))?;
     Ok((config, deps))
+}
+
+/// The webhooks router's state: the engine's stores and queue, a delivery ledger on the main
+/// table, and the webhook settings from config.
+pub fn webhook_state(deps: &Deps, config: &Config, sdk: &SdkConfig) -> Result<WebhookState, WiringError> {
+    let cipher = token_cipher(config, sdk)?;
+    let res = &config.resources;
+    let ledger = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        res.table_name.clone(),
+        res.audit_table_name.clone(),
+        cipher,
+        config.due_shards,
+    );
+    Ok(WebhookState {
+        connections: deps.connections.clone(),
+        deliveries: Arc::new(ledger),
+        queue: deps.queue.clone(),
+        clock: deps.clock.clone(),
+        settings: WebhookSettings {
+            public_base_url: config.webhook_base_url.clone(),
+            hubspot_client_secret: config.hubspot_app.as_ref().map(|a| a.client_secret.clone()),
+            hubspot_app_id: config.hubspot_app_id.clone(),
+            coalesce_secs: config.webhook_coalesce_secs,
+        },
+    })
+}
+
+/// What the webhooks Lambda main does: tracing, config, AWS clients, the router's state.
+pub async fn webhooks_from_env() -> Result<WebhookState, Box<dyn std::error::Error + Send + Sync>> {
+    crate::telemetry::init();
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_from_env().await;
+    let deps = deps(&config, &sdk, Arc::new(SystemClock))?;
+    Ok(webhook_state(&deps, &config, &sdk)?)
 }
 
 /// The API router's state, sharing the engine's adapters.

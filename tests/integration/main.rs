@@ -19,3 +19,4 @@ mod salesforce_adapter;
 mod salesforce_e2e;
 mod stack;
 mod two_way;
+mod webhooks;

@@ -1,10 +1,10 @@
 //! Webhooks Lambda: provider notifications -> verified, then enqueued (`syncbridge::http::webhooks`).
 
 use lambda_http::{Error, run};
-use syncbridge::http::webhooks::{self, WebhookState};
+use syncbridge::http::webhooks;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (_, deps) = syncbridge::wiring::from_env().await?;
-    run(webhooks::router(WebhookState { queue: deps.queue, clock: deps.clock })).await
+    let state = syncbridge::wiring::webhooks_from_env().await?;
+    run(webhooks::router(state)).await
 }

@@ -42,6 +42,10 @@ pub struct StackOptions {
     pub tap_events: bool,
     /// The key that signs local tokens; a fresh one when `None`.
     pub dev_key: Option<DevKey>,
+    /// Our HubSpot app id (`HUBSPOT_APP_ID`): webhook events from it are echoes.
+    pub hubspot_app_id: String,
+    /// `WEBHOOK_COALESCE_SECONDS` of the stack (short by default, so tests wait little).
+    pub webhook_coalesce_secs: u32,
     /// The Salesforce fake plays a sandbox's login host (`SALESFORCE_SANDBOX_LOGIN_URL`); the
     /// production login host stays the real one, which the stack never reaches.
     pub salesforce_sandbox: bool,
@@ -49,6 +53,12 @@ pub struct StackOptions {
     /// local key.
     pub kms: bool,
 }
+
+/// The app id the local stack's HubSpot app has.
+pub const LOCAL_HUBSPOT_APP_ID: &str = "424242";
+/// The portal id of the local stack's HubSpot fake (connect with this `account_id` to get its
+/// webhooks).
+pub const LOCAL_HUBSPOT_PORTAL_ID: u64 = 62515;
 
 impl Default for StackOptions {
     fn default() -> Self {
@@ -61,6 +71,8 @@ impl Default for StackOptions {
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
+            hubspot_app_id: LOCAL_HUBSPOT_APP_ID.to_owned(),
+            webhook_coalesce_secs: 1,
             salesforce_sandbox: false,
             kms: false,
         }
@@ -121,6 +133,12 @@ impl LocalStack {
         // Bound before the config: the worker opens push channels to this gateway's webhooks.
         let gateway_listener = gateway::bind(options.gateway_port).await?;
         let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
+        // The fake's app-level webhook subscription points at the gateway (sent on demand).
+        hubspot.state().set_webhooks(Some(syncbridge_fakes::hubspot::WebhookTarget {
+            url: format!("{gateway_url}/webhooks/hubspot"),
+            app_id: options.hubspot_app_id.parse().context("the HubSpot app id is numeric")?,
+            portal_id: LOCAL_HUBSPOT_PORTAL_ID,
+        }));
         let callback = format!("{gateway_url}{}", syncbridge::http::oauth::CALLBACK_PATH);
         let mut oauth = OAuthEndpoints {
             redirect_uris: vec![callback],
@@ -168,6 +186,8 @@ impl LocalStack {
             google_token_url: google.token_url(),
             tenant_claim: "tenant_id".to_owned(),
             webhook_base_url: Some(gateway_url),
+            hubspot_app_id: Some(options.hubspot_app_id.clone()),
+            webhook_coalesce_secs: options.webhook_coalesce_secs,
         };
         let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
         let runner = Runner::new(
@@ -183,7 +203,7 @@ impl LocalStack {
         let gateway = gateway::serve_on(
             gateway_listener,
             api::router(wiring::api_state(&deps, &config)),
-            webhooks::router(webhooks::WebhookState { queue: deps.queue.clone(), clock: deps.clock.clone() }),
+            webhooks::router(wiring::webhook_state(&deps, &config, &sdk)?),
             dev_key.clone(),
         )?;
         let events =

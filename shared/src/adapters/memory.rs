@@ -17,9 +17,9 @@ use crate::domain::{
     ExternalId, Job, JobId, ObjectType, Provider, PushChannel, PushItem, RecordId, SyncRun, TenantId,
 };
 use crate::ports::{
-    AuditLog, AuditQuery, BusError, Clock, ConflictQuery, ConflictStore, ConnectionStore, DueConnection,
-    EventBus, JobQueue, Page, PushQuery, PushStore, QueueError, RecordStore, RecordWrite, RunStore,
-    StoreError,
+    AuditLog, AuditQuery, BusError, Clock, ConflictQuery, ConflictStore, ConnectionStore, DeliveryLedger,
+    DueConnection, EventBus, JobQueue, Page, PushQuery, PushStore, QueueError, RecordStore, RecordWrite,
+    RunStore, StoreError,
 };
 
 /// The engine's dependencies on one in-memory store (every store port), for unit tests of logic.
@@ -90,6 +90,7 @@ struct Inner {
     pushes: BTreeMap<(TenantId, String), PushItem>,
     conflicts: BTreeMap<(TenantId, String), ConflictItem>,
     channels: BTreeMap<String, (TenantId, ConnectionId, Provider)>,
+    deliveries: HashMap<String, DateTime<Utc>>,
     /// Tombstones of disconnected connections.
     disconnected: HashSet<ConnKey>,
     /// Pending OAuth authorizations by state.
@@ -113,6 +114,7 @@ impl Default for Inner {
             pushes: BTreeMap::new(),
             conflicts: BTreeMap::new(),
             channels: BTreeMap::new(),
+            deliveries: HashMap::new(),
             disconnected: HashSet::new(),
             oauth_states: HashMap::new(),
             unavailable: false,
@@ -525,6 +527,22 @@ impl ConnectionStore for MemoryStore {
         Ok(inner.channels.get(channel_id).cloned())
     }
 
+    async fn find_by_account(
+        &self,
+        provider: Provider,
+        account: &str,
+    ) -> Result<Vec<(TenantId, ConnectionId)>, StoreError> {
+        let inner = self.lock();
+        inner.check_available()?;
+        Ok(inner
+            .connections
+            .values()
+            .filter(|c| c.provider == provider && c.account_id.as_deref() == Some(account))
+            .map(|c| (c.tenant_id.clone(), c.connection_id.clone()))
+            .take(100)
+            .collect())
+    }
+
     async fn disconnect(&self, connection: &Connection, _at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut inner = self.lock();
         inner.check_available()?;
@@ -546,6 +564,33 @@ impl ConnectionStore for MemoryStore {
         let inner = self.lock();
         inner.check_available()?;
         Ok(inner.disconnected.contains(&(tenant.clone(), connection.clone())))
+    }
+}
+
+#[async_trait]
+impl DeliveryLedger for MemoryStore {
+    async fn first_delivery(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        match inner.deliveries.get(key) {
+            Some(until) if *until > now => Ok(false),
+            _ => {
+                inner.deliveries.insert(key.to_owned(), expires_at);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn forget_delivery(&self, key: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_available()?;
+        inner.deliveries.remove(key);
+        Ok(())
     }
 }
 

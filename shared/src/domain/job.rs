@@ -39,6 +39,15 @@ pub struct Job {
     pub kind: JobKind,
     pub reason: JobReason,
     pub enqueued_at: DateTime<Utc>,
+    /// Not to be started before this instant: a coalesced webhook job waits for the end of its
+    /// window, so every notification the window's single job stands for happened before the sync
+    /// starts (the worker hands an early job back to SQS until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// Renew the connection's push channel (subscription) in this job even if it is not due yet:
+    /// Graph asked for reauthorization or removed the subscription.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renew_channel: bool,
 }
 
 /// Why a job message could not be read. Always permanent: redelivering it cannot help.
@@ -68,7 +77,31 @@ impl Job {
             kind: JobKind::Sync,
             reason,
             enqueued_at: now,
+            not_before: None,
+            renew_channel: false,
         }
+    }
+
+    /// The one webhook job of a connection for the coalescing window that contains `now`
+    /// (windows of `window_secs` seconds, aligned to the epoch): its id is the connection and the
+    /// window, so every notification of the window maps to the same SQS deduplication id and SQS
+    /// keeps one job. It starts after the window closes (`not_before`). `renew_channel` jobs get
+    /// their own id, so a plain sync of the same window does not swallow them.
+    pub fn webhook(
+        tenant_id: TenantId,
+        connection_id: ConnectionId,
+        renew_channel: bool,
+        now: DateTime<Utc>,
+        window_secs: u32,
+    ) -> Self {
+        let window = i64::from(window_secs.max(1));
+        let start = now.timestamp().div_euclid(window) * window;
+        let tag = if renew_channel { "wr" } else { "w" };
+        let id = JobId::parse(format!("{connection_id}:{tag}:{start}")).expect("valid job id");
+        let mut job = Self::sync(tenant_id, connection_id, id, JobReason::Webhook, now);
+        job.not_before = DateTime::from_timestamp(start + window, 0);
+        job.renew_channel = renew_channel;
+        job
     }
 
     /// The job id of a scheduled sync: the connection and its due slot, so two dispatchers that
@@ -137,6 +170,23 @@ mod tests {
         assert!(Job::parse(&bad_tenant).is_err());
         let future = job().to_body().replace("\"v\":1", "\"v\":9");
         assert!(matches!(Job::parse(&future), Err(JobParseError::UnsupportedVersion(9))));
+    }
+
+    #[test]
+    fn webhook_jobs_of_one_connection_and_window_share_an_id_and_wait_for_the_window_to_close() {
+        let (t, c) = (TenantId::parse("t1").unwrap(), ConnectionId::parse("c1").unwrap());
+        let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+        let a = Job::webhook(t.clone(), c.clone(), false, at(1_790_000_001), 10);
+        let b = Job::webhook(t.clone(), c.clone(), false, at(1_790_000_009), 10);
+        let next = Job::webhook(t.clone(), c.clone(), false, at(1_790_000_010), 10);
+        let renew = Job::webhook(t.clone(), c.clone(), true, at(1_790_000_001), 10);
+        assert_eq!(a.job_id, b.job_id);
+        assert_ne!(a.job_id, next.job_id);
+        assert_ne!(a.job_id, renew.job_id);
+        assert_eq!(a.not_before, Some(at(1_790_000_010)));
+        assert_eq!((a.reason, a.renew_channel, renew.renew_channel), (JobReason::Webhook, false, true));
+        assert_eq!(Job::parse(&renew.to_body()).unwrap(), renew);
+        assert!(!job().to_body().contains("not_before"), "plain jobs keep their wire format");
     }
 
     #[test]

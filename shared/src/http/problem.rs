@@ -188,7 +188,7 @@ impl IntoResponse for ApiError {
 
 /// A serde_json error as a message safe to return: position and expectation, never the offending
 /// value (which could be a token put in the wrong field). Unknown enum variants are named.
-fn describe_json_error(e: &serde_json::Error) -> String {
+pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
     let message = e.to_string();
     let message = match message.rfind(" at line ") {
         Some(i) => &message[..i],

@@ -139,6 +139,15 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
             return append_audit(deps, &[entry]).await;
         }
     };
+    if let Some(wait) = wait_for_window(&job, deps.clock.now()) {
+        info!(job_id = %job.job_id, wait_secs = wait.as_secs(), "webhook job waits for its coalescing window to close");
+        if let Some(handle) = msg.receipt_handle.as_deref()
+            && let Err(e) = deps.queue.retry_later(handle, wait).await
+        {
+            warn!(error = %error_chain(&e), "could not delay the job; SQS's visibility timeout applies");
+        }
+        return false;
+    }
     match run_job(deps, &job, deadline).await {
         Ok(outcome) => {
             info!(job_id = %job.job_id, ?outcome, "job handled");
@@ -168,6 +177,14 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
             true
         }
     }
+}
+
+/// How long a job must still wait before it may start (`Job::not_before`), in whole seconds
+/// rounded up (SQS counts visibility in seconds); `None` when it may start now.
+fn wait_for_window(job: &Job, now: chrono::DateTime<chrono::Utc>) -> Option<std::time::Duration> {
+    let not_before = job.not_before?;
+    let millis = (not_before - now).num_milliseconds();
+    (millis > 0).then(|| std::time::Duration::from_secs(((millis + 999) / 1000) as u64))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -292,6 +309,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
             JobReason::Continuation,
             finished_at,
         );
+        let next = Job { renew_channel: job.renew_channel, ..next };
         deps.queue.enqueue(std::slice::from_ref(&next)).await?;
     } else {
         conn.status = if has_open_conflicts(deps, &conn).await? {
@@ -301,7 +319,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         };
         conn.last_sync_at = Some(finished_at);
         conn.last_error = None;
-        keep_push_channel(deps, &mut conn, client.as_ref()).await;
+        keep_push_channel(deps, &mut conn, client.as_ref(), job.renew_channel).await;
     }
     conn.last_run_id = Some(run_id.clone());
     conn.inflight_since = None;
@@ -344,16 +362,23 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
 /// `PushChannel::renewal_margin`) and webhooks are configured. The new channel is registered
 /// (channel id -> connection) before the connection keeps it; `finish` saves it. A failure is
 /// logged and audited and never fails the sync: the next sync tries again.
-async fn keep_push_channel(deps: &Deps, conn: &mut Connection, client: &dyn ProviderClient) {
+///
+/// `force` (a job from Graph's `reauthorizationRequired` or `subscriptionRemoved`) renews a channel
+/// that is not due yet, by handing it to the adapter as if it expired now: Graph's adapter then
+/// extends it, or creates it again when Graph no longer knows it.
+async fn keep_push_channel(deps: &Deps, conn: &mut Connection, client: &dyn ProviderClient, force: bool) {
     let Some(base) = deps.settings.webhook_base_url.as_deref() else {
         return;
     };
     let now = deps.clock.now();
-    if conn.push_channel.as_ref().is_some_and(|c| !c.due_for_renewal(now)) {
+    if !force && conn.push_channel.as_ref().is_some_and(|c| !c.due_for_renewal(now)) {
         return;
     }
     let address = format!("{}/webhooks/{}", base.trim_end_matches('/'), conn.provider);
-    let old = conn.push_channel.clone();
+    let mut old = conn.push_channel.clone();
+    if force && let Some(channel) = old.as_mut() {
+        channel.expires_at = channel.expires_at.min(now);
+    }
     let result =
         match client.ensure_channel(&conn.credentials.access_token, &address, old.as_ref(), now).await {
             Ok(Some(channel)) if old.as_ref().is_some_and(|o| o.same_as(&channel)) => return,
@@ -966,6 +991,74 @@ mod tests {
         sync(&deps, &conn, 2).await;
         assert_eq!(provider.calls.lock().unwrap().len(), 2);
         assert_eq!(stored(&store, &conn).await.push_channel.map(|c| c.id), Some("ch-2".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_renewing_webhook_job_renews_a_channel_that_is_not_due_yet() {
+        let provider = Watched::default();
+        let (deps, store, clock, conn) = watched_deps(&provider, Some("https://hooks.example.com"));
+        sync(&deps, &conn, 1).await;
+        clock.advance(chrono::Duration::hours(1));
+        let plain = Job::webhook(
+            conn.tenant_id.clone(),
+            conn.connection_id.clone(),
+            false,
+            crate::ports::Clock::now(clock.as_ref()),
+            10,
+        );
+        run_job(&deps, &plain, Deadline::after(std::time::Duration::from_secs(60))).await.unwrap();
+        assert_eq!(
+            provider.calls.lock().unwrap().len(),
+            1,
+            "a plain webhook job leaves a fresh channel alone"
+        );
+        let renew = Job::webhook(
+            conn.tenant_id.clone(),
+            conn.connection_id.clone(),
+            true,
+            crate::ports::Clock::now(clock.as_ref()),
+            10,
+        );
+        run_job(&deps, &renew, Deadline::after(std::time::Duration::from_secs(60))).await.unwrap();
+        let calls = provider.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1].1.as_deref(), Some("ch-1"), "the current channel is handed over to renew");
+        assert_eq!(stored(&store, &conn).await.push_channel.map(|c| c.id), Some("ch-2".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_webhook_job_that_arrives_before_its_window_closes_is_handed_back_until_then() {
+        let provider = Watched::default();
+        let (mut deps, store, clock, conn) = watched_deps(&provider, None);
+        let queue = Arc::new(MemoryQueue::new());
+        deps.queue = queue.clone();
+        let job = Job::webhook(
+            conn.tenant_id.clone(),
+            conn.connection_id.clone(),
+            false,
+            crate::ports::Clock::now(clock.as_ref()),
+            10,
+        );
+        let message: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(json!({ "Records": [{
+            "messageId": "m1",
+            "receiptHandle": "rh-1",
+            "body": job.to_body(),
+            "attributes": { "MessageGroupId": conn.message_group(), "ApproximateReceiveCount": "1" },
+            "messageAttributes": {},
+        }]}))
+        .unwrap();
+        let deadline = Deadline::after(std::time::Duration::from_secs(60));
+        let early = handle_batch(&deps, message.clone(), deadline).await;
+        assert_eq!(early.batch_item_failures.len(), 1);
+        assert!(store.runs_of(&conn.tenant_id, &conn.connection_id).is_empty(), "nothing ran");
+        let wait = job.not_before.unwrap() - crate::ports::Clock::now(clock.as_ref());
+        let delays = queue.retry_delays();
+        assert_eq!(delays.len(), 1);
+        assert!(delays[0].1 >= wait.to_std().unwrap() && delays[0].1.as_secs() <= 10, "{delays:?}");
+        clock.set(job.not_before.unwrap());
+        let on_time = handle_batch(&deps, message, deadline).await;
+        assert!(on_time.batch_item_failures.is_empty());
+        assert_eq!(store.runs_of(&conn.tenant_id, &conn.connection_id).len(), 1);
     }
 
     #[tokio::test]

@@ -217,9 +217,36 @@ pub(crate) enum Refusal {
     RateLimited { policy: &'static str, headers: LimitHeaders },
 }
 
+/// Where and as whom the fake sends its webhooks (HubSpot's app-level webhook subscription).
+#[derive(Debug, Clone)]
+pub struct WebhookTarget {
+    /// The target URL, signed exactly as written here (HubSpot signs the URL it calls).
+    pub url: String,
+    /// The app the subscription belongs to: `appId` of every event, and `sourceId` of the changes
+    /// made through the API (the app's own writes).
+    pub app_id: u64,
+    /// This account's portal id (`portalId`).
+    pub portal_id: u64,
+}
+
+/// Who made the changes the fake is about to announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeSource {
+    /// A person in HubSpot (the admin routes and the Rust handle): `CRM_UI`, `userId:...`.
+    User,
+    /// The connected app through the API: `INTEGRATION`, `sourceId` = the app id.
+    Integration,
+}
+
+/// The user id people's changes are attributed to.
+pub const WEBHOOK_USER_ID: u64 = 7001;
+
 #[derive(Debug)]
 struct Inner {
     store: Store,
+    webhooks: Option<WebhookTarget>,
+    outbox: Vec<Value>,
+    next_event_id: u64,
     tokens: HashMap<String, TokenInfo>,
     refresh_tokens: HashMap<String, ()>,
     windows: HashMap<String, Window>,
@@ -272,6 +299,9 @@ impl HubspotState {
                 },
                 config.seed,
             ),
+            webhooks: None,
+            outbox: Vec::new(),
+            next_event_id: 1,
             tokens,
             refresh_tokens: HashMap::new(),
             windows: HashMap::new(),
@@ -288,6 +318,93 @@ impl HubspotState {
 
     pub fn config(&self) -> &FakeConfig {
         &self.config
+    }
+
+    /// Sends webhooks for every later change to `target` (`None`: none, and nothing is kept).
+    pub fn set_webhooks(&self, target: Option<WebhookTarget>) {
+        let mut inner = self.lock();
+        inner.store.record_changes = target.is_some();
+        inner.store.changes.clear();
+        inner.outbox.clear();
+        inner.webhooks = target;
+    }
+
+    /// Turns the changes recorded so far into webhook events attributed to `source`.
+    pub(crate) fn take_changes(&self, source: ChangeSource) {
+        let mut inner = self.lock();
+        let Some(target) = inner.webhooks.clone() else {
+            return;
+        };
+        let changes = std::mem::take(&mut inner.store.changes);
+        for change in changes {
+            let event_id = inner.next_event_id;
+            inner.next_event_id += 1;
+            let (suffix, property) = match &change.what {
+                store::ChangeKind::Creation => ("creation", None),
+                store::ChangeKind::PropertyChange { name, value } => ("propertyChange", Some((name, value))),
+                store::ChangeKind::Deletion => ("deletion", None),
+                store::ChangeKind::Restore => ("restore", None),
+            };
+            let (change_source, source_id) = match source {
+                ChangeSource::User => ("CRM_UI", format!("userId:{WEBHOOK_USER_ID}")),
+                ChangeSource::Integration => ("INTEGRATION", target.app_id.to_string()),
+            };
+            let mut event = serde_json::json!({
+                "eventId": event_id,
+                "subscriptionId": 1000 + change.kind as u64,
+                "portalId": target.portal_id,
+                "appId": target.app_id,
+                "occurredAt": change.at_ms,
+                "subscriptionType": format!("{}.{suffix}", change.kind.singular()),
+                "attemptNumber": 0,
+                "objectId": change.id,
+                "changeSource": change_source,
+                "sourceId": source_id,
+            });
+            if let Some((name, value)) = property {
+                event["propertyName"] = Value::from(name.clone());
+                event["propertyValue"] = Value::from(value.clone());
+            }
+            inner.outbox.push(event);
+        }
+    }
+
+    /// Webhook events waiting to be sent (people's changes made through the Rust handle are
+    /// included, attributed to a user).
+    pub fn pending_webhooks(&self) -> Vec<Value> {
+        self.take_changes(ChangeSource::User);
+        self.lock().outbox.clone()
+    }
+
+    /// Sends the waiting webhook events to the target as HubSpot does: POSTs of at most 100 events,
+    /// signed with the v3 signature (the app's client secret). Returns each request's status.
+    pub async fn send_webhooks(&self) -> anyhow::Result<Vec<u16>> {
+        self.take_changes(ChangeSource::User);
+        let (target, events) = {
+            let mut inner = self.lock();
+            let Some(target) = inner.webhooks.clone() else {
+                return Ok(Vec::new());
+            };
+            (target, std::mem::take(&mut inner.outbox))
+        };
+        let http = reqwest::Client::new();
+        let mut statuses = Vec::new();
+        for chunk in events.chunks(100) {
+            let body = serde_json::to_string(chunk)?;
+            let timestamp = chrono::Utc::now().timestamp_millis().to_string();
+            let signature = sign_v3(&self.config.client_secret, "POST", &target.url, &body, &timestamp);
+            let resp = http
+                .post(&target.url)
+                .header("content-type", "application/json")
+                .header("X-HubSpot-Signature-v3", signature)
+                .header("X-HubSpot-Request-Timestamp", timestamp)
+                .body(body)
+                .send()
+                .await
+                .context("sending the webhook")?;
+            statuses.push(resp.status().as_u16());
+        }
+        Ok(statuses)
     }
 
     /// Number of records of one type, archived included.
@@ -565,6 +682,19 @@ impl HubspotState {
         window.daily += 1;
         Ok(Some(headers(used + 1, window.daily)))
     }
+}
+
+/// HubSpot's v3 request signature: base64(HMAC-SHA256(client secret, method + URI + body +
+/// timestamp)).
+pub fn sign_v3(client_secret: &str, method: &str, uri: &str, body: &str, timestamp: &str) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(client_secret.as_bytes())
+        .expect("HMAC takes any key length");
+    for part in [method, uri, body, timestamp] {
+        mac.update(part.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 /// Starts fakes.

@@ -72,8 +72,33 @@ pub(crate) fn router(hub: Arc<HubspotState>, base_url: String) -> Router {
         .route("/_admin/tokens", post(admin_issue_token))
         .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/rate-limits", post(admin_rate_limits))
+        .route("/_admin/webhooks/send", post(admin_send_webhooks))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), attribute_changes))
         .layer(axum::middleware::map_response_with_state(state.clone(), date_header))
         .with_state(state)
+}
+
+/// Attributes the changes a request made, for the webhooks: admin routes act as a person in
+/// HubSpot, API routes as the connected app (its own writes come back as `INTEGRATION` events).
+/// Changes made before it through the Rust handle are a person's.
+async fn attribute_changes(
+    State(app): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    app.hub.take_changes(super::ChangeSource::User);
+    let admin = req.uri().path().starts_with("/_admin");
+    let resp = next.run(req).await;
+    app.hub.take_changes(if admin { super::ChangeSource::User } else { super::ChangeSource::Integration });
+    resp
+}
+
+/// `POST /_admin/webhooks/send`: sends the waiting webhook events; answers the statuses.
+async fn admin_send_webhooks(State(app): State<AppState>) -> Response {
+    match app.hub.send_webhooks().await {
+        Ok(statuses) => Json(json!({ "statuses": statuses })).into_response(),
+        Err(e) => hub_error(StatusCode::BAD_GATEWAY, "WEBHOOK_FAILED", e.to_string()),
+    }
 }
 
 /// Stamps the answer with the account's clock, in HTTP-date form.

@@ -319,6 +319,27 @@ pub struct Store {
     associations: BTreeSet<(ObjectKind, u64, ObjectKind, u64)>,
     last_stamp: i64,
     clock_offset_ms: i64,
+    /// Changes since the fake last took them (only while `record_changes`), for its webhooks.
+    pub(crate) changes: Vec<Change>,
+    pub(crate) record_changes: bool,
+}
+
+/// What happened to a record, as a HubSpot webhook subscription type names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    Creation,
+    PropertyChange { name: String, value: String },
+    Deletion,
+    Restore,
+}
+
+/// One change of a record, at the account's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ObjectKind,
+    pub id: u64,
+    pub what: ChangeKind,
+    pub at_ms: i64,
 }
 
 fn seeded_times(i: u64) -> (i64, i64) {
@@ -358,7 +379,15 @@ impl Store {
             }
             tables.insert(kind, table);
         }
-        let mut store = Self { seed, tables, associations: BTreeSet::new(), last_stamp, clock_offset_ms: 0 };
+        let mut store = Self {
+            seed,
+            tables,
+            associations: BTreeSet::new(),
+            last_stamp,
+            clock_offset_ms: 0,
+            changes: Vec::new(),
+            record_changes: false,
+        };
         let pick_id =
             |n: usize, i: u64, salt: u64| (n > 0).then(|| (mix(seed ^ i.wrapping_mul(salt)) % n as u64) + 1);
         for i in 1..=counts.contacts as u64 {
@@ -683,7 +712,14 @@ impl Store {
             Record { created_ms: stamp, modified_ms: stamp, archived_at: None, seeded: false, overrides },
         );
         table.by_modified.insert((stamp, id));
+        self.log(kind, id, ChangeKind::Creation, stamp);
         Ok(id)
+    }
+
+    fn log(&mut self, kind: ObjectKind, id: u64, what: ChangeKind, at_ms: i64) {
+        if self.record_changes {
+            self.changes.push(Change { kind, id, what, at_ms });
+        }
     }
 
     /// Sets properties on a live record at `stamp` (or a fresh one). `Ok(false)` if it is not there.
@@ -715,6 +751,10 @@ impl Store {
         table.by_modified.remove(&(r.modified_ms, id));
         r.modified_ms = stamp;
         table.by_modified.insert((stamp, id));
+        for (name, value) in properties.iter().filter(|(k, _)| writable(k)) {
+            let what = ChangeKind::PropertyChange { name: name.clone(), value: value.clone() };
+            self.log(kind, id, what, stamp);
+        }
         Ok(true)
     }
 
@@ -733,6 +773,7 @@ impl Store {
         table.by_modified.remove(&(r.modified_ms, id));
         r.modified_ms = stamp;
         table.by_modified.insert((stamp, id));
+        self.log(kind, id, ChangeKind::Deletion, stamp);
         true
     }
 
@@ -752,6 +793,7 @@ impl Store {
         table.by_modified.remove(&(r.modified_ms, id));
         r.modified_ms = stamp;
         table.by_modified.insert((stamp, id));
+        self.log(kind, id, ChangeKind::Restore, stamp);
         true
     }
 

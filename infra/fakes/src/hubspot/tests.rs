@@ -526,3 +526,87 @@ async fn v4_batch_create_and_archive_change_associations_both_ways_and_repeat_as
         .unwrap();
     assert_eq!(denied.status(), 401);
 }
+
+/// A webhook receiver keeping `(signature, timestamp, body)` of each request.
+async fn webhook_receiver() -> (String, Arc<Mutex<Vec<(String, String, String)>>>, tokio::task::JoinHandle<()>)
+{
+    let seen: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let store = seen.clone();
+    let app = axum::Router::new().route(
+        "/webhooks/hubspot",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                store.lock().expect("lock").push((
+                    h("x-hubspot-signature-v3"),
+                    h("x-hubspot-request-timestamp"),
+                    body,
+                ));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/webhooks/hubspot"), seen, task)
+}
+
+#[tokio::test]
+async fn changes_are_sent_as_signed_webhooks_attributed_to_a_person_or_to_the_app() {
+    let f = fake(3, false).await;
+    let (url, seen, _task) = webhook_receiver().await;
+    f.state().set_webhooks(Some(WebhookTarget { url: url.clone(), app_id: 424242, portal_id: 62515 }));
+    let http = reqwest::Client::new();
+    // A person edits contact 1 (admin route); the app updates contact 2 through the API.
+    let admin = http
+        .patch(format!("{}/_admin/contacts/1", f.base_url()))
+        .json(&json!({ "properties": { "jobtitle": "CTO" } }))
+        .send()
+        .await
+        .unwrap();
+    assert!(admin.status().is_success(), "{}", admin.status());
+    let api = http
+        .patch(format!("{}/crm/v3/objects/contacts/2", f.base_url()))
+        .bearer_auth(token())
+        .json(&json!({ "properties": { "jobtitle": "CFO" } }))
+        .send()
+        .await
+        .unwrap();
+    assert!(api.status().is_success(), "{}", api.status());
+    let sent: Value = http
+        .post(format!("{}/_admin/webhooks/send", f.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["statuses"], json!([200]));
+
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1);
+    let (signature, timestamp, body) = &seen[0];
+    assert_eq!(signature, &sign_v3(&FakeConfig::default().client_secret, "POST", &url, body, timestamp));
+    let events: Vec<Value> = serde_json::from_str(body).unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (&events[0]["objectId"], &events[0]["changeSource"], &events[0]["sourceId"]),
+        (&json!(1), &json!("CRM_UI"), &json!(format!("userId:{WEBHOOK_USER_ID}")))
+    );
+    assert_eq!(
+        (&events[1]["objectId"], &events[1]["changeSource"], &events[1]["sourceId"]),
+        (&json!(2), &json!("INTEGRATION"), &json!("424242"))
+    );
+    assert_eq!(events[0]["subscriptionType"], "contact.propertyChange");
+    assert_eq!(
+        (&events[0]["propertyName"], &events[0]["propertyValue"]),
+        (&json!("jobtitle"), &json!("CTO"))
+    );
+    assert_eq!((&events[0]["portalId"], &events[0]["appId"]), (&json!(62515), &json!(424242)));
+    assert_ne!(events[0]["eventId"], events[1]["eventId"]);
+    assert!(f.state().pending_webhooks().is_empty(), "sent events are not sent again");
+}

@@ -61,6 +61,35 @@ pub(super) fn channel_key(channel_id: &str) -> Item {
     key(format!("CHAN#{channel_id}"), "CHAN".to_owned())
 }
 
+/// The account registry entry of a connection: `ACCT#{provider}#{account}` / `T#{tenant}#C#{id}`
+/// (a query on the partition finds every connection of one provider account).
+pub(super) fn account_pk(provider: Provider, account: &str) -> String {
+    format!("ACCT#{provider}#{account}")
+}
+
+pub(super) fn account_to_item(c: &Connection, account: &str) -> Item {
+    let mut item = key(account_pk(c.provider, account), connection_pk(&c.tenant_id, &c.connection_id));
+    item.insert("tenant_id".into(), s(c.tenant_id.as_str()));
+    item.insert("connection_id".into(), s(c.connection_id.as_str()));
+    item
+}
+
+pub(super) fn account_from_item(item: &Item) -> Result<(TenantId, ConnectionId), StoreError> {
+    let r = Reader::new(item, "account registry entry");
+    Ok((r.parse("tenant_id", TenantId::parse)?, r.parse("connection_id", ConnectionId::parse)?))
+}
+
+/// A webhook delivery marker (`DeliveryLedger`): `DLV#{key}` / `DLV`, with the TTL attribute.
+pub(super) fn delivery_key(delivery: &str) -> Item {
+    key(format!("DLV#{delivery}"), "DLV".to_owned())
+}
+
+pub(super) fn delivery_to_item(delivery: &str, expires_at: DateTime<Utc>) -> Item {
+    let mut item = delivery_key(delivery);
+    item.insert("expires_at".into(), epoch(expires_at));
+    item
+}
+
 pub(super) fn run_sk(run: &RunId) -> String {
     format!("RUN#{run}")
 }

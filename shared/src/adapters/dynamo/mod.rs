@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 
 use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::domain::{Connection, ConnectionId, JobId, Provider, PushChannel, SyncRun, TenantId};
-use crate::ports::{ConnectionStore, DueConnection, RunStore, StoreError};
+use crate::ports::{ConnectionStore, DeliveryLedger, DueConnection, RunStore, StoreError};
 
 use item::Item;
 pub use item::due_shard;
@@ -416,16 +416,40 @@ fn decode_token(token: &str, partition: (&str, &str), sk_prefix: Option<&str>) -
 
 #[async_trait]
 impl ConnectionStore for DynamoStore {
+    /// With an `account_id`, the connection and its account registry entry are written in one
+    /// transaction, so a webhook finds every connection that exists.
     async fn create(&self, connection: &Connection) -> Result<(), StoreError> {
         self.cipher.ready().await.map_err(crypto_error)?;
-        self.client
-            .put_item()
+        let item = item::connection_to_item(connection, &self.cipher, self.due_shards)?;
+        let Some(account) = connection.account_id.as_deref() else {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            return Ok(());
+        };
+        let put_connection = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item::connection_to_item(connection, &self.cipher, self.due_shards)?))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        let put_account = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item::account_to_item(connection, account)))
+            .build()
+            .map_err(build_error)?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_connection).build())
+            .transact_items(TransactWriteItem::builder().put(put_account).build())
             .send()
             .await
-            .map_err(sdk_error)?;
+            .map_err(transact_error)?;
         Ok(())
     }
 
@@ -564,6 +588,16 @@ impl ConnectionStore for DynamoStore {
             .transpose()
     }
 
+    async fn find_by_account(
+        &self,
+        provider: Provider,
+        account: &str,
+    ) -> Result<Vec<(TenantId, ConnectionId)>, StoreError> {
+        let q =
+            Query::new(&self.table, "pk = :pk").value(":pk", item::s(item::account_pk(provider, account)));
+        self.query_all(&q, Some(100)).await?.iter().map(item::account_from_item).collect()
+    }
+
     async fn disconnect(&self, connection: &Connection, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.disconnect_connection(connection, at).await
     }
@@ -574,6 +608,44 @@ impl ConnectionStore for DynamoStore {
         connection: &ConnectionId,
     ) -> Result<bool, StoreError> {
         self.tombstone_exists(tenant, connection).await
+    }
+}
+
+// ---- webhook deliveries ----
+
+#[async_trait]
+impl DeliveryLedger for DynamoStore {
+    async fn first_delivery(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item::delivery_to_item(key, expires_at)))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", item::epoch(now))
+            .send()
+            .await;
+        match put.map_err(sdk_error) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn forget_delivery(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(item::delivery_key(key)))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,321 @@
+//! The webhooks router: provider notifications arrive here without a JWT. Each route verifies its
+//! proof (HubSpot's v3 signature, Google's channel token, Graph's `clientState`), finds the
+//! connections the notification is about and only enqueues a coalesced sync job per connection;
+//! the worker does the sync. Nothing here calls a provider, so a route answers well within a
+//! second. Bodies are capped at [`MAX_BODY_BYTES`]; anything unverifiable is a 401 problem and
+//! enqueues nothing; malformed input is a 4xx problem, never a panic.
+//!
+//! The parse and verify functions of each provider are pure and public (`hubspot::verify_signature`,
+//! `hubspot::parse_events`, `google::parse_headers`, `graph::parse_notifications`) for the fuzz
+//! targets in `infra/fuzz`.
+
+pub mod google;
+pub mod graph;
+pub mod hubspot;
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::config::DEFAULT_WEBHOOK_COALESCE_SECS;
+use crate::domain::{Connection, ConnectionId, Job, TenantId};
+use crate::http::problem::{self, ApiError, Problem, error_chain};
+use crate::ports::{Clock, ConnectionStore, DeliveryLedger, JobQueue, QueueError, StoreError};
+
+/// Largest body accepted (HubSpot sends at most 100 events a request, Graph a few notifications).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the routes need to know besides the stores.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    /// `WEBHOOK_BASE_URL`: the public origin (and path prefix) providers call. HubSpot signs the
+    /// full URL it called, so its signature is checked against this base plus the request's path
+    /// and query (deterministic behind API Gateway). Unset: HubSpot webhooks are refused.
+    pub public_base_url: Option<String>,
+    /// The HubSpot app's client secret, which signs its webhooks. Unset: HubSpot webhooks are refused.
+    pub hubspot_client_secret: Option<SecretString>,
+    /// Our HubSpot app id: events whose `sourceId` is this id are echoes of our own writes.
+    pub hubspot_app_id: Option<String>,
+    /// Length of the coalescing window (see `Job::webhook`).
+    pub coalesce_secs: u32,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            public_base_url: None,
+            hubspot_client_secret: None,
+            hubspot_app_id: None,
+            coalesce_secs: DEFAULT_WEBHOOK_COALESCE_SECS,
+        }
+    }
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("public_base_url", &self.public_base_url)
+            .field("hubspot_client_secret", &self.hubspot_client_secret.as_ref().map(|_| "[redacted]"))
+            .field("hubspot_app_id", &self.hubspot_app_id)
+            .field("coalesce_secs", &self.coalesce_secs)
+            .finish()
+    }
+}
+
+/// What the webhook routes need: the connections (and their channel and account registries), the
+/// delivery ledger, the queue they enqueue on, the time and the settings.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub deliveries: Arc<dyn DeliveryLedger>,
+    pub queue: Arc<dyn JobQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: WebhookSettings,
+}
+
+pub fn router(state: WebhookState) -> Router {
+    use axum::routing::post;
+    Router::new()
+        .route("/webhooks/hubspot", post(hubspot::handle).fallback(problem::method_not_allowed))
+        .route("/webhooks/google", post(google::handle).fallback(problem::method_not_allowed))
+        .route("/webhooks/microsoft", post(graph::handle).fallback(problem::method_not_allowed))
+        .fallback(problem::not_found)
+        .with_state(state)
+}
+
+/// What one notification request led to; the JSON body of a 2xx answer and the fields of the
+/// `webhook handled` log line (the metric).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Events or notifications in the request.
+    pub received: usize,
+    /// Already handled before (a redelivery or replay): nothing enqueued for them.
+    pub duplicates: usize,
+    /// Caused by our own writes: nothing enqueued for them.
+    pub echoes: usize,
+    /// For an account no connection has (logged; nothing to sync).
+    pub unmatched: usize,
+    /// Jobs handed to the queue (one per connection and window; SQS drops repeats of a window).
+    pub jobs: usize,
+}
+
+impl Summary {
+    fn log(&self, provider: &'static str) {
+        tracing::info!(
+            webhook = provider,
+            received = self.received,
+            duplicates = self.duplicates,
+            echoes = self.echoes,
+            unmatched = self.unmatched,
+            jobs = self.jobs,
+            "webhook handled"
+        );
+    }
+}
+
+/// Why a webhook request was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WebhookError {
+    /// The proof did not verify (reason for the log only; the answer never says which check failed).
+    #[error("the notification could not be verified: {0}")]
+    Unverified(&'static str),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl From<StoreError> for WebhookError {
+    fn from(e: StoreError) -> Self {
+        WebhookError::Api(ApiError::Store(e))
+    }
+}
+
+impl From<QueueError> for WebhookError {
+    fn from(e: QueueError) -> Self {
+        WebhookError::Api(ApiError::Queue(e))
+    }
+}
+
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        match self {
+            WebhookError::Unverified(reason) => {
+                tracing::warn!(reason, "webhook refused: not verified");
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                    .with_detail("the notification could not be verified")
+                    .into_response()
+            }
+            WebhookError::Api(e) => e.into_response(),
+        }
+    }
+}
+
+/// The body, at most [`MAX_BODY_BYTES`] (413 problem beyond).
+pub(crate) async fn read_body(body: axum::body::Body) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
+        if is_length_limit(&e) {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::InvalidRequest("the request body could not be read".into())
+        }
+    })
+}
+
+fn is_length_limit(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// `given` equals the secret, compared in constant time (for equal lengths).
+pub(crate) fn secret_matches(expected: &SecretString, given: &str) -> bool {
+    expected.expose_secret().as_bytes().ct_eq(given.as_bytes()).into()
+}
+
+/// Loads a connection a registry pointed to; `None` when it is gone (registry entries may outlive
+/// their connection).
+pub(crate) async fn load(
+    state: &WebhookState,
+    tenant: &TenantId,
+    connection: &ConnectionId,
+) -> Result<Option<Connection>, StoreError> {
+    state.connections.get(tenant, connection).await
+}
+
+/// Enqueues one coalesced webhook job per connection (`renew` if any notification of it asked to
+/// renew its channel); returns how many jobs were handed to the queue.
+pub(crate) async fn enqueue(
+    state: &WebhookState,
+    targets: Vec<(TenantId, ConnectionId, bool)>,
+) -> Result<usize, QueueError> {
+    let mut merged: Vec<(TenantId, ConnectionId, bool)> = Vec::new();
+    for (tenant, connection, renew) in targets {
+        match merged.iter_mut().find(|(t, c, _)| *t == tenant && *c == connection) {
+            Some(existing) => existing.2 |= renew,
+            None => merged.push((tenant, connection, renew)),
+        }
+    }
+    if merged.is_empty() {
+        return Ok(0);
+    }
+    let now = state.clock.now();
+    let jobs: Vec<Job> = merged
+        .into_iter()
+        .map(|(tenant, connection, renew)| {
+            Job::webhook(tenant, connection, renew, now, state.settings.coalesce_secs)
+        })
+        .collect();
+    state.queue.enqueue(&jobs).await?;
+    Ok(jobs.len())
+}
+
+/// Logs a store or queue failure once with its chain (the answer is a 503 problem without it).
+pub(crate) fn log_failure(provider: &'static str, e: &dyn StdError) {
+    tracing::error!(webhook = provider, error = %error_chain(e), "webhook could not be handled");
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use crate::adapters::memory::{ManualClock, MemoryQueue, MemoryStore};
+    use chrono::{DateTime, Utc};
+
+    pub const HUBSPOT_SECRET: &str = "hubspot-client-secret-value";
+    pub const BASE: &str = "https://hooks.example.com/prod";
+    pub const APP_ID: &str = "54321";
+
+    pub fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_003, 0).expect("valid time")
+    }
+
+    pub struct Harness {
+        pub store: Arc<MemoryStore>,
+        pub queue: Arc<MemoryQueue>,
+        pub clock: Arc<ManualClock>,
+        pub app: Router,
+    }
+
+    pub fn harness() -> Harness {
+        let store = Arc::new(MemoryStore::new());
+        let queue = Arc::new(MemoryQueue::new());
+        let clock = Arc::new(ManualClock::new(now()));
+        let app = router(WebhookState {
+            connections: store.clone(),
+            deliveries: store.clone(),
+            queue: queue.clone(),
+            clock: clock.clone(),
+            settings: WebhookSettings {
+                public_base_url: Some(BASE.to_owned()),
+                hubspot_client_secret: Some(SecretString::from(HUBSPOT_SECRET)),
+                hubspot_app_id: Some(APP_ID.to_owned()),
+                coalesce_secs: 10,
+            },
+        });
+        Harness { store, queue, clock, app }
+    }
+
+    pub async fn send(app: &Router, req: http::Request<axum::body::Body>) -> (u16, serde_json::Value) {
+        use tower::ServiceExt;
+        let res = app.clone().oneshot(req).await.expect("infallible");
+        let status = res.status().as_u16();
+        let body = http_body_util::BodyExt::collect(res.into_body()).await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn unknown_webhook_routes_are_404_problems_and_enqueue_nothing() {
+        let h = harness();
+        let req = http::Request::post("/webhooks/salesforce").body(axum::body::Body::from("{}")).unwrap();
+        let (status, body) = send(&h.app, req).await;
+        assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+        let req = http::Request::get("/webhooks/hubspot").body(axum::body::Body::empty()).unwrap();
+        assert_eq!(send(&h.app, req).await.0, 405);
+        assert!(h.queue.jobs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_cap_are_413_problems_and_enqueue_nothing() {
+        let h = harness();
+        for path in ["/webhooks/hubspot", "/webhooks/google", "/webhooks/microsoft"] {
+            let big = vec![b' '; MAX_BODY_BYTES + 1];
+            let req = http::Request::post(path)
+                .header("x-goog-channel-id", "ch-1")
+                .header("x-goog-resource-state", "exists")
+                .body(axum::body::Body::from(big))
+                .unwrap();
+            let (status, body) = send(&h.app, req).await;
+            assert_eq!((status, body["code"].as_str()), (413, Some("payload_too_large")), "{path}");
+        }
+        assert!(h.queue.jobs().is_empty());
+    }
+
+    #[test]
+    fn secrets_match_only_when_equal_and_settings_never_show_them() {
+        let secret = SecretString::from("s3cret");
+        assert!(secret_matches(&secret, "s3cret"));
+        assert!(!secret_matches(&secret, "s3creT"));
+        assert!(!secret_matches(&secret, "s3cret-longer"));
+        assert!(!secret_matches(&secret, ""));
+        let settings = WebhookSettings {
+            hubspot_client_secret: Some(SecretString::from("hs-secret-value")),
+            ..WebhookSettings::default()
+        };
+        assert!(!format!("{settings:?}").contains("hs-secret-value"));
+    }
+}
