@@ -156,7 +156,11 @@ async fn pausing_takes_a_connection_off_the_schedule_refuses_syncs_and_resume_ma
     let resumed = h.send(Method::POST, &resume, Some("acme"), None).await;
     assert_eq!(resumed.json["paused"], false, "{}", resumed.text);
     let stored = h.connection("acme", &id).await;
-    assert_eq!(stored.next_sync_at, Some(t0() + Duration::minutes(90)), "due at once");
+    assert_eq!(
+        stored.next_sync_at,
+        Some(t0() + Duration::minutes(90) + Duration::seconds(1)),
+        "due from the next whole second"
+    );
     h.send(Method::POST, &resume, Some("acme"), None).await;
     assert_eq!(h.audited(Operation::ConnectionResumed).len(), 1);
     let entry = &h.audited(Operation::ConnectionPaused)[0];
