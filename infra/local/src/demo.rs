@@ -1,8 +1,9 @@
-//! `make demo`: the main job end to end on a fresh private stack. Seeds the HubSpot fake, lets the
-//! schedule enqueue the first (full) sync and the worker drain the queue, edits contacts as a
-//! HubSpot user would, fires the schedule again for an incremental sync; then one tenant also
-//! connects Salesforce, Google Calendar and Outlook (research tasks from outside meetings), and
-//! pushes a note and an edit to HubSpot through the approval queue; and prints what happened.
+//! `make demo`: the main job end to end on a fresh private stack. Two tenants connect the HubSpot
+//! fake through OAuth; the schedule enqueues the first (full) sync and the worker drains the queue;
+//! a HubSpot user edits contacts and HubSpot's signed webhooks bring an incremental sync; then one
+//! tenant also connects Salesforce, Google Calendar and Outlook (research tasks from outside
+//! meetings), and pushes a note and an edit to HubSpot through the approval queue, whose webhooks
+//! come back as recognised echoes; and it prints what happened.
 
 use std::time::{Duration, Instant};
 
@@ -114,14 +115,36 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             &[("jobtitle", &format!("VP of Demos #{i}")), ("lifecyclestage", "opportunity")],
         );
     }
-    println!("\n3. A HubSpot user edits {} contacts", edited.len());
+    let events = hubspot.pending_webhooks().len();
+    let answers = hubspot.send_webhooks().await?;
+    let queued = stack.runner.queue_depth().await?;
+    println!(
+        "\n3. A HubSpot user edits {} contacts: HubSpot signs {events} webhook event(s) into {} request(s) to the \
+         webhooks endpoint (answered {answers:?}); {queued} job(s) enqueued (a burst is one job per connection)",
+        edited.len(),
+        answers.len(),
+    );
+    if answers.iter().any(|a| *a != 200) || queued != connections.len() as u64 {
+        bail!("the webhooks were not accepted as one job per connection");
+    }
     hubspot.reset_stats();
 
-    println!("\n4. Schedule fires 15 minutes later: an incremental sync picks up only the changes");
-    let later = stack.runner.fire_schedule(Utc::now() + chrono::Duration::minutes(15)).await?;
-    println!("   dispatcher: {} due, {} jobs enqueued", later.due, later.enqueued);
+    println!("\n4. The worker runs the webhook jobs: an incremental sync picks up only the changes");
     let drained = stack.runner.drain(Duration::from_secs(600)).await?;
-    println!("   worker: {} message(s), {} failure(s)", drained.messages, drained.failures);
+    let mut webhook_runs = 0;
+    for (_, _, api, id) in &connections {
+        let runs =
+            api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/runs?limit=1"), None).await?;
+        let last = runs.pointer("/items/0").cloned().unwrap_or(Value::Null);
+        if last.get("reason") == Some(&json!("webhook")) && last.get("status") == Some(&json!("succeeded")) {
+            webhook_runs += 1;
+        }
+    }
+    println!(
+        "   worker: {} deliveries, {} handed back (a webhook job waits for its 1 s coalescing window to close); \
+         {webhook_runs} webhook run(s) succeeded",
+        drained.messages, drained.failures
+    );
     let second_requests = hubspot.stats().total;
 
     println!("\n5. acme also connects Salesforce, Google Calendar and Outlook (own domain: acme.example)");
@@ -153,7 +176,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             id,
         ));
     }
-    let tick = stack.runner.fire_schedule(Utc::now() + chrono::Duration::minutes(16)).await?;
+    let tick = stack.runner.fire_schedule(Utc::now()).await?;
     let drained = stack.runner.drain(Duration::from_secs(600)).await?;
     println!(
         "   dispatcher: {} jobs enqueued; worker: {} message(s), {} failure(s)",
@@ -211,13 +234,24 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     if notes != 1 || lead_status != json!("IN_PROGRESS") {
         bail!("the pushes did not arrive at HubSpot exactly once");
     }
+    let echoes = hubspot.pending_webhooks().len();
+    let answers = hubspot.send_webhooks().await?;
+    let queued = stack.runner.queue_depth().await?;
+    println!(
+        "   HubSpot's webhooks about our own writes ({echoes} event(s), answered {answers:?}) are recognised as \
+         echoes: {queued} job(s) enqueued"
+    );
+    if queued != 0 {
+        bail!("an echo of our own write enqueued a job");
+    }
 
     println!("\nSummary (read back through the API)");
     println!(
-        "{:<8} {:<10} {:<4} {:>7} {:>7} {:>7} {:>9} {:>6} {:>8} {:>5} {:>8}",
+        "{:<8} {:<10} {:<4} {:<8} {:>7} {:>7} {:>7} {:>9} {:>6} {:>8} {:>5} {:>8}",
         "tenant",
         "provider",
         "run",
+        "reason",
         "pulled",
         "created",
         "updated",
@@ -239,10 +273,11 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
                 failures += 1;
             }
             println!(
-                "{:<8} {:<10} {:<4} {:>7} {:>7} {:>7} {:>9} {:>6} {:>8} {:>5} {:>8}",
+                "{:<8} {:<10} {:<4} {:<8} {:>7} {:>7} {:>7} {:>9} {:>6} {:>8} {:>5} {:>8}",
                 tenant,
                 provider,
                 format!("#{}", i + 1),
+                r.get("reason").and_then(Value::as_str).unwrap_or("?"),
                 n("pulled"),
                 n("created"),
                 n("updated"),
