@@ -260,6 +260,31 @@ pub fn message_group(tenant: &TenantId, connection: &ConnectionId) -> String {
     format!("{tenant}#{connection}")
 }
 
+/// A connection for unit tests: `tenant` at `provider` with a plain, non-expiring token.
+#[cfg(test)]
+pub(crate) fn sample_connection(
+    tenant: &str,
+    provider: Provider,
+    base_url: &str,
+    now: DateTime<Utc>,
+) -> Connection {
+    Connection::new(
+        TenantId::parse(tenant).expect("a valid tenant id"),
+        NewConnection {
+            provider,
+            base_url: base_url.to_owned(),
+            credentials: Credentials {
+                access_token: SecretString::from("t"),
+                refresh_token: None,
+                expires_at: None,
+            },
+            interval_minutes: DEFAULT_INTERVAL_MINUTES,
+            settings: ConnectionSettings::default(),
+        },
+        now,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

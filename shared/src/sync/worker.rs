@@ -659,6 +659,7 @@ mod tests {
     //! The worker against in-memory stores and a scripted calendar: research tasks follow their
     //! meetings through the whole job path.
 
+    use crate::domain::connection::sample_connection;
     use std::sync::{Arc, Mutex};
 
     use async_trait::async_trait;
@@ -889,21 +890,7 @@ mod tests {
     }
 
     fn google_connection() -> Connection {
-        Connection::new(
-            TenantId::parse("acme").unwrap(),
-            NewConnection {
-                provider: Provider::Google,
-                base_url: "http://127.0.0.1:1".into(),
-                credentials: Credentials {
-                    access_token: SecretString::from("t"),
-                    refresh_token: None,
-                    expires_at: None,
-                },
-                interval_minutes: 15,
-                settings: ConnectionSettings::default(),
-            },
-            now(),
-        )
+        sample_connection("acme", Provider::Google, "http://127.0.0.1:1", now())
     }
 
     fn watched_deps(

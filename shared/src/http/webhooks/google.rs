@@ -141,7 +141,8 @@ async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, Web
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::domain::{Connection, ConnectionSettings, Credentials, NewConnection, PushChannel, TenantId};
+    use crate::domain::connection::sample_connection;
+    use crate::domain::{Connection, PushChannel};
     use crate::ports::ConnectionStore;
     use secrecy::SecretString;
 
@@ -156,21 +157,8 @@ mod tests {
     }
 
     async fn watched(h: &Harness) -> Connection {
-        let mut c = Connection::new(
-            TenantId::parse("acme").unwrap(),
-            NewConnection {
-                provider: Provider::Google,
-                base_url: "https://www.googleapis.com/calendar/v3".into(),
-                credentials: Credentials {
-                    access_token: SecretString::from("t"),
-                    refresh_token: None,
-                    expires_at: None,
-                },
-                interval_minutes: 15,
-                settings: ConnectionSettings::default(),
-            },
-            now(),
-        );
+        let mut c =
+            sample_connection("acme", Provider::Google, "https://www.googleapis.com/calendar/v3", now());
         c.push_channel = Some(PushChannel {
             id: "ch-1".into(),
             resource_id: Some("res-1".into()),

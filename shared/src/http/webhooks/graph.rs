@@ -219,7 +219,8 @@ async fn verify(
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::domain::{Connection, ConnectionSettings, Credentials, NewConnection, PushChannel};
+    use crate::domain::connection::sample_connection;
+    use crate::domain::{Connection, PushChannel};
     use crate::ports::ConnectionStore;
     use secrecy::SecretString;
     use serde_json::{Value, json};
@@ -227,21 +228,7 @@ mod tests {
     const CLIENT_STATE: &str = "graph-client-state-value";
 
     async fn subscribed(h: &Harness, tenant: &str, sub: &str) -> Connection {
-        let mut c = Connection::new(
-            TenantId::parse(tenant).unwrap(),
-            NewConnection {
-                provider: Provider::Microsoft,
-                base_url: "https://graph.microsoft.com/v1.0".into(),
-                credentials: Credentials {
-                    access_token: SecretString::from("t"),
-                    refresh_token: None,
-                    expires_at: None,
-                },
-                interval_minutes: 15,
-                settings: ConnectionSettings::default(),
-            },
-            now(),
-        );
+        let mut c = sample_connection(tenant, Provider::Microsoft, "https://graph.microsoft.com/v1.0", now());
         c.push_channel = Some(PushChannel {
             id: sub.into(),
             resource_id: None,

@@ -364,9 +364,10 @@ async fn route(
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::domain::{Connection, ConnectionSettings, Credentials, NewConnection};
+    use crate::domain::connection::sample_connection;
+
     use crate::ports::ConnectionStore;
-    use secrecy::SecretString;
+
     use serde_json::{Value, json};
 
     const URI: &str = "https://hooks.example.com/prod/webhooks/hubspot";
@@ -397,21 +398,7 @@ mod tests {
     }
 
     async fn hubspot_connection(store: &crate::adapters::memory::MemoryStore, tenant: &str, portal: &str) {
-        let mut c = Connection::new(
-            TenantId::parse(tenant).unwrap(),
-            NewConnection {
-                provider: Provider::Hubspot,
-                base_url: "https://api.hubapi.com".into(),
-                credentials: Credentials {
-                    access_token: SecretString::from("t"),
-                    refresh_token: None,
-                    expires_at: None,
-                },
-                interval_minutes: 15,
-                settings: ConnectionSettings::default(),
-            },
-            now(),
-        );
+        let mut c = sample_connection(tenant, Provider::Hubspot, "https://api.hubapi.com", now());
         c.account_id = Some(portal.to_owned());
         store.create(&c).await.unwrap();
     }
