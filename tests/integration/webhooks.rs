@@ -70,6 +70,12 @@ async fn connections_with_an_account_id_are_found_by_their_provider_account() ->
     assert!(store.find_by_account(Provider::Hubspot, "999").await?.is_empty());
     // A second create of the same id still fails as a whole (the registry entry is transactional).
     assert!(matches!(store.create(&acme).await, Err(syncbridge::ports::StoreError::Conflict)));
+    // A disconnected connection leaves the registry with its item.
+    store.disconnect(&globex, Utc::now()).await?;
+    assert_eq!(
+        store.find_by_account(Provider::Hubspot, PORTAL).await?,
+        vec![(acme.tenant_id.clone(), acme.connection_id.clone())]
+    );
     Ok(())
 }
 

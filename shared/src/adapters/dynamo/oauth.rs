@@ -48,13 +48,25 @@ impl DynamoStore {
         }
         tomb.insert("disconnected_at".into(), item::time(at));
         let put = Put::builder().table_name(&self.table).set_item(Some(tomb)).build().map_err(build_error)?;
-        self.client
+        let mut transaction = self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await
-            .map_err(transact_error)?;
+            .transact_items(TransactWriteItem::builder().put(put).build());
+        // The account registry entry goes with the connection: webhooks for the account stop finding it.
+        if let Some(account) = &connection.account_id {
+            let registry = item::key(
+                item::account_pk(connection.provider, account),
+                item::connection_pk(&connection.tenant_id, &connection.connection_id),
+            );
+            let unregister = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(registry))
+                .build()
+                .map_err(build_error)?;
+            transaction = transaction.transact_items(TransactWriteItem::builder().delete(unregister).build());
+        }
+        transaction.send().await.map_err(transact_error)?;
         Ok(())
     }
 
