@@ -1031,13 +1031,12 @@ impl ProviderClient for GoogleClient {
             _ => {}
         }
         let tokens: TokenReply = reply.check()?.json()?;
-        Ok(Credentials {
-            access_token: SecretString::from(tokens.access_token),
-            refresh_token: Some(
-                tokens.refresh_token.map(SecretString::from).unwrap_or_else(|| refresh_token.clone()),
-            ),
-            expires_at: Some(Utc::now() + chrono::Duration::seconds(tokens.expires_in.max(0))),
-        })
+        Ok(Credentials::refreshed(
+            tokens.access_token,
+            tokens.refresh_token,
+            refresh_token,
+            Some(Utc::now() + chrono::Duration::seconds(tokens.expires_in.max(0))),
+        ))
     }
 
     fn stats(&self) -> RequestStats {

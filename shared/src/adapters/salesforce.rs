@@ -1478,13 +1478,7 @@ impl ProviderClient for SalesforceClient {
         if let Some(instance) = tokens.instance_url.as_deref().filter(|u| !u.is_empty()) {
             self.set_instance(instance);
         }
-        Ok(Credentials {
-            access_token: SecretString::from(tokens.access_token),
-            refresh_token: Some(
-                tokens.refresh_token.map(SecretString::from).unwrap_or_else(|| refresh_token.clone()),
-            ),
-            expires_at: None,
-        })
+        Ok(Credentials::refreshed(tokens.access_token, tokens.refresh_token, refresh_token, None))
     }
 
     fn stats(&self) -> RequestStats {

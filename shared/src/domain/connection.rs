@@ -52,6 +52,21 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// What a refresh grant answered: the new access token, the refresh token (the one just used
+    /// when the provider did not rotate it) and the expiry.
+    pub fn refreshed(
+        access_token: String,
+        rotated: Option<String>,
+        used: &SecretString,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            access_token: SecretString::from(access_token),
+            refresh_token: Some(rotated.map(SecretString::from).unwrap_or_else(|| used.clone())),
+            expires_at,
+        }
+    }
+
     /// True when the access token expires within `margin` of `now` and can be refreshed.
     pub fn needs_refresh(&self, now: DateTime<Utc>, margin: Duration) -> bool {
         match (self.expires_at, &self.refresh_token) {

@@ -104,6 +104,13 @@ impl Job {
         job
     }
 
+    /// A slot no scheduled job can have used yet: the first whole second after `now`. Slot ids
+    /// are whole seconds ([`Self::scheduled_id`]), so a connection made due again within the
+    /// second of a slot already run (resume) would get that slot's id and be dropped by SQS.
+    pub fn fresh_slot(now: DateTime<Utc>) -> DateTime<Utc> {
+        DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now)
+    }
+
     /// The job id of a scheduled sync: the connection and its due slot, so two dispatchers that
     /// both try to enqueue one slot produce one job (SQS deduplication).
     pub fn scheduled_id(connection: &ConnectionId, slot: DateTime<Utc>) -> JobId {

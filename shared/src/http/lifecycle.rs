@@ -16,7 +16,7 @@ use super::auth::Caller;
 use super::problem::{self, ApiError, ApiPath, ApiQuery};
 use crate::domain::health::{self, HealthReason, HealthStatus, RetryPhase, RetryState, RunSummary};
 use crate::domain::{
-    AuditEntry, AuditOutcome, ConflictStatus, Connection, ConnectionStatus, ObjectType, Operation,
+    AuditEntry, AuditOutcome, ConflictStatus, Connection, ConnectionStatus, Job, ObjectType, Operation,
     PushStatus, TenantId,
 };
 use crate::ports::{AuditQuery, ConflictQuery, PushQuery, StoreError};
@@ -136,9 +136,7 @@ async fn resume_connection(
         Ok(c.is_paused().then(|| {
             let mut next = c.clone();
             next.paused_at = None;
-            // The next whole second: a scheduled job's id is its connection and slot second, so a
-            // slot in the second of one already run would be dropped by SQS as a duplicate.
-            next.next_sync_at = Some(next_whole_second(now));
+            next.next_sync_at = Some(Job::fresh_slot(now));
             next
         }))
     })
@@ -204,42 +202,49 @@ async fn failures(
     Ok(out)
 }
 
-async fn count_open_conflicts(state: &ApiState, c: &Connection) -> Result<usize, ApiError> {
-    let mut query = ConflictQuery {
-        connection: Some(c.connection_id.clone()),
-        status: Some(ConflictStatus::Open),
-        limit: COUNT_BOUND,
-        ..ConflictQuery::default()
-    };
-    let mut n = 0;
+/// Items over the pages of a listing, stopping at [`COUNT_BOUND`] (at most four pages).
+async fn count_bounded<T, F, Fut>(mut list: F) -> Result<usize, ApiError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<crate::ports::Page<T>, StoreError>>,
+{
+    let (mut n, mut token) = (0, None);
     for _ in 0..4 {
-        let page = state.engine.conflicts.list(&c.tenant_id, &query).await?;
+        let page = list(token).await?;
         n += page.items.len();
         match page.next {
-            Some(t) if n < COUNT_BOUND => query.page_token = Some(t),
+            Some(t) if n < COUNT_BOUND => token = Some(t),
             _ => break,
         }
     }
     Ok(n)
 }
 
+async fn count_open_conflicts(state: &ApiState, c: &Connection) -> Result<usize, ApiError> {
+    count_bounded(|page_token| {
+        let query = ConflictQuery {
+            connection: Some(c.connection_id.clone()),
+            status: Some(ConflictStatus::Open),
+            limit: COUNT_BOUND,
+            page_token,
+            ..ConflictQuery::default()
+        };
+        async move { state.engine.conflicts.list(&c.tenant_id, &query).await }
+    })
+    .await
+}
+
 async fn count_failed_pushes(state: &ApiState, c: &Connection) -> Result<usize, ApiError> {
-    let mut query = PushQuery {
-        connection: Some(c.connection_id.clone()),
-        status: Some(PushStatus::Failed),
-        limit: COUNT_BOUND,
-        ..PushQuery::default()
-    };
-    let mut n = 0;
-    for _ in 0..4 {
-        let page = state.engine.pushes.list(&c.tenant_id, &query).await?;
-        n += page.items.len();
-        match page.next {
-            Some(t) if n < COUNT_BOUND => query.page_token = Some(t),
-            _ => break,
-        }
-    }
-    Ok(n)
+    count_bounded(|page_token| {
+        let query = PushQuery {
+            connection: Some(c.connection_id.clone()),
+            status: Some(PushStatus::Failed),
+            limit: COUNT_BOUND,
+            page_token,
+        };
+        async move { state.engine.pushes.list(&c.tenant_id, &query).await }
+    })
+    .await
 }
 
 /// Health of a connection: `healthy`, `degraded` or `failed`, with every reason found (rules in
@@ -527,9 +532,4 @@ async fn connection_errors(
         retry_action,
         items: items.into_iter().map(ErrorEntryView::from).collect(),
     }))
-}
-
-/// The first whole second after `now`.
-fn next_whole_second(now: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now)
 }

@@ -165,6 +165,18 @@ async fn apply_fault(app: &App, route: Route, sync_token: bool) -> Option<Respon
 }
 
 /// Counts the request, applies faults, checks the bearer token.
+/// [`gate`], then the calendar in the path must be one the fake serves (404 otherwise).
+async fn admit(
+    app: &App,
+    route: Route,
+    headers: &HeaderMap,
+    sync_token: bool,
+    calendar: &str,
+) -> Result<(), Response> {
+    gate(app, route, headers, sync_token).await?;
+    if known_calendar(calendar) { Ok(()) } else { Err(not_found()) }
+}
+
 async fn gate(app: &App, route: Route, headers: &HeaderMap, sync_token: bool) -> Result<(), Response> {
     if let Some(resp) = apply_fault(app, route, sync_token).await {
         return Err(resp);
@@ -336,11 +348,8 @@ async fn get_one(
     Path((calendar, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(resp) = gate(&app, Route::Get, &headers, false).await {
+    if let Err(resp) = admit(&app, Route::Get, &headers, false, &calendar).await {
         return resp;
-    }
-    if !known_calendar(&calendar) {
-        return not_found();
     }
     match app.event(&id) {
         Some(v) => Json(v).into_response(),
@@ -354,11 +363,8 @@ async fn insert(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(resp) = gate(&app, Route::Insert, &headers, false).await {
+    if let Err(resp) = admit(&app, Route::Insert, &headers, false, &calendar).await {
         return resp;
-    }
-    if !known_calendar(&calendar) {
-        return not_found();
     }
     let body = match parse_json(&body) {
         Ok(b) => b,
@@ -402,11 +408,8 @@ async fn modify(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(resp) = gate(&app, route, &headers, false).await {
+    if let Err(resp) = admit(&app, route, &headers, false, &calendar).await {
         return resp;
-    }
-    if !known_calendar(&calendar) {
-        return not_found();
     }
     let body = match parse_json(&body) {
         Ok(b) => b,
@@ -458,11 +461,8 @@ async fn delete(
     Path((calendar, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(resp) = gate(&app, Route::Delete, &headers, false).await {
+    if let Err(resp) = admit(&app, Route::Delete, &headers, false, &calendar).await {
         return resp;
-    }
-    if !known_calendar(&calendar) {
-        return not_found();
     }
     let expected = if_match(&headers);
     let now = Utc::now();
@@ -492,11 +492,8 @@ async fn watch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(resp) = gate(&app, Route::Watch, &headers, false).await {
+    if let Err(resp) = admit(&app, Route::Watch, &headers, false, &calendar).await {
         return resp;
-    }
-    if !known_calendar(&calendar) {
-        return not_found();
     }
     let body = match parse_json(&body) {
         Ok(b) => b,

@@ -934,13 +934,7 @@ impl ProviderClient for HubspotClient {
         let reply = reply.check()?;
         let tokens: TokenReply = reply.json()?;
         let expires_at = Utc::now() + chrono::Duration::seconds(tokens.expires_in.max(0));
-        Ok(Credentials {
-            access_token: SecretString::from(tokens.access_token),
-            refresh_token: Some(
-                tokens.refresh_token.map(SecretString::from).unwrap_or_else(|| refresh_token.clone()),
-            ),
-            expires_at: Some(expires_at),
-        })
+        Ok(Credentials::refreshed(tokens.access_token, tokens.refresh_token, refresh_token, Some(expires_at)))
     }
 
     fn stats(&self) -> RequestStats {
