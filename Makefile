@@ -23,6 +23,11 @@ OPENAPI_VENV := .venv-openapi
 OPENAPI_PINS := schemathesis==4.32.5 openapi-spec-validator==0.9.0
 OPENAPI_STAMP := $(OPENAPI_VENV)/.installed-$(shell echo '$(OPENAPI_PINS)' | cksum | cut -d' ' -f1)
 
+# The providers' own client libraries (HubSpot, Salesforce, Google, Microsoft Graph) and pytest, for the
+# conformance suites in infra/conformance that drive our fakes with them.
+CONFORMANCE_VENV := .venv-conformance
+CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed-$(shell cksum < infra/conformance/requirements.txt | cut -d' ' -f1)
+
 CFN_LINT := $(VENV)/bin/cfn-lint
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) $(SAM_VENV)/bin/sam
 MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
@@ -31,12 +36,12 @@ OPENAPI_SPEC_VALIDATOR := $(abspath $(OPENAPI_VENV)/bin/openapi-spec-validator)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
 
-.PHONY: help setup lint-template openapi test demo bench package fuzz
+.PHONY: help setup lint-template openapi test demo bench package fuzz conformance
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) ## Install moto, cfn-lint, cargo-lambda, zig, aws-sam-cli, schemathesis and openapi-spec-validator (pinned)
+setup: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Install moto, cfn-lint, cargo-lambda, zig, aws-sam-cli, schemathesis, openapi-spec-validator and the providers' SDKs (pinned)
 
 $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +53,12 @@ $(OPENAPI_STAMP):
 	$(PYTHON) -m venv $(OPENAPI_VENV)
 	$(OPENAPI_VENV)/bin/pip install --quiet --disable-pip-version-check $(OPENAPI_PINS)
 	rm -f $(OPENAPI_VENV)/.installed-*
+	touch $@
+
+$(CONFORMANCE_STAMP): infra/conformance/requirements.txt
+	$(PYTHON) -m venv $(CONFORMANCE_VENV)
+	$(CONFORMANCE_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/conformance/requirements.txt
+	rm -f $(CONFORMANCE_VENV)/.installed-*
 	touch $@
 
 $(SAM_STAMP):
@@ -64,12 +75,18 @@ openapi: $(OPENAPI_STAMP) ## Rewrite docs/openapi.json from the code, then valid
 	UPDATE_OPENAPI=1 $(CARGO) test --quiet -p syncbridge --lib http::openapi
 	$(OPENAPI_VENV)/bin/openapi-spec-validator docs/openapi.json
 
-test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) ## Every test: unit, property, integration against moto and the fakes, the OpenAPI document (validator, schemathesis); then the template linters
+test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Every test: unit, property, integration against moto and the fakes, the OpenAPI document (validator, schemathesis), the fakes' conformance to the providers' SDKs; then the template linters
 	mkdir -p target
 	set -o pipefail; MOTO_SERVER=$(MOTO_SERVER) SCHEMATHESIS=$(SCHEMATHESIS) \
 	  OPENAPI_SPEC_VALIDATOR=$(OPENAPI_SPEC_VALIDATOR) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
+	$(MAKE) --no-print-directory conformance
 	$(MAKE) --no-print-directory lint-template
-	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
+	@awk -f infra/conformance/count.awk target/test-output.log target/conformance-output.log
+
+conformance: $(CONFORMANCE_STAMP) ## Drive the four provider fakes with the providers' own SDKs (part of `make test`)
+	$(CARGO) build --quiet -p syncbridge-fakes --bins
+	mkdir -p target
+	set -o pipefail; FAKES_BIN_DIR=$(abspath target/debug) $(CONFORMANCE_VENV)/bin/pytest -q -p no:cacheprovider infra/conformance 2>&1 | tee target/conformance-output.log
 
 demo: $(VENV_STAMP) ## The main job end to end on a fresh local stack, with a readable summary
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo
