@@ -65,7 +65,8 @@ pub struct OAuthEndpoints {
 pub const DEFAULT_HUBSPOT_AUTHORIZE_URL: &str = "https://app.hubspot.com/oauth/authorize";
 pub const DEFAULT_HUBSPOT_API_BASE_URL: &str = "https://api.hubapi.com";
 pub const DEFAULT_HUBSPOT_SCOPES: &str = "oauth crm.objects.contacts.read crm.objects.contacts.write \
-crm.objects.companies.read crm.objects.companies.write crm.objects.deals.read crm.objects.deals.write";
+crm.objects.companies.read crm.objects.companies.write crm.objects.deals.read crm.objects.deals.write \
+crm.schemas.contacts.write crm.schemas.companies.write crm.schemas.deals.write";
 pub const DEFAULT_SALESFORCE_LOGIN_URL: &str = "https://login.salesforce.com";
 pub const DEFAULT_SALESFORCE_SANDBOX_LOGIN_URL: &str = "https://test.salesforce.com";
 pub const DEFAULT_SALESFORCE_SCOPES: &str = "api refresh_token";

@@ -54,7 +54,6 @@ use http::{HeaderMap, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::config::OAuthApp;
 use crate::domain::mapping::{FieldMap, StageMap};
@@ -74,7 +73,13 @@ const CURSOR_VERSION: u8 = 1;
 /// The longest Note Title Salesforce stores.
 const TITLE_MAX_CHARS: usize = 255;
 /// Salesforce keeps deleted-record ids this long; older `start`s are refused.
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api/resources_getdeleted.htm>
 const DELETE_LOG_DAYS: i64 = 15;
+/// The shortest `deleted` window we ask for. Salesforce wants `start` to precede `end` "by more
+/// than one minute" and ignores the seconds of both, so the two minute-truncated values must be at
+/// least two minutes apart; a shorter window is carried to the next sync, never sent.
+/// <https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_getdeleted.htm>
+const MIN_REPLICATION_WINDOW_MS: i64 = 120_000;
 
 /// Default field mappings, `(Salesforce field, canonical field)`.
 pub const CONTACT_FIELDS: &[(&str, &str)] = &[
@@ -394,6 +399,16 @@ fn soql_datetime(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// The `[start, end]` of a `deleted` call covering `from .. now`, both truncated to the minute as
+/// Salesforce reads them, with `start` no older than the delete log (less an hour's margin); `None`
+/// while the window is too short to ask (see [`MIN_REPLICATION_WINDOW_MS`]).
+fn replication_window(from: i64, now: i64) -> Option<(i64, i64)> {
+    let oldest = now - (DELETE_LOG_DAYS * 86_400_000 - 3_600_000);
+    let start = from.max(oldest).div_euclid(60_000) * 60_000;
+    let end = now.div_euclid(60_000) * 60_000;
+    (end - start >= MIN_REPLICATION_WINDOW_MS).then_some((start, end))
+}
+
 /// The `start`/`end` form of the deleted resource.
 fn replication_datetime(ms: i64) -> String {
     let secs = ms.div_euclid(1_000);
@@ -408,9 +423,7 @@ fn takes_no_custom_fields(sobject: &str) -> bool {
 /// A Note Title carrying its create's idempotency key as a short tag: one line, at most
 /// [`TITLE_MAX_CHARS`], the same for the same title and key.
 fn tagged_title(title: &str, key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    let tag = format!("[sb:{hex}]");
+    let tag = crate::domain::key_tag(key);
     let room = TITLE_MAX_CHARS - tag.len() - 1;
     let line: String = title.chars().map(|c| if c.is_control() { ' ' } else { c }).take(room).collect();
     let line = line.trim();
@@ -930,8 +943,11 @@ impl SalesforceClient {
         if lost {
             tracing::warn!(%object, "deleted-record window older than Salesforce keeps; reconciling ids");
         }
-        let start = from.max(oldest).min(now);
-        let query = [("start", replication_datetime(start)), ("end", replication_datetime(now))];
+        let Some((start, end)) = replication_window(from, now) else {
+            // Too short to ask: the same `from` is asked again at the next sync.
+            return Ok((Vec::new(), from, lost));
+        };
+        let query = [("start", replication_datetime(start)), ("end", replication_datetime(end))];
         let reply = self
             .api(token, http::Method::GET, &format!("/sobjects/{sobject}/deleted/"), &query, None, &[])
             .await?;
@@ -955,8 +971,8 @@ impl SalesforceClient {
             .as_deref()
             .and_then(parse_sf_datetime)
             .map(|d| d.timestamp_millis())
-            .unwrap_or(now);
-        Ok((out, covered, lost))
+            .unwrap_or(end);
+        Ok((out, covered.min(end).max(start), lost))
     }
 }
 
@@ -1502,6 +1518,28 @@ mod tests {
         let long = tagged_title(&"é".repeat(400), "k");
         assert_eq!(long.chars().count(), TITLE_MAX_CHARS);
         assert!(tagged_title("  ", "k").starts_with("[sb:"));
+    }
+
+    #[test]
+    fn deleted_windows_shorter_than_salesforce_accepts_are_carried_to_the_next_sync() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).map(|d| d.timestamp_millis()).unwrap_or(-1);
+        // The same minute, and 59 s across a minute boundary: nothing is asked.
+        assert_eq!(replication_window(t("2026-12-05T10:00:05Z"), t("2026-12-05T10:00:50Z")), None);
+        assert_eq!(replication_window(t("2026-12-05T10:00:30Z"), t("2026-12-05T10:01:29Z")), None);
+        // One truncated minute apart is not "more than one minute".
+        assert_eq!(replication_window(t("2026-12-05T10:00:00Z"), t("2026-12-05T10:01:59Z")), None);
+        // Two minutes: asked, both ends truncated to the minute.
+        assert_eq!(
+            replication_window(t("2026-12-05T10:00:30Z"), t("2026-12-05T10:02:10Z")),
+            Some((t("2026-12-05T10:00:00Z"), t("2026-12-05T10:02:00Z")))
+        );
+        // 16 and 31 days: the start is clamped into the delete log (the pull then reconciles ids).
+        let now = t("2026-12-05T10:00:00Z");
+        for days in [16, 31] {
+            let (start, end) = replication_window(now - days * 86_400_000, now).unwrap_or_default();
+            assert_eq!(end, now);
+            assert!(now - start < DELETE_LOG_DAYS * 86_400_000 && now - start > 14 * 86_400_000, "{days} days");
+        }
     }
 
     #[test]

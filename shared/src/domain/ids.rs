@@ -133,6 +133,32 @@ id_newtype!(
     IdempotencyKey, "idempotency key", 128
 );
 
+/// The short tag a create carries in a text field where the provider holds no key of ours (a
+/// Salesforce Note's Title, a HubSpot note's body): `[sb:` + 12 hex digits of the key's SHA-256 +
+/// `]`. The same key always gives the same tag; finding it again proves the create happened.
+pub fn key_tag(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("[sb:{hex}]")
+}
+
+/// `text` without a trailing [`key_tag`] (and the whitespace before it), as the person wrote it.
+pub fn strip_key_tag(text: &str) -> &str {
+    let trimmed = text.trim_end();
+    let Some(start) = trimmed.len().checked_sub(17) else { return text };
+    match trimmed.get(start..) {
+        Some(tail)
+            if tail.starts_with("[sb:")
+                && tail.ends_with(']')
+                && tail[4..16].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) =>
+        {
+            trimmed[..start].trim_end()
+        }
+        _ => text,
+    }
+}
+
 impl TenantId {
     /// The reserved tenant under which Syncbridge records what belongs to no tenant (a job message
     /// too malformed to name one). `parse` refuses it, so no caller can ever act as it.
@@ -308,6 +334,20 @@ impl SyncCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_tags_are_stable_per_key_and_strip_back_to_the_text() {
+        let tag = key_tag("push:01J");
+        assert_eq!(tag, key_tag("push:01J"));
+        assert_ne!(tag, key_tag("push:01K"));
+        assert_eq!(tag.len(), 17);
+        let body = format!("[ARIA] Call summary\n{tag}");
+        assert_eq!(strip_key_tag(&body), "[ARIA] Call summary");
+        assert_eq!(strip_key_tag("[ARIA] no tag here"), "[ARIA] no tag here");
+        assert_eq!(strip_key_tag("[sb:XYZ]"), "[sb:XYZ]");
+        assert_eq!(strip_key_tag("é"), "é");
+        assert_eq!(strip_key_tag(&tag), "");
+    }
     use proptest::prelude::*;
 
     #[test]

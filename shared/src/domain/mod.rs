@@ -19,7 +19,8 @@ pub use channel::PushChannel;
 pub use connection::{Connection, ConnectionSettings, ConnectionStatus, Credentials, NewConnection};
 pub use event::{DomainEvent, RecordChange};
 pub use ids::{
-    ConnectionId, ExternalId, IdempotencyKey, JobId, ObjectType, ParseError, Provider, RecordId, RunId,
+    ConnectionId, ExternalId, IdempotencyKey, JobId, ObjectType, ParseError, Provider, RecordId, RunId, key_tag,
+    strip_key_tag,
     SyncCursor, TenantId,
 };
 pub use job::{Job, JobKind, JobReason};

@@ -135,6 +135,8 @@ pub struct HubspotClient {
     limiter: Arc<tokio::sync::Mutex<Limiter>>,
     requests: AtomicU64,
     rate_limited: AtomicU64,
+    /// How creates prove themselves, per object type (learned at the first create of the type).
+    proofs: tokio::sync::Mutex<HashMap<ObjectType, write::CreateProof>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -606,6 +608,7 @@ impl HubspotClient {
             limiter: Arc::default(),
             requests: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            proofs: tokio::sync::Mutex::default(),
         })
     }
 

@@ -209,7 +209,11 @@ pub(super) fn to_canonical(
 ) -> Fields {
     let mut fields = Fields::new();
     for (property, field) in map.pairs() {
-        let raw = properties.get(property).and_then(text);
+        let mut raw = properties.get(property).and_then(text);
+        if spec.object == ObjectType::Notes && property == "hs_note_body" {
+            // The key tag of a note we created is ours, not the person's text.
+            raw = raw.map(|r| crate::domain::strip_key_tag(&r).to_owned());
+        }
         let value = raw.as_deref().and_then(|r| canonical_value(field, r));
         if raw.is_some() && value.is_none() {
             tracing::warn!(object = %spec.object, property, "HubSpot property value does not parse; mapped to null");

@@ -2,11 +2,17 @@
 //! input carries an `objectWriteTraceId`, so one bad record fails alone and the rest are written).
 //!
 //! Requests per batch of up to 100 writes of one object type:
-//! - creates: one `batch/read` by `idProperty=syncbridge_key` (finds records an earlier attempt
-//!   created: creates are idempotent on the key, which the portal must hold as a unique-value
-//!   custom property on each synced object type), then one `batch/create` for the rest, carrying
-//!   `associations` (HUBSPOT_DEFINED types) for `*_ids` fields; a key HubSpot reports as taken
-//!   (a concurrent create) costs one more `batch/read`.
+//! - creates: first a lookup of records an earlier attempt created (creates are idempotent on the
+//!   push's key), then one `batch/create` for the rest, carrying `associations` (HUBSPOT_DEFINED
+//!   types) for `*_ids` fields. A stock portal has no property of ours, so the proof depends on
+//!   the type ([`CreateProof`]): contacts, companies and deals hold the key in `syncbridge_key`, a
+//!   unique-value property the client creates through the properties API at the first create of
+//!   the type (one `GET` per client and type, plus one `POST` the first time in a portal), found
+//!   by one `batch/read` with `idProperty`; HubSpot allows no unique property on notes, so a note's
+//!   body ends with the key's tag and is found through the record it is attached to (one v4
+//!   association `batch/read` and one `batch/read` of those notes per 100); contacts in a portal
+//!   where the app may not create properties are found by email. A key HubSpot reports as taken
+//!   (a concurrent create) costs one more lookup.
 //! - updates: one `batch/update`, plus one `batch/read` of `hs_lastmodifieddate` first when any
 //!   write has `unmodified_since` (HubSpot has no conditional write); those modified since are
 //!   `Err(Conflict)` and are not sent. Updates carrying `*_ids` fields then change associations:
@@ -39,6 +45,85 @@ const BATCH: usize = 100;
 const ASSOCIATION_BATCH: usize = 100;
 /// The unique-value custom property holding a create's idempotency key.
 pub const KEY_PROPERTY: &str = "syncbridge_key";
+/// The note property that carries a note create's key tag.
+const NOTE_BODY: &str = "hs_note_body";
+
+/// How creates of one object type prove that an earlier attempt made the record already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CreateProof {
+    /// `syncbridge_key`, a unique-value property, holds the key (`batch/read` by `idProperty`).
+    KeyProperty,
+    /// The note's body ends with the key's tag; found through the note's first association.
+    NoteTag,
+    /// Contacts whose portal lacks the property: the email, which HubSpot keeps unique.
+    Email,
+}
+
+/// The proof for a type whose `syncbridge_key` property cannot be had: contacts fall back on
+/// their email; for companies and deals no standard property is unique, so their creates are
+/// refused (permanently, with what to do) rather than risk duplicates.
+fn fallback_proof(spec: &ObjectSpec, why: &str) -> Result<CreateProof, ProviderError> {
+    tracing::warn!(object = %spec.object, why, "no syncbridge_key property; falling back");
+    if spec.object == ObjectType::Contacts {
+        return Ok(CreateProof::Email);
+    }
+    Err(ProviderError::Permanent(format!(
+        "cannot create {} idempotently: {why}; grant the app the crm.schemas.{}.write scope (or create a \
+         unique-value text property `syncbridge_key` on {}) and retry",
+        spec.object, spec.path, spec.path
+    )))
+}
+
+/// The property group a new property of `spec`'s type joins (each type's default group).
+fn property_group(spec: &ObjectSpec) -> &'static str {
+    match spec.object {
+        ObjectType::Contacts => "contactinformation",
+        ObjectType::Companies => "companyinformation",
+        ObjectType::Deals => "dealinformation",
+        _ => "notes",
+    }
+}
+
+/// One create as it goes out: its key, properties (with the proof) and associations.
+struct Create {
+    key: String,
+    tag: String,
+    props: serde_json::Map<String, Value>,
+    assocs: Vec<(Association, String)>,
+}
+
+impl Create {
+    fn new(key: String, mut props: serde_json::Map<String, Value>, assocs: Vec<(Association, String)>, proof: CreateProof) -> Self {
+        let tag = crate::domain::key_tag(&key);
+        match proof {
+            CreateProof::KeyProperty => {
+                props.insert(KEY_PROPERTY.to_owned(), Value::String(key.clone()));
+            }
+            CreateProof::NoteTag => {
+                let body = props.get(NOTE_BODY).and_then(Value::as_str).unwrap_or("");
+                let tagged = if body.is_empty() { tag.clone() } else { format!("{body}\n{tag}") };
+                props.insert(NOTE_BODY.to_owned(), Value::String(tagged));
+            }
+            CreateProof::Email => {}
+        }
+        Self { key, tag, props, assocs }
+    }
+
+    /// The `batch/create` input.
+    fn input(&self) -> Value {
+        let associations: Vec<Value> = self
+            .assocs
+            .iter()
+            .map(|(a, id)| {
+                json!({
+                    "to": { "id": id },
+                    "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": a.type_id }],
+                })
+            })
+            .collect();
+        json!({ "properties": self.props, "associations": associations, "objectWriteTraceId": self.key })
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Op {
@@ -277,6 +362,171 @@ impl HubspotClient {
         Ok(failed)
     }
 
+    /// How creates of `spec`'s type prove they happened already, learned once per client: the
+    /// unique-value property `syncbridge_key` (found, or created through the properties API), a
+    /// tag at the end of a note's body (HubSpot allows no unique properties on notes), or, for
+    /// contacts when the app may not create properties, the email HubSpot keeps unique.
+    async fn create_proof(&self, spec: &ObjectSpec, token: &SecretString) -> Result<CreateProof, ProviderError> {
+        if let Some(proof) = self.proofs.lock().await.get(&spec.object) {
+            return Ok(*proof);
+        }
+        let proof = if spec.object == ObjectType::Notes {
+            CreateProof::NoteTag
+        } else {
+            self.key_property(spec, token).await?
+        };
+        self.proofs.lock().await.insert(spec.object, proof);
+        Ok(proof)
+    }
+
+    /// Finds the unique-value `syncbridge_key` property of `spec`'s type, creating it when absent.
+    /// Unique-value properties: <https://developers.hubspot.com/changelog/unique-properties-support-for-newly-created-contact-properties>;
+    /// the properties API: <https://developers.hubspot.com/docs/api/crm/properties>.
+    async fn key_property(&self, spec: &ObjectSpec, token: &SecretString) -> Result<CreateProof, ProviderError> {
+        let url = format!("{}/crm/v3/properties/{}/{KEY_PROPERTY}", self.base, spec.path);
+        let found = self.send(Kind::Other, || self.http.get(&url).bearer_auth(token.expose_secret())).await?;
+        match found.status {
+            s if s.is_success() => {
+                let unique = found.json::<Value>()?.get("hasUniqueValue").and_then(Value::as_bool) == Some(true);
+                if unique {
+                    return Ok(CreateProof::KeyProperty);
+                }
+                return fallback_proof(spec, "the portal's syncbridge_key property is not unique-valued");
+            }
+            reqwest::StatusCode::NOT_FOUND => {}
+            reqwest::StatusCode::FORBIDDEN => {
+                return fallback_proof(spec, "the app may not read the object type's properties");
+            }
+            _ => return Err(found.check().err().unwrap_or_else(|| ProviderError::Transient("HubSpot answered oddly".into()))),
+        }
+        let url = format!("{}/crm/v3/properties/{}", self.base, spec.path);
+        let body = json!({
+            "name": KEY_PROPERTY,
+            "label": "Syncbridge key",
+            "description": "Written by Syncbridge on the records it creates, so that a retried create finds its record instead of making a second one.",
+            "groupName": property_group(spec),
+            "type": "string",
+            "fieldType": "text",
+            "hasUniqueValue": true,
+            "formField": false,
+        });
+        let created = self.post(token, &url, &body).await?;
+        match created.status {
+            // 409: another worker created it meanwhile.
+            s if s.is_success() || s == reqwest::StatusCode::CONFLICT => {
+                tracing::info!(object = %spec.object, "created the syncbridge_key property in the portal");
+                Ok(CreateProof::KeyProperty)
+            }
+            reqwest::StatusCode::FORBIDDEN => {
+                fallback_proof(spec, "the app may not create properties (no crm.schemas write scope)")
+            }
+            s if s.is_client_error() && s != reqwest::StatusCode::UNAUTHORIZED && s != reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                let why = format!("HubSpot refused the syncbridge_key property: {}", created.error_text());
+                fallback_proof(spec, &why)
+            }
+            _ => Err(created.check().err().unwrap_or_else(|| ProviderError::Transient("HubSpot answered oddly".into()))),
+        }
+    }
+
+    /// The records that earlier attempts of these creates made, by idempotency key.
+    async fn find_created(
+        &self,
+        spec: &ObjectSpec,
+        token: &SecretString,
+        proof: CreateProof,
+        creates: &[&Create],
+    ) -> Result<HashMap<String, Result<WriteAck, ProviderError>>, ProviderError> {
+        let mut done = HashMap::new();
+        if creates.is_empty() {
+            return Ok(done);
+        }
+        match proof {
+            CreateProof::KeyProperty => {
+                let keys: Vec<String> = creates.iter().map(|c| c.key.clone()).collect();
+                let props = vec![spec.modified.to_owned(), KEY_PROPERTY.to_owned()];
+                for obj in self.batch_read(spec, token, &keys, &props, Some(KEY_PROPERTY)).await? {
+                    if let Some(key) = obj.properties.get(KEY_PROPERTY).and_then(Value::as_str) {
+                        done.insert(key.to_owned(), ack(spec, &obj));
+                    }
+                }
+            }
+            CreateProof::Email => {
+                let mut keys_of: HashMap<String, Vec<&str>> = HashMap::new();
+                for c in creates {
+                    if let Some(email) = c.props.get("email").and_then(Value::as_str).filter(|e| !e.is_empty()) {
+                        keys_of.entry(email.to_lowercase()).or_default().push(&c.key);
+                    }
+                }
+                let emails: Vec<String> = keys_of.keys().cloned().collect();
+                if !emails.is_empty() {
+                    let props = vec![spec.modified.to_owned(), "email".to_owned()];
+                    for obj in self.batch_read(spec, token, &emails, &props, Some("email")).await? {
+                        let email = obj.properties.get("email").and_then(Value::as_str).map(str::to_lowercase);
+                        for key in email.and_then(|e| keys_of.get(&e)).into_iter().flatten() {
+                            done.insert((*key).to_owned(), ack(spec, &obj));
+                        }
+                    }
+                }
+            }
+            CreateProof::NoteTag => {
+                // A note is found again through the record it is attached to (an association read
+                // is consistent at once, where search indexes with a delay): the notes of that
+                // record whose body ends with the create's tag.
+                let mut anchors: BTreeMap<&'static str, BTreeMap<String, Vec<&Create>>> = BTreeMap::new();
+                for c in creates {
+                    if let Some((a, id)) = c.assocs.first() {
+                        anchors.entry(a.to).or_default().entry(id.clone()).or_default().push(c);
+                    }
+                }
+                for (to, by_record) in anchors {
+                    let records: Vec<String> = by_record.keys().cloned().collect();
+                    let notes = self.associated_ids(token, to, spec.path, &records).await?;
+                    let mut candidates: BTreeMap<String, Vec<&Create>> = BTreeMap::new();
+                    for (record, wanted) in &by_record {
+                        for note in notes.get(record).into_iter().flatten() {
+                            candidates.entry(note.clone()).or_default().extend(wanted.iter().copied());
+                        }
+                    }
+                    let ids: Vec<String> = candidates.keys().cloned().collect();
+                    let props = vec![spec.modified.to_owned(), NOTE_BODY.to_owned()];
+                    for chunk in ids.chunks(BATCH) {
+                        for obj in self.batch_read(spec, token, chunk, &props, None).await? {
+                            let body = obj.properties.get(NOTE_BODY).and_then(Value::as_str).unwrap_or("");
+                            for c in candidates.get(&obj.id).into_iter().flatten() {
+                                if body.trim_end().ends_with(&c.tag) {
+                                    done.insert(c.key.clone(), ack(spec, &obj));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// The ids of `to`-type records associated with each of `ids` (of type `from`), by one v4
+    /// association `batch/read` per 100 ids.
+    async fn associated_ids(
+        &self,
+        token: &SecretString,
+        from: &str,
+        to: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, BTreeSet<String>>, ProviderError> {
+        let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let url = format!("{}/crm/v4/associations/{from}/{to}/batch/read", self.base);
+        for chunk in ids.chunks(ASSOCIATION_BATCH) {
+            let body = json!({ "inputs": chunk.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>() });
+            let reply: super::AssociationsReply = self.post(token, &url, &body).await?.check()?.json()?;
+            for r in reply.results {
+                let Some(from) = super::id_text(&r.from.id) else { continue };
+                out.entry(from).or_default().extend(r.to.iter().filter_map(|t| super::id_text(&t.to_object_id)));
+            }
+        }
+        Ok(out)
+    }
+
     async fn create_chunk(
         &self,
         spec: &ObjectSpec,
@@ -284,57 +534,26 @@ impl HubspotClient {
         writes: &[ProviderWrite],
         chunk: &[usize],
     ) -> Result<Outcomes, ProviderError> {
+        let proof = self.create_proof(spec, token).await?;
+        let map = self.mappings.fields(spec.object);
         let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        let mut fields_of: HashMap<String, &Fields> = HashMap::new();
+        let mut creates: Vec<Create> = Vec::new();
         for i in chunk {
             if let Some(ProviderWrite::Create { fields, idempotency_key, .. }) = writes.get(*i) {
                 let key = key_value(idempotency_key);
-                fields_of.entry(key.clone()).or_insert(fields);
+                if !by_key.contains_key(&key) {
+                    let (props, assocs) = objects::to_properties(spec, &map, fields);
+                    creates.push(Create::new(key.clone(), props, assocs, proof));
+                }
                 by_key.entry(key).or_default().push(*i);
             }
         }
-        let keys: Vec<String> = by_key.keys().cloned().collect();
-        let mut out = Outcomes::new();
-        let settle = |out: &mut Outcomes, key: &str, r: Result<WriteAck, ProviderError>| {
-            for i in by_key.get(key).into_iter().flatten() {
-                let r = match &r {
-                    Ok(a) => Ok(a.clone()),
-                    Err(e) => Err(copy(e)),
-                };
-                out.push((*i, r));
-            }
-        };
-        let key_props = vec![spec.modified.to_owned(), KEY_PROPERTY.to_owned()];
-        let existing = self.batch_read(spec, token, &keys, &key_props, Some(KEY_PROPERTY)).await?;
-        let mut done: HashMap<String, Result<WriteAck, ProviderError>> = HashMap::new();
-        for obj in &existing {
-            if let Some(key) = obj.properties.get(KEY_PROPERTY).and_then(Value::as_str) {
-                done.insert(key.to_owned(), ack(spec, obj));
-            }
-        }
-        let missing: Vec<&String> = keys.iter().filter(|k| !done.contains_key(*k)).collect();
-        let mut taken = Vec::new();
+        let all: Vec<&Create> = creates.iter().collect();
+        let mut done = self.find_created(spec, token, proof, &all).await?;
+        let missing: Vec<&Create> = creates.iter().filter(|c| !done.contains_key(&c.key)).collect();
+        let mut taken: Vec<&Create> = Vec::new();
         if !missing.is_empty() {
-            let map = self.mappings.fields(spec.object);
-            let inputs: Vec<Value> = missing
-                .iter()
-                .map(|key| {
-                    let empty = Fields::new();
-                    let fields = fields_of.get(*key).copied().unwrap_or(&empty);
-                    let (mut props, assocs) = objects::to_properties(spec, &map, fields);
-                    props.insert(KEY_PROPERTY.to_owned(), Value::String((*key).clone()));
-                    let associations: Vec<Value> = assocs
-                        .iter()
-                        .map(|(a, id)| {
-                            json!({
-                                "to": { "id": id },
-                                "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": a.type_id }],
-                            })
-                        })
-                        .collect();
-                    json!({ "properties": props, "associations": associations, "objectWriteTraceId": key })
-                })
-                .collect();
+            let inputs: Vec<Value> = missing.iter().map(|c| c.input()).collect();
             let url = format!("{}/crm/v3/objects/{}/batch/create", self.base, spec.path);
             let reply = self.post(token, &url, &json!({ "inputs": inputs })).await?;
             match reply.check() {
@@ -351,7 +570,9 @@ impl HubspotClient {
                     for e in &parsed.errors {
                         for key in e.context("objectWriteTraceId") {
                             match e.to_error() {
-                                ProviderError::Conflict => taken.push(key),
+                                ProviderError::Conflict => {
+                                    taken.extend(missing.iter().copied().filter(|c| c.key == key));
+                                }
                                 err => {
                                     done.insert(key, Err(err));
                                 }
@@ -360,25 +581,27 @@ impl HubspotClient {
                     }
                 }
                 Err(e @ ProviderError::Permanent(_)) => {
-                    for key in &missing {
-                        done.insert((*key).clone(), Err(copy(&e)));
+                    for c in &missing {
+                        done.insert(c.key.clone(), Err(copy(&e)));
                     }
                 }
                 Err(e) => return Err(e),
             }
         }
-        if !taken.is_empty() {
-            for obj in self.batch_read(spec, token, &taken, &key_props, Some(KEY_PROPERTY)).await? {
-                if let Some(key) = obj.properties.get(KEY_PROPERTY).and_then(Value::as_str) {
-                    done.insert(key.to_owned(), ack(spec, &obj));
-                }
-            }
-        }
-        for key in &keys {
+        // A key (or email) HubSpot reports as taken was created concurrently: read it.
+        done.extend(self.find_created(spec, token, proof, &taken).await?);
+        let mut out = Outcomes::new();
+        for (key, indices) in &by_key {
             let r = done.remove(key).unwrap_or_else(|| {
                 Err(ProviderError::Transient("HubSpot reported no result for the create".into()))
             });
-            settle(&mut out, key, r);
+            for i in indices {
+                let r = match &r {
+                    Ok(a) => Ok(a.clone()),
+                    Err(e) => Err(copy(e)),
+                };
+                out.push((*i, r));
+            }
         }
         Ok(out)
     }
