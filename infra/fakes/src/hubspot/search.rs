@@ -41,12 +41,38 @@ pub struct Filter {
     pub values: Vec<Value>,
 }
 
+/// One sort: HubSpot takes a property name (`"createdate"`, `"-createdate"` for descending; the
+/// form HubSpot's SDKs send, `sorts: list[str]`) or `{"propertyName", "direction"}`
+/// (https://developers.hubspot.com/docs/api/crm/search).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "SortInput")]
 pub struct Sort {
     pub property_name: String,
-    #[serde(default = "ascending")]
     pub direction: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SortInput {
+    Name(String),
+    Object {
+        #[serde(rename = "propertyName")]
+        property_name: String,
+        #[serde(default = "ascending")]
+        direction: String,
+    },
+}
+
+impl From<SortInput> for Sort {
+    fn from(input: SortInput) -> Self {
+        match input {
+            SortInput::Name(name) => match name.strip_prefix('-') {
+                Some(name) => Sort { property_name: name.to_owned(), direction: "DESCENDING".into() },
+                None => Sort { property_name: name, direction: ascending() },
+            },
+            SortInput::Object { property_name, direction } => Sort { property_name, direction },
+        }
+    }
 }
 
 fn ascending() -> String {
