@@ -1,9 +1,16 @@
 //! A fake HubSpot account speaking the CRM v3 objects API for contacts, companies, deals and notes
 //! (list with `associations=`, archived listing, search, batch read/create/update/archive, single
-//! read/create/update/archive), the v4 associations batch read/create/archive, the OAuth v1 token endpoint,
-//! HubSpot's error bodies and its rate limits (190 requests per 10 s per token, search 5 per
-//! second), plus `/_admin/` routes and a Rust handle ([`HubspotState`]) to edit data, archive and
-//! restore records, advance the account's clock, inject faults and count requests.
+//! read/create/update/archive), the v4 associations batch read/create/archive, the properties API
+//! (list, get, create), the OAuth v1 token endpoint, scopes (403 `MISSING_SCOPES`), HubSpot's error
+//! bodies and its rate limits (190 requests per 10 s per token, search 5 per second), plus
+//! `/_admin/` routes and a Rust handle ([`HubspotState`]) to edit data, archive and restore records,
+//! advance the account's clock, inject faults, issue tokens with only some scopes and count
+//! requests.
+//!
+//! The portal starts stock: HubSpot's default properties only, no custom (so no unique-value)
+//! property. A client creates one with `POST /crm/v3/properties/{objectType}` (`hasUniqueValue:
+//! true`, refused on notes); a write naming a property the type lacks answers 400
+//! `VALIDATION_ERROR` with `PROPERTY_DOESNT_EXIST`.
 //!
 //! Rate limiting follows HubSpot's documented contract: `X-HubSpot-RateLimit-*` headers and a 429
 //! with `errorType: RATE_LIMIT` and a `policyName`. HubSpot's usage guidelines document no

@@ -5,7 +5,9 @@ use serde_json::Value;
 
 use super::store::{ObjectKind, Record, Store, parse_instant};
 
-/// HubSpot's cap on how deep one search query can page.
+/// HubSpot's search limits (https://developers.hubspot.com/docs/api/crm/search, "Limitations"):
+/// one query pages at most 10,000 results deep, at most 200 a page, at most 5 filter groups of at
+/// most 6 filters and 18 filters in all; past any of them HubSpot answers 400 `VALIDATION_ERROR`.
 pub const SEARCH_RESULT_CAP: usize = 10_000;
 pub const SEARCH_MAX_LIMIT: usize = 200;
 const MAX_GROUPS: usize = 5;

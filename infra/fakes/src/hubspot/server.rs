@@ -27,6 +27,8 @@ use super::{
 };
 
 const LIST_MAX_LIMIT: usize = 100;
+/// Batch endpoints take at most 100 inputs, 400 `VALIDATION_ERROR` past it
+/// (https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/objects/batch/create-objects).
 const BATCH_MAX_INPUTS: usize = 100;
 const ASSOCIATIONS_MAX_INPUTS: usize = 1_000;
 
