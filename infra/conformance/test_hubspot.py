@@ -508,6 +508,8 @@ def test_once_unique_the_property_reads_by_idproperty_and_refuses_duplicate_valu
     assert reply.results[0].properties["syncbridge_key"] == "key-1"
     assert reply.errors[0].category == "OBJECT_NOT_FOUND"
     assert reply.errors[0].context["ids"] == ["key-404"]
+    by_key = client.crm.objects.basic_api.get_by_id("deals", "key-1", id_property="syncbridge_key")
+    assert by_key.id == first.id
 
     with pytest.raises(ApiException) as err:
         create_one(client, "deals", {"dealname": "Again", "syncbridge_key": "key-1"})
