@@ -1,9 +1,16 @@
 //! A fake HubSpot account speaking the CRM v3 objects API for contacts, companies, deals and notes
 //! (list with `associations=`, archived listing, search, batch read/create/update/archive, single
-//! read/create/update/archive), the v4 associations batch read/create/archive, the OAuth v1 token endpoint,
-//! HubSpot's error bodies and its rate limits (190 requests per 10 s per token, search 5 per
-//! second), plus `/_admin/` routes and a Rust handle ([`HubspotState`]) to edit data, archive and
-//! restore records, advance the account's clock, inject faults and count requests.
+//! read/create/update/archive), the v4 associations batch read/create/archive, the properties API
+//! (list, get, create), the OAuth v1 token endpoint, scopes (403 `MISSING_SCOPES`), HubSpot's error
+//! bodies and its rate limits (190 requests per 10 s per token, search 5 per second), plus
+//! `/_admin/` routes and a Rust handle ([`HubspotState`]) to edit data, archive and restore records,
+//! advance the account's clock, inject faults, issue tokens with only some scopes and count
+//! requests.
+//!
+//! The portal starts stock: HubSpot's default properties only, no custom (so no unique-value)
+//! property. A client creates one with `POST /crm/v3/properties/{objectType}` (`hasUniqueValue:
+//! true`, refused on notes); a write naming a property the type lacks answers 400
+//! `VALIDATION_ERROR` with `PROPERTY_DOESNT_EXIST`.
 //!
 //! Rate limiting follows HubSpot's documented contract: `X-HubSpot-RateLimit-*` headers and a 429
 //! with `errorType: RATE_LIMIT` and a `policyName`. HubSpot's usage guidelines document no
@@ -13,7 +20,7 @@ pub mod search;
 mod server;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,8 +32,47 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use store::ObjectKind;
+pub use store::{ObjectKind, PropertyDef, PropertyError};
 use store::{SeedCounts, Store};
+
+/// The scopes HubSpot checks on the routes the fake serves
+/// (https://developers.hubspot.com/docs/api-reference/error-handling: a token without them gets 403
+/// `MISSING_SCOPES`). Notes have no scope of their own: HubSpot's notes API requires the contacts
+/// scopes (https://developers.hubspot.com/docs/api-reference/latest/crm/activities/notes/guide).
+/// The properties API needs `crm.schemas.{type}.read/write`
+/// (https://developers.hubspot.com/docs/api/crm/properties). The default private-app token and
+/// every OAuth token the fake issues carry all of them.
+pub const ALL_SCOPES: &[&str] = &[
+    "oauth",
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.objects.companies.read",
+    "crm.objects.companies.write",
+    "crm.objects.deals.read",
+    "crm.objects.deals.write",
+    "crm.schemas.contacts.read",
+    "crm.schemas.contacts.write",
+    "crm.schemas.companies.read",
+    "crm.schemas.companies.write",
+    "crm.schemas.deals.read",
+    "crm.schemas.deals.write",
+];
+
+/// The scope a request on `kind`'s records (`schema`: its properties) needs to read or write.
+pub fn required_scope(kind: ObjectKind, schema: bool, write: bool) -> String {
+    let owner = match kind {
+        ObjectKind::Contacts | ObjectKind::Notes => "contacts",
+        ObjectKind::Companies => "companies",
+        ObjectKind::Deals => "deals",
+    };
+    let family = if schema { "schemas" } else { "objects" };
+    let access = if write { "write" } else { "read" };
+    format!("crm.{family}.{owner}.{access}")
+}
+
+fn all_scopes() -> BTreeSet<String> {
+    ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect()
+}
 
 /// Requests one token may make per rolling window.
 pub const TEN_SECONDLY_MAX: u32 = 190;
@@ -104,6 +150,10 @@ pub enum Route {
     TokenInfo,
     /// `DELETE /oauth/v1/refresh-tokens/{token}`.
     Revoke,
+    /// `GET /crm/v3/properties/{objectType}` and `GET .../{propertyName}`.
+    Properties,
+    /// `POST /crm/v3/properties/{objectType}`.
+    PropertyCreate,
     /// Matches every route (faults only).
     Any,
 }
@@ -128,6 +178,8 @@ impl Route {
             Route::Authorize => "authorize",
             Route::TokenInfo => "token_info",
             Route::Revoke => "revoke",
+            Route::Properties => "properties",
+            Route::PropertyCreate => "property_create",
             Route::Any => "any",
         }
     }
@@ -193,6 +245,7 @@ pub struct IssuedToken {
 #[derive(Debug)]
 struct TokenInfo {
     expires_at: Option<Instant>,
+    scopes: BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -213,8 +266,15 @@ pub(crate) struct LimitHeaders {
 #[derive(Debug)]
 pub(crate) enum Refusal {
     Unauthenticated,
-    Expired { ago: Duration },
-    RateLimited { policy: &'static str, headers: LimitHeaders },
+    Expired {
+        ago: Duration,
+    },
+    /// The token lacks this scope (HubSpot's 403 `MISSING_SCOPES`).
+    MissingScope(String),
+    RateLimited {
+        policy: &'static str,
+        headers: LimitHeaders,
+    },
 }
 
 /// Where and as whom the fake sends its webhooks (HubSpot's app-level webhook subscription).
@@ -248,7 +308,8 @@ struct Inner {
     outbox: Vec<Value>,
     next_event_id: u64,
     tokens: HashMap<String, TokenInfo>,
-    refresh_tokens: HashMap<String, ()>,
+    /// Refresh token -> the scopes the install granted (its access tokens carry them).
+    refresh_tokens: HashMap<String, BTreeSet<String>>,
     windows: HashMap<String, Window>,
     faults: Vec<Fault>,
     stats: Stats,
@@ -287,7 +348,7 @@ impl HubspotState {
     pub fn new(config: FakeConfig) -> Self {
         let mut tokens = HashMap::new();
         if let Some(t) = &config.private_app_token {
-            tokens.insert(t.clone(), TokenInfo { expires_at: None });
+            tokens.insert(t.clone(), TokenInfo { expires_at: None, scopes: all_scopes() });
         }
         let inner = Inner {
             store: Store::seeded_with(
@@ -431,7 +492,7 @@ impl HubspotState {
         let props: BTreeMap<String, String> =
             properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let num = id.parse::<u64>().ok()?;
-        if !self.lock().store.update(kind, num, &props, None).ok()? {
+        if !self.lock().store.update_as(kind, num, &props, None, true).ok()? {
             return None;
         }
         self.object(kind, id)
@@ -445,14 +506,45 @@ impl HubspotState {
         let empty = BTreeMap::new();
         ids.into_iter()
             .filter_map(|id| id.parse::<u64>().ok())
-            .filter(|id| inner.store.update(kind, *id, &empty, stamp).unwrap_or(false))
+            .filter(|id| inner.store.update_as(kind, *id, &empty, stamp, true).unwrap_or(false))
             .count()
     }
 
-    /// Creates a record; returns its id, or `None` if the values are invalid.
+    /// Creates a record as a HubSpot user would; returns its id, or `None` if the values are invalid
+    /// (a person may set properties the type does not define; values and unique properties are
+    /// checked).
     pub fn create(&self, kind: ObjectKind, properties: &[(&str, &str)]) -> Option<String> {
         let props = properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        self.lock().store.create(kind, props).ok().map(|id| id.to_string())
+        self.lock().store.create_as(kind, props, true).ok().map(|id| id.to_string())
+    }
+
+    /// Creates a custom property on an object type, as a portal admin or a client of the
+    /// properties API would (same rules: 409 when it exists, `unique` refused on notes and past 10 a
+    /// type). A string/text property in the type's default group.
+    pub fn define_property(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        unique: bool,
+    ) -> Result<PropertyDef, PropertyError> {
+        let def = PropertyDef {
+            name: name.to_owned(),
+            label: name.to_owned(),
+            kind: "string".into(),
+            field_type: "text".into(),
+            group_name: String::new(),
+            description: String::new(),
+            has_unique_value: unique,
+            hubspot_defined: false,
+            read_only: false,
+            created_ms: 0,
+        };
+        self.lock().store.define_property(kind, def)
+    }
+
+    /// The definition of a property of an object type (HubSpot's default ones included).
+    pub fn property(&self, kind: ObjectKind, name: &str) -> Option<PropertyDef> {
+        self.lock().store.property_def(kind, name).cloned()
     }
 
     /// Associates two live records (both directions); `false` if either is missing.
@@ -563,15 +655,30 @@ impl HubspotState {
         inner.windows.clear();
     }
 
-    /// Issues an OAuth access token (lifetime `ttl`, default the config's) and a refresh token.
+    /// Issues an OAuth access token (lifetime `ttl`, default the config's) and a refresh token,
+    /// with every scope ([`ALL_SCOPES`]).
     pub fn issue_token(&self, ttl: Option<Duration>) -> IssuedToken {
+        self.issue_token_with_scopes(ttl, ALL_SCOPES)
+    }
+
+    /// [`HubspotState::issue_token`] for an install that granted only `scopes` (e.g. every scope
+    /// but `crm.objects.contacts.*`: contacts and notes then answer 403 `MISSING_SCOPES`). Access
+    /// tokens refreshed from its refresh token carry the same scopes.
+    pub fn issue_token_with_scopes<S: AsRef<str>>(&self, ttl: Option<Duration>, scopes: &[S]) -> IssuedToken {
         let ttl = ttl.unwrap_or(self.config.access_token_ttl);
+        let scopes: BTreeSet<String> = scopes.iter().map(|s| s.as_ref().to_owned()).collect();
         let access = random_token("oauth-access");
         let refresh = random_token("oauth-refresh");
         let mut inner = self.lock();
-        inner.tokens.insert(access.clone(), TokenInfo { expires_at: Some(Instant::now() + ttl) });
-        inner.refresh_tokens.insert(refresh.clone(), ());
+        let info = TokenInfo { expires_at: Some(Instant::now() + ttl), scopes: scopes.clone() };
+        inner.tokens.insert(access.clone(), info);
+        inner.refresh_tokens.insert(refresh.clone(), scopes);
         IssuedToken { access_token: access, refresh_token: refresh, expires_in: ttl.as_secs() }
+    }
+
+    /// The scopes an access token carries; `None` if unknown.
+    pub fn token_scopes(&self, access_token: &str) -> Option<Vec<String>> {
+        self.lock().tokens.get(access_token).map(|t| t.scopes.iter().cloned().collect())
     }
 
     /// Makes an access token expired now; `false` if unknown.
@@ -607,9 +714,9 @@ impl HubspotState {
     fn refresh(&self, refresh_token: &str) -> Option<IssuedToken> {
         let ttl = self.config.access_token_ttl;
         let mut inner = self.lock();
-        inner.refresh_tokens.get(refresh_token)?;
+        let scopes = inner.refresh_tokens.get(refresh_token)?.clone();
         let access = random_token("oauth-access");
-        inner.tokens.insert(access.clone(), TokenInfo { expires_at: Some(Instant::now() + ttl) });
+        inner.tokens.insert(access.clone(), TokenInfo { expires_at: Some(Instant::now() + ttl), scopes });
         Some(IssuedToken {
             access_token: access,
             refresh_token: refresh_token.to_owned(),
@@ -637,14 +744,23 @@ impl HubspotState {
         Some(kind)
     }
 
-    /// Checks the bearer token and the rate limits; on success returns the headers to send.
-    fn admit(&self, bearer: Option<&str>, route: Route) -> Result<Option<LimitHeaders>, Refusal> {
+    /// Checks the bearer token, its scope and the rate limits; on success returns the headers to
+    /// send.
+    fn admit(
+        &self,
+        bearer: Option<&str>,
+        route: Route,
+        scope: Option<&str>,
+    ) -> Result<Option<LimitHeaders>, Refusal> {
         let now = Instant::now();
         let mut inner = self.lock();
         let token = bearer.ok_or(Refusal::Unauthenticated)?;
         let info = inner.tokens.get(token).ok_or(Refusal::Unauthenticated)?;
         if let Some(at) = info.expires_at.filter(|at| *at <= now) {
             return Err(Refusal::Expired { ago: now - at });
+        }
+        if let Some(scope) = scope.filter(|s| !info.scopes.contains(*s)) {
+            return Err(Refusal::MissingScope(scope.to_owned()));
         }
         if !inner.rate_limits {
             return Ok(None);

@@ -5,7 +5,9 @@ use serde_json::Value;
 
 use super::store::{ObjectKind, Record, Store, parse_instant};
 
-/// HubSpot's cap on how deep one search query can page.
+/// HubSpot's search limits (https://developers.hubspot.com/docs/api/crm/search, "Limitations"):
+/// one query pages at most 10,000 results deep, at most 200 a page, at most 5 filter groups of at
+/// most 6 filters and 18 filters in all; past any of them HubSpot answers 400 `VALIDATION_ERROR`.
 pub const SEARCH_RESULT_CAP: usize = 10_000;
 pub const SEARCH_MAX_LIMIT: usize = 200;
 const MAX_GROUPS: usize = 5;
@@ -41,12 +43,38 @@ pub struct Filter {
     pub values: Vec<Value>,
 }
 
+/// One sort: HubSpot takes a property name (`"createdate"`, `"-createdate"` for descending; the
+/// form HubSpot's SDKs send, `sorts: list[str]`) or `{"propertyName", "direction"}`
+/// (https://developers.hubspot.com/docs/api/crm/search).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "SortInput")]
 pub struct Sort {
     pub property_name: String,
-    #[serde(default = "ascending")]
     pub direction: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SortInput {
+    Name(String),
+    Object {
+        #[serde(rename = "propertyName")]
+        property_name: String,
+        #[serde(default = "ascending")]
+        direction: String,
+    },
+}
+
+impl From<SortInput> for Sort {
+    fn from(input: SortInput) -> Self {
+        match input {
+            SortInput::Name(name) => match name.strip_prefix('-') {
+                Some(name) => Sort { property_name: name.to_owned(), direction: "DESCENDING".into() },
+                None => Sort { property_name: name, direction: ascending() },
+            },
+            SortInput::Object { property_name, direction } => Sort { property_name, direction },
+        }
+    }
 }
 
 fn ascending() -> String {

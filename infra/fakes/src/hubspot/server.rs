@@ -20,13 +20,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::search::SearchRequest;
-use super::store::{ObjectKind, Store, UNIQUE_PROPERTY, association_target, association_type_id, iso};
+use super::store::{ObjectKind, PropertyDef, Store, association_target, association_type_id, iso};
 use super::{
     DAILY_MAX, Fault, FaultKind, HubspotState, LimitHeaders, Refusal, Route, TEN_SECONDLY_INTERVAL,
     TEN_SECONDLY_MAX, correlation_id,
 };
 
 const LIST_MAX_LIMIT: usize = 100;
+/// Batch endpoints take at most 100 inputs, 400 `VALIDATION_ERROR` past it
+/// (https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/objects/batch/create-objects).
 const BATCH_MAX_INPUTS: usize = 100;
 const ASSOCIATIONS_MAX_INPUTS: usize = 1_000;
 
@@ -47,6 +49,8 @@ pub(crate) fn router(hub: Arc<HubspotState>, base_url: String) -> Router {
         .route(&format!("{crm}/batch/create"), post(batch_create))
         .route(&format!("{crm}/batch/archive"), post(batch_archive))
         .route(&format!("{crm}/{{id}}"), get(get_one).patch(update).delete(archive_one))
+        .route("/crm/v3/properties/{object_type}", get(properties_list).post(property_create))
+        .route("/crm/v3/properties/{object_type}/{name}", get(property_get))
         .route("/crm/v4/associations/{from}/{to}/batch/read", post(associations_batch_read))
         .route("/crm/v4/associations/{from}/{to}/batch/create", post(associations_batch_create))
         .route("/crm/v4/associations/{from}/{to}/batch/archive", post(associations_batch_archive))
@@ -187,7 +191,41 @@ async fn apply_fault(hub: &HubspotState, route: Route, object: Option<ObjectKind
     }
 }
 
-/// Counts the request, applies faults, checks the bearer token and the rate limits.
+/// HubSpot's 403 for a token without the scope a call needs
+/// (https://developers.hubspot.com/docs/api-reference/error-handling).
+fn missing_scopes(scope: &str) -> Response {
+    let body = json!({
+        "status": "error",
+        "message": "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
+        "correlationId": correlation_id(),
+        "errors": [{
+            "message": "One or more of the following scopes are required.",
+            "context": { "requiredGranularScopes": [scope] },
+        }],
+        "links": { "scopes": "https://developers.hubspot.com/scopes" },
+        "category": "MISSING_SCOPES",
+    });
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
+}
+
+/// Whether a route writes (needs a `.write` scope) rather than reads.
+fn writes(route: Route) -> bool {
+    matches!(
+        route,
+        Route::BatchUpdate
+            | Route::BatchCreate
+            | Route::BatchArchive
+            | Route::Create
+            | Route::Update
+            | Route::Archive
+            | Route::AssociationsCreate
+            | Route::AssociationsArchive
+            | Route::PropertyCreate
+    )
+}
+
+/// Counts the request, applies faults, checks the bearer token, the scope the route needs on
+/// `object` and the rate limits.
 async fn gate(
     app: &AppState,
     route: Route,
@@ -202,13 +240,16 @@ async fn gate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
-    app.hub.admit(bearer, route).map_err(|refusal| match refusal {
+    let schema = matches!(route, Route::Properties | Route::PropertyCreate);
+    let scope = object.map(|kind| super::required_scope(kind, schema, writes(route)));
+    app.hub.admit(bearer, route, scope.as_deref()).map_err(|refusal| match refusal {
         Refusal::Unauthenticated => hub_error(
             StatusCode::UNAUTHORIZED,
             "INVALID_AUTHENTICATION",
             "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
         ),
         Refusal::Expired { ago } => expired(ago),
+        Refusal::MissingScope(scope) => missing_scopes(&scope),
         Refusal::RateLimited { policy, headers } => rate_limited(policy, Some(headers), None),
     })
 }
@@ -235,6 +276,14 @@ fn not_found(lh: Option<LimitHeaders>) -> Response {
     let mut resp = hub_error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "resource not found");
     add_limit_headers(&mut resp, lh);
     resp
+}
+
+/// `idProperty` names a property that is not a unique-value one (or none at all): HubSpot's 400
+/// (https://developers.hubspot.com/docs/api/crm/properties: only unique-value properties identify records).
+fn not_unique_message(name: &str) -> String {
+    format!(
+        "Property \"{name}\" is not a unique identifier property: idProperty must name a property with hasUniqueValue true."
+    )
 }
 
 fn split_properties(values: impl Iterator<Item = String>) -> Vec<String> {
@@ -289,7 +338,8 @@ async fn list(
         Some(Ok(n)) => n,
         Some(Err(_)) => return bad_request("Invalid after token", lh),
     };
-    let archived = param("archived") == Some("true");
+    // Java-style boolean parsing: HubSpot's SDKs send `True` (Python) as well as `true`.
+    let archived = param("archived").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let properties = params_named(&params, "properties");
     let associations = association_kinds(&params);
     let inner = app.hub.lock();
@@ -327,9 +377,9 @@ async fn get_one(
     let inner = app.hub.lock();
     let store = &inner.store;
     let num = match id_property {
-        Some(UNIQUE_PROPERTY) => store.find_unique(kind, &id),
-        Some(_) => return bad_request("idProperty must be a unique-value property", lh),
-        None => id.parse::<u64>().ok(),
+        None | Some("hs_object_id") => id.parse::<u64>().ok(),
+        Some(p) if store.is_unique(kind, p) => store.find_unique(kind, p, &id),
+        Some(p) => return bad_request(not_unique_message(p), lh),
     };
     let found = num.and_then(|num| {
         store.live(kind, num).map(|r| store.render(kind, num, r, &properties, &associations))
@@ -466,9 +516,31 @@ fn batch_reply(
     body["numErrors"] = json!(errors.len());
     body["errors"] = errors
         .into_iter()
-        .map(|e| json!({ "status": "error", "category": e.category, "message": e.message, "context": e.context }))
+        .map(|e| {
+            json!({
+                "status": "error",
+                "category": e.category,
+                "message": e.message,
+                "context": e.context,
+                "errors": [],
+                "links": {},
+            })
+        })
         .collect();
     reply(StatusCode::MULTI_STATUS, body, lh)
+}
+
+/// A batch error's `context`: the input's id and trace id, each as a one-item list (absent ones left
+/// out).
+fn trace_context(id: Option<&str>, trace: Option<&str>) -> Value {
+    let mut context = serde_json::Map::new();
+    if let Some(id) = id {
+        context.insert("ids".into(), json!([id]));
+    }
+    if let Some(trace) = trace {
+        context.insert("objectWriteTraceId".into(), json!([trace]));
+    }
+    Value::Object(context)
 }
 
 fn missing_error(kind: ObjectKind, missing: Vec<String>) -> Option<BatchError> {
@@ -499,17 +571,20 @@ async fn batch_read(
     if req.inputs.len() > BATCH_MAX_INPUTS {
         return bad_request(format!("Batch input size must be at most {BATCH_MAX_INPUTS}"), lh);
     }
-    let by_unique = match req.id_property.as_deref() {
-        None | Some("hs_object_id") => false,
-        Some(UNIQUE_PROPERTY) => true,
-        Some(other) => return bad_request(format!("{other} is not a unique-value property"), lh),
-    };
     let inner = app.hub.lock();
     let store = &inner.store;
+    let by_unique = match req.id_property.as_deref() {
+        None | Some("hs_object_id") => None,
+        Some(p) if store.is_unique(kind, p) => Some(p),
+        Some(other) => return bad_request(not_unique_message(other), lh),
+    };
     let mut results = Vec::new();
     let mut missing = Vec::new();
     for input in &req.inputs {
-        let num = if by_unique { store.find_unique(kind, &input.id) } else { input.id.parse::<u64>().ok() };
+        let num = match by_unique {
+            Some(p) => store.find_unique(kind, p, &input.id),
+            None => input.id.parse::<u64>().ok(),
+        };
         let found = num
             .and_then(|num| store.live(kind, num).map(|r| store.render(kind, num, r, &req.properties, &[])));
         match found {
@@ -557,13 +632,13 @@ async fn batch_update(
             missing.push(input.id.clone());
             continue;
         };
-        match store.check(kind, Some(num), &props) {
+        match store.check(kind, Some(num), &props, false) {
             Ok(()) => valid.push((num, props, input.object_write_trace_id.clone())),
             Err(e) if !multi => return bad_request(e.message, lh),
             Err(e) => errors.push(BatchError {
                 category: e.category,
                 message: e.message,
-                context: json!({ "ids": [input.id], "objectWriteTraceId": [input.object_write_trace_id] }),
+                context: trace_context(Some(&input.id), input.object_write_trace_id.as_deref()),
             }),
         }
     }
@@ -626,7 +701,7 @@ fn create_with(
     associations: &[AssociationInput],
 ) -> Result<u64, (&'static str, String)> {
     let links = resolve_associations(store, kind, associations).map_err(|m| ("VALIDATION_ERROR", m))?;
-    store.check(kind, None, &props).map_err(|e| (e.category, e.message))?;
+    store.check(kind, None, &props, false).map_err(|e| (e.category, e.message))?;
     let id = store.create(kind, props).map_err(|e| (e.category, e.message))?;
     for (to, to_id) in links {
         store.associate(kind, id, to, to_id);
@@ -658,15 +733,23 @@ async fn batch_create(
         let mut keys = std::collections::BTreeSet::new();
         for input in &req.inputs {
             let props = as_strings(&input.properties);
-            let dup =
-                props.get(UNIQUE_PROPERTY).filter(|k| !k.is_empty()).is_some_and(|k| !keys.insert(k.clone()));
-            if dup {
-                return bad_request(format!("Duplicate {UNIQUE_PROPERTY} values in one batch"), lh);
+            let dup = props
+                .iter()
+                .filter(|(k, v)| !v.is_empty() && store.is_unique(kind, k))
+                .find(|(k, v)| !keys.insert(((*k).clone(), (*v).clone())));
+            if let Some((name, value)) = dup {
+                let entry = json!([{
+                    "isValid": false,
+                    "message": format!("{value} already has that value."),
+                    "error": "DUPLICATE_VALUE",
+                    "name": name,
+                }]);
+                return bad_request(format!("Property values were not valid: {entry}"), lh);
             }
             if let Err(e) = resolve_associations(store, kind, &input.associations) {
                 return bad_request(e, lh);
             }
-            if let Err(e) = store.check(kind, None, &props) {
+            if let Err(e) = store.check(kind, None, &props, false) {
                 return bad_request(e.message, lh);
             }
         }
@@ -689,7 +772,7 @@ async fn batch_create(
             Err((category, message)) => errors.push(BatchError {
                 category,
                 message,
-                context: json!({ "objectWriteTraceId": [input.object_write_trace_id] }),
+                context: trace_context(None, input.object_write_trace_id.as_deref()),
             }),
         }
     }
@@ -758,11 +841,6 @@ async fn create(
     match rendered {
         Ok(Some(v)) => reply(StatusCode::CREATED, v, lh),
         Ok(None) => not_found(lh),
-        Err(("CONFLICT", m)) => {
-            let mut resp = hub_error(StatusCode::CONFLICT, "CONFLICT", m);
-            add_limit_headers(&mut resp, lh);
-            resp
-        }
         Err((_, m)) => bad_request(m, lh),
     }
 }
@@ -872,16 +950,6 @@ async fn associations_batch_read(
     batch_reply(results, errors, StatusCode::OK, lh)
 }
 
-/// HubSpot's object type id (`0-1` contacts) as the v4 association answers carry it.
-fn object_type_id(kind: ObjectKind) -> &'static str {
-    match kind {
-        ObjectKind::Contacts => "0-1",
-        ObjectKind::Companies => "0-2",
-        ObjectKind::Deals => "0-3",
-        ObjectKind::Notes => "0-46",
-    }
-}
-
 /// Gates a v4 associations write and resolves both object types in the path.
 async fn admit_pair(
     app: &AppState,
@@ -953,9 +1021,9 @@ async fn associations_batch_create(
         let pair = input.from.id.parse::<u64>().ok().zip(input.to.id.parse::<u64>().ok());
         match pair {
             Some((a, b)) if inner.store.associate(kind, a, to, b) => results.push(json!({
-                "fromObjectTypeId": object_type_id(kind),
+                "fromObjectTypeId": kind.object_type_id(),
                 "fromObjectId": a,
-                "toObjectTypeId": object_type_id(to),
+                "toObjectTypeId": to.object_type_id(),
                 "toObjectId": b,
                 "labels": [],
             })),
@@ -1021,6 +1089,136 @@ async fn associations_batch_archive(
     let mut resp = StatusCode::NO_CONTENT.into_response();
     add_limit_headers(&mut resp, lh);
     resp
+}
+
+/// `GET /crm/v3/properties/{objectType}`: every property of the type
+/// (https://developers.hubspot.com/docs/api/crm/properties).
+async fn properties_list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(object_type): Path<String>,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::Properties, &object_type, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let results: Vec<Value> = app.hub.lock().store.property_defs(kind).iter().map(|d| d.to_json()).collect();
+    reply(StatusCode::OK, json!({ "results": results }), lh)
+}
+
+/// `GET /crm/v3/properties/{objectType}/{propertyName}`: one property, or HubSpot's 404.
+async fn property_get(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((object_type, name)): Path<(String, String)>,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::Properties, &object_type, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let found = app.hub.lock().store.property_def(kind, &name).map(PropertyDef::to_json);
+    match found {
+        Some(v) => reply(StatusCode::OK, v, lh),
+        None => {
+            let message = format!(
+                "Unable to find property with name '{name}' for objectType {}",
+                kind.object_type_id()
+            );
+            let mut resp = hub_error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", message);
+            add_limit_headers(&mut resp, lh);
+            resp
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PropertyCreateBody {
+    name: Option<String>,
+    label: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    field_type: Option<String>,
+    group_name: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    has_unique_value: bool,
+}
+
+/// `POST /crm/v3/properties/{objectType}`: creates a custom property; `name`, `label`, `type`,
+/// `fieldType` and `groupName` are required (https://developers.hubspot.com/docs/api/crm/properties),
+/// `type` and `fieldType` among HubSpot's values. 201 with the property; see
+/// [`super::store::Store::define_property`] for the 409 and the unique-value rules.
+async fn property_create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(object_type): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (kind, lh) = match admit_object(&app, Route::PropertyCreate, &object_type, &headers).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let req: PropertyCreateBody = match parse_json(&body, lh) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    const TYPES: &[&str] = &["string", "number", "date", "datetime", "enumeration", "bool"];
+    const FIELD_TYPES: &[&str] = &[
+        "textarea",
+        "text",
+        "date",
+        "file",
+        "number",
+        "select",
+        "radio",
+        "checkbox",
+        "booleancheckbox",
+        "calculation_equation",
+        "html",
+        "phonenumber",
+    ];
+    let required = [
+        ("name", &req.name),
+        ("label", &req.label),
+        ("type", &req.kind),
+        ("fieldType", &req.field_type),
+        ("groupName", &req.group_name),
+    ];
+    if let Some((missing, _)) = required.iter().find(|(_, v)| v.as_deref().is_none_or(str::is_empty)) {
+        return bad_request(format!("Some required fields were not set: [{missing}]"), lh);
+    }
+    let field = |v: &Option<String>| v.clone().unwrap_or_default();
+    let (ty, field_type) = (field(&req.kind), field(&req.field_type));
+    if !TYPES.contains(&ty.as_str()) {
+        return bad_request(format!("Invalid type '{ty}': expected one of {TYPES:?}"), lh);
+    }
+    if !FIELD_TYPES.contains(&field_type.as_str()) {
+        return bad_request(format!("Invalid fieldType '{field_type}': expected one of {FIELD_TYPES:?}"), lh);
+    }
+    let def = PropertyDef {
+        name: field(&req.name),
+        label: field(&req.label),
+        kind: ty,
+        field_type,
+        group_name: field(&req.group_name),
+        description: req.description,
+        has_unique_value: req.has_unique_value,
+        hubspot_defined: false,
+        read_only: false,
+        created_ms: 0,
+    };
+    let made = app.hub.lock().store.define_property(kind, def);
+    match made {
+        Ok(def) => reply(StatusCode::CREATED, def.to_json(), lh),
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut resp = hub_error(status, e.category, e.message);
+            add_limit_headers(&mut resp, lh);
+            resp
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -1097,12 +1295,12 @@ async fn token_info(State(app): State<AppState>, Path(token): Path<String>) -> R
     if let Some(resp) = apply_fault(&app.hub, Route::TokenInfo, None).await {
         return resp;
     }
-    match app.hub.token_expires_in(&token) {
-        Some(expires_in) => Json(json!({
+    match app.hub.token_expires_in(&token).zip(app.hub.token_scopes(&token)) {
+        Some((expires_in, scopes)) => Json(json!({
             "token": token,
             "user": "admin@fake-portal.test",
             "hub_domain": "fake-portal.test",
-            "scopes": ["oauth", "crm.objects.contacts.read", "crm.objects.contacts.write"],
+            "scopes": scopes,
             "hub_id": super::PORTAL_ID,
             "app_id": super::APP_ID,
             "expires_in": expires_in.unwrap_or(0),
@@ -1306,21 +1504,29 @@ async fn admin_clear_faults(State(app): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct IssueBody {
     ttl_secs: Option<u64>,
+    /// The scopes the install granted (default: every one, [`super::ALL_SCOPES`]).
+    scopes: Option<Vec<String>>,
 }
 
+/// `POST /_admin/tokens` `{"ttl_secs"?, "scopes"?}`: an OAuth token pair, as an install of the app.
 async fn admin_issue_token(State(app): State<AppState>, body: Bytes) -> Response {
-    let ttl = if body.is_empty() {
-        None
+    let req = if body.is_empty() {
+        IssueBody::default()
     } else {
         match parse_json::<IssueBody>(&body, None) {
-            Ok(b) => b.ttl_secs.map(Duration::from_secs),
+            Ok(b) => b,
             Err(resp) => return resp,
         }
     };
-    Json(app.hub.issue_token(ttl)).into_response()
+    let ttl = req.ttl_secs.map(Duration::from_secs);
+    let issued = match &req.scopes {
+        Some(scopes) => app.hub.issue_token_with_scopes(ttl, scopes),
+        None => app.hub.issue_token(ttl),
+    };
+    Json(issued).into_response()
 }
 
 #[derive(Deserialize)]

@@ -14,9 +14,161 @@ pub const SEED_BASE_MS: i64 = 1_704_067_200_000;
 
 const THIRTY_DAYS_MS: i64 = 30 * 86_400_000;
 
-/// The custom property HubSpot would hold with `hasUniqueValue: true`: two live records of one type
-/// never share a value of it.
-pub const UNIQUE_PROPERTY: &str = "syncbridge_key";
+/// Most unique-value properties one object type may hold: "the contact object type can only have a
+/// maximum of 10 unique properties", like the other object types
+/// (https://developers.hubspot.com/changelog/unique-properties-for-contacts).
+pub const MAX_UNIQUE_PROPERTIES: usize = 10;
+
+/// One property definition, as HubSpot's properties API answers it
+/// (https://developers.hubspot.com/docs/api/crm/properties).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyDef {
+    pub name: String,
+    pub label: String,
+    /// `string`, `number`, `date`, `datetime`, `enumeration` or `bool`.
+    pub kind: String,
+    pub field_type: String,
+    pub group_name: String,
+    pub description: String,
+    pub has_unique_value: bool,
+    /// A HubSpot default property (not one a client created).
+    pub hubspot_defined: bool,
+    /// Calculated by HubSpot (ids, timestamps): writes to it are ignored.
+    pub read_only: bool,
+    pub created_ms: i64,
+}
+
+impl PropertyDef {
+    /// HubSpot's `Property` JSON.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "name": self.name,
+            "label": self.label,
+            "type": self.kind,
+            "fieldType": self.field_type,
+            "description": self.description,
+            "groupName": self.group_name,
+            "options": [],
+            "displayOrder": -1,
+            "calculated": false,
+            "externalOptions": false,
+            "hasUniqueValue": self.has_unique_value,
+            "hidden": false,
+            "formField": !self.read_only,
+            "archived": false,
+            "createdAt": iso(self.created_ms),
+            "updatedAt": iso(self.created_ms),
+            "modificationMetadata": {
+                "archivable": !self.hubspot_defined,
+                "readOnlyDefinition": self.hubspot_defined,
+                "readOnlyValue": self.read_only,
+            },
+        });
+        if self.hubspot_defined {
+            v["hubspotDefined"] = Value::Bool(true);
+        }
+        v
+    }
+}
+
+/// `(name, label, type, fieldType, read-only)` of the HubSpot default properties the fake's portal
+/// has, per object type (a stock portal: no custom properties). Enumeration options are not checked.
+fn standard_properties(
+    kind: ObjectKind,
+) -> &'static [(&'static str, &'static str, &'static str, &'static str, bool)] {
+    const OWNER: (&str, &str, &str, &str, bool) =
+        ("hubspot_owner_id", "Owner", "enumeration", "select", false);
+    const ID: (&str, &str, &str, &str, bool) = ("hs_object_id", "Record ID", "number", "number", true);
+    const CREATED: (&str, &str, &str, &str, bool) = ("createdate", "Create Date", "datetime", "date", true);
+    const MODIFIED: (&str, &str, &str, &str, bool) =
+        ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", true);
+    match kind {
+        ObjectKind::Contacts => &[
+            ("firstname", "First Name", "string", "text", false),
+            ("lastname", "Last Name", "string", "text", false),
+            ("email", "Email", "string", "text", false),
+            ("phone", "Phone Number", "string", "phonenumber", false),
+            ("mobilephone", "Mobile Phone Number", "string", "phonenumber", false),
+            ("company", "Company Name", "string", "text", false),
+            ("jobtitle", "Job Title", "string", "text", false),
+            ("website", "Website URL", "string", "text", false),
+            ("address", "Street Address", "string", "text", false),
+            ("city", "City", "string", "text", false),
+            ("state", "State/Region", "string", "text", false),
+            ("zip", "Postal Code", "string", "text", false),
+            ("country", "Country/Region", "string", "text", false),
+            ("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", false),
+            ("hs_lead_status", "Lead Status", "enumeration", "radio", false),
+            ("associatedcompanyid", "Primary Associated Company ID", "number", "number", true),
+            OWNER,
+            CREATED,
+            ("lastmodifieddate", "Last Modified Date", "datetime", "date", true),
+            MODIFIED,
+            ID,
+        ],
+        ObjectKind::Companies => &[
+            ("name", "Company name", "string", "text", false),
+            ("domain", "Company Domain Name", "string", "text", false),
+            ("website", "Website URL", "string", "text", false),
+            ("industry", "Industry", "enumeration", "select", false),
+            ("phone", "Phone Number", "string", "phonenumber", false),
+            ("address", "Street Address", "string", "text", false),
+            ("city", "City", "string", "text", false),
+            ("state", "State/Region", "string", "text", false),
+            ("zip", "Postal Code", "string", "text", false),
+            ("country", "Country/Region", "string", "text", false),
+            ("description", "Description", "string", "textarea", false),
+            ("numberofemployees", "Number of Employees", "number", "number", false),
+            ("annualrevenue", "Annual Revenue", "number", "number", false),
+            ("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", false),
+            OWNER,
+            CREATED,
+            MODIFIED,
+            ID,
+        ],
+        ObjectKind::Deals => &[
+            ("dealname", "Deal Name", "string", "text", false),
+            ("amount", "Amount", "number", "number", false),
+            ("dealstage", "Deal Stage", "enumeration", "radio", false),
+            ("pipeline", "Pipeline", "enumeration", "select", false),
+            ("closedate", "Close Date", "datetime", "date", false),
+            ("dealtype", "Deal Type", "enumeration", "radio", false),
+            ("description", "Deal Description", "string", "textarea", false),
+            OWNER,
+            CREATED,
+            MODIFIED,
+            ID,
+        ],
+        ObjectKind::Notes => &[
+            ("hs_note_body", "Note body", "string", "html", false),
+            ("hs_timestamp", "Activity date", "datetime", "date", false),
+            ("hs_attachment_ids", "Attached file IDs", "enumeration", "checkbox", false),
+            OWNER,
+            ("hs_createdate", "Create date", "datetime", "date", true),
+            CREATED,
+            MODIFIED,
+            ID,
+        ],
+    }
+}
+
+/// The property group HubSpot files an object type's default properties under.
+fn standard_group(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Contacts => "contactinformation",
+        ObjectKind::Companies => "companyinformation",
+        ObjectKind::Deals => "dealinformation",
+        ObjectKind::Notes => "engagement",
+    }
+}
+
+/// Why the properties API refused a definition: HTTP status, category, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyError {
+    pub status: u16,
+    pub category: &'static str,
+    pub message: String,
+}
 
 /// The CRM object types the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -49,6 +201,16 @@ impl ObjectKind {
             Self::Companies => "companies",
             Self::Deals => "deals",
             Self::Notes => "notes",
+        }
+    }
+
+    /// HubSpot's object type id (`0-1` contacts), as v4 association answers and errors carry it.
+    pub fn object_type_id(self) -> &'static str {
+        match self {
+            Self::Contacts => "0-1",
+            Self::Companies => "0-2",
+            Self::Deals => "0-3",
+            Self::Notes => "0-46",
         }
     }
 
@@ -273,8 +435,8 @@ struct Table {
     records: BTreeMap<u64, Record>,
     by_modified: BTreeSet<(i64, u64)>,
     next_id: u64,
-    /// `syncbridge_key` value -> id, live records only.
-    unique: BTreeMap<String, u64>,
+    /// `(unique-value property, value)` -> id, live records only.
+    unique: BTreeMap<(String, String), u64>,
 }
 
 /// How many records of each type to seed.
@@ -297,16 +459,36 @@ impl SeedCounts {
     }
 }
 
-/// Why a write was refused (HubSpot answers `VALIDATION_ERROR` or `CONFLICT`).
+/// Why a write was refused: HubSpot's 400 `VALIDATION_ERROR` whose message lists each invalid
+/// property, `Property values were not valid: [{"isValid":false,"message":...,"error":...,"name":...}]`
+/// (https://developers.hubspot.com/changelog/upcoming-property-validations-rules-will-be-enforced-for-apis-and-integrations).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteError {
     pub category: &'static str,
     pub message: String,
+    /// The `error` code of each invalid property (`PROPERTY_DOESNT_EXIST`, `INVALID_FLOAT`, ...).
+    pub codes: Vec<&'static str>,
 }
 
 impl WriteError {
-    fn validation(message: String) -> Self {
-        Self { category: "VALIDATION_ERROR", message }
+    fn invalid(entries: Vec<(&'static str, String, String)>) -> Self {
+        let list: Vec<Value> = entries
+            .iter()
+            .map(|(code, name, message)| {
+                json!({
+                    "isValid": false,
+                    "message": message,
+                    "error": code,
+                    "name": name,
+                    "localizedErrorMessage": message,
+                })
+            })
+            .collect();
+        Self {
+            category: "VALIDATION_ERROR",
+            message: format!("Property values were not valid: {}", Value::Array(list)),
+            codes: entries.iter().map(|(code, _, _)| *code).collect(),
+        }
     }
 }
 
@@ -319,6 +501,8 @@ pub struct Store {
     associations: BTreeSet<(ObjectKind, u64, ObjectKind, u64)>,
     last_stamp: i64,
     clock_offset_ms: i64,
+    /// Property definitions per object type: HubSpot's defaults, then those clients created.
+    properties: BTreeMap<ObjectKind, BTreeMap<String, PropertyDef>>,
     /// Changes since the fake last took them (only while `record_changes`), for its webhooks.
     pub(crate) changes: Vec<Change>,
     pub(crate) record_changes: bool,
@@ -385,6 +569,30 @@ impl Store {
             associations: BTreeSet::new(),
             last_stamp,
             clock_offset_ms: 0,
+            properties: ObjectKind::ALL
+                .into_iter()
+                .map(|kind| {
+                    let defs = standard_properties(kind)
+                        .iter()
+                        .map(|(name, label, ty, field, read_only)| {
+                            let def = PropertyDef {
+                                name: (*name).to_owned(),
+                                label: (*label).to_owned(),
+                                kind: (*ty).to_owned(),
+                                field_type: (*field).to_owned(),
+                                group_name: standard_group(kind).to_owned(),
+                                description: String::new(),
+                                has_unique_value: false,
+                                hubspot_defined: true,
+                                read_only: *read_only,
+                                created_ms: SEED_BASE_MS,
+                            };
+                            ((*name).to_owned(), def)
+                        })
+                        .collect();
+                    (kind, defs)
+                })
+                .collect(),
             changes: Vec::new(),
             record_changes: false,
         };
@@ -452,9 +660,79 @@ impl Store {
         self.get(kind, id).filter(|r| r.archived_at.is_none())
     }
 
-    /// The live record holding `value` in [`UNIQUE_PROPERTY`].
-    pub fn find_unique(&self, kind: ObjectKind, value: &str) -> Option<u64> {
-        self.table(kind)?.unique.get(value).copied()
+    /// The live record holding `value` in the unique-value property `name`.
+    pub fn find_unique(&self, kind: ObjectKind, name: &str, value: &str) -> Option<u64> {
+        self.table(kind)?.unique.get(&(name.to_owned(), value.to_owned())).copied()
+    }
+
+    /// One property definition of an object type.
+    pub fn property_def(&self, kind: ObjectKind, name: &str) -> Option<&PropertyDef> {
+        self.properties.get(&kind)?.get(name)
+    }
+
+    /// Every property definition of an object type, by name.
+    pub fn property_defs(&self, kind: ObjectKind) -> Vec<&PropertyDef> {
+        self.properties.get(&kind).map(|m| m.values().collect()).unwrap_or_default()
+    }
+
+    /// True when `name` is a unique-value property of the type (usable as `idProperty`).
+    pub fn is_unique(&self, kind: ObjectKind, name: &str) -> bool {
+        self.property_def(kind, name).is_some_and(|d| d.has_unique_value)
+    }
+
+    /// Creates a custom property as HubSpot's properties API does
+    /// (https://developers.hubspot.com/docs/api/crm/properties): 409 `OBJECT_ALREADY_EXISTS` when the
+    /// name is taken (https://legacydocs.hubspot.com/docs/methods/contacts/v2/create_contacts_property),
+    /// `hasUniqueValue` only on types that support it (contacts, companies, deals, tickets, custom
+    /// objects; not notes) and at most [`MAX_UNIQUE_PROPERTIES`] per type
+    /// (https://developers.hubspot.com/changelog/unique-properties-for-contacts), both 400
+    /// `VALIDATION_ERROR`.
+    pub fn define_property(
+        &mut self,
+        kind: ObjectKind,
+        mut def: PropertyDef,
+    ) -> Result<PropertyDef, PropertyError> {
+        let bad = |message: String| PropertyError { status: 400, category: "VALIDATION_ERROR", message };
+        if def.name.is_empty()
+            || !def.name.starts_with(|c: char| c.is_ascii_lowercase())
+            || !def.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(bad(format!(
+                "Property name '{}' is invalid: use lowercase letters, digits and underscores, starting with a letter.",
+                def.name
+            )));
+        }
+        if self.property_def(kind, &def.name).is_some() {
+            return Err(PropertyError {
+                status: 409,
+                category: "OBJECT_ALREADY_EXISTS",
+                message: format!("Property named '{}' already exists.", def.name),
+            });
+        }
+        if def.has_unique_value {
+            if kind == ObjectKind::Notes {
+                return Err(bad(format!(
+                    "Unique value properties are not supported for object type {}.",
+                    kind.object_type_id()
+                )));
+            }
+            let held = self.property_defs(kind).iter().filter(|d| d.has_unique_value).count();
+            if held >= MAX_UNIQUE_PROPERTIES {
+                return Err(bad(format!(
+                    "Cannot create property '{}': object type {} already has the maximum of {MAX_UNIQUE_PROPERTIES} unique value properties.",
+                    def.name,
+                    kind.object_type_id()
+                )));
+            }
+        }
+        if def.group_name.is_empty() {
+            def.group_name = standard_group(kind).to_owned();
+        }
+        def.hubspot_defined = false;
+        def.read_only = false;
+        def.created_ms = self.now_ms();
+        self.properties.entry(kind).or_default().insert(def.name.clone(), def.clone());
+        Ok(def)
     }
 
     /// Ids of live `to` records associated with `(kind, id)`, ascending.
@@ -585,7 +863,9 @@ impl Store {
         } else {
             properties.iter().cloned().chain(std::iter::once("hs_object_id".to_owned())).collect()
         };
-        for name in names {
+        // HubSpot leaves out requested properties the type does not have.
+        let known = |name: &str| self.property_def(kind, name).is_some() || r.overrides.contains_key(name);
+        for name in names.into_iter().filter(|n| known(n)) {
             let v = self.property(kind, id, r, &name).map(Value::String).unwrap_or(Value::Null);
             props.insert(name, v);
         }
@@ -650,45 +930,66 @@ impl Store {
             .collect()
     }
 
-    /// Checks property values as HubSpot would (numbers, dates, the unique property).
+    /// Checks property values as HubSpot would: every property must be defined on the type
+    /// (`PROPERTY_DOESNT_EXIST`; a person's edits through the admin routes skip this, `lenient`),
+    /// numbers and dates must parse, and a unique-value property's value must not be held by another
+    /// live record. Every invalid property is listed in one error.
     pub fn check(
         &self,
         kind: ObjectKind,
         id: Option<u64>,
         properties: &BTreeMap<String, String>,
+        lenient: bool,
     ) -> Result<(), WriteError> {
+        let mut invalid = Vec::new();
         for (name, value) in properties {
-            let numeric = matches!((kind, name.as_str()), (ObjectKind::Deals, "amount"));
-            let date = matches!(
-                (kind, name.as_str()),
-                (ObjectKind::Deals, "closedate") | (ObjectKind::Notes, "hs_timestamp")
-            );
-            if !value.is_empty() && numeric && value.trim().parse::<f64>().is_err() {
-                return Err(WriteError::validation(format!(
-                    "Property values were not valid: {name} must be a number, got {value:?}"
-                )));
+            let Some(def) = self.property_def(kind, name) else {
+                if !lenient {
+                    invalid.push((
+                        "PROPERTY_DOESNT_EXIST",
+                        name.clone(),
+                        format!("Property \"{name}\" does not exist"),
+                    ));
+                }
+                continue;
+            };
+            if value.is_empty() || def.read_only {
+                continue;
             }
             let is_date = |v: &str| {
                 parse_instant(v).is_some() || chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").is_ok()
             };
-            if !value.is_empty() && date && !is_date(value) {
-                return Err(WriteError::validation(format!(
-                    "Property values were not valid: {name} must be a date, got {value:?}"
-                )));
+            match def.kind.as_str() {
+                "number" if value.trim().parse::<f64>().is_err() => {
+                    invalid.push(("INVALID_FLOAT", name.clone(), format!("{value} was not a valid number.")))
+                }
+                "date" | "datetime" if !is_date(value) => invalid.push((
+                    "INVALID_DATE",
+                    name.clone(),
+                    format!("{value} was not a valid long (epoch millis) or ISO 8601 date."),
+                )),
+                _ => {}
             }
-            if name == UNIQUE_PROPERTY
-                && let Some(holder) = self.find_unique(kind, value).filter(|h| Some(*h) != id)
-            {
-                return Err(WriteError {
-                    category: "CONFLICT",
-                    message: format!(
-                        "A {} with {UNIQUE_PROPERTY} {value:?} already exists: {holder}",
-                        kind.singular()
-                    ),
-                });
+            // The duplicate answer of a unique-value property: HubSpot does not document it; this is
+            // the 400 "<value> already has that value." integrators observe.
+            if def.has_unique_value && self.find_unique(kind, name, value).is_some_and(|h| Some(h) != id) {
+                invalid.push(("DUPLICATE_VALUE", name.clone(), format!("{value} already has that value.")));
             }
         }
-        Ok(())
+        if invalid.is_empty() { Ok(()) } else { Err(WriteError::invalid(invalid)) }
+    }
+
+    /// The unique-value properties among these, with their non-empty values.
+    fn unique_values(
+        &self,
+        kind: ObjectKind,
+        properties: &BTreeMap<String, String>,
+    ) -> Vec<(String, String)> {
+        properties
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && self.is_unique(kind, k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Creates a record with these properties; returns its id.
@@ -697,15 +998,26 @@ impl Store {
         kind: ObjectKind,
         properties: BTreeMap<String, String>,
     ) -> Result<u64, WriteError> {
-        self.check(kind, None, &properties)?;
+        self.create_as(kind, properties, false)
+    }
+
+    /// [`Store::create`]; `lenient` lets a person's admin edit set properties the type does not define.
+    pub fn create_as(
+        &mut self,
+        kind: ObjectKind,
+        properties: BTreeMap<String, String>,
+        lenient: bool,
+    ) -> Result<u64, WriteError> {
+        self.check(kind, None, &properties, lenient)?;
+        let uniques = self.unique_values(kind, &properties);
         let stamp = self.next_stamp();
         let table = self.table_mut(kind);
         let id = table.next_id.max(1);
         table.next_id = id + 1;
         let overrides: BTreeMap<String, String> =
             properties.into_iter().filter(|(k, _)| writable(k)).collect();
-        if let Some(key) = overrides.get(UNIQUE_PROPERTY).filter(|v| !v.is_empty()) {
-            table.unique.insert(key.clone(), id);
+        for key in uniques {
+            table.unique.insert(key, id);
         }
         table.records.insert(
             id,
@@ -730,20 +1042,34 @@ impl Store {
         properties: &BTreeMap<String, String>,
         stamp: Option<i64>,
     ) -> Result<bool, WriteError> {
+        self.update_as(kind, id, properties, stamp, false)
+    }
+
+    /// [`Store::update`]; `lenient` lets a person's admin edit set properties the type does not define.
+    pub fn update_as(
+        &mut self,
+        kind: ObjectKind,
+        id: u64,
+        properties: &BTreeMap<String, String>,
+        stamp: Option<i64>,
+        lenient: bool,
+    ) -> Result<bool, WriteError> {
         if self.live(kind, id).is_none() {
             return Ok(false);
         }
-        self.check(kind, Some(id), properties)?;
+        self.check(kind, Some(id), properties, lenient)?;
+        let unique: BTreeSet<String> =
+            properties.keys().filter(|k| self.is_unique(kind, k)).cloned().collect();
         let stamp = stamp.unwrap_or_else(|| self.next_stamp());
         let table = self.table_mut(kind);
         let Some(r) = table.records.get_mut(&id) else { return Ok(false) };
         for (k, v) in properties.iter().filter(|(k, _)| writable(k)) {
-            if k == UNIQUE_PROPERTY {
+            if unique.contains(k) {
                 if let Some(old) = r.overrides.get(k) {
-                    table.unique.remove(old);
+                    table.unique.remove(&(k.clone(), old.clone()));
                 }
                 if !v.is_empty() {
-                    table.unique.insert(v.clone(), id);
+                    table.unique.insert((k.clone(), v.clone()), id);
                 }
             }
             r.overrides.insert(k.clone(), v.clone());
@@ -767,9 +1093,7 @@ impl Store {
         let table = self.table_mut(kind);
         let Some(r) = table.records.get_mut(&id) else { return false };
         r.archived_at = Some(stamp);
-        if let Some(key) = r.overrides.get(UNIQUE_PROPERTY) {
-            table.unique.remove(key);
-        }
+        table.unique.retain(|_, holder| *holder != id);
         table.by_modified.remove(&(r.modified_ms, id));
         r.modified_ms = stamp;
         table.by_modified.insert((stamp, id));
@@ -783,12 +1107,19 @@ impl Store {
         if self.get(kind, id).is_none_or(|r| r.archived_at.is_none()) {
             return false;
         }
+        let uniques = self
+            .get(kind, id)
+            .map(|r| self.unique_values(kind, &r.overrides))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, v)| self.find_unique(kind, k, v).is_none())
+            .collect::<Vec<_>>();
         let stamp = self.next_stamp();
         let table = self.table_mut(kind);
         let Some(r) = table.records.get_mut(&id) else { return false };
         r.archived_at = None;
-        if let Some(key) = r.overrides.get(UNIQUE_PROPERTY).filter(|k| !k.is_empty()) {
-            table.unique.insert(key.clone(), id);
+        for key in uniques {
+            table.unique.insert(key, id);
         }
         table.by_modified.remove(&(r.modified_ms, id));
         r.modified_ms = stamp;
@@ -869,14 +1200,36 @@ mod tests {
     }
 
     #[test]
-    fn the_unique_property_refuses_a_second_record_with_the_same_value() {
+    fn a_stock_portal_has_no_unique_property_until_one_is_defined_and_then_refuses_duplicates() {
         let mut s = Store::seeded(0, 1);
-        let key = BTreeMap::from([(UNIQUE_PROPERTY.to_owned(), "k-1".to_owned())]);
-        let id = s.create(ObjectKind::Notes, key.clone()).unwrap();
-        assert_eq!(s.find_unique(ObjectKind::Notes, "k-1"), Some(id));
-        assert_eq!(s.create(ObjectKind::Notes, key.clone()).unwrap_err().category, "CONFLICT");
-        assert!(s.create(ObjectKind::Deals, key).is_ok());
+        let key = BTreeMap::from([("syncbridge_key".to_owned(), "k-1".to_owned())]);
+        let err = s.create(ObjectKind::Deals, key.clone()).unwrap_err();
+        assert_eq!(err.codes, ["PROPERTY_DOESNT_EXIST"]);
+        let def = |unique| PropertyDef {
+            name: "syncbridge_key".into(),
+            label: "Key".into(),
+            kind: "string".into(),
+            field_type: "text".into(),
+            group_name: "dealinformation".into(),
+            description: String::new(),
+            has_unique_value: unique,
+            hubspot_defined: true,
+            read_only: true,
+            created_ms: 0,
+        };
+        assert_eq!(s.define_property(ObjectKind::Notes, def(true)).unwrap_err().status, 400);
+        let made = s.define_property(ObjectKind::Deals, def(true)).unwrap();
+        assert!(!made.hubspot_defined && !made.read_only);
+        assert_eq!(s.define_property(ObjectKind::Deals, def(true)).unwrap_err().status, 409);
+        let id = s.create(ObjectKind::Deals, key.clone()).unwrap();
+        assert_eq!(s.find_unique(ObjectKind::Deals, "syncbridge_key", "k-1"), Some(id));
+        let dup = s.create(ObjectKind::Deals, key.clone()).unwrap_err();
+        assert_eq!((dup.category, dup.codes.as_slice()), ("VALIDATION_ERROR", &["DUPLICATE_VALUE"][..]));
+        assert!(s.archive(ObjectKind::Deals, id));
+        let second = s.create(ObjectKind::Deals, key.clone()).unwrap();
+        assert!(!s.restore(ObjectKind::Deals, second) && s.restore(ObjectKind::Deals, id));
+        assert_eq!(s.find_unique(ObjectKind::Deals, "syncbridge_key", "k-1"), Some(second));
         let bad = BTreeMap::from([("amount".to_owned(), "lots".to_owned())]);
-        assert_eq!(s.create(ObjectKind::Deals, bad).unwrap_err().category, "VALIDATION_ERROR");
+        assert_eq!(s.create(ObjectKind::Deals, bad).unwrap_err().codes, ["INVALID_FLOAT"]);
     }
 }

@@ -379,15 +379,27 @@ async fn archiving_moves_a_record_to_the_archived_listing_and_restoring_brings_i
 }
 
 #[tokio::test]
-async fn batch_create_with_trace_ids_answers_207_per_record_and_enforces_the_unique_key() {
+async fn batch_create_with_trace_ids_answers_207_per_record_and_enforces_a_created_unique_property() {
     let f = crm_fake().await;
     let state = f.state();
     let http = reqwest::Client::new();
-    let url = format!("{}/crm/v3/objects/notes/batch/create", f.base_url());
-    let input = |trace: &str, key: &str, deal: &str| {
+    let property = |object: &str| {
+        http.post(format!("{}/crm/v3/properties/{object}", f.base_url())).bearer_auth(token()).json(&json!({
+            "name": "syncbridge_key", "label": "Syncbridge key", "type": "string", "fieldType": "text",
+            "groupName": "dealinformation", "hasUniqueValue": true,
+        }))
+    };
+    let notes = property("notes").send().await.unwrap();
+    assert_eq!(notes.status(), 400);
+    assert_eq!(notes.json::<Value>().await.unwrap()["category"], "VALIDATION_ERROR");
+    assert_eq!(property("deals").send().await.unwrap().status(), 201);
+    assert_eq!(property("deals").send().await.unwrap().status(), 409);
+
+    let url = format!("{}/crm/v3/objects/deals/batch/create", f.base_url());
+    let input = |trace: &str, key: &str, contact: &str| {
         json!({
-            "properties": {"hs_note_body": "hi", "hs_timestamp": "2024-01-01T00:00:00Z", "syncbridge_key": key},
-            "associations": [{"to": {"id": deal}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 214}]}],
+            "properties": {"dealname": "hi", "closedate": "2024-01-01T00:00:00Z", "syncbridge_key": key},
+            "associations": [{"to": {"id": contact}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3}]}],
             "objectWriteTraceId": trace,
         })
     };
@@ -414,19 +426,57 @@ async fn batch_create_with_trace_ids_answers_207_per_record_and_enforces_the_uni
             )
         })
         .collect();
-    assert_eq!(categories, ["b:VALIDATION_ERROR".to_owned(), "c:CONFLICT".to_owned()].into());
+    assert_eq!(categories, ["b:VALIDATION_ERROR".to_owned(), "c:VALIDATION_ERROR".to_owned()].into());
+    assert!(body["errors"].to_string().contains("already has that value"));
     let id = body["results"][0]["id"].as_str().unwrap();
-    assert_eq!(state.associated(ObjectKind::Notes, id, ObjectKind::Deals), vec!["3"]);
+    assert_eq!(state.associated(ObjectKind::Deals, id, ObjectKind::Contacts), vec!["3"]);
+    assert_eq!(state.find(ObjectKind::Deals, "syncbridge_key", "k1"), vec![id.to_owned()]);
 
     let untraced = http
         .post(&url)
         .bearer_auth(token())
-        .json(&json!({"inputs": [{"properties": {"hs_timestamp": "never"}}]}))
+        .json(&json!({"inputs": [{"properties": {"closedate": "never"}}]}))
         .send()
         .await
         .unwrap();
     assert_eq!(untraced.status(), 400);
-    assert_eq!(state.count(ObjectKind::Notes), 11);
+    assert_eq!(state.count(ObjectKind::Deals), 31);
+}
+
+#[tokio::test]
+async fn a_token_without_the_contacts_scopes_gets_missing_scopes_on_contacts_and_notes_only() {
+    let f = crm_fake().await;
+    let state = f.state();
+    let scopes: Vec<&str> =
+        ALL_SCOPES.iter().copied().filter(|s| !s.starts_with("crm.objects.contacts")).collect();
+    let issued = state.issue_token_with_scopes(None, &scopes);
+    let http = reqwest::Client::new();
+    let get =
+        |path: &str| http.get(format!("{}{path}", f.base_url())).bearer_auth(&issued.access_token).send();
+    for path in ["/crm/v3/objects/contacts", "/crm/v3/objects/notes"] {
+        let resp = get(path).await.unwrap();
+        assert_eq!(resp.status(), 403);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["category"], "MISSING_SCOPES");
+        assert_eq!(
+            body["errors"][0]["context"]["requiredGranularScopes"],
+            json!(["crm.objects.contacts.read"])
+        );
+    }
+    assert_eq!(get("/crm/v3/objects/deals").await.unwrap().status(), 200);
+    assert_eq!(state.token_scopes(&issued.access_token).unwrap().len(), scopes.len());
+    let refreshed = state.refresh(&issued.refresh_token).unwrap();
+    assert_eq!(state.token_scopes(&refreshed.access_token), state.token_scopes(&issued.access_token));
+    let admin: IssuedToken = http
+        .post(format!("{}/_admin/tokens", f.base_url()))
+        .json(&json!({"scopes": ["crm.objects.deals.read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state.token_scopes(&admin.access_token).unwrap(), ["crm.objects.deals.read"]);
 }
 
 #[tokio::test]
