@@ -384,8 +384,11 @@ async fn hubspot_create_repeated_with_the_same_key_makes_one_record() {
         "push-item-1",
         json!({"email": "new@x.io", "first_name": "Nia", "company_ids": ["2"]}),
     );
+    assert!(state.property(ObjectKind::Contacts, "syncbridge_key").is_none(), "a stock portal");
     let first = client.write(&token(), std::slice::from_ref(&write)).await.expect("first");
     let id = first[0].as_ref().expect("created").external_id.clone();
+    let key = state.property(ObjectKind::Contacts, "syncbridge_key").expect("created through the properties API");
+    assert!(key.has_unique_value && !key.hubspot_defined);
     state.reset_stats();
     let again = client.write(&token(), &[write.clone(), write]).await.expect("retry");
     assert!(again.iter().all(|r| r.as_ref().is_ok_and(|a| a.external_id == id)));
@@ -416,13 +419,77 @@ async fn hubspot_note_is_created_with_its_timestamp_and_associations_to_the_crm_
     let id = results[0].as_ref().expect("created").external_id.as_str().to_owned();
     assert!(matches!(&results[1], Err(ProviderError::Permanent(_))));
     let note = state.object(ObjectKind::Notes, &id).expect("note");
-    assert_eq!(note["properties"]["hs_note_body"], "[ARIA] Call summary");
+    assert_eq!(
+        note["properties"]["hs_note_body"],
+        format!("[ARIA] Call summary\n{}", syncbridge::domain::key_tag("note-1")),
+        "the body ends with the create's key tag"
+    );
     assert_eq!(note["properties"]["hs_timestamp"], "2024-05-01T10:00:00Z");
     assert_eq!(state.associated(ObjectKind::Notes, &id, ObjectKind::Contacts), vec!["7"]);
     assert_eq!(state.associated(ObjectKind::Notes, &id, ObjectKind::Companies), vec!["3"]);
     assert_eq!(state.associated(ObjectKind::Notes, &id, ObjectKind::Deals), vec!["12"]);
     assert!(state.associated(ObjectKind::Contacts, "7", ObjectKind::Notes).contains(&id));
-    assert!(state.find(ObjectKind::Notes, "syncbridge_key", "note-2").is_empty());
+    assert!(state.property(ObjectKind::Notes, "syncbridge_key").is_none(), "notes take no unique property");
+    assert_eq!(state.count(ObjectKind::Notes), 130 + 1, "the refused note was not made");
+}
+
+#[tokio::test]
+async fn hubspot_note_create_retried_after_a_lost_answer_finds_its_note_by_the_tag_and_pulls_show_the_plain_body() {
+    let fake = start(seeded()).await;
+    let state = fake.state();
+    let note = create(
+        ObjectType::Notes,
+        "push:summary-7",
+        json!({"body": "[ARIA] Met Ann; wants a demo", "timestamp": "2024-05-01T10:00:00Z", "contact_ids": ["7"]}),
+    );
+    // The first attempt's answer is lost: the note exists at HubSpot, the worker never learned it.
+    let first = client(&fake).write(&token(), std::slice::from_ref(&note)).await.expect("first");
+    let id = first[0].as_ref().expect("created").external_id.clone();
+    let notes_before = state.count(ObjectKind::Notes);
+    state.reset_stats();
+    // The redelivered job builds a new client, which knows nothing of the first attempt.
+    let retried = client(&fake).write(&token(), std::slice::from_ref(&note)).await.expect("retry");
+    assert_eq!(retried[0].as_ref().expect("acknowledged").external_id, id, "the same note");
+    assert_eq!(state.count(ObjectKind::Notes), notes_before, "no second note");
+    let stats = state.stats();
+    assert_eq!(stats.routes.get("batch_create"), None);
+    assert_eq!((stats.routes.get("associations"), stats.routes.get("batch_read")), (Some(&1), Some(&1)));
+    // Another summary with the same text but another key is another note.
+    let other = create(
+        ObjectType::Notes,
+        "push:summary-8",
+        json!({"body": "[ARIA] Met Ann; wants a demo", "timestamp": "2024-05-01T10:00:00Z", "contact_ids": ["7"]}),
+    );
+    let second = client(&fake).write(&token(), &[other]).await.expect("other");
+    assert_ne!(second[0].as_ref().expect("created").external_id, id);
+    // Pulled back, the tag is not part of the person's text (no echo of our own write).
+    let (records, _) = pull_all(client(&fake).as_ref(), ObjectType::Notes, None).await;
+    let pulled = records.iter().find(|r| r.external_id == id).expect("pulled");
+    assert_eq!(pulled.fields.get("body"), Some(&json!("[ARIA] Met Ann; wants a demo")));
+}
+
+#[tokio::test]
+async fn hubspot_creates_without_the_schema_scope_find_contacts_by_email_and_refuse_companies_with_what_to_do() {
+    let fake = start(FakeConfig { contacts: 3, ..FakeConfig::default() }).await;
+    let state = fake.state();
+    let scopes: Vec<&str> =
+        syncbridge_fakes::hubspot::ALL_SCOPES.iter().copied().filter(|s| !s.starts_with("crm.schemas.")).collect();
+    let issued = state.issue_token_with_scopes(None, &scopes);
+    let limited = SecretString::from(issued.access_token);
+    let contact = create(ObjectType::Contacts, "push:c-1", json!({"email": "Nia@x.io", "first_name": "Nia"}));
+    let first = client(&fake).write(&limited, std::slice::from_ref(&contact)).await.expect("first");
+    let id = first[0].as_ref().expect("created").external_id.clone();
+    let again = client(&fake).write(&limited, std::slice::from_ref(&contact)).await.expect("retry");
+    assert_eq!(again[0].as_ref().expect("found by email").external_id, id);
+    assert_eq!(state.count(ObjectKind::Contacts), 4, "one contact made");
+    assert!(state.property(ObjectKind::Contacts, "syncbridge_key").is_none());
+    let company = create(ObjectType::Companies, "push:co-1", json!({"name": "Acme"}));
+    let refused = client(&fake).write(&limited, &[company]).await.expect("answered");
+    match &refused[0] {
+        Err(ProviderError::Permanent(m)) => assert!(m.contains("crm.schemas.companies.write"), "{m}"),
+        other => panic!("expected a permanent refusal, got {other:?}"),
+    }
+    assert_eq!(state.count(ObjectKind::Companies), 0, "nothing created without a proof");
 }
 
 #[tokio::test]

@@ -72,7 +72,7 @@ async fn every_message_delivered_twice_still_creates_each_note_event_and_edit_on
     let events_before = stack.google.state().event_count();
     assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
 
-    let notes = hubspot.find(ObjectKind::Notes, "hs_note_body", "[ARIA] Met Ann; wants a demo");
+    let notes = hubspot.find_starting(ObjectKind::Notes, "hs_note_body", "[ARIA] Met Ann; wants a demo\n");
     assert_eq!(notes.len(), 1, "one note at HubSpot");
     assert_eq!(hubspot.object(ObjectKind::Contacts, ext).unwrap()["properties"]["jobtitle"], "Head of Sync");
     assert_eq!(stack.google.state().event_count(), events_before + 1, "one meeting at Google");

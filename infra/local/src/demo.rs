@@ -219,7 +219,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let drained = stack.runner.drain(Duration::from_secs(600)).await?;
     let completed = acme.call(reqwest::Method::GET, "/v1/push?status=completed", None).await?;
     let notes =
-        hubspot.find(ObjectKind::Notes, "hs_note_body", "[ARIA] Call summary: wants a pilot in Q1").len();
+        hubspot.find_starting(ObjectKind::Notes, "hs_note_body", "[ARIA] Call summary: wants a pilot in Q1\n").len();
     let lead_status = hubspot
         .object(ObjectKind::Contacts, &ext)
         .and_then(|c| c.pointer("/properties/hs_lead_status").cloned())

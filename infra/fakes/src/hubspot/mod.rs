@@ -561,6 +561,23 @@ impl HubspotState {
         self.lock().store.associated(kind, id, to).into_iter().map(|i| i.to_string()).collect()
     }
 
+    /// Ids of live records of `kind` whose property `name` starts with `prefix` (a note body
+    /// followed by the tag an integration appended, for instance).
+    pub fn find_starting(&self, kind: ObjectKind, name: &str, prefix: &str) -> Vec<String> {
+        let inner = self.lock();
+        let store = &inner.store;
+        store
+            .all_ids(kind)
+            .into_iter()
+            .filter(|id| {
+                store
+                    .live(kind, *id)
+                    .is_some_and(|r| store.property(kind, *id, r, name).is_some_and(|v| v.starts_with(prefix)))
+            })
+            .map(|id| id.to_string())
+            .collect()
+    }
+
     /// Live records of one type whose property `name` equals `value`.
     pub fn find(&self, kind: ObjectKind, name: &str, value: &str) -> Vec<String> {
         let inner = self.lock();

@@ -174,6 +174,14 @@ impl BatchError {
         }
     }
 
+    /// A create refused because its unique value is held already: a contact's email (`CONFLICT`,
+    /// "Contact already exists") or a unique-value property (`VALIDATION_ERROR`, "... already has
+    /// that value.").
+    fn is_taken(&self) -> bool {
+        self.category == "CONFLICT"
+            || (self.category == "VALIDATION_ERROR" && self.message.contains("already has that value"))
+    }
+
     fn to_error(&self) -> ProviderError {
         match self.category.as_str() {
             "OBJECT_NOT_FOUND" => ProviderError::NotFound,
@@ -569,13 +577,10 @@ impl HubspotClient {
                     }
                     for e in &parsed.errors {
                         for key in e.context("objectWriteTraceId") {
-                            match e.to_error() {
-                                ProviderError::Conflict => {
-                                    taken.extend(missing.iter().copied().filter(|c| c.key == key));
-                                }
-                                err => {
-                                    done.insert(key, Err(err));
-                                }
+                            if e.is_taken() {
+                                taken.extend(missing.iter().copied().filter(|c| c.key == key));
+                            } else {
+                                done.insert(key, Err(e.to_error()));
                             }
                         }
                     }
