@@ -441,18 +441,25 @@ def test_updated_refuses_a_start_older_than_30_days(org):
     assert "ids" in org.sf().Contact.updated(now - dt.timedelta(days=29), now)
 
 
-def test_a_record_deleted_16_days_ago_has_left_the_delete_log(org):
+def test_a_record_deleted_16_days_ago_was_listed_then_and_has_left_the_delete_log_since(org):
     sf = org.sf()
     real_now = org.now()
     org.set_now(real_now - dt.timedelta(days=16))
+    start = org.now()
     old = sf.Contact.create({"LastName": "Ancient"})["id"]
     sf.Contact.delete(old)
+    org.advance(minutes=2)
+    assert old in [r["id"] for r in sf.Contact.deleted(start - dt.timedelta(minutes=1), org.now())["deletedRecords"]]
     org.set_now(real_now)
     recent = sf.Contact.create({"LastName": "Recent"})["id"]
     sf.Contact.delete(recent)
     org.advance(minutes=2)
-    listed = [r["id"] for r in sf.Contact.deleted(real_now - dt.timedelta(days=15), org.now())["deletedRecords"]]
+    result = sf.Contact.deleted(real_now - dt.timedelta(days=14), org.now())
+    listed = [r["id"] for r in result["deletedRecords"]]
     assert recent in listed and old not in listed
+    assert sf_time(result["earliestDateAvailable"]) > start
+    recycle_bin = sf.query_all(f"SELECT Id FROM Contact WHERE Id IN ('{old}', '{recent}')", include_deleted=True)
+    assert [r["Id"] for r in recycle_bin["records"]] == [recent]
 
 
 def test_updated_lists_records_created_or_modified_in_the_window(org):
