@@ -1,10 +1,15 @@
-//! A fake Salesforce org speaking REST API v60.0: SOQL queries with `nextRecordsUrl` paging
-//! (`Sforce-Query-Options: batchSize=`), `sobjects/{type}/deleted`, sObject Collections writes,
-//! Bulk API 2.0 query jobs with CSV results, the OAuth refresh-token flow on
+//! A fake Salesforce org, new and stock (no custom fields), speaking REST API v31.0 to v68.0 (the
+//! versions resource lists them): SOQL queries with `nextRecordsUrl` paging
+//! (`Sforce-Query-Options: batchSize=`), sObject rows and upserts by external id, describe,
+//! getUpdated/getDeleted (`sobjects/{type}/updated`, `/deleted`) under Salesforce's replication
+//! rules, sObject Collections writes, the Tooling API's `CustomField` create with field-level
+//! security, Bulk API 2.0 query jobs with CSV results, the OAuth refresh-token flow on
 //! `/services/oauth2/token`, Salesforce's error bodies (`[{"message","errorCode"}]`) and its daily
 //! API request allocation reported in `Sforce-Limit-Info: api-usage=N/M` (403
 //! `REQUEST_LIMIT_EXCEEDED` past it). Plus `/_admin/` routes and a Rust handle
-//! ([`SalesforceState`]) to edit data as a person would, inject faults and count requests.
+//! ([`SalesforceState`]) to edit data as a person would, move the org's clock, create fields as an
+//! admin in Setup would, switch permissions, inject faults and count requests. The `Date` header
+//! of every response follows the org's clock.
 //!
 //! The fake's base URL serves both the login host (token endpoint) and the instance (API).
 
@@ -24,13 +29,18 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use store::Store;
-pub use store::{API_VERSION, KEY_FIELD, SeedCounts, make_id};
+pub use store::{
+    API_VERSION, CustomField, KEY_FIELD, LATEST_API_VERSION, OLDEST_API_VERSION, SeedCounts, make_id,
+};
 
 /// Default and largest `batchSize` of a query page.
 pub const DEFAULT_BATCH_SIZE: usize = 2000;
 pub const MIN_BATCH_SIZE: usize = 200;
 /// Records per sObject Collections request.
 pub const COLLECTION_MAX: usize = 200;
+/// getUpdated/getDeleted answer `EXCEEDED_ID_LIMIT` past this many ids.
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_getupdated.htm>
+pub const REPLICATION_ID_LIMIT: usize = 600_000;
 /// Open query locators kept per org; older ones become `INVALID_QUERY_LOCATOR`.
 const MAX_LOCATORS: usize = 50;
 
@@ -51,6 +61,8 @@ pub struct FakeConfig {
     pub bulk_polls_until_complete: u32,
     /// Records per Bulk result set when the client sends no `maxRecords`.
     pub bulk_default_max_records: usize,
+    /// Ids getUpdated/getDeleted answer at most before `EXCEEDED_ID_LIMIT` (Salesforce: 600,000).
+    pub replication_id_limit: usize,
 }
 
 impl Default for FakeConfig {
@@ -65,6 +77,7 @@ impl Default for FakeConfig {
             daily_api_requests: 100_000,
             bulk_polls_until_complete: 1,
             bulk_default_max_records: 50_000,
+            replication_id_limit: REPLICATION_ID_LIMIT,
         }
     }
 }
@@ -86,11 +99,20 @@ pub enum Route {
     BulkResults,
     Token,
     UserInfo,
-    /// Matches every route (faults only).
     /// `GET /services/oauth2/authorize`.
     Authorize,
     /// `POST /services/oauth2/revoke`.
     Revoke,
+    /// `GET /sobjects/{type}/updated`.
+    Updated,
+    /// sObject rows: `POST /sobjects/{type}`, `GET|PATCH|DELETE /sobjects/{type}/{id}`, and by
+    /// external id `GET|PATCH /sobjects/{type}/{field}/{value}`.
+    SObjectRow,
+    /// `GET /sobjects`, `/sobjects/{type}`, `/sobjects/{type}/describe`.
+    Describe,
+    /// `POST /tooling/sobjects/CustomField`.
+    Tooling,
+    /// Matches every route (faults only).
     Any,
 }
 
@@ -110,6 +132,10 @@ impl Route {
             Route::UserInfo => "userinfo",
             Route::Authorize => "authorize",
             Route::Revoke => "revoke",
+            Route::Updated => "updated",
+            Route::SObjectRow => "sobject_row",
+            Route::Describe => "describe",
+            Route::Tooling => "tooling",
             Route::Any => "any",
         }
     }
@@ -199,6 +225,8 @@ struct Inner {
     daily_api_requests: u64,
     instance_url: Option<String>,
     next_serial: u64,
+    /// The user's profile has "Customize Application" (creates custom fields).
+    customize_application: bool,
 }
 
 /// The fake org's state. Every admin operation is also a method here.
@@ -240,6 +268,7 @@ impl SalesforceState {
             daily_api_requests: config.daily_api_requests,
             instance_url: None,
             next_serial: 1,
+            customize_application: true,
         };
         Self { inner: Mutex::new(inner), config, oauth: crate::oauth::CodeGrants::new() }
     }
@@ -269,7 +298,100 @@ impl SalesforceState {
         let mut fields: Vec<String> =
             ["Id", "CreatedDate", "LastModifiedDate", "SystemModstamp"].iter().map(|s| (*s).into()).collect();
         fields.extend(r.fields.keys().cloned());
+        if r.sobject == "Contact" {
+            fields.push("Name".into());
+        }
         Some(r.render(&fields))
+    }
+
+    /// The org's clock, epoch milliseconds (real time unless moved).
+    pub fn now_ms(&self) -> i64 {
+        self.lock().store.now_ms()
+    }
+
+    /// Puts the org's clock at `at_ms`; it runs on from there. Writes and deletes after it are
+    /// stamped from there (move it back 16 days, delete, move it forward: a record deleted 16 days
+    /// ago). The `Date` header, replication windows and token `issued_at` follow it.
+    pub fn set_now(&self, at_ms: i64) {
+        self.lock().store.set_now(at_ms);
+    }
+
+    /// Moves the org's clock by `by_ms` (negative: back).
+    pub fn advance_clock(&self, by_ms: i64) {
+        let mut inner = self.lock();
+        let now = inner.store.now_ms();
+        inner.store.set_now(now + by_ms);
+    }
+
+    /// Puts the org's clock back on real time.
+    pub fn reset_clock(&self) {
+        self.lock().store.reset_clock();
+    }
+
+    /// Deletes a record as if at `at_ms` (into the delete log with that `deletedDate`); `false`
+    /// if it is absent or already deleted.
+    pub fn delete_at(&self, id: &str, at_ms: i64) -> bool {
+        self.lock().store.delete_at(id, Some(at_ms)).is_ok()
+    }
+
+    /// Creates a custom field as an admin does in Setup: the field, readable and editable by the
+    /// API user (the wizard's field-level-security step). `field.id` is ignored; returns the new
+    /// `00N` id, or `Err` when the object has the field already or takes no custom fields.
+    pub fn create_custom_field(&self, field: CustomField) -> Result<String, String> {
+        let mut inner = self.lock();
+        let def = store::sobject(field.sobject)
+            .filter(|d| d.custom_fields)
+            .ok_or_else(|| format!("{} takes no custom fields", field.sobject))?;
+        let name = field.name.clone();
+        let id = inner.store.add_custom_field(CustomField { sobject: def.name, ..field })?;
+        inner.store.grant_field(def.name, &name, true).map_err(|e| e.message)?;
+        Ok(id)
+    }
+
+    /// Creates the unique, case-insensitive external-id Text(255) field `Syncbridge_Key__c` on
+    /// `sobject` as an admin in Setup would (visible to the API user).
+    pub fn create_key_field(&self, sobject: &'static str) -> Result<String, String> {
+        self.create_custom_field(CustomField {
+            id: String::new(),
+            sobject,
+            name: KEY_FIELD.into(),
+            label: "Syncbridge Key".into(),
+            field_type: "Text".into(),
+            length: Some(255),
+            external_id: true,
+            unique: true,
+            case_sensitive: false,
+            required: false,
+        })
+    }
+
+    /// [`SalesforceState::create_key_field`] on every object that takes custom fields (all but
+    /// Note): the org our adapter expects after its setup.
+    pub fn create_key_fields(&self) {
+        for def in store::SOBJECTS.iter().filter(|d| d.custom_fields) {
+            let _ = self.create_key_field(def.name);
+        }
+    }
+
+    /// The custom fields the org has (visible or not).
+    pub fn custom_fields(&self) -> Vec<CustomField> {
+        self.lock().store.custom_fields.clone()
+    }
+
+    /// Grants (or, with both false, leaves without) field-level security on a custom field to
+    /// the API user, as `FieldPermissions` on the profile's permission set.
+    pub fn grant_field_access(&self, sobject: &str, field: &str, edit: bool) -> Result<String, String> {
+        self.lock().store.grant_field(sobject, field, edit).map_err(|e| e.message)
+    }
+
+    /// Gives or takes the user's "Customize Application" permission (without it the Tooling API
+    /// refuses to create fields).
+    pub fn set_customize_application(&self, allowed: bool) {
+        self.lock().customize_application = allowed;
+    }
+
+    pub fn customize_application(&self) -> bool {
+        self.lock().customize_application
     }
 
     /// The live record holding this `Syncbridge_Key__c`.
@@ -461,7 +583,7 @@ impl SalesforceFake {
         let local = listener.local_addr().context("reading the bound address")?;
         let base_url = format!("http://{local}");
         let state = Arc::new(SalesforceState::new(config));
-        let app = server::router(state.clone(), base_url.clone());
+        let app = server::app(state.clone(), base_url.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "fake Salesforce server stopped");

@@ -113,9 +113,11 @@ async fn collections_report_per_record_results_and_deletes_reach_the_delete_log(
         .await
         .unwrap();
     assert_eq!(del[0]["success"], true);
-    let now = chrono::Utc::now();
+    // A delete is listed once the window's end (truncated to the minute) has passed it.
+    f.state().advance_clock(120_000);
+    let now = chrono::DateTime::from_timestamp_millis(f.state().now_ms()).unwrap();
     let start = (now - chrono::Duration::hours(1)).to_rfc3339();
-    let end = (now + chrono::Duration::minutes(1)).to_rfc3339();
+    let end = now.to_rfc3339();
     let deleted: Value = http
         .get(api(&f, "/sobjects/Contact/deleted/"))
         .query(&[("start", start.as_str()), ("end", end.as_str())])
@@ -244,4 +246,148 @@ async fn notes_take_no_custom_fields_and_titles_are_capped_like_a_real_org() {
         .await
         .unwrap();
     assert_eq!(q.status(), 400, "SOQL cannot select a custom field Note does not have");
+}
+
+#[tokio::test]
+async fn a_stock_org_gains_the_key_field_from_setup_and_enforces_it_unique() {
+    let f = fake(0).await;
+    let state = f.state();
+    let http = reqwest::Client::new();
+    let create = |key: &str| json!({"allOrNone": false, "records": [{"attributes": {"type": "Contact"}, "LastName": "K", KEY_FIELD: key}]});
+    let results: Value = http
+        .post(api(&f, "/composite/sobjects"))
+        .bearer_auth(TOKEN)
+        .json(&create("k1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(results[0]["errors"][0]["statusCode"], "INVALID_FIELD", "a stock org has no {KEY_FIELD}");
+    state.create_key_field("Contact").unwrap();
+    assert!(state.create_key_field("Contact").is_err(), "the field exists once");
+    assert!(state.create_key_field("Note").is_err(), "Note takes no custom fields");
+    for (key, ok) in [("k1", true), ("K1", false)] {
+        let results: Value = http
+            .post(api(&f, "/composite/sobjects"))
+            .bearer_auth(TOKEN)
+            .json(&create(key))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(results[0]["success"], ok, "{results}");
+    }
+    assert_eq!(state.count_with_key("Contact", "k1"), 1);
+    assert!(state.record_by_key("Contact", "k1").is_some());
+}
+
+#[tokio::test]
+async fn the_tooling_api_creates_a_field_invisible_until_field_permissions_grant_it() {
+    let f = fake(0).await;
+    let http = reqwest::Client::new();
+    let body = json!({"FullName": "Account.Syncbridge_Key__c", "Metadata": {
+        "label": "Syncbridge Key", "type": "Text", "length": 80, "externalId": true, "unique": true}});
+    let resp = http
+        .post(api(&f, "/tooling/sobjects/CustomField"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    assert!(created["id"].as_str().unwrap().starts_with("00N"));
+    let resp = http
+        .post(api(&f, "/tooling/sobjects/CustomField"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let dup: Value = resp.json().await.unwrap();
+    assert_eq!(dup[0]["errorCode"], "DUPLICATE_DEVELOPER_NAME");
+    let q = [("q", "SELECT Id, Syncbridge_Key__c FROM Account")];
+    let resp = http.get(api(&f, "/query")).query(&q).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 400, "no field-level security yet");
+    f.state().grant_field_access("Account", KEY_FIELD, true).unwrap();
+    let resp = http.get(api(&f, "/query")).query(&q).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    f.state().set_customize_application(false);
+    let body = json!({"FullName": "Opportunity.Other__c", "Metadata": {"label": "Other", "type": "Text", "length": 10}});
+    let resp = http
+        .post(api(&f, "/tooling/sobjects/CustomField"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.json::<Value>().await.unwrap()[0]["errorCode"], "INSUFFICIENT_ACCESS");
+}
+
+#[tokio::test]
+async fn the_org_clock_stamps_deletes_and_replication_windows_follow_its_rules() {
+    let f = fake(3).await;
+    let state = f.state();
+    let http = reqwest::Client::new();
+    let now = state.now_ms();
+    let sixteen_days_ago = now - 16 * 86_400_000;
+    assert!(state.delete_at(&make_id("003", 1), sixteen_days_ago));
+    assert!(state.delete_at(&make_id("003", 2), now - 3_600_000));
+    let window = |start: i64, end: i64| {
+        let fmt = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap().to_rfc3339();
+        [("start", fmt(start)), ("end", fmt(end))]
+    };
+    let get = |q: [(&'static str, String); 2]| {
+        let http = http.clone();
+        let url = api(&f, "/sobjects/Contact/deleted");
+        async move { http.get(url).query(&q).bearer_auth(TOKEN).send().await.unwrap() }
+    };
+    let ok: Value = get(window(now - 14 * 86_400_000, now)).await.json().await.unwrap();
+    let listed: Vec<&str> =
+        ok["deletedRecords"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, vec![make_id("003", 2).as_str()]);
+    assert!(ok["latestDateCovered"].as_str().unwrap().ends_with(":00.000+0000"));
+    let too_old = get(window(sixteen_days_ago, now)).await;
+    assert_eq!(too_old.status(), 400);
+    assert_eq!(too_old.json::<Value>().await.unwrap()[0]["errorCode"], "INVALID_REPLICATION_DATE");
+    let too_short = get(window(now - 60_000, now)).await;
+    assert_eq!(too_short.json::<Value>().await.unwrap()[0]["errorCode"], "INVALID_REPLICATION_DATE");
+    state.set_now(sixteen_days_ago + 120_000);
+    let then: Value = get(window(sixteen_days_ago - 60_000, state.now_ms())).await.json().await.unwrap();
+    assert_eq!(then["deletedRecords"][0]["id"], make_id("003", 1));
+    let resp = http.get(format!("{}/services/data/", f.base_url())).send().await.unwrap();
+    let date = resp.headers()[reqwest::header::DATE].to_str().unwrap().to_owned();
+    let expected =
+        chrono::DateTime::from_timestamp_millis(sixteen_days_ago).unwrap().format("%d %b %Y").to_string();
+    assert!(date.contains(&expected), "{date} follows the org clock");
+}
+
+#[tokio::test]
+async fn every_served_version_and_trailing_slashes_reach_the_same_routes() {
+    let f = fake(2).await;
+    let http = reqwest::Client::new();
+    for path in ["/services/data/v31.0/query/", "/services/data/v68.0/query", "/services/data/v50.0/query/"] {
+        let resp = http
+            .get(format!("{}{path}", f.base_url()))
+            .query(&[("q", "SELECT COUNT() FROM Contact")])
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    let resp = http
+        .get(format!("{}/services/data/v69.0/query", f.base_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.json::<Value>().await.unwrap()[0]["errorCode"], "NOT_FOUND");
 }
