@@ -387,7 +387,8 @@ async fn hubspot_create_repeated_with_the_same_key_makes_one_record() {
     assert!(state.property(ObjectKind::Contacts, "syncbridge_key").is_none(), "a stock portal");
     let first = client.write(&token(), std::slice::from_ref(&write)).await.expect("first");
     let id = first[0].as_ref().expect("created").external_id.clone();
-    let key = state.property(ObjectKind::Contacts, "syncbridge_key").expect("created through the properties API");
+    let key =
+        state.property(ObjectKind::Contacts, "syncbridge_key").expect("created through the properties API");
     assert!(key.has_unique_value && !key.hubspot_defined);
     state.reset_stats();
     let again = client.write(&token(), &[write.clone(), write]).await.expect("retry");
@@ -434,7 +435,8 @@ async fn hubspot_note_is_created_with_its_timestamp_and_associations_to_the_crm_
 }
 
 #[tokio::test]
-async fn hubspot_note_create_retried_after_a_lost_answer_finds_its_note_by_the_tag_and_pulls_show_the_plain_body() {
+async fn hubspot_note_create_retried_after_a_lost_answer_finds_its_note_by_the_tag_and_pulls_show_the_plain_body()
+ {
     let fake = start(seeded()).await;
     let state = fake.state();
     let note = create(
@@ -469,11 +471,15 @@ async fn hubspot_note_create_retried_after_a_lost_answer_finds_its_note_by_the_t
 }
 
 #[tokio::test]
-async fn hubspot_creates_without_the_schema_scope_find_contacts_by_email_and_refuse_companies_with_what_to_do() {
+async fn hubspot_creates_without_the_schema_scope_find_contacts_by_email_and_refuse_companies_with_what_to_do()
+ {
     let fake = start(FakeConfig { contacts: 3, ..FakeConfig::default() }).await;
     let state = fake.state();
-    let scopes: Vec<&str> =
-        syncbridge_fakes::hubspot::ALL_SCOPES.iter().copied().filter(|s| !s.starts_with("crm.schemas.")).collect();
+    let scopes: Vec<&str> = syncbridge_fakes::hubspot::ALL_SCOPES
+        .iter()
+        .copied()
+        .filter(|s| !s.starts_with("crm.schemas."))
+        .collect();
     let issued = state.issue_token_with_scopes(None, &scopes);
     let limited = SecretString::from(issued.access_token);
     let contact = create(ObjectType::Contacts, "push:c-1", json!({"email": "Nia@x.io", "first_name": "Nia"}));

@@ -297,8 +297,11 @@ fn check(ops: Vec<Op>, policy: ConflictPolicy) -> Result<(), TestCaseError> {
             }
         }
         for key in &notes {
-            let found =
-                w.hubspot.state().find_starting(ObjectKind::Notes, "hs_note_body", &format!("[ARIA] summary {key}\n"));
+            let found = w.hubspot.state().find_starting(
+                ObjectKind::Notes,
+                "hs_note_body",
+                &format!("[ARIA] summary {key}\n"),
+            );
             prop_assert_eq!(found.len(), 1, "note {} at HubSpot", key);
         }
         Ok(())

@@ -117,6 +117,8 @@ async fn salesforce_full_pull_then_incremental_pulls_only_edited_records_in_two_
     assert!(first.remote_modified_at.is_some() && !first.deleted && first.etag.is_none());
 
     let edited = [make_id("003", 7), make_id("003", 200), make_id("003", 451 - 1)];
+    // Two minutes later (Salesforce answers no delete window of a minute or less).
+    state.advance_clock(120_000);
     for id in &edited {
         state.edit(id, &[("Title", json!("Chief Edited Officer"))]).expect("edit");
     }
@@ -164,8 +166,8 @@ async fn salesforce_deletes_are_pulled_as_deleted_records() {
     for id in &gone {
         assert!(state.delete(id));
     }
-    // Deletes in the second a window ends at belong to the next window.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // Salesforce reads whole minutes: a delete shows once a later minute closes the window.
+    state.advance_clock(120_000);
     let (records, cursor, _) = pull_all(client.as_ref(), &token(), ObjectType::Contacts, cursor).await;
     let deleted: BTreeSet<String> =
         records.iter().filter(|r| r.deleted).map(|r| r.external_id.as_str().to_owned()).collect();
@@ -175,6 +177,69 @@ async fn salesforce_deletes_are_pulled_as_deleted_records() {
     );
     let (again, _, _) = pull_all(client.as_ref(), &token(), ObjectType::Contacts, cursor).await;
     assert!(again.iter().all(|r| !r.deleted), "a delete is reported once");
+}
+
+/// Pulls to the end like [`pull_all`]; also whether a page asked the engine to reconcile ids.
+async fn pull_all_reconciling(
+    client: &dyn ProviderClient,
+    object: ObjectType,
+    mut cursor: Option<SyncCursor>,
+) -> (Vec<RemoteRecord>, Option<SyncCursor>, bool) {
+    let (mut records, mut reconcile) = (Vec::new(), false);
+    for _ in 1..=500 {
+        let page = client.pull_page(&token(), object, cursor.as_ref()).await.expect("page pulls");
+        records.extend(page.records);
+        reconcile |= page.reconcile_deletes;
+        cursor = Some(page.cursor);
+        if !page.has_more {
+            return (records, cursor, reconcile);
+        }
+    }
+    panic!("the pull did not finish within 500 pages");
+}
+
+fn deleted_ids(records: &[RemoteRecord]) -> BTreeSet<String> {
+    records.iter().filter(|r| r.deleted).map(|r| r.external_id.as_str().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn salesforce_syncs_succeed_whatever_the_gap_and_deletes_arrive_once_salesforce_can_be_asked() {
+    let fake = start(contacts(30)).await;
+    let state = fake.state();
+    let client = client(&fake, tuning());
+    let (_, cursor, _) = pull_all_reconciling(client.as_ref(), ObjectType::Contacts, None).await;
+    // 0 s: a sync right after the last one (Sync Now twice) asks nothing Salesforce refuses.
+    let (again, cursor, reconcile) =
+        pull_all_reconciling(client.as_ref(), ObjectType::Contacts, cursor).await;
+    assert!(deleted_ids(&again).is_empty() && !reconcile);
+    // 59 s later, with a delete in between: the window is too short to ask; it is carried over.
+    let first = make_id("003", 4);
+    assert!(state.delete(&first));
+    state.advance_clock(59_000);
+    state.reset_stats();
+    let (early, cursor, _) = pull_all_reconciling(client.as_ref(), ObjectType::Contacts, cursor).await;
+    assert!(deleted_ids(&early).is_empty());
+    assert_eq!(state.stats().routes.get("deleted"), None, "no deleted call for a window under two minutes");
+    // Two minutes on, the carried window is asked and the delete arrives, once.
+    state.advance_clock(120_000);
+    let (later, cursor, _) = pull_all_reconciling(client.as_ref(), ObjectType::Contacts, cursor).await;
+    assert_eq!(deleted_ids(&later), BTreeSet::from([first]));
+    // 16 and 31 days away: the delete log has forgotten what was deleted meanwhile; the pull
+    // succeeds and asks the engine to reconcile ids instead.
+    let mut cursor = cursor;
+    for (n, days) in [(9, 16), (17, 31)] {
+        assert!(state.delete(&make_id("003", n)));
+        state.advance_clock(days * 86_400_000);
+        let (records, next, reconcile) =
+            pull_all_reconciling(client.as_ref(), ObjectType::Contacts, cursor).await;
+        assert!(reconcile, "{days} days away: reconcile ids");
+        assert!(deleted_ids(&records).is_empty(), "{days} days: the log no longer has it");
+        cursor = next;
+    }
+    // And the sync after a long gap is an ordinary one again.
+    state.advance_clock(180_000);
+    let (_, _, reconcile) = pull_all_reconciling(client.as_ref(), ObjectType::Contacts, cursor).await;
+    assert!(!reconcile);
 }
 
 fn fields(v: Value) -> Fields {

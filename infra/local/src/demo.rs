@@ -218,8 +218,9 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     acme.call(reqwest::Method::POST, "/v1/push/approve", Some(ids)).await?;
     let drained = stack.runner.drain(Duration::from_secs(600)).await?;
     let completed = acme.call(reqwest::Method::GET, "/v1/push?status=completed", None).await?;
-    let notes =
-        hubspot.find_starting(ObjectKind::Notes, "hs_note_body", "[ARIA] Call summary: wants a pilot in Q1\n").len();
+    let notes = hubspot
+        .find_starting(ObjectKind::Notes, "hs_note_body", "[ARIA] Call summary: wants a pilot in Q1\n")
+        .len();
     let lead_status = hubspot
         .object(ObjectKind::Contacts, &ext)
         .and_then(|c| c.pointer("/properties/hs_lead_status").cloned())

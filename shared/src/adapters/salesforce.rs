@@ -948,9 +948,18 @@ impl SalesforceClient {
             return Ok((Vec::new(), from, lost));
         };
         let query = [("start", replication_datetime(start)), ("end", replication_datetime(end))];
-        let reply = self
-            .api(token, http::Method::GET, &format!("/sobjects/{sobject}/deleted/"), &query, None, &[])
-            .await?;
+        let path = format!("/sobjects/{sobject}/deleted/");
+        let reply = match self.api(token, http::Method::GET, &path, &query, None, &[]).await {
+            Ok(reply) => reply,
+            // The window starts before the org's `earliestDateAvailable` (an administrator purged
+            // the Recycle Bin, or the log was trimmed): the deletes in between are lost to the
+            // log, so the engine reconciles ids instead; the next window starts at `end`.
+            Err(ProviderError::Permanent(m)) if m.contains("INVALID_REPLICATION_DATE") => {
+                tracing::warn!(%object, "Salesforce's delete log no longer covers the window; reconciling ids");
+                return Ok((Vec::new(), end, true));
+            }
+            Err(e) => return Err(e),
+        };
         let body: DeletedPage = reply.json()?;
         let mut out = Vec::new();
         for d in &body.deleted_records {
@@ -1538,7 +1547,10 @@ mod tests {
         for days in [16, 31] {
             let (start, end) = replication_window(now - days * 86_400_000, now).unwrap_or_default();
             assert_eq!(end, now);
-            assert!(now - start < DELETE_LOG_DAYS * 86_400_000 && now - start > 14 * 86_400_000, "{days} days");
+            assert!(
+                now - start < DELETE_LOG_DAYS * 86_400_000 && now - start > 14 * 86_400_000,
+                "{days} days"
+            );
         }
     }
 

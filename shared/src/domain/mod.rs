@@ -19,9 +19,8 @@ pub use channel::PushChannel;
 pub use connection::{Connection, ConnectionSettings, ConnectionStatus, Credentials, NewConnection};
 pub use event::{DomainEvent, RecordChange};
 pub use ids::{
-    ConnectionId, ExternalId, IdempotencyKey, JobId, ObjectType, ParseError, Provider, RecordId, RunId, key_tag,
-    strip_key_tag,
-    SyncCursor, TenantId,
+    ConnectionId, ExternalId, IdempotencyKey, JobId, ObjectType, ParseError, Provider, RecordId, RunId,
+    SyncCursor, TenantId, key_tag, strip_key_tag,
 };
 pub use job::{Job, JobKind, JobReason};
 pub use mapping::{FieldMap, StageMap};

@@ -570,9 +570,9 @@ impl HubspotState {
             .all_ids(kind)
             .into_iter()
             .filter(|id| {
-                store
-                    .live(kind, *id)
-                    .is_some_and(|r| store.property(kind, *id, r, name).is_some_and(|v| v.starts_with(prefix)))
+                store.live(kind, *id).is_some_and(|r| {
+                    store.property(kind, *id, r, name).is_some_and(|v| v.starts_with(prefix))
+                })
             })
             .map(|id| id.to_string())
             .collect()

@@ -272,6 +272,16 @@ fn bad_request(message: impl Into<String>, lh: Option<LimitHeaders>) -> Response
     resp
 }
 
+/// A refused write: 409 for a `CONFLICT` (an existing contact's email), else HubSpot's 400.
+fn write_refused(category: &'static str, message: String, lh: Option<LimitHeaders>) -> Response {
+    if category == "CONFLICT" {
+        let mut resp = hub_error(StatusCode::CONFLICT, category, message);
+        add_limit_headers(&mut resp, lh);
+        return resp;
+    }
+    bad_request(message, lh)
+}
+
 fn not_found(lh: Option<LimitHeaders>) -> Response {
     let mut resp = hub_error(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", "resource not found");
     add_limit_headers(&mut resp, lh);
@@ -573,8 +583,12 @@ async fn batch_read(
     }
     let inner = app.hub.lock();
     let store = &inner.store;
+    // Contacts can also be read by email
+    // (https://developers.hubspot.com/docs/api/crm/contacts, "Retrieve contacts": `idProperty=email`).
+    let by_email = kind == ObjectKind::Contacts && req.id_property.as_deref() == Some("email");
     let by_unique = match req.id_property.as_deref() {
         None | Some("hs_object_id") => None,
+        Some(_) if by_email => None,
         Some(p) if store.is_unique(kind, p) => Some(p),
         Some(other) => return bad_request(not_unique_message(other), lh),
     };
@@ -582,6 +596,7 @@ async fn batch_read(
     let mut missing = Vec::new();
     for input in &req.inputs {
         let num = match by_unique {
+            _ if by_email => store.find_by_email(&input.id),
             Some(p) => store.find_unique(kind, p, &input.id),
             None => input.id.parse::<u64>().ok(),
         };
@@ -750,7 +765,7 @@ async fn batch_create(
                 return bad_request(e, lh);
             }
             if let Err(e) = store.check(kind, None, &props, false) {
-                return bad_request(e.message, lh);
+                return write_refused(e.category, e.message, lh);
             }
         }
     }
@@ -841,7 +856,7 @@ async fn create(
     match rendered {
         Ok(Some(v)) => reply(StatusCode::CREATED, v, lh),
         Ok(None) => not_found(lh),
-        Err((_, m)) => bad_request(m, lh),
+        Err((category, m)) => write_refused(category, m, lh),
     }
 }
 

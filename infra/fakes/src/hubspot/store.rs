@@ -665,6 +665,17 @@ impl Store {
         self.table(kind)?.unique.get(&(name.to_owned(), value.to_owned())).copied()
     }
 
+    /// The live contact with this email (HubSpot compares emails case-insensitively).
+    pub fn find_by_email(&self, email: &str) -> Option<u64> {
+        let wanted = email.trim().to_lowercase();
+        self.all_ids(ObjectKind::Contacts).into_iter().find(|id| {
+            self.live(ObjectKind::Contacts, *id).is_some_and(|r| {
+                self.property(ObjectKind::Contacts, *id, r, "email")
+                    .is_some_and(|e| e.to_lowercase() == wanted)
+            })
+        })
+    }
+
     /// One property definition of an object type.
     pub fn property_def(&self, kind: ObjectKind, name: &str) -> Option<&PropertyDef> {
         self.properties.get(&kind)?.get(name)
@@ -941,6 +952,19 @@ impl Store {
         properties: &BTreeMap<String, String>,
         lenient: bool,
     ) -> Result<(), WriteError> {
+        // HubSpot keeps one contact per email: a create (or an update) with another contact's
+        // email is a 409 CONFLICT "Contact already exists. Existing ID: N"
+        // (https://developers.hubspot.com/docs/api/crm/contacts, "Create contacts").
+        if kind == ObjectKind::Contacts
+            && let Some(email) = properties.get("email").filter(|e| !e.trim().is_empty())
+            && let Some(holder) = self.find_by_email(email).filter(|h| Some(*h) != id)
+        {
+            return Err(WriteError {
+                category: "CONFLICT",
+                message: format!("Contact already exists. Existing ID: {holder}"),
+                codes: Vec::new(),
+            });
+        }
         let mut invalid = Vec::new();
         for (name, value) in properties {
             let Some(def) = self.property_def(kind, name) else {

@@ -93,7 +93,12 @@ struct Create {
 }
 
 impl Create {
-    fn new(key: String, mut props: serde_json::Map<String, Value>, assocs: Vec<(Association, String)>, proof: CreateProof) -> Self {
+    fn new(
+        key: String,
+        mut props: serde_json::Map<String, Value>,
+        assocs: Vec<(Association, String)>,
+        proof: CreateProof,
+    ) -> Self {
         let tag = crate::domain::key_tag(&key);
         match proof {
             CreateProof::KeyProperty => {
@@ -374,7 +379,11 @@ impl HubspotClient {
     /// unique-value property `syncbridge_key` (found, or created through the properties API), a
     /// tag at the end of a note's body (HubSpot allows no unique properties on notes), or, for
     /// contacts when the app may not create properties, the email HubSpot keeps unique.
-    async fn create_proof(&self, spec: &ObjectSpec, token: &SecretString) -> Result<CreateProof, ProviderError> {
+    async fn create_proof(
+        &self,
+        spec: &ObjectSpec,
+        token: &SecretString,
+    ) -> Result<CreateProof, ProviderError> {
         if let Some(proof) = self.proofs.lock().await.get(&spec.object) {
             return Ok(*proof);
         }
@@ -390,12 +399,17 @@ impl HubspotClient {
     /// Finds the unique-value `syncbridge_key` property of `spec`'s type, creating it when absent.
     /// Unique-value properties: <https://developers.hubspot.com/changelog/unique-properties-support-for-newly-created-contact-properties>;
     /// the properties API: <https://developers.hubspot.com/docs/api/crm/properties>.
-    async fn key_property(&self, spec: &ObjectSpec, token: &SecretString) -> Result<CreateProof, ProviderError> {
+    async fn key_property(
+        &self,
+        spec: &ObjectSpec,
+        token: &SecretString,
+    ) -> Result<CreateProof, ProviderError> {
         let url = format!("{}/crm/v3/properties/{}/{KEY_PROPERTY}", self.base, spec.path);
         let found = self.send(Kind::Other, || self.http.get(&url).bearer_auth(token.expose_secret())).await?;
         match found.status {
             s if s.is_success() => {
-                let unique = found.json::<Value>()?.get("hasUniqueValue").and_then(Value::as_bool) == Some(true);
+                let unique =
+                    found.json::<Value>()?.get("hasUniqueValue").and_then(Value::as_bool) == Some(true);
                 if unique {
                     return Ok(CreateProof::KeyProperty);
                 }
@@ -405,7 +419,12 @@ impl HubspotClient {
             reqwest::StatusCode::FORBIDDEN => {
                 return fallback_proof(spec, "the app may not read the object type's properties");
             }
-            _ => return Err(found.check().err().unwrap_or_else(|| ProviderError::Transient("HubSpot answered oddly".into()))),
+            _ => {
+                return Err(found
+                    .check()
+                    .err()
+                    .unwrap_or_else(|| ProviderError::Transient("HubSpot answered oddly".into())));
+            }
         }
         let url = format!("{}/crm/v3/properties/{}", self.base, spec.path);
         let body = json!({
@@ -428,11 +447,17 @@ impl HubspotClient {
             reqwest::StatusCode::FORBIDDEN => {
                 fallback_proof(spec, "the app may not create properties (no crm.schemas write scope)")
             }
-            s if s.is_client_error() && s != reqwest::StatusCode::UNAUTHORIZED && s != reqwest::StatusCode::TOO_MANY_REQUESTS => {
+            s if s.is_client_error()
+                && s != reqwest::StatusCode::UNAUTHORIZED
+                && s != reqwest::StatusCode::TOO_MANY_REQUESTS =>
+            {
                 let why = format!("HubSpot refused the syncbridge_key property: {}", created.error_text());
                 fallback_proof(spec, &why)
             }
-            _ => Err(created.check().err().unwrap_or_else(|| ProviderError::Transient("HubSpot answered oddly".into()))),
+            _ => Err(created
+                .check()
+                .err()
+                .unwrap_or_else(|| ProviderError::Transient("HubSpot answered oddly".into()))),
         }
     }
 
@@ -461,7 +486,9 @@ impl HubspotClient {
             CreateProof::Email => {
                 let mut keys_of: HashMap<String, Vec<&str>> = HashMap::new();
                 for c in creates {
-                    if let Some(email) = c.props.get("email").and_then(Value::as_str).filter(|e| !e.is_empty()) {
+                    if let Some(email) =
+                        c.props.get("email").and_then(Value::as_str).filter(|e| !e.is_empty())
+                    {
                         keys_of.entry(email.to_lowercase()).or_default().push(&c.key);
                     }
                 }
@@ -469,7 +496,8 @@ impl HubspotClient {
                 if !emails.is_empty() {
                     let props = vec![spec.modified.to_owned(), "email".to_owned()];
                     for obj in self.batch_read(spec, token, &emails, &props, Some("email")).await? {
-                        let email = obj.properties.get("email").and_then(Value::as_str).map(str::to_lowercase);
+                        let email =
+                            obj.properties.get("email").and_then(Value::as_str).map(str::to_lowercase);
                         for key in email.and_then(|e| keys_of.get(&e)).into_iter().flatten() {
                             done.insert((*key).to_owned(), ack(spec, &obj));
                         }
@@ -529,7 +557,9 @@ impl HubspotClient {
             let reply: super::AssociationsReply = self.post(token, &url, &body).await?.check()?.json()?;
             for r in reply.results {
                 let Some(from) = super::id_text(&r.from.id) else { continue };
-                out.entry(from).or_default().extend(r.to.iter().filter_map(|t| super::id_text(&t.to_object_id)));
+                out.entry(from)
+                    .or_default()
+                    .extend(r.to.iter().filter_map(|t| super::id_text(&t.to_object_id)));
             }
         }
         Ok(out)
