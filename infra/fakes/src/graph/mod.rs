@@ -29,7 +29,8 @@ use tokio::task::JoinHandle;
 
 use store::{Event, Store, When};
 
-/// Graph refuses Outlook subscriptions that expire later than this after now.
+/// Graph refuses Outlook subscriptions that expire later than this after now
+/// (<https://learn.microsoft.com/graph/api/resources/subscription#subscription-lifetime>).
 pub const MAX_SUBSCRIPTION_MINUTES: i64 = 4230;
 /// The mailbox owner's directory id (appears in notification resources).
 pub const USER_ID: &str = "87d349ed-44d7-43e1-9a83-5f2406dee5bd";
@@ -543,7 +544,8 @@ impl GraphState {
     }
 
     /// Graph's validation handshake: POST `url?validationToken=...` (text/plain) and expect 200
-    /// with the token echoed as `text/plain` within the validation timeout.
+    /// with the token echoed as `text/plain` within the validation timeout (10 s)
+    /// (<https://learn.microsoft.com/graph/change-notifications-delivery-webhooks#notificationurl-validation>).
     async fn validate_endpoint(&self, url: &str) -> Result<(), String> {
         let token = format!(
             "Validation: Testing client application reachability for subscription Request-Id: {}",
