@@ -262,6 +262,20 @@ def test_an_insert_without_a_property_the_document_requires_is_400(cal, missing)
     assert_google_error(caught.value, 400, json.loads(caught.value.content)["error"]["errors"][0]["reason"])
 
 
+def test_an_event_ending_before_it_starts_is_400_time_range_empty_on_insert_and_on_patch(cal):
+    body = event_body(new_id())
+    body["start"], body["end"] = body["end"], body["start"]
+    with pytest.raises(HttpError) as caught:
+        cal.events().insert(calendarId="primary", body=body).execute()
+    assert_google_error(caught.value, 400, "timeRangeEmpty")
+    event_id = new_id()
+    created = cal.events().insert(calendarId="primary", body=event_body(event_id, day=1, hour=10)).execute()
+    with pytest.raises(HttpError) as caught:
+        cal.events().patch(calendarId="primary", eventId=event_id, body={"end": {"dateTime": rfc3339(at(1, 9))}}).execute()
+    assert_google_error(caught.value, 400, "timeRangeEmpty")
+    assert cal.events().get(calendarId="primary", eventId=event_id).execute()["etag"] == created["etag"]
+
+
 def test_an_id_outside_base32hex_is_400_invalid(cal):
     with pytest.raises(HttpError) as caught:
         cal.events().insert(calendarId="primary", body=event_body("Not_Base32hex")).execute()

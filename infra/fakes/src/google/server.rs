@@ -20,7 +20,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::store::{
-    ListFilter, OWNER, StoredEvent, decode_token, encode_token, rfc3339, valid_event_id, writable_properties,
+    ListFilter, OWNER, StoredEvent, decode_token, encode_token, rfc3339, time_range_ok, valid_event_id,
+    writable_properties,
 };
 use super::{Channel, Fault, FaultKind, GoogleState, MAX_CHANNEL_TTL, Refusal, Route, calendar_resource_id};
 
@@ -382,6 +383,9 @@ async fn insert(
         Some(Value::String(id)) if valid_event_id(id) => Some(id.clone()),
         Some(_) => return bad_request("invalid", "Invalid resource id value."),
     };
+    if !time_range_ok(props.get("start"), props.get("end")) {
+        return time_range_empty();
+    }
     let now = Utc::now();
     let result = app.with_store(|store| {
         let id = requested.unwrap_or_else(|| store.fresh_id());
@@ -393,6 +397,10 @@ async fn insert(
             g_error(StatusCode::CONFLICT, "global", "duplicate", "The requested identifier already exists.")
         }
     }
+}
+
+fn time_range_empty() -> Response {
+    bad_request("timeRangeEmpty", "The specified time range is empty.")
 }
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
@@ -434,6 +442,14 @@ async fn modify(
             && *tag != current.etag()
         {
             return Err(precondition_failed());
+        }
+        let merged = |key: &str| match props.get(key) {
+            Some(v) => Some(v),
+            None if full => None,
+            None => current.body.get(key),
+        };
+        if !time_range_ok(merged("start"), merged("end")) {
+            return Err(time_range_empty());
         }
         store.modify(&id, props, full, now).map(StoredEvent::render).ok_or_else(not_found)
     });

@@ -248,6 +248,16 @@ fn with_attendee_defaults(attendees: &Value, previous: Option<&Value>) -> Value 
     Value::Array(out)
 }
 
+/// False when an event's end comes before its start, or an all-day event ends on (or before) the
+/// day it starts: Google refuses both with 400 `timeRangeEmpty`. A timed event may last 0 s.
+pub fn time_range_ok(start: Option<&Value>, end: Option<&Value>) -> bool {
+    match (start.map(When::parse), end.map(When::parse)) {
+        (Some(Ok(When::Day(s))), Some(Ok(When::Day(e)))) => e > s,
+        (Some(Ok(s)), Some(Ok(e))) => e.instant() >= s.instant(),
+        _ => true,
+    }
+}
+
 /// An insert asked for an id that is taken (cancelled events keep theirs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DuplicateId;
