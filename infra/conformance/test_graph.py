@@ -601,6 +601,14 @@ def test_a_subscription_whose_endpoint_does_not_echo_the_validation_token_is_400
 
         with pytest.raises(ODataError) as caught:
             run(go, base)
+        body = {
+            "changeType": "created", "notificationUrl": f"{receiver}/webhooks/microsoft", "resource": "me/events",
+            "expirationDateTime": (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        response = raw(base, "POST", "subscriptions", json=body)
     finally:
         Receiver.refuse = False
     assert caught.value.response_status_code == 400
+    assert caught.value.error.code == "ValidationError"
+    error = assert_graph_error(response, 400, "ValidationError")
+    assert error["message"].startswith("Subscription validation request failed.")

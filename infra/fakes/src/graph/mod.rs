@@ -570,11 +570,11 @@ impl GraphState {
         if status.as_u16() == 200 && text_plain && body == token {
             Ok(())
         } else {
-            Err(format!(
-                "Subscription validation request failed. Notification endpoint must respond with 200 OK \
-                 to validation request (got {status}, text/plain: {text_plain}, echoed: {}).",
-                body == token
-            ))
+            // Graph's own message; what went wrong goes to the fake's log.
+            tracing::info!(%status, text_plain, echoed = body == token, "subscription validation failed");
+            Err("Subscription validation request failed. Notification endpoint must respond with 200 OK to \
+                 validation request."
+                .to_owned())
         }
     }
 
