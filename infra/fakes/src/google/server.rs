@@ -20,13 +20,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::store::{
-    ListFilter, OWNER, StoredEvent, decode_token, encode_token, rfc3339, valid_event_id, writable_properties,
+    ListFilter, OWNER, StoredEvent, decode_token, encode_token, rfc3339, time_range_ok, valid_event_id,
+    writable_properties,
 };
 use super::{Channel, Fault, FaultKind, GoogleState, MAX_CHANNEL_TTL, Refusal, Route, calendar_resource_id};
 
 const MAX_RESULTS_DEFAULT: usize = 250;
 const MAX_RESULTS_CAP: usize = 2500;
-/// Query parameters Google refuses together with `syncToken`.
+/// Query parameters Google refuses together with `syncToken`
+/// (<https://developers.google.com/calendar/api/v3/reference/events/list#syncToken>).
 const NOT_WITH_SYNC_TOKEN: &[&str] = &[
     "iCalUID",
     "orderBy",
@@ -114,6 +116,8 @@ fn unauthenticated() -> Response {
     resp
 }
 
+/// 410 `fullSyncRequired`: a sync token Google no longer honours; the client must list again
+/// without it (<https://developers.google.com/calendar/api/guides/sync#full_sync_required_by_server>).
 fn sync_gone() -> Response {
     g_error(
         StatusCode::GONE,
@@ -379,6 +383,9 @@ async fn insert(
         Some(Value::String(id)) if valid_event_id(id) => Some(id.clone()),
         Some(_) => return bad_request("invalid", "Invalid resource id value."),
     };
+    if !time_range_ok(props.get("start"), props.get("end")) {
+        return time_range_empty();
+    }
     let now = Utc::now();
     let result = app.with_store(|store| {
         let id = requested.unwrap_or_else(|| store.fresh_id());
@@ -392,10 +399,16 @@ async fn insert(
     }
 }
 
+fn time_range_empty() -> Response {
+    bad_request("timeRangeEmpty", "The specified time range is empty.")
+}
+
 fn if_match(headers: &HeaderMap) -> Option<String> {
     headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned())
 }
 
+/// 412 `conditionNotMet` when `If-Match` names another etag than the event's current one
+/// (<https://developers.google.com/calendar/api/guides/version-resources>).
 fn precondition_failed() -> Response {
     g_error(StatusCode::PRECONDITION_FAILED, "global", "conditionNotMet", "Precondition Failed")
 }
@@ -429,6 +442,14 @@ async fn modify(
             && *tag != current.etag()
         {
             return Err(precondition_failed());
+        }
+        let merged = |key: &str| match props.get(key) {
+            Some(v) => Some(v),
+            None if full => None,
+            None => current.body.get(key),
+        };
+        if !time_range_ok(merged("start"), merged("end")) {
+            return Err(time_range_empty());
         }
         store.modify(&id, props, full, now).map(StoredEvent::render).ok_or_else(not_found)
     });
@@ -507,7 +528,11 @@ async fn watch(
     if !matches!(kind, "web_hook" | "webhook") {
         return bad_request("invalid", &format!("Invalid value for type: {kind}"));
     }
-    if !(address.starts_with("https://") || address.starts_with("http://")) {
+    // Google delivers only to HTTPS receivers
+    // (<https://developers.google.com/calendar/api/guides/push#making-watch-requests>). Plain
+    // `http` is let through for loopback receivers only: the local stack and tests run their
+    // webhook there, and Google could not reach such an address anyway.
+    if !(address.starts_with("https://") || is_loopback_http(address)) {
         return bad_request("push.webhookUrlNotHttps", "WebHook callback must be HTTPS");
     }
     let now = Utc::now().timestamp_millis();
@@ -546,6 +571,18 @@ async fn watch(
         out["token"] = json!(t);
     }
     Json(out).into_response()
+}
+
+fn is_loopback_http(address: &str) -> bool {
+    url::Url::parse(address).is_ok_and(|u| {
+        u.scheme() == "http"
+            && match u.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            }
+    })
 }
 
 async fn stop(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
@@ -657,15 +694,17 @@ async fn get_calendar(State(app): State<App>, headers: HeaderMap, Path(calendar)
         return resp;
     }
     if !known_calendar(&calendar) {
-        return (StatusCode::NOT_FOUND, Json(json!({ "error": { "code": 404, "message": "Not Found" } })))
-            .into_response();
+        return not_found();
     }
+    // A new account's primary calendar: its id and title are the owner's address, and Meet is
+    // its conference solution.
     Json(json!({
         "kind": "calendar#calendar",
         "etag": "\"fake-calendar\"",
         "id": OWNER,
         "summary": OWNER,
         "timeZone": "UTC",
+        "conferenceProperties": { "allowedConferenceSolutionTypes": ["hangoutsMeet"] },
     }))
     .into_response()
 }

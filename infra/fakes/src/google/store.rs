@@ -200,7 +200,62 @@ pub fn writable_properties(body: &Value, full: bool) -> Result<Map<String, Value
     {
         return Err(format!("Invalid value for status: {s}"));
     }
+    if let Some(Value::Array(list)) = out.get("attendees") {
+        for a in list {
+            if let Some(r) = a.get("responseStatus").and_then(Value::as_str)
+                && !RESPONSE_STATUSES.contains(&r)
+            {
+                return Err(format!("Invalid value for responseStatus: {r}"));
+            }
+        }
+    }
     Ok(out)
+}
+
+/// `EventAttendee.responseStatus` values (the discovery document's "Possible values").
+const RESPONSE_STATUSES: &[&str] = &["needsAction", "declined", "tentative", "accepted"];
+
+/// The attendees as Google stores them: every attendee has a `responseStatus` — the one the
+/// request gave, else the one the same address already had on the event, else `needsAction`
+/// (<https://developers.google.com/calendar/api/v3/reference/events#attendees.responseStatus>);
+/// the calendar owner is marked `organizer` and `self` and has accepted.
+fn with_attendee_defaults(attendees: &Value, previous: Option<&Value>) -> Value {
+    let Some(list) = attendees.as_array() else { return attendees.clone() };
+    let earlier = |email: &str| -> Option<Value> {
+        previous?.as_array()?.iter().find_map(|p| {
+            let same = p.get("email").and_then(Value::as_str).is_some_and(|e| e.eq_ignore_ascii_case(email));
+            if same { p.get("responseStatus").cloned() } else { None }
+        })
+    };
+    let out: Vec<Value> = list
+        .iter()
+        .map(|a| {
+            let mut a = a.as_object().cloned().unwrap_or_default();
+            let email = a.get("email").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let owner = email.eq_ignore_ascii_case(OWNER);
+            if owner {
+                a.insert("organizer".into(), json!(true));
+                a.insert("self".into(), json!(true));
+            }
+            if !a.contains_key("responseStatus") {
+                let status =
+                    earlier(&email).unwrap_or_else(|| json!(if owner { "accepted" } else { "needsAction" }));
+                a.insert("responseStatus".into(), status);
+            }
+            Value::Object(a)
+        })
+        .collect();
+    Value::Array(out)
+}
+
+/// False when an event's end comes before its start, or an all-day event ends on (or before) the
+/// day it starts: Google refuses both with 400 `timeRangeEmpty`. A timed event may last 0 s.
+pub fn time_range_ok(start: Option<&Value>, end: Option<&Value>) -> bool {
+    match (start.map(When::parse), end.map(When::parse)) {
+        (Some(Ok(When::Day(s))), Some(Ok(When::Day(e)))) => e > s,
+        (Some(Ok(s)), Some(Ok(e))) => e.instant() >= s.instant(),
+        _ => true,
+    }
 }
 
 /// An insert asked for an id that is taken (cancelled events keep theirs).
@@ -296,6 +351,12 @@ impl Store {
 
     fn put_new(&mut self, id: String, mut body: Map<String, Value>, at: DateTime<Utc>, parent: bool) {
         self.seq += 1;
+        // A property sent as null is simply not set.
+        body.retain(|_, v| !v.is_null());
+        if let Some(a) = body.get("attendees") {
+            let a = with_attendee_defaults(a, None);
+            body.insert("attendees".into(), a);
+        }
         body.insert("id".into(), json!(id));
         body.entry("status").or_insert(json!("confirmed"));
         let ev = StoredEvent { body, seq: self.seq, created: at, updated: at, ical_sequence: 0, parent };
@@ -357,6 +418,7 @@ impl Store {
         let seq = self.seq;
         let ev = self.events.get_mut(id)?;
         let old_times = (ev.body.get("start").cloned(), ev.body.get("end").cloned());
+        let old_attendees = ev.body.get("attendees").cloned();
         if replace {
             for key in WRITABLE {
                 ev.body.remove(*key);
@@ -364,7 +426,16 @@ impl Store {
             ev.body.insert("status".into(), json!("confirmed"));
         }
         for (k, v) in props {
-            ev.body.insert(k, v);
+            if v.is_null() {
+                // Patch semantics: null clears the property, which Google then omits
+                // (<https://developers.google.com/calendar/api/guides/performance#patch>).
+                ev.body.remove(&k);
+            } else if k == "attendees" {
+                let a = with_attendee_defaults(&v, old_attendees.as_ref());
+                ev.body.insert(k, a);
+            } else {
+                ev.body.insert(k, v);
+            }
         }
         if (ev.body.get("start").cloned(), ev.body.get("end").cloned()) != old_times {
             ev.ical_sequence += 1;

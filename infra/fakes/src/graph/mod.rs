@@ -29,7 +29,8 @@ use tokio::task::JoinHandle;
 
 use store::{Event, Store, When};
 
-/// Graph refuses Outlook subscriptions that expire later than this after now.
+/// Graph refuses Outlook subscriptions that expire later than this after now
+/// (<https://learn.microsoft.com/graph/api/resources/subscription#subscription-lifetime>).
 pub const MAX_SUBSCRIPTION_MINUTES: i64 = 4230;
 /// The mailbox owner's directory id (appears in notification resources).
 pub const USER_ID: &str = "87d349ed-44d7-43e1-9a83-5f2406dee5bd";
@@ -543,7 +544,8 @@ impl GraphState {
     }
 
     /// Graph's validation handshake: POST `url?validationToken=...` (text/plain) and expect 200
-    /// with the token echoed as `text/plain` within the validation timeout.
+    /// with the token echoed as `text/plain` within the validation timeout (10 s)
+    /// (<https://learn.microsoft.com/graph/change-notifications-delivery-webhooks#notificationurl-validation>).
     async fn validate_endpoint(&self, url: &str) -> Result<(), String> {
         let token = format!(
             "Validation: Testing client application reachability for subscription Request-Id: {}",
@@ -568,11 +570,11 @@ impl GraphState {
         if status.as_u16() == 200 && text_plain && body == token {
             Ok(())
         } else {
-            Err(format!(
-                "Subscription validation request failed. Notification endpoint must respond with 200 OK \
-                 to validation request (got {status}, text/plain: {text_plain}, echoed: {}).",
-                body == token
-            ))
+            // Graph's own message; what went wrong goes to the fake's log.
+            tracing::info!(%status, text_plain, echoed = body == token, "subscription validation failed");
+            Err("Subscription validation request failed. Notification endpoint must respond with 200 OK to \
+                 validation request."
+                .to_owned())
         }
     }
 

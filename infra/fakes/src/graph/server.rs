@@ -37,7 +37,11 @@ struct AppState {
 
 pub(crate) fn router(graph: Arc<GraphState>, base_url: String) -> Router {
     Router::new()
+        // `delta` is an OData function: Graph answers the bare alias, the call form `delta()`
+        // (what msgraph-sdk's URL templates send) and the namespaced `microsoft.graph.delta()`.
         .route("/v1.0/me/calendarView/delta", get(delta))
+        .route("/v1.0/me/calendarView/delta()", get(delta))
+        .route("/v1.0/me/calendarView/microsoft.graph.delta()", get(delta))
         .route("/v1.0/me/events", post(create_event))
         .route("/v1.0/me/events/{id}", get(get_event).patch(update_event).delete(delete_event))
         .route("/v1.0/subscriptions", post(create_subscription))
@@ -100,6 +104,8 @@ fn unauthorized(message: &str) -> Response {
     resp
 }
 
+/// 410 Gone when a delta or skip token's sync state is no longer kept: the client starts a new
+/// round without a token (<https://learn.microsoft.com/graph/delta-query-overview#synchronization-reset>).
 fn sync_state_gone(code: &str) -> Response {
     graph_error(
         StatusCode::GONE,
@@ -491,6 +497,9 @@ fn precondition_failed(headers: &HeaderMap, event: &Event) -> bool {
     bare != event.change_key()
 }
 
+/// 412 `ErrorIrresolvableConflict` when `If-Match` names another change key than the event's
+/// (<https://learn.microsoft.com/graph/errors#http-status-codes>: "412 Precondition Failed ... such
+/// as an if-match header").
 fn conflict() -> Response {
     graph_error(
         StatusCode::PRECONDITION_FAILED,
@@ -595,6 +604,8 @@ fn parse_expiration(raw: Option<&str>) -> Result<DateTime<Utc>, Response> {
     if at <= now {
         return Err(bad_request("InvalidRequest", "Subscription expiration must be in the future."));
     }
+    // Outlook resources (events) allow at most 4230 minutes
+    // (<https://learn.microsoft.com/graph/api/resources/subscription#subscription-lifetime>).
     if at > now + chrono::Duration::minutes(MAX_SUBSCRIPTION_MINUTES) {
         return Err(bad_request(
             "InvalidRequest",
@@ -842,12 +853,22 @@ async fn me(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(resp) = gate(&app, Route::Me, &headers, false).await {
         return resp;
     }
+    // Graph's default property set for a user
+    // (<https://learn.microsoft.com/graph/api/user-get#response-1>), unset ones as null.
+    let (given, surname) = super::store::OWNER_NAME.split_once(' ').unwrap_or((super::store::OWNER_NAME, ""));
     Json(json!({
         "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
-        "id": super::USER_ID,
+        "businessPhones": [],
         "displayName": super::store::OWNER_NAME,
+        "givenName": given,
+        "jobTitle": null,
         "mail": super::store::OWNER_EMAIL,
+        "mobilePhone": null,
+        "officeLocation": null,
+        "preferredLanguage": "en-US",
+        "surname": surname,
         "userPrincipalName": super::store::OWNER_EMAIL,
+        "id": super::USER_ID,
     }))
     .into_response()
 }
