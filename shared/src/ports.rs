@@ -358,8 +358,10 @@ pub trait EventBus: Send + Sync {
     async fn publish(&self, events: &[DomainEvent]) -> Result<(), BusError>;
 }
 
-/// Errors from a provider, classified for retry decisions.
-#[derive(Debug, thiserror::Error)]
+/// Errors from a provider, classified for retry decisions. One table decides the class of an
+/// answer (`adapters::provider_http::classify` and each adapter's dialect); the two open-ended
+/// classes carry the answer's status, the provider's own error code and the cause.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     #[error("rate limited by the provider; retry after {retry_after:?}")]
     RateLimited { retry_after: Duration },
@@ -374,15 +376,143 @@ pub enum ProviderError {
     /// or a modified stamp newer than the precondition): nothing was written.
     #[error("the record changed at the provider since it was read")]
     Conflict,
+    /// Worth trying again (5xx, a dropped connection, a timeout, a truncated body).
     #[error("provider temporarily failed: {0}")]
-    Transient(String),
+    Transient(#[source] Fault),
+    /// Trying again changes nothing (a validation error, a missing scope, an unusable answer).
     #[error("provider request failed permanently: {0}")]
-    Permanent(String),
+    Permanent(#[source] Fault),
+}
+
+/// The class of a provider error: what the engine does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    Transient,
+    RateLimited,
+    Unauthorized,
+    Conflict,
+    NotFound,
+    CursorExpired,
+    Permanent,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Unauthorized => "unauthorized",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::CursorExpired => "cursor_expired",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
+/// What went wrong at a provider, for the open-ended classes: the HTTP status (none for a
+/// transport failure), the provider's own error code (HubSpot `category`, Salesforce `errorCode`,
+/// Google `reason`, Graph `error.code`; or ours for transport faults: `timeout`, `connection`,
+/// `truncated_body`), a bounded message with no secret in it, and the cause.
+#[derive(Debug, Clone, Default)]
+pub struct Fault {
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub message: String,
+    pub source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Fault {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), ..Self::default() }
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
+    /// True when the message or the provider's code contains `needle`.
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.message.contains(needle) || self.code.as_deref().is_some_and(|c| c.contains(needle))
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.status, self.code.as_deref()) {
+            (Some(s), Some(c)) if !self.message.starts_with("HTTP ") => write!(f, "HTTP {s} {c}: {}", self.message),
+            (Some(s), None) if !self.message.starts_with("HTTP ") => write!(f, "HTTP {s}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Fault {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for Fault {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for Fault {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
 }
 
 impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, ProviderError::RateLimited { .. } | ProviderError::Transient(_))
+    }
+
+    pub fn transient(fault: impl Into<Fault>) -> Self {
+        ProviderError::Transient(fault.into())
+    }
+
+    pub fn permanent(fault: impl Into<Fault>) -> Self {
+        ProviderError::Permanent(fault.into())
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProviderError::RateLimited { .. } => ErrorClass::RateLimited,
+            ProviderError::Unauthorized => ErrorClass::Unauthorized,
+            ProviderError::NotFound => ErrorClass::NotFound,
+            ProviderError::CursorExpired => ErrorClass::CursorExpired,
+            ProviderError::Conflict => ErrorClass::Conflict,
+            ProviderError::Transient(_) => ErrorClass::Transient,
+            ProviderError::Permanent(_) => ErrorClass::Permanent,
+        }
+    }
+
+    /// The answer's details, for the open-ended classes.
+    pub fn fault(&self) -> Option<&Fault> {
+        match self {
+            ProviderError::Transient(f) | ProviderError::Permanent(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The provider's own error code, when it sent one.
+    pub fn provider_code(&self) -> Option<&str> {
+        self.fault().and_then(|f| f.code.as_deref())
     }
 }
 
@@ -481,7 +611,7 @@ pub trait ProviderClient: Send + Sync {
         writes: &[ProviderWrite],
     ) -> Result<Vec<Result<WriteAck, ProviderError>>, ProviderError> {
         let _ = (token, writes);
-        Err(ProviderError::Permanent("this provider adapter does not write yet".into()))
+        Err(ProviderError::permanent("this provider adapter does not write yet"))
     }
 
     /// Keeps a push channel (Google `events.watch`) or subscription (Graph) open that notifies
@@ -519,7 +649,7 @@ pub trait ProviderClient: Send + Sync {
         after: Option<&str>,
     ) -> Result<IdPage, ProviderError> {
         let _ = (token, object, after);
-        Err(ProviderError::Permanent("this provider adapter cannot list live ids".into()))
+        Err(ProviderError::permanent("this provider adapter cannot list live ids"))
     }
 
     /// Exchanges a refresh token for new credentials.

@@ -319,7 +319,7 @@ async fn hubspot_batch_write_fails_only_the_records_hubspot_rejects() {
     ];
     let results = client.write(&token(), &writes).await.expect("batch");
     assert!(results[0].is_ok());
-    assert!(matches!(&results[1], Err(ProviderError::Permanent(m)) if m.contains("VALIDATION_ERROR")));
+    assert!(matches!(&results[1], Err(ProviderError::Permanent(m)) if m.mentions("VALIDATION_ERROR")));
     assert!(matches!(results[2], Err(ProviderError::NotFound)));
     assert!(results[3].is_ok());
     let deal = |id| state.object(ObjectKind::Deals, id).expect("deal");
@@ -492,7 +492,7 @@ async fn hubspot_creates_without_the_schema_scope_find_contacts_by_email_and_ref
     let company = create(ObjectType::Companies, "push:co-1", json!({"name": "Acme"}));
     let refused = client(&fake).write(&limited, &[company]).await.expect("answered");
     match &refused[0] {
-        Err(ProviderError::Permanent(m)) => assert!(m.contains("crm.schemas.companies.write"), "{m}"),
+        Err(ProviderError::Permanent(m)) => assert!(m.mentions("crm.schemas.companies.write"), "{m}"),
         other => panic!("expected a permanent refusal, got {other:?}"),
     }
     assert_eq!(state.count(ObjectKind::Companies), 0, "nothing created without a proof");
@@ -593,7 +593,7 @@ async fn hubspot_update_with_unchanged_ids_writes_no_association_and_one_without
 
     let bad = update(ObjectType::Deals, "6", json!({"name": "Never", "contact_ids": "7"}), None);
     let results = client.write(&token(), &[bad]).await.expect("batch");
-    assert!(matches!(&results[0], Err(ProviderError::Permanent(m)) if m.contains("contact_ids")));
+    assert!(matches!(&results[0], Err(ProviderError::Permanent(m)) if m.mentions("contact_ids")));
     assert_eq!(state.object(ObjectKind::Deals, "6").expect("deal")["properties"]["dealname"], "Renewal 2");
 }
 

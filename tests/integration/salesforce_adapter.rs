@@ -302,7 +302,7 @@ async fn salesforce_collection_writes_report_partial_failures_and_conflicts() {
     assert!(matches!(results[1], Err(ProviderError::Conflict)), "{:?}", results[1]);
     assert!(matches!(results[2], Err(ProviderError::NotFound)), "{:?}", results[2]);
     match &results[3] {
-        Err(ProviderError::Permanent(m)) => assert!(m.contains("REQUIRED_FIELD_MISSING"), "{m}"),
+        Err(ProviderError::Permanent(m)) => assert!(m.mentions("REQUIRED_FIELD_MISSING"), "{m}"),
         other => panic!("expected a permanent error, got {other:?}"),
     }
     let deal = results[4].as_ref().expect("deal updated");

@@ -74,7 +74,7 @@ impl ProviderFactory for Factories {
             Provider::Hubspot => self.hubspot.client(connection),
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
-            other => Err(ProviderError::Permanent(format!("the benchmark has no {other} adapter"))),
+            other => Err(ProviderError::permanent(format!("the benchmark has no {other} adapter"))),
         }
     }
 }

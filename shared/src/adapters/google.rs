@@ -126,7 +126,7 @@ impl GoogleFactory {
     /// The concrete client, for the push-channel methods the port does not cover.
     pub fn google_client(&self, connection: &Connection) -> Result<GoogleClient, ProviderError> {
         if connection.provider != Provider::Google {
-            return Err(ProviderError::Permanent(format!(
+            return Err(ProviderError::permanent(format!(
                 "the Google adapter cannot serve a {} connection",
                 connection.provider
             )));
@@ -232,8 +232,8 @@ impl Reply {
             {
                 Err(ProviderError::RateLimited { retry_after: Duration::from_secs(3_600) })
             }
-            s if s.is_server_error() => Err(ProviderError::Transient(self.error_text())),
-            _ => Err(ProviderError::Permanent(self.error_text())),
+            s if s.is_server_error() => Err(ProviderError::transient(self.error_text())),
+            _ => Err(ProviderError::permanent(self.error_text())),
         }
     }
 
@@ -242,9 +242,9 @@ impl Reply {
     fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ProviderError> {
         serde_json::from_slice(&self.body).map_err(|e| {
             if e.is_eof() {
-                ProviderError::Transient("truncated response body from Google".into())
+                ProviderError::transient("truncated response body from Google")
             } else {
-                ProviderError::Permanent(format!("malformed response body from Google: {e}"))
+                ProviderError::permanent(format!("malformed response body from Google: {e}"))
             }
         })
     }
@@ -253,9 +253,9 @@ impl Reply {
 fn transport_error(e: reqwest::Error) -> ProviderError {
     let e = e.without_url();
     if e.is_timeout() {
-        ProviderError::Transient("request to Google timed out".into())
+        ProviderError::transient("request to Google timed out")
     } else {
-        ProviderError::Transient(format!("request to Google failed: {e}"))
+        ProviderError::transient(format!("request to Google failed: {e}"))
     }
 }
 
@@ -336,12 +336,12 @@ fn utc(t: DateTime<Utc>) -> String {
 fn event_time(v: &Value) -> Result<(Value, bool), ProviderError> {
     if let Some(dt) = v.get("dateTime").and_then(Value::as_str) {
         let t = DateTime::parse_from_rfc3339(dt)
-            .map_err(|_| ProviderError::Permanent(format!("Google returned an invalid dateTime {dt:?}")))?;
+            .map_err(|_| ProviderError::permanent(format!("Google returned an invalid dateTime {dt:?}")))?;
         return Ok((Value::String(utc(t.with_timezone(&Utc))), false));
     }
     if let Some(d) = v.get("date").and_then(Value::as_str) {
         let day = NaiveDate::parse_from_str(d, "%Y-%m-%d")
-            .map_err(|_| ProviderError::Permanent(format!("Google returned an invalid date {d:?}")))?;
+            .map_err(|_| ProviderError::permanent(format!("Google returned an invalid date {d:?}")))?;
         return Ok((Value::String(day.format("%Y-%m-%d").to_string()), true));
     }
     Ok((Value::Null, false))
@@ -364,7 +364,7 @@ fn lower_email(v: &Value) -> Option<String> {
 fn map_event(ev: &Value, fields: &FieldMap) -> Result<RemoteRecord, ProviderError> {
     let id = ev.get("id").and_then(Value::as_str).unwrap_or_default();
     let external_id = ExternalId::parse(id.to_owned())
-        .map_err(|e| ProviderError::Permanent(format!("Google returned an unusable event id: {e}")))?;
+        .map_err(|e| ProviderError::permanent(format!("Google returned an unusable event id: {e}")))?;
     let status = ev.get("status").and_then(Value::as_str).unwrap_or("confirmed");
     let deleted = status == "cancelled";
     let mut out = Fields::new();
@@ -424,13 +424,13 @@ fn map_event(ev: &Value, fields: &FieldMap) -> Result<RemoteRecord, ProviderErro
 /// A canonical time as an `EventDateTime`: a `YYYY-MM-DD` (or `all_day`) is a `date`.
 fn to_event_time(v: &Value, all_day: bool) -> Result<Value, ProviderError> {
     let Some(s) = v.as_str() else {
-        return Err(ProviderError::Permanent("event start and end must be strings".into()));
+        return Err(ProviderError::permanent("event start and end must be strings"));
     };
     if let Ok(day) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(json!({ "date": day.format("%Y-%m-%d").to_string() }));
     }
     let t = DateTime::parse_from_rfc3339(s)
-        .map_err(|_| ProviderError::Permanent(format!("not an RFC 3339 time: {s:?}")))?;
+        .map_err(|_| ProviderError::permanent(format!("not an RFC 3339 time: {s:?}")))?;
     if all_day {
         return Ok(json!({ "date": t.date_naive().format("%Y-%m-%d").to_string() }));
     }
@@ -537,9 +537,9 @@ impl GoogleClient {
     ) -> Result<Self, ProviderError> {
         for (what, value) in [("base URL", connection.base_url.as_str()), ("token URL", token_url)] {
             let parsed = url::Url::parse(value)
-                .map_err(|e| ProviderError::Permanent(format!("invalid Google {what}: {e}")))?;
+                .map_err(|e| ProviderError::permanent(format!("invalid Google {what}: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(ProviderError::Permanent(format!("Google {what} must be http(s)")));
+                return Err(ProviderError::permanent(format!("Google {what} must be http(s)")));
             }
         }
         let fields = FieldMap::new(DEFAULT_FIELDS)
@@ -738,7 +738,7 @@ impl GoogleClient {
         let id = event_id_for(key);
         let mut body = event_body(fields, &self.fields)?;
         if !body.contains_key("start") || !body.contains_key("end") {
-            return Err(ProviderError::Permanent("an event needs start and end".into()));
+            return Err(ProviderError::permanent("an event needs start and end"));
         }
         body.insert("id".into(), Value::String(id.clone()));
         let url = self.events_url();
@@ -844,7 +844,7 @@ impl GoogleClient {
             .expiration
             .and_then(|e| e.parse::<i64>().ok())
             .and_then(DateTime::from_timestamp_millis)
-            .ok_or_else(|| ProviderError::Permanent("Google's channel has no usable expiration".into()))?;
+            .ok_or_else(|| ProviderError::permanent("Google's channel has no usable expiration"))?;
         Ok(WatchChannel { id: channel.id, resource_id: channel.resource_id, expiration })
     }
 
@@ -886,7 +886,7 @@ impl GoogleClient {
 }
 
 fn missing_sync_token() -> ProviderError {
-    ProviderError::Permanent("Google's last page had neither nextPageToken nor nextSyncToken".into())
+    ProviderError::permanent("Google's last page had neither nextPageToken nor nextSyncToken")
 }
 
 #[async_trait]
@@ -900,7 +900,7 @@ impl ProviderClient for GoogleClient {
         cursor: Option<&SyncCursor>,
     ) -> Result<PulledPage, ProviderError> {
         if object != ObjectType::Events {
-            return Err(ProviderError::Permanent(format!("the Google adapter does not sync {object}")));
+            return Err(ProviderError::permanent(format!("the Google adapter does not sync {object}")));
         }
         let phase = match cursor {
             None => self.window_phase(None),
@@ -931,7 +931,7 @@ impl ProviderClient for GoogleClient {
                 | ProviderWrite::Delete { object, .. } => *object,
             };
             let result = if object != ObjectType::Events {
-                Err(ProviderError::Permanent(format!("the Google adapter does not write {object}")))
+                Err(ProviderError::permanent(format!("the Google adapter does not write {object}")))
             } else {
                 match write {
                     ProviderWrite::Create { fields, idempotency_key, .. } => {
@@ -961,8 +961,8 @@ impl ProviderClient for GoogleClient {
     /// stopped) within [`PushChannel::renewal_margin`] of its expiry, with the same channel token.
     async fn stop_channel(&self, token: &SecretString, channel: &PushChannel) -> Result<(), ProviderError> {
         let Some(resource_id) = channel.resource_id.clone() else {
-            return Err(ProviderError::Permanent(
-                "a Google channel without its resource id cannot be stopped".into(),
+            return Err(ProviderError::permanent(
+                "a Google channel without its resource id cannot be stopped",
             ));
         };
         let watch = WatchChannel { id: channel.id.clone(), resource_id, expiration: channel.expires_at };
@@ -1011,7 +1011,7 @@ impl ProviderClient for GoogleClient {
     /// token Google rejects (`invalid_grant`) is `Unauthorized`; a rejected client is `Permanent`.
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
         let Some(app) = &self.app else {
-            return Err(ProviderError::Permanent("no Google OAuth app is configured".into()));
+            return Err(ProviderError::permanent("no Google OAuth app is configured"));
         };
         let form = [
             ("grant_type", "refresh_token"),
@@ -1026,7 +1026,7 @@ impl ProviderClient for GoogleClient {
         match (reply.status, oauth_error.as_deref()) {
             (StatusCode::BAD_REQUEST, Some("invalid_grant")) => return Err(ProviderError::Unauthorized),
             (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, Some(e)) => {
-                return Err(ProviderError::Permanent(format!("Google refused the token refresh: {e}")));
+                return Err(ProviderError::permanent(format!("Google refused the token refresh: {e}")));
             }
             _ => {}
         }

@@ -135,14 +135,14 @@ impl GraphFactory {
     /// The concrete client (for the subscription calls that the port does not have).
     pub fn graph_client(&self, connection: &Connection) -> Result<GraphClient, ProviderError> {
         if connection.provider != Provider::Microsoft {
-            return Err(ProviderError::Permanent(format!(
+            return Err(ProviderError::permanent(format!(
                 "the Graph adapter cannot serve a {} connection",
                 connection.provider
             )));
         }
         let base = connection.base_url.trim_end_matches('/').trim_end_matches("/v1.0").to_owned();
         if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(ProviderError::Permanent("the connection's base URL is not an http(s) URL".into()));
+            return Err(ProviderError::permanent("the connection's base URL is not an http(s) URL"));
         }
         Ok(GraphClient {
             http: self.http.clone(),
@@ -225,16 +225,16 @@ impl Reply {
             StatusCode::PRECONDITION_FAILED => Err(ProviderError::Conflict),
             StatusCode::GONE => Err(ProviderError::CursorExpired),
             s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                Err(ProviderError::Transient(self.error_text()))
+                Err(ProviderError::transient(self.error_text()))
             }
-            _ => Err(ProviderError::Permanent(self.error_text())),
+            _ => Err(ProviderError::permanent(self.error_text())),
         }
     }
 
     /// A 2xx body that does not parse is treated as a cut-off answer: retry later.
     fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ProviderError> {
         serde_json::from_slice(&self.body)
-            .map_err(|e| ProviderError::Transient(format!("malformed response body from Graph: {e}")))
+            .map_err(|e| ProviderError::transient(format!("malformed response body from Graph: {e}")))
     }
 }
 
@@ -246,9 +246,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 fn transport_error(e: reqwest::Error) -> ProviderError {
     let e = e.without_url();
     if e.is_timeout() {
-        ProviderError::Transient("request to Microsoft Graph timed out".into())
+        ProviderError::transient("request to Microsoft Graph timed out")
     } else {
-        ProviderError::Transient(format!("request to Microsoft Graph failed: {e}"))
+        ProviderError::transient(format!("request to Microsoft Graph failed: {e}"))
     }
 }
 
@@ -332,7 +332,7 @@ struct DeltaPage {
 /// `ExternalId` does not allow; `=` becomes `.` (which base64url never contains), reversibly.
 pub fn external_id_of(graph_id: &str) -> Result<ExternalId, ProviderError> {
     ExternalId::parse(graph_id.replace('=', "."))
-        .map_err(|e| ProviderError::Permanent(format!("Graph returned an unusable event id: {e}")))
+        .map_err(|e| ProviderError::permanent(format!("Graph returned an unusable event id: {e}")))
 }
 
 /// The Graph event id behind an [`ExternalId`] made by [`external_id_of`].
@@ -428,16 +428,16 @@ fn canonical_time(v: Option<&Value>, all_day: bool, what: &str, id: &str) -> Res
     let date_time = v
         .get("dateTime")
         .and_then(Value::as_str)
-        .ok_or_else(|| ProviderError::Permanent(format!("Graph event {id} has a {what} without dateTime")))?;
+        .ok_or_else(|| ProviderError::permanent(format!("Graph event {id} has a {what} without dateTime")))?;
     if all_day {
         let date = date_time.get(..10).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
         return date.map(|d| Value::String(d.format("%Y-%m-%d").to_string())).ok_or_else(|| {
-            ProviderError::Permanent(format!("Graph event {id} has an unreadable {what} date"))
+            ProviderError::permanent(format!("Graph event {id} has an unreadable {what} date"))
         });
     }
     let zone = v.get("timeZone").and_then(Value::as_str);
     to_utc(date_time, zone).map(|t| Value::String(rfc3339(t))).ok_or_else(|| {
-        ProviderError::Permanent(format!(
+        ProviderError::permanent(format!(
             "Graph event {id} has a {what} in an unknown time zone or format ({date_time}, {zone:?})"
         ))
     })
@@ -463,7 +463,7 @@ impl GraphClient {
         let id = event
             .get("id")
             .and_then(Value::as_str)
-            .ok_or_else(|| ProviderError::Permanent("a Graph event without an id".into()))?;
+            .ok_or_else(|| ProviderError::permanent("a Graph event without an id"))?;
         let external_id = external_id_of(id)?;
         let etag = event
             .get("@odata.etag")
@@ -537,7 +537,7 @@ impl GraphClient {
                     Value::Null => continue,
                     Value::String(s) => json!({ "dateTime": graph_time(s, all_day)?, "timeZone": "UTC" }),
                     other => {
-                        return Err(ProviderError::Permanent(format!(
+                        return Err(ProviderError::permanent(format!(
                             "{canonical} must be a string, not {other}"
                         )));
                     }
@@ -607,7 +607,7 @@ impl GraphClient {
                 return Err(if throttled {
                     ProviderError::RateLimited { retry_after: wait }
                 } else {
-                    ProviderError::Transient(reply.error_text())
+                    ProviderError::transient(reply.error_text())
                 });
             }
             attempt += 1;
@@ -628,8 +628,8 @@ impl GraphClient {
         match &cursor.link {
             Some(link) => {
                 if !link.starts_with(&format!("{}/", self.base)) {
-                    return Err(ProviderError::Permanent(
-                        "a Graph paging link points outside the connection's base URL".into(),
+                    return Err(ProviderError::permanent(
+                        "a Graph paging link points outside the connection's base URL",
                     ));
                 }
                 self.send(|| self.get_link(token, link)).await
@@ -703,7 +703,7 @@ impl GraphClient {
                 for id in cur.unseen.take().into_iter().flatten() {
                     cur.known.remove(&id);
                     let external_id = ExternalId::parse(id).map_err(|e| {
-                        ProviderError::Permanent(format!("an unusable event id in the cursor: {e}"))
+                        ProviderError::permanent(format!("an unusable event id in the cursor: {e}"))
                     })?;
                     records.push(RemoteRecord {
                         external_id,
@@ -718,8 +718,8 @@ impl GraphClient {
                 cur.in_round = false;
                 Ok(PulledPage { records, cursor: cur.to_cursor(), has_more: false, reconcile_deletes: false })
             }
-            (None, None) => Err(ProviderError::Permanent(
-                "a Graph delta page with neither @odata.nextLink nor @odata.deltaLink".into(),
+            (None, None) => Err(ProviderError::permanent(
+                "a Graph delta page with neither @odata.nextLink nor @odata.deltaLink",
             )),
         }
     }
@@ -922,7 +922,7 @@ fn only_events(object: ObjectType) -> Result<(), ProviderError> {
     if object == ObjectType::Events {
         Ok(())
     } else {
-        Err(ProviderError::Permanent(format!("the Graph adapter does not sync {object}")))
+        Err(ProviderError::permanent(format!("the Graph adapter does not sync {object}")))
     }
 }
 
@@ -932,7 +932,7 @@ fn graph_time(value: &str, all_day: bool) -> Result<String, ProviderError> {
         return Ok(format!("{}T00:00:00", date.format("%Y-%m-%d")));
     }
     let t = DateTime::parse_from_rfc3339(value)
-        .map_err(|_| ProviderError::Permanent(format!("'{value}' is neither a date nor an RFC 3339 time")))?
+        .map_err(|_| ProviderError::permanent(format!("'{value}' is neither a date nor an RFC 3339 time")))?
         .with_timezone(&Utc);
     if all_day {
         return Ok(format!("{}T00:00:00", t.format("%Y-%m-%d")));
@@ -1026,7 +1026,7 @@ impl ProviderClient for GraphClient {
     /// or expired refresh token) is `Unauthorized`; a missing app or rejected client is `Permanent`.
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
         let Some(app) = &self.app else {
-            return Err(ProviderError::Permanent("no Microsoft OAuth app is configured".into()));
+            return Err(ProviderError::permanent("no Microsoft OAuth app is configured"));
         };
         let url =
             format!("{}/{}/oauth2/v2.0/token", self.login.base_url.trim_end_matches('/'), self.login.tenant);
@@ -1042,7 +1042,7 @@ impl ProviderClient for GraphClient {
             return Err(ProviderError::Unauthorized);
         }
         if reply.status == StatusCode::UNAUTHORIZED {
-            return Err(ProviderError::Permanent(reply.error_text()));
+            return Err(ProviderError::permanent(reply.error_text()));
         }
         let tokens: TokenReply = reply.check()?.json()?;
         Ok(Credentials::refreshed(

@@ -237,12 +237,12 @@ impl ProviderClient for MemoryProvider {
         a.requests += 1;
         if a.fail_writes > 0 {
             a.fail_writes -= 1;
-            return Err(ProviderError::Transient("503 from the provider".into()));
+            return Err(ProviderError::transient("503 from the provider"));
         }
         let results = writes.iter().map(|w| Self::apply(&mut a, w)).collect();
         if a.lose_write_answers > 0 {
             a.lose_write_answers -= 1;
-            return Err(ProviderError::Transient("the connection dropped before the answer".into()));
+            return Err(ProviderError::transient("the connection dropped before the answer"));
         }
         Ok(results)
     }

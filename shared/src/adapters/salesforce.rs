@@ -240,7 +240,7 @@ impl ProviderFactory for SalesforceFactory {
     /// A client for the connection's login host, with the connection's field and stage mappings.
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
         if connection.provider != Provider::Salesforce {
-            return Err(ProviderError::Permanent(format!(
+            return Err(ProviderError::permanent(format!(
                 "the Salesforce adapter cannot serve a {} connection",
                 connection.provider
             )));
@@ -301,14 +301,14 @@ impl Reply {
                 Err(ProviderError::RateLimited { retry_after })
             }
             StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
-            s if s.is_server_error() => Err(ProviderError::Transient(self.error_text())),
-            _ => Err(ProviderError::Permanent(self.error_text())),
+            s if s.is_server_error() => Err(ProviderError::transient(self.error_text())),
+            _ => Err(ProviderError::permanent(self.error_text())),
         }
     }
 
     fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ProviderError> {
         serde_json::from_slice(&self.body)
-            .map_err(|e| ProviderError::Transient(format!("malformed response body from Salesforce: {e}")))
+            .map_err(|e| ProviderError::transient(format!("malformed response body from Salesforce: {e}")))
     }
 
     /// The provider's clock (`Date` header) in epoch milliseconds.
@@ -334,9 +334,9 @@ fn parse_limit_info(value: &str) -> Option<(u64, u64)> {
 fn transport_error(e: reqwest::Error) -> ProviderError {
     let e = e.without_url();
     if e.is_timeout() {
-        ProviderError::Transient("request to Salesforce timed out".into())
+        ProviderError::transient("request to Salesforce timed out")
     } else {
-        ProviderError::Transient(format!("request to Salesforce failed: {e}"))
+        ProviderError::transient(format!("request to Salesforce failed: {e}"))
     }
 }
 
@@ -500,7 +500,7 @@ impl SalesforceClient {
     ) -> Result<Self, ProviderError> {
         let login = connection.base_url.trim().trim_end_matches('/').to_owned();
         if !(login.starts_with("https://") || login.starts_with("http://")) {
-            return Err(ProviderError::Permanent("the Salesforce login URL must be http(s)".into()));
+            return Err(ProviderError::permanent("the Salesforce login URL must be http(s)"));
         }
         let settings = &connection.settings;
         let mut maps = HashMap::new();
@@ -542,7 +542,7 @@ impl SalesforceClient {
     }
 
     fn map(&self, sobject: &str) -> Result<&FieldMap, ProviderError> {
-        self.maps.get(sobject).ok_or_else(|| ProviderError::Permanent(format!("no field map for {sobject}")))
+        self.maps.get(sobject).ok_or_else(|| ProviderError::permanent(format!("no field map for {sobject}")))
     }
 
     /// Waits or refuses according to the last `Sforce-Limit-Info`.
@@ -606,7 +606,7 @@ impl SalesforceClient {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or(from_rest)
-            .ok_or_else(|| ProviderError::Permanent("Salesforce userinfo named no instance".into()))?;
+            .ok_or_else(|| ProviderError::permanent("Salesforce userinfo named no instance"))?;
         self.set_instance(&instance);
         Ok(instance.trim_end_matches('/').to_owned())
     }
@@ -664,7 +664,7 @@ impl SalesforceClient {
     ) -> Result<RemoteRecord, ProviderError> {
         let id = row.get("Id").and_then(Value::as_str).unwrap_or_default();
         let external_id = ExternalId::parse(id.to_owned()).map_err(|_| {
-            ProviderError::Permanent(format!("Salesforce returned a {sobject} without an Id"))
+            ProviderError::permanent(format!("Salesforce returned a {sobject} without an Id"))
         })?;
         let fields = self.canonical_fields(object, sobject, row)?;
         let modified = row.get("SystemModstamp").and_then(Value::as_str).and_then(parse_sf_datetime);
@@ -802,7 +802,7 @@ impl SalesforceClient {
                 let reply = self.api(token, http::Method::POST, "/jobs/query", &[], Some(&body), &[]).await?;
                 let job: Value = reply.json()?;
                 let id = job.get("id").and_then(Value::as_str).ok_or_else(|| {
-                    ProviderError::Transient("Salesforce created a bulk job without an id".into())
+                    ProviderError::transient("Salesforce created a bulk job without an id")
                 })?;
                 let now = reply.provider_now().unwrap_or_else(|| Utc::now().timestamp_millis());
                 (id.to_owned(), Some(now))
@@ -820,7 +820,7 @@ impl SalesforceClient {
                     Some("JobComplete") => break,
                     Some("Failed") | Some("Aborted") => {
                         let msg = info.get("errorMessage").and_then(Value::as_str).unwrap_or("no message");
-                        return Err(ProviderError::Permanent(format!(
+                        return Err(ProviderError::permanent(format!(
                             "Salesforce bulk query job {job_id} failed: {}",
                             msg.chars().take(200).collect::<String>()
                         )));
@@ -886,7 +886,7 @@ impl SalesforceClient {
             }
             match self.api(token, http::Method::GET, url, &[], None, &opts).await {
                 Ok(r) => reply = Some(r),
-                Err(ProviderError::Permanent(m)) if m.contains("INVALID_QUERY_LOCATOR") => {}
+                Err(ProviderError::Permanent(m)) if m.mentions("INVALID_QUERY_LOCATOR") => {}
                 Err(e) => return Err(e),
             }
         }
@@ -954,7 +954,7 @@ impl SalesforceClient {
             // The window starts before the org's `earliestDateAvailable` (an administrator purged
             // the Recycle Bin, or the log was trimmed): the deletes in between are lost to the
             // log, so the engine reconciles ids instead; the next window starts at `end`.
-            Err(ProviderError::Permanent(m)) if m.contains("INVALID_REPLICATION_DATE") => {
+            Err(ProviderError::Permanent(m)) if m.mentions("INVALID_REPLICATION_DATE") => {
                 tracing::warn!(%object, "Salesforce's delete log no longer covers the window; reconciling ids");
                 return Ok((Vec::new(), end, true));
             }
@@ -964,7 +964,7 @@ impl SalesforceClient {
         let mut out = Vec::new();
         for d in &body.deleted_records {
             let external_id = ExternalId::parse(d.id.clone()).map_err(|_| {
-                ProviderError::Permanent("Salesforce listed a deleted record without an id".into())
+                ProviderError::permanent("Salesforce listed a deleted record without an id")
             })?;
             out.push(RemoteRecord {
                 external_id,
@@ -990,7 +990,7 @@ impl SalesforceClient {
 fn job_gone(e: ProviderError) -> ProviderError {
     match e {
         ProviderError::NotFound => ProviderError::CursorExpired,
-        ProviderError::Permanent(m) if m.contains("INVALIDLOCATOR") => ProviderError::CursorExpired,
+        ProviderError::Permanent(m) if m.mentions("INVALIDLOCATOR") => ProviderError::CursorExpired,
         other => other,
     }
 }
@@ -1001,7 +1001,7 @@ fn ms(d: Duration) -> i64 {
 
 /// Bulk API 2.0 CSV results as rows keyed by column name (empty cells are null).
 fn parse_csv(body: &[u8]) -> Result<Vec<Map<String, Value>>, ProviderError> {
-    let bad = |e: csv::Error| ProviderError::Transient(format!("malformed CSV from Salesforce: {e}"));
+    let bad = |e: csv::Error| ProviderError::transient(format!("malformed CSV from Salesforce: {e}"));
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body);
     let header: Vec<String> = reader.headers().map_err(bad)?.iter().map(str::to_owned).collect();
     let mut rows = Vec::new();
@@ -1069,15 +1069,15 @@ struct SaveError {
 impl SaveResult {
     fn error(&self) -> ProviderError {
         let Some(e) = self.errors.first() else {
-            return ProviderError::Permanent("Salesforce refused the record without saying why".into());
+            return ProviderError::permanent("Salesforce refused the record without saying why");
         };
         let text = format!("{}: {}", e.status_code, e.message.chars().take(200).collect::<String>());
         match e.status_code.as_str() {
             "ENTITY_IS_DELETED" | "INVALID_CROSS_REFERENCE_KEY" | "NOT_FOUND" => ProviderError::NotFound,
             "UNABLE_TO_LOCK_ROW" | "ALL_OR_NONE_OPERATION_ROLLED_BACK" | "SERVER_UNAVAILABLE" => {
-                ProviderError::Transient(text)
+                ProviderError::transient(text)
             }
-            _ => ProviderError::Permanent(text),
+            _ => ProviderError::permanent(text),
         }
     }
 
@@ -1203,8 +1203,8 @@ impl SalesforceClient {
                 .await?
                 .json()?;
             if results.len() != to_create.len() {
-                return Err(ProviderError::Transient(
-                    "Salesforce answered a different number of results".into(),
+                return Err(ProviderError::transient(
+                    "Salesforce answered a different number of results",
                 ));
             }
             for ((i, key), r) in to_create.iter().zip(&results) {
@@ -1222,8 +1222,8 @@ impl SalesforceClient {
             }
             slots[*i] = Some(match fresh.get(key).or_else(|| existing.get(key)) {
                 Some((_, remote)) => Ok(Self::ack(remote)),
-                None => Err(ProviderError::Transient(
-                    "the created record was not found by its key yet; retry the create".into(),
+                None => Err(ProviderError::transient(
+                    "the created record was not found by its key yet; retry the create",
                 )),
             });
         }
@@ -1264,7 +1264,7 @@ impl SalesforceClient {
                 slots[*i] = Some(match kind {
                     WriteKind::Delete => Ok(WriteAck {
                         external_id: ExternalId::parse(id.to_owned())
-                            .map_err(|_| ProviderError::Permanent("empty external id".into()))?,
+                            .map_err(|_| ProviderError::permanent("empty external id"))?,
                         remote_modified_at: None,
                         etag: None,
                         fields: None,
@@ -1308,7 +1308,7 @@ impl SalesforceClient {
                 .json()?
         };
         if results.len() != go.len() {
-            return Err(ProviderError::Transient("Salesforce answered a different number of results".into()));
+            return Err(ProviderError::transient("Salesforce answered a different number of results"));
         }
         let mut written = Vec::new();
         for ((i, id, _), r) in go.iter().zip(&results) {
@@ -1322,7 +1322,7 @@ impl SalesforceClient {
             }
             if kind == WriteKind::Delete {
                 let external_id = ExternalId::parse(r.id.clone().unwrap_or_else(|| id.clone()))
-                    .map_err(|_| ProviderError::Permanent("empty external id".into()))?;
+                    .map_err(|_| ProviderError::permanent("empty external id"))?;
                 slots[*i] =
                     Some(Ok(WriteAck { external_id, remote_modified_at: None, etag: None, fields: None }));
             } else {
@@ -1360,7 +1360,7 @@ impl ProviderClient for SalesforceClient {
         cursor: Option<&SyncCursor>,
     ) -> Result<PulledPage, ProviderError> {
         let Some(names) = sobjects(object) else {
-            return Err(ProviderError::Permanent(format!("the Salesforce adapter does not sync {object}")));
+            return Err(ProviderError::permanent(format!("the Salesforce adapter does not sync {object}")));
         };
         let mut doc = CursorDoc::parse(cursor, names.len())?;
         let i = doc.current;
@@ -1388,7 +1388,7 @@ impl ProviderClient for SalesforceClient {
         after: Option<&str>,
     ) -> Result<IdPage, ProviderError> {
         let Some(names) = sobjects(object) else {
-            return Err(ProviderError::Permanent(format!("the Salesforce adapter does not sync {object}")));
+            return Err(ProviderError::permanent(format!("the Salesforce adapter does not sync {object}")));
         };
         let (mut i, mut last) = match after.map(|a| a.split_once(':')) {
             None => (0, None),
@@ -1407,7 +1407,7 @@ impl ProviderClient for SalesforceClient {
             for row in &page.records {
                 let id = row.get("Id").and_then(Value::as_str).unwrap_or_default();
                 ids.push(ExternalId::parse(id.to_owned()).map_err(|_| {
-                    ProviderError::Permanent("Salesforce listed a record without an id".into())
+                    ProviderError::permanent("Salesforce listed a record without an id")
                 })?);
             }
             let next = if ids.len() == LIVE_IDS_PAGE {
@@ -1455,7 +1455,7 @@ impl ProviderClient for SalesforceClient {
             match sobject.filter(|_| fits) {
                 Some(s) => groups.entry((kind, object, s)).or_default().push((i, w)),
                 None => {
-                    slots[i] = Some(Err(ProviderError::Permanent(format!(
+                    slots[i] = Some(Err(ProviderError::permanent(format!(
                         "the Salesforce adapter cannot write this {object} record"
                     ))));
                 }
@@ -1468,7 +1468,7 @@ impl ProviderClient for SalesforceClient {
         }
         Ok(slots
             .into_iter()
-            .map(|s| s.unwrap_or_else(|| Err(ProviderError::Transient("no result for this write".into()))))
+            .map(|s| s.unwrap_or_else(|| Err(ProviderError::transient("no result for this write"))))
             .collect())
     }
 
@@ -1476,7 +1476,7 @@ impl ProviderClient for SalesforceClient {
     /// becomes this client's instance. No expiry is set: Salesforce does not say one.
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
         let Some(app) = &self.app else {
-            return Err(ProviderError::Permanent("no Salesforce OAuth app is configured".into()));
+            return Err(ProviderError::permanent("no Salesforce OAuth app is configured"));
         };
         let url = format!("{}/services/oauth2/token", self.login);
         let form = [
@@ -1494,9 +1494,9 @@ impl ProviderClient for SalesforceClient {
             return Err(match reply.error_code().as_deref() {
                 Some("invalid_grant") => ProviderError::Unauthorized,
                 Some(code) => {
-                    ProviderError::Permanent(format!("Salesforce refused the token request: {code}"))
+                    ProviderError::permanent(format!("Salesforce refused the token request: {code}"))
                 }
-                None => ProviderError::Permanent("Salesforce refused the token request".into()),
+                None => ProviderError::permanent("Salesforce refused the token request"),
             });
         }
         let tokens: TokenReply = reply.check(self.tuning.limit_retry_after)?.json()?;
@@ -1626,7 +1626,7 @@ mod tests {
     #[test]
     fn a_vanished_bulk_job_restarts_the_export() {
         assert!(matches!(job_gone(ProviderError::NotFound), ProviderError::CursorExpired));
-        let bad = ProviderError::Permanent("HTTP 400 INVALIDLOCATOR: invalid locator".into());
+        let bad = ProviderError::permanent("HTTP 400 INVALIDLOCATOR: invalid locator");
         assert!(matches!(job_gone(bad), ProviderError::CursorExpired));
         assert!(matches!(job_gone(ProviderError::Unauthorized), ProviderError::Unauthorized));
     }

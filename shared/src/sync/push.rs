@@ -360,7 +360,7 @@ pub async fn push_approved(
     let results = match client.write(&conn.credentials.access_token, &writes).await {
         Ok(results) => results,
         Err(e) if e.is_retryable() => return Err(e.into()),
-        Err(e) => planned.iter().map(|_| Err(ProviderError::Permanent(e.to_string()))).collect(),
+        Err(e) => planned.iter().map(|_| Err(ProviderError::permanent(e.to_string()))).collect(),
     };
     for ((group, write), result) in planned.into_iter().zip(results) {
         match result {

@@ -863,7 +863,7 @@ mod tests {
             let mut calls = self.calls.lock().unwrap();
             calls.push((address.to_owned(), existing.map(|c| c.id.clone())));
             if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(ProviderError::Transient("watch failed".into()));
+                return Err(ProviderError::transient("watch failed"));
             }
             if let Some(c) = existing.filter(|c| !c.due_for_renewal(now)) {
                 return Ok(Some(c.clone()));
@@ -1075,7 +1075,7 @@ mod tests {
 
     impl ProviderFactory for Down {
         fn client(&self, _connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
-            Err(ProviderError::Transient("503 from the provider".into()))
+            Err(ProviderError::transient("503 from the provider"))
         }
     }
 

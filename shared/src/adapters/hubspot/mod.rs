@@ -108,7 +108,7 @@ impl ProviderFactory for HubspotFactory {
     /// A client for the connection's `base_url`, with its own counters and the connection's pacer.
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
         if connection.provider != Provider::Hubspot {
-            return Err(ProviderError::Permanent(format!(
+            return Err(ProviderError::permanent(format!(
                 "the HubSpot adapter cannot serve a {} connection",
                 connection.provider
             )));
@@ -233,14 +233,14 @@ impl Reply {
             s if s.is_success() => Ok(self),
             StatusCode::UNAUTHORIZED => Err(ProviderError::Unauthorized),
             StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
-            s if s.is_server_error() => Err(ProviderError::Transient(self.error_text())),
-            _ => Err(ProviderError::Permanent(self.error_text())),
+            s if s.is_server_error() => Err(ProviderError::transient(self.error_text())),
+            _ => Err(ProviderError::permanent(self.error_text())),
         }
     }
 
     fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ProviderError> {
         serde_json::from_slice(&self.body)
-            .map_err(|e| ProviderError::Permanent(format!("malformed response body from HubSpot: {e}")))
+            .map_err(|e| ProviderError::permanent(format!("malformed response body from HubSpot: {e}")))
     }
 
     /// The provider's clock (`Date` header) in epoch milliseconds.
@@ -270,9 +270,9 @@ fn retry_wait(headers: &HeaderMap, body: &[u8]) -> Duration {
 fn transport_error(e: reqwest::Error) -> ProviderError {
     let e = e.without_url();
     if e.is_timeout() {
-        ProviderError::Transient("request to HubSpot timed out".into())
+        ProviderError::transient("request to HubSpot timed out")
     } else {
-        ProviderError::Transient(format!("request to HubSpot failed: {e}"))
+        ProviderError::transient(format!("request to HubSpot failed: {e}"))
     }
 }
 
@@ -520,7 +520,7 @@ impl HubspotClient {
         associated: &Associated<'_>,
     ) -> Result<RemoteRecord, ProviderError> {
         let external_id = ExternalId::parse(obj.id.clone())
-            .map_err(|e| ProviderError::Permanent(format!("HubSpot returned an unusable id: {e}")))?;
+            .map_err(|e| ProviderError::permanent(format!("HubSpot returned an unusable id: {e}")))?;
         let mut fields = if matches!(associated, Associated::None) {
             Fields::new()
         } else {
@@ -595,9 +595,9 @@ impl HubspotClient {
         pacing: Pacing,
     ) -> Result<Self, ProviderError> {
         let parsed = url::Url::parse(base_url)
-            .map_err(|e| ProviderError::Permanent(format!("invalid HubSpot base URL: {e}")))?;
+            .map_err(|e| ProviderError::permanent(format!("invalid HubSpot base URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ProviderError::Permanent("HubSpot base URL must be http(s)".into()));
+            return Err(ProviderError::permanent("HubSpot base URL must be http(s)"));
         }
         Ok(Self {
             http,
@@ -792,7 +792,7 @@ impl HubspotClient {
         let next_after = match page.next_after() {
             None => None,
             Some(a) => Some(a.parse::<usize>().map_err(|_| {
-                ProviderError::Permanent("HubSpot search returned a non-numeric paging token".into())
+                ProviderError::permanent("HubSpot search returned a non-numeric paging token")
             })?),
         };
         let provider_now = reply.provider_now();
@@ -892,7 +892,7 @@ impl ProviderClient for HubspotClient {
         cursor: Option<&SyncCursor>,
     ) -> Result<PulledPage, ProviderError> {
         let Some(spec) = objects::spec(object) else {
-            return Err(ProviderError::Permanent(format!("the HubSpot adapter does not sync {object}")));
+            return Err(ProviderError::permanent(format!("the HubSpot adapter does not sync {object}")));
         };
         match Phase::parse(cursor)? {
             Phase::Full { after, started_at, max_seen } => {
@@ -915,7 +915,7 @@ impl ProviderClient for HubspotClient {
     /// rejects is `Unauthorized`; no configured app is `Permanent`.
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
         let Some(app) = &self.app else {
-            return Err(ProviderError::Permanent("no HubSpot OAuth app is configured".into()));
+            return Err(ProviderError::permanent("no HubSpot OAuth app is configured"));
         };
         let url = format!("{}/oauth/v1/token", self.base);
         let form = [

@@ -67,7 +67,7 @@ fn fallback_proof(spec: &ObjectSpec, why: &str) -> Result<CreateProof, ProviderE
     if spec.object == ObjectType::Contacts {
         return Ok(CreateProof::Email);
     }
-    Err(ProviderError::Permanent(format!(
+    Err(ProviderError::permanent(format!(
         "cannot create {} idempotently: {why}; grant the app the crm.schemas.{}.write scope (or create a \
          unique-value text property `syncbridge_key` on {}) and retry",
         spec.object, spec.path, spec.path
@@ -137,19 +137,6 @@ enum Op {
     Delete,
 }
 
-fn copy(e: &ProviderError) -> ProviderError {
-    match e {
-        ProviderError::RateLimited { retry_after } => {
-            ProviderError::RateLimited { retry_after: *retry_after }
-        }
-        ProviderError::Unauthorized => ProviderError::Unauthorized,
-        ProviderError::NotFound => ProviderError::NotFound,
-        ProviderError::CursorExpired => ProviderError::CursorExpired,
-        ProviderError::Conflict => ProviderError::Conflict,
-        ProviderError::Transient(m) => ProviderError::Transient(m.clone()),
-        ProviderError::Permanent(m) => ProviderError::Permanent(m.clone()),
-    }
-}
 
 #[derive(Debug, Deserialize)]
 struct BatchReply {
@@ -191,7 +178,7 @@ impl BatchError {
         match self.category.as_str() {
             "OBJECT_NOT_FOUND" => ProviderError::NotFound,
             "CONFLICT" => ProviderError::Conflict,
-            _ => ProviderError::Permanent(format!(
+            _ => ProviderError::permanent(format!(
                 "HubSpot refused the record: {} {}",
                 self.category,
                 self.message.chars().take(200).collect::<String>()
@@ -202,7 +189,7 @@ impl BatchError {
 
 fn ack(spec: &ObjectSpec, obj: &HubObject) -> Result<WriteAck, ProviderError> {
     let external_id = ExternalId::parse(obj.id.clone())
-        .map_err(|e| ProviderError::Permanent(format!("HubSpot returned an unusable id: {e}")))?;
+        .map_err(|e| ProviderError::permanent(format!("HubSpot returned an unusable id: {e}")))?;
     let modified = obj
         .properties
         .get(spec.modified)
@@ -229,10 +216,10 @@ fn wanted_associations(spec: &ObjectSpec, fields: &Fields) -> Result<Wanted, Pro
                 .map(|v| super::id_text(v).ok_or(()))
                 .collect::<Result<BTreeSet<String>, ()>>()
                 .map_err(|()| {
-                    ProviderError::Permanent(format!("{} must be an array of record ids", a.field))
+                    ProviderError::permanent(format!("{} must be an array of record ids", a.field))
                 })?,
             Some(_) => {
-                return Err(ProviderError::Permanent(format!("{} must be an array of record ids", a.field)));
+                return Err(ProviderError::permanent(format!("{} must be an array of record ids", a.field)));
             }
         };
         out.push((*a, ids));
@@ -278,7 +265,7 @@ impl HubspotClient {
         for ((object, op), indices) in groups {
             let Some(spec) = objects::spec(object) else {
                 for i in indices {
-                    results[i] = Some(Err(ProviderError::Permanent(format!(
+                    results[i] = Some(Err(ProviderError::permanent(format!(
                         "the HubSpot adapter does not write {object}"
                     ))));
                 }
@@ -302,7 +289,7 @@ impl HubspotClient {
                     }
                     Err(e) => {
                         for i in chunk {
-                            results[*i] = Some(Err(copy(&e)));
+                            results[*i] = Some(Err(e.clone()));
                         }
                     }
                 }
@@ -310,7 +297,7 @@ impl HubspotClient {
         }
         Ok(results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Transient("HubSpot returned no result".into()))))
+            .map(|r| r.unwrap_or_else(|| Err(ProviderError::transient("HubSpot returned no result"))))
             .collect())
     }
 
@@ -423,7 +410,7 @@ impl HubspotClient {
                 return Err(found
                     .check()
                     .err()
-                    .unwrap_or_else(|| ProviderError::Transient("HubSpot answered oddly".into())));
+                    .unwrap_or_else(|| ProviderError::transient("HubSpot answered oddly")));
             }
         }
         let url = format!("{}/crm/v3/properties/{}", self.base, spec.path);
@@ -457,7 +444,7 @@ impl HubspotClient {
             _ => Err(created
                 .check()
                 .err()
-                .unwrap_or_else(|| ProviderError::Transient("HubSpot answered oddly".into()))),
+                .unwrap_or_else(|| ProviderError::transient("HubSpot answered oddly"))),
         }
     }
 
@@ -617,7 +604,7 @@ impl HubspotClient {
                 }
                 Err(e @ ProviderError::Permanent(_)) => {
                     for c in &missing {
-                        done.insert(c.key.clone(), Err(copy(&e)));
+                        done.insert(c.key.clone(), Err(e.clone()));
                     }
                 }
                 Err(e) => return Err(e),
@@ -628,14 +615,10 @@ impl HubspotClient {
         let mut out = Outcomes::new();
         for (key, indices) in &by_key {
             let r = done.remove(key).unwrap_or_else(|| {
-                Err(ProviderError::Transient("HubSpot reported no result for the create".into()))
+                Err(ProviderError::transient("HubSpot reported no result for the create"))
             });
             for i in indices {
-                let r = match &r {
-                    Ok(a) => Ok(a.clone()),
-                    Err(e) => Err(copy(e)),
-                };
-                out.push((*i, r));
+                out.push((*i, r.clone()));
             }
         }
         Ok(out)
@@ -726,7 +709,7 @@ impl HubspotClient {
                 }
                 Err(e @ ProviderError::Permanent(_)) => {
                     for i in &sent {
-                        done.insert(*i, Err(copy(&e)));
+                        done.insert(*i, Err(e.clone()));
                     }
                 }
                 Err(e) => return Err(e),
@@ -749,7 +732,7 @@ impl HubspotClient {
             .iter()
             .map(|i| {
                 let r = failed.remove(i).map(Err).or_else(|| done.remove(i)).unwrap_or_else(|| {
-                    Err(ProviderError::Transient("HubSpot reported no result for the update".into()))
+                    Err(ProviderError::transient("HubSpot reported no result for the update"))
                 });
                 (*i, r)
             })
@@ -784,7 +767,7 @@ impl HubspotClient {
                 Ok(mut read) => read.pop().map(|(_, by_id)| by_id).unwrap_or_default(),
                 Err(e) => {
                     for (i, _, _) in &users {
-                        failed.insert(*i, copy(&e));
+                        failed.insert(*i, e.clone());
                     }
                     continue;
                 }
@@ -830,7 +813,7 @@ impl HubspotClient {
                     Ok(errors) => {
                         for e in errors {
                             let froms = e.context("fromObjectId");
-                            let err = ProviderError::Permanent(format!(
+                            let err = ProviderError::permanent(format!(
                                 "HubSpot refused an association to {}: {} {}",
                                 a.to,
                                 e.category,
@@ -848,7 +831,7 @@ impl HubspotClient {
                     }
                     Err(e) => {
                         for (c, _) in part {
-                            failed.insert(c.index, copy(&e));
+                            failed.insert(c.index, e.clone());
                         }
                     }
                 }
@@ -867,7 +850,7 @@ impl HubspotClient {
                 let sent = self.post(token, &url, &json!({ "inputs": inputs })).await.and_then(Reply::check);
                 if let Err(e) = sent {
                     for c in part {
-                        failed.insert(c.index, copy(&e));
+                        failed.insert(c.index, e.clone());
                     }
                 }
             }
