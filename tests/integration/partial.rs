@@ -300,7 +300,12 @@ async fn a_google_calendar_answering_403_puts_the_connection_in_error_until_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graph_calendar_answering_403_puts_the_connection_in_error_until_the_retry_action_succeeds() {
-    let stack = stack(0, false).await.unwrap();
+    let stack = LocalStack::start(StackOptions {
+        graph: syncbridge_fakes::graph::FakeConfig { events: 5, ..Default::default() },
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
     let body = json!({ "error": { "code": "ErrorAccessDenied", "message": "Access is denied. Check credentials and try again." } });
     let base = stack.graph.base_url();
     a_refused_calendar_fails_the_connection_then_recovers(
