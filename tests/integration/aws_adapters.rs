@@ -84,6 +84,7 @@ fn run(c: &Connection, run_id: &str, job: &str, finished: DateTime<Utc>) -> Sync
         duration_ms: 3000,
         counts: RunCounts { pulled: 4, created: 4, requests: 2, pages: 1, ..RunCounts::default() },
         error: None,
+        objects: Default::default(),
     }
 }
 

@@ -14,6 +14,7 @@ mod lifecycle_api;
 mod lifecycle_store;
 mod oauth;
 mod openapi;
+mod partial;
 mod queues;
 mod salesforce_adapter;
 mod salesforce_e2e;

@@ -406,10 +406,12 @@ pub async fn sync(args: &SyncArgs) -> Result<()> {
         .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("connection has no id"))?
         .to_owned();
+    let requested_at = chrono::Utc::now() - chrono::Duration::seconds(1);
     let started = api.call(reqwest::Method::POST, &format!("/v1/connections/{id}/sync"), None).await?;
     let job_id = started.get("job_id").and_then(Value::as_str).unwrap_or_default().to_owned();
     println!("Syncing connection {id} (job {job_id}) ...");
     let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout_seconds);
+    let mut reported_attempt = 0;
     let runs = loop {
         if std::time::Instant::now() > deadline {
             bail!("the sync did not finish within {} s; see `syncbridge status`", args.timeout_seconds);
@@ -421,14 +423,30 @@ pub async fn sync(args: &SyncArgs) -> Result<()> {
         if let Some(done) = runs_since_job(&runs, &job_id) {
             break done;
         }
+        // A job can fail without a run (credentials rejected, retries used up): the connection
+        // then shows `error`, and its errors name the job.
+        let errors =
+            api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/errors?limit=20"), None).await?;
+        match job_failure(&errors, &job_id, requested_at) {
+            Some(JobFailure::GaveUp(why)) => {
+                let help = api_info(&info.api_url, &id);
+                bail!("the sync failed: {why}\n{}", advice_for_connection_error(&why, &help));
+            }
+            Some(JobFailure::Retrying { attempt, error, next_attempt_at }) if attempt > reported_attempt => {
+                reported_attempt = attempt;
+                println!("Attempt {attempt} failed ({error}); the worker retries at {next_attempt_at} ...");
+            }
+            _ => {}
+        }
     };
     let sum = |k: &str| -> u64 {
         runs.iter().filter_map(|r| r.pointer(&format!("/counts/{k}")).and_then(Value::as_u64)).sum()
     };
     let duration: u64 = runs.iter().filter_map(|r| r.get("duration_ms").and_then(Value::as_u64)).sum();
     let last = runs.last().cloned().unwrap_or(Value::Null);
-    println!(
-        "Done in {} run(s), {:.1} s: {} records pulled ({} created, {} updated, {} deleted, {} unchanged); {} requests to {} ({} answered 429).",
+    let status = last.get("status").and_then(Value::as_str).unwrap_or("succeeded");
+    let summary = format!(
+        "in {} run(s), {:.1} s: {} records pulled ({} created, {} updated, {} deleted, {} unchanged); {} requests to {} ({} answered 429).",
         runs.len(),
         duration as f64 / 1000.0,
         sum("pulled"),
@@ -440,10 +458,146 @@ pub async fn sync(args: &SyncArgs) -> Result<()> {
         args.provider,
         sum("rate_limited")
     );
-    if let Some(err) = last.get("error").and_then(Value::as_str) {
-        println!("Last run failed: {err}");
+    match status {
+        "partial" | "failed" => {
+            let health =
+                api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/health"), None).await.ok();
+            let report = object_report(&runs, health.as_ref());
+            if status == "failed" {
+                let why = last.get("error").and_then(Value::as_str).unwrap_or("no object type synced");
+                bail!(
+                    "the sync failed: no object type synced ({why})\n{report}\nOnce fixed, run `syncbridge sync` again (it retries at once)."
+                );
+            }
+            println!("Partial sync {summary}\n{report}");
+            println!(
+                "The other object types synced. Once fixed, run `syncbridge sync` again: a manual sync retries failed object types at once (scheduled syncs retry them with backoff)."
+            );
+        }
+        _ => {
+            println!("Done {summary}");
+            if let Some(err) = last.get("error").and_then(Value::as_str) {
+                println!("Last run failed: {err}");
+            }
+        }
     }
     Ok(())
+}
+
+/// How to reach a connection through the API, for advice printed to a person.
+struct ApiInfo {
+    delete: String,
+}
+
+fn api_info(api_url: &str, id: &str) -> ApiInfo {
+    ApiInfo {
+        delete: format!(
+            "curl -X DELETE -H \"Authorization: Bearer $(syncbridge token)\" {api_url}/v1/connections/{id}"
+        ),
+    }
+}
+
+/// What a person can do about a connection-level failure.
+fn advice_for_connection_error(why: &str, api: &ApiInfo) -> String {
+    if why.contains("rejected the credentials") {
+        format!(
+            "What to do: check the token. The connection keeps the token it was created with, so remove it first ({}) and run `syncbridge sync --token ...` again.",
+            api.delete
+        )
+    } else {
+        "What to do: see `syncbridge status`; once the cause is fixed, run `syncbridge sync` again."
+            .to_owned()
+    }
+}
+
+/// A failure of the job (or of any job started after `requested_at`, such as its continuation)
+/// in `GET .../errors`.
+#[derive(Debug, PartialEq)]
+enum JobFailure {
+    /// The worker gave up: the connection shows `error`.
+    GaveUp(String),
+    /// An attempt failed and SQS delivers the job again.
+    Retrying { attempt: u64, error: String, next_attempt_at: String },
+}
+
+fn job_failure(
+    errors: &Value,
+    job_id: &str,
+    requested_at: chrono::DateTime<chrono::Utc>,
+) -> Option<JobFailure> {
+    let items = errors.get("items").and_then(Value::as_array)?;
+    let ours = items.iter().find(|e| {
+        let at = e
+            .get("at")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t >= requested_at);
+        e.get("job_id").and_then(Value::as_str) == Some(job_id) || at
+    })?;
+    let error = ours.get("error").and_then(Value::as_str).unwrap_or("unknown error").to_owned();
+    let next = ours.get("next_attempt_at").and_then(Value::as_str);
+    let gave_up = errors.get("status").and_then(Value::as_str) == Some("error");
+    match next {
+        Some(next) if !gave_up => Some(JobFailure::Retrying {
+            attempt: ours.get("attempt").and_then(Value::as_u64).unwrap_or(1),
+            error,
+            next_attempt_at: next.to_owned(),
+        }),
+        _ if gave_up => Some(JobFailure::GaveUp(
+            errors.get("current_error").and_then(Value::as_str).map_or(error, str::to_owned),
+        )),
+        _ => None,
+    }
+}
+
+/// One line per object type over the job's runs (counts summed, the last outcome and error), and
+/// the health reasons that say what to do.
+fn object_report(runs: &[Value], health: Option<&Value>) -> String {
+    #[derive(Default)]
+    struct Line {
+        counts: [u64; 4],
+        outcome: String,
+        error: Option<String>,
+    }
+    let mut objects: std::collections::BTreeMap<String, Line> = std::collections::BTreeMap::new();
+    for run in runs {
+        for (name, o) in run.get("objects").and_then(Value::as_object).into_iter().flatten() {
+            let line = objects.entry(name.clone()).or_default();
+            for (n, k) in line.counts.iter_mut().zip(["pulled", "created", "updated", "deleted"]) {
+                *n += o.get(k).and_then(Value::as_u64).unwrap_or(0);
+            }
+            line.outcome = o.get("outcome").and_then(Value::as_str).unwrap_or("-").to_owned();
+            line.error = o.pointer("/error/message").and_then(Value::as_str).map(|m| {
+                let attempts = o.pointer("/error/attempts").and_then(Value::as_u64).unwrap_or(1);
+                let retry = o.pointer("/error/retry_at").and_then(Value::as_str).unwrap_or("-");
+                format!("{m} ({attempts} attempt(s); next automatic attempt at {retry})")
+            });
+        }
+    }
+    let mut out = String::new();
+    for (name, line) in objects {
+        let [pulled, created, updated, deleted] = line.counts;
+        match line.error {
+            Some(error) => out.push_str(&format!("  {name:<12} {:<9} {error}\n", line.outcome.to_uppercase())),
+            None => out.push_str(&format!(
+                "  {name:<12} {:<9} {pulled} pulled ({created} created, {updated} updated, {deleted} deleted)\n",
+                line.outcome
+            )),
+        }
+    }
+    let reasons =
+        health.and_then(|h| h.get("reasons")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let fixes: Vec<String> = reasons
+        .iter()
+        .filter(|r| r.get("code").and_then(Value::as_str) == Some("object_failed"))
+        .filter_map(|r| r.get("message").and_then(Value::as_str).map(|m| format!("  - {m}")))
+        .collect();
+    if !fixes.is_empty() {
+        out.push_str("What to do:\n");
+        out.push_str(&fixes.join("\n"));
+        out.push('\n');
+    }
+    out.trim_end().to_owned()
 }
 
 /// The runs of the job `job_id` and its continuations, oldest first, once the last one finished
@@ -454,4 +608,64 @@ fn runs_since_job(runs_newest_first: &[Value], job_id: &str) -> Option<Vec<Value
     let mine: Vec<Value> = runs_newest_first[..=pos].iter().rev().cloned().collect();
     let finished = mine.last().and_then(|r| r.get("status")).and_then(Value::as_str) != Some("continued");
     finished.then_some(mine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_rejected_job_of_an_errored_connection_is_a_failure_with_the_connection_error() {
+        let errors = json!({
+            "status": "error",
+            "current_error": "the provider rejected the credentials",
+            "items": [{ "job_id": "c1:m:1", "at": "2026-01-01T00:00:05Z", "error": "the provider rejected the credentials", "attempt": 1, "next_attempt_at": null }],
+        });
+        let failure = job_failure(&errors, "c1:m:1", at("2026-01-01T00:00:00Z"));
+        assert_eq!(failure, Some(JobFailure::GaveUp("the provider rejected the credentials".into())));
+        let advice =
+            advice_for_connection_error("the provider rejected the credentials", &api_info("http://x", "c1"));
+        assert!(advice.contains("DELETE") && advice.contains("--token"), "{advice}");
+    }
+
+    #[test]
+    fn an_older_failure_or_an_error_status_without_one_is_not_this_jobs_failure() {
+        let errors = json!({
+            "status": "error",
+            "current_error": "old",
+            "items": [{ "job_id": "c1:m:0", "at": "2025-12-31T00:00:00Z", "error": "old", "next_attempt_at": null }],
+        });
+        assert_eq!(job_failure(&errors, "c1:m:1", at("2026-01-01T00:00:00Z")), None);
+        let retrying = json!({
+            "status": "pending",
+            "items": [{ "job_id": "c1:m:1", "at": "2026-01-01T00:00:05Z", "error": "HTTP 503", "attempt": 2, "next_attempt_at": "2026-01-01T00:01:00Z" }],
+        });
+        assert!(matches!(
+            job_failure(&retrying, "c1:m:1", at("2026-01-01T00:00:00Z")),
+            Some(JobFailure::Retrying { attempt: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn the_object_report_names_each_type_its_counts_the_failure_and_what_to_do() {
+        let runs = [json!({ "status": "partial", "objects": {
+            "contacts": { "outcome": "synced", "pulled": 3, "created": 3, "updated": 0, "deleted": 0 },
+            "notes": { "outcome": "failed", "error": { "message": "HTTP 403 MISSING_SCOPES: no", "attempts": 1, "retry_at": "2026-01-01T00:05:00Z" } },
+        }})];
+        let health = json!({ "reasons": [{ "code": "object_failed", "message": "notes does not sync: grant it" }, { "code": "stale", "message": "x" }] });
+        let report = object_report(&runs, Some(&health));
+        assert!(report.contains("contacts     synced    3 pulled (3 created"), "{report}");
+        assert!(
+            report.contains("notes        FAILED    HTTP 403 MISSING_SCOPES: no (1 attempt(s)"),
+            "{report}"
+        );
+        assert!(
+            report.contains("What to do:\n  - notes does not sync: grant it") && !report.contains("- x"),
+            "{report}"
+        );
+    }
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod demo;
 pub mod gateway;
 pub mod local;
+pub mod proxy;
 pub mod runner;
 pub mod stack;
 

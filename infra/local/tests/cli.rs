@@ -71,3 +71,28 @@ fn syncbridge_up_sync_status_token_and_down_work_against_the_hubspot_fake() {
     // SAFETY: signal 0 only asks whether the process exists.
     assert_ne!(unsafe { libc::kill(pid as libc::pid_t, 0) }, 0, "the daemon must be gone after down");
 }
+
+#[test]
+fn syncbridge_sync_with_a_rejected_token_fails_at_once_with_the_reason_and_what_to_do() {
+    let home = Home::new();
+    text(&home.run(&["up", "--contacts", "3"]));
+    let hubspot = home.stack()["hubspot_url"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let out = home.run(&[
+        "sync",
+        "--provider",
+        "hubspot",
+        "--base-url",
+        &hubspot,
+        "--token",
+        "pat-mistyped-0000",
+        "--timeout-seconds",
+        "300",
+    ]);
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "a rejected token must fail the command: {shown}");
+    assert!(shown.contains("the sync failed: the provider rejected the credentials"), "{shown}");
+    assert!(shown.contains("What to do: check the token") && shown.contains("DELETE"), "{shown}");
+    assert!(!shown.contains("pat-mistyped-0000"), "the token must not be echoed");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "it waited {:?}", started.elapsed());
+}

@@ -157,6 +157,7 @@ impl Inner {
         stored.last_run_id = c.last_run_id.clone();
         stored.inflight_since = c.inflight_since;
         stored.push_channel = c.push_channel.clone();
+        stored.object_errors = c.object_errors.clone();
         stored.version += 1;
         Ok(stored.version)
     }
@@ -964,6 +965,7 @@ mod tests {
             duration_ms: 0,
             counts: RunCounts::default(),
             error: None,
+            objects: Default::default(),
         }
     }
 

@@ -184,6 +184,9 @@ pub struct Connection {
     pub inflight_since: Option<DateTime<Utc>>,
     /// The push channel (Google) or subscription (Graph) the worker keeps open for this connection.
     pub push_channel: Option<super::channel::PushChannel>,
+    /// Object types whose last pull failed with a permanent provider error (worker-owned): the
+    /// others sync on; these keep their cursor and are retried from their `retry_at`.
+    pub object_errors: BTreeMap<ObjectType, ObjectError>,
     pub settings: ConnectionSettings,
     /// Set while a person has paused the connection: it is out of the due index
     /// (`next_sync_at` is `None`), manual syncs are refused and queued jobs are dropped.
@@ -220,6 +223,7 @@ impl Connection {
             record_counts: BTreeMap::new(),
             inflight_since: None,
             push_channel: None,
+            object_errors: BTreeMap::new(),
             settings: new.settings,
             paused_at: None,
             created_at: now,
@@ -256,6 +260,103 @@ impl Connection {
     /// The SQS message group: one connection is never synced by two workers at once.
     pub fn message_group(&self) -> String {
         message_group(&self.tenant_id, &self.connection_id)
+    }
+}
+
+/// What kind of provider error stopped an object type's pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectErrorClass {
+    /// The provider refused the request for good (403 missing scope, 400 bad query, ...).
+    Permanent,
+    /// The provider does not know what was asked for (404).
+    NotFound,
+}
+
+/// Why an object type's pull failed, how often in a row, and when it is tried again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ObjectError {
+    pub class: ObjectErrorClass,
+    /// The provider's HTTP status, when the error came from one of its answers.
+    #[serde(default)]
+    pub http_status: Option<u16>,
+    /// The provider's error code when it gave one (HubSpot `category`, Salesforce `errorCode`,
+    /// Google `reason`, Graph `code`), e.g. `MISSING_SCOPES`.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The error as the adapter reported it (no credentials; at most a few hundred characters).
+    pub message: String,
+    /// Consecutive failed attempts.
+    pub attempts: u32,
+    pub first_failed_at: DateTime<Utc>,
+    pub last_failed_at: DateTime<Utc>,
+    /// Scheduled syncs skip the object type until then; a manual sync tries it at once.
+    pub retry_at: DateTime<Utc>,
+}
+
+/// The first retry of a failed object type waits this long; each further failure doubles it.
+pub const OBJECT_RETRY_BASE_MINUTES: i64 = 5;
+/// The longest wait between retries of a failed object type.
+pub const OBJECT_RETRY_MAX_MINUTES: i64 = 4 * 60;
+
+impl ObjectError {
+    /// The error after one more failed attempt at `now` (`previous`: the object type's error
+    /// before it, if it was failing already). `message` is the adapter's text; a leading
+    /// `HTTP {status} {CODE}` (the adapters' format) gives the status and code.
+    pub fn failed(
+        previous: Option<&ObjectError>,
+        class: ObjectErrorClass,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let attempts = previous.map_or(0, |p| p.attempts).saturating_add(1);
+        let (http_status, code) = http_status_and_code(message);
+        Self {
+            class,
+            http_status,
+            code,
+            message: message.chars().take(500).collect(),
+            attempts,
+            first_failed_at: previous.map_or(now, |p| p.first_failed_at),
+            last_failed_at: now,
+            retry_at: now + object_retry_delay(attempts),
+        }
+    }
+
+    /// True while scheduled syncs leave the object type alone.
+    pub fn waiting(&self, now: DateTime<Utc>) -> bool {
+        self.retry_at > now
+    }
+
+    /// One line for people: `notes: HTTP 403 MISSING_SCOPES: ... (2 attempts)`.
+    pub fn describe(&self, object: ObjectType) -> String {
+        let times = if self.attempts == 1 { "attempt" } else { "attempts" };
+        format!("{object}: {} ({} {times})", self.message, self.attempts)
+    }
+}
+
+/// The wait after the `attempts`-th consecutive failure: 5 min doubling, at most 4 h.
+pub fn object_retry_delay(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    Duration::minutes((OBJECT_RETRY_BASE_MINUTES << doublings).min(OBJECT_RETRY_MAX_MINUTES))
+}
+
+/// `(Some(403), Some("MISSING_SCOPES"))` from `HTTP 403 MISSING_SCOPES: ...` (the adapters'
+/// error text); `None`s for any other text.
+fn http_status_and_code(message: &str) -> (Option<u16>, Option<String>) {
+    let Some(rest) = message.strip_prefix("HTTP ") else {
+        return (None, None);
+    };
+    let head = rest.split(':').next().unwrap_or_default();
+    let mut words = head.split_whitespace();
+    let status = words.next().and_then(|w| w.parse::<u16>().ok()).filter(|s| (100..=599).contains(s));
+    let code = words
+        .next()
+        .filter(|w| w.len() <= 64 && w.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+        .map(str::to_owned);
+    match status {
+        Some(s) => (Some(s), code),
+        None => (None, None),
     }
 }
 
@@ -355,6 +456,32 @@ mod tests {
         assert_eq!(c.next_slot_after(now, now), now + Duration::minutes(15));
         let long_ago = now - Duration::hours(2);
         assert_eq!(c.next_slot_after(long_ago, now), now + Duration::minutes(15));
+    }
+
+    #[test]
+    fn object_retries_wait_five_minutes_doubling_per_failure_up_to_four_hours() {
+        let waits: Vec<i64> = (1..=8).map(|n| object_retry_delay(n).num_minutes()).collect();
+        assert_eq!(waits, vec![5, 10, 20, 40, 80, 160, 240, 240]);
+        assert_eq!(object_retry_delay(u32::MAX).num_minutes(), 240);
+    }
+
+    #[test]
+    fn a_repeated_object_failure_counts_attempts_keeps_its_first_time_and_reads_status_and_code() {
+        let now = Utc::now();
+        let text = "HTTP 403 MISSING_SCOPES: This app hasn't been granted all required scopes";
+        let first = ObjectError::failed(None, ObjectErrorClass::Permanent, text, now);
+        assert_eq!((first.http_status, first.code.as_deref()), (Some(403), Some("MISSING_SCOPES")));
+        assert_eq!((first.attempts, first.retry_at), (1, now + Duration::minutes(5)));
+        let later = now + Duration::minutes(20);
+        let second = ObjectError::failed(Some(&first), ObjectErrorClass::Permanent, text, later);
+        assert_eq!((second.attempts, second.first_failed_at), (2, now));
+        assert_eq!(second.retry_at, later + Duration::minutes(10));
+        assert!(second.waiting(later) && !second.waiting(second.retry_at));
+        assert_eq!(second.describe(ObjectType::Notes), format!("notes: {text} (2 attempts)"));
+        let plain = ObjectError::failed(None, ObjectErrorClass::NotFound, "not found at the provider", now);
+        assert_eq!((plain.http_status, plain.code), (None, None));
+        let bare = ObjectError::failed(None, ObjectErrorClass::Permanent, "HTTP 400", now);
+        assert_eq!((bare.http_status, bare.code), (Some(400), None));
     }
 
     #[test]

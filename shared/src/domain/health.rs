@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::audit::{AuditEntry, AuditOutcome};
-use super::connection::{Connection, ConnectionStatus};
+use super::connection::{Connection, ConnectionStatus, ObjectError, ObjectErrorClass};
 use super::ids::Provider;
 use super::run::{RunStatus, SyncRun};
 
@@ -64,7 +64,9 @@ pub const STALE_INTERVALS: i32 = 3;
 /// The health rules, worst first:
 /// - failed: `sync_error` (status `error`: the worker gave up; the retry action applies),
 ///   `last_run_failed`, `token_expired` (expired and no refresh token);
-/// - degraded: `retrying` (the last job attempt failed and SQS will retry it),
+/// - degraded: `object_failed` (one per object type whose pull failed for good: the others
+///   sync; it is retried from its `retry_at`, or at once by a manual sync),
+///   `retrying` (the last job attempt failed and SQS will retry it),
 ///   `token_expiring` (within 24 h, no refresh token), `open_conflicts`, `push_failed`,
 ///   `channel_missing` / `channel_expired` (Google and Microsoft connections that have synced,
 ///   only when `WEBHOOK_BASE_URL` is set), `stale` (the last sync, or the creation of a connection
@@ -101,6 +103,21 @@ pub fn assess(input: &HealthInput<'_>) -> (HealthStatus, Vec<HealthReason>) {
                 format!("the access token expires at {expires} and there is no refresh token"),
             );
         }
+    }
+    for (object, e) in &c.object_errors {
+        let times = if e.attempts == 1 { "attempt" } else { "attempts" };
+        add(
+            "object_failed",
+            Severity::Degraded,
+            format!(
+                "{object} does not sync: {} ({} {times} since {}); the other object types sync; {}; next automatic attempt at {}, or sync now",
+                e.message,
+                e.attempts,
+                e.first_failed_at,
+                object_error_advice(e),
+                e.retry_at
+            ),
+        );
     }
     if let RetryState { state: RetryPhase::Retrying, attempts, next_attempt_at, .. } = input.retry {
         let when = next_attempt_at.map(|t| format!(", next attempt at {t}")).unwrap_or_default();
@@ -151,6 +168,20 @@ pub fn assess(input: &HealthInput<'_>) -> (HealthStatus, Vec<HealthReason>) {
         _ => HealthStatus::Healthy,
     };
     (status, reasons)
+}
+
+/// What a person can do about an object type's error.
+pub fn object_error_advice(e: &ObjectError) -> &'static str {
+    match (e.class, e.http_status) {
+        (_, Some(403)) => {
+            "the token lacks a permission (scope) for it: grant it in the provider and reconnect"
+        }
+        (ObjectErrorClass::NotFound, _) | (_, Some(404)) => {
+            "the provider does not offer it to this account: check the account's plan and settings"
+        }
+        (_, Some(400)) => "the provider refused the query: check the connection's field mapping",
+        _ => "see the message",
+    }
 }
 
 /// Where a connection stands after failed job attempts.
@@ -233,11 +264,13 @@ pub struct RunSummary {
     pub succeeded: usize,
     /// Runs that ran out of time and handed over to a continuation (parts of one sync).
     pub continued: usize,
+    /// Runs that finished with some object types failed (the others synced).
+    pub partial: usize,
     pub failed: usize,
     /// Failed job attempts audited in the same time span (the worker records a failed attempt as
     /// an audit entry, not as a run).
     pub failed_attempts: usize,
-    /// `succeeded / (succeeded + failed + failed_attempts)`; `null` when nothing finished.
+    /// `succeeded / (succeeded + partial + failed + failed_attempts)`; `null` when nothing finished.
     pub success_rate: Option<f64>,
     /// Mean `duration_ms` of the runs; `null` without runs.
     pub mean_duration_ms: Option<f64>,
@@ -251,14 +284,19 @@ pub struct RunSummary {
 /// Summarises `runs` (any order) and `failed_attempts` failures in their span.
 pub fn summarize(runs: &[SyncRun], failed_attempts: usize) -> RunSummary {
     let count = |s: RunStatus| runs.iter().filter(|r| r.status == s).count();
-    let (succeeded, continued, failed) =
-        (count(RunStatus::Succeeded), count(RunStatus::Continued), count(RunStatus::Failed));
-    let finished = succeeded + failed + failed_attempts;
+    let (succeeded, continued, partial, failed) = (
+        count(RunStatus::Succeeded),
+        count(RunStatus::Continued),
+        count(RunStatus::Partial),
+        count(RunStatus::Failed),
+    );
+    let finished = succeeded + partial + failed + failed_attempts;
     let total_ms: u64 = runs.iter().map(|r| r.duration_ms).sum();
     RunSummary {
         runs: runs.len(),
         succeeded,
         continued,
+        partial,
         failed,
         failed_attempts,
         success_rate: (finished > 0).then(|| succeeded as f64 / finished as f64),
@@ -318,6 +356,7 @@ mod tests {
             duration_ms,
             counts: RunCounts::default(),
             error: None,
+            objects: Default::default(),
         }
     }
 
@@ -393,6 +432,23 @@ mod tests {
         assert_eq!(codes(&reasons), vec!["retrying", "open_conflicts", "push_failed"]);
         let failed = run(RunStatus::Failed, 10, 5);
         assert_eq!(assess(&HealthInput { last_run: Some(&failed), ..i }).0, HealthStatus::Failed);
+    }
+
+    #[test]
+    fn a_failed_object_type_degrades_the_connection_naming_the_type_the_error_and_the_next_attempt() {
+        use crate::domain::{ObjectError, ObjectErrorClass, ObjectType};
+        let mut c = conn(Provider::Hubspot);
+        let text = "HTTP 403 MISSING_SCOPES: requires crm.objects.notes.read";
+        let error = ObjectError::failed(None, ObjectErrorClass::Permanent, text, t0() - Duration::minutes(1));
+        c.object_errors.insert(ObjectType::Notes, error.clone());
+        let partial = run(RunStatus::Partial, 10, 1);
+        let (status, reasons) = assess(&HealthInput { last_run: Some(&partial), ..input(&c, &NO_RETRY) });
+        assert_eq!((status, codes(&reasons)), (HealthStatus::Degraded, vec!["object_failed"]));
+        let message = &reasons[0].message;
+        assert!(message.starts_with("notes does not sync: HTTP 403 MISSING_SCOPES"), "{message}");
+        assert!(message.contains("grant it") && message.contains(&error.retry_at.to_string()), "{message}");
+        c.status = ConnectionStatus::Error;
+        assert_eq!(assess(&input(&c, &NO_RETRY)).0, HealthStatus::Failed, "no object type synced: error");
     }
 
     #[test]
@@ -473,6 +529,12 @@ mod tests {
         assert_eq!((s.runs, s.succeeded, s.continued, s.failed, s.failed_attempts), (4, 2, 1, 1, 1));
         assert_eq!(s.success_rate, Some(0.5));
         assert_eq!(s.mean_duration_ms, Some(250.0));
+        let with_partial = summarize(&[runs[0].clone(), run(RunStatus::Partial, 100, 1)], 0);
+        assert_eq!(
+            (with_partial.partial, with_partial.success_rate),
+            (1, Some(0.5)),
+            "partial is no success"
+        );
         assert_eq!(s.max_duration_ms, Some(400));
         assert_eq!(s.from, Some(t0() - Duration::minutes(30)));
         let empty = summarize(&[], 0);

@@ -16,7 +16,10 @@ pub mod run;
 
 pub use audit::{AuditEntry, AuditOutcome, Operation};
 pub use channel::PushChannel;
-pub use connection::{Connection, ConnectionSettings, ConnectionStatus, Credentials, NewConnection};
+pub use connection::{
+    Connection, ConnectionSettings, ConnectionStatus, Credentials, NewConnection, ObjectError,
+    ObjectErrorClass,
+};
 pub use event::{DomainEvent, RecordChange};
 pub use ids::{
     ConnectionId, ExternalId, IdempotencyKey, JobId, ObjectType, ParseError, Provider, RecordId, RunId,
@@ -27,4 +30,4 @@ pub use mapping::{FieldMap, StageMap};
 pub use policy::{ConflictPolicy, Ownership, Source};
 pub use push::{ConflictItem, ConflictStatus, Priority, PushAction, PushItem, PushStatus, Resolution};
 pub use record::{CanonicalRecord, RemoteRecord, UpsertOutcome};
-pub use run::{RunCounts, RunStatus, SyncRun};
+pub use run::{ObjectOutcome, ObjectRun, RunCounts, RunStatus, SyncRun};

@@ -1,9 +1,13 @@
-//! Sync runs: one record per worker invocation of a job, with its counts and duration.
+//! Sync runs: one record per worker invocation of a job, with its counts and duration, and what
+//! happened to each object type.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ids::{ConnectionId, JobId, RunId, TenantId};
+use super::connection::ObjectError;
+use super::ids::{ConnectionId, JobId, ObjectType, RunId, TenantId};
 use super::job::JobReason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -12,7 +16,51 @@ pub enum RunStatus {
     Succeeded,
     /// Ran out of time, checkpointed and enqueued a continuation job.
     Continued,
+    /// Finished, but at least one object type failed (or waits for its retry after failing):
+    /// the other object types synced. See the run's `objects`.
+    Partial,
     Failed,
+}
+
+/// What one object type did in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectOutcome {
+    /// Pulled up to the present.
+    Synced,
+    /// Stopped for the deadline; the continuation job carries on from its cursor.
+    Continued,
+    /// Its pull failed with a permanent provider error: its cursor stays, the others went on.
+    Failed,
+    /// Not pulled: it failed before and waits for its `retry_at`.
+    Skipped,
+}
+
+/// One object type of a run: what it did, its counts and, when it failed or was skipped, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ObjectRun {
+    pub outcome: ObjectOutcome,
+    #[serde(default)]
+    pub pulled: u64,
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub updated: u64,
+    #[serde(default)]
+    pub deleted: u64,
+    #[serde(default)]
+    pub unchanged: u64,
+    #[serde(default)]
+    pub pages: u64,
+    /// The object type's error (outcome `failed` or `skipped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ObjectError>,
+}
+
+impl ObjectRun {
+    pub fn new(outcome: ObjectOutcome) -> Self {
+        Self { outcome, pulled: 0, created: 0, updated: 0, deleted: 0, unchanged: 0, pages: 0, error: None }
+    }
 }
 
 /// What one run did. `processed = succeeded + failed`.
@@ -83,4 +131,7 @@ pub struct SyncRun {
     pub duration_ms: u64,
     pub counts: RunCounts,
     pub error: Option<String>,
+    /// Per object type (absent in runs written before partial runs existed).
+    #[serde(default)]
+    pub objects: BTreeMap<ObjectType, ObjectRun>,
 }

@@ -23,8 +23,8 @@ use super::problem::{self, ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use crate::domain::{
     AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, ConnectionSettings,
-    ConnectionStatus, Credentials, Job, JobId, JobReason, NewConnection, ObjectType, Operation, Provider,
-    RecordId, RunCounts, RunId, RunStatus, SyncRun, TenantId,
+    ConnectionStatus, Credentials, Job, JobId, JobReason, NewConnection, ObjectError, ObjectRun, ObjectType,
+    Operation, Provider, RecordId, RunCounts, RunId, RunStatus, SyncRun, TenantId,
 };
 use crate::ports::{AuditLog, Clock, ConnectionStore, JobQueue, RecordStore, RunStore};
 
@@ -118,6 +118,9 @@ pub struct ConnectionView {
     pub last_error: Option<String>,
     pub last_run_id: Option<RunId>,
     pub record_counts: BTreeMap<ObjectType, u64>,
+    /// Object types whose pull failed for good (the others sync): the error, attempts and the
+    /// next automatic attempt (`retry_at`; a manual sync tries at once). Empty when all sync.
+    pub object_errors: BTreeMap<ObjectType, ObjectError>,
     pub settings: ConnectionSettings,
     /// True while paused (`POST .../pause`): not scheduled, no manual syncs.
     pub paused: bool,
@@ -139,6 +142,7 @@ impl From<&Connection> for ConnectionView {
             last_error: c.last_error.clone(),
             last_run_id: c.last_run_id.clone(),
             record_counts: c.record_counts.clone(),
+            object_errors: c.object_errors.clone(),
             settings: c.settings.clone(),
             paused: c.is_paused(),
             paused_at: c.paused_at,
@@ -160,7 +164,12 @@ pub struct RunView {
     pub counts: RunCounts,
     pub processed: u64,
     pub succeeded: u64,
+    /// For `partial` and `failed` runs: the failing object types, one `type: error (n attempts)`
+    /// each, separated by `; `.
     pub error: Option<String>,
+    /// What each object type did (pulled, created, ..., and its error when it failed or was
+    /// skipped while waiting for its retry). Empty for runs from before per-object results.
+    pub objects: BTreeMap<ObjectType, ObjectRun>,
 }
 
 impl From<SyncRun> for RunView {
@@ -177,6 +186,7 @@ impl From<SyncRun> for RunView {
             duration_ms: r.duration_ms,
             counts: r.counts,
             error: r.error,
+            objects: r.objects,
         }
     }
 }
@@ -779,6 +789,7 @@ mod tests {
                 duration_ms: 1500,
                 counts: RunCounts { pulled: 10, created: 7, failed: 3, ..Default::default() },
                 error: Some("hubspot rate limited".into()),
+                objects: Default::default(),
             };
             self.store.finish(&conn, &run).await.unwrap();
             run

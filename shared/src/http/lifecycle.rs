@@ -16,8 +16,8 @@ use super::auth::Caller;
 use super::problem::{self, ApiError, ApiPath, ApiQuery};
 use crate::domain::health::{self, HealthReason, HealthStatus, RetryPhase, RetryState, RunSummary};
 use crate::domain::{
-    AuditEntry, AuditOutcome, ConflictStatus, Connection, ConnectionStatus, Job, ObjectType, Operation,
-    PushStatus, TenantId,
+    AuditEntry, AuditOutcome, ConflictStatus, Connection, ConnectionStatus, Job, ObjectError, ObjectType,
+    Operation, PushStatus, TenantId,
 };
 use crate::ports::{AuditQuery, ConflictQuery, PushQuery, StoreError};
 
@@ -299,6 +299,9 @@ pub enum ObjectSyncState {
     Syncing,
     /// Pulled up to its cursor.
     Synced,
+    /// Its last pull failed with a permanent provider error (see `error`); the other object
+    /// types sync, and it is retried from `error.retry_at` (or at once by a manual sync).
+    Failed,
     /// The connection is in `error`.
     Error,
     /// The connection is paused.
@@ -317,6 +320,9 @@ pub struct ObjectStatusView {
     pub has_cursor: bool,
     /// When a sync last completed with this object pulled up to its cursor.
     pub last_synced_at: Option<DateTime<Utc>>,
+    /// Why its pull fails (state `failed`, or `error` when no object type synced), with the
+    /// provider's status and code, the attempts and the next automatic attempt.
+    pub error: Option<ObjectError>,
 }
 
 /// `GET .../status`.
@@ -348,12 +354,15 @@ pub fn status_view(c: &Connection) -> StatusView {
         .into_iter()
         .map(|object| {
             let has_cursor = c.cursors.contains_key(&object);
+            let error = c.object_errors.get(&object).cloned();
             let state = if c.is_paused() {
                 ObjectSyncState::Paused
             } else if c.status == ConnectionStatus::Error {
                 ObjectSyncState::Error
             } else if c.inflight_since.is_some() {
                 ObjectSyncState::Syncing
+            } else if error.is_some() {
+                ObjectSyncState::Failed
             } else if has_cursor {
                 ObjectSyncState::Synced
             } else {
@@ -364,7 +373,8 @@ pub fn status_view(c: &Connection) -> StatusView {
                 state,
                 records: c.record_counts.get(&object).copied().unwrap_or(0),
                 has_cursor,
-                last_synced_at: if has_cursor { c.last_sync_at } else { None },
+                last_synced_at: if has_cursor && error.is_none() { c.last_sync_at } else { None },
+                error,
             }
         })
         .collect();

@@ -462,6 +462,7 @@ async fn the_run_summary_reports_counts_and_the_success_rate() {
             duration_ms: ms as u64,
             counts: RunCounts::default(),
             error: None,
+            objects: Default::default(),
         };
         h.store.finish(&conn, &run).await.unwrap();
     }

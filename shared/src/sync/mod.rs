@@ -5,6 +5,8 @@ pub mod dispatcher;
 #[cfg(test)]
 mod interleavings;
 pub mod merge;
+#[cfg(test)]
+mod partial_tests;
 pub mod pull;
 pub mod push;
 pub mod tasks;

@@ -1,8 +1,13 @@
 //! The worker: handles a batch of SQS job messages. Each job syncs one connection: refresh its
 //! token, pull each object type from its cursor page by page (checkpointing after every page),
 //! record the run, audit, and announce changes. It reports only the messages to retry.
+//!
+//! An object type whose pull fails with a permanent provider error does not stop the others: its
+//! cursor stays, the error is kept on the connection (`object_errors`) with a `retry_at` that
+//! doubles per consecutive failure, and the run is `partial`. Only when no object type synced is
+//! the connection in `error`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
@@ -17,7 +22,8 @@ use crate::domain::job::JobParseError;
 use crate::domain::record::Fields;
 use crate::domain::{
     AuditEntry, AuditOutcome, Connection, ConnectionStatus, DomainEvent, ExternalId, Job, JobKind, JobReason,
-    ObjectType, Operation, RemoteRecord, RunCounts, RunId, RunStatus, SyncRun, TenantId, UpsertOutcome,
+    ObjectError, ObjectErrorClass, ObjectOutcome, ObjectRun, ObjectType, Operation, RemoteRecord, RunCounts,
+    RunId, RunStatus, SyncRun, TenantId, UpsertOutcome,
 };
 use crate::domain::{ConflictItem, ConflictStatus};
 use crate::ports::{BusError, ConflictQuery, ProviderClient, ProviderError, QueueError, StoreError};
@@ -65,6 +71,19 @@ pub enum JobOutcome {
         run_id: RunId,
         counts: RunCounts,
     },
+    /// Finished with some object types failed (or waiting for their retry); the others synced.
+    Partial {
+        run_id: RunId,
+        counts: RunCounts,
+    },
+    /// No object type synced: every one failed or waits for its retry. Recorded as a `failed`
+    /// run, the connection shows `error`; acknowledged (retrying at once would fail the same way).
+    Failed {
+        run_id: RunId,
+    },
+    /// Every object type waits for its retry after failing, and the job was not asked for by a
+    /// person: acknowledged without a run or a provider call.
+    BackingOff,
     /// The job had already finished (a redelivery): nothing was done.
     AlreadyDone,
     /// The connection is paused: the job was dropped (resuming schedules a sync at once).
@@ -271,9 +290,27 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
     let started_at = deps.clock.now();
     let started = std::time::Instant::now();
     let run_id = RunId::generate();
+    // A person asked (sync now, retry): failed object types are tried at once. Otherwise a job
+    // that would only find object types waiting for their retry does nothing (pushes still run).
+    let mut retry_now = false;
+    if job.reason == JobReason::Manual {
+        for error in conn.object_errors.values_mut().filter(|e| e.waiting(started_at)) {
+            error.retry_at = started_at;
+            retry_now = true;
+        }
+    } else if job.reason != JobReason::Push
+        && conn
+            .provider
+            .object_types()
+            .iter()
+            .all(|o| conn.object_errors.get(o).is_some_and(|e| e.waiting(started_at)))
+    {
+        info!(job_id = %job.job_id, "every object type waits for its retry; nothing to do");
+        return Ok(JobOutcome::BackingOff);
+    }
     // A job found `inflight_since` set when an earlier attempt of a job died mid-way: it is kept, so
     // this attempt announces what that one wrote (see `pull::replay_announcement`).
-    if conn.status != ConnectionStatus::Pending || conn.inflight_since.is_none() {
+    if retry_now || conn.status != ConnectionStatus::Pending || conn.inflight_since.is_none() {
         conn.status = ConnectionStatus::Pending;
         conn.inflight_since.get_or_insert(started_at);
         conn.version = deps.connections.save_state(&conn).await?;
@@ -282,9 +319,11 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
     ensure_fresh_token(deps, &mut conn, client.as_ref(), false).await?;
 
     let mut counts = RunCounts::default();
-    let mut continued = false;
-    let mut result = pull_all(deps, &mut conn, client.as_ref(), deadline, &mut counts, &mut continued).await;
-    if result.is_ok() && !continued {
+    let mut result = pull_all(deps, &mut conn, client.as_ref(), deadline, &mut counts, job).await;
+    if let Ok(pulled) = &result
+        && !pulled.continued
+        && !pulled.none_synced()
+    {
         match push_approved(deps, &conn, client.as_ref()).await {
             Ok(pushed) => {
                 counts.pushed += pushed.completed;
@@ -298,7 +337,10 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
     let stats = client.stats();
     counts.requests = stats.requests;
     counts.rate_limited = stats.rate_limited;
-    result?;
+    let pulled = result?;
+    let continued = pulled.continued;
+    let failed = !continued && pulled.none_synced();
+    let problems = pulled.problems();
 
     let finished_at = deps.clock.now();
     if continued {
@@ -311,6 +353,10 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         );
         let next = Job { renew_channel: job.renew_channel, ..next };
         deps.queue.enqueue(std::slice::from_ref(&next)).await?;
+    } else if failed {
+        warn!(job_id = %job.job_id, problems = ?problems, "no object type synced");
+        conn.status = ConnectionStatus::Error;
+        conn.last_error = Some(format!("no object type synced: {}", problems.join("; ")));
     } else {
         conn.status = if has_open_conflicts(deps, &conn).await? {
             ConnectionStatus::Conflict
@@ -329,18 +375,31 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         run_id: run_id.clone(),
         job_id: job.job_id.clone(),
         reason: job.reason,
-        status: if continued { RunStatus::Continued } else { RunStatus::Succeeded },
+        status: if continued {
+            RunStatus::Continued
+        } else if failed {
+            RunStatus::Failed
+        } else if !problems.is_empty() {
+            RunStatus::Partial
+        } else {
+            RunStatus::Succeeded
+        },
         started_at,
         finished_at,
         duration_ms: started.elapsed().as_millis() as u64,
         counts,
-        error: None,
+        error: (!problems.is_empty()).then(|| problems.join("; ")),
+        objects: pulled.objects,
     };
     deps.runs.finish(&conn, &run).await?;
-    let summary = AuditEntry::new(tenant.clone(), Operation::Pull, AuditOutcome::Success, "worker", finished_at)
+    let outcome = if failed { AuditOutcome::Failure } else { AuditOutcome::Success };
+    let summary = AuditEntry::new(tenant.clone(), Operation::Pull, outcome, "worker", finished_at)
         .connection(conn_id)
-        .detail(json!({ "run_id": run_id, "job_id": job.job_id, "reason": job.reason, "counts": counts, "continued": continued }));
+        .detail(json!({ "run_id": run_id, "job_id": job.job_id, "reason": job.reason, "counts": counts, "continued": continued, "status": run.status, "error": run.error }));
     deps.audit.append(&[summary]).await?;
+    if failed {
+        return Ok(JobOutcome::Failed { run_id });
+    }
     if !continued {
         deps.bus
             .publish(&[DomainEvent::SyncCompleted {
@@ -353,6 +412,8 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
     }
     Ok(if continued {
         JobOutcome::Continued { run_id, counts }
+    } else if run.status == RunStatus::Partial {
+        JobOutcome::Partial { run_id, counts }
     } else {
         JobOutcome::Completed { run_id, counts }
     })
@@ -468,120 +529,244 @@ async fn ensure_fresh_token(
     Ok(true)
 }
 
+/// What the pulls of one job did, per object type in pull order (types not reached before the
+/// deadline are absent).
+#[derive(Debug, Default)]
+struct Pulled {
+    objects: BTreeMap<ObjectType, ObjectRun>,
+    /// Stopped early because the deadline came near.
+    continued: bool,
+}
+
+impl Pulled {
+    /// True when no object type synced: each one failed or was skipped.
+    fn none_synced(&self) -> bool {
+        !self.objects.is_empty()
+            && self
+                .objects
+                .values()
+                .all(|o| matches!(o.outcome, ObjectOutcome::Failed | ObjectOutcome::Skipped))
+    }
+
+    /// One line per object type that failed or was skipped.
+    fn problems(&self) -> Vec<String> {
+        self.objects
+            .iter()
+            .filter_map(|(object, run)| run.error.as_ref().map(|e| e.describe(*object)))
+            .collect()
+    }
+}
+
+/// The class of a provider error that fails only its object type, or `None` for errors that
+/// concern the whole job: rejected credentials (the connection's), throttling and outages
+/// (retried by SQS).
+fn object_failure(e: &JobError) -> Option<(ObjectErrorClass, String)> {
+    match e {
+        JobError::Provider(ProviderError::Permanent(text)) => {
+            Some((ObjectErrorClass::Permanent, text.clone()))
+        }
+        JobError::Provider(ProviderError::NotFound) => Some((ObjectErrorClass::NotFound, e.to_string())),
+        JobError::Provider(ProviderError::Conflict | ProviderError::CursorExpired) => {
+            Some((ObjectErrorClass::Permanent, e.to_string()))
+        }
+        _ => None,
+    }
+}
+
 /// Pulls every object type of the connection from its cursor, checkpointing after every page.
-/// Sets `continued` when it stopped early because the deadline came near.
+/// Object types waiting for their `retry_at` are skipped; one that fails with a permanent
+/// provider error is recorded on the connection and the next one goes on. Stops early (with
+/// `continued`) when the deadline comes near.
 async fn pull_all(
     deps: &Deps,
     conn: &mut Connection,
     client: &dyn ProviderClient,
     deadline: Deadline,
     counts: &mut RunCounts,
-    continued: &mut bool,
-) -> Result<(), JobError> {
+    job: &Job,
+) -> Result<Pulled, JobError> {
     let mut refreshed_after_401 = false;
+    let mut pulled = Pulled::default();
     for &object in conn.provider.object_types() {
-        loop {
-            if deadline.remaining() <= deps.settings.deadline_margin {
-                *continued = true;
-                return Ok(());
+        let now = deps.clock.now();
+        if let Some(error) = conn.object_errors.get(&object).filter(|e| e.waiting(now)) {
+            let mut run = ObjectRun::new(ObjectOutcome::Skipped);
+            run.error = Some(error.clone());
+            pulled.objects.insert(object, run);
+            continue;
+        }
+        let mut run = ObjectRun::new(ObjectOutcome::Synced);
+        let result =
+            pull_object(deps, conn, client, deadline, object, counts, &mut run, &mut refreshed_after_401)
+                .await;
+        match result {
+            Ok(true) => {
+                run.outcome = ObjectOutcome::Continued;
+                pulled.objects.insert(object, run);
+                pulled.continued = true;
+                return Ok(pulled);
             }
-            let cursor = conn.cursors.get(&object).cloned();
-            let mut page = match client
-                .pull_page(&conn.credentials.access_token, object, cursor.as_ref())
-                .await
-            {
-                Ok(page) => page,
-                Err(ProviderError::Unauthorized) if !refreshed_after_401 => {
-                    refreshed_after_401 = true;
-                    if ensure_fresh_token(deps, conn, client, true).await? {
-                        continue;
-                    }
-                    return Err(ProviderError::Unauthorized.into());
-                }
-                Err(ProviderError::CursorExpired) if cursor.is_some() => {
-                    warn!(connection = %conn.connection_id, %object, "cursor expired; starting a full pull");
-                    conn.cursors.remove(&object);
+            Ok(false) => {}
+            Err(e) => {
+                let Some((class, text)) = object_failure(&e) else {
+                    return Err(e);
+                };
+                let now = deps.clock.now();
+                let error = ObjectError::failed(conn.object_errors.get(&object), class, &text, now);
+                warn!(connection = %conn.connection_id, %object, attempts = error.attempts, retry_at = %error.retry_at, error = %text, "object type failed; the others go on");
+                conn.object_errors.insert(object, error.clone());
+                conn.version = deps.connections.save_state(conn).await?;
+                let entry = AuditEntry::new(
+                    conn.tenant_id.clone(),
+                    Operation::Pull,
+                    AuditOutcome::Failure,
+                    "worker",
+                    now,
+                )
+                .connection(&conn.connection_id)
+                .detail(json!({
+                    "job_id": job.job_id,
+                    "object": object,
+                    "class": error.class,
+                    "http_status": error.http_status,
+                    "code": error.code,
+                    "error": error.message,
+                    "attempts": error.attempts,
+                    "retry_at": error.retry_at,
+                }));
+                deps.audit.append(&[entry]).await?;
+                run.outcome = ObjectOutcome::Failed;
+                run.error = Some(error);
+            }
+        }
+        pulled.objects.insert(object, run);
+    }
+    Ok(pulled)
+}
+
+/// Pulls one object type from its cursor to the present, page by page, checkpointing after
+/// every page. `Ok(true)`: stopped because the deadline came near.
+#[allow(clippy::too_many_arguments)]
+async fn pull_object(
+    deps: &Deps,
+    conn: &mut Connection,
+    client: &dyn ProviderClient,
+    deadline: Deadline,
+    object: ObjectType,
+    counts: &mut RunCounts,
+    run: &mut ObjectRun,
+    refreshed_after_401: &mut bool,
+) -> Result<bool, JobError> {
+    loop {
+        if deadline.remaining() <= deps.settings.deadline_margin {
+            return Ok(true);
+        }
+        let cursor = conn.cursors.get(&object).cloned();
+        let mut page = match client.pull_page(&conn.credentials.access_token, object, cursor.as_ref()).await {
+            Ok(page) => page,
+            Err(ProviderError::Unauthorized) if !*refreshed_after_401 => {
+                *refreshed_after_401 = true;
+                if ensure_fresh_token(deps, conn, client, true).await? {
                     continue;
                 }
-                Err(e) => return Err(e.into()),
-            };
-            if page.reconcile_deletes {
-                let gone = vanished(deps, conn, client, object, &page.records).await?;
-                warn!(connection = %conn.connection_id, %object, gone = gone.len(), "provider's delete log fell short; reconciled ids");
-                page.records.extend(gone);
+                return Err(ProviderError::Unauthorized.into());
             }
-            counts.pages += 1;
-            counts.pulled += page.records.len() as u64;
-            let now = deps.clock.now();
-            let tasks = match object {
-                ObjectType::Events => research_tasks(&conn.settings, &page.records, now),
-                _ => Vec::new(),
-            };
-            let applied = apply_page_audited(
+            Err(ProviderError::CursorExpired) if cursor.is_some() => {
+                warn!(connection = %conn.connection_id, %object, "cursor expired; starting a full pull");
+                conn.cursors.remove(&object);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if page.reconcile_deletes {
+            let gone = vanished(deps, conn, client, object, &page.records).await?;
+            warn!(connection = %conn.connection_id, %object, gone = gone.len(), "provider's delete log fell short; reconciled ids");
+            page.records.extend(gone);
+        }
+        counts.pages += 1;
+        counts.pulled += page.records.len() as u64;
+        run.pages += 1;
+        run.pulled += page.records.len() as u64;
+        let now = deps.clock.now();
+        let tasks = match object {
+            ObjectType::Events => research_tasks(&conn.settings, &page.records, now),
+            _ => Vec::new(),
+        };
+        let applied = apply_page_audited(
+            deps.records.as_ref(),
+            Some(deps.audit.as_ref()),
+            conn,
+            object,
+            page.records,
+            now,
+        )
+        .await?;
+        counts.created += applied.outcome.created.len() as u64;
+        counts.updated += applied.outcome.updated.len() as u64;
+        counts.deleted += applied.outcome.deleted.len() as u64;
+        counts.unchanged += applied.outcome.unchanged;
+        run.created += applied.outcome.created.len() as u64;
+        run.updated += applied.outcome.updated.len() as u64;
+        run.deleted += applied.outcome.deleted.len() as u64;
+        run.unchanged += applied.outcome.unchanged;
+        let mut audit = applied.audit;
+        let mut events = applied.events;
+        audit.extend(created_summary(conn, object, &applied.outcome.created, now));
+        count_records(conn, object, &applied.outcome);
+        counts.conflicts_decided += applied.conflicts;
+        for (item, decisions) in applied.pushes {
+            if deps.pushes.create(&item).await? {
+                audit.extend(decisions);
+            }
+        }
+        for conflict in applied.parked {
+            if deps.conflicts.detected(&conflict).await? {
+                counts.conflicts_parked += 1;
+                audit.push(conflict_audit(&conflict, now));
+                events.push(DomainEvent::ConflictDetected {
+                    tenant_id: conflict.tenant_id.clone(),
+                    connection_id: conflict.connection_id.clone(),
+                    conflict_id: conflict.conflict_id.clone(),
+                    record_id: conflict.record_id.clone(),
+                    object: conflict.object,
+                    field: conflict.field.clone(),
+                });
+            }
+        }
+        if !tasks.is_empty() {
+            let derived = apply_page_audited(
                 deps.records.as_ref(),
                 Some(deps.audit.as_ref()),
                 conn,
-                object,
-                page.records,
+                ObjectType::ResearchTasks,
+                tasks,
                 now,
             )
             .await?;
-            counts.created += applied.outcome.created.len() as u64;
-            counts.updated += applied.outcome.updated.len() as u64;
-            counts.deleted += applied.outcome.deleted.len() as u64;
-            counts.unchanged += applied.outcome.unchanged;
-            let mut audit = applied.audit;
-            let mut events = applied.events;
-            audit.extend(created_summary(conn, object, &applied.outcome.created, now));
-            count_records(conn, object, &applied.outcome);
-            counts.conflicts_decided += applied.conflicts;
-            for (item, decisions) in applied.pushes {
-                if deps.pushes.create(&item).await? {
-                    audit.extend(decisions);
-                }
-            }
-            for conflict in applied.parked {
-                if deps.conflicts.detected(&conflict).await? {
-                    counts.conflicts_parked += 1;
-                    audit.push(conflict_audit(&conflict, now));
-                    events.push(DomainEvent::ConflictDetected {
-                        tenant_id: conflict.tenant_id.clone(),
-                        connection_id: conflict.connection_id.clone(),
-                        conflict_id: conflict.conflict_id.clone(),
-                        record_id: conflict.record_id.clone(),
-                        object: conflict.object,
-                        field: conflict.field.clone(),
-                    });
-                }
-            }
-            if !tasks.is_empty() {
-                let derived = apply_page_audited(
-                    deps.records.as_ref(),
-                    Some(deps.audit.as_ref()),
-                    conn,
-                    ObjectType::ResearchTasks,
-                    tasks,
-                    now,
-                )
-                .await?;
-                counts.tasks_opened += derived.outcome.created.len() as u64;
-                counts.tasks_updated += derived.outcome.updated.len() as u64;
-                counts.tasks_cancelled += derived.outcome.deleted.len() as u64;
-                audit.extend(derived.audit);
-                audit.extend(created_summary(conn, ObjectType::ResearchTasks, &derived.outcome.created, now));
-                events.extend(derived.events);
-                count_records(conn, ObjectType::ResearchTasks, &derived.outcome);
-            }
-            deps.audit.append(&audit).await?;
-            deps.bus.publish(&events).await?;
-            conn.cursors.insert(object, page.cursor);
-            conn.version = deps.connections.save_state(conn).await?;
-            if !page.has_more {
-                break;
-            }
+            counts.tasks_opened += derived.outcome.created.len() as u64;
+            counts.tasks_updated += derived.outcome.updated.len() as u64;
+            counts.tasks_cancelled += derived.outcome.deleted.len() as u64;
+            audit.extend(derived.audit);
+            audit.extend(created_summary(conn, ObjectType::ResearchTasks, &derived.outcome.created, now));
+            events.extend(derived.events);
+            count_records(conn, ObjectType::ResearchTasks, &derived.outcome);
+        }
+        deps.audit.append(&audit).await?;
+        deps.bus.publish(&events).await?;
+        conn.cursors.insert(object, page.cursor);
+        let recovered = conn.object_errors.remove(&object);
+        conn.version = deps.connections.save_state(conn).await?;
+        if let Some(old) = recovered {
+            info!(connection = %conn.connection_id, %object, attempts = old.attempts, "object type syncs again");
+            let entry = AuditEntry::new(conn.tenant_id.clone(), Operation::Pull, AuditOutcome::Success, "worker", now)
+                    .connection(&conn.connection_id)
+                    .detail(json!({ "object": object, "recovered": true, "failed_attempts": old.attempts, "first_failed_at": old.first_failed_at }));
+            deps.audit.append(&[entry]).await?;
+        }
+        if !page.has_more {
+            return Ok(false);
         }
     }
-    Ok(())
 }
 
 /// The stored records of `object` the provider no longer has, as remote deletes: for a pull whose

@@ -4,7 +4,8 @@
 //!
 //! Formats: timestamps are RFC 3339 strings in UTC with full precision, except `next_sync_at`
 //! (number, epoch seconds, the due index's sort key) and `expires_at` (number, epoch seconds, the TTL
-//! attribute). Record `fields` and `base`, run `counts`, and audit `detail`/`before`/`after` are JSON
+//! attribute). Record `fields` and `base`, run `counts` and `objects`, connection `object_errors`
+//! (absent when none), and audit `detail`/`before`/`after` are JSON
 //! strings: exact for every JSON value and opaque to DynamoDB, which never queries inside them.
 //! Cursors and record counts are maps keyed by object type.
 
@@ -322,6 +323,7 @@ pub(super) fn connection_state(
         ("channel_resource_id", c.push_channel.as_ref().and_then(|p| p.resource_id.as_deref().map(s))),
         ("channel_secret_enc", c.push_channel.as_ref().map(|p| seal(&p.secret)).transpose()?),
         ("channel_expires_at", c.push_channel.as_ref().map(|p| time(p.expires_at))),
+        ("object_errors", (!c.object_errors.is_empty()).then(|| json(&c.object_errors))),
     ])
 }
 
@@ -454,6 +456,7 @@ pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<
         record_counts,
         inflight_since: r.opt_time("inflight_since")?,
         push_channel: push_channel_from(&r, cipher)?,
+        object_errors: r.opt_json("object_errors")?.unwrap_or_default(),
         settings: r.opt_json("settings")?.unwrap_or_default(),
         paused_at: r.opt_time("paused_at")?,
         created_at: r.time("created_at")?,
@@ -563,6 +566,7 @@ pub(super) fn run_to_item(run: &SyncRun) -> Item {
         ("finished_at", time(run.finished_at)),
         ("duration_ms", n(run.duration_ms)),
         ("counts", json(&run.counts)),
+        ("objects", json(&run.objects)),
         ("expires_at", epoch(run.finished_at + Duration::days(RUN_TTL_DAYS))),
     ];
     item.extend(attrs.into_iter().map(|(k, v)| (k.to_owned(), v)));
@@ -586,6 +590,7 @@ pub(super) fn run_from_item(item: &Item) -> Result<SyncRun, StoreError> {
         duration_ms: r.n("duration_ms")?,
         counts: r.json("counts")?,
         error: r.opt_s("error")?.map(str::to_owned),
+        objects: r.opt_json("objects")?.unwrap_or_default(),
     })
 }
 
@@ -716,6 +721,7 @@ mod tests {
         assert_eq!(a.last_error, b.last_error);
         assert_eq!(a.last_run_id, b.last_run_id);
         assert_eq!(a.record_counts, b.record_counts);
+        assert_eq!(a.object_errors, b.object_errors);
         assert_eq!(a.created_at, b.created_at);
         assert_eq!(a.version, b.version);
     }
@@ -733,6 +739,29 @@ mod tests {
         assert_eq!(item["next_sync_at"], n(at(0).timestamp()));
         let shard = due_shard(&c.tenant_id, &c.connection_id, 4);
         assert_eq!(item["due_shard"], s(format!("DUE#{shard}")));
+        assert!(!item.contains_key("object_errors"), "absent while every object type syncs");
+    }
+
+    #[test]
+    fn object_errors_round_trip_and_an_empty_set_removes_the_attribute() {
+        use crate::domain::{ObjectError, ObjectErrorClass};
+        let k = cipher();
+        let mut c = connection();
+        let text = "HTTP 403 MISSING_SCOPES: missing crm.objects.notes.read";
+        c.object_errors
+            .insert(ObjectType::Notes, ObjectError::failed(None, ObjectErrorClass::Permanent, text, at(5)));
+        let item = connection_to_item(&c, &k, 4).unwrap();
+        let back = connection_from_item(&item, &k).unwrap();
+        assert_same_connection(&back, &c);
+        assert_eq!(back.object_errors[&ObjectType::Notes].code.as_deref(), Some("MISSING_SCOPES"));
+        c.object_errors.clear();
+        let state = connection_state(&c, &k).unwrap();
+        assert!(state.iter().any(|(name, v)| *name == "object_errors" && v.is_none()), "None removes it");
+        let mut bad = item;
+        bad.insert("object_errors".into(), s(r#"{"widgets":{}}"#));
+        assert!(
+            matches!(connection_from_item(&bad, &k), Err(StoreError::Corrupt(m)) if m.contains("object_errors"))
+        );
     }
 
     #[test]
@@ -915,6 +944,14 @@ mod tests {
             duration_ms: 30_005,
             counts: RunCounts { pulled: 7, created: 2, requests: 3, ..RunCounts::default() },
             error: Some("timed out".into()),
+            objects: BTreeMap::from([(
+                ObjectType::Contacts,
+                crate::domain::ObjectRun {
+                    pulled: 7,
+                    created: 2,
+                    ..crate::domain::ObjectRun::new(crate::domain::ObjectOutcome::Continued)
+                },
+            )]),
         }
     }
 
@@ -924,6 +961,12 @@ mod tests {
         let item = run_to_item(&r);
         assert_eq!(run_from_item(&item).unwrap(), r);
         assert_eq!(item["status"], s("continued"));
+        let mut older = item.clone();
+        older.remove("objects");
+        assert!(
+            run_from_item(&older).unwrap().objects.is_empty(),
+            "runs from before per-object results read"
+        );
         assert_eq!(item["expires_at"], n((at(30) + Duration::days(90)).timestamp()));
         let job = job_to_item(&r);
         assert_eq!(job["sk"], s("JOB#c1:s:1700000000"));
