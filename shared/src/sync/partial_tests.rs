@@ -64,7 +64,7 @@ impl ProviderClient for Scripted {
         let failure = self.failing.lock().unwrap().get(&object).cloned();
         if let Some(f) = failure {
             return Err(match f {
-                Failure::Permanent(text) => ProviderError::Permanent(text.to_owned()),
+                Failure::Permanent(text) => ProviderError::permanent(text.to_owned()),
                 Failure::NotFound => ProviderError::NotFound,
                 Failure::Transient => ProviderError::Transient("HTTP 503".into()),
                 Failure::Unauthorized => ProviderError::Unauthorized,

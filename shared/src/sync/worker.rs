@@ -563,7 +563,7 @@ impl Pulled {
 fn object_failure(e: &JobError) -> Option<(ObjectErrorClass, String)> {
     match e {
         JobError::Provider(ProviderError::Permanent(text)) => {
-            Some((ObjectErrorClass::Permanent, text.clone()))
+            Some((ObjectErrorClass::Permanent, text.to_string()))
         }
         JobError::Provider(ProviderError::NotFound) => Some((ObjectErrorClass::NotFound, e.to_string())),
         JobError::Provider(ProviderError::Conflict | ProviderError::CursorExpired) => {

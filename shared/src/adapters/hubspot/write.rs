@@ -825,7 +825,7 @@ impl HubspotClient {
                                 .map(|(c, _)| c.index)
                                 .collect();
                             for i in hit {
-                                failed.insert(i, copy(&err));
+                                failed.insert(i, err.clone());
                             }
                         }
                     }
