@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ports;
+pub mod retry;
 pub mod sync;
 pub mod telemetry;
 pub mod wiring;

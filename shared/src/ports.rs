@@ -452,7 +452,9 @@ impl Fault {
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.status, self.code.as_deref()) {
-            (Some(s), Some(c)) if !self.message.starts_with("HTTP ") => write!(f, "HTTP {s} {c}: {}", self.message),
+            (Some(s), Some(c)) if !self.message.starts_with("HTTP ") => {
+                write!(f, "HTTP {s} {c}: {}", self.message)
+            }
             (Some(s), None) if !self.message.starts_with("HTTP ") => write!(f, "HTTP {s}: {}", self.message),
             _ => f.write_str(&self.message),
         }

@@ -68,7 +68,7 @@ fn failed_indexes(failed_count: i32, results: &[PutEventsResultEntry], sent: usi
 }
 
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(50u64 << attempt.min(6))
+    crate::retry::backoff(Duration::from_millis(100), Duration::from_millis(6400), attempt)
 }
 
 #[async_trait]

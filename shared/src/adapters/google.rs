@@ -27,19 +27,19 @@
 //! - **Rate limits.** 429 and 403 `rateLimitExceeded`/`userRateLimitExceeded` are retried inline
 //!   with exponential backoff and jitter (or `Retry-After`), then `RateLimited`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::provider_http::{Call, Dialect, ProviderHttp, Reply, RetryPolicy};
 use crate::config::OAuthApp;
 use crate::domain::mapping::FieldMap;
 use crate::domain::record::Fields;
@@ -48,8 +48,8 @@ use crate::domain::{
     SyncCursor,
 };
 use crate::ports::{
-    Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage, RequestStats,
-    WriteAck,
+    ErrorClass, Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage,
+    RequestStats, WriteAck,
 };
 
 /// Google's OAuth token endpoint (configurable: `GOOGLE_TOKEN_URL`).
@@ -89,6 +89,19 @@ pub struct Backoff {
     /// Longest single wait (a longer `Retry-After` is returned as `RateLimited`).
     pub max_wait: Duration,
     pub request_timeout: Duration,
+}
+
+impl Backoff {
+    /// As the shared send path's policy: rate limits waited out in place up to `max_wait`.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            request_timeout: self.request_timeout,
+            max_retries: self.max_retries,
+            backoff_base: self.base,
+            backoff_cap: self.max_wait,
+            max_inline_wait: self.max_wait,
+        }
+    }
 }
 
 impl Default for Backoff {
@@ -144,14 +157,12 @@ impl ProviderFactory for GoogleFactory {
 /// One Google calendar seen through its API.
 pub struct GoogleClient {
     http: reqwest::Client,
+    net: ProviderHttp<GoogleDialect>,
     base: String,
     token_url: String,
     app: Option<OAuthApp>,
-    backoff: Backoff,
     window_days: u32,
     fields: FieldMap,
-    requests: AtomicU64,
-    rate_limited: AtomicU64,
 }
 
 /// A push channel Google created by `events.watch`.
@@ -170,12 +181,6 @@ impl WatchChannel {
     }
 }
 
-/// A response with its body read.
-struct Reply {
-    status: StatusCode,
-    body: Bytes,
-}
-
 /// Google's error body: `{"error": {"code", "message", "errors": [{"reason", ...}]}}`.
 fn error_reason(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
@@ -188,89 +193,48 @@ fn error_reason(body: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn is_rate_limit(status: StatusCode, body: &[u8]) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS
-        || (status == StatusCode::FORBIDDEN
-            && matches!(error_reason(body).as_deref(), Some("rateLimitExceeded" | "userRateLimitExceeded")))
-}
+/// What is Google's own in its answers: the `reason` of its error body, and which reasons are
+/// rate limits. <https://developers.google.com/calendar/api/guides/errors>
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GoogleDialect;
 
-impl Reply {
-    fn reason(&self) -> Option<String> {
-        error_reason(&self.body)
+impl Dialect for GoogleDialect {
+    fn name(&self) -> &'static str {
+        "Google"
     }
 
-    /// The status and Google's reason and message, bounded; never the request.
-    fn error_text(&self) -> String {
-        let parsed: Option<Value> = serde_json::from_slice(&self.body).ok();
-        let message = parsed
-            .as_ref()
-            .and_then(|v| v.pointer("/error/message"))
-            .and_then(Value::as_str)
-            .map(|m| m.chars().take(200).collect::<String>());
-        let mut text = format!("HTTP {}", self.status.as_u16());
-        if let Some(r) = self.reason() {
-            text.push_str(&format!(" {r}"));
-        }
-        if let Some(m) = message {
-            text.push_str(&format!(": {m}"));
-        }
-        text
+    fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {
+        let message = reply
+            .json_value()
+            .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_owned));
+        (error_reason(&reply.body), message)
     }
 
-    /// Maps a non-success status to the port's error kinds.
-    fn check(self) -> Result<Reply, ProviderError> {
-        match self.status {
-            s if s.is_success() => Ok(self),
-            StatusCode::UNAUTHORIZED => Err(ProviderError::Unauthorized),
-            StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
-            StatusCode::PRECONDITION_FAILED => Err(ProviderError::Conflict),
-            StatusCode::GONE if self.reason().as_deref() == Some("fullSyncRequired") => {
-                Err(ProviderError::CursorExpired)
+    fn classify(&self, status: StatusCode, reason: Option<&str>) -> Option<ErrorClass> {
+        match (status, reason) {
+            // Per-user and per-project rate limits answer 403 (or 429): back off and retry.
+            (StatusCode::FORBIDDEN, Some("rateLimitExceeded" | "userRateLimitExceeded")) => {
+                Some(ErrorClass::RateLimited)
             }
-            StatusCode::FORBIDDEN
-                if matches!(self.reason().as_deref(), Some("dailyLimitExceeded" | "quotaExceeded")) =>
-            {
-                Err(ProviderError::RateLimited { retry_after: Duration::from_secs(3_600) })
+            // The day's quota is spent: come back in an hour.
+            (StatusCode::FORBIDDEN, Some("dailyLimitExceeded" | "quotaExceeded")) => {
+                Some(ErrorClass::RateLimited)
             }
-            s if s.is_server_error() => Err(ProviderError::transient(self.error_text())),
-            _ => Err(ProviderError::permanent(self.error_text())),
+            // Only a lost sync token (or an `updatedMin` Google no longer serves) expires the cursor.
+            (StatusCode::GONE, Some("fullSyncRequired" | "updatedMinTooLongAgo")) => {
+                Some(ErrorClass::CursorExpired)
+            }
+            (StatusCode::GONE, _) => Some(ErrorClass::Permanent),
+            _ => None,
         }
     }
 
-    /// Parses the body. A truncated body is `Transient` (retry); a body of the wrong shape is
-    /// `Permanent`.
-    fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ProviderError> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            if e.is_eof() {
-                ProviderError::transient("truncated response body from Google")
-            } else {
-                ProviderError::permanent(format!("malformed response body from Google: {e}"))
-            }
-        })
+    fn rate_limit_wait(&self, reply: &Reply) -> Option<Duration> {
+        if matches!(error_reason(&reply.body).as_deref(), Some("dailyLimitExceeded" | "quotaExceeded")) {
+            return Some(Duration::from_secs(3_600));
+        }
+        reply.retry_after()
     }
-}
-
-fn transport_error(e: reqwest::Error) -> ProviderError {
-    let e = e.without_url();
-    if e.is_timeout() {
-        ProviderError::transient("request to Google timed out")
-    } else {
-        ProviderError::transient(format!("request to Google failed: {e}"))
-    }
-}
-
-/// The wait before retry `attempt` (0-based): `Retry-After` if sent, else exponential with jitter.
-fn backoff_wait(backoff: &Backoff, attempt: u32, headers: &HeaderMap) -> Duration {
-    let retry_after = headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(secs) = retry_after {
-        return Duration::from_secs(secs);
-    }
-    let exp = backoff.base.saturating_mul(2u32.saturating_pow(attempt.min(16)));
-    let capped = exp.min(backoff.max_wait);
-    capped.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 /// Where a pull stands (the JSON inside [`SyncCursor`]).
@@ -545,18 +509,16 @@ impl GoogleClient {
         let fields = FieldMap::new(DEFAULT_FIELDS)
             .with_overrides(connection.settings.field_mapping.get(&ObjectType::Events));
         Ok(Self {
+            net: ProviderHttp::new(http.clone(), GoogleDialect, backoff.policy()),
             http,
             base: api_root(&connection.base_url),
             token_url: token_url.to_owned(),
             app,
-            backoff,
             window_days: connection
                 .settings
                 .calendar_window_days
                 .clamp(1, crate::domain::connection::MAX_CALENDAR_WINDOW_DAYS),
             fields,
-            requests: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
         })
     }
 
@@ -568,33 +530,13 @@ impl GoogleClient {
         format!("{}/{}", self.events_url(), encode(id))
     }
 
-    /// Sends a request built by `make`, retrying rate-limit answers with backoff. Returns every other
-    /// answer as it came; transport failures are `Transient`.
-    async fn send(&self, make: impl Fn() -> reqwest::RequestBuilder) -> Result<Reply, ProviderError> {
-        let mut attempt = 0;
-        loop {
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let resp = make().timeout(self.backoff.request_timeout).send().await.map_err(transport_error)?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(transport_error)?;
-            if !is_rate_limit(status, &body) {
-                return Ok(Reply { status, body });
-            }
-            self.rate_limited.fetch_add(1, Ordering::Relaxed);
-            let wait = backoff_wait(&self.backoff, attempt, &headers);
-            tracing::warn!(
-                status = status.as_u16(),
-                wait_ms = wait.as_millis() as u64,
-                attempt,
-                "Google rate limit"
-            );
-            if attempt >= self.backoff.max_retries || wait > self.backoff.max_wait {
-                return Err(ProviderError::RateLimited { retry_after: wait });
-            }
-            attempt += 1;
-            tokio::time::sleep(wait).await;
-        }
+    /// Sends a request through the shared send path.
+    async fn send(
+        &self,
+        call: Call,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Reply, ProviderError> {
+        self.net.send(call, make).await
     }
 
     async fn list(
@@ -609,7 +551,12 @@ impl GoogleClient {
             ("maxResults", PAGE_SIZE.to_string()),
         ];
         q.extend(query.iter().cloned());
-        self.send(|| self.http.get(&url).bearer_auth(token.expose_secret()).query(&q)).await?.check()?.json()
+        self.send(Call::read("events.list"), || {
+            self.http.get(&url).bearer_auth(token.expose_secret()).query(&q)
+        })
+        .await?
+        .check()?
+        .json()
     }
 
     fn records(&self, page: &EventsPage) -> Result<Vec<RemoteRecord>, ProviderError> {
@@ -659,7 +606,27 @@ impl GoogleClient {
             Phase::Gap { page_token, since, sync_token, started_at } => {
                 let mut q = vec![("updatedMin", utc(since))];
                 q.extend(page_token.map(|p| ("pageToken", p)));
-                let page = self.list(token, &q).await?;
+                let page = match self.list(token, &q).await {
+                    // 410 `updatedMinTooLongAgo`: Google no longer lists changes that far back.
+                    // The window listing has every current event; only cancellations of events
+                    // outside it while the token was dead are lost. Go on from the new token.
+                    Err(ProviderError::CursorExpired) => {
+                        tracing::warn!("Google no longer serves the gap listing; going on incrementally");
+                        let next = Phase::Incremental {
+                            sync_token,
+                            page_token: None,
+                            synced_at: started_at,
+                            paging_since: None,
+                        };
+                        return Ok(PulledPage {
+                            records: Vec::new(),
+                            cursor: next.to_cursor(),
+                            has_more: true,
+                            reconcile_deletes: false,
+                        });
+                    }
+                    other => other?,
+                };
                 let records = self.records(&page)?;
                 let (next, has_more) = match page.next_page_token {
                     Some(p) => (Phase::Gap { page_token: Some(p), since, sync_token, started_at }, true),
@@ -716,7 +683,10 @@ impl GoogleClient {
 
     async fn get_event(&self, token: &SecretString, id: &str) -> Result<Value, ProviderError> {
         let url = self.event_url(id);
-        self.send(|| self.http.get(&url).bearer_auth(token.expose_secret())).await?.check()?.json()
+        self.send(Call::read("events.get"), || self.http.get(&url).bearer_auth(token.expose_secret()))
+            .await?
+            .check()?
+            .json()
     }
 
     fn ack(&self, ev: &Value) -> Result<WriteAck, ProviderError> {
@@ -742,8 +712,12 @@ impl GoogleClient {
         }
         body.insert("id".into(), Value::String(id.clone()));
         let url = self.events_url();
-        let reply = self.send(|| self.http.post(&url).bearer_auth(token.expose_secret()).json(&body)).await?;
-        if reply.status == StatusCode::CONFLICT && reply.reason().as_deref() == Some("duplicate") {
+        let reply = self
+            .send(Call::idempotent_write("events.insert"), || {
+                self.http.post(&url).bearer_auth(token.expose_secret()).json(&body)
+            })
+            .await?;
+        if reply.status == StatusCode::CONFLICT && error_reason(&reply.body).as_deref() == Some("duplicate") {
             tracing::info!(event_id = %id, "event already created by an earlier attempt");
             let existing = self.get_event(token, &id).await?;
             return self.ack(&existing);
@@ -782,7 +756,7 @@ impl GoogleClient {
         let etag = self.if_match(token, id.as_str(), precondition).await?;
         let url = self.event_url(id.as_str());
         let reply = self
-            .send(|| {
+            .send(Call::write("events.patch"), || {
                 let req = self.http.patch(&url).bearer_auth(token.expose_secret()).json(&body);
                 match &etag {
                     Some(e) => req.header(http::header::IF_MATCH, e),
@@ -802,7 +776,7 @@ impl GoogleClient {
         let etag = self.if_match(token, id.as_str(), precondition).await?;
         let url = self.event_url(id.as_str());
         let reply = self
-            .send(|| {
+            .send(Call::idempotent_write("events.delete"), || {
                 let req = self.http.delete(&url).bearer_auth(token.expose_secret());
                 match &etag {
                     Some(e) => req.header(http::header::IF_MATCH, e),
@@ -838,7 +812,11 @@ impl GoogleClient {
             body["expiration"] = json!((Utc::now() + ttl).timestamp_millis().to_string());
         }
         let url = format!("{}/watch", self.events_url());
-        let reply = self.send(|| self.http.post(&url).bearer_auth(token.expose_secret()).json(&body)).await?;
+        let reply = self
+            .send(Call::write("events.watch"), || {
+                self.http.post(&url).bearer_auth(token.expose_secret()).json(&body)
+            })
+            .await?;
         let channel: ChannelReply = reply.check()?.json()?;
         let expiration = channel
             .expiration
@@ -856,7 +834,11 @@ impl GoogleClient {
     ) -> Result<(), ProviderError> {
         let url = format!("{}/channels/stop", self.base);
         let body = json!({ "id": channel.id, "resourceId": channel.resource_id });
-        let reply = self.send(|| self.http.post(&url).bearer_auth(token.expose_secret()).json(&body)).await?;
+        let reply = self
+            .send(Call::idempotent_write("channels.stop"), || {
+                self.http.post(&url).bearer_auth(token.expose_secret()).json(&body)
+            })
+            .await?;
         match reply.status {
             StatusCode::NOT_FOUND => Ok(()),
             _ => reply.check().map(|_| ()),
@@ -1019,7 +1001,7 @@ impl ProviderClient for GoogleClient {
             ("client_secret", app.client_secret.expose_secret()),
             ("refresh_token", refresh_token.expose_secret()),
         ];
-        let reply = self.send(|| self.http.post(&self.token_url).form(&form)).await?;
+        let reply = self.send(Call::write("token"), || self.http.post(&self.token_url).form(&form)).await?;
         let oauth_error = serde_json::from_slice::<Value>(&reply.body)
             .ok()
             .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
@@ -1040,10 +1022,7 @@ impl ProviderClient for GoogleClient {
     }
 
     fn stats(&self) -> RequestStats {
-        RequestStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            rate_limited: self.rate_limited.load(Ordering::Relaxed),
-        }
+        RequestStats { ..self.net.stats() }
     }
 }
 
@@ -1142,30 +1121,16 @@ mod tests {
     }
 
     #[test]
-    fn rate_limits_are_429_or_403_with_a_rate_limit_reason() {
-        let body = |reason: &str| format!(r#"{{"error":{{"errors":[{{"reason":"{reason}"}}],"code":403}}}}"#);
-        assert!(is_rate_limit(StatusCode::TOO_MANY_REQUESTS, b"{}"));
-        assert!(is_rate_limit(StatusCode::FORBIDDEN, body("rateLimitExceeded").as_bytes()));
-        assert!(is_rate_limit(StatusCode::FORBIDDEN, body("userRateLimitExceeded").as_bytes()));
-        assert!(!is_rate_limit(StatusCode::FORBIDDEN, body("forbidden").as_bytes()));
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_honours_retry_after() {
-        let b = Backoff {
-            base: Duration::from_millis(100),
-            max_wait: Duration::from_secs(1),
-            ..Backoff::default()
-        };
-        let h = HeaderMap::new();
-        for attempt in 0..6 {
-            let w = backoff_wait(&b, attempt, &h);
-            let full = (Duration::from_millis(100) * 2u32.pow(attempt)).min(Duration::from_secs(1));
-            assert!(w >= full / 2 && w <= full, "attempt {attempt}: {w:?}");
-        }
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(backoff_wait(&b, 0, &h), Duration::from_secs(7));
+    fn rate_limits_are_403_with_a_rate_limit_reason_and_only_a_lost_sync_token_expires_the_cursor() {
+        let d = GoogleDialect;
+        let class = |status: StatusCode, reason: &str| d.classify(status, Some(reason));
+        assert_eq!(class(StatusCode::FORBIDDEN, "rateLimitExceeded"), Some(ErrorClass::RateLimited));
+        assert_eq!(class(StatusCode::FORBIDDEN, "userRateLimitExceeded"), Some(ErrorClass::RateLimited));
+        assert_eq!(class(StatusCode::FORBIDDEN, "dailyLimitExceeded"), Some(ErrorClass::RateLimited));
+        assert_eq!(class(StatusCode::FORBIDDEN, "forbidden"), None, "the shared table: permanent");
+        assert_eq!(class(StatusCode::GONE, "fullSyncRequired"), Some(ErrorClass::CursorExpired));
+        assert_eq!(class(StatusCode::GONE, "updatedMinTooLongAgo"), Some(ErrorClass::CursorExpired));
+        assert_eq!(class(StatusCode::GONE, "deleted"), Some(ErrorClass::Permanent));
     }
 
     #[test]

@@ -22,18 +22,18 @@
 //! simply forgotten, not deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::provider_http::{Call, Dialect, ProviderHttp, Reply, RetryPolicy};
 use crate::config::OAuthApp;
 use crate::domain::mapping::FieldMap;
 use crate::domain::record::Fields;
@@ -83,6 +83,18 @@ pub struct Pacing {
     pub transient_backoff: Duration,
     /// A finished round's window is moved forward (a new round) once it is this old.
     pub window_roll: Duration,
+}
+
+impl Pacing {
+    /// As the shared send path's policy.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.max_retries,
+            backoff_base: self.transient_backoff,
+            max_inline_wait: self.max_inline_wait,
+            ..RetryPolicy::default()
+        }
+    }
 }
 
 impl Default for Pacing {
@@ -156,8 +168,7 @@ impl GraphFactory {
                 .settings
                 .calendar_window_days
                 .clamp(1, crate::domain::connection::MAX_CALENDAR_WINDOW_DAYS),
-            requests: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
+            net: ProviderHttp::new(self.http.clone(), GraphDialect, self.pacing.policy()),
         })
     }
 }
@@ -178,77 +189,38 @@ pub struct GraphClient {
     pacing: Pacing,
     fields: FieldMap,
     window_days: u32,
-    requests: AtomicU64,
-    rate_limited: AtomicU64,
+    net: ProviderHttp<GraphDialect>,
 }
 
-/// A response with its body read.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+/// Graph's `error.code` (or the identity platform's `error`).
+fn error_code(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    match v.get("error") {
+        Some(Value::Object(e)) => e.get("code").and_then(Value::as_str).map(str::to_owned),
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }
 }
 
-impl Reply {
-    /// Graph's `error.code` (or the identity platform's `error`).
-    fn error_code(&self) -> Option<String> {
-        let v: Value = serde_json::from_slice(&self.body).ok()?;
-        match v.get("error") {
-            Some(Value::Object(e)) => e.get("code").and_then(Value::as_str).map(str::to_owned),
-            Some(Value::String(s)) => Some(s.clone()),
-            _ => None,
-        }
+/// What is Graph's own in its answers: `error.code` and `error.message` (the identity
+/// platform's `error` and `error_description`). Graph's throttling answers 429, 503 or 504 with
+/// `Retry-After` (<https://learn.microsoft.com/graph/throttling>); the shared table retries those.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GraphDialect;
+
+impl Dialect for GraphDialect {
+    fn name(&self) -> &'static str {
+        "Microsoft Graph"
     }
 
-    /// `HTTP 400 code: message`, bounded, from Graph's error body.
-    fn error_text(&self) -> String {
-        let v: Option<Value> = serde_json::from_slice(&self.body).ok();
-        let mut text = format!("HTTP {}", self.status.as_u16());
-        if let Some(code) = self.error_code() {
-            text.push_str(&format!(" {code}"));
-        }
-        let message = v.as_ref().and_then(|v| {
-            v.pointer("/error/message").or_else(|| v.get("error_description")).and_then(Value::as_str)
+    fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {
+        let message = reply.json_value().and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("error_description"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
         });
-        if let Some(m) = message {
-            text.push_str(": ");
-            text.extend(m.chars().take(200));
-        }
-        text
-    }
-
-    fn check(self) -> Result<Reply, ProviderError> {
-        match self.status {
-            s if s.is_success() => Ok(self),
-            StatusCode::UNAUTHORIZED => Err(ProviderError::Unauthorized),
-            StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
-            StatusCode::PRECONDITION_FAILED => Err(ProviderError::Conflict),
-            StatusCode::GONE => Err(ProviderError::CursorExpired),
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                Err(ProviderError::transient(self.error_text()))
-            }
-            _ => Err(ProviderError::permanent(self.error_text())),
-        }
-    }
-
-    /// A 2xx body that does not parse is treated as a cut-off answer: retry later.
-    fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ProviderError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ProviderError::transient(format!("malformed response body from Graph: {e}")))
-    }
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    v.parse::<u64>().ok().map(Duration::from_secs)
-}
-
-fn transport_error(e: reqwest::Error) -> ProviderError {
-    let e = e.without_url();
-    if e.is_timeout() {
-        ProviderError::transient("request to Microsoft Graph timed out")
-    } else {
-        ProviderError::transient(format!("request to Microsoft Graph failed: {e}"))
+        (error_code(&reply.body), message)
     }
 }
 
@@ -577,42 +549,12 @@ impl GraphClient {
         format!("{}/v1.0/{path}", self.base)
     }
 
-    /// Sends one request, retrying 429/503/504 inline when `Retry-After` is short.
-    async fn send<F>(&self, build: F) -> Result<Reply, ProviderError>
+    /// Sends one request through the shared send path.
+    async fn send<F>(&self, call: Call, build: F) -> Result<Reply, ProviderError>
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
-        let mut attempt = 0;
-        loop {
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let resp = build().send().await.map_err(transport_error)?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(transport_error)?;
-            let reply = Reply { status, headers, body };
-            let throttled = status == StatusCode::TOO_MANY_REQUESTS;
-            let unavailable = matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT);
-            if !throttled && !unavailable {
-                return Ok(reply);
-            }
-            if throttled {
-                self.rate_limited.fetch_add(1, Ordering::Relaxed);
-            }
-            let wait = retry_after(&reply.headers).unwrap_or(if throttled {
-                Duration::from_secs(10)
-            } else {
-                self.pacing.transient_backoff
-            });
-            if attempt >= self.pacing.max_retries || wait > self.pacing.max_inline_wait {
-                return Err(if throttled {
-                    ProviderError::RateLimited { retry_after: wait }
-                } else {
-                    ProviderError::transient(reply.error_text())
-                });
-            }
-            attempt += 1;
-            tokio::time::sleep(wait).await;
-        }
+        self.net.send(call, build).await
     }
 
     fn get_link(&self, token: &SecretString, url: &str) -> reqwest::RequestBuilder {
@@ -632,14 +574,14 @@ impl GraphClient {
                         "a Graph paging link points outside the connection's base URL",
                     ));
                 }
-                self.send(|| self.get_link(token, link)).await
+                self.send(Call::read("delta"), || self.get_link(token, link)).await
             }
             None => {
                 let at = |s: i64| DateTime::from_timestamp(s, 0).map(rfc3339).unwrap_or_default();
                 let query =
                     [("startDateTime", at(cursor.window_start)), ("endDateTime", at(cursor.window_end))];
                 let url = self.url("me/calendarView/delta");
-                self.send(|| self.get_link(token, &url).query(&query)).await
+                self.send(Call::read("delta"), || self.get_link(token, &url).query(&query)).await
             }
         }
     }
@@ -665,7 +607,7 @@ impl GraphClient {
         }
         let mut reply = self.delta_request(token, &cur).await?;
         if reply.status == StatusCode::GONE {
-            tracing::warn!(code = ?reply.error_code(), "Graph delta state is gone; resyncing the window");
+            tracing::warn!(code = ?error_code(&reply.body), "Graph delta state is gone; resyncing the window");
             cur.restart(now, self.window_days);
             reply = self.delta_request(token, &cur).await?;
         }
@@ -739,7 +681,10 @@ impl GraphClient {
             return Ok(None);
         };
         let url = self.url(&format!("me/events/{}", graph_id_of(id)));
-        let reply = self.send(|| self.http.get(&url).bearer_auth(token.expose_secret())).await?.check()?;
+        let reply = self
+            .send(Call::read("events.get"), || self.http.get(&url).bearer_auth(token.expose_secret()))
+            .await?
+            .check()?;
         let event: Value = reply.json()?;
         let modified = event
             .get("lastModifiedDateTime")
@@ -773,8 +718,11 @@ impl GraphClient {
                 let mut body = self.event_body(fields)?;
                 body.insert("transactionId".into(), Value::String(transaction_id(idempotency_key)));
                 let url = self.url("me/events");
+                // `transactionId` makes a repeated create answer the first one's event.
                 let reply = self
-                    .send(|| self.http.post(&url).bearer_auth(token.expose_secret()).json(&body))
+                    .send(Call::idempotent_write("events.create"), || {
+                        self.http.post(&url).bearer_auth(token.expose_secret()).json(&body)
+                    })
                     .await?
                     .check()?;
                 self.ack(&reply.json()?)
@@ -785,7 +733,7 @@ impl GraphClient {
                 let etag = self.current_etag(token, external_id, precondition).await?;
                 let url = self.url(&format!("me/events/{}", graph_id_of(external_id)));
                 let reply = self
-                    .send(|| {
+                    .send(Call::write("events.update"), || {
                         let req = self.http.patch(&url).bearer_auth(token.expose_secret()).json(&body);
                         match &etag {
                             Some(tag) => req.header(http::header::IF_MATCH, tag),
@@ -800,15 +748,22 @@ impl GraphClient {
                 only_events(*object)?;
                 let etag = self.current_etag(token, external_id, precondition).await?;
                 let url = self.url(&format!("me/events/{}", graph_id_of(external_id)));
-                self.send(|| {
-                    let req = self.http.delete(&url).bearer_auth(token.expose_secret());
-                    match &etag {
-                        Some(tag) => req.header(http::header::IF_MATCH, tag),
-                        None => req,
-                    }
-                })
-                .await?
-                .check()?;
+                let answer = self
+                    .send(Call::idempotent_write("events.delete"), || {
+                        let req = self.http.delete(&url).bearer_auth(token.expose_secret());
+                        match &etag {
+                            Some(tag) => req.header(http::header::IF_MATCH, tag),
+                            None => req,
+                        }
+                    })
+                    .await?
+                    .check();
+                // 404 `ErrorItemNotFound`: already deleted (a retry after a lost answer); the
+                // delete's effect holds.
+                match answer {
+                    Ok(_) | Err(ProviderError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
                 Ok(WriteAck {
                     external_id: external_id.clone(),
                     remote_modified_at: None,
@@ -840,7 +795,9 @@ impl GraphClient {
         }
         let url = self.url("subscriptions");
         let reply = self
-            .send(|| self.http.post(&url).bearer_auth(token.expose_secret()).json(&body))
+            .send(Call::write("subscriptions.create"), || {
+                self.http.post(&url).bearer_auth(token.expose_secret()).json(&body)
+            })
             .await?
             .check()?;
         reply.json::<GraphSubscription>()
@@ -856,7 +813,9 @@ impl GraphClient {
         let body = json!({ "expirationDateTime": rfc3339(cap_expiration(expiration, Utc::now())) });
         let url = self.url(&format!("subscriptions/{id}"));
         let reply = self
-            .send(|| self.http.patch(&url).bearer_auth(token.expose_secret()).json(&body))
+            .send(Call::idempotent_write("subscriptions.renew"), || {
+                self.http.patch(&url).bearer_auth(token.expose_secret()).json(&body)
+            })
             .await?
             .check()?;
         reply.json::<GraphSubscription>()
@@ -865,7 +824,13 @@ impl GraphClient {
     /// Deletes a subscription; one that is already gone counts as deleted.
     pub async fn delete_subscription(&self, token: &SecretString, id: &str) -> Result<(), ProviderError> {
         let url = self.url(&format!("subscriptions/{id}"));
-        match self.send(|| self.http.delete(&url).bearer_auth(token.expose_secret())).await?.check() {
+        match self
+            .send(Call::idempotent_write("subscriptions.delete"), || {
+                self.http.delete(&url).bearer_auth(token.expose_secret())
+            })
+            .await?
+            .check()
+        {
             Ok(_) | Err(ProviderError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
@@ -1037,12 +1002,18 @@ impl ProviderClient for GraphClient {
             ("refresh_token", refresh_token.expose_secret()),
             ("scope", SCOPE),
         ];
-        let reply = self.send(|| self.http.post(&url).form(&form)).await?;
-        if reply.status == StatusCode::BAD_REQUEST && reply.error_code().as_deref() == Some("invalid_grant") {
+        let reply = self.send(Call::write("token"), || self.http.post(&url).form(&form)).await?;
+        if reply.status == StatusCode::BAD_REQUEST
+            && error_code(&reply.body).as_deref() == Some("invalid_grant")
+        {
             return Err(ProviderError::Unauthorized);
         }
         if reply.status == StatusCode::UNAUTHORIZED {
-            return Err(ProviderError::permanent(reply.error_text()));
+            // Our app's credentials were refused, not the user's grant.
+            let fault = reply.error().and_then(ProviderError::fault).cloned();
+            return Err(ProviderError::Permanent(
+                fault.unwrap_or_else(|| "Microsoft refused the app's credentials".into()),
+            ));
         }
         let tokens: TokenReply = reply.check()?.json()?;
         Ok(Credentials::refreshed(
@@ -1054,10 +1025,7 @@ impl ProviderClient for GraphClient {
     }
 
     fn stats(&self) -> RequestStats {
-        RequestStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            rate_limited: self.rate_limited.load(Ordering::Relaxed),
-        }
+        RequestStats { ..self.net.stats() }
     }
 }
 
@@ -1080,8 +1048,7 @@ mod tests {
             fields: FieldMap::new(EVENT_FIELDS)
                 .with_overrides(settings.field_mapping.get(&ObjectType::Events)),
             window_days: 7,
-            requests: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
+            net: ProviderHttp::new(reqwest::Client::new(), GraphDialect, Pacing::default().policy()),
         }
     }
 

@@ -10,5 +10,6 @@ pub mod hubspot;
 pub mod memory;
 pub mod memory_provider;
 pub mod oauth;
+pub mod provider_http;
 pub mod salesforce;
 pub mod sqs;

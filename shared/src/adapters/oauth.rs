@@ -22,8 +22,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::provider_http::{Call, Dialect, ProviderHttp, Reply, RetryPolicy};
 use crate::config::{OAuthApp, OAuthEndpoints};
 use crate::domain::{Connection, Credentials, Provider};
+use crate::ports::ProviderError;
 
 /// How long one provider call may take before the flow gives up on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -80,6 +82,7 @@ impl Revocation {
 #[derive(Debug, Clone)]
 pub struct OAuthProviders {
     http: reqwest::Client,
+    net: ProviderHttp<OAuthDialect>,
     pub endpoints: OAuthEndpoints,
     pub hubspot: Option<OAuthApp>,
     pub salesforce: Option<OAuthApp>,
@@ -111,17 +114,41 @@ fn enc(v: &str) -> String {
     url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
-fn unavailable(e: reqwest::Error) -> OAuthError {
-    // reqwest's message can include the URL; ours carry no secrets in URLs except HubSpot's
-    // token-info path, so only the kind of failure is kept.
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    OAuthError::Unavailable(kind.to_owned())
+/// The OAuth endpoints' answers: RFC 6749's `error` (HubSpot's `status`) and description. The
+/// connect flow's requests go through the shared send path like every provider request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OAuthDialect;
+
+impl Dialect for OAuthDialect {
+    fn name(&self) -> &'static str {
+        "the provider's OAuth endpoint"
+    }
+
+    fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {
+        let body = reply.json_value();
+        let field =
+            |name: &str| body.as_ref().and_then(|b| b.get(name)).and_then(Value::as_str).map(str::to_owned);
+        (field("error").or_else(|| field("status")), field("error_description").or_else(|| field("message")))
+    }
+}
+
+/// A request that could not be completed (transport, throttling, an outage): only its class and
+/// our code are kept (no URL: HubSpot's token-info path carries the token).
+fn unavailable(e: ProviderError) -> OAuthError {
+    let kind = e.provider_code().unwrap_or(e.class().as_str()).to_owned();
+    OAuthError::Unavailable(kind)
+}
+
+/// The JSON body of a successful answer.
+fn json_body(response: &Reply, what: &str) -> Result<Value, OAuthError> {
+    let status = response.status;
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(OAuthError::Unavailable(format!("{what} answered {status}")));
+    }
+    if !status.is_success() {
+        return Err(OAuthError::Rejected(format!("{what} answered {status}")));
+    }
+    response.json_value().ok_or_else(|| OAuthError::Invalid(format!("{what} is not JSON")))
 }
 
 /// An http(s) URL with a host, as a base URL without its trailing slash.
@@ -150,7 +177,9 @@ pub fn salesforce_org_id(id_url: &str) -> Option<String> {
 
 impl OAuthProviders {
     pub fn new(http: reqwest::Client, endpoints: OAuthEndpoints) -> Self {
+        let policy = RetryPolicy { request_timeout: CALL_TIMEOUT, max_retries: 2, ..RetryPolicy::default() };
         Self {
+            net: ProviderHttp::new(http.clone(), OAuthDialect, policy),
             http,
             endpoints,
             hubspot: None,
@@ -287,17 +316,16 @@ impl OAuthProviders {
         if provider == Provider::Microsoft {
             form.push(("scope", self.endpoints.microsoft_scopes.as_str()));
         }
+        // A code is single use: the exchange is never repeated in place.
         let response = self
-            .http
-            .post(&token_url)
-            .header("Accept", "application/json")
-            .form(&form)
-            .timeout(CALL_TIMEOUT)
-            .send()
+            .net
+            .send(Call::write("oauth.token"), || {
+                self.http.post(&token_url).header("Accept", "application/json").form(&form)
+            })
             .await
             .map_err(unavailable)?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let status = response.status;
+        let body: Value = response.json_value().unwrap_or(Value::Null);
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(OAuthError::Unavailable(format!("token endpoint answered {status}")));
         }
@@ -360,8 +388,12 @@ impl OAuthProviders {
             self.endpoints.hubspot_api_base_url,
             enc(token.expose_secret())
         );
-        let response = self.http.get(&url).timeout(CALL_TIMEOUT).send().await.map_err(unavailable)?;
-        let body = self.json_body(response, "token info").await?;
+        let response = self
+            .net
+            .send(Call::read("oauth.token_info"), || self.http.get(&url))
+            .await
+            .map_err(unavailable)?;
+        let body = json_body(&response, "token info")?;
         match body.get("hub_id") {
             Some(Value::Number(n)) => Ok(n.to_string()),
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -377,14 +409,11 @@ impl OAuthProviders {
         field: &str,
     ) -> Result<String, OAuthError> {
         let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.expose_secret())
-            .timeout(CALL_TIMEOUT)
-            .send()
+            .net
+            .send(Call::read("oauth.account"), || self.http.get(url).bearer_auth(token.expose_secret()))
             .await
             .map_err(unavailable)?;
-        let body = self.json_body(response, "account lookup").await?;
+        let body = json_body(&response, "account lookup")?;
         body.get(field)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty() && s.len() <= 256)
@@ -392,44 +421,39 @@ impl OAuthProviders {
             .ok_or_else(|| OAuthError::Invalid(format!("the account lookup has no {field}")))
     }
 
-    async fn json_body(&self, response: reqwest::Response, what: &str) -> Result<Value, OAuthError> {
-        let status = response.status();
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(OAuthError::Unavailable(format!("{what} answered {status}")));
-        }
-        if !status.is_success() {
-            return Err(OAuthError::Rejected(format!("{what} answered {status}")));
-        }
-        response.json().await.map_err(|_| OAuthError::Invalid(format!("{what} is not JSON")))
-    }
-
     /// Revokes the connection's grant at the provider: the refresh token where there is one (it
     /// takes its access tokens with it at Salesforce and Google), else the access token.
     pub async fn revoke(&self, connection: &Connection) -> Result<Revocation, OAuthError> {
         let creds = &connection.credentials;
         let base = connection.base_url.trim_end_matches('/');
-        let request = match connection.provider {
+        // (DELETE url) or (POST url, token form).
+        let (delete, url, token) = match connection.provider {
             Provider::Hubspot => {
                 // Only OAuth grants have a refresh token; a private-app token cannot be revoked.
                 let Some(refresh) = &creds.refresh_token else {
                     return Ok(Revocation::NotSupported);
                 };
-                self.http.delete(format!("{base}/oauth/v1/refresh-tokens/{}", enc(refresh.expose_secret())))
+                (true, format!("{base}/oauth/v1/refresh-tokens/{}", enc(refresh.expose_secret())), None)
             }
             Provider::Salesforce => {
                 let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
-                self.http
-                    .post(format!("{base}/services/oauth2/revoke"))
-                    .form(&[("token", token.expose_secret())])
+                (false, format!("{base}/services/oauth2/revoke"), Some(token))
             }
             Provider::Google => {
                 let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
-                self.http.post(&self.endpoints.google_revoke_url).form(&[("token", token.expose_secret())])
+                (false, self.endpoints.google_revoke_url.clone(), Some(token))
             }
             Provider::Microsoft => return Ok(Revocation::NotSupported),
         };
-        let response = request.timeout(CALL_TIMEOUT).send().await.map_err(unavailable)?;
-        let status = response.status();
+        let response = self
+            .net
+            .send(Call::idempotent_write("oauth.revoke"), || match token {
+                Some(t) if !delete => self.http.post(&url).form(&[("token", t.expose_secret())]),
+                _ => self.http.delete(&url),
+            })
+            .await
+            .map_err(unavailable)?;
+        let status = response.status;
         match status {
             s if s.is_success() => Ok(Revocation::Revoked),
             // HubSpot 404: unknown refresh token; Salesforce and Google 400 `invalid_token`.

@@ -44,23 +44,25 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
+
 use chrono::{DateTime, SecondsFormat, Utc};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::provider_http::{Call, Dialect, ProviderHttp, Reply, RetryPolicy};
 use crate::config::OAuthApp;
 use crate::domain::mapping::{FieldMap, StageMap};
 use crate::domain::record::Fields;
 use crate::domain::{Connection, Credentials, ExternalId, ObjectType, Provider, RemoteRecord, SyncCursor};
 use crate::ports::{
-    IdPage, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage, RequestStats, WriteAck,
+    ErrorClass, IdPage, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage,
+    RequestStats, WriteAck,
 };
 
 pub const API_VERSION: &str = "v60.0";
@@ -258,67 +260,69 @@ pub struct SalesforceClient {
     instance: Mutex<Option<String>>,
     maps: HashMap<&'static str, FieldMap>,
     stages: StageMap,
+    net: ProviderHttp<SalesforceDialect>,
+}
+
+/// The first `errorCode` (and `message`) of Salesforce's error array (or object; the OAuth
+/// endpoints answer `error` and `error_description`).
+fn error_detail(body: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return (None, None) };
+    let first = if v.is_array() { v.get(0) } else { Some(&v) };
+    let field = |name: &str| first.and_then(|f| f.get(name)).and_then(Value::as_str).map(str::to_owned);
+    (field("errorCode").or_else(|| field("error")), field("message").or_else(|| field("error_description")))
+}
+
+/// What is Salesforce's own: its error array, the daily API allocation read from every answer's
+/// `Sforce-Limit-Info` (above [`Tuning::slow_ratio`] requests are spaced, above
+/// [`Tuning::stop_ratio`] refused as `RateLimited`) and `REQUEST_LIMIT_EXCEEDED`, a 403 that is a
+/// rate limit. <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm>
+#[derive(Debug)]
+pub struct SalesforceDialect {
+    tuning: Tuning,
     usage: Mutex<Option<(u64, u64)>>,
-    requests: AtomicU64,
-    rate_limited: AtomicU64,
 }
 
-/// A response with its body read.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    /// The first `errorCode` of Salesforce's error array (or object).
-    fn error_code(&self) -> Option<String> {
-        let v: Value = serde_json::from_slice(&self.body).ok()?;
-        let first = if v.is_array() { v.get(0)? } else { &v };
-        first.get("errorCode").or_else(|| first.get("error")).and_then(Value::as_str).map(str::to_owned)
+impl Dialect for SalesforceDialect {
+    fn name(&self) -> &'static str {
+        "Salesforce"
     }
 
-    fn error_text(&self) -> String {
-        let v: Option<Value> = serde_json::from_slice(&self.body).ok();
-        let first = v.as_ref().and_then(|v| if v.is_array() { v.get(0) } else { Some(v) });
-        let field = |name: &str| first.and_then(|f| f.get(name)).and_then(Value::as_str);
-        let mut text = format!("HTTP {}", self.status.as_u16());
-        if let Some(code) = field("errorCode") {
-            text.push_str(&format!(" {code}"));
-        }
-        if let Some(m) = field("message") {
-            text.push_str(": ");
-            text.extend(m.chars().take(200));
-        }
-        text
+    fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {
+        error_detail(&reply.body)
     }
 
-    fn check(self, retry_after: Duration) -> Result<Reply, ProviderError> {
-        match self.status {
-            s if s.is_success() => Ok(self),
-            StatusCode::UNAUTHORIZED => Err(ProviderError::Unauthorized),
-            StatusCode::FORBIDDEN if self.error_code().as_deref() == Some("REQUEST_LIMIT_EXCEEDED") => {
-                Err(ProviderError::RateLimited { retry_after })
-            }
-            StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
-            s if s.is_server_error() => Err(ProviderError::transient(self.error_text())),
-            _ => Err(ProviderError::permanent(self.error_text())),
+    fn classify(&self, status: StatusCode, code: Option<&str>) -> Option<ErrorClass> {
+        match (status, code) {
+            (StatusCode::FORBIDDEN, Some("REQUEST_LIMIT_EXCEEDED")) => Some(ErrorClass::RateLimited),
+            // A record locked by another transaction: try again.
+            (_, Some("UNABLE_TO_LOCK_ROW" | "SERVER_UNAVAILABLE")) => Some(ErrorClass::Transient),
+            _ => None,
         }
     }
 
-    fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ProviderError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ProviderError::transient(format!("malformed response body from Salesforce: {e}")))
+    fn rate_limit_wait(&self, reply: &Reply) -> Option<Duration> {
+        match error_detail(&reply.body).0.as_deref() {
+            Some("REQUEST_LIMIT_EXCEEDED") => Some(self.tuning.limit_retry_after),
+            _ => reply.retry_after(),
+        }
     }
 
-    /// The provider's clock (`Date` header) in epoch milliseconds.
-    fn provider_now(&self) -> Option<i64> {
-        let date = self.headers.get(http::header::DATE)?.to_str().ok()?;
-        DateTime::parse_from_rfc2822(date).ok().map(|d| d.timestamp_millis())
+    fn pace(&self, _route: &'static str) -> Result<Duration, ProviderError> {
+        let usage = self.usage.lock().ok().and_then(|g| *g);
+        let Some((used, max)) = usage.filter(|(_, max)| *max > 0) else { return Ok(Duration::ZERO) };
+        let ratio = used as f64 / max as f64;
+        if ratio >= self.tuning.stop_ratio {
+            return Err(ProviderError::RateLimited { retry_after: self.tuning.limit_retry_after });
+        }
+        Ok(if ratio >= self.tuning.slow_ratio { self.tuning.slow_delay } else { Duration::ZERO })
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name)?.to_str().ok()
+    fn observe(&self, _route: &'static str, reply: &Reply) {
+        if let Some(info) = reply.header("sforce-limit-info").and_then(parse_limit_info)
+            && let Ok(mut g) = self.usage.lock()
+        {
+            *g = Some(info);
+        }
     }
 }
 
@@ -329,15 +333,6 @@ fn parse_limit_info(value: &str) -> Option<(u64, u64)> {
         let (used, max) = usage.split_once('/')?;
         Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
     })
-}
-
-fn transport_error(e: reqwest::Error) -> ProviderError {
-    let e = e.without_url();
-    if e.is_timeout() {
-        ProviderError::transient("request to Salesforce timed out")
-    } else {
-        ProviderError::transient(format!("request to Salesforce failed: {e}"))
-    }
 }
 
 /// One step of a pull: records, the part's new state, whether the part has more, and whether
@@ -517,16 +512,18 @@ impl SalesforceClient {
             }
         }
         Ok(Self {
-            http,
+            http: http.clone(),
             login,
             app,
             tuning,
             instance: Mutex::new(None),
             maps,
             stages: StageMap::new(STAGES).with_overrides(&settings.stage_mapping),
-            usage: Mutex::new(None),
-            requests: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
+            net: ProviderHttp::new(
+                http.clone(),
+                SalesforceDialect { tuning, usage: Mutex::new(None) },
+                RetryPolicy::default(),
+            ),
         })
     }
 
@@ -545,56 +542,21 @@ impl SalesforceClient {
         self.maps.get(sobject).ok_or_else(|| ProviderError::permanent(format!("no field map for {sobject}")))
     }
 
-    /// Waits or refuses according to the last `Sforce-Limit-Info`.
-    async fn pace(&self) -> Result<(), ProviderError> {
-        let usage = self.usage.lock().ok().and_then(|g| *g);
-        let Some((used, max)) = usage.filter(|(_, max)| *max > 0) else { return Ok(()) };
-        let ratio = used as f64 / max as f64;
-        if ratio >= self.tuning.stop_ratio {
-            self.rate_limited.fetch_add(1, Ordering::Relaxed);
-            return Err(ProviderError::RateLimited { retry_after: self.tuning.limit_retry_after });
-        }
-        if ratio >= self.tuning.slow_ratio {
-            tokio::time::sleep(self.tuning.slow_delay).await;
-        }
-        Ok(())
-    }
-
-    /// Sends one request (paced), reads the body and the limit header.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, ProviderError> {
-        self.pace().await?;
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = req.send().await.map_err(transport_error)?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(transport_error)?;
-        if let Some(info) =
-            headers.get("sforce-limit-info").and_then(|v| v.to_str().ok()).and_then(parse_limit_info)
-            && let Ok(mut g) = self.usage.lock()
-        {
-            *g = Some(info);
-        }
-        let reply = Reply { status, headers, body };
-        if reply.status == StatusCode::FORBIDDEN
-            && reply.error_code().as_deref() == Some("REQUEST_LIMIT_EXCEEDED")
-        {
-            self.rate_limited.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(reply)
-    }
-
     /// The instance URL: cached, or asked of the login host's userinfo endpoint.
     async fn instance(&self, token: &SecretString) -> Result<String, ProviderError> {
         if let Some(url) = self.instance_url() {
             return Ok(url);
         }
         let url = format!("{}/services/oauth2/userinfo", self.login);
-        let reply = self.send(self.http.get(&url).bearer_auth(token.expose_secret())).await?;
-        let limited = reply.error_code().as_deref() == Some("REQUEST_LIMIT_EXCEEDED");
+        let reply = self
+            .net
+            .send(Call::read("userinfo"), || self.http.get(&url).bearer_auth(token.expose_secret()))
+            .await?;
+        let limited = error_detail(&reply.body).0.as_deref() == Some("REQUEST_LIMIT_EXCEEDED");
         if reply.status == StatusCode::UNAUTHORIZED || (reply.status == StatusCode::FORBIDDEN && !limited) {
             return Err(ProviderError::Unauthorized);
         }
-        let reply = reply.check(self.tuning.limit_retry_after)?;
+        let reply = reply.check()?;
         let info: Value = reply.json()?;
         let urls = info.get("urls");
         let from_rest = urls
@@ -627,17 +589,26 @@ impl SalesforceClient {
         } else {
             format!("{instance}/services/data/{API_VERSION}{path}")
         };
-        let mut req = self.http.request(method, &url).bearer_auth(token.expose_secret());
-        if !query.is_empty() {
-            req = req.query(query);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, v);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        self.send(req).await?.check(self.tuning.limit_retry_after)
+        // Reads, deletes and collection updates (the same values again) may be repeated in place;
+        // a POST (a create, a bulk job) may not.
+        let call = match method {
+            http::Method::POST => Call::write("api"),
+            _ => Call::idempotent_write("api"),
+        };
+        let make = || {
+            let mut req = self.http.request(method.clone(), &url).bearer_auth(token.expose_secret());
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            req
+        };
+        self.net.send(call, make).await?.check()
     }
 
     async fn soql(&self, token: &SecretString, q: &str) -> Result<QueryPage, ProviderError> {
@@ -801,9 +772,10 @@ impl SalesforceClient {
                 let body = json!({ "operation": "query", "query": q });
                 let reply = self.api(token, http::Method::POST, "/jobs/query", &[], Some(&body), &[]).await?;
                 let job: Value = reply.json()?;
-                let id = job.get("id").and_then(Value::as_str).ok_or_else(|| {
-                    ProviderError::transient("Salesforce created a bulk job without an id")
-                })?;
+                let id = job
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ProviderError::transient("Salesforce created a bulk job without an id"))?;
                 let now = reply.provider_now().unwrap_or_else(|| Utc::now().timestamp_millis());
                 (id.to_owned(), Some(now))
             }
@@ -963,9 +935,8 @@ impl SalesforceClient {
         let body: DeletedPage = reply.json()?;
         let mut out = Vec::new();
         for d in &body.deleted_records {
-            let external_id = ExternalId::parse(d.id.clone()).map_err(|_| {
-                ProviderError::permanent("Salesforce listed a deleted record without an id")
-            })?;
+            let external_id = ExternalId::parse(d.id.clone())
+                .map_err(|_| ProviderError::permanent("Salesforce listed a deleted record without an id"))?;
             out.push(RemoteRecord {
                 external_id,
                 object,
@@ -1203,9 +1174,7 @@ impl SalesforceClient {
                 .await?
                 .json()?;
             if results.len() != to_create.len() {
-                return Err(ProviderError::transient(
-                    "Salesforce answered a different number of results",
-                ));
+                return Err(ProviderError::transient("Salesforce answered a different number of results"));
             }
             for ((i, key), r) in to_create.iter().zip(&results) {
                 if r.success || r.is_duplicate_key() {
@@ -1406,9 +1375,10 @@ impl ProviderClient for SalesforceClient {
             let mut ids = Vec::with_capacity(page.records.len());
             for row in &page.records {
                 let id = row.get("Id").and_then(Value::as_str).unwrap_or_default();
-                ids.push(ExternalId::parse(id.to_owned()).map_err(|_| {
-                    ProviderError::permanent("Salesforce listed a record without an id")
-                })?);
+                ids.push(
+                    ExternalId::parse(id.to_owned())
+                        .map_err(|_| ProviderError::permanent("Salesforce listed a record without an id"))?,
+                );
             }
             let next = if ids.len() == LIVE_IDS_PAGE {
                 ids.last().map(|id| format!("{i}:{}", id.as_str()))
@@ -1485,13 +1455,9 @@ impl ProviderClient for SalesforceClient {
             ("client_secret", app.client_secret.expose_secret()),
             ("refresh_token", refresh_token.expose_secret()),
         ];
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = self.http.post(&url).form(&form).send().await.map_err(transport_error)?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(transport_error)?;
-        let reply = Reply { status, headers: HeaderMap::new(), body };
-        if status == StatusCode::BAD_REQUEST {
-            return Err(match reply.error_code().as_deref() {
+        let reply = self.net.send(Call::write("token"), || self.http.post(&url).form(&form)).await?;
+        if reply.status == StatusCode::BAD_REQUEST {
+            return Err(match error_detail(&reply.body).0.as_deref() {
                 Some("invalid_grant") => ProviderError::Unauthorized,
                 Some(code) => {
                     ProviderError::permanent(format!("Salesforce refused the token request: {code}"))
@@ -1499,7 +1465,7 @@ impl ProviderClient for SalesforceClient {
                 None => ProviderError::permanent("Salesforce refused the token request"),
             });
         }
-        let tokens: TokenReply = reply.check(self.tuning.limit_retry_after)?.json()?;
+        let tokens: TokenReply = reply.check()?.json()?;
         if let Some(instance) = tokens.instance_url.as_deref().filter(|u| !u.is_empty()) {
             self.set_instance(instance);
         }
@@ -1507,10 +1473,7 @@ impl ProviderClient for SalesforceClient {
     }
 
     fn stats(&self) -> RequestStats {
-        RequestStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            rate_limited: self.rate_limited.load(Ordering::Relaxed),
-        }
+        self.net.stats()
     }
 }
 

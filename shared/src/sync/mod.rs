@@ -77,9 +77,7 @@ impl Default for EngineSettings {
 /// "equal jitter" (half fixed, half random by `jitter` in `[0, 1)`) so failing connections do not
 /// retry in lockstep.
 pub fn retry_delay(base: Duration, max: Duration, receives: u32, jitter: f64) -> Duration {
-    let exp = base.saturating_mul(1u32 << receives.saturating_sub(1).min(16)).min(max);
-    let half = exp / 2;
-    half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    crate::retry::backoff_with(base, max, receives.saturating_sub(1), jitter)
 }
 
 /// When the current invocation must be done by.

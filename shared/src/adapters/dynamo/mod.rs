@@ -269,7 +269,7 @@ fn page_limit(limit: usize) -> i32 {
 }
 
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(25u64 << attempt.min(6))
+    crate::retry::backoff(Duration::from_millis(50), Duration::from_millis(3200), attempt)
 }
 
 /// `SET` of present attributes and `version = :v+1`, `REMOVE` of absent ones, conditional on

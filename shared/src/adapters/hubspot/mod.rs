@@ -23,17 +23,16 @@ mod write;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use http::{HeaderMap, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::adapters::provider_http::{Call, Dialect, ProviderHttp, Reply, RetryPolicy};
 use crate::config::OAuthApp;
 use crate::domain::record::Fields;
 use crate::domain::{
@@ -67,6 +66,18 @@ pub struct Pacing {
     pub archived_check_interval: Duration,
 }
 
+impl Pacing {
+    /// As the shared send path's policy.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            request_timeout: self.request_timeout,
+            max_retries: self.max_retries,
+            max_inline_wait: self.max_inline_wait,
+            ..RetryPolicy::default()
+        }
+    }
+}
+
 impl Default for Pacing {
     fn default() -> Self {
         Self {
@@ -88,7 +99,7 @@ pub struct HubspotFactory {
     pacing: Pacing,
     /// One pacer per connection, kept across jobs (a warm Lambda's next job for the connection
     /// remembers the searches of the last one, which HubSpot still counts for a second).
-    limiters: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Limiter>>>>>,
+    limiters: Arc<std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<Limiter>>>>>,
 }
 
 impl HubspotFactory {
@@ -120,7 +131,9 @@ impl ProviderFactory for HubspotFactory {
             let mut limiters = self.limiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             limiters.entry(key).or_default().clone()
         };
-        Ok(Box::new(HubspotClient { limiter, ..client.with_settings(&connection.settings) }))
+        let mut client = client.with_settings(&connection.settings);
+        client.net.dialect.limiter = limiter;
+        Ok(Box::new(client))
     }
 }
 
@@ -132,9 +145,7 @@ pub struct HubspotClient {
     app: Option<OAuthApp>,
     pacing: Pacing,
     mappings: Mappings,
-    limiter: Arc<tokio::sync::Mutex<Limiter>>,
-    requests: AtomicU64,
-    rate_limited: AtomicU64,
+    net: ProviderHttp<HubspotDialect>,
     /// How creates prove themselves, per object type (learned at the first create of the type).
     proofs: tokio::sync::Mutex<HashMap<ObjectType, write::CreateProof>>,
 }
@@ -143,6 +154,50 @@ pub struct HubspotClient {
 enum Kind {
     Search,
     Other,
+}
+
+impl Kind {
+    fn of(route: &str) -> Kind {
+        if route == "search" { Kind::Search } else { Kind::Other }
+    }
+}
+
+/// What is HubSpot's own: its error body (`category`, `message`), its rate limits (paced by the
+/// `X-HubSpot-RateLimit-*` headers, 190 per 10 s and search 5 per second for a private app:
+/// <https://developers.hubspot.com/docs/api/usage-details>) and how long a 429 asks to wait.
+#[derive(Debug)]
+pub struct HubspotDialect {
+    limiter: Arc<std::sync::Mutex<Limiter>>,
+    search_per_second: u32,
+}
+
+impl Dialect for HubspotDialect {
+    fn name(&self) -> &'static str {
+        "HubSpot"
+    }
+
+    fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {
+        let parsed = reply.json_value();
+        let field =
+            |name: &str| parsed.as_ref().and_then(|v| v.get(name)).and_then(Value::as_str).map(str::to_owned);
+        (field("category").or_else(|| field("errorType")).or_else(|| field("status")), field("message"))
+    }
+
+    fn rate_limit_wait(&self, reply: &Reply) -> Option<Duration> {
+        Some(retry_wait(&reply.headers, &reply.body))
+    }
+
+    fn pace(&self, route: &'static str) -> Result<Duration, ProviderError> {
+        let mut limiter =
+            self.limiter.lock().map_err(|_| ProviderError::transient("HubSpot pacer poisoned"))?;
+        Ok(limiter.wait(Kind::of(route), Instant::now(), self.search_per_second))
+    }
+
+    fn observe(&self, route: &'static str, reply: &Reply) {
+        if let Ok(mut limiter) = self.limiter.lock() {
+            limiter.record(Kind::of(route), Instant::now(), &reply.headers);
+        }
+    }
 }
 
 /// Response instants of recent requests, and what HubSpot's headers said.
@@ -204,52 +259,6 @@ impl Limiter {
     }
 }
 
-/// A response with its body read.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    /// `message` (and `category`) from HubSpot's error body, bounded, or the status alone.
-    fn error_text(&self) -> String {
-        let parsed: Option<Value> = serde_json::from_slice(&self.body).ok();
-        let field = |name: &str| parsed.as_ref().and_then(|v| v.get(name)).and_then(Value::as_str);
-        let mut text = format!("HTTP {}", self.status.as_u16());
-        if let Some(c) = field("category").or_else(|| field("status")) {
-            text.push_str(&format!(" {c}"));
-        }
-        if let Some(m) = field("message") {
-            text.push_str(": ");
-            text.extend(m.chars().take(200));
-        }
-        text
-    }
-
-    /// Maps a non-success status to the port's error kinds.
-    fn check(self) -> Result<Reply, ProviderError> {
-        match self.status {
-            s if s.is_success() => Ok(self),
-            StatusCode::UNAUTHORIZED => Err(ProviderError::Unauthorized),
-            StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
-            s if s.is_server_error() => Err(ProviderError::transient(self.error_text())),
-            _ => Err(ProviderError::permanent(self.error_text())),
-        }
-    }
-
-    fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ProviderError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ProviderError::permanent(format!("malformed response body from HubSpot: {e}")))
-    }
-
-    /// The provider's clock (`Date` header) in epoch milliseconds.
-    fn provider_now(&self) -> Option<i64> {
-        let date = self.headers.get(http::header::DATE)?.to_str().ok()?;
-        DateTime::parse_from_rfc2822(date).ok().map(|d| d.timestamp_millis())
-    }
-}
-
 /// How long a 429 asks us to wait: `Retry-After` if sent, else by the policy that was hit.
 fn retry_wait(headers: &HeaderMap, body: &[u8]) -> Duration {
     if let Some(secs) = header_num::<u64>(headers, "retry-after") {
@@ -264,15 +273,6 @@ fn retry_wait(headers: &HeaderMap, body: &[u8]) -> Duration {
         _ => header_num::<u64>(headers, "x-hubspot-ratelimit-interval-milliseconds")
             .map(Duration::from_millis)
             .unwrap_or(Duration::from_secs(10)),
-    }
-}
-
-fn transport_error(e: reqwest::Error) -> ProviderError {
-    let e = e.without_url();
-    if e.is_timeout() {
-        ProviderError::transient("request to HubSpot timed out")
-    } else {
-        ProviderError::transient(format!("request to HubSpot failed: {e}"))
     }
 }
 
@@ -600,53 +600,29 @@ impl HubspotClient {
             return Err(ProviderError::permanent("HubSpot base URL must be http(s)"));
         }
         Ok(Self {
-            http,
+            http: http.clone(),
             base: base_url.trim_end_matches('/').to_owned(),
             app,
             pacing,
             mappings: Mappings::new(&ConnectionSettings::default()),
-            limiter: Arc::default(),
-            requests: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
+            net: ProviderHttp::new(
+                http.clone(),
+                HubspotDialect { limiter: Arc::default(), search_per_second: pacing.search_per_second },
+                pacing.policy(),
+            ),
             proofs: tokio::sync::Mutex::default(),
         })
     }
 
-    /// Sends a request built by `make`, pacing before it and retrying 429s. Returns every other
-    /// answer as it came; transport failures are `Transient`.
+    /// Sends a read through the shared send path (paced by HubSpot's limits; searches also by
+    /// the search limit).
     async fn send(
         &self,
         kind: Kind,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Reply, ProviderError> {
-        let mut attempt = 0;
-        loop {
-            let wait = self.limiter.lock().await.wait(kind, Instant::now(), self.pacing.search_per_second);
-            if wait > self.pacing.max_inline_wait {
-                return Err(ProviderError::RateLimited { retry_after: wait });
-            }
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let result = make().timeout(self.pacing.request_timeout).send().await;
-            let resp = result.map_err(transport_error)?;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(transport_error)?;
-            self.limiter.lock().await.record(kind, Instant::now(), &headers);
-            if status != StatusCode::TOO_MANY_REQUESTS {
-                return Ok(Reply { status, headers, body });
-            }
-            self.rate_limited.fetch_add(1, Ordering::Relaxed);
-            let wait = retry_wait(&headers, &body);
-            tracing::warn!(wait_ms = wait.as_millis() as u64, attempt, "HubSpot answered 429");
-            if attempt >= self.pacing.max_retries || wait > self.pacing.max_inline_wait {
-                return Err(ProviderError::RateLimited { retry_after: wait });
-            }
-            attempt += 1;
-            tokio::time::sleep(wait).await;
-        }
+        let route = if kind == Kind::Search { "search" } else { "crm" };
+        self.net.send(Call::read(route), make).await
     }
 
     async fn pull_full(
@@ -924,7 +900,7 @@ impl ProviderClient for HubspotClient {
             ("client_secret", app.client_secret.expose_secret()),
             ("refresh_token", refresh_token.expose_secret()),
         ];
-        let reply = self.send(Kind::Other, || self.http.post(&url).form(&form)).await?;
+        let reply = self.net.send(Call::write("token"), || self.http.post(&url).form(&form)).await?;
         if reply.status == StatusCode::BAD_REQUEST {
             let status = reply
                 .json::<Value>()
@@ -941,10 +917,7 @@ impl ProviderClient for HubspotClient {
     }
 
     fn stats(&self) -> RequestStats {
-        RequestStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            rate_limited: self.rate_limited.load(Ordering::Relaxed),
-        }
+        self.net.stats()
     }
 }
 

@@ -34,7 +34,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::objects::{self, Association, ObjectSpec, parse_instant};
-use super::{HubObject, HubspotClient, Kind, Reply};
+use super::{HubObject, HubspotClient, Reply};
+use crate::adapters::provider_http::Call;
 use crate::domain::record::Fields;
 use crate::domain::{ExternalId, IdempotencyKey, ObjectType};
 use crate::ports::{Precondition, ProviderError, ProviderWrite, WriteAck};
@@ -136,7 +137,6 @@ enum Op {
     Update,
     Delete,
 }
-
 
 #[derive(Debug, Deserialize)]
 struct BatchReply {
@@ -301,8 +301,14 @@ impl HubspotClient {
             .collect())
     }
 
-    async fn post(&self, token: &SecretString, url: &str, body: &Value) -> Result<Reply, ProviderError> {
-        self.send(Kind::Other, || self.http.post(url).bearer_auth(token.expose_secret()).json(body)).await
+    async fn post(
+        &self,
+        call: Call,
+        token: &SecretString,
+        url: &str,
+        body: &Value,
+    ) -> Result<Reply, ProviderError> {
+        self.net.send(call, || self.http.post(url).bearer_auth(token.expose_secret()).json(body)).await
     }
 
     /// `batch/read` of ids (or of `idProperty` values) with `properties`; the records found.
@@ -322,7 +328,8 @@ impl HubspotClient {
         if let Some(p) = id_property {
             body["idProperty"] = Value::String(p.to_owned());
         }
-        let reply: BatchReply = self.post(token, &url, &body).await?.check()?.json()?;
+        let reply: BatchReply =
+            self.post(Call::read("batch.read"), token, &url, &body).await?.check()?.json()?;
         Ok(reply.results)
     }
 
@@ -392,7 +399,10 @@ impl HubspotClient {
         token: &SecretString,
     ) -> Result<CreateProof, ProviderError> {
         let url = format!("{}/crm/v3/properties/{}/{KEY_PROPERTY}", self.base, spec.path);
-        let found = self.send(Kind::Other, || self.http.get(&url).bearer_auth(token.expose_secret())).await?;
+        let found = self
+            .net
+            .send(Call::read("properties.get"), || self.http.get(&url).bearer_auth(token.expose_secret()))
+            .await?;
         match found.status {
             s if s.is_success() => {
                 let unique =
@@ -424,7 +434,7 @@ impl HubspotClient {
             "hasUniqueValue": true,
             "formField": false,
         });
-        let created = self.post(token, &url, &body).await?;
+        let created = self.post(Call::idempotent_write("properties.create"), token, &url, &body).await?;
         match created.status {
             // 409: another worker created it meanwhile.
             s if s.is_success() || s == reqwest::StatusCode::CONFLICT => {
@@ -438,7 +448,10 @@ impl HubspotClient {
                 && s != reqwest::StatusCode::UNAUTHORIZED
                 && s != reqwest::StatusCode::TOO_MANY_REQUESTS =>
             {
-                let why = format!("HubSpot refused the syncbridge_key property: {}", created.error_text());
+                let why = match created.error() {
+                    Some(e) => format!("HubSpot refused the syncbridge_key property: {e}"),
+                    None => "HubSpot refused the syncbridge_key property".to_owned(),
+                };
                 fallback_proof(spec, &why)
             }
             _ => Err(created
@@ -541,7 +554,8 @@ impl HubspotClient {
         let url = format!("{}/crm/v4/associations/{from}/{to}/batch/read", self.base);
         for chunk in ids.chunks(ASSOCIATION_BATCH) {
             let body = json!({ "inputs": chunk.iter().map(|id| json!({ "id": id })).collect::<Vec<_>>() });
-            let reply: super::AssociationsReply = self.post(token, &url, &body).await?.check()?.json()?;
+            let reply: super::AssociationsReply =
+                self.post(Call::read("associations.read"), token, &url, &body).await?.check()?.json()?;
             for r in reply.results {
                 let Some(from) = super::id_text(&r.from.id) else { continue };
                 out.entry(from)
@@ -580,7 +594,8 @@ impl HubspotClient {
         if !missing.is_empty() {
             let inputs: Vec<Value> = missing.iter().map(|c| c.input()).collect();
             let url = format!("{}/crm/v3/objects/{}/batch/create", self.base, spec.path);
-            let reply = self.post(token, &url, &json!({ "inputs": inputs })).await?;
+            let reply =
+                self.post(Call::write("batch.create"), token, &url, &json!({ "inputs": inputs })).await?;
             match reply.check() {
                 Ok(reply) => {
                     let parsed: BatchReply = reply.json()?;
@@ -677,7 +692,9 @@ impl HubspotClient {
                 Some(ProviderWrite::Update { external_id, .. }) => Some(external_id.as_str()),
                 _ => None,
             };
-            let reply = self.post(token, &url, &json!({ "inputs": inputs })).await?;
+            let reply = self
+                .post(Call::idempotent_write("batch.update"), token, &url, &json!({ "inputs": inputs }))
+                .await?;
             match reply.check() {
                 Ok(reply) => {
                     let parsed: BatchReply = reply.json()?;
@@ -800,7 +817,15 @@ impl HubspotClient {
                     })
                     .collect();
                 let outcome = async {
-                    let reply = self.post(token, &url, &json!({ "inputs": inputs })).await?.check()?;
+                    let reply = self
+                        .post(
+                            Call::idempotent_write("associations.create"),
+                            token,
+                            &url,
+                            &json!({ "inputs": inputs }),
+                        )
+                        .await?
+                        .check()?;
                     let parsed: AssociationWriteReply = if reply.body.is_empty() {
                         AssociationWriteReply::default()
                     } else {
@@ -847,7 +872,15 @@ impl HubspotClient {
                         json!({ "from": { "id": c.from }, "to": to })
                     })
                     .collect();
-                let sent = self.post(token, &url, &json!({ "inputs": inputs })).await.and_then(Reply::check);
+                let sent = self
+                    .post(
+                        Call::idempotent_write("associations.archive"),
+                        token,
+                        &url,
+                        &json!({ "inputs": inputs }),
+                    )
+                    .await
+                    .and_then(Reply::check);
                 if let Err(e) = sent {
                     for c in part {
                         failed.insert(c.index, e.clone());
@@ -880,7 +913,9 @@ impl HubspotClient {
         if !send.is_empty() {
             let url = format!("{}/crm/v3/objects/{}/batch/archive", self.base, spec.path);
             let inputs: Vec<Value> = send.iter().map(|(_, id)| json!({ "id": id.as_str() })).collect();
-            self.post(token, &url, &json!({ "inputs": inputs })).await?.check()?;
+            self.post(Call::idempotent_write("batch.archive"), token, &url, &json!({ "inputs": inputs }))
+                .await?
+                .check()?;
         }
         Ok(targets
             .iter()
