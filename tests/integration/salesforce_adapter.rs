@@ -558,7 +558,7 @@ async fn salesforce_first_contact_create_on_a_stock_org_provisions_the_key_field
     assert_eq!(custom.len(), 1, "{custom:?}");
     let key = &custom[0];
     assert_eq!((key.sobject, key.name.as_str()), ("Contact", "Syncbridge_Key__c"));
-    assert!(key.unique && key.external_id && key.length == Some(255), "{key:?}");
+    assert!(key.unique && key.external_id && key.case_sensitive && key.length == Some(255), "{key:?}");
     let grants = key_field_grants(&state);
     assert_eq!(grants.len(), 1, "{grants:?}");
     assert_eq!(grants[0]["ParentId"], json!(make_id("0PS", 1)), "the profile's permission set");

@@ -1247,6 +1247,8 @@ impl SalesforceClient {
                 "length": 255,
                 "externalId": true,
                 "unique": true,
+                // Keys differing in case are different pushes.
+                "caseSensitive": true,
             },
         });
         match self
