@@ -1,6 +1,7 @@
 //! The Salesforce adapter against the Salesforce fake over HTTP: full and incremental SOQL pulls,
-//! ties on `SystemModstamp`, deletes, sObject Collections writes, idempotent creates, the Bulk API
-//! 2.0 path, API limits, errors, session expiry and token refresh.
+//! ties on `SystemModstamp`, deletes, sObject Collections writes, idempotent creates (and the key
+//! field they provision on a stock org), the Bulk API 2.0 path, API limits, errors, session expiry
+//! and token refresh.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use syncbridge::domain::{
 };
 use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite};
 use syncbridge_fakes::salesforce::{
-    FakeConfig, Fault, FaultKind, Route, RunningFake, SalesforceFake, SeedCounts, make_id,
+    FakeConfig, Fault, FaultKind, Route, RunningFake, SalesforceFake, SalesforceState, SeedCounts, make_id,
 };
 
 const TOKEN: &str = "00DFAKE!session";
@@ -509,4 +510,202 @@ async fn salesforce_tokens_never_appear_in_error_display() {
             }
         }
     }
+}
+
+fn contact_create(key: &str, last_name: &str) -> ProviderWrite {
+    ProviderWrite::Create {
+        object: ObjectType::Contacts,
+        fields: fields(
+            json!({"first_name": "Ada", "last_name": last_name, "email": format!("{key}@example.com")}),
+        ),
+        idempotency_key: IdempotencyKey::parse(key.to_owned()).expect("key"),
+    }
+}
+
+fn note_create(key: &str, body: &str) -> ProviderWrite {
+    ProviderWrite::Create {
+        object: ObjectType::Notes,
+        fields: fields(json!({"body": body, "company_ids": [make_id("001", 1)]})),
+        idempotency_key: IdempotencyKey::parse(key.to_owned()).expect("key"),
+    }
+}
+
+/// The `FieldPermissions` records granting something on `Contact.Syncbridge_Key__c`.
+fn key_field_grants(state: &SalesforceState) -> Vec<Value> {
+    state
+        .ids("FieldPermissions")
+        .iter()
+        .filter_map(|id| state.record(id))
+        .filter(|r| r["Field"] == json!("Contact.Syncbridge_Key__c"))
+        .collect()
+}
+
+#[tokio::test]
+async fn salesforce_first_contact_create_on_a_stock_org_provisions_the_key_field_then_later_creates_cost_three_requests()
+ {
+    let fake = start(contacts(3)).await;
+    let state = fake.state();
+    assert!(state.custom_fields().is_empty(), "a stock org has no custom fields");
+    let client = client(&fake, tuning());
+    let results =
+        client.write(&token(), &[contact_create("contact-run-1", "Lovelace")]).await.expect("write");
+    let ack = results[0].as_ref().expect("created");
+    let stored = state.record_by_key("Contact", "contact-run-1").expect("the record carries its key");
+    assert_eq!(ack.external_id.as_str(), stored["Id"].as_str().expect("id"));
+    assert_eq!(stored["LastName"], json!("Lovelace"));
+
+    let custom = state.custom_fields();
+    assert_eq!(custom.len(), 1, "{custom:?}");
+    let key = &custom[0];
+    assert_eq!((key.sobject, key.name.as_str()), ("Contact", "Syncbridge_Key__c"));
+    assert!(key.unique && key.external_id && key.case_sensitive && key.length == Some(255), "{key:?}");
+    let grants = key_field_grants(&state);
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0]["ParentId"], json!(make_id("0PS", 1)), "the profile's permission set");
+    assert_eq!((&grants[0]["PermissionsRead"], &grants[0]["PermissionsEdit"]), (&json!(true), &json!(true)));
+    let routes = state.stats().routes;
+    let count = |r: Route| routes.get(r.as_str()).copied().unwrap_or(0);
+    // userinfo for the instance and for the user id; describe before and after; the permission
+    // set query, the lookup by key and the re-read; one FieldPermissions row; one create.
+    assert_eq!(
+        [
+            Route::UserInfo,
+            Route::Describe,
+            Route::Tooling,
+            Route::Query,
+            Route::SObjectRow,
+            Route::CollectionCreate
+        ]
+        .map(count),
+        [2, 2, 1, 3, 1, 1],
+        "{routes:?}"
+    );
+    assert_eq!(client.stats().requests, 10);
+    let visible = reqwest::Client::new()
+        .get(format!("{}/services/data/v60.0/query", fake.base_url()))
+        .query(&[("q", "SELECT Id FROM Contact WHERE Syncbridge_Key__c = 'contact-run-1'")])
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("query");
+    assert_eq!(visible.status(), 200, "the API user sees the field");
+
+    let before = client.stats().requests;
+    state.reset_stats();
+    let more = client.write(&token(), &[contact_create("contact-run-2", "Byron")]).await.expect("write");
+    assert!(more[0].is_ok(), "{:?}", more[0]);
+    assert_eq!(client.stats().requests - before, 3, "lookup, create, re-read: {:?}", state.stats());
+    assert_eq!(state.route_count(Route::Describe), 0, "the answer is cached for the client");
+    assert_eq!(state.count("Contact"), 5);
+}
+
+#[tokio::test]
+async fn salesforce_a_redelivered_create_finds_its_record_by_key_and_creates_nothing() {
+    let fake = start(contacts(3)).await;
+    let state = fake.state();
+    let create = contact_create("contact-run-7", "Hopper");
+    let first = client(&fake, tuning()).write(&token(), std::slice::from_ref(&create)).await.expect("first");
+    let id = first[0].as_ref().expect("created").external_id.clone();
+    state.reset_stats();
+
+    let redelivered = client(&fake, tuning());
+    let again = redelivered.write(&token(), &[create]).await.expect("redelivered");
+    assert_eq!(again[0].as_ref().expect("acked").external_id, id);
+    assert_eq!(state.count("Contact"), 4);
+    assert_eq!(state.count_with_key("Contact", "contact-run-7"), 1);
+    let stats = state.stats();
+    assert_eq!(stats.total, 3, "instance, describe, lookup by key: {stats:?}");
+    assert_eq!(state.route_count(Route::Describe), 1);
+    assert_eq!(state.route_count(Route::Tooling) + state.route_count(Route::CollectionCreate), 0);
+    assert_eq!(key_field_grants(&state).len(), 1, "the field is granted once");
+}
+
+#[tokio::test]
+async fn salesforce_a_create_whose_answer_was_lost_is_acked_by_a_fresh_client_without_a_second_record() {
+    let fake = start(contacts(3)).await;
+    let state = fake.state();
+    let lost = contact_create("contact-run-9", "Turing");
+    // The first attempt's queries: the permission set, the lookup (both pass), then the re-read
+    // after the create fails: Salesforce created the record but the caller sees an error.
+    state.inject_fault(Fault { route: Route::Query, kind: FaultKind::Delay { ms: 0 }, count: 2 });
+    state.inject_fault(Fault {
+        route: Route::Query,
+        kind: FaultKind::ServerError { status: None },
+        count: 1,
+    });
+    let err = client(&fake, tuning()).write(&token(), std::slice::from_ref(&lost)).await.expect_err("lost");
+    assert!(err.is_retryable(), "{err:?}");
+    let created = state.record_by_key("Contact", "contact-run-9").expect("created despite the error");
+
+    let retry = client(&fake, tuning());
+    let results =
+        retry.write(&token(), &[lost, contact_create("contact-run-10", "Church")]).await.expect("retry");
+    assert_eq!(results[0].as_ref().expect("acked").external_id.as_str(), created["Id"].as_str().expect("id"));
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+    assert_eq!(state.count_with_key("Contact", "contact-run-9"), 1);
+    assert_eq!(state.count("Contact"), 5);
+    assert_eq!(state.route_count(Route::CollectionCreate), 2, "the retry created only the new contact");
+    assert_eq!(state.route_count(Route::Tooling), 1);
+}
+
+#[tokio::test]
+async fn salesforce_without_customize_application_contact_creates_fail_permanently_and_notes_keep_the_title_tag()
+ {
+    let fake = start(contacts(3)).await;
+    let state = fake.state();
+    state.set_customize_application(false);
+    let writes = [contact_create("contact-run-11", "Noether"), note_create("note-run-11", "Call summary")];
+    let client = client(&fake, tuning());
+    let results = client.write(&token(), &writes).await.expect("write");
+    match &results[0] {
+        Err(ProviderError::Permanent(m)) => {
+            assert!(m.contains("INSUFFICIENT_ACCESS"), "{m}");
+            assert!(m.contains("Customize Application") && m.contains("Syncbridge_Key__c"), "{m}");
+            assert!(m.contains("read and edit access"), "{m}");
+        }
+        other => panic!("expected a permanent refusal, got {other:?}"),
+    }
+    let note = results[1].as_ref().expect("the note is created").external_id.clone();
+    let title = state.record(note.as_str()).expect("note")["Title"].as_str().expect("title").to_owned();
+    assert!(title.ends_with(']') && title.contains(" [sb:"), "{title}");
+    assert!(state.custom_fields().is_empty());
+    assert_eq!(state.count("Contact"), 3);
+    assert_eq!(state.route_count(Route::Tooling), 1);
+
+    // The same job asks again: the refusal is cached. A redelivered job asks Salesforce again.
+    let again = client.write(&token(), &writes).await.expect("again");
+    assert!(matches!(&again[0], Err(ProviderError::Permanent(_))), "{:?}", again[0]);
+    assert_eq!(again[1].as_ref().expect("note acked").external_id, note);
+    assert_eq!(state.route_count(Route::Tooling), 1);
+    let redelivered = self::client(&fake, tuning());
+    let third = redelivered.write(&token(), &writes).await.expect("redelivered");
+    assert!(matches!(&third[0], Err(ProviderError::Permanent(_))), "{:?}", third[0]);
+    assert_eq!(third[1].as_ref().expect("note acked").external_id, note);
+    assert_eq!(state.route_count(Route::Tooling), 2);
+    assert_eq!((state.count("Contact"), state.count("Note")), (3, 1), "nothing created twice");
+    assert_eq!(state.route_count(Route::CollectionCreate), 1);
+}
+
+#[tokio::test]
+async fn salesforce_server_errors_and_limits_while_provisioning_the_key_field_stay_retryable() {
+    let fake = start(contacts(3)).await;
+    let state = fake.state();
+    let client = client(&fake, tuning());
+    let create = contact_create("contact-run-12", "Hamilton");
+    state.inject_fault(Fault {
+        route: Route::Tooling,
+        kind: FaultKind::ServerError { status: Some(503) },
+        count: 1,
+    });
+    let err = client.write(&token(), std::slice::from_ref(&create)).await.expect_err("503");
+    assert!(matches!(err, ProviderError::Transient(_)), "{err:?}");
+    state.inject_fault(Fault { route: Route::SObjectRow, kind: FaultKind::RequestLimit, count: 1 });
+    let err = client.write(&token(), std::slice::from_ref(&create)).await.expect_err("limit");
+    assert!(matches!(err, ProviderError::RateLimited { .. }), "{err:?}");
+    assert_eq!(state.count("Contact"), 3, "nothing created without a usable key");
+    let results = client.write(&token(), &[create]).await.expect("third attempt");
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert_eq!(state.count_with_key("Contact", "contact-run-12"), 1);
+    assert_eq!(state.route_count(Route::Tooling), 3, "503, created, then DUPLICATE_DEVELOPER_NAME");
+    assert_eq!(key_field_grants(&state).len(), 1);
 }

@@ -20,9 +20,13 @@
 //! Salesforce has no conditional write on collections, so updates and deletes first read the
 //! targets' `SystemModstamp` (one `WHERE Id IN (...)` query) and answer `Conflict` for those
 //! modified after the precondition; a change between that read and the write is not detected.
-//! Creates are idempotent through the unique external-id field `Syncbridge_Key__c` (it must exist
-//! on each synced object of the org): the keys are queried first and found records are acked
-//! instead of created again; a `DUPLICATE_VALUE` on the key (a race) is resolved the same way.
+//! Creates are idempotent through the unique external-id field `Syncbridge_Key__c`: the keys are
+//! queried first and found records are acked instead of created again; a `DUPLICATE_VALUE` on the
+//! key (a race) is resolved the same way. A stock org has no such field: the first create of an
+//! sObject by a client describes it and, when it is missing, creates it through the Tooling API and
+//! grants the API user read and edit on it through its profile's permission set (field-level
+//! security). Where the org refuses (no "Customize Application"), creates of that sObject fail
+//! permanently with what an admin can do; nothing is created without its key.
 //! The standard Note object takes no custom fields, so a note carries its key as a short tag at
 //! the end of its Title instead (`[sb:` + 12 hex digits of the key's SHA-256 + `]`), and is found
 //! again by that exact Title. A person who retitles a note before our retry lands defeats this
@@ -261,6 +265,8 @@ pub struct SalesforceClient {
     maps: HashMap<&'static str, FieldMap>,
     stages: StageMap,
     net: ProviderHttp<SalesforceDialect>,
+    /// Per sObject: can creates be keyed by `Syncbridge_Key__c` (see [`SalesforceClient::key_field`]).
+    key_fields: Mutex<HashMap<String, KeyField>>,
 }
 
 /// The first `errorCode` (and `message`) of Salesforce's error array (or object; the OAuth
@@ -524,6 +530,7 @@ impl SalesforceClient {
                 SalesforceDialect { tuning, usage: Mutex::new(None) },
                 RetryPolicy::default(),
             ),
+            key_fields: Mutex::new(HashMap::new()),
         })
     }
 
@@ -1057,6 +1064,53 @@ impl SaveResult {
     }
 }
 
+/// Whether creates of one sObject can be made idempotent by `Syncbridge_Key__c`.
+#[derive(Debug, Clone)]
+enum KeyField {
+    /// The field is a unique external id the API user can read and write.
+    Ready,
+    /// It is missing or unfit and the org refused to set it up: why, and what an admin can do.
+    Refused(String),
+}
+
+/// What describe says of `Syncbridge_Key__c` on one sObject.
+enum Described {
+    Usable,
+    /// Not listed: absent, or invisible to the API user (no field-level security).
+    Absent,
+    /// Listed, but not a unique external id the user can write.
+    Unfit(String),
+}
+
+#[derive(Deserialize)]
+struct Describe {
+    #[serde(default)]
+    fields: Vec<DescribedField>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribedField {
+    name: String,
+    #[serde(default)]
+    unique: bool,
+    #[serde(default)]
+    external_id: bool,
+    #[serde(default)]
+    createable: bool,
+}
+
+/// The permanent error of a create that cannot be keyed: the cause and what an admin can do.
+fn key_field_refusal(sobject: &str, cause: &str) -> String {
+    format!(
+        "{sobject} records are not created: creates need a unique external-id field {KEY_FIELD} the \
+         integration user can edit, to be idempotent, and it could not be set up ({cause}). An admin can grant \
+         the integration user Customize Application and Manage Profiles and Permission Sets, or create on \
+         {sobject} a unique external-id Text(255) field {KEY_FIELD} and give the integration user read and \
+         edit access to it; then retry the push"
+    )
+}
+
 type Slot = Option<Result<WriteAck, ProviderError>>;
 /// A write that passed its precondition: its index, record id and mapped fields (none: a delete).
 type Pending = (usize, String, Option<Map<String, Value>>);
@@ -1097,6 +1151,129 @@ impl SalesforceClient {
         Ok(out)
     }
 
+    /// Whether creates of `sobject` can be keyed by `Syncbridge_Key__c`, setting the field up the
+    /// first time it is missing (see [`SalesforceClient::provision_key_field`]). The answer is
+    /// cached per client and sObject (a client serves one job). A permanent refusal becomes
+    /// [`KeyField::Refused`]; transient errors, rate limits and `Unauthorized` are returned and
+    /// not cached, so a retry tries again.
+    async fn key_field(&self, token: &SecretString, sobject: &str) -> Result<KeyField, ProviderError> {
+        if let Some(known) = self.key_fields.lock().ok().and_then(|m| m.get(sobject).cloned()) {
+            return Ok(known);
+        }
+        let state = match self.provision_key_field(token, sobject).await {
+            Ok(()) => KeyField::Ready,
+            Err(ProviderError::Permanent(cause)) => KeyField::Refused(key_field_refusal(sobject, &cause.to_string())),
+            Err(ProviderError::NotFound) => {
+                KeyField::Refused(key_field_refusal(sobject, "HTTP 404 NOT_FOUND"))
+            }
+            Err(e) => return Err(e),
+        };
+        if let Ok(mut m) = self.key_fields.lock() {
+            m.insert(sobject.to_owned(), state.clone());
+        }
+        Ok(state)
+    }
+
+    /// `Syncbridge_Key__c` on `sobject` as describe shows it to the API user.
+    /// <https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm>
+    async fn describe_key_field(
+        &self,
+        token: &SecretString,
+        sobject: &str,
+    ) -> Result<Described, ProviderError> {
+        let path = format!("/sobjects/{sobject}/describe");
+        let described: Describe = self.api(token, http::Method::GET, &path, &[], None, &[]).await?.json()?;
+        let Some(f) = described.fields.iter().find(|f| f.name.eq_ignore_ascii_case(KEY_FIELD)) else {
+            return Ok(Described::Absent);
+        };
+        Ok(if !(f.unique && f.external_id) {
+            Described::Unfit(format!("{sobject}.{KEY_FIELD} exists but is not a unique external id"))
+        } else if !f.createable {
+            Described::Unfit(format!("{sobject}.{KEY_FIELD} is read-only for the integration user"))
+        } else {
+            Described::Usable
+        })
+    }
+
+    /// Makes `Syncbridge_Key__c` a usable unique external id on `sobject`: describe (1 request,
+    /// done when the field is there); otherwise create it through the Tooling API, find the API
+    /// user's profile permission set, grant read and edit on the field there, and describe again
+    /// to prove it usable (5 more requests). Every step is safe to repeat: an existing field
+    /// answers `DUPLICATE_DEVELOPER_NAME`, an existing grant `DUPLICATE_VALUE`.
+    async fn provision_key_field(&self, token: &SecretString, sobject: &str) -> Result<(), ProviderError> {
+        match self.describe_key_field(token, sobject).await? {
+            Described::Usable => return Ok(()),
+            Described::Unfit(why) => return Err(ProviderError::permanent(why)),
+            Described::Absent => {}
+        }
+        // Needs "Customize Application" (else 403 INSUFFICIENT_ACCESS). A field created this way
+        // has no field-level security: no one sees it until a permission set grants it.
+        // <https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/tooling_api_objects_customfield.htm>
+        let field = json!({
+            "FullName": format!("{sobject}.{KEY_FIELD}"),
+            "Metadata": {
+                "label": "Syncbridge Key",
+                "type": "Text",
+                "length": 255,
+                "externalId": true,
+                "unique": true,
+                // Keys differing in case are different pushes.
+                "caseSensitive": true,
+            },
+        });
+        match self
+            .api(token, http::Method::POST, "/tooling/sobjects/CustomField", &[], Some(&field), &[])
+            .await
+        {
+            Ok(_) => {}
+            Err(ProviderError::Permanent(m)) if m.mentions("DUPLICATE_DEVELOPER_NAME") => {}
+            Err(e) => return Err(e),
+        }
+        // The API user, from the instance's OpenID Connect userinfo endpoint.
+        // <https://help.salesforce.com/s/articleView?id=sf.remoteaccess_using_userinfo_endpoint.htm>
+        let info: Value =
+            self.api(token, http::Method::GET, "/services/oauth2/userinfo", &[], None, &[]).await?.json()?;
+        let user = info
+            .get("user_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ProviderError::permanent("Salesforce userinfo named no user"))?;
+        // The permission set the user's profile owns, by a semi-join on the user's assignments.
+        // <https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_permissionsetassignment.htm>
+        // <https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_comparisonoperators.htm>
+        let q = format!(
+            "SELECT Id FROM PermissionSet WHERE IsOwnedByProfile = true AND Id IN \
+             (SELECT PermissionSetId FROM PermissionSetAssignment WHERE AssigneeId = {})",
+            soql_string(user)
+        );
+        let page = self.soql(token, &q).await?;
+        let profile_set =
+            page.records.first().and_then(|r| r.get("Id")).and_then(Value::as_str).ok_or_else(|| {
+                ProviderError::permanent("the integration user's profile permission set was not found")
+            })?;
+        // Field-level security: read and edit on the field for that permission set.
+        // <https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_fieldpermissions.htm>
+        let grant = json!({
+            "ParentId": profile_set,
+            "SobjectType": sobject,
+            "Field": format!("{sobject}.{KEY_FIELD}"),
+            "PermissionsRead": true,
+            "PermissionsEdit": true,
+        });
+        match self.api(token, http::Method::POST, "/sobjects/FieldPermissions", &[], Some(&grant), &[]).await
+        {
+            Ok(_) => {}
+            Err(ProviderError::Permanent(m)) if m.mentions("DUPLICATE_VALUE") => {}
+            Err(e) => return Err(e),
+        }
+        match self.describe_key_field(token, sobject).await? {
+            Described::Usable => Ok(()),
+            Described::Unfit(why) => Err(ProviderError::permanent(why)),
+            Described::Absent => Err(ProviderError::permanent(format!(
+                "{sobject}.{KEY_FIELD} is still invisible to the integration user after granting it"
+            ))),
+        }
+    }
+
     fn ack(remote: &RemoteRecord) -> WriteAck {
         WriteAck {
             external_id: remote.external_id.clone(),
@@ -1134,6 +1311,14 @@ impl SalesforceClient {
         // Each create's lookup value: its key, or for objects without custom fields its tagged Title.
         let by_title = takes_no_custom_fields(sobject);
         let lookup_field = if by_title { "Title" } else { KEY_FIELD };
+        // Without a proof of idempotency nothing is created: each create fails permanently,
+        // saying what an admin can do.
+        if !by_title && let KeyField::Refused(why) = self.key_field(token, sobject).await? {
+            for (i, _) in items {
+                slots[*i] = Some(Err(ProviderError::permanent(why.clone())));
+            }
+            return Ok(());
+        }
         let mut keyed: Vec<(usize, String, Map<String, Value>)> = Vec::new();
         for (i, w) in items {
             let ProviderWrite::Create { fields, idempotency_key, .. } = w else { continue };
@@ -1604,5 +1789,25 @@ mod tests {
         assert!(matches!(r("ENTITY_IS_DELETED").error(), ProviderError::NotFound));
         assert!(matches!(r("UNABLE_TO_LOCK_ROW").error(), ProviderError::Transient(_)));
         assert!(matches!(r("REQUIRED_FIELD_MISSING").error(), ProviderError::Permanent(_)));
+    }
+
+    #[test]
+    fn refusals_are_permanent_and_429_and_5xx_stay_retryable() {
+        use crate::adapters::provider_http::classify_status;
+        let d = SalesforceDialect { tuning: Tuning::default(), usage: Mutex::new(None) };
+        let class = |status: u16, code: Option<&str>| {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT);
+            d.classify(status, code).or_else(|| classify_status(status))
+        };
+        assert_eq!(class(403, Some("INSUFFICIENT_ACCESS")), Some(ErrorClass::Permanent));
+        assert_eq!(class(403, Some("REQUEST_LIMIT_EXCEEDED")), Some(ErrorClass::RateLimited));
+        assert_eq!(class(400, Some("UNABLE_TO_LOCK_ROW")), Some(ErrorClass::Transient));
+        assert_eq!(class(429, None), Some(ErrorClass::RateLimited));
+        assert_eq!(class(503, None), Some(ErrorClass::Transient));
+        assert_eq!(class(401, Some("INVALID_SESSION_ID")), Some(ErrorClass::Unauthorized));
+        let message = key_field_refusal("Contact", "HTTP 403 INSUFFICIENT_ACCESS");
+        for needed in ["Customize Application", KEY_FIELD, "read and edit access", "INSUFFICIENT_ACCESS"] {
+            assert!(message.contains(needed), "{message}");
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! The subset of SOQL the fake understands: `SELECT fields | COUNT() FROM X [WHERE ...]
 //! [ORDER BY f [ASC|DESC], ...] [LIMIT n]`, with `AND`, `OR`, `NOT`, parentheses, comparison
-//! operators, `IN (...)` / `NOT IN (...)`, and string, number, date, datetime, boolean and `null`
-//! literals. Field names are case-insensitive, as in Salesforce.
+//! operators, `IN (...)` / `NOT IN (...)`, semi-joins and anti-joins (`Id IN (SELECT AccountId FROM
+//! Contact WHERE ...)`, one level, not under `OR`, as Salesforce allows them), and string, number,
+//! date, datetime, boolean and `null` literals. Field names are case-insensitive, as in Salesforce.
+//! <https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_comparisonoperators.htm>
 
 use std::cmp::Ordering;
 
@@ -47,6 +49,9 @@ pub enum Expr {
     Not(Box<Expr>),
     Cmp(String, Op, Lit),
     In(String, Vec<Lit>, bool),
+    /// `field [NOT] IN (SELECT one_field FROM ...)`; the store runs the subquery and turns it into
+    /// [`Expr::In`] before evaluating (see [`Expr::map_semi_joins`]).
+    SemiJoin(String, Box<Query>, bool),
 }
 
 /// Why a query is rejected (Salesforce answers 400 `MALFORMED_QUERY`).
@@ -219,6 +224,19 @@ impl Parser {
             if !self.eat_sym("(") {
                 return Err(self.unexpected("("));
             }
+            if self.peek_word("SELECT") {
+                let sub = self.query()?;
+                if !self.eat_sym(")") {
+                    return Err(self.unexpected(")"));
+                }
+                if sub.fields.as_ref().is_none_or(|f| f.len() != 1) {
+                    return Err(SoqlError("a semi join sub-select must select exactly one field".into()));
+                }
+                if sub.filter.as_ref().is_some_and(Expr::has_semi_join) {
+                    return Err(SoqlError("Nesting of semi join sub-selects is not supported".into()));
+                }
+                return Ok(Expr::SemiJoin(field, Box::new(sub), negated_in));
+            }
             let mut values = vec![self.literal()?];
             while self.eat_sym(",") {
                 values.push(self.literal()?);
@@ -279,52 +297,65 @@ pub fn parse_datetime(w: &str) -> Option<i64> {
 /// Parses one query.
 pub fn parse(q: &str) -> Result<Query, SoqlError> {
     let mut p = Parser { toks: tokenize(q)?, pos: 0 };
-    p.expect_word("SELECT")?;
-    let fields = if p.peek_word("COUNT") {
-        p.pos += 1;
-        if !(p.eat_sym("(") && p.eat_sym(")")) {
-            return Err(SoqlError("only COUNT() is supported".into()));
-        }
-        None
-    } else {
-        let mut fields = vec![p.ident()?];
-        while p.eat_sym(",") {
-            fields.push(p.ident()?);
-        }
-        Some(fields)
-    };
-    p.expect_word("FROM")?;
-    let from = p.ident()?;
-    let filter = if p.eat_word("WHERE") { Some(p.expr()?) } else { None };
-    let mut order = Vec::new();
-    if p.eat_word("ORDER") {
-        p.expect_word("BY")?;
-        loop {
-            let f = p.ident()?;
-            let asc = if p.eat_word("DESC") {
-                false
-            } else {
-                p.eat_word("ASC");
-                true
-            };
-            order.push((f, asc));
-            if !p.eat_sym(",") {
-                break;
-            }
-        }
-    }
-    let limit = if p.eat_word("LIMIT") {
-        match p.literal()? {
-            Lit::Num(n) if n >= 0.0 => Some(n as usize),
-            _ => return Err(SoqlError("LIMIT must be a non-negative integer".into())),
-        }
-    } else {
-        None
-    };
+    let query = p.query()?;
     if p.pos < p.toks.len() {
         return Err(p.unexpected("end of query"));
     }
-    Ok(Query { fields, from, filter, order, limit })
+    if query.filter.as_ref().is_some_and(Expr::semi_join_under_or) {
+        return Err(SoqlError("Semi join sub-selects are not allowed with the 'OR' operator".into()));
+    }
+    Ok(query)
+}
+
+impl Parser {
+    /// `SELECT ... [LIMIT n]`, stopping at the end or at a token it does not take (a sub-select's
+    /// closing parenthesis).
+    fn query(&mut self) -> Result<Query, SoqlError> {
+        let p = self;
+        p.expect_word("SELECT")?;
+        let fields = if p.peek_word("COUNT") {
+            p.pos += 1;
+            if !(p.eat_sym("(") && p.eat_sym(")")) {
+                return Err(SoqlError("only COUNT() is supported".into()));
+            }
+            None
+        } else {
+            let mut fields = vec![p.ident()?];
+            while p.eat_sym(",") {
+                fields.push(p.ident()?);
+            }
+            Some(fields)
+        };
+        p.expect_word("FROM")?;
+        let from = p.ident()?;
+        let filter = if p.eat_word("WHERE") { Some(p.expr()?) } else { None };
+        let mut order = Vec::new();
+        if p.eat_word("ORDER") {
+            p.expect_word("BY")?;
+            loop {
+                let f = p.ident()?;
+                let asc = if p.eat_word("DESC") {
+                    false
+                } else {
+                    p.eat_word("ASC");
+                    true
+                };
+                order.push((f, asc));
+                if !p.eat_sym(",") {
+                    break;
+                }
+            }
+        }
+        let limit = if p.eat_word("LIMIT") {
+            match p.literal()? {
+                Lit::Num(n) if n >= 0.0 => Some(n as usize),
+                _ => return Err(SoqlError("LIMIT must be a non-negative integer".into())),
+            }
+        } else {
+            None
+        };
+        Ok(Query { fields, from, filter, order, limit })
+    }
 }
 
 /// Orders two values as SOQL does for `ORDER BY ... ASC` (nulls first).
@@ -378,6 +409,8 @@ impl Expr {
             Expr::And(a, b) => a.eval(get) && b.eval(get),
             Expr::Or(a, b) => a.eval(get) || b.eval(get),
             Expr::Not(a) => !a.eval(get),
+            // Unresolved (the store resolves semi-joins first): matches nothing.
+            Expr::SemiJoin(..) => false,
             Expr::In(f, values, negated) => {
                 let v = get(f);
                 let found = values.iter().any(|l| same_kind(&v, l) && compare(&v, l) == Ordering::Equal);
@@ -421,8 +454,45 @@ impl Expr {
                 b.fields(out);
             }
             Expr::Not(a) => a.fields(out),
-            Expr::Cmp(f, _, _) | Expr::In(f, _, _) => out.push(f.clone()),
+            Expr::Cmp(f, _, _) | Expr::In(f, _, _) | Expr::SemiJoin(f, _, _) => out.push(f.clone()),
         }
+    }
+
+    fn has_semi_join(&self) -> bool {
+        match self {
+            Expr::And(a, b) | Expr::Or(a, b) => a.has_semi_join() || b.has_semi_join(),
+            Expr::Not(a) => a.has_semi_join(),
+            Expr::SemiJoin(..) => true,
+            Expr::Cmp(..) | Expr::In(..) => false,
+        }
+    }
+
+    fn semi_join_under_or(&self) -> bool {
+        match self {
+            Expr::Or(a, b) => a.has_semi_join() || b.has_semi_join(),
+            Expr::And(a, b) => a.semi_join_under_or() || b.semi_join_under_or(),
+            Expr::Not(a) => a.semi_join_under_or(),
+            Expr::SemiJoin(..) | Expr::Cmp(..) | Expr::In(..) => false,
+        }
+    }
+
+    /// The expression with each semi-join replaced by what `resolve(field, sub-select, negated)`
+    /// answers (the store: an [`Expr::In`] of the sub-select's values).
+    pub fn map_semi_joins<E>(
+        &self,
+        resolve: &mut dyn FnMut(&str, &Query, bool) -> Result<Expr, E>,
+    ) -> Result<Expr, E> {
+        Ok(match self {
+            Expr::And(a, b) => {
+                Expr::And(Box::new(a.map_semi_joins(resolve)?), Box::new(b.map_semi_joins(resolve)?))
+            }
+            Expr::Or(a, b) => {
+                Expr::Or(Box::new(a.map_semi_joins(resolve)?), Box::new(b.map_semi_joins(resolve)?))
+            }
+            Expr::Not(a) => Expr::Not(Box::new(a.map_semi_joins(resolve)?)),
+            Expr::SemiJoin(f, q, negated) => resolve(f, q, *negated)?,
+            other => other.clone(),
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
-use super::soql::{Lit, Query, SoqlError, compare};
+use super::soql::{Expr, Lit, Query, SoqlError, compare};
 
 /// 2024-01-01T00:00:00Z in epoch milliseconds: seeded records are created from here on.
 pub const SEED_BASE_MS: i64 = 1_704_067_200_000;
@@ -802,11 +802,16 @@ impl Store {
             names.insert(f.clone(), resolve(f)?);
         }
         let get_name = |f: &str| names.get(f).cloned().unwrap_or_else(|| f.to_owned());
+        let filter = match &q.filter {
+            Some(e) => Some(
+                e.map_semi_joins(&mut |f, sub, negated| self.semi_join(def, &get_name(f), sub, negated))?,
+            ),
+            None => None,
+        };
         let rows: Box<dyn Iterator<Item = &Record>> =
             if all { Box::new(self.all_of(def.name)) } else { Box::new(self.live_of(def.name)) };
-        let mut out: Vec<&Record> = rows
-            .filter(|r| q.filter.as_ref().is_none_or(|e| e.eval(&|f: &str| r.lit(&get_name(f)))))
-            .collect();
+        let mut out: Vec<&Record> =
+            rows.filter(|r| filter.as_ref().is_none_or(|e| e.eval(&|f: &str| r.lit(&get_name(f))))).collect();
         if !q.order.is_empty() {
             out.sort_by(|a, b| {
                 for (f, asc) in &q.order {
@@ -824,6 +829,34 @@ impl Store {
             out.truncate(limit);
         }
         Ok((out, fields))
+    }
+
+    /// `field [NOT] IN (SELECT one_field FROM ...)` as an `IN` list of the sub-select's values.
+    /// Both sides must be ids or references, as in Salesforce.
+    fn semi_join(
+        &self,
+        def: &SObjectDef,
+        field: &str,
+        sub: &Query,
+        negated: bool,
+    ) -> Result<Expr, SoqlError> {
+        let is_id = |object: &str, f: &str| matches!(standard_type(object, f).0, "id" | "reference");
+        if !is_id(def.name, field) {
+            return Err(SoqlError(format!(
+                "semi join sub selects are only allowed on id or reference fields, cannot use: '{field}'"
+            )));
+        }
+        let (rows, fields) = self.run(sub, false)?;
+        let (Some(picked), Some(sub_def)) = (fields.first(), sobject(&sub.from)) else {
+            return Err(SoqlError("a semi join sub-select must select exactly one field".into()));
+        };
+        if !is_id(sub_def.name, picked) {
+            return Err(SoqlError(format!(
+                "semi join sub selects can only query id fields, cannot use: '{picked}'"
+            )));
+        }
+        let values = rows.iter().map(|r| r.lit(picked)).filter(|v| *v != Lit::Null).collect();
+        Ok(Expr::In(field.to_owned(), values, negated))
     }
 
     fn check_fields(
@@ -1271,6 +1304,29 @@ mod tests {
         assert!(rows[0].modstamp_ms >= rows[2].modstamp_ms);
         assert!(s.run(&parse("SELECT Nope FROM Contact").unwrap(), false).is_err());
         assert!(s.run(&parse("SELECT Id FROM Lead").unwrap(), false).is_err());
+    }
+
+    #[test]
+    fn semi_joins_find_the_profile_permission_set_of_the_user_as_salesforce_does() {
+        let s = Store::seeded(counts(), 7);
+        let user = crate::salesforce::USER_ID;
+        let q = format!(
+            "SELECT Id FROM PermissionSet WHERE IsOwnedByProfile = true AND Id IN \
+             (SELECT PermissionSetId FROM PermissionSetAssignment WHERE AssigneeId = '{user}')"
+        );
+        let (rows, _) = s.run(&parse(&q).unwrap(), false).unwrap();
+        assert_eq!(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![make_id("0PS", 1)]);
+        let anti = q.replace("Id IN", "Id NOT IN");
+        assert!(s.run(&parse(&anti).unwrap(), false).unwrap().0.is_empty());
+        let nobody = q.replace(user, "005000000000000AAA");
+        assert!(s.run(&parse(&nobody).unwrap(), false).unwrap().0.is_empty());
+        let by_name = "SELECT Id FROM PermissionSet WHERE Name IN (SELECT PermissionSetId FROM PermissionSetAssignment)";
+        assert!(s.run(&parse(by_name).unwrap(), false).is_err(), "only id and reference fields join");
+        let or = "SELECT Id FROM Account WHERE Name = 'x' OR Id IN (SELECT AccountId FROM Contact)";
+        assert!(parse(or).is_err(), "Salesforce refuses semi-joins under OR");
+        let nested = "SELECT Id FROM Account WHERE Id IN (SELECT AccountId FROM Contact WHERE Id IN (SELECT WhoId FROM Task))";
+        assert!(parse(nested).is_err(), "one level only");
+        assert!(parse("SELECT Id FROM Account WHERE Id IN (SELECT Id, Name FROM Account)").is_err());
     }
 
     #[test]
