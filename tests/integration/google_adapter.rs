@@ -427,17 +427,20 @@ async fn rate_limits_are_backed_off_inline_then_reported_and_other_errors_are_cl
     assert_eq!(state.stats().rate_limited, 3 + 5, "the first try and four retries");
     state.clear_faults();
 
-    let classify = |kind: FaultKind| Fault { route: Route::List, kind, count: 1 };
+    // Faults that outlast the retries in place.
+    let classify = |kind: FaultKind| Fault { route: Route::List, kind, count: 10 };
     state.inject_fault(classify(FaultKind::ServerError { status: Some(503) }));
     assert!(matches!(
         client.pull_page(&token, ObjectType::Events, None).await,
         Err(ProviderError::Transient(_))
     ));
+    state.clear_faults();
     state.inject_fault(classify(FaultKind::ExpiredToken));
     assert!(matches!(
         client.pull_page(&token, ObjectType::Events, None).await,
         Err(ProviderError::Unauthorized)
     ));
+    state.clear_faults();
     state.inject_fault(classify(FaultKind::MalformedJson));
     let err = client.pull_page(&token, ObjectType::Events, None).await.expect_err("malformed");
     assert!(matches!(err, ProviderError::Transient(_)), "a truncated body is retried later: {err:?}");

@@ -436,7 +436,10 @@ async fn graph_short_retry_after_is_waited_out_and_a_long_one_is_returned_as_rat
     );
     assert_eq!(state.route_count(Route::Delta), 5, "a long wait is not retried inline");
 
+    // A cut-off answer is retried in place; one that keeps coming is transient.
     state.inject_fault(Fault { route: Route::Delta, kind: FaultKind::MalformedJson, count: 1 });
+    client.pull_page(&token(), ObjectType::Events, Some(&page.cursor)).await.expect("retried in place");
+    state.inject_fault(Fault { route: Route::Delta, kind: FaultKind::MalformedJson, count: 10 });
     let err =
         client.pull_page(&token(), ObjectType::Events, Some(&page.cursor)).await.expect_err("malformed");
     assert!(matches!(err, ProviderError::Transient(_)));

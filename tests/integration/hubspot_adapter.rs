@@ -205,17 +205,28 @@ async fn hubspot_expired_token_is_unauthorized_and_server_errors_are_transient()
         .expect_err("expired");
     assert!(matches!(err, ProviderError::Unauthorized));
 
-    state.inject_fault(Fault { route: Route::List, kind: FaultKind::ServerError, count: 1 });
+    // One 500 or one cut-off answer is retried in place: the pull goes on.
+    for kind in [FaultKind::ServerError, FaultKind::MalformedJson] {
+        state.inject_fault(Fault { route: Route::List, kind, count: 1 });
+        let before = client.stats().requests;
+        let page =
+            client.pull_page(&SecretString::from(TOKEN), ObjectType::Contacts, None).await.expect("retried");
+        assert_eq!(page.records.len(), 5);
+        assert_eq!(client.stats().requests - before, 2, "one retry in place");
+    }
+    // A provider that keeps failing: transient (the job comes back later), never permanent.
+    state.inject_fault(Fault { route: Route::List, kind: FaultKind::ServerError, count: 10 });
     let err =
         client.pull_page(&SecretString::from(TOKEN), ObjectType::Contacts, None).await.expect_err("500");
     assert!(matches!(err, ProviderError::Transient(_)) && err.is_retryable());
-
-    state.inject_fault(Fault { route: Route::List, kind: FaultKind::MalformedJson, count: 1 });
+    state.clear_faults();
+    state.inject_fault(Fault { route: Route::List, kind: FaultKind::MalformedJson, count: 10 });
     let err = client
         .pull_page(&SecretString::from(TOKEN), ObjectType::Contacts, None)
         .await
         .expect_err("malformed");
-    assert!(matches!(err, ProviderError::Permanent(_)));
+    assert!(matches!(err, ProviderError::Transient(_)), "a truncated body is retried: {err:?}");
+    assert_eq!(err.provider_code(), Some("truncated_body"));
     assert!(!err.to_string().contains(TOKEN));
 }
 

@@ -514,9 +514,15 @@ async fn hubspot_writes_wait_out_a_429_and_a_first_batch_failure_is_the_callers_
     assert_eq!(client.stats().rate_limited, 1);
     assert_eq!(state.stats().routes.get("batch_update"), Some(&2));
 
+    // An update may be repeated: one 500 is retried in place; a provider that keeps failing is
+    // the caller's to retry (nothing was written).
     state.inject_fault(Fault { route: Route::BatchUpdate, kind: FaultKind::ServerError, count: 1 });
+    let results = client.write(&token(), &writes).await.expect("retried in place");
+    assert!(results[0].is_ok());
+    state.inject_fault(Fault { route: Route::BatchUpdate, kind: FaultKind::ServerError, count: 10 });
     let err = client.write(&token(), &writes).await.expect_err("500 before anything was written");
     assert!(err.is_retryable());
+    state.clear_faults();
 }
 
 /// A contact of the seeded fake not associated with `deal`.
@@ -611,8 +617,9 @@ async fn hubspot_update_whose_association_call_fails_after_its_properties_is_an_
         update(ObjectType::Deals, "8", json!({"amount": 42, "contact_ids": wanted}), None),
         update(ObjectType::Deals, "9", json!({"amount": 43}), None),
     ];
-    state.inject_fault(Fault { route: Route::AssociationsCreate, kind: FaultKind::ServerError, count: 1 });
+    state.inject_fault(Fault { route: Route::AssociationsCreate, kind: FaultKind::ServerError, count: 10 });
     let results = client.write(&token(), &writes).await.expect("properties went through");
+    state.clear_faults();
     assert!(matches!(&results[0], Err(ProviderError::Transient(_))));
     assert!(results[1].is_ok());
     assert_eq!(state.object(ObjectKind::Deals, "8").expect("deal")["properties"]["amount"], "42");

@@ -1162,7 +1162,9 @@ impl SalesforceClient {
         }
         let state = match self.provision_key_field(token, sobject).await {
             Ok(()) => KeyField::Ready,
-            Err(ProviderError::Permanent(cause)) => KeyField::Refused(key_field_refusal(sobject, &cause.to_string())),
+            Err(ProviderError::Permanent(cause)) => {
+                KeyField::Refused(key_field_refusal(sobject, &cause.to_string()))
+            }
             Err(ProviderError::NotFound) => {
                 KeyField::Refused(key_field_refusal(sobject, "HTTP 404 NOT_FOUND"))
             }
