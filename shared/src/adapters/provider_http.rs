@@ -430,6 +430,29 @@ mod tests {
     }
 
     #[test]
+    fn no_provider_adapter_sends_a_request_except_through_this_path() {
+        let sources = [
+            ("hubspot/mod.rs", include_str!("hubspot/mod.rs")),
+            ("hubspot/write.rs", include_str!("hubspot/write.rs")),
+            ("hubspot/objects.rs", include_str!("hubspot/objects.rs")),
+            ("salesforce.rs", include_str!("salesforce.rs")),
+            ("google.rs", include_str!("google.rs")),
+            ("graph.rs", include_str!("graph.rs")),
+            ("oauth.rs", include_str!("oauth.rs")),
+        ];
+        for (file, text) in sources {
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                assert!(
+                    !code.contains(".send()") && !code.contains("reqwest::get("),
+                    "{file}:{} sends a request around the shared send path: {line}",
+                    n + 1
+                );
+            }
+        }
+    }
+
+    #[test]
     fn calls_say_whether_they_may_be_repeated() {
         assert!(Call::read("list").idempotent);
         assert!(!Call::write("create").idempotent);

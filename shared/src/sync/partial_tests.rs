@@ -120,6 +120,7 @@ struct World {
     crm: Scripted,
     conn: Connection,
     jobs: u32,
+    queue: Arc<MemoryQueue>,
 }
 
 impl World {
@@ -127,16 +128,17 @@ impl World {
         let crm = Scripted::default();
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::new(t0()));
+        let queue = Arc::new(MemoryQueue::new());
         let deps = crate::adapters::memory::memory_deps(
             store.clone(),
-            Arc::new(MemoryQueue::new()),
+            queue.clone(),
             Arc::new(MemoryBus::new()),
             Arc::new(crm.clone()),
             clock.clone(),
         );
         let conn = sample_connection("acme", provider, "http://127.0.0.1:1", t0());
         store.put_connection(conn.clone());
-        Self { deps, store, clock, crm, conn, jobs: 0 }
+        Self { deps, store, clock, crm, conn, jobs: 0, queue }
     }
 
     async fn run(&mut self, reason: JobReason) -> Result<JobOutcome, super::worker::JobError> {
@@ -305,7 +307,7 @@ async fn not_found_fails_only_its_object_type_while_rejected_credentials_and_out
     assert_eq!((error.class, error.http_status), (ObjectErrorClass::NotFound, None));
 
     let mut w = World::new(Provider::Hubspot);
-    w.crm.fail(ObjectType::Deals, Failure::Transient);
+    w.crm.fail(ObjectType::Contacts, Failure::Transient);
     let err = w.run(JobReason::Schedule).await.expect_err("an outage fails the job");
     assert!(err.is_retryable(), "SQS retries it: {err}");
     assert!(w.stored().await.object_errors.is_empty(), "a transient error is no object error");
@@ -317,4 +319,46 @@ async fn not_found_fails_only_its_object_type_while_rejected_credentials_and_out
         !err.is_retryable() && matches!(err, super::worker::JobError::Provider(ProviderError::Unauthorized))
     );
     assert!(w.stored().await.object_errors.is_empty());
+}
+
+#[tokio::test]
+async fn a_transient_failure_after_checkpointed_pages_continues_in_a_fresh_job_instead_of_spending_a_receive()
+{
+    let mut w = World::new(Provider::Hubspot);
+    // Contacts and companies pull (and checkpoint); deals then meet an outage.
+    w.crm.fail(ObjectType::Deals, Failure::Transient);
+    let outcome = w.run(JobReason::Schedule).await.expect("acknowledged, not handed back to SQS");
+    assert!(matches!(outcome, JobOutcome::Continued { .. }), "{outcome:?}");
+    assert_eq!((w.records(ObjectType::Contacts), w.records(ObjectType::Companies)), (2, 2), "progress kept");
+    let conn = w.stored().await;
+    assert_eq!(conn.cursors[&ObjectType::Contacts].as_str(), "contacts@1");
+    assert!(!conn.cursors.contains_key(&ObjectType::Deals));
+    let run = w.last_run().await;
+    assert_eq!(run.status, RunStatus::Continued);
+    assert!(run.error.as_deref().is_some_and(|e| e.contains("503")), "{:?}", run.error);
+    let jobs = w.queue.take();
+    assert_eq!(jobs.len(), 1, "one fresh job continues");
+    assert_eq!(jobs[0].reason, JobReason::Continuation);
+    let resume = jobs[0].not_before.expect("after a backoff");
+    assert!(resume > t0() && resume <= t0() + Duration::minutes(10), "{resume}");
+    let retry = w.store.audit_entries().into_iter().find(|e| e.operation == Operation::Retry);
+    let retry = retry.expect("the failure is audited");
+    assert_eq!(retry.detail["continued_by"], json!(jobs[0].job_id));
+
+    // The outage passes: the continuation finishes the sync from the checkpoints.
+    w.crm.heal(ObjectType::Deals);
+    w.clock.advance(Duration::minutes(10));
+    let outcome = w.run(JobReason::Continuation).await.unwrap();
+    assert!(matches!(outcome, JobOutcome::Completed { .. }), "{outcome:?}");
+    assert_eq!(w.records(ObjectType::Deals), 2);
+    assert_eq!(w.records(ObjectType::Contacts), 2, "nothing pulled twice into a second record");
+}
+
+#[tokio::test]
+async fn a_transient_failure_before_any_progress_is_still_handed_back_to_sqs() {
+    let mut w = World::new(Provider::Hubspot);
+    w.crm.fail(ObjectType::Contacts, Failure::Transient);
+    let err = w.run(JobReason::Schedule).await.expect_err("retryable");
+    assert!(err.is_retryable());
+    assert!(w.queue.take().is_empty(), "no continuation without progress");
 }

@@ -320,6 +320,23 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
 
     let mut counts = RunCounts::default();
     let mut result = pull_all(deps, &mut conn, client.as_ref(), deadline, &mut counts, job).await;
+    // A provider's transient failure after this attempt checkpointed pages (each written and
+    // announced before its checkpoint): what was pulled is kept, and a fresh job continues from
+    // the checkpoint after a backoff. SQS would count the failure against the message's receives
+    // although the attempt made progress, and a long first sync on a flaky day would end in the DLQ.
+    let mut carried: Option<(JobError, chrono::DateTime<chrono::Utc>)> = None;
+    if counts.pages > 0
+        && let Err(e @ JobError::Provider(_)) = &result
+        && e.is_retryable()
+    {
+        let s = &deps.settings;
+        let delay = super::retry_delay(s.retry_base, s.retry_max, 1, rand::random::<f64>());
+        let resume_at = deps.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        warn!(job_id = %job.job_id, pages = counts.pages, error = %error_chain(e), "job failed after progress; a fresh job continues from the checkpoint");
+        if let Err(e) = std::mem::replace(&mut result, Ok(Pulled { continued: true, ..Pulled::default() })) {
+            carried = Some((e, resume_at));
+        }
+    }
     if let Ok(pulled) = &result
         && !pulled.continued
         && !pulled.none_synced()
@@ -351,8 +368,15 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
             JobReason::Continuation,
             finished_at,
         );
-        let next = Job { renew_channel: job.renew_channel, ..next };
+        let not_before = carried.as_ref().map(|(_, at)| *at);
+        let next = Job { renew_channel: job.renew_channel, not_before, ..next };
         deps.queue.enqueue(std::slice::from_ref(&next)).await?;
+        if let Some((e, at)) = &carried {
+            let entry = AuditEntry::new(tenant.clone(), Operation::Retry, AuditOutcome::Failure, "worker", finished_at)
+                .connection(conn_id)
+                .detail(json!({ "job_id": job.job_id, "error": e.to_string(), "retryable": true, "continued_by": next.job_id, "next_attempt_at": at, "pages_kept": counts.pages }));
+            deps.audit.append(&[entry]).await?;
+        }
     } else if failed {
         warn!(job_id = %job.job_id, problems = ?problems, "no object type synced");
         conn.status = ConnectionStatus::Error;
@@ -388,7 +412,10 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         finished_at,
         duration_ms: started.elapsed().as_millis() as u64,
         counts,
-        error: (!problems.is_empty()).then(|| problems.join("; ")),
+        error: match &carried {
+            Some((e, _)) => Some(e.to_string()),
+            None => (!problems.is_empty()).then(|| problems.join("; ")),
+        },
         objects: pulled.objects,
     };
     deps.runs.finish(&conn, &run).await?;
