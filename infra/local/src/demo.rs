@@ -3,7 +3,8 @@
 //! a HubSpot user edits contacts and HubSpot's signed webhooks bring an incremental sync; then one
 //! tenant also connects Salesforce, Google Calendar and Outlook (research tasks from outside
 //! meetings), and pushes a note and an edit to HubSpot through the approval queue, whose webhooks
-//! come back as recognised echoes; and it prints what happened.
+//! come back as recognised echoes; a third tenant connects HubSpot with a token lacking the
+//! contacts scopes, whose sync ends partial with health saying why; and it prints what happened.
 
 use std::time::{Duration, Instant};
 
@@ -245,6 +246,58 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     if queued != 0 {
         bail!("an echo of our own write enqueued a job");
     }
+
+    println!(
+        "\n7. initech connects HubSpot with a token whose app lacks the contacts scopes (HubSpot's notes need \
+         them too): the other object types sync, the run ends partial, and health says why"
+    );
+    let initech = ApiClient::new(stack.gateway.base_url(), stack.token("initech")?);
+    let scopes: Vec<&str> = syncbridge_fakes::hubspot::ALL_SCOPES
+        .iter()
+        .copied()
+        .filter(|s| !s.starts_with("crm.objects.contacts"))
+        .collect();
+    let limited = hubspot.issue_token_with_scopes(None, &scopes);
+    let created = initech
+        .call(
+            reqwest::Method::POST,
+            "/v1/connections",
+            Some(json!({ "provider": "hubspot", "base_url": stack.hubspot.base_url(), "access_token": limited.access_token, "refresh_token": limited.refresh_token })),
+        )
+        .await?;
+    let initech_id = created.get("id").and_then(Value::as_str).context("connection id")?.to_owned();
+    stack.runner.fire_schedule(Utc::now()).await?;
+    stack.runner.drain(Duration::from_secs(600)).await?;
+    let runs = initech
+        .call(reqwest::Method::GET, &format!("/v1/connections/{initech_id}/runs?limit=1"), None)
+        .await?;
+    let run = runs.pointer("/items/0").cloned().unwrap_or(Value::Null);
+    let health =
+        initech.call(reqwest::Method::GET, &format!("/v1/connections/{initech_id}/health"), None).await?;
+    let objects = run.get("objects").and_then(Value::as_object).cloned().unwrap_or_default();
+    for (object, o) in &objects {
+        println!(
+            "   {object:<10} {:<7} pulled {:>4}{}",
+            o.get("outcome").and_then(Value::as_str).unwrap_or("?"),
+            o.get("pulled").and_then(Value::as_u64).unwrap_or(0),
+            o.pointer("/error/code").and_then(Value::as_str).map(|c| format!("  ({c})")).unwrap_or_default()
+        );
+    }
+    let reason = health
+        .pointer("/reasons/0/message")
+        .or_else(|| health.pointer("/reasons/0"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    println!(
+        "   run: {}; health: {}; {}",
+        run.get("status").and_then(Value::as_str).unwrap_or("?"),
+        health.get("status").and_then(Value::as_str).unwrap_or("?"),
+        reason
+    );
+    if run.get("status") != Some(&json!("partial")) || health.get("status") != Some(&json!("degraded")) {
+        bail!("the connection without the contacts scopes did not end partial and degraded");
+    }
+    connections.push(("initech", "hubspot", initech, initech_id));
 
     println!("\nSummary (read back through the API)");
     println!(
