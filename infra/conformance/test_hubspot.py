@@ -141,7 +141,7 @@ def test_listing_with_associations_returns_the_associated_records(client):
     contact = create_one(
         client,
         "contacts",
-        {"email": "grace@example.com"},
+        {"email": "grace.by-email@example.com"},
         [obj.PublicAssociationsForObject(to=obj.PublicObjectId(id=company.id), types=[spec])],
     )
     page = client.crm.objects.basic_api.get_page(
@@ -617,3 +617,28 @@ def test_a_bad_refresh_token_answers_400_bad_refresh_token(client):
         )
     assert err.value.status == 400
     assert json.loads(err.value.body)["status"] == "BAD_REFRESH_TOKEN"
+
+
+def test_contacts_read_by_email_as_idproperty_case_insensitively(client):
+    # https://developers.hubspot.com/docs/api/crm/contacts ("Retrieve contacts": idProperty=email)
+    created = create_one(client, "contacts", {"email": "grace.by-email@example.com", "firstname": "Grace"})
+    body = obj.BatchReadInputSimplePublicObjectId(
+        inputs=[obj.SimplePublicObjectId(id="Grace.By-Email@Example.com"), obj.SimplePublicObjectId(id="nobody@example.com")],
+        properties=["email"],
+        properties_with_history=[],
+        id_property="email",
+    )
+    got = client.crm.objects.batch_api.read("contacts", body)
+    assert [r.id for r in got.results] == [created.id]
+    assert got.num_errors == 1
+
+
+def test_a_second_contact_with_an_existing_email_answers_409_contact_already_exists(client):
+    # https://developers.hubspot.com/docs/api/crm/contacts ("Create contacts": emails are unique)
+    first = create_one(client, "contacts", {"email": "lin.twice@example.com"})
+    with pytest.raises(ApiException) as err:
+        create_one(client, "contacts", {"email": "LIN.TWICE@example.com"})
+    assert err.value.status == 409
+    body = error_body(client, err.value)
+    assert body["category"] == "CONFLICT"
+    assert f"Existing ID: {first.id}" in body["message"]
