@@ -141,7 +141,7 @@ def test_listing_with_associations_returns_the_associated_records(client):
     contact = create_one(
         client,
         "contacts",
-        {"email": "grace.by-email@example.com"},
+        {"email": "grace@example.com"},
         [obj.PublicAssociationsForObject(to=obj.PublicObjectId(id=company.id), types=[spec])],
     )
     page = client.crm.objects.basic_api.get_page(
@@ -621,9 +621,9 @@ def test_a_bad_refresh_token_answers_400_bad_refresh_token(client):
 
 def test_contacts_read_by_email_as_idproperty_case_insensitively(client):
     # https://developers.hubspot.com/docs/api/crm/contacts ("Retrieve contacts": idProperty=email)
-    created = create_one(client, "contacts", {"email": "grace.by-email@example.com", "firstname": "Grace"})
+    created = create_one(client, "contacts", {"email": "hedy.by-email@example.com", "firstname": "Grace"})
     body = obj.BatchReadInputSimplePublicObjectId(
-        inputs=[obj.SimplePublicObjectId(id="Grace.By-Email@Example.com"), obj.SimplePublicObjectId(id="nobody@example.com")],
+        inputs=[obj.SimplePublicObjectId(id="Hedy.By-Email@Example.com"), obj.SimplePublicObjectId(id="nobody@example.com")],
         properties=["email"],
         properties_with_history=[],
         id_property="email",
