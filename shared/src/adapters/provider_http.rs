@@ -20,6 +20,7 @@ use bytes::Bytes;
 use chrono::DateTime;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::ports::{ErrorClass, Fault, ProviderError, RequestStats};
 
@@ -262,11 +263,22 @@ impl<D: Dialect> ProviderHttp<D> {
                 tokio::time::sleep(wait).await;
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!(
+                "provider_request",
+                provider = name,
+                route = call.route,
+                method = tracing::field::Empty,
+                attempt,
+                status = tracing::field::Empty,
+                ms = tracing::field::Empty,
+            );
             let started = Instant::now();
-            let outcome = self.attempt(&make).await;
+            let outcome = self.attempt(&make).instrument(span.clone()).await;
             let ms = started.elapsed().as_millis() as u64;
+            span.record("ms", ms);
             let (error, asked_wait) = match outcome {
                 Ok(reply) => {
+                    span.record("status", reply.status.as_u16());
                     self.dialect.observe(call.route, &reply);
                     tracing::debug!(
                         provider = name,
@@ -328,8 +340,10 @@ impl<D: Dialect> ProviderHttp<D> {
     /// One attempt: the answer with its body, classified; transport failures are `Transient`.
     async fn attempt(&self, make: &impl Fn() -> reqwest::RequestBuilder) -> Result<Reply, ProviderError> {
         let name = self.dialect.name();
-        let resp =
-            make().timeout(self.policy.request_timeout).send().await.map_err(|e| transport_error(name, e))?;
+        let request =
+            make().timeout(self.policy.request_timeout).build().map_err(|e| transport_error(name, e))?;
+        tracing::Span::current().record("method", request.method().as_str());
+        let resp = self.http.execute(request).await.map_err(|e| transport_error(name, e))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| transport_error(name, e))?;

@@ -68,6 +68,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(super::trace::layer())
         .with_state(state)
 }
 

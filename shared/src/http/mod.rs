@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod problem;
 pub mod queues;
 pub mod settings;
+pub mod trace;
 pub mod webhooks;
 
 #[cfg(test)]

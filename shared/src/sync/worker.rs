@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use serde_json::json;
+use tracing::Instrument;
 use tracing::{error, info, warn};
 
 use super::pull::{ApplyError, apply_page_audited, created_summary};
@@ -167,7 +168,15 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         }
         return false;
     }
-    match run_job(deps, &job, deadline).await {
+    let span = tracing::info_span!(
+        "job",
+        tenant = %job.tenant_id,
+        connection = %job.connection_id,
+        job_id = %job.job_id,
+        reason = ?job.reason,
+        provider = tracing::field::Empty,
+    );
+    match run_job(deps, &job, deadline).instrument(span).await {
         Ok(outcome) => {
             info!(job_id = %job.job_id, ?outcome, "job handled");
             true
@@ -315,6 +324,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         conn.inflight_since.get_or_insert(started_at);
         conn.version = deps.connections.save_state(&conn).await?;
     }
+    tracing::Span::current().record("provider", conn.provider.as_str());
     let client = deps.providers.client(&conn)?;
     ensure_fresh_token(deps, &mut conn, client.as_ref(), false).await?;
 
@@ -625,6 +635,7 @@ async fn pull_all(
         let mut run = ObjectRun::new(ObjectOutcome::Synced);
         let result =
             pull_object(deps, conn, client, deadline, object, counts, &mut run, &mut refreshed_after_401)
+                .instrument(tracing::info_span!("object", object = %object))
                 .await;
         match result {
             Ok(true) => {

@@ -86,6 +86,7 @@ pub fn router(state: WebhookState) -> Router {
         .route("/webhooks/google", post(google::handle).fallback(problem::method_not_allowed))
         .route("/webhooks/microsoft", post(graph::handle).fallback(problem::method_not_allowed))
         .fallback(problem::not_found)
+        .layer(super::trace::layer())
         .with_state(state)
 }
 
