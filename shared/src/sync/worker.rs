@@ -279,6 +279,9 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         conn.version = deps.connections.save_state(&conn).await?;
     }
     let client = deps.providers.client(&conn)?;
+    if job.check_deletes {
+        client.check_deletes_now();
+    }
     ensure_fresh_token(deps, &mut conn, client.as_ref(), false).await?;
 
     let mut counts = RunCounts::default();
@@ -309,7 +312,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
             JobReason::Continuation,
             finished_at,
         );
-        let next = Job { renew_channel: job.renew_channel, ..next };
+        let next = Job { renew_channel: job.renew_channel, check_deletes: job.check_deletes, ..next };
         deps.queue.enqueue(std::slice::from_ref(&next)).await?;
     } else {
         conn.status = if has_open_conflicts(deps, &conn).await? {
