@@ -18,7 +18,9 @@
 //! `ceil(archived / 100)` requests. An incremental pull that has caught up does this scan only when
 //! the last one is at least [`Pacing::archived_check_interval`] old (15 minutes by default, the
 //! default sync interval), and emits the records archived since the last scan (less the lookback)
-//! as deleted. So a delete shows up within one interval, at a bounded cost per interval.
+//! as deleted. So a delete shows up within one interval, at a bounded cost per interval. A client
+//! asked to [`ProviderClient::check_deletes_now`] (a deletion webhook, a manual sync) scans each
+//! type at its next caught-up pull whatever the interval.
 
 mod objects;
 mod write;
