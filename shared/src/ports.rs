@@ -657,6 +657,11 @@ pub trait ProviderClient: Send + Sync {
     /// Exchanges a refresh token for new credentials.
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError>;
 
+    /// Asks this client to look for deleted records in this job's pulls even when its own
+    /// schedule for that is not due (a deletion webhook, a manual sync; see `Job::check_deletes`).
+    /// Adapters whose pulls always see deletes ignore it (the default).
+    fn check_deletes_now(&self) {}
+
     /// Requests made and 429s received so far by this client.
     fn stats(&self) -> RequestStats;
 }

@@ -252,3 +252,52 @@ async fn hubspot_refresh_exchanges_a_refresh_token_for_working_credentials() {
     let err = no_app.refresh(&SecretString::from(issued.refresh_token)).await;
     assert!(matches!(err, Err(ProviderError::Permanent(_))));
 }
+
+#[tokio::test]
+async fn hubspot_incremental_pull_reads_twelve_thousand_contacts_sharing_one_timestamp_once_each_in_sixty_two_searches()
+ {
+    let fake = start(20_000, false).await;
+    let client = client(&fake, fast_search());
+    let token = SecretString::from(TOKEN);
+    let (_, cursor, _) = pull_all(client.as_ref(), &token, None).await;
+    let state = fake.state();
+    let touched: BTreeSet<String> =
+        state.contact_ids().into_iter().filter(|id| id.parse::<u64>().is_ok_and(|n| n % 5 < 3)).collect();
+    assert_eq!(touched.len(), 12_000);
+    assert_eq!(state.touch_contacts(touched.iter().map(String::as_str), true), 12_000);
+
+    state.reset_stats();
+    let (ids, _, pages) = pull_all(client.as_ref(), &token, cursor).await;
+    assert_eq!(ids.len(), 12_000, "each changed contact read once");
+    assert_eq!(ids.iter().cloned().collect::<BTreeSet<_>>(), touched);
+    let stats = state.stats();
+    assert_eq!(
+        (stats.routes.get("search").copied(), stats.total, pages),
+        (Some(62), 62, 62),
+        "a probe, 60 pages of 200 by id, the probe after the window: {:?}",
+        stats.routes
+    );
+}
+
+#[tokio::test]
+async fn hubspot_a_client_asked_to_check_deletes_scans_the_archived_listing_at_once_and_once_per_type() {
+    let fake = start(50, false).await;
+    let token = SecretString::from(TOKEN);
+    let (_, cursor, _) = pull_all(client(&fake, Pacing::default()).as_ref(), &token, None).await;
+    let state = fake.state();
+    assert!(state.archive_contact("4"));
+    state.reset_stats();
+
+    let (ids, cursor, _) = pull_all(client(&fake, Pacing::default()).as_ref(), &token, cursor).await;
+    assert!(!ids.contains(&"4".to_owned()), "the 15-minute scan is not due");
+    assert_eq!(state.stats().routes.get("list"), None);
+
+    let asked = client(&fake, Pacing::default());
+    asked.check_deletes_now();
+    let (ids, cursor, _) = pull_all(asked.as_ref(), &token, cursor).await;
+    assert_eq!(ids, vec!["4".to_owned()], "the archived contact comes back as a delete");
+    assert_eq!(state.stats().routes.get("list"), Some(&1), "one archived page");
+    let (ids, _, _) = pull_all(asked.as_ref(), &token, cursor).await;
+    assert!(ids.is_empty());
+    assert_eq!(state.stats().routes.get("list"), Some(&1), "the ask is spent for contacts");
+}

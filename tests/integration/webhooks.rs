@@ -377,3 +377,83 @@ async fn a_persons_hubspot_edit_arrives_by_webhook_and_our_own_pushed_write_is_r
     assert_eq!(hubspot.send_webhooks().await.unwrap(), vec![200]);
     assert_eq!(stack.runner.queue_depth().await.unwrap(), 0, "an echo enqueues nothing");
 }
+
+/// Connects `acme` to portal [`PORTAL`], runs the first sync and delivers the webhooks it caused.
+async fn synced_portal(stack: &LocalStack) -> Result<String> {
+    let id = connect_portal(stack, "acme").await?;
+    stack.runner.fire_schedule(Utc::now()).await?;
+    anyhow::ensure!(stack.runner.drain(DRAIN).await?.failures == 0, "the first sync failed");
+    stack.hubspot.state().send_webhooks().await?;
+    stack.runner.drain(DRAIN).await?;
+    Ok(id)
+}
+
+/// The external ids of the connection's records marked deleted.
+async fn deleted_ids(stack: &LocalStack, id: &str) -> Result<Vec<String>> {
+    let records = all_records(stack, "acme", id).await?;
+    Ok(records
+        .iter()
+        .filter(|r| r["deleted"] == true)
+        .filter_map(|r| r["external_id"].as_str().map(str::to_owned))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_hubspot_deletion_webhook_deletes_the_record_at_the_next_job_without_the_fifteen_minute_wait()
+ {
+    let stack = hubspot_stack(1).await.unwrap();
+    let id = synced_portal(&stack).await.unwrap();
+    let hubspot = stack.hubspot.state();
+
+    // A person edits contact 1 (its job runs without a deletes check), then deletes contact 2.
+    assert!(hubspot.edit_contact("1", &[("jobtitle", "Before the delete")]).is_some());
+    assert_eq!(hubspot.send_webhooks().await.unwrap(), vec![200]);
+    stack.runner.drain(DRAIN).await.unwrap();
+    assert!(deleted_ids(&stack, &id).await.unwrap().is_empty());
+
+    assert!(hubspot.archive_contact("2"));
+    let pending = hubspot.pending_webhooks();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["subscriptionType"], "contact.deletion");
+    hubspot.reset_stats();
+    let sent_at = std::time::Instant::now();
+    assert_eq!(hubspot.send_webhooks().await.unwrap(), vec![200]);
+    assert_eq!(stack.runner.queue_depth().await.unwrap(), 1);
+    let drained = stack.runner.drain(DRAIN).await.unwrap();
+    assert_eq!(drained.messages - drained.failures, 1, "{drained:?}");
+    assert!(sent_at.elapsed() < Duration::from_secs(60), "within the coalescing window, not 15 minutes");
+
+    assert_eq!(deleted_ids(&stack, &id).await.unwrap(), ["2"]);
+    let runs = get(&stack, "acme", &format!("/v1/connections/{id}/runs")).await.unwrap();
+    assert_eq!(
+        (&runs["items"][0]["reason"], &runs["items"][0]["counts"]["deleted"]),
+        (&json!("webhook"), &json!(1))
+    );
+    // The job scanned the archived listing of each object type: one page each.
+    assert_eq!(hubspot.stats().routes.get("list").copied(), Some(4), "{:?}", hubspot.stats().routes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_sync_deletes_a_record_archived_in_hubspot_at_once() {
+    let stack = hubspot_stack(1).await.unwrap();
+    let id = synced_portal(&stack).await.unwrap();
+    let hubspot = stack.hubspot.state();
+    hubspot.set_webhooks(None);
+    assert!(hubspot.archive_contact("3"));
+
+    // A scheduled sync now leaves the delete to the 15-minute scan ...
+    stack.runner.fire_schedule(Utc::now() + chrono::Duration::minutes(16)).await.unwrap();
+    stack.runner.drain(DRAIN).await.unwrap();
+    assert!(deleted_ids(&stack, &id).await.unwrap().is_empty());
+
+    // ... "sync now" does not wait for it.
+    let accepted = api(&stack, "acme")
+        .unwrap()
+        .call(reqwest::Method::POST, &format!("/v1/connections/{id}/sync"), None)
+        .await
+        .unwrap();
+    assert!(accepted["job_id"].is_string());
+    let drained = stack.runner.drain(DRAIN).await.unwrap();
+    assert_eq!(drained.messages - drained.failures, 1, "{drained:?}");
+    assert_eq!(deleted_ids(&stack, &id).await.unwrap(), ["3"]);
+}

@@ -48,6 +48,10 @@ pub struct Job {
     /// Graph asked for reauthorization or removed the subscription.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub renew_channel: bool,
+    /// Look for deleted records in this job rather than when the adapter's own schedule says
+    /// (HubSpot's archived scan, otherwise every 15 minutes): a deletion webhook or a manual sync.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check_deletes: bool,
 }
 
 /// Why a job message could not be read. Always permanent: redelivering it cannot help.
@@ -79,6 +83,7 @@ impl Job {
             enqueued_at: now,
             not_before: None,
             renew_channel: false,
+            check_deletes: false,
         }
     }
 
@@ -102,6 +107,20 @@ impl Job {
         job.not_before = DateTime::from_timestamp(start + window, 0);
         job.renew_channel = renew_channel;
         job
+    }
+
+    /// This job also checks for deletes at once. A coalesced webhook job gets its own id (the
+    /// window's id and `:d`), so SQS does not drop it as a duplicate of the window's plain job
+    /// enqueued by an earlier request; both then run.
+    pub fn checking_deletes(mut self) -> Self {
+        if !self.check_deletes
+            && self.reason == JobReason::Webhook
+            && let Ok(id) = JobId::parse(format!("{}:d", self.job_id))
+        {
+            self.job_id = id;
+        }
+        self.check_deletes = true;
+        self
     }
 
     /// A slot no scheduled job can have used yet: the first whole second after `now`. Slot ids
@@ -194,6 +213,23 @@ mod tests {
         assert_eq!((a.reason, a.renew_channel, renew.renew_channel), (JobReason::Webhook, false, true));
         assert_eq!(Job::parse(&renew.to_body()).unwrap(), renew);
         assert!(!job().to_body().contains("not_before"), "plain jobs keep their wire format");
+    }
+
+    #[test]
+    fn a_deletes_checking_webhook_job_has_its_own_id_in_its_window_and_others_keep_theirs() {
+        let (t, c) = (TenantId::parse("t1").unwrap(), ConnectionId::parse("c1").unwrap());
+        let at = DateTime::from_timestamp(1_790_000_001, 0).unwrap();
+        let plain = Job::webhook(t.clone(), c.clone(), false, at, 10);
+        let deletes = Job::webhook(t.clone(), c.clone(), false, at, 10).checking_deletes();
+        assert_eq!(deletes.job_id.as_str(), format!("{}:d", plain.job_id));
+        assert_eq!(deletes.clone().checking_deletes().job_id, deletes.job_id, "tagged once");
+        assert!(deletes.check_deletes && !plain.check_deletes);
+        assert_eq!(Job::parse(&deletes.to_body()).unwrap(), deletes);
+        assert!(!plain.to_body().contains("check_deletes"), "plain jobs keep their wire format");
+
+        let manual = job().checking_deletes();
+        assert!(manual.check_deletes);
+        assert_eq!(manual.job_id, job().job_id, "only coalesced ids change");
     }
 
     #[test]

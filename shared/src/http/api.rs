@@ -549,7 +549,7 @@ struct SyncAccepted {
     job_id: JobId,
 }
 
-/// Sync now: enqueues a manual sync job; audits `sync_requested`.
+/// Sync now: enqueues a manual sync job that also checks for deletes; audits `sync_requested`.
 #[utoipa::path(
     post,
     path = "/v1/connections/{connection_id}/sync",
@@ -577,7 +577,8 @@ async fn request_sync(
         job_id.clone(),
         JobReason::Manual,
         now,
-    );
+    )
+    .checking_deletes();
     let entry = |outcome| {
         AuditEntry::new(caller.tenant.clone(), Operation::SyncRequested, outcome, actor(&caller), now)
             .connection(&connection.connection_id)
@@ -960,7 +961,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sync_now_enqueues_a_manual_job_and_audits_the_request() {
+    async fn sync_now_enqueues_a_manual_job_that_checks_deletes_and_audits_the_request() {
         let h = harness();
         let id = h.create("acme").await;
         let reply = h.send(Method::POST, &format!("/v1/connections/{id}/sync"), Some("acme"), None).await;
@@ -972,6 +973,7 @@ mod tests {
             (jobs[0].reason, jobs[0].tenant_id.as_str(), jobs[0].connection_id.as_str()),
             (JobReason::Manual, "acme", id.as_str())
         );
+        assert!(jobs[0].check_deletes, "a person asked for the current state, deletes included");
         assert_eq!(jobs[0].enqueued_at, t0());
         let audit = h.store.audit_entries();
         let last = audit.last().unwrap();

@@ -326,6 +326,9 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
     }
     tracing::Span::current().record("provider", conn.provider.as_str());
     let client = deps.providers.client(&conn)?;
+    if job.check_deletes {
+        client.check_deletes_now();
+    }
     ensure_fresh_token(deps, &mut conn, client.as_ref(), false).await?;
 
     let mut counts = RunCounts::default();
@@ -379,7 +382,8 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
             finished_at,
         );
         let not_before = carried.as_ref().map(|(_, at)| *at);
-        let next = Job { renew_channel: job.renew_channel, not_before, ..next };
+        let next =
+            Job { renew_channel: job.renew_channel, check_deletes: job.check_deletes, not_before, ..next };
         deps.queue.enqueue(std::slice::from_ref(&next)).await?;
         if let Some((e, at)) = &carried {
             let entry = AuditEntry::new(tenant.clone(), Operation::Retry, AuditOutcome::Failure, "worker", finished_at)

@@ -406,6 +406,12 @@ impl HubspotState {
                 store::ChangeKind::Deletion => ("deletion", None),
                 store::ChangeKind::Restore => ("restore", None),
             };
+            // HubSpot's legacy subscription types (`contact.*`, `company.*`, `deal.*`) have no
+            // notes: note events are the generic `object.*`, naming the type by `objectTypeId`.
+            let prefix = match change.kind {
+                ObjectKind::Notes => "object",
+                kind => kind.singular(),
+            };
             let (change_source, source_id) = match source {
                 ChangeSource::User => ("CRM_UI", format!("userId:{WEBHOOK_USER_ID}")),
                 ChangeSource::Integration => ("INTEGRATION", target.app_id.to_string()),
@@ -416,12 +422,15 @@ impl HubspotState {
                 "portalId": target.portal_id,
                 "appId": target.app_id,
                 "occurredAt": change.at_ms,
-                "subscriptionType": format!("{}.{suffix}", change.kind.singular()),
+                "subscriptionType": format!("{prefix}.{suffix}"),
                 "attemptNumber": 0,
                 "objectId": change.id,
                 "changeSource": change_source,
                 "sourceId": source_id,
             });
+            if prefix == "object" {
+                event["objectTypeId"] = Value::from(change.kind.object_type_id());
+            }
             if let Some((name, value)) = property {
                 event["propertyName"] = Value::from(name.clone());
                 event["propertyValue"] = Value::from(value.clone());

@@ -660,3 +660,22 @@ async fn changes_are_sent_as_signed_webhooks_attributed_to_a_person_or_to_the_ap
     assert_ne!(events[0]["eventId"], events[1]["eventId"]);
     assert!(f.state().pending_webhooks().is_empty(), "sent events are not sent again");
 }
+
+#[tokio::test]
+async fn deletions_are_legacy_events_for_contacts_and_generic_object_events_for_notes() {
+    let f = HubspotFake::start(FakeConfig { contacts: 2, notes: 2, ..FakeConfig::default() }).await.unwrap();
+    let state = f.state();
+    state.set_webhooks(Some(WebhookTarget { url: "http://127.0.0.1:9/".into(), app_id: 1, portal_id: 2 }));
+    assert!(state.archive(ObjectKind::Contacts, "1"));
+    assert!(state.archive(ObjectKind::Notes, "2"));
+    let events = state.pending_webhooks();
+    let kinds: Vec<(&Value, &Value, &Value)> =
+        events.iter().map(|e| (&e["subscriptionType"], &e["objectId"], &e["objectTypeId"])).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (&json!("contact.deletion"), &json!(1), &Value::Null),
+            (&json!("object.deletion"), &json!(2), &json!("0-46"))
+        ]
+    );
+}

@@ -3,10 +3,12 @@
 //! listing), writes them in batches of 100, paces itself on HubSpot's rate limits, and refreshes
 //! OAuth tokens through `/oauth/v1/token`. Property names come from the connection's field maps.
 //!
-//! The cursor is this adapter's own JSON, one per object type. Incremental pulls get around the
-//! search API's 10,000-result cap by restarting the time window from the last timestamp seen
-//! (`GTE`, so ties repeat rather than vanish) and, when more than a window's worth of records share
-//! one timestamp, by paging those records by `hs_object_id`.
+//! The cursor is this adapter's own JSON, one per object type. An incremental pull first asks for
+//! one page of records modified since the cursor (the probe, sorted by the modified stamp). When
+//! more match, it returns none of them and pages the window `since ..= upper` (`upper`: HubSpot's
+//! clock at the probe) by `hs_object_id` instead, then probes after `upper`: each changed record is
+//! read once whatever the stamps (12,000 sharing one millisecond: 62 searches), and no search pages
+//! past 200 results, so the search API's 10,000-result cap does not apply.
 //!
 //! Associations: the full listing asks for them with `associations=` (no extra request); a search
 //! page cannot, so deals and notes read them with one v4 batch read per associated type per page.
@@ -16,17 +18,20 @@
 //! `ceil(archived / 100)` requests. An incremental pull that has caught up does this scan only when
 //! the last one is at least [`Pacing::archived_check_interval`] old (15 minutes by default, the
 //! default sync interval), and emits the records archived since the last scan (less the lookback)
-//! as deleted. So a delete shows up within one interval, at a bounded cost per interval.
+//! as deleted. So a delete shows up within one interval, at a bounded cost per interval. A client
+//! asked to [`ProviderClient::check_deletes_now`] (a deletion webhook, a manual sync) scans each
+//! type at its next caught-up pull whatever the interval.
 
 mod objects;
 mod write;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -44,9 +49,9 @@ use crate::ports::{
 use objects::{Mappings, ObjectSpec, parse_instant};
 
 const LIST_PAGE: usize = 100;
+/// Search results per page (HubSpot's most). Searches never page with `after`, so HubSpot's
+/// 400 for `after + limit` past 10,000 results cannot happen.
 const SEARCH_PAGE: usize = 200;
-/// HubSpot answers 400 to a search whose `after + limit` passes this.
-const SEARCH_CAP: usize = 10_000;
 const CURSOR_VERSION: u8 = 1;
 
 /// How a client paces and retries. The defaults match HubSpot's documented limits.
@@ -148,6 +153,10 @@ pub struct HubspotClient {
     net: ProviderHttp<HubspotDialect>,
     /// How creates prove themselves, per object type (learned at the first create of the type).
     proofs: tokio::sync::Mutex<HashMap<ObjectType, write::CreateProof>>,
+    /// The caller asked for deletes now ([`ProviderClient::check_deletes_now`]).
+    deletes_asked: AtomicBool,
+    /// Object types whose archived scan this client has started (or restarted) since it was asked.
+    deletes_checked: std::sync::Mutex<BTreeSet<ObjectType>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,24 +296,31 @@ enum Phase {
         started_at: Option<i64>,
         max_seen: Option<i64>,
     },
-    /// Searching `lastmodifieddate >= since` (`> since` when `exclusive`), ascending.
+    /// Searching the modified stamp `>= since` (`> since` when `exclusive`): first one page sorted
+    /// by the stamp (the probe); when more than a page matches, the window `since ..= upper` is
+    /// paged by `hs_object_id` ([`IdRange`]), then the next probe starts after `upper`.
     Incremental {
         since: i64,
         #[serde(default)]
         exclusive: bool,
-        /// Offset within the current window.
+        /// The window being paged by id, after a full probe.
         #[serde(default)]
-        offset: usize,
-        /// Timestamp of the window's first record.
-        #[serde(default)]
-        first_ts: Option<i64>,
-        /// Paging the records stamped exactly `since` by `hs_object_id > tie_after`.
-        #[serde(default)]
-        tie_after: Option<u64>,
+        range: Option<IdRange>,
         max_seen: Option<i64>,
         #[serde(default)]
         archive: ArchiveState,
     },
+}
+
+/// A window of modified stamps paged by id: `since <= stamp <= upper AND hs_object_id >
+/// after_id`, sorted by `hs_object_id`. Each record of the window is on exactly one page whatever
+/// its stamp (a run of 12,000 equal stamps as well), no query pages past 200 results (so the
+/// search API's 10,000-result cap never applies), and a record modified while the window is paged
+/// gets a stamp after `upper` and comes in a later window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct IdRange {
+    upper: i64,
+    after_id: u64,
 }
 
 /// When the archived listing was last scanned for deletes, and a scan in progress.
@@ -341,8 +357,8 @@ impl Phase {
 
     fn with_archive(self, state: ArchiveState) -> Phase {
         match self {
-            Phase::Incremental { since, exclusive, offset, first_ts, tie_after, max_seen, .. } => {
-                Phase::Incremental { since, exclusive, offset, first_ts, tie_after, max_seen, archive: state }
+            Phase::Incremental { since, exclusive, range, max_seen, .. } => {
+                Phase::Incremental { since, exclusive, range, max_seen, archive: state }
             }
             full => full,
         }
@@ -358,11 +374,12 @@ impl Phase {
 #[derive(Debug, Clone, Copy, Default)]
 struct PageFacts {
     count: usize,
-    first_ts: Option<i64>,
-    last_ts: Option<i64>,
+    /// The newest modified stamp on the page.
+    max_ts: Option<i64>,
+    /// The page's last id (the highest, on a page sorted by id).
     last_id: Option<u64>,
-    /// HubSpot's `paging.next.after`, when there are more results.
-    next_after: Option<usize>,
+    /// HubSpot sent `paging.next`: more results match.
+    more: bool,
     provider_now: Option<i64>,
 }
 
@@ -370,59 +387,66 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The cursor after an incremental page, and whether more pages follow right away.
-fn next_incremental(
-    current: &Phase,
-    page: &PageFacts,
-    max_seen: Option<i64>,
-    lookback: Duration,
-) -> (Phase, bool) {
-    let Phase::Incremental { since, exclusive, offset, first_ts, tie_after, ref archive, .. } = *current
-    else {
-        return (current.clone(), false);
+/// The step after an incremental page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Step {
+    phase: Phase,
+    /// More pages follow right away.
+    has_more: bool,
+    /// The page's records are returned; a full probe's are not, since its window is read by id
+    /// next and returns them then (each record once).
+    keep_records: bool,
+}
+
+/// The cursor after an incremental page.
+///
+/// - A probe with no more results is the end: the next pull starts at the newest stamp seen, or
+///   `lookback` behind the provider's clock when that stamp is more recent (records HubSpot
+///   indexes late).
+/// - A full probe opens the window `since ..= upper`, `upper` being the provider's clock (its
+///   `Date`) or, if later or absent, the probe's newest stamp, and returns none of its records.
+/// - A window page with more results moves `after_id` to its last id; the last one closes the
+///   window and the next probe searches `> upper`.
+fn next_incremental(current: &Phase, page: &PageFacts, lookback: Duration) -> Step {
+    let Phase::Incremental { since, exclusive, range, max_seen, ref archive } = *current else {
+        return Step { phase: current.clone(), has_more: false, keep_records: true };
     };
-    let window = |since, exclusive, tie_after| Phase::Incremental {
+    let more = page.more && page.count > 0;
+    let keep_records = range.is_some() || !more;
+    let max_seen = if keep_records { page.max_ts.into_iter().chain(max_seen).max() } else { max_seen };
+    let phase = |since, exclusive, range| Phase::Incremental {
         since,
         exclusive,
-        offset: 0,
-        first_ts: None,
-        tie_after,
+        range,
         max_seen,
         archive: archive.clone(),
     };
-    if tie_after.is_some() {
-        return match (page.next_after, page.last_id) {
-            (Some(_), Some(last)) if page.count > 0 => (window(since, false, Some(last)), true),
-            _ => (window(since, true, None), true),
-        };
+    match range {
+        Some(r) => match page.last_id.filter(|_| more) {
+            Some(last) => Step {
+                phase: phase(since, exclusive, Some(IdRange { upper: r.upper, after_id: last })),
+                has_more: true,
+                keep_records,
+            },
+            None => Step { phase: phase(r.upper, true, None), has_more: true, keep_records },
+        },
+        None if more => {
+            let upper = page.provider_now.into_iter().chain(page.max_ts).max().unwrap_or(since);
+            let range = IdRange { upper, after_id: 0 };
+            Step { phase: phase(since, exclusive, Some(range)), has_more: true, keep_records }
+        }
+        None => {
+            let lookback = ms(lookback);
+            let (since, exclusive) = match (max_seen, page.provider_now) {
+                (Some(m), Some(now)) if m <= now - lookback => (m, true),
+                (Some(_), Some(now)) => (now - lookback, false),
+                (Some(m), None) => (m - lookback, false),
+                (None, Some(now)) if now - lookback > since => (now - lookback, false),
+                (None, _) => (since, exclusive),
+            };
+            Step { phase: phase(since, exclusive, None), has_more: false, keep_records }
+        }
     }
-    let Some(next_after) = page.next_after.filter(|_| page.count > 0) else {
-        let lookback = ms(lookback);
-        let (since, exclusive) = match (max_seen, page.provider_now) {
-            (Some(m), Some(now)) if m <= now - lookback => (m, true),
-            (Some(_), Some(now)) => (now - lookback, false),
-            (Some(m), None) => (m - lookback, false),
-            (None, Some(now)) if now - lookback > since => (now - lookback, false),
-            (None, _) => (since, exclusive),
-        };
-        return (window(since, exclusive, None), false);
-    };
-    let first_ts = if offset == 0 { page.first_ts } else { first_ts };
-    if next_after + SEARCH_PAGE <= SEARCH_CAP {
-        let next = Phase::Incremental {
-            since,
-            exclusive,
-            offset: next_after,
-            first_ts,
-            tie_after: None,
-            max_seen,
-            archive: archive.clone(),
-        };
-        return (next, true);
-    }
-    let last = page.last_ts.unwrap_or(since);
-    let all_one_stamp = (last == since && !exclusive) || first_ts == Some(last);
-    if all_one_stamp { (window(last, false, Some(0)), true) } else { (window(last, false, None), true) }
 }
 
 #[derive(Debug, Deserialize)]
@@ -485,6 +509,16 @@ fn id_text(v: &Value) -> Option<String> {
     }
 }
 
+/// A record's modified stamp: the type's modified property, else `updatedAt`.
+fn modified_at(spec: &ObjectSpec, obj: &HubObject) -> Option<DateTime<Utc>> {
+    obj.properties
+        .get(spec.modified)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .or(obj.updated_at.as_deref())
+        .and_then(parse_instant)
+}
+
 /// Where a record's associations come from.
 enum Associated<'a> {
     /// The record's own `associations` block (listing with `associations=`).
@@ -543,14 +577,7 @@ impl HubspotClient {
             };
             fields.insert(a.field.to_owned(), Value::Array(ids.into_iter().map(Value::String).collect()));
         }
-        let modified = obj
-            .properties
-            .get(spec.modified)
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .or_else(|| obj.updated_at.clone())
-            .and_then(|s| parse_instant(&s));
+        let modified = modified_at(spec, obj);
         let modified = if obj.archived {
             obj.archived_at.as_deref().and_then(parse_instant).or(modified)
         } else {
@@ -611,6 +638,8 @@ impl HubspotClient {
                 pacing.policy(),
             ),
             proofs: tokio::sync::Mutex::default(),
+            deletes_asked: AtomicBool::new(false),
+            deletes_checked: std::sync::Mutex::default(),
         })
     }
 
@@ -669,9 +698,7 @@ impl HubspotClient {
                 Phase::Incremental {
                     since: from - ms(self.pacing.lookback),
                     exclusive: false,
-                    offset: 0,
-                    first_ts: None,
-                    tie_after: None,
+                    range: None,
                     max_seen,
                     archive: ArchiveState { checked_at: started_at, scan: None },
                 }
@@ -710,89 +737,96 @@ impl HubspotClient {
         Ok(out)
     }
 
+    /// True once per object type after [`ProviderClient::check_deletes_now`]: that type's archived
+    /// scan is due now, whatever its interval says.
+    fn take_deletes_ask(&self, object: ObjectType) -> bool {
+        if !self.deletes_asked.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.deletes_checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(object)
+    }
+
     async fn pull_incremental(
         &self,
         spec: &ObjectSpec,
         token: &SecretString,
         current: Phase,
     ) -> Result<PulledPage, ProviderError> {
-        let Phase::Incremental { since, exclusive, offset, tie_after, max_seen, ref archive, .. } = current
-        else {
+        let Phase::Incremental { since, exclusive, range, ref archive, .. } = current else {
             return Err(ProviderError::CursorExpired);
         };
         if let Some(scan) = &archive.scan {
-            return self.pull_archived(spec, token, &current, scan.clone()).await;
+            // A scan that began before the caller asked for a check may have passed the record
+            // just archived: it starts over (its start time stays, so nothing is missed).
+            let scan = match self.take_deletes_ask(spec.object) {
+                true => ArchiveScan { started_at: scan.started_at, after: None },
+                false => scan.clone(),
+            };
+            return self.pull_archived(spec, token, &current, scan).await;
         }
-        let properties = self.properties(spec);
-        let body = match tie_after {
-            Some(after_id) => json!({
-                "filterGroups": [{"filters": [
-                    {"propertyName": spec.modified, "operator": "EQ", "value": since.to_string()},
-                    {"propertyName": "hs_object_id", "operator": "GT", "value": after_id.to_string()},
-                ]}],
-                "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
-                "properties": properties,
-                "limit": SEARCH_PAGE,
-            }),
-            None => {
-                let op = if exclusive { "GT" } else { "GTE" };
-                let mut body = json!({
-                    "filterGroups": [{"filters": [
-                        {"propertyName": spec.modified, "operator": op, "value": since.to_string()},
-                    ]}],
-                    "sorts": [{"propertyName": spec.modified, "direction": "ASCENDING"}],
-                    "properties": properties,
-                    "limit": SEARCH_PAGE,
-                });
-                if offset > 0 {
-                    body["after"] = Value::String(offset.to_string());
-                }
-                body
-            }
+        let op = if exclusive { "GT" } else { "GTE" };
+        let window = json!({"propertyName": spec.modified, "operator": op, "value": since.to_string()});
+        let (filters, sort) = match range {
+            None => (vec![window], spec.modified),
+            Some(r) => (
+                vec![
+                    window,
+                    json!({"propertyName": spec.modified, "operator": "LTE", "value": r.upper.to_string()}),
+                    json!({"propertyName": "hs_object_id", "operator": "GT", "value": r.after_id.to_string()}),
+                ],
+                "hs_object_id",
+            ),
         };
+        let body = json!({
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "properties": self.properties(spec),
+            "limit": SEARCH_PAGE,
+        });
         let url = format!("{}/crm/v3/objects/{}/search", self.base, spec.path);
         let reply = self
             .send(Kind::Search, || self.http.post(&url).bearer_auth(token.expose_secret()).json(&body))
             .await?
             .check()?;
         let page: ObjectPage = reply.json()?;
-        let ids: Vec<String> = page.results.iter().map(|o| o.id.clone()).collect();
-        let read = self.read_associations(spec, token, &ids, spec.pulled).await?;
-        let records = page
-            .results
-            .iter()
-            .map(|o| self.map_object(spec, o, &Associated::Read(&read)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let stamps: Vec<i64> =
-            records.iter().filter_map(|r| r.remote_modified_at.map(|t| t.timestamp_millis())).collect();
-        let next_after = match page.next_after() {
-            None => None,
-            Some(a) => Some(a.parse::<usize>().map_err(|_| {
-                ProviderError::permanent("HubSpot search returned a non-numeric paging token")
-            })?),
-        };
+        let last_id =
+            match page.results.last() {
+                None => None,
+                Some(o) => Some(o.id.parse::<u64>().map_err(|_| {
+                    ProviderError::permanent("HubSpot search returned a non-numeric record id")
+                })?),
+            };
         let provider_now = reply.provider_now();
+        let stamps = page.results.iter().filter_map(|o| modified_at(spec, o));
         let facts = PageFacts {
-            count: records.len(),
-            first_ts: stamps.first().copied(),
-            last_ts: stamps.last().copied(),
-            last_id: page.results.last().and_then(|o| o.id.parse().ok()),
-            next_after,
+            count: page.results.len(),
+            max_ts: stamps.map(|t| t.timestamp_millis()).max(),
+            last_id,
+            more: page.next_after().is_some(),
             provider_now,
         };
-        let max_seen = stamps.iter().copied().chain(max_seen).max();
-        let (phase, has_more) = next_incremental(&current, &facts, max_seen, self.pacing.lookback);
+        let step = next_incremental(&current, &facts, self.pacing.lookback);
+        let records = if step.keep_records {
+            let ids: Vec<String> = page.results.iter().map(|o| o.id.clone()).collect();
+            let read = self.read_associations(spec, token, &ids, spec.pulled).await?;
+            page.results
+                .iter()
+                .map(|o| self.map_object(spec, o, &Associated::Read(&read)))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
         let mut archive = archive.clone();
         let now = provider_now.unwrap_or_else(|| Utc::now().timestamp_millis());
         let due = archive.checked_at.is_none_or(|at| now - at >= ms(self.pacing.archived_check_interval));
-        let scan_now = !has_more && due;
+        let scan_now = !step.has_more && (self.take_deletes_ask(spec.object) || due);
         if scan_now {
             archive.scan = Some(ArchiveScan { started_at: now, after: None });
         }
         Ok(PulledPage {
             records,
-            cursor: phase.with_archive(archive).to_cursor(),
-            has_more: has_more || scan_now,
+            cursor: step.phase.with_archive(archive).to_cursor(),
+            has_more: step.has_more || scan_now,
             reconcile_deletes: false,
         })
     }
@@ -916,6 +950,13 @@ impl ProviderClient for HubspotClient {
         Ok(Credentials::refreshed(tokens.access_token, tokens.refresh_token, refresh_token, Some(expires_at)))
     }
 
+    /// The next caught-up incremental pull of each object type scans the archived listing, even
+    /// when the last scan is less than [`Pacing::archived_check_interval`] old (once per type in
+    /// this client; a scan already under way starts over).
+    fn check_deletes_now(&self) {
+        self.deletes_asked.store(true, Ordering::Relaxed);
+    }
+
     fn stats(&self) -> RequestStats {
         self.net.stats()
     }
@@ -929,9 +970,7 @@ mod tests {
         Phase::Incremental {
             since,
             exclusive: false,
-            offset: 0,
-            first_ts: None,
-            tie_after: None,
+            range: None,
             max_seen: None,
             archive: ArchiveState::default(),
         }
@@ -1000,9 +1039,7 @@ mod tests {
         let phase = Phase::Incremental {
             since: 5,
             exclusive: true,
-            offset: 400,
-            first_ts: Some(7),
-            tie_after: None,
+            range: Some(IdRange { upper: 8, after_id: 4_321 }),
             max_seen: Some(9),
             archive: ArchiveState {
                 checked_at: Some(3),
@@ -1018,97 +1055,189 @@ mod tests {
     }
 
     #[test]
-    fn a_window_restarts_from_the_last_timestamp_before_the_ten_thousand_cap() {
-        let current = Phase::Incremental {
-            since: 100,
-            exclusive: false,
-            offset: 9_800,
-            first_ts: Some(100),
-            tie_after: None,
-            max_seen: None,
-            archive: ArchiveState::default(),
+    fn a_cursor_saved_mid_window_by_the_offset_paging_version_restarts_its_window() {
+        let old = SyncCursor::new(
+            r#"{"v":1,"phase":"incremental","since":700,"exclusive":false,"offset":9800,"first_ts":700,"tie_after":4321,"max_seen":700,"archive":{"checked_at":3,"scan":null}}"#,
+        );
+        let Phase::Incremental { since, exclusive, range, archive, .. } = Phase::parse(Some(&old)).unwrap()
+        else {
+            panic!("an incremental cursor");
         };
-        let page = PageFacts {
-            count: 200,
-            first_ts: Some(500),
-            last_ts: Some(600),
-            last_id: Some(1),
-            next_after: Some(10_000),
-            provider_now: None,
-        };
-        let (next, more) = next_incremental(&current, &page, Some(600), LOOKBACK);
-        assert!(more);
-        assert!(matches!(
-            next,
-            Phase::Incremental { since: 600, exclusive: false, offset: 0, tie_after: None, .. }
-        ));
-
-        let mid = Phase::Incremental {
-            since: 100,
-            exclusive: false,
-            offset: 200,
-            first_ts: Some(100),
-            tie_after: None,
-            max_seen: None,
-            archive: ArchiveState::default(),
-        };
-        let (next, _) =
-            next_incremental(&mid, &PageFacts { next_after: Some(400), ..page }, Some(600), LOOKBACK);
-        assert!(matches!(next, Phase::Incremental { since: 100, offset: 400, .. }));
+        assert_eq!((since, exclusive, range, archive.checked_at), (700, false, None, Some(3)));
     }
 
     #[test]
-    fn a_full_window_of_one_timestamp_pages_by_id_then_moves_past_it() {
-        let current = Phase::Incremental {
+    fn a_probe_with_more_than_a_page_returns_none_of_it_and_opens_a_window_up_to_the_provider_clock() {
+        let probe = PageFacts {
+            count: 200,
+            max_ts: Some(700),
+            last_id: Some(9),
+            more: true,
+            provider_now: Some(1_000),
+        };
+        let step = next_incremental(&incremental(100), &probe, LOOKBACK);
+        assert!(step.has_more && !step.keep_records);
+        let want = Phase::Incremental {
             since: 100,
             exclusive: false,
-            offset: 9_800,
-            first_ts: Some(700),
-            tie_after: None,
+            range: Some(IdRange { upper: 1_000, after_id: 0 }),
             max_seen: None,
+            archive: ArchiveState::default(),
+        };
+        assert_eq!(step.phase, want);
+
+        // Without the provider's clock, or with one behind the records, the window ends at the
+        // probe's newest stamp, so it holds at least the probe's records.
+        for provider_now in [None, Some(500)] {
+            let step = next_incremental(&incremental(100), &PageFacts { provider_now, ..probe }, LOOKBACK);
+            assert!(matches!(step.phase, Phase::Incremental { range: Some(IdRange { upper: 700, .. }), .. }));
+        }
+    }
+
+    #[test]
+    fn a_window_pages_by_id_and_its_last_page_hands_over_to_a_probe_after_its_upper_bound() {
+        let window = Phase::Incremental {
+            since: 100,
+            exclusive: false,
+            range: Some(IdRange { upper: 1_000, after_id: 0 }),
+            max_seen: Some(50),
             archive: ArchiveState::default(),
         };
         let page = PageFacts {
             count: 200,
-            first_ts: Some(700),
-            last_ts: Some(700),
-            last_id: Some(9),
-            next_after: Some(10_000),
-            provider_now: None,
+            max_ts: Some(900),
+            last_id: Some(4_321),
+            more: true,
+            provider_now: Some(2_000),
         };
-        let (tie, more) = next_incremental(&current, &page, Some(700), LOOKBACK);
-        assert!(more);
-        assert!(matches!(tie, Phase::Incremental { since: 700, tie_after: Some(0), .. }));
-
-        let tie_page = PageFacts { count: 200, last_id: Some(4_321), next_after: Some(200), ..page };
-        let (tie2, _) = next_incremental(&tie, &tie_page, Some(700), LOOKBACK);
-        assert!(matches!(tie2, Phase::Incremental { since: 700, tie_after: Some(4_321), .. }));
-
-        let last_tie_page = PageFacts { count: 12, last_id: Some(9_999), next_after: None, ..page };
-        let (after_tie, more) = next_incremental(&tie2, &last_tie_page, Some(700), LOOKBACK);
-        assert!(more);
+        let step = next_incremental(&window, &page, LOOKBACK);
+        assert!(step.has_more && step.keep_records);
         assert!(matches!(
-            after_tie,
-            Phase::Incremental { since: 700, exclusive: true, tie_after: None, offset: 0, .. }
+            step.phase,
+            Phase::Incremental {
+                since: 100,
+                range: Some(IdRange { upper: 1_000, after_id: 4_321 }),
+                max_seen: Some(900),
+                ..
+            }
+        ));
+
+        let last = PageFacts { count: 12, max_ts: Some(950), last_id: Some(9_999), more: false, ..page };
+        let step = next_incremental(&step.phase, &last, LOOKBACK);
+        assert!(step.has_more && step.keep_records, "a probe after the window follows");
+        assert!(matches!(
+            step.phase,
+            Phase::Incremental { since: 1_000, exclusive: true, range: None, max_seen: Some(950), .. }
         ));
     }
 
     #[test]
     fn caught_up_cursor_keeps_a_lookback_behind_the_provider_clock() {
         let now = 10_000_000;
-        let done = PageFacts { count: 3, provider_now: Some(now), ..PageFacts::default() };
-        let (recent, more) = next_incremental(&incremental(1), &done, Some(now - 1_000), LOOKBACK);
-        assert!(!more);
+        let done = |max_ts| PageFacts {
+            count: 3,
+            max_ts: Some(max_ts),
+            provider_now: Some(now),
+            ..PageFacts::default()
+        };
+        let recent = next_incremental(&incremental(1), &done(now - 1_000), LOOKBACK);
+        assert!(!recent.has_more && recent.keep_records);
         assert!(
-            matches!(recent, Phase::Incremental { since, exclusive: false, .. } if since == now - 300_000)
+            matches!(recent.phase, Phase::Incremental { since, exclusive: false, .. } if since == now - 300_000)
         );
 
-        let (old, _) = next_incremental(&incremental(1), &done, Some(5_000), LOOKBACK);
-        assert!(matches!(old, Phase::Incremental { since: 5_000, exclusive: true, .. }));
+        let old = next_incremental(&incremental(1), &done(5_000), LOOKBACK);
+        assert!(matches!(old.phase, Phase::Incremental { since: 5_000, exclusive: true, .. }));
 
-        let no_clock = PageFacts { count: 1, ..PageFacts::default() };
-        let (fallback, _) = next_incremental(&incremental(1), &no_clock, Some(900_000), LOOKBACK);
-        assert!(matches!(fallback, Phase::Incremental { since: 600_000, .. }));
+        let no_clock = PageFacts { count: 1, max_ts: Some(900_000), ..PageFacts::default() };
+        let fallback = next_incremental(&incremental(1), &no_clock, LOOKBACK);
+        assert!(matches!(fallback.phase, Phase::Incremental { since: 600_000, .. }));
+    }
+
+    /// HubSpot's search over `(id, stamp)` records as the adapter asks it: the probe sorted by
+    /// stamp (ties in descending id order, since HubSpot promises none), a window sorted by id.
+    fn search(records: &[(u64, i64)], phase: &Phase, now: i64) -> (Vec<(u64, i64)>, PageFacts) {
+        let Phase::Incremental { since, exclusive, range, .. } = phase else { panic!("incremental") };
+        let after_since = |t: i64| if *exclusive { t > *since } else { t >= *since };
+        let mut hits: Vec<(u64, i64)> = records
+            .iter()
+            .copied()
+            .filter(|(id, t)| after_since(*t) && range.is_none_or(|r| *t <= r.upper && *id > r.after_id))
+            .collect();
+        match range {
+            None => hits.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))),
+            Some(_) => hits.sort(),
+        }
+        let more = hits.len() > SEARCH_PAGE;
+        hits.truncate(SEARCH_PAGE);
+        let facts = PageFacts {
+            count: hits.len(),
+            max_ts: hits.iter().map(|h| h.1).max(),
+            last_id: hits.last().map(|h| h.0),
+            more,
+            provider_now: Some(now),
+        };
+        (hits, facts)
+    }
+
+    /// Runs one incremental pull to its end; returns the ids returned (with repeats) and the
+    /// number of searches.
+    fn pull(records: &[(u64, i64)], from: Phase, now: i64) -> (Vec<u64>, usize, Phase) {
+        let (mut phase, mut kept, mut searches) = (from, Vec::new(), 0);
+        loop {
+            searches += 1;
+            assert!(searches < 10_000, "the pull does not end");
+            let (hits, facts) = search(records, &phase, now);
+            let step = next_incremental(&phase, &facts, LOOKBACK);
+            if step.keep_records {
+                kept.extend(hits.iter().map(|h| h.0));
+            }
+            phase = step.phase;
+            if !step.has_more {
+                return (kept, searches, phase);
+            }
+        }
+    }
+
+    #[test]
+    fn twelve_thousand_of_twenty_thousand_records_sharing_one_stamp_come_back_once_in_sixty_two_searches() {
+        let (before, at) = (1_000_000, 5_000_000);
+        let records: Vec<(u64, i64)> =
+            (1..=20_000u64).map(|id| (id, if id % 5 < 3 { at } else { before })).collect();
+        let changed: Vec<u64> = records.iter().filter(|r| r.1 == at).map(|r| r.0).collect();
+        assert_eq!(changed.len(), 12_000);
+
+        let (kept, searches, end) = pull(&records, incremental(at - 300_000), at + 1_000);
+        assert_eq!(kept, changed, "each changed record once, in id order");
+        assert_eq!(searches, 62, "a probe, 60 pages of the window, the probe after it");
+        assert!(matches!(end, Phase::Incremental { range: None, max_seen: Some(m), .. } if m == at));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_mix_of_shared_stamps_comes_back_once_in_about_one_search_per_two_hundred(
+            stamps in proptest::collection::vec(0i64..40, 0..1_500),
+            since in 0i64..20,
+        ) {
+            let records: Vec<(u64, i64)> =
+                stamps.iter().enumerate().map(|(i, t)| (i as u64 + 1, 1_000_000 + t * 7)).collect();
+            let since = 1_000_000 + since * 7;
+            let mut changed: Vec<u64> = records.iter().filter(|r| r.1 >= since).map(|r| r.0).collect();
+            let (mut kept, searches, _) = pull(&records, incremental(since), 2_000_000);
+            kept.sort_unstable();
+            proptest::prop_assert_eq!(&kept, { changed.sort_unstable(); &changed });
+            proptest::prop_assert!(searches <= changed.len().div_ceil(SEARCH_PAGE) + 2);
+        }
+    }
+
+    #[test]
+    fn asking_for_deletes_makes_each_object_types_scan_due_once_in_this_client() {
+        let c = client();
+        assert!(!c.take_deletes_ask(ObjectType::Contacts), "nothing asked");
+        c.check_deletes_now();
+        assert!(c.take_deletes_ask(ObjectType::Contacts));
+        assert!(!c.take_deletes_ask(ObjectType::Contacts), "once per type");
+        assert!(c.take_deletes_ask(ObjectType::Deals));
     }
 
     #[test]

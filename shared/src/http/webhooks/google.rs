@@ -11,7 +11,9 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 
-use super::{Summary, WebhookError, WebhookState, enqueue, load, log_failure, read_body, secret_matches};
+use super::{
+    Ask, Summary, WebhookError, WebhookState, enqueue, load, log_failure, read_body, secret_matches,
+};
 use crate::domain::Provider;
 use crate::http::problem::ApiError;
 
@@ -132,7 +134,7 @@ async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, Web
     }
     let mut summary = Summary { received: 1, ..Summary::default() };
     if note.state != ResourceState::Sync && conn.paused_at.is_none() {
-        summary.jobs = enqueue(state, vec![(tenant, connection, false)]).await?;
+        summary.jobs = enqueue(state, vec![(tenant, connection, Ask::default())]).await?;
     }
     Ok(summary)
 }

@@ -13,7 +13,9 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{Summary, WebhookError, WebhookState, enqueue, load, log_failure, read_body, secret_matches};
+use super::{
+    Ask, Summary, WebhookError, WebhookState, enqueue, load, log_failure, read_body, secret_matches,
+};
 use crate::domain::{ConnectionId, Provider, TenantId};
 use crate::http::problem::{self, ApiError};
 
@@ -165,7 +167,7 @@ async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, Web
         NotificationsError::Invalid(d) => ApiError::InvalidRequest(d.to_owned()),
     })?;
     // Verify every notification before enqueueing anything.
-    let mut targets: Vec<(TenantId, ConnectionId, bool)> = Vec::new();
+    let mut targets: Vec<(TenantId, ConnectionId, Ask)> = Vec::new();
     let mut verified: Vec<(String, TenantId, ConnectionId)> = Vec::new();
     for note in &notes {
         let known = verified.iter().find(|(id, _, _)| *id == note.subscription_id).cloned();
@@ -187,7 +189,7 @@ async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, Web
         let paused = verify(state, note, &tenant, &connection).await?;
         let renew = note.lifecycle_event.as_ref().is_some_and(LifecycleEvent::renews_subscription);
         if !paused {
-            targets.push((tenant, connection, renew));
+            targets.push((tenant, connection, Ask { renew_channel: renew, ..Ask::default() }));
         }
     }
     let mut summary = Summary { received: notes.len(), ..Summary::default() };

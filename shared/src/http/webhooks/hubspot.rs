@@ -6,7 +6,8 @@
 //!
 //! Verified events are deduplicated on `eventId` (the `DeliveryLedger`), echoes of our own writes
 //! (`sourceId` = our app id) are counted and dropped, and the rest lead to one coalesced sync job
-//! per connection of their portal (`ConnectionStore::find_by_account`).
+//! per connection of their portal (`ConnectionStore::find_by_account`); a deletion event makes that
+//! job check for deletes at once (`Job::checking_deletes`).
 
 use std::collections::BTreeMap;
 
@@ -21,7 +22,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Deserializer};
 use sha2::Sha256;
 
-use super::{Summary, WebhookError, WebhookState, enqueue, load, log_failure, read_body};
+use super::{Ask, Summary, WebhookError, WebhookState, enqueue, load, log_failure, read_body};
 use crate::domain::{ConnectionId, Provider, TenantId};
 use crate::http::problem::ApiError;
 
@@ -157,6 +158,10 @@ pub struct HubspotEvent {
     pub attempt_number: Option<u32>,
     #[serde(default, deserialize_with = "opt_id")]
     pub object_id: Option<String>,
+    /// The object type of a generic `object.*` event: `0-1` contacts, `0-2` companies, `0-3`
+    /// deals, `0-46` notes, ...
+    #[serde(default, deserialize_with = "opt_id")]
+    pub object_type_id: Option<String>,
     /// `CRM_UI`, `IMPORT`, `API`, `INTEGRATION`, `WORKFLOWS`, ...
     #[serde(default)]
     pub change_source: Option<String>,
@@ -178,6 +183,23 @@ impl HubspotEvent {
             return false;
         };
         source.trim() == ours
+    }
+}
+
+/// The object type ids of what Syncbridge syncs: contacts, companies, deals, notes.
+const SYNCED_TYPE_IDS: [&str; 4] = ["0-1", "0-2", "0-3", "0-46"];
+
+impl HubspotEvent {
+    /// True when a record of a type Syncbridge syncs was deleted (archived): the legacy
+    /// `contact.deletion`, `company.deletion`, `deal.deletion`, or the generic `object.deletion`
+    /// of contacts, companies, deals or notes (notes have no legacy subscription type). A GDPR
+    /// `contact.privacyDeletion` comes with a `contact.deletion` as well.
+    pub fn is_deletion(&self) -> bool {
+        match self.subscription_type.as_str() {
+            "contact.deletion" | "company.deletion" | "deal.deletion" => true,
+            "object.deletion" => self.object_type_id.as_deref().is_some_and(|t| SYNCED_TYPE_IDS.contains(&t)),
+            _ => false,
+        }
     }
 }
 
@@ -332,12 +354,16 @@ async fn route(
     fresh: &[(String, HubspotEvent)],
     summary: &mut Summary,
 ) -> Result<(), WebhookError> {
-    let mut by_portal: BTreeMap<&str, usize> = BTreeMap::new();
+    // Per portal: how many events, and whether one deleted a record (its job checks for deletes
+    // at once instead of at the next archived scan).
+    let mut by_portal: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
     for (_, event) in fresh {
-        *by_portal.entry(event.portal_id.as_str()).or_default() += 1;
+        let entry = by_portal.entry(event.portal_id.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 |= event.is_deletion();
     }
-    let mut targets: Vec<(TenantId, ConnectionId, bool)> = Vec::new();
-    for (portal, count) in by_portal {
+    let mut targets: Vec<(TenantId, ConnectionId, Ask)> = Vec::new();
+    for (portal, (count, deletes)) in by_portal {
         let mut matched = false;
         for (tenant, connection) in state.connections.find_by_account(Provider::Hubspot, portal).await? {
             match load(state, &tenant, &connection).await? {
@@ -345,7 +371,7 @@ async fn route(
                     matched = true;
                     // A paused connection syncs nothing (the worker would drop the job anyway).
                     if c.paused_at.is_none() {
-                        targets.push((tenant, connection, false));
+                        targets.push((tenant, connection, Ask { check_deletes: deletes, ..Ask::default() }));
                     }
                 }
                 _ => {}
@@ -491,6 +517,59 @@ mod tests {
         assert!(!parse(event(1, 1, Some("999"))).is_echo(Some(APP_ID)));
         assert!(!parse(event(1, 1, None)).is_echo(Some(APP_ID)), "appId is ours on every event");
         assert!(!parse(event(1, 1, Some(APP_ID))).is_echo(None));
+    }
+
+    fn of_type(id: u64, subscription_type: &str, object_type_id: Option<&str>) -> Value {
+        let mut e = event(id, 62515, None);
+        e["subscriptionType"] = json!(subscription_type);
+        if let Some(t) = object_type_id {
+            e["objectTypeId"] = json!(t);
+        }
+        e
+    }
+
+    #[test]
+    fn deletions_of_contacts_companies_deals_and_notes_are_deletions_and_nothing_else_is() {
+        let parse = |v: Value| parse_events(json!([v]).to_string().as_bytes()).unwrap().remove(0);
+        for (kind, type_id) in [
+            ("contact.deletion", None),
+            ("company.deletion", None),
+            ("deal.deletion", None),
+            ("object.deletion", Some("0-1")),
+            ("object.deletion", Some("0-46")),
+        ] {
+            assert!(parse(of_type(1, kind, type_id)).is_deletion(), "{kind} {type_id:?}");
+        }
+        for (kind, type_id) in [
+            ("contact.propertyChange", None),
+            ("contact.restore", None),
+            ("ticket.deletion", None),
+            ("object.deletion", Some("0-5")),
+            ("object.deletion", None),
+            ("object.creation", Some("0-46")),
+        ] {
+            assert!(!parse(of_type(1, kind, type_id)).is_deletion(), "{kind} {type_id:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deletion_asks_for_a_deletes_check_in_a_job_of_its_own_beside_the_windows_plain_job() {
+        let h = harness();
+        hubspot_connection(&h.store, "acme", "62515").await;
+        let send_one = |e: Value| {
+            let body = json!([e]).to_string();
+            let app = h.app.clone();
+            async move { send(&app, signed(&body, now().timestamp_millis())).await }
+        };
+        assert_eq!(send_one(event(1, 62515, None)).await.1["jobs"], 1);
+        assert_eq!(send_one(of_type(2, "contact.deletion", None)).await.1["jobs"], 1);
+        assert_eq!(send_one(of_type(3, "object.deletion", Some("0-46"))).await.1["jobs"], 1);
+        let jobs = h.queue.jobs();
+        let asks: Vec<(String, bool)> =
+            jobs.iter().map(|j| (j.job_id.to_string(), j.check_deletes)).collect();
+        assert_eq!(asks.len(), 2, "one plain and one deletes-checking job for the window: {asks:?}");
+        assert!(!asks[0].1 && asks[1].1);
+        assert_eq!(asks[1].0, format!("{}:d", asks[0].0));
     }
 
     #[tokio::test]

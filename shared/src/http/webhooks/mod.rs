@@ -193,17 +193,29 @@ pub(crate) async fn load(
     state.connections.get(tenant, connection).await
 }
 
-/// Enqueues one coalesced webhook job per connection (`renew` if any notification of it asked to
-/// renew its channel); returns how many jobs were handed to the queue.
+/// What the notifications for a connection ask of its job besides a sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ask {
+    /// Renew the push channel now (Graph lifecycle events).
+    pub renew_channel: bool,
+    /// Look for deleted records now (HubSpot deletion events).
+    pub check_deletes: bool,
+}
+
+/// Enqueues one coalesced webhook job per connection, asking what any of its notifications asked
+/// (`Job::webhook`, `Job::checking_deletes`); returns how many jobs were handed to the queue.
 pub(crate) async fn enqueue(
     state: &WebhookState,
-    targets: Vec<(TenantId, ConnectionId, bool)>,
+    targets: Vec<(TenantId, ConnectionId, Ask)>,
 ) -> Result<usize, QueueError> {
-    let mut merged: Vec<(TenantId, ConnectionId, bool)> = Vec::new();
-    for (tenant, connection, renew) in targets {
+    let mut merged: Vec<(TenantId, ConnectionId, Ask)> = Vec::new();
+    for (tenant, connection, ask) in targets {
         match merged.iter_mut().find(|(t, c, _)| *t == tenant && *c == connection) {
-            Some(existing) => existing.2 |= renew,
-            None => merged.push((tenant, connection, renew)),
+            Some((_, _, existing)) => {
+                existing.renew_channel |= ask.renew_channel;
+                existing.check_deletes |= ask.check_deletes;
+            }
+            None => merged.push((tenant, connection, ask)),
         }
     }
     if merged.is_empty() {
@@ -212,8 +224,9 @@ pub(crate) async fn enqueue(
     let now = state.clock.now();
     let jobs: Vec<Job> = merged
         .into_iter()
-        .map(|(tenant, connection, renew)| {
-            Job::webhook(tenant, connection, renew, now, state.settings.coalesce_secs)
+        .map(|(tenant, connection, ask)| {
+            let job = Job::webhook(tenant, connection, ask.renew_channel, now, state.settings.coalesce_secs);
+            if ask.check_deletes { job.checking_deletes() } else { job }
         })
         .collect();
     state.queue.enqueue(&jobs).await?;
