@@ -3,14 +3,15 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use syncbridge::sync::dispatcher::{self, DispatchSummary};
+use syncbridge::sync::dispatcher::{self, DispatchError, DispatchSummary};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let (_, deps) = syncbridge::wiring::from_env().await?;
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-        Ok::<DispatchSummary, Error>(dispatcher::handle_schedule(deps, event.payload).await?)
+        // A failure's Lambda error type names its class (`DispatchError.Store.Unavailable`, ...).
+        Ok::<DispatchSummary, DispatchError>(dispatcher::handle_schedule(deps, event.payload).await?)
     }))
     .await
 }

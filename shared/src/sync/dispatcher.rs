@@ -33,6 +33,32 @@ pub enum DispatchError {
     Queue(#[from] QueueError),
 }
 
+impl DispatchError {
+    /// The error's class, as the Lambda error type of a failed invocation (so that metrics and
+    /// alarms on `Errors` can tell a throttled table from a lost queue).
+    pub fn class(&self) -> &'static str {
+        match self {
+            DispatchError::Store(StoreError::Conflict) => "Store.Conflict",
+            DispatchError::Store(StoreError::Unavailable(_)) => "Store.Unavailable",
+            DispatchError::Store(StoreError::Corrupt(_)) => "Store.Corrupt",
+            DispatchError::Store(StoreError::InvalidPageToken) => "Store.InvalidPageToken",
+            DispatchError::Store(StoreError::Backend(_)) => "Store.Backend",
+            DispatchError::Queue(QueueError::Partial(_)) => "Queue.Partial",
+            DispatchError::Queue(QueueError::Backend(_)) => "Queue.Backend",
+        }
+    }
+}
+
+/// A failed invocation reports its class as the error type and the message without internals.
+impl From<DispatchError> for lambda_runtime::Diagnostic {
+    fn from(e: DispatchError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: format!("DispatchError.{}", e.class()),
+            error_message: e.to_string(),
+        }
+    }
+}
+
 /// The Lambda handler: one EventBridge scheduled event.
 pub async fn handle_schedule(
     deps: &Deps,
@@ -127,5 +153,19 @@ async fn release_unsent(deps: &Deps, claimed: &[(DueConnection, DateTime<Utc>)],
         {
             warn!(connection = %d.connection_id, error = %e, "could not release an unsent slot");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_invocation_names_the_error_class_as_its_lambda_error_type() {
+        let d: lambda_runtime::Diagnostic = DispatchError::Queue(QueueError::Partial(Vec::new())).into();
+        assert_eq!(d.error_type, "DispatchError.Queue.Partial");
+        let d: lambda_runtime::Diagnostic = DispatchError::Store(StoreError::Conflict).into();
+        assert_eq!(d.error_type, "DispatchError.Store.Conflict");
+        assert!(!d.error_message.is_empty());
     }
 }
