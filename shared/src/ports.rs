@@ -654,6 +654,13 @@ pub trait ProviderClient: Send + Sync {
         Err(ProviderError::permanent("this provider adapter cannot list live ids"))
     }
 
+    /// What this client set up or learned in the provider account (see
+    /// `Connection::provider_setup`), for the worker to keep on the connection. Factories give
+    /// new clients what the connection already knows.
+    fn provider_setup(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
+
     /// Exchanges a refresh token for new credentials.
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError>;
 

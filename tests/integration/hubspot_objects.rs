@@ -629,3 +629,41 @@ async fn hubspot_update_whose_association_call_fails_after_its_properties_is_an_
     assert!(retry[0].is_ok());
     assert_eq!(state.associated(ObjectKind::Deals, "8", ObjectKind::Contacts), wanted);
 }
+
+#[tokio::test]
+async fn hubspot_what_a_job_learned_of_the_portal_is_kept_on_the_connection_and_not_asked_again() {
+    let fake = start(FakeConfig { contacts: 3, ..FakeConfig::default() }).await;
+    let state = fake.state();
+    let first = client(&fake);
+    first
+        .write(&token(), &[create(ObjectType::Contacts, "push:k-1", json!({"email": "k1@x.io"}))])
+        .await
+        .expect("first");
+    let learned = first.provider_setup();
+    assert_eq!(learned.get("hubspot.contacts.create_proof").map(String::as_str), Some("key_property"));
+
+    // The next job's client is built from a connection that kept it: no property lookup.
+    let mut connection = Connection::new(
+        TenantId::parse("t1").expect("tenant"),
+        NewConnection {
+            provider: Provider::Hubspot,
+            base_url: fake.base_url(),
+            credentials: Credentials { access_token: token(), refresh_token: None, expires_at: None },
+            interval_minutes: 15,
+            settings: ConnectionSettings::default(),
+        },
+        Utc::now(),
+    );
+    connection.provider_setup = learned;
+    let next = HubspotFactory::new(reqwest::Client::new(), None)
+        .with_pacing(fast())
+        .client(&connection)
+        .expect("client");
+    state.reset_stats();
+    next.write(&token(), &[create(ObjectType::Contacts, "push:k-2", json!({"email": "k2@x.io"}))])
+        .await
+        .expect("next");
+    let stats = state.stats();
+    assert_eq!(stats.routes.get("properties"), None, "the key property is known: {stats:?}");
+    assert_eq!(stats.routes.get("batch_create"), Some(&1));
+}

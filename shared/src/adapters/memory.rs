@@ -158,6 +158,7 @@ impl Inner {
         stored.inflight_since = c.inflight_since;
         stored.push_channel = c.push_channel.clone();
         stored.object_errors = c.object_errors.clone();
+        stored.provider_setup = c.provider_setup.clone();
         stored.version += 1;
         Ok(stored.version)
     }

@@ -187,6 +187,11 @@ pub struct Connection {
     /// Object types whose last pull failed with a permanent provider error (worker-owned): the
     /// others sync on; these keep their cursor and are retried from their `retry_at`.
     pub object_errors: BTreeMap<ObjectType, ObjectError>,
+    /// What the adapter set up or learned in the provider account (worker-owned), so later jobs
+    /// need not find it out again: e.g. `hubspot.contacts.create_proof` = `key_property` once the
+    /// unique `syncbridge_key` property exists in the portal, or `email` where the app may not
+    /// create properties.
+    pub provider_setup: BTreeMap<String, String>,
     pub settings: ConnectionSettings,
     /// Set while a person has paused the connection: it is out of the due index
     /// (`next_sync_at` is `None`), manual syncs are refused and queued jobs are dropped.
@@ -224,6 +229,7 @@ impl Connection {
             inflight_since: None,
             push_channel: None,
             object_errors: BTreeMap::new(),
+            provider_setup: BTreeMap::new(),
             settings: new.settings,
             paused_at: None,
             created_at: now,

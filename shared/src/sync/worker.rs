@@ -405,6 +405,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         conn.last_error = None;
         keep_push_channel(deps, &mut conn, client.as_ref(), job.renew_channel).await;
     }
+    conn.provider_setup.extend(client.provider_setup());
     conn.last_run_id = Some(run_id.clone());
     conn.inflight_since = None;
     let run = SyncRun {

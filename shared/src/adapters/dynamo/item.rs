@@ -324,6 +324,7 @@ pub(super) fn connection_state(
         ("channel_secret_enc", c.push_channel.as_ref().map(|p| seal(&p.secret)).transpose()?),
         ("channel_expires_at", c.push_channel.as_ref().map(|p| time(p.expires_at))),
         ("object_errors", (!c.object_errors.is_empty()).then(|| json(&c.object_errors))),
+        ("provider_setup", (!c.provider_setup.is_empty()).then(|| json(&c.provider_setup))),
     ])
 }
 
@@ -457,6 +458,7 @@ pub(super) fn connection_from_item(item: &Item, cipher: &TokenCipher) -> Result<
         inflight_since: r.opt_time("inflight_since")?,
         push_channel: push_channel_from(&r, cipher)?,
         object_errors: r.opt_json("object_errors")?.unwrap_or_default(),
+        provider_setup: r.opt_json("provider_setup")?.unwrap_or_default(),
         settings: r.opt_json("settings")?.unwrap_or_default(),
         paused_at: r.opt_time("paused_at")?,
         created_at: r.time("created_at")?,
@@ -740,6 +742,19 @@ mod tests {
         let shard = due_shard(&c.tenant_id, &c.connection_id, 4);
         assert_eq!(item["due_shard"], s(format!("DUE#{shard}")));
         assert!(!item.contains_key("object_errors"), "absent while every object type syncs");
+    }
+
+    #[test]
+    fn what_the_adapter_set_up_in_the_provider_round_trips_on_the_connection() {
+        let k = cipher();
+        let mut c = connection();
+        c.provider_setup.insert("hubspot.contacts.create_proof".into(), "key_property".into());
+        let item = connection_to_item(&c, &k, 4).unwrap();
+        let back = connection_from_item(&item, &k).unwrap();
+        assert_eq!(back.provider_setup, c.provider_setup);
+        c.provider_setup.clear();
+        let state = connection_state(&c, &k).unwrap();
+        assert!(state.iter().any(|(name, v)| *name == "provider_setup" && v.is_none()), "None removes it");
     }
 
     #[test]

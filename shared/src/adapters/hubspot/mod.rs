@@ -138,6 +138,17 @@ impl ProviderFactory for HubspotFactory {
         };
         let mut client = client.with_settings(&connection.settings);
         client.net.dialect.limiter = limiter;
+        // What earlier jobs learned of the portal (the key property exists, or the app may not
+        // create one) is not asked again.
+        let known: HashMap<ObjectType, write::CreateProof> =
+            [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes]
+                .into_iter()
+                .filter_map(|o| {
+                    let proof = connection.provider_setup.get(&write::setup_key(o))?;
+                    write::CreateProof::parse(proof).map(|p| (o, p))
+                })
+                .collect();
+        client.proofs = std::sync::Mutex::new(known);
         Ok(Box::new(client))
     }
 }
@@ -152,7 +163,7 @@ pub struct HubspotClient {
     mappings: Mappings,
     net: ProviderHttp<HubspotDialect>,
     /// How creates prove themselves, per object type (learned at the first create of the type).
-    proofs: tokio::sync::Mutex<HashMap<ObjectType, write::CreateProof>>,
+    proofs: std::sync::Mutex<HashMap<ObjectType, write::CreateProof>>,
     /// The caller asked for deletes now ([`ProviderClient::check_deletes_now`]).
     deletes_asked: AtomicBool,
     /// Object types whose archived scan this client has started (or restarted) since it was asked.
@@ -637,7 +648,7 @@ impl HubspotClient {
                 HubspotDialect { limiter: Arc::default(), search_per_second: pacing.search_per_second },
                 pacing.policy(),
             ),
-            proofs: tokio::sync::Mutex::default(),
+            proofs: std::sync::Mutex::default(),
             deletes_asked: AtomicBool::new(false),
             deletes_checked: std::sync::Mutex::default(),
         })
@@ -955,6 +966,11 @@ impl ProviderClient for HubspotClient {
     /// this client; a scan already under way starts over).
     fn check_deletes_now(&self) {
         self.deletes_asked.store(true, Ordering::Relaxed);
+    }
+
+    fn provider_setup(&self) -> std::collections::BTreeMap<String, String> {
+        let proofs = self.proofs.lock().map(|p| p.clone()).unwrap_or_default();
+        proofs.into_iter().map(|(o, p)| (write::setup_key(o), p.as_str().to_owned())).collect()
     }
 
     fn stats(&self) -> RequestStats {

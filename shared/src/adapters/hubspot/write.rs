@@ -60,6 +60,30 @@ pub(super) enum CreateProof {
     Email,
 }
 
+impl CreateProof {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            CreateProof::KeyProperty => "key_property",
+            CreateProof::NoteTag => "note_tag",
+            CreateProof::Email => "email",
+        }
+    }
+
+    pub(super) fn parse(value: &str) -> Option<Self> {
+        match value {
+            "key_property" => Some(CreateProof::KeyProperty),
+            "note_tag" => Some(CreateProof::NoteTag),
+            "email" => Some(CreateProof::Email),
+            _ => None,
+        }
+    }
+}
+
+/// The key under which a type's proof is kept on the connection (`Connection::provider_setup`).
+pub(super) fn setup_key(object: ObjectType) -> String {
+    format!("hubspot.{object}.create_proof")
+}
+
 /// The proof for a type whose `syncbridge_key` property cannot be had: contacts fall back on
 /// their email; for companies and deals no standard property is unique, so their creates are
 /// refused (permanently, with what to do) rather than risk duplicates.
@@ -378,15 +402,18 @@ impl HubspotClient {
         spec: &ObjectSpec,
         token: &SecretString,
     ) -> Result<CreateProof, ProviderError> {
-        if let Some(proof) = self.proofs.lock().await.get(&spec.object) {
-            return Ok(*proof);
+        let known = self.proofs.lock().ok().and_then(|p| p.get(&spec.object).copied());
+        if let Some(proof) = known {
+            return Ok(proof);
         }
         let proof = if spec.object == ObjectType::Notes {
             CreateProof::NoteTag
         } else {
             self.key_property(spec, token).await?
         };
-        self.proofs.lock().await.insert(spec.object, proof);
+        if let Ok(mut proofs) = self.proofs.lock() {
+            proofs.insert(spec.object, proof);
+        }
         Ok(proof)
     }
 
