@@ -295,7 +295,7 @@ impl FaultState {
             Schedule::Off => None,
             Schedule::Rotation { every, faults } => {
                 let every = (*every).max(1);
-                (self.seen % every == 0 && !faults.is_empty())
+                (self.seen.is_multiple_of(every) && !faults.is_empty())
                     .then(|| faults[((self.seen / every - 1) % faults.len() as u64) as usize].clone())
             }
             Schedule::Random { one_in, faults, .. } => {
