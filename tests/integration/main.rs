@@ -5,6 +5,7 @@ mod aws_support;
 mod calendar_tasks;
 mod channels;
 mod e2e;
+mod faults;
 mod google_adapter;
 mod graph_adapter;
 mod hubspot_adapter;
