@@ -267,13 +267,7 @@ const TABLE: &[(&str, [Option<ErrorClass>; 4])] = &[
 
 /// Where a table row's class differs today from the table (a finding in the report): the class
 /// the adapter returns now. When one is fixed, its entry goes.
-const TODAY: &[(&str, Adapter, ErrorClass)] = &[
-    // The shared table (provider_http::classify_status) makes every 410 an expired cursor; the
-    // HubSpot and Salesforce dialects do not refine it. The engine then drops the cursor and
-    // starts a full pull once before failing the object type.
-    ("410", Adapter::Hubspot, ErrorClass::CursorExpired),
-    ("410", Adapter::Salesforce, ErrorClass::CursorExpired),
-];
+const TODAY: &[(&str, Adapter, ErrorClass)] = &[];
 
 fn hubspot_body(category: &str, message: &str) -> Value {
     json!({ "status": "error", "message": message, "correlationId": "c0ffee", "category": category })

@@ -42,8 +42,8 @@ use crate::domain::{
     SyncCursor,
 };
 use crate::ports::{
-    Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage, RequestStats,
-    WriteAck,
+    ErrorClass, Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage,
+    RequestStats, WriteAck,
 };
 
 const CURSOR_VERSION: u8 = 1;
@@ -211,6 +211,12 @@ pub struct GraphDialect;
 impl Dialect for GraphDialect {
     fn name(&self) -> &'static str {
         "Microsoft Graph"
+    }
+
+    /// 410 (`syncStateNotFound`, `resyncRequired`): the delta state is gone.
+    /// <https://learn.microsoft.com/graph/delta-query-overview#synchronization-reset>
+    fn classify(&self, status: StatusCode, _code: Option<&str>) -> Option<ErrorClass> {
+        (status == StatusCode::GONE).then_some(ErrorClass::CursorExpired)
     }
 
     fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {

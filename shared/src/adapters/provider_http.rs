@@ -128,14 +128,15 @@ pub trait Dialect: Send + Sync {
 }
 
 /// The shared classification table: the class of a non-success status.
-/// 401 unauthorized (the worker refreshes once), 404 not found, 410 cursor expired, 412 conflict
-/// (a precondition failed), 429 rate limited, 408 and 5xx transient, every other 4xx permanent.
+/// 401 unauthorized (the worker refreshes once), 404 not found, 412 conflict (a precondition
+/// failed), 429 rate limited, 408 and 5xx transient, every other 4xx permanent. A 410 is permanent
+/// here (Salesforce: a retired resource); the dialects whose 410 means a lost sync state (Google
+/// `fullSyncRequired`, Graph delta) make it `CursorExpired`.
 pub fn classify_status(status: StatusCode) -> Option<ErrorClass> {
     Some(match status.as_u16() {
         100..=399 => return None,
         401 => ErrorClass::Unauthorized,
         404 => ErrorClass::NotFound,
-        410 => ErrorClass::CursorExpired,
         412 => ErrorClass::Conflict,
         429 => ErrorClass::RateLimited,
         408 | 500..=599 => ErrorClass::Transient,
@@ -435,7 +436,7 @@ mod tests {
         assert_eq!(class(404), Some(ErrorClass::NotFound));
         assert_eq!(class(408), Some(ErrorClass::Transient));
         assert_eq!(class(409), Some(ErrorClass::Permanent));
-        assert_eq!(class(410), Some(ErrorClass::CursorExpired));
+        assert_eq!(class(410), Some(ErrorClass::Permanent));
         assert_eq!(class(412), Some(ErrorClass::Conflict));
         assert_eq!(class(429), Some(ErrorClass::RateLimited));
         for s in [500, 502, 503, 504] {

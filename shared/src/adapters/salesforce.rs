@@ -596,10 +596,11 @@ impl SalesforceClient {
         } else {
             format!("{instance}/services/data/{API_VERSION}{path}")
         };
-        // Reads, deletes and collection updates (the same values again) may be repeated in place;
-        // a POST (a create, a bulk job) may not.
+        // Reads, deletes and collection updates (the same values again) may be repeated in place,
+        // and so may creating a Bulk query job (a repeat leaves an unused job, which Salesforce
+        // deletes after 7 days); other POSTs (creates) may not.
         let call = match method {
-            http::Method::POST => Call::write("api"),
+            http::Method::POST if path != "/jobs/query" => Call::write("api"),
             _ => Call::idempotent_write("api"),
         };
         let make = || {
