@@ -4,6 +4,8 @@ use std::env;
 
 use secrecy::SecretString;
 
+use crate::adapters::salesforce;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -67,9 +69,6 @@ pub const DEFAULT_HUBSPOT_API_BASE_URL: &str = "https://api.hubapi.com";
 pub const DEFAULT_HUBSPOT_SCOPES: &str = "oauth crm.objects.contacts.read crm.objects.contacts.write \
 crm.objects.companies.read crm.objects.companies.write crm.objects.deals.read crm.objects.deals.write \
 crm.schemas.contacts.write crm.schemas.companies.write crm.schemas.deals.write";
-pub const DEFAULT_SALESFORCE_LOGIN_URL: &str = "https://login.salesforce.com";
-pub const DEFAULT_SALESFORCE_SANDBOX_LOGIN_URL: &str = "https://test.salesforce.com";
-pub const DEFAULT_SALESFORCE_SCOPES: &str = "api refresh_token";
 pub const DEFAULT_GOOGLE_AUTHORIZE_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
 pub const DEFAULT_GOOGLE_REVOKE_URL: &str = "https://oauth2.googleapis.com/revoke";
 pub const DEFAULT_GOOGLE_SCOPES: &str =
@@ -84,9 +83,9 @@ impl Default for OAuthEndpoints {
             hubspot_authorize_url: DEFAULT_HUBSPOT_AUTHORIZE_URL.into(),
             hubspot_api_base_url: DEFAULT_HUBSPOT_API_BASE_URL.into(),
             hubspot_scopes: DEFAULT_HUBSPOT_SCOPES.into(),
-            salesforce_login_url: DEFAULT_SALESFORCE_LOGIN_URL.into(),
-            salesforce_sandbox_login_url: DEFAULT_SALESFORCE_SANDBOX_LOGIN_URL.into(),
-            salesforce_scopes: DEFAULT_SALESFORCE_SCOPES.into(),
+            salesforce_login_url: salesforce::DEFAULT_LOGIN_URL.into(),
+            salesforce_sandbox_login_url: salesforce::DEFAULT_SANDBOX_LOGIN_URL.into(),
+            salesforce_scopes: salesforce::DEFAULT_SCOPES.into(),
             google_authorize_url: DEFAULT_GOOGLE_AUTHORIZE_URL.into(),
             google_revoke_url: DEFAULT_GOOGLE_REVOKE_URL.into(),
             google_api_base_url: crate::adapters::google::DEFAULT_API_ROOT.into(),
