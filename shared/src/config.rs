@@ -4,7 +4,7 @@ use std::env;
 
 use secrecy::SecretString;
 
-use crate::adapters::salesforce;
+use crate::adapters::{google, salesforce};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -69,10 +69,6 @@ pub const DEFAULT_HUBSPOT_API_BASE_URL: &str = "https://api.hubapi.com";
 pub const DEFAULT_HUBSPOT_SCOPES: &str = "oauth crm.objects.contacts.read crm.objects.contacts.write \
 crm.objects.companies.read crm.objects.companies.write crm.objects.deals.read crm.objects.deals.write \
 crm.schemas.contacts.write crm.schemas.companies.write crm.schemas.deals.write";
-pub const DEFAULT_GOOGLE_AUTHORIZE_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
-pub const DEFAULT_GOOGLE_REVOKE_URL: &str = "https://oauth2.googleapis.com/revoke";
-pub const DEFAULT_GOOGLE_SCOPES: &str =
-    "https://www.googleapis.com/auth/calendar.events https://www.googleapis.com/auth/calendar.readonly";
 pub const DEFAULT_MICROSOFT_GRAPH_BASE_URL: &str = "https://graph.microsoft.com";
 pub const DEFAULT_MICROSOFT_SCOPES: &str = "offline_access User.Read Calendars.ReadWrite";
 
@@ -86,10 +82,10 @@ impl Default for OAuthEndpoints {
             salesforce_login_url: salesforce::DEFAULT_LOGIN_URL.into(),
             salesforce_sandbox_login_url: salesforce::DEFAULT_SANDBOX_LOGIN_URL.into(),
             salesforce_scopes: salesforce::DEFAULT_SCOPES.into(),
-            google_authorize_url: DEFAULT_GOOGLE_AUTHORIZE_URL.into(),
-            google_revoke_url: DEFAULT_GOOGLE_REVOKE_URL.into(),
-            google_api_base_url: crate::adapters::google::DEFAULT_API_ROOT.into(),
-            google_scopes: DEFAULT_GOOGLE_SCOPES.into(),
+            google_authorize_url: google::DEFAULT_AUTHORIZE_URL.into(),
+            google_revoke_url: google::DEFAULT_REVOKE_URL.into(),
+            google_api_base_url: google::DEFAULT_API_ROOT.into(),
+            google_scopes: google::DEFAULT_SCOPES.into(),
             microsoft_graph_base_url: DEFAULT_MICROSOFT_GRAPH_BASE_URL.into(),
             microsoft_scopes: DEFAULT_MICROSOFT_SCOPES.into(),
         }
@@ -277,7 +273,7 @@ impl Config {
             salesforce_app,
             google_app,
             google_token_url: optional("GOOGLE_TOKEN_URL")
-                .unwrap_or_else(|| crate::adapters::google::DEFAULT_TOKEN_URL.to_owned()),
+                .unwrap_or_else(|| google::DEFAULT_TOKEN_URL.to_owned()),
             tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
             webhook_base_url: webhook_base_url(optional("WEBHOOK_BASE_URL"))?,
             hubspot_app_id: optional("HUBSPOT_APP_ID").map(|v| v.trim().to_owned()),

@@ -453,7 +453,10 @@ mod tests {
             ("salesforce/objects.rs", include_str!("salesforce/objects.rs")),
             ("salesforce/pull.rs", include_str!("salesforce/pull.rs")),
             ("salesforce/write.rs", include_str!("salesforce/write.rs")),
-            ("google.rs", include_str!("google.rs")),
+            ("google/mod.rs", include_str!("google/mod.rs")),
+            ("google/events.rs", include_str!("google/events.rs")),
+            ("google/pull.rs", include_str!("google/pull.rs")),
+            ("google/write.rs", include_str!("google/write.rs")),
             ("graph.rs", include_str!("graph.rs")),
             ("oauth.rs", include_str!("oauth.rs")),
         ];
