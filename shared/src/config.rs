@@ -4,7 +4,7 @@ use std::env;
 
 use secrecy::SecretString;
 
-use crate::adapters::{google, salesforce};
+use crate::adapters::{google, graph, salesforce};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -69,8 +69,6 @@ pub const DEFAULT_HUBSPOT_API_BASE_URL: &str = "https://api.hubapi.com";
 pub const DEFAULT_HUBSPOT_SCOPES: &str = "oauth crm.objects.contacts.read crm.objects.contacts.write \
 crm.objects.companies.read crm.objects.companies.write crm.objects.deals.read crm.objects.deals.write \
 crm.schemas.contacts.write crm.schemas.companies.write crm.schemas.deals.write";
-pub const DEFAULT_MICROSOFT_GRAPH_BASE_URL: &str = "https://graph.microsoft.com";
-pub const DEFAULT_MICROSOFT_SCOPES: &str = "offline_access User.Read Calendars.ReadWrite";
 
 impl Default for OAuthEndpoints {
     fn default() -> Self {
@@ -86,8 +84,8 @@ impl Default for OAuthEndpoints {
             google_revoke_url: google::DEFAULT_REVOKE_URL.into(),
             google_api_base_url: google::DEFAULT_API_ROOT.into(),
             google_scopes: google::DEFAULT_SCOPES.into(),
-            microsoft_graph_base_url: DEFAULT_MICROSOFT_GRAPH_BASE_URL.into(),
-            microsoft_scopes: DEFAULT_MICROSOFT_SCOPES.into(),
+            microsoft_graph_base_url: graph::DEFAULT_GRAPH_BASE.into(),
+            microsoft_scopes: graph::DEFAULT_SCOPES.into(),
         }
     }
 }
@@ -183,7 +181,6 @@ pub struct Config {
 
 pub const DEFAULT_DUE_SHARDS: u16 = 4;
 pub const DEFAULT_WEBHOOK_COALESCE_SECS: u32 = 10;
-pub const DEFAULT_MICROSOFT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
     match env::var(name) {
@@ -268,7 +265,7 @@ impl Config {
             hubspot_app,
             microsoft_app,
             microsoft_login_base_url: optional("MICROSOFT_LOGIN_BASE_URL")
-                .unwrap_or_else(|| DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned()),
+                .unwrap_or_else(|| graph::DEFAULT_LOGIN_BASE.to_owned()),
             microsoft_tenant: optional("MICROSOFT_TENANT").unwrap_or_else(|| "common".to_owned()),
             salesforce_app,
             google_app,

@@ -457,7 +457,10 @@ mod tests {
             ("google/events.rs", include_str!("google/events.rs")),
             ("google/pull.rs", include_str!("google/pull.rs")),
             ("google/write.rs", include_str!("google/write.rs")),
-            ("graph.rs", include_str!("graph.rs")),
+            ("graph/mod.rs", include_str!("graph/mod.rs")),
+            ("graph/events.rs", include_str!("graph/events.rs")),
+            ("graph/pull.rs", include_str!("graph/pull.rs")),
+            ("graph/write.rs", include_str!("graph/write.rs")),
             ("oauth.rs", include_str!("oauth.rs")),
         ];
         for (file, text) in sources {
