@@ -4,7 +4,7 @@ use std::env;
 
 use secrecy::SecretString;
 
-use crate::adapters::{google, graph, salesforce};
+use crate::adapters::{google, graph, hubspot, salesforce};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -64,19 +64,13 @@ pub struct OAuthEndpoints {
     pub microsoft_scopes: String,
 }
 
-pub const DEFAULT_HUBSPOT_AUTHORIZE_URL: &str = "https://app.hubspot.com/oauth/authorize";
-pub const DEFAULT_HUBSPOT_API_BASE_URL: &str = "https://api.hubapi.com";
-pub const DEFAULT_HUBSPOT_SCOPES: &str = "oauth crm.objects.contacts.read crm.objects.contacts.write \
-crm.objects.companies.read crm.objects.companies.write crm.objects.deals.read crm.objects.deals.write \
-crm.schemas.contacts.write crm.schemas.companies.write crm.schemas.deals.write";
-
 impl Default for OAuthEndpoints {
     fn default() -> Self {
         Self {
             redirect_uris: Vec::new(),
-            hubspot_authorize_url: DEFAULT_HUBSPOT_AUTHORIZE_URL.into(),
-            hubspot_api_base_url: DEFAULT_HUBSPOT_API_BASE_URL.into(),
-            hubspot_scopes: DEFAULT_HUBSPOT_SCOPES.into(),
+            hubspot_authorize_url: hubspot::DEFAULT_AUTHORIZE_URL.into(),
+            hubspot_api_base_url: hubspot::DEFAULT_API_BASE_URL.into(),
+            hubspot_scopes: hubspot::DEFAULT_SCOPES.into(),
             salesforce_login_url: salesforce::DEFAULT_LOGIN_URL.into(),
             salesforce_sandbox_login_url: salesforce::DEFAULT_SANDBOX_LOGIN_URL.into(),
             salesforce_scopes: salesforce::DEFAULT_SCOPES.into(),
