@@ -423,7 +423,7 @@ impl ProviderClient for SalesforceClient {
     }
 
     /// Creates, updates and deletes through sObject Collections, grouped by kind and sObject, 200
-    /// a request. See [`write`] for preconditions and idempotent creates.
+    /// a request. See the module documentation for preconditions and idempotent creates.
     async fn write(
         &self,
         token: &SecretString,
