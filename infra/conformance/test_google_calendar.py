@@ -6,7 +6,7 @@ enums, `kind` defaults, no property the schema lacks) by `check_schema` below, n
 hand-written expectations. The fake starts as a new, stock account: the primary calendar and no
 events (`--events 0 --weekly-instances 0`); each test makes the events it needs, with its own ids.
 
-Covered: what `shared/src/adapters/google.rs` sends (windowed full listing with `singleEvents`,
+Covered: what `shared/src/adapters/google/` sends (windowed full listing with `singleEvents`,
 `showDeleted`, `maxResults`, `pageToken`; incremental listing with `syncToken`; the gap listing with
 `updatedMin`; insert with a client-chosen id and 409 `duplicate`; get; patch and delete with
 `If-Match`; `events.watch`; `channels.stop`) plus `calendars.get('primary')`, update, and Google's

@@ -8,7 +8,7 @@ OpenAPI subset of Graph v1.0 in `/work/shared/specs` by `check_schema` below (ty
 enums, nullability, no property the schema lacks). Error bodies are read raw (httpx) to check
 their shape. The fake starts as a new, stock mailbox (`--events 0`); each test makes its events.
 
-Covered: what `shared/src/adapters/graph.rs` sends (`me/calendarView/delta` with
+Covered: what `shared/src/adapters/graph/` sends (`me/calendarView/delta` with
 `startDateTime`/`endDateTime` and two `Prefer` headers, `@odata.nextLink` paging to an
 `@odata.deltaLink`, `@removed`, 410 after the sync state is gone; `POST me/events` with
 `transactionId`; `GET`, `PATCH` and `DELETE me/events/{id}` with `If-Match`; `subscriptions`

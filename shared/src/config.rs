@@ -4,6 +4,8 @@ use std::env;
 
 use secrecy::SecretString;
 
+use crate::adapters::{google, graph, hubspot, salesforce};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -62,37 +64,22 @@ pub struct OAuthEndpoints {
     pub microsoft_scopes: String,
 }
 
-pub const DEFAULT_HUBSPOT_AUTHORIZE_URL: &str = "https://app.hubspot.com/oauth/authorize";
-pub const DEFAULT_HUBSPOT_API_BASE_URL: &str = "https://api.hubapi.com";
-pub const DEFAULT_HUBSPOT_SCOPES: &str = "oauth crm.objects.contacts.read crm.objects.contacts.write \
-crm.objects.companies.read crm.objects.companies.write crm.objects.deals.read crm.objects.deals.write \
-crm.schemas.contacts.write crm.schemas.companies.write crm.schemas.deals.write";
-pub const DEFAULT_SALESFORCE_LOGIN_URL: &str = "https://login.salesforce.com";
-pub const DEFAULT_SALESFORCE_SANDBOX_LOGIN_URL: &str = "https://test.salesforce.com";
-pub const DEFAULT_SALESFORCE_SCOPES: &str = "api refresh_token";
-pub const DEFAULT_GOOGLE_AUTHORIZE_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
-pub const DEFAULT_GOOGLE_REVOKE_URL: &str = "https://oauth2.googleapis.com/revoke";
-pub const DEFAULT_GOOGLE_SCOPES: &str =
-    "https://www.googleapis.com/auth/calendar.events https://www.googleapis.com/auth/calendar.readonly";
-pub const DEFAULT_MICROSOFT_GRAPH_BASE_URL: &str = "https://graph.microsoft.com";
-pub const DEFAULT_MICROSOFT_SCOPES: &str = "offline_access User.Read Calendars.ReadWrite";
-
 impl Default for OAuthEndpoints {
     fn default() -> Self {
         Self {
             redirect_uris: Vec::new(),
-            hubspot_authorize_url: DEFAULT_HUBSPOT_AUTHORIZE_URL.into(),
-            hubspot_api_base_url: DEFAULT_HUBSPOT_API_BASE_URL.into(),
-            hubspot_scopes: DEFAULT_HUBSPOT_SCOPES.into(),
-            salesforce_login_url: DEFAULT_SALESFORCE_LOGIN_URL.into(),
-            salesforce_sandbox_login_url: DEFAULT_SALESFORCE_SANDBOX_LOGIN_URL.into(),
-            salesforce_scopes: DEFAULT_SALESFORCE_SCOPES.into(),
-            google_authorize_url: DEFAULT_GOOGLE_AUTHORIZE_URL.into(),
-            google_revoke_url: DEFAULT_GOOGLE_REVOKE_URL.into(),
-            google_api_base_url: crate::adapters::google::DEFAULT_API_ROOT.into(),
-            google_scopes: DEFAULT_GOOGLE_SCOPES.into(),
-            microsoft_graph_base_url: DEFAULT_MICROSOFT_GRAPH_BASE_URL.into(),
-            microsoft_scopes: DEFAULT_MICROSOFT_SCOPES.into(),
+            hubspot_authorize_url: hubspot::DEFAULT_AUTHORIZE_URL.into(),
+            hubspot_api_base_url: hubspot::DEFAULT_API_BASE_URL.into(),
+            hubspot_scopes: hubspot::DEFAULT_SCOPES.into(),
+            salesforce_login_url: salesforce::DEFAULT_LOGIN_URL.into(),
+            salesforce_sandbox_login_url: salesforce::DEFAULT_SANDBOX_LOGIN_URL.into(),
+            salesforce_scopes: salesforce::DEFAULT_SCOPES.into(),
+            google_authorize_url: google::DEFAULT_AUTHORIZE_URL.into(),
+            google_revoke_url: google::DEFAULT_REVOKE_URL.into(),
+            google_api_base_url: google::DEFAULT_API_ROOT.into(),
+            google_scopes: google::DEFAULT_SCOPES.into(),
+            microsoft_graph_base_url: graph::DEFAULT_GRAPH_BASE.into(),
+            microsoft_scopes: graph::DEFAULT_SCOPES.into(),
         }
     }
 }
@@ -188,7 +175,6 @@ pub struct Config {
 
 pub const DEFAULT_DUE_SHARDS: u16 = 4;
 pub const DEFAULT_WEBHOOK_COALESCE_SECS: u32 = 10;
-pub const DEFAULT_MICROSOFT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
     match env::var(name) {
@@ -273,12 +259,12 @@ impl Config {
             hubspot_app,
             microsoft_app,
             microsoft_login_base_url: optional("MICROSOFT_LOGIN_BASE_URL")
-                .unwrap_or_else(|| DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned()),
+                .unwrap_or_else(|| graph::DEFAULT_LOGIN_BASE.to_owned()),
             microsoft_tenant: optional("MICROSOFT_TENANT").unwrap_or_else(|| "common".to_owned()),
             salesforce_app,
             google_app,
             google_token_url: optional("GOOGLE_TOKEN_URL")
-                .unwrap_or_else(|| crate::adapters::google::DEFAULT_TOKEN_URL.to_owned()),
+                .unwrap_or_else(|| google::DEFAULT_TOKEN_URL.to_owned()),
             tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
             webhook_base_url: webhook_base_url(optional("WEBHOOK_BASE_URL"))?,
             hubspot_app_id: optional("HUBSPOT_APP_ID").map(|v| v.trim().to_owned()),

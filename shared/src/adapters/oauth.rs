@@ -187,7 +187,7 @@ impl OAuthProviders {
             google: None,
             microsoft: None,
             google_token_url: crate::adapters::google::DEFAULT_TOKEN_URL.to_owned(),
-            microsoft_login_base_url: crate::config::DEFAULT_MICROSOFT_LOGIN_BASE_URL.to_owned(),
+            microsoft_login_base_url: crate::adapters::graph::DEFAULT_LOGIN_BASE.to_owned(),
             microsoft_tenant: "common".to_owned(),
         }
     }

@@ -48,6 +48,16 @@ use crate::ports::{
 };
 use objects::{Mappings, ObjectSpec, parse_instant};
 
+/// HubSpot's OAuth authorization page (configurable: `HUBSPOT_AUTHORIZE_URL`).
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://app.hubspot.com/oauth/authorize";
+/// HubSpot's API root (configurable: `HUBSPOT_API_BASE_URL`): token exchange, token info,
+/// revocation, and a connection's `base_url`.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.hubapi.com";
+/// The OAuth scopes asked for at authorization (configurable: `HUBSPOT_OAUTH_SCOPES`).
+pub const DEFAULT_SCOPES: &str = "oauth crm.objects.contacts.read crm.objects.contacts.write \
+crm.objects.companies.read crm.objects.companies.write crm.objects.deals.read crm.objects.deals.write \
+crm.schemas.contacts.write crm.schemas.companies.write crm.schemas.deals.write";
+
 const LIST_PAGE: usize = 100;
 /// Search results per page (HubSpot's most). Searches never page with `after`, so HubSpot's
 /// 400 for `after + limit` past 10,000 results cannot happen.
