@@ -278,11 +278,31 @@ impl SalesforceClient {
         if let Some(l) = locator.as_ref().filter(|l| l.as_str() != "start") {
             query.push(("locator", l.clone()));
         }
-        let reply = self
-            .api(token, http::Method::GET, &format!("/jobs/query/{job_id}/results"), &query, None, &[])
-            .await
-            .map_err(job_gone)?;
-        let rows = parse_csv(&reply.body)?;
+        // A CSV page cut short (even at a row boundary, with a matching length) would lose rows
+        // silently: its rows are counted against `Sforce-NumberOfRecords`, and a page that does
+        // not parse or count up is read again (a read: harmless), then left to the job's retry.
+        let path = format!("/jobs/query/{job_id}/results");
+        let mut attempt = 0;
+        let (reply, rows) = loop {
+            let reply =
+                self.api(token, http::Method::GET, &path, &query, None, &[]).await.map_err(job_gone)?;
+            match parse_csv(&reply.body)
+                .and_then(|rows| counted(rows, reply.header("sforce-numberofrecords")))
+            {
+                Ok(rows) => break (reply, rows),
+                Err(e) if attempt < 2 => {
+                    tracing::warn!(error = %e, attempt, "a Bulk API result page did not arrive whole; reading it again");
+                    tokio::time::sleep(crate::retry::backoff(
+                        Duration::from_millis(250),
+                        Duration::from_secs(2),
+                        attempt,
+                    ))
+                    .await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let records = self.rows_to_records(object, sobject, &rows)?;
         let next = reply.header("sforce-locator").map(str::trim).filter(|l| !l.is_empty() && *l != "null");
         let part = match next {
@@ -439,6 +459,24 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The rows of a Bulk result page, if they are as many as `Sforce-NumberOfRecords` says.
+/// <https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/get_job_results.htm>
+fn counted(
+    rows: Vec<Map<String, Value>>,
+    announced: Option<&str>,
+) -> Result<Vec<Map<String, Value>>, ProviderError> {
+    match announced.and_then(|n| n.trim().parse::<usize>().ok()) {
+        Some(n) if n != rows.len() => Err(ProviderError::Transient(
+            crate::ports::Fault::new(format!(
+                "a Bulk API result page has {} rows where Salesforce announced {n}",
+                rows.len()
+            ))
+            .with_code("truncated_body"),
+        )),
+        _ => Ok(rows),
+    }
+}
+
 /// Bulk API 2.0 CSV results as rows keyed by column name (empty cells are null).
 fn parse_csv(body: &[u8]) -> Result<Vec<Map<String, Value>>, ProviderError> {
     let bad = |e: csv::Error| ProviderError::transient(format!("malformed CSV from Salesforce: {e}"));
@@ -519,6 +557,11 @@ mod tests {
         assert_eq!(rows[0]["Name"], json!("Big, \"quoted\""));
         assert_eq!(rows[0]["Amount"], Value::Null);
         assert!(parse_csv(b"\"Id\",\"Name\"\n\"a\"\n").is_err());
+        // A page cut at a row boundary parses, but does not count up.
+        let cut = parse_csv(b"\"Id\"\n\"a\"\n\"b\"\n").unwrap();
+        assert!(matches!(counted(cut.clone(), Some("3")), Err(ProviderError::Transient(_))));
+        assert_eq!(counted(cut.clone(), Some("2")).map(|r| r.len()).ok(), Some(2));
+        assert_eq!(counted(cut, None).map(|r| r.len()).ok(), Some(2), "no header: nothing to check");
     }
 
     #[test]
