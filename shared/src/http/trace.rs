@@ -53,6 +53,9 @@ mod tests {
             .with_max_level(tracing::Level::INFO)
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
+        // Other tests on other threads may have cached these call sites' interest without this
+        // subscriber: ask again.
+        tracing::callsite::rebuild_interest_cache();
         let app = Router::new().route("/v1/oauth/callback", get(|| async { "ok" })).layer(super::layer());
         let request =
             axum::http::Request::get("/v1/oauth/callback?code=SECRET-CODE&state=S3").body(Body::empty());
