@@ -30,6 +30,7 @@ enum Failure {
     Permanent(&'static str),
     NotFound,
     Transient,
+    RateLimited(u64),
     Unauthorized,
 }
 
@@ -68,6 +69,9 @@ impl ProviderClient for Scripted {
                 Failure::NotFound => ProviderError::NotFound,
                 Failure::Transient => ProviderError::Transient("HTTP 503".into()),
                 Failure::Unauthorized => ProviderError::Unauthorized,
+                Failure::RateLimited(secs) => {
+                    ProviderError::RateLimited { retry_after: std::time::Duration::from_secs(secs) }
+                }
             });
         }
         let n = {
@@ -361,4 +365,15 @@ async fn a_transient_failure_before_any_progress_is_still_handed_back_to_sqs() {
     let err = w.run(JobReason::Schedule).await.expect_err("retryable");
     assert!(err.is_retryable());
     assert!(w.queue.take().is_empty(), "no continuation without progress");
+}
+
+#[tokio::test]
+async fn a_rate_limit_after_checkpointed_pages_continues_no_sooner_than_the_provider_asked() {
+    let mut w = World::new(Provider::Salesforce);
+    w.crm.fail(ObjectType::Deals, Failure::RateLimited(3_600));
+    let outcome = w.run(JobReason::Schedule).await.expect("acknowledged");
+    assert!(matches!(outcome, JobOutcome::Continued { .. }), "{outcome:?}");
+    let jobs = w.queue.take();
+    let resume = jobs.first().and_then(|j| j.not_before).expect("a continuation after a wait");
+    assert!(resume >= t0() + Duration::hours(1), "{resume}");
 }

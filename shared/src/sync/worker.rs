@@ -343,7 +343,11 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         && e.is_retryable()
     {
         let s = &deps.settings;
-        let delay = super::retry_delay(s.retry_base, s.retry_max, 1, rand::random::<f64>());
+        let mut delay = super::retry_delay(s.retry_base, s.retry_max, 1, rand::random::<f64>());
+        // A rate limit asks for its own wait (a spent daily allocation: an hour).
+        if let JobError::Provider(ProviderError::RateLimited { retry_after }) = e {
+            delay = delay.max(*retry_after);
+        }
         let resume_at = deps.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
         warn!(job_id = %job.job_id, pages = counts.pages, error = %error_chain(e), "job failed after progress; a fresh job continues from the checkpoint");
         if let Err(e) = std::mem::replace(&mut result, Ok(Pulled { continued: true, ..Pulled::default() })) {
