@@ -36,7 +36,7 @@ OPENAPI_SPEC_VALIDATOR := $(abspath $(OPENAPI_VENV)/bin/openapi-spec-validator)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
 
-.PHONY: help setup lint-template openapi test demo bench package fuzz conformance
+.PHONY: help setup lint lint-template openapi test demo bench package fuzz conformance
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -67,6 +67,10 @@ $(SAM_STAMP):
 	rm -f $(SAM_VENV)/.installed-*
 	touch $@
 
+lint: ## rustfmt --check and clippy with warnings as errors (part of `make test`)
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
+
 lint-template: $(VENV_STAMP) $(SAM_STAMP) ## cfn-lint and `sam validate --lint` on template.yaml (offline)
 	$(CFN_LINT) --region $(REGION) -- template.yaml
 	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
@@ -80,6 +84,7 @@ test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Every 
 	set -o pipefail; MOTO_SERVER=$(MOTO_SERVER) SCHEMATHESIS=$(SCHEMATHESIS) \
 	  OPENAPI_SPEC_VALIDATOR=$(OPENAPI_SPEC_VALIDATOR) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
 	$(MAKE) --no-print-directory conformance
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory lint-template
 	@awk -f infra/conformance/count.awk target/test-output.log target/conformance-output.log
 

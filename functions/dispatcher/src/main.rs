@@ -11,7 +11,9 @@ async fn main() -> Result<(), Error> {
     let deps = &deps;
     run(service_fn(move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
         // A failure's Lambda error type names its class (`DispatchError.Store.Unavailable`, ...).
-        Ok::<DispatchSummary, DispatchError>(dispatcher::handle_schedule(deps, event.payload).await?)
+        let summary: Result<DispatchSummary, DispatchError> =
+            dispatcher::handle_schedule(deps, event.payload).await;
+        summary
     }))
     .await
 }
