@@ -574,3 +574,17 @@ def test_a_revoked_refresh_token_is_invalid_grant(org):
     )
     assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant"
 
+
+
+def test_the_api_users_profile_permission_set_is_found_by_a_semi_join_on_its_assignments(org):
+    # What the adapter asks before granting its key field: the user's profile-owned permission set.
+    # https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_comparisonoperators.htm
+    sf = org.sf()
+    user_id = sf.oauth2("userinfo")["user_id"]
+    found = sf.query(
+        "SELECT Id FROM PermissionSet WHERE IsOwnedByProfile = true AND Id IN "
+        f"(SELECT PermissionSetId FROM PermissionSetAssignment WHERE AssigneeId = '{user_id}')"
+    )
+    plain = sf.query("SELECT Id FROM PermissionSet WHERE IsOwnedByProfile = true")
+    assert found["totalSize"] == 1
+    assert found["records"][0]["Id"] in {r["Id"] for r in plain["records"]}
