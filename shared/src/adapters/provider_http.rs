@@ -334,6 +334,27 @@ impl<D: Dialect> ProviderHttp<D> {
         }
     }
 
+    /// The OAuth refresh-token grant (RFC 6749, section 6) at `url`, with the provider's `extra`
+    /// form fields; the answer as it came (each provider words its refusals its own way). Never
+    /// repeated in place: a provider that rotates refresh tokens may have spent the old one.
+    pub async fn refresh_grant(
+        &self,
+        url: &str,
+        app: &crate::config::OAuthApp,
+        refresh_token: &secrecy::SecretString,
+        extra: &[(&str, &str)],
+    ) -> Result<Reply, ProviderError> {
+        use secrecy::ExposeSecret;
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.expose_secret()),
+            ("refresh_token", refresh_token.expose_secret()),
+        ];
+        form.extend_from_slice(extra);
+        self.send(Call::write("token"), || self.http.post(url).form(&form)).await
+    }
+
     fn backoff(&self, attempt: u32) -> Duration {
         crate::retry::backoff(self.policy.backoff_base, self.policy.backoff_cap, attempt)
     }

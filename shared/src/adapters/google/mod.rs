@@ -467,13 +467,7 @@ impl ProviderClient for GoogleClient {
         let Some(app) = &self.app else {
             return Err(ProviderError::permanent("no Google OAuth app is configured"));
         };
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", app.client_secret.expose_secret()),
-            ("refresh_token", refresh_token.expose_secret()),
-        ];
-        let reply = self.send(Call::write("token"), || self.http.post(&self.token_url).form(&form)).await?;
+        let reply = self.net.refresh_grant(&self.token_url, app, refresh_token, &[]).await?;
         let oauth_error = serde_json::from_slice::<Value>(&reply.body)
             .ok()
             .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
@@ -494,7 +488,7 @@ impl ProviderClient for GoogleClient {
     }
 
     fn stats(&self) -> RequestStats {
-        RequestStats { ..self.net.stats() }
+        self.net.stats()
     }
 }
 

@@ -425,14 +425,7 @@ impl ProviderClient for GraphClient {
         };
         let url =
             format!("{}/{}/oauth2/v2.0/token", self.login.base_url.trim_end_matches('/'), self.login.tenant);
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", app.client_secret.expose_secret()),
-            ("refresh_token", refresh_token.expose_secret()),
-            ("scope", SCOPE),
-        ];
-        let reply = self.send(Call::write("token"), || self.http.post(&url).form(&form)).await?;
+        let reply = self.net.refresh_grant(&url, app, refresh_token, &[("scope", SCOPE)]).await?;
         if reply.status == StatusCode::BAD_REQUEST
             && error_code(&reply.body).as_deref() == Some("invalid_grant")
         {
@@ -455,7 +448,7 @@ impl ProviderClient for GraphClient {
     }
 
     fn stats(&self) -> RequestStats {
-        RequestStats { ..self.net.stats() }
+        self.net.stats()
     }
 }
 

@@ -949,13 +949,7 @@ impl ProviderClient for HubspotClient {
             return Err(ProviderError::permanent("no HubSpot OAuth app is configured"));
         };
         let url = format!("{}/oauth/v1/token", self.base);
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", app.client_secret.expose_secret()),
-            ("refresh_token", refresh_token.expose_secret()),
-        ];
-        let reply = self.net.send(Call::write("token"), || self.http.post(&url).form(&form)).await?;
+        let reply = self.net.refresh_grant(&url, app, refresh_token, &[]).await?;
         if reply.status == StatusCode::BAD_REQUEST {
             let status = reply
                 .json::<Value>()

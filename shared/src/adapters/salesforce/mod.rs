@@ -440,13 +440,7 @@ impl ProviderClient for SalesforceClient {
             return Err(ProviderError::permanent("no Salesforce OAuth app is configured"));
         };
         let url = format!("{}/services/oauth2/token", self.login);
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", app.client_secret.expose_secret()),
-            ("refresh_token", refresh_token.expose_secret()),
-        ];
-        let reply = self.net.send(Call::write("token"), || self.http.post(&url).form(&form)).await?;
+        let reply = self.net.refresh_grant(&url, app, refresh_token, &[]).await?;
         if reply.status == StatusCode::BAD_REQUEST {
             return Err(match error_detail(&reply.body).0.as_deref() {
                 Some("invalid_grant") => ProviderError::Unauthorized,
