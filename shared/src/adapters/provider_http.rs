@@ -87,6 +87,11 @@ impl Reply {
         Some((at.to_utc() - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
     }
 
+    /// An OAuth endpoint's `error` code (RFC 6749, section 5.2: `invalid_grant`, ...).
+    pub fn oauth_error(&self) -> Option<String> {
+        self.json_value()?.get("error")?.as_str().map(str::to_owned)
+    }
+
     /// The body as JSON, when it is JSON.
     pub fn json_value(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()

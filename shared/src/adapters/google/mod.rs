@@ -468,10 +468,7 @@ impl ProviderClient for GoogleClient {
             return Err(ProviderError::permanent("no Google OAuth app is configured"));
         };
         let reply = self.net.refresh_grant(&self.token_url, app, refresh_token, &[]).await?;
-        let oauth_error = serde_json::from_slice::<Value>(&reply.body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
-        match (reply.status, oauth_error.as_deref()) {
+        match (reply.status, reply.oauth_error().as_deref()) {
             (StatusCode::BAD_REQUEST, Some("invalid_grant")) => return Err(ProviderError::Unauthorized),
             (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, Some(e)) => {
                 return Err(ProviderError::permanent(format!("Google refused the token refresh: {e}")));

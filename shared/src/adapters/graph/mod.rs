@@ -426,8 +426,7 @@ impl ProviderClient for GraphClient {
         let url =
             format!("{}/{}/oauth2/v2.0/token", self.login.base_url.trim_end_matches('/'), self.login.tenant);
         let reply = self.net.refresh_grant(&url, app, refresh_token, &[("scope", SCOPE)]).await?;
-        if reply.status == StatusCode::BAD_REQUEST
-            && error_code(&reply.body).as_deref() == Some("invalid_grant")
+        if reply.status == StatusCode::BAD_REQUEST && reply.oauth_error().as_deref() == Some("invalid_grant")
         {
             return Err(ProviderError::Unauthorized);
         }
