@@ -4,6 +4,7 @@
 //! gateway that serves the API and webhook routers as API Gateway would.
 
 pub mod cli;
+pub mod counting;
 pub mod demo;
 pub mod gateway;
 pub mod local;
