@@ -11,6 +11,7 @@ mod graph_adapter;
 mod hubspot_adapter;
 mod hubspot_objects;
 mod interleavings_hubspot;
+mod lambda_fixtures;
 mod lifecycle_api;
 mod lifecycle_store;
 mod oauth;

@@ -202,6 +202,8 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
         jobs_queue_url: stack.config.resources.jobs_queue_url.clone(),
         dlq_url: stack.resources.dlq_url.clone(),
     };
+    let env = crate::fixtures::lambda_env(&stack.config, stack.moto.endpoint());
+    write_private(&home.join(LAMBDA_ENV), &crate::fixtures::env_file(&env))?;
     std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&info)?)?;
     tracing::info!(api = %info.api_url, "local stack up");
 
@@ -240,6 +242,48 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
     deliver.abort();
     let _ = std::fs::remove_file(home.join("stack.json"));
     drop(stack);
+    Ok(())
+}
+
+/// The functions' environment for `cargo lambda watch --env-file`, written by the daemon.
+const LAMBDA_ENV: &str = "lambda.env";
+
+/// `syncbridge lambda`: the fixtures' connection in the running stack (created once), and the
+/// `cargo lambda` commands that run the four functions against the stack.
+pub async fn lambda() -> Result<()> {
+    let info = ensure_up(&default_up()).await?;
+    let env_path = home()?.join(LAMBDA_ENV);
+    let text = std::fs::read_to_string(&env_path)
+        .with_context(|| format!("reading {} (restart the stack: `syncbridge down`)", env_path.display()))?;
+    let env: std::collections::HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let var = |k: &str| env.get(k).copied().ok_or_else(|| anyhow!("{} lacks {k}", env_path.display()));
+    let cipher = syncbridge::adapters::crypto::TokenCipher::from_base64_key(&SecretString::from(
+        var("TOKEN_KEY")?.to_owned(),
+    ))?;
+    let sdk = stack::sdk_config(&info.moto_endpoint);
+    let store = syncbridge::adapters::dynamo::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        var("TABLE_NAME")?,
+        var("AUDIT_TABLE_NAME")?,
+        cipher,
+        var("DUE_SHARDS")?.parse().context("DUE_SHARDS")?,
+    );
+    crate::fixtures::ensure_connection(&store, &info.hubspot_url, &info.hubspot_token, chrono::Utc::now())
+        .await?;
+    let fixture = |name: &str| format!("tests/fixtures/{name}");
+    println!(
+        "The fixtures' connection ({}, tenant {}) is in the local stack.",
+        crate::fixtures::CONNECTION,
+        crate::fixtures::TENANT
+    );
+    println!("Run the functions against the stack (cargo-lambda and zig from .venv):");
+    println!("  export PATH=$PWD/.venv/bin:$PATH");
+    println!("  cargo lambda watch --env-file {}", env_path.display());
+    println!("then, from another shell:");
+    println!("  cargo lambda invoke dispatcher --data-file {}", fixture(crate::fixtures::SCHEDULED_EVENT));
+    println!("  cargo lambda invoke worker --data-file {}", fixture(crate::fixtures::SQS_BATCH));
+    println!("  cargo lambda invoke api --data-file {}", fixture(crate::fixtures::HTTP_REQUEST));
+    println!("  curl http://127.0.0.1:9000/lambda-url/api/v1/openapi.json");
     Ok(())
 }
 
