@@ -23,3 +23,4 @@ mod salesforce_e2e;
 mod stack;
 mod two_way;
 mod webhooks;
+mod write_budget;
