@@ -257,8 +257,10 @@ pub async fn lambda() -> Result<()> {
     let env_path = home()?.join(LAMBDA_ENV);
     let text = std::fs::read_to_string(&env_path)
         .with_context(|| format!("reading {} (restart the stack: `syncbridge down`)", env_path.display()))?;
-    let env: std::collections::HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
-    let var = |k: &str| env.get(k).copied().ok_or_else(|| anyhow!("{} lacks {k}", env_path.display()));
+    let env: std::collections::HashMap<String, String> =
+        crate::fixtures::parse_env_file(&text).into_iter().collect();
+    let var =
+        |k: &str| env.get(k).map(String::as_str).ok_or_else(|| anyhow!("{} lacks {k}", env_path.display()));
     let cipher = syncbridge::adapters::crypto::TokenCipher::from_base64_key(&SecretString::from(
         var("TOKEN_KEY")?.to_owned(),
     ))?;

@@ -143,7 +143,41 @@ pub fn lambda_env(config: &Config, moto_endpoint: &str) -> Vec<(String, String)>
     out
 }
 
-/// `lambda_env` as an env file: one `KEY=VALUE` a line.
+/// `lambda_env` as an env file (what `cargo lambda watch --env-file` reads, dotenv syntax): one
+/// `KEY='value'` a line. Values are quoted, since a base64 key's `=`, `+` and `/` do not parse
+/// bare; single quotes take the value as it is, and a value holding one is double-quoted with
+/// `\`, `"` and `$` escaped.
 pub fn env_file(vars: &[(String, String)]) -> String {
-    vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    vars.iter()
+        .map(|(k, v)| {
+            if v.contains('\'') {
+                let escaped = v.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$");
+                format!("{k}=\"{escaped}\"\n")
+            } else {
+                format!("{k}='{v}'\n")
+            }
+        })
+        .collect()
+}
+
+/// Reads back what [`env_file`] wrote.
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| {
+            let value = if let Some(inner) = v.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+                inner.to_owned()
+            } else if let Some(inner) = v.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                let mut out = String::with_capacity(inner.len());
+                let mut chars = inner.chars();
+                while let Some(c) = chars.next() {
+                    out.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+                }
+                out
+            } else {
+                v.to_owned()
+            };
+            (k.to_owned(), value)
+        })
+        .collect()
 }
