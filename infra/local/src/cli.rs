@@ -486,7 +486,7 @@ pub async fn sync(args: &SyncArgs) -> Result<()> {
                 break done;
             }
         }
-        if !moved && polls % 10 != 0 {
+        if !moved && !polls.is_multiple_of(10) {
             continue;
         }
         // A job can fail without a run (credentials rejected, retries used up): the connection
