@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 /// What one start measured.
 #[derive(Debug, Clone, Copy)]
@@ -128,14 +128,7 @@ async fn start_once(
         .with_state(emulator.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (stop, server) = syncbridge_local::gateway::serve_in_background(listener, app);
     let name = bootstrap.file_name().and_then(|n| n.to_str()).unwrap_or("bootstrap").to_owned();
     let mut cmd = tokio::process::Command::new(bootstrap);
     cmd.env_clear()

@@ -48,14 +48,7 @@ impl SqsSink {
         let app = Router::new().fallback(handle).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let (stop, _) = syncbridge_local::gateway::serve_in_background(listener, app);
         Ok(Self { addr, inner, stop: Some(stop) })
     }
 
