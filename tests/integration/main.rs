@@ -19,6 +19,7 @@ mod partial;
 mod queues;
 mod salesforce_adapter;
 mod salesforce_e2e;
+mod secrets;
 mod stack;
 mod two_way;
 mod webhooks;

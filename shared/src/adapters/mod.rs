@@ -12,4 +12,5 @@ pub mod memory_provider;
 pub mod oauth;
 pub mod provider_http;
 pub mod salesforce;
+pub mod secrets;
 pub mod sqs;

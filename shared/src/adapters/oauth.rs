@@ -124,6 +124,10 @@ impl Dialect for OAuthDialect {
         "the provider's OAuth endpoint"
     }
 
+    fn metric_label(&self) -> &'static str {
+        "oauth"
+    }
+
     fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {
         let body = reply.json_value();
         let field =

@@ -221,6 +221,9 @@ pub enum Provider {
 }
 
 impl Provider {
+    pub const ALL: &'static [Provider] =
+        &[Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Hubspot => "hubspot",

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::Deps;
 use crate::domain::{Job, JobReason};
 use crate::ports::{DueConnection, QueueError, StoreError};
+use crate::telemetry::metrics;
 
 /// Due connections read from the index a query.
 const DUE_PAGE: usize = 100;
@@ -82,6 +83,7 @@ pub async fn dispatch(
         total.lost_races += s.lost_races;
     }
     info!(?total, %now, "dispatch finished");
+    metrics::dispatched(total.due, total.claimed, total.enqueued, total.lost_races);
     Ok(total)
 }
 

@@ -28,6 +28,7 @@ use crate::domain::{
 };
 use crate::domain::{ConflictItem, ConflictStatus};
 use crate::ports::{BusError, ConflictQuery, ProviderClient, ProviderError, QueueError, StoreError};
+use crate::telemetry::metrics;
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +145,7 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         Ok(job) => job,
         Err(e) => {
             warn!(message_id = ?msg.message_id, error = %e, "rejecting malformed job message");
+            metrics::job_failed(false);
             let entry = AuditEntry::new(
                 TenantId::system(),
                 Operation::Error,
@@ -183,6 +185,7 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         }
         Err(e) if e.is_retryable() => {
             warn!(job_id = %job.job_id, receives, error = %error_chain(&e), "job failed; will retry");
+            metrics::job_failed(true);
             let s = &deps.settings;
             let delay = super::retry_delay(s.retry_base, s.retry_max, receives, rand::random::<f64>());
             if let Some(handle) = msg.receipt_handle.as_deref()
@@ -200,6 +203,7 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         }
         Err(e) => {
             error!(job_id = %job.job_id, error = %error_chain(&e), "job failed permanently");
+            metrics::job_failed(false);
             let attempt = json!({ "attempt": receives, "max_attempts": deps.settings.max_receives, "next_attempt_at": null });
             record_failure(deps, &job, &e, true, AuditOutcome::Rejected, Operation::Error, attempt).await;
             true
@@ -438,6 +442,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         objects: pulled.objects,
     };
     deps.runs.finish(&conn, &run).await?;
+    metrics::run_finished(conn.provider, &run);
     let outcome = if failed { AuditOutcome::Failure } else { AuditOutcome::Success };
     let summary = AuditEntry::new(tenant.clone(), Operation::Pull, outcome, "worker", finished_at)
         .connection(conn_id)

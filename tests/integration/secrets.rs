@@ -1,0 +1,128 @@
+//! The Lambda path of secrets against moto's Secrets Manager: each function reads at init the
+//! OAuth client secrets and the local token key it uses, and nothing else.
+
+use anyhow::{Context, Result};
+use secrecy::ExposeSecret;
+use syncbridge::adapters::crypto::TokenCipher;
+use syncbridge::adapters::secrets::{self, Needs, SecretSources, SecretsError};
+use syncbridge::config::{Config, OAuthApp, OAuthEndpoints, Resources};
+use syncbridge::domain::Provider;
+use syncbridge::wiring::Function;
+
+use crate::aws_support::{Moto, unique};
+
+/// Config as the environment of a Lambda gives it: client ids but no secret.
+fn lambda_config() -> Config {
+    Config {
+        resources: Resources {
+            table_name: "t".into(),
+            audit_table_name: "a".into(),
+            jobs_queue_url: "http://127.0.0.1:1/q".into(),
+            event_bus_name: "b".into(),
+        },
+        due_shards: 4,
+        token_key: None,
+        token_kms_key_id: Some("alias/tokens".into()),
+        oauth: OAuthEndpoints::default(),
+        hubspot_app: None,
+        microsoft_app: None,
+        microsoft_login_base_url: "http://127.0.0.1:1".into(),
+        microsoft_tenant: "common".into(),
+        salesforce_app: None,
+        google_app: None,
+        google_token_url: "http://127.0.0.1:1/token".into(),
+        tenant_claim: "tenant_id".into(),
+        webhook_base_url: None,
+        hubspot_app_id: None,
+        webhook_coalesce_secs: 10,
+    }
+}
+
+fn app(app: &Option<OAuthApp>) -> Option<(String, String)> {
+    app.as_ref().map(|a| (a.client_id.clone(), a.client_secret.expose_secret().to_owned()))
+}
+
+fn pair(id: &str, secret: &str) -> Option<(String, String)> {
+    Some((id.to_owned(), secret.to_owned()))
+}
+
+#[tokio::test]
+async fn each_function_reads_only_its_secrets_and_a_provider_without_one_keeps_its_app_off() -> Result<()> {
+    let moto = Moto::start().await?;
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.config().await);
+    let prefix = unique("syncbridge/oauth-");
+    for (provider, secret) in [("hubspot", "hs-secret"), ("google", "g-secret"), ("microsoft", "ms-secret")] {
+        sm.create_secret().name(format!("{prefix}/{provider}")).secret_string(secret).send().await?;
+    }
+    let key = TokenCipher::generate_key();
+    let key_arn = sm
+        .create_secret()
+        .name(unique("token-key-"))
+        .secret_string(key.clone())
+        .send()
+        .await?
+        .arn
+        .context("CreateSecret returned an ARN")?;
+    // Microsoft has a secret but no client id; Salesforce a client id but no secret.
+    let sources = SecretSources {
+        oauth_prefix: Some(prefix.clone()),
+        token_key_secret: Some(key_arn),
+        client_ids: vec![
+            (Provider::Hubspot, "hs-id".into()),
+            (Provider::Salesforce, "sf-id".into()),
+            (Provider::Google, "g-id".into()),
+        ],
+    };
+
+    // The api and the worker: every provider's app, and the token key.
+    for function in [Function::Api, Function::Worker] {
+        let mut config = lambda_config();
+        secrets::resolve(&mut config, &sources, function.secrets(), &sm).await?;
+        assert_eq!(app(&config.hubspot_app), pair("hs-id", "hs-secret"), "{function:?}");
+        assert_eq!(app(&config.google_app), pair("g-id", "g-secret"), "{function:?}");
+        assert_eq!(app(&config.salesforce_app), None, "no secret: the app stays off");
+        assert_eq!(app(&config.microsoft_app), None, "no client id: the app stays off");
+        assert_eq!(config.token_key.as_ref().map(|k| k.expose_secret().to_owned()), Some(key.clone()));
+        // The key read is a usable token key.
+        TokenCipher::from_base64_key(config.token_key.as_ref().context("a key")?)?;
+    }
+
+    // The webhooks: HubSpot's secret (its signatures) and the token key, nothing else.
+    let mut config = lambda_config();
+    secrets::resolve(&mut config, &sources, Function::Webhooks.secrets(), &sm).await?;
+    assert_eq!(app(&config.hubspot_app), pair("hs-id", "hs-secret"));
+    assert_eq!(app(&config.google_app), None);
+    assert!(config.token_key.is_some());
+
+    // The dispatcher: nothing.
+    assert_eq!(Function::Dispatcher.secrets(), Needs::NOTHING);
+    let mut config = lambda_config();
+    secrets::resolve(&mut config, &sources, Function::Dispatcher.secrets(), &sm).await?;
+    assert!(config.hubspot_app.is_none() && config.google_app.is_none() && config.token_key.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_key_secret_that_is_missing_or_not_text_fails_init_instead_of_running_without_it()
+-> Result<()> {
+    let moto = Moto::start().await?;
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.config().await);
+    let binary = sm
+        .create_secret()
+        .name(unique("binary-"))
+        .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(vec![1u8, 2, 3]))
+        .send()
+        .await?
+        .arn
+        .context("an ARN")?;
+    let needs = Needs { token_key: true, oauth_apps: &[] };
+    let mut config = lambda_config();
+    let sources = SecretSources { token_key_secret: Some(binary), ..SecretSources::default() };
+    let err = secrets::resolve(&mut config, &sources, needs, &sm).await.expect_err("a binary secret");
+    assert!(matches!(err, SecretsError::NotText(_)), "{err}");
+    let sources = SecretSources { token_key_secret: Some(unique("absent-")), ..SecretSources::default() };
+    let err = secrets::resolve(&mut config, &sources, needs, &sm).await.expect_err("an absent secret");
+    assert!(matches!(err, SecretsError::Missing(_)), "{err}");
+    assert!(config.token_key.is_none());
+    Ok(())
+}
