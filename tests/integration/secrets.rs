@@ -126,3 +126,56 @@ async fn a_token_key_secret_that_is_missing_or_not_text_fails_init_instead_of_ru
     assert!(config.token_key.is_none());
     Ok(())
 }
+
+/// template.yaml and `Function::secrets` agree: a function gets the secret locations and
+/// `secretsmanager:GetSecretValue` exactly when it reads secrets (the webhooks only HubSpot's
+/// client secret), and no environment, global or per function, holds a secret.
+#[test]
+fn the_template_grants_secret_reads_to_exactly_the_functions_that_read_secrets() -> Result<()> {
+    let text = std::fs::read_to_string(syncbridge_local::stack::template_path()?)?;
+    let template = syncbridge_local::stack::Template::parse(&text)?;
+    let globals = &template.globals["Function"]["Environment"]["Variables"];
+    for (logical_id, function) in [
+        ("DispatcherFunction", Function::Dispatcher),
+        ("WorkerFunction", Function::Worker),
+        ("ApiFunction", Function::Api),
+        ("WebhooksFunction", Function::Webhooks),
+    ] {
+        let props = &template.resources.get(logical_id).context(logical_id)?.properties;
+        let own = &props["Environment"]["Variables"];
+        for vars in [globals, own] {
+            for (name, value) in vars.as_object().into_iter().flatten() {
+                assert!(
+                    !name.ends_with("_SECRET") && name != "TOKEN_KEY",
+                    "{logical_id}: {name} in the environment"
+                );
+                assert!(
+                    !value.to_string().contains("resolve:secretsmanager"),
+                    "{logical_id}: {name} resolves a secret"
+                );
+            }
+        }
+        let needs = function.secrets();
+        assert_eq!(own.get("OAUTH_SECRETS_PREFIX").is_some(), !needs.oauth_apps.is_empty(), "{logical_id}");
+        assert_eq!(own.get("TOKEN_KEY_SECRET_ARN").is_some(), needs.token_key, "{logical_id}");
+        let reads: Vec<String> = props["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p["Statement"].as_array().cloned().unwrap_or_default())
+            .filter(|s| s["Action"].to_string().contains("secretsmanager:"))
+            .map(|s| s["Resource"].to_string())
+            .collect();
+        assert_eq!(reads.is_empty(), needs == Needs::NOTHING, "{logical_id}: {reads:?}");
+        let client_secrets: Vec<&String> =
+            reads.iter().filter(|r| r.contains("OAuthSecretsPrefix")).collect();
+        if needs.oauth_apps == [Provider::Hubspot] {
+            assert!(
+                client_secrets.iter().all(|r| r.contains("/hubspot-")),
+                "{logical_id}: {client_secrets:?}"
+            );
+        }
+        assert_eq!(client_secrets.is_empty(), needs.oauth_apps.is_empty(), "{logical_id}");
+    }
+    Ok(())
+}
