@@ -23,6 +23,12 @@ OPENAPI_VENV := .venv-openapi
 OPENAPI_PINS := schemathesis==4.32.5 openapi-spec-validator==0.9.0
 OPENAPI_STAMP := $(OPENAPI_VENV)/.installed-$(shell echo '$(OPENAPI_PINS)' | cksum | cut -d' ' -f1)
 
+# checkov, the infrastructure-as-code scanner security reviewers run, apart too (its pins clash
+# with cfn-lint's). --skip-download keeps it offline and deterministic.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_PINS := checkov==3.3.30
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell echo '$(CHECKOV_PINS)' | cksum | cut -d' ' -f1)
+
 # The providers' own client libraries (HubSpot, Salesforce, Google, Microsoft Graph) and pytest, for the
 # conformance suites in infra/conformance that drive our fakes with them.
 CONFORMANCE_VENV := .venv-conformance
@@ -36,12 +42,12 @@ OPENAPI_SPEC_VALIDATOR := $(abspath $(OPENAPI_VENV)/bin/openapi-spec-validator)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
 
-.PHONY: help setup lint lint-template openapi test demo bench package fuzz conformance
+.PHONY: help setup lint lint-template checkov openapi test demo bench package fuzz conformance
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Install moto, cfn-lint, cargo-lambda, zig, aws-sam-cli, schemathesis, openapi-spec-validator and the providers' SDKs (pinned)
+setup: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) $(CHECKOV_STAMP) ## Install moto, cfn-lint, cargo-lambda, zig, aws-sam-cli, schemathesis, openapi-spec-validator, checkov and the providers' SDKs (pinned)
 
 $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +73,12 @@ $(SAM_STAMP):
 	rm -f $(SAM_VENV)/.installed-*
 	touch $@
 
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check $(CHECKOV_PINS)
+	rm -f $(CHECKOV_VENV)/.installed-*
+	touch $@
+
 lint: ## rustfmt --check and clippy with warnings as errors (part of `make test`)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
@@ -75,17 +87,21 @@ lint-template: $(VENV_STAMP) $(SAM_STAMP) ## cfn-lint and `sam validate --lint` 
 	$(CFN_LINT) --region $(REGION) -- template.yaml
 	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
 
+checkov: $(CHECKOV_STAMP) ## checkov on template.yaml; fails on any finding not suppressed in the template with its reason (part of `make test`)
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+
 openapi: $(OPENAPI_STAMP) ## Rewrite docs/openapi.json from the code, then validate it
 	UPDATE_OPENAPI=1 $(CARGO) test --quiet -p syncbridge --lib http::openapi
 	$(OPENAPI_VENV)/bin/openapi-spec-validator docs/openapi.json
 
-test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Every test: unit, property, integration against moto and the fakes, the OpenAPI document (validator, schemathesis), the fakes' conformance to the providers' SDKs; then the template linters
+test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) $(CHECKOV_STAMP) ## Every test: unit, property, integration against moto and the fakes, the OpenAPI document (validator, schemathesis), the fakes' conformance to the providers' SDKs; then the template linters and checkov
 	mkdir -p target
 	set -o pipefail; MOTO_SERVER=$(MOTO_SERVER) SCHEMATHESIS=$(SCHEMATHESIS) \
 	  OPENAPI_SPEC_VALIDATOR=$(OPENAPI_SPEC_VALIDATOR) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
 	$(MAKE) --no-print-directory conformance
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory lint-template
+	$(MAKE) --no-print-directory checkov
 	@awk -f infra/conformance/count.awk target/test-output.log target/conformance-output.log
 
 conformance: $(CONFORMANCE_STAMP) ## Drive the four provider fakes with the providers' own SDKs (part of `make test`)
