@@ -4,7 +4,7 @@
 //! HTTP server.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -29,11 +29,11 @@ use syncbridge::telemetry::metrics;
 
 const TENANT: &str = "tenant-emf-7";
 
-static RECORDER: Mutex<()> = Mutex::new(());
+static RECORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Holds the recorder for one test, installed and drained.
-fn recorder() -> MutexGuard<'static, ()> {
-    let guard = RECORDER.lock().unwrap_or_else(|p| p.into_inner());
+async fn recorder() -> tokio::sync::MutexGuard<'static, ()> {
+    let guard = RECORDER.lock().await;
     metrics::install("Syncbridge/test", "worker").expect("the recorder installs");
     metrics::flush_to(std::io::sink()).expect("draining writes nowhere");
     guard
@@ -166,7 +166,7 @@ fn assert_no_ids(docs: &[Doc], connections: &[&Connection]) {
 
 #[tokio::test]
 async fn a_worker_batch_prints_records_runs_and_failures_per_provider_and_object_without_ids() {
-    let _recorder = recorder();
+    let _recorder = recorder().await;
     let store = Arc::new(MemoryStore::new());
     let provider = MemoryProvider::new();
     for id in ["c1", "c2", "c3"] {
@@ -226,7 +226,7 @@ async fn a_worker_batch_prints_records_runs_and_failures_per_provider_and_object
 
 #[tokio::test]
 async fn a_run_prints_its_outcome_pushes_and_conflicts_opened() {
-    let _recorder = recorder();
+    let _recorder = recorder().await;
     let conn = connection(Provider::Salesforce);
     let mut objects = BTreeMap::new();
     let mut contacts = ObjectRun::new(ObjectOutcome::Synced);
@@ -268,7 +268,7 @@ async fn a_run_prints_its_outcome_pushes_and_conflicts_opened() {
 
 #[tokio::test]
 async fn a_dispatcher_tick_prints_due_claimed_and_enqueued() {
-    let _recorder = recorder();
+    let _recorder = recorder().await;
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new());
     let deps = memory_deps(
@@ -296,7 +296,7 @@ async fn a_dispatcher_tick_prints_due_claimed_and_enqueued() {
 
 #[tokio::test]
 async fn webhook_notifications_print_by_result_and_refusals_by_reason() {
-    let _recorder = recorder();
+    let _recorder = recorder().await;
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new());
     let mut conn = connection(Provider::Google);
@@ -348,7 +348,7 @@ async fn webhook_notifications_print_by_result_and_refusals_by_reason() {
 
 #[tokio::test]
 async fn the_provider_send_path_prints_every_attempt_and_each_rate_limit_answer() {
-    let _recorder = recorder();
+    let _recorder = recorder().await;
     let answered = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let count = answered.clone();
     let app = axum::Router::new().route(
