@@ -106,6 +106,31 @@ fn print_info(info: &StackInfo) {
     println!("  HubSpot fake:   {}  (token: {})", info.hubspot_url, info.hubspot_token);
     println!("  moto (AWS):     {}", info.moto_endpoint);
     println!("  Token for curl: syncbridge token --tenant local");
+    match dashboard_url(info, "local") {
+        Ok(url) => println!(
+            "  Dashboard:      {url}\n                  (signed in as tenant `local` for 12 h; another tenant: syncbridge dashboard --tenant T)"
+        ),
+        Err(e) => println!("  Dashboard:      unavailable ({e})"),
+    }
+}
+
+/// The local dashboard's URL, signing in as `tenant`: the token rides in the fragment, which the
+/// browser never sends to a server; the dashboard moves it to session storage and drops it from
+/// the address bar.
+fn dashboard_url(info: &StackInfo, tenant: &str) -> Result<String> {
+    let tenant = syncbridge::domain::TenantId::parse_external(tenant)?;
+    let token = dev_key()?.sign(&tenant, &format!("dashboard-{tenant}"), DASHBOARD_TOKEN_TTL);
+    Ok(format!("{}/#token={token}", info.api_url))
+}
+
+/// How long a dashboard link signs in for: a working day.
+const DASHBOARD_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Prints the dashboard's URL for `tenant` on the local stack (starting it if needed).
+pub async fn dashboard(args: &TenantArgs) -> Result<()> {
+    let info = ensure_up(&default_up()).await?;
+    println!("{}", dashboard_url(&info, &args.tenant)?);
+    Ok(())
 }
 
 /// Starts the background stack unless one runs; returns its info.
