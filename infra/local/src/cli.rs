@@ -56,6 +56,10 @@ pub struct DemoArgs {
     /// Contacts edited in HubSpot between the first and the second sync.
     #[arg(long, default_value_t = 15)]
     pub edits: usize,
+    /// After the summary, keep the demo's stack running (schedule and worker included) and print
+    /// the dashboard's URL for each tenant, until Ctrl-C.
+    #[arg(long)]
+    pub serve: bool,
 }
 
 /// What `up` leaves in `stack.json`.
@@ -230,8 +234,16 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
     std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&info)?)?;
     tracing::info!(api = %info.api_url, "local stack up");
 
+    run_until_stopped(&stack, Duration::from_secs(args.tick_seconds.max(1))).await?;
+    let _ = std::fs::remove_file(home.join("stack.json"));
+    drop(stack);
+    Ok(())
+}
+
+/// Fires the schedule every `tick` and delivers queued jobs to the worker, as EventBridge and
+/// Lambda's SQS poller would, until SIGTERM or Ctrl-C.
+pub async fn run_until_stopped(stack: &LocalStack, tick: Duration) -> Result<()> {
     let runner = stack.runner.clone();
-    let tick = Duration::from_secs(args.tick_seconds.max(1));
     let schedule = tokio::spawn({
         let runner = runner.clone();
         async move {
@@ -263,8 +275,6 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
     }
     schedule.abort();
     deliver.abort();
-    let _ = std::fs::remove_file(home.join("stack.json"));
-    drop(stack);
     Ok(())
 }
 
