@@ -67,9 +67,11 @@ $(SAM_STAMP):
 	rm -f $(SAM_VENV)/.installed-*
 	touch $@
 
-lint: ## rustfmt --check and clippy with warnings as errors (part of `make test`)
+lint: ## rustfmt --check, clippy with warnings as errors, and no test doubles in the Lambda builds (part of `make test`)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
+	@if $(CARGO) tree -q $(addprefix -p ,$(FUNCTIONS)) -e features -i syncbridge | grep -q test-support; then \
+	  echo "a Lambda function's build enables syncbridge/test-support (the in-memory doubles)"; exit 1; fi
 
 lint-template: $(VENV_STAMP) $(SAM_STAMP) ## cfn-lint and `sam validate --lint` on template.yaml (offline)
 	$(CFN_LINT) --region $(REGION) -- template.yaml

@@ -92,6 +92,7 @@ fn read_info() -> Result<Option<StackInfo>> {
     Ok(alive(info.pid).then_some(info))
 }
 
+#[allow(unsafe_code)]
 fn alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
@@ -138,6 +139,7 @@ pub async fn dashboard(args: &TenantArgs) -> Result<()> {
 }
 
 /// Starts the background stack unless one runs; returns its info.
+#[allow(unsafe_code)]
 pub async fn ensure_up(args: &UpArgs) -> Result<StackInfo> {
     if let Some(info) = read_info()? {
         return Ok(info);
@@ -183,6 +185,7 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     Ok(())
 }
 
+#[allow(unsafe_code)]
 pub async fn down() -> Result<()> {
     let home = home()?;
     let Some(info) = read_info()? else {
