@@ -1,6 +1,5 @@
 //! The dashboard's frame: header, navigation, the signed-out screen and the five screens.
 import { useEffect, useState } from "react";
-import { configureAuth } from "./api/client";
 import type { Session } from "./auth";
 import { Link, match, navigate, useLocation } from "./router";
 import { Connections } from "./screens/Connections";
@@ -16,18 +15,16 @@ const NAV = [
   { href: "/audit", label: "Audit log" },
 ];
 
+/** Dispatched on `window` when the API answers 401 in dev mode. */
+export const SIGNED_OUT_EVENT = "syncbridge:signed-out";
+
 export function App({ session }: { session: Session }) {
   const [signedOut, setSignedOut] = useState(session.kind === "signed-out");
-  const token = session.kind === "signed-in" ? session.token : null;
   useEffect(() => {
-    configureAuth(token, () => {
-      if (session.kind === "signed-in" && session.mode === "oidc") session.relogin();
-      else {
-        sessionStorage.removeItem("syncbridge.token");
-        setSignedOut(true);
-      }
-    });
-  }, [session, token]);
+    const onSignedOut = () => setSignedOut(true);
+    window.addEventListener(SIGNED_OUT_EVENT, onSignedOut);
+    return () => window.removeEventListener(SIGNED_OUT_EVENT, onSignedOut);
+  }, []);
 
   if (session.kind === "error") {
     return (

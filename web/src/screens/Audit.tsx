@@ -179,7 +179,7 @@ export function Audit() {
       ) : items.length === 0 ? (
         <Empty>No audit entries{tokens.length > 1 ? " on this page" : " match"}.</Empty>
       ) : (
-        <div className="table-wrap">
+        <div className="table-wrap" tabIndex={0} role="region" aria-label="Audit entries table">
           {page.error != null && <ErrorState error={page.error} />}
           <table className="audit">
             <caption className="sr-only">Audit entries, newest first</caption>

@@ -75,7 +75,7 @@ export function ConnectionDetail({ id }: { id: string }) {
       )}
 
       <h2>Objects</h2>
-      <div className="table-wrap">
+      <div className="table-wrap" tabIndex={0} role="region" aria-label="Objects table">
         <table>
           <thead>
             <tr>
@@ -112,7 +112,7 @@ export function ConnectionDetail({ id }: { id: string }) {
       ) : (
         <>
           <RunChart runs={runs} />
-          <div className="table-wrap">
+          <div className="table-wrap" tabIndex={0} role="region" aria-label="Runs table">
             <table>
               <caption className="sr-only">Run history, newest first</caption>
               <thead>
@@ -171,7 +171,7 @@ export function ConnectionDetail({ id }: { id: string }) {
       {errors.items.length === 0 ? (
         <Empty>No failed attempts.</Empty>
       ) : (
-        <div className="table-wrap">
+        <div className="table-wrap" tabIndex={0} role="region" aria-label="Errors table">
           <table>
             <thead>
               <tr>
