@@ -28,6 +28,10 @@ OPENAPI_STAMP := $(OPENAPI_VENV)/.installed-$(shell echo '$(OPENAPI_PINS)' | cks
 CONFORMANCE_VENV := .venv-conformance
 CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed-$(shell cksum < infra/conformance/requirements.txt | cut -d' ' -f1)
 
+# The dashboard (web/): npm packages installed by `npm ci` from web/package-lock.json.
+WEB_STAMP := web/node_modules/.installed-$(shell cksum < web/package-lock.json | cut -d' ' -f1)
+CHROMIUM ?= /usr/bin/chromium
+
 CFN_LINT := $(VENV)/bin/cfn-lint
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) $(SAM_VENV)/bin/sam
 MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
@@ -36,10 +40,10 @@ OPENAPI_SPEC_VALIDATOR := $(abspath $(OPENAPI_VENV)/bin/openapi-spec-validator)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
 
-.PHONY: help setup lint lint-template openapi test demo bench package fuzz conformance web e2e chromium
+.PHONY: help setup lint lint-template openapi test demo demo-dashboard bench package fuzz conformance web e2e chromium
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 setup: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) $(WEB_STAMP) chromium ## Install moto, cfn-lint, cargo-lambda, zig, aws-sam-cli, schemathesis, openapi-spec-validator, the providers' SDKs, the dashboard's npm packages (pinned) and Chromium
 
@@ -67,9 +71,11 @@ $(SAM_STAMP):
 	rm -f $(SAM_VENV)/.installed-*
 	touch $@
 
-lint: ## rustfmt --check and clippy with warnings as errors (part of `make test`)
+lint: ## rustfmt --check, clippy with warnings as errors, and no test doubles in the Lambda builds (part of `make test`)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
+	@if $(CARGO) tree -q $(addprefix -p ,$(FUNCTIONS)) -e features -i syncbridge | grep -q test-support; then \
+	  echo "a Lambda function's build enables syncbridge/test-support (the in-memory doubles)"; exit 1; fi
 
 lint-template: $(VENV_STAMP) $(SAM_STAMP) ## cfn-lint and `sam validate --lint` on template.yaml (offline)
 	$(CFN_LINT) --region $(REGION) -- template.yaml
@@ -90,11 +96,8 @@ test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Every 
 	$(MAKE) --no-print-directory lint-template
 	@awk -f infra/conformance/count.awk target/test-output.log target/e2e-output.log target/conformance-output.log
 
-# The dashboard (web/): npm packages from the committed lockfile, Debian's Chromium for its
-# end-to-end tests (Playwright never downloads a browser of its own).
-WEB_STAMP := web/node_modules/.installed-$(shell cksum < web/package-lock.json | cut -d' ' -f1)
-CHROMIUM ?= /usr/bin/chromium
-
+# The dashboard's npm packages come from the committed lockfile; its end-to-end tests run in
+# Debian's Chromium (Playwright never downloads a browser of its own).
 $(WEB_STAMP): web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 	touch $@
@@ -118,6 +121,9 @@ conformance: $(CONFORMANCE_STAMP) ## Drive the four provider fakes with the prov
 
 demo: $(VENV_STAMP) ## The main job end to end on a fresh local stack, with a readable summary
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo
+
+demo-dashboard: $(VENV_STAMP) web ## The demo, then its stack stays up with the dashboard on its data (Ctrl-C stops it)
+	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo --serve
 
 bench: ## Pull benchmarks against the fakes with real rate limits (not part of `make test`; ~2 min after the build)
 	$(CARGO) build --quiet --release -p syncbridge-bench

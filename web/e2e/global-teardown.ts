@@ -1,5 +1,4 @@
-// Stops what the global setup started (the stack, and `vite preview` if it ran), whatever the
-// tests did.
+// Stops the stack the global setup started, whatever the tests did.
 import { stopStack } from "./stack";
 
 export default function globalTeardown() {

@@ -16,14 +16,6 @@ export function binary(): string {
 
 export function stopStack() {
   const home = process.env.SYNCBRIDGE_HOME;
-  const preview = Number(process.env.SYNCBRIDGE_E2E_PREVIEW_PID);
-  if (preview) {
-    try {
-      process.kill(-preview, "SIGTERM");
-    } catch {
-      // already gone
-    }
-  }
   if (!home) return;
   try {
     execFileSync(binary(), ["down"], { env: process.env, stdio: "inherit", timeout: 60_000 });

@@ -26,7 +26,7 @@ export async function loadConfig(): Promise<AuthConfig> {
         authority: auth.authority,
         client_id: auth.client_id,
         scope: typeof auth.scope === "string" ? auth.scope : undefined,
-        token: auth.token === "id_token" ? "id_token" : "access_token",
+        token: auth.token === "access_token" ? "access_token" : "id_token",
       };
     }
     return { mode: "dev" };
@@ -73,7 +73,8 @@ export async function oidcSession(config: Extract<AuthConfig, { mode: "oidc" }>)
       history.replaceState(null, "", back);
     }
     const user = await manager.getUser();
-    const token = user && !user.expired ? (config.token === "id_token" ? user.id_token : user.access_token) : null;
+    // The ID token by default: it carries the tenant claim the API's JWT authorizer reads.
+    const token = user && !user.expired ? (config.token === "access_token" ? user.access_token : user.id_token) : null;
     if (!token) {
       login();
       return null;

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod dashboard;
 pub mod lifecycle;
 pub mod oauth;
 pub mod openapi;

@@ -67,6 +67,11 @@ pub struct AuthorizeRequest {
     pub interval_minutes: Option<u32>,
     #[schema(value_type = Option<Object>)]
     pub settings: Option<ConnectionSettings>,
+    /// A path of this deployment (`/connections`) where the callback sends the browser when it is
+    /// done, instead of answering JSON: with `?connected=<connection id>`, or with
+    /// `?oauth_error=<code>&oauth_error_detail=<text>`. For the dashboard; a path only (no scheme
+    /// or host), so the callback never redirects off this origin.
+    pub return_to: Option<String>,
 }
 
 /// The answer to an authorize request: send the browser to `authorize_url`.
@@ -189,6 +194,9 @@ pub async fn authorize(
     if let Some(settings) = &body.settings {
         settings.validate().map_err(invalid)?;
     }
+    if body.return_to.as_deref().is_some_and(|path| !is_local_path(path)) {
+        return Err(invalid("return_to must be a path of this deployment, such as /connections").into());
+    }
     oauth.providers.app(provider).map_err(|e| oauth_failure(provider, &e))?;
     let now = state.clock.now();
     let state_token = random_token();
@@ -213,6 +221,7 @@ pub async fn authorize(
         code_verifier: verifier,
         interval_minutes: body.interval_minutes,
         settings: body.settings,
+        return_to: body.return_to,
         expires_at: PendingAuthorization::expires_at_from(now),
     };
     oauth.states.put_state(state_token.expose_secret(), &pending).await?;
@@ -241,6 +250,9 @@ pub async fn authorize(
                 `authorization_rejected` (the provider refused the code)"),
         (status = 502, body = Problem, content_type = "application/problem+json",
             description = "`provider_unavailable`: the provider failed; start again"),
+        (status = 303, description = "The authorize request named `return_to`: the browser goes there with \
+            `connected=<connection id>`, or with `oauth_error=<code>&oauth_error_detail=<text>` (the codes above)",
+            headers(("Location" = String, description = "`return_to` with the outcome in its query string"))),
     )
 )]
 pub async fn callback(
@@ -253,6 +265,84 @@ pub async fn callback(
         Some(s) => oauth.states.take_state(s).await?,
         None => None,
     };
+    // Only a state we issued names where the browser goes back to; without one the answer is JSON.
+    let return_to = pending.as_ref().and_then(|p| p.return_to.clone());
+    let outcome = complete(&state, oauth, pending, query).await;
+    let Some(return_to) = return_to else {
+        return outcome.map(|c| c.into_response());
+    };
+    let query = match &outcome {
+        Ok(connected) => vec![("connected", connected.view.id.to_string())],
+        Err(failure) => {
+            let (code, detail) = failure.code_and_detail();
+            vec![("oauth_error", code), ("oauth_error_detail", detail)]
+        }
+    };
+    let sep = if return_to.contains('?') { '&' } else { '?' };
+    let location = format!(
+        "{return_to}{sep}{}",
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish()
+    );
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())],
+    )
+        .into_response())
+}
+
+/// A path on this origin: starts with one `/` (not `//host` nor `/\\host`, which browsers take for
+/// another host), printable, short.
+fn is_local_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && path.len() <= 512
+        && path.chars().all(|c| c.is_ascii_graphic())
+        && !path.contains('#')
+}
+
+/// The connection a callback made or gave new credentials.
+struct Connected {
+    view: ConnectionView,
+    created: bool,
+}
+
+impl IntoResponse for Connected {
+    fn into_response(self) -> Response {
+        if self.created {
+            let location = format!("/v1/connections/{}", self.view.id);
+            (StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(self.view)).into_response()
+        } else {
+            axum::Json(self.view).into_response()
+        }
+    }
+}
+
+impl Failure {
+    /// The stable code and the detail of this failure, for a redirect's query string.
+    fn code_and_detail(&self) -> (String, String) {
+        let problem = match self {
+            Failure::Problem(p) => p.clone(),
+            Failure::Api(e) => {
+                let problem = e.problem();
+                if problem.status >= 500 {
+                    tracing::error!(code = %problem.code, error = %super::problem::error_chain(e), "OAuth callback failed");
+                }
+                problem
+            }
+        };
+        (problem.code.clone(), problem.detail.clone().unwrap_or_else(|| problem.title.clone()))
+    }
+}
+
+/// The callback's work once the state is taken: the provider's answer, the code exchange, the
+/// connection created or given the new credentials.
+async fn complete(
+    state: &ApiState,
+    oauth: &OAuthService,
+    pending: Option<PendingAuthorization>,
+    query: CallbackQuery,
+) -> Result<Connected, Failure> {
     if let Some(error) = query.error.as_deref() {
         let code = if error == "access_denied" { "authorization_denied" } else { "authorization_failed" };
         let safe = error.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && error.len() <= 64;
@@ -264,7 +354,7 @@ pub async fn callback(
         };
         if let Some(p) = &pending {
             let now = state.clock.now();
-            audit_refused(&state, p, now, json!({ "provider": p.provider, "error": error })).await;
+            audit_refused(state, p, now, json!({ "provider": p.provider, "error": error })).await;
         }
         return Err(Failure::Problem(
             Problem::new(StatusCode::BAD_REQUEST, code, "Authorization not granted").with_detail(detail),
@@ -290,7 +380,7 @@ pub async fn callback(
     let grant = match grant {
         Ok(grant) => grant,
         Err(e) => {
-            audit_refused(&state, &pending, now, json!({ "provider": provider, "error": e.to_string() }))
+            audit_refused(state, &pending, now, json!({ "provider": provider, "error": e.to_string() }))
                 .await;
             return Err(oauth_failure(provider, &e));
         }
@@ -337,7 +427,7 @@ pub async fn callback(
             "previous_error": previous_error,
         }));
         state.audit.append(&[entry]).await?;
-        return Ok(axum::Json(ConnectionView::from(&connection)).into_response());
+        return Ok(Connected { view: ConnectionView::from(&connection), created: false });
     }
 
     let new = NewConnection {
@@ -367,9 +457,7 @@ pub async fn callback(
         "sandbox": pending.sandbox,
     }));
     state.audit.append(&[entry]).await?;
-    let location = format!("/v1/connections/{}", connection.connection_id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(ConnectionView::from(&connection)))
-        .into_response())
+    Ok(Connected { view: ConnectionView::from(&connection), created: true })
 }
 
 /// Audits a connect that did not happen (`connection_created`, outcome `rejected`): the user
@@ -615,6 +703,50 @@ mod tests {
             .await;
         let pending = h.store.take_state(hs["state"].as_str().unwrap()).await.unwrap().unwrap();
         assert!(pending.code_verifier.is_none(), "HubSpot has no PKCE");
+    }
+
+    #[tokio::test]
+    async fn with_return_to_the_callback_sends_the_browser_back_to_that_path_with_the_outcome() {
+        let h = harness();
+        let body = json!({ "redirect_uri": CALLBACK, "return_to": "/connections?tab=all" });
+        let (status, started) =
+            h.send(Method::POST, "/v1/connections/oauth/hubspot/authorize", Some("acme"), Some(body)).await;
+        assert_eq!(status, 200, "{started}");
+        let state = started["state"].as_str().unwrap();
+        let uri = format!("/v1/oauth/callback?error=access_denied&state={state}");
+        let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let response = h.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let location = response.headers()[header::LOCATION].to_str().unwrap();
+        assert!(
+            location.starts_with(
+                "/connections?tab=all&oauth_error=authorization_denied&oauth_error_detail=the+user+declined"
+            ),
+            "{location}"
+        );
+
+        // Without a state of ours there is no trusted place to go: the problem, as JSON.
+        let (status, body) =
+            h.send(Method::GET, "/v1/oauth/callback?error=access_denied&state=x", None, None).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("authorization_denied")), "{body}");
+    }
+
+    #[tokio::test]
+    async fn return_to_must_be_a_path_of_this_origin() {
+        let h = harness();
+        for bad in
+            ["https://evil.example/x", "//evil.example", "/\\evil.example", "connections", "/a b", "/x#y"]
+        {
+            let body = json!({ "redirect_uri": CALLBACK, "return_to": bad });
+            let (status, problem) = h
+                .send(Method::POST, "/v1/connections/oauth/hubspot/authorize", Some("acme"), Some(body))
+                .await;
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (422, Some("invalid_request")),
+                "{bad}: {problem}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -576,6 +576,13 @@ export interface components {
              */
             interval_minutes?: number | null;
             settings?: Record<string, never> | null;
+            /**
+             * @description A path of this deployment (`/connections`) where the callback sends the browser when it is
+             *     done, instead of answering JSON: with `?connected=<connection id>`, or with
+             *     `?oauth_error=<code>&oauth_error_detail=<text>`. For the dashboard; a path only (no scheme
+             *     or host), so the callback never redirects off this origin.
+             */
+            return_to?: string | null;
         };
         /** @description The answer to an authorize request: send the browser to `authorize_url`. */
         AuthorizeResponse: {
@@ -2594,6 +2601,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ConnectionView"];
                 };
+            };
+            /** @description The authorize request named `return_to`: the browser goes there with `connected=<connection id>`, or with `oauth_error=<code>&oauth_error_detail=<text>` (the codes above) */
+            303: {
+                headers: {
+                    /** @description `return_to` with the outcome in its query string */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description `invalid_state` (missing, unknown, used or expired state), `authorization_denied` (the user declined), `authorization_failed` (another provider error), `authorization_rejected` (the provider refused the code) */
             400: {

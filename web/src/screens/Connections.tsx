@@ -101,7 +101,7 @@ function ConnectForm() {
       const res = ok(
         await api.POST("/v1/connections/oauth/{provider}/authorize", {
           params: { path: { provider } },
-          body: body as never,
+          body,
         }),
       );
       location.assign(res.authorize_url);
