@@ -37,10 +37,13 @@ export const test = base.extend<Fixtures>({
   },
   allowConsole: [[], { option: true }],
   consoleGuard: [
-    async ({ page, allowConsole }, use) => {
+    async ({ page, allowConsole, baseURL }, use) => {
       const errors: string[] = [];
+      const ours = new URL(baseURL!).origin;
       page.on("console", (m) => {
         if (m.type() !== "error") return;
+        // Only the dashboard's pages: not the provider's consent page (the HubSpot fake's origin).
+        if (new URL(page.url()).origin !== ours) return;
         const where = m.location().url;
         // A missing /config.json means dev mode (the documented contract), not an error.
         if (/\/config\.json$/.test(where) && /status of 404/.test(m.text())) return;
