@@ -82,6 +82,7 @@ test("an approved note from the queue arrives in HubSpot", async ({ page, signIn
   await signIn("/queue");
   const item = page.getByRole("listitem").filter({ hasText: text });
   await expect(item.getByLabel("Note text")).toHaveText(`[ARIA] ${text}`);
+  await expect(item.getByText(`On: ${String(contact!.fields.first_name)} ${String(contact!.fields.last_name)}`)).toBeVisible();
   await expect(item.getByText("High")).toBeVisible();
   await expect(item.getByText(/expires in (7d|6d)/)).toBeVisible();
   await checkScreen(page, "queue");

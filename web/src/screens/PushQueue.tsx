@@ -207,14 +207,23 @@ export function PushQueue() {
   );
 }
 
+/** A record as people know it: its name, else its email, else its title. */
+function recordName(r: RecordFields): string {
+  const name = [r.first_name, r.last_name].filter((x) => typeof x === "string" && x).join(" ") || r.name;
+  return value(name || r.email || r.title || r.subject || "(unnamed record)");
+}
+
 /** What the item will write: the note's text, each field's current → new value, or the event. */
 function Preview({ item, record }: { item: PushItem; record: RecordFields | undefined }) {
   const f = item.fields;
   if (item.action === "create_note") {
     return (
-      <blockquote className="preview" aria-label="Note text">
-        {value(f.body)}
-      </blockquote>
+      <>
+        {record && <p className="small">On: {recordName(record)}</p>}
+        <blockquote className="preview" aria-label="Note text">
+          {value(f.body)}
+        </blockquote>
+      </>
     );
   }
   if (item.action === "create_event") {
