@@ -1,4 +1,5 @@
-//! Formatting for people: relative times ("2h ago", "in 12 min"), dates, JSON values.
+//! Formatting for people: relative times ("2h ago", "in 12 min"), dates, JSON values, names.
+import type { Provider } from "./api/client";
 
 export function relative(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return "never";
@@ -34,4 +35,15 @@ export function duration(ms: number): string {
 export function label(code: string): string {
   const s = code.replace(/_/g, " ");
   return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+export const PROVIDERS: { id: Provider; name: string }[] = [
+  { id: "hubspot", name: "HubSpot" },
+  { id: "salesforce", name: "Salesforce" },
+  { id: "google", name: "Google Calendar" },
+  { id: "microsoft", name: "Microsoft Outlook" },
+];
+
+export function providerName(p: string): string {
+  return PROVIDERS.find((x) => x.id === p)?.name ?? p;
 }

@@ -1,7 +1,8 @@
 //! Shared pieces: loading, empty and error states, the spinner, notices, the health light and a
 //! modal dialog (native `<dialog>`: focus stays inside, Escape closes it).
 import { useEffect, useId, useRef, type ReactNode } from "react";
-import { ApiError, errorText } from "../api/client";
+import { ApiError, errorText, type Health } from "../api/client";
+import type { Polled } from "../hooks";
 
 export function Spinner({ label = "Loading" }: { label?: string }) {
   return <span className="spinner" role="status" aria-label={label} />;
@@ -110,5 +111,25 @@ export function Dialog({
         </>
       )}
     </dialog>
+  );
+}
+
+/** The loading or error state of a polled screen that has no data yet, else null. */
+export function notLoaded<T>(polled: Polled<T>, what: string): ReactNode {
+  if (polled.data !== undefined) return null;
+  if (polled.loading) return <Loading what={what} />;
+  return <ErrorState error={polled.error} retry={() => void polled.reload()} />;
+}
+
+export function HealthReasons({ reasons }: { reasons: Health["reasons"] }) {
+  if (reasons.length === 0) return null;
+  return (
+    <ul className="reasons" aria-label="Health reasons">
+      {reasons.map((r) => (
+        <li key={r.code + r.message} className={r.severity}>
+          {r.message}
+        </li>
+      ))}
+    </ul>
   );
 }

@@ -2,10 +2,10 @@
 //! bearer token (fetched and saved as a Blob, since a plain link would carry no token).
 import { useState } from "react";
 import { api, fetchWithToken, ok } from "../api/client";
-import { Empty, ErrorState, Loading, Notice } from "../components/ui";
+import { Empty, ErrorState, notLoaded, Notice } from "../components/ui";
 import { dateTime, label } from "../format";
 import { usePoll } from "../hooks";
-import { providerName } from "./Connections";
+import { ConnectionFilter, Filter } from "../components/filters";
 
 const OPERATIONS = [
   "pull",
@@ -121,39 +121,9 @@ export function Audit() {
         </div>
       </div>
       <form className="filters" aria-label="Filters" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Connection
-          <select value={filters.connection_id} onChange={(e) => set({ connection_id: e.target.value })}>
-            <option value="">Any</option>
-            {conns.map((c) => (
-              <option key={c.id} value={c.id}>
-                {providerName(c.provider)} {c.account_id ?? c.id}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Operation
-          <select value={filters.operation} onChange={(e) => set({ operation: e.target.value })}>
-            <option value="">Any</option>
-            {OPERATIONS.map((o) => (
-              <option key={o} value={o}>
-                {label(o)}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Outcome
-          <select value={filters.outcome} onChange={(e) => set({ outcome: e.target.value })}>
-            <option value="">Any</option>
-            {OUTCOMES.map((o) => (
-              <option key={o} value={o}>
-                {label(o)}
-              </option>
-            ))}
-          </select>
-        </label>
+        <ConnectionFilter connections={conns} value={filters.connection_id} onChange={(v) => set({ connection_id: v })} />
+        <Filter name="Operation" value={filters.operation} onChange={(v) => set({ operation: v })} options={OPERATIONS} />
+        <Filter name="Outcome" value={filters.outcome} onChange={(v) => set({ outcome: v })} options={OUTCOMES} />
         <label>
           Record id
           <input type="text" value={filters.record_id} onChange={(e) => set({ record_id: e.target.value })} />
@@ -172,11 +142,8 @@ export function Audit() {
           {notice.text}
         </Notice>
       )}
-      {page.loading && !page.data ? (
-        <Loading what="the audit log" />
-      ) : page.error && !page.data ? (
-        <ErrorState error={page.error} retry={() => void page.reload()} />
-      ) : items.length === 0 ? (
+      {notLoaded(page, "the audit log") ??
+        (items.length === 0 ? (
         <Empty>No audit entries{tokens.length > 1 ? " on this page" : " match"}.</Empty>
       ) : (
         <div className="table-wrap" tabIndex={0} role="region" aria-label="Audit entries table">
@@ -211,7 +178,7 @@ export function Audit() {
             </tbody>
           </table>
         </div>
-      )}
+      ))}
       <nav className="pager" aria-label="Audit pages">
         <button type="button" disabled={tokens.length <= 1} onClick={() => setTokens(tokens.slice(0, -1))}>
           Newer

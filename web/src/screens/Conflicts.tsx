@@ -3,10 +3,11 @@
 //! selection, or for every open conflict matching the filter.
 import { useState } from "react";
 import { api, ok, type Conflict, type Schemas } from "../api/client";
-import { Empty, ErrorState, Loading, Notice } from "../components/ui";
+import { Empty, ErrorState, notLoaded, Notice } from "../components/ui";
 import { label, relative, value } from "../format";
 import { usePoll } from "../hooks";
-import { providerName } from "./Connections";
+import { ConnectionFilter, Filter } from "../components/filters";
+import { providerName } from "../format";
 
 type Strategy = Schemas["ResolveStrategy"];
 const CHOICES: { id: Strategy; text: string }[] = [
@@ -77,24 +78,14 @@ export function Conflicts() {
     <section aria-labelledby="conflicts-title">
       <h1 id="conflicts-title">Conflicts</h1>
       <form className="filters" aria-label="Filters" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Status
-          <select value={status} onChange={(e) => setStatus(e.target.value as Schemas["ConflictStatus"])}>
-            <option value="open">Open</option>
-            <option value="resolved">Resolved</option>
-          </select>
-        </label>
-        <label>
-          Connection
-          <select value={connection} onChange={(e) => setConnection(e.target.value)}>
-            <option value="">Any</option>
-            {list.data?.connections.map((c) => (
-              <option key={c.id} value={c.id}>
-                {providerName(c.provider)} {c.account_id ?? c.id}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Filter
+          name="Status"
+          value={status}
+          onChange={(v) => setStatus(v as Schemas["ConflictStatus"])}
+          options={["open", "resolved"]}
+          any={false}
+        />
+        <ConnectionFilter connections={list.data?.connections ?? []} value={connection} onChange={setConnection} />
         <label>
           Field
           <input type="text" value={field} onChange={(e) => setField(e.target.value)} placeholder="e.g. phone" />
@@ -138,11 +129,8 @@ export function Conflicts() {
           ))}
         </div>
       )}
-      {list.loading && !list.data ? (
-        <Loading what="conflicts" />
-      ) : list.error && !list.data ? (
-        <ErrorState error={list.error} retry={() => void list.reload()} />
-      ) : items.length === 0 ? (
+      {notLoaded(list, "conflicts") ??
+        (items.length === 0 ? (
         <Empty>No {status} conflicts.</Empty>
       ) : (
         <ul className="items">
@@ -164,7 +152,7 @@ export function Conflicts() {
             />
           ))}
         </ul>
-      )}
+      ))}
       {list.data?.more && <p className="muted">Showing the first 100; resolve these or narrow the filter to see more.</p>}
     </section>
   );

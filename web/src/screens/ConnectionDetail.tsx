@@ -2,12 +2,11 @@
 //! state and a Retry button, and its settings.
 import { useState } from "react";
 import { api, ok } from "../api/client";
-import { ErrorState, HealthLight, Loading, Empty, Notice } from "../components/ui";
+import { ErrorState, HealthLight, HealthReasons, Loading, Empty, Notice } from "../components/ui";
 import { RunChart } from "../components/RunChart";
-import { dateTime, duration, label, relative } from "../format";
+import { dateTime, duration, label, providerName, relative } from "../format";
 import { usePoll } from "../hooks";
 import { Link } from "../router";
-import { providerName } from "./Connections";
 import { SettingsForm } from "./Settings";
 
 export function ConnectionDetail({ id }: { id: string }) {
@@ -64,15 +63,7 @@ export function ConnectionDetail({ id }: { id: string }) {
         Last sync: {relative(c.last_sync_at)} • Next: {c.paused ? "paused" : relative(c.next_sync_at)}
         {status.syncing_since ? ` • Syncing since ${relative(status.syncing_since)}` : ""}
       </p>
-      {health.reasons.length > 0 && (
-        <ul className="reasons" aria-label="Health reasons">
-          {health.reasons.map((r) => (
-            <li key={r.code + r.message} className={r.severity}>
-              {r.message}
-            </li>
-          ))}
-        </ul>
-      )}
+      <HealthReasons reasons={health.reasons} />
 
       <h2>Objects</h2>
       <div className="table-wrap" tabIndex={0} role="region" aria-label="Objects table">

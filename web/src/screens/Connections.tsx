@@ -2,22 +2,11 @@
 //! Pause/Resume and Disconnect, and the OAuth connect flow for another account.
 import { useEffect, useRef, useState } from "react";
 import { api, errorText, ok, type Connection, type Health, type Provider } from "../api/client";
-import { Dialog, Empty, ErrorState, HealthLight, Loading, Notice, Spinner } from "../components/ui";
-import { label, relative } from "../format";
+import { Dialog, Empty, ErrorState, HealthLight, HealthReasons, notLoaded, Notice, Spinner } from "../components/ui";
+import { PROVIDERS, label, providerName, relative } from "../format";
 import { usePoll } from "../hooks";
 import { Link, navigate, useLocation } from "../router";
 import { waitForJob, type SyncOutcome } from "../sync";
-
-const PROVIDERS: { id: Provider; name: string }[] = [
-  { id: "hubspot", name: "HubSpot" },
-  { id: "salesforce", name: "Salesforce" },
-  { id: "google", name: "Google Calendar" },
-  { id: "microsoft", name: "Microsoft Outlook" },
-];
-
-export function providerName(p: string): string {
-  return PROVIDERS.find((x) => x.id === p)?.name ?? p;
-}
 
 /** The notice for a return from the OAuth flow (`?connected=` or `?oauth_error=`), if any. */
 function oauthNotice(q: URLSearchParams): { kind: "success" | "error"; text: string } | null {
@@ -65,21 +54,18 @@ export function Connections() {
           {notice.text}
         </Notice>
       )}
-      {list.loading && !list.data ? (
-        <Loading what="connections" />
-      ) : list.error && !list.data ? (
-        <ErrorState error={list.error} retry={() => void list.reload()} />
-      ) : list.data && list.data.length === 0 ? (
-        <Empty>No connections yet. Connect an account to start syncing.</Empty>
-      ) : (
-        <ul className="cards">
-          {list.data?.map((row) => (
-            <li key={row.connection.id}>
-              <ConnectionCard row={row} reload={list.reload} />
-            </li>
-          ))}
-        </ul>
-      )}
+      {notLoaded(list, "connections") ??
+        (list.data?.length === 0 ? (
+          <Empty>No connections yet. Connect an account to start syncing.</Empty>
+        ) : (
+          <ul className="cards">
+            {list.data?.map((row) => (
+              <li key={row.connection.id}>
+                <ConnectionCard row={row} reload={list.reload} />
+              </li>
+            ))}
+          </ul>
+        ))}
     </section>
   );
 }
@@ -226,15 +212,7 @@ function ConnectionCard({ row, reload }: { row: Row; reload: () => Promise<void>
         <HealthLight status={health?.status ?? "unknown"} />
       </header>
       <p className="account">{c.account_id ?? c.base_url}</p>
-      {health && health.reasons.length > 0 && (
-        <ul className="reasons" aria-label="Health reasons">
-          {health.reasons.map((r) => (
-            <li key={r.code + r.message} className={r.severity}>
-              {r.message}
-            </li>
-          ))}
-        </ul>
-      )}
+      {health && <HealthReasons reasons={health.reasons} />}
       <p className="times">
         Last sync: {relative(c.last_sync_at)} • Next: {c.paused ? "paused" : relative(c.next_sync_at)}
       </p>

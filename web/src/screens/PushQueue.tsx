@@ -2,10 +2,11 @@
 //! preview of what each item writes, and approve or reject for many at once.
 import { useState } from "react";
 import { api, ok, type Connection, type PushItem, type Schemas } from "../api/client";
-import { Empty, ErrorState, Loading, Notice } from "../components/ui";
+import { Empty, ErrorState, notLoaded, Notice } from "../components/ui";
 import { dateTime, label, relative, value } from "../format";
 import { usePoll } from "../hooks";
-import { providerName } from "./Connections";
+import { ConnectionFilter, Filter } from "../components/filters";
+import { providerName } from "../format";
 
 type Status = Schemas["PushStatus"];
 const STATUSES: Status[] = ["pending", "approved", "rejected", "completed", "failed", "expired"];
@@ -91,50 +92,10 @@ export function PushQueue() {
     <section aria-labelledby="queue-title">
       <h1 id="queue-title">Approval queue</h1>
       <form className="filters" aria-label="Filters" onSubmit={(e) => e.preventDefault()}>
-        <label>
-          Status
-          <select value={status} onChange={(e) => setStatus(e.target.value as Status | "")}>
-            <option value="">Any</option>
-            {STATUSES.map((s) => (
-              <option key={s} value={s}>
-                {label(s)}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Action
-          <select value={action} onChange={(e) => setAction(e.target.value)}>
-            <option value="">Any</option>
-            {ACTIONS.map((s) => (
-              <option key={s} value={s}>
-                {label(s)}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Connection
-          <select value={connection} onChange={(e) => setConnection(e.target.value)}>
-            <option value="">Any</option>
-            {conns.map((c) => (
-              <option key={c.id} value={c.id}>
-                {providerName(c.provider)} {c.account_id ?? c.id}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Priority
-          <select value={priority} onChange={(e) => setPriority(e.target.value)}>
-            <option value="">Any</option>
-            {PRIORITIES.map((s) => (
-              <option key={s} value={s}>
-                {label(s)}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Filter name="Status" value={status} onChange={(v) => setStatus(v as Status | "")} options={STATUSES} />
+        <Filter name="Action" value={action} onChange={setAction} options={ACTIONS} />
+        <ConnectionFilter connections={conns} value={connection} onChange={setConnection} />
+        <Filter name="Priority" value={priority} onChange={setPriority} options={PRIORITIES} />
       </form>
       {notice && (
         <Notice kind={notice.kind} onClose={() => setNotice(null)}>
@@ -158,11 +119,8 @@ export function PushQueue() {
           Reject selected ({chosen.length})
         </button>
       </div>
-      {queue.loading && !queue.data ? (
-        <Loading what="the queue" />
-      ) : queue.error && !queue.data ? (
-        <ErrorState error={queue.error} retry={() => void queue.reload()} />
-      ) : shown.length === 0 ? (
+      {notLoaded(queue, "the queue") ??
+        (shown.length === 0 ? (
         <Empty>Nothing in the queue{status ? ` with status ${label(status).toLowerCase()}` : ""}.</Empty>
       ) : (
         <ul className="items">
@@ -201,7 +159,7 @@ export function PushQueue() {
             </li>
           ))}
         </ul>
-      )}
+      ))}
       {queue.data?.truncated && <p className="muted">Showing the first {MAX_ITEMS} items; narrow the filters to see others.</p>}
     </section>
   );
