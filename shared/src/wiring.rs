@@ -17,7 +17,7 @@ use crate::adapters::secrets::{self, Needs, SecretSources};
 use crate::adapters::sqs::SqsJobQueue;
 use crate::config::Config;
 use crate::domain::{Connection, Provider};
-use crate::http::api::ApiState;
+use crate::http::ApiState;
 use crate::http::oauth::OAuthService;
 use crate::http::webhooks::{WebhookSettings, WebhookState};
 use crate::ports::{Clock, ProviderClient, ProviderError, ProviderFactory, SystemClock};
@@ -228,7 +228,7 @@ pub fn api_state(deps: &Deps, config: &Config) -> ApiState {
         engine: deps.clone(),
         tenant_claim: config.tenant_claim.clone(),
         oauth: Some(Arc::new(OAuthService {
-            providers: OAuthProviders::from_config(http_client().unwrap_or_default(), config),
+            providers: Arc::new(OAuthProviders::from_config(http_client().unwrap_or_default(), config)),
             states: deps.oauth_states.clone(),
         })),
     }

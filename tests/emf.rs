@@ -3,6 +3,8 @@
 //! recorder. Runs are against the in-memory doubles; the provider send path against a local
 //! HTTP server.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use syncbridge::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore, memory_deps};
+use syncbridge::adapters::memory::{ManualClock, MemoryQueue, MemoryStore, TestDeps};
 use syncbridge::adapters::memory_provider::MemoryProvider;
 use syncbridge::adapters::oauth::OAuthDialect;
 use syncbridge::adapters::provider_http::{Call, ProviderHttp, RetryPolicy};
@@ -175,13 +177,10 @@ async fn a_worker_batch_prints_records_runs_and_failures_per_provider_and_object
     for id in ["co1", "co2"] {
         provider.edit(ObjectType::Companies, id, &[("name", json!(id))]);
     }
-    let deps = memory_deps(
-        store.clone(),
-        Arc::new(MemoryQueue::new()),
-        Arc::new(MemoryBus::new()),
-        Arc::new(provider.clone()),
-        Arc::new(ManualClock::new(now())),
-    );
+    let deps = TestDeps::new(store.clone())
+        .providers(Arc::new(provider.clone()))
+        .clock(Arc::new(ManualClock::new(now())))
+        .build();
     let conn = connection(Provider::Hubspot);
     store.put_connection(conn.clone());
 
@@ -271,13 +270,8 @@ async fn a_dispatcher_tick_prints_due_claimed_and_enqueued() {
     let _recorder = recorder().await;
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new());
-    let deps = memory_deps(
-        store.clone(),
-        queue.clone(),
-        Arc::new(MemoryBus::new()),
-        Arc::new(MemoryProvider::new()),
-        Arc::new(ManualClock::new(now())),
-    );
+    let deps =
+        TestDeps::new(store.clone()).queue(queue.clone()).clock(Arc::new(ManualClock::new(now()))).build();
     let conns =
         [connection(Provider::Hubspot), connection(Provider::Google), connection(Provider::Salesforce)];
     for c in &conns {
