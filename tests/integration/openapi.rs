@@ -96,6 +96,7 @@ async fn seed() -> Result<Seeded> {
         etag: None,
         local_modified_at: None,
         sources: Default::default(),
+        pending_push: Default::default(),
         deleted: false,
         created_at: now,
         updated_at: now,
