@@ -36,7 +36,7 @@ OPENAPI_SPEC_VALIDATOR := $(abspath $(OPENAPI_VENV)/bin/openapi-spec-validator)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
 
-.PHONY: help setup lint lint-template openapi test demo bench package fuzz conformance
+.PHONY: help setup lint lint-template openapi test demo demo-dashboard bench package fuzz conformance
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -67,9 +67,11 @@ $(SAM_STAMP):
 	rm -f $(SAM_VENV)/.installed-*
 	touch $@
 
-lint: ## rustfmt --check and clippy with warnings as errors (part of `make test`)
+lint: ## rustfmt --check, clippy with warnings as errors, and no test doubles in the Lambda builds (part of `make test`)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
+	@if $(CARGO) tree -q $(addprefix -p ,$(FUNCTIONS)) -e features -i syncbridge | grep -q test-support; then \
+	  echo "a Lambda function's build enables syncbridge/test-support (the in-memory doubles)"; exit 1; fi
 
 lint-template: $(VENV_STAMP) $(SAM_STAMP) ## cfn-lint and `sam validate --lint` on template.yaml (offline)
 	$(CFN_LINT) --region $(REGION) -- template.yaml
@@ -95,6 +97,9 @@ conformance: $(CONFORMANCE_STAMP) ## Drive the four provider fakes with the prov
 
 demo: $(VENV_STAMP) ## The main job end to end on a fresh local stack, with a readable summary
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo
+
+demo-dashboard: $(VENV_STAMP) ## The demo, then its stack stays up with the dashboard on its data (Ctrl-C stops it)
+	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo --serve
 
 bench: ## Pull benchmarks against the fakes with real rate limits (not part of `make test`; ~2 min after the build)
 	$(CARGO) build --quiet --release -p syncbridge-bench

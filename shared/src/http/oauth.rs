@@ -194,10 +194,8 @@ pub async fn authorize(
     if let Some(settings) = &body.settings {
         settings.validate().map_err(invalid)?;
     }
-    if let Some(path) = &body.return_to {
-        if !is_local_path(path) {
-            return Err(invalid("return_to must be a path of this deployment, such as /connections").into());
-        }
+    if body.return_to.as_deref().is_some_and(|path| !is_local_path(path)) {
+        return Err(invalid("return_to must be a path of this deployment, such as /connections").into());
     }
     oauth.providers.app(provider).map_err(|e| oauth_failure(provider, &e))?;
     let now = state.clock.now();
