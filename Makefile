@@ -28,6 +28,10 @@ OPENAPI_STAMP := $(OPENAPI_VENV)/.installed-$(shell echo '$(OPENAPI_PINS)' | cks
 CONFORMANCE_VENV := .venv-conformance
 CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed-$(shell cksum < infra/conformance/requirements.txt | cut -d' ' -f1)
 
+# The dashboard (web/): npm packages installed by `npm ci` from web/package-lock.json.
+WEB_STAMP := web/node_modules/.installed-$(shell cksum < web/package-lock.json | cut -d' ' -f1)
+CHROMIUM ?= /usr/bin/chromium
+
 CFN_LINT := $(VENV)/bin/cfn-lint
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) $(SAM_VENV)/bin/sam
 MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
@@ -36,12 +40,12 @@ OPENAPI_SPEC_VALIDATOR := $(abspath $(OPENAPI_VENV)/bin/openapi-spec-validator)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
 
-.PHONY: help setup lint lint-template openapi test demo demo-dashboard bench package fuzz conformance
+.PHONY: help setup lint lint-template openapi test demo demo-dashboard bench package fuzz conformance web e2e chromium
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Install moto, cfn-lint, cargo-lambda, zig, aws-sam-cli, schemathesis, openapi-spec-validator and the providers' SDKs (pinned)
+setup: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) $(WEB_STAMP) chromium ## Install moto, cfn-lint, cargo-lambda, zig, aws-sam-cli, schemathesis, openapi-spec-validator, the providers' SDKs, the dashboard's npm packages (pinned) and Chromium
 
 $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -81,14 +85,34 @@ openapi: $(OPENAPI_STAMP) ## Rewrite docs/openapi.json from the code, then valid
 	UPDATE_OPENAPI=1 $(CARGO) test --quiet -p syncbridge --lib http::openapi
 	$(OPENAPI_VENV)/bin/openapi-spec-validator docs/openapi.json
 
-test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Every test: unit, property, integration against moto and the fakes, the OpenAPI document (validator, schemathesis), the fakes' conformance to the providers' SDKs; then the template linters
+test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Every test: unit, property, integration against moto and the fakes, the OpenAPI document (validator, schemathesis), the dashboard's build and its end-to-end tests in Chromium, the fakes' conformance to the providers' SDKs; then the template linters
 	mkdir -p target
 	set -o pipefail; MOTO_SERVER=$(MOTO_SERVER) SCHEMATHESIS=$(SCHEMATHESIS) \
 	  OPENAPI_SPEC_VALIDATOR=$(OPENAPI_SPEC_VALIDATOR) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
+	$(MAKE) --no-print-directory web
+	$(MAKE) --no-print-directory e2e
 	$(MAKE) --no-print-directory conformance
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory lint-template
-	@awk -f infra/conformance/count.awk target/test-output.log target/conformance-output.log
+	@awk -f infra/conformance/count.awk target/test-output.log target/e2e-output.log target/conformance-output.log
+
+# The dashboard's npm packages come from the committed lockfile; its end-to-end tests run in
+# Debian's Chromium (Playwright never downloads a browser of its own).
+$(WEB_STAMP): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+chromium: ## Install Debian's Chromium when it is missing (for `make e2e`)
+	@test -x $(CHROMIUM) || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+web: $(WEB_STAMP) ## The dashboard: OpenAPI types regenerated (fails if the committed ones differ), tsc, eslint, vite build
+	cd web && npm run --silent check-gen && npm run --silent typecheck && npm run --silent lint && npm run --silent build
+
+e2e: $(VENV_STAMP) web chromium ## The dashboard end to end in Chromium (Playwright) against a private local stack; screenshots in target/screenshots
+	$(CARGO) build --quiet -p syncbridge-local --bin syncbridge
+	mkdir -p target
+	rm -rf target/screenshots
+	set -o pipefail; cd web && MOTO_SERVER=$(MOTO_SERVER) CHROMIUM=$(CHROMIUM) npx playwright test 2>&1 | tee ../target/e2e-output.log
 
 conformance: $(CONFORMANCE_STAMP) ## Drive the four provider fakes with the providers' own SDKs (part of `make test`)
 	$(CARGO) build --quiet -p syncbridge-fakes --bins
@@ -98,7 +122,7 @@ conformance: $(CONFORMANCE_STAMP) ## Drive the four provider fakes with the prov
 demo: $(VENV_STAMP) ## The main job end to end on a fresh local stack, with a readable summary
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo
 
-demo-dashboard: $(VENV_STAMP) ## The demo, then its stack stays up with the dashboard on its data (Ctrl-C stops it)
+demo-dashboard: $(VENV_STAMP) web ## The demo, then its stack stays up with the dashboard on its data (Ctrl-C stops it)
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo --serve
 
 bench: ## Pull benchmarks against the fakes with real rate limits (not part of `make test`; ~2 min after the build)

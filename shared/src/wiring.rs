@@ -16,7 +16,7 @@ use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::sqs::SqsJobQueue;
 use crate::config::Config;
 use crate::domain::{Connection, Provider};
-use crate::http::api::ApiState;
+use crate::http::ApiState;
 use crate::http::oauth::OAuthService;
 use crate::http::webhooks::{WebhookSettings, WebhookState};
 use crate::ports::{Clock, ProviderClient, ProviderError, ProviderFactory, SystemClock};

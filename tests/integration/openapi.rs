@@ -17,8 +17,8 @@ use syncbridge::domain::{
     CanonicalRecord, ConflictStatus, ConnectionId, ExternalId, ObjectType, Provider, RecordId, Resolution,
     TenantId,
 };
-use syncbridge::http::api::{self, BODY_LIMIT_BYTES};
 use syncbridge::http::openapi;
+use syncbridge::http::{self as api, common::BODY_LIMIT_BYTES};
 use syncbridge::ports::RecordWrite;
 use syncbridge::wiring;
 use syncbridge_local::local::{LocalStack, StackOptions};

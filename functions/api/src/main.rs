@@ -1,9 +1,9 @@
-//! API Lambda: API Gateway HTTP API (JWT-authorized) -> the axum router in `syncbridge::http::api`,
+//! API Lambda: API Gateway HTTP API (JWT-authorized) -> the axum router in `syncbridge::http`,
 //! with the dashboard's files in front of it when a sign-in for the dashboard is configured.
 
 use lambda_http::{Error, run};
 use syncbridge::http::dashboard::{self, DashboardAuth};
-use syncbridge::{http::api, wiring};
+use syncbridge::{http as api, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

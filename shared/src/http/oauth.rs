@@ -24,8 +24,10 @@ use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{ApiState, ConnectionView, actor, invalid};
+use super::ApiState;
 use super::auth::Caller;
+use super::common::{actor, invalid};
+use super::connections::ConnectionView;
 use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, Problem};
 use crate::adapters::oauth::{OAuthError, OAuthProviders};
 use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
@@ -582,15 +584,12 @@ pub async fn disconnect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory::{ManualClock, MemoryQueue, MemoryStore};
     use crate::config::{OAuthApp, OAuthEndpoints};
-    use crate::http::auth::{DevKey, gateway_context};
+    use crate::http::test_harness::ApiHarness;
     use crate::ports::ConnectionStore;
     use axum::body::Body;
     use axum::http::{Method, Request};
     use chrono::TimeZone;
-    use http_body_util::BodyExt;
-    use lambda_http::RequestExt as _;
     use serde_json::Value;
     use tower::ServiceExt as _;
 
@@ -600,17 +599,17 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().unwrap()
     }
 
-    struct Harness {
-        store: Arc<MemoryStore>,
-        clock: Arc<ManualClock>,
-        app: axum::Router,
-        key: DevKey,
+    /// The API's harness with the OAuth flow on; `send` answers (status, JSON).
+    struct Harness(ApiHarness);
+
+    impl std::ops::Deref for Harness {
+        type Target = ApiHarness;
+        fn deref(&self) -> &ApiHarness {
+            &self.0
+        }
     }
 
     fn harness() -> Harness {
-        let store = Arc::new(MemoryStore::new());
-        let queue = Arc::new(MemoryQueue::new());
-        let clock = Arc::new(ManualClock::new(t0()));
         let mut providers = OAuthProviders::new(
             reqwest::Client::new(),
             OAuthEndpoints { redirect_uris: vec![CALLBACK.into()], ..OAuthEndpoints::default() },
@@ -618,25 +617,7 @@ mod tests {
         let app = || Some(OAuthApp { client_id: "cid".into(), client_secret: SecretString::from("csecret") });
         providers.hubspot = app();
         providers.salesforce = app();
-        let state = ApiState {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            queue: queue.clone(),
-            clock: clock.clone(),
-            engine: crate::adapters::memory::memory_deps(
-                store.clone(),
-                queue,
-                Arc::new(crate::adapters::memory::MemoryBus::new()),
-                Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-                clock.clone(),
-            ),
-            tenant_claim: "tenant_id".into(),
-            oauth: Some(Arc::new(OAuthService { providers, states: store.clone() })),
-        };
-        let key = DevKey::new(&SecretString::from("k".repeat(40))).unwrap();
-        Harness { store, clock, app: super::super::api::router(state), key }
+        Harness(ApiHarness::new(t0()).with_oauth(providers))
     }
 
     impl Harness {
@@ -647,24 +628,9 @@ mod tests {
             tenant: Option<&str>,
             body: Option<Value>,
         ) -> (u16, Value) {
-            let mut builder = Request::builder().method(method).uri(uri);
-            if body.is_some() {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-            }
-            let mut request =
-                builder.body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty)).unwrap();
-            if let Some(t) = tenant {
-                let token = self.key.sign(
-                    &crate::domain::TenantId::parse(t).unwrap(),
-                    "ann",
-                    std::time::Duration::from_secs(300),
-                );
-                request = request.with_request_context(gateway_context(&self.key.verify(&token).unwrap()));
-            }
-            let response = self.app.clone().oneshot(request).await.unwrap();
-            let status = response.status().as_u16();
-            let bytes = response.into_body().collect().await.unwrap().to_bytes();
-            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            let body = body.map(|b| b.to_string());
+            let reply = self.0.send(method, uri, tenant, body.as_deref()).await;
+            (reply.status.as_u16(), reply.json)
         }
     }
 
@@ -682,7 +648,7 @@ mod tests {
         assert_eq!(q["state"], state);
         assert_eq!(url.host_str(), Some("test.salesforce.com"));
         let pending = h.store.take_state(&state).await.unwrap().expect("stored under the state");
-        assert_eq!((pending.tenant_id.as_str(), pending.subject.as_str()), ("acme", "ann"));
+        assert_eq!((pending.tenant_id.as_str(), pending.subject.as_str()), ("acme", "acme-user"));
         assert_eq!(
             (pending.provider, pending.sandbox, pending.interval_minutes),
             (Provider::Salesforce, true, Some(60))

@@ -60,10 +60,10 @@ pub(super) fn base() -> OpenApi {
     ApiDoc::openapi()
 }
 
-/// The complete document of [`super::api::router`], built once.
+/// The complete document of [`super::router`], built once.
 pub fn document() -> &'static OpenApi {
     static DOCUMENT: OnceLock<OpenApi> = OnceLock::new();
-    DOCUMENT.get_or_init(|| finish(super::api::routes().into_openapi()))
+    DOCUMENT.get_or_init(|| finish(super::routes().into_openapi()))
 }
 
 /// [`document`] as pretty JSON with a final newline: the bytes of `docs/openapi.json`.
@@ -190,6 +190,19 @@ pub(super) async fn openapi_json() -> Response {
     let mut response = document_json().to_owned().into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// The answer of `GET /v1/health`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// The API is up and the caller's token is accepted.
+#[utoipa::path(get, path = "/v1/health", tag = "meta", responses((status = 200, body = Health)))]
+pub(super) async fn health(_caller: super::auth::Caller) -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{ApiState, Items, PageView, actor, invalid, load_connection, page_limit};
+use super::ApiState;
 use super::auth::Caller;
+use super::common::{CONNECTION_ID, Items, PageView, actor, invalid, load_connection, page_limit};
 use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::domain::policy::{Source, Strategy};
 use crate::domain::push::ConflictItem;
@@ -41,8 +42,6 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(resolve))
         .routes(routes!(get_conflict))
 }
-
-const CONNECTION_ID: &str = "A connection id of the caller's tenant (another tenant's: 404)";
 
 impl From<PushError> for ApiError {
     fn from(e: PushError) -> Self {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::push::{self, PushRequest};
 use super::worker::{JobOutcome, run_job};
 use super::{Deadline, Deps};
-use crate::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore};
+use crate::adapters::memory::{ManualClock, MemoryBus, MemoryStore};
 use crate::adapters::memory_provider::MemoryProvider;
 use crate::domain::policy::ConflictPolicy;
 use crate::domain::record::Fields;
@@ -47,13 +47,11 @@ impl World {
         let store = Arc::new(MemoryStore::new());
         let bus = Arc::new(MemoryBus::new());
         let clock = Arc::new(ManualClock::new(now()));
-        let deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            Arc::new(MemoryQueue::new()),
-            bus.clone(),
-            Arc::new(crm.clone()),
-            clock.clone(),
-        );
+        let deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .bus(bus.clone())
+            .providers(Arc::new(crm.clone()))
+            .clock(clock.clone())
+            .build();
         let conn = Connection::new(
             TenantId::parse("acme").unwrap(),
             NewConnection {

@@ -1004,13 +1004,11 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let bus = Arc::new(MemoryBus::new());
         let clock = Arc::new(ManualClock::new(now()));
-        let deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            Arc::new(MemoryQueue::new()),
-            bus.clone(),
-            Arc::new(calendar.clone()),
-            clock.clone(),
-        );
+        let deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .bus(bus.clone())
+            .providers(Arc::new(calendar.clone()))
+            .clock(clock.clone())
+            .build();
         let conn = Connection::new(
             TenantId::parse("acme").unwrap(),
             NewConnection {
@@ -1136,13 +1134,10 @@ mod tests {
     ) -> (Deps, Arc<MemoryStore>, Arc<ManualClock>, Connection) {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::new(now()));
-        let mut deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            Arc::new(MemoryQueue::new()),
-            Arc::new(MemoryBus::new()),
-            Arc::new(provider.clone()),
-            clock.clone(),
-        );
+        let mut deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .providers(Arc::new(provider.clone()))
+            .clock(clock.clone())
+            .build();
         deps.settings.webhook_base_url = webhooks.map(str::to_owned);
         let conn = google_connection();
         store.put_connection(conn.clone());
@@ -1319,13 +1314,9 @@ mod tests {
     #[tokio::test]
     async fn failed_attempts_are_audited_with_their_number_and_the_next_attempt_until_the_last() {
         let store = Arc::new(MemoryStore::new());
-        let mut deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            Arc::new(MemoryQueue::new()),
-            Arc::new(MemoryBus::new()),
-            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-            Arc::new(ManualClock::new(now())),
-        );
+        let mut deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .clock(Arc::new(ManualClock::new(now())))
+            .build();
         deps.providers = Arc::new(Down);
         let conn = google_connection();
         store.put_connection(conn.clone());
@@ -1386,13 +1377,10 @@ mod tests {
     async fn a_retryable_failure_asks_sqs_to_redeliver_later_the_more_it_was_received() {
         let store = Arc::new(MemoryStore::new());
         let queue = Arc::new(MemoryQueue::new());
-        let deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            queue.clone(),
-            Arc::new(MemoryBus::new()),
-            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-            Arc::new(ManualClock::new(now())),
-        );
+        let deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .queue(queue.clone())
+            .clock(Arc::new(ManualClock::new(now())))
+            .build();
         let conn = Connection::new(
             TenantId::parse("acme").unwrap(),
             NewConnection {
