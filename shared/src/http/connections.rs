@@ -631,15 +631,19 @@ mod tests {
         }
 
         async fn seed_records(&self, tenant: &str, connection: &str, n: usize) -> Vec<RecordId> {
+            self.seed(tenant, connection, ObjectType::Contacts, n).await
+        }
+
+        async fn seed(&self, tenant: &str, connection: &str, object: ObjectType, n: usize) -> Vec<RecordId> {
             let (t, c) = (TenantId::parse(tenant).unwrap(), ConnectionId::parse(connection).unwrap());
             let records: Vec<CanonicalRecord> = (0..n)
                 .map(|i| {
                     let external_id = ExternalId::parse(format!("{}", 100 + i)).unwrap();
                     CanonicalRecord {
-                        record_id: RecordId::derive(&t, &c, ObjectType::Contacts, &external_id),
+                        record_id: RecordId::derive(&t, &c, object, &external_id),
                         tenant_id: t.clone(),
                         connection_id: c.clone(),
-                        object: ObjectType::Contacts,
+                        object,
                         external_id,
                         fields: [("email".to_owned(), json!(format!("p{i}@example.com")))].into(),
                         base: Default::default(),
@@ -1203,37 +1207,10 @@ mod tests {
     async fn an_edit_of_a_research_task_is_applied_locally_with_204_and_queues_nothing() {
         let h = harness();
         let id = h.create("acme").await;
-        let (t, c) = (TenantId::parse("acme").unwrap(), ConnectionId::parse(&id).unwrap());
-        let external_id = ExternalId::parse("evt-1").unwrap();
-        let task = CanonicalRecord {
-            record_id: RecordId::derive(&t, &c, ObjectType::ResearchTasks, &external_id),
-            tenant_id: t,
-            connection_id: c,
-            object: ObjectType::ResearchTasks,
-            external_id,
-            fields: [("status".to_owned(), json!("open"))].into(),
-            base: [("status".to_owned(), json!("open"))].into(),
-            remote_modified_at: None,
-            etag: None,
-            local_modified_at: None,
-            sources: Default::default(),
-            pending_push: Default::default(),
-            deleted: false,
-            created_at: t0(),
-            updated_at: t0(),
-            version: 1,
-        };
-        let task_id = task.record_id.clone();
-        assert!(h.store.write(Provider::Google, vec![RecordWrite::Create(task)]).await.unwrap()[0].is_ok());
+        let task_id = h.seed("acme", &id, ObjectType::ResearchTasks, 1).await.remove(0);
         let edit = json!({ "fields": { "status": "done" }, "idempotency_key": "done-1" }).to_string();
-        let reply = h
-            .send(
-                Method::POST,
-                &format!("/v1/connections/{id}/records/{task_id}/edit"),
-                Some("acme"),
-                Some(&edit),
-            )
-            .await;
+        let edit_uri = format!("/v1/connections/{id}/records/{task_id}/edit");
+        let reply = h.send(Method::POST, &edit_uri, Some("acme"), Some(&edit)).await;
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
         let record =
             h.send(Method::GET, &format!("/v1/connections/{id}/records/{task_id}"), Some("acme"), None).await;
@@ -1241,15 +1218,9 @@ mod tests {
         assert_eq!(record.json["pending_push"], json!({}));
         let queued = h.send(Method::GET, "/v1/push", Some("acme"), None).await;
         assert_eq!(queued.json["items"], json!([]));
-        let pushed = json!({ "action": "update_record", "record_id": task_id, "fields": { "status": "open" }, "idempotency_key": "p-1" });
-        let refused = h
-            .send(
-                Method::POST,
-                &format!("/v1/connections/{id}/push"),
-                Some("acme"),
-                Some(&pushed.to_string()),
-            )
-            .await;
+        let pushed = json!({ "action": "update_record", "record_id": task_id, "fields": { "status": "open" }, "idempotency_key": "p-1" }).to_string();
+        let push_uri = format!("/v1/connections/{id}/push");
+        let refused = h.send(Method::POST, &push_uri, Some("acme"), Some(&pushed)).await;
         assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
         assert!(h.store.audit_entries().iter().any(|e| e.operation == Operation::LocalEdit));
     }
