@@ -713,3 +713,85 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+/// Why a step of the flow failed. Never carries a token, a code or a client secret.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// No client id/secret (or redirect URI) for this provider in this deployment.
+    #[error("OAuth is not configured for {0}")]
+    NotConfigured(Provider),
+    /// The provider refused the grant (an invalid, expired or reused code, a wrong redirect URI
+    /// or client): the user has to start again.
+    #[error("the provider rejected the authorization: {0}")]
+    Rejected(String),
+    /// The provider could not be reached or failed (5xx, timeout): try again.
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The provider answered something we cannot use (a missing field, a malformed URL).
+    #[error("unexpected answer from the provider: {0}")]
+    Invalid(String),
+}
+
+/// What a code exchange produced: the credentials, the provider account they belong to, and the
+/// API base URL the connection uses.
+#[derive(Debug)]
+pub struct Grant {
+    pub credentials: Credentials,
+    pub account_id: String,
+    pub base_url: String,
+}
+
+/// How a revocation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked,
+    /// The provider no longer knew the token (revoked or expired already).
+    AlreadyInvalid,
+    /// The provider has no revocation endpoint (Microsoft), or the connection holds no token
+    /// that can be revoked (a HubSpot private-app token).
+    NotSupported,
+}
+
+impl Revocation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revocation::Revoked => "revoked",
+            Revocation::AlreadyInvalid => "already_invalid",
+            Revocation::NotSupported => "not_supported",
+        }
+    }
+}
+
+/// Connecting and disconnecting a provider account with OAuth 2.0 (authorization code): the
+/// consent URL, the code exchange (with the account the grant belongs to) and the revocation.
+/// Implemented over HTTP by `adapters::oauth::OAuthProviders` through the shared send path, like
+/// every other provider call. Nothing it returns or logs carries a token, a code or a secret.
+#[async_trait]
+pub trait OAuthConnector: Send + Sync {
+    /// The redirect URIs the providers' apps registered; authorize accepts only these.
+    fn redirect_uris(&self) -> &[String];
+    /// `NotConfigured` unless this deployment has an OAuth app for `provider`.
+    fn check_configured(&self, provider: Provider) -> Result<(), OAuthError>;
+    /// Whether the provider takes a PKCE (`S256`) challenge.
+    fn supports_pkce(&self, provider: Provider) -> bool;
+    /// The provider's consent page for this app, coming back to `redirect_uri` with `state`.
+    fn authorize_url(
+        &self,
+        provider: Provider,
+        sandbox: bool,
+        redirect_uri: &str,
+        state: &str,
+        code_challenge: Option<&str>,
+    ) -> Result<String, OAuthError>;
+    /// Exchanges `code` (same `redirect_uri`, the PKCE verifier) and learns the account.
+    async fn exchange(
+        &self,
+        provider: Provider,
+        sandbox: bool,
+        redirect_uri: &str,
+        code: &SecretString,
+        verifier: Option<&SecretString>,
+    ) -> Result<Grant, OAuthError>;
+    /// Revokes the connection's grant at the provider (best effort for the caller).
+    async fn revoke(&self, connection: &Connection) -> Result<Revocation, OAuthError>;
+}

@@ -184,7 +184,7 @@ pub fn api_state(deps: &Deps, config: &Config) -> ApiState {
         engine: deps.clone(),
         tenant_claim: config.tenant_claim.clone(),
         oauth: Some(Arc::new(OAuthService {
-            providers: OAuthProviders::from_config(http_client().unwrap_or_default(), config),
+            providers: Arc::new(OAuthProviders::from_config(http_client().unwrap_or_default(), config)),
             states: deps.oauth_states.clone(),
         })),
     }

@@ -29,20 +29,20 @@ use super::auth::Caller;
 use super::common::{actor, invalid};
 use super::connections::ConnectionView;
 use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, Problem};
-use crate::adapters::oauth::{OAuthError, OAuthProviders};
 use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use crate::domain::oauth::{PendingAuthorization, is_well_formed_state, pkce_challenge, random_token};
 use crate::domain::{
     AuditEntry, AuditOutcome, Connection, ConnectionId, ConnectionSettings, ConnectionStatus, Job, JobReason,
     NewConnection, Operation, Provider,
 };
+use crate::ports::{OAuthConnector, OAuthError};
 use crate::ports::{OAuthStateStore, StoreError};
 
 /// What the OAuth routes need beyond the API's state: the providers' apps and endpoints, and the
 /// pending authorizations.
 #[derive(Clone)]
 pub struct OAuthService {
-    pub providers: OAuthProviders,
+    pub providers: Arc<dyn OAuthConnector>,
     pub states: Arc<dyn OAuthStateStore>,
 }
 
@@ -177,11 +177,11 @@ pub async fn authorize(
 ) -> Result<Response, Failure> {
     let provider = Provider::parse(&provider).map_err(|_| invalid("unknown provider"))?;
     let oauth = service(&state, provider)?;
-    if oauth.providers.endpoints.redirect_uris.is_empty() {
+    if oauth.providers.redirect_uris().is_empty() {
         return Err(oauth_failure(provider, &OAuthError::NotConfigured(provider)));
     }
     let redirect_uri = body.redirect_uri.trim().trim_end_matches('/').to_owned();
-    if !oauth.providers.endpoints.redirect_uris.contains(&redirect_uri) {
+    if !oauth.providers.redirect_uris().contains(&redirect_uri) {
         return Err(invalid("redirect_uri is not a registered redirect URI of this deployment").into());
     }
     if body.sandbox && provider != Provider::Salesforce {
@@ -199,10 +199,10 @@ pub async fn authorize(
     if body.return_to.as_deref().is_some_and(|path| !is_local_path(path)) {
         return Err(invalid("return_to must be a path of this deployment, such as /connections").into());
     }
-    oauth.providers.app(provider).map_err(|e| oauth_failure(provider, &e))?;
+    oauth.providers.check_configured(provider).map_err(|e| oauth_failure(provider, &e))?;
     let now = state.clock.now();
     let state_token = random_token();
-    let verifier = OAuthProviders::supports_pkce(provider).then(random_token);
+    let verifier = oauth.providers.supports_pkce(provider).then(random_token);
     let challenge = verifier.as_ref().map(pkce_challenge);
     let authorize_url = oauth
         .providers
@@ -610,7 +610,7 @@ mod tests {
     }
 
     fn harness() -> Harness {
-        let mut providers = OAuthProviders::new(
+        let mut providers = crate::adapters::oauth::OAuthProviders::new(
             reqwest::Client::new(),
             OAuthEndpoints { redirect_uris: vec![CALLBACK.into()], ..OAuthEndpoints::default() },
         );

@@ -60,6 +60,7 @@ impl ApiHarness {
 
     /// The OAuth connect flow with `providers`, its pending states in the harness's store.
     pub fn with_oauth(mut self, providers: crate::adapters::oauth::OAuthProviders) -> Self {
+        let providers = Arc::new(providers);
         self.state.oauth = Some(Arc::new(OAuthService { providers, states: self.store.clone() }));
         self.rebuild();
         self
