@@ -250,9 +250,26 @@ pub trait RunStore: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct PushQuery {
     pub connection: Option<ConnectionId>,
+    /// A stored status; with `as_of`, `Pending` means pending and not yet expired then, and
+    /// `Expired` pending and expired then (without it, `Expired` is `Pending`: expiry is computed).
     pub status: Option<PushStatus>,
+    pub as_of: Option<DateTime<Utc>>,
     pub limit: usize,
     pub page_token: Option<String>,
+}
+
+impl PushQuery {
+    /// Whether `item` passes the filters (the in-memory store's and the tests' reading of them).
+    pub fn matches(&self, item: &PushItem) -> bool {
+        let status = match (self.status, self.as_of) {
+            (None, _) => true,
+            (Some(s), Some(at)) if s.stored() == PushStatus::Pending => {
+                item.status == PushStatus::Pending && (s == PushStatus::Pending) == (item.expires_at > at)
+            }
+            (Some(s), _) => item.status == s.stored(),
+        };
+        status && self.connection.as_ref().is_none_or(|c| *c == item.connection_id)
+    }
 }
 
 /// The push queue (main table, tenant partition).
@@ -262,7 +279,11 @@ pub trait PushStore: Send + Sync {
     /// is left as it was.
     async fn create(&self, item: &PushItem) -> Result<bool, StoreError>;
     async fn get(&self, tenant: &TenantId, push_id: &str) -> Result<Option<PushItem>, StoreError>;
-    /// Items of one tenant, oldest first (filters applied before the limit).
+    /// Items of one tenant in queue order ([`PushItem::queue_order`]: pending, approved, failed,
+    /// completed, superseded, rejected; within each, the most urgent first, then the oldest), across
+    /// pages: a page continues where the previous one stopped in that order. Filters apply before
+    /// the limit, though a page may hold fewer than `limit` items when matches are sparse (its
+    /// token then goes on).
     async fn list(&self, tenant: &TenantId, query: &PushQuery) -> Result<Page<PushItem>, StoreError>;
     /// Writes the item if its stored version is still `item.version`; returns the new version.
     async fn save(&self, item: &PushItem) -> Result<u64, StoreError>;

@@ -377,16 +377,13 @@ impl PushStore for MemoryStore {
     async fn list(&self, tenant: &TenantId, query: &PushQuery) -> Result<Page<PushItem>, StoreError> {
         let inner = self.lock();
         inner.check_available()?;
-        let items = inner
+        let mut items: Vec<(String, PushItem)> = inner
             .pushes
             .iter()
-            .filter(|((t, _), p)| {
-                t == tenant
-                    && query.connection.as_ref().is_none_or(|c| c == &p.connection_id)
-                    && query.status.is_none_or(|s| s == p.status)
-            })
-            .map(|((_, id), p)| (id.clone(), p.clone()))
+            .filter(|((t, _), p)| t == tenant && query.matches(p))
+            .map(|(_, p)| (p.queue_order(), p.clone()))
             .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
         page_after(items, query.limit, query.page_token.as_deref())
     }
 
@@ -991,6 +988,7 @@ mod tests {
             etag: None,
             local_modified_at: None,
             sources: Default::default(),
+            pending_push: Default::default(),
             deleted: false,
             created_at: t0(),
             updated_at: t0(),

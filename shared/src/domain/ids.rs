@@ -310,6 +310,13 @@ impl ObjectType {
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }
     }
+
+    /// Records that are Syncbridge's own and never written to a provider: research tasks are
+    /// derived from calendar events, and no calendar API takes them (the Google and Graph adapters
+    /// write events only), so edits of them stay local and queue no push.
+    pub fn stays_local(self) -> bool {
+        self == ObjectType::ResearchTasks
+    }
 }
 
 impl fmt::Display for ObjectType {

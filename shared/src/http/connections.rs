@@ -23,7 +23,7 @@ use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, 
 use crate::domain::{
     AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, ConnectionSettings,
     ConnectionStatus, Credentials, Job, JobId, JobReason, NewConnection, ObjectError, ObjectRun, ObjectType,
-    Operation, Provider, RecordId, RunCounts, RunId, RunStatus, SyncRun,
+    Operation, Provider, PushItem, PushStatus, RecordId, RunCounts, RunId, RunStatus, SyncRun, TenantId,
 };
 
 /// The connections routes with their OpenAPI operations.
@@ -152,10 +152,34 @@ pub struct RecordView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
+    /// Fields whose local value the provider does not have (yet), each with the push item that
+    /// carries it: `pending` or `approved`, it is on its way; `expired` or `failed`, it did not go
+    /// out, and the local value stays visibly unpushed until a new edit is approved or this item
+    /// is rejected (which puts the agreed value back). Empty when the record agrees with the
+    /// provider, or differs only by an open conflict.
+    pub pending_push: BTreeMap<String, PendingPushView>,
 }
 
-impl From<CanonicalRecord> for RecordView {
-    fn from(r: CanonicalRecord) -> Self {
+/// The push item behind a field's unpushed local value.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PendingPushView {
+    pub push_id: String,
+    /// The item's status now; `null` once the item is gone (finished items are removed 30 days
+    /// after they finished).
+    pub status: Option<PushStatus>,
+}
+
+impl RecordView {
+    fn new(r: CanonicalRecord, items: &BTreeMap<String, PushItem>, now: DateTime<Utc>) -> Self {
+        let pending_push = r
+            .pending_push
+            .iter()
+            .filter(|(field, _)| r.fields.get(*field) != r.base.get(*field))
+            .map(|(field, id)| {
+                let status = items.get(id).map(|p| p.status_at(now));
+                (field.clone(), PendingPushView { push_id: id.clone(), status })
+            })
+            .collect();
         Self {
             record_id: r.record_id,
             object: r.object,
@@ -166,8 +190,37 @@ impl From<CanonicalRecord> for RecordView {
             created_at: r.created_at,
             updated_at: r.updated_at,
             version: r.version,
+            pending_push,
         }
     }
+}
+
+/// Views of `records`, with the push items their unpushed fields name (read 16 at a time).
+async fn record_views(
+    state: &ApiState,
+    tenant: &TenantId,
+    records: Vec<CanonicalRecord>,
+) -> Result<Vec<RecordView>, ApiError> {
+    use futures::StreamExt;
+    let mut ids: Vec<String> = records.iter().flat_map(|r| r.pending_push.values().cloned()).collect();
+    ids.sort();
+    ids.dedup();
+    let found: Vec<Result<Option<PushItem>, crate::ports::StoreError>> = futures::stream::iter(ids)
+        .map(|id| {
+            let (pushes, tenant) = (state.engine.pushes.clone(), tenant.clone());
+            async move { pushes.get(&tenant, &id).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut items = BTreeMap::new();
+    for item in found {
+        if let Some(p) = item? {
+            items.insert(p.push_id.clone(), p);
+        }
+    }
+    let now = state.clock.now();
+    Ok(records.into_iter().map(|r| RecordView::new(r, &items, now)).collect())
 }
 
 /// The body of `POST /v1/connections`. Tokens are write-only: no response ever shows them.
@@ -402,7 +455,7 @@ async fn list_records(
         .list(&caller.tenant, &connection.connection_id, object, limit, query.page_token.as_deref())
         .await?;
     Ok(axum::Json(PageView {
-        items: page.items.into_iter().map(RecordView::from).collect(),
+        items: record_views(&state, &caller.tenant, page.items).await?,
         next_page_token: page.next,
     }))
 }
@@ -430,7 +483,8 @@ async fn get_record(
         .get(&caller.tenant, &connection.connection_id, &record_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(RecordView::from(record)))
+    let mut views = record_views(&state, &caller.tenant, vec![record]).await?;
+    Ok(axum::Json(views.pop().ok_or(ApiError::NotFound)?))
 }
 
 /// A sync job was enqueued.
@@ -577,15 +631,19 @@ mod tests {
         }
 
         async fn seed_records(&self, tenant: &str, connection: &str, n: usize) -> Vec<RecordId> {
+            self.seed(tenant, connection, ObjectType::Contacts, n).await
+        }
+
+        async fn seed(&self, tenant: &str, connection: &str, object: ObjectType, n: usize) -> Vec<RecordId> {
             let (t, c) = (TenantId::parse(tenant).unwrap(), ConnectionId::parse(connection).unwrap());
             let records: Vec<CanonicalRecord> = (0..n)
                 .map(|i| {
                     let external_id = ExternalId::parse(format!("{}", 100 + i)).unwrap();
                     CanonicalRecord {
-                        record_id: RecordId::derive(&t, &c, ObjectType::Contacts, &external_id),
+                        record_id: RecordId::derive(&t, &c, object, &external_id),
                         tenant_id: t.clone(),
                         connection_id: c.clone(),
-                        object: ObjectType::Contacts,
+                        object,
                         external_id,
                         fields: [("email".to_owned(), json!(format!("p{i}@example.com")))].into(),
                         base: Default::default(),
@@ -593,6 +651,7 @@ mod tests {
                         etag: None,
                         local_modified_at: None,
                         sources: Default::default(),
+                        pending_push: Default::default(),
                         deleted: false,
                         created_at: t0(),
                         updated_at: t0(),
@@ -1094,6 +1153,76 @@ mod tests {
         let approve = h.send(Method::POST, "/v1/push/approve", Some("acme"), Some(&ids)).await;
         assert_eq!(approve.json["items"][0]["error"], "conflict");
         assert!(h.queue.jobs().is_empty());
+
+        // The record says which field waits for which item, and that it expired.
+        let record_uri = format!("/v1/connections/{id}/records/{}", records[0]);
+        let record = h.send(Method::GET, &record_uri, Some("acme"), None).await;
+        assert_eq!(record.json["fields"]["lead_score"], 87);
+        assert_eq!(
+            record.json["pending_push"],
+            json!({ "lead_score": { "push_id": created.json["push_id"], "status": "expired" } })
+        );
+        let listed = h.send(Method::GET, &format!("/v1/connections/{id}/records"), Some("acme"), None).await;
+        assert_eq!(listed.json["items"][0]["pending_push"], record.json["pending_push"]);
+        // Rejecting discards it: the field goes back to what the provider has (nothing).
+        let reject = h.send(Method::POST, "/v1/push/reject", Some("acme"), Some(&ids)).await;
+        assert_eq!(reject.json["items"][0]["item"]["status"], "rejected", "{}", reject.text);
+        let record = h.send(Method::GET, &record_uri, Some("acme"), None).await;
+        assert_eq!(record.json["pending_push"], json!({}));
+        assert!(record.json["fields"].get("lead_score").is_none(), "{}", record.text);
+    }
+
+    #[tokio::test]
+    async fn the_push_queue_lists_highest_priority_first_across_pages_and_medium_means_normal() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let records = h.seed_records("acme", &id, 1).await;
+        let uri = format!("/v1/connections/{id}/push");
+        for (key, priority) in
+            [("k1", "low"), ("k2", "medium"), ("k3", "critical"), ("k4", "high"), ("k5", "normal")]
+        {
+            let body = json!({ "action": "create_note", "priority": priority, "record_id": records[0], "fields": { "body": key }, "idempotency_key": key });
+            let reply = h.send(Method::POST, &uri, Some("acme"), Some(&body.to_string())).await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+            let shown = if priority == "medium" { "normal" } else { priority };
+            assert_eq!(reply.json["priority"], shown);
+        }
+        let mut seen = Vec::new();
+        let mut next = Some("/v1/push?status=pending&limit=2".to_owned());
+        while let Some(page_uri) = next.take() {
+            let page = h.send(Method::GET, &page_uri, Some("acme"), None).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+            seen.extend(page.json["items"].as_array().unwrap().iter().map(|i| i["priority"].clone()));
+            next = page.json["next_page_token"]
+                .as_str()
+                .map(|t| format!("/v1/push?status=pending&limit=2&page_token={t}"));
+        }
+        assert_eq!(
+            seen,
+            vec![json!("critical"), json!("high"), json!("normal"), json!("normal"), json!("low")]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_edit_of_a_research_task_is_applied_locally_with_204_and_queues_nothing() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let task_id = h.seed("acme", &id, ObjectType::ResearchTasks, 1).await.remove(0);
+        let edit = json!({ "fields": { "status": "done" }, "idempotency_key": "done-1" }).to_string();
+        let edit_uri = format!("/v1/connections/{id}/records/{task_id}/edit");
+        let reply = h.send(Method::POST, &edit_uri, Some("acme"), Some(&edit)).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+        let record =
+            h.send(Method::GET, &format!("/v1/connections/{id}/records/{task_id}"), Some("acme"), None).await;
+        assert_eq!(record.json["fields"]["status"], "done");
+        assert_eq!(record.json["pending_push"], json!({}));
+        let queued = h.send(Method::GET, "/v1/push", Some("acme"), None).await;
+        assert_eq!(queued.json["items"], json!([]));
+        let pushed = json!({ "action": "update_record", "record_id": task_id, "fields": { "status": "open" }, "idempotency_key": "p-1" }).to_string();
+        let push_uri = format!("/v1/connections/{id}/push");
+        let refused = h.send(Method::POST, &push_uri, Some("acme"), Some(&pushed)).await;
+        assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+        assert!(h.store.audit_entries().iter().any(|e| e.operation == Operation::LocalEdit));
     }
 
     #[tokio::test]

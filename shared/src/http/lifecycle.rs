@@ -208,6 +208,7 @@ async fn count_failed_pushes(state: &ApiState, c: &Connection) -> Result<usize, 
             status: Some(PushStatus::Failed),
             limit: COUNT_BOUND,
             page_token,
+            as_of: None,
         };
         async move { state.engine.pushes.list(&c.tenant_id, &query).await }
     })

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use tracing::{error, info, warn};
 
 use super::pull::{ApplyError, apply_page_audited, created_summary};
-use super::push::{ProviderOrStore, push_approved};
+use super::push::{ProviderOrStore, push_approved, supersede_if_overtaken};
 use super::tasks::research_tasks;
 use super::{Deadline, Deps};
 use crate::domain::job::JobParseError;
@@ -769,6 +769,11 @@ async fn pull_object(
         for (item, decisions) in applied.pushes {
             if deps.pushes.create(&item).await? {
                 audit.extend(decisions);
+            }
+        }
+        for (record, items) in &applied.overtaken {
+            for id in items {
+                supersede_if_overtaken(deps, record, id, "merge", "worker").await?;
             }
         }
         for conflict in applied.parked {

@@ -274,7 +274,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A local edit: applied locally at once, pushed once approved (an `update_record` push item). */
+        /**
+         * A local edit: applied locally at once, pushed once approved (an `update_record` push item).
+         *     A research task is Syncbridge's own and no calendar takes it: its edit is applied and audited
+         *     (`local_edit`) without a push item (204).
+         */
         post: operations["edit_record"];
         delete?: never;
         options?: never;
@@ -472,7 +476,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A page of the push queue, highest priority first. */
+        /**
+         * A page of the push queue in queue order across pages: by status (pending, approved, failed,
+         *     completed, superseded, rejected; expired items are pending ones), then highest priority first,
+         *     then oldest first. A page may hold fewer than `limit` items when a filter matches sparsely.
+         */
         get: operations["list_push"];
         put?: never;
         post?: never;
@@ -787,6 +795,7 @@ export interface components {
                 [key: string]: unknown;
             };
             idempotency_key: components["schemas"]["IdempotencyKey"];
+            /** @description `normal` when absent (`medium` is read as `normal`). */
             priority?: components["schemas"]["Priority"];
             source?: null | components["schemas"]["Source"];
         };
@@ -926,6 +935,13 @@ export interface components {
                     result_external_id?: null | components["schemas"]["ExternalId"];
                     /** Format: date-time */
                     completed_at?: string | null;
+                    /**
+                     * @description For a `superseded` item, what made it obsolete: the push id of a newer item carrying its
+                     *     fields, a conflict id, `local_change` (the local value moved on) or `merge` (a pull).
+                     */
+                    superseded_by?: string | null;
+                    /** Format: date-time */
+                    superseded_at?: string | null;
                 };
                 /**
                  * @description `not_found` (also another tenant's id), `invalid_request`, `conflict` (already decided,
@@ -1181,6 +1197,13 @@ export interface components {
                 result_external_id?: null | components["schemas"]["ExternalId"];
                 /** Format: date-time */
                 completed_at?: string | null;
+                /**
+                 * @description For a `superseded` item, what made it obsolete: the push id of a newer item carrying its
+                 *     fields, a conflict id, `local_change` (the local value moved on) or `merge` (a pull).
+                 */
+                superseded_by?: string | null;
+                /** Format: date-time */
+                superseded_at?: string | null;
             }[];
             next_page_token?: string | null;
         };
@@ -1203,8 +1226,23 @@ export interface components {
                 updated_at: string;
                 /** Format: int64 */
                 version: number;
+                /**
+                 * @description Fields whose local value the provider does not have (yet), each with the push item that
+                 *     carries it: `pending` or `approved`, it is on its way; `expired` or `failed`, it did not go
+                 *     out, and the local value stays visibly unpushed until a new edit is approved or this item
+                 *     is rejected (which puts the agreed value back). Empty when the record agrees with the
+                 *     provider, or differs only by an open conflict.
+                 */
+                pending_push: {
+                    [key: string]: components["schemas"]["PendingPushView"];
+                };
             }[];
             next_page_token?: string | null;
+        };
+        /** @description The push item behind a field's unpushed local value. */
+        PendingPushView: {
+            push_id: string;
+            status?: null | components["schemas"]["PushStatus"];
         };
         /** @description A conflict policy in a settings patch. */
         PolicyPatch: components["schemas"]["PolicyPreset"] | Record<string, never>;
@@ -1213,8 +1251,11 @@ export interface components {
          * @enum {string}
          */
         PolicyPreset: "default" | "manual" | "last_write_wins";
-        /** @enum {string} */
-        Priority: "low" | "normal" | "high" | "critical";
+        /**
+         * @description `medium` is accepted on input as another name of `normal` (the name seed data uses); responses always say `normal`.
+         * @enum {string}
+         */
+        Priority: "low" | "normal" | "medium" | "high" | "critical";
         /**
          * @description An RFC 9457 problem document. `code` is stable and meant for programs; `title` and `detail`
          *     are for people. `detail` never carries internal causes or secrets.
@@ -1247,7 +1288,7 @@ export interface components {
         /** @enum {string} */
         PushAction: "create_note" | "update_field" | "create_event" | "update_record";
         /** @enum {string} */
-        PushStatus: "pending" | "approved" | "rejected" | "completed" | "failed" | "expired";
+        PushStatus: "pending" | "approved" | "rejected" | "completed" | "failed" | "expired" | "superseded";
         /** @description A push item as the API shows it. */
         PushView: {
             push_id: string;
@@ -1275,11 +1316,18 @@ export interface components {
             result_external_id?: null | components["schemas"]["ExternalId"];
             /** Format: date-time */
             completed_at?: string | null;
+            /**
+             * @description For a `superseded` item, what made it obsolete: the push id of a newer item carrying its
+             *     fields, a conflict id, `local_change` (the local value moved on) or `merge` (a pull).
+             */
+            superseded_by?: string | null;
+            /** Format: date-time */
+            superseded_at?: string | null;
         };
         /** @description The body of `POST /v1/connections/{id}/push`. */
         QueuePush: {
             action: components["schemas"]["PushAction"];
-            /** @description `normal` when absent. */
+            /** @description `normal` when absent (`medium` is read as `normal`). */
             priority?: components["schemas"]["Priority"];
             record_id?: null | components["schemas"]["RecordId"];
             fields?: {
@@ -1308,6 +1356,16 @@ export interface components {
             updated_at: string;
             /** Format: int64 */
             version: number;
+            /**
+             * @description Fields whose local value the provider does not have (yet), each with the push item that
+             *     carries it: `pending` or `approved`, it is on its way; `expired` or `failed`, it did not go
+             *     out, and the local value stays visibly unpushed until a new edit is approved or this item
+             *     is rejected (which puts the agreed value back). Empty when the record agrees with the
+             *     provider, or differs only by an open conflict.
+             */
+            pending_push: {
+                [key: string]: components["schemas"]["PendingPushView"];
+            };
         };
         /**
          * @description How a person resolves a conflict.
@@ -2190,6 +2248,7 @@ export interface operations {
             400: components["responses"]["MalformedJson"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["InvalidRequest"];
@@ -2297,9 +2356,17 @@ export interface operations {
                     "application/json": components["schemas"]["PushView"];
                 };
             };
+            /** @description Applied to a record that stays local (a research task); nothing is pushed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             400: components["responses"]["MalformedJson"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["InvalidRequest"];

@@ -9,7 +9,7 @@ import { ConnectionFilter, Filter } from "../components/filters";
 import { providerName } from "../format";
 
 type Status = Schemas["PushStatus"];
-const STATUSES: Status[] = ["pending", "approved", "rejected", "completed", "failed", "expired"];
+const STATUSES: Status[] = ["pending", "approved", "rejected", "completed", "failed", "expired", "superseded"];
 const ACTIONS: Schemas["PushAction"][] = ["create_note", "update_field", "update_record", "create_event"];
 const PRIORITIES: Schemas["Priority"][] = ["critical", "high", "normal", "low"];
 /** At most this many items are loaded (pages of 100, highest priority first). */
