@@ -181,17 +181,19 @@ pub trait OAuthStateStore: Send + Sync {
 /// One write of a canonical record.
 #[derive(Debug, Clone)]
 pub enum RecordWrite {
-    /// A record seen for the first time: also registers `provider#object#external_id -> record_id`.
+    /// A record seen for the first time, under the id derived from its external id
+    /// (`RecordId::derive`): `Conflict` if a record of that external id exists.
     Create(CanonicalRecord),
     /// A changed record: written only if the stored version is still `record.version - 1`.
     Update(CanonicalRecord),
 }
 
-/// Canonical records and the external id registry.
+/// Canonical records, found by id or by external id (a record's id is derived from its external
+/// id, so an external id names one record of a connection and object type).
 #[async_trait]
 pub trait RecordStore: Send + Sync {
-    /// The stored records for these external ids (looked up through the id registry). Ids with no
-    /// record are absent from the map. At most 100 ids a call.
+    /// The stored records for these external ids at `provider`. Ids with no record are absent
+    /// from the map. At most 100 ids a call.
     async fn get_by_external(
         &self,
         tenant: &TenantId,

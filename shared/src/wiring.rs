@@ -88,12 +88,42 @@ pub fn token_cipher(config: &Config, sdk: &SdkConfig) -> Result<TokenCipher, Wir
     }
 }
 
+/// The AWS clients the engine's adapters use.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
+}
+
+impl AwsClients {
+    /// Each client built from `sdk` as it is.
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            eventbridge: aws_sdk_eventbridge::Client::new(sdk),
+        }
+    }
+}
+
 /// Everything the handlers need, from config.
 pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<Deps, WiringError> {
+    deps_with(config, sdk, AwsClients::new(sdk), clock)
+}
+
+/// As [`deps`], on the given clients (a benchmark's, with a request-counting interceptor). `sdk`
+/// still serves KMS.
+pub fn deps_with(
+    config: &Config,
+    sdk: &SdkConfig,
+    clients: AwsClients,
+    clock: Arc<dyn Clock>,
+) -> Result<Deps, WiringError> {
     let cipher = token_cipher(config, sdk)?;
     let res = &config.resources;
     let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(sdk),
+        clients.dynamodb,
         res.table_name.clone(),
         res.audit_table_name.clone(),
         cipher,
@@ -116,8 +146,8 @@ pub fn deps(config: &Config, sdk: &SdkConfig, clock: Arc<dyn Clock>) -> Result<D
         pushes: store.clone(),
         conflicts: store.clone(),
         oauth_states: store,
-        queue: Arc::new(SqsJobQueue::new(aws_sdk_sqs::Client::new(sdk), res.jobs_queue_url.clone())),
-        bus: Arc::new(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), res.event_bus_name.clone())),
+        queue: Arc::new(SqsJobQueue::new(clients.sqs, res.jobs_queue_url.clone())),
+        bus: Arc::new(EventBridgeBus::new(clients.eventbridge, res.event_bus_name.clone())),
         providers: Arc::new(providers),
         clock,
         settings: EngineSettings {

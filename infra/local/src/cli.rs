@@ -221,6 +221,8 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
             ..FakeConfig::default()
         },
         dev_key: Some(DevKey::new(&secret)?),
+        // Nothing here reads the bus's events: a tap would only keep moto busy.
+        tap_events: false,
         ..StackOptions::default()
     };
     let stack = LocalStack::start(options).await?;
@@ -234,6 +236,8 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
         jobs_queue_url: stack.config.resources.jobs_queue_url.clone(),
         dlq_url: stack.resources.dlq_url.clone(),
     };
+    let env = crate::fixtures::lambda_env(&stack.config, stack.moto.endpoint());
+    write_private(&home.join(LAMBDA_ENV), &crate::fixtures::env_file(&env))?;
     std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&info)?)?;
     tracing::info!(api = %info.api_url, "local stack up");
 
@@ -278,6 +282,50 @@ pub async fn run_until_stopped(stack: &LocalStack, tick: Duration) -> Result<()>
     }
     schedule.abort();
     deliver.abort();
+    Ok(())
+}
+
+/// The functions' environment for `cargo lambda watch --env-file`, written by the daemon.
+const LAMBDA_ENV: &str = "lambda.env";
+
+/// `syncbridge lambda`: the fixtures' connection in the running stack (created once), and the
+/// `cargo lambda` commands that run the four functions against the stack.
+pub async fn lambda() -> Result<()> {
+    let info = ensure_up(&default_up()).await?;
+    let env_path = home()?.join(LAMBDA_ENV);
+    let text = std::fs::read_to_string(&env_path)
+        .with_context(|| format!("reading {} (restart the stack: `syncbridge down`)", env_path.display()))?;
+    let env: std::collections::HashMap<String, String> =
+        crate::fixtures::parse_env_file(&text).into_iter().collect();
+    let var =
+        |k: &str| env.get(k).map(String::as_str).ok_or_else(|| anyhow!("{} lacks {k}", env_path.display()));
+    let cipher = syncbridge::adapters::crypto::TokenCipher::from_base64_key(&SecretString::from(
+        var("TOKEN_KEY")?.to_owned(),
+    ))?;
+    let sdk = stack::sdk_config(&info.moto_endpoint);
+    let store = syncbridge::adapters::dynamo::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        var("TABLE_NAME")?,
+        var("AUDIT_TABLE_NAME")?,
+        cipher,
+        var("DUE_SHARDS")?.parse().context("DUE_SHARDS")?,
+    );
+    crate::fixtures::ensure_connection(&store, &info.hubspot_url, &info.hubspot_token, chrono::Utc::now())
+        .await?;
+    let fixture = |name: &str| format!("tests/fixtures/{name}");
+    println!(
+        "The fixtures' connection ({}, tenant {}) is in the local stack.",
+        crate::fixtures::CONNECTION,
+        crate::fixtures::TENANT
+    );
+    println!("Run the functions against the stack (cargo-lambda and zig from .venv):");
+    println!("  export PATH=$PWD/.venv/bin:$PATH");
+    println!("  cargo lambda watch --env-file {}", env_path.display());
+    println!("then, from another shell:");
+    println!("  cargo lambda invoke dispatcher --data-file {}", fixture(crate::fixtures::SCHEDULED_EVENT));
+    println!("  cargo lambda invoke worker --data-file {}", fixture(crate::fixtures::SQS_BATCH));
+    println!("  cargo lambda invoke api --data-file {}", fixture(crate::fixtures::HTTP_REQUEST));
+    println!("  curl http://127.0.0.1:9000/lambda-url/api/v1/openapi.json");
     Ok(())
 }
 
@@ -450,16 +498,34 @@ pub async fn sync(args: &SyncArgs) -> Result<()> {
     println!("Syncing connection {id} (job {job_id}) ...");
     let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout_seconds);
     let mut reported_attempt = 0;
+    // The connection itself (one read) is polled; runs and errors (queries, which moto answers by
+    // scanning the table, so they slow a large sync down) only when its last run or status moved,
+    // and errors every few seconds for retry notices.
+    let mut last_seen: (Value, Value) = (Value::Null, Value::Null);
+    let mut polls: u64 = 0;
     let runs = loop {
         if std::time::Instant::now() > deadline {
             bail!("the sync did not finish within {} s; see `syncbridge status`", args.timeout_seconds);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let runs =
-            api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/runs?limit=100"), None).await?;
-        let runs = runs.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
-        if let Some(done) = runs_since_job(&runs, &job_id) {
-            break done;
+        polls += 1;
+        let current = api.call(reqwest::Method::GET, &format!("/v1/connections/{id}"), None).await?;
+        let seen = (
+            current.get("last_run_id").cloned().unwrap_or(Value::Null),
+            current.get("status").cloned().unwrap_or(Value::Null),
+        );
+        let moved = seen != last_seen;
+        last_seen = seen;
+        if moved {
+            let runs =
+                api.call(reqwest::Method::GET, &format!("/v1/connections/{id}/runs?limit=100"), None).await?;
+            let runs = runs.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+            if let Some(done) = runs_since_job(&runs, &job_id) {
+                break done;
+            }
+        }
+        if !moved && !polls.is_multiple_of(10) {
+            continue;
         }
         // A job can fail without a run (credentials rejected, retries used up): the connection
         // then shows `error`, and its errors name the job.

@@ -4,7 +4,9 @@
 //! gateway that serves the API and webhook routers as API Gateway would.
 
 pub mod cli;
+pub mod counting;
 pub mod demo;
+pub mod fixtures;
 pub mod gateway;
 pub mod local;
 pub mod proxy;

@@ -20,6 +20,7 @@ use syncbridge_fakes::graph;
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
 use syncbridge_fakes::salesforce;
 
+use crate::counting::AwsCounter;
 use crate::gateway::{self, Gateway};
 use crate::runner::Runner;
 use crate::stack::{self, LocalResources, Moto};
@@ -52,6 +53,8 @@ pub struct StackOptions {
     /// Encrypt tokens with KMS envelope encryption (a key created in moto's KMS) instead of the
     /// local key.
     pub kms: bool,
+    /// Count the engine's DynamoDB, SQS and EventBridge requests (benchmarks, request budgets).
+    pub counter: Option<AwsCounter>,
 }
 
 /// The app id the local stack's HubSpot app has.
@@ -75,6 +78,7 @@ impl Default for StackOptions {
             webhook_coalesce_secs: 1,
             salesforce_sandbox: false,
             kms: false,
+            counter: None,
         }
     }
 }
@@ -189,7 +193,15 @@ impl LocalStack {
             hubspot_app_id: Some(options.hubspot_app_id.clone()),
             webhook_coalesce_secs: options.webhook_coalesce_secs,
         };
-        let deps = wiring::deps(&config, &sdk, Arc::new(SystemClock))?;
+        let clients = match &options.counter {
+            Some(c) => wiring::AwsClients {
+                dynamodb: c.dynamodb(&sdk),
+                sqs: c.sqs(&sdk),
+                eventbridge: c.eventbridge(&sdk),
+            },
+            None => wiring::AwsClients::new(&sdk),
+        };
+        let deps = wiring::deps_with(&config, &sdk, clients, Arc::new(SystemClock))?;
         let runner = Runner::new(
             deps.clone(),
             aws_sdk_sqs::Client::new(&sdk),

@@ -28,6 +28,9 @@ enum Command {
     Dashboard(cli::TenantArgs),
     /// Move dead-lettered jobs back into the jobs queue (local stack, or AWS with --dlq-url/--queue-url).
     Redrive(cli::RedriveArgs),
+    /// Create the Lambda event fixtures' connection and print the `cargo lambda` commands that run
+    /// the functions against the local stack.
+    Lambda,
     /// Run the end-to-end demo on a fresh, private stack and print a summary.
     Demo(cli::DemoArgs),
     /// (internal) Run the stack in the foreground; `up` starts this in the background.
@@ -46,6 +49,7 @@ async fn main() -> Result<()> {
         Command::Token(args) => cli::token(&args).await,
         Command::Dashboard(args) => cli::dashboard(&args).await,
         Command::Redrive(args) => cli::redrive(&args).await,
+        Command::Lambda => cli::lambda().await,
         Command::Demo(args) => syncbridge_local::demo::run(&args).await,
         Command::Daemon(args) => cli::daemon(&args).await,
     }

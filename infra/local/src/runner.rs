@@ -25,6 +25,8 @@ pub const IDLE_POLL: Duration = Duration::from_millis(200);
 pub struct Delivery {
     pub received: usize,
     pub failed: usize,
+    /// The worker handler's time on the batch (what Lambda bills, less its rounding).
+    pub handler: Duration,
 }
 
 /// Totals of [`Runner::drain`].
@@ -33,6 +35,8 @@ pub struct Drained {
     pub batches: usize,
     pub messages: usize,
     pub failures: usize,
+    /// The worker handler's time over all batches.
+    pub handler: Duration,
 }
 
 #[derive(Clone)]
@@ -131,7 +135,9 @@ impl Runner {
         if self.deliver_twice.load(std::sync::atomic::Ordering::Relaxed) {
             worker::handle_batch(&self.deps, event.clone(), Deadline::after(self.worker_timeout)).await;
         }
+        let started = std::time::Instant::now();
         let response = worker::handle_batch(&self.deps, event, Deadline::after(self.worker_timeout)).await;
+        let handler = started.elapsed();
         let failed: Vec<String> =
             response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
         let entries: Vec<DeleteMessageBatchRequestEntry> = messages
@@ -159,7 +165,7 @@ impl Runner {
                 anyhow::bail!("{} handled message(s) could not be deleted", out.failed().len());
             }
         }
-        Ok(Delivery { received: messages.len(), failed: failed.len() })
+        Ok(Delivery { received: messages.len(), failed: failed.len(), handler })
     }
 
     /// Delivers batches until the queue holds nothing visible or in flight, or `limit` passes.
@@ -172,6 +178,7 @@ impl Runner {
                 total.batches += 1;
                 total.messages += d.received;
                 total.failures += d.failed;
+                total.handler += d.handler;
                 continue;
             }
             if self.queue_depth().await? == 0 {

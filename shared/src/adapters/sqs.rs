@@ -1,11 +1,13 @@
 //! The jobs queue on SQS FIFO: `SendMessageBatch` in chunks of 10, retrying entries SQS reports as
 //! failed through no fault of ours.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchRequestEntry};
+use futures::{StreamExt, stream};
 
 use crate::domain::{Job, JobId};
 use crate::ports::{JobQueue, QueueError};
@@ -69,31 +71,51 @@ fn backoff(attempt: u32) -> Duration {
     crate::retry::backoff(Duration::from_millis(100), Duration::from_millis(6400), attempt)
 }
 
-#[async_trait]
-impl JobQueue for SqsJobQueue {
-    async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError> {
+impl SqsJobQueue {
+    /// Sends one chunk, retrying the entries SQS marks retryable; returns the ids that were lost.
+    async fn send_with_retries(&self, chunk: &[Job]) -> Result<Vec<JobId>, QueueError> {
         let mut lost: Vec<JobId> = Vec::new();
-        for chunk in jobs.chunks(BATCH_SIZE) {
-            let mut pending: Vec<&Job> = chunk.iter().collect();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                let failures = self.send_chunk(&pending).await?;
-                let mut retry = Vec::new();
-                for (index, retryable) in failures {
-                    let job = pending[index];
-                    if retryable && attempt < ENTRY_RETRIES {
-                        retry.push(job);
-                    } else {
-                        tracing::warn!(job_id = %job.job_id, retryable, "job was not enqueued");
-                        lost.push(job.job_id.clone());
-                    }
-                }
-                pending = retry;
-                if !pending.is_empty() {
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
+        let mut pending: Vec<&Job> = chunk.iter().collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let failures = self.send_chunk(&pending).await?;
+            let mut retry = Vec::new();
+            for (index, retryable) in failures {
+                let job = pending[index];
+                if retryable && attempt < ENTRY_RETRIES {
+                    retry.push(job);
+                } else {
+                    tracing::warn!(job_id = %job.job_id, retryable, "job was not enqueued");
+                    lost.push(job.job_id.clone());
                 }
             }
+            pending = retry;
+            if !pending.is_empty() {
+                attempt += 1;
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+        Ok(lost)
+    }
+}
+
+/// Batches in flight at once when every job of an `enqueue` has its own message group.
+const CONCURRENT_BATCHES: usize = 8;
+
+#[async_trait]
+impl JobQueue for SqsJobQueue {
+    /// Chunks go out one after the other when two jobs share a message group (FIFO order within
+    /// a group is the order of sending), and up to [`CONCURRENT_BATCHES`] at once otherwise (the
+    /// dispatcher's pages: one job per connection).
+    async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError> {
+        let groups: HashSet<String> = jobs.iter().map(Job::message_group).collect();
+        let in_flight = if groups.len() == jobs.len() { CONCURRENT_BATCHES } else { 1 };
+        let sends: Vec<_> = jobs.chunks(BATCH_SIZE).map(|chunk| self.send_with_retries(chunk)).collect();
+        let results: Vec<Result<Vec<JobId>, QueueError>> =
+            stream::iter(sends).buffered(in_flight).collect().await;
+        let mut lost: Vec<JobId> = Vec::new();
+        for r in results {
+            lost.extend(r?);
         }
         if lost.is_empty() { Ok(()) } else { Err(QueueError::Partial(lost)) }
     }

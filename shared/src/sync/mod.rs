@@ -85,8 +85,15 @@ pub fn retry_delay(base: Duration, max: Duration, receives: u32, jitter: f64) ->
 pub struct Deadline(Instant);
 
 impl Deadline {
-    /// From the Lambda context's deadline (milliseconds since the Unix epoch).
+    /// From the Lambda context's deadline (milliseconds since the Unix epoch). `cargo lambda
+    /// watch`'s emulator sends the time allowed (600,000) rather than an instant; a value below
+    /// 10^12 (an instant before September 2001) is taken as such a duration from now, where it
+    /// would otherwise leave no time at all and every job would hand on at once.
     pub fn from_epoch_millis(deadline_ms: u64) -> Self {
+        const NOT_AN_INSTANT_BELOW: u64 = 1_000_000_000_000;
+        if deadline_ms < NOT_AN_INSTANT_BELOW {
+            return Self::after(Duration::from_millis(deadline_ms));
+        }
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -100,5 +107,24 @@ impl Deadline {
 
     pub fn remaining(&self) -> Duration {
         self.0.saturating_duration_since(Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn a_lambda_deadline_is_an_instant_and_cargo_lambdas_duration_is_taken_as_one() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let real = Deadline::from_epoch_millis(now_ms + 90_000).remaining();
+        assert!(real > Duration::from_secs(85) && real <= Duration::from_secs(90), "{real:?}");
+        let past = Deadline::from_epoch_millis(now_ms - 5_000).remaining();
+        assert_eq!(past, Duration::ZERO);
+        let emulated = Deadline::from_epoch_millis(600_000).remaining();
+        assert!(emulated > Duration::from_secs(595) && emulated <= Duration::from_secs(600), "{emulated:?}");
     }
 }

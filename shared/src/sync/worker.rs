@@ -624,7 +624,8 @@ fn object_failure(e: &JobError) -> Option<(ObjectErrorClass, String)> {
     }
 }
 
-/// Pulls every object type of the connection from its cursor, checkpointing after every page.
+/// Pulls every object type of the connection from its cursor, checkpointing after every page that
+/// brought records.
 /// Object types waiting for their `retry_at` are skipped; one that fails with a permanent
 /// provider error is recorded on the connection and the next one goes on. Stops early (with
 /// `continued`) when the deadline comes near.
@@ -697,7 +698,7 @@ async fn pull_all(
 }
 
 /// Pulls one object type from its cursor to the present, page by page, checkpointing after
-/// every page. `Ok(true)`: stopped because the deadline came near.
+/// every page that brought records. `Ok(true)`: stopped because the deadline came near.
 #[allow(clippy::too_many_arguments)]
 async fn pull_object(
     deps: &Deps,
@@ -735,10 +736,11 @@ async fn pull_object(
             warn!(connection = %conn.connection_id, %object, gone = gone.len(), "provider's delete log fell short; reconciled ids");
             page.records.extend(gone);
         }
+        let brought = page.records.len() as u64;
         counts.pages += 1;
-        counts.pulled += page.records.len() as u64;
+        counts.pulled += brought;
         run.pages += 1;
-        run.pulled += page.records.len() as u64;
+        run.pulled += brought;
         let now = deps.clock.now();
         let tasks = match object {
             ObjectType::Events => research_tasks(&conn.settings, &page.records, now),
@@ -812,7 +814,12 @@ async fn pull_object(
         deps.bus.publish(&events).await?;
         conn.cursors.insert(object, page.cursor);
         let recovered = conn.object_errors.remove(&object);
-        conn.version = deps.connections.save_state(conn).await?;
+        // A page that brought nothing needs no checkpoint of its own: the job's next checkpoint or
+        // its `finish` saves the cursor, and a crash before then pulls the page again, which
+        // writes nothing either. (A no-change sync would otherwise write once per object type.)
+        if brought > 0 || recovered.is_some() {
+            conn.version = deps.connections.save_state(conn).await?;
+        }
         if let Some(old) = recovered {
             info!(connection = %conn.connection_id, %object, attempts = old.attempts, "object type syncs again");
             let entry = AuditEntry::new(conn.tenant_id.clone(), Operation::Pull, AuditOutcome::Success, "worker", now)

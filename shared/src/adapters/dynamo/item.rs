@@ -51,10 +51,6 @@ pub(super) fn record_sk(object: ObjectType, record: &RecordId) -> String {
     format!("REC#{object}#{record}")
 }
 
-pub(super) fn registry_sk(provider: Provider, object: ObjectType, external: &ExternalId) -> String {
-    format!("XID#{provider}#{object}#{external}")
-}
-
 /// How long a channel registry entry outlives its channel (notifications in flight at expiry).
 pub(super) const CHANNEL_TTL_GRACE_DAYS: i64 = 1;
 
@@ -480,12 +476,15 @@ pub(super) fn due_from_item(item: &Item) -> Result<DueConnection, StoreError> {
     })
 }
 
-// ---- records and the id registry ----
+// ---- records ----
 
-pub(super) fn record_to_item(rec: &CanonicalRecord) -> Item {
+/// A record item; `provider` is the connection's (a lookup by external id at another provider
+/// does not find it).
+pub(super) fn record_to_item(rec: &CanonicalRecord, provider: Provider) -> Item {
     let mut item =
         key(connection_pk(&rec.tenant_id, &rec.connection_id), record_sk(rec.object, &rec.record_id));
     let attrs = [
+        ("provider", s(provider.as_str())),
         ("tenant_id", s(rec.tenant_id.as_str())),
         ("connection_id", s(rec.connection_id.as_str())),
         ("record_id", s(rec.record_id.as_str())),
@@ -539,22 +538,12 @@ pub(super) fn record_from_item(item: &Item) -> Result<CanonicalRecord, StoreErro
     })
 }
 
-pub(super) fn registry_to_item(rec: &CanonicalRecord, provider: Provider) -> Item {
-    let mut item = key(
-        connection_pk(&rec.tenant_id, &rec.connection_id),
-        registry_sk(provider, rec.object, &rec.external_id),
-    );
-    item.insert("record_id".into(), s(rec.record_id.as_str()));
-    item.insert("external_id".into(), s(rec.external_id.as_str()));
-    item.insert("object".into(), s(rec.object.as_str()));
-    item.insert("provider".into(), s(provider.as_str()));
-    item
-}
-
-/// `(external_id, record_id)` of a registry item.
-pub(super) fn registry_from_item(item: &Item) -> Result<(ExternalId, RecordId), StoreError> {
-    let r = Reader::new(item, "id registry");
-    Ok((r.parse("external_id", ExternalId::parse)?, r.parse("record_id", RecordId::parse)?))
+/// The provider a record item was written for; `None` for items written before it was kept.
+pub(super) fn record_provider(item: &Item) -> Result<Option<Provider>, StoreError> {
+    let r = Reader::new(item, "record");
+    r.opt_s("provider")?
+        .map(|p| Provider::parse(p).map_err(|_| r.corrupt("provider", "is not a provider")))
+        .transpose()
 }
 
 // ---- runs and the job ledger ----
@@ -927,26 +916,29 @@ mod tests {
     }
 
     #[test]
-    fn record_and_its_registry_entry_round_trip() {
+    fn records_round_trip_under_their_derived_key_with_their_provider() {
         let rec = record();
-        let item = record_to_item(&rec);
+        let item = record_to_item(&rec, Provider::Hubspot);
         assert_eq!(record_from_item(&item).unwrap(), rec);
         assert_eq!(item["pk"], s("T#acme#C#c1"));
         assert_eq!(item["sk"], s(format!("REC#contacts#{}", rec.record_id)));
-        let reg = registry_to_item(&rec, Provider::Hubspot);
-        assert_eq!(reg["sk"], s("XID#hubspot#contacts#101"));
-        assert_eq!(registry_from_item(&reg).unwrap(), (rec.external_id.clone(), rec.record_id.clone()));
+        assert_eq!(record_provider(&item).unwrap(), Some(Provider::Hubspot));
+        let mut older = item.clone();
+        older.remove("provider");
+        assert_eq!(record_provider(&older).unwrap(), None);
+        older.insert("provider".into(), s("myspace"));
+        assert!(matches!(record_provider(&older), Err(StoreError::Corrupt(_))));
     }
 
     #[test]
     fn corrupt_record_items_are_reported() {
-        let mut item = record_to_item(&record());
+        let mut item = record_to_item(&record(), Provider::Hubspot);
         item.insert("fields".into(), s("{not json"));
         assert!(matches!(record_from_item(&item), Err(StoreError::Corrupt(m)) if m.contains("fields")));
-        let mut item = record_to_item(&record());
+        let mut item = record_to_item(&record(), Provider::Hubspot);
         item.insert("deleted".into(), s("no"));
         assert!(matches!(record_from_item(&item), Err(StoreError::Corrupt(m)) if m.contains("deleted")));
-        let mut item = record_to_item(&record());
+        let mut item = record_to_item(&record(), Provider::Hubspot);
         item.insert("external_id".into(), s("a#b"));
         assert!(matches!(record_from_item(&item), Err(StoreError::Corrupt(_))));
     }

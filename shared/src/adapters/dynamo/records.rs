@@ -1,5 +1,6 @@
-//! `RecordStore` on the main table: canonical records (`REC#{object}#{record_id}`) and the external
-//! id registry (`XID#{provider}#{object}#{external_id}`), both under the connection's partition.
+//! `RecordStore` on the main table: canonical records (`REC#{object}#{record_id}`) under the
+//! connection's partition. A record's id is derived from its external id (`RecordId::derive`), so
+//! its key is found from the external id alone: no registry item to write or read.
 
 use std::collections::HashMap;
 
@@ -22,29 +23,23 @@ const ALL_OBJECTS: [ObjectType; 7] = [
 ];
 
 impl DynamoStore {
-    /// Registers the external id, then stores the record; `Conflict` when the external id is
-    /// registered to another record or the record already exists.
-    ///
-    /// Two conditional puts rather than a transaction: the registry write is idempotent for the
-    /// same record id (ids of pulled records are derived from their external id), so a crash
-    /// between the two leaves a registry entry that the next attempt completes, and two racing
-    /// creators both pass the first put while exactly one wins the second. (It is also half the
-    /// write cost of a transaction, and moto copies every table on each transaction.)
+    /// Stores a new record: one put, conditional on the record not existing (`Conflict` if it
+    /// does). The id must be the one derived from the external id, which is what makes the
+    /// record's own key the external id registry: two racing creators of one external id write
+    /// the same key and exactly one wins, and a crash leaves nothing half-written.
     async fn create_record(&self, record: &CanonicalRecord, provider: Provider) -> Result<(), StoreError> {
+        let derived =
+            RecordId::derive(&record.tenant_id, &record.connection_id, record.object, &record.external_id);
+        if record.record_id != derived {
+            return Err(StoreError::Corrupt(format!(
+                "record {} is not the id derived from its external id",
+                record.record_id
+            )));
+        }
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item::registry_to_item(record, provider)))
-            .condition_expression("attribute_not_exists(pk) OR #rid = :rid")
-            .expression_attribute_names("#rid", "record_id")
-            .expression_attribute_values(":rid", item::s(record.record_id.as_str()))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item::record_to_item(record)))
+            .set_item(Some(item::record_to_item(record, provider)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
@@ -53,14 +48,14 @@ impl DynamoStore {
     }
 
     /// Replaces the record if the stored version is still `record.version - 1`.
-    async fn update_record(&self, record: &CanonicalRecord) -> Result<(), StoreError> {
+    async fn update_record(&self, record: &CanonicalRecord, provider: Provider) -> Result<(), StoreError> {
         let Some(expected) = record.version.checked_sub(1) else {
             return Err(StoreError::Conflict);
         };
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item::record_to_item(record)))
+            .set_item(Some(item::record_to_item(record, provider)))
             .condition_expression("#version = :expected")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":expected", item::n(expected))
@@ -73,6 +68,7 @@ impl DynamoStore {
 
 #[async_trait]
 impl RecordStore for DynamoStore {
+    /// One `BatchGetItem` per 100 ids, of the records' derived keys.
     async fn get_by_external(
         &self,
         tenant: &TenantId,
@@ -85,20 +81,22 @@ impl RecordStore for DynamoStore {
         let mut unique: Vec<&ExternalId> = ids.iter().collect();
         unique.sort();
         unique.dedup();
-        let keys =
-            unique.iter().map(|x| item::key(pk.clone(), item::registry_sk(provider, object, x))).collect();
-        let mut by_record: HashMap<RecordId, ExternalId> = HashMap::new();
-        for found in self.batch_get(&self.table, keys).await? {
-            let (external, record) = item::registry_from_item(&found)?;
-            by_record.insert(record, external);
-        }
-        let keys = by_record.keys().map(|r| item::key(pk.clone(), item::record_sk(object, r))).collect();
+        let keys = unique
+            .iter()
+            .map(|x| {
+                item::key(
+                    pk.clone(),
+                    item::record_sk(object, &RecordId::derive(tenant, connection, object, x)),
+                )
+            })
+            .collect();
         let mut out = HashMap::new();
         for found in self.batch_get(&self.table, keys).await? {
-            let record = item::record_from_item(&found)?;
-            if let Some(external) = by_record.get(&record.record_id) {
-                out.insert(external.clone(), record);
+            if item::record_provider(&found)?.is_some_and(|p| p != provider) {
+                continue;
             }
+            let record = item::record_from_item(&found)?;
+            out.insert(record.external_id.clone(), record);
         }
         Ok(out)
     }
@@ -112,7 +110,7 @@ impl RecordStore for DynamoStore {
             .map(|w| async move {
                 match w {
                     RecordWrite::Create(r) => self.create_record(&r, provider).await,
-                    RecordWrite::Update(r) => self.update_record(&r).await,
+                    RecordWrite::Update(r) => self.update_record(&r, provider).await,
                 }
             })
             .buffered(CONCURRENCY)
