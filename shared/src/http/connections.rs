@@ -147,6 +147,11 @@ pub struct RecordView {
     /// Canonical field name -> value (any JSON).
     #[schema(value_type = BTreeMap<String, Value>)]
     pub fields: crate::domain::record::Fields,
+    /// Each field's value as both sides last agreed on it: what the provider holds as of the last
+    /// sync, so the current value an unpushed edit (`pending_push`) would replace. A field absent
+    /// here was never agreed (the provider does not have it).
+    #[schema(value_type = BTreeMap<String, Value>)]
+    pub base: crate::domain::record::Fields,
     pub deleted: bool,
     pub remote_modified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -185,6 +190,7 @@ impl RecordView {
             object: r.object,
             external_id: r.external_id,
             fields: r.fields,
+            base: r.base,
             deleted: r.deleted,
             remote_modified_at: r.remote_modified_at,
             created_at: r.created_at,
@@ -1110,6 +1116,9 @@ mod tests {
             .send(Method::GET, &format!("/v1/connections/{id}/records/{}", records[0]), Some("acme"), None)
             .await;
         assert_eq!(record.json["fields"]["phone"], "+47 1234");
+        // The agreed values stay apart: what the provider holds is what the edit would replace.
+        assert_eq!(record.json["base"], json!({}), "the seeded record was never agreed on");
+        assert_eq!(record.json["pending_push"]["phone"]["status"], "pending", "{}", record.text);
 
         let push_id = created.json["push_id"].as_str().unwrap().to_owned();
         let pending = h.send(Method::GET, "/v1/push?status=pending", Some("acme"), None).await;

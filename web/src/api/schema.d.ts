@@ -1217,6 +1217,14 @@ export interface components {
                 fields: {
                     [key: string]: unknown;
                 };
+                /**
+                 * @description Each field's value as both sides last agreed on it: what the provider holds as of the last
+                 *     sync, so the current value an unpushed edit (`pending_push`) would replace. A field absent
+                 *     here was never agreed (the provider does not have it).
+                 */
+                base: {
+                    [key: string]: unknown;
+                };
                 deleted: boolean;
                 /** Format: date-time */
                 remote_modified_at?: string | null;
@@ -1345,6 +1353,14 @@ export interface components {
             external_id: components["schemas"]["ExternalId"];
             /** @description Canonical field name -> value (any JSON). */
             fields: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description Each field's value as both sides last agreed on it: what the provider holds as of the last
+             *     sync, so the current value an unpushed edit (`pending_push`) would replace. A field absent
+             *     here was never agreed (the provider does not have it).
+             */
+            base: {
                 [key: string]: unknown;
             };
             deleted: boolean;

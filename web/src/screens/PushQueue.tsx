@@ -45,7 +45,8 @@ export function PushQueue() {
       wanted.map(async (key) => {
         const [connection_id, record_id] = key.split("/") as [string, string];
         const res = await api.GET("/v1/connections/{connection_id}/records/{record_id}", { params: { path: { connection_id, record_id } } });
-        if (res.data) records.set(key, res.data.fields);
+        // What the provider holds as of the last sync: the value an edit would replace.
+        if (res.data) records.set(key, res.data.base);
       }),
     );
     return { connections, items, records, truncated: Boolean(page_token) };
@@ -208,18 +209,17 @@ function Preview({ item, record }: { item: PushItem; record: RecordFields | unde
       <thead>
         <tr>
           <th scope="col">Field</th>
-          <th scope="col">Current</th>
+          <th scope="col">Current (last synced)</th>
           <th scope="col">New</th>
         </tr>
       </thead>
       <tbody>
         {Object.entries(f).map(([k, v]) => {
           const current = record?.[k];
-          const same = record !== undefined && JSON.stringify(current) === JSON.stringify(v);
           return (
             <tr key={k}>
               <th scope="row">{k}</th>
-              <td>{record === undefined ? "—" : same ? "(already this value locally)" : value(current)}</td>
+              <td>{record === undefined ? "—" : current === undefined ? "(not set)" : value(current)}</td>
               <td>→ {value(v)}</td>
             </tr>
           );
