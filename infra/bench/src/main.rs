@@ -1,14 +1,20 @@
 //! `syncbridge-bench` (`make bench`): pulls from the provider fakes with their real rate limits
 //! switched on and reports wall time, requests, 429s, records/s and the worker's peak RSS for each
-//! scenario, as a table and as JSON (`target/bench/results.json`).
+//! scenario; then the scale scenarios on moto with every AWS request counted (the dispatcher at
+//! 100,000 connections, scheduled syncs per record and per sync) and the functions' cold starts;
+//! as tables and as JSON (`target/bench/results.json`).
 //!
-//! The measured worker is a child process (this binary's `worker` subcommand) running the engine's
-//! job handler for one connection; the fakes run in this (parent) process and count requests.
+//! The measured pull worker is a child process (this binary's `worker` subcommand) running the
+//! engine's job handler for one connection; the fakes run in this (parent) process and count
+//! requests.
 
 mod child;
+mod init;
 mod null;
 mod report;
+mod scale;
 mod scenarios;
+mod sqs_sink;
 mod worker;
 
 use std::path::PathBuf;
@@ -44,6 +50,13 @@ fn build_profile() -> String {
     dir.map(|d| d.to_string_lossy().into_owned()).unwrap_or_else(|| "unknown".into())
 }
 
+const DISPATCHER: &str = "dispatcher: 100,000 connections of 10,000 tenants due in one tick";
+const SCHEDULED: &str =
+    "scheduled syncs: 20 connections of 250 contacts (first, after 10 edits, lookback, no change)";
+const COLD_STARTS: &str = "cold starts of the four functions";
+/// The scale scenarios and cold starts, after the pulls.
+const SCALE: &[&str] = &[DISPATCHER, SCHEDULED, COLD_STARTS];
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -63,9 +76,11 @@ async fn main() -> anyhow::Result<()> {
         cpus: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
         record_store: report::RECORD_STORE_NOTE,
         scenarios: Vec::new(),
+        scale: Vec::new(),
+        cold_starts: Vec::new(),
     };
-    let chosen = scenarios::ALL.iter().filter(|n| cli.only.as_deref().is_none_or(|o| n.contains(o)));
-    for name in chosen {
+    let wanted = |n: &&&str| cli.only.as_deref().is_none_or(|o| n.contains(o));
+    for name in scenarios::ALL.iter().filter(wanted) {
         eprintln!("running {name} ...");
         let figures = scenarios::run(name).await?;
         eprintln!(
@@ -74,11 +89,30 @@ async fn main() -> anyhow::Result<()> {
         );
         results.scenarios.push(figures);
     }
+    for name in SCALE.iter().filter(wanted) {
+        eprintln!("running {name} ...");
+        if *name == COLD_STARTS {
+            results.cold_starts = init::cold_starts(&["dispatcher", "worker", "api", "webhooks"], 5).await?;
+            continue;
+        }
+        let figures = match *name {
+            DISPATCHER => scale::dispatcher(name, 100_000, 10_000).await?,
+            SCHEDULED => scale::scheduled(name, 20, 250, 10).await?,
+            other => anyhow::bail!("no scenario called {other:?}"),
+        };
+        eprintln!("  {:.2} s", figures.wall_s);
+        results.scale.push(figures);
+    }
     print!("{}", report::render(&results));
     report::write_json(&results, &cli.out)?;
     println!("Figures written to {}", cli.out.display());
-    let untrustworthy: Vec<&str> =
-        results.scenarios.iter().filter(|f| !f.trustworthy()).map(|f| f.scenario.as_str()).collect();
+    let untrustworthy: Vec<&str> = results
+        .scenarios
+        .iter()
+        .filter(|f| !f.trustworthy())
+        .map(|f| f.scenario.as_str())
+        .chain(results.scale.iter().filter(|f| !f.trustworthy()).map(|f| f.scenario.as_str()))
+        .collect();
     anyhow::ensure!(untrustworthy.is_empty(), "checks failed for: {}", untrustworthy.join(", "));
     Ok(())
 }

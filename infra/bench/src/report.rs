@@ -148,9 +148,13 @@ pub struct Results {
     pub cpus: usize,
     pub record_store: &'static str,
     pub scenarios: Vec<Figures>,
+    /// The scale scenarios (moto, requests counted at the SDK).
+    pub scale: Vec<crate::scale::ScaleFigures>,
+    /// Cold starts of the function binaries.
+    pub cold_starts: Vec<crate::init::ColdStart>,
 }
 
-pub const RECORD_STORE_NOTE: &str = "records go to a record store that keeps nothing (lookups find \
+pub const RECORD_STORE_NOTE: &str = "in the pull scenarios, records go to a record store that keeps nothing (lookups find \
 nothing, writes are counted and dropped): DynamoDB on moto manages about 30 writes/s locally, so a \
 pull through it would measure moto, not the engine";
 
@@ -191,6 +195,42 @@ pub fn render(results: &Results) -> String {
         for c in &f.checks {
             out.push_str(&format!("  check  {:<7} {}\n", if c.passed { "ok" } else { "FAILED" }, c.what));
         }
+    }
+    for f in &results.scale {
+        out.push_str(&format!("\n{} ({:.1} s):\n", f.scenario, f.wall_s));
+        for fig in &f.figures {
+            let value = if fig.value.fract() == 0.0 && fig.value.abs() < 1e15 {
+                format!("{}", fig.value as i64)
+            } else if fig.value.abs() < 10.0 {
+                format!("{:.4}", fig.value)
+            } else {
+                format!("{:.1}", fig.value)
+            };
+            out.push_str(&format!("  {:<62} {:>14} {}\n", fig.name, value, fig.unit));
+        }
+        for t in &f.targets {
+            out.push_str(&format!("  target {:<7} {}\n", if t.met { "met" } else { "MISSED" }, t.goal));
+        }
+        for c in &f.checks {
+            out.push_str(&format!("  check  {:<7} {}\n", if c.passed { "ok" } else { "FAILED" }, c.what));
+        }
+    }
+    if !results.cold_starts.is_empty() {
+        out.push_str(&format!(
+            "\n{:<12} {:>5} {:>12} {:>20}  first answer\n",
+            "function", "runs", "init ms", "first response ms"
+        ));
+        for c in &results.cold_starts {
+            out.push_str(&format!(
+                "{:<12} {:>5} {:>12.1} {:>20.1}  {}\n",
+                c.function, c.runs, c.init_ms, c.first_response_ms, c.answer
+            ));
+        }
+        out.push_str(
+            "Cold starts: each bootstrap (this machine's build, not arm64) started against a local \
+emulator of the Lambda runtime API; init = exec to its first GET /invocation/next, first response = exec \
+to its answer to one event (medians).\n",
+        );
     }
     out.push_str(&format!(
         "\nNote: {RECORD_STORE_NOTE}.\nWall time is the worker process from spawn to exit; peak RSS is its \
@@ -243,6 +283,8 @@ mod tests {
             cpus: 2,
             record_store: RECORD_STORE_NOTE,
             scenarios: vec![figures(true, true)],
+            scale: Vec::new(),
+            cold_starts: Vec::new(),
         };
         let text = render(&results);
         let row = text.lines().find(|l| l.starts_with("hubspot full 20k")).unwrap();

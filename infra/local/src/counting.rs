@@ -57,6 +57,9 @@ pub struct OpTally {
     pub items_read: u64,
     /// Write units by DynamoDB's sizing rules, indexes included.
     pub write_units: f64,
+    /// Bytes of the items written by puts (DynamoDB's item size; what a put adds to storage when
+    /// the item is new, indexes not included).
+    pub bytes_put: u64,
     /// Read units by DynamoDB's sizing rules.
     pub read_units: f64,
     /// `ConsumedCapacity` as the server reported it (moto: a constant).
@@ -71,6 +74,7 @@ impl OpTally {
         self.items_written += other.items_written;
         self.items_read += other.items_read;
         self.write_units += other.write_units;
+        self.bytes_put += other.bytes_put;
         self.read_units += other.read_units;
         self.reported_units += other.reported_units;
         self.time_ms += other.time_ms;
@@ -140,6 +144,7 @@ impl Tally {
                 items_written: t.items_written - before.items_written,
                 items_read: t.items_read - before.items_read,
                 write_units: t.write_units - before.write_units,
+                bytes_put: t.bytes_put - before.bytes_put,
                 read_units: t.read_units - before.read_units,
                 reported_units: t.reported_units - before.reported_units,
                 time_ms: t.time_ms - before.time_ms,
@@ -236,6 +241,7 @@ struct InFlight {
     table: Option<String>,
     written: u64,
     write_units: f64,
+    bytes_put: u64,
     /// Keys asked for by gets (each costs at least one read).
     keys: u64,
     /// Read units per started 4 KB: 1 for strongly consistent reads, 0.5 for eventually.
@@ -275,6 +281,7 @@ impl Intercept for AwsCounter {
             flight.table = i.table_name.clone();
             flight.written = 1;
             flight.write_units = item.map_or(1.0, |it| write_units(it) + index_units(it));
+            flight.bytes_put = item.map_or(0, |it| item_size(it) as u64);
         } else if let Some(i) = input.downcast_mut::<UpdateItemInput>() {
             i.return_consumed_capacity = Some(ReturnConsumedCapacity::Total);
             flight.table = i.table_name.clone();
@@ -295,6 +302,7 @@ impl Intercept for AwsCounter {
             flight.table = i.request_items.as_ref().and_then(|m| m.keys().min().cloned());
             for request in i.request_items.iter().flat_map(|m| m.values()).flatten() {
                 flight.written += 1;
+                flight.bytes_put += request.put_request.as_ref().map_or(0, |p| item_size(&p.item) as u64);
                 flight.write_units += match (&request.put_request, &request.delete_request) {
                     (Some(p), _) => write_units(&p.item) + index_units(&p.item),
                     (None, Some(d)) => write_units(&d.key),
@@ -314,6 +322,7 @@ impl Intercept for AwsCounter {
             });
             for t in i.transact_items.iter().flatten() {
                 flight.written += 1;
+                flight.bytes_put += t.put.as_ref().map_or(0, |p| item_size(&p.item) as u64);
                 let units = if let Some(p) = &t.put {
                     write_units(&p.item) + index_units(&p.item)
                 } else if let Some(u) = &t.update {
@@ -364,6 +373,7 @@ impl Intercept for AwsCounter {
             requests: 1,
             items_written: flight.written,
             write_units: flight.write_units,
+            bytes_put: flight.bytes_put,
             time_ms: flight.sent_at.map_or(0.0, |at| at.elapsed().as_secs_f64() * 1000.0),
             ..OpTally::default()
         };

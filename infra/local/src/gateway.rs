@@ -70,15 +70,25 @@ pub fn serve_on(
         let routes = routes.clone();
         async move { route(routes, req).await }
     });
+    let (stop, _) = serve_in_background(listener, app);
+    Ok(Gateway { addr, stop: Some(stop) })
+}
+
+/// Serves `app` on `listener` on a task of its own until the sender is used or dropped (then the
+/// task ends once the requests in flight are answered).
+pub fn serve_in_background(
+    listener: tokio::net::TcpListener,
+    app: Router,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
             .await;
     });
-    Ok(Gateway { addr, stop: Some(stop) })
+    (stop, task)
 }
 
 async fn route(routes: Routes, mut req: Request<Body>) -> Response {

@@ -1,5 +1,6 @@
-//! DynamoDB stores: connections, records and the id registry, runs and the job ledger in the main
-//! table (single-table design, keys `pk`/`sk`), and the append-only audit log in its own table.
+//! DynamoDB stores: connections, records (keyed by ids derived from their external ids), runs and
+//! the job ledger in the main table (single-table design, keys `pk`/`sk`), and the append-only
+//! audit log in its own table.
 //!
 //! Main table: GSI [`DUE_INDEX`] on `due_shard` (S) / `next_sync_at` (N, epoch seconds), projecting
 //! keys and `interval_minutes`, sparse (only scheduled connections carry `due_shard`); GSI
@@ -243,6 +244,56 @@ impl DynamoStore {
             }
         }
         Ok(found)
+    }
+
+    /// `BatchWriteItem` of puts in chunks of 25, retrying `UnprocessedItems` with backoff. No
+    /// condition: for items no one else writes yet (a bulk import).
+    async fn batch_put(&self, table: &str, items: Vec<Item>) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        for chunk in items.chunks(25) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|i| {
+                    let put = PutRequest::builder().set_item(Some(i.clone())).build().map_err(build_error)?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<_, StoreError>>()?;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt >= BATCH_ATTEMPTS {
+                    return Err(StoreError::Unavailable("BatchWriteItem left items unprocessed".into()));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                attempt += 1;
+                let mut out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, pending)
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                pending = out.unprocessed_items.as_mut().and_then(|u| u.remove(table)).unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    /// Imports connections in bulk (25 a request) into a table that does not hold them yet: what
+    /// `create` writes for each (an account registry entry included), without its condition, so a
+    /// connection that exists is overwritten. For loading data (benchmarks, migrations), never for
+    /// connections a worker or the API may be writing.
+    pub async fn import_connections(&self, connections: &[Connection]) -> Result<(), StoreError> {
+        self.cipher.ready().await.map_err(crypto_error)?;
+        let mut items = Vec::with_capacity(connections.len());
+        for c in connections {
+            items.push(item::connection_to_item(c, &self.cipher, self.due_shards)?);
+            if let Some(account) = c.account_id.as_deref() {
+                items.push(item::account_to_item(c, account));
+            }
+        }
+        self.batch_put(&self.table, items).await
     }
 
     /// Connections from their items: resolves the items' data keys (KMS) first, then converts.
