@@ -23,10 +23,20 @@ OPENAPI_VENV := .venv-openapi
 OPENAPI_PINS := schemathesis==4.32.5 openapi-spec-validator==0.9.0
 OPENAPI_STAMP := $(OPENAPI_VENV)/.installed-$(shell echo '$(OPENAPI_PINS)' | cksum | cut -d' ' -f1)
 
+# checkov, the infrastructure-as-code scanner security reviewers run, apart too (its pins clash
+# with cfn-lint's). --skip-download keeps it offline and deterministic.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_PINS := checkov==3.3.30
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell echo '$(CHECKOV_PINS)' | cksum | cut -d' ' -f1)
+
 # The providers' own client libraries (HubSpot, Salesforce, Google, Microsoft Graph) and pytest, for the
 # conformance suites in infra/conformance that drive our fakes with them.
 CONFORMANCE_VENV := .venv-conformance
 CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed-$(shell cksum < infra/conformance/requirements.txt | cut -d' ' -f1)
+
+# The dashboard (web/): npm packages installed by `npm ci` from web/package-lock.json.
+WEB_STAMP := web/node_modules/.installed-$(shell cksum < web/package-lock.json | cut -d' ' -f1)
+CHROMIUM ?= /usr/bin/chromium
 
 CFN_LINT := $(VENV)/bin/cfn-lint
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) $(SAM_VENV)/bin/sam
@@ -36,12 +46,12 @@ OPENAPI_SPEC_VALIDATOR := $(abspath $(OPENAPI_VENV)/bin/openapi-spec-validator)
 CARGO ?= cargo
 FUNCTIONS := dispatcher worker api webhooks
 
-.PHONY: help setup lint lint-template openapi test demo bench package fuzz conformance
+.PHONY: help setup lint lint-template checkov openapi test demo demo-dashboard bench package fuzz conformance web e2e chromium
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Install moto, cfn-lint, cargo-lambda, zig, aws-sam-cli, schemathesis, openapi-spec-validator and the providers' SDKs (pinned)
+setup: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) $(CHECKOV_STAMP) $(WEB_STAMP) chromium ## Install moto, cfn-lint, cargo-lambda, zig, aws-sam-cli, schemathesis, openapi-spec-validator, checkov, the providers' SDKs, the dashboard's npm packages (pinned) and Chromium
 
 $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -67,26 +77,58 @@ $(SAM_STAMP):
 	rm -f $(SAM_VENV)/.installed-*
 	touch $@
 
-lint: ## rustfmt --check and clippy with warnings as errors (part of `make test`)
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check $(CHECKOV_PINS)
+	rm -f $(CHECKOV_VENV)/.installed-*
+	touch $@
+
+lint: ## rustfmt --check, clippy with warnings as errors, and no test doubles in the Lambda builds (part of `make test`)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
+	@if $(CARGO) tree -q $(addprefix -p ,$(FUNCTIONS)) -e features -i syncbridge | grep -q test-support; then \
+	  echo "a Lambda function's build enables syncbridge/test-support (the in-memory doubles)"; exit 1; fi
 
 lint-template: $(VENV_STAMP) $(SAM_STAMP) ## cfn-lint and `sam validate --lint` on template.yaml (offline)
 	$(CFN_LINT) --region $(REGION) -- template.yaml
 	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
 
+checkov: $(CHECKOV_STAMP) ## checkov on template.yaml; fails on any finding not suppressed in the template with its reason (part of `make test`)
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+
 openapi: $(OPENAPI_STAMP) ## Rewrite docs/openapi.json from the code, then validate it
 	UPDATE_OPENAPI=1 $(CARGO) test --quiet -p syncbridge --lib http::openapi
 	$(OPENAPI_VENV)/bin/openapi-spec-validator docs/openapi.json
 
-test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) ## Every test: unit, property, integration against moto and the fakes, the OpenAPI document (validator, schemathesis), the fakes' conformance to the providers' SDKs; then the template linters
+test: $(VENV_STAMP) $(SAM_STAMP) $(OPENAPI_STAMP) $(CONFORMANCE_STAMP) $(CHECKOV_STAMP) ## Every test: unit, property, integration against moto and the fakes, the OpenAPI document (validator, schemathesis), the dashboard's build and its end-to-end tests in Chromium, the fakes' conformance to the providers' SDKs; then the template linters and checkov
 	mkdir -p target
 	set -o pipefail; MOTO_SERVER=$(MOTO_SERVER) SCHEMATHESIS=$(SCHEMATHESIS) \
 	  OPENAPI_SPEC_VALIDATOR=$(OPENAPI_SPEC_VALIDATOR) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
+	$(MAKE) --no-print-directory web
+	$(MAKE) --no-print-directory e2e
 	$(MAKE) --no-print-directory conformance
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory lint-template
-	@awk -f infra/conformance/count.awk target/test-output.log target/conformance-output.log
+	$(MAKE) --no-print-directory checkov
+	@awk -f infra/conformance/count.awk target/test-output.log target/e2e-output.log target/conformance-output.log
+
+# The dashboard's npm packages come from the committed lockfile; its end-to-end tests run in
+# Debian's Chromium (Playwright never downloads a browser of its own).
+$(WEB_STAMP): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+chromium: ## Install Debian's Chromium when it is missing (for `make e2e`)
+	@test -x $(CHROMIUM) || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+web: $(WEB_STAMP) ## The dashboard: OpenAPI types regenerated (fails if the committed ones differ), tsc, eslint, vite build
+	cd web && npm run --silent check-gen && npm run --silent typecheck && npm run --silent lint && npm run --silent build
+
+e2e: $(VENV_STAMP) web chromium ## The dashboard end to end in Chromium (Playwright) against a private local stack; screenshots in target/screenshots
+	$(CARGO) build --quiet -p syncbridge-local --bin syncbridge
+	mkdir -p target
+	rm -rf target/screenshots
+	set -o pipefail; cd web && MOTO_SERVER=$(MOTO_SERVER) CHROMIUM=$(CHROMIUM) npx playwright test 2>&1 | tee ../target/e2e-output.log
 
 conformance: $(CONFORMANCE_STAMP) ## Drive the four provider fakes with the providers' own SDKs (part of `make test`)
 	$(CARGO) build --quiet -p syncbridge-fakes --bins
@@ -95,6 +137,9 @@ conformance: $(CONFORMANCE_STAMP) ## Drive the four provider fakes with the prov
 
 demo: $(VENV_STAMP) ## The main job end to end on a fresh local stack, with a readable summary
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo
+
+demo-dashboard: $(VENV_STAMP) web ## The demo, then its stack stays up with the dashboard on its data (Ctrl-C stops it)
+	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo --serve
 
 # The benchmark and the four function binaries (their cold starts are measured) in one release build.
 CARGO_TARGET := $(or $(CARGO_TARGET_DIR),target)
@@ -107,7 +152,7 @@ bench: $(VENV_STAMP) ## Benchmarks: pulls against the rate-limited fakes, the di
 LAMBDA_DIR := target/lambda
 MAX_ZIP_BYTES := 5242880
 
-package: $(VENV_STAMP) ## Deployable Lambda zips (release, arm64) in target/lambda/<function>/bootstrap.zip; prints their sizes, fails above 5 MB
+package: $(VENV_STAMP) web ## Deployable Lambda zips (release, arm64) in target/lambda/<function>/bootstrap.zip; prints their sizes, fails above 5 MB
 	PATH=$(abspath $(VENV))/bin:$$PATH cargo lambda build --release --arm64 --output-format zip \
 	  --lambda-dir $(LAMBDA_DIR) $(addprefix --bin ,$(FUNCTIONS))
 	@over=0; for f in $(FUNCTIONS); do \

@@ -5,6 +5,7 @@ use std::env;
 use secrecy::SecretString;
 
 use crate::adapters::{google, graph, hubspot, salesforce};
+use crate::domain::Provider;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -199,6 +200,31 @@ fn webhook_base_url(value: Option<String>) -> Result<Option<String>, ConfigError
     }
 }
 
+/// The environment variable of a provider's OAuth client id (`HUBSPOT_CLIENT_ID`, ...).
+pub fn client_id_var(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Hubspot => "HUBSPOT_CLIENT_ID",
+        Provider::Salesforce => "SALESFORCE_CLIENT_ID",
+        Provider::Google => "GOOGLE_CLIENT_ID",
+        Provider::Microsoft => "MICROSOFT_CLIENT_ID",
+    }
+}
+
+/// A provider's OAuth app from `{PROVIDER}_CLIENT_ID` and `{PROVIDER}_CLIENT_SECRET`, when both
+/// are set: the local path. In Lambda the client secrets come from Secrets Manager instead
+/// (`adapters::secrets`), never from the environment.
+fn app_from_env(provider: Provider) -> Option<OAuthApp> {
+    let secret_var = match provider {
+        Provider::Hubspot => "HUBSPOT_CLIENT_SECRET",
+        Provider::Salesforce => "SALESFORCE_CLIENT_SECRET",
+        Provider::Google => "GOOGLE_CLIENT_SECRET",
+        Provider::Microsoft => "MICROSOFT_CLIENT_SECRET",
+    };
+    let client_id = optional(client_id_var(provider))?;
+    let secret = optional(secret_var)?;
+    Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
+}
+
 impl Resources {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
@@ -211,6 +237,17 @@ impl Resources {
 }
 
 impl Config {
+    /// Turns a provider's OAuth app on with these credentials.
+    pub fn set_oauth_app(&mut self, provider: Provider, app: OAuthApp) {
+        let slot = match provider {
+            Provider::Hubspot => &mut self.hubspot_app,
+            Provider::Salesforce => &mut self.salesforce_app,
+            Provider::Google => &mut self.google_app,
+            Provider::Microsoft => &mut self.microsoft_app,
+        };
+        *slot = Some(app);
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         let due_shards = match optional("DUE_SHARDS") {
             None => DEFAULT_DUE_SHARDS,
@@ -220,34 +257,19 @@ impl Config {
                 .filter(|n| (1..=64).contains(n))
                 .ok_or(ConfigError::Invalid { name: "DUE_SHARDS", reason: "expected 1 to 64".into() })?,
         };
-        let hubspot_app = match (optional("HUBSPOT_CLIENT_ID"), optional("HUBSPOT_CLIENT_SECRET")) {
-            (Some(client_id), Some(secret)) => {
-                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
-            }
-            _ => None,
-        };
-        let microsoft_app = match (optional("MICROSOFT_CLIENT_ID"), optional("MICROSOFT_CLIENT_SECRET")) {
-            (Some(client_id), Some(secret)) => {
-                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
-            }
-            _ => None,
-        };
-        let salesforce_app = match (optional("SALESFORCE_CLIENT_ID"), optional("SALESFORCE_CLIENT_SECRET")) {
-            (Some(client_id), Some(secret)) => {
-                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
-            }
-            _ => None,
-        };
-        let google_app = match (optional("GOOGLE_CLIENT_ID"), optional("GOOGLE_CLIENT_SECRET")) {
-            (Some(client_id), Some(secret)) => {
-                Some(OAuthApp { client_id, client_secret: SecretString::from(secret) })
-            }
-            _ => None,
-        };
+        let hubspot_app = app_from_env(Provider::Hubspot);
+        let microsoft_app = app_from_env(Provider::Microsoft);
+        let salesforce_app = app_from_env(Provider::Salesforce);
+        let google_app = app_from_env(Provider::Google);
         let token_kms_key_id = optional("TOKEN_KMS_KEY_ID");
         let token_key = match optional("TOKEN_KEY") {
             Some(key) => Some(SecretString::from(key)),
-            None if token_kms_key_id.is_some() => None,
+            // In Lambda the key is read at init from Secrets Manager (`adapters::secrets`).
+            None if token_kms_key_id.is_some()
+                || optional(crate::adapters::secrets::TOKEN_KEY_SECRET_ENV).is_some() =>
+            {
+                None
+            }
             None => return Err(ConfigError::Missing("TOKEN_KEY")),
         };
         Ok(Self {

@@ -252,9 +252,26 @@ pub trait RunStore: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct PushQuery {
     pub connection: Option<ConnectionId>,
+    /// A stored status; with `as_of`, `Pending` means pending and not yet expired then, and
+    /// `Expired` pending and expired then (without it, `Expired` is `Pending`: expiry is computed).
     pub status: Option<PushStatus>,
+    pub as_of: Option<DateTime<Utc>>,
     pub limit: usize,
     pub page_token: Option<String>,
+}
+
+impl PushQuery {
+    /// Whether `item` passes the filters (the in-memory store's and the tests' reading of them).
+    pub fn matches(&self, item: &PushItem) -> bool {
+        let status = match (self.status, self.as_of) {
+            (None, _) => true,
+            (Some(s), Some(at)) if s.stored() == PushStatus::Pending => {
+                item.status == PushStatus::Pending && (s == PushStatus::Pending) == (item.expires_at > at)
+            }
+            (Some(s), _) => item.status == s.stored(),
+        };
+        status && self.connection.as_ref().is_none_or(|c| *c == item.connection_id)
+    }
 }
 
 /// The push queue (main table, tenant partition).
@@ -264,7 +281,11 @@ pub trait PushStore: Send + Sync {
     /// is left as it was.
     async fn create(&self, item: &PushItem) -> Result<bool, StoreError>;
     async fn get(&self, tenant: &TenantId, push_id: &str) -> Result<Option<PushItem>, StoreError>;
-    /// Items of one tenant, oldest first (filters applied before the limit).
+    /// Items of one tenant in queue order ([`PushItem::queue_order`]: pending, approved, failed,
+    /// completed, superseded, rejected; within each, the most urgent first, then the oldest), across
+    /// pages: a page continues where the previous one stopped in that order. Filters apply before
+    /// the limit, though a page may hold fewer than `limit` items when matches are sparse (its
+    /// token then goes on).
     async fn list(&self, tenant: &TenantId, query: &PushQuery) -> Result<Page<PushItem>, StoreError>;
     /// Writes the item if its stored version is still `item.version`; returns the new version.
     async fn save(&self, item: &PushItem) -> Result<u64, StoreError>;
@@ -693,4 +714,86 @@ impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
+}
+
+/// Why a step of the flow failed. Never carries a token, a code or a client secret.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// No client id/secret (or redirect URI) for this provider in this deployment.
+    #[error("OAuth is not configured for {0}")]
+    NotConfigured(Provider),
+    /// The provider refused the grant (an invalid, expired or reused code, a wrong redirect URI
+    /// or client): the user has to start again.
+    #[error("the provider rejected the authorization: {0}")]
+    Rejected(String),
+    /// The provider could not be reached or failed (5xx, timeout): try again.
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The provider answered something we cannot use (a missing field, a malformed URL).
+    #[error("unexpected answer from the provider: {0}")]
+    Invalid(String),
+}
+
+/// What a code exchange produced: the credentials, the provider account they belong to, and the
+/// API base URL the connection uses.
+#[derive(Debug)]
+pub struct Grant {
+    pub credentials: Credentials,
+    pub account_id: String,
+    pub base_url: String,
+}
+
+/// How a revocation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked,
+    /// The provider no longer knew the token (revoked or expired already).
+    AlreadyInvalid,
+    /// The provider has no revocation endpoint (Microsoft), or the connection holds no token
+    /// that can be revoked (a HubSpot private-app token).
+    NotSupported,
+}
+
+impl Revocation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revocation::Revoked => "revoked",
+            Revocation::AlreadyInvalid => "already_invalid",
+            Revocation::NotSupported => "not_supported",
+        }
+    }
+}
+
+/// Connecting and disconnecting a provider account with OAuth 2.0 (authorization code): the
+/// consent URL, the code exchange (with the account the grant belongs to) and the revocation.
+/// Implemented over HTTP by `adapters::oauth::OAuthProviders` through the shared send path, like
+/// every other provider call. Nothing it returns or logs carries a token, a code or a secret.
+#[async_trait]
+pub trait OAuthConnector: Send + Sync {
+    /// The redirect URIs the providers' apps registered; authorize accepts only these.
+    fn redirect_uris(&self) -> &[String];
+    /// `NotConfigured` unless this deployment has an OAuth app for `provider`.
+    fn check_configured(&self, provider: Provider) -> Result<(), OAuthError>;
+    /// Whether the provider takes a PKCE (`S256`) challenge.
+    fn supports_pkce(&self, provider: Provider) -> bool;
+    /// The provider's consent page for this app, coming back to `redirect_uri` with `state`.
+    fn authorize_url(
+        &self,
+        provider: Provider,
+        sandbox: bool,
+        redirect_uri: &str,
+        state: &str,
+        code_challenge: Option<&str>,
+    ) -> Result<String, OAuthError>;
+    /// Exchanges `code` (same `redirect_uri`, the PKCE verifier) and learns the account.
+    async fn exchange(
+        &self,
+        provider: Provider,
+        sandbox: bool,
+        redirect_uri: &str,
+        code: &SecretString,
+        verifier: Option<&SecretString>,
+    ) -> Result<Grant, OAuthError>;
+    /// Revokes the connection's grant at the provider (best effort for the caller).
+    async fn revoke(&self, connection: &Connection) -> Result<Revocation, OAuthError>;
 }

@@ -13,10 +13,11 @@ use crate::adapters::graph::{GraphFactory, Login};
 use crate::adapters::hubspot::HubspotFactory;
 use crate::adapters::oauth::OAuthProviders;
 use crate::adapters::salesforce::SalesforceFactory;
+use crate::adapters::secrets::{self, Needs, SecretSources};
 use crate::adapters::sqs::SqsJobQueue;
 use crate::config::Config;
 use crate::domain::{Connection, Provider};
-use crate::http::api::ApiState;
+use crate::http::ApiState;
 use crate::http::oauth::OAuthService;
 use crate::http::webhooks::{WebhookSettings, WebhookState};
 use crate::ports::{Clock, ProviderClient, ProviderError, ProviderFactory, SystemClock};
@@ -157,12 +158,56 @@ pub fn deps_with(
     })
 }
 
-/// What every Lambda main does first: tracing, typed config from the environment, AWS clients
-/// (once per instance), and the engine's deps on the wall clock.
-pub async fn from_env() -> Result<(Config, Deps), Box<dyn std::error::Error + Send + Sync>> {
-    crate::telemetry::init();
-    let config = Config::from_env()?;
+/// Which Lambda a main wires, and what it reads at init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Dispatcher,
+    Worker,
+    Api,
+    Webhooks,
+}
+
+impl Function {
+    /// Its `Function` dimension in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Dispatcher => "dispatcher",
+            Function::Worker => "worker",
+            Function::Api => "api",
+            Function::Webhooks => "webhooks",
+        }
+    }
+
+    /// The secrets it reads (template.yaml grants it read access to exactly these).
+    pub fn secrets(self) -> Needs {
+        match self {
+            Function::Dispatcher => Needs::NOTHING,
+            Function::Worker | Function::Api => Needs::ALL,
+            Function::Webhooks => Needs::WEBHOOKS,
+        }
+    }
+}
+
+/// Tracing and metrics, typed config from the environment with the function's secrets from
+/// Secrets Manager, and the AWS SDK config.
+async fn load(function: Function) -> Result<(Config, SdkConfig), Box<dyn std::error::Error + Send + Sync>> {
+    crate::telemetry::init_function(function.name());
+    let mut config = Config::from_env()?;
     let sdk = aws_config::load_from_env().await;
+    let needs = function.secrets();
+    if needs != Needs::NOTHING {
+        let client = aws_sdk_secretsmanager::Client::new(&sdk);
+        secrets::resolve(&mut config, &SecretSources::from_env(), needs, &client).await?;
+    }
+    Ok((config, sdk))
+}
+
+/// What every Lambda main does first: tracing and metrics, typed config and secrets, AWS clients
+/// (once per instance), and the engine's deps on the wall clock.
+pub async fn from_env(
+    function: Function,
+) -> Result<(Config, Deps), Box<dyn std::error::Error + Send + Sync>> {
+    let (config, sdk) = load(function).await?;
     let deps = deps(&config, &sdk, Arc::new(SystemClock))?;
     Ok((config, deps))
 }
@@ -193,11 +238,10 @@ pub fn webhook_state(deps: &Deps, config: &Config, sdk: &SdkConfig) -> Result<We
     })
 }
 
-/// What the webhooks Lambda main does: tracing, config, AWS clients, the router's state.
+/// What the webhooks Lambda main does: tracing and metrics, config and HubSpot's client secret,
+/// AWS clients, the router's state.
 pub async fn webhooks_from_env() -> Result<WebhookState, Box<dyn std::error::Error + Send + Sync>> {
-    crate::telemetry::init();
-    let config = Config::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let (config, sdk) = load(Function::Webhooks).await?;
     let deps = deps(&config, &sdk, Arc::new(SystemClock))?;
     Ok(webhook_state(&deps, &config, &sdk)?)
 }
@@ -214,7 +258,7 @@ pub fn api_state(deps: &Deps, config: &Config) -> ApiState {
         engine: deps.clone(),
         tenant_claim: config.tenant_claim.clone(),
         oauth: Some(Arc::new(OAuthService {
-            providers: OAuthProviders::from_config(http_client().unwrap_or_default(), config),
+            providers: Arc::new(OAuthProviders::from_config(http_client().unwrap_or_default(), config)),
             states: deps.oauth_states.clone(),
         })),
     }

@@ -64,6 +64,7 @@ fn record(c: &Connection, object: ObjectType, external: &str, email: &str) -> Ca
         etag: None,
         local_modified_at: None,
         sources: Default::default(),
+        pending_push: Default::default(),
         deleted: false,
         created_at: at(10),
         updated_at: at(10),

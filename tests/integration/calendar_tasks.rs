@@ -1,6 +1,8 @@
 //! Calendar events to pre-meeting research tasks, end to end on the local stack: an Outlook
 //! calendar (the Graph fake over HTTP) synced through moto; a meeting with an outside attendee opens
 //! one task due 24 hours before it, moving the meeting moves the task, cancelling it cancels the task.
+//! A person's edit of a task stays local: no push item, no request to Graph (which takes events
+//! only), and the task keeps it when its meeting moves.
 
 use std::time::Duration;
 
@@ -20,7 +22,8 @@ fn due(task: &Value) -> DateTime<Utc> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outlook_meeting_with_an_outside_attendee_opens_moves_and_cancels_its_research_task() {
+async fn an_outlook_meeting_with_an_outside_attendee_opens_moves_and_cancels_its_research_task_whose_edits_stay_local()
+ {
     let stack = stack(0, false).await.unwrap();
     let graph = stack.graph.state();
     let start = (Utc::now() + chrono::Duration::days(2)).with_nanosecond(0).unwrap();
@@ -69,6 +72,22 @@ async fn an_outlook_meeting_with_an_outside_attendee_opens_moves_and_cancels_its
     assert_eq!(open[0]["fields"]["external_attendees"], json!(["peter@initech.example"]));
     assert_eq!(open[0]["deleted"], false);
 
+    // Marking it done is a local edit: 204, nothing queued, nothing sent to Graph.
+    let task_id = open[0]["record_id"].as_str().unwrap().to_owned();
+    let edited = reqwest::Client::new()
+        .post(format!("{}/v1/connections/{id}/records/{task_id}/edit", stack.gateway.base_url()))
+        .bearer_auth(stack.token("acme").unwrap())
+        .json(&json!({ "fields": { "status": "done" }, "idempotency_key": "done-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), reqwest::StatusCode::NO_CONTENT);
+    let queue = syncbridge_tests::get(&stack, "acme", "/v1/push").await.unwrap();
+    assert_eq!(queue["items"], json!([]), "a task edit queues no push");
+    let audit = syncbridge_tests::get(&stack, "acme", "/v1/audit?operation=local_edit").await.unwrap();
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(audit["items"][0]["after"], json!({ "status": "done" }));
+
     assert!(graph.move_event(&external, chrono::Duration::days(1)));
     stack.runner.fire_schedule(Utc::now() + chrono::Duration::minutes(16)).await.unwrap();
     assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
@@ -76,6 +95,14 @@ async fn an_outlook_meeting_with_an_outside_attendee_opens_moves_and_cancels_its
     let moved = tasks(&records);
     assert_eq!(moved.len(), 1);
     assert_eq!(due(moved[0]), start, "the task moved with its meeting");
+    assert_eq!(moved[0]["fields"]["status"], "done", "and kept the person's edit");
+    assert_eq!(moved[0]["pending_push"], json!({}));
+    use syncbridge_fakes::graph::Route;
+    let writes: u64 = [Route::CreateEvent, Route::UpdateEvent, Route::DeleteEvent]
+        .into_iter()
+        .map(|r| graph.route_count(r))
+        .sum();
+    assert_eq!(writes, 0, "Graph never saw a write");
 
     assert!(graph.cancel_event(&external));
     stack.runner.fire_schedule(Utc::now() + chrono::Duration::minutes(32)).await.unwrap();

@@ -717,7 +717,7 @@ mod at_scale {
     use std::sync::Arc;
 
     use syncbridge::adapters::hubspot::HubspotFactory;
-    use syncbridge::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore, memory_deps};
+    use syncbridge::adapters::memory::{ManualClock, MemoryQueue, MemoryStore};
     use syncbridge::adapters::salesforce::SalesforceFactory;
     use syncbridge::domain::{Job, JobId, JobReason, ObjectType, Provider, RunStatus};
     use syncbridge::ports::{ProviderFactory, RunStore};
@@ -734,13 +734,11 @@ mod at_scale {
     ) -> (JobOutcome, syncbridge::domain::SyncRun, BTreeMap<ObjectType, usize>, usize) {
         let store = Arc::new(MemoryStore::new());
         let queue = Arc::new(MemoryQueue::new());
-        let deps = memory_deps(
-            store.clone(),
-            queue.clone(),
-            Arc::new(MemoryBus::new()),
-            providers,
-            Arc::new(ManualClock::new(Utc::now())),
-        );
+        let deps = syncbridge::adapters::memory::TestDeps::new(store.clone())
+            .queue(queue.clone())
+            .providers(providers)
+            .clock(Arc::new(ManualClock::new(Utc::now())))
+            .build();
         store.put_connection(connection.clone());
         let job = Job::sync(
             connection.tenant_id.clone(),

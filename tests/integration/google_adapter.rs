@@ -10,15 +10,13 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use syncbridge::adapters::google::{Backoff, GoogleClient, GoogleFactory, event_id_for};
-use syncbridge::adapters::memory::{MemoryBus, MemoryQueue, MemoryStore};
+use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::config::OAuthApp;
 use syncbridge::domain::{
     Connection, ConnectionSettings, Credentials, ExternalId, IdempotencyKey, Job, JobReason, NewConnection,
     ObjectType, Provider, RemoteRecord, SyncCursor, TenantId,
 };
-use syncbridge::ports::{
-    Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, SystemClock,
-};
+use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite};
 use syncbridge::sync::worker::{JobOutcome, run_job};
 use syncbridge::sync::{Deadline, Deps};
 use syncbridge_fakes::google::{FakeConfig, Fault, FaultKind, GoogleFake, Route, RunningFake};
@@ -208,13 +206,8 @@ async fn google_410_restarts_a_full_pull_whose_gap_listing_catches_events_moved_
 
 fn engine(fake: &RunningFake) -> (Deps, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
-    let deps = syncbridge::adapters::memory::memory_deps(
-        store.clone(),
-        Arc::new(MemoryQueue::new()),
-        Arc::new(MemoryBus::new()),
-        Arc::new(factory(fake)),
-        Arc::new(SystemClock),
-    );
+    let deps =
+        syncbridge::adapters::memory::TestDeps::new(store.clone()).providers(Arc::new(factory(fake))).build();
     (deps, store)
 }
 
@@ -517,13 +510,10 @@ async fn a_synced_google_connection_keeps_one_channel_at_google_renewed_only_nea
     let fake = start(2, 0).await;
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let mut deps = syncbridge::adapters::memory::memory_deps(
-        store.clone(),
-        Arc::new(MemoryQueue::new()),
-        Arc::new(MemoryBus::new()),
-        Arc::new(factory(&fake)),
-        clock.clone(),
-    );
+    let mut deps = syncbridge::adapters::memory::TestDeps::new(store.clone())
+        .providers(Arc::new(factory(&fake)))
+        .clock(clock.clone())
+        .build();
     deps.settings.webhook_base_url = Some("http://127.0.0.1:9/prod".into());
     let conn = connection(&fake, TOKEN, None);
     store.put_connection(conn.clone());

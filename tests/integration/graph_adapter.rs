@@ -17,14 +17,14 @@ use syncbridge::adapters::graph::{
     GraphClient, GraphFactory, Login, Pacing, SubscriptionRequest, graph_id_of, max_expiration,
     transaction_id,
 };
-use syncbridge::adapters::memory::{MemoryBus, MemoryQueue, MemoryStore};
+use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::config::OAuthApp;
 use syncbridge::domain::record::Fields;
 use syncbridge::domain::{
     Connection, Credentials, IdempotencyKey, Job, JobReason, NewConnection, ObjectType, Provider,
     RemoteRecord, SyncCursor, TenantId,
 };
-use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderWrite, SystemClock};
+use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderWrite};
 use syncbridge::sync::worker::{JobOutcome, run_job};
 use syncbridge::sync::{Deadline, Deps};
 use syncbridge_fakes::graph::{
@@ -259,14 +259,10 @@ async fn graph_410_on_the_delta_link_resyncs_the_window_and_reports_deletions_ma
     assert_eq!(state.stats().total, 1);
 }
 
-fn memory_deps(fake: &RunningFake, store: Arc<MemoryStore>) -> Deps {
-    syncbridge::adapters::memory::memory_deps(
-        store,
-        Arc::new(MemoryQueue::new()),
-        Arc::new(MemoryBus::new()),
-        Arc::new(factory(fake, Pacing { page_size: 7, ..Pacing::default() })),
-        Arc::new(SystemClock),
-    )
+fn graph_deps(fake: &RunningFake, store: Arc<MemoryStore>) -> Deps {
+    syncbridge::adapters::memory::TestDeps::new(store)
+        .providers(Arc::new(factory(fake, Pacing { page_size: 7, ..Pacing::default() })))
+        .build()
 }
 
 async fn sync_once(deps: &Deps, conn: &Connection) -> syncbridge::domain::RunCounts {
@@ -290,7 +286,7 @@ async fn worker_resyncs_after_graph_410_without_duplicating_records_and_deletes_
     let store = Arc::new(MemoryStore::new());
     let conn = connection(&fake.base_url(), static_credentials());
     store.put_connection(conn.clone());
-    let deps = memory_deps(&fake, store.clone());
+    let deps = graph_deps(&fake, store.clone());
     let (expected, cancelled) = in_window(&fake);
     let first = sync_once(&deps, &conn).await;
     assert_eq!(first.created as usize, expected.len() - cancelled.len());
@@ -483,7 +479,7 @@ async fn worker_refreshes_a_graph_token_after_a_401_and_completes_the_sync() {
         },
     );
     store.put_connection(conn.clone());
-    let deps = memory_deps(&fake, store.clone());
+    let deps = graph_deps(&fake, store.clone());
     state.inject_fault(Fault { route: Route::Delta, kind: FaultKind::ExpiredToken, count: 1 });
     let counts = sync_once(&deps, &conn).await;
     assert!(counts.created > 0);
@@ -598,7 +594,7 @@ async fn an_approved_suggested_meeting_lands_once_in_outlook_and_later_pulls_kee
     let store = Arc::new(MemoryStore::new());
     let conn = connection(&fake.base_url(), static_credentials());
     store.put_connection(conn.clone());
-    let deps = memory_deps(&fake, store.clone());
+    let deps = graph_deps(&fake, store.clone());
     let start_at = (Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT10:00:00Z").to_string();
     let end_at = (Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT10:30:00Z").to_string();
     let fields: Fields = serde_json::from_value(json!({
@@ -666,13 +662,10 @@ async fn a_synced_graph_connection_keeps_one_subscription_extended_near_expiry_a
 
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let mut deps = syncbridge::adapters::memory::memory_deps(
-        store.clone(),
-        Arc::new(MemoryQueue::new()),
-        Arc::new(MemoryBus::new()),
-        Arc::new(factory(&fake, Pacing { page_size: 7, ..Pacing::default() })),
-        clock.clone(),
-    );
+    let mut deps = syncbridge::adapters::memory::TestDeps::new(store.clone())
+        .providers(Arc::new(factory(&fake, Pacing { page_size: 7, ..Pacing::default() })))
+        .clock(clock.clone())
+        .build();
     deps.settings.webhook_base_url = Some(base.clone());
     let conn = connection(&fake.base_url(), static_credentials());
     store.put_connection(conn.clone());

@@ -11,13 +11,13 @@ use proptest::prelude::*;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use syncbridge::adapters::hubspot::{HubspotFactory, Pacing};
-use syncbridge::adapters::memory::{MemoryBus, MemoryQueue, MemoryStore};
+use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::domain::policy::{ConflictPolicy, Fallback, Ownership};
 use syncbridge::domain::{
     ConflictStatus, Connection, ConnectionSettings, Credentials, IdempotencyKey, Job, JobId, JobReason,
     NewConnection, ObjectType, Operation, Priority, Provider, PushAction, TenantId,
 };
-use syncbridge::ports::{ConflictQuery, SystemClock};
+use syncbridge::ports::ConflictQuery;
 use syncbridge::sync::push::{self, PushRequest};
 use syncbridge::sync::worker::run_job;
 use syncbridge::sync::{Deadline, Deps};
@@ -93,13 +93,8 @@ impl World {
         let store = Arc::new(MemoryStore::new());
         let factory = HubspotFactory::new(reqwest::Client::new(), None)
             .with_pacing(Pacing { search_per_second: 1_000, ..Pacing::default() });
-        let deps = syncbridge::adapters::memory::memory_deps(
-            store.clone(),
-            Arc::new(MemoryQueue::new()),
-            Arc::new(MemoryBus::new()),
-            Arc::new(factory),
-            Arc::new(SystemClock),
-        );
+        let deps =
+            syncbridge::adapters::memory::TestDeps::new(store.clone()).providers(Arc::new(factory)).build();
         let settings = ConnectionSettings {
             conflict_policy: policy,
             auto_push: [(PushAction::UpdateRecord, true), (PushAction::CreateNote, true)].into(),

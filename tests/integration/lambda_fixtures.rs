@@ -8,7 +8,7 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use syncbridge::domain::{ConnectionId, ConnectionStatus, JobId, ObjectType, TenantId};
-use syncbridge::http::api;
+use syncbridge::http as api;
 use syncbridge::sync::{Deadline, dispatcher, worker};
 use syncbridge::wiring;
 use syncbridge_local::fixtures;

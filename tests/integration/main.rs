@@ -1,5 +1,8 @@
 //! Integration tests: one binary, each test with its own moto, fakes and gateway on random ports.
 
+// Test code: an unwrap that fails is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod aws_adapters;
 mod aws_support;
 mod calendar_tasks;
@@ -20,6 +23,7 @@ mod partial;
 mod queues;
 mod salesforce_adapter;
 mod salesforce_e2e;
+mod secrets;
 mod stack;
 mod two_way;
 mod webhooks;

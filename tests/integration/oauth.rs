@@ -440,3 +440,52 @@ async fn google_and_microsoft_connect_flows_learn_the_calendar_owner_and_the_use
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(0));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_browser_connects_hubspot_from_the_dashboard_through_the_consent_page_and_lands_back_on_it()
+-> Result<()> {
+    let stack = LocalStack::start(StackOptions {
+        hubspot: FakeConfig { contacts: 2, private_app_token: None, ..FakeConfig::default() },
+        ..StackOptions::default()
+    })
+    .await?;
+    let base = stack.gateway.base_url();
+    // The dashboard's page and its start-up configuration come from the gateway's origin.
+    let page = browser().get(format!("{base}/connections")).send().await?;
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.headers()["content-type"].to_str()?.starts_with("text/html"));
+    let config: Value = browser().get(format!("{base}/config.json")).send().await?.json().await?;
+    assert_eq!(config["auth"]["mode"], "dev");
+
+    let body = json!({ "redirect_uri": callback_url(&stack), "return_to": "/connections" });
+    let (status, started) = authorize(&stack, "acme", "hubspot", body).await?;
+    assert_eq!(status, 200, "{started}");
+    let authorize_url = started["authorize_url"].as_str().context("authorize_url")?;
+    // A browser sees HubSpot's consent page first, and its "Connect app" button sends it on.
+    let html = browser().get(authorize_url).header("accept", "text/html").send().await?;
+    assert_eq!(html.status().as_u16(), 200);
+    let text = html.text().await?;
+    assert!(text.contains("Connect app") && text.contains("Cancel"), "{text}");
+    let allow = format!("{authorize_url}&consent=allow");
+    let back_to = browser().get(&allow).header("accept", "text/html").send().await?;
+    assert_eq!(back_to.status().as_u16(), 302);
+    let callback = back_to.headers()["location"].to_str()?.to_owned();
+    let landed = browser().get(&callback).header("accept", "text/html").send().await?;
+    assert_eq!(landed.status().as_u16(), 303);
+    let location = landed.headers()["location"].to_str()?.to_owned();
+    let id = location.strip_prefix("/connections?connected=").context("back on the dashboard")?;
+    let (status, connection) =
+        call(&stack, "acme", reqwest::Method::GET, &format!("/v1/connections/{id}")).await?;
+    assert_eq!((status, connection["provider"].as_str()), (200, Some("hubspot")), "{connection}");
+
+    // Declining on the same page brings the browser back with the reason.
+    let body = json!({ "redirect_uri": callback_url(&stack), "return_to": "/connections" });
+    let (_, started) = authorize(&stack, "acme", "hubspot", body).await?;
+    let deny = format!("{}&consent=deny", started["authorize_url"].as_str().context("authorize_url")?);
+    let back_to = browser().get(&deny).header("accept", "text/html").send().await?;
+    let callback = back_to.headers()["location"].to_str()?.to_owned();
+    let landed = browser().get(&callback).send().await?;
+    let location = landed.headers()["location"].to_str()?.to_owned();
+    assert!(location.starts_with("/connections?oauth_error=authorization_denied&"), "{location}");
+    Ok(())
+}

@@ -17,8 +17,8 @@ use syncbridge::domain::{
     CanonicalRecord, ConflictStatus, ConnectionId, ExternalId, ObjectType, Provider, RecordId, Resolution,
     TenantId,
 };
-use syncbridge::http::api::{self, BODY_LIMIT_BYTES};
 use syncbridge::http::openapi;
+use syncbridge::http::{self as api, common::BODY_LIMIT_BYTES};
 use syncbridge::ports::RecordWrite;
 use syncbridge::wiring;
 use syncbridge_local::local::{LocalStack, StackOptions};
@@ -96,6 +96,7 @@ async fn seed() -> Result<Seeded> {
         etag: None,
         local_modified_at: None,
         sources: Default::default(),
+        pending_push: Default::default(),
         deleted: false,
         created_at: now,
         updated_at: now,
@@ -573,10 +574,32 @@ fn the_template_opens_exactly_the_public_operations_of_the_api_function() -> Res
         })
         .collect();
     open.sort();
+    // The dashboard's files (outside /v1) are open; nothing under /v1 is, but the public operations.
+    let (api_open, dashboard): (Vec<_>, Vec<_>) =
+        open.into_iter().partition(|(_, path)| path.starts_with("/v1/"));
+    assert_eq!(
+        dashboard,
+        [("GET".to_owned(), "/".to_owned()), ("GET".to_owned(), "/{proxy+}".to_owned())],
+        "the dashboard's open routes"
+    );
     let mut public: Vec<(String, String)> =
         openapi::PUBLIC_ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
     public.sort();
-    assert_eq!(open, public, "routes without the JWT authorizer in template.yaml");
+    assert_eq!(api_open, public, "routes without the JWT authorizer in template.yaml");
+    // `/v1/{proxy+}` per method, never ANY: a GET to /v1/... must pick the authorized GET route over
+    // the dashboard's open `GET /{proxy+}` (the longer greedy path wins among routes of one method).
+    let v1_methods: std::collections::BTreeSet<String> = api.properties["Events"]
+        .as_object()
+        .context("ApiFunction has no events")?
+        .values()
+        .filter(|event| event["Properties"]["Path"] == "/v1/{proxy+}")
+        .map(|event| event["Properties"]["Method"].as_str().unwrap_or_default().to_uppercase())
+        .collect();
+    assert_eq!(
+        v1_methods,
+        ["DELETE", "GET", "PATCH", "POST"].map(str::to_owned).into(),
+        "methods of /v1/{{proxy+}}"
+    );
     let document = serde_json::to_value(openapi::document())?;
     for (method, path) in &public {
         let op = &document["paths"][path][method.to_lowercase()];

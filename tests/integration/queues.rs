@@ -1,5 +1,6 @@
 //! The push queue and conflict queue stores against a real moto server: idempotent creation,
-//! conditional saves, filters and paging, tenant isolation.
+//! conditional saves, filters and paging in queue order (through the `push_queue` index), tenant
+//! isolation.
 
 use anyhow::Result;
 use chrono::{TimeZone, Utc};
@@ -7,8 +8,8 @@ use serde_json::json;
 use syncbridge::domain::policy::Strategy;
 use syncbridge::domain::push::{ConflictItem, conflict_id, new_push_item};
 use syncbridge::domain::{
-    ConflictStatus, ConnectionId, ExternalId, IdempotencyKey, ObjectType, Priority, PushAction, PushStatus,
-    RecordId, Resolution, TenantId,
+    ConflictStatus, ConnectionId, ExternalId, IdempotencyKey, ObjectType, Priority, PushAction, PushItem,
+    PushStatus, RecordId, Resolution, TenantId,
 };
 use syncbridge::ports::{ConflictQuery, ConflictStore, PushQuery, PushStore, StoreError};
 
@@ -32,6 +33,25 @@ fn push(tenant: &str, connection: &str, key: &str) -> syncbridge::domain::PushIt
         false,
         now(),
     )
+}
+
+/// Every item the query lists, following its page tokens.
+async fn all_pages(store: &dyn PushStore, tenant: &TenantId, query: PushQuery) -> Result<Vec<PushItem>> {
+    let mut items = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store.list(tenant, &PushQuery { page_token: token.take(), ..query.clone() }).await?;
+        assert!(page.items.len() <= query.limit, "a page holds at most its limit");
+        items.extend(page.items);
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return Ok(items),
+        }
+    }
+}
+
+fn ids(items: &[PushItem]) -> Vec<String> {
+    items.iter().map(|p| p.push_id.clone()).collect()
 }
 
 fn conflict(tenant: &str, record: &str, field: &str, local: &str, remote: &str) -> ConflictItem {
@@ -160,5 +180,98 @@ async fn conflicts_are_stored_once_per_record_field_and_reopened_only_when_value
         .await?;
     assert_eq!(open.items.len(), 3);
     assert!(store.get(&TenantId::parse("globex")?, &c.conflict_id).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_push_queue_reads_highest_priority_first_then_oldest_across_pages_and_filters() -> Result<()> {
+    let moto = Moto::start().await?;
+    let dynamo = dynamo_store(&moto.config().await, 4).await?;
+    let store: &dyn PushStore = &dynamo;
+    let tenant = TenantId::parse("acme")?;
+    let priorities = [Priority::Low, Priority::Normal, Priority::High, Priority::Critical];
+    let mut made = Vec::new();
+    for i in 0..12i64 {
+        let mut p = push("acme", if i % 3 == 0 { "c2" } else { "c1" }, &format!("k-{i}"));
+        p.priority = priorities[(i as usize * 7) % 4];
+        p.created_at = now() + chrono::Duration::seconds(i);
+        p.expires_at = p.created_at + chrono::Duration::days(7);
+        assert!(store.create(&p).await?);
+        made.push(p);
+    }
+    store.create(&push("globex", "c1", "k-0")).await?;
+    let in_queue_order = |keep: &dyn Fn(&PushItem) -> bool| {
+        let mut v: Vec<PushItem> = made.iter().filter(|p| keep(p)).cloned().collect();
+        v.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created_at.cmp(&b.created_at)));
+        ids(&v)
+    };
+
+    let pending =
+        PushQuery { status: Some(PushStatus::Pending), as_of: Some(now()), limit: 2, ..PushQuery::default() };
+    let listed = all_pages(store, &tenant, pending.clone()).await?;
+    assert_eq!(ids(&listed), in_queue_order(&|_| true), "one order across six pages of two");
+    assert_eq!(listed[0].priority, Priority::Critical);
+
+    // The connection is a filter: pages are cut at the limit and go on after the last item given.
+    let c1 = ConnectionId::parse("c1")?;
+    let query = PushQuery { connection: Some(c1.clone()), limit: 3, ..pending.clone() };
+    assert_eq!(ids(&all_pages(store, &tenant, query).await?), in_queue_order(&|p| p.connection_id == c1));
+
+    // Approved items of one connection, in the order the worker pushes them.
+    let mut approved = Vec::new();
+    for p in made.iter().filter(|p| p.connection_id == c1).take(4) {
+        let mut stored = store.get(&tenant, &p.push_id).await?.expect("stored");
+        stored.decide(true, "user:ann", now())?;
+        store.save(&stored).await?;
+        approved.push(p.push_id.clone());
+    }
+    let worker = PushQuery {
+        connection: Some(c1.clone()),
+        status: Some(PushStatus::Approved),
+        limit: 200,
+        ..PushQuery::default()
+    };
+    assert_eq!(
+        ids(&all_pages(store, &tenant, worker).await?),
+        in_queue_order(&|p| approved.contains(&p.push_id))
+    );
+    let still = all_pages(store, &tenant, pending.clone()).await?;
+    assert_eq!(ids(&still), in_queue_order(&|p| !approved.contains(&p.push_id)));
+
+    // Expiry is computed from the time asked about: items created in the first 5.5 s have expired.
+    let later = now() + chrono::Duration::days(7) + chrono::Duration::milliseconds(5_500);
+    let open = all_pages(store, &tenant, PushQuery { as_of: Some(later), ..pending.clone() }).await?;
+    let expired = all_pages(
+        store,
+        &tenant,
+        PushQuery { status: Some(PushStatus::Expired), as_of: Some(later), ..pending.clone() },
+    )
+    .await?;
+    let young = |p: &PushItem| p.created_at >= now() + chrono::Duration::seconds(6);
+    assert_eq!(ids(&open), in_queue_order(&|p| young(p) && !approved.contains(&p.push_id)));
+    assert_eq!(ids(&expired), in_queue_order(&|p| !young(p) && !approved.contains(&p.push_id)));
+
+    // A superseded item leaves the pending group for its own; without a status, groups in order.
+    let gone = &still[0].push_id;
+    let mut stored = store.get(&tenant, gone).await?.expect("stored");
+    stored.supersede("p_newer", now())?;
+    store.save(&stored).await?;
+    let superseded = PushQuery { status: Some(PushStatus::Superseded), limit: 50, ..PushQuery::default() };
+    assert_eq!(ids(&all_pages(store, &tenant, superseded).await?), vec![gone.clone()]);
+    let everything = all_pages(store, &tenant, PushQuery { limit: 5, ..PushQuery::default() }).await?;
+    let statuses: Vec<PushStatus> = everything.iter().map(|p| p.status).collect();
+    let mut grouped = statuses.clone();
+    grouped.dedup();
+    assert_eq!(grouped, vec![PushStatus::Pending, PushStatus::Approved, PushStatus::Superseded]);
+    assert_eq!(everything.len(), 12, "another tenant's item never shows");
+
+    // A page token names its tenant: another tenant cannot continue with it.
+    let page = store.list(&tenant, &PushQuery { limit: 2, ..PushQuery::default() }).await?;
+    let token = page.next.expect("more pages");
+    let globex = PushQuery { page_token: Some(token), limit: 2, ..PushQuery::default() };
+    assert!(matches!(
+        store.list(&TenantId::parse("globex")?, &globex).await,
+        Err(StoreError::InvalidPageToken)
+    ));
     Ok(())
 }

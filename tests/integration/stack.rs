@@ -43,7 +43,8 @@ async fn queue_attributes(
 }
 
 #[tokio::test]
-async fn main_table_from_the_template_has_the_sharded_due_index_ttl_and_pitr() -> Result<()> {
+async fn main_table_from_the_template_has_the_sharded_due_index_the_push_queue_index_ttl_and_pitr()
+-> Result<()> {
     let stack = start_stack("main").await?;
     let client = dynamodb::Client::new(&stack.config);
     let table_name = &stack.created.resources.table_name;
@@ -66,6 +67,16 @@ async fn main_table_from_the_template_has_the_sharded_due_index_ttl_and_pitr() -
     let projection = due.projection().context("`due` has no projection")?;
     assert_eq!(projection.projection_type(), Some(&ProjectionType::Include));
     assert_eq!(projection.non_key_attributes(), ["interval_minutes".to_owned()]);
+    let push_queue = table
+        .global_secondary_indexes()
+        .iter()
+        .find(|i| i.index_name() == Some("push_queue"))
+        .context("the main table has no `push_queue` index")?;
+    assert_eq!(
+        key_schema(push_queue.key_schema()),
+        vec![("pk".to_owned(), KeyType::Hash), ("push_order".to_owned(), KeyType::Range)]
+    );
+    assert_eq!(push_queue.projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
 
     let ttl = client.describe_time_to_live().table_name(table_name).send().await?;
     let ttl = ttl.time_to_live_description().context("no TTL description")?;

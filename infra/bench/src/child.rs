@@ -86,6 +86,7 @@ fn id_log_path() -> PathBuf {
 }
 
 /// Waits for the process and returns its exit code (128 + signal when killed) and `ru_maxrss`.
+#[allow(unsafe_code)]
 fn reap(pid: u32) -> anyhow::Result<(i32, u64)> {
     let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
     let mut status: libc::c_int = 0;

@@ -15,13 +15,13 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
-use syncbridge::adapters::memory::{MemoryQueue, MemoryStore, memory_deps};
+use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::adapters::salesforce::SalesforceFactory;
 use syncbridge::domain::{
     Connection, Credentials, Job, JobReason, NewConnection, ObjectType, Provider, RunCounts, SyncCursor,
     TenantId,
 };
-use syncbridge::ports::{ProviderClient, ProviderError, ProviderFactory, SystemClock};
+use syncbridge::ports::{ProviderClient, ProviderError, ProviderFactory};
 use syncbridge::sync::worker::{JobOutcome, run_job};
 use syncbridge::sync::{Deadline, Deps};
 
@@ -127,13 +127,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let deps = Deps {
         records: null.clone(),
         audit: null.clone(),
-        ..memory_deps(
-            memory.clone(),
-            Arc::new(MemoryQueue::new()),
-            null.clone(),
-            Arc::new(factories),
-            Arc::new(SystemClock),
-        )
+        ..syncbridge::adapters::memory::TestDeps::new(memory.clone())
+            .bus(null.clone())
+            .providers(Arc::new(factories))
+            .build()
     };
     let job = Job::sync(
         tenant.clone(),

@@ -1,8 +1,9 @@
 //! The authorization-code half of OAuth 2.0 that every fake shares (RFC 6749 §4.1, RFC 7636).
 //!
-//! The authorize endpoint consents at once and redirects the browser to `redirect_uri` with a
-//! `code` and the caller's `state` (or with `error=access_denied` when an admin said the user
-//! declines). A code is single use, expires after 10 minutes, and is bound to the client id, the
+//! The authorize endpoint shows a browser (a request that accepts `text/html`) a consent page
+//! whose buttons allow or decline, as the providers' own pages do; a program (no `text/html`)
+//! consents at once. Either way it redirects to `redirect_uri` with a `code` and the caller's
+//! `state` (or with `error=access_denied` when the user declines, or an admin said they will). A code is single use, expires after 10 minutes, and is bound to the client id, the
 //! redirect URI and, when one was sent, the PKCE `S256` challenge, which the token endpoint checks
 //! (the fakes' token handlers call [`CodeGrants::redeem`]).
 
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,6 +32,8 @@ pub struct AuthorizeParams {
     pub scope: Option<String>,
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
+    /// The consent page's answer: `allow` or `deny` (absent: the page is shown to a browser).
+    pub consent: Option<String>,
 }
 
 #[derive(Debug)]
@@ -83,7 +86,82 @@ fn redirect_to(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
     (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
 }
 
+/// A page like the providers' own: what the app asks for, and two buttons that send the same
+/// request back with the user's answer.
+fn consent_page(params: &AuthorizeParams, app: &str) -> Response {
+    let hidden: String = [
+        ("response_type", &params.response_type),
+        ("client_id", &params.client_id),
+        ("redirect_uri", &params.redirect_uri),
+        ("state", &params.state),
+        ("scope", &params.scope),
+        ("code_challenge", &params.code_challenge),
+        ("code_challenge_method", &params.code_challenge_method),
+    ]
+    .iter()
+    .filter_map(|(k, v)| {
+        v.as_deref().map(|v| format!(r#"<input type="hidden" name="{k}" value="{}">"#, escape(v)))
+    })
+    .collect();
+    let scopes: String = params
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split([' ', '+'])
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("<li>{}</li>", escape(s)))
+        .collect();
+    let app = escape(app);
+    let page = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Connect to {app}</title></head>
+<body><main><h1>Connect Syncbridge to your {app} account</h1><p>Syncbridge asks for:</p><ul>{scopes}</ul>
+<form method="get"><input type="hidden" name="consent" value="allow">{hidden}<button type="submit">Connect app</button></form>
+<form method="get"><input type="hidden" name="consent" value="deny">{hidden}<button type="submit">Cancel</button></form>
+</main></body></html>"#
+    );
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
 impl CodeGrants {
+    /// The provider's consent page for a browser, the user's answer from it, or (for a program) an
+    /// immediate consent. `app` names the provider on the page.
+    pub fn consent(
+        &self,
+        headers: &HeaderMap,
+        params: &AuthorizeParams,
+        client_id: &str,
+        app: &str,
+    ) -> Response {
+        let wants_page = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
+        let valid = params.redirect_uri.is_some() && params.client_id.as_deref() == Some(client_id);
+        match params.consent.as_deref() {
+            Some("deny") if valid => {
+                let state = params.state.clone().unwrap_or_default();
+                redirect_to(
+                    params.redirect_uri.as_deref().unwrap_or_default(),
+                    &[
+                        ("error", "access_denied"),
+                        ("error_description", "The user denied access"),
+                        ("state", &state),
+                    ],
+                )
+            }
+            None if wants_page && valid => consent_page(params, app),
+            _ => self.authorize(params, client_id),
+        }
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -181,6 +259,24 @@ impl CodeGrants {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_browser_gets_the_consent_page_and_its_buttons_allow_or_deny() {
+        let g = CodeGrants::new();
+        let mut html = HeaderMap::new();
+        html.insert(header::ACCEPT, "text/html,application/xhtml+xml".parse().unwrap());
+        let page = g.consent(&html, &params(None), "cid", "HubSpot");
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(g.counts().0, 0, "no code before the user answers");
+        let allow = AuthorizeParams { consent: Some("allow".into()), ..params(None) };
+        let (code, _) = code_of(&g.consent(&html, &allow, "cid", "HubSpot"));
+        assert!(!code.is_empty());
+        let deny = AuthorizeParams { consent: Some("deny".into()), ..params(None) };
+        assert_eq!(code_of(&g.consent(&html, &deny, "cid", "HubSpot")).1, "access_denied");
+        // A program consents at once; an unknown client gets the error page, not a consent page.
+        assert!(!code_of(&g.consent(&HeaderMap::new(), &params(None), "cid", "HubSpot")).0.is_empty());
+        assert_eq!(g.consent(&html, &params(None), "other", "HubSpot").status(), StatusCode::BAD_REQUEST);
+    }
 
     fn code_of(response: &Response) -> (String, String) {
         let location = response.headers()[header::LOCATION].to_str().unwrap();

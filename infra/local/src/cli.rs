@@ -56,6 +56,10 @@ pub struct DemoArgs {
     /// Contacts edited in HubSpot between the first and the second sync.
     #[arg(long, default_value_t = 15)]
     pub edits: usize,
+    /// After the summary, keep the demo's stack running (schedule and worker included) and print
+    /// the dashboard's URL for each tenant, until Ctrl-C.
+    #[arg(long)]
+    pub serve: bool,
 }
 
 /// What `up` leaves in `stack.json`.
@@ -88,6 +92,7 @@ fn read_info() -> Result<Option<StackInfo>> {
     Ok(alive(info.pid).then_some(info))
 }
 
+#[allow(unsafe_code)]
 fn alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
@@ -106,9 +111,35 @@ fn print_info(info: &StackInfo) {
     println!("  HubSpot fake:   {}  (token: {})", info.hubspot_url, info.hubspot_token);
     println!("  moto (AWS):     {}", info.moto_endpoint);
     println!("  Token for curl: syncbridge token --tenant local");
+    match dashboard_url(info, "local") {
+        Ok(url) => println!(
+            "  Dashboard:      {url}\n                  (signed in as tenant `local` for 12 h; another tenant: syncbridge dashboard --tenant T)"
+        ),
+        Err(e) => println!("  Dashboard:      unavailable ({e})"),
+    }
+}
+
+/// The local dashboard's URL, signing in as `tenant`: the token rides in the fragment, which the
+/// browser never sends to a server; the dashboard moves it to session storage and drops it from
+/// the address bar.
+fn dashboard_url(info: &StackInfo, tenant: &str) -> Result<String> {
+    let tenant = syncbridge::domain::TenantId::parse_external(tenant)?;
+    let token = dev_key()?.sign(&tenant, &format!("dashboard-{tenant}"), DASHBOARD_TOKEN_TTL);
+    Ok(format!("{}/#token={token}", info.api_url))
+}
+
+/// How long a dashboard link signs in for: a working day.
+const DASHBOARD_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Prints the dashboard's URL for `tenant` on the local stack (starting it if needed).
+pub async fn dashboard(args: &TenantArgs) -> Result<()> {
+    let info = ensure_up(&default_up()).await?;
+    println!("{}", dashboard_url(&info, &args.tenant)?);
+    Ok(())
 }
 
 /// Starts the background stack unless one runs; returns its info.
+#[allow(unsafe_code)]
 pub async fn ensure_up(args: &UpArgs) -> Result<StackInfo> {
     if let Some(info) = read_info()? {
         return Ok(info);
@@ -154,6 +185,7 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     Ok(())
 }
 
+#[allow(unsafe_code)]
 pub async fn down() -> Result<()> {
     let home = home()?;
     let Some(info) = read_info()? else {
@@ -209,8 +241,16 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
     std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&info)?)?;
     tracing::info!(api = %info.api_url, "local stack up");
 
+    run_until_stopped(&stack, Duration::from_secs(args.tick_seconds.max(1))).await?;
+    let _ = std::fs::remove_file(home.join("stack.json"));
+    drop(stack);
+    Ok(())
+}
+
+/// Fires the schedule every `tick` and delivers queued jobs to the worker, as EventBridge and
+/// Lambda's SQS poller would, until SIGTERM or Ctrl-C.
+pub async fn run_until_stopped(stack: &LocalStack, tick: Duration) -> Result<()> {
     let runner = stack.runner.clone();
-    let tick = Duration::from_secs(args.tick_seconds.max(1));
     let schedule = tokio::spawn({
         let runner = runner.clone();
         async move {
@@ -242,8 +282,6 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
     }
     schedule.abort();
     deliver.abort();
-    let _ = std::fs::remove_file(home.join("stack.json"));
-    drop(stack);
     Ok(())
 }
 

@@ -379,5 +379,15 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     if failures > 0 {
         bail!("{failures} run(s) or connection(s) did not end synced");
     }
-    Ok(())
+    if !args.serve {
+        println!(
+            "\nTo open the dashboard on this data: `make demo-dashboard` runs the same demo, keeps its stack up and prints a signed-in dashboard URL for each tenant (Ctrl-C stops it)."
+        );
+        return Ok(());
+    }
+    println!("\nThe dashboard on this data (each link signs in as its tenant; Ctrl-C stops the stack):");
+    for tenant in TENANTS {
+        println!("  {tenant:<8} {}/#token={}", stack.gateway.base_url(), stack.token(tenant)?);
+    }
+    crate::cli::run_until_stopped(&stack, Duration::from_secs(60)).await
 }

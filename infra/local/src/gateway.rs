@@ -2,7 +2,8 @@
 //! authorizer (tokens signed with the local dev key) that fills the request context exactly as API
 //! Gateway would, then calls the same API router the Lambda serves; the public API routes
 //! (`openapi::PUBLIC_ROUTES`: the OpenAPI document) and `/webhooks/*` go through without a token.
-//! Anything else gets API Gateway's own 404.
+//! Every other path is the dashboard (`web/dist`, signing in with dev tokens), as the API function
+//! serves it in AWS.
 
 use std::net::SocketAddr;
 
@@ -12,6 +13,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Request, StatusCode, header};
 use syncbridge::http::auth::{DevKey, gateway_context};
+use syncbridge::http::dashboard::{self, DashboardAuth};
 use syncbridge::http::openapi;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
@@ -40,6 +42,7 @@ impl Drop for Gateway {
 struct Routes {
     api: Router,
     webhooks: Router,
+    dashboard: Router,
     key: DevKey,
 }
 
@@ -62,7 +65,7 @@ pub fn serve_on(
     key: DevKey,
 ) -> Result<Gateway> {
     let addr = listener.local_addr()?;
-    let routes = Routes { api, webhooks, key };
+    let routes = Routes { api, webhooks, dashboard: dashboard::router(DashboardAuth::Dev), key };
     let app = Router::new().fallback(move |req: Request<Body>| {
         let routes = routes.clone();
         async move { route(routes, req).await }
@@ -92,6 +95,9 @@ async fn route(routes: Routes, mut req: Request<Body>) -> Response {
     let path = req.uri().path().to_owned();
     if path.starts_with("/webhooks/") {
         return routes.webhooks.oneshot(req).await.into_response();
+    }
+    if dashboard::is_dashboard_path(&path) {
+        return routes.dashboard.oneshot(req).await.into_response();
     }
     if !path.starts_with("/v1/") {
         return gateway_error(StatusCode::NOT_FOUND, "Not Found");

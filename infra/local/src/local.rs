@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use syncbridge::adapters::crypto::TokenCipher;
 use syncbridge::config::{Config, OAuthApp, OAuthEndpoints};
 use syncbridge::http::auth::DevKey;
-use syncbridge::http::{api, webhooks};
+use syncbridge::http::{self as api, webhooks};
 use syncbridge::ports::SystemClock;
 use syncbridge::sync::Deps;
 use syncbridge::wiring;

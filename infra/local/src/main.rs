@@ -24,6 +24,8 @@ enum Command {
     Sync(cli::SyncArgs),
     /// Print a dev-signed token for calling the local API with curl.
     Token(cli::TenantArgs),
+    /// Print the local dashboard's URL, signed in as the tenant.
+    Dashboard(cli::TenantArgs),
     /// Move dead-lettered jobs back into the jobs queue (local stack, or AWS with --dlq-url/--queue-url).
     Redrive(cli::RedriveArgs),
     /// Create the Lambda event fixtures' connection and print the `cargo lambda` commands that run
@@ -45,6 +47,7 @@ async fn main() -> Result<()> {
         Command::Status(args) => cli::status(&args).await,
         Command::Sync(args) => cli::sync(&args).await,
         Command::Token(args) => cli::token(&args).await,
+        Command::Dashboard(args) => cli::dashboard(&args).await,
         Command::Redrive(args) => cli::redrive(&args).await,
         Command::Lambda => cli::lambda().await,
         Command::Demo(args) => syncbridge_local::demo::run(&args).await,

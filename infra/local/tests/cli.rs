@@ -1,6 +1,9 @@
 //! Black-box test of the `syncbridge` command: `up`, `sync`, `status`, `token`, `down`, run as a
 //! user would, against the background stack it starts (own state folder, OS-picked ports).
 
+// Test code: an unwrap that fails is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -44,6 +47,7 @@ fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+#[allow(unsafe_code)]
 #[test]
 fn syncbridge_up_sync_status_token_and_down_work_against_the_hubspot_fake() {
     let home = Home::new();

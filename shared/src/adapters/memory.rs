@@ -3,7 +3,7 @@
 //! audit, FIFO deduplication). For unit tests of the engine and the API; never used in production.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -22,27 +22,72 @@ use crate::ports::{
     RunStore, StoreError,
 };
 
-/// The engine's dependencies on one in-memory store (every store port), for unit tests of logic.
-pub fn memory_deps(
-    store: std::sync::Arc<MemoryStore>,
-    queue: std::sync::Arc<dyn JobQueue>,
-    bus: std::sync::Arc<dyn EventBus>,
-    providers: std::sync::Arc<dyn crate::ports::ProviderFactory>,
-    clock: std::sync::Arc<dyn Clock>,
-) -> crate::sync::Deps {
-    crate::sync::Deps {
-        connections: store.clone(),
-        records: store.clone(),
-        runs: store.clone(),
-        audit: store.clone(),
-        pushes: store.clone(),
-        conflicts: store.clone(),
-        oauth_states: store,
-        queue,
-        bus,
-        providers,
-        clock,
-        settings: crate::sync::EngineSettings::default(),
+/// The engine's dependencies over in-memory doubles, for tests of logic: one store for every
+/// store port, and by default an in-memory queue, bus and provider and the system clock. The one
+/// way tests build a [`crate::sync::Deps`]:
+/// `TestDeps::new(store).providers(Arc::new(fake)).clock(clock.clone()).build()`.
+pub struct TestDeps {
+    store: Arc<MemoryStore>,
+    queue: Arc<dyn JobQueue>,
+    bus: Arc<dyn EventBus>,
+    providers: Arc<dyn crate::ports::ProviderFactory>,
+    clock: Arc<dyn Clock>,
+    settings: crate::sync::EngineSettings,
+}
+
+impl TestDeps {
+    pub fn new(store: Arc<MemoryStore>) -> Self {
+        Self {
+            store,
+            queue: Arc::new(MemoryQueue::new()),
+            bus: Arc::new(MemoryBus::new()),
+            providers: Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
+            clock: Arc::new(crate::ports::SystemClock),
+            settings: crate::sync::EngineSettings::default(),
+        }
+    }
+
+    pub fn queue(mut self, queue: Arc<dyn JobQueue>) -> Self {
+        self.queue = queue;
+        self
+    }
+
+    pub fn bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    pub fn providers(mut self, providers: Arc<dyn crate::ports::ProviderFactory>) -> Self {
+        self.providers = providers;
+        self
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn settings(mut self, settings: crate::sync::EngineSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    pub fn build(self) -> crate::sync::Deps {
+        let store = self.store;
+        crate::sync::Deps {
+            connections: store.clone(),
+            records: store.clone(),
+            runs: store.clone(),
+            audit: store.clone(),
+            pushes: store.clone(),
+            conflicts: store.clone(),
+            oauth_states: store,
+            queue: self.queue,
+            bus: self.bus,
+            providers: self.providers,
+            clock: self.clock,
+            settings: self.settings,
+        }
     }
 }
 
@@ -332,16 +377,13 @@ impl PushStore for MemoryStore {
     async fn list(&self, tenant: &TenantId, query: &PushQuery) -> Result<Page<PushItem>, StoreError> {
         let inner = self.lock();
         inner.check_available()?;
-        let items = inner
+        let mut items: Vec<(String, PushItem)> = inner
             .pushes
             .iter()
-            .filter(|((t, _), p)| {
-                t == tenant
-                    && query.connection.as_ref().is_none_or(|c| c == &p.connection_id)
-                    && query.status.is_none_or(|s| s == p.status)
-            })
-            .map(|((_, id), p)| (id.clone(), p.clone()))
+            .filter(|((t, _), p)| t == tenant && query.matches(p))
+            .map(|(_, p)| (p.queue_order(), p.clone()))
             .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
         page_after(items, query.limit, query.page_token.as_deref())
     }
 
@@ -946,6 +988,7 @@ mod tests {
             etag: None,
             local_modified_at: None,
             sources: Default::default(),
+            pending_push: Default::default(),
             deleted: false,
             created_at: t0(),
             updated_at: t0(),

@@ -30,53 +30,7 @@ use crate::ports::ProviderError;
 /// How long one provider call may take before the flow gives up on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Why a step of the flow failed. Never carries a token, a code or a client secret.
-#[derive(Debug, thiserror::Error)]
-pub enum OAuthError {
-    /// No client id/secret (or redirect URI) for this provider in this deployment.
-    #[error("OAuth is not configured for {0}")]
-    NotConfigured(Provider),
-    /// The provider refused the grant (an invalid, expired or reused code, a wrong redirect URI
-    /// or client): the user has to start again.
-    #[error("the provider rejected the authorization: {0}")]
-    Rejected(String),
-    /// The provider could not be reached or failed (5xx, timeout): try again.
-    #[error("the provider is unavailable: {0}")]
-    Unavailable(String),
-    /// The provider answered something we cannot use (a missing field, a malformed URL).
-    #[error("unexpected answer from the provider: {0}")]
-    Invalid(String),
-}
-
-/// What a code exchange produced: the credentials, the provider account they belong to, and the
-/// API base URL the connection uses.
-#[derive(Debug)]
-pub struct Grant {
-    pub credentials: Credentials,
-    pub account_id: String,
-    pub base_url: String,
-}
-
-/// How a revocation went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Revocation {
-    Revoked,
-    /// The provider no longer knew the token (revoked or expired already).
-    AlreadyInvalid,
-    /// The provider has no revocation endpoint (Microsoft), or the connection holds no token
-    /// that can be revoked (a HubSpot private-app token).
-    NotSupported,
-}
-
-impl Revocation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Revocation::Revoked => "revoked",
-            Revocation::AlreadyInvalid => "already_invalid",
-            Revocation::NotSupported => "not_supported",
-        }
-    }
-}
+pub use crate::ports::{Grant, OAuthError, Revocation};
 
 /// The OAuth apps and endpoints of every provider. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -122,6 +76,10 @@ pub struct OAuthDialect;
 impl Dialect for OAuthDialect {
     fn name(&self) -> &'static str {
         "the provider's OAuth endpoint"
+    }
+
+    fn metric_label(&self) -> &'static str {
+        "oauth"
     }
 
     fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {
@@ -463,6 +421,47 @@ impl OAuthProviders {
             }
             s => Err(OAuthError::Rejected(format!("revocation answered {s}"))),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::OAuthConnector for OAuthProviders {
+    fn redirect_uris(&self) -> &[String] {
+        &self.endpoints.redirect_uris
+    }
+
+    fn check_configured(&self, provider: Provider) -> Result<(), OAuthError> {
+        self.app(provider).map(|_| ())
+    }
+
+    fn supports_pkce(&self, provider: Provider) -> bool {
+        OAuthProviders::supports_pkce(provider)
+    }
+
+    fn authorize_url(
+        &self,
+        provider: Provider,
+        sandbox: bool,
+        redirect_uri: &str,
+        state: &str,
+        code_challenge: Option<&str>,
+    ) -> Result<String, OAuthError> {
+        OAuthProviders::authorize_url(self, provider, sandbox, redirect_uri, state, code_challenge)
+    }
+
+    async fn exchange(
+        &self,
+        provider: Provider,
+        sandbox: bool,
+        redirect_uri: &str,
+        code: &SecretString,
+        verifier: Option<&SecretString>,
+    ) -> Result<Grant, OAuthError> {
+        OAuthProviders::exchange(self, provider, sandbox, redirect_uri, code, verifier).await
+    }
+
+    async fn revoke(&self, connection: &Connection) -> Result<Revocation, OAuthError> {
+        OAuthProviders::revoke(self, connection).await
     }
 }
 

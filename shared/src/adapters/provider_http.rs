@@ -23,6 +23,7 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::ports::{ErrorClass, Fault, ProviderError, RequestStats};
+use crate::telemetry::metrics;
 
 /// A provider's answer with its body read, and the typed error it means when it is not a success.
 #[derive(Debug, Clone)]
@@ -102,6 +103,10 @@ impl Reply {
 pub trait Dialect: Send + Sync {
     /// The provider's name, for errors and logs.
     fn name(&self) -> &'static str;
+
+    /// The provider's `Provider` dimension in metrics: `Provider::as_str`, or `oauth` for the
+    /// connect flow's endpoints. A constant, never anything read from a request.
+    fn metric_label(&self) -> &'static str;
 
     /// The provider's own error code and message in an error body (HubSpot `category`,
     /// Salesforce `errorCode`, Google `reason`, Graph `error.code`).
@@ -269,6 +274,7 @@ impl<D: Dialect> ProviderHttp<D> {
                 tokio::time::sleep(wait).await;
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
+            metrics::provider_request(self.dialect.metric_label());
             let span = tracing::info_span!(
                 "provider_request",
                 provider = name,
@@ -297,6 +303,7 @@ impl<D: Dialect> ProviderHttp<D> {
                     match reply.error() {
                         Some(ProviderError::RateLimited { .. }) => {
                             self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                            metrics::provider_rate_limited(self.dialect.metric_label());
                             let asked = self.dialect.rate_limit_wait(&reply);
                             let wait = asked.unwrap_or_else(|| self.backoff(attempt));
                             (ProviderError::RateLimited { retry_after: wait }, Some(wait))

@@ -187,6 +187,7 @@ pub async fn redrive(
                     .map_err(|e| backend(Box::new(e)))?;
             }
             moved += 1;
+            crate::telemetry::metrics::redriven(1);
         }
     }
     Ok(moved)

@@ -36,6 +36,8 @@ pub enum Operation {
     TokenRevoked,
     /// A push channel or subscription was stopped at the provider (or that failed).
     ChannelStopped,
+    /// A person edited a record that stays local (a research task): nothing goes to the provider.
+    LocalEdit,
 }
 
 impl Operation {
@@ -59,6 +61,7 @@ impl Operation {
             Operation::ConnectionDisconnected => "connection_disconnected",
             Operation::TokenRevoked => "token_revoked",
             Operation::ChannelStopped => "channel_stopped",
+            Operation::LocalEdit => "local_edit",
         }
     }
 

@@ -221,6 +221,9 @@ pub enum Provider {
 }
 
 impl Provider {
+    pub const ALL: &'static [Provider] =
+        &[Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Hubspot => "hubspot",
@@ -306,6 +309,13 @@ impl ObjectType {
             "research_tasks" => Ok(ObjectType::ResearchTasks),
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }
+    }
+
+    /// Records that are Syncbridge's own and never written to a provider: research tasks are
+    /// derived from calendar events, and no calendar API takes them (the Google and Graph adapters
+    /// write events only), so edits of them stay local and queue no push.
+    pub fn stays_local(self) -> bool {
+        self == ObjectType::ResearchTasks
     }
 }
 

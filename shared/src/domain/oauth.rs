@@ -28,6 +28,8 @@ pub struct PendingAuthorization {
     pub code_verifier: Option<SecretString>,
     pub interval_minutes: Option<u32>,
     pub settings: Option<ConnectionSettings>,
+    /// A path of this deployment the callback redirects the browser to (the dashboard's).
+    pub return_to: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
 

@@ -1,8 +1,11 @@
 //! The push queue and the conflict queue: what waits for a person before it goes out (or is decided).
 //!
 //! A push item moves `pending -> approved | rejected`, then `approved -> completed | failed`; a
-//! pending item not decided within [`PUSH_EXPIRY_DAYS`] is `expired`. A conflict item is `open` until
-//! a person (or a strategy they chose) resolves it.
+//! pending item not decided within [`PUSH_EXPIRY_DAYS`] is `expired`. An expired or failed item
+//! can still be rejected (a person discards it). A pending or approved local edit that something
+//! newer made obsolete (a conflict resolution, a newer edit of the same fields, a local value that
+//! moved on) is `superseded` and never pushed. `rejected`, `completed` and `superseded` are final.
+//! A conflict item is `open` until a person (or a strategy they chose) resolves it.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +15,7 @@ use serde_json::Value;
 
 use super::ids::{ConnectionId, ExternalId, IdempotencyKey, ObjectType, RecordId, TenantId};
 use super::policy::Strategy;
-use super::record::Fields;
+use super::record::{CanonicalRecord, Fields};
 
 /// Days a pending push item waits for a decision.
 pub const PUSH_EXPIRY_DAYS: i64 = 7;
@@ -44,7 +47,10 @@ pub enum PushStatus {
     Rejected,
     Completed,
     Failed,
+    /// Computed, never stored: a pending item past its `expires_at`.
     Expired,
+    /// Made obsolete before it was pushed (see `superseded_by`); never pushed.
+    Superseded,
 }
 
 impl PushStatus {
@@ -56,20 +62,77 @@ impl PushStatus {
             PushStatus::Completed => "completed",
             PushStatus::Failed => "failed",
             PushStatus::Expired => "expired",
+            PushStatus::Superseded => "superseded",
+        }
+    }
+
+    /// The status as stored: expiry is computed, so an expired item is stored as pending.
+    pub fn stored(self) -> PushStatus {
+        match self {
+            PushStatus::Expired => PushStatus::Pending,
+            other => other,
+        }
+    }
+
+    /// Where items of this (stored) status come in queue order: the open ones (pending, then
+    /// approved) first, then failed, then the final ones.
+    fn queue_rank(self) -> u8 {
+        match self.stored() {
+            PushStatus::Pending | PushStatus::Expired => 0,
+            PushStatus::Approved => 1,
+            PushStatus::Failed => 2,
+            PushStatus::Completed => 3,
+            PushStatus::Superseded => 4,
+            PushStatus::Rejected => 5,
         }
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
+/// The queue order key of every item with this (stored) status starts with this; see
+/// [`PushItem::queue_order`].
+pub fn queue_prefix(status: PushStatus) -> String {
+    format!("{}{}#", status.queue_rank(), status.stored().as_str())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
+    /// `medium`, the seeds' name for it, is accepted on input; output always says `normal`.
+    #[serde(alias = "medium")]
     Normal,
     High,
     Critical,
 }
+
+impl Priority {
+    /// 0 for the most urgent, so that queue order keys ascend from critical to low.
+    fn urgency_rank(self) -> u8 {
+        match self {
+            Priority::Critical => 0,
+            Priority::High => 1,
+            Priority::Normal => 2,
+            Priority::Low => 3,
+        }
+    }
+}
+
+/// Written by hand to document the `medium` alias, which the derive would leave out.
+impl utoipa::PartialSchema for Priority {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["low", "normal", "medium", "high", "critical"]))
+            .description(Some(
+                "`medium` is accepted on input as another name of `normal` (the name seed data uses); \
+                 responses always say `normal`.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Priority {}
 
 /// Why a push item cannot move as asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +143,8 @@ pub enum TransitionError {
     Expired,
     #[error("the item is {0:?}, not approved")]
     NotApproved(PushStatus),
+    #[error("the item is {0:?}: it is no longer waiting to be pushed")]
+    NotOpen(PushStatus),
 }
 
 /// One item of the push queue. Its id is derived from its idempotency key, so queueing the same
@@ -109,6 +174,12 @@ pub struct PushItem {
     /// The provider's id of what the push created or changed.
     pub result_external_id: Option<ExternalId>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// What made the item obsolete: the push id of a newer item carrying its fields, a conflict
+    /// id, `local_change` (the record's local value moved on) or `policy` (a merge decision).
+    #[serde(default)]
+    pub superseded_by: Option<String>,
+    #[serde(default)]
+    pub superseded_at: Option<DateTime<Utc>>,
     pub version: u64,
 }
 
@@ -122,12 +193,13 @@ impl PushItem {
         }
     }
 
-    /// Approves or rejects a pending item.
+    /// Approves or rejects a pending item. An expired or failed item can only be rejected: a person
+    /// discards it (and with it, for a local edit, the local value the provider never took).
     pub fn decide(&mut self, approve: bool, actor: &str, now: DateTime<Utc>) -> Result<(), TransitionError> {
-        match self.status_at(now) {
-            PushStatus::Pending => {}
-            PushStatus::Expired => return Err(TransitionError::Expired),
-            other => return Err(TransitionError::NotPending(other)),
+        match (self.status_at(now), approve) {
+            (PushStatus::Pending, _) | (PushStatus::Expired | PushStatus::Failed, false) => {}
+            (PushStatus::Expired, true) => return Err(TransitionError::Expired),
+            (other, _) => return Err(TransitionError::NotPending(other)),
         }
         self.status = if approve { PushStatus::Approved } else { PushStatus::Rejected };
         self.decided_by = Some(actor.to_owned());
@@ -146,6 +218,52 @@ impl PushItem {
             self.status = PushStatus::Failed;
         }
         Ok(())
+    }
+
+    /// Marks a pending (or expired) or approved item obsolete: it will never be pushed.
+    pub fn supersede(&mut self, by: &str, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        if !matches!(self.status, PushStatus::Pending | PushStatus::Approved) {
+            return Err(TransitionError::NotOpen(self.status));
+        }
+        self.status = PushStatus::Superseded;
+        self.superseded_by = Some(by.to_owned());
+        self.superseded_at = Some(now);
+        Ok(())
+    }
+
+    /// The item's sort key in the queue: its status group, then the most urgent first, then the
+    /// oldest first (the push id breaks ties). Zero-padded so that byte order is this order.
+    pub fn queue_order(&self) -> String {
+        format!(
+            "{}{}#{:015}#{}",
+            queue_prefix(self.status),
+            self.priority.urgency_rank(),
+            self.created_at.timestamp_millis().max(0),
+            self.push_id
+        )
+    }
+
+    /// Whether the item changes a record's fields (its fields are the record's local values).
+    pub fn is_edit(&self) -> bool {
+        matches!(self.action, PushAction::UpdateField | PushAction::UpdateRecord)
+    }
+
+    /// The fields of this edit that it no longer carries: the record's local value moved on, or a
+    /// newer item carries the field now (the record's `pending_push` names another item).
+    pub fn overtaken_fields(&self, record: &CanonicalRecord) -> Vec<String> {
+        self.fields
+            .iter()
+            .filter(|(k, v)| {
+                record.fields.get(*k) != Some(*v)
+                    || record.pending_push.get(*k).is_some_and(|id| *id != self.push_id)
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Whether every field of this edit is overtaken (so pushing it would send nothing of its own).
+    pub fn is_overtaken(&self, record: &CanonicalRecord) -> bool {
+        self.is_edit() && !self.fields.is_empty() && self.overtaken_fields(record).len() == self.fields.len()
     }
 
     pub fn complete(
@@ -212,6 +330,8 @@ pub fn new_push_item(
         last_error: None,
         result_external_id: None,
         completed_at: None,
+        superseded_by: None,
+        superseded_at: None,
         version: 0,
     }
 }
@@ -320,6 +440,140 @@ mod tests {
         p.attempt_failed("503", false).unwrap();
         assert_eq!(p.status, PushStatus::Failed);
         assert!(p.complete(None, p.created_at).is_err());
+    }
+
+    #[test]
+    fn medium_is_read_as_normal_and_normal_is_what_is_written() {
+        assert_eq!(serde_json::from_str::<Priority>("\"medium\"").unwrap(), Priority::Normal);
+        assert_eq!(serde_json::from_str::<Priority>("\"normal\"").unwrap(), Priority::Normal);
+        assert_eq!(serde_json::to_string(&Priority::Normal).unwrap(), "\"normal\"");
+        assert!(serde_json::from_str::<Priority>("\"urgent\"").is_err());
+        let schema = serde_json::to_value(<Priority as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(schema["enum"], serde_json::json!(["low", "normal", "medium", "high", "critical"]));
+    }
+
+    #[test]
+    fn queue_order_is_status_group_then_most_urgent_then_oldest() {
+        let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap();
+        let mk = |key: &str, priority: Priority, status: PushStatus, created: DateTime<Utc>| {
+            let mut p = item(false);
+            p.push_id = key.to_owned();
+            p.priority = priority;
+            p.status = status;
+            p.created_at = created;
+            p
+        };
+        let mut items = vec![
+            mk("a", Priority::Low, PushStatus::Pending, at(1_000)),
+            mk("b", Priority::Critical, PushStatus::Pending, at(99_999_999_999)),
+            mk("c", Priority::Normal, PushStatus::Pending, at(999)),
+            mk("d", Priority::Normal, PushStatus::Pending, at(1_000)),
+            mk("e", Priority::Critical, PushStatus::Approved, at(5)),
+            mk("f", Priority::High, PushStatus::Completed, at(5)),
+            mk("g", Priority::High, PushStatus::Superseded, at(5)),
+            mk("h", Priority::Critical, PushStatus::Rejected, at(5)),
+            mk("i", Priority::Low, PushStatus::Failed, at(5)),
+        ];
+        items.reverse();
+        items.sort_by_key(PushItem::queue_order);
+        let order: String = items.iter().map(|p| p.push_id.as_str()).collect();
+        assert_eq!(order, "bcdaeifgh", "999 ms sorts before 1000 ms: the time is zero-padded");
+        assert!(items[0].queue_order().starts_with(&queue_prefix(PushStatus::Pending)));
+        assert_eq!(
+            queue_prefix(PushStatus::Expired),
+            queue_prefix(PushStatus::Pending),
+            "expiry is computed"
+        );
+    }
+
+    #[test]
+    fn an_expired_or_failed_item_can_be_discarded_by_rejecting_it_but_not_approved() {
+        let mut expired = item(false);
+        let later = expired.created_at + Duration::days(PUSH_EXPIRY_DAYS);
+        assert_eq!(expired.decide(true, "user:ann", later), Err(TransitionError::Expired));
+        expired.decide(false, "user:ann", later).unwrap();
+        assert_eq!(expired.status, PushStatus::Rejected);
+
+        let mut failed = item(true);
+        failed.attempt_failed("400 INVALID_EMAIL", true).unwrap();
+        assert_eq!(failed.status, PushStatus::Failed);
+        let now = failed.created_at;
+        assert_eq!(
+            failed.decide(true, "user:ann", now),
+            Err(TransitionError::NotPending(PushStatus::Failed))
+        );
+        failed.decide(false, "user:ann", now).unwrap();
+        assert_eq!(failed.status, PushStatus::Rejected);
+        assert!(failed.decide(false, "user:ann", now).is_err(), "rejected is final");
+    }
+
+    #[test]
+    fn only_waiting_items_are_superseded_and_superseded_is_final() {
+        let now = item(false).created_at;
+        for mut waiting in [item(false), item(true)] {
+            waiting.supersede("p_newer", now).unwrap();
+            assert_eq!(waiting.status, PushStatus::Superseded);
+            assert_eq!(waiting.superseded_by.as_deref(), Some("p_newer"));
+            assert_eq!(waiting.status_at(now + Duration::days(30)), PushStatus::Superseded);
+            assert!(waiting.decide(true, "user:ann", now).is_err());
+            assert!(waiting.complete(None, now).is_err(), "a superseded item is never pushed");
+        }
+        let mut done = item(true);
+        done.complete(None, now).unwrap();
+        assert_eq!(done.supersede("p_newer", now), Err(TransitionError::NotOpen(PushStatus::Completed)));
+        let mut expired = item(false);
+        expired.supersede("k_conflict", now + Duration::days(8)).unwrap();
+        assert_eq!(expired.status, PushStatus::Superseded, "an expired edit can still be overtaken");
+    }
+
+    #[test]
+    fn an_edit_is_overtaken_field_by_field_by_a_moved_value_or_a_newer_item() {
+        let now = item(false).created_at;
+        let (t, c) = (TenantId::parse("t").unwrap(), ConnectionId::parse("c").unwrap());
+        let fields: Fields =
+            [("email".into(), serde_json::json!("b@x")), ("phone".into(), serde_json::json!("2"))].into();
+        let mut edit = new_push_item(
+            t.clone(),
+            c.clone(),
+            PushAction::UpdateRecord,
+            Priority::Normal,
+            ObjectType::Contacts,
+            Some(RecordId::parse("r1").unwrap()),
+            fields.clone(),
+            IdempotencyKey::parse("edit-1").unwrap(),
+            "user:ann",
+            false,
+            now,
+        );
+        edit.push_id = "p_1".into();
+        let mut record = CanonicalRecord {
+            tenant_id: t,
+            connection_id: c,
+            record_id: RecordId::parse("r1").unwrap(),
+            object: ObjectType::Contacts,
+            external_id: ExternalId::parse("101").unwrap(),
+            fields: fields.clone(),
+            base: [("email".into(), serde_json::json!("a@x")), ("phone".into(), serde_json::json!("1"))]
+                .into(),
+            remote_modified_at: None,
+            etag: None,
+            local_modified_at: None,
+            sources: Default::default(),
+            pending_push: [("email".into(), "p_1".into()), ("phone".into(), "p_1".into())].into(),
+            deleted: false,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        assert!(edit.overtaken_fields(&record).is_empty());
+        record.pending_push.insert("phone".into(), "p_2".into());
+        assert_eq!(edit.overtaken_fields(&record), vec!["phone"], "a newer item carries the phone");
+        assert!(!edit.is_overtaken(&record), "the email is still this edit's");
+        record.fields.insert("email".into(), serde_json::json!("remote@x"));
+        assert!(edit.is_overtaken(&record));
+        let mut note = item(false);
+        note.record_id = Some(record.record_id.clone());
+        assert!(!note.is_overtaken(&record), "only edits are overtaken");
     }
 
     #[test]

@@ -49,10 +49,35 @@ pub struct CanonicalRecord {
     /// Where each local value that is not yet agreed came from (the source hierarchy's input).
     #[serde(default)]
     pub sources: BTreeMap<String, Source>,
+    /// Field -> the push item that carries its local value to the provider (the newest edit of
+    /// it). Kept only while the local value differs from the base: it says why the record differs
+    /// from the provider, and lets a newer edit or a conflict resolution find the item it makes
+    /// obsolete.
+    #[serde(default)]
+    pub pending_push: BTreeMap<String, String>,
     pub deleted: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
+}
+
+impl CanonicalRecord {
+    /// Forgets the push items of fields whose local value is agreed again (equal to the base);
+    /// returns the items forgotten.
+    pub fn settle_pending(&mut self) -> Vec<String> {
+        let (fields, base) = (&self.fields, &self.base);
+        let mut settled = Vec::new();
+        self.pending_push.retain(|k, id| {
+            let keep = fields.get(k) != base.get(k);
+            if !keep {
+                settled.push(id.clone());
+            }
+            keep
+        });
+        settled.sort();
+        settled.dedup();
+        settled
+    }
 }
 
 /// What applying one page of remote records did.
@@ -84,5 +109,31 @@ mod tests {
         let b: Fields = [("email".into(), json!("b@x")), ("city".into(), json!("Oslo"))].into();
         assert_eq!(changed_fields(&a, &b), vec!["city", "email", "phone"]);
         assert!(changed_fields(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn settling_forgets_the_push_items_of_fields_agreed_again() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut r = CanonicalRecord {
+            tenant_id: TenantId::parse("t").unwrap(),
+            connection_id: ConnectionId::parse("c").unwrap(),
+            record_id: RecordId::parse("r1").unwrap(),
+            object: ObjectType::Contacts,
+            external_id: ExternalId::parse("101").unwrap(),
+            fields: [("email".into(), json!("b@x")), ("phone".into(), json!("1"))].into(),
+            base: [("email".into(), json!("a@x")), ("phone".into(), json!("1"))].into(),
+            remote_modified_at: None,
+            etag: None,
+            local_modified_at: None,
+            sources: Default::default(),
+            pending_push: [("email".into(), "p_1".into()), ("phone".into(), "p_2".into())].into(),
+            deleted: false,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        };
+        assert_eq!(r.settle_pending(), vec!["p_2"]);
+        assert_eq!(r.pending_push, BTreeMap::from([("email".to_owned(), "p_1".to_owned())]));
+        assert!(r.settle_pending().is_empty(), "settling twice changes nothing");
     }
 }

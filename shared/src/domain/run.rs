@@ -22,6 +22,18 @@ pub enum RunStatus {
     Failed,
 }
 
+impl RunStatus {
+    /// As serialized (and the `Outcome` of the `Runs` metric).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Continued => "continued",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
 /// What one object type did in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -12,8 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{ApiState, PageView, invalid, page_limit};
+use super::ApiState;
 use super::auth::Caller;
+use super::common::{PageView, invalid, page_limit};
 use super::problem::{ApiError, ApiQuery};
 use crate::domain::{AuditEntry, AuditOutcome, ConnectionId, Operation, RecordId};
 use crate::ports::AuditQuery;

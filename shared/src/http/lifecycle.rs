@@ -11,22 +11,22 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{ApiState, ConnectionView, actor, invalid, load_connection};
+use super::ApiState;
 use super::auth::Caller;
+use super::common::{CONNECTION_ID, actor, load_connection, page_limit, page_limit_or, update_settings};
+use super::connections::ConnectionView;
 use super::problem::{self, ApiError, ApiPath, ApiQuery};
 use crate::domain::health::{self, HealthReason, HealthStatus, RetryPhase, RetryState, RunSummary};
 use crate::domain::{
     AuditEntry, AuditOutcome, ConflictStatus, Connection, ConnectionStatus, Job, ObjectError, ObjectType,
-    Operation, PushStatus, TenantId,
+    Operation, PushStatus,
 };
 use crate::ports::{AuditQuery, ConflictQuery, PushQuery, StoreError};
 
-/// Read-modify-write attempts of a settings-guarded update before answering 409.
-pub(super) const SAVE_ATTEMPTS: usize = 5;
 /// Most entries one count (open conflicts, failed pushes, failed attempts) reads.
 const COUNT_BOUND: usize = 200;
 
-/// The lifecycle and sync health routes (and the settings routes), with their OpenAPI operations.
+/// The lifecycle and sync health routes, with their OpenAPI operations.
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(pause_connection))
@@ -35,39 +35,6 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(connection_status))
         .routes(routes!(runs_summary))
         .routes(routes!(connection_errors))
-        .merge(super::settings::routes())
-}
-
-/// The `connection_id` path parameter.
-pub(super) const CONNECTION_ID: &str = "A connection id of the caller's tenant (another tenant's: 404)";
-
-/// Applies `change` to the stored connection and saves it with `save_settings`, re-reading and
-/// re-applying on a lost condition. `change` returns `None` when there is nothing to do. Returns
-/// the connection before and after (equal when nothing changed).
-pub(super) async fn update_settings<F>(
-    state: &ApiState,
-    tenant: &TenantId,
-    raw_id: &str,
-    change: F,
-) -> Result<(Connection, Connection), ApiError>
-where
-    F: Fn(&Connection, DateTime<Utc>) -> Result<Option<Connection>, ApiError>,
-{
-    for _ in 0..SAVE_ATTEMPTS {
-        let current = load_connection(state, tenant, raw_id).await?;
-        let Some(mut next) = change(&current, state.clock.now())? else {
-            return Ok((current.clone(), current));
-        };
-        match state.connections.save_settings(&next).await {
-            Ok(version) => {
-                next.settings_version = version;
-                return Ok((current, next));
-            }
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::Conflict)
 }
 
 /// Pauses a connection: it leaves the due index, manual syncs and retries are refused (409
@@ -241,6 +208,7 @@ async fn count_failed_pushes(state: &ApiState, c: &Connection) -> Result<usize, 
             status: Some(PushStatus::Failed),
             limit: COUNT_BOUND,
             page_token,
+            as_of: None,
         };
         async move { state.engine.pushes.list(&c.tenant_id, &query).await }
     })
@@ -418,14 +386,6 @@ pub struct WindowParams {
     limit: Option<usize>,
 }
 
-fn window_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(default),
-        Some(n) if (1..=super::api::MAX_PAGE_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(invalid(format!("limit must be between 1 and {}", super::api::MAX_PAGE_LIMIT))),
-    }
-}
-
 /// Counts, duration and success rate over the newest `limit` runs (the window `GET .../runs`
 /// returns for the same `limit`), with failed job attempts audited in that span.
 #[utoipa::path(
@@ -443,7 +403,7 @@ async fn runs_summary(
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<WindowParams>,
 ) -> Result<axum::Json<RunSummary>, ApiError> {
-    let limit = window_limit(params.limit, super::api::DEFAULT_PAGE_LIMIT)?;
+    let limit = page_limit(params.limit)?;
     let c = load_connection(&state, &caller.tenant, &id).await?;
     let runs = state.runs.list_runs(&caller.tenant, &c.connection_id, limit).await?;
     let from = runs.iter().map(|r| r.started_at).min();
@@ -528,7 +488,7 @@ async fn connection_errors(
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<WindowParams>,
 ) -> Result<axum::Json<ErrorsView>, ApiError> {
-    let limit = window_limit(params.limit, 20)?;
+    let limit = page_limit_or(params.limit, 20)?;
     let c = load_connection(&state, &caller.tenant, &id).await?;
     let items = failures(&state, &c, None, limit).await?;
     let retry = health::retry_state(&c, &items);

@@ -24,23 +24,25 @@ use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{ApiState, ConnectionView, actor, invalid};
+use super::ApiState;
 use super::auth::Caller;
+use super::common::{actor, invalid};
+use super::connections::ConnectionView;
 use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, Problem};
-use crate::adapters::oauth::{OAuthError, OAuthProviders};
 use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use crate::domain::oauth::{PendingAuthorization, is_well_formed_state, pkce_challenge, random_token};
 use crate::domain::{
     AuditEntry, AuditOutcome, Connection, ConnectionId, ConnectionSettings, ConnectionStatus, Job, JobReason,
     NewConnection, Operation, Provider,
 };
+use crate::ports::{OAuthConnector, OAuthError};
 use crate::ports::{OAuthStateStore, StoreError};
 
 /// What the OAuth routes need beyond the API's state: the providers' apps and endpoints, and the
 /// pending authorizations.
 #[derive(Clone)]
 pub struct OAuthService {
-    pub providers: OAuthProviders,
+    pub providers: Arc<dyn OAuthConnector>,
     pub states: Arc<dyn OAuthStateStore>,
 }
 
@@ -67,6 +69,11 @@ pub struct AuthorizeRequest {
     pub interval_minutes: Option<u32>,
     #[schema(value_type = Option<Object>)]
     pub settings: Option<ConnectionSettings>,
+    /// A path of this deployment (`/connections`) where the callback sends the browser when it is
+    /// done, instead of answering JSON: with `?connected=<connection id>`, or with
+    /// `?oauth_error=<code>&oauth_error_detail=<text>`. For the dashboard; a path only (no scheme
+    /// or host), so the callback never redirects off this origin.
+    pub return_to: Option<String>,
 }
 
 /// The answer to an authorize request: send the browser to `authorize_url`.
@@ -170,11 +177,11 @@ pub async fn authorize(
 ) -> Result<Response, Failure> {
     let provider = Provider::parse(&provider).map_err(|_| invalid("unknown provider"))?;
     let oauth = service(&state, provider)?;
-    if oauth.providers.endpoints.redirect_uris.is_empty() {
+    if oauth.providers.redirect_uris().is_empty() {
         return Err(oauth_failure(provider, &OAuthError::NotConfigured(provider)));
     }
     let redirect_uri = body.redirect_uri.trim().trim_end_matches('/').to_owned();
-    if !oauth.providers.endpoints.redirect_uris.contains(&redirect_uri) {
+    if !oauth.providers.redirect_uris().contains(&redirect_uri) {
         return Err(invalid("redirect_uri is not a registered redirect URI of this deployment").into());
     }
     if body.sandbox && provider != Provider::Salesforce {
@@ -189,10 +196,13 @@ pub async fn authorize(
     if let Some(settings) = &body.settings {
         settings.validate().map_err(invalid)?;
     }
-    oauth.providers.app(provider).map_err(|e| oauth_failure(provider, &e))?;
+    if body.return_to.as_deref().is_some_and(|path| !is_local_path(path)) {
+        return Err(invalid("return_to must be a path of this deployment, such as /connections").into());
+    }
+    oauth.providers.check_configured(provider).map_err(|e| oauth_failure(provider, &e))?;
     let now = state.clock.now();
     let state_token = random_token();
-    let verifier = OAuthProviders::supports_pkce(provider).then(random_token);
+    let verifier = oauth.providers.supports_pkce(provider).then(random_token);
     let challenge = verifier.as_ref().map(pkce_challenge);
     let authorize_url = oauth
         .providers
@@ -213,6 +223,7 @@ pub async fn authorize(
         code_verifier: verifier,
         interval_minutes: body.interval_minutes,
         settings: body.settings,
+        return_to: body.return_to,
         expires_at: PendingAuthorization::expires_at_from(now),
     };
     oauth.states.put_state(state_token.expose_secret(), &pending).await?;
@@ -241,6 +252,9 @@ pub async fn authorize(
                 `authorization_rejected` (the provider refused the code)"),
         (status = 502, body = Problem, content_type = "application/problem+json",
             description = "`provider_unavailable`: the provider failed; start again"),
+        (status = 303, description = "The authorize request named `return_to`: the browser goes there with \
+            `connected=<connection id>`, or with `oauth_error=<code>&oauth_error_detail=<text>` (the codes above)",
+            headers(("Location" = String, description = "`return_to` with the outcome in its query string"))),
     )
 )]
 pub async fn callback(
@@ -253,6 +267,84 @@ pub async fn callback(
         Some(s) => oauth.states.take_state(s).await?,
         None => None,
     };
+    // Only a state we issued names where the browser goes back to; without one the answer is JSON.
+    let return_to = pending.as_ref().and_then(|p| p.return_to.clone());
+    let outcome = complete(&state, oauth, pending, query).await;
+    let Some(return_to) = return_to else {
+        return outcome.map(|c| c.into_response());
+    };
+    let query = match &outcome {
+        Ok(connected) => vec![("connected", connected.view.id.to_string())],
+        Err(failure) => {
+            let (code, detail) = failure.code_and_detail();
+            vec![("oauth_error", code), ("oauth_error_detail", detail)]
+        }
+    };
+    let sep = if return_to.contains('?') { '&' } else { '?' };
+    let location = format!(
+        "{return_to}{sep}{}",
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish()
+    );
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())],
+    )
+        .into_response())
+}
+
+/// A path on this origin: starts with one `/` (not `//host` nor `/\\host`, which browsers take for
+/// another host), printable, short.
+fn is_local_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && path.len() <= 512
+        && path.chars().all(|c| c.is_ascii_graphic())
+        && !path.contains('#')
+}
+
+/// The connection a callback made or gave new credentials.
+struct Connected {
+    view: ConnectionView,
+    created: bool,
+}
+
+impl IntoResponse for Connected {
+    fn into_response(self) -> Response {
+        if self.created {
+            let location = format!("/v1/connections/{}", self.view.id);
+            (StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(self.view)).into_response()
+        } else {
+            axum::Json(self.view).into_response()
+        }
+    }
+}
+
+impl Failure {
+    /// The stable code and the detail of this failure, for a redirect's query string.
+    fn code_and_detail(&self) -> (String, String) {
+        let problem = match self {
+            Failure::Problem(p) => p.clone(),
+            Failure::Api(e) => {
+                let problem = e.problem();
+                if problem.status >= 500 {
+                    tracing::error!(code = %problem.code, error = %super::problem::error_chain(e), "OAuth callback failed");
+                }
+                problem
+            }
+        };
+        (problem.code.clone(), problem.detail.clone().unwrap_or_else(|| problem.title.clone()))
+    }
+}
+
+/// The callback's work once the state is taken: the provider's answer, the code exchange, the
+/// connection created or given the new credentials.
+async fn complete(
+    state: &ApiState,
+    oauth: &OAuthService,
+    pending: Option<PendingAuthorization>,
+    query: CallbackQuery,
+) -> Result<Connected, Failure> {
     if let Some(error) = query.error.as_deref() {
         let code = if error == "access_denied" { "authorization_denied" } else { "authorization_failed" };
         let safe = error.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && error.len() <= 64;
@@ -264,7 +356,7 @@ pub async fn callback(
         };
         if let Some(p) = &pending {
             let now = state.clock.now();
-            audit_refused(&state, p, now, json!({ "provider": p.provider, "error": error })).await;
+            audit_refused(state, p, now, json!({ "provider": p.provider, "error": error })).await;
         }
         return Err(Failure::Problem(
             Problem::new(StatusCode::BAD_REQUEST, code, "Authorization not granted").with_detail(detail),
@@ -290,7 +382,7 @@ pub async fn callback(
     let grant = match grant {
         Ok(grant) => grant,
         Err(e) => {
-            audit_refused(&state, &pending, now, json!({ "provider": provider, "error": e.to_string() }))
+            audit_refused(state, &pending, now, json!({ "provider": provider, "error": e.to_string() }))
                 .await;
             return Err(oauth_failure(provider, &e));
         }
@@ -337,7 +429,7 @@ pub async fn callback(
             "previous_error": previous_error,
         }));
         state.audit.append(&[entry]).await?;
-        return Ok(axum::Json(ConnectionView::from(&connection)).into_response());
+        return Ok(Connected { view: ConnectionView::from(&connection), created: false });
     }
 
     let new = NewConnection {
@@ -367,9 +459,7 @@ pub async fn callback(
         "sandbox": pending.sandbox,
     }));
     state.audit.append(&[entry]).await?;
-    let location = format!("/v1/connections/{}", connection.connection_id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(ConnectionView::from(&connection)))
-        .into_response())
+    Ok(Connected { view: ConnectionView::from(&connection), created: true })
 }
 
 /// Audits a connect that did not happen (`connection_created`, outcome `rejected`): the user
@@ -494,15 +584,12 @@ pub async fn disconnect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory::{ManualClock, MemoryQueue, MemoryStore};
     use crate::config::{OAuthApp, OAuthEndpoints};
-    use crate::http::auth::{DevKey, gateway_context};
+    use crate::http::test_harness::ApiHarness;
     use crate::ports::ConnectionStore;
     use axum::body::Body;
     use axum::http::{Method, Request};
     use chrono::TimeZone;
-    use http_body_util::BodyExt;
-    use lambda_http::RequestExt as _;
     use serde_json::Value;
     use tower::ServiceExt as _;
 
@@ -512,43 +599,25 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().unwrap()
     }
 
-    struct Harness {
-        store: Arc<MemoryStore>,
-        clock: Arc<ManualClock>,
-        app: axum::Router,
-        key: DevKey,
+    /// The API's harness with the OAuth flow on; `send` answers (status, JSON).
+    struct Harness(ApiHarness);
+
+    impl std::ops::Deref for Harness {
+        type Target = ApiHarness;
+        fn deref(&self) -> &ApiHarness {
+            &self.0
+        }
     }
 
     fn harness() -> Harness {
-        let store = Arc::new(MemoryStore::new());
-        let queue = Arc::new(MemoryQueue::new());
-        let clock = Arc::new(ManualClock::new(t0()));
-        let mut providers = OAuthProviders::new(
+        let mut providers = crate::adapters::oauth::OAuthProviders::new(
             reqwest::Client::new(),
             OAuthEndpoints { redirect_uris: vec![CALLBACK.into()], ..OAuthEndpoints::default() },
         );
         let app = || Some(OAuthApp { client_id: "cid".into(), client_secret: SecretString::from("csecret") });
         providers.hubspot = app();
         providers.salesforce = app();
-        let state = ApiState {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            queue: queue.clone(),
-            clock: clock.clone(),
-            engine: crate::adapters::memory::memory_deps(
-                store.clone(),
-                queue,
-                Arc::new(crate::adapters::memory::MemoryBus::new()),
-                Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-                clock.clone(),
-            ),
-            tenant_claim: "tenant_id".into(),
-            oauth: Some(Arc::new(OAuthService { providers, states: store.clone() })),
-        };
-        let key = DevKey::new(&SecretString::from("k".repeat(40))).unwrap();
-        Harness { store, clock, app: super::super::api::router(state), key }
+        Harness(ApiHarness::new(t0()).with_oauth(providers))
     }
 
     impl Harness {
@@ -559,24 +628,9 @@ mod tests {
             tenant: Option<&str>,
             body: Option<Value>,
         ) -> (u16, Value) {
-            let mut builder = Request::builder().method(method).uri(uri);
-            if body.is_some() {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-            }
-            let mut request =
-                builder.body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty)).unwrap();
-            if let Some(t) = tenant {
-                let token = self.key.sign(
-                    &crate::domain::TenantId::parse(t).unwrap(),
-                    "ann",
-                    std::time::Duration::from_secs(300),
-                );
-                request = request.with_request_context(gateway_context(&self.key.verify(&token).unwrap()));
-            }
-            let response = self.app.clone().oneshot(request).await.unwrap();
-            let status = response.status().as_u16();
-            let bytes = response.into_body().collect().await.unwrap().to_bytes();
-            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            let body = body.map(|b| b.to_string());
+            let reply = self.0.send(method, uri, tenant, body.as_deref()).await;
+            (reply.status.as_u16(), reply.json)
         }
     }
 
@@ -594,7 +648,7 @@ mod tests {
         assert_eq!(q["state"], state);
         assert_eq!(url.host_str(), Some("test.salesforce.com"));
         let pending = h.store.take_state(&state).await.unwrap().expect("stored under the state");
-        assert_eq!((pending.tenant_id.as_str(), pending.subject.as_str()), ("acme", "ann"));
+        assert_eq!((pending.tenant_id.as_str(), pending.subject.as_str()), ("acme", "acme-user"));
         assert_eq!(
             (pending.provider, pending.sandbox, pending.interval_minutes),
             (Provider::Salesforce, true, Some(60))
@@ -615,6 +669,50 @@ mod tests {
             .await;
         let pending = h.store.take_state(hs["state"].as_str().unwrap()).await.unwrap().unwrap();
         assert!(pending.code_verifier.is_none(), "HubSpot has no PKCE");
+    }
+
+    #[tokio::test]
+    async fn with_return_to_the_callback_sends_the_browser_back_to_that_path_with_the_outcome() {
+        let h = harness();
+        let body = json!({ "redirect_uri": CALLBACK, "return_to": "/connections?tab=all" });
+        let (status, started) =
+            h.send(Method::POST, "/v1/connections/oauth/hubspot/authorize", Some("acme"), Some(body)).await;
+        assert_eq!(status, 200, "{started}");
+        let state = started["state"].as_str().unwrap();
+        let uri = format!("/v1/oauth/callback?error=access_denied&state={state}");
+        let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let response = h.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let location = response.headers()[header::LOCATION].to_str().unwrap();
+        assert!(
+            location.starts_with(
+                "/connections?tab=all&oauth_error=authorization_denied&oauth_error_detail=the+user+declined"
+            ),
+            "{location}"
+        );
+
+        // Without a state of ours there is no trusted place to go: the problem, as JSON.
+        let (status, body) =
+            h.send(Method::GET, "/v1/oauth/callback?error=access_denied&state=x", None, None).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("authorization_denied")), "{body}");
+    }
+
+    #[tokio::test]
+    async fn return_to_must_be_a_path_of_this_origin() {
+        let h = harness();
+        for bad in
+            ["https://evil.example/x", "//evil.example", "/\\evil.example", "connections", "/a b", "/x#y"]
+        {
+            let body = json!({ "redirect_uri": CALLBACK, "return_to": bad });
+            let (status, problem) = h
+                .send(Method::POST, "/v1/connections/oauth/hubspot/authorize", Some("acme"), Some(body))
+                .await;
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (422, Some("invalid_request")),
+                "{bad}: {problem}"
+            );
+        }
     }
 
     #[tokio::test]

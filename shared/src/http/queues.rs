@@ -12,8 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{ApiState, Items, PageView, actor, invalid, load_connection, page_limit};
+use super::ApiState;
 use super::auth::Caller;
+use super::common::{CONNECTION_ID, Items, PageView, actor, invalid, load_connection, page_limit};
 use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::domain::policy::{Source, Strategy};
 use crate::domain::push::ConflictItem;
@@ -23,7 +24,7 @@ use crate::domain::{
     PushStatus, RecordId, Resolution,
 };
 use crate::ports::{ConflictQuery, PushQuery};
-use crate::sync::push::{self, PushError, PushRequest};
+use crate::sync::push::{self, Edited, PushError, PushRequest};
 
 /// Most ids one bulk decision or resolution takes.
 pub const MAX_BULK: usize = 100;
@@ -41,8 +42,6 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(resolve))
         .routes(routes!(get_conflict))
 }
-
-const CONNECTION_ID: &str = "A connection id of the caller's tenant (another tenant's: 404)";
 
 impl From<PushError> for ApiError {
     fn from(e: PushError) -> Self {
@@ -77,6 +76,10 @@ pub struct PushView {
     pub last_error: Option<String>,
     pub result_external_id: Option<ExternalId>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// For a `superseded` item, what made it obsolete: the push id of a newer item carrying its
+    /// fields, a conflict id, `local_change` (the local value moved on) or `merge` (a pull).
+    pub superseded_by: Option<String>,
+    pub superseded_at: Option<DateTime<Utc>>,
 }
 
 impl PushView {
@@ -100,6 +103,8 @@ impl PushView {
             last_error: p.last_error,
             result_external_id: p.result_external_id,
             completed_at: p.completed_at,
+            superseded_by: p.superseded_by,
+            superseded_at: p.superseded_at,
         }
     }
 }
@@ -153,7 +158,7 @@ impl From<ConflictItem> for ConflictView {
 #[serde(deny_unknown_fields)]
 struct QueuePush {
     action: PushAction,
-    /// `normal` when absent.
+    /// `normal` when absent (`medium` is read as `normal`).
     #[serde(default = "normal")]
     priority: Priority,
     /// The record the action applies to (required for `create_note` and `update_field`).
@@ -180,6 +185,7 @@ fn normal() -> Priority {
     responses(
         (status = 201, body = PushView, description = "Queued"),
         (status = 200, body = PushView, description = "The item of that idempotency key"),
+        (status = 409, response = super::problem::Conflict),
     )
 )]
 async fn queue_push(
@@ -209,12 +215,15 @@ struct EditRecord {
     #[schema(value_type = BTreeMap<String, Value>)]
     fields: Fields,
     idempotency_key: IdempotencyKey,
+    /// `normal` when absent (`medium` is read as `normal`).
     #[serde(default = "normal")]
     priority: Priority,
     source: Option<Source>,
 }
 
 /// A local edit: applied locally at once, pushed once approved (an `update_record` push item).
+/// A research task is Syncbridge's own and no calendar takes it: its edit is applied and audited
+/// (`local_edit`) without a push item (204).
 #[utoipa::path(
     post,
     path = "/v1/connections/{connection_id}/records/{record_id}/edit",
@@ -227,6 +236,8 @@ struct EditRecord {
     responses(
         (status = 201, body = PushView, description = "Queued"),
         (status = 200, body = PushView, description = "The item of that idempotency key"),
+        (status = 204, description = "Applied to a record that stays local (a research task); nothing is pushed"),
+        (status = 409, response = super::problem::Conflict),
     )
 )]
 async fn edit_record(
@@ -245,9 +256,13 @@ async fn edit_record(
         idempotency_key: body.idempotency_key,
         source: body.source,
     };
-    let (item, created) = push::queue(&state.engine, &connection, request, &actor(&caller)).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, axum::Json(PushView::new(item, state.clock.now()))).into_response())
+    match push::edit(&state.engine, &connection, request, &actor(&caller)).await? {
+        Edited::Queued(item, created) => {
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok((status, axum::Json(PushView::new(*item, state.clock.now()))).into_response())
+        }
+        Edited::Local(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -264,7 +279,9 @@ struct ListPush {
     page_token: Option<String>,
 }
 
-/// A page of the push queue, highest priority first.
+/// A page of the push queue in queue order across pages: by status (pending, approved, failed,
+/// completed, superseded, rejected; expired items are pending ones), then highest priority first,
+/// then oldest first. A page may hold fewer than `limit` items when a filter matches sparsely.
 #[utoipa::path(
     get,
     path = "/v1/push",
@@ -279,26 +296,22 @@ async fn list_push(
 ) -> Result<axum::Json<PageView<PushView>>, ApiError> {
     let connection =
         q.connection_id.map(ConnectionId::parse).transpose().map_err(|e| invalid(e.to_string()))?;
-    // Expiry is computed, not stored: an expired item is stored as pending.
-    let stored_status = match q.status {
-        Some(PushStatus::Expired) => Some(PushStatus::Pending),
-        other => other,
-    };
+    let now = state.clock.now();
+    // Expiry is computed, not stored: the store tells pending from expired as of now.
     let query = PushQuery {
         connection,
-        status: stored_status,
+        status: q.status,
+        as_of: Some(now),
         limit: page_limit(q.limit)?,
         page_token: q.page_token,
     };
     let page = state.engine.pushes.list(&caller.tenant, &query).await?;
-    let now = state.clock.now();
-    let mut items: Vec<PushView> = page
+    let items: Vec<PushView> = page
         .items
         .into_iter()
         .map(|p| PushView::new(p, now))
         .filter(|v| q.status.is_none_or(|s| s == v.status))
         .collect();
-    items.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created_at.cmp(&b.created_at)));
     Ok(axum::Json(PageView { items, next_page_token: page.next }))
 }
 

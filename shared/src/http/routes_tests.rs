@@ -1,22 +1,12 @@
 //! Handler tests of the lifecycle, settings and audit routes through the real router (`oneshot`)
 //! over the in-memory stores: the rules a person meets (409s, 422s, audit entries, schedules).
 
-use std::sync::Arc;
-
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use http_body_util::BodyExt;
-use lambda_http::RequestExt as _;
-use secrecy::SecretString;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
-use super::api::{ApiState, router};
 use super::audit::{AuditEntryView, CSV_HEADER};
-use super::auth::{DevKey, gateway_context};
-use crate::adapters::memory::{ManualClock, MemoryQueue, MemoryStore};
+use super::test_harness::{ApiHarness, Reply};
 use crate::domain::{
     AuditEntry, AuditOutcome, ConnectionId, ConnectionStatus, Job, JobReason, Operation, RunCounts, RunId,
     RunStatus, SyncRun, TenantId,
@@ -27,86 +17,28 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().unwrap()
 }
 
-struct Harness {
-    store: Arc<MemoryStore>,
-    queue: Arc<MemoryQueue>,
-    clock: Arc<ManualClock>,
-    app: Router,
-    key: DevKey,
-}
+/// The API's harness, with these tests' helpers; bodies go as `application/merge-patch+json`.
+struct Harness(ApiHarness);
 
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    text: String,
-    json: Value,
+impl std::ops::Deref for Harness {
+    type Target = ApiHarness;
+    fn deref(&self) -> &ApiHarness {
+        &self.0
+    }
 }
 
 fn harness() -> Harness {
-    let store = Arc::new(MemoryStore::new());
-    let queue = Arc::new(MemoryQueue::new());
-    let clock = Arc::new(ManualClock::new(t0()));
-    let state = ApiState {
-        connections: store.clone(),
-        records: store.clone(),
-        runs: store.clone(),
-        audit: store.clone(),
-        queue: queue.clone(),
-        clock: clock.clone(),
-        engine: crate::adapters::memory::memory_deps(
-            store.clone(),
-            queue.clone(),
-            Arc::new(crate::adapters::memory::MemoryBus::new()),
-            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-            clock.clone(),
-        ),
-        tenant_claim: "tenant_id".into(),
-        oauth: None,
-    };
-    let key = DevKey::new(&SecretString::from("test-secret-test-secret-test-secret")).unwrap();
-    Harness { store, queue, clock, app: router(state), key }
+    Harness(ApiHarness::new(t0()))
 }
 
 impl Harness {
     async fn send(&self, method: Method, uri: &str, tenant: Option<&str>, body: Option<&str>) -> Reply {
-        let mut builder = Request::builder().method(method).uri(uri);
-        if body.is_some() {
-            builder = builder.header(header::CONTENT_TYPE, "application/merge-patch+json");
-        }
-        let mut request =
-            builder.body(body.map(|b| Body::from(b.to_owned())).unwrap_or_else(Body::empty)).unwrap();
-        if let Some(t) = tenant {
-            let token = self.key.sign(
-                &TenantId::parse(t).unwrap(),
-                &format!("{t}-user"),
-                std::time::Duration::from_secs(300),
-            );
-            request = request.with_request_context(gateway_context(&self.key.verify(&token).unwrap()));
-        }
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, text, json }
+        let body = body.map(|b| ("application/merge-patch+json", b.to_owned()));
+        self.send_request(self.request(method, uri, tenant, body)).await
     }
 
     async fn create(&self, tenant: &str) -> String {
-        let body = json!({ "provider": "hubspot", "access_token": "tok", "refresh_token": "ref", "expires_in_seconds": 1800 });
-        let mut builder = Request::builder().method(Method::POST).uri("/v1/connections");
-        builder = builder.header(header::CONTENT_TYPE, "application/json");
-        let token =
-            self.key.sign(&TenantId::parse(tenant).unwrap(), "u", std::time::Duration::from_secs(300));
-        let request = builder
-            .body(Body::from(body.to_string()))
-            .unwrap()
-            .with_request_context(gateway_context(&self.key.verify(&token).unwrap()));
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).unwrap();
-        v["id"].as_str().unwrap().to_owned()
+        self.create_with(tenant, "tok", "ref").await
     }
 
     async fn connection(&self, tenant: &str, id: &str) -> crate::domain::Connection {

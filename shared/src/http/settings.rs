@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api::{ApiState, actor, invalid, load_connection};
+use super::ApiState;
 use super::auth::Caller;
-use super::lifecycle::update_settings;
+use super::common::{CONNECTION_ID, actor, invalid, load_connection, update_settings};
 use super::problem::{ApiError, ApiJson, ApiPath};
 use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use crate::domain::push::AutoPush;
@@ -373,7 +373,7 @@ fn changed_keys(before: &SyncSettings, after: &SyncSettings) -> Option<(Value, V
     get,
     path = "/v1/connections/{connection_id}/settings",
     tag = "connections",
-    params(("connection_id" = String, Path, description = super::lifecycle::CONNECTION_ID)),
+    params(("connection_id" = String, Path, description = CONNECTION_ID)),
     responses(
         (status = 200, body = SettingsView)
     )
@@ -393,7 +393,7 @@ async fn get_settings(
     patch,
     path = "/v1/connections/{connection_id}/settings",
     tag = "connections",
-    params(("connection_id" = String, Path, description = super::lifecycle::CONNECTION_ID)),
+    params(("connection_id" = String, Path, description = CONNECTION_ID)),
     request_body(content = SettingsPatch, description = "A JSON merge patch (RFC 7396) of the settings; also accepted as `application/merge-patch+json`"),
     responses(
         (status = 200, body = SettingsView),

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::Deps;
 use crate::domain::{Job, JobReason};
 use crate::ports::{DueConnection, QueueError, StoreError};
+use crate::telemetry::metrics;
 
 /// Due connections read from the index a query (about 120 bytes each projected: a page is far
 /// below the 1 MB a query returns).
@@ -87,6 +88,7 @@ pub async fn dispatch(
         total.lost_races += s.lost_races;
     }
     info!(?total, %now, "dispatch finished");
+    metrics::dispatched(total.due, total.claimed, total.enqueued, total.lost_races);
     Ok(total)
 }
 

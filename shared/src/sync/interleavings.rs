@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::push::{self, PushRequest};
 use super::worker::run_job;
 use super::{Deadline, Deps};
-use crate::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore};
+use crate::adapters::memory::{ManualClock, MemoryStore};
 use crate::adapters::memory_provider::MemoryProvider;
 use crate::domain::policy::{ConflictPolicy, Ownership, Source};
 use crate::domain::{
@@ -98,13 +98,10 @@ impl World {
         let crm = MemoryProvider::new();
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::new(start()));
-        let deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            Arc::new(MemoryQueue::new()),
-            Arc::new(MemoryBus::new()),
-            Arc::new(crm.clone()),
-            clock.clone(),
-        );
+        let deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .providers(Arc::new(crm.clone()))
+            .clock(clock.clone())
+            .build();
         let settings = ConnectionSettings {
             conflict_policy: policy,
             auto_push: [(PushAction::UpdateRecord, true), (PushAction::CreateNote, true)].into(),

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::worker::{JobOutcome, run_job};
 use super::{Deadline, Deps};
-use crate::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore};
+use crate::adapters::memory::{ManualClock, MemoryQueue, MemoryStore};
 use crate::domain::connection::sample_connection;
 use crate::domain::record::Fields;
 use crate::domain::{
@@ -133,13 +133,11 @@ impl World {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::new(t0()));
         let queue = Arc::new(MemoryQueue::new());
-        let deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            queue.clone(),
-            Arc::new(MemoryBus::new()),
-            Arc::new(crm.clone()),
-            clock.clone(),
-        );
+        let deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .queue(queue.clone())
+            .providers(Arc::new(crm.clone()))
+            .clock(clock.clone())
+            .build();
         let conn = sample_connection("acme", provider, "http://127.0.0.1:1", t0());
         store.put_connection(conn.clone());
         Self { deps, store, clock, crm, conn, jobs: 0, queue }

@@ -10,6 +10,7 @@ use super::merge::{Decided, FieldOutcome, Merged, merge_with};
 use crate::domain::policy::{ConflictContext, Decision, Fallback, Source};
 use crate::domain::push::{
     ConflictItem, ConflictStatus, Priority, PushAction, PushItem, Resolution, conflict_id, new_push_item,
+    push_id,
 };
 use crate::domain::record::Fields;
 use crate::domain::{
@@ -37,6 +38,10 @@ pub struct Applied {
     /// of the decisions behind it (appended only if the item is new: a repeat pull decides the
     /// same thing again).
     pub pushes: Vec<(PushItem, Vec<AuditEntry>)>,
+    /// Records as written whose merge took fields over from the push items named (a remote value
+    /// or a policy's decision replaced the local value those items carry): each item is
+    /// superseded if none of its fields is still its own ([`super::push::supersede_if_overtaken`]).
+    pub overtaken: Vec<(CanonicalRecord, Vec<String>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +136,9 @@ pub async fn apply_page_audited(
             match result {
                 Ok(()) => {
                     let side = change.side.clone();
+                    if let (false, RecordWrite::Update(r)) = (change.overtaken.is_empty(), &write) {
+                        applied.overtaken.push((r.clone(), change.overtaken.clone()));
+                    }
                     record_success(&mut applied, connection, &write, change, existing.get(&ext), now);
                     if let (Some(side), RecordWrite::Update(r) | RecordWrite::Create(r)) = (side, &write) {
                         let audit_decisions = audit.is_none();
@@ -163,6 +171,8 @@ struct Change {
     kind: RecordChange,
     fields: Vec<String>,
     side: Option<Side>,
+    /// Push items whose fields the merge took over.
+    overtaken: Vec<String>,
 }
 
 /// What a merge decided besides the record itself.
@@ -175,7 +185,8 @@ struct Side {
 }
 
 impl Side {
-    fn from_merge(merged: &Merged) -> Option<Self> {
+    /// The merge's decisions; a record that stays local (a research task) pushes nothing.
+    fn from_merge(merged: &Merged, object: ObjectType) -> Option<Self> {
         let decided_fields: Vec<&str> = merged
             .decided
             .iter()
@@ -185,7 +196,7 @@ impl Side {
         let push: Fields = merged
             .to_push
             .iter()
-            .filter(|f| decided_fields.contains(&f.as_str()))
+            .filter(|f| !object.stays_local() && decided_fields.contains(&f.as_str()))
             .map(|f| (f.clone(), merged.fields.get(f).cloned().unwrap_or(Value::Null)))
             .collect();
         let side = Side { decided: merged.decided.clone(), parked: merged.conflicts.clone(), push };
@@ -236,6 +247,7 @@ fn plan(
                 etag: remote.etag.clone(),
                 local_modified_at: None,
                 sources: Default::default(),
+                pending_push: Default::default(),
                 deleted: false,
                 created_at: now,
                 updated_at: now,
@@ -244,7 +256,7 @@ fn plan(
             let fields = remote.fields.keys().cloned().collect();
             Plan::Write(
                 Box::new(RecordWrite::Create(record)),
-                Change { kind: RecordChange::Created, fields, side: None },
+                Change { kind: RecordChange::Created, fields, side: None, overtaken: Vec::new() },
             )
         }
         Some(stored) if remote.deleted => {
@@ -259,7 +271,7 @@ fn plan(
             record.version = stored.version + 1;
             Plan::Write(
                 Box::new(RecordWrite::Update(record)),
-                Change { kind: RecordChange::Deleted, fields: vec![], side: None },
+                Change { kind: RecordChange::Deleted, fields: vec![], side: None, overtaken: Vec::new() },
             )
         }
         Some(stored) => {
@@ -267,7 +279,7 @@ fn plan(
             let policy = &connection.settings.conflict_policy;
             let merged =
                 merge_with(&stored.base, &stored.fields, &remote.fields, policy, &ctx, &stored.sources);
-            let side = Side::from_merge(&merged);
+            let side = Side::from_merge(&merged, stored.object);
             // A moved stamp or etag is written even without field changes: pushes use them as
             // preconditions. (Repeats of the same version, as a lookback brings, write nothing.)
             let stamp_moved = remote.remote_modified_at.is_some_and(|r| Some(r) != stored.remote_modified_at)
@@ -280,6 +292,7 @@ fn plan(
             record.base = merged.base;
             let (fields, base) = (&record.fields, &record.base);
             record.sources.retain(|k, _| fields.get(k) != base.get(k));
+            let overtaken = take_over_markers(connection, stored, &mut record, side.as_ref());
             record.deleted = false;
             record.remote_modified_at = remote.remote_modified_at;
             record.etag = remote.etag.clone();
@@ -294,9 +307,42 @@ fn plan(
                 || (remote.etag.is_some() && remote.etag == stored.etag);
             let fields =
                 if same_version && kind == RecordChange::Updated { Vec::new() } else { merged.changed };
-            Plan::Write(Box::new(RecordWrite::Update(record)), Change { kind, fields, side })
+            Plan::Write(Box::new(RecordWrite::Update(record)), Change { kind, fields, side, overtaken })
         }
     }
+}
+
+/// Moves the merged record's push markers (`pending_push`): a field the policy decided for the
+/// local side is carried by the policy's push item from now on, and fields agreed again lose
+/// theirs. Returns the items whose fields the merge took over (their marker replaced or dropped,
+/// or their local value changed), to be checked for superseding once the record is written.
+fn take_over_markers(
+    connection: &Connection,
+    stored: &CanonicalRecord,
+    record: &mut CanonicalRecord,
+    side: Option<&Side>,
+) -> Vec<String> {
+    let mut overtaken: Vec<String> = stored
+        .pending_push
+        .iter()
+        .filter(|(f, _)| record.fields.get(*f) != stored.fields.get(*f))
+        .map(|(_, id)| id.clone())
+        .collect();
+    if let Some(side) = side.filter(|s| !s.push.is_empty()) {
+        let key = content_key("policy", &record.record_id, &side.push);
+        let carrier = push_id(&connection.tenant_id, &connection.connection_id, &key);
+        for field in side.push.keys() {
+            if let Some(old) = record.pending_push.insert(field.clone(), carrier.clone())
+                && old != carrier
+            {
+                overtaken.push(old);
+            }
+        }
+    }
+    overtaken.extend(record.settle_pending());
+    overtaken.sort();
+    overtaken.dedup();
+    overtaken
 }
 
 fn record_success(

@@ -10,6 +10,7 @@
 //! (echo suppression), and webhooks caused by our writes lead to syncs that change nothing.
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tracing::warn;
 
@@ -132,6 +133,13 @@ pub async fn queue(
             if target.deleted {
                 return Err(PushError::State("the record was deleted at the provider".into()));
             }
+            if target.object.stays_local() {
+                return Err(PushError::Invalid(format!(
+                    "{} are Syncbridge's own and never go to the provider: edit them with POST \
+                     /v1/connections/{{id}}/records/{{record_id}}/edit",
+                    target.object
+                )));
+            }
             (target.object, request.fields.clone())
         }
     };
@@ -152,8 +160,14 @@ pub async fn queue(
     if let Some(existing) = deps.pushes.get(tenant, &item.push_id).await? {
         return Ok((existing, false));
     }
-    if let (Some(target), PushAction::UpdateField | PushAction::UpdateRecord) = (target, request.action) {
-        apply_local_edit(deps, target, &item.fields, request.source, now).await?;
+    // The edit takes its fields' markers: older items carrying them are checked once it exists.
+    let mut edited = None;
+    if let (Some(target), true) = (target, item.is_edit()) {
+        let carrier = Some(item.push_id.as_str());
+        edited = Some(
+            apply_local_edit(deps, connection.provider, target, &item.fields, request.source, carrier, now)
+                .await?,
+        );
     }
     let created = deps.pushes.create(&item).await?;
     let entry = AuditEntry::new(tenant.clone(), Operation::Push, AuditOutcome::Success, actor, now)
@@ -163,36 +177,128 @@ pub async fn queue(
         )
         .change(None, Some(json!(item.fields)));
     deps.audit.append(&[entry]).await?;
+    if let Some((record, replaced)) = edited {
+        for old in replaced.iter().filter(|id| **id != item.push_id) {
+            supersede_if_overtaken(deps, &record, old, &item.push_id, actor).await?;
+        }
+    }
     let stored = deps.pushes.get(tenant, &item.push_id).await?.unwrap_or(item);
     Ok((stored, created))
 }
 
-/// Sets local field values on a record (its local side), retrying lost version races.
+/// What a local edit did: a push item queued for the provider, or (for a record that stays
+/// local, a research task) the record as edited, with nothing to push.
+#[derive(Debug)]
+pub enum Edited {
+    Queued(Box<PushItem>, bool),
+    Local(Box<CanonicalRecord>),
+}
+
+/// A person's edit of a record's fields: an `update_record` push through [`queue`], except for
+/// records that stay local ([`ObjectType::stays_local`]: research tasks), which are edited in
+/// place and audited (`local_edit`) without a push item, since no provider takes them. The edit
+/// stays a local change: the next derivation of the task does not overwrite it.
+pub async fn edit(
+    deps: &Deps,
+    connection: &Connection,
+    request: PushRequest,
+    actor: &str,
+) -> Result<Edited, PushError> {
+    let (tenant, conn_id) = (&connection.tenant_id, &connection.connection_id);
+    let record_id =
+        request.record_id.clone().ok_or_else(|| PushError::Invalid("an edit needs a record_id".into()))?;
+    let record = deps.records.get(tenant, conn_id, &record_id).await?.ok_or(PushError::NotFound)?;
+    if !record.object.stays_local() {
+        let (item, created) =
+            queue(deps, connection, PushRequest { action: PushAction::UpdateRecord, ..request }, actor)
+                .await?;
+        return Ok(Edited::Queued(Box::new(item), created));
+    }
+    if request.fields.is_empty() {
+        return Err(PushError::Invalid("an update needs at least one field".into()));
+    }
+    if record.deleted {
+        return Err(PushError::State("the record was cancelled".into()));
+    }
+    let now = deps.clock.now();
+    let pick = |r: &CanonicalRecord| -> Value {
+        request.fields.keys().map(|k| (k.clone(), r.fields.get(k).cloned().unwrap_or(Value::Null))).collect()
+    };
+    let before = pick(&record);
+    let version = record.version;
+    let (after, _) =
+        apply_local_edit(deps, connection.provider, record, &request.fields, request.source, None, now)
+            .await?;
+    if after.version != version {
+        let entry = AuditEntry::new(tenant.clone(), Operation::LocalEdit, AuditOutcome::Success, actor, now)
+            .connection(conn_id)
+            .record(after.object, &after.record_id)
+            .detail(json!({ "idempotency_key": request.idempotency_key, "pushed": false }))
+            .change(Some(before), Some(pick(&after)));
+        deps.audit.append(&[entry]).await?;
+    }
+    Ok(Edited::Local(Box::new(after)))
+}
+
+/// Sets local field values on a record (its local side). With a `carrier`, that push item takes
+/// the fields' markers (`pending_push`). Returns the record as written and the items whose
+/// markers it replaced or settled (candidates for [`supersede_if_overtaken`]).
 async fn apply_local_edit(
     deps: &Deps,
-    mut record: CanonicalRecord,
+    provider: crate::domain::Provider,
+    record: CanonicalRecord,
     fields: &Fields,
     source: Option<Source>,
+    carrier: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(), PushError> {
-    for _ in 0..3 {
-        if fields.iter().all(|(k, v)| record.fields.get(k) == Some(v)) {
-            return Ok(());
+) -> Result<(CanonicalRecord, Vec<String>), PushError> {
+    write_record(deps, provider, record, now, |next| {
+        let mut out = Vec::new();
+        if fields.iter().any(|(k, v)| next.fields.get(k) != Some(v)) {
+            next.fields.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            next.local_modified_at = Some(now);
         }
-        let mut next = record.clone();
-        next.fields.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
         for k in fields.keys() {
             match source {
                 Some(s) if next.fields.get(k) != next.base.get(k) => next.sources.insert(k.clone(), s),
                 _ => next.sources.remove(k),
             };
+            if let Some(id) = carrier
+                && let Some(old) = next.pending_push.insert(k.clone(), id.to_owned())
+                && old != id
+            {
+                out.push(old);
+            }
         }
-        next.local_modified_at = Some(now);
+        out.extend(next.settle_pending());
+        out
+    })
+    .await
+}
+
+/// Writes `change` applied to `record`, conditional on its version; when the record changed
+/// meanwhile, re-reads it and applies `change` again (3 attempts). A change that leaves the record
+/// as it was writes nothing. Returns the record as stored and what `change` returned (the push
+/// items whose markers it replaced or settled), sorted and without repeats.
+async fn write_record(
+    deps: &Deps,
+    provider: crate::domain::Provider,
+    mut record: CanonicalRecord,
+    now: DateTime<Utc>,
+    change: impl Fn(&mut CanonicalRecord) -> Vec<String>,
+) -> Result<(CanonicalRecord, Vec<String>), PushError> {
+    for _ in 0..3 {
+        let mut next = record.clone();
+        let mut replaced = change(&mut next);
+        replaced.sort();
+        replaced.dedup();
+        if next == record {
+            return Ok((record, replaced));
+        }
         next.updated_at = now;
         next.version = record.version + 1;
-        let provider = provider_of(deps, &record).await?;
-        match deps.records.write(provider, vec![RecordWrite::Update(next)]).await?.pop() {
-            Some(Ok(())) => return Ok(()),
+        match deps.records.write(provider, vec![RecordWrite::Update(next.clone())]).await?.pop() {
+            Some(Ok(())) => return Ok((next, replaced)),
             Some(Err(StoreError::Conflict)) => {
                 record = deps
                     .records
@@ -264,29 +370,48 @@ async fn decide_one(
     now: DateTime<Utc>,
 ) -> Result<PushItem, PushError> {
     let mut item = deps.pushes.get(tenant, push_id).await?.ok_or(PushError::NotFound)?;
+    let was = item.status_at(now);
     item.decide(approve, actor, now).map_err(|e| PushError::State(e.to_string()))?;
     item.version = deps.pushes.save(&item).await.map_err(|e| match e {
         StoreError::Conflict => PushError::State("the item changed meanwhile; try again".into()),
         e => PushError::Store(e),
     })?;
+    let mut entry = AuditEntry::new(tenant.clone(), Operation::Approval, AuditOutcome::Success, actor, now)
+        .connection(&item.connection_id)
+        .detail(
+            json!({ "push_id": item.push_id, "action": item.action, "decision": item.status, "was": was }),
+        );
+    // A rejected (or discarded expired or failed) edit takes its local values back to the agreed
+    // ones, where they are still this item's: a newer edit or a resolution keeps what it set.
     if !approve
-        && matches!(item.action, PushAction::UpdateRecord | PushAction::UpdateField)
+        && item.is_edit()
         && let Some(record_id) = &item.record_id
         && let Some(record) = deps.records.get(tenant, &item.connection_id, record_id).await?
     {
-        let revert: Fields = item
-            .fields
-            .iter()
-            .filter(|(k, v)| record.fields.get(*k) == Some(*v))
-            .map(|(k, _)| (k.clone(), record.base.get(k).cloned().unwrap_or(Value::Null)))
-            .collect();
+        let overtaken = item.overtaken_fields(&record);
+        let revert: Vec<String> = item.fields.keys().filter(|k| !overtaken.contains(k)).cloned().collect();
         if !revert.is_empty() {
-            apply_local_edit(deps, record, &revert, None, now).await?;
+            let pick = |r: &CanonicalRecord| -> Value {
+                revert.iter().map(|k| (k.clone(), r.fields.get(k).cloned().unwrap_or(Value::Null))).collect()
+            };
+            let before = pick(&record);
+            entry = entry.record(record.object, &record.record_id);
+            let provider = provider_of(deps, &record).await?;
+            let (after, _) = write_record(deps, provider, record, now, |next| {
+                for k in &revert {
+                    match next.base.get(k).cloned() {
+                        Some(agreed) => next.fields.insert(k.clone(), agreed),
+                        None => next.fields.remove(k),
+                    };
+                    next.sources.remove(k);
+                }
+                next.settle_pending()
+            })
+            .await?;
+            entry.detail["reverted"] = json!(revert);
+            entry = entry.change(Some(before), Some(pick(&after)));
         }
     }
-    let entry = AuditEntry::new(tenant.clone(), Operation::Approval, AuditOutcome::Success, actor, now)
-        .connection(&item.connection_id)
-        .detail(json!({ "push_id": item.push_id, "action": item.action, "decision": item.status }));
     deps.audit.append(&[entry]).await?;
     Ok(item)
 }
@@ -297,37 +422,56 @@ pub struct PushCounts {
     pub completed: u64,
     pub failed: u64,
     pub retrying: u64,
+    /// Items found obsolete (their local values moved on): never pushed.
+    pub superseded: u64,
 }
 
-/// Pushes the connection's approved items, highest priority first.
+/// The connection's approved items, highest priority first and oldest first within a priority,
+/// across the whole queue (the store lists in that order across pages), at most
+/// [`PUSHES_PER_JOB`]; each read again from the item itself, since the listing may lag a
+/// decision made a moment ago.
+async fn approved_items(deps: &Deps, conn: &Connection) -> Result<Vec<PushItem>, StoreError> {
+    let mut listed = Vec::new();
+    let mut token = None;
+    loop {
+        let query = PushQuery {
+            connection: Some(conn.connection_id.clone()),
+            status: Some(PushStatus::Approved),
+            limit: PUSHES_PER_JOB - listed.len(),
+            page_token: token,
+            ..PushQuery::default()
+        };
+        let page = deps.pushes.list(&conn.tenant_id, &query).await?;
+        listed.extend(page.items);
+        token = page.next;
+        if token.is_none() || listed.len() >= PUSHES_PER_JOB {
+            break;
+        }
+    }
+    listed.truncate(PUSHES_PER_JOB);
+    let fresh: Vec<Result<Option<PushItem>, StoreError>> = futures::stream::iter(listed)
+        .map(|p| async move { deps.pushes.get(&p.tenant_id, &p.push_id).await })
+        .buffered(16)
+        .collect()
+        .await;
+    let mut items = Vec::new();
+    for item in fresh {
+        if let Some(item) = item?
+            && item.status == PushStatus::Approved
+        {
+            items.push(item);
+        }
+    }
+    Ok(items)
+}
+
+/// Pushes the connection's approved items, highest priority first across the whole queue.
 pub async fn push_approved(
     deps: &Deps,
     conn: &Connection,
     client: &dyn ProviderClient,
 ) -> Result<PushCounts, ProviderOrStore> {
-    let mut items = Vec::new();
-    let mut token = None;
-    loop {
-        let page = deps
-            .pushes
-            .list(
-                &conn.tenant_id,
-                &PushQuery {
-                    connection: Some(conn.connection_id.clone()),
-                    status: Some(PushStatus::Approved),
-                    limit: 100,
-                    page_token: token,
-                },
-            )
-            .await?;
-        items.extend(page.items);
-        token = page.next;
-        if token.is_none() || items.len() >= PUSHES_PER_JOB {
-            break;
-        }
-    }
-    items.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.created_at.cmp(&b.created_at)));
-    items.truncate(PUSHES_PER_JOB);
+    let items = approved_items(deps, conn).await?;
     let mut counts = PushCounts::default();
     // One provider write per record: updates of the same record (several approved edits) are
     // combined, and every item behind a write shares its result.
@@ -346,9 +490,14 @@ pub async fn push_approved(
                     _ => planned.push((vec![item], *write)),
                 }
             }
-            Planned::Nothing(record, outcome) => {
+            Planned::Nothing(record) => {
                 let external = Some(record.external_id.clone());
-                finish_as(deps, conn, item, external, Some(*record), outcome, &mut counts).await?
+                finish_as(deps, conn, item, external, Some(*record), "already_applied", &mut counts).await?
+            }
+            Planned::Obsolete(record) => {
+                if supersede_if_overtaken(deps, &record, &item.push_id, "local_change", "worker").await? {
+                    counts.superseded += 1;
+                }
             }
             Planned::Fail(why) => fail(deps, conn, item, &why, true, &mut counts).await?,
         }
@@ -409,10 +558,12 @@ fn same_record(a: &ProviderWrite, b: &ProviderWrite) -> bool {
 
 enum Planned {
     Write(Box<ProviderWrite>),
-    /// Nothing left to send: completes the item, saying why (`already_applied`: the provider has
-    /// these values, e.g. after a crash between its write and our record of it; `superseded`: the
-    /// local value changed since, by a later edit or a decided conflict, both audited).
-    Nothing(Box<CanonicalRecord>, &'static str),
+    /// Nothing left to send, because the provider has the values still the item's own (e.g.
+    /// after a crash between its write and our record of it): completes it as `already_applied`.
+    Nothing(Box<CanonicalRecord>),
+    /// Nothing left to send, because none of its values is the record's own any more (a later
+    /// edit, a decided conflict): the item is superseded, never pushed.
+    Obsolete(Box<CanonicalRecord>),
     Fail(String),
 }
 
@@ -436,18 +587,23 @@ async fn plan_write(deps: &Deps, item: &PushItem) -> Result<Planned, StoreError>
             if record.deleted {
                 return Ok(Planned::Fail("the record was deleted at the provider".into()));
             }
-            // Only what is still our local value and not yet agreed: a repeat after a crash, or
-            // an edit a conflict resolution took back, sends nothing.
+            if record.object.stays_local() {
+                return Ok(Planned::Fail(format!("{} stay local: no provider takes them", record.object)));
+            }
+            // Only what is still this item's local value and not yet agreed: a repeat after a
+            // crash, or an edit a conflict resolution or a newer edit took over, sends nothing.
+            let overtaken = item.overtaken_fields(&record);
             let fields: Fields = item
                 .fields
                 .iter()
-                .filter(|(k, v)| record.fields.get(*k) == Some(*v) && record.base.get(*k) != Some(*v))
+                .filter(|(k, v)| !overtaken.contains(*k) && record.base.get(*k) != Some(*v))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             if fields.is_empty() {
-                let applied = item.fields.iter().all(|(k, v)| record.base.get(k) == Some(v));
-                let outcome = if applied { "already_applied" } else { "superseded" };
-                return Ok(Planned::Nothing(Box::new(record), outcome));
+                // Every field is either overtaken or at the provider already.
+                let obsolete = item.is_overtaken(&record);
+                let record = Box::new(record);
+                return Ok(if obsolete { Planned::Obsolete(record) } else { Planned::Nothing(record) });
             }
             let write = ProviderWrite::Update {
                 object: record.object,
@@ -495,6 +651,7 @@ async fn remember_push(
                     }
                     record.base.insert(k.clone(), v.clone());
                 }
+                record.settle_pending();
                 if ack.remote_modified_at.is_some_and(|at| record.remote_modified_at.is_none_or(|r| at >= r))
                 {
                     record.remote_modified_at = ack.remote_modified_at;
@@ -531,6 +688,7 @@ async fn remember_push(
                 etag: ack.etag.clone(),
                 local_modified_at: None,
                 sources: Default::default(),
+                pending_push: Default::default(),
                 deleted: false,
                 created_at: now,
                 updated_at: now,
@@ -641,6 +799,49 @@ async fn fail(
     Ok(())
 }
 
+/// Marks item `push_id` superseded by `by` when it is still waiting (pending, expired or approved)
+/// and `record` (as just written) carries none of its fields as its own any more (see
+/// [`PushItem::is_overtaken`]); audits it (`push`, outcome `rejected`, status `superseded`).
+/// Returns whether it did. Used by a newer edit, a conflict resolution, a pull's merge and the
+/// worker's push step; an item left waiting by a crash in between is found by the push step.
+pub async fn supersede_if_overtaken(
+    deps: &Deps,
+    record: &CanonicalRecord,
+    push_id: &str,
+    by: &str,
+    actor: &str,
+) -> Result<bool, StoreError> {
+    let now = deps.clock.now();
+    for _ in 0..3 {
+        let Some(mut item) = deps.pushes.get(&record.tenant_id, push_id).await? else { return Ok(false) };
+        if item.record_id.as_ref() != Some(&record.record_id)
+            || !item.is_overtaken(record)
+            || item.supersede(by, now).is_err()
+        {
+            return Ok(false);
+        }
+        match deps.pushes.save(&item).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e),
+        }
+        let entry =
+            AuditEntry::new(record.tenant_id.clone(), Operation::Push, AuditOutcome::Rejected, actor, now)
+                .connection(&record.connection_id)
+                .record(record.object, &record.record_id)
+                .detail(json!({
+                    "push_id": item.push_id,
+                    "action": item.action,
+                    "status": item.status,
+                    "superseded_by": by,
+                }))
+                .change(Some(json!(item.fields)), None);
+        deps.audit.append(&[entry]).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Resolves conflicts: `UseRemote` takes the provider's value; `UseLocal` keeps ours and pushes it
 /// (approved: a person decided); `Skip` leaves both and stops asking until either side changes.
 /// When a connection has no open conflict left, its status goes back to `synced`.
@@ -689,16 +890,23 @@ async fn resolve_one(
         .ok_or(PushError::NotFound)?;
     let field = conflict.field.clone();
     let remote = conflict.remote.clone().unwrap_or(Value::Null);
-    match resolution {
+    let provider = connection.provider;
+    let by = conflict.conflict_id.clone();
+    let (written, replaced) = match resolution {
         Resolution::UseRemote => {
             // Local takes the remote value; both agree, so it is the base too.
-            set_field(deps, &connection, record, &field, Some(&remote), Some(&remote), now).await?;
+            set_field(deps, provider, record, &field, &remote, &remote, None, now).await?
+        }
+        Resolution::UseLocal if record.object.stays_local() => {
+            // Ours alone (a research task): the local value stays, nothing goes out.
+            let local = conflict.local.clone().unwrap_or(Value::Null);
+            set_field(deps, provider, record, &field, &local, &remote, None, now).await?
         }
         Resolution::UseLocal => {
-            // The remote value becomes the base: our value is then a plain local change, pushed.
+            // The remote value becomes the base: our value is then a plain local change, pushed
+            // by a new approved item that carries the field from now on.
             let local = conflict.local.clone().unwrap_or(Value::Null);
-            set_field(deps, &connection, record.clone(), &field, Some(&local), Some(&remote), now).await?;
-            let fields: Fields = [(field.clone(), local)].into();
+            let fields: Fields = [(field.clone(), local.clone())].into();
             let key = content_key("resolve", &record.record_id, &fields);
             let item = new_push_item(
                 tenant.clone(),
@@ -713,9 +921,15 @@ async fn resolve_one(
                 true,
                 now,
             );
+            let carrier = Some(item.push_id.as_str());
+            let out = set_field(deps, provider, record, &field, &local, &remote, carrier, now).await?;
             deps.pushes.create(&item).await?;
+            out
         }
-        Resolution::Skip => {}
+        Resolution::Skip => (record, Vec::new()),
+    };
+    for old in &replaced {
+        supersede_if_overtaken(deps, &written, old, &by, actor).await?;
     }
     conflict.status = ConflictStatus::Resolved;
     conflict.resolution = Some(resolution);
@@ -741,41 +955,32 @@ async fn resolve_one(
     Ok(conflict)
 }
 
+/// Sets one field's local value and base, and (with a `carrier`) the push item that carries it.
+/// Returns the record as written and the items whose markers it replaced or settled.
+#[allow(clippy::too_many_arguments)]
 async fn set_field(
     deps: &Deps,
-    connection: &Connection,
-    mut record: CanonicalRecord,
+    provider: crate::domain::Provider,
+    record: CanonicalRecord,
     field: &str,
-    local: Option<&Value>,
-    base: Option<&Value>,
+    local: &Value,
+    base: &Value,
+    carrier: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(), PushError> {
-    for _ in 0..3 {
-        let mut next = record.clone();
-        match local {
-            Some(v) => next.fields.insert(field.to_owned(), v.clone()),
-            None => next.fields.remove(field),
+) -> Result<(CanonicalRecord, Vec<String>), PushError> {
+    write_record(deps, provider, record, now, |next| {
+        let mut out: Vec<String> = next.pending_push.get(field).cloned().into_iter().collect();
+        next.fields.insert(field.to_owned(), local.clone());
+        next.base.insert(field.to_owned(), base.clone());
+        match carrier {
+            Some(id) => next.pending_push.insert(field.to_owned(), id.to_owned()),
+            None => next.pending_push.remove(field),
         };
-        match base {
-            Some(v) => next.base.insert(field.to_owned(), v.clone()),
-            None => next.base.remove(field),
-        };
-        next.updated_at = now;
-        next.version = record.version + 1;
-        match deps.records.write(connection.provider, vec![RecordWrite::Update(next)]).await?.pop() {
-            Some(Ok(())) => return Ok(()),
-            Some(Err(StoreError::Conflict)) => {
-                record = deps
-                    .records
-                    .get(&record.tenant_id, &record.connection_id, &record.record_id)
-                    .await?
-                    .ok_or(PushError::NotFound)?;
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(PushError::State("the store returned no result".into())),
-        }
-    }
-    Err(PushError::State("the record kept changing; try again".into()))
+        out.extend(next.settle_pending());
+        out.retain(|id| Some(id.as_str()) != carrier);
+        out
+    })
+    .await
 }
 
 /// `conflict` while the connection has open conflicts, `synced` once it has none (only from those

@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 use super::push::{self, PushRequest};
 use super::worker::{JobOutcome, run_job};
 use super::{Deadline, Deps};
-use crate::adapters::memory::{ManualClock, MemoryBus, MemoryQueue, MemoryStore};
+use crate::adapters::memory::{ManualClock, MemoryBus, MemoryStore};
 use crate::adapters::memory_provider::MemoryProvider;
 use crate::domain::policy::ConflictPolicy;
 use crate::domain::record::Fields;
 use crate::domain::{
     CanonicalRecord, ConflictStatus, Connection, ConnectionSettings, ConnectionStatus, Credentials,
-    DomainEvent, IdempotencyKey, Job, JobId, JobReason, NewConnection, ObjectType, Priority, Provider,
-    PushAction, PushStatus, Resolution, RunCounts, TenantId,
+    DomainEvent, IdempotencyKey, Job, JobId, JobReason, NewConnection, ObjectType, Operation, Priority,
+    Provider, PushAction, PushItem, PushStatus, Resolution, RunCounts, TenantId,
 };
 use crate::ports::{ConflictQuery, PushQuery};
 
@@ -39,21 +39,23 @@ fn now() -> DateTime<Utc> {
 
 impl World {
     fn new(settings: ConnectionSettings) -> Self {
+        Self::of(Provider::Hubspot, settings)
+    }
+
+    fn of(provider: Provider, settings: ConnectionSettings) -> Self {
         let crm = MemoryProvider::new();
         let store = Arc::new(MemoryStore::new());
         let bus = Arc::new(MemoryBus::new());
         let clock = Arc::new(ManualClock::new(now()));
-        let deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            Arc::new(MemoryQueue::new()),
-            bus.clone(),
-            Arc::new(crm.clone()),
-            clock.clone(),
-        );
+        let deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .bus(bus.clone())
+            .providers(Arc::new(crm.clone()))
+            .clock(clock.clone())
+            .build();
         let conn = Connection::new(
             TenantId::parse("acme").unwrap(),
             NewConnection {
-                provider: Provider::Hubspot,
+                provider,
                 base_url: "http://127.0.0.1:1".into(),
                 credentials: Credentials {
                     access_token: SecretString::from("t"),
@@ -86,10 +88,14 @@ impl World {
     }
 
     fn record(&self, external: &str) -> CanonicalRecord {
+        self.record_of(ObjectType::Contacts, external)
+    }
+
+    fn record_of(&self, object: ObjectType, external: &str) -> CanonicalRecord {
         self.store
             .records_of(&self.conn.tenant_id, &self.conn.connection_id)
             .into_iter()
-            .find(|r| r.external_id.as_str() == external)
+            .find(|r| r.object == object && r.external_id.as_str() == external)
             .expect("record pulled")
     }
 
@@ -104,9 +110,20 @@ impl World {
     }
 
     async fn queue(&self, action: PushAction, record: Option<&str>, fields: Fields, key: &str) -> String {
+        self.queue_at(Priority::Normal, action, record, fields, key).await
+    }
+
+    async fn queue_at(
+        &self,
+        priority: Priority,
+        action: PushAction,
+        record: Option<&str>,
+        fields: Fields,
+        key: &str,
+    ) -> String {
         let request = PushRequest {
             action,
-            priority: Priority::Normal,
+            priority,
             record_id: record.map(|e| self.record(e).record_id),
             fields,
             idempotency_key: IdempotencyKey::parse(key).unwrap(),
@@ -120,6 +137,25 @@ impl World {
         let out =
             push::decide(&self.deps, &self.conn.tenant_id, &[id.to_owned()], true, "user:ann").await.unwrap();
         assert!(out[0].1.is_ok(), "{:?}", out[0].1);
+    }
+
+    async fn item(&self, id: &str) -> PushItem {
+        self.deps.pushes.get(&self.conn.tenant_id, id).await.unwrap().unwrap()
+    }
+
+    /// Audit entries saying an item was superseded, as `(push_id, superseded_by)`.
+    fn superseded_audits(&self) -> Vec<(String, String)> {
+        self.store
+            .audit_entries()
+            .iter()
+            .filter(|e| e.operation == Operation::Push && e.detail["status"] == "superseded")
+            .map(|e| {
+                (
+                    e.detail["push_id"].as_str().unwrap().to_owned(),
+                    e.detail["superseded_by"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
     }
 
     async fn open_conflicts(&self) -> Vec<crate::domain::ConflictItem> {
@@ -460,4 +496,267 @@ async fn a_stronger_source_wins_a_conflict_and_a_weaker_one_loses_it() {
         .filter_map(|e| e.detail.get("strategy").and_then(Value::as_str).map(str::to_owned))
         .collect();
     assert_eq!(decided, vec!["source_hierarchy", "source_hierarchy"]);
+}
+
+#[tokio::test]
+async fn a_newer_edit_of_the_same_fields_supersedes_the_older_one_which_is_never_pushed() {
+    let mut w = World::new(ConnectionSettings::default());
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("1")), ("email", json!("a@x.io"))]);
+    w.sync().await;
+    let both = f(&[("phone", json!("2")), ("email", json!("b@x.io"))]);
+    let first = w.queue(PushAction::UpdateRecord, Some("c1"), both, "edit-1").await;
+    let second = w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("phone", json!("3"))]), "edit-2").await;
+    assert_eq!(w.item(&first).await.status, PushStatus::Pending, "its email is still its own");
+    let carriers = w.record("c1").pending_push;
+    assert_eq!((carriers["email"].as_str(), carriers["phone"].as_str()), (first.as_str(), second.as_str()));
+
+    let third =
+        w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("email", json!("c@x.io"))]), "edit-3").await;
+    let superseded = w.item(&first).await;
+    assert_eq!(superseded.status, PushStatus::Superseded);
+    assert_eq!(superseded.superseded_by.as_deref(), Some(third.as_str()));
+    assert_eq!(w.superseded_audits(), vec![(first.clone(), third.clone())]);
+    let late = push::decide(&w.deps, &w.conn.tenant_id, std::slice::from_ref(&first), true, "user:ann").await;
+    assert!(late.unwrap()[0].1.is_err(), "a superseded item cannot be approved");
+
+    w.approve(&second).await;
+    w.approve(&third).await;
+    assert_eq!(w.sync().await.pushed, 2);
+    assert_eq!(w.crm.history("c1", "phone"), vec![json!("1"), json!("3")], "2 never went out");
+    assert_eq!(w.crm.history("c1", "email"), vec![json!("a@x.io"), json!("c@x.io")]);
+    assert_eq!(w.crm.writes(), (0, 1, 0), "the two edits of one record go out in one write");
+    assert!(w.record("c1").pending_push.is_empty(), "pushed values need no carrier");
+    assert_eq!(w.item(&first).await.status, PushStatus::Superseded);
+}
+
+#[tokio::test]
+async fn a_conflict_resolution_supersedes_the_pending_edit_it_overtakes() {
+    let mut w =
+        World::new(ConnectionSettings { conflict_policy: ConflictPolicy::manual(), ..Default::default() });
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("1"))]);
+    w.crm.edit(ObjectType::Contacts, "c2", &[("phone", json!("1"))]);
+    w.sync().await;
+    let e1 = w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("phone", json!("local1"))]), "edit-1").await;
+    let e2 = w.queue(PushAction::UpdateRecord, Some("c2"), f(&[("phone", json!("local2"))]), "edit-2").await;
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("remote1"))]);
+    w.crm.edit(ObjectType::Contacts, "c2", &[("phone", json!("remote2"))]);
+    assert_eq!(w.sync().await.conflicts_parked, 2);
+    let open = w.open_conflicts().await;
+    let on = |external: &str| {
+        let record = w.record(external).record_id;
+        open.iter().find(|c| c.record_id == record).unwrap().conflict_id.clone()
+    };
+    let (k1, k2) = (on("c1"), on("c2"));
+
+    push::resolve(&w.deps, &w.conn.tenant_id, std::slice::from_ref(&k1), Resolution::UseRemote, "user:ann")
+        .await
+        .unwrap();
+    let taken_back = w.item(&e1).await;
+    assert_eq!(
+        (taken_back.status, taken_back.superseded_by.as_deref()),
+        (PushStatus::Superseded, Some(k1.as_str()))
+    );
+    assert_eq!(w.record("c1").fields["phone"], json!("remote1"));
+    assert!(w.record("c1").pending_push.is_empty());
+
+    push::resolve(&w.deps, &w.conn.tenant_id, std::slice::from_ref(&k2), Resolution::UseLocal, "user:ann")
+        .await
+        .unwrap();
+    let resolving = w.record("c2").pending_push["phone"].clone();
+    assert_ne!(resolving, e2, "the resolution's own approved item carries the value now");
+    assert_eq!(w.item(&resolving).await.status, PushStatus::Approved);
+    let kept = w.item(&e2).await;
+    assert_eq!((kept.status, kept.superseded_by.as_deref()), (PushStatus::Superseded, Some(k2.as_str())));
+
+    assert_eq!(w.sync().await.pushed, 1);
+    assert_eq!(w.crm.fields("c2").unwrap()["phone"], json!("local2"));
+    assert_eq!(w.crm.fields("c1").unwrap()["phone"], json!("remote1"));
+    assert_eq!(w.item(&resolving).await.status, PushStatus::Completed);
+    for id in [&e1, &e2] {
+        assert_eq!(w.item(id).await.status, PushStatus::Superseded, "never completed");
+    }
+    assert_eq!(w.superseded_audits().len(), 2);
+}
+
+#[tokio::test]
+async fn an_approved_edit_the_policy_decides_against_is_superseded_by_the_merge_and_never_sent() {
+    use crate::domain::Source;
+    let mut w = World::new(ConnectionSettings::default());
+    w.crm.edit(ObjectType::Contacts, "c1", &[("job_title", json!("CTO"))]);
+    w.sync().await;
+    w.source = Some(Source::Web);
+    let id = w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("job_title", json!("VP"))]), "edit-1").await;
+    w.approve(&id).await;
+    w.crm.edit(ObjectType::Contacts, "c1", &[("job_title", json!("CEO"))]);
+    let c = w.sync().await;
+    assert_eq!((c.conflicts_decided, c.pushed), (1, 0), "web loses to the CRM");
+    let item = w.item(&id).await;
+    assert_eq!((item.status, item.superseded_by.as_deref()), (PushStatus::Superseded, Some("merge")));
+    assert_eq!(w.crm.writes(), (0, 0, 0));
+    assert_eq!(w.record("c1").fields["job_title"], json!("CEO"));
+    assert!(w.record("c1").pending_push.is_empty());
+}
+
+#[tokio::test]
+async fn an_approved_edit_whose_local_value_moved_on_unmarked_is_superseded_at_push_time_not_completed() {
+    let mut w = World::new(ConnectionSettings::default());
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("1"))]);
+    w.sync().await;
+    let id = w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("phone", json!("2"))]), "edit-1").await;
+    w.approve(&id).await;
+    // A writer that names no push item (a record written before markers existed) moves the value.
+    let mut moved = w.record("c1");
+    moved.fields.insert("phone".into(), json!("9"));
+    moved.pending_push.clear();
+    moved.version += 1;
+    let written =
+        w.deps.records.write(Provider::Hubspot, vec![crate::ports::RecordWrite::Update(moved)]).await;
+    assert!(written.unwrap()[0].is_ok());
+
+    let c = w.sync().await;
+    assert_eq!(c.pushed, 0, "superseded is not pushed");
+    let item = w.item(&id).await;
+    assert_eq!((item.status, item.superseded_by.as_deref()), (PushStatus::Superseded, Some("local_change")));
+    assert_eq!(w.crm.writes(), (0, 0, 0));
+    assert!(!w.bus.events().iter().any(|e| matches!(e, DomainEvent::PushCompleted { .. })));
+}
+
+#[tokio::test]
+async fn an_expired_edit_stays_visibly_unpushed_until_rejected_which_puts_the_agreed_value_back() {
+    let mut w = World::new(ConnectionSettings::default());
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("1"))]);
+    w.sync().await;
+    let id = w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("phone", json!("2"))]), "edit-1").await;
+    w.clock.advance(chrono::Duration::days(8));
+    assert_eq!(w.item(&id).await.status_at(crate::ports::Clock::now(&*w.clock)), PushStatus::Expired);
+    assert_eq!(w.sync().await.pushed, 0);
+    let record = w.record("c1");
+    assert_eq!(record.fields["phone"], json!("2"), "the edit is kept, not silently dropped");
+    assert_eq!(record.pending_push["phone"], id, "and says which item it waits for");
+    let approve = push::decide(&w.deps, &w.conn.tenant_id, std::slice::from_ref(&id), true, "user:ann").await;
+    assert!(approve.unwrap()[0].1.is_err(), "an expired item cannot be approved");
+
+    let out = push::decide(&w.deps, &w.conn.tenant_id, std::slice::from_ref(&id), false, "user:ann").await;
+    assert_eq!(out.unwrap()[0].1.as_ref().map(|i| i.status).ok(), Some(PushStatus::Rejected));
+    let record = w.record("c1");
+    assert_eq!(record.fields["phone"], json!("1"));
+    assert!(record.pending_push.is_empty());
+    let entry = w.store.audit_entries().into_iter().rfind(|e| e.operation == Operation::Approval).unwrap();
+    assert_eq!(entry.detail["was"], "expired");
+    assert_eq!(entry.detail["reverted"], json!(["phone"]));
+    assert_eq!((entry.before, entry.after), (Some(json!({ "phone": "2" })), Some(json!({ "phone": "1" }))));
+    assert_eq!(w.crm.writes(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn rejecting_an_older_edit_leaves_the_value_a_newer_edit_carries() {
+    let mut w = World::new(ConnectionSettings::default());
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("1")), ("email", json!("a@x.io"))]);
+    w.sync().await;
+    let both = f(&[("phone", json!("2")), ("email", json!("b@x.io"))]);
+    let older = w.queue(PushAction::UpdateRecord, Some("c1"), both, "edit-1").await;
+    w.queue(PushAction::UpdateRecord, Some("c1"), f(&[("phone", json!("2"))]), "edit-2").await;
+    let out = push::decide(&w.deps, &w.conn.tenant_id, &[older], false, "user:ann").await.unwrap();
+    assert!(out[0].1.is_ok());
+    let record = w.record("c1");
+    assert_eq!(record.fields["email"], json!("a@x.io"), "the older edit's own field goes back");
+    assert_eq!(record.fields["phone"], json!("2"), "the newer edit's field stays");
+}
+
+#[tokio::test]
+async fn a_critical_push_queued_behind_more_than_a_job_of_normal_ones_goes_out_in_the_first_job() {
+    use crate::domain::push::push_id;
+    let mut w = World::new(ConnectionSettings {
+        auto_push: [(PushAction::CreateNote, true)].into(),
+        ..Default::default()
+    });
+    w.crm.edit(ObjectType::Contacts, "c1", &[("email", json!("a@x.io"))]);
+    w.sync().await;
+    let total = super::push::PUSHES_PER_JOB + 50;
+    let mut last = String::new();
+    for i in 0..total {
+        w.clock.advance(chrono::Duration::seconds(1));
+        let id = w
+            .queue(
+                PushAction::CreateNote,
+                Some("c1"),
+                f(&[("body", json!(format!("note {i}")))]),
+                &format!("n-{i}"),
+            )
+            .await;
+        last = last.max(id);
+    }
+    // Its id sorts after every other: a read in id order would reach it last.
+    let key = (0..)
+        .map(|n| format!("urgent-{n}"))
+        .find(|k| {
+            push_id(&w.conn.tenant_id, &w.conn.connection_id, &IdempotencyKey::parse(k.as_str()).unwrap())
+                > last
+        })
+        .unwrap();
+    w.queue_at(Priority::Critical, PushAction::CreateNote, Some("c1"), f(&[("body", json!("urgent"))]), &key)
+        .await;
+
+    assert_eq!(w.sync().await.pushed, super::push::PUSHES_PER_JOB as u64);
+    let bodies: Vec<Value> =
+        w.crm.live(ObjectType::Notes).into_iter().map(|(_, n)| n["body"].clone()).collect();
+    assert!(bodies.contains(&json!("[ARIA] urgent")), "the critical note went first");
+    assert!(bodies.contains(&json!("[ARIA] note 0")), "then the oldest normal ones");
+    assert!(!bodies.contains(&json!(format!("[ARIA] note {}", total - 1))));
+    assert_eq!(w.sync().await.pushed, 51);
+}
+
+#[tokio::test]
+async fn an_edit_of_a_research_task_stays_local_and_never_queues_a_push_the_calendar_refuses() {
+    let mut w = World::of(
+        Provider::Google,
+        ConnectionSettings { own_domains: vec!["acme.com".into()], ..Default::default() },
+    );
+    let meeting = [
+        ("title", json!("Pricing")),
+        ("start", json!("2027-02-01T15:00:00Z")),
+        ("organizer", json!("ann@acme.com")),
+        ("attendees", json!(["ann@acme.com", "zoe@client.io"])),
+    ];
+    w.crm.edit(ObjectType::Events, "e1", &meeting);
+    assert_eq!(w.sync().await.tasks_opened, 1);
+    let task = w.record_of(ObjectType::ResearchTasks, "e1");
+    let request = |action| PushRequest {
+        action,
+        priority: Priority::Normal,
+        record_id: Some(task.record_id.clone()),
+        fields: f(&[("status", json!("done"))]),
+        idempotency_key: IdempotencyKey::parse("done-1").unwrap(),
+        source: None,
+    };
+    let refused = push::queue(&w.deps, &w.conn, request(PushAction::UpdateRecord), "user:ann").await;
+    assert!(matches!(refused, Err(push::PushError::Invalid(_))), "a task is not pushed: {refused:?}");
+    let edited = push::edit(&w.deps, &w.conn, request(PushAction::UpdateRecord), "user:ann").await.unwrap();
+    assert!(matches!(edited, push::Edited::Local(ref r) if r.fields["status"] == json!("done")));
+    let items = w.deps.pushes.list(&w.conn.tenant_id, &PushQuery::default()).await.unwrap().items;
+    assert!(items.is_empty(), "nothing queued: {items:?}");
+    let audited: Vec<_> =
+        w.store.audit_entries().into_iter().filter(|e| e.operation == Operation::LocalEdit).collect();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(
+        (audited[0].before.clone(), audited[0].after.clone()),
+        (Some(json!({ "status": "open" })), Some(json!({ "status": "done" })))
+    );
+    push::edit(&w.deps, &w.conn, request(PushAction::UpdateRecord), "user:ann").await.unwrap();
+    assert_eq!(
+        w.store.audit_entries().iter().filter(|e| e.operation == Operation::LocalEdit).count(),
+        1,
+        "the same edit again changes and audits nothing"
+    );
+
+    // The meeting moves: the task follows it and stays done; the calendar got no write.
+    w.crm.edit(ObjectType::Events, "e1", &[("start", json!("2027-02-02T15:00:00Z"))]);
+    let c = w.sync().await;
+    assert_eq!((c.tasks_updated, c.pushed, c.push_failed), (1, 0, 0));
+    let task = w.record_of(ObjectType::ResearchTasks, "e1");
+    assert_eq!(
+        (task.fields["status"].clone(), task.fields["due_at"].clone()),
+        (json!("done"), json!("2027-02-01T15:00:00Z"))
+    );
+    assert_eq!(w.crm.writes(), (0, 0, 0));
 }

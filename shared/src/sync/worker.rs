@@ -16,7 +16,7 @@ use tracing::Instrument;
 use tracing::{error, info, warn};
 
 use super::pull::{ApplyError, apply_page_audited, created_summary};
-use super::push::{ProviderOrStore, push_approved};
+use super::push::{ProviderOrStore, push_approved, supersede_if_overtaken};
 use super::tasks::research_tasks;
 use super::{Deadline, Deps};
 use crate::domain::job::JobParseError;
@@ -28,6 +28,7 @@ use crate::domain::{
 };
 use crate::domain::{ConflictItem, ConflictStatus};
 use crate::ports::{BusError, ConflictQuery, ProviderClient, ProviderError, QueueError, StoreError};
+use crate::telemetry::metrics;
 
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +145,7 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         Ok(job) => job,
         Err(e) => {
             warn!(message_id = ?msg.message_id, error = %e, "rejecting malformed job message");
+            metrics::job_failed(false);
             let entry = AuditEntry::new(
                 TenantId::system(),
                 Operation::Error,
@@ -183,6 +185,7 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         }
         Err(e) if e.is_retryable() => {
             warn!(job_id = %job.job_id, receives, error = %error_chain(&e), "job failed; will retry");
+            metrics::job_failed(true);
             let s = &deps.settings;
             let delay = super::retry_delay(s.retry_base, s.retry_max, receives, rand::random::<f64>());
             if let Some(handle) = msg.receipt_handle.as_deref()
@@ -200,6 +203,7 @@ async fn handle_message(deps: &Deps, msg: &SqsMessage, deadline: Deadline) -> bo
         }
         Err(e) => {
             error!(job_id = %job.job_id, error = %error_chain(&e), "job failed permanently");
+            metrics::job_failed(false);
             let attempt = json!({ "attempt": receives, "max_attempts": deps.settings.max_receives, "next_attempt_at": null });
             record_failure(deps, &job, &e, true, AuditOutcome::Rejected, Operation::Error, attempt).await;
             true
@@ -438,6 +442,7 @@ async fn sync_connection(deps: &Deps, job: &Job, deadline: Deadline) -> Result<J
         objects: pulled.objects,
     };
     deps.runs.finish(&conn, &run).await?;
+    metrics::run_finished(conn.provider, &run);
     let outcome = if failed { AuditOutcome::Failure } else { AuditOutcome::Success };
     let summary = AuditEntry::new(tenant.clone(), Operation::Pull, outcome, "worker", finished_at)
         .connection(conn_id)
@@ -768,6 +773,11 @@ async fn pull_object(
                 audit.extend(decisions);
             }
         }
+        for (record, items) in &applied.overtaken {
+            for id in items {
+                supersede_if_overtaken(deps, record, id, "merge", "worker").await?;
+            }
+        }
         for conflict in applied.parked {
             if deps.conflicts.detected(&conflict).await? {
                 counts.conflicts_parked += 1;
@@ -1006,13 +1016,11 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let bus = Arc::new(MemoryBus::new());
         let clock = Arc::new(ManualClock::new(now()));
-        let deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            Arc::new(MemoryQueue::new()),
-            bus.clone(),
-            Arc::new(calendar.clone()),
-            clock.clone(),
-        );
+        let deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .bus(bus.clone())
+            .providers(Arc::new(calendar.clone()))
+            .clock(clock.clone())
+            .build();
         let conn = Connection::new(
             TenantId::parse("acme").unwrap(),
             NewConnection {
@@ -1138,13 +1146,10 @@ mod tests {
     ) -> (Deps, Arc<MemoryStore>, Arc<ManualClock>, Connection) {
         let store = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::new(now()));
-        let mut deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            Arc::new(MemoryQueue::new()),
-            Arc::new(MemoryBus::new()),
-            Arc::new(provider.clone()),
-            clock.clone(),
-        );
+        let mut deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .providers(Arc::new(provider.clone()))
+            .clock(clock.clone())
+            .build();
         deps.settings.webhook_base_url = webhooks.map(str::to_owned);
         let conn = google_connection();
         store.put_connection(conn.clone());
@@ -1321,13 +1326,9 @@ mod tests {
     #[tokio::test]
     async fn failed_attempts_are_audited_with_their_number_and_the_next_attempt_until_the_last() {
         let store = Arc::new(MemoryStore::new());
-        let mut deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            Arc::new(MemoryQueue::new()),
-            Arc::new(MemoryBus::new()),
-            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-            Arc::new(ManualClock::new(now())),
-        );
+        let mut deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .clock(Arc::new(ManualClock::new(now())))
+            .build();
         deps.providers = Arc::new(Down);
         let conn = google_connection();
         store.put_connection(conn.clone());
@@ -1388,13 +1389,10 @@ mod tests {
     async fn a_retryable_failure_asks_sqs_to_redeliver_later_the_more_it_was_received() {
         let store = Arc::new(MemoryStore::new());
         let queue = Arc::new(MemoryQueue::new());
-        let deps = crate::adapters::memory::memory_deps(
-            store.clone(),
-            queue.clone(),
-            Arc::new(MemoryBus::new()),
-            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-            Arc::new(ManualClock::new(now())),
-        );
+        let deps = crate::adapters::memory::TestDeps::new(store.clone())
+            .queue(queue.clone())
+            .clock(Arc::new(ManualClock::new(now())))
+            .build();
         let conn = Connection::new(
             TenantId::parse("acme").unwrap(),
             NewConnection {

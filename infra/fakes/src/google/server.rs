@@ -667,11 +667,15 @@ async fn token(
 }
 
 /// accounts.google.com's consent page: consents at once (or declines, see `/_admin/oauth`).
-async fn authorize(State(app): State<App>, Query(params): Query<crate::oauth::AuthorizeParams>) -> Response {
+async fn authorize(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<crate::oauth::AuthorizeParams>,
+) -> Response {
     if let Some(resp) = apply_fault(&app, Route::Authorize, false).await {
         return resp;
     }
-    app.oauth.authorize(&params, &app.config().client_id)
+    app.oauth.consent(&headers, &params, &app.config().client_id, "Google")
 }
 
 /// `POST /revoke` (form `token`): 200, or 400 `invalid_token` for a token Google does not know.

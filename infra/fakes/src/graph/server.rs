@@ -840,12 +840,13 @@ async fn token(
 /// The identity platform's authorize endpoint: consents at once (or declines, see `/_admin/oauth`).
 async fn authorize(
     State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
     Query(params): Query<crate::oauth::AuthorizeParams>,
 ) -> Response {
     if let Some(resp) = apply_fault(&app.graph, Route::Authorize, false).await {
         return resp;
     }
-    app.graph.oauth.authorize(&params, &app.graph.config().client_id)
+    app.graph.oauth.consent(&headers, &params, &app.graph.config().client_id, "Microsoft")
 }
 
 /// `GET /v1.0/me`: the signed-in user.

@@ -1297,12 +1297,13 @@ async fn token(
 /// app.hubspot.com's install page: consents at once (or declines, see `/_admin/oauth`).
 async fn authorize(
     State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
     Query(params): Query<crate::oauth::AuthorizeParams>,
 ) -> Response {
     if let Some(resp) = apply_fault(&app.hub, Route::Authorize, None).await {
         return resp;
     }
-    app.hub.oauth.authorize(&params, &app.hub.config().client_id)
+    app.hub.oauth.consent(&headers, &params, &app.hub.config().client_id, "HubSpot")
 }
 
 /// `GET /oauth/v1/access-tokens/{token}`: the portal and app an access token belongs to.

@@ -996,12 +996,13 @@ async fn token(
 /// through `/_admin/oauth`) and the browser goes back to `redirect_uri`.
 async fn authorize(
     State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
     Query(params): Query<crate::oauth::AuthorizeParams>,
 ) -> Response {
     if let Some(resp) = apply_fault(&app.org, Route::Authorize).await {
         return resp;
     }
-    app.org.oauth.authorize(&params, &app.org.config().client_id)
+    app.org.oauth.consent(&headers, &params, &app.org.config().client_id, "Salesforce")
 }
 
 /// `POST /services/oauth2/revoke` (form `token`): 200, or 400 `unsupported_token_type` for a

@@ -207,6 +207,7 @@ run_simple('127.0.0.1', int(sys.argv[1]), DomainDispatcherApplication(create_bac
            request_handler=MotoRequestHandler)
 ";
 
+#[allow(unsafe_code)]
 fn keep(
     path: PathBuf,
     port: u16,

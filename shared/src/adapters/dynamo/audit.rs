@@ -45,8 +45,8 @@ impl AuditLog for DynamoStore {
     /// Time bounds are inclusive and compared at millisecond precision (the sort key's). The
     /// partition is the narrowest the filters allow: the record index, else the connection index,
     /// else the tenant; the remaining filters (connection when a record is given, operations,
-    /// outcomes) are filter expressions. A filtered query reads at most [`FILTERED_READS`] pages
-    /// per call and then returns what it found with a token to go on.
+    /// outcomes) are filter expressions (see [`DynamoStore::query_limited`] for how a filtered
+    /// page is read).
     async fn query(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError> {
         if let (Some(from), Some(to)) = (query.from, query.to)
             && from > to
@@ -59,7 +59,7 @@ impl AuditLog for DynamoStore {
             (None, Some(c)) => ("conn_pk", item::connection_pk(tenant, c), Some(AUDIT_CONNECTION_INDEX)),
             (None, None) => ("pk", tenant_pk.clone(), None),
         };
-        let mut start = match query.page_token.as_deref() {
+        let start = match query.page_token.as_deref() {
             Some(t) => {
                 let key = decode_token(t, (attribute, &partition), None)?;
                 if key.get("pk").and_then(|v| v.as_s().ok()) != Some(&tenant_pk) {
@@ -90,10 +90,8 @@ impl AuditLog for DynamoStore {
         if let Some(hi) = upper {
             q = q.value(":hi", item::s(hi));
         }
-        let mut filtered = false;
         if let (Some(_), Some(c)) = (&query.record, &query.connection) {
             q = q.filter("connection_id = :conn").value(":conn", item::s(c.as_str()));
-            filtered = true;
         }
         if !query.operations.is_empty() {
             let names: Vec<String> = (0..query.operations.len()).map(|i| format!(":op{i}")).collect();
@@ -101,7 +99,6 @@ impl AuditLog for DynamoStore {
             for (name, op) in names.iter().zip(&query.operations) {
                 q = q.value(name, item::s(op.as_str()));
             }
-            filtered = true;
         }
         if !query.outcomes.is_empty() {
             let names: Vec<String> = (0..query.outcomes.len()).map(|i| format!(":oc{i}")).collect();
@@ -109,61 +106,11 @@ impl AuditLog for DynamoStore {
             for (name, outcome) in names.iter().zip(&query.outcomes) {
                 q = q.value(name, item::s(outcome.as_str()));
             }
-            filtered = true;
         }
-        let limit = query.limit.max(1);
-        if !filtered {
-            let (items, next) = self.query_page(&q, Some(limit), start).await?;
-            return Ok(Page {
-                items: items.iter().map(item::audit_from_item).collect::<Result<_, _>>()?,
-                next: next.as_ref().map(encode_token).transpose()?,
-            });
-        }
-        // Filters apply after DynamoDB's `Limit`, so read in larger pages and cut at `limit`; the
-        // token then names the last entry returned (its table and index keys), not the last read.
-        let mut found: Vec<item::Item> = Vec::new();
-        let mut next = None;
-        for _ in 0..FILTERED_READS {
-            let want = (limit - found.len()).max(FILTERED_PAGE);
-            let (items, last) = self.query_page(&q, Some(want), start.take()).await?;
-            found.extend(items);
-            if found.len() >= limit {
-                found.truncate(limit);
-                let cut = found.last().map(|i| token_key(i, attribute));
-                next = match (cut, &last) {
-                    (Some(key), _) => Some(key),
-                    (None, _) => last,
-                };
-                // The cut item may be the very last one that exists; the next call then finds nothing.
-                break;
-            }
-            match last {
-                Some(key) => {
-                    start = Some(key.clone());
-                    next = Some(key);
-                }
-                None => {
-                    next = None;
-                    break;
-                }
-            }
-        }
+        let (items, next) = self.query_limited(&q, query.limit, start, &["pk", "sk", attribute]).await?;
         Ok(Page {
-            items: found.iter().map(item::audit_from_item).collect::<Result<_, _>>()?,
+            items: items.iter().map(item::audit_from_item).collect::<Result<_, _>>()?,
             next: next.as_ref().map(encode_token).transpose()?,
         })
     }
-}
-
-/// Pages read per filtered query call, and the smallest `Limit` each asks for.
-const FILTERED_READS: usize = 8;
-const FILTERED_PAGE: usize = 100;
-
-/// The exclusive start key of a query continuing after `entry`: the table keys plus the index
-/// partition attribute (`pk` itself for the table).
-fn token_key(entry: &item::Item, partition_attribute: &str) -> item::Item {
-    ["pk", "sk", partition_attribute]
-        .into_iter()
-        .filter_map(|name| entry.get(name).map(|v| (name.to_owned(), v.clone())))
-        .collect()
 }

@@ -510,6 +510,9 @@ pub(super) fn record_to_item(rec: &CanonicalRecord, provider: Provider) -> Item 
     if !rec.sources.is_empty() {
         item.insert("sources".into(), json(&rec.sources));
     }
+    if !rec.pending_push.is_empty() {
+        item.insert("pending_push".into(), json(&rec.pending_push));
+    }
     item
 }
 
@@ -527,6 +530,7 @@ pub(super) fn record_from_item(item: &Item) -> Result<CanonicalRecord, StoreErro
         etag: r.opt_s("etag")?.map(str::to_owned),
         local_modified_at: r.opt_time("local_modified_at")?,
         sources: r.opt_json("sources")?.unwrap_or_default(),
+        pending_push: r.opt_json("pending_push")?.unwrap_or_default(),
         deleted: r.bool("deleted")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
@@ -903,6 +907,7 @@ mod tests {
             etag: Some("\"3181161234\"".into()),
             local_modified_at: Some(at(2)),
             sources: Default::default(),
+            pending_push: [("score".into(), "p_1".into())].into(),
             deleted: false,
             created_at: at(2),
             updated_at: at(3),

@@ -3,8 +3,9 @@
 //! audit log in its own table.
 //!
 //! Main table: GSI [`DUE_INDEX`] on `due_shard` (S) / `next_sync_at` (N, epoch seconds), projecting
-//! keys and `interval_minutes`, sparse (only scheduled connections carry `due_shard`); TTL attribute
-//! `expires_at`. Audit table: keys `pk` = `T#{tenant}`, `sk` = `{RFC 3339 millis}#{entry_id}`, GSI
+//! keys and `interval_minutes`, sparse (only scheduled connections carry `due_shard`); GSI
+//! [`PUSH_QUEUE_INDEX`] on `pk` / `push_order` (S), all attributes, sparse (only push items carry
+//! `push_order`); TTL attribute `expires_at`. Audit table: keys `pk` = `T#{tenant}`, `sk` = `{RFC 3339 millis}#{entry_id}`, GSI
 //! [`AUDIT_CONNECTION_INDEX`] on `conn_pk` / `sk`, GSI [`AUDIT_RECORD_INDEX`] on `rec_pk` / `sk`.
 //! Item formats are in `item`.
 
@@ -41,9 +42,14 @@ pub const DUE_INDEX: &str = "due";
 pub const AUDIT_CONNECTION_INDEX: &str = "by_connection";
 /// Name of the audit table's index by record (sparse: entries naming a record).
 pub const AUDIT_RECORD_INDEX: &str = "by_record";
+/// Name of the main table's push queue index (sparse: push items), on `pk` / `push_order`.
+pub const PUSH_QUEUE_INDEX: &str = "push_queue";
 
 /// Most items one query page returns, whatever the caller asks.
 const MAX_PAGE: usize = 1000;
+/// Pages one filtered query call reads at most, and the smallest `Limit` each asks for.
+const FILTERED_READS: usize = 8;
+const FILTERED_PAGE: usize = 100;
 /// Concurrent requests one `write` or `append` call keeps in flight.
 const CONCURRENCY: usize = 16;
 /// Attempts to drain `UnprocessedKeys` of a `BatchGetItem` before giving up as `Unavailable`.
@@ -129,6 +135,53 @@ impl DynamoStore {
             .await
             .map_err(sdk_error)?;
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key.filter(|k| !k.is_empty())))
+    }
+
+    /// Up to `limit` items of `q` from `start`, and the key to continue from. With a filter
+    /// expression (which DynamoDB applies after `Limit`), it reads pages of at least
+    /// [`FILTERED_PAGE`], cuts at `limit`, and continues after the last item returned (its
+    /// `key_attributes`: the table's keys and the index's), not the last one read; after
+    /// [`FILTERED_READS`] reads without enough matches it returns what it found with a key.
+    async fn query_limited(
+        &self,
+        q: &Query<'_>,
+        limit: usize,
+        mut start: Option<Item>,
+        key_attributes: &[&str],
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let limit = limit.max(1);
+        if q.filter.is_none() {
+            return self.query_page(q, Some(limit), start).await;
+        }
+        let mut found: Vec<Item> = Vec::new();
+        let mut next = None;
+        for _ in 0..FILTERED_READS {
+            let want = (limit - found.len()).max(FILTERED_PAGE);
+            let (items, last) = self.query_page(q, Some(want), start.take()).await?;
+            found.extend(items);
+            if found.len() >= limit {
+                found.truncate(limit);
+                // The cut item may be the very last one that exists; the next call then finds nothing.
+                next = found.last().map(|i| {
+                    key_attributes
+                        .iter()
+                        .filter_map(|name| i.get(*name).map(|v| ((*name).to_owned(), v.clone())))
+                        .collect()
+                });
+                break;
+            }
+            match last {
+                Some(key) => {
+                    start = Some(key.clone());
+                    next = Some(key);
+                }
+                None => {
+                    next = None;
+                    break;
+                }
+            }
+        }
+        Ok((found, next))
     }
 
     /// Every item the query matches, up to `max`.

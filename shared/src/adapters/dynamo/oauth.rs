@@ -99,6 +99,9 @@ impl OAuthStateStore for DynamoStore {
         if let Some(settings) = &p.settings {
             it.insert("settings".into(), item::json(settings));
         }
+        if let Some(path) = &p.return_to {
+            it.insert("return_to".into(), s(path));
+        }
         it.insert("expires_at".into(), item::epoch(p.expires_at));
         self.client
             .put_item()
@@ -152,6 +155,7 @@ impl OAuthStateStore for DynamoStore {
                 Some(_) => Some(r.json("settings")?),
                 None => None,
             },
+            return_to: r.opt_s("return_to")?.map(str::to_owned),
             expires_at: r.epoch("expires_at")?,
         }))
     }

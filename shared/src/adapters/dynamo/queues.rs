@@ -3,6 +3,14 @@
 //! (`doc`); `connection_id`, `status` and `version` are top-level attributes for conditions and
 //! filters, and `version` is authoritative. Finished push items carry the TTL attribute
 //! `expires_at` (30 days after they finished, or after a pending item expired).
+//!
+//! Push items are listed through the sparse GSI [`PUSH_QUEUE_INDEX`]: partition `pk` (the tenant),
+//! sort key `push_order` = [`PushItem::queue_order`] (status group, urgency, creation time, id), so
+//! DynamoDB returns a tenant's items in queue order across pages: a status is a `begins_with` key
+//! condition, highest priority first then oldest first within it. The connection and expiry
+//! (`decide_by`, epoch milliseconds of `expires_at`) are filter expressions. The worker's read of its
+//! connection's approved items is therefore bounded by the tenant's approved items, which exist
+//! only between an approval and the next sync of their connection (longer for a paused one).
 
 use async_trait::async_trait;
 use chrono::Duration;
@@ -10,7 +18,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::item::{self, Item};
-use super::{DynamoStore, Query, decode_token, encode_token, sdk_error};
+use super::{DynamoStore, PUSH_QUEUE_INDEX, Query, decode_token, encode_token, sdk_error};
+use crate::domain::push::queue_prefix;
 use crate::domain::{ConflictItem, ConflictStatus, PushItem, PushStatus, TenantId};
 use crate::ports::{ConflictQuery, ConflictStore, Page, PushQuery, PushStore, StoreError};
 
@@ -42,6 +51,8 @@ fn push_item(p: &PushItem, version: u64) -> Item {
     let mut it = item::key(item::tenant_pk(&p.tenant_id), push_sk(&p.push_id));
     it.insert("connection_id".into(), item::s(p.connection_id.as_str()));
     it.insert("status".into(), item::s(p.status.as_str()));
+    it.insert("push_order".into(), item::s(p.queue_order()));
+    it.insert("decide_by".into(), item::n(p.expires_at.timestamp_millis()));
     it.insert("version".into(), item::n(version));
     it.insert("doc".into(), item::json(p));
     let finished = match p.status {
@@ -142,33 +153,37 @@ impl PushStore for DynamoStore {
     }
 
     async fn list(&self, tenant: &TenantId, query: &PushQuery) -> Result<Page<PushItem>, StoreError> {
-        let mut filters = Vec::new();
+        let pk = item::tenant_pk(tenant);
+        let start =
+            query.page_token.as_deref().map(|t| decode_token(t, ("pk", &pk), Some("PUSH#"))).transpose()?;
+        let mut q = match query.status {
+            Some(status) => Query::new(&self.table, "pk = :pk AND begins_with(push_order, :group)")
+                .value(":group", item::s(queue_prefix(status))),
+            None => Query::new(&self.table, "pk = :pk"),
+        }
+        .index(PUSH_QUEUE_INDEX)
+        .value(":pk", item::s(pk.clone()));
         if let Some(c) = &query.connection {
-            filters.push(("connection_id", c.to_string()));
+            q = q.filter("connection_id = :conn").value(":conn", item::s(c.as_str()));
         }
-        if let Some(s) = query.status {
-            filters.push(("status", s.as_str().to_owned()));
+        if let (Some(status), Some(at)) = (query.status, query.as_of)
+            && status.stored() == PushStatus::Pending
+        {
+            let clause = if status == PushStatus::Pending { "decide_by > :at" } else { "decide_by <= :at" };
+            q = q.filter(clause).value(":at", item::n(at.timestamp_millis()));
         }
-        let page = self
-            .query_docs::<PushItem>(
-                tenant,
-                "PUSH#",
-                &filters,
-                query.limit,
-                query.page_token.as_deref(),
-                "push item",
-            )
-            .await?;
+        let (items, next) = self.query_limited(&q, query.limit, start, &["pk", "sk", "push_order"]).await?;
         Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(|(mut p, v)| {
-                    p.version = v;
-                    p
+            items: items
+                .iter()
+                .map(|i| {
+                    doc_from_item::<PushItem>(i, "push item").map(|(mut p, v)| {
+                        p.version = v;
+                        p
+                    })
                 })
-                .collect(),
-            next: page.next,
+                .collect::<Result<_, _>>()?,
+            next: next.as_ref().map(encode_token).transpose()?,
         })
     }
 

@@ -190,6 +190,10 @@ impl Dialect for GoogleDialect {
         "Google"
     }
 
+    fn metric_label(&self) -> &'static str {
+        crate::domain::Provider::Google.as_str()
+    }
+
     fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {
         let message = reply
             .json_value()

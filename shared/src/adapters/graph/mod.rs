@@ -200,6 +200,10 @@ impl Dialect for GraphDialect {
         "Microsoft Graph"
     }
 
+    fn metric_label(&self) -> &'static str {
+        crate::domain::Provider::Microsoft.as_str()
+    }
+
     /// 410 (`syncStateNotFound`, `resyncRequired`): the delta state is gone.
     /// <https://learn.microsoft.com/graph/delta-query-overview#synchronization-reset>
     fn classify(&self, status: StatusCode, _code: Option<&str>) -> Option<ErrorClass> {

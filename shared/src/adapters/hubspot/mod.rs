@@ -206,6 +206,10 @@ impl Dialect for HubspotDialect {
         "HubSpot"
     }
 
+    fn metric_label(&self) -> &'static str {
+        crate::domain::Provider::Hubspot.as_str()
+    }
+
     fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {
         let parsed = reply.json_value();
         let field =

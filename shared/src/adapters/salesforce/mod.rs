@@ -195,6 +195,10 @@ impl Dialect for SalesforceDialect {
         "Salesforce"
     }
 
+    fn metric_label(&self) -> &'static str {
+        crate::domain::Provider::Salesforce.as_str()
+    }
+
     fn error_detail(&self, reply: &Reply) -> (Option<String>, Option<String>) {
         error_detail(&reply.body)
     }

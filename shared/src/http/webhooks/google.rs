@@ -8,11 +8,11 @@
 //! incremental sync.
 
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::HeaderMap;
 
 use super::{
-    Ask, Summary, WebhookError, WebhookState, enqueue, load, log_failure, read_body, secret_matches,
+    Ask, Summary, WebhookError, WebhookState, answer, enqueue, load, log_failure, read_body, secret_matches,
 };
 use crate::domain::Provider;
 use crate::http::problem::ApiError;
@@ -92,18 +92,11 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<GoogleNotification, HeaderEr
 }
 
 pub(super) async fn handle(State(state): State<WebhookState>, req: Request) -> Response {
-    match handle_inner(&state, req).await {
-        Ok(summary) => {
-            summary.log("google");
-            (http::StatusCode::OK, axum::Json(summary)).into_response()
-        }
-        Err(e) => {
-            if let WebhookError::Api(api @ (ApiError::Store(_) | ApiError::Queue(_))) = &e {
-                log_failure("google", api);
-            }
-            e.into_response()
-        }
+    let result = handle_inner(&state, req).await;
+    if let Err(WebhookError::Api(api @ (ApiError::Store(_) | ApiError::Queue(_)))) = &result {
+        log_failure("google", api);
     }
+    answer(Provider::Google, http::StatusCode::OK, result)
 }
 
 async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, WebhookError> {

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{
-    Ask, Summary, WebhookError, WebhookState, enqueue, load, log_failure, read_body, secret_matches,
+    Ask, Summary, WebhookError, WebhookState, answer, enqueue, load, log_failure, read_body, secret_matches,
 };
 use crate::domain::{ConnectionId, Provider, TenantId};
 use crate::http::problem::{self, ApiError};
@@ -131,18 +131,11 @@ pub(super) async fn handle(
     if let Some(token) = validation_token {
         return validation(token);
     }
-    match handle_inner(&state, req).await {
-        Ok(summary) => {
-            summary.log("microsoft");
-            (http::StatusCode::ACCEPTED, axum::Json(summary)).into_response()
-        }
-        Err(e) => {
-            if let WebhookError::Api(api @ (ApiError::Store(_) | ApiError::Queue(_))) = &e {
-                log_failure("microsoft", api);
-            }
-            e.into_response()
-        }
+    let result = handle_inner(&state, req).await;
+    if let Err(WebhookError::Api(api @ (ApiError::Store(_) | ApiError::Queue(_)))) = &result {
+        log_failure("microsoft", api);
     }
+    answer(Provider::Microsoft, http::StatusCode::ACCEPTED, result)
 }
 
 /// Graph's validation handshake: the `validationToken` echoed as `text/plain` within 10 seconds.

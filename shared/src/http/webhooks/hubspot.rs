@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Duration;
@@ -22,7 +22,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Deserializer};
 use sha2::Sha256;
 
-use super::{Ask, Summary, WebhookError, WebhookState, enqueue, load, log_failure, read_body};
+use super::{Ask, Summary, WebhookError, WebhookState, answer, enqueue, load, log_failure, read_body};
 use crate::domain::{ConnectionId, Provider, TenantId};
 use crate::http::problem::ApiError;
 
@@ -268,13 +268,7 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<HubspotEvent>, EventsError> {
 
 /// The route: verify, parse, dedup, drop echoes, enqueue one job per connection.
 pub(super) async fn handle(State(state): State<WebhookState>, req: Request) -> Response {
-    match handle_inner(&state, req).await {
-        Ok(summary) => {
-            summary.log("hubspot");
-            (http::StatusCode::OK, axum::Json(summary)).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    answer(Provider::Hubspot, http::StatusCode::OK, handle_inner(&state, req).await)
 }
 
 async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, WebhookError> {

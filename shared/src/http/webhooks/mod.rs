@@ -24,9 +24,10 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::config::DEFAULT_WEBHOOK_COALESCE_SECS;
-use crate::domain::{Connection, ConnectionId, Job, TenantId};
+use crate::domain::{Connection, ConnectionId, Job, Provider, TenantId};
 use crate::http::problem::{self, ApiError, Problem, error_chain};
 use crate::ports::{Clock, ConnectionStore, DeliveryLedger, JobQueue, QueueError, StoreError};
+use crate::telemetry::metrics::{self, Refusal};
 
 /// Largest body accepted (HubSpot sends at most 100 events a request, Graph a few notifications).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -107,9 +108,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn log(&self, provider: &'static str) {
+    fn log(&self, provider: Provider) {
         tracing::info!(
-            webhook = provider,
+            webhook = provider.as_str(),
             received = self.received,
             duplicates = self.duplicates,
             echoes = self.echoes,
@@ -117,6 +118,34 @@ impl Summary {
             jobs = self.jobs,
             "webhook handled"
         );
+        let accepted = self.received.saturating_sub(self.duplicates + self.echoes + self.unmatched);
+        metrics::webhook_handled(
+            provider,
+            accepted as u64,
+            self.duplicates as u64,
+            self.echoes as u64,
+            self.unmatched as u64,
+            self.jobs as u64,
+        );
+    }
+}
+
+/// A route's answer: the summary as JSON with `status`, or the error's problem; either way the
+/// `webhook handled` log line or the refusal metric.
+pub(crate) fn answer(
+    provider: Provider,
+    status: StatusCode,
+    result: Result<Summary, WebhookError>,
+) -> Response {
+    match result {
+        Ok(summary) => {
+            summary.log(provider);
+            (status, axum::Json(summary)).into_response()
+        }
+        Err(e) => {
+            metrics::webhook_refused(provider, e.refusal());
+            e.into_response()
+        }
     }
 }
 
@@ -128,6 +157,16 @@ pub(crate) enum WebhookError {
     Unverified(&'static str),
     #[error(transparent)]
     Api(#[from] ApiError),
+}
+
+impl WebhookError {
+    fn refusal(&self) -> Refusal {
+        match self {
+            WebhookError::Unverified(_) => Refusal::Unverified,
+            WebhookError::Api(ApiError::Store(_) | ApiError::Queue(_)) => Refusal::Unavailable,
+            WebhookError::Api(_) => Refusal::Invalid,
+        }
+    }
 }
 
 impl From<StoreError> for WebhookError {

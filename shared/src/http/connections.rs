@@ -1,12 +1,10 @@
-//! The public HTTP API (axum): connections, their status, runs and records, and "sync now".
-//! Every route takes the tenant from the verified [`Caller`]; another tenant's ids are 404.
-//! Served by `lambda_http` behind API Gateway, and by the local gateway in development.
+//! The connections resource: create, list and read connections, their runs and records, and
+//! "sync now" and "retry". Every route takes the tenant from the verified [`Caller`]; another
+//! tenant's ids are 404.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
@@ -17,68 +15,20 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Caller, TenantClaim};
-use super::openapi;
+use super::ApiState;
+use super::auth::Caller;
+use super::common::{CONNECTION_ID, Items, PageView, actor, invalid, load_connection, page_limit};
 use super::problem::{self, ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::domain::connection::{DEFAULT_INTERVAL_MINUTES, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use crate::domain::{
     AuditEntry, AuditOutcome, CanonicalRecord, Connection, ConnectionId, ConnectionSettings,
     ConnectionStatus, Credentials, Job, JobId, JobReason, NewConnection, ObjectError, ObjectRun, ObjectType,
-    Operation, Provider, RecordId, RunCounts, RunId, RunStatus, SyncRun, TenantId,
+    Operation, Provider, PushItem, PushStatus, RecordId, RunCounts, RunId, RunStatus, SyncRun, TenantId,
 };
-use crate::ports::{AuditLog, Clock, ConnectionStore, JobQueue, RecordStore, RunStore};
 
-/// The largest request body accepted; larger ones get a 413 problem.
-pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
-/// Page size bounds of the list routes.
-pub const DEFAULT_PAGE_LIMIT: usize = 50;
-pub const MAX_PAGE_LIMIT: usize = 200;
-/// Upper bound of `expires_in_seconds` (one year).
-pub const MAX_EXPIRES_IN_SECONDS: u64 = 365 * 24 * 3600;
-
-/// What the API handlers use. Cheap to clone.
-#[derive(Clone)]
-pub struct ApiState {
-    pub connections: Arc<dyn ConnectionStore>,
-    pub records: Arc<dyn RecordStore>,
-    pub runs: Arc<dyn RunStore>,
-    pub audit: Arc<dyn AuditLog>,
-    pub queue: Arc<dyn JobQueue>,
-    pub clock: Arc<dyn Clock>,
-    /// The engine, for the push and conflict queues (which act on records and enqueue jobs).
-    pub engine: crate::sync::Deps,
-    /// The JWT claim naming the caller's tenant (`Config::tenant_claim`).
-    pub tenant_claim: String,
-    /// The OAuth connect flow (`None`: its routes answer `oauth_not_configured`, and disconnect
-    /// revokes nothing).
-    pub oauth: Option<Arc<super::oauth::OAuthService>>,
-}
-
-impl FromRef<ApiState> for TenantClaim {
-    fn from_ref(state: &ApiState) -> Self {
-        TenantClaim(state.tenant_claim.clone())
-    }
-}
-
-/// The API router. Unknown routes answer a 404 problem, known routes with another method a 405
-/// problem, bodies over [`BODY_LIMIT_BYTES`] a 413 problem.
-pub fn router(state: ApiState) -> Router {
-    let (routes, _document) = routes().split_for_parts();
-    routes
-        .fallback(problem::not_found)
-        .method_not_allowed_fallback(problem::method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(super::trace::layer())
-        .with_state(state)
-}
-
-/// Every route of the API with its OpenAPI operation. A module adding routes exposes its own
-/// `routes() -> OpenApiRouter<ApiState>` (one `.routes(routes!(handler))` per path, handlers
-/// annotated with `#[utoipa::path]`) and is merged here; [`openapi::document`] is built from this.
+/// The connections routes with their OpenAPI operations.
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::with_openapi(openapi::base())
-        .routes(routes!(health))
-        .routes(routes!(openapi::openapi_json))
+    OpenApiRouter::new()
         .routes(routes!(create_connection, list_connections))
         .routes(routes!(get_connection))
         .routes(routes!(list_runs))
@@ -86,14 +36,10 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_record))
         .routes(routes!(request_sync))
         .routes(routes!(retry_connection))
-        .merge(super::queues::routes())
-        .merge(super::lifecycle::routes())
-        .merge(super::audit::routes())
-        .merge(super::oauth::routes())
 }
 
-/// The `connection_id` path parameter of the connection routes.
-const CONNECTION_ID: &str = "A connection id of the caller's tenant (another tenant's: 404)";
+/// Upper bound of `expires_in_seconds` (one year).
+pub const MAX_EXPIRES_IN_SECONDS: u64 = 365 * 24 * 3600;
 
 /// The API base URL a provider's connections use unless the request names another.
 pub fn default_base_url(provider: Provider) -> &'static str {
@@ -201,40 +147,86 @@ pub struct RecordView {
     /// Canonical field name -> value (any JSON).
     #[schema(value_type = BTreeMap<String, Value>)]
     pub fields: crate::domain::record::Fields,
+    /// Each field's value as both sides last agreed on it: what the provider holds as of the last
+    /// sync, so the current value an unpushed edit (`pending_push`) would replace. A field absent
+    /// here was never agreed (the provider does not have it).
+    #[schema(value_type = BTreeMap<String, Value>)]
+    pub base: crate::domain::record::Fields,
     pub deleted: bool,
     pub remote_modified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
+    /// Fields whose local value the provider does not have (yet), each with the push item that
+    /// carries it: `pending` or `approved`, it is on its way; `expired` or `failed`, it did not go
+    /// out, and the local value stays visibly unpushed until a new edit is approved or this item
+    /// is rejected (which puts the agreed value back). Empty when the record agrees with the
+    /// provider, or differs only by an open conflict.
+    pub pending_push: BTreeMap<String, PendingPushView>,
 }
 
-impl From<CanonicalRecord> for RecordView {
-    fn from(r: CanonicalRecord) -> Self {
+/// The push item behind a field's unpushed local value.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PendingPushView {
+    pub push_id: String,
+    /// The item's status now; `null` once the item is gone (finished items are removed 30 days
+    /// after they finished).
+    pub status: Option<PushStatus>,
+}
+
+impl RecordView {
+    fn new(r: CanonicalRecord, items: &BTreeMap<String, PushItem>, now: DateTime<Utc>) -> Self {
+        let pending_push = r
+            .pending_push
+            .iter()
+            .filter(|(field, _)| r.fields.get(*field) != r.base.get(*field))
+            .map(|(field, id)| {
+                let status = items.get(id).map(|p| p.status_at(now));
+                (field.clone(), PendingPushView { push_id: id.clone(), status })
+            })
+            .collect();
         Self {
             record_id: r.record_id,
             object: r.object,
             external_id: r.external_id,
             fields: r.fields,
+            base: r.base,
             deleted: r.deleted,
             remote_modified_at: r.remote_modified_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
             version: r.version,
+            pending_push,
         }
     }
 }
 
-/// A list.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct Items<T> {
-    pub(super) items: Vec<T>,
-}
-
-/// One page of a list; `next_page_token` is opaque, `null` on the last page.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct PageView<T> {
-    pub(super) items: Vec<T>,
-    pub(super) next_page_token: Option<String>,
+/// Views of `records`, with the push items their unpushed fields name (read 16 at a time).
+async fn record_views(
+    state: &ApiState,
+    tenant: &TenantId,
+    records: Vec<CanonicalRecord>,
+) -> Result<Vec<RecordView>, ApiError> {
+    use futures::StreamExt;
+    let mut ids: Vec<String> = records.iter().flat_map(|r| r.pending_push.values().cloned()).collect();
+    ids.sort();
+    ids.dedup();
+    let found: Vec<Result<Option<PushItem>, crate::ports::StoreError>> = futures::stream::iter(ids)
+        .map(|id| {
+            let (pushes, tenant) = (state.engine.pushes.clone(), tenant.clone());
+            async move { pushes.get(&tenant, &id).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut items = BTreeMap::new();
+    for item in found {
+        if let Some(p) = item? {
+            items.insert(p.push_id.clone(), p);
+        }
+    }
+    let now = state.clock.now();
+    Ok(records.into_iter().map(|r| RecordView::new(r, &items, now)).collect())
 }
 
 /// The body of `POST /v1/connections`. Tokens are write-only: no response ever shows them.
@@ -257,10 +249,6 @@ struct CreateConnection {
     #[schema(minimum = 5, maximum = 1440)]
     interval_minutes: Option<u32>,
     settings: Option<ConnectionSettings>,
-}
-
-pub(super) fn invalid(detail: impl Into<String>) -> ApiError {
-    ApiError::InvalidRequest(detail.into())
 }
 
 /// An absolute http(s) URL without query or fragment, without a trailing slash.
@@ -324,45 +312,6 @@ impl CreateConnection {
             settings,
         })
     }
-}
-
-pub(super) fn actor(caller: &Caller) -> String {
-    format!("user:{}", caller.subject)
-}
-
-/// A connection id from the path; one that cannot exist is simply not found.
-fn connection_id(raw: &str) -> Result<ConnectionId, ApiError> {
-    ConnectionId::parse(raw).map_err(|_| ApiError::NotFound)
-}
-
-pub(super) async fn load_connection(
-    state: &ApiState,
-    tenant: &TenantId,
-    raw_id: &str,
-) -> Result<Connection, ApiError> {
-    let id = connection_id(raw_id)?;
-    state.connections.get(tenant, &id).await?.ok_or(ApiError::NotFound)
-}
-
-pub(super) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_PAGE_LIMIT),
-        Some(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(invalid(format!("limit must be between 1 and {MAX_PAGE_LIMIT}"))),
-    }
-}
-
-/// The answer of `GET /v1/health`.
-#[derive(Debug, Serialize, ToSchema)]
-struct Health {
-    #[schema(example = "ok")]
-    status: &'static str,
-}
-
-/// The API is up and the caller's token is accepted.
-#[utoipa::path(get, path = "/v1/health", tag = "meta", responses((status = 200, body = Health)))]
-async fn health(_caller: Caller) -> axum::Json<Health> {
-    axum::Json(Health { status: "ok" })
 }
 
 /// Creates a connection to a provider account; audits `connection_created`.
@@ -512,7 +461,7 @@ async fn list_records(
         .list(&caller.tenant, &connection.connection_id, object, limit, query.page_token.as_deref())
         .await?;
     Ok(axum::Json(PageView {
-        items: page.items.into_iter().map(RecordView::from).collect(),
+        items: record_views(&state, &caller.tenant, page.items).await?,
         next_page_token: page.next,
     }))
 }
@@ -540,7 +489,8 @@ async fn get_record(
         .get(&caller.tenant, &connection.connection_id, &record_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(axum::Json(RecordView::from(record)))
+    let mut views = record_views(&state, &caller.tenant, vec![record]).await?;
+    Ok(axum::Json(views.pop().ok_or(ApiError::NotFound)?))
 }
 
 /// A sync job was enqueued.
@@ -642,26 +592,35 @@ async fn retry_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory::{ManualClock, MemoryQueue, MemoryStore};
-    use crate::domain::{ExternalId, RunCounts};
-    use crate::http::auth::{DevKey, gateway_context};
-    use crate::ports::RecordWrite;
+    use crate::domain::{ExternalId, RunCounts, TenantId};
+    use crate::http::auth::gateway_context;
+    use crate::http::common::BODY_LIMIT_BYTES;
+    use crate::http::openapi;
+    use crate::http::router;
+    use crate::http::test_harness::{ApiHarness, Reply};
+    use crate::ports::{ConnectionStore, RecordStore, RecordWrite, RunStore};
     use axum::body::Body;
     use axum::http::{Method, Request};
     use chrono::TimeZone;
-    use http_body_util::BodyExt;
     use lambda_http::RequestExt as _;
-    use serde_json::Value;
-    use tower::ServiceExt as _;
 
     const ACCESS: &str = "pat-na1-ACCESS-SECRET-0001";
     const REFRESH: &str = "REFRESH-SECRET-0002";
 
-    struct Harness {
-        store: Arc<MemoryStore>,
-        queue: Arc<MemoryQueue>,
-        app: Router,
-        key: DevKey,
+    /// The API's harness, with the seeding helpers of these tests.
+    struct Harness(ApiHarness);
+
+    impl std::ops::Deref for Harness {
+        type Target = ApiHarness;
+        fn deref(&self) -> &ApiHarness {
+            &self.0
+        }
+    }
+
+    impl std::ops::DerefMut for Harness {
+        fn deref_mut(&mut self) -> &mut ApiHarness {
+            &mut self.0
+        }
     }
 
     fn t0() -> DateTime<Utc> {
@@ -669,89 +628,28 @@ mod tests {
     }
 
     fn harness() -> Harness {
-        let store = Arc::new(MemoryStore::new());
-        let queue = Arc::new(MemoryQueue::new());
-        let state = ApiState {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            queue: queue.clone(),
-            clock: Arc::new(ManualClock::new(t0())),
-            engine: crate::adapters::memory::memory_deps(
-                store.clone(),
-                queue.clone(),
-                Arc::new(crate::adapters::memory::MemoryBus::new()),
-                Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-                Arc::new(ManualClock::new(t0())),
-            ),
-            tenant_claim: "tenant_id".into(),
-            oauth: None,
-        };
-        let key = DevKey::new(&SecretString::from("test-secret-test-secret-test-secret")).unwrap();
-        Harness { store, queue, app: router(state), key }
-    }
-
-    struct Reply {
-        status: StatusCode,
-        content_type: String,
-        text: String,
-        json: Value,
+        Harness(ApiHarness::new(t0()))
     }
 
     impl Harness {
-        async fn send(&self, method: Method, uri: &str, tenant: Option<&str>, body: Option<&str>) -> Reply {
-            let mut builder = Request::builder().method(method).uri(uri);
-            if body.is_some() {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-            }
-            let mut request =
-                builder.body(body.map(|b| Body::from(b.to_owned())).unwrap_or_else(Body::empty)).unwrap();
-            if let Some(t) = tenant {
-                let token = self.key.sign(
-                    &TenantId::parse(t).unwrap(),
-                    &format!("{t}-user"),
-                    std::time::Duration::from_secs(300),
-                );
-                let claims = self.key.verify(&token).unwrap();
-                request = request.with_request_context(gateway_context(&claims));
-            }
-            self.send_request(request).await
-        }
-
-        async fn send_request(&self, request: Request<Body>) -> Reply {
-            let response = self.app.clone().oneshot(request).await.unwrap();
-            let status = response.status();
-            let content_type = response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let bytes = response.into_body().collect().await.unwrap().to_bytes();
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            Reply { status, content_type, text, json }
-        }
-
         async fn create(&self, tenant: &str) -> String {
-            let body = json!({ "provider": "hubspot", "access_token": ACCESS, "refresh_token": REFRESH, "expires_in_seconds": 1800 });
-            let reply =
-                self.send(Method::POST, "/v1/connections", Some(tenant), Some(&body.to_string())).await;
-            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
-            reply.json["id"].as_str().unwrap().to_owned()
+            self.create_with(tenant, ACCESS, REFRESH).await
         }
 
         async fn seed_records(&self, tenant: &str, connection: &str, n: usize) -> Vec<RecordId> {
+            self.seed(tenant, connection, ObjectType::Contacts, n).await
+        }
+
+        async fn seed(&self, tenant: &str, connection: &str, object: ObjectType, n: usize) -> Vec<RecordId> {
             let (t, c) = (TenantId::parse(tenant).unwrap(), ConnectionId::parse(connection).unwrap());
             let records: Vec<CanonicalRecord> = (0..n)
                 .map(|i| {
                     let external_id = ExternalId::parse(format!("{}", 100 + i)).unwrap();
                     CanonicalRecord {
-                        record_id: RecordId::derive(&t, &c, ObjectType::Contacts, &external_id),
+                        record_id: RecordId::derive(&t, &c, object, &external_id),
                         tenant_id: t.clone(),
                         connection_id: c.clone(),
-                        object: ObjectType::Contacts,
+                        object,
                         external_id,
                         fields: [("email".to_owned(), json!(format!("p{i}@example.com")))].into(),
                         base: Default::default(),
@@ -759,6 +657,7 @@ mod tests {
                         etag: None,
                         local_modified_at: None,
                         sources: Default::default(),
+                        pending_push: Default::default(),
                         deleted: false,
                         created_at: t0(),
                         updated_at: t0(),
@@ -1217,6 +1116,9 @@ mod tests {
             .send(Method::GET, &format!("/v1/connections/{id}/records/{}", records[0]), Some("acme"), None)
             .await;
         assert_eq!(record.json["fields"]["phone"], "+47 1234");
+        // The agreed values stay apart: what the provider holds is what the edit would replace.
+        assert_eq!(record.json["base"], json!({}), "the seeded record was never agreed on");
+        assert_eq!(record.json["pending_push"]["phone"]["status"], "pending", "{}", record.text);
 
         let push_id = created.json["push_id"].as_str().unwrap().to_owned();
         let pending = h.send(Method::GET, "/v1/push?status=pending", Some("acme"), None).await;
@@ -1242,28 +1144,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_pending_push_expires_after_seven_days_and_can_no_longer_be_approved() {
-        let clock = Arc::new(ManualClock::new(t0()));
-        let mut h = harness();
-        let store = h.store.clone();
-        let queue = h.queue.clone();
-        let engine = crate::adapters::memory::memory_deps(
-            store.clone(),
-            queue.clone(),
-            Arc::new(crate::adapters::memory::MemoryBus::new()),
-            Arc::new(crate::adapters::memory_provider::MemoryProvider::new()),
-            clock.clone(),
-        );
-        h.app = router(ApiState {
-            connections: store.clone(),
-            records: store.clone(),
-            runs: store.clone(),
-            audit: store.clone(),
-            queue: queue.clone(),
-            clock: clock.clone(),
-            engine,
-            tenant_claim: "tenant_id".into(),
-            oauth: None,
-        });
+        let h = harness();
+        let clock = h.clock.clone();
         let id = h.create("acme").await;
         let records = h.seed_records("acme", &id, 1).await;
         let body = json!({ "action": "update_field", "record_id": records[0], "fields": { "lead_score": 87 }, "idempotency_key": "score-1" });
@@ -1279,7 +1161,77 @@ mod tests {
         let ids = json!({ "ids": [created.json["push_id"]] }).to_string();
         let approve = h.send(Method::POST, "/v1/push/approve", Some("acme"), Some(&ids)).await;
         assert_eq!(approve.json["items"][0]["error"], "conflict");
-        assert!(queue.jobs().is_empty());
+        assert!(h.queue.jobs().is_empty());
+
+        // The record says which field waits for which item, and that it expired.
+        let record_uri = format!("/v1/connections/{id}/records/{}", records[0]);
+        let record = h.send(Method::GET, &record_uri, Some("acme"), None).await;
+        assert_eq!(record.json["fields"]["lead_score"], 87);
+        assert_eq!(
+            record.json["pending_push"],
+            json!({ "lead_score": { "push_id": created.json["push_id"], "status": "expired" } })
+        );
+        let listed = h.send(Method::GET, &format!("/v1/connections/{id}/records"), Some("acme"), None).await;
+        assert_eq!(listed.json["items"][0]["pending_push"], record.json["pending_push"]);
+        // Rejecting discards it: the field goes back to what the provider has (nothing).
+        let reject = h.send(Method::POST, "/v1/push/reject", Some("acme"), Some(&ids)).await;
+        assert_eq!(reject.json["items"][0]["item"]["status"], "rejected", "{}", reject.text);
+        let record = h.send(Method::GET, &record_uri, Some("acme"), None).await;
+        assert_eq!(record.json["pending_push"], json!({}));
+        assert!(record.json["fields"].get("lead_score").is_none(), "{}", record.text);
+    }
+
+    #[tokio::test]
+    async fn the_push_queue_lists_highest_priority_first_across_pages_and_medium_means_normal() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let records = h.seed_records("acme", &id, 1).await;
+        let uri = format!("/v1/connections/{id}/push");
+        for (key, priority) in
+            [("k1", "low"), ("k2", "medium"), ("k3", "critical"), ("k4", "high"), ("k5", "normal")]
+        {
+            let body = json!({ "action": "create_note", "priority": priority, "record_id": records[0], "fields": { "body": key }, "idempotency_key": key });
+            let reply = h.send(Method::POST, &uri, Some("acme"), Some(&body.to_string())).await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+            let shown = if priority == "medium" { "normal" } else { priority };
+            assert_eq!(reply.json["priority"], shown);
+        }
+        let mut seen = Vec::new();
+        let mut next = Some("/v1/push?status=pending&limit=2".to_owned());
+        while let Some(page_uri) = next.take() {
+            let page = h.send(Method::GET, &page_uri, Some("acme"), None).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+            seen.extend(page.json["items"].as_array().unwrap().iter().map(|i| i["priority"].clone()));
+            next = page.json["next_page_token"]
+                .as_str()
+                .map(|t| format!("/v1/push?status=pending&limit=2&page_token={t}"));
+        }
+        assert_eq!(
+            seen,
+            vec![json!("critical"), json!("high"), json!("normal"), json!("normal"), json!("low")]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_edit_of_a_research_task_is_applied_locally_with_204_and_queues_nothing() {
+        let h = harness();
+        let id = h.create("acme").await;
+        let task_id = h.seed("acme", &id, ObjectType::ResearchTasks, 1).await.remove(0);
+        let edit = json!({ "fields": { "status": "done" }, "idempotency_key": "done-1" }).to_string();
+        let edit_uri = format!("/v1/connections/{id}/records/{task_id}/edit");
+        let reply = h.send(Method::POST, &edit_uri, Some("acme"), Some(&edit)).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+        let record =
+            h.send(Method::GET, &format!("/v1/connections/{id}/records/{task_id}"), Some("acme"), None).await;
+        assert_eq!(record.json["fields"]["status"], "done");
+        assert_eq!(record.json["pending_push"], json!({}));
+        let queued = h.send(Method::GET, "/v1/push", Some("acme"), None).await;
+        assert_eq!(queued.json["items"], json!([]));
+        let pushed = json!({ "action": "update_record", "record_id": task_id, "fields": { "status": "open" }, "idempotency_key": "p-1" }).to_string();
+        let push_uri = format!("/v1/connections/{id}/push");
+        let refused = h.send(Method::POST, &push_uri, Some("acme"), Some(&pushed)).await;
+        assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+        assert!(h.store.audit_entries().iter().any(|e| e.operation == Operation::LocalEdit));
     }
 
     #[tokio::test]
