@@ -97,6 +97,33 @@ pub struct ConnectionSettings {
     pub auto_push: AutoPush,
     /// The tag in front of every note Syncbridge writes.
     pub note_prefix: String,
+    /// How documents pulled from a document store (Google Drive files) are linked to the
+    /// tenant's CRM deals and contacts.
+    pub document_links: DocumentLinks,
+}
+
+/// The rule that links a document to CRM records of the same tenant (see `sync::links`). Both
+/// parts are on by default; a tenant turns either off in the Drive connection's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DocumentLinks {
+    /// Link a file to every deal whose name its name contains (case-insensitive; deal names of
+    /// at least 3 characters).
+    pub by_deal_name: bool,
+    /// Link a file to every contact whose email address it is shared with.
+    pub by_shared_contact: bool,
+}
+
+impl Default for DocumentLinks {
+    fn default() -> Self {
+        Self { by_deal_name: true, by_shared_contact: true }
+    }
+}
+
+impl DocumentLinks {
+    pub fn any(self) -> bool {
+        self.by_deal_name || self.by_shared_contact
+    }
 }
 
 pub const DEFAULT_CALENDAR_WINDOW_DAYS: u32 = 7;
@@ -114,6 +141,7 @@ impl Default for ConnectionSettings {
             conflict_policy: ConflictPolicy::default(),
             auto_push: AutoPush::new(),
             note_prefix: DEFAULT_NOTE_PREFIX.to_owned(),
+            document_links: DocumentLinks::default(),
         }
     }
 }

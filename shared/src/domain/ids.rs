@@ -218,11 +218,19 @@ pub enum Provider {
     Salesforce,
     Google,
     Microsoft,
+    /// Google Drive: a connection of its own on the same Google OAuth app as Calendar, with
+    /// Drive scopes (pull only).
+    GoogleDrive,
 }
 
 impl Provider {
-    pub const ALL: &'static [Provider] =
-        &[Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft];
+    pub const ALL: &'static [Provider] = &[
+        Provider::Hubspot,
+        Provider::Salesforce,
+        Provider::Google,
+        Provider::Microsoft,
+        Provider::GoogleDrive,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -230,6 +238,7 @@ impl Provider {
             Provider::Salesforce => "salesforce",
             Provider::Google => "google",
             Provider::Microsoft => "microsoft",
+            Provider::GoogleDrive => "google_drive",
         }
     }
 
@@ -239,6 +248,7 @@ impl Provider {
             "salesforce" => Ok(Provider::Salesforce),
             "google" => Ok(Provider::Google),
             "microsoft" => Ok(Provider::Microsoft),
+            "google_drive" => Ok(Provider::GoogleDrive),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
         }
     }
@@ -258,6 +268,7 @@ impl Provider {
             ],
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
+            Provider::GoogleDrive => &[ObjectType::Files],
         }
     }
 }
@@ -283,6 +294,8 @@ pub enum ObjectType {
     Events,
     /// Pre-meeting research tasks: derived by the engine from calendar events, never pulled.
     ResearchTasks,
+    /// Files and folders of a document store (Google Drive): metadata and sharing, pulled only.
+    Files,
 }
 
 impl ObjectType {
@@ -295,6 +308,7 @@ impl ObjectType {
             ObjectType::Activities => "activities",
             ObjectType::Events => "events",
             ObjectType::ResearchTasks => "research_tasks",
+            ObjectType::Files => "files",
         }
     }
 
@@ -307,15 +321,17 @@ impl ObjectType {
             "activities" => Ok(ObjectType::Activities),
             "events" => Ok(ObjectType::Events),
             "research_tasks" => Ok(ObjectType::ResearchTasks),
+            "files" => Ok(ObjectType::Files),
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }
     }
 
     /// Records that are Syncbridge's own and never written to a provider: research tasks are
     /// derived from calendar events, and no calendar API takes them (the Google and Graph adapters
-    /// write events only), so edits of them stay local and queue no push.
+    /// write events only), so edits of them stay local and queue no push. Drive files are pulled
+    /// read-only (the connection holds a metadata scope), so edits of them stay local too.
     pub fn stays_local(self) -> bool {
-        self == ObjectType::ResearchTasks
+        matches!(self, ObjectType::ResearchTasks | ObjectType::Files)
     }
 }
 
@@ -380,7 +396,7 @@ mod tests {
 
     #[test]
     fn provider_and_object_type_round_trip_and_reject_unknown() {
-        for p in [Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft] {
+        for p in Provider::ALL.iter().copied() {
             assert_eq!(Provider::parse(p.as_str()), Ok(p));
         }
         assert!(Provider::parse("zoho").is_err());

@@ -71,7 +71,11 @@ pub async fn queue(
 ) -> Result<(PushItem, bool), PushError> {
     let now = deps.clock.now();
     let (tenant, conn_id) = (&connection.tenant_id, &connection.connection_id);
-    let crm = connection.provider.object_types().iter().any(|o| *o != ObjectType::Events);
+    let crm = connection
+        .provider
+        .object_types()
+        .iter()
+        .any(|o| !matches!(o, ObjectType::Events | ObjectType::Files));
     let target = match &request.record_id {
         Some(id) => Some(deps.records.get(tenant, conn_id, id).await?.ok_or(PushError::NotFound)?),
         None => None,

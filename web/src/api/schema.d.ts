@@ -731,6 +731,13 @@ export interface components {
              * @default [ARIA]
              */
             note_prefix: string;
+            /**
+             * @default {
+             *       "by_deal_name": true,
+             *       "by_shared_contact": true
+             *     }
+             */
+            document_links: components["schemas"]["DocumentLinks"];
         };
         /**
          * @description Where a connection's sync stands: `synced -> pending -> synced | conflict | error`,
@@ -788,6 +795,23 @@ export interface components {
             /** Format: int32 */
             interval_minutes?: number | null;
             settings?: null | components["schemas"]["ConnectionSettings"];
+        };
+        /**
+         * @description The rule that links a document to CRM records of the same tenant (see `sync::links`). Both
+         *     parts are on by default; a tenant turns either off in the Drive connection's settings.
+         */
+        DocumentLinks: {
+            /**
+             * @description Link a file to every deal whose name its name contains (case-insensitive; deal names of
+             *     at least 3 characters).
+             * @default true
+             */
+            by_deal_name: boolean;
+            /**
+             * @description Link a file to every contact whose email address it is shared with.
+             * @default true
+             */
+            by_shared_contact: boolean;
         };
         /** @description The body of `POST /v1/connections/{id}/records/{record_id}/edit`. */
         EditRecord: {
@@ -1117,7 +1141,7 @@ export interface components {
          * @description Canonical object types.
          * @enum {string}
          */
-        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks";
+        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks" | "files";
         /**
          * @description Who owns a field when both sides changed it.
          * @enum {string}
@@ -1292,7 +1316,7 @@ export interface components {
          * @description The providers Syncbridge talks to.
          * @enum {string}
          */
-        Provider: "hubspot" | "salesforce" | "google" | "microsoft";
+        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "google_drive";
         /** @enum {string} */
         PushAction: "create_note" | "update_field" | "create_event" | "update_record";
         /** @enum {string} */
@@ -1609,6 +1633,7 @@ export interface components {
             /** Format: int32 */
             calendar_window_days?: number | null;
             note_prefix?: string | null;
+            document_links?: null | components["schemas"]["DocumentLinks"];
         };
         /** @description `GET`/`PATCH .../settings`: the settings with their version. */
         SettingsView: {

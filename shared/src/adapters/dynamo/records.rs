@@ -12,7 +12,7 @@ use super::{CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_err
 use crate::domain::{CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId};
 use crate::ports::{Page, RecordStore, RecordWrite, StoreError};
 
-const ALL_OBJECTS: [ObjectType; 7] = [
+const ALL_OBJECTS: [ObjectType; 8] = [
     ObjectType::Contacts,
     ObjectType::Companies,
     ObjectType::Deals,
@@ -20,6 +20,7 @@ const ALL_OBJECTS: [ObjectType; 7] = [
     ObjectType::Activities,
     ObjectType::Events,
     ObjectType::ResearchTasks,
+    ObjectType::Files,
 ];
 
 impl DynamoStore {

@@ -228,7 +228,7 @@ impl Dialect for GoogleDialect {
     }
 }
 
-fn random_channel_id() -> String {
+pub(crate) fn random_channel_id() -> String {
     let v: u128 = rand::rng().random();
     let h = format!("{v:032x}");
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
@@ -468,29 +468,41 @@ impl ProviderClient for GoogleClient {
     /// `POST {token_url}` (`grant_type=refresh_token`) with the app's client credentials. A refresh
     /// token Google rejects (`invalid_grant`) is `Unauthorized`; a rejected client is `Permanent`.
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
-        let Some(app) = &self.app else {
-            return Err(ProviderError::permanent("no Google OAuth app is configured"));
-        };
-        let reply = self.net.refresh_grant(&self.token_url, app, refresh_token, &[]).await?;
-        match (reply.status, reply.oauth_error().as_deref()) {
-            (StatusCode::BAD_REQUEST, Some("invalid_grant")) => return Err(ProviderError::Unauthorized),
-            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, Some(e)) => {
-                return Err(ProviderError::permanent(format!("Google refused the token refresh: {e}")));
-            }
-            _ => {}
-        }
-        let tokens: TokenReply = reply.check()?.json()?;
-        Ok(Credentials::refreshed(
-            tokens.access_token,
-            tokens.refresh_token,
-            refresh_token,
-            Some(Utc::now() + chrono::Duration::seconds(tokens.expires_in.max(0))),
-        ))
+        refresh_with(&self.net, &self.token_url, self.app.as_ref(), refresh_token).await
     }
 
     fn stats(&self) -> RequestStats {
         self.net.stats()
     }
+}
+
+/// Google's refresh grant through `net` (Calendar's and Drive's clients share the OAuth app): a
+/// refresh token Google rejects (`invalid_grant`) is `Unauthorized`; a rejected client is
+/// `Permanent`.
+pub(crate) async fn refresh_with<D: Dialect>(
+    net: &ProviderHttp<D>,
+    token_url: &str,
+    app: Option<&OAuthApp>,
+    refresh_token: &SecretString,
+) -> Result<Credentials, ProviderError> {
+    let Some(app) = app else {
+        return Err(ProviderError::permanent("no Google OAuth app is configured"));
+    };
+    let reply = net.refresh_grant(token_url, app, refresh_token, &[]).await?;
+    match (reply.status, reply.oauth_error().as_deref()) {
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")) => return Err(ProviderError::Unauthorized),
+        (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, Some(e)) => {
+            return Err(ProviderError::permanent(format!("Google refused the token refresh: {e}")));
+        }
+        _ => {}
+    }
+    let tokens: TokenReply = reply.check()?.json()?;
+    Ok(Credentials::refreshed(
+        tokens.access_token,
+        tokens.refresh_token,
+        refresh_token,
+        Some(Utc::now() + chrono::Duration::seconds(tokens.expires_in.max(0))),
+    ))
 }
 
 #[cfg(test)]
