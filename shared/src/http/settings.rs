@@ -136,7 +136,16 @@ pub struct SettingsPatch {
     #[schema(min_length = 1, max_length = 40)]
     note_prefix: Option<String>,
     /// Merged key by key (`by_deal_name`, `by_shared_contact`).
-    document_links: Option<crate::domain::DocumentLinks>,
+    document_links: Option<DocumentLinksPatch>,
+}
+
+/// The document-links rule in a settings patch: each key optional, `null` resets it.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DocumentLinksPatch {
+    by_deal_name: Option<bool>,
+    by_shared_contact: Option<bool>,
 }
 
 /// A conflict policy in a settings patch.
@@ -177,6 +186,7 @@ pub struct SettingsView {
     #[schema(minimum = 1, maximum = 365)]
     pub calendar_window_days: u32,
     pub note_prefix: String,
+    pub document_links: crate::domain::DocumentLinks,
 }
 
 fn view(c: &Connection) -> SettingsView {
@@ -192,6 +202,7 @@ fn view(c: &Connection) -> SettingsView {
         own_domains: s.own_domains,
         calendar_window_days: s.calendar_window_days,
         note_prefix: s.note_prefix,
+        document_links: s.document_links,
     }
 }
 

@@ -813,6 +813,11 @@ export interface components {
              */
             by_shared_contact: boolean;
         };
+        /** @description The document-links rule in a settings patch: each key optional, `null` resets it. */
+        DocumentLinksPatch: {
+            by_deal_name?: boolean | null;
+            by_shared_contact?: boolean | null;
+        };
         /** @description The body of `POST /v1/connections/{id}/records/{record_id}/edit`. */
         EditRecord: {
             fields: {
@@ -1633,7 +1638,7 @@ export interface components {
             /** Format: int32 */
             calendar_window_days?: number | null;
             note_prefix?: string | null;
-            document_links?: null | components["schemas"]["DocumentLinks"];
+            document_links?: null | components["schemas"]["DocumentLinksPatch"];
         };
         /** @description `GET`/`PATCH .../settings`: the settings with their version. */
         SettingsView: {
@@ -1661,6 +1666,7 @@ export interface components {
             /** Format: int32 */
             calendar_window_days: number;
             note_prefix: string;
+            document_links: components["schemas"]["DocumentLinks"];
         };
         /**
          * @description How bad one finding is. Ordered: the worst finding decides the overall status.
