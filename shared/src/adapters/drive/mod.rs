@@ -24,7 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::google::{Backoff, GoogleDialect, random_channel_id, refresh_with};
+use super::google::{Backoff, GoogleDialect, api_root_at, check_urls, random_channel_id, refresh_with};
 use super::provider_http::{Call, Dialect, ProviderHttp, Reply};
 use crate::config::OAuthApp;
 use crate::domain::{Connection, Credentials, ObjectType, Provider, PushChannel, SyncCursor};
@@ -118,14 +118,9 @@ struct ChannelReply {
     expiration: Option<String>,
 }
 
-/// The API root of a base URL: an origin alone gets Drive's `/drive/v3`; a URL with a path is
-/// used as given.
+/// The API root of a base URL: an origin alone gets Drive's `/drive/v3`.
 fn api_root(base_url: &str) -> String {
-    let trimmed = base_url.trim_end_matches('/');
-    match url::Url::parse(trimmed) {
-        Ok(u) if u.path().trim_matches('/').is_empty() => format!("{trimmed}/drive/v3"),
-        _ => trimmed.to_owned(),
-    }
+    api_root_at(base_url, "drive/v3")
 }
 
 impl DriveClient {
@@ -136,13 +131,7 @@ impl DriveClient {
         token_url: &str,
         backoff: Backoff,
     ) -> Result<Self, ProviderError> {
-        for (what, value) in [("base URL", connection.base_url.as_str()), ("token URL", token_url)] {
-            let parsed = url::Url::parse(value)
-                .map_err(|e| ProviderError::permanent(format!("invalid Drive {what}: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(ProviderError::permanent(format!("Drive {what} must be http(s)")));
-            }
-        }
+        check_urls("Drive", &connection.base_url, token_url)?;
         Ok(Self {
             net: ProviderHttp::new(http.clone(), DriveDialect, backoff.policy()),
             http,
