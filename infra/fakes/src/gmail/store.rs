@@ -397,10 +397,11 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Forgets every history record so far: a `startHistoryId` from before now answers 404.
+    /// Forgets every history record so far: a `startHistoryId` from before now answers 404, and
+    /// the mailbox's history id moves on (what `getProfile` says from now on is valid).
     pub fn expire_history(&mut self) {
         self.history.clear();
-        self.horizon = self.history_id + 1;
+        self.horizon = self.bump();
     }
 
     /// Messages in `messages.list` order (newest first, then by id descending).
