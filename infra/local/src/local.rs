@@ -1,5 +1,5 @@
 //! `LocalStack`: one complete Syncbridge on this machine: moto with the resources of template.yaml,
-//! the HubSpot and Google Calendar fakes (and optionally the Salesforce fake), the engine wired
+//! the HubSpot, Google Calendar and Gmail fakes (and optionally the Salesforce fake), the engine wired
 //! exactly as in Lambda (only the endpoint differs), the runner
 //! and the gateway. Tests, `syncbridge` and `make demo` all start this same thing.
 
@@ -15,6 +15,7 @@ use syncbridge::http::{self as api, webhooks};
 use syncbridge::ports::SystemClock;
 use syncbridge::sync::Deps;
 use syncbridge::wiring;
+use syncbridge_fakes::gmail::{self, GmailFake};
 use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::graph;
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
@@ -37,6 +38,8 @@ pub struct StackOptions {
     pub google: google::FakeConfig,
     /// The Microsoft Graph fake (it also serves the login host's token endpoint).
     pub graph: graph::FakeConfig,
+    /// The Gmail fake (its OAuth endpoints are the stack's `GMAIL_*` ones; same Google app).
+    pub gmail: gmail::FakeConfig,
     /// Gateway port on 127.0.0.1; 0 picks one.
     pub gateway_port: u16,
     /// Also route the bus's events to a queue the caller can read (for tests and the demo).
@@ -71,6 +74,7 @@ impl Default for StackOptions {
             salesforce: None,
             google: google::FakeConfig::default(),
             graph: graph::FakeConfig::default(),
+            gmail: gmail::FakeConfig { messages: 20, ..gmail::FakeConfig::default() },
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
@@ -94,6 +98,7 @@ pub struct LocalStack {
     pub salesforce: Option<salesforce::RunningFake>,
     pub google: google::RunningFake,
     pub graph: graph::RunningFake,
+    pub gmail: gmail::RunningFake,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
     events: Option<EventCollector>,
@@ -134,6 +139,7 @@ impl LocalStack {
         let google = GoogleFake::start(options.google.clone()).await.context("starting the Google fake")?;
         let graph =
             graph::GraphFake::start(options.graph.clone()).await.context("starting the Graph fake")?;
+        let gmail = GmailFake::start(options.gmail.clone()).await.context("starting the Gmail fake")?;
         // Bound before the config: the worker opens push channels to this gateway's webhooks.
         let gateway_listener = gateway::bind(options.gateway_port).await?;
         let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
@@ -152,6 +158,13 @@ impl LocalStack {
             google_revoke_url: format!("{}/revoke", google.base_url()),
             google_api_base_url: format!("{}/calendar/v3", google.base_url()),
             microsoft_graph_base_url: graph.base_url(),
+            gmail: syncbridge::adapters::gmail::GmailConfig {
+                api_base_url: gmail.api_url(),
+                authorize_url: format!("{}/o/oauth2/v2/auth", gmail.base_url()),
+                token_url: gmail.token_url(),
+                revoke_url: format!("{}/revoke", gmail.base_url()),
+                ..Default::default()
+            },
             ..OAuthEndpoints::default()
         };
         if let Some(sf) = &salesforce {
@@ -231,6 +244,7 @@ impl LocalStack {
             salesforce,
             google,
             graph,
+            gmail,
             dev_key,
             events_queue_url,
             events,
