@@ -541,6 +541,17 @@ mod tests {
     }
 
     #[test]
+    fn gmail_authorizes_on_the_google_app_with_gmail_scopes_and_offline_access() {
+        let p = providers();
+        let g = p.authorize_url(Provider::Gmail, false, "https://app.example/cb", "st", Some("c")).unwrap();
+        assert!(g.starts_with("https://accounts.google.com/o/oauth2/v2/auth?"), "{g}");
+        let q = query(&g);
+        assert_eq!(q["client_id"], p.app(Provider::Google).unwrap().client_id);
+        assert_eq!(q["scope"], "https://www.googleapis.com/auth/gmail.modify");
+        assert_eq!((q["access_type"].as_str(), q["code_challenge_method"].as_str()), ("offline", "S256"));
+    }
+
+    #[test]
     fn a_provider_without_an_app_is_not_configured() {
         let p = OAuthProviders::new(reqwest::Client::new(), OAuthEndpoints::default());
         assert!(matches!(
