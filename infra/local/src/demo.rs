@@ -362,6 +362,33 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     if messages.len() != 21 || linked.len() != 1 || labels != ["INBOX", "STARRED"] || modifies != 1 {
         bail!("the Gmail step did not pull, link and relabel exactly once");
     }
+    gmail
+        .deliver(&syncbridge_fakes::gmail::Mail {
+            from: format!("A Contact <{contact_email}>"),
+            to: vec![syncbridge_fakes::gmail::store::OWNER.to_owned()],
+            subject: "Contract attached".into(),
+            ..Default::default()
+        })
+        .map_err(|e| anyhow::anyhow!("delivering the demo mail: {e:?}"))?;
+    let pushed = gmail.publish().await;
+    let queued = stack.runner.queue_depth().await?;
+    stack.runner.drain(Duration::from_secs(600)).await?;
+    let after = acme
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{gmail_id}/records?object=messages&limit=100"),
+            None,
+        )
+        .await?;
+    let after = after.get("items").and_then(Value::as_array).map_or(0, Vec::len);
+    let answers: Vec<Option<u16>> = pushed.iter().map(|d| d.status).collect();
+    println!(
+        "   a new mail: Gmail's Pub/Sub push (answered {answers:?}) enqueued {queued} job; the incremental pull \
+         (history.list) brought the mailbox to {after} message(s)"
+    );
+    if answers != [Some(200)] || queued != 1 || after != messages.len() + 1 {
+        bail!("the Gmail push did not bring exactly the new message");
+    }
     connections.push((
         "acme",
         "gmail",

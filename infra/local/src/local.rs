@@ -60,6 +60,10 @@ pub struct StackOptions {
     pub counter: Option<AwsCounter>,
 }
 
+/// The Pub/Sub topic the local stack's Gmail connections are watched on (the Gmail fake delivers
+/// its pushes to the gateway's `/webhooks/gmail`).
+pub const LOCAL_GMAIL_TOPIC: &str = "projects/syncbridge-local/topics/gmail";
+
 /// The app id the local stack's HubSpot app has.
 pub const LOCAL_HUBSPOT_APP_ID: &str = "424242";
 /// The portal id of the local stack's HubSpot fake (connect with this `account_id` to get its
@@ -149,6 +153,11 @@ impl LocalStack {
             app_id: options.hubspot_app_id.parse().context("the HubSpot app id is numeric")?,
             portal_id: LOCAL_HUBSPOT_PORTAL_ID,
         }));
+        // The deployment's Pub/Sub push subscription: the gateway's Gmail webhook with its token.
+        let push_token = format!("{:032x}", rand::random::<u128>());
+        gmail
+            .state()
+            .subscribe(LOCAL_GMAIL_TOPIC, &format!("{gateway_url}/webhooks/gmail?token={push_token}"));
         let callback = format!("{gateway_url}{}", syncbridge::http::oauth::CALLBACK_PATH);
         let mut oauth = OAuthEndpoints {
             redirect_uris: vec![callback],
@@ -163,6 +172,8 @@ impl LocalStack {
                 authorize_url: format!("{}/o/oauth2/v2/auth", gmail.base_url()),
                 token_url: gmail.token_url(),
                 revoke_url: format!("{}/revoke", gmail.base_url()),
+                pubsub_topic: Some(LOCAL_GMAIL_TOPIC.to_owned()),
+                push_token: Some(SecretString::from(push_token)),
                 ..Default::default()
             },
             ..OAuthEndpoints::default()

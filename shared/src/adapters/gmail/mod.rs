@@ -60,7 +60,7 @@ pub const UNITS_PER_SECOND: f64 = 240.0;
 
 /// Where Gmail connections connect and what they ask for. Gmail uses the Google OAuth app
 /// (`GOOGLE_CLIENT_ID`) and, unless set, Google's endpoints as Calendar has them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct GmailConfig {
     /// `GMAIL_API_BASE_URL` (default `https://gmail.googleapis.com/gmail/v1`).
     pub api_base_url: String,
@@ -75,7 +75,57 @@ pub struct GmailConfig {
     /// `GMAIL_PUBSUB_TOPIC` (`projects/{project}/topics/{topic}`): when set, the worker keeps a
     /// `users.watch` on it for each Gmail connection. Unset: pull only.
     pub pubsub_topic: Option<String>,
+    /// `GMAIL_PUSH_TOKEN`: the `token` query parameter the Pub/Sub push subscription's endpoint
+    /// carries (`{WEBHOOK_BASE_URL}/webhooks/gmail?token=...`), the proof of a push. Unset: every
+    /// Gmail push is refused.
+    pub push_token: Option<SecretString>,
 }
+
+impl std::fmt::Debug for GmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GmailConfig")
+            .field("api_base_url", &self.api_base_url)
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("revoke_url", &self.revoke_url)
+            .field("scopes", &self.scopes)
+            .field("pubsub_topic", &self.pubsub_topic)
+            .field("push_token", &self.push_token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// Equal when every setting is (the push token compared as a secret: in constant time).
+impl PartialEq for GmailConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let tokens = match (&self.push_token, &other.push_token) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                use subtle::ConstantTimeEq;
+                a.expose_secret().as_bytes().ct_eq(b.expose_secret().as_bytes()).into()
+            }
+            _ => false,
+        };
+        tokens
+            && (
+                &self.api_base_url,
+                &self.authorize_url,
+                &self.token_url,
+                &self.revoke_url,
+                &self.scopes,
+                &self.pubsub_topic,
+            ) == (
+                &other.api_base_url,
+                &other.authorize_url,
+                &other.token_url,
+                &other.revoke_url,
+                &other.scopes,
+                &other.pubsub_topic,
+            )
+    }
+}
+
+impl Eq for GmailConfig {}
 
 impl Default for GmailConfig {
     fn default() -> Self {
@@ -86,6 +136,7 @@ impl Default for GmailConfig {
             revoke_url: super::google::DEFAULT_REVOKE_URL.into(),
             scopes: DEFAULT_SCOPES.into(),
             pubsub_topic: None,
+            push_token: None,
         }
     }
 }
@@ -113,6 +164,7 @@ impl GmailConfig {
             revoke_url: url("GMAIL_REVOKE_URL", "GOOGLE_REVOKE_URL", d.revoke_url)?,
             scopes: optional("GMAIL_OAUTH_SCOPES").unwrap_or(d.scopes),
             pubsub_topic: optional("GMAIL_PUBSUB_TOPIC").map(|t| t.trim().to_owned()),
+            push_token: optional("GMAIL_PUSH_TOKEN").map(SecretString::from),
         })
     }
 }
