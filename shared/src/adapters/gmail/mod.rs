@@ -37,7 +37,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::provider_http::{Call, Dialect, ProviderHttp, Reply, RetryPolicy};
@@ -309,13 +308,6 @@ pub struct GmailClient {
     pubsub_topic: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct TokenReply {
-    access_token: String,
-    refresh_token: Option<String>,
-    expires_in: i64,
-}
-
 impl GmailClient {
     fn new(factory: &GmailFactory, connection: &Connection) -> Result<Self, ProviderError> {
         let token_url = &factory.config.token_url;
@@ -389,27 +381,6 @@ impl GmailClient {
             .and_then(|e| e.parse::<i64>().ok())
             .and_then(DateTime::from_timestamp_millis)
             .ok_or_else(|| ProviderError::permanent("Gmail's watch has no usable expiration"))
-    }
-
-    async fn refresh_token(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
-        let Some(app) = &self.app else {
-            return Err(ProviderError::permanent("no Google OAuth app is configured"));
-        };
-        let reply = self.net.refresh_grant(&self.token_url, app, refresh_token, &[]).await?;
-        match (reply.status, reply.oauth_error().as_deref()) {
-            (StatusCode::BAD_REQUEST, Some("invalid_grant")) => return Err(ProviderError::Unauthorized),
-            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, Some(e)) => {
-                return Err(ProviderError::permanent(format!("Google refused the token refresh: {e}")));
-            }
-            _ => {}
-        }
-        let tokens: TokenReply = reply.check()?.json()?;
-        Ok(Credentials::refreshed(
-            tokens.access_token,
-            tokens.refresh_token,
-            refresh_token,
-            Some(Utc::now() + chrono::Duration::seconds(tokens.expires_in.max(0))),
-        ))
     }
 }
 
@@ -486,7 +457,7 @@ impl ProviderClient for GmailClient {
     }
 
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
-        self.refresh_token(refresh_token).await
+        super::google::refresh_at_google(&self.net, &self.token_url, self.app.as_ref(), refresh_token).await
     }
 
     fn stats(&self) -> RequestStats {
