@@ -10,6 +10,7 @@ mod channels;
 mod drive_adapter;
 mod e2e;
 mod faults;
+mod gmail_adapter;
 mod google_adapter;
 mod graph_adapter;
 mod hubspot_adapter;

@@ -14,6 +14,7 @@ use clap::Args;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use syncbridge::adapters::drive::DriveFactory;
+use syncbridge::adapters::gmail::{GmailConfig, GmailFactory};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
 use syncbridge::adapters::memory::MemoryStore;
@@ -33,7 +34,7 @@ pub const TOKEN_ENV: &str = "SYNCBRIDGE_BENCH_TOKEN";
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// `hubspot`, `salesforce`, `google`, `google_drive`.
+    /// `hubspot`, `salesforce`, `google`, `gmail`, `google_drive`.
     #[arg(long)]
     pub provider: String,
     #[arg(long)]
@@ -67,6 +68,7 @@ struct Factories {
     hubspot: HubspotFactory,
     salesforce: SalesforceFactory,
     google: GoogleFactory,
+    gmail: GmailFactory,
     drive: DriveFactory,
 }
 
@@ -76,6 +78,7 @@ impl ProviderFactory for Factories {
             Provider::Hubspot => self.hubspot.client(connection),
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
+            Provider::Gmail => self.gmail.client(connection),
             Provider::GoogleDrive => self.drive.client(connection),
             other => Err(ProviderError::permanent(format!("the benchmark has no {other} adapter"))),
         }
@@ -96,6 +99,15 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         hubspot: HubspotFactory::new(http.clone(), None),
         salesforce: SalesforceFactory::new(http.clone(), None),
         google: GoogleFactory::new(http.clone(), None, args.token_url.clone()),
+        gmail: GmailFactory::new(
+            http.clone(),
+            None,
+            GmailConfig {
+                api_base_url: args.base_url.clone(),
+                token_url: args.token_url.clone(),
+                ..GmailConfig::default()
+            },
+        ),
         drive: DriveFactory::new(http, None, args.token_url.clone()),
     };
 

@@ -4,6 +4,7 @@
 //! and read request counters.
 
 pub mod drive;
+pub mod gmail;
 pub mod google;
 pub mod graph;
 pub mod hubspot;

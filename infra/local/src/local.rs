@@ -1,5 +1,5 @@
 //! `LocalStack`: one complete Syncbridge on this machine: moto with the resources of template.yaml,
-//! the HubSpot and Google Calendar fakes (and optionally the Salesforce fake), the engine wired
+//! the HubSpot, Google Calendar and Gmail fakes (and optionally the Salesforce fake), the engine wired
 //! exactly as in Lambda (only the endpoint differs), the runner
 //! and the gateway. Tests, `syncbridge` and `make demo` all start this same thing.
 
@@ -16,6 +16,7 @@ use syncbridge::ports::SystemClock;
 use syncbridge::sync::Deps;
 use syncbridge::wiring;
 use syncbridge_fakes::drive;
+use syncbridge_fakes::gmail::{self, GmailFake};
 use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::graph;
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
@@ -40,6 +41,8 @@ pub struct StackOptions {
     pub drive: drive::FakeConfig,
     /// The Microsoft Graph fake (it also serves the login host's token endpoint).
     pub graph: graph::FakeConfig,
+    /// The Gmail fake (its OAuth endpoints are the stack's `GMAIL_*` ones; same Google app).
+    pub gmail: gmail::FakeConfig,
     /// Gateway port on 127.0.0.1; 0 picks one.
     pub gateway_port: u16,
     /// Also route the bus's events to a queue the caller can read (for tests and the demo).
@@ -60,6 +63,10 @@ pub struct StackOptions {
     pub counter: Option<AwsCounter>,
 }
 
+/// The Pub/Sub topic the local stack's Gmail connections are watched on (the Gmail fake delivers
+/// its pushes to the gateway's `/webhooks/gmail`).
+pub const LOCAL_GMAIL_TOPIC: &str = "projects/syncbridge-local/topics/gmail";
+
 /// The app id the local stack's HubSpot app has.
 pub const LOCAL_HUBSPOT_APP_ID: &str = "424242";
 /// The portal id of the local stack's HubSpot fake (connect with this `account_id` to get its
@@ -75,6 +82,7 @@ impl Default for StackOptions {
             google: google::FakeConfig::default(),
             drive: drive::FakeConfig::default(),
             graph: graph::FakeConfig::default(),
+            gmail: gmail::FakeConfig { messages: 20, ..gmail::FakeConfig::default() },
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
@@ -99,6 +107,7 @@ pub struct LocalStack {
     pub google: google::RunningFake,
     pub drive: drive::RunningFake,
     pub graph: graph::RunningFake,
+    pub gmail: gmail::RunningFake,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
     events: Option<EventCollector>,
@@ -141,6 +150,7 @@ impl LocalStack {
             drive::DriveFake::start(options.drive.clone()).await.context("starting the Drive fake")?;
         let graph =
             graph::GraphFake::start(options.graph.clone()).await.context("starting the Graph fake")?;
+        let gmail = GmailFake::start(options.gmail.clone()).await.context("starting the Gmail fake")?;
         // Bound before the config: the worker opens push channels to this gateway's webhooks.
         let gateway_listener = gateway::bind(options.gateway_port).await?;
         let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
@@ -150,6 +160,11 @@ impl LocalStack {
             app_id: options.hubspot_app_id.parse().context("the HubSpot app id is numeric")?,
             portal_id: LOCAL_HUBSPOT_PORTAL_ID,
         }));
+        // The deployment's Pub/Sub push subscription: the gateway's Gmail webhook with its token.
+        let push_token = format!("{:032x}", rand::random::<u128>());
+        gmail
+            .state()
+            .subscribe(LOCAL_GMAIL_TOPIC, &format!("{gateway_url}/webhooks/gmail?token={push_token}"));
         let callback = format!("{gateway_url}{}", syncbridge::http::oauth::CALLBACK_PATH);
         let mut oauth = OAuthEndpoints {
             redirect_uris: vec![callback],
@@ -162,6 +177,15 @@ impl LocalStack {
             drive_revoke_url: format!("{}/revoke", drive.base_url()),
             drive_api_base_url: drive.api_url(),
             microsoft_graph_base_url: graph.base_url(),
+            gmail: syncbridge::adapters::gmail::GmailConfig {
+                api_base_url: gmail.api_url(),
+                authorize_url: format!("{}/o/oauth2/v2/auth", gmail.base_url()),
+                token_url: gmail.token_url(),
+                revoke_url: format!("{}/revoke", gmail.base_url()),
+                pubsub_topic: Some(LOCAL_GMAIL_TOPIC.to_owned()),
+                push_token: Some(SecretString::from(push_token)),
+                ..Default::default()
+            },
             ..OAuthEndpoints::default()
         };
         if let Some(sf) = &salesforce {
@@ -243,6 +267,7 @@ impl LocalStack {
             google,
             drive,
             graph,
+            gmail,
             dev_key,
             events_queue_url,
             events,

@@ -218,6 +218,8 @@ pub enum Provider {
     Salesforce,
     Google,
     Microsoft,
+    /// Gmail: a connection of its own (Gmail scopes) on the same Google OAuth app as Calendar.
+    Gmail,
     /// Google Drive: a connection of its own on the same Google OAuth app as Calendar, with
     /// Drive scopes (pull only).
     GoogleDrive,
@@ -229,6 +231,7 @@ impl Provider {
         Provider::Salesforce,
         Provider::Google,
         Provider::Microsoft,
+        Provider::Gmail,
         Provider::GoogleDrive,
     ];
 
@@ -238,6 +241,7 @@ impl Provider {
             Provider::Salesforce => "salesforce",
             Provider::Google => "google",
             Provider::Microsoft => "microsoft",
+            Provider::Gmail => "gmail",
             Provider::GoogleDrive => "google_drive",
         }
     }
@@ -248,6 +252,7 @@ impl Provider {
             "salesforce" => Ok(Provider::Salesforce),
             "google" => Ok(Provider::Google),
             "microsoft" => Ok(Provider::Microsoft),
+            "gmail" => Ok(Provider::Gmail),
             "google_drive" => Ok(Provider::GoogleDrive),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
         }
@@ -268,6 +273,7 @@ impl Provider {
             ],
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
+            Provider::Gmail => &[ObjectType::Messages],
             Provider::GoogleDrive => &[ObjectType::Files],
         }
     }
@@ -294,6 +300,8 @@ pub enum ObjectType {
     Events,
     /// Pre-meeting research tasks: derived by the engine from calendar events, never pulled.
     ResearchTasks,
+    /// Email messages (Gmail), one record per message with its thread id as a field.
+    Messages,
     /// Files and folders of a document store (Google Drive): metadata and sharing, pulled only.
     Files,
 }
@@ -308,6 +316,7 @@ impl ObjectType {
             ObjectType::Activities => "activities",
             ObjectType::Events => "events",
             ObjectType::ResearchTasks => "research_tasks",
+            ObjectType::Messages => "messages",
             ObjectType::Files => "files",
         }
     }
@@ -321,6 +330,7 @@ impl ObjectType {
             "activities" => Ok(ObjectType::Activities),
             "events" => Ok(ObjectType::Events),
             "research_tasks" => Ok(ObjectType::ResearchTasks),
+            "messages" => Ok(ObjectType::Messages),
             "files" => Ok(ObjectType::Files),
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }

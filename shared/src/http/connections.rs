@@ -49,6 +49,7 @@ pub fn default_base_url(provider: Provider) -> &'static str {
         Provider::Google => "https://www.googleapis.com",
         Provider::GoogleDrive => crate::adapters::drive::DEFAULT_API_ROOT,
         Provider::Microsoft => "https://graph.microsoft.com",
+        Provider::Gmail => crate::adapters::gmail::DEFAULT_API_ROOT,
     }
 }
 

@@ -1146,7 +1146,7 @@ export interface components {
          * @description Canonical object types.
          * @enum {string}
          */
-        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks" | "files";
+        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks" | "messages" | "files";
         /**
          * @description Who owns a field when both sides changed it.
          * @enum {string}
@@ -1321,7 +1321,7 @@ export interface components {
          * @description The providers Syncbridge talks to.
          * @enum {string}
          */
-        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "google_drive";
+        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail" | "google_drive";
         /** @enum {string} */
         PushAction: "create_note" | "update_field" | "create_event" | "update_record";
         /** @enum {string} */

@@ -24,7 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::google::{Backoff, GoogleDialect, api_root_at, check_urls, random_channel_id, refresh_with};
+use super::google::{Backoff, GoogleDialect, api_root_at, check_urls, random_channel_id, refresh_at_google};
 use super::provider_http::{Call, Dialect, ProviderHttp, Reply};
 use crate::config::OAuthApp;
 use crate::domain::{Connection, Credentials, ObjectType, Provider, PushChannel, SyncCursor};
@@ -246,7 +246,7 @@ impl ProviderClient for DriveClient {
     }
 
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
-        refresh_with(&self.net, &self.token_url, self.app.as_ref(), refresh_token).await
+        refresh_at_google(&self.net, &self.token_url, self.app.as_ref(), refresh_token).await
     }
 
     fn stats(&self) -> RequestStats {

@@ -477,10 +477,9 @@ impl ProviderClient for GoogleClient {
         }))
     }
 
-    /// `POST {token_url}` (`grant_type=refresh_token`) with the app's client credentials. A refresh
-    /// token Google rejects (`invalid_grant`) is `Unauthorized`; a rejected client is `Permanent`.
+    /// See [`refresh_at_google`].
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
-        refresh_with(&self.net, &self.token_url, self.app.as_ref(), refresh_token).await
+        refresh_at_google(&self.net, &self.token_url, self.app.as_ref(), refresh_token).await
     }
 
     fn stats(&self) -> RequestStats {
@@ -488,10 +487,10 @@ impl ProviderClient for GoogleClient {
     }
 }
 
-/// Google's refresh grant through `net` (Calendar's and Drive's clients share the OAuth app): a
-/// refresh token Google rejects (`invalid_grant`) is `Unauthorized`; a rejected client is
-/// `Permanent`.
-pub(crate) async fn refresh_with<D: Dialect>(
+/// `POST {token_url}` (`grant_type=refresh_token`) with the Google app's client credentials, for
+/// every Google API's connections (Calendar, Gmail). A refresh token Google rejects
+/// (`invalid_grant`) is `Unauthorized`; a rejected client is `Permanent`.
+pub(crate) async fn refresh_at_google<D: Dialect>(
     net: &ProviderHttp<D>,
     token_url: &str,
     app: Option<&OAuthApp>,
