@@ -11,6 +11,7 @@ mod e2e;
 mod faults;
 mod google_adapter;
 mod graph_adapter;
+mod hubspot_activities;
 mod hubspot_adapter;
 mod hubspot_objects;
 mod interleavings_hubspot;

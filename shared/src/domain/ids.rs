@@ -246,9 +246,13 @@ impl Provider {
     /// The object types this provider syncs, in pull order.
     pub fn object_types(self) -> &'static [ObjectType] {
         match self {
-            Provider::Hubspot => {
-                &[ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes]
-            }
+            Provider::Hubspot => &[
+                ObjectType::Contacts,
+                ObjectType::Companies,
+                ObjectType::Deals,
+                ObjectType::Notes,
+                ObjectType::Activities,
+            ],
             Provider::Salesforce => &[
                 ObjectType::Companies,
                 ObjectType::Contacts,
@@ -278,7 +282,9 @@ pub enum ObjectType {
     Companies,
     Deals,
     Notes,
-    /// Salesforce Tasks and Events (CRM activities, not calendar events).
+    /// CRM activities, not calendar events: Salesforce Tasks and Events, HubSpot calls, emails,
+    /// meetings and tasks; the field `kind` says which (`task`, `event`, `call`, `email`,
+    /// `meeting`).
     Activities,
     Events,
     /// Pre-meeting research tasks: derived by the engine from calendar events, never pulled.
