@@ -7,6 +7,7 @@ mod aws_adapters;
 mod aws_support;
 mod calendar_tasks;
 mod channels;
+mod crm_records;
 mod e2e;
 mod faults;
 mod google_adapter;

@@ -1,6 +1,6 @@
 //! An in-memory provider account for unit tests of the engine's logic (merge, policies, pushes,
 //! exactly-once): records with a logical modification clock, incremental pulls by that clock,
-//! conditional updates, creates deduplicated by idempotency key, and counters of what was written.
+//! conditional updates and deletes (a deleted record is not found again), creates deduplicated by idempotency key, and counters of what was written.
 //! Provider wire formats are tested against the HTTP fakes in `infra/fakes`, not here.
 
 use std::collections::{BTreeMap, HashMap};
@@ -171,7 +171,15 @@ impl MemoryProvider {
                 let r = r.clone();
                 Ok(ack(external_id.as_str(), &r))
             }
-            ProviderWrite::Delete { external_id, .. } => {
+            ProviderWrite::Delete { external_id, precondition, .. } => {
+                let current = a.records.get(external_id.as_str()).cloned().ok_or(ProviderError::NotFound)?;
+                if current.deleted {
+                    return Err(ProviderError::NotFound);
+                }
+                if precondition.unmodified_since.is_some_and(|since| stamp(current.seq) > since) {
+                    a.conflicts += 1;
+                    return Err(ProviderError::Conflict);
+                }
                 a.seq += 1;
                 let seq = a.seq;
                 let r = a.records.get_mut(external_id.as_str()).ok_or(ProviderError::NotFound)?;

@@ -942,6 +942,18 @@ export interface components {
                     superseded_by?: string | null;
                     /** Format: date-time */
                     superseded_at?: string | null;
+                    source?: null | components["schemas"]["Source"];
+                    /**
+                     * @description Fields left out of the write: people in the CRM own them (the connection's policy's
+                     *     `ownership`) and the item is an agent's.
+                     */
+                    withheld_fields: string[];
+                    /**
+                     * Format: date-time
+                     * @description For `delete_record`: the record's modified stamp at the provider when the delete was
+                     *     approved. A record changed since is not deleted (the item fails as a conflict).
+                     */
+                    approved_remote_modified_at?: string | null;
                 };
                 /**
                  * @description `not_found` (also another tenant's id), `invalid_request`, `conflict` (already decided,
@@ -1204,6 +1216,18 @@ export interface components {
                 superseded_by?: string | null;
                 /** Format: date-time */
                 superseded_at?: string | null;
+                source?: null | components["schemas"]["Source"];
+                /**
+                 * @description Fields left out of the write: people in the CRM own them (the connection's policy's
+                 *     `ownership`) and the item is an agent's.
+                 */
+                withheld_fields: string[];
+                /**
+                 * Format: date-time
+                 * @description For `delete_record`: the record's modified stamp at the provider when the delete was
+                 *     approved. A record changed since is not deleted (the item fails as a conflict).
+                 */
+                approved_remote_modified_at?: string | null;
             }[];
             next_page_token?: string | null;
         };
@@ -1294,7 +1318,7 @@ export interface components {
          */
         Provider: "hubspot" | "salesforce" | "google" | "microsoft";
         /** @enum {string} */
-        PushAction: "create_note" | "update_field" | "create_event" | "update_record";
+        PushAction: "create_note" | "update_field" | "create_event" | "update_record" | "create_record" | "delete_record";
         /** @enum {string} */
         PushStatus: "pending" | "approved" | "rejected" | "completed" | "failed" | "expired" | "superseded";
         /** @description A push item as the API shows it. */
@@ -1331,10 +1355,23 @@ export interface components {
             superseded_by?: string | null;
             /** Format: date-time */
             superseded_at?: string | null;
+            source?: null | components["schemas"]["Source"];
+            /**
+             * @description Fields left out of the write: people in the CRM own them (the connection's policy's
+             *     `ownership`) and the item is an agent's.
+             */
+            withheld_fields: string[];
+            /**
+             * Format: date-time
+             * @description For `delete_record`: the record's modified stamp at the provider when the delete was
+             *     approved. A record changed since is not deleted (the item fails as a conflict).
+             */
+            approved_remote_modified_at?: string | null;
         };
         /** @description The body of `POST /v1/connections/{id}/push`. */
         QueuePush: {
             action: components["schemas"]["PushAction"];
+            object?: null | components["schemas"]["ObjectType"];
             /** @description `normal` when absent (`medium` is read as `normal`). */
             priority?: components["schemas"]["Priority"];
             record_id?: null | components["schemas"]["RecordId"];
