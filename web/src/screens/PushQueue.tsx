@@ -201,17 +201,19 @@ function Preview({ item, record }: { item: PushItem; record: RecordFields | unde
     return (
       <>
         <p className="small">New {SINGULAR[item.object] ?? item.object}{item.source ? ` (source: ${label(item.source)})` : ""}</p>
-        <dl className="preview record" aria-label="New record">
-          {Object.entries(f).map(([k, v]) => (
-            <div key={k}>
-              <dt>{k}</dt>
-              <dd>
-                {value(v)}
-                {withheld.has(k) ? " (not written)" : ""}
-              </dd>
-            </div>
-          ))}
-        </dl>
+        <div role="group" aria-label="New record">
+          <dl className="preview record">
+            {Object.entries(f).map(([k, v]) => (
+              <div key={k}>
+                <dt>{k}</dt>
+                <dd>
+                  {value(v)}
+                  {withheld.has(k) ? " (not written)" : ""}
+                </dd>
+              </div>
+            ))}
+          </dl>
+        </div>
         <Withheld item={item} />
       </>
     );
@@ -219,10 +221,12 @@ function Preview({ item, record }: { item: PushItem; record: RecordFields | unde
   if (item.action === "delete_record") {
     return (
       <>
-        <p className="preview delete" aria-label="Record to delete">
-          Deletes the {SINGULAR[item.object] ?? item.object} <strong>{record ? recordName(record) : item.record_id ?? ""}</strong>{" "}
-          at the provider.
-        </p>
+        <div role="group" aria-label="Record to delete">
+          <p className="preview delete">
+            Deletes the {SINGULAR[item.object] ?? item.object} <strong>{record ? recordName(record) : item.record_id ?? ""}</strong>{" "}
+            at the provider.
+          </p>
+        </div>
         <p className="muted small">
           {item.approved_remote_modified_at
             ? `Only as it was when approved (changed at the provider ${dateTime(item.approved_remote_modified_at)}); a later change stops the delete.`
