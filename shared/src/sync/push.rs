@@ -580,18 +580,9 @@ pub async fn push_approved(
             }
             Err(ProviderError::Conflict) if deleting => {
                 let record = match &write {
-                    ProviderWrite::Delete { object, external_id, .. } => deps
-                        .records
-                        .get_by_external(
-                            &conn.tenant_id,
-                            &conn.connection_id,
-                            conn.provider,
-                            *object,
-                            std::slice::from_ref(external_id),
-                        )
-                        .await?
-                        .into_values()
-                        .next(),
+                    ProviderWrite::Delete { object, external_id, .. } => {
+                        stored_by_external(deps, conn, *object, external_id).await?
+                    }
                     _ => None,
                 };
                 for item in group {
@@ -750,17 +741,9 @@ async fn remember_push(
     match write {
         ProviderWrite::Update { object, external_id, fields, .. } => {
             for _ in 0..3 {
-                let found = deps
-                    .records
-                    .get_by_external(
-                        &conn.tenant_id,
-                        &conn.connection_id,
-                        conn.provider,
-                        *object,
-                        std::slice::from_ref(external_id),
-                    )
-                    .await?;
-                let Some(mut record) = found.into_values().next() else { return Ok(None) };
+                let Some(mut record) = stored_by_external(deps, conn, *object, external_id).await? else {
+                    return Ok(None);
+                };
                 for (k, v) in fields {
                     if record.fields.get(k) == record.base.get(k) || record.fields.get(k) == Some(v) {
                         record.fields.insert(k.clone(), v.clone());
@@ -822,6 +805,26 @@ async fn remember_push(
     }
 }
 
+/// The connection's stored record of `object` with this external id.
+async fn stored_by_external(
+    deps: &Deps,
+    conn: &Connection,
+    object: ObjectType,
+    external_id: &crate::domain::ExternalId,
+) -> Result<Option<CanonicalRecord>, StoreError> {
+    let found = deps
+        .records
+        .get_by_external(
+            &conn.tenant_id,
+            &conn.connection_id,
+            conn.provider,
+            object,
+            std::slice::from_ref(external_id),
+        )
+        .await?;
+    Ok(found.into_values().next())
+}
+
 /// Marks the record a delete went out for as deleted (with the provider's stamp of the delete, when
 /// it said), so the next pull's delete of it changes nothing. Re-reads on a lost race (3 tries).
 async fn mark_deleted(
@@ -832,17 +835,9 @@ async fn mark_deleted(
 ) -> Result<Option<CanonicalRecord>, StoreError> {
     let ProviderWrite::Delete { object, external_id, .. } = write else { return Ok(None) };
     for _ in 0..3 {
-        let found = deps
-            .records
-            .get_by_external(
-                &conn.tenant_id,
-                &conn.connection_id,
-                conn.provider,
-                *object,
-                std::slice::from_ref(external_id),
-            )
-            .await?;
-        let Some(mut record) = found.into_values().next() else { return Ok(None) };
+        let Some(mut record) = stored_by_external(deps, conn, *object, external_id).await? else {
+            return Ok(None);
+        };
         if record.deleted {
             return Ok(Some(record));
         }

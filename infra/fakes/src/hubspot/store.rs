@@ -72,21 +72,35 @@ impl PropertyDef {
     }
 }
 
-/// `(name, label, type, fieldType, read-only)` of the HubSpot default properties the fake's portal
-/// has, per object type (a stock portal: no custom properties). Enumeration options are not checked.
-fn standard_properties(
-    kind: ObjectKind,
-) -> &'static [(&'static str, &'static str, &'static str, &'static str, bool)] {
-    const OWNER: (&str, &str, &str, &str, bool) =
-        ("hubspot_owner_id", "Owner", "enumeration", "select", false);
-    const ID: (&str, &str, &str, &str, bool) = ("hs_object_id", "Record ID", "number", "number", true);
-    const CREATED: (&str, &str, &str, &str, bool) = ("createdate", "Create Date", "datetime", "date", true);
-    const MODIFIED: (&str, &str, &str, &str, bool) =
-        ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", true);
-    const TIMESTAMP: (&str, &str, &str, &str, bool) =
-        ("hs_timestamp", "Activity date", "datetime", "date", false);
-    const ATTACHMENTS: (&str, &str, &str, &str, bool) =
-        ("hs_attachment_ids", "Attached file IDs", "enumeration", "checkbox", false);
+/// `(name, label, type, fieldType, read-only)` of a default property.
+type PropertyRow = (&'static str, &'static str, &'static str, &'static str, bool);
+
+const OWNER: PropertyRow = ("hubspot_owner_id", "Owner", "enumeration", "select", false);
+const ID: PropertyRow = ("hs_object_id", "Record ID", "number", "number", true);
+const CREATED: PropertyRow = ("createdate", "Create Date", "datetime", "date", true);
+const MODIFIED: PropertyRow = ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", true);
+const TIMESTAMP: PropertyRow = ("hs_timestamp", "Activity date", "datetime", "date", false);
+
+/// The default properties every activity (note, call, email, meeting, task) has besides its own.
+const ACTIVITY_COMMON: &[PropertyRow] = &[
+    ("hs_attachment_ids", "Attached file IDs", "enumeration", "checkbox", false),
+    OWNER,
+    ("hs_createdate", "Create date", "datetime", "date", true),
+    CREATED,
+    MODIFIED,
+    ID,
+];
+
+/// The HubSpot default properties the fake's portal has, per object type (a stock portal: no
+/// custom properties): the type's own, and for an activity [`ACTIVITY_COMMON`]. Enumeration
+/// options are checked only where [`enumeration_options`] lists them.
+fn standard_properties(kind: ObjectKind) -> impl Iterator<Item = &'static PropertyRow> {
+    let common: &'static [PropertyRow] = if kind.is_activity() { ACTIVITY_COMMON } else { &[] };
+    own_properties(kind).iter().chain(common)
+}
+
+/// A type's own default properties (see [`standard_properties`]).
+fn own_properties(kind: ObjectKind) -> &'static [PropertyRow] {
     match kind {
         ObjectKind::Contacts => &[
             ("firstname", "First Name", "string", "text", false),
@@ -144,20 +158,11 @@ fn standard_properties(
             MODIFIED,
             ID,
         ],
-        ObjectKind::Notes => &[
-            ("hs_note_body", "Note body", "string", "html", false),
-            ("hs_timestamp", "Activity date", "datetime", "date", false),
-            ("hs_attachment_ids", "Attached file IDs", "enumeration", "checkbox", false),
-            OWNER,
-            ("hs_createdate", "Create date", "datetime", "date", true),
-            CREATED,
-            MODIFIED,
-            ID,
-        ],
+        ObjectKind::Notes => &[("hs_note_body", "Note body", "string", "html", false), TIMESTAMP],
         // The activities' default properties, as a stock portal lists them (each object's guide:
         // https://developers.hubspot.com/docs/api-reference/latest/crm/activities/calls/guide,
         // .../emails/guide, .../meetings/guide, .../tasks/guide). `hs_timestamp` is required on
-        // create (see `REQUIRED_ON_CREATE`).
+        // create (see [`required_on_create`]). Every activity also has [`ACTIVITY_COMMON`].
         ObjectKind::Calls => &[
             TIMESTAMP,
             ("hs_call_title", "Call Title", "string", "text", false),
@@ -169,12 +174,6 @@ fn standard_properties(
             ("hs_call_to_number", "To number", "string", "text", false),
             ("hs_call_recording_url", "Recording URL", "string", "text", false),
             ("hs_call_status", "Call status", "enumeration", "select", false),
-            ATTACHMENTS,
-            OWNER,
-            ("hs_createdate", "Create date", "datetime", "date", true),
-            CREATED,
-            MODIFIED,
-            ID,
         ],
         ObjectKind::Emails => &[
             TIMESTAMP,
@@ -184,12 +183,6 @@ fn standard_properties(
             ("hs_email_direction", "Email direction", "enumeration", "select", false),
             ("hs_email_status", "Email send status", "enumeration", "select", false),
             ("hs_email_headers", "Email headers", "string", "text", false),
-            ATTACHMENTS,
-            OWNER,
-            ("hs_createdate", "Create date", "datetime", "date", true),
-            CREATED,
-            MODIFIED,
-            ID,
         ],
         ObjectKind::Meetings => &[
             TIMESTAMP,
@@ -202,12 +195,6 @@ fn standard_properties(
             ("hs_meeting_end_time", "Meeting end time", "datetime", "date", false),
             ("hs_meeting_outcome", "Meeting outcome", "enumeration", "select", false),
             ("hs_activity_type", "Call and meeting type", "enumeration", "select", false),
-            ATTACHMENTS,
-            OWNER,
-            ("hs_createdate", "Create date", "datetime", "date", true),
-            CREATED,
-            MODIFIED,
-            ID,
         ],
         ObjectKind::Tasks => &[
             TIMESTAMP,
@@ -217,12 +204,6 @@ fn standard_properties(
             ("hs_task_priority", "Priority", "enumeration", "select", false),
             ("hs_task_type", "Task Type", "enumeration", "select", false),
             ("hs_task_completion_date", "Completed at", "datetime", "date", true),
-            ATTACHMENTS,
-            OWNER,
-            ("hs_createdate", "Create date", "datetime", "date", true),
-            CREATED,
-            MODIFIED,
-            ID,
         ],
     }
 }
@@ -816,7 +797,6 @@ impl Store {
                 .into_iter()
                 .map(|kind| {
                     let defs = standard_properties(kind)
-                        .iter()
                         .map(|(name, label, ty, field, read_only)| {
                             let def = PropertyDef {
                                 name: (*name).to_owned(),
