@@ -90,16 +90,17 @@ async fn records_created_and_deleted_through_the_queue_reach_hubspot_and_salesfo
     let delete_3 = post(&stack, &format!("/v1/connections/{hubspot_id}/push"), delete(doomed, "del-3")).await;
     let delete_4 = post(&stack, &format!("/v1/connections/{hubspot_id}/push"), delete(kept, "del-4")).await;
     let salesforce_records = all_records(&stack, "acme", &salesforce_id).await.unwrap();
-    let sf_contact = make_id("003", 2);
-    let delete_sf = post(
-        &stack,
-        &format!("/v1/connections/{salesforce_id}/push"),
-        delete(record_of(&salesforce_records, "contacts", &sf_contact), "del-sf"),
-    )
-    .await;
-    approve(&stack, &[&new_contact, &new_account, &delete_3, &delete_4, &delete_sf]).await;
-    // Contact 4 changes at HubSpot after its delete was approved: it must survive.
+    let (sf_contact, sf_kept) = (make_id("003", 2), make_id("003", 3));
+    let sf_push = format!("/v1/connections/{salesforce_id}/push");
+    let sf_record = |id: &str| record_of(&salesforce_records, "contacts", id).clone();
+    let delete_sf = post(&stack, &sf_push, delete(&sf_record(&sf_contact), "del-sf")).await;
+    let delete_sf_kept = post(&stack, &sf_push, delete(&sf_record(&sf_kept), "del-sf-kept")).await;
+    approve(&stack, &[&new_contact, &new_account, &delete_3, &delete_4, &delete_sf, &delete_sf_kept]).await;
+    // Contact 4 at HubSpot and one contact at Salesforce change after their deletes were
+    // approved: they must survive.
     hubspot.edit(ObjectKind::Contacts, "4", &[("jobtitle", "Promoted")]).unwrap();
+    org.advance_clock(2_000);
+    org.edit(&sf_kept, &[("Title", json!("Promoted"))]).unwrap();
     assert_eq!(stack.runner.drain(DRAIN).await.unwrap().failures, 0);
 
     assert_eq!(hubspot.count(ObjectKind::Contacts), contacts_before + 1, "one contact created, none twice");
@@ -107,6 +108,8 @@ async fn records_created_and_deleted_through_the_queue_reach_hubspot_and_salesfo
     assert!(hubspot.object(ObjectKind::Contacts, "3").unwrap()["archived"] == true, "contact 3 archived");
     assert!(hubspot.object(ObjectKind::Contacts, "4").unwrap()["archived"] == false, "contact 4 kept");
     assert!(org.record(&sf_contact).is_none(), "the Salesforce contact is deleted");
+    assert!(org.record(&sf_kept).is_some(), "the Salesforce contact edited since its approval is kept");
+    assert_eq!(push_item(&stack, &delete_sf_kept).await["status"], "failed");
     let created = push_item(&stack, &new_contact).await;
     assert_eq!(created["status"], "completed", "{created}");
     let conflicted = push_item(&stack, &delete_4).await;
