@@ -650,15 +650,24 @@ enum Planned {
 
 const DELETE_CONFLICT: &str = "not deleted: the record changed at the provider since the delete was approved; approve a new delete to delete it as it is now";
 
+/// The record an edit or a delete names, or the plan that it cannot be written.
+async fn named_record(deps: &Deps, item: &PushItem) -> Result<Result<CanonicalRecord, Planned>, StoreError> {
+    let Some(record_id) = &item.record_id else {
+        return Ok(Err(Planned::Fail("the item names no record".into())));
+    };
+    Ok(deps
+        .records
+        .get(&item.tenant_id, &item.connection_id, record_id)
+        .await?
+        .ok_or_else(|| Planned::Fail("the record no longer exists".into())))
+}
+
 async fn plan_write(deps: &Deps, item: &PushItem) -> Result<Planned, StoreError> {
     match item.action {
         PushAction::DeleteRecord => {
-            let Some(record_id) = &item.record_id else {
-                return Ok(Planned::Fail("the item names no record".into()));
-            };
-            let Some(record) = deps.records.get(&item.tenant_id, &item.connection_id, record_id).await?
-            else {
-                return Ok(Planned::Fail("the record no longer exists".into()));
+            let record = match named_record(deps, item).await? {
+                Ok(record) => record,
+                Err(planned) => return Ok(planned),
             };
             if record.deleted {
                 return Ok(Planned::Nothing(Box::new(record)));
@@ -685,12 +694,9 @@ async fn plan_write(deps: &Deps, item: &PushItem) -> Result<Planned, StoreError>
             })))
         }
         PushAction::UpdateField | PushAction::UpdateRecord => {
-            let Some(record_id) = &item.record_id else {
-                return Ok(Planned::Fail("the item names no record".into()));
-            };
-            let Some(record) = deps.records.get(&item.tenant_id, &item.connection_id, record_id).await?
-            else {
-                return Ok(Planned::Fail("the record no longer exists".into()));
+            let record = match named_record(deps, item).await? {
+                Ok(record) => record,
+                Err(planned) => return Ok(planned),
             };
             if record.deleted {
                 return Ok(Planned::Fail("the record was deleted at the provider".into()));
