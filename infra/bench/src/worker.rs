@@ -13,6 +13,7 @@ use chrono::Utc;
 use clap::Args;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use syncbridge::adapters::gmail::{GmailConfig, GmailFactory};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
 use syncbridge::adapters::memory::MemoryStore;
@@ -32,7 +33,7 @@ pub const TOKEN_ENV: &str = "SYNCBRIDGE_BENCH_TOKEN";
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// `hubspot`, `salesforce`, `google`.
+    /// `hubspot`, `salesforce`, `google`, `gmail`.
     #[arg(long)]
     pub provider: String,
     #[arg(long)]
@@ -66,6 +67,7 @@ struct Factories {
     hubspot: HubspotFactory,
     salesforce: SalesforceFactory,
     google: GoogleFactory,
+    gmail: GmailFactory,
 }
 
 impl ProviderFactory for Factories {
@@ -74,6 +76,7 @@ impl ProviderFactory for Factories {
             Provider::Hubspot => self.hubspot.client(connection),
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
+            Provider::Gmail => self.gmail.client(connection),
             other => Err(ProviderError::permanent(format!("the benchmark has no {other} adapter"))),
         }
     }
@@ -92,7 +95,16 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let factories = Factories {
         hubspot: HubspotFactory::new(http.clone(), None),
         salesforce: SalesforceFactory::new(http.clone(), None),
-        google: GoogleFactory::new(http, None, args.token_url.clone()),
+        google: GoogleFactory::new(http.clone(), None, args.token_url.clone()),
+        gmail: GmailFactory::new(
+            http,
+            None,
+            GmailConfig {
+                api_base_url: args.base_url.clone(),
+                token_url: args.token_url.clone(),
+                ..GmailConfig::default()
+            },
+        ),
     };
 
     let tenant = TenantId::parse("bench").context("tenant id")?;

@@ -218,11 +218,13 @@ pub enum Provider {
     Salesforce,
     Google,
     Microsoft,
+    /// Gmail: a connection of its own (Gmail scopes) on the same Google OAuth app as Calendar.
+    Gmail,
 }
 
 impl Provider {
     pub const ALL: &'static [Provider] =
-        &[Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft];
+        &[Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft, Provider::Gmail];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -230,6 +232,7 @@ impl Provider {
             Provider::Salesforce => "salesforce",
             Provider::Google => "google",
             Provider::Microsoft => "microsoft",
+            Provider::Gmail => "gmail",
         }
     }
 
@@ -239,6 +242,7 @@ impl Provider {
             "salesforce" => Ok(Provider::Salesforce),
             "google" => Ok(Provider::Google),
             "microsoft" => Ok(Provider::Microsoft),
+            "gmail" => Ok(Provider::Gmail),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
         }
     }
@@ -262,6 +266,7 @@ impl Provider {
             ],
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
+            Provider::Gmail => &[ObjectType::Messages],
         }
     }
 }
@@ -289,6 +294,8 @@ pub enum ObjectType {
     Events,
     /// Pre-meeting research tasks: derived by the engine from calendar events, never pulled.
     ResearchTasks,
+    /// Email messages (Gmail), one record per message with its thread id as a field.
+    Messages,
 }
 
 impl ObjectType {
@@ -301,6 +308,7 @@ impl ObjectType {
             ObjectType::Activities => "activities",
             ObjectType::Events => "events",
             ObjectType::ResearchTasks => "research_tasks",
+            ObjectType::Messages => "messages",
         }
     }
 
@@ -313,6 +321,7 @@ impl ObjectType {
             "activities" => Ok(ObjectType::Activities),
             "events" => Ok(ObjectType::Events),
             "research_tasks" => Ok(ObjectType::ResearchTasks),
+            "messages" => Ok(ObjectType::Messages),
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }
     }
@@ -386,7 +395,7 @@ mod tests {
 
     #[test]
     fn provider_and_object_type_round_trip_and_reject_unknown() {
-        for p in [Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft] {
+        for p in Provider::ALL.iter().copied() {
             assert_eq!(Provider::parse(p.as_str()), Ok(p));
         }
         assert!(Provider::parse("zoho").is_err());

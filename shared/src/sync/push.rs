@@ -28,8 +28,8 @@ use crate::domain::push::{MAX_PUSH_ATTEMPTS, new_push_item};
 use crate::domain::record::Fields;
 use crate::domain::{
     AuditEntry, AuditOutcome, CanonicalRecord, ConflictItem, ConflictStatus, Connection, ConnectionStatus,
-    DomainEvent, IdempotencyKey, ObjectType, Operation, Priority, PushAction, PushItem, PushStatus, RecordId,
-    Resolution, TenantId,
+    DomainEvent, IdempotencyKey, ObjectType, Operation, Priority, Provider, PushAction, PushItem, PushStatus,
+    RecordId, Resolution, TenantId,
 };
 use crate::ports::{
     ConflictQuery, Precondition, ProviderClient, ProviderError, ProviderWrite, PushQuery, RecordWrite,
@@ -81,6 +81,8 @@ pub async fn queue(
     let now = deps.clock.now();
     let (tenant, conn_id) = (&connection.tenant_id, &connection.connection_id);
     let crm = connection.provider.object_types().iter().any(|o| *o != ObjectType::Events);
+    // The CRMs whose records create_record and delete_record write (not a mailbox or a calendar).
+    let crm_records = matches!(connection.provider, Provider::Hubspot | Provider::Salesforce);
     let target = match &request.record_id {
         Some(id) => Some(deps.records.get(tenant, conn_id, id).await?.ok_or(PushError::NotFound)?),
         None => None,
@@ -90,7 +92,7 @@ pub async fn queue(
     }
     let (object, fields) = match request.action {
         PushAction::CreateRecord => {
-            if !crm {
+            if !crm_records {
                 return Err(PushError::Invalid("records are created on a CRM connection".into()));
             }
             let object = request.object.ok_or_else(|| {
@@ -110,7 +112,7 @@ pub async fn queue(
             (object, request.fields.clone())
         }
         PushAction::DeleteRecord => {
-            if !crm {
+            if !crm_records {
                 return Err(PushError::Invalid("delete_record deletes CRM records".into()));
             }
             let target =
@@ -762,6 +764,10 @@ async fn remember_push(
                 {
                     record.remote_modified_at = ack.remote_modified_at;
                     record.etag = ack.etag.clone().or(record.etag);
+                } else if ack.remote_modified_at.is_none() && ack.etag.is_some() {
+                    // A provider with versions but no stamps (Gmail's `historyId`): the ack's
+                    // version was read after the write, so it is the one the echo will carry.
+                    record.etag = ack.etag.clone();
                 }
                 record.updated_at = now;
                 record.version += 1;

@@ -1129,7 +1129,7 @@ export interface components {
          * @description Canonical object types.
          * @enum {string}
          */
-        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks";
+        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks" | "messages";
         /**
          * @description Who owns a field when both sides changed it.
          * @enum {string}
@@ -1316,7 +1316,7 @@ export interface components {
          * @description The providers Syncbridge talks to.
          * @enum {string}
          */
-        Provider: "hubspot" | "salesforce" | "google" | "microsoft";
+        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail";
         /** @enum {string} */
         PushAction: "create_note" | "update_field" | "create_event" | "update_record" | "create_record" | "delete_record";
         /** @enum {string} */
