@@ -6,5 +6,6 @@
 pub mod google;
 pub mod graph;
 pub mod hubspot;
+pub mod notion;
 pub mod oauth;
 pub mod salesforce;
