@@ -11,6 +11,7 @@ use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::google::GoogleFactory;
 use crate::adapters::graph::{GraphFactory, Login};
 use crate::adapters::hubspot::HubspotFactory;
+use crate::adapters::notion::NotionFactory;
 use crate::adapters::oauth::OAuthProviders;
 use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::secrets::{self, Needs, SecretSources};
@@ -39,6 +40,7 @@ pub struct Providers {
     microsoft: GraphFactory,
     salesforce: SalesforceFactory,
     google: GoogleFactory,
+    notion: NotionFactory,
 }
 
 impl Providers {
@@ -60,6 +62,7 @@ impl ProviderFactory for Providers {
             Provider::Microsoft => self.microsoft.client(connection),
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
+            Provider::Notion => self.notion.client(connection),
         }
     }
 }
@@ -136,7 +139,8 @@ pub fn deps_with(
         hubspot: HubspotFactory::new(http.clone(), config.hubspot_app.clone()),
         microsoft: GraphFactory::new(http.clone(), config.microsoft_app.clone(), login),
         salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
-        google: GoogleFactory::new(http, config.google_app.clone(), config.google_token_url.clone()),
+        google: GoogleFactory::new(http.clone(), config.google_app.clone(), config.google_token_url.clone()),
+        notion: NotionFactory::new(http),
     };
     Ok(Deps {
         connections: store.clone(),

@@ -218,11 +218,12 @@ pub enum Provider {
     Salesforce,
     Google,
     Microsoft,
+    Notion,
 }
 
 impl Provider {
     pub const ALL: &'static [Provider] =
-        &[Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft];
+        &[Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft, Provider::Notion];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -230,6 +231,7 @@ impl Provider {
             Provider::Salesforce => "salesforce",
             Provider::Google => "google",
             Provider::Microsoft => "microsoft",
+            Provider::Notion => "notion",
         }
     }
 
@@ -239,6 +241,7 @@ impl Provider {
             "salesforce" => Ok(Provider::Salesforce),
             "google" => Ok(Provider::Google),
             "microsoft" => Ok(Provider::Microsoft),
+            "notion" => Ok(Provider::Notion),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
         }
     }
@@ -258,6 +261,8 @@ impl Provider {
             ],
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
+            // Contacts first, so a deal's contact relation names pages already pulled.
+            Provider::Notion => &[ObjectType::Contacts, ObjectType::Deals],
         }
     }
 }
@@ -380,7 +385,7 @@ mod tests {
 
     #[test]
     fn provider_and_object_type_round_trip_and_reject_unknown() {
-        for p in [Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft] {
+        for p in Provider::ALL.iter().copied() {
             assert_eq!(Provider::parse(p.as_str()), Ok(p));
         }
         assert!(Provider::parse("zoho").is_err());

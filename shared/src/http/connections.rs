@@ -48,6 +48,7 @@ pub fn default_base_url(provider: Provider) -> &'static str {
         Provider::Salesforce => "https://login.salesforce.com",
         Provider::Google => "https://www.googleapis.com",
         Provider::Microsoft => "https://graph.microsoft.com",
+        Provider::Notion => crate::adapters::notion::DEFAULT_API_BASE_URL,
     }
 }
 
@@ -295,7 +296,7 @@ impl CreateConnection {
             }
         };
         let settings = self.settings.unwrap_or_default();
-        settings.validate().map_err(invalid)?;
+        settings.validate_for(self.provider).map_err(invalid)?;
         let base_url = match self.base_url {
             Some(raw) => parse_base_url(&raw)?,
             None => default_base_url(self.provider).to_owned(),
