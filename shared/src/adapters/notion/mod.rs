@@ -154,10 +154,10 @@ impl Dialect for NotionDialect {
 
     fn observe(&self, _route: &'static str, reply: &Reply) {
         // After a 429 the average was passed: start the next second empty.
-        if reply.status == StatusCode::TOO_MANY_REQUESTS {
-            if let Ok(mut bucket) = self.bucket.lock() {
-                bucket.tokens = bucket.tokens.min(0.0);
-            }
+        if reply.status == StatusCode::TOO_MANY_REQUESTS
+            && let Ok(mut bucket) = self.bucket.lock()
+        {
+            bucket.tokens = bucket.tokens.min(0.0);
         }
     }
 }
@@ -370,10 +370,10 @@ impl NotionClient {
     }
 
     fn forget_schema(&self, object: ObjectType) {
-        if let Ok(mut sources) = self.sources.lock() {
-            if let Some(s) = sources.get_mut(&object) {
-                s.schema = None;
-            }
+        if let Ok(mut sources) = self.sources.lock()
+            && let Some(s) = sources.get_mut(&object)
+        {
+            s.schema = None;
         }
     }
 }

@@ -93,10 +93,12 @@ impl Cursor {
         if self.seen.get(id) == Some(&ms) {
             return false;
         }
-        if let Some(started) = self.started {
-            if stamp < started && stamp >= started - LOOKBACK && self.fresh.len() < MAX_SEEN {
-                self.fresh.insert(id.to_owned(), ms);
-            }
+        if let Some(started) = self.started
+            && stamp < started
+            && stamp >= started - LOOKBACK
+            && self.fresh.len() < MAX_SEEN
+        {
+            self.fresh.insert(id.to_owned(), ms);
         }
         true
     }

@@ -174,10 +174,10 @@ impl NotionClient {
             return Err(ProviderError::NotFound);
         }
         let since = precondition.and_then(|p| p.unmodified_since);
-        if let (Some(since), Some(at)) = (since, stamp(&page)) {
-            if at > since {
-                return Err(ProviderError::Conflict);
-            }
+        if let (Some(since), Some(at)) = (since, stamp(&page))
+            && at > since
+        {
+            return Err(ProviderError::Conflict);
         }
         Ok(page)
     }
@@ -309,17 +309,15 @@ impl NotionClient {
                 self.request(http::Method::PATCH, &path, token).json(&body)
             })
             .await?;
-        if let Some(e) = reply.error() {
-            if !matches!(
-                e,
-                ProviderError::RateLimited { .. } | ProviderError::Unauthorized | ProviderError::Transient(_)
-            ) {
-                return Err(ProviderError::permanent(format!(
-                    "cannot create {object} idempotently: the integration could not add the `{KEY_PROPERTY}` \
-                     property ({e}); give it edit access to the database, or add a text property \
-                     `{KEY_PROPERTY}` to it, and retry"
-                )));
-            }
+        if let Some(e) = reply.error()
+            && !e.is_retryable()
+            && !matches!(e, ProviderError::Unauthorized)
+        {
+            return Err(ProviderError::permanent(format!(
+                "cannot create {object} idempotently: the integration could not add the `{KEY_PROPERTY}` \
+                 property ({e}); give it edit access to the database, or add a text property \
+                 `{KEY_PROPERTY}` to it, and retry"
+            )));
         }
         reply.check()?;
         self.forget_schema(object);
