@@ -4,7 +4,9 @@
 //! tenant also connects Salesforce, Google Calendar and Outlook (research tasks from outside
 //! meetings), and pushes a note and an edit to HubSpot through the approval queue, whose webhooks
 //! come back as recognised echoes; a third tenant connects HubSpot with a token lacking the
-//! contacts scopes, whose sync ends partial with health saying why; and it prints what happened.
+//! contacts scopes, whose sync ends partial with health saying why; another connects a Notion CRM
+//! (full and incremental pulls, a trashed deal, an activity as a block); and it prints what
+//! happened.
 
 use std::time::{Duration, Instant};
 
@@ -66,6 +68,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         },
         salesforce: Some(salesforce::FakeConfig { seed_counts, ..salesforce::FakeConfig::default() }),
         graph: graph::FakeConfig { events: 25, ..graph::FakeConfig::default() },
+        notion: Some(crate::demo_notion::fake_config()),
         ..StackOptions::default()
     })
     .await?;
@@ -298,6 +301,13 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         bail!("the connection without the contacts scopes did not end partial and degraded");
     }
     connections.push(("initech", "hubspot", initech, initech_id));
+
+    println!(
+        "\n8. globex connects a Notion workspace used as a CRM (deals and contacts databases, Notion's 3 requests/s on)"
+    );
+    let globex = ApiClient::new(stack.gateway.base_url(), stack.token("globex")?);
+    let notion_id = crate::demo_notion::run(&stack, &globex, "globex").await?;
+    connections.push(("globex", "notion", globex, notion_id));
 
     println!("\nSummary (read back through the API)");
     println!(

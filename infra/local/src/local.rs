@@ -1,5 +1,5 @@
 //! `LocalStack`: one complete Syncbridge on this machine: moto with the resources of template.yaml,
-//! the HubSpot and Google Calendar fakes (and optionally the Salesforce fake), the engine wired
+//! the HubSpot and Google Calendar fakes (and optionally the Salesforce and Notion fakes), the engine wired
 //! exactly as in Lambda (only the endpoint differs), the runner
 //! and the gateway. Tests, `syncbridge` and `make demo` all start this same thing.
 
@@ -18,6 +18,7 @@ use syncbridge::wiring;
 use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::graph;
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
+use syncbridge_fakes::notion;
 use syncbridge_fakes::salesforce;
 
 use crate::counting::AwsCounter;
@@ -37,6 +38,8 @@ pub struct StackOptions {
     pub google: google::FakeConfig,
     /// The Microsoft Graph fake (it also serves the login host's token endpoint).
     pub graph: graph::FakeConfig,
+    /// Also start a Notion fake (connections name its base URL and databases).
+    pub notion: Option<notion::FakeConfig>,
     /// Gateway port on 127.0.0.1; 0 picks one.
     pub gateway_port: u16,
     /// Also route the bus's events to a queue the caller can read (for tests and the demo).
@@ -71,6 +74,7 @@ impl Default for StackOptions {
             salesforce: None,
             google: google::FakeConfig::default(),
             graph: graph::FakeConfig::default(),
+            notion: None,
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
@@ -94,6 +98,7 @@ pub struct LocalStack {
     pub salesforce: Option<salesforce::RunningFake>,
     pub google: google::RunningFake,
     pub graph: graph::RunningFake,
+    pub notion: Option<notion::RunningFake>,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
     events: Option<EventCollector>,
@@ -134,6 +139,10 @@ impl LocalStack {
         let google = GoogleFake::start(options.google.clone()).await.context("starting the Google fake")?;
         let graph =
             graph::GraphFake::start(options.graph.clone()).await.context("starting the Graph fake")?;
+        let notion = match options.notion.clone() {
+            Some(c) => Some(notion::NotionFake::start(c).await.context("starting the Notion fake")?),
+            None => None,
+        };
         // Bound before the config: the worker opens push channels to this gateway's webhooks.
         let gateway_listener = gateway::bind(options.gateway_port).await?;
         let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
@@ -231,6 +240,7 @@ impl LocalStack {
             salesforce,
             google,
             graph,
+            notion,
             dev_key,
             events_queue_url,
             events,

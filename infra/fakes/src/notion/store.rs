@@ -28,9 +28,11 @@ pub struct Invalid(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Missing(pub String);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    #[error("validation_error: {}", .0.0)]
     Invalid(Invalid),
+    #[error("object_not_found: {}", .0.0)]
     Missing(Missing),
 }
 
