@@ -26,6 +26,7 @@ pub const ALL: &[&str] = &[
     "salesforce full 100k",
     "salesforce incremental 1% of 100k",
     "google incremental 1% of 5k",
+    crate::notion::INCREMENTAL,
 ];
 
 /// Runs the scenario called `name`.
@@ -40,12 +41,13 @@ pub async fn run(name: &str) -> anyhow::Result<Figures> {
         "salesforce full 100k" => salesforce_full(name).await,
         "salesforce incremental 1% of 100k" => salesforce_incremental(name).await,
         "google incremental 1% of 5k" => google_incremental(name, 5_000).await,
+        crate::notion::INCREMENTAL => crate::notion::incremental(name, 5_000).await,
         other => anyhow::bail!("no scenario called {other:?}"),
     }
 }
 
 /// Runs a worker process to its end without blocking the runtime that serves the fake.
-async fn worker(spec: WorkerSpec) -> anyhow::Result<WorkerRun> {
+pub(crate) async fn worker(spec: WorkerSpec) -> anyhow::Result<WorkerRun> {
     tokio::task::spawn_blocking(move || run_worker(&spec)).await.context("the worker thread panicked")?
 }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
 use syncbridge::adapters::memory::MemoryStore;
+use syncbridge::adapters::notion::NotionFactory;
 use syncbridge::adapters::salesforce::SalesforceFactory;
 use syncbridge::domain::{
     Connection, Credentials, Job, JobReason, NewConnection, ObjectType, Provider, RunCounts, SyncCursor,
@@ -32,7 +33,7 @@ pub const TOKEN_ENV: &str = "SYNCBRIDGE_BENCH_TOKEN";
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// `hubspot`, `salesforce`, `google`.
+    /// `hubspot`, `salesforce`, `google`, `notion`.
     #[arg(long)]
     pub provider: String,
     #[arg(long)]
@@ -46,6 +47,9 @@ pub struct WorkerArgs {
     /// Where to write the `object external_id` of every record written.
     #[arg(long)]
     pub id_log: PathBuf,
+    /// The connection's settings as JSON (a Notion connection's databases).
+    #[arg(long)]
+    pub settings: Option<String>,
 }
 
 /// What the worker process reports to the parent.
@@ -66,6 +70,7 @@ struct Factories {
     hubspot: HubspotFactory,
     salesforce: SalesforceFactory,
     google: GoogleFactory,
+    notion: NotionFactory,
 }
 
 impl ProviderFactory for Factories {
@@ -74,6 +79,7 @@ impl ProviderFactory for Factories {
             Provider::Hubspot => self.hubspot.client(connection),
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
+            Provider::Notion => self.notion.client(connection),
             other => Err(ProviderError::permanent(format!("the benchmark has no {other} adapter"))),
         }
     }
@@ -92,7 +98,12 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let factories = Factories {
         hubspot: HubspotFactory::new(http.clone(), None),
         salesforce: SalesforceFactory::new(http.clone(), None),
-        google: GoogleFactory::new(http, None, args.token_url.clone()),
+        google: GoogleFactory::new(http.clone(), None, args.token_url.clone()),
+        notion: NotionFactory::new(http),
+    };
+    let settings = match &args.settings {
+        Some(json) => serde_json::from_str(json).context("--settings")?,
+        None => Default::default(),
     };
 
     let tenant = TenantId::parse("bench").context("tenant id")?;
@@ -107,7 +118,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 expires_at: None,
             },
             interval_minutes: 15,
-            settings: Default::default(),
+            settings,
         },
         Utc::now(),
     );
