@@ -280,3 +280,27 @@ async fn moto_child_process_is_gone_after_drop() -> Result<()> {
     assert!(TcpStream::connect(&address).is_err(), "something still listens on moto's port");
     Ok(())
 }
+
+/// Every function logs to a log group of the template's own, with the retention the
+/// `LogRetentionDays` parameter sets (Lambda's default group keeps logs forever).
+#[test]
+fn every_function_logs_to_a_log_group_of_the_template_with_a_retention() -> Result<()> {
+    let text = std::fs::read_to_string(stack::template_path()?)?;
+    let template = stack::Template::parse(&text)?;
+    let functions: Vec<_> =
+        template.resources.iter().filter(|(_, r)| r.kind == "AWS::Serverless::Function").collect();
+    ensure!(functions.len() == 4, "expected the four functions, found {}", functions.len());
+    for (id, function) in functions {
+        let group = function.properties["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .with_context(|| format!("{id} has no LoggingConfig.LogGroup !Ref"))?;
+        let group = template.resources.get(group).with_context(|| format!("{id}: no resource {group}"))?;
+        ensure!(group.kind == "AWS::Logs::LogGroup", "{id}: {} is not a log group", group.kind);
+        ensure!(
+            group.properties["RetentionInDays"] == json!({ "Ref": "LogRetentionDays" }),
+            "{id}: its log group's retention is {}",
+            group.properties["RetentionInDays"]
+        );
+    }
+    Ok(())
+}

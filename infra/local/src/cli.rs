@@ -320,11 +320,16 @@ pub async fn lambda() -> Result<()> {
     );
     println!("Run the functions against the stack (cargo-lambda and zig from .venv):");
     println!("  export PATH=$PWD/.venv/bin:$PATH");
-    println!("  cargo lambda watch --env-file {}", env_path.display());
+    // Loopback only: `watch` listens on every interface (`::`) unless told, and `invoke` asks `::1`.
+    println!("  cargo lambda watch -A 127.0.0.1 --env-file {}", env_path.display());
     println!("then, from another shell:");
-    println!("  cargo lambda invoke dispatcher --data-file {}", fixture(crate::fixtures::SCHEDULED_EVENT));
-    println!("  cargo lambda invoke worker --data-file {}", fixture(crate::fixtures::SQS_BATCH));
-    println!("  cargo lambda invoke api --data-file {}", fixture(crate::fixtures::HTTP_REQUEST));
+    for (function, event) in [
+        ("dispatcher", crate::fixtures::SCHEDULED_EVENT),
+        ("worker", crate::fixtures::SQS_BATCH),
+        ("api", crate::fixtures::HTTP_REQUEST),
+    ] {
+        println!("  cargo lambda invoke -A 127.0.0.1 {function} --data-file {}", fixture(event));
+    }
     println!("  curl http://127.0.0.1:9000/lambda-url/api/v1/openapi.json");
     Ok(())
 }
