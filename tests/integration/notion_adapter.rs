@@ -389,6 +389,15 @@ async fn the_worker_syncs_a_notion_crm_and_a_trashed_deal_becomes_a_deleted_reco
     let records = store.records_of(&conn.tenant_id, &conn.connection_id);
     let deleted = records.iter().find(|r| r.external_id.as_str() == gone).expect("kept");
     assert!(deleted.deleted);
+    let mut deals_only = connection(&fake, &crm, TOKEN);
+    if let Some(n) = deals_only.settings.notion.as_mut() {
+        n.contacts_database_id = None;
+    }
+    store.put_connection(deals_only.clone());
+    assert!(
+        matches!(sync_once(&deps, &deals_only).await, JobOutcome::Completed { .. }),
+        "without a contacts database the sync is complete, not partial"
+    );
     let stored =
         deps.connections.get(&conn.tenant_id, &conn.connection_id).await.unwrap().expect("connection");
     assert_eq!(

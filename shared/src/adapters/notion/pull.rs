@@ -139,6 +139,15 @@ impl NotionClient {
     ) -> Result<PulledPage, ProviderError> {
         let map = self.field_map(object)?;
         let mut state = Cursor::parse(cursor)?;
+        if !self.databases.contains_key(&object) {
+            // The contacts database is optional: without one there is nothing to pull.
+            return Ok(PulledPage {
+                records: Vec::new(),
+                cursor: state.encode(),
+                has_more: false,
+                reconcile_deletes: false,
+            });
+        }
         let ds = self.data_source(token, object).await?;
         let path = format!("/data_sources/{ds}/query");
         let mut reply = self.query(token, &path, &state.body()).await?;
