@@ -248,16 +248,20 @@ impl NotionClient {
         }
         self.checked_page(token, id, precondition.as_ref()).await?;
         let props = self.properties(token, object, &fields).await?;
+        let page = self.patch_page(token, id, &json!({ "properties": props })).await?;
+        self.ack(object, &page)
+    }
+
+    /// `PATCH /v1/pages/{id}`. Setting the same values (or the trash) again changes nothing, so it
+    /// is repeated in place after a transient failure.
+    async fn patch_page(&self, token: &SecretString, id: &str, body: &Value) -> Result<Value, ProviderError> {
         let path = format!("/pages/{id}");
-        let body = json!({ "properties": props });
-        // Setting the same values again changes nothing: safe to repeat in place.
         let reply = self
             .send(Call::idempotent_write("pages.update"), || {
-                self.request(http::Method::PATCH, &path, token).json(&body)
+                self.request(http::Method::PATCH, &path, token).json(body)
             })
             .await?;
-        let page: Value = reply.check()?.json()?;
-        self.ack(object, &page)
+        reply.check()?.json()
     }
 
     async fn trash(
@@ -273,14 +277,7 @@ impl NotionClient {
             ));
         }
         self.checked_page(token, id.as_str(), Some(precondition)).await?;
-        let path = format!("/pages/{}", id.as_str());
-        let body = json!({ "in_trash": true });
-        let reply = self
-            .send(Call::idempotent_write("pages.update"), || {
-                self.request(http::Method::PATCH, &path, token).json(&body)
-            })
-            .await?;
-        let page: Value = reply.check()?.json()?;
+        let page = self.patch_page(token, id.as_str(), &json!({ "in_trash": true })).await?;
         Ok(WriteAck {
             external_id: page_id(&page)?,
             remote_modified_at: stamp(&page),
