@@ -164,7 +164,7 @@ package: $(VENV_STAMP) web ## Deployable Lambda zips (release, arm64) in target/
 
 # cargo-fuzz in a project-local root; the targets live in infra/fuzz (their own workspace).
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := hubspot_signature hubspot_events google_headers graph_notifications
+FUZZ_TARGETS := hubspot_signature hubspot_events google_headers graph_notifications gmail_push
 CARGO_FUZZ := .tools/bin/cargo-fuzz
 
 $(CARGO_FUZZ):

@@ -63,6 +63,8 @@ pub struct OAuthEndpoints {
     /// `base_url`, and where `/me` is read. (Authorize and token are on `microsoft_login_base_url`.)
     pub microsoft_graph_base_url: String,
     pub microsoft_scopes: String,
+    /// Gmail's endpoints and scopes (`GMAIL_*`; see [`crate::adapters::gmail::GmailConfig`]).
+    pub gmail: crate::adapters::gmail::GmailConfig,
 }
 
 impl Default for OAuthEndpoints {
@@ -81,6 +83,7 @@ impl Default for OAuthEndpoints {
             google_scopes: google::DEFAULT_SCOPES.into(),
             microsoft_graph_base_url: graph::DEFAULT_GRAPH_BASE.into(),
             microsoft_scopes: graph::DEFAULT_SCOPES.into(),
+            gmail: Default::default(),
         }
     }
 }
@@ -121,12 +124,13 @@ impl OAuthEndpoints {
             google_scopes: optional("GOOGLE_OAUTH_SCOPES").unwrap_or(d.google_scopes),
             microsoft_graph_base_url: url("MICROSOFT_GRAPH_BASE_URL", d.microsoft_graph_base_url)?,
             microsoft_scopes: optional("MICROSOFT_OAUTH_SCOPES").unwrap_or(d.microsoft_scopes),
+            gmail: crate::adapters::gmail::GmailConfig::from_env()?,
         })
     }
 }
 
 /// An http(s) URL with a host, without its trailing slash.
-fn http_url(name: &'static str, v: &str) -> Result<String, ConfigError> {
+pub(crate) fn http_url(name: &'static str, v: &str) -> Result<String, ConfigError> {
     let v = v.trim().trim_end_matches('/').to_owned();
     match url::Url::parse(&v) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(v),
@@ -184,7 +188,7 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
     }
 }
 
-fn optional(name: &'static str) -> Option<String> {
+pub(crate) fn optional(name: &'static str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
@@ -205,7 +209,8 @@ pub fn client_id_var(provider: Provider) -> &'static str {
     match provider {
         Provider::Hubspot => "HUBSPOT_CLIENT_ID",
         Provider::Salesforce => "SALESFORCE_CLIENT_ID",
-        Provider::Google => "GOOGLE_CLIENT_ID",
+        // Gmail connects through the Google OAuth app Calendar uses.
+        Provider::Google | Provider::Gmail => "GOOGLE_CLIENT_ID",
         Provider::Microsoft => "MICROSOFT_CLIENT_ID",
         Provider::Notion => "NOTION_CLIENT_ID",
     }
@@ -218,7 +223,7 @@ fn app_from_env(provider: Provider) -> Option<OAuthApp> {
     let secret_var = match provider {
         Provider::Hubspot => "HUBSPOT_CLIENT_SECRET",
         Provider::Salesforce => "SALESFORCE_CLIENT_SECRET",
-        Provider::Google => "GOOGLE_CLIENT_SECRET",
+        Provider::Google | Provider::Gmail => "GOOGLE_CLIENT_SECRET",
         Provider::Microsoft => "MICROSOFT_CLIENT_SECRET",
         Provider::Notion => "NOTION_CLIENT_SECRET",
     };
@@ -245,7 +250,7 @@ impl Config {
         let slot = match provider {
             Provider::Hubspot => &mut self.hubspot_app,
             Provider::Salesforce => &mut self.salesforce_app,
-            Provider::Google => &mut self.google_app,
+            Provider::Google | Provider::Gmail => &mut self.google_app,
             Provider::Microsoft => &mut self.microsoft_app,
             Provider::Notion => {
                 tracing::warn!(

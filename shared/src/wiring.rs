@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::gmail::GmailFactory;
 use crate::adapters::google::GoogleFactory;
 use crate::adapters::graph::{GraphFactory, Login};
 use crate::adapters::hubspot::HubspotFactory;
@@ -40,6 +41,7 @@ pub struct Providers {
     microsoft: GraphFactory,
     salesforce: SalesforceFactory,
     google: GoogleFactory,
+    gmail: GmailFactory,
     notion: NotionFactory,
 }
 
@@ -62,6 +64,7 @@ impl ProviderFactory for Providers {
             Provider::Microsoft => self.microsoft.client(connection),
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
+            Provider::Gmail => self.gmail.client(connection),
             Provider::Notion => self.notion.client(connection),
         }
     }
@@ -140,7 +143,8 @@ pub fn deps_with(
         microsoft: GraphFactory::new(http.clone(), config.microsoft_app.clone(), login),
         salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http.clone(), config.google_app.clone(), config.google_token_url.clone()),
-        notion: NotionFactory::new(http),
+        notion: NotionFactory::new(http.clone()),
+        gmail: GmailFactory::new(http, config.google_app.clone(), config.oauth.gmail.clone()),
     };
     Ok(Deps {
         connections: store.clone(),
@@ -238,6 +242,7 @@ pub fn webhook_state(deps: &Deps, config: &Config, sdk: &SdkConfig) -> Result<We
             hubspot_client_secret: config.hubspot_app.as_ref().map(|a| a.client_secret.clone()),
             hubspot_app_id: config.hubspot_app_id.clone(),
             coalesce_secs: config.webhook_coalesce_secs,
+            gmail_push_token: config.oauth.gmail.push_token.clone(),
         },
     })
 }

@@ -9,6 +9,7 @@ mod calendar_tasks;
 mod channels;
 mod e2e;
 mod faults;
+mod gmail_adapter;
 mod google_adapter;
 mod graph_adapter;
 mod hubspot_adapter;

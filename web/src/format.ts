@@ -42,6 +42,7 @@ export const PROVIDERS: { id: Provider; name: string }[] = [
   { id: "salesforce", name: "Salesforce" },
   { id: "google", name: "Google Calendar" },
   { id: "microsoft", name: "Microsoft Outlook" },
+  { id: "gmail", name: "Gmail" },
 ];
 
 export function providerName(p: string): string {

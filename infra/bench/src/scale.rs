@@ -127,6 +127,15 @@ fn connection(
     Ok(c)
 }
 
+/// A clock that stands still: the dispatcher scenario's ticks happen at set instants.
+struct Frozen(chrono::DateTime<Utc>);
+
+impl syncbridge::ports::Clock for Frozen {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        self.0
+    }
+}
+
 /// `connections` connections of `tenants` tenants, all due in one tick: the dispatcher's time to
 /// claim and enqueue them all, with its DynamoDB requests counted against moto and its
 /// `SendMessageBatch` calls sent through the real adapter to [`SqsSink`].
@@ -138,6 +147,10 @@ pub async fn dispatcher(name: &str, connections: usize, tenants: usize) -> anyho
     deps.queue = Arc::new(SqsJobQueue::new(counter.sqs(&sink_sdk), sink.queue_url()));
 
     let now = Utc::now();
+    // The tick happens at `now` however long moto takes (the dispatcher takes the later of the
+    // event's time and the clock, and on a loaded machine a tick of 100,000 claims outlasts the
+    // interval); the next tick is a minute later.
+    deps.clock = Arc::new(Frozen(now));
     let slot = now - chrono::Duration::minutes(1);
     let seeded = Instant::now();
     let cipher = wiring::token_cipher(&stack.config, &stack.sdk)?;
@@ -170,7 +183,9 @@ pub async fn dispatcher(name: &str, connections: usize, tenants: usize) -> anyho
     let sent = sink.stats();
 
     let before_idle = counter.snapshot();
-    let idle = dispatcher::dispatch(&deps, Some(now)).await?;
+    let next_tick = now + chrono::Duration::minutes(1);
+    deps.clock = Arc::new(Frozen(next_tick));
+    let idle = dispatcher::dispatch(&deps, Some(next_tick)).await?;
     let idle_tally = counter.snapshot().since(&before_idle);
 
     let mut f = ScaleFigures::new(name);

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Context;
 use serde_json::json;
+use syncbridge_fakes::gmail::{self, GmailFake};
 use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, TEN_SECONDLY_INTERVAL, TEN_SECONDLY_MAX};
 use syncbridge_fakes::salesforce::{self, SalesforceFake, SeedCounts};
@@ -26,6 +27,8 @@ pub const ALL: &[&str] = &[
     "salesforce full 100k",
     "salesforce incremental 1% of 100k",
     "google incremental 1% of 5k",
+    "gmail full 1k",
+    "gmail incremental 1% of 1k",
     crate::notion::INCREMENTAL,
 ];
 
@@ -41,6 +44,8 @@ pub async fn run(name: &str) -> anyhow::Result<Figures> {
         "salesforce full 100k" => salesforce_full(name).await,
         "salesforce incremental 1% of 100k" => salesforce_incremental(name).await,
         "google incremental 1% of 5k" => google_incremental(name, 5_000).await,
+        "gmail full 1k" => gmail_pulls(name, 1_000, false).await,
+        "gmail incremental 1% of 1k" => gmail_pulls(name, 1_000, true).await,
         crate::notion::INCREMENTAL => crate::notion::incremental(name, 5_000).await,
         other => anyhow::bail!("no scenario called {other:?}"),
     }
@@ -335,6 +340,60 @@ async fn google_incremental(name: &str, events: usize) -> anyhow::Result<Figures
         seen == edited,
     );
     f.target(format!("the {} changes in at most 3 requests", edited.len()), stats.total <= 3);
+    f.target("no 429 received", stats.rate_limited == 0);
+    Ok(f)
+}
+
+/// A mailbox of `messages` with Gmail's own per-user quota on (15,000 units a minute): the full
+/// pull (list, then a metadata read of each message, paced by quota units), and, when
+/// `incremental`, 1% of the messages relabeled by their owner and the measured `history.list` pull
+/// from the saved cursor.
+async fn gmail_pulls(name: &str, messages: usize, incremental: bool) -> anyhow::Result<Figures> {
+    let fake = GmailFake::start(gmail::FakeConfig {
+        messages,
+        units_per_minute: Some(gmail::USER_UNITS_PER_MINUTE),
+        ..Default::default()
+    })
+    .await?;
+    let mailbox = fake.state();
+    let token = mailbox.config().static_token.clone().context("the fake has a static token")?;
+    let full =
+        WorkerSpec { token_url: Some(fake.token_url()), ..WorkerSpec::full("gmail", fake.api_url(), token) };
+    let setup = worker(full.clone()).await?;
+    let pulled: BTreeSet<&str> = setup.written.iter().filter_map(|l| l.strip_prefix("messages ")).collect();
+    if !incremental {
+        let stats = mailbox.stats();
+        let mut f = Figures::new(name, "gmail", "full", &setup, stats.total, stats.rate_limited);
+        f.requests_by_route = stats.methods.clone();
+        f.check(format!("the worker saw all {messages} messages"), pulled.len() == messages);
+        f.target(
+            format!("{} quota units within Gmail's 15,000 a minute, no 429", stats.units),
+            stats.rate_limited == 0,
+        );
+        return Ok(f);
+    }
+    let mut edited = BTreeSet::new();
+    for id in pulled.iter().step_by(100) {
+        mailbox
+            .relabel(id, &["STARRED"], &["UNREAD"])
+            .map_err(|e| anyhow::anyhow!("relabeling {id}: {e:?}"))?;
+        edited.insert(format!("messages {id}"));
+    }
+    mailbox.reset_stats();
+    let cursors = serde_json::to_string(&setup.report.cursors)?;
+    let run = worker(WorkerSpec { cursors: Some(cursors), ..full }).await?;
+    let stats = mailbox.stats();
+    let mut f = Figures::new(name, "gmail", "incremental", &run, stats.total, stats.rate_limited);
+    f.requests_by_route = stats.methods.clone();
+    let seen: BTreeSet<String> = run.written.iter().filter(|l| l.starts_with("messages ")).cloned().collect();
+    f.check(
+        format!("the worker saw exactly the {} relabeled messages (of {})", edited.len(), pulled.len()),
+        seen == edited,
+    );
+    f.target(
+        format!("the {} changes in one history.list and one read each", edited.len()),
+        stats.total as usize <= 1 + edited.len(),
+    );
     f.target("no 429 received", stats.rate_limited == 0);
     Ok(f)
 }

@@ -13,6 +13,7 @@ use chrono::Utc;
 use clap::Args;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use syncbridge::adapters::gmail::{GmailConfig, GmailFactory};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
 use syncbridge::adapters::memory::MemoryStore;
@@ -33,6 +34,7 @@ pub const TOKEN_ENV: &str = "SYNCBRIDGE_BENCH_TOKEN";
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// `hubspot`, `salesforce`, `google`, `gmail`.
     /// `hubspot`, `salesforce`, `google`, `notion`.
     #[arg(long)]
     pub provider: String,
@@ -70,6 +72,7 @@ struct Factories {
     hubspot: HubspotFactory,
     salesforce: SalesforceFactory,
     google: GoogleFactory,
+    gmail: GmailFactory,
     notion: NotionFactory,
 }
 
@@ -79,6 +82,7 @@ impl ProviderFactory for Factories {
             Provider::Hubspot => self.hubspot.client(connection),
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
+            Provider::Gmail => self.gmail.client(connection),
             Provider::Notion => self.notion.client(connection),
             other => Err(ProviderError::permanent(format!("the benchmark has no {other} adapter"))),
         }
@@ -99,7 +103,16 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         hubspot: HubspotFactory::new(http.clone(), None),
         salesforce: SalesforceFactory::new(http.clone(), None),
         google: GoogleFactory::new(http.clone(), None, args.token_url.clone()),
-        notion: NotionFactory::new(http),
+        notion: NotionFactory::new(http.clone()),
+        gmail: GmailFactory::new(
+            http,
+            None,
+            GmailConfig {
+                api_base_url: args.base_url.clone(),
+                token_url: args.token_url.clone(),
+                ..GmailConfig::default()
+            },
+        ),
     };
     let settings = match &args.settings {
         Some(json) => serde_json::from_str(json).context("--settings")?,

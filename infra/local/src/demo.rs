@@ -4,9 +4,11 @@
 //! tenant also connects Salesforce, Google Calendar and Outlook (research tasks from outside
 //! meetings), and pushes a note and an edit to HubSpot through the approval queue, whose webhooks
 //! come back as recognised echoes; a third tenant connects HubSpot with a token lacking the
-//! contacts scopes, whose sync ends partial with health saying why; another connects a Notion CRM
-//! (full and incremental pulls, a trashed deal, an activity as a block); and it prints what
-//! happened.
+//! contacts scopes, whose sync ends partial with health saying why; acme connects Gmail through
+//! OAuth (the Google app, Gmail scopes), a CRM contact's mail is linked to the contact by address
+//! and a label change goes back to Gmail through the approval queue;
+//! globex connects a Notion CRM (full and incremental pulls, a trashed deal, an activity as a
+//! block); and it prints what happened.
 
 use std::time::{Duration, Instant};
 
@@ -303,7 +305,102 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     connections.push(("initech", "hubspot", initech, initech_id));
 
     println!(
-        "\n8. globex connects a Notion workspace used as a CRM (deals and contacts databases, Notion's 3 requests/s on)"
+        "\n8. acme connects Gmail through OAuth (the Google app, scope gmail.modify); a HubSpot contact writes, \
+         the message is linked to the contact by address, and starring it goes back through the approval queue"
+    );
+    let contact_email =
+        contact.pointer("/fields/email").and_then(Value::as_str).context("contact email")?.to_owned();
+    let gmail = stack.gmail.state();
+    gmail
+        .deliver(&syncbridge_fakes::gmail::Mail {
+            from: format!("A Contact <{contact_email}>"),
+            to: vec![syncbridge_fakes::gmail::store::OWNER.to_owned()],
+            subject: "Re: pilot in Q1".into(),
+            body: "Sounds good, let's start in January.".into(),
+            ..Default::default()
+        })
+        .map_err(|e| anyhow::anyhow!("delivering the demo mail: {e:?}"))?;
+    let gmail_id = oauth_connect(&stack, &acme, "gmail", json!({ "interval_minutes": 15 })).await?;
+    stack.runner.fire_schedule(Utc::now()).await?;
+    stack.runner.drain(Duration::from_secs(600)).await?;
+    let messages = acme
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{gmail_id}/records?object=messages&limit=100"),
+            None,
+        )
+        .await?;
+    let messages = messages.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    let linked: Vec<&Value> = messages
+        .iter()
+        .filter(|m| {
+            m.pointer("/fields/participants")
+                .and_then(Value::as_array)
+                .is_some_and(|p| p.iter().any(|a| a.as_str() == Some(contact_email.as_str())))
+        })
+        .collect();
+    println!(
+        "   pulled {} message(s) with their labels (metadata only: no body was read); {} linked to the HubSpot contact {contact_email}",
+        messages.len(),
+        linked.len()
+    );
+    let message = *linked.first().context("no message linked to the contact")?;
+    let mid = message.get("record_id").and_then(Value::as_str).context("record id")?;
+    let mext = message.get("external_id").and_then(Value::as_str).context("external id")?.to_owned();
+    let edit = acme
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/connections/{gmail_id}/records/{mid}/edit"),
+            Some(json!({ "fields": { "labels": ["INBOX", "STARRED"] }, "idempotency_key": "demo-star-1" })),
+        )
+        .await?;
+    acme.call(reqwest::Method::POST, "/v1/push/approve", Some(json!({ "ids": [edit.get("push_id")] })))
+        .await?;
+    stack.runner.drain(Duration::from_secs(600)).await?;
+    let labels = gmail.labels_of(&mext).unwrap_or_default();
+    let modifies = gmail.stats().methods.get("messages.modify").copied().unwrap_or(0);
+    println!(
+        "   approved; Gmail's labels of that message are now {labels:?} ({modifies} messages.modify call)"
+    );
+    if messages.len() != 21 || linked.len() != 1 || labels != ["INBOX", "STARRED"] || modifies != 1 {
+        bail!("the Gmail step did not pull, link and relabel exactly once");
+    }
+    gmail
+        .deliver(&syncbridge_fakes::gmail::Mail {
+            from: format!("A Contact <{contact_email}>"),
+            to: vec![syncbridge_fakes::gmail::store::OWNER.to_owned()],
+            subject: "Contract attached".into(),
+            ..Default::default()
+        })
+        .map_err(|e| anyhow::anyhow!("delivering the demo mail: {e:?}"))?;
+    let pushed = gmail.publish().await;
+    let queued = stack.runner.queue_depth().await?;
+    stack.runner.drain(Duration::from_secs(600)).await?;
+    let after = acme
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{gmail_id}/records?object=messages&limit=100"),
+            None,
+        )
+        .await?;
+    let after = after.get("items").and_then(Value::as_array).map_or(0, Vec::len);
+    let answers: Vec<Option<u16>> = pushed.iter().map(|d| d.status).collect();
+    println!(
+        "   a new mail: Gmail's Pub/Sub push (answered {answers:?}) enqueued {queued} job; the incremental pull \
+         (history.list) brought the mailbox to {after} message(s)"
+    );
+    if answers != [Some(200)] || queued != 1 || after != messages.len() + 1 {
+        bail!("the Gmail push did not bring exactly the new message");
+    }
+    connections.push((
+        "acme",
+        "gmail",
+        ApiClient::new(stack.gateway.base_url(), stack.token("acme")?),
+        gmail_id,
+    ));
+
+    println!(
+        "\n9. globex connects a Notion workspace used as a CRM (deals and contacts databases, Notion's 3 requests/s on)"
     );
     let globex = ApiClient::new(stack.gateway.base_url(), stack.token("globex")?);
     let notion_id = crate::demo_notion::run(&stack, &globex, "globex").await?;

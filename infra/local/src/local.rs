@@ -1,5 +1,5 @@
 //! `LocalStack`: one complete Syncbridge on this machine: moto with the resources of template.yaml,
-//! the HubSpot and Google Calendar fakes (and optionally the Salesforce and Notion fakes), the engine wired
+//! the HubSpot, Google Calendar and Gmail fakes (and optionally the Salesforce and Notion fakes), the engine wired
 //! exactly as in Lambda (only the endpoint differs), the runner
 //! and the gateway. Tests, `syncbridge` and `make demo` all start this same thing.
 
@@ -15,6 +15,7 @@ use syncbridge::http::{self as api, webhooks};
 use syncbridge::ports::SystemClock;
 use syncbridge::sync::Deps;
 use syncbridge::wiring;
+use syncbridge_fakes::gmail::{self, GmailFake};
 use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::graph;
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
@@ -38,6 +39,8 @@ pub struct StackOptions {
     pub google: google::FakeConfig,
     /// The Microsoft Graph fake (it also serves the login host's token endpoint).
     pub graph: graph::FakeConfig,
+    /// The Gmail fake (its OAuth endpoints are the stack's `GMAIL_*` ones; same Google app).
+    pub gmail: gmail::FakeConfig,
     /// Also start a Notion fake (connections name its base URL and databases).
     pub notion: Option<notion::FakeConfig>,
     /// Gateway port on 127.0.0.1; 0 picks one.
@@ -60,6 +63,10 @@ pub struct StackOptions {
     pub counter: Option<AwsCounter>,
 }
 
+/// The Pub/Sub topic the local stack's Gmail connections are watched on (the Gmail fake delivers
+/// its pushes to the gateway's `/webhooks/gmail`).
+pub const LOCAL_GMAIL_TOPIC: &str = "projects/syncbridge-local/topics/gmail";
+
 /// The app id the local stack's HubSpot app has.
 pub const LOCAL_HUBSPOT_APP_ID: &str = "424242";
 /// The portal id of the local stack's HubSpot fake (connect with this `account_id` to get its
@@ -74,6 +81,7 @@ impl Default for StackOptions {
             salesforce: None,
             google: google::FakeConfig::default(),
             graph: graph::FakeConfig::default(),
+            gmail: gmail::FakeConfig { messages: 20, ..gmail::FakeConfig::default() },
             notion: None,
             gateway_port: 0,
             tap_events: true,
@@ -98,6 +106,7 @@ pub struct LocalStack {
     pub salesforce: Option<salesforce::RunningFake>,
     pub google: google::RunningFake,
     pub graph: graph::RunningFake,
+    pub gmail: gmail::RunningFake,
     pub notion: Option<notion::RunningFake>,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
@@ -139,6 +148,7 @@ impl LocalStack {
         let google = GoogleFake::start(options.google.clone()).await.context("starting the Google fake")?;
         let graph =
             graph::GraphFake::start(options.graph.clone()).await.context("starting the Graph fake")?;
+        let gmail = GmailFake::start(options.gmail.clone()).await.context("starting the Gmail fake")?;
         let notion = match options.notion.clone() {
             Some(c) => Some(notion::NotionFake::start(c).await.context("starting the Notion fake")?),
             None => None,
@@ -152,6 +162,11 @@ impl LocalStack {
             app_id: options.hubspot_app_id.parse().context("the HubSpot app id is numeric")?,
             portal_id: LOCAL_HUBSPOT_PORTAL_ID,
         }));
+        // The deployment's Pub/Sub push subscription: the gateway's Gmail webhook with its token.
+        let push_token = format!("{:032x}", rand::random::<u128>());
+        gmail
+            .state()
+            .subscribe(LOCAL_GMAIL_TOPIC, &format!("{gateway_url}/webhooks/gmail?token={push_token}"));
         let callback = format!("{gateway_url}{}", syncbridge::http::oauth::CALLBACK_PATH);
         let mut oauth = OAuthEndpoints {
             redirect_uris: vec![callback],
@@ -161,6 +176,15 @@ impl LocalStack {
             google_revoke_url: format!("{}/revoke", google.base_url()),
             google_api_base_url: format!("{}/calendar/v3", google.base_url()),
             microsoft_graph_base_url: graph.base_url(),
+            gmail: syncbridge::adapters::gmail::GmailConfig {
+                api_base_url: gmail.api_url(),
+                authorize_url: format!("{}/o/oauth2/v2/auth", gmail.base_url()),
+                token_url: gmail.token_url(),
+                revoke_url: format!("{}/revoke", gmail.base_url()),
+                pubsub_topic: Some(LOCAL_GMAIL_TOPIC.to_owned()),
+                push_token: Some(SecretString::from(push_token)),
+                ..Default::default()
+            },
             ..OAuthEndpoints::default()
         };
         if let Some(sf) = &salesforce {
@@ -240,6 +264,7 @@ impl LocalStack {
             salesforce,
             google,
             graph,
+            gmail,
             notion,
             dev_key,
             events_queue_url,

@@ -168,7 +168,7 @@ impl OAuthProviders {
         match provider {
             Provider::Hubspot => self.hubspot.as_ref(),
             Provider::Salesforce => self.salesforce.as_ref(),
-            Provider::Google => self.google.as_ref(),
+            Provider::Google | Provider::Gmail => self.google.as_ref(),
             Provider::Microsoft => self.microsoft.as_ref(),
             // Notion connects with an internal integration token (`POST /v1/connections`).
             Provider::Notion => None,
@@ -216,6 +216,7 @@ impl OAuthProviders {
                 e.salesforce_scopes.as_str(),
             ),
             Provider::Google => (e.google_authorize_url.clone(), e.google_scopes.as_str()),
+            Provider::Gmail => (e.gmail.authorize_url.clone(), e.gmail.scopes.as_str()),
             Provider::Microsoft => (self.microsoft_endpoint("authorize"), e.microsoft_scopes.as_str()),
             Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
         };
@@ -233,7 +234,7 @@ impl OAuthProviders {
             }
             match provider {
                 // A refresh token, and a consent screen every time so Google issues it again.
-                Provider::Google => {
+                Provider::Google | Provider::Gmail => {
                     q.append_pair("access_type", "offline");
                     q.append_pair("prompt", "consent");
                     q.append_pair("include_granted_scopes", "true");
@@ -262,6 +263,7 @@ impl OAuthProviders {
             Provider::Hubspot => format!("{}/oauth/v1/token", self.endpoints.hubspot_api_base_url),
             Provider::Salesforce => format!("{}/services/oauth2/token", self.salesforce_login(sandbox)),
             Provider::Google => self.google_token_url.clone(),
+            Provider::Gmail => self.endpoints.gmail.token_url.clone(),
             Provider::Microsoft => self.microsoft_endpoint("token"),
             Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
         };
@@ -334,6 +336,12 @@ impl OAuthProviders {
                     self.endpoints.google_api_base_url.clone(),
                 )
             }
+            Provider::Gmail => {
+                // The mailbox's address: the account Gmail's push notifications name.
+                let base = self.endpoints.gmail.api_base_url.trim_end_matches('/').to_owned();
+                let url = format!("{base}/users/me/profile");
+                (self.account_field(&url, &access_token, "emailAddress").await?, base)
+            }
             Provider::Microsoft => {
                 let graph = self.endpoints.microsoft_graph_base_url.trim_end_matches('/');
                 let url = format!("{graph}/v1.0/me");
@@ -405,6 +413,10 @@ impl OAuthProviders {
             Provider::Google => {
                 let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
                 (false, self.endpoints.google_revoke_url.clone(), Some(token))
+            }
+            Provider::Gmail => {
+                let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
+                (false, self.endpoints.gmail.revoke_url.clone(), Some(token))
             }
             // Microsoft has no revocation endpoint; a Notion internal integration token is
             // revoked by the workspace owner in Notion's settings.
@@ -533,6 +545,17 @@ mod tests {
             p.authorize_url(Provider::Microsoft, false, "https://app.example/cb", "st", Some("c")).unwrap();
         assert!(m.starts_with("https://login.microsoftonline.com/common/oauth2/v2.0/authorize?"), "{m}");
         assert!(query(&m)["scope"].contains("offline_access"));
+    }
+
+    #[test]
+    fn gmail_authorizes_on_the_google_app_with_gmail_scopes_and_offline_access() {
+        let p = providers();
+        let g = p.authorize_url(Provider::Gmail, false, "https://app.example/cb", "st", Some("c")).unwrap();
+        assert!(g.starts_with("https://accounts.google.com/o/oauth2/v2/auth?"), "{g}");
+        let q = query(&g);
+        assert_eq!(q["client_id"], p.app(Provider::Google).unwrap().client_id);
+        assert_eq!(q["scope"], "https://www.googleapis.com/auth/gmail.modify");
+        assert_eq!((q["access_type"].as_str(), q["code_challenge_method"].as_str()), ("offline", "S256"));
     }
 
     #[test]

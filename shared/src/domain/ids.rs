@@ -218,12 +218,20 @@ pub enum Provider {
     Salesforce,
     Google,
     Microsoft,
+    /// Gmail: a connection of its own (Gmail scopes) on the same Google OAuth app as Calendar.
+    Gmail,
     Notion,
 }
 
 impl Provider {
-    pub const ALL: &'static [Provider] =
-        &[Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft, Provider::Notion];
+    pub const ALL: &'static [Provider] = &[
+        Provider::Hubspot,
+        Provider::Salesforce,
+        Provider::Google,
+        Provider::Microsoft,
+        Provider::Gmail,
+        Provider::Notion,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -231,6 +239,7 @@ impl Provider {
             Provider::Salesforce => "salesforce",
             Provider::Google => "google",
             Provider::Microsoft => "microsoft",
+            Provider::Gmail => "gmail",
             Provider::Notion => "notion",
         }
     }
@@ -241,6 +250,7 @@ impl Provider {
             "salesforce" => Ok(Provider::Salesforce),
             "google" => Ok(Provider::Google),
             "microsoft" => Ok(Provider::Microsoft),
+            "gmail" => Ok(Provider::Gmail),
             "notion" => Ok(Provider::Notion),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
         }
@@ -261,6 +271,7 @@ impl Provider {
             ],
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
+            Provider::Gmail => &[ObjectType::Messages],
             // Contacts first, so a deal's contact relation names pages already pulled.
             Provider::Notion => &[ObjectType::Contacts, ObjectType::Deals],
         }
@@ -288,6 +299,8 @@ pub enum ObjectType {
     Events,
     /// Pre-meeting research tasks: derived by the engine from calendar events, never pulled.
     ResearchTasks,
+    /// Email messages (Gmail), one record per message with its thread id as a field.
+    Messages,
 }
 
 impl ObjectType {
@@ -300,6 +313,7 @@ impl ObjectType {
             ObjectType::Activities => "activities",
             ObjectType::Events => "events",
             ObjectType::ResearchTasks => "research_tasks",
+            ObjectType::Messages => "messages",
         }
     }
 
@@ -312,6 +326,7 @@ impl ObjectType {
             "activities" => Ok(ObjectType::Activities),
             "events" => Ok(ObjectType::Events),
             "research_tasks" => Ok(ObjectType::ResearchTasks),
+            "messages" => Ok(ObjectType::Messages),
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }
     }

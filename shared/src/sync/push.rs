@@ -656,6 +656,10 @@ async fn remember_push(
                 {
                     record.remote_modified_at = ack.remote_modified_at;
                     record.etag = ack.etag.clone().or(record.etag);
+                } else if ack.remote_modified_at.is_none() && ack.etag.is_some() {
+                    // A provider with versions but no stamps (Gmail's `historyId`): the ack's
+                    // version was read after the write, so it is the one the echo will carry.
+                    record.etag = ack.etag.clone();
                 }
                 record.updated_at = now;
                 record.version += 1;

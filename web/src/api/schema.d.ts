@@ -1128,7 +1128,7 @@ export interface components {
          * @description Canonical object types.
          * @enum {string}
          */
-        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks";
+        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks" | "messages";
         /**
          * @description Who owns a field when both sides changed it.
          * @enum {string}
@@ -1303,7 +1303,7 @@ export interface components {
          * @description The providers Syncbridge talks to.
          * @enum {string}
          */
-        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "notion";
+        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail" | "notion";
         /** @enum {string} */
         PushAction: "create_note" | "update_field" | "create_event" | "update_record";
         /** @enum {string} */

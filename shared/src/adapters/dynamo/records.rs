@@ -12,7 +12,7 @@ use super::{CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_err
 use crate::domain::{CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId};
 use crate::ports::{Page, RecordStore, RecordWrite, StoreError};
 
-const ALL_OBJECTS: [ObjectType; 7] = [
+const ALL_OBJECTS: [ObjectType; 8] = [
     ObjectType::Contacts,
     ObjectType::Companies,
     ObjectType::Deals,
@@ -20,7 +20,21 @@ const ALL_OBJECTS: [ObjectType; 7] = [
     ObjectType::Activities,
     ObjectType::Events,
     ObjectType::ResearchTasks,
+    ObjectType::Messages,
 ];
+
+/// Every object type is in [`ALL_OBJECTS`]: this match stops compiling when one is added, as a
+/// reminder to list it there too (a record of an unlisted type cannot be read by its id).
+const _: fn(ObjectType) = |o| match o {
+    ObjectType::Contacts
+    | ObjectType::Companies
+    | ObjectType::Deals
+    | ObjectType::Notes
+    | ObjectType::Activities
+    | ObjectType::Events
+    | ObjectType::ResearchTasks
+    | ObjectType::Messages => {}
+};
 
 impl DynamoStore {
     /// Stores a new record: one put, conditional on the record not existing (`Conflict` if it

@@ -465,32 +465,43 @@ impl ProviderClient for GoogleClient {
         }))
     }
 
-    /// `POST {token_url}` (`grant_type=refresh_token`) with the app's client credentials. A refresh
-    /// token Google rejects (`invalid_grant`) is `Unauthorized`; a rejected client is `Permanent`.
+    /// See [`refresh_at_google`].
     async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
-        let Some(app) = &self.app else {
-            return Err(ProviderError::permanent("no Google OAuth app is configured"));
-        };
-        let reply = self.net.refresh_grant(&self.token_url, app, refresh_token, &[]).await?;
-        match (reply.status, reply.oauth_error().as_deref()) {
-            (StatusCode::BAD_REQUEST, Some("invalid_grant")) => return Err(ProviderError::Unauthorized),
-            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, Some(e)) => {
-                return Err(ProviderError::permanent(format!("Google refused the token refresh: {e}")));
-            }
-            _ => {}
-        }
-        let tokens: TokenReply = reply.check()?.json()?;
-        Ok(Credentials::refreshed(
-            tokens.access_token,
-            tokens.refresh_token,
-            refresh_token,
-            Some(Utc::now() + chrono::Duration::seconds(tokens.expires_in.max(0))),
-        ))
+        refresh_at_google(&self.net, &self.token_url, self.app.as_ref(), refresh_token).await
     }
 
     fn stats(&self) -> RequestStats {
         self.net.stats()
     }
+}
+
+/// `POST {token_url}` (`grant_type=refresh_token`) with the Google app's client credentials, for
+/// every Google API's connections (Calendar, Gmail). A refresh token Google rejects
+/// (`invalid_grant`) is `Unauthorized`; a rejected client is `Permanent`.
+pub(crate) async fn refresh_at_google<D: Dialect>(
+    net: &ProviderHttp<D>,
+    token_url: &str,
+    app: Option<&OAuthApp>,
+    refresh_token: &SecretString,
+) -> Result<Credentials, ProviderError> {
+    let Some(app) = app else {
+        return Err(ProviderError::permanent("no Google OAuth app is configured"));
+    };
+    let reply = net.refresh_grant(token_url, app, refresh_token, &[]).await?;
+    match (reply.status, reply.oauth_error().as_deref()) {
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")) => return Err(ProviderError::Unauthorized),
+        (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, Some(e)) => {
+            return Err(ProviderError::permanent(format!("Google refused the token refresh: {e}")));
+        }
+        _ => {}
+    }
+    let tokens: TokenReply = reply.check()?.json()?;
+    Ok(Credentials::refreshed(
+        tokens.access_token,
+        tokens.refresh_token,
+        refresh_token,
+        Some(Utc::now() + chrono::Duration::seconds(tokens.expires_in.max(0))),
+    ))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! `hubspot::parse_events`, `google::parse_headers`, `graph::parse_notifications`) for the fuzz
 //! targets in `infra/fuzz`.
 
+pub mod gmail;
 pub mod google;
 pub mod graph;
 pub mod hubspot;
@@ -45,6 +46,8 @@ pub struct WebhookSettings {
     pub hubspot_app_id: Option<String>,
     /// Length of the coalescing window (see `Job::webhook`).
     pub coalesce_secs: u32,
+    /// `GMAIL_PUSH_TOKEN`: the proof a Gmail (Pub/Sub) push carries. Unset: Gmail pushes are refused.
+    pub gmail_push_token: Option<SecretString>,
 }
 
 impl Default for WebhookSettings {
@@ -54,6 +57,7 @@ impl Default for WebhookSettings {
             hubspot_client_secret: None,
             hubspot_app_id: None,
             coalesce_secs: DEFAULT_WEBHOOK_COALESCE_SECS,
+            gmail_push_token: None,
         }
     }
 }
@@ -65,6 +69,7 @@ impl std::fmt::Debug for WebhookSettings {
             .field("hubspot_client_secret", &self.hubspot_client_secret.as_ref().map(|_| "[redacted]"))
             .field("hubspot_app_id", &self.hubspot_app_id)
             .field("coalesce_secs", &self.coalesce_secs)
+            .field("gmail_push_token", &self.gmail_push_token.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -86,6 +91,7 @@ pub fn router(state: WebhookState) -> Router {
         .route("/webhooks/hubspot", post(hubspot::handle).fallback(problem::method_not_allowed))
         .route("/webhooks/google", post(google::handle).fallback(problem::method_not_allowed))
         .route("/webhooks/microsoft", post(graph::handle).fallback(problem::method_not_allowed))
+        .route("/webhooks/gmail", post(gmail::handle).fallback(problem::method_not_allowed))
         .fallback(problem::not_found)
         .layer(super::trace::layer())
         .with_state(state)
@@ -286,6 +292,7 @@ pub(crate) mod test_support {
     pub const HUBSPOT_SECRET: &str = "hubspot-client-secret-value";
     pub const BASE: &str = "https://hooks.example.com/prod";
     pub const APP_ID: &str = "54321";
+    pub const GMAIL_TOKEN: &str = "gmail-push-token-value";
 
     pub fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_003, 0).expect("valid time")
@@ -312,6 +319,7 @@ pub(crate) mod test_support {
                 hubspot_client_secret: Some(SecretString::from(HUBSPOT_SECRET)),
                 hubspot_app_id: Some(APP_ID.to_owned()),
                 coalesce_secs: 10,
+                gmail_push_token: Some(SecretString::from(GMAIL_TOKEN)),
             },
         });
         Harness { store, queue, clock, app }
