@@ -12,6 +12,7 @@ use crate::adapters::gmail::GmailFactory;
 use crate::adapters::google::GoogleFactory;
 use crate::adapters::graph::{GraphFactory, Login};
 use crate::adapters::hubspot::HubspotFactory;
+use crate::adapters::notion::NotionFactory;
 use crate::adapters::oauth::OAuthProviders;
 use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::secrets::{self, Needs, SecretSources};
@@ -41,6 +42,7 @@ pub struct Providers {
     salesforce: SalesforceFactory,
     google: GoogleFactory,
     gmail: GmailFactory,
+    notion: NotionFactory,
 }
 
 impl Providers {
@@ -63,6 +65,7 @@ impl ProviderFactory for Providers {
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
             Provider::Gmail => self.gmail.client(connection),
+            Provider::Notion => self.notion.client(connection),
         }
     }
 }
@@ -140,6 +143,7 @@ pub fn deps_with(
         microsoft: GraphFactory::new(http.clone(), config.microsoft_app.clone(), login),
         salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http.clone(), config.google_app.clone(), config.google_token_url.clone()),
+        notion: NotionFactory::new(http.clone()),
         gmail: GmailFactory::new(http, config.google_app.clone(), config.oauth.gmail.clone()),
     };
     Ok(Deps {

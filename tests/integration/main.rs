@@ -20,6 +20,7 @@ mod interleavings_hubspot;
 mod lambda_fixtures;
 mod lifecycle_api;
 mod lifecycle_store;
+mod notion_adapter;
 mod oauth;
 mod openapi;
 mod partial;

@@ -29,6 +29,7 @@ pub const ALL: &[&str] = &[
     "google incremental 1% of 5k",
     "gmail full 1k",
     "gmail incremental 1% of 1k",
+    crate::notion::INCREMENTAL,
 ];
 
 /// Runs the scenario called `name`.
@@ -45,12 +46,13 @@ pub async fn run(name: &str) -> anyhow::Result<Figures> {
         "google incremental 1% of 5k" => google_incremental(name, 5_000).await,
         "gmail full 1k" => gmail_pulls(name, 1_000, false).await,
         "gmail incremental 1% of 1k" => gmail_pulls(name, 1_000, true).await,
+        crate::notion::INCREMENTAL => crate::notion::incremental(name, 5_000).await,
         other => anyhow::bail!("no scenario called {other:?}"),
     }
 }
 
 /// Runs a worker process to its end without blocking the runtime that serves the fake.
-async fn worker(spec: WorkerSpec) -> anyhow::Result<WorkerRun> {
+pub(crate) async fn worker(spec: WorkerSpec) -> anyhow::Result<WorkerRun> {
     tokio::task::spawn_blocking(move || run_worker(&spec)).await.context("the worker thread panicked")?
 }
 

@@ -9,7 +9,8 @@
 //! HubSpot with a token lacking the contacts scopes, whose sync ends partial with health saying
 //! why; acme connects Gmail through OAuth (the Google app, Gmail scopes), a CRM contact's mail is
 //! linked to the contact by address and a label change goes back to Gmail through the approval
-//! queue; and it prints what happened.
+//! queue; globex connects a Notion CRM (full and incremental pulls, a trashed deal, an activity as
+//! a block); and it prints what happened.
 
 use std::time::{Duration, Instant};
 
@@ -165,6 +166,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         },
         salesforce: Some(salesforce::FakeConfig { seed_counts, ..salesforce::FakeConfig::default() }),
         graph: graph::FakeConfig { events: 25, ..graph::FakeConfig::default() },
+        notion: Some(crate::demo_notion::fake_config()),
         ..StackOptions::default()
     })
     .await?;
@@ -494,6 +496,13 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         ApiClient::new(stack.gateway.base_url(), stack.token("acme")?),
         gmail_id,
     ));
+
+    println!(
+        "\n10. globex connects a Notion workspace used as a CRM (deals and contacts databases, Notion's 3 requests/s on)"
+    );
+    let globex = ApiClient::new(stack.gateway.base_url(), stack.token("globex")?);
+    let notion_id = crate::demo_notion::run(&stack, &globex, "globex").await?;
+    connections.push(("globex", "notion", globex, notion_id));
 
     println!("\nSummary (read back through the API)");
     println!(

@@ -220,11 +220,18 @@ pub enum Provider {
     Microsoft,
     /// Gmail: a connection of its own (Gmail scopes) on the same Google OAuth app as Calendar.
     Gmail,
+    Notion,
 }
 
 impl Provider {
-    pub const ALL: &'static [Provider] =
-        &[Provider::Hubspot, Provider::Salesforce, Provider::Google, Provider::Microsoft, Provider::Gmail];
+    pub const ALL: &'static [Provider] = &[
+        Provider::Hubspot,
+        Provider::Salesforce,
+        Provider::Google,
+        Provider::Microsoft,
+        Provider::Gmail,
+        Provider::Notion,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -233,6 +240,7 @@ impl Provider {
             Provider::Google => "google",
             Provider::Microsoft => "microsoft",
             Provider::Gmail => "gmail",
+            Provider::Notion => "notion",
         }
     }
 
@@ -243,6 +251,7 @@ impl Provider {
             "google" => Ok(Provider::Google),
             "microsoft" => Ok(Provider::Microsoft),
             "gmail" => Ok(Provider::Gmail),
+            "notion" => Ok(Provider::Notion),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
         }
     }
@@ -267,6 +276,8 @@ impl Provider {
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
             Provider::Gmail => &[ObjectType::Messages],
+            // Contacts first, so a deal's contact relation names pages already pulled.
+            Provider::Notion => &[ObjectType::Contacts, ObjectType::Deals],
         }
     }
 }

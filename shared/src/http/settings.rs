@@ -101,6 +101,8 @@ impl SyncSettings {
             conflict_policy: self.conflict_policy,
             auto_push: self.auto_push,
             note_prefix: self.note_prefix,
+            // Fixed at connect: records pulled from one database would be orphaned by another.
+            notion: c.settings.notion.take(),
         };
     }
 }

@@ -731,6 +731,8 @@ export interface components {
              * @default [ARIA]
              */
             note_prefix: string;
+            /** @default null */
+            notion: null | components["schemas"]["NotionDatabases"];
         };
         /**
          * @description Where a connection's sync stands: `synced -> pending -> synced | conflict | error`,
@@ -1044,6 +1046,15 @@ export interface components {
             connection_id?: string | null;
             field?: string | null;
         };
+        /**
+         * @description Which Notion databases serve as the CRM: a deals database and, optionally, a contacts one.
+         *     Ids as in the database's URL, with or without dashes.
+         */
+        NotionDatabases: {
+            /** @example 1f2e3d4c5b6a47988796a5b4c3d2e1f0 */
+            deals_database_id: string;
+            contacts_database_id?: string | null;
+        };
         /** @description Why an object type's pull failed, how often in a row, and when it is tried again. */
         ObjectError: {
             class: components["schemas"]["ObjectErrorClass"];
@@ -1316,7 +1327,7 @@ export interface components {
          * @description The providers Syncbridge talks to.
          * @enum {string}
          */
-        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail";
+        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail" | "notion";
         /** @enum {string} */
         PushAction: "create_note" | "update_field" | "create_event" | "update_record" | "create_record" | "delete_record";
         /** @enum {string} */
