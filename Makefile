@@ -133,7 +133,7 @@ e2e: $(VENV_STAMP) web chromium ## The dashboard end to end in Chromium (Playwri
 conformance: $(CONFORMANCE_STAMP) ## Drive the provider fakes with the providers' own SDKs (part of `make test`)
 	$(CARGO) build --quiet -p syncbridge-fakes --bins
 	mkdir -p target
-	set -o pipefail; FAKES_BIN_DIR=$(abspath target/debug) $(CONFORMANCE_VENV)/bin/pytest -q -p no:cacheprovider infra/conformance 2>&1 | tee target/conformance-output.log
+	set -o pipefail; FAKES_BIN_DIR=$(abspath target/debug) SYNCBRIDGE_SPECS_DIR=$(abspath infra/fakes/specs) $(CONFORMANCE_VENV)/bin/pytest -q -p no:cacheprovider infra/conformance 2>&1 | tee target/conformance-output.log
 
 demo: $(VENV_STAMP) ## The main job end to end on a fresh local stack, with a readable summary
 	MOTO_SERVER=$(MOTO_SERVER) $(CARGO) run --quiet -p syncbridge-local --bin syncbridge -- demo

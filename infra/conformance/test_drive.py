@@ -26,7 +26,7 @@ import pytest
 from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError
 
-SPECS = pathlib.Path(os.environ.get("SYNCBRIDGE_SPECS_DIR", "/work/shared/specs"))
+SPECS = pathlib.Path(os.environ.get("SYNCBRIDGE_SPECS_DIR", pathlib.Path(__file__).parents[1] / "fakes" / "specs"))
 DISCOVERY = json.loads((SPECS / "drive-v3.discovery.json").read_text())
 SCHEMAS = DISCOVERY["schemas"]
 TOKEN = "ya29.fake-drive"

@@ -1,7 +1,7 @@
 """The Gmail fake driven by Google's own client (google-api-python-client).
 
 The client is built from Google's discovery document for Gmail v1
-(`/work/shared/specs/gmail-v1.discovery.json`, or `SYNCBRIDGE_SPECS_DIR`, else the static copy
+(`infra/fakes/specs/gmail-v1.discovery.json`, or `SYNCBRIDGE_SPECS_DIR`, else the static copy
 inside google-api-python-client) with its root pointed at
 the fake; every answer is checked against that document's schemas (types, formats, no property the
 schema lacks) by `check_schema` below. The fake starts as a new, stock account: the system labels
@@ -30,7 +30,7 @@ from googleapiclient import discovery_cache
 from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError
 
-SPECS = pathlib.Path(os.environ.get("SYNCBRIDGE_SPECS_DIR", "/work/shared/specs"))
+SPECS = pathlib.Path(os.environ.get("SYNCBRIDGE_SPECS_DIR", pathlib.Path(__file__).parents[1] / "fakes" / "specs"))
 
 
 def load_discovery():

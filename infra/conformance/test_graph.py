@@ -4,7 +4,7 @@ The SDK's `GraphServiceClient` runs on a `GraphRequestAdapter` whose base URL is
 authenticated by a static bearer token through kiota's `BaseBearerTokenAuthenticationProvider`
 (kiota's own provider checks no scheme; only the Azure identity provider insists on https, and it
 is not used here). Every answer must parse into the SDK's models, and is checked against the
-OpenAPI subset of Graph v1.0 in `/work/shared/specs` by `check_schema` below (types, formats,
+OpenAPI subset of Graph v1.0 in `infra/fakes/specs` by `check_schema` below (types, formats,
 enums, nullability, no property the schema lacks). Error bodies are read raw (httpx) to check
 their shape. The fake starts as a new, stock mailbox (`--events 0`); each test makes its events.
 
@@ -47,7 +47,7 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.subscription import Subscription
 from msgraph.generated.users.item.calendar_view.delta.delta_request_builder import DeltaRequestBuilder
 
-SPECS = pathlib.Path(os.environ.get("SYNCBRIDGE_SPECS_DIR", "/work/shared/specs"))
+SPECS = pathlib.Path(os.environ.get("SYNCBRIDGE_SPECS_DIR", pathlib.Path(__file__).parents[1] / "fakes" / "specs"))
 OPENAPI = json.loads((SPECS / "graph-v1.0-calendar-subset.json").read_text())
 SCHEMAS = OPENAPI["components"]["schemas"]
 TOKEN = "graph-fake-token"

@@ -560,6 +560,138 @@ def test_an_object_type_holds_at_most_10_unique_properties(client):
     assert plain.name == "not_unique_slot"
 
 
+# --- activities: calls, emails, meetings, tasks ------------------------------------------------
+# Each through the SDK's own activity client (`client.crm.objects.calls`, ...), whose models are
+# that object's; HUBSPOT_DEFINED association type ids from the associations v4 guide.
+
+ACTIVITIES = [
+    # (object type, SDK client, body property, another standard property and a value, to-contact type id)
+    ("calls", "calls", "hs_call_body", ("hs_call_direction", "OUTBOUND"), 194),
+    ("emails", "emails", "hs_email_text", ("hs_email_subject", "Pricing"), 198),
+    ("meetings", "meetings", "hs_meeting_body", ("hs_meeting_title", "Kickoff"), 200),
+    ("tasks", "tasks", "hs_task_body", ("hs_task_status", "NOT_STARTED"), 204),
+]
+
+
+def activity_api(client, name):
+    return getattr(client.crm.objects, name)
+
+
+def activity_models(name):
+    return __import__(f"hubspot.crm.objects.{name}.models", fromlist=["models"])
+
+
+@pytest.mark.parametrize("object_type,api,body,other,to_contact", ACTIVITIES)
+def test_an_activity_is_created_with_a_contact_association_and_reads_back_through_its_own_client(
+    client, object_type, api, body, other, to_contact
+):
+    m = activity_models(api)
+    contact = create_one(client, "contacts", {"email": f"{object_type}@example.com"})
+    created = activity_api(client, api).basic_api.create(
+        m.SimplePublicObjectInputForCreate(
+            properties={"hs_timestamp": "2026-01-05T10:00:00.000Z", body: "Talked pricing", other[0]: other[1]},
+            associations=[
+                m.PublicAssociationsForObject(
+                    to=m.PublicObjectId(id=contact.id),
+                    types=[m.AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=to_contact)],
+                )
+            ],
+        )
+    )
+    assert isinstance(created, m.SimplePublicObject)
+    got = activity_api(client, api).basic_api.get_by_id(
+        created.id, properties=["hs_timestamp", body, other[0]], associations=["contacts"]
+    )
+    assert isinstance(got, m.SimplePublicObjectWithAssociations)
+    assert got.properties[body] == "Talked pricing"
+    assert got.properties[other[0]] == other[1]
+    assert got.properties["hs_timestamp"].startswith("2026-01-05T10:00:00")
+    assert [a.id for a in got.associations["contacts"].results] == [contact.id]
+    fetch = assoc.BatchInputPublicFetchAssociationsBatchRequest(
+        inputs=[assoc.PublicFetchAssociationsBatchRequest(id=created.id)]
+    )
+    read = client.crm.associations.v4.batch_api.get_page(object_type, "contacts", fetch)
+    assert read.results[0].to[0].association_types[0].type_id == to_contact
+    back = client.crm.associations.v4.batch_api.get_page(
+        "contacts", object_type, assoc.BatchInputPublicFetchAssociationsBatchRequest(
+            inputs=[assoc.PublicFetchAssociationsBatchRequest(id=contact.id)]
+        )
+    )
+    assert [str(t.to_object_id) for t in back.results[0].to] == [created.id]
+
+
+@pytest.mark.parametrize("object_type,api,body,other,to_contact", ACTIVITIES)
+def test_an_activity_without_hs_timestamp_is_refused_with_a_validation_error(
+    client, object_type, api, body, other, to_contact
+):
+    m = activity_models(api)
+    exceptions = __import__(f"hubspot.crm.objects.{api}.exceptions", fromlist=["ApiException"])
+    with pytest.raises(exceptions.ApiException) as err:
+        activity_api(client, api).basic_api.create(m.SimplePublicObjectInputForCreate(properties={body: "x"}))
+    assert err.value.status == 400
+    assert error_body(client, err.value)["category"] == "VALIDATION_ERROR"
+    with pytest.raises(exceptions.ApiException) as err:
+        activity_api(client, api).basic_api.create(
+            m.SimplePublicObjectInputForCreate(
+                properties={"hs_timestamp": "2026-01-05T10:00:00Z"},
+                associations=[
+                    m.PublicAssociationsForObject(
+                        to=m.PublicObjectId(id="1"),
+                        types=[m.AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=279)],
+                    )
+                ],
+            )
+        )
+    assert err.value.status == 400, "279 is contact -> company, not an activity's"
+
+
+def test_activities_are_searched_on_hs_lastmodifieddate_and_paged_in_batches(client):
+    m = activity_models("tasks")
+    tasks = client.crm.objects.tasks
+    made = tasks.batch_api.create(
+        m.BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[
+                m.SimplePublicObjectBatchInputForCreate(
+                    properties={"hs_timestamp": "2026-02-0%dT09:00:00Z" % i, "hs_task_subject": f"Task {i}"}
+                )
+                for i in range(1, 4)
+            ]
+        )
+    )
+    assert made.status == "COMPLETE" and len(made.results) == 3
+    since = str(int(min(r.updated_at for r in made.results).timestamp() * 1000))
+    found = tasks.search_api.do_search(
+        m.PublicObjectSearchRequest(
+            filter_groups=[m.FilterGroup(filters=[m.Filter(property_name="hs_lastmodifieddate", operator="GTE", value=since)])],
+            sorts=["hs_lastmodifieddate"],
+            properties=["hs_task_subject", "hs_task_status"],
+            limit=200,
+        )
+    )
+    assert isinstance(found, m.CollectionResponseWithTotalSimplePublicObjectForwardPaging)
+    assert sorted(r.properties["hs_task_subject"] for r in found.results) == ["Task 1", "Task 2", "Task 3"]
+    read = tasks.batch_api.read(
+        m.BatchReadInputSimplePublicObjectId(
+            properties=["hs_task_subject"], inputs=[m.SimplePublicObjectId(id=r.id) for r in made.results]
+        )
+    )
+    assert len(read.results) == 3
+    tasks.basic_api.archive(made.results[0].id)
+    archived = tasks.basic_api.get_page(archived=True, properties=["hs_task_subject"])
+    assert [r.id for r in archived.results] == [made.results[0].id]
+    assert archived.results[0].archived is True
+
+
+def test_activity_properties_are_stock_hubspot_defined_and_refuse_unique_values(client):
+    for object_type, _, body, other, _ in ACTIVITIES:
+        names = {p.name for p in client.crm.properties.core_api.get_all(object_type).results}
+        assert {"hs_timestamp", body, other[0], "hs_lastmodifieddate", "hs_object_id"} <= names, object_type
+        assert not any(n.startswith("syncbridge") for n in names)
+    with pytest.raises(PropertiesApiException) as err:
+        client.crm.properties.core_api.create("calls", unique_property("syncbridge_key"))
+    assert err.value.status == 400
+
+
 # --- scopes and OAuth -----------------------------------------------------------------------
 
 

@@ -233,6 +233,7 @@ pub fn client_id_var(provider: Provider) -> &'static str {
         // Gmail connects through the Google OAuth app Calendar uses.
         Provider::Google | Provider::Gmail | Provider::GoogleDrive => "GOOGLE_CLIENT_ID",
         Provider::Microsoft => "MICROSOFT_CLIENT_ID",
+        Provider::Notion => "NOTION_CLIENT_ID",
     }
 }
 
@@ -245,6 +246,7 @@ fn app_from_env(provider: Provider) -> Option<OAuthApp> {
         Provider::Salesforce => "SALESFORCE_CLIENT_SECRET",
         Provider::Google | Provider::Gmail | Provider::GoogleDrive => "GOOGLE_CLIENT_SECRET",
         Provider::Microsoft => "MICROSOFT_CLIENT_SECRET",
+        Provider::Notion => "NOTION_CLIENT_SECRET",
     };
     let client_id = optional(client_id_var(provider))?;
     let secret = optional(secret_var)?;
@@ -263,13 +265,20 @@ impl Resources {
 }
 
 impl Config {
-    /// Turns a provider's OAuth app on with these credentials.
+    /// Turns a provider's OAuth app on with these credentials. Notion has no OAuth flow here yet
+    /// (its connections use an internal integration token): its app is ignored, with a warning.
     pub fn set_oauth_app(&mut self, provider: Provider, app: OAuthApp) {
         let slot = match provider {
             Provider::Hubspot => &mut self.hubspot_app,
             Provider::Salesforce => &mut self.salesforce_app,
             Provider::Google | Provider::Gmail | Provider::GoogleDrive => &mut self.google_app,
             Provider::Microsoft => &mut self.microsoft_app,
+            Provider::Notion => {
+                tracing::warn!(
+                    "a Notion OAuth app is configured, but Notion connects with integration tokens only"
+                );
+                return;
+            }
         };
         *slot = Some(app);
     }

@@ -13,6 +13,7 @@ use crate::adapters::gmail::GmailFactory;
 use crate::adapters::google::GoogleFactory;
 use crate::adapters::graph::{GraphFactory, Login};
 use crate::adapters::hubspot::HubspotFactory;
+use crate::adapters::notion::NotionFactory;
 use crate::adapters::oauth::OAuthProviders;
 use crate::adapters::salesforce::SalesforceFactory;
 use crate::adapters::secrets::{self, Needs, SecretSources};
@@ -43,6 +44,7 @@ pub struct Providers {
     google: GoogleFactory,
     gmail: GmailFactory,
     drive: DriveFactory,
+    notion: NotionFactory,
 }
 
 impl Providers {
@@ -66,6 +68,7 @@ impl ProviderFactory for Providers {
             Provider::Google => self.google.client(connection),
             Provider::Gmail => self.gmail.client(connection),
             Provider::GoogleDrive => self.drive.client(connection),
+            Provider::Notion => self.notion.client(connection),
         }
     }
 }
@@ -143,6 +146,7 @@ pub fn deps_with(
         microsoft: GraphFactory::new(http.clone(), config.microsoft_app.clone(), login),
         salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http.clone(), config.google_app.clone(), config.google_token_url.clone()),
+        notion: NotionFactory::new(http.clone()),
         gmail: GmailFactory::new(http.clone(), config.google_app.clone(), config.oauth.gmail.clone()),
         drive: DriveFactory::new(http, config.google_app.clone(), config.drive_token_url.clone()),
     };

@@ -66,11 +66,12 @@ async fn incremental_sync_after_edits_in_hubspot_pulls_only_the_changed_contacts
     let latest = &runs[0];
     assert_eq!(n(latest, "/counts/updated"), 3);
     assert_eq!(n(latest, "/counts/created"), 0);
-    // One search per object type (contacts, companies, deals, notes); no archived scan yet. The
-    // connection's pacer outlives the first job, so its last searches do not cause a 429 now.
-    assert!(n(latest, "/counts/requests") <= 4, "incremental took {latest}");
+    // One search per HubSpot type (contacts, companies, deals, notes, calls, emails, meetings,
+    // tasks); no archived scan yet. The connection's pacer outlives the first job, so its last
+    // searches do not cause a 429 now.
+    assert!(n(latest, "/counts/requests") <= 8, "incremental took {latest}");
     assert_eq!(n(latest, "/counts/rate_limited"), 0);
-    assert!(hubspot.stats().total <= 4);
+    assert!(hubspot.stats().total <= 8);
     let records = all_records(&stack, "acme", &id).await.unwrap();
     assert_eq!(records.len(), 300);
     let titled = records.iter().filter(|r| r["fields"]["job_title"] == "Chief Sync Officer").count();
@@ -282,7 +283,7 @@ async fn a_contact_archived_in_hubspot_ends_deleted_with_a_record_deleted_event(
 
     let runs = items(&get(&stack, "acme", &format!("/v1/connections/{id}/runs")).await.unwrap());
     assert_eq!(n(&runs[0], "/counts/deleted"), 1, "{}", runs[0]);
-    assert_eq!(hubspot.stats().routes.get("list").copied(), Some(4), "one archived page per object type");
+    assert_eq!(hubspot.stats().routes.get("list").copied(), Some(8), "one archived page per HubSpot type");
     let records = all_records(&stack, "acme", &id).await.unwrap();
     let gone: Vec<&Value> = records.iter().filter(|r| r["deleted"] == true).collect();
     assert_eq!(gone.len(), 1);

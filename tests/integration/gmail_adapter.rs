@@ -230,6 +230,7 @@ async fn an_approved_label_change_reaches_gmail_once_and_its_echo_changes_nothin
     let record = messages_of(&store, &conn).into_iter().next().expect("a message");
     let request = PushRequest {
         action: PushAction::UpdateRecord,
+        object: None,
         priority: Priority::Normal,
         record_id: Some(record.record_id.clone()),
         fields: [("labels".to_owned(), json!(["INBOX", "STARRED"]))].into(),

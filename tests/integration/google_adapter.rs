@@ -643,6 +643,7 @@ async fn an_approved_suggested_meeting_is_created_once_at_google_and_its_echo_ch
 
     let request = PushRequest {
         action: PushAction::CreateEvent,
+        object: None,
         priority: Priority::Normal,
         record_id: None,
         fields: meeting("Intro with Initech"),

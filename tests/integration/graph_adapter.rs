@@ -603,6 +603,7 @@ async fn an_approved_suggested_meeting_lands_once_in_outlook_and_later_pulls_kee
     .expect("fields");
     let request = PushRequest {
         action: PushAction::CreateEvent,
+        object: None,
         priority: Priority::Normal,
         record_id: None,
         fields,

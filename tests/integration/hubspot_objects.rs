@@ -20,15 +20,19 @@ use syncbridge_fakes::hubspot::{
 
 const TOKEN: &str = "pat-na1-fake";
 
-fn token() -> SecretString {
+pub(crate) fn token() -> SecretString {
     SecretString::from(TOKEN)
 }
 
-async fn start(config: FakeConfig) -> RunningFake {
+pub(crate) async fn start(config: FakeConfig) -> RunningFake {
     HubspotFake::start(config).await.expect("fake starts")
 }
 
-fn client_with(fake: &RunningFake, pacing: Pacing, settings: ConnectionSettings) -> Box<dyn ProviderClient> {
+pub(crate) fn client_with(
+    fake: &RunningFake,
+    pacing: Pacing,
+    settings: ConnectionSettings,
+) -> Box<dyn ProviderClient> {
     let connection = Connection::new(
         TenantId::parse("t1").expect("tenant"),
         NewConnection {
@@ -43,16 +47,16 @@ fn client_with(fake: &RunningFake, pacing: Pacing, settings: ConnectionSettings)
     HubspotFactory::new(reqwest::Client::new(), None).with_pacing(pacing).client(&connection).expect("client")
 }
 
-fn client(fake: &RunningFake) -> Box<dyn ProviderClient> {
+pub(crate) fn client(fake: &RunningFake) -> Box<dyn ProviderClient> {
     client_with(fake, fast(), ConnectionSettings::default())
 }
 
-fn fast() -> Pacing {
+pub(crate) fn fast() -> Pacing {
     Pacing { search_per_second: 1_000, ..Pacing::default() }
 }
 
 /// Pulls one object type until `has_more` is false; every record pulled and the final cursor.
-async fn pull_all(
+pub(crate) async fn pull_all(
     client: &dyn ProviderClient,
     object: ObjectType,
     mut cursor: Option<SyncCursor>,
@@ -73,7 +77,7 @@ fn ids(records: &[RemoteRecord]) -> BTreeSet<String> {
     records.iter().map(|r| r.external_id.as_str().to_owned()).collect()
 }
 
-fn sorted(mut v: Vec<String>) -> Vec<String> {
+pub(crate) fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
 }
@@ -82,7 +86,7 @@ fn id_array(v: &Value) -> Vec<String> {
     v.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect()
 }
 
-fn by_object(state: &HubspotState, key: &str) -> u64 {
+pub(crate) fn by_object(state: &HubspotState, key: &str) -> u64 {
     state.stats().by_object.get(key).copied().unwrap_or(0)
 }
 
@@ -260,7 +264,7 @@ async fn hubspot_archived_scan_waits_for_its_interval_and_pages_every_archived_r
     assert_eq!(state.stats().routes.get("list"), None);
 }
 
-fn update(
+pub(crate) fn update(
     object: ObjectType,
     id: &str,
     fields: Value,
@@ -274,7 +278,7 @@ fn update(
     }
 }
 
-fn create(object: ObjectType, key: &str, fields: Value) -> ProviderWrite {
+pub(crate) fn create(object: ObjectType, key: &str, fields: Value) -> ProviderWrite {
     ProviderWrite::Create {
         object,
         fields: serde_json::from_value::<Fields>(fields).expect("fields"),

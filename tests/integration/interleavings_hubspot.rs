@@ -155,6 +155,7 @@ impl World {
                 let v = json!(format!("local-{value}"));
                 let request = PushRequest {
                     action: PushAction::UpdateRecord,
+                    object: None,
                     priority: Priority::Normal,
                     record_id: Some(record_id),
                     fields: [(FIELDS[*field].0.to_owned(), v.clone())].into(),
@@ -173,6 +174,7 @@ impl World {
                 let Some(record_id) = self.record_id(CONTACTS[0]) else { return };
                 let request = PushRequest {
                     action: PushAction::CreateNote,
+                    object: None,
                     priority: Priority::Normal,
                     record_id: Some(record_id),
                     fields: [("body".to_owned(), json!(format!("summary {key}")))].into(),

@@ -429,8 +429,9 @@ async fn a_signed_hubspot_deletion_webhook_deletes_the_record_at_the_next_job_wi
         (&runs["items"][0]["reason"], &runs["items"][0]["counts"]["deleted"]),
         (&json!("webhook"), &json!(1))
     );
-    // The job scanned the archived listing of each object type: one page each.
-    assert_eq!(hubspot.stats().routes.get("list").copied(), Some(4), "{:?}", hubspot.stats().routes);
+    // The job scanned the archived listing of each HubSpot type (the four activity types too):
+    // one page each.
+    assert_eq!(hubspot.stats().routes.get("list").copied(), Some(8), "{:?}", hubspot.stats().routes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,47 @@ test("an approved note from the queue arrives in HubSpot", async ({ page, signIn
   await expect(page.getByRole("listitem").filter({ hasText: text }).getByText(/written as \d+/)).toBeVisible();
 });
 
+test("the queue previews a new record's values and what a delete removes, and an approved create arrives in HubSpot", async ({
+  page,
+  signIn,
+  api,
+}) => {
+  const id = await api.connectHubspot();
+  await api.sync(id);
+  const [, contact] = await api.contacts(id);
+  const email = `nia-${unique()}@initech.example`;
+  await api.post(`/v1/connections/${id}/push`, {
+    action: "create_record",
+    object: "contacts",
+    fields: { email, first_name: "Nia", last_name: "Okafor" },
+    idempotency_key: `e2e-create-${unique()}`,
+  });
+  await api.post(`/v1/connections/${id}/push`, {
+    action: "delete_record",
+    record_id: contact!.record_id,
+    idempotency_key: `e2e-delete-${unique()}`,
+  });
+
+  await signIn("/queue");
+  const create = page.getByRole("listitem").filter({ hasText: email });
+  await expect(create.getByText("New contact")).toBeVisible();
+  await expect(create.getByLabel("New record")).toContainText("first_name");
+  await expect(create.getByLabel("New record")).toContainText("Nia");
+  const name = `${String(contact!.fields.first_name)} ${String(contact!.fields.last_name)}`;
+  const remove = page.getByRole("listitem").filter({ hasText: "Delete record" });
+  await expect(remove.getByLabel("Record to delete")).toContainText(`Deletes the contact ${name}`);
+  await expect(remove.getByText(/a later change at the provider stops the delete/)).toBeVisible();
+  await checkScreen(page, "queue-records");
+  await create.getByRole("checkbox").check();
+  await page.getByRole("button", { name: "Approve selected (1)" }).click();
+  await expect(page.getByText("Approved 1 item.")).toBeVisible();
+  await expect
+    .poll(async () => (await api.contacts(id)).some((c) => c.fields.email === email), { timeout: 60_000 })
+    .toBe(true);
+  await page.getByLabel("Status").selectOption("completed");
+  await expect(page.getByRole("listitem").filter({ hasText: email }).getByText(/written as \d+/)).toBeVisible();
+});
+
 test("a conflict resolved with Use local and another with Use remote end up so on both sides", async ({
   page,
   signIn,

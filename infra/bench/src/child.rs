@@ -33,12 +33,14 @@ pub struct WorkerSpec {
     pub cursors: Option<String>,
     /// The OAuth token endpoint, where the adapter takes it apart from the base URL (Google).
     pub token_url: Option<String>,
+    /// The connection's settings as JSON (Notion's databases); `None`: the defaults.
+    pub settings: Option<String>,
 }
 
 impl WorkerSpec {
     /// A full pull (no cursors) of the connection at `base_url`.
     pub fn full(provider: &'static str, base_url: String, token: String) -> Self {
-        Self { provider, base_url, token, cursors: None, token_url: None }
+        Self { provider, base_url, token, cursors: None, token_url: None, settings: None }
     }
 }
 
@@ -60,6 +62,9 @@ pub fn run_worker(spec: &WorkerSpec) -> anyhow::Result<WorkerRun> {
     }
     if let Some(u) = &spec.token_url {
         cmd.args(["--token-url", u]);
+    }
+    if let Some(s) = &spec.settings {
+        cmd.args(["--settings", s]);
     }
     let started = Instant::now();
     let mut child = cmd.spawn().context("starting the worker process")?;

@@ -10,6 +10,7 @@
 
 mod child;
 mod init;
+mod notion;
 mod null;
 mod report;
 mod scale;

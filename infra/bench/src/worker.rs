@@ -18,6 +18,7 @@ use syncbridge::adapters::gmail::{GmailConfig, GmailFactory};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
 use syncbridge::adapters::memory::MemoryStore;
+use syncbridge::adapters::notion::NotionFactory;
 use syncbridge::adapters::salesforce::SalesforceFactory;
 use syncbridge::domain::{
     Connection, Credentials, Job, JobReason, NewConnection, ObjectType, Provider, RunCounts, SyncCursor,
@@ -34,7 +35,7 @@ pub const TOKEN_ENV: &str = "SYNCBRIDGE_BENCH_TOKEN";
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// `hubspot`, `salesforce`, `google`, `gmail`, `google_drive`.
+    /// `hubspot`, `salesforce`, `google`, `gmail`, `google_drive`, `notion`.
     #[arg(long)]
     pub provider: String,
     #[arg(long)]
@@ -48,6 +49,9 @@ pub struct WorkerArgs {
     /// Where to write the `object external_id` of every record written.
     #[arg(long)]
     pub id_log: PathBuf,
+    /// The connection's settings as JSON (a Notion connection's databases).
+    #[arg(long)]
+    pub settings: Option<String>,
 }
 
 /// What the worker process reports to the parent.
@@ -70,6 +74,7 @@ struct Factories {
     google: GoogleFactory,
     gmail: GmailFactory,
     drive: DriveFactory,
+    notion: NotionFactory,
 }
 
 impl ProviderFactory for Factories {
@@ -80,6 +85,7 @@ impl ProviderFactory for Factories {
             Provider::Google => self.google.client(connection),
             Provider::Gmail => self.gmail.client(connection),
             Provider::GoogleDrive => self.drive.client(connection),
+            Provider::Notion => self.notion.client(connection),
             other => Err(ProviderError::permanent(format!("the benchmark has no {other} adapter"))),
         }
     }
@@ -99,6 +105,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         hubspot: HubspotFactory::new(http.clone(), None),
         salesforce: SalesforceFactory::new(http.clone(), None),
         google: GoogleFactory::new(http.clone(), None, args.token_url.clone()),
+        notion: NotionFactory::new(http.clone()),
         gmail: GmailFactory::new(
             http.clone(),
             None,
@@ -109,6 +116,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             },
         ),
         drive: DriveFactory::new(http, None, args.token_url.clone()),
+    };
+    let settings = match &args.settings {
+        Some(json) => serde_json::from_str(json).context("--settings")?,
+        None => Default::default(),
     };
 
     let tenant = TenantId::parse("bench").context("tenant id")?;
@@ -123,7 +134,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 expires_at: None,
             },
             interval_minutes: 15,
-            settings: Default::default(),
+            settings,
         },
         Utc::now(),
     );

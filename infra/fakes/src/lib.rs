@@ -8,5 +8,6 @@ pub mod gmail;
 pub mod google;
 pub mod graph;
 pub mod hubspot;
+pub mod notion;
 pub mod oauth;
 pub mod salesforce;

@@ -3,10 +3,14 @@
 //! a HubSpot user edits contacts and HubSpot's signed webhooks bring an incremental sync; then one
 //! tenant also connects Salesforce, Google Calendar and Outlook (research tasks from outside
 //! meetings), and pushes a note and an edit to HubSpot through the approval queue, whose webhooks
-//! come back as recognised echoes; a third tenant connects HubSpot with a token lacking the
-//! contacts scopes, whose sync ends partial with health saying why; acme connects Gmail through
-//! OAuth (the Google app, Gmail scopes), a CRM contact's mail is linked to the contact by address
-//! and a label change goes back to Gmail through the approval queue; acme connects Google Drive
+//! come back as recognised echoes; then creates a HubSpot contact and a Salesforce account and
+//! deletes a HubSpot contact through the queue with every message delivered twice (one record each,
+//! and a delete of a record changed since its approval ends as a conflict); a third tenant connects
+//! HubSpot with a token lacking the contacts scopes, whose sync ends partial with health saying
+//! why; acme connects Gmail through OAuth (the Google app, Gmail scopes), a CRM contact's mail is
+//! linked to the contact by address and a label change goes back to Gmail through the approval
+//! queue; globex connects a Notion CRM (full and incremental pulls, a trashed deal, an activity as
+//! a block); acme connects Google Drive
 //! through OAuth (files linked to its deals and contacts, then a person's edits arrive through
 //! Drive's change feed after a push notification); and it prints what happened.
 
@@ -54,6 +58,96 @@ async fn oauth_connect(stack: &LocalStack, api: &ApiClient, provider: &str, extr
     Ok(connection.get("id").and_then(Value::as_str).context("connection id")?.to_owned())
 }
 
+/// Step 7: records created and deleted through the approval queue, every SQS message delivered
+/// twice: a HubSpot contact and a Salesforce account are created once each, a HubSpot contact is
+/// deleted, and the delete of a contact a HubSpot user edited after its approval ends as a
+/// conflict, the contact kept.
+async fn crm_records_step(
+    stack: &LocalStack,
+    acme: &ApiClient,
+    hubspot_id: &str,
+    salesforce_id: &str,
+) -> Result<()> {
+    println!(
+        "\n7. acme creates a contact in HubSpot and an account in Salesforce, and deletes two HubSpot contacts, \
+         through the queue; every SQS message is delivered twice"
+    );
+    let hubspot = stack.hubspot.state();
+    let sf = stack.salesforce.as_ref().context("the Salesforce fake")?.state();
+    let contacts_before = hubspot.count(ObjectKind::Contacts);
+    let push = |connection: &str, body: Value| {
+        let path = format!("/v1/connections/{connection}/push");
+        async move { acme.call(reqwest::Method::POST, &path, Some(body)).await }
+    };
+    let contact = push(
+        hubspot_id,
+        json!({ "action": "create_record", "object": "contacts", "idempotency_key": "demo-new-contact",
+                "fields": { "email": "nia@initech.example", "first_name": "Nia", "last_name": "Okafor" } }),
+    )
+    .await?;
+    let account = push(
+        salesforce_id,
+        json!({ "action": "create_record", "object": "companies", "idempotency_key": "demo-new-account",
+                "fields": { "name": "Initech", "industry": "Technology" } }),
+    )
+    .await?;
+    let records = acme
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{hubspot_id}/records?object=contacts&limit=3"),
+            None,
+        )
+        .await?;
+    let pick = |i: usize| -> Result<(String, String)> {
+        let r = records.pointer(&format!("/items/{i}")).context("a contact")?;
+        let id = r.get("record_id").and_then(Value::as_str).context("record id")?.to_owned();
+        let ext = r.get("external_id").and_then(Value::as_str).context("external id")?.to_owned();
+        Ok((id, ext))
+    };
+    let ((gone_rid, gone), (kept_rid, kept)) = (pick(1)?, pick(2)?);
+    let delete =
+        |rid: &str, key: &str| json!({ "action": "delete_record", "record_id": rid, "idempotency_key": key });
+    let delete_gone = push(hubspot_id, delete(&gone_rid, "demo-delete-1")).await?;
+    let delete_kept = push(hubspot_id, delete(&kept_rid, "demo-delete-2")).await?;
+    let ids = json!({ "ids": [contact.get("push_id"), account.get("push_id"), delete_gone.get("push_id"), delete_kept.get("push_id")] });
+    acme.call(reqwest::Method::POST, "/v1/push/approve", Some(ids)).await?;
+    hubspot.edit_contact(&kept, &[("jobtitle", "Promoted after the delete was approved")]);
+    stack.runner.deliver_twice.store(true, std::sync::atomic::Ordering::Relaxed);
+    let drained = stack.runner.drain(Duration::from_secs(600)).await;
+    stack.runner.deliver_twice.store(false, std::sync::atomic::Ordering::Relaxed);
+    let drained = drained?;
+    let item = |p: &Value| {
+        let path = format!("/v1/push/{}", p.get("push_id").and_then(Value::as_str).unwrap_or_default());
+        async move { acme.call(reqwest::Method::GET, &path, None).await }
+    };
+    let (kept_item, contact_item) = (item(&delete_kept).await?, item(&contact).await?);
+    let archived =
+        |ext: &str| hubspot.object(ObjectKind::Contacts, ext).and_then(|c| c.get("archived").cloned());
+    let created = hubspot.count(ObjectKind::Contacts) - contacts_before;
+    let accounts = sf.count_with_key("Account", "demo-new-account");
+    println!(
+        "   worker: {} message(s) (each twice); HubSpot contacts created: {created} ({}), Salesforce accounts: {accounts}",
+        drained.messages,
+        contact_item.get("result_external_id").and_then(Value::as_str).unwrap_or("-"),
+    );
+    println!(
+        "   contact {gone} deleted: {}; contact {kept} (edited after approval) kept: {} ({})",
+        archived(&gone) == Some(json!(true)),
+        archived(&kept) == Some(json!(false)),
+        kept_item.get("last_error").and_then(Value::as_str).unwrap_or("-")
+    );
+    if created != 1
+        || accounts != 1
+        || archived(&gone) != Some(json!(true))
+        || archived(&kept) != Some(json!(false))
+    {
+        bail!("the records created and deleted through the queue did not arrive exactly once");
+    }
+    hubspot.send_webhooks().await?;
+    stack.runner.drain(Duration::from_secs(600)).await?;
+    Ok(())
+}
+
 pub async fn run(args: &DemoArgs) -> Result<()> {
     let t0 = Instant::now();
     println!(
@@ -64,6 +158,10 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let stack = LocalStack::start(StackOptions {
         hubspot: FakeConfig {
             contacts: args.contacts,
+            calls: 6,
+            emails: 4,
+            meetings: 3,
+            tasks: 3,
             rate_limits: true,
             private_app_token: Some(HUBSPOT_TOKEN.into()),
             ..FakeConfig::default()
@@ -71,6 +169,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         salesforce: Some(salesforce::FakeConfig { seed_counts, ..salesforce::FakeConfig::default() }),
         graph: graph::FakeConfig { events: 25, ..graph::FakeConfig::default() },
         drive: drive::FakeConfig { files: 40, ..drive::FakeConfig::default() },
+        notion: Some(crate::demo_notion::fake_config()),
         ..StackOptions::default()
     })
     .await?;
@@ -252,9 +351,11 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         bail!("an echo of our own write enqueued a job");
     }
 
+    crm_records_step(&stack, &acme, hubspot_id, &connections[2].3).await?;
+
     println!(
-        "\n7. initech connects HubSpot with a token whose app lacks the contacts scopes (HubSpot's notes need \
-         them too): the other object types sync, the run ends partial, and health says why"
+        "\n8. initech connects HubSpot with a token whose app lacks the contacts scopes (HubSpot's notes and \
+         activities need them too): the other object types sync, the run ends partial, and health says why"
     );
     let initech = ApiClient::new(stack.gateway.base_url(), stack.token("initech")?);
     let scopes: Vec<&str> = syncbridge_fakes::hubspot::ALL_SCOPES
@@ -305,7 +406,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     connections.push(("initech", "hubspot", initech, initech_id));
 
     println!(
-        "\n8. acme connects Gmail through OAuth (the Google app, scope gmail.modify); a HubSpot contact writes, \
+        "\n9. acme connects Gmail through OAuth (the Google app, scope gmail.modify); a HubSpot contact writes, \
          the message is linked to the contact by address, and starring it goes back through the approval queue"
     );
     let contact_email =
@@ -398,6 +499,13 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         ApiClient::new(stack.gateway.base_url(), stack.token("acme")?),
         gmail_id,
     ));
+
+    println!(
+        "\n10. globex connects a Notion workspace used as a CRM (deals and contacts databases, Notion's 3 requests/s on)"
+    );
+    let globex = ApiClient::new(stack.gateway.base_url(), stack.token("globex")?);
+    let notion_id = crate::demo_notion::run(&stack, &globex, "globex").await?;
+    connections.push(("globex", "notion", globex, notion_id));
 
     drive_step(&stack, &acme, &mut connections).await?;
 
@@ -504,7 +612,7 @@ async fn drive_step(
     acme: &ApiClient,
     connections: &mut Vec<(&'static str, &'static str, ApiClient, String)>,
 ) -> Result<()> {
-    println!("\n9. acme connects Google Drive through OAuth; files link to its deals and contacts");
+    println!("\n11. acme connects Google Drive through OAuth; files link to its deals and contacts");
     let mut deal = None;
     let mut email = None;
     for (_, provider, api, id) in connections.iter().filter(|c| c.0 == "acme") {

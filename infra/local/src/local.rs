@@ -1,5 +1,5 @@
 //! `LocalStack`: one complete Syncbridge on this machine: moto with the resources of template.yaml,
-//! the HubSpot, Google Calendar and Gmail fakes (and optionally the Salesforce fake), the engine wired
+//! the HubSpot, Google Calendar and Gmail fakes (and optionally the Salesforce and Notion fakes), the engine wired
 //! exactly as in Lambda (only the endpoint differs), the runner
 //! and the gateway. Tests, `syncbridge` and `make demo` all start this same thing.
 
@@ -20,6 +20,7 @@ use syncbridge_fakes::gmail::{self, GmailFake};
 use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::graph;
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
+use syncbridge_fakes::notion;
 use syncbridge_fakes::salesforce;
 
 use crate::counting::AwsCounter;
@@ -43,6 +44,8 @@ pub struct StackOptions {
     pub graph: graph::FakeConfig,
     /// The Gmail fake (its OAuth endpoints are the stack's `GMAIL_*` ones; same Google app).
     pub gmail: gmail::FakeConfig,
+    /// Also start a Notion fake (connections name its base URL and databases).
+    pub notion: Option<notion::FakeConfig>,
     /// Gateway port on 127.0.0.1; 0 picks one.
     pub gateway_port: u16,
     /// Also route the bus's events to a queue the caller can read (for tests and the demo).
@@ -83,6 +86,7 @@ impl Default for StackOptions {
             drive: drive::FakeConfig::default(),
             graph: graph::FakeConfig::default(),
             gmail: gmail::FakeConfig { messages: 20, ..gmail::FakeConfig::default() },
+            notion: None,
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
@@ -108,6 +112,7 @@ pub struct LocalStack {
     pub drive: drive::RunningFake,
     pub graph: graph::RunningFake,
     pub gmail: gmail::RunningFake,
+    pub notion: Option<notion::RunningFake>,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
     events: Option<EventCollector>,
@@ -151,6 +156,10 @@ impl LocalStack {
         let graph =
             graph::GraphFake::start(options.graph.clone()).await.context("starting the Graph fake")?;
         let gmail = GmailFake::start(options.gmail.clone()).await.context("starting the Gmail fake")?;
+        let notion = match options.notion.clone() {
+            Some(c) => Some(notion::NotionFake::start(c).await.context("starting the Notion fake")?),
+            None => None,
+        };
         // Bound before the config: the worker opens push channels to this gateway's webhooks.
         let gateway_listener = gateway::bind(options.gateway_port).await?;
         let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
@@ -268,6 +277,7 @@ impl LocalStack {
             drive,
             graph,
             gmail,
+            notion,
             dev_key,
             events_queue_url,
             events,

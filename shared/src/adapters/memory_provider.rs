@@ -1,6 +1,6 @@
 //! An in-memory provider account for unit tests of the engine's logic (merge, policies, pushes,
 //! exactly-once): records with a logical modification clock, incremental pulls by that clock,
-//! conditional updates, creates deduplicated by idempotency key, and counters of what was written.
+//! conditional updates and deletes (a deleted record is not found again), creates deduplicated by idempotency key, and counters of what was written.
 //! Provider wire formats are tested against the HTTP fakes in `infra/fakes`, not here.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,7 +13,8 @@ use secrecy::SecretString;
 use crate::domain::record::Fields;
 use crate::domain::{Connection, Credentials, ExternalId, ObjectType, RemoteRecord, SyncCursor};
 use crate::ports::{
-    ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage, RequestStats, WriteAck,
+    Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite, PulledPage, RequestStats,
+    WriteAck,
 };
 
 #[derive(Debug, Clone)]
@@ -128,6 +129,20 @@ impl MemoryProvider {
         self.lock().lose_write_answers = n;
     }
 
+    /// A live record not changed since the precondition's stamp: `NotFound` for a missing or
+    /// deleted one, `Conflict` (counted) for a changed one.
+    fn check(a: &mut Account, id: &ExternalId, precondition: &Precondition) -> Result<(), ProviderError> {
+        let current = a.records.get(id.as_str()).ok_or(ProviderError::NotFound)?;
+        if current.deleted {
+            return Err(ProviderError::NotFound);
+        }
+        if precondition.unmodified_since.is_some_and(|since| stamp(current.seq) > since) {
+            a.conflicts += 1;
+            return Err(ProviderError::Conflict);
+        }
+        Ok(())
+    }
+
     fn apply(a: &mut Account, write: &ProviderWrite) -> Result<WriteAck, ProviderError> {
         match write {
             ProviderWrite::Create { object, fields, idempotency_key } => {
@@ -148,14 +163,7 @@ impl MemoryProvider {
                 Ok(ack(&id, &a.records[&id]))
             }
             ProviderWrite::Update { external_id, fields, precondition, .. } => {
-                let current = a.records.get(external_id.as_str()).cloned().ok_or(ProviderError::NotFound)?;
-                if current.deleted {
-                    return Err(ProviderError::NotFound);
-                }
-                if precondition.unmodified_since.is_some_and(|since| stamp(current.seq) > since) {
-                    a.conflicts += 1;
-                    return Err(ProviderError::Conflict);
-                }
+                Self::check(a, external_id, precondition)?;
                 a.seq += 1;
                 let seq = a.seq;
                 let r = a.records.get_mut(external_id.as_str()).ok_or(ProviderError::NotFound)?;
@@ -171,7 +179,8 @@ impl MemoryProvider {
                 let r = r.clone();
                 Ok(ack(external_id.as_str(), &r))
             }
-            ProviderWrite::Delete { external_id, .. } => {
+            ProviderWrite::Delete { external_id, precondition, .. } => {
+                Self::check(a, external_id, precondition)?;
                 a.seq += 1;
                 let seq = a.seq;
                 let r = a.records.get_mut(external_id.as_str()).ok_or(ProviderError::NotFound)?;

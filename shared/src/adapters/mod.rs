@@ -15,6 +15,7 @@ pub mod hubspot;
 pub mod memory;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory_provider;
+pub mod notion;
 pub mod oauth;
 pub mod provider_http;
 pub mod salesforce;

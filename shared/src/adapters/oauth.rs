@@ -174,6 +174,8 @@ impl OAuthProviders {
             Provider::Salesforce => self.salesforce.as_ref(),
             Provider::Google | Provider::Gmail | Provider::GoogleDrive => self.google.as_ref(),
             Provider::Microsoft => self.microsoft.as_ref(),
+            // Notion connects with an internal integration token (`POST /v1/connections`).
+            Provider::Notion => None,
         }
         .ok_or(OAuthError::NotConfigured(provider))
     }
@@ -221,6 +223,7 @@ impl OAuthProviders {
             Provider::Gmail => (e.gmail.authorize_url.clone(), e.gmail.scopes.as_str()),
             Provider::GoogleDrive => (e.drive_authorize_url.clone(), e.drive_scopes.as_str()),
             Provider::Microsoft => (self.microsoft_endpoint("authorize"), e.microsoft_scopes.as_str()),
+            Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
         };
         let mut url = url::Url::parse(&base).map_err(|_| OAuthError::Invalid("authorize URL".into()))?;
         {
@@ -268,6 +271,7 @@ impl OAuthProviders {
             Provider::Gmail => self.endpoints.gmail.token_url.clone(),
             Provider::GoogleDrive => self.drive_token_url.clone(),
             Provider::Microsoft => self.microsoft_endpoint("token"),
+            Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
         };
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "authorization_code"),
@@ -363,6 +367,7 @@ impl OAuthProviders {
                 let url = format!("{graph}/v1.0/me");
                 (self.account_field(&url, &access_token, "id").await?, graph.to_owned())
             }
+            Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
         };
         Ok(Grant { credentials, account_id, base_url: base })
     }
@@ -442,7 +447,9 @@ impl OAuthProviders {
                 let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
                 (false, self.endpoints.drive_revoke_url.clone(), Some(token))
             }
-            Provider::Microsoft => return Ok(Revocation::NotSupported),
+            // Microsoft has no revocation endpoint; a Notion internal integration token is
+            // revoked by the workspace owner in Notion's settings.
+            Provider::Microsoft | Provider::Notion => return Ok(Revocation::NotSupported),
         };
         let response = self
             .net

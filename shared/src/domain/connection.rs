@@ -100,6 +100,10 @@ pub struct ConnectionSettings {
     /// How documents pulled from a document store (Google Drive files) are linked to the
     /// tenant's CRM deals and contacts.
     pub document_links: DocumentLinks,
+    /// The Notion databases a Notion connection syncs (required for Notion, refused for the
+    /// others); fixed at connect (reconnect to sync other databases).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notion: Option<NotionDatabases>,
 }
 
 /// The rule that links a document to CRM records of the same tenant (see `sync::links`). Both
@@ -126,6 +130,25 @@ impl DocumentLinks {
     }
 }
 
+/// Which Notion databases serve as the CRM: a deals database and, optionally, a contacts one.
+/// Ids as in the database's URL, with or without dashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotionDatabases {
+    #[schema(example = "1f2e3d4c5b6a47988796a5b4c3d2e1f0")]
+    pub deals_database_id: String,
+    pub contacts_database_id: Option<String>,
+}
+
+/// A Notion id (a UUID, with or without dashes) in its dashed, lower-case form.
+pub fn notion_id(raw: &str) -> Option<String> {
+    let hex: String = raw.trim().chars().filter(|c| *c != '-').collect::<String>().to_ascii_lowercase();
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]))
+}
+
 pub const DEFAULT_CALENDAR_WINDOW_DAYS: u32 = 7;
 /// The longest calendar window: a year (a larger one would put the window's end past what a
 /// timestamp can hold).
@@ -142,6 +165,7 @@ impl Default for ConnectionSettings {
             auto_push: AutoPush::new(),
             note_prefix: DEFAULT_NOTE_PREFIX.to_owned(),
             document_links: DocumentLinks::default(),
+            notion: None,
         }
     }
 }
@@ -155,6 +179,33 @@ impl ConnectionSettings {
             ));
         }
         Ok(())
+    }
+
+    /// [`Self::validate`], and what only some providers take: a Notion connection names its deals
+    /// database (and maybe a contacts one) by id; no other provider takes Notion databases.
+    pub fn validate_for(&self, provider: Provider) -> Result<(), String> {
+        self.validate()?;
+        match (&self.notion, provider) {
+            (None, Provider::Notion) => {
+                Err("settings.notion.deals_database_id is required for a Notion connection".into())
+            }
+            (Some(_), p) if p != Provider::Notion => {
+                Err("settings.notion is only for Notion connections".into())
+            }
+            (Some(n), _) => {
+                let ids = [
+                    ("deals_database_id", Some(&n.deals_database_id)),
+                    ("contacts_database_id", n.contacts_database_id.as_ref()),
+                ];
+                for (name, id) in ids {
+                    if id.is_some_and(|id| notion_id(id).is_none()) {
+                        return Err(format!("settings.notion.{name} is not a Notion id (32 hex digits)"));
+                    }
+                }
+                Ok(())
+            }
+            (None, _) => Ok(()),
+        }
     }
 
     /// True when items of `action` skip approval on this connection.

@@ -223,6 +223,7 @@ pub enum Provider {
     /// Google Drive: a connection of its own on the same Google OAuth app as Calendar, with
     /// Drive scopes (pull only).
     GoogleDrive,
+    Notion,
 }
 
 impl Provider {
@@ -233,6 +234,7 @@ impl Provider {
         Provider::Microsoft,
         Provider::Gmail,
         Provider::GoogleDrive,
+        Provider::Notion,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -243,6 +245,7 @@ impl Provider {
             Provider::Microsoft => "microsoft",
             Provider::Gmail => "gmail",
             Provider::GoogleDrive => "google_drive",
+            Provider::Notion => "notion",
         }
     }
 
@@ -254,6 +257,7 @@ impl Provider {
             "microsoft" => Ok(Provider::Microsoft),
             "gmail" => Ok(Provider::Gmail),
             "google_drive" => Ok(Provider::GoogleDrive),
+            "notion" => Ok(Provider::Notion),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
         }
     }
@@ -261,9 +265,13 @@ impl Provider {
     /// The object types this provider syncs, in pull order.
     pub fn object_types(self) -> &'static [ObjectType] {
         match self {
-            Provider::Hubspot => {
-                &[ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes]
-            }
+            Provider::Hubspot => &[
+                ObjectType::Contacts,
+                ObjectType::Companies,
+                ObjectType::Deals,
+                ObjectType::Notes,
+                ObjectType::Activities,
+            ],
             Provider::Salesforce => &[
                 ObjectType::Companies,
                 ObjectType::Contacts,
@@ -275,6 +283,8 @@ impl Provider {
             Provider::Microsoft => &[ObjectType::Events],
             Provider::Gmail => &[ObjectType::Messages],
             Provider::GoogleDrive => &[ObjectType::Files],
+            // Contacts first, so a deal's contact relation names pages already pulled.
+            Provider::Notion => &[ObjectType::Contacts, ObjectType::Deals],
         }
     }
 }
@@ -295,7 +305,9 @@ pub enum ObjectType {
     Companies,
     Deals,
     Notes,
-    /// Salesforce Tasks and Events (CRM activities, not calendar events).
+    /// CRM activities, not calendar events: Salesforce Tasks and Events, HubSpot calls, emails,
+    /// meetings and tasks; the field `kind` says which (`task`, `event`, `call`, `email`,
+    /// `meeting`).
     Activities,
     Events,
     /// Pre-meeting research tasks: derived by the engine from calendar events, never pulled.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ids::{ConnectionId, ExternalId, IdempotencyKey, ObjectType, RecordId, TenantId};
-use super::policy::Strategy;
+use super::policy::{ConflictPolicy, Ownership, Source, Strategy};
 use super::record::{CanonicalRecord, Fields};
 
 /// Days a pending push item waits for a decision.
@@ -37,6 +37,16 @@ pub enum PushAction {
     CreateEvent,
     /// Local edits of a record's fields.
     UpdateRecord,
+    /// A new CRM record (a contact, company or deal; Salesforce: Contact, Account, Opportunity).
+    CreateRecord,
+    /// Deleting a CRM record (HubSpot archives it). Never deletes a record edited at the provider
+    /// since the delete was approved: that ends as a conflict instead.
+    DeleteRecord,
+}
+
+impl PushAction {
+    /// The canonical object types a `create_record` item may create.
+    pub const CREATABLE: [ObjectType; 3] = [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -180,6 +190,19 @@ pub struct PushItem {
     pub superseded_by: Option<String>,
     #[serde(default)]
     pub superseded_at: Option<DateTime<Utc>>,
+    /// Where the item's values come from (`inferred`, `web`, `document`: an agent's), as queued.
+    #[serde(default)]
+    pub source: Option<Source>,
+    /// Fields left out of the write because people in the CRM own them and the item is an
+    /// agent's ([`PushItem::is_agents`]); set when it was pushed.
+    #[serde(default)]
+    pub withheld_fields: Vec<String>,
+    /// A `delete_record`'s precondition, taken from the record when the delete was approved: the
+    /// provider's modified stamp and etag then. A record changed since is not deleted.
+    #[serde(default)]
+    pub approved_remote_modified_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub approved_etag: Option<String>,
     pub version: u64,
 }
 
@@ -246,6 +269,27 @@ impl PushItem {
     /// Whether the item changes a record's fields (its fields are the record's local values).
     pub fn is_edit(&self) -> bool {
         matches!(self.action, PushAction::UpdateField | PushAction::UpdateRecord)
+    }
+
+    /// Whether an agent made the item: its values come from a source agents produce (`inferred`,
+    /// `web`, `document`) or its author is an agent (`agent` or `agent:<name>`). A person's edit
+    /// (`user_stated`, or no source, through the dashboard) is not.
+    pub fn is_agents(&self) -> bool {
+        matches!(self.source, Some(Source::Inferred | Source::Web | Source::Document))
+            || self.created_by == "agent"
+            || self.created_by.starts_with("agent:")
+            || self.created_by.starts_with("user:agent:")
+    }
+
+    /// The fields this item may not write under `policy`: for an agent's edit or create, those
+    /// people in the CRM own (`human`). Field ownership holds for every approved write, not only
+    /// when both sides changed a field.
+    pub fn human_owned_fields(&self, policy: &ConflictPolicy) -> Vec<String> {
+        let writes_fields = self.is_edit() || self.action == PushAction::CreateRecord;
+        if !writes_fields || !self.is_agents() {
+            return Vec::new();
+        }
+        self.fields.keys().filter(|k| policy.ownership.get(*k) == Some(&Ownership::Human)).cloned().collect()
     }
 
     /// The fields of this edit that it no longer carries: the record's local value moved on, or a
@@ -332,6 +376,10 @@ pub fn new_push_item(
         completed_at: None,
         superseded_by: None,
         superseded_at: None,
+        source: None,
+        withheld_fields: Vec::new(),
+        approved_remote_modified_at: None,
+        approved_etag: None,
         version: 0,
     }
 }
@@ -574,6 +622,38 @@ mod tests {
         let mut note = item(false);
         note.record_id = Some(record.record_id.clone());
         assert!(!note.is_overtaken(&record), "only edits are overtaken");
+    }
+
+    #[test]
+    fn only_an_agents_edit_or_create_is_kept_from_human_owned_fields() {
+        let mut policy = ConflictPolicy::default();
+        policy.ownership.insert("lead_status".into(), Ownership::Human);
+        policy.ownership.insert("score".into(), Ownership::Agent);
+        let mut edit = item(false);
+        edit.action = PushAction::UpdateRecord;
+        edit.fields =
+            [("lead_status".into(), serde_json::json!("OPEN")), ("score".into(), serde_json::json!(80))]
+                .into();
+        assert!(edit.human_owned_fields(&policy).is_empty(), "a person's edit writes every field");
+        edit.source = Some(Source::Inferred);
+        assert_eq!(edit.human_owned_fields(&policy), vec!["lead_status"]);
+        edit.source = Some(Source::UserStated);
+        edit.created_by = "agent:aria".into();
+        assert_eq!(edit.human_owned_fields(&policy), vec!["lead_status"], "an agent author");
+        edit.action = PushAction::CreateRecord;
+        assert_eq!(edit.human_owned_fields(&policy), vec!["lead_status"], "creates too");
+        edit.action = PushAction::CreateNote;
+        assert!(edit.human_owned_fields(&policy).is_empty(), "a note sets no record field");
+        let old: PushItem = serde_json::from_value({
+            let mut v = serde_json::to_value(item(false)).unwrap();
+            let doc = v.as_object_mut().unwrap();
+            for k in ["source", "withheld_fields", "approved_remote_modified_at", "approved_etag"] {
+                doc.remove(k);
+            }
+            v
+        })
+        .unwrap();
+        assert_eq!((old.source, old.withheld_fields.len()), (None, 0), "items stored before read");
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn default_base_url(provider: Provider) -> &'static str {
         Provider::GoogleDrive => crate::adapters::drive::DEFAULT_API_ROOT,
         Provider::Microsoft => "https://graph.microsoft.com",
         Provider::Gmail => crate::adapters::gmail::DEFAULT_API_ROOT,
+        Provider::Notion => crate::adapters::notion::DEFAULT_API_BASE_URL,
     }
 }
 
@@ -297,7 +298,7 @@ impl CreateConnection {
             }
         };
         let settings = self.settings.unwrap_or_default();
-        settings.validate().map_err(invalid)?;
+        settings.validate_for(self.provider).map_err(invalid)?;
         let base_url = match self.base_url {
             Some(raw) => parse_base_url(&raw)?,
             None => default_base_url(self.provider).to_owned(),
@@ -975,7 +976,7 @@ mod tests {
     #[tokio::test]
     async fn bad_create_bodies_are_4xx_problems_with_codes() {
         let h = harness();
-        let cases: [(&str, StatusCode, &str); 10] = [
+        let cases: [(&str, StatusCode, &str); 13] = [
             (r#"{"provider":"hubspot","access_token":"#, StatusCode::BAD_REQUEST, "malformed_json"),
             ("not json at all", StatusCode::BAD_REQUEST, "malformed_json"),
             (
@@ -1018,6 +1019,22 @@ mod tests {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",
             ),
+            // A Notion connection names its deals database by a Notion id; no other provider takes one.
+            (
+                r#"{"provider":"notion","access_token":"x"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                r#"{"provider":"notion","access_token":"x","settings":{"notion":{"deals_database_id":"nope"}}}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
+            (
+                r#"{"provider":"hubspot","access_token":"x","settings":{"notion":{"deals_database_id":"1f2e3d4c5b6a47988796a5b4c3d2e1f0"}}}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+            ),
         ];
         for (body, status, code) in cases {
             let reply = h.send(Method::POST, "/v1/connections", Some("acme"), Some(body)).await;
@@ -1033,6 +1050,33 @@ mod tests {
             .await;
         assert!(zoho.json["detail"].as_str().unwrap().contains("zoho"), "{}", zoho.text);
         assert!(h.store.audit_entries().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_notion_connection_names_its_databases_and_keeps_them_through_a_settings_patch() {
+        let h = harness();
+        let body = r#"{"provider":"notion","base_url":"http://127.0.0.1:9","access_token":"ntn_x",
+            "settings":{"notion":{"deals_database_id":"1f2e3d4c5b6a47988796a5b4c3d2e1f0"}}}"#;
+        let created = h.send(Method::POST, "/v1/connections", Some("acme"), Some(body)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        assert_eq!(created.json["provider"], "notion");
+        assert_eq!(
+            created.json["settings"]["notion"]["deals_database_id"],
+            "1f2e3d4c5b6a47988796a5b4c3d2e1f0"
+        );
+        let id = created.json["id"].as_str().unwrap();
+        let patched = h
+            .send(
+                Method::PATCH,
+                &format!("/v1/connections/{id}/settings"),
+                Some("acme"),
+                Some(r#"{"note_prefix":"[SB]"}"#),
+            )
+            .await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+        let again = h.send(Method::GET, &format!("/v1/connections/{id}"), Some("acme"), None).await;
+        assert_eq!(again.json["settings"]["notion"]["deals_database_id"], "1f2e3d4c5b6a47988796a5b4c3d2e1f0");
+        assert_eq!(again.json["settings"]["note_prefix"], "[SB]");
     }
 
     #[tokio::test]

@@ -194,7 +194,7 @@ pub async fn authorize(
         .into());
     }
     if let Some(settings) = &body.settings {
-        settings.validate().map_err(invalid)?;
+        settings.validate_for(provider).map_err(invalid)?;
     }
     if body.return_to.as_deref().is_some_and(|path| !is_local_path(path)) {
         return Err(invalid("return_to must be a path of this deployment, such as /connections").into());

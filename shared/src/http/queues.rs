@@ -80,6 +80,14 @@ pub struct PushView {
     /// fields, a conflict id, `local_change` (the local value moved on) or `merge` (a pull).
     pub superseded_by: Option<String>,
     pub superseded_at: Option<DateTime<Utc>>,
+    /// Where the values come from, as queued (`inferred`, `web`, `document`: an agent's).
+    pub source: Option<Source>,
+    /// Fields left out of the write: people in the CRM own them (the connection's policy's
+    /// `ownership`) and the item is an agent's.
+    pub withheld_fields: Vec<String>,
+    /// For `delete_record`: the record's modified stamp at the provider when the delete was
+    /// approved. A record changed since is not deleted (the item fails as a conflict).
+    pub approved_remote_modified_at: Option<DateTime<Utc>>,
 }
 
 impl PushView {
@@ -105,6 +113,9 @@ impl PushView {
             completed_at: p.completed_at,
             superseded_by: p.superseded_by,
             superseded_at: p.superseded_at,
+            source: p.source,
+            withheld_fields: p.withheld_fields,
+            approved_remote_modified_at: p.approved_remote_modified_at,
         }
     }
 }
@@ -158,10 +169,14 @@ impl From<ConflictItem> for ConflictView {
 #[serde(deny_unknown_fields)]
 struct QueuePush {
     action: PushAction,
+    /// For `create_record` (and only then): the object type to create, `contacts`, `companies` or
+    /// `deals` (Salesforce: Contact, Account, Opportunity).
+    object: Option<ObjectType>,
     /// `normal` when absent (`medium` is read as `normal`).
     #[serde(default = "normal")]
     priority: Priority,
-    /// The record the action applies to (required for `create_note` and `update_field`).
+    /// The record the action applies to (required for `create_note`, `update_field`,
+    /// `update_record` and `delete_record`; none for `create_record`).
     record_id: Option<RecordId>,
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, Value>)]
@@ -197,6 +212,7 @@ async fn queue_push(
     let connection = load_connection(&state, &caller.tenant, &id).await?;
     let request = PushRequest {
         action: body.action,
+        object: body.object,
         priority: body.priority,
         record_id: body.record_id,
         fields: body.fields,
@@ -250,6 +266,7 @@ async fn edit_record(
     let record_id = RecordId::parse(record_id).map_err(|_| ApiError::NotFound)?;
     let request = PushRequest {
         action: PushAction::UpdateRecord,
+        object: None,
         priority: body.priority,
         record_id: Some(record_id),
         fields: body.fields,

@@ -223,7 +223,7 @@ async fn status_lists_each_object_type_of_the_provider() {
     let reply = h.send(Method::GET, &format!("/v1/connections/{id}/status"), Some("acme"), None).await;
     let objects = reply.json["objects"].as_array().cloned().unwrap_or_default();
     let names: Vec<&str> = objects.iter().filter_map(|o| o["object"].as_str()).collect();
-    assert_eq!(names, vec!["contacts", "companies", "deals", "notes"], "{}", reply.text);
+    assert_eq!(names, vec!["contacts", "companies", "deals", "notes", "activities"], "{}", reply.text);
     assert_eq!(objects[0]["state"], "synced");
     assert_eq!(objects[0]["records"], 7);
     assert_eq!(objects[1]["state"], "not_started");

@@ -41,8 +41,8 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 pub struct SyncSettings {
     /// Minutes between scheduled syncs, 5..=1440 (default 15).
     pub interval_minutes: u32,
-    /// Push action (`create_note`, `update_field`, `create_event`, `update_record`) -> approved
-    /// without a person.
+    /// Push action (`create_note`, `update_field`, `create_event`, `update_record`,
+    /// `create_record`, `delete_record`) -> approved without a person.
     #[schema(value_type = Object)]
     pub auto_push: AutoPush,
     /// A preset name (`default`, `manual`, `last_write_wins`) in a patch, or the policy object.
@@ -107,6 +107,8 @@ impl SyncSettings {
             auto_push: self.auto_push,
             note_prefix: self.note_prefix,
             document_links: self.document_links,
+            // Fixed at connect: records pulled from one database would be orphaned by another.
+            notion: c.settings.notion.take(),
         };
     }
 }

@@ -171,6 +171,7 @@ impl World {
                 let v = json!(format!("local-{value}"));
                 let request = PushRequest {
                     action: PushAction::UpdateRecord,
+                    object: None,
                     priority: Priority::Normal,
                     record_id: Some(record_id),
                     fields: [(FIELDS[*field].to_owned(), v.clone())].into(),
@@ -198,6 +199,7 @@ impl World {
                 let Some(record_id) = self.record_id(RECORDS[0]) else { return };
                 let request = PushRequest {
                     action: PushAction::CreateNote,
+                    object: None,
                     priority: Priority::Normal,
                     record_id: Some(record_id),
                     fields: [("body".to_owned(), json!(format!("summary {key}")))].into(),

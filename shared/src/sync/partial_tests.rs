@@ -178,8 +178,8 @@ async fn a_permanent_failure_of_one_object_type_leaves_the_others_synced_and_the
     let mut w = World::new(Provider::Hubspot);
     w.crm.fail(ObjectType::Notes, Failure::Permanent(MISSING_SCOPES));
     let outcome = w.run(JobReason::Schedule).await.unwrap();
-    assert!(matches!(outcome, JobOutcome::Partial { counts, .. } if counts.created == 6), "{outcome:?}");
-    for object in [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals] {
+    assert!(matches!(outcome, JobOutcome::Partial { counts, .. } if counts.created == 8), "{outcome:?}");
+    for object in [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Activities] {
         assert_eq!(w.records(object), 2, "{object} stored");
     }
     assert_eq!(w.records(ObjectType::Notes), 0);

@@ -1,6 +1,13 @@
 //! The outbound half of the sync: queueing what our users produce (notes, field updates, suggested
-//! meetings, local edits), deciding push items and conflicts, and executing approved pushes
-//! through the provider adapters.
+//! meetings, local edits, new CRM records and deletes), deciding push items and conflicts, and
+//! executing approved pushes through the provider adapters.
+//!
+//! Field ownership holds for every approved write: an agent's edit or create
+//! ([`PushItem::is_agents`]) never writes a field the connection's policy gives to people in the
+//! CRM (`human`); such fields are withheld from the write, audited, and named on the item (an
+//! edit's local value goes back to the agreed one). A delete goes out only if the record is as it
+//! was when the delete was approved (its stamp then is the precondition); otherwise it ends as a
+//! conflict, not a deleted record.
 //!
 //! Exactly once: every push item carries an idempotency key the adapters use for creates (a
 //! redelivered job, or a worker that died after the provider accepted a write, finds what the first
@@ -21,8 +28,8 @@ use crate::domain::push::{MAX_PUSH_ATTEMPTS, new_push_item};
 use crate::domain::record::Fields;
 use crate::domain::{
     AuditEntry, AuditOutcome, CanonicalRecord, ConflictItem, ConflictStatus, Connection, ConnectionStatus,
-    DomainEvent, IdempotencyKey, ObjectType, Operation, Priority, PushAction, PushItem, PushStatus, RecordId,
-    Resolution, TenantId,
+    DomainEvent, IdempotencyKey, ObjectType, Operation, Priority, Provider, PushAction, PushItem, PushStatus,
+    RecordId, Resolution, TenantId,
 };
 use crate::ports::{
     ConflictQuery, Precondition, ProviderClient, ProviderError, ProviderWrite, PushQuery, RecordWrite,
@@ -49,6 +56,8 @@ pub enum PushError {
 #[derive(Debug, Clone)]
 pub struct PushRequest {
     pub action: PushAction,
+    /// For `create_record`: the object type created (contacts, companies or deals).
+    pub object: Option<ObjectType>,
     pub priority: Priority,
     /// The CRM record a note goes on, or the record an update changes.
     pub record_id: Option<RecordId>,
@@ -76,11 +85,56 @@ pub async fn queue(
         .object_types()
         .iter()
         .any(|o| !matches!(o, ObjectType::Events | ObjectType::Files));
+    // The CRMs whose records create_record and delete_record write (not a mailbox or a calendar).
+    let crm_records = matches!(connection.provider, Provider::Hubspot | Provider::Salesforce);
     let target = match &request.record_id {
         Some(id) => Some(deps.records.get(tenant, conn_id, id).await?.ok_or(PushError::NotFound)?),
         None => None,
     };
+    if request.object.is_some() && request.action != PushAction::CreateRecord {
+        return Err(PushError::Invalid("object is given only with create_record".into()));
+    }
     let (object, fields) = match request.action {
+        PushAction::CreateRecord => {
+            if !crm_records {
+                return Err(PushError::Invalid("records are created on a CRM connection".into()));
+            }
+            let object = request.object.ok_or_else(|| {
+                PushError::Invalid("create_record needs an object: contacts, companies or deals".into())
+            })?;
+            if !PushAction::CREATABLE.contains(&object) {
+                return Err(PushError::Invalid(format!(
+                    "create_record creates contacts, companies or deals, not {object}"
+                )));
+            }
+            if request.record_id.is_some() {
+                return Err(PushError::Invalid("create_record takes no record_id".into()));
+            }
+            if request.fields.values().all(Value::is_null) {
+                return Err(PushError::Invalid("a new record needs at least one field".into()));
+            }
+            (object, request.fields.clone())
+        }
+        PushAction::DeleteRecord => {
+            if !crm_records {
+                return Err(PushError::Invalid("delete_record deletes CRM records".into()));
+            }
+            let target =
+                target.as_ref().ok_or_else(|| PushError::Invalid("a delete needs a record_id".into()))?;
+            if !request.fields.is_empty() {
+                return Err(PushError::Invalid("delete_record takes no fields".into()));
+            }
+            if target.object.stays_local() {
+                return Err(PushError::Invalid(format!(
+                    "{} are Syncbridge's own: nothing to delete",
+                    target.object
+                )));
+            }
+            if target.deleted {
+                return Err(PushError::State("the record is deleted already".into()));
+            }
+            (target.object, Fields::new())
+        }
         PushAction::CreateNote => {
             if !crm {
                 return Err(PushError::Invalid("notes go to a CRM connection".into()));
@@ -148,7 +202,7 @@ pub async fn queue(
         }
     };
     let auto = connection.settings.auto_pushes(request.action);
-    let item = new_push_item(
+    let mut item = new_push_item(
         tenant.clone(),
         conn_id.clone(),
         request.action,
@@ -161,6 +215,11 @@ pub async fn queue(
         auto,
         now,
     );
+    item.source = request.source;
+    if let (PushAction::DeleteRecord, true, Some(target)) = (item.action, auto, &target) {
+        item.approved_remote_modified_at = target.remote_modified_at;
+        item.approved_etag = target.etag.clone();
+    }
     if let Some(existing) = deps.pushes.get(tenant, &item.push_id).await? {
         return Ok((existing, false));
     }
@@ -376,6 +435,15 @@ async fn decide_one(
     let mut item = deps.pushes.get(tenant, push_id).await?.ok_or(PushError::NotFound)?;
     let was = item.status_at(now);
     item.decide(approve, actor, now).map_err(|e| PushError::State(e.to_string()))?;
+    // A delete is approved for the record as it is now: a later change at the provider stops it.
+    if approve
+        && item.action == PushAction::DeleteRecord
+        && let Some(record_id) = &item.record_id
+        && let Some(record) = deps.records.get(tenant, &item.connection_id, record_id).await?
+    {
+        item.approved_remote_modified_at = record.remote_modified_at;
+        item.approved_etag = record.etag.clone();
+    }
     item.version = deps.pushes.save(&item).await.map_err(|e| match e {
         StoreError::Conflict => PushError::State("the item changed meanwhile; try again".into()),
         e => PushError::Store(e),
@@ -387,33 +455,12 @@ async fn decide_one(
         );
     // A rejected (or discarded expired or failed) edit takes its local values back to the agreed
     // ones, where they are still this item's: a newer edit or a resolution keeps what it set.
-    if !approve
-        && item.is_edit()
-        && let Some(record_id) = &item.record_id
-        && let Some(record) = deps.records.get(tenant, &item.connection_id, record_id).await?
-    {
-        let overtaken = item.overtaken_fields(&record);
-        let revert: Vec<String> = item.fields.keys().filter(|k| !overtaken.contains(k)).cloned().collect();
-        if !revert.is_empty() {
-            let pick = |r: &CanonicalRecord| -> Value {
-                revert.iter().map(|k| (k.clone(), r.fields.get(k).cloned().unwrap_or(Value::Null))).collect()
-            };
-            let before = pick(&record);
-            entry = entry.record(record.object, &record.record_id);
-            let provider = provider_of(deps, &record).await?;
-            let (after, _) = write_record(deps, provider, record, now, |next| {
-                for k in &revert {
-                    match next.base.get(k).cloned() {
-                        Some(agreed) => next.fields.insert(k.clone(), agreed),
-                        None => next.fields.remove(k),
-                    };
-                    next.sources.remove(k);
-                }
-                next.settle_pending()
-            })
-            .await?;
-            entry.detail["reverted"] = json!(revert);
-            entry = entry.change(Some(before), Some(pick(&after)));
+    if !approve && item.is_edit() {
+        let fields: Vec<String> = item.fields.keys().cloned().collect();
+        if let Some(r) = revert_to_agreed(deps, &item, &fields, now).await? {
+            entry = entry.record(r.object, &r.record_id);
+            entry.detail["reverted"] = json!(r.fields);
+            entry = entry.change(Some(r.before), Some(r.after));
         }
     }
     deps.audit.append(&[entry]).await?;
@@ -480,8 +527,17 @@ pub async fn push_approved(
     // One provider write per record: updates of the same record (several approved edits) are
     // combined, and every item behind a write shares its result.
     let mut planned: Vec<(Vec<PushItem>, ProviderWrite)> = Vec::new();
-    for item in items {
-        match plan_write(deps, &item).await? {
+    for mut item in items {
+        let writable = withhold_human_owned(deps, conn, &mut item).await?;
+        if writable.fields.is_empty() && !item.withheld_fields.is_empty() {
+            let why = format!(
+                "not written: every field ({}) is owned by people in the CRM, and this is an agent's item",
+                item.withheld_fields.join(", ")
+            );
+            fail(deps, conn, item, &why, true, &mut counts).await?;
+            continue;
+        }
+        match plan_write(deps, &writable).await? {
             Planned::Write(write) => {
                 match (&*write, planned.iter_mut().find(|(_, w)| same_record(w, &write))) {
                     (
@@ -504,6 +560,7 @@ pub async fn push_approved(
                 }
             }
             Planned::Fail(why) => fail(deps, conn, item, &why, true, &mut counts).await?,
+            Planned::Conflict(record) => delete_conflict(deps, conn, item, &record, &mut counts).await?,
         }
     }
     if planned.is_empty() {
@@ -516,7 +573,31 @@ pub async fn push_approved(
         Err(e) => planned.iter().map(|_| Err(ProviderError::permanent(e.to_string()))).collect(),
     };
     for ((group, write), result) in planned.into_iter().zip(results) {
+        let deleting = matches!(write, ProviderWrite::Delete { .. });
         match result {
+            // A delete whose record is gone already (an earlier attempt's, or a person's): done.
+            Err(ProviderError::NotFound) if deleting => {
+                let record = mark_deleted(deps, conn, &write, None).await?;
+                for item in group {
+                    let external = record.as_ref().map(|r| r.external_id.clone());
+                    finish_as(deps, conn, item, external, record.clone(), "already_applied", &mut counts)
+                        .await?;
+                }
+            }
+            Err(ProviderError::Conflict) if deleting => {
+                let record = match &write {
+                    ProviderWrite::Delete { object, external_id, .. } => {
+                        stored_by_external(deps, conn, *object, external_id).await?
+                    }
+                    _ => None,
+                };
+                for item in group {
+                    match &record {
+                        Some(r) => delete_conflict(deps, conn, item, r, &mut counts).await?,
+                        None => fail(deps, conn, item, DELETE_CONFLICT, true, &mut counts).await?,
+                    }
+                }
+            }
             Ok(ack) => {
                 let stored = remember_push(deps, conn, &write, &ack).await?;
                 for item in group {
@@ -569,11 +650,49 @@ enum Planned {
     /// edit, a decided conflict): the item is superseded, never pushed.
     Obsolete(Box<CanonicalRecord>),
     Fail(String),
+    /// A delete of a record changed at the provider since the delete was approved.
+    Conflict(Box<CanonicalRecord>),
+}
+
+const DELETE_CONFLICT: &str = "not deleted: the record changed at the provider since the delete was approved; approve a new delete to delete it as it is now";
+
+/// The record an edit or a delete names, or the plan that it cannot be written.
+async fn named_record(deps: &Deps, item: &PushItem) -> Result<Result<CanonicalRecord, Planned>, StoreError> {
+    let Some(record_id) = &item.record_id else {
+        return Ok(Err(Planned::Fail("the item names no record".into())));
+    };
+    Ok(deps
+        .records
+        .get(&item.tenant_id, &item.connection_id, record_id)
+        .await?
+        .ok_or_else(|| Planned::Fail("the record no longer exists".into())))
 }
 
 async fn plan_write(deps: &Deps, item: &PushItem) -> Result<Planned, StoreError> {
     match item.action {
-        PushAction::CreateNote | PushAction::CreateEvent => {
+        PushAction::DeleteRecord => {
+            let record = match named_record(deps, item).await? {
+                Ok(record) => record,
+                Err(planned) => return Ok(planned),
+            };
+            if record.deleted {
+                return Ok(Planned::Nothing(Box::new(record)));
+            }
+            let approved_at = item.approved_remote_modified_at.or(record.remote_modified_at);
+            let approved_etag = item.approved_etag.clone().or_else(|| record.etag.clone());
+            // A pull since the approval brought a newer version: the person approved another one.
+            let moved = record.remote_modified_at.is_some_and(|r| approved_at.is_some_and(|a| r > a))
+                || (record.etag.is_some() && approved_etag.is_some() && record.etag != approved_etag);
+            if moved {
+                return Ok(Planned::Conflict(Box::new(record)));
+            }
+            Ok(Planned::Write(Box::new(ProviderWrite::Delete {
+                object: record.object,
+                external_id: record.external_id.clone(),
+                precondition: Precondition { etag: approved_etag, unmodified_since: approved_at },
+            })))
+        }
+        PushAction::CreateNote | PushAction::CreateEvent | PushAction::CreateRecord => {
             Ok(Planned::Write(Box::new(ProviderWrite::Create {
                 object: item.object,
                 fields: item.fields.clone(),
@@ -581,12 +700,9 @@ async fn plan_write(deps: &Deps, item: &PushItem) -> Result<Planned, StoreError>
             })))
         }
         PushAction::UpdateField | PushAction::UpdateRecord => {
-            let Some(record_id) = &item.record_id else {
-                return Ok(Planned::Fail("the item names no record".into()));
-            };
-            let Some(record) = deps.records.get(&item.tenant_id, &item.connection_id, record_id).await?
-            else {
-                return Ok(Planned::Fail("the record no longer exists".into()));
+            let record = match named_record(deps, item).await? {
+                Ok(record) => record,
+                Err(planned) => return Ok(planned),
             };
             if record.deleted {
                 return Ok(Planned::Fail("the record was deleted at the provider".into()));
@@ -637,17 +753,9 @@ async fn remember_push(
     match write {
         ProviderWrite::Update { object, external_id, fields, .. } => {
             for _ in 0..3 {
-                let found = deps
-                    .records
-                    .get_by_external(
-                        &conn.tenant_id,
-                        &conn.connection_id,
-                        conn.provider,
-                        *object,
-                        std::slice::from_ref(external_id),
-                    )
-                    .await?;
-                let Some(mut record) = found.into_values().next() else { return Ok(None) };
+                let Some(mut record) = stored_by_external(deps, conn, *object, external_id).await? else {
+                    return Ok(None);
+                };
                 for (k, v) in fields {
                     if record.fields.get(k) == record.base.get(k) || record.fields.get(k) == Some(v) {
                         record.fields.insert(k.clone(), v.clone());
@@ -709,8 +817,186 @@ async fn remember_push(
                 Some(Err(e)) => Err(e),
             }
         }
-        ProviderWrite::Delete { .. } => Ok(None),
+        ProviderWrite::Delete { .. } => mark_deleted(deps, conn, write, Some(ack)).await,
     }
+}
+
+/// The connection's stored record of `object` with this external id.
+async fn stored_by_external(
+    deps: &Deps,
+    conn: &Connection,
+    object: ObjectType,
+    external_id: &crate::domain::ExternalId,
+) -> Result<Option<CanonicalRecord>, StoreError> {
+    let found = deps
+        .records
+        .get_by_external(
+            &conn.tenant_id,
+            &conn.connection_id,
+            conn.provider,
+            object,
+            std::slice::from_ref(external_id),
+        )
+        .await?;
+    Ok(found.into_values().next())
+}
+
+/// Marks the record a delete went out for as deleted (with the provider's stamp of the delete, when
+/// it said), so the next pull's delete of it changes nothing. Re-reads on a lost race (3 tries).
+async fn mark_deleted(
+    deps: &Deps,
+    conn: &Connection,
+    write: &ProviderWrite,
+    ack: Option<&crate::ports::WriteAck>,
+) -> Result<Option<CanonicalRecord>, StoreError> {
+    let ProviderWrite::Delete { object, external_id, .. } = write else { return Ok(None) };
+    for _ in 0..3 {
+        let Some(mut record) = stored_by_external(deps, conn, *object, external_id).await? else {
+            return Ok(None);
+        };
+        if record.deleted {
+            return Ok(Some(record));
+        }
+        record.deleted = true;
+        if let Some(at) = ack.and_then(|a| a.remote_modified_at) {
+            record.remote_modified_at = Some(at);
+        }
+        record.updated_at = deps.clock.now();
+        record.version += 1;
+        match deps.records.write(conn.provider, vec![RecordWrite::Update(record.clone())]).await?.pop() {
+            Some(Ok(())) => return Ok(Some(record)),
+            Some(Err(StoreError::Conflict)) => continue,
+            Some(Err(e)) => return Err(e),
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// A delete that would remove a record changed at the provider since it was approved: not sent
+/// (or refused by the provider's precondition). The item fails for good and the conflict is
+/// audited with the stamps; a person approves a new delete if they still want it.
+async fn delete_conflict(
+    deps: &Deps,
+    conn: &Connection,
+    item: PushItem,
+    record: &CanonicalRecord,
+    counts: &mut PushCounts,
+) -> Result<(), StoreError> {
+    let now = deps.clock.now();
+    let entry = AuditEntry::new(
+        conn.tenant_id.clone(),
+        Operation::ConflictDetected,
+        AuditOutcome::Rejected,
+        "worker",
+        now,
+    )
+    .connection(&conn.connection_id)
+    .record(record.object, &record.record_id)
+    .detail(json!({
+        "push_id": item.push_id,
+        "action": item.action,
+        "approved_remote_modified_at": item.approved_remote_modified_at,
+        "remote_modified_at": record.remote_modified_at,
+        "reason": "changed_since_approval",
+    }));
+    deps.audit.append(&[entry]).await?;
+    fail(deps, conn, item, DELETE_CONFLICT, true, counts).await
+}
+
+/// Keeps an agent's item from writing fields people in the CRM own (the connection's policy's
+/// `ownership`, checked when the item is pushed, so a policy changed after the approval counts).
+/// The item names them (`withheld_fields`), an audit entry records them, and an edit's local
+/// values of them go back to the agreed ones (where still the item's). Returns the item as it
+/// may be written: its fields less the withheld ones.
+async fn withhold_human_owned(
+    deps: &Deps,
+    conn: &Connection,
+    item: &mut PushItem,
+) -> Result<PushItem, StoreError> {
+    let withheld = item.human_owned_fields(&conn.settings.conflict_policy);
+    let mut writable = item.clone();
+    if withheld.is_empty() {
+        return Ok(writable);
+    }
+    writable.fields.retain(|k, _| !withheld.contains(k));
+    let now = deps.clock.now();
+    let asked: Value =
+        withheld.iter().map(|k| (k.clone(), item.fields.get(k).cloned().unwrap_or(Value::Null))).collect();
+    let mut entry =
+        AuditEntry::new(conn.tenant_id.clone(), Operation::Push, AuditOutcome::Rejected, "worker", now)
+            .connection(&conn.connection_id)
+            .detail(json!({
+                "push_id": item.push_id,
+                "action": item.action,
+                "withheld": withheld,
+                "reason": "human_owned",
+                "created_by": item.created_by,
+                "source": item.source,
+            }))
+            .change(Some(asked), None);
+    if item.is_edit() {
+        match revert_to_agreed(deps, item, &withheld, now).await {
+            Ok(Some(reverted)) => {
+                entry = entry.record(reverted.object, &reverted.record_id);
+                entry.detail["reverted"] = json!(reverted.fields);
+            }
+            Ok(None) => {}
+            Err(PushError::Store(e)) => return Err(e),
+            // The record is gone or keeps changing: the withheld value stays a local change.
+            Err(e) => warn!(error = %e, push_id = %item.push_id, "withheld fields not reverted"),
+        }
+    }
+    deps.audit.append(&[entry]).await?;
+    item.withheld_fields = withheld;
+    Ok(writable)
+}
+
+/// What [`revert_to_agreed`] put back.
+struct Reverted {
+    object: ObjectType,
+    record_id: RecordId,
+    fields: Vec<String>,
+    before: Value,
+    after: Value,
+}
+
+/// Puts `fields` of an edit's record back to the agreed (base) values, where they are still the
+/// edit's own (a newer edit or a resolution keeps what it set). `None` when nothing was its own.
+async fn revert_to_agreed(
+    deps: &Deps,
+    item: &PushItem,
+    fields: &[String],
+    now: DateTime<Utc>,
+) -> Result<Option<Reverted>, PushError> {
+    let Some(record_id) = &item.record_id else { return Ok(None) };
+    let Some(record) = deps.records.get(&item.tenant_id, &item.connection_id, record_id).await? else {
+        return Ok(None);
+    };
+    let overtaken = item.overtaken_fields(&record);
+    let revert: Vec<String> = fields.iter().filter(|k| !overtaken.contains(k)).cloned().collect();
+    if revert.is_empty() {
+        return Ok(None);
+    }
+    let pick = |r: &CanonicalRecord| -> Value {
+        revert.iter().map(|k| (k.clone(), r.fields.get(k).cloned().unwrap_or(Value::Null))).collect()
+    };
+    let before = pick(&record);
+    let (object, record_id) = (record.object, record.record_id.clone());
+    let provider = provider_of(deps, &record).await?;
+    let (after, _) = write_record(deps, provider, record, now, |next| {
+        for k in &revert {
+            match next.base.get(k).cloned() {
+                Some(agreed) => next.fields.insert(k.clone(), agreed),
+                None => next.fields.remove(k),
+            };
+            next.sources.remove(k);
+        }
+        next.settle_pending()
+    })
+    .await?;
+    let after = pick(&after);
+    Ok(Some(Reverted { object, record_id, fields: revert, before, after }))
 }
 
 async fn finish(

@@ -123,6 +123,7 @@ impl World {
     ) -> String {
         let request = PushRequest {
             action,
+            object: None,
             priority,
             record_id: record.map(|e| self.record(e).record_id),
             fields,
@@ -723,6 +724,7 @@ async fn an_edit_of_a_research_task_stays_local_and_never_queues_a_push_the_cale
     let task = w.record_of(ObjectType::ResearchTasks, "e1");
     let request = |action| PushRequest {
         action,
+        object: None,
         priority: Priority::Normal,
         record_id: Some(task.record_id.clone()),
         fields: f(&[("status", json!("done"))]),
@@ -759,4 +761,301 @@ async fn an_edit_of_a_research_task_stays_local_and_never_queues_a_push_the_cale
         (json!("done"), json!("2027-02-01T15:00:00Z"))
     );
     assert_eq!(w.crm.writes(), (0, 0, 0));
+}
+
+// --- create_record, delete_record and field ownership at push time ---------------------------
+
+impl World {
+    /// Queues a `create_record` or `delete_record` (or any item) as `actor` with `source`.
+    #[allow(clippy::too_many_arguments)]
+    async fn queue_as(
+        &self,
+        action: PushAction,
+        object: Option<ObjectType>,
+        record: Option<&str>,
+        fields: Fields,
+        key: &str,
+        actor: &str,
+        source: Option<crate::domain::Source>,
+    ) -> Result<PushItem, push::PushError> {
+        let request = PushRequest {
+            action,
+            object,
+            priority: Priority::Normal,
+            record_id: record.map(|e| self.record(e).record_id),
+            fields,
+            idempotency_key: IdempotencyKey::parse(key).unwrap(),
+            source,
+        };
+        push::queue(&self.deps, &self.conn, request, actor).await.map(|(item, _)| item)
+    }
+
+    /// Runs one push job; the same job id each time `again` is true (a redelivery).
+    async fn push_job(&mut self, again: bool) -> Result<JobOutcome, crate::sync::worker::JobError> {
+        if !again {
+            self.jobs += 1;
+        }
+        let job = Job::sync(
+            self.conn.tenant_id.clone(),
+            self.conn.connection_id.clone(),
+            JobId::parse(format!("job-{}", self.jobs)).unwrap(),
+            JobReason::Push,
+            now(),
+        );
+        run_job(&self.deps, &job, Deadline::after(std::time::Duration::from_secs(60))).await
+    }
+}
+
+#[tokio::test]
+async fn an_approved_create_record_makes_one_record_even_when_the_answer_is_lost_and_pulls_see_no_change() {
+    let mut w = World::new(ConnectionSettings::default());
+    let fields = f(&[("email", json!("new@x.io")), ("first_name", json!("Nia"))]);
+    let item = w
+        .queue_as(
+            PushAction::CreateRecord,
+            Some(ObjectType::Contacts),
+            None,
+            fields.clone(),
+            "new-1",
+            "user:ann",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((item.object, item.status), (ObjectType::Contacts, PushStatus::Pending));
+    assert_eq!(w.sync().await.pushed, 0, "nothing goes out before approval");
+    w.approve(&item.push_id).await;
+
+    w.crm.lose_next_write_answers(1);
+    assert!(w.push_job(false).await.is_err_and(|e| e.is_retryable()), "the answer was lost");
+    let outcome = w.push_job(true).await.unwrap();
+    assert!(matches!(outcome, JobOutcome::Completed { counts, .. } if counts.pushed == 1), "{outcome:?}");
+    assert_eq!(w.crm.writes().0, 1, "one record at the provider, not two");
+    let live = w.crm.live(ObjectType::Contacts);
+    assert_eq!(live.len(), 1);
+    let done = w.item(&item.push_id).await;
+    assert_eq!(done.status, PushStatus::Completed);
+    let external = done.result_external_id.clone().unwrap();
+    assert_eq!(external.as_str(), live[0].0);
+    let stored = w.record(external.as_str());
+    assert_eq!(
+        (stored.fields.clone(), stored.base.clone()),
+        (fields.clone(), fields),
+        "stored with its base"
+    );
+    for _ in 0..3 {
+        let c = w.sync().await;
+        assert_eq!((c.created, c.updated, c.pushed), (0, 0, 0), "no echo: {c:?}");
+    }
+}
+
+#[tokio::test]
+async fn create_record_takes_a_creatable_crm_object_and_nothing_else() {
+    let w = World::new(ConnectionSettings::default());
+    let queue = |action, object, fields| w.queue_as(action, object, None, fields, "k-1", "user:ann", None);
+    let name = f(&[("name", json!("Acme"))]);
+    for (object, why) in [
+        (None, "needs an object"),
+        (Some(ObjectType::Notes), "not notes"),
+        (Some(ObjectType::Events), "not events"),
+    ] {
+        let r = queue(PushAction::CreateRecord, object, name.clone()).await;
+        assert!(matches!(r, Err(push::PushError::Invalid(_))), "{why}: {r:?}");
+    }
+    let empty =
+        queue(PushAction::CreateRecord, Some(ObjectType::Companies), f(&[("name", Value::Null)])).await;
+    assert!(matches!(empty, Err(push::PushError::Invalid(_))), "no values");
+    let stray = queue(PushAction::CreateNote, Some(ObjectType::Companies), name.clone()).await;
+    assert!(matches!(stray, Err(push::PushError::Invalid(_))), "object only with create_record");
+    let ok = queue(PushAction::CreateRecord, Some(ObjectType::Deals), f(&[("name", json!("Renewal"))])).await;
+    assert_eq!(ok.unwrap().object, ObjectType::Deals);
+    let calendar = World::of(Provider::Google, ConnectionSettings::default());
+    let r = calendar
+        .queue_as(PushAction::CreateRecord, Some(ObjectType::Contacts), None, name, "k-2", "user:ann", None)
+        .await;
+    assert!(matches!(r, Err(push::PushError::Invalid(_))), "a calendar has no CRM records");
+}
+
+#[tokio::test]
+async fn an_approved_delete_removes_the_record_once_even_when_redelivered_and_the_pull_stays_quiet() {
+    let mut w = World::new(ConnectionSettings::default());
+    w.crm.edit(ObjectType::Contacts, "c1", &[("email", json!("a@x.io"))]);
+    w.crm.edit(ObjectType::Contacts, "c2", &[("email", json!("b@x.io"))]);
+    w.sync().await;
+    let item = w
+        .queue_as(PushAction::DeleteRecord, None, Some("c1"), Fields::new(), "del-1", "user:ann", None)
+        .await
+        .unwrap();
+    assert_eq!(item.object, ObjectType::Contacts);
+    w.approve(&item.push_id).await;
+    assert_eq!(w.item(&item.push_id).await.approved_remote_modified_at, w.record("c1").remote_modified_at);
+
+    w.crm.lose_next_write_answers(1);
+    assert!(w.push_job(false).await.is_err(), "the answer was lost after the delete");
+    w.push_job(true).await.unwrap();
+    let done = w.item(&item.push_id).await;
+    assert_eq!(done.status, PushStatus::Completed, "the redelivery finds the record gone: already applied");
+    assert!(w.record("c1").deleted);
+    assert_eq!(w.crm.live(ObjectType::Contacts).len(), 1, "only c1 was deleted");
+    let outcomes: Vec<String> = w
+        .store
+        .audit_entries()
+        .iter()
+        .filter(|e| e.operation == Operation::Push && e.detail["push_id"] == json!(item.push_id))
+        .filter_map(|e| e.detail["outcome"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(outcomes, vec!["already_applied"]);
+    let c = w.sync().await;
+    assert_eq!((c.deleted, c.updated), (0, 0), "our own delete comes back as nothing new: {c:?}");
+    let again = w
+        .queue_as(PushAction::DeleteRecord, None, Some("c1"), Fields::new(), "del-2", "user:ann", None)
+        .await;
+    assert!(matches!(again, Err(push::PushError::State(_))), "deleted already");
+}
+
+#[tokio::test]
+async fn a_delete_of_a_record_edited_at_the_provider_since_its_approval_ends_as_a_conflict_not_a_delete() {
+    let mut w = World::new(ConnectionSettings::default());
+    w.crm.edit(ObjectType::Contacts, "c1", &[("email", json!("a@x.io"))]);
+    w.crm.edit(ObjectType::Contacts, "c2", &[("email", json!("b@x.io"))]);
+    w.sync().await;
+    for (external, key) in [("c1", "del-1"), ("c2", "del-2")] {
+        let item = w
+            .queue_as(PushAction::DeleteRecord, None, Some(external), Fields::new(), key, "user:ann", None)
+            .await
+            .unwrap();
+        w.approve(&item.push_id).await;
+    }
+    // c1 is edited at the provider after the approval; the sync pulls it before pushing.
+    w.crm.edit(ObjectType::Contacts, "c1", &[("phone", json!("555"))]);
+    let c = w.sync().await;
+    assert_eq!(c.pushed, 1, "only c2's delete goes out");
+    assert_eq!(c.push_failed, 1, "{c:?}");
+    let live: Vec<String> = w.crm.live(ObjectType::Contacts).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(live, vec!["c1"], "the edited record stays");
+    assert!(!w.record("c1").deleted);
+    let items = w.deps.pushes.list(&w.conn.tenant_id, &PushQuery::default()).await.unwrap().items;
+    let failed: Vec<&PushItem> = items.iter().filter(|i| i.status == PushStatus::Failed).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].last_error.as_deref().is_some_and(|e| e.contains("changed at the provider")));
+    let conflict = w.store.audit_entries().into_iter().find(|e| e.operation == Operation::ConflictDetected);
+    assert_eq!(conflict.expect("the conflict is audited").detail["reason"], "changed_since_approval");
+
+    // An edit between the pull and the delete is caught by the provider's precondition.
+    w.crm.edit(ObjectType::Contacts, "c3", &[("email", json!("c@x.io"))]);
+    w.sync().await;
+    let late = w
+        .queue_as(PushAction::DeleteRecord, None, Some("c3"), Fields::new(), "del-3", "user:ann", None)
+        .await
+        .unwrap();
+    w.approve(&late.push_id).await;
+    w.crm.edit(ObjectType::Contacts, "c3", &[("phone", json!("1"))]);
+    w.push_job(false).await.unwrap();
+    assert_eq!(w.item(&late.push_id).await.status, PushStatus::Failed);
+    assert!(w.crm.live(ObjectType::Contacts).iter().any(|(id, _)| id == "c3"));
+}
+
+#[tokio::test]
+async fn an_agents_edit_never_writes_a_human_owned_field_and_says_so_while_a_persons_edit_does() {
+    let mut policy = ConflictPolicy::default();
+    policy.ownership.insert("lead_status".into(), crate::domain::policy::Ownership::Human);
+    let mut w = World::new(ConnectionSettings { conflict_policy: policy, ..Default::default() });
+    w.crm.edit(ObjectType::Contacts, "c1", &[("lead_status", json!("OPEN")), ("score", json!(10))]);
+    w.sync().await;
+    let agent = w
+        .queue_as(
+            PushAction::UpdateRecord,
+            None,
+            Some("c1"),
+            f(&[("lead_status", json!("QUALIFIED")), ("score", json!(80))]),
+            "agent-edit-1",
+            "user:agent:aria",
+            Some(crate::domain::Source::Inferred),
+        )
+        .await
+        .unwrap();
+    w.approve(&agent.push_id).await;
+    assert_eq!(w.sync().await.pushed, 1);
+    let at_provider = w.crm.fields("c1").unwrap();
+    assert_eq!(
+        (at_provider["lead_status"].clone(), at_provider["score"].clone()),
+        (json!("OPEN"), json!(80))
+    );
+    assert_eq!(w.crm.history("c1", "lead_status"), vec![json!("OPEN")], "never written");
+    let done = w.item(&agent.push_id).await;
+    assert_eq!(
+        (done.status, done.withheld_fields.clone()),
+        (PushStatus::Completed, vec!["lead_status".to_owned()])
+    );
+    assert_eq!(
+        w.record("c1").fields["lead_status"],
+        json!("OPEN"),
+        "the local value is the agreed one again"
+    );
+    let audit = w
+        .store
+        .audit_entries()
+        .into_iter()
+        .find(|e| e.operation == Operation::Push && e.detail["reason"] == "human_owned")
+        .expect("the withheld field is audited");
+    assert_eq!(audit.detail["withheld"], json!(["lead_status"]));
+    assert_eq!(audit.before, Some(json!({"lead_status": "QUALIFIED"})));
+
+    // Only human-owned fields: nothing is written and the item fails, saying why.
+    let only = w
+        .queue_as(
+            PushAction::UpdateField,
+            None,
+            Some("c1"),
+            f(&[("lead_status", json!("LOST"))]),
+            "agent-edit-2",
+            "agent",
+            None,
+        )
+        .await
+        .unwrap();
+    w.approve(&only.push_id).await;
+    w.sync().await;
+    let refused = w.item(&only.push_id).await;
+    assert_eq!(refused.status, PushStatus::Failed);
+    assert!(refused.last_error.as_deref().is_some_and(|e| e.contains("owned by people")), "{refused:?}");
+    assert_eq!(w.crm.fields("c1").unwrap()["lead_status"], json!("OPEN"));
+
+    // A person's edit of the same field is theirs to make.
+    let person = w
+        .queue_as(
+            PushAction::UpdateRecord,
+            None,
+            Some("c1"),
+            f(&[("lead_status", json!("WON"))]),
+            "person-edit-1",
+            "user:ann",
+            Some(crate::domain::Source::UserStated),
+        )
+        .await
+        .unwrap();
+    w.approve(&person.push_id).await;
+    w.sync().await;
+    assert_eq!(w.crm.fields("c1").unwrap()["lead_status"], json!("WON"));
+    assert!(w.item(&person.push_id).await.withheld_fields.is_empty());
+
+    // An agent's create leaves the human-owned field out of the new record.
+    let create = w
+        .queue_as(
+            PushAction::CreateRecord,
+            Some(ObjectType::Contacts),
+            None,
+            f(&[("email", json!("z@x.io")), ("lead_status", json!("HOT"))]),
+            "agent-create-1",
+            "agent:aria",
+            None,
+        )
+        .await
+        .unwrap();
+    w.approve(&create.push_id).await;
+    w.sync().await;
+    let made = w.item(&create.push_id).await;
+    assert_eq!(made.withheld_fields, vec!["lead_status"]);
+    let fields = w.crm.fields(made.result_external_id.unwrap().as_str()).unwrap();
+    assert_eq!((fields.get("email"), fields.get("lead_status")), (Some(&json!("z@x.io")), None));
 }

@@ -738,6 +738,8 @@ export interface components {
              *     }
              */
             document_links: components["schemas"]["DocumentLinks"];
+            /** @default null */
+            notion: null | components["schemas"]["NotionDatabases"];
         };
         /**
          * @description Where a connection's sync stands: `synced -> pending -> synced | conflict | error`,
@@ -971,6 +973,18 @@ export interface components {
                     superseded_by?: string | null;
                     /** Format: date-time */
                     superseded_at?: string | null;
+                    source?: null | components["schemas"]["Source"];
+                    /**
+                     * @description Fields left out of the write: people in the CRM own them (the connection's policy's
+                     *     `ownership`) and the item is an agent's.
+                     */
+                    withheld_fields: string[];
+                    /**
+                     * Format: date-time
+                     * @description For `delete_record`: the record's modified stamp at the provider when the delete was
+                     *     approved. A record changed since is not deleted (the item fails as a conflict).
+                     */
+                    approved_remote_modified_at?: string | null;
                 };
                 /**
                  * @description `not_found` (also another tenant's id), `invalid_request`, `conflict` (already decided,
@@ -1060,6 +1074,15 @@ export interface components {
         Matching: {
             connection_id?: string | null;
             field?: string | null;
+        };
+        /**
+         * @description Which Notion databases serve as the CRM: a deals database and, optionally, a contacts one.
+         *     Ids as in the database's URL, with or without dashes.
+         */
+        NotionDatabases: {
+            /** @example 1f2e3d4c5b6a47988796a5b4c3d2e1f0 */
+            deals_database_id: string;
+            contacts_database_id?: string | null;
         };
         /** @description Why an object type's pull failed, how often in a row, and when it is tried again. */
         ObjectError: {
@@ -1233,6 +1256,18 @@ export interface components {
                 superseded_by?: string | null;
                 /** Format: date-time */
                 superseded_at?: string | null;
+                source?: null | components["schemas"]["Source"];
+                /**
+                 * @description Fields left out of the write: people in the CRM own them (the connection's policy's
+                 *     `ownership`) and the item is an agent's.
+                 */
+                withheld_fields: string[];
+                /**
+                 * Format: date-time
+                 * @description For `delete_record`: the record's modified stamp at the provider when the delete was
+                 *     approved. A record changed since is not deleted (the item fails as a conflict).
+                 */
+                approved_remote_modified_at?: string | null;
             }[];
             next_page_token?: string | null;
         };
@@ -1321,9 +1356,9 @@ export interface components {
          * @description The providers Syncbridge talks to.
          * @enum {string}
          */
-        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail" | "google_drive";
+        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail" | "google_drive" | "notion";
         /** @enum {string} */
-        PushAction: "create_note" | "update_field" | "create_event" | "update_record";
+        PushAction: "create_note" | "update_field" | "create_event" | "update_record" | "create_record" | "delete_record";
         /** @enum {string} */
         PushStatus: "pending" | "approved" | "rejected" | "completed" | "failed" | "expired" | "superseded";
         /** @description A push item as the API shows it. */
@@ -1360,10 +1395,23 @@ export interface components {
             superseded_by?: string | null;
             /** Format: date-time */
             superseded_at?: string | null;
+            source?: null | components["schemas"]["Source"];
+            /**
+             * @description Fields left out of the write: people in the CRM own them (the connection's policy's
+             *     `ownership`) and the item is an agent's.
+             */
+            withheld_fields: string[];
+            /**
+             * Format: date-time
+             * @description For `delete_record`: the record's modified stamp at the provider when the delete was
+             *     approved. A record changed since is not deleted (the item fails as a conflict).
+             */
+            approved_remote_modified_at?: string | null;
         };
         /** @description The body of `POST /v1/connections/{id}/push`. */
         QueuePush: {
             action: components["schemas"]["PushAction"];
+            object?: null | components["schemas"]["ObjectType"];
             /** @description `normal` when absent (`medium` is read as `normal`). */
             priority?: components["schemas"]["Priority"];
             record_id?: null | components["schemas"]["RecordId"];

@@ -10,7 +10,7 @@ import { providerName } from "../format";
 
 type Status = Schemas["PushStatus"];
 const STATUSES: Status[] = ["pending", "approved", "rejected", "completed", "failed", "expired", "superseded"];
-const ACTIONS: Schemas["PushAction"][] = ["create_note", "update_field", "update_record", "create_event"];
+const ACTIONS: Schemas["PushAction"][] = ["create_note", "update_field", "update_record", "create_event", "create_record", "delete_record"];
 const PRIORITIES: Schemas["Priority"][] = ["critical", "high", "normal", "low"];
 /** At most this many items are loaded (pages of 100, highest priority first). */
 const MAX_ITEMS = 500;
@@ -172,9 +172,69 @@ function recordName(r: RecordFields): string {
   return value(name || r.email || r.title || r.subject || "(unnamed record)");
 }
 
-/** What the item will write: the note's text, each field's current → new value, or the event. */
+/** The object types as one record of them is called (`contacts` → contact). */
+const SINGULAR: Partial<Record<Schemas["ObjectType"], string>> = {
+  contacts: "contact",
+  companies: "company",
+  deals: "deal",
+  notes: "note",
+  activities: "activity",
+  events: "event",
+};
+
+/** Fields an agent's item may not write (people in the CRM own them), when it was pushed. */
+function Withheld({ item }: { item: PushItem }) {
+  if (!item.withheld_fields?.length) return null;
+  return (
+    <p className="small" role="note">
+      Not written (owned by people in the CRM): {item.withheld_fields.join(", ")}
+    </p>
+  );
+}
+
+/** What the item will write: the note's text, each field's current → new value, the event, the
+ *  new record's values, or the record a delete removes. */
 function Preview({ item, record }: { item: PushItem; record: RecordFields | undefined }) {
   const f = item.fields;
+  const withheld = new Set(item.withheld_fields ?? []);
+  if (item.action === "create_record") {
+    return (
+      <>
+        <p className="small">New {SINGULAR[item.object] ?? item.object}{item.source ? ` (source: ${label(item.source)})` : ""}</p>
+        <div role="group" aria-label="New record">
+          <dl className="preview record">
+            {Object.entries(f).map(([k, v]) => (
+              <div key={k}>
+                <dt>{k}</dt>
+                <dd>
+                  {value(v)}
+                  {withheld.has(k) ? " (not written)" : ""}
+                </dd>
+              </div>
+            ))}
+          </dl>
+        </div>
+        <Withheld item={item} />
+      </>
+    );
+  }
+  if (item.action === "delete_record") {
+    return (
+      <>
+        <div role="group" aria-label="Record to delete">
+          <p className="preview delete">
+            Deletes the {SINGULAR[item.object] ?? item.object} <strong>{record ? recordName(record) : item.record_id ?? ""}</strong>{" "}
+            at the provider.
+          </p>
+        </div>
+        <p className="muted small">
+          {item.approved_remote_modified_at
+            ? `Only as it was when approved (changed at the provider ${dateTime(item.approved_remote_modified_at)}); a later change stops the delete.`
+            : "Only as it is when approved: a later change at the provider stops the delete."}
+        </p>
+      </>
+    );
+  }
   if (item.action === "create_note") {
     return (
       <>
@@ -220,7 +280,10 @@ function Preview({ item, record }: { item: PushItem; record: RecordFields | unde
             <tr key={k}>
               <th scope="row">{k}</th>
               <td>{record === undefined ? "—" : current === undefined ? "(not set)" : value(current)}</td>
-              <td>→ {value(v)}</td>
+              <td>
+                → {value(v)}
+                {withheld.has(k) ? " (not written: owned by people in the CRM)" : ""}
+              </td>
             </tr>
           );
         })}

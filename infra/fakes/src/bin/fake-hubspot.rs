@@ -5,7 +5,7 @@ use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake};
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "A fake HubSpot CRM v3 API (contacts, companies, deals, notes, search, OAuth) on 127.0.0.1"
+    about = "A fake HubSpot CRM v3 API (contacts, companies, deals, notes, calls, emails, meetings, tasks, search, OAuth) on 127.0.0.1"
 )]
 struct Args {
     /// Port to bind on 127.0.0.1 (0: any free port).
@@ -23,6 +23,9 @@ struct Args {
     /// Number of seeded notes.
     #[arg(long, default_value_t = 0)]
     notes: usize,
+    /// Number of seeded calls, emails, meetings and tasks (each associated like notes).
+    #[arg(long, default_value_t = 0)]
+    activities: usize,
     /// Seed for the generated contacts.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -44,6 +47,10 @@ async fn main() -> anyhow::Result<()> {
         companies: args.companies,
         deals: args.deals,
         notes: args.notes,
+        calls: args.activities,
+        emails: args.activities,
+        meetings: args.activities,
+        tasks: args.activities,
         seed: args.seed,
         rate_limits: args.rate_limits,
         private_app_token: Some(args.token),

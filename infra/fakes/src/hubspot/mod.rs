@@ -1,4 +1,5 @@
-//! A fake HubSpot account speaking the CRM v3 objects API for contacts, companies, deals and notes
+//! A fake HubSpot account speaking the CRM v3 objects API for contacts, companies, deals and the
+//! activities (notes, calls, emails, meetings, tasks)
 //! (list with `associations=`, archived listing, search, batch read/create/update/archive, single
 //! read/create/update/archive), the v4 associations batch read/create/archive, the properties API
 //! (list, get, create), the OAuth v1 token endpoint, scopes (403 `MISSING_SCOPES`), HubSpot's error
@@ -61,7 +62,15 @@ pub const ALL_SCOPES: &[&str] = &[
 /// The scope a request on `kind`'s records (`schema`: its properties) needs to read or write.
 pub fn required_scope(kind: ObjectKind, schema: bool, write: bool) -> String {
     let owner = match kind {
-        ObjectKind::Contacts | ObjectKind::Notes => "contacts",
+        // Every activity's guide lists the contacts scopes
+        // (https://developers.hubspot.com/docs/api-reference/latest/crm/activities/calls/guide,
+        // "Scope requirements"; the same on emails, meetings and tasks).
+        ObjectKind::Contacts
+        | ObjectKind::Notes
+        | ObjectKind::Calls
+        | ObjectKind::Emails
+        | ObjectKind::Meetings
+        | ObjectKind::Tasks => "contacts",
         ObjectKind::Companies => "companies",
         ObjectKind::Deals => "deals",
     };
@@ -94,6 +103,11 @@ pub struct FakeConfig {
     pub deals: usize,
     /// Notes seeded with ids `"1"..="N"`, each associated with one contact and one deal.
     pub notes: usize,
+    /// Calls, emails, meetings and tasks seeded with ids `"1"..="N"` each, associated like notes.
+    pub calls: usize,
+    pub emails: usize,
+    pub meetings: usize,
+    pub tasks: usize,
     pub seed: u64,
     /// Enforce HubSpot's rate limits and send the `X-HubSpot-RateLimit-*` headers.
     pub rate_limits: bool,
@@ -113,6 +127,10 @@ impl Default for FakeConfig {
             companies: 0,
             deals: 0,
             notes: 0,
+            calls: 0,
+            emails: 0,
+            meetings: 0,
+            tasks: 0,
             seed: 42,
             rate_limits: false,
             private_app_token: Some("pat-na1-fake".into()),
@@ -357,6 +375,10 @@ impl HubspotState {
                     companies: config.companies,
                     deals: config.deals,
                     notes: config.notes,
+                    calls: config.calls,
+                    emails: config.emails,
+                    meetings: config.meetings,
+                    tasks: config.tasks,
                 },
                 config.seed,
             ),
@@ -409,7 +431,7 @@ impl HubspotState {
             // HubSpot's legacy subscription types (`contact.*`, `company.*`, `deal.*`) have no
             // notes: note events are the generic `object.*`, naming the type by `objectTypeId`.
             let prefix = match change.kind {
-                ObjectKind::Notes => "object",
+                kind if kind.is_activity() => "object",
                 kind => kind.singular(),
             };
             let (change_source, source_id) = match source {

@@ -1,4 +1,5 @@
-//! The fake HubSpot account's CRM records (contacts, companies, deals, notes): seeded lazily from a
+//! The fake HubSpot account's CRM records (contacts, companies, deals, and the activities notes,
+//! calls, emails, meetings and tasks): seeded lazily from a
 //! seed (only edits are stored), one table per object type indexed by id and by
 //! `(hs_lastmodifieddate, id)`, associations between records, archiving (HubSpot's delete) and
 //! restoring, and one clock whose timestamps only move forward (and can be advanced by tests).
@@ -71,17 +72,35 @@ impl PropertyDef {
     }
 }
 
-/// `(name, label, type, fieldType, read-only)` of the HubSpot default properties the fake's portal
-/// has, per object type (a stock portal: no custom properties). Enumeration options are not checked.
-fn standard_properties(
-    kind: ObjectKind,
-) -> &'static [(&'static str, &'static str, &'static str, &'static str, bool)] {
-    const OWNER: (&str, &str, &str, &str, bool) =
-        ("hubspot_owner_id", "Owner", "enumeration", "select", false);
-    const ID: (&str, &str, &str, &str, bool) = ("hs_object_id", "Record ID", "number", "number", true);
-    const CREATED: (&str, &str, &str, &str, bool) = ("createdate", "Create Date", "datetime", "date", true);
-    const MODIFIED: (&str, &str, &str, &str, bool) =
-        ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", true);
+/// `(name, label, type, fieldType, read-only)` of a default property.
+type PropertyRow = (&'static str, &'static str, &'static str, &'static str, bool);
+
+const OWNER: PropertyRow = ("hubspot_owner_id", "Owner", "enumeration", "select", false);
+const ID: PropertyRow = ("hs_object_id", "Record ID", "number", "number", true);
+const CREATED: PropertyRow = ("createdate", "Create Date", "datetime", "date", true);
+const MODIFIED: PropertyRow = ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", true);
+const TIMESTAMP: PropertyRow = ("hs_timestamp", "Activity date", "datetime", "date", false);
+
+/// The default properties every activity (note, call, email, meeting, task) has besides its own.
+const ACTIVITY_COMMON: &[PropertyRow] = &[
+    ("hs_attachment_ids", "Attached file IDs", "enumeration", "checkbox", false),
+    OWNER,
+    ("hs_createdate", "Create date", "datetime", "date", true),
+    CREATED,
+    MODIFIED,
+    ID,
+];
+
+/// The HubSpot default properties the fake's portal has, per object type (a stock portal: no
+/// custom properties): the type's own, and for an activity [`ACTIVITY_COMMON`]. Enumeration
+/// options are checked only where [`enumeration_options`] lists them.
+fn standard_properties(kind: ObjectKind) -> impl Iterator<Item = &'static PropertyRow> {
+    let common: &'static [PropertyRow] = if kind.is_activity() { ACTIVITY_COMMON } else { &[] };
+    own_properties(kind).iter().chain(common)
+}
+
+/// A type's own default properties (see [`standard_properties`]).
+fn own_properties(kind: ObjectKind) -> &'static [PropertyRow] {
     match kind {
         ObjectKind::Contacts => &[
             ("firstname", "First Name", "string", "text", false),
@@ -139,16 +158,104 @@ fn standard_properties(
             MODIFIED,
             ID,
         ],
-        ObjectKind::Notes => &[
-            ("hs_note_body", "Note body", "string", "html", false),
-            ("hs_timestamp", "Activity date", "datetime", "date", false),
-            ("hs_attachment_ids", "Attached file IDs", "enumeration", "checkbox", false),
-            OWNER,
-            ("hs_createdate", "Create date", "datetime", "date", true),
-            CREATED,
-            MODIFIED,
-            ID,
+        ObjectKind::Notes => &[("hs_note_body", "Note body", "string", "html", false), TIMESTAMP],
+        // The activities' default properties, as a stock portal lists them (each object's guide:
+        // https://developers.hubspot.com/docs/api-reference/latest/crm/activities/calls/guide,
+        // .../emails/guide, .../meetings/guide, .../tasks/guide). `hs_timestamp` is required on
+        // create (see [`required_on_create`]). Every activity also has [`ACTIVITY_COMMON`].
+        ObjectKind::Calls => &[
+            TIMESTAMP,
+            ("hs_call_title", "Call Title", "string", "text", false),
+            ("hs_call_body", "Call notes", "string", "html", false),
+            ("hs_call_direction", "Call direction", "enumeration", "select", false),
+            ("hs_call_disposition", "Call outcome", "enumeration", "select", false),
+            ("hs_call_duration", "Call duration", "number", "number", false),
+            ("hs_call_from_number", "From number", "string", "text", false),
+            ("hs_call_to_number", "To number", "string", "text", false),
+            ("hs_call_recording_url", "Recording URL", "string", "text", false),
+            ("hs_call_status", "Call status", "enumeration", "select", false),
         ],
+        ObjectKind::Emails => &[
+            TIMESTAMP,
+            ("hs_email_subject", "Email subject", "string", "text", false),
+            ("hs_email_text", "Email body", "string", "textarea", false),
+            ("hs_email_html", "Email HTML body", "string", "html", false),
+            ("hs_email_direction", "Email direction", "enumeration", "select", false),
+            ("hs_email_status", "Email send status", "enumeration", "select", false),
+            ("hs_email_headers", "Email headers", "string", "text", false),
+        ],
+        ObjectKind::Meetings => &[
+            TIMESTAMP,
+            ("hs_meeting_title", "Meeting name", "string", "text", false),
+            ("hs_meeting_body", "Meeting description", "string", "html", false),
+            ("hs_internal_meeting_notes", "Internal meeting notes", "string", "html", false),
+            ("hs_meeting_external_url", "External URL", "string", "text", false),
+            ("hs_meeting_location", "Location", "string", "text", false),
+            ("hs_meeting_start_time", "Meeting start time", "datetime", "date", false),
+            ("hs_meeting_end_time", "Meeting end time", "datetime", "date", false),
+            ("hs_meeting_outcome", "Meeting outcome", "enumeration", "select", false),
+            ("hs_activity_type", "Call and meeting type", "enumeration", "select", false),
+        ],
+        ObjectKind::Tasks => &[
+            TIMESTAMP,
+            ("hs_task_subject", "Task Title", "string", "text", false),
+            ("hs_task_body", "Notes", "string", "html", false),
+            ("hs_task_status", "Task Status", "enumeration", "select", false),
+            ("hs_task_priority", "Priority", "enumeration", "select", false),
+            ("hs_task_type", "Task Type", "enumeration", "select", false),
+            ("hs_task_completion_date", "Completed at", "datetime", "date", true),
+        ],
+    }
+}
+
+/// The options of the activities' enumeration properties, as HubSpot documents them in each
+/// activity's guide (https://developers.hubspot.com/docs/api-reference/latest/crm/activities/calls/guide:
+/// `hs_call_direction`, `hs_call_status`; .../emails/guide: `hs_email_direction`,
+/// `hs_email_status`; .../meetings/guide: `hs_meeting_outcome`; .../tasks/guide:
+/// `hs_task_status`, `hs_task_priority`, `hs_task_type`). A value outside them is refused with
+/// `INVALID_OPTION`; enumerations not listed here (owners, dispositions, the older objects') are
+/// not checked.
+pub fn enumeration_options(kind: ObjectKind, name: &str) -> Option<&'static [&'static str]> {
+    match (kind, name) {
+        (ObjectKind::Calls, "hs_call_direction") => Some(&["INBOUND", "OUTBOUND"]),
+        (ObjectKind::Calls, "hs_call_status") => Some(&[
+            "BUSY",
+            "CALLING_CRM_USER",
+            "CANCELED",
+            "COMPLETED",
+            "CONNECTING",
+            "FAILED",
+            "IN_PROGRESS",
+            "MISSED",
+            "NO_ANSWER",
+            "QUEUED",
+            "RINGING",
+        ]),
+        (ObjectKind::Emails, "hs_email_direction") => Some(&["EMAIL", "INCOMING_EMAIL", "FORWARDED_EMAIL"]),
+        (ObjectKind::Emails, "hs_email_status") => {
+            Some(&["BOUNCED", "FAILED", "SCHEDULED", "SENDING", "SENT"])
+        }
+        (ObjectKind::Meetings, "hs_meeting_outcome") => {
+            Some(&["SCHEDULED", "COMPLETED", "RESCHEDULED", "NO_SHOW", "CANCELED"])
+        }
+        (ObjectKind::Tasks, "hs_task_status") => {
+            Some(&["NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED"])
+        }
+        (ObjectKind::Tasks, "hs_task_priority") => Some(&["NONE", "LOW", "MEDIUM", "HIGH"]),
+        (ObjectKind::Tasks, "hs_task_type") => Some(&["EMAIL", "CALL", "TODO", "LINKED_IN"]),
+        _ => None,
+    }
+}
+
+/// Properties a create must carry: every activity's `hs_timestamp` ("Required. This field marks
+/// the ... time of creation and determines where the ... sits on the record timeline": the calls,
+/// emails, meetings and tasks guides, as above).
+pub fn required_on_create(kind: ObjectKind) -> &'static [&'static str] {
+    match kind {
+        ObjectKind::Calls | ObjectKind::Emails | ObjectKind::Meetings | ObjectKind::Tasks => {
+            &["hs_timestamp"]
+        }
+        _ => &[],
     }
 }
 
@@ -159,6 +266,10 @@ fn standard_group(kind: ObjectKind) -> &'static str {
         ObjectKind::Companies => "companyinformation",
         ObjectKind::Deals => "dealinformation",
         ObjectKind::Notes => "engagement",
+        ObjectKind::Calls => "call",
+        ObjectKind::Emails => "email",
+        ObjectKind::Meetings => "meeting",
+        ObjectKind::Tasks => "task",
     }
 }
 
@@ -178,11 +289,29 @@ pub enum ObjectKind {
     Companies,
     Deals,
     Notes,
+    Calls,
+    Emails,
+    Meetings,
+    Tasks,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] =
-        [ObjectKind::Contacts, ObjectKind::Companies, ObjectKind::Deals, ObjectKind::Notes];
+    pub const ALL: [ObjectKind; 8] = [
+        ObjectKind::Contacts,
+        ObjectKind::Companies,
+        ObjectKind::Deals,
+        ObjectKind::Notes,
+        ObjectKind::Calls,
+        ObjectKind::Emails,
+        ObjectKind::Meetings,
+        ObjectKind::Tasks,
+    ];
+
+    /// Activities (engagements): notes, calls, emails, meetings, tasks. They share the notes'
+    /// scopes, webhooks (`object.*`) and associations to contacts, companies and deals.
+    pub fn is_activity(self) -> bool {
+        matches!(self, Self::Notes | Self::Calls | Self::Emails | Self::Meetings | Self::Tasks)
+    }
 
     /// The path segment (`contacts`) or HubSpot's object type id (`0-1`).
     pub fn parse(segment: &str) -> Option<Self> {
@@ -191,6 +320,10 @@ impl ObjectKind {
             "companies" | "company" | "0-2" => Some(Self::Companies),
             "deals" | "deal" | "0-3" => Some(Self::Deals),
             "notes" | "note" | "0-46" => Some(Self::Notes),
+            "calls" | "call" | "0-48" => Some(Self::Calls),
+            "emails" | "email" | "0-49" => Some(Self::Emails),
+            "meetings" | "meeting" | "0-47" => Some(Self::Meetings),
+            "tasks" | "task" | "0-27" => Some(Self::Tasks),
             _ => None,
         }
     }
@@ -201,6 +334,10 @@ impl ObjectKind {
             Self::Companies => "companies",
             Self::Deals => "deals",
             Self::Notes => "notes",
+            Self::Calls => "calls",
+            Self::Emails => "emails",
+            Self::Meetings => "meetings",
+            Self::Tasks => "tasks",
         }
     }
 
@@ -211,6 +348,12 @@ impl ObjectKind {
             Self::Companies => "0-2",
             Self::Deals => "0-3",
             Self::Notes => "0-46",
+            // https://developers.hubspot.com/docs/api-reference/latest/crm/understanding-the-crm
+            // ("Object type IDs").
+            Self::Calls => "0-48",
+            Self::Emails => "0-49",
+            Self::Meetings => "0-47",
+            Self::Tasks => "0-27",
         }
     }
 
@@ -220,6 +363,10 @@ impl ObjectKind {
             Self::Companies => "company",
             Self::Deals => "deal",
             Self::Notes => "note",
+            Self::Calls => "call",
+            Self::Emails => "email",
+            Self::Meetings => "meeting",
+            Self::Tasks => "task",
         }
     }
 
@@ -265,6 +412,47 @@ impl ObjectKind {
             Self::Notes => {
                 &["hs_note_body", "hs_timestamp", "createdate", "hs_lastmodifieddate", "hs_object_id"]
             }
+            Self::Calls => &[
+                "hs_timestamp",
+                "hs_call_title",
+                "hs_call_body",
+                "hs_call_direction",
+                "hs_call_status",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+            ],
+            Self::Emails => &[
+                "hs_timestamp",
+                "hs_email_subject",
+                "hs_email_text",
+                "hs_email_direction",
+                "hs_email_status",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+            ],
+            Self::Meetings => &[
+                "hs_timestamp",
+                "hs_meeting_title",
+                "hs_meeting_body",
+                "hs_meeting_start_time",
+                "hs_meeting_end_time",
+                "hs_meeting_outcome",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+            ],
+            Self::Tasks => &[
+                "hs_timestamp",
+                "hs_task_subject",
+                "hs_task_body",
+                "hs_task_status",
+                "hs_task_priority",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+            ],
         }
     }
 
@@ -285,15 +473,43 @@ impl ObjectKind {
                 "hs_object_id",
                 "pipeline",
             ],
-            Self::Notes => &["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
+            Self::Notes | Self::Calls | Self::Emails | Self::Meetings | Self::Tasks => {
+                &["hs_createdate", "hs_lastmodifieddate", "hs_object_id"]
+            }
         }
     }
 }
 
-/// HubSpot's HUBSPOT_DEFINED (unlabeled) association type id from one object type to another.
+/// HubSpot's HUBSPOT_DEFINED (unlabeled) association type id from one object type to another
+/// (https://developers.hubspot.com/docs/api-reference/latest/crm/associations/guide, "Association
+/// type ID values": the activities' rows).
 pub fn association_type_id(from: ObjectKind, to: ObjectKind) -> Option<u32> {
     use ObjectKind::*;
     match (from, to) {
+        (Contacts, Calls) => Some(193),
+        (Calls, Contacts) => Some(194),
+        (Companies, Calls) => Some(181),
+        (Calls, Companies) => Some(182),
+        (Deals, Calls) => Some(205),
+        (Calls, Deals) => Some(206),
+        (Contacts, Emails) => Some(197),
+        (Emails, Contacts) => Some(198),
+        (Companies, Emails) => Some(185),
+        (Emails, Companies) => Some(186),
+        (Deals, Emails) => Some(209),
+        (Emails, Deals) => Some(210),
+        (Contacts, Meetings) => Some(199),
+        (Meetings, Contacts) => Some(200),
+        (Companies, Meetings) => Some(187),
+        (Meetings, Companies) => Some(188),
+        (Deals, Meetings) => Some(211),
+        (Meetings, Deals) => Some(212),
+        (Contacts, Tasks) => Some(203),
+        (Tasks, Contacts) => Some(204),
+        (Companies, Tasks) => Some(191),
+        (Tasks, Companies) => Some(192),
+        (Deals, Tasks) => Some(215),
+        (Tasks, Deals) => Some(216),
         (Contacts, Companies) => Some(279),
         (Companies, Contacts) => Some(280),
         (Deals, Contacts) => Some(3),
@@ -446,6 +662,10 @@ pub struct SeedCounts {
     pub companies: usize,
     pub deals: usize,
     pub notes: usize,
+    pub calls: usize,
+    pub emails: usize,
+    pub meetings: usize,
+    pub tasks: usize,
 }
 
 impl SeedCounts {
@@ -455,6 +675,10 @@ impl SeedCounts {
             ObjectKind::Companies => self.companies,
             ObjectKind::Deals => self.deals,
             ObjectKind::Notes => self.notes,
+            ObjectKind::Calls => self.calls,
+            ObjectKind::Emails => self.emails,
+            ObjectKind::Meetings => self.meetings,
+            ObjectKind::Tasks => self.tasks,
         }
     }
 }
@@ -573,7 +797,6 @@ impl Store {
                 .into_iter()
                 .map(|kind| {
                     let defs = standard_properties(kind)
-                        .iter()
                         .map(|(name, label, ty, field, read_only)| {
                             let def = PropertyDef {
                                 name: (*name).to_owned(),
@@ -611,12 +834,21 @@ impl Store {
                 store.link(ObjectKind::Deals, i, ObjectKind::Companies, c);
             }
         }
-        for i in 1..=counts.notes as u64 {
-            if let Some(c) = pick_id(counts.contacts, i, 19) {
-                store.link(ObjectKind::Notes, i, ObjectKind::Contacts, c);
-            }
-            if let Some(d) = pick_id(counts.deals, i, 23) {
-                store.link(ObjectKind::Notes, i, ObjectKind::Deals, d);
+        for kind in [
+            ObjectKind::Notes,
+            ObjectKind::Calls,
+            ObjectKind::Emails,
+            ObjectKind::Meetings,
+            ObjectKind::Tasks,
+        ] {
+            let salt = kind as u64 * 100;
+            for i in 1..=counts.of(kind) as u64 {
+                if let Some(c) = pick_id(counts.contacts, i, 19 + salt) {
+                    store.link(kind, i, ObjectKind::Contacts, c);
+                }
+                if let Some(d) = pick_id(counts.deals, i, 23 + salt) {
+                    store.link(kind, i, ObjectKind::Deals, d);
+                }
             }
         }
         store
@@ -695,7 +927,7 @@ impl Store {
     /// (https://developers.hubspot.com/docs/api/crm/properties): 409 `OBJECT_ALREADY_EXISTS` when the
     /// name is taken (https://legacydocs.hubspot.com/docs/methods/contacts/v2/create_contacts_property),
     /// `hasUniqueValue` only on types that support it (contacts, companies, deals, tickets, custom
-    /// objects; not notes) and at most [`MAX_UNIQUE_PROPERTIES`] per type
+    /// objects; not notes or other activities) and at most [`MAX_UNIQUE_PROPERTIES`] per type
     /// (https://developers.hubspot.com/changelog/unique-properties-for-contacts), both 400
     /// `VALIDATION_ERROR`.
     pub fn define_property(
@@ -721,7 +953,7 @@ impl Store {
             });
         }
         if def.has_unique_value {
-            if kind == ObjectKind::Notes {
+            if kind.is_activity() {
                 return Err(bad(format!(
                     "Unique value properties are not supported for object type {}.",
                     kind.object_type_id()
@@ -843,6 +1075,40 @@ impl Store {
                 r.seeded.then(|| format!("<p>Call with {} about renewal ({id})</p>", pick(s, id, 1, FIRST)))
             }
             (ObjectKind::Notes, "hs_timestamp") => r.seeded.then(|| iso(r.created_ms)),
+            (k, "hs_timestamp") if k.is_activity() => r.seeded.then(|| iso(r.created_ms)),
+            (ObjectKind::Calls, "hs_call_title") => {
+                r.seeded.then(|| format!("Call with {} ({id})", pick(s, id, 1, FIRST)))
+            }
+            (ObjectKind::Calls, "hs_call_body") => {
+                r.seeded.then(|| format!("<p>Discussed the {} renewal</p>", pick(s, id, 7, COMPANIES)))
+            }
+            (ObjectKind::Calls, "hs_call_direction") => seeded(11, &["INBOUND", "OUTBOUND"]),
+            (ObjectKind::Calls, "hs_call_status") => r.seeded.then(|| "COMPLETED".to_owned()),
+            (ObjectKind::Emails, "hs_email_subject") => {
+                r.seeded.then(|| format!("Re: {} proposal ({id})", pick(s, id, 7, COMPANIES)))
+            }
+            (ObjectKind::Emails, "hs_email_text") => {
+                r.seeded.then(|| format!("Hi {}, thanks for the call.", pick(s, id, 1, FIRST)))
+            }
+            (ObjectKind::Emails, "hs_email_direction") => seeded(12, &["EMAIL", "INCOMING_EMAIL"]),
+            (ObjectKind::Emails, "hs_email_status") => r.seeded.then(|| "SENT".to_owned()),
+            (ObjectKind::Meetings, "hs_meeting_title") => {
+                r.seeded.then(|| format!("{} kickoff ({id})", pick(s, id, 7, COMPANIES)))
+            }
+            (ObjectKind::Meetings, "hs_meeting_body") => {
+                r.seeded.then(|| "<p>Agenda: scope, timeline</p>".to_owned())
+            }
+            (ObjectKind::Meetings, "hs_meeting_start_time") => r.seeded.then(|| iso(r.created_ms)),
+            (ObjectKind::Meetings, "hs_meeting_end_time") => r.seeded.then(|| iso(r.created_ms + 1_800_000)),
+            (ObjectKind::Meetings, "hs_meeting_outcome") => seeded(13, &["SCHEDULED", "COMPLETED"]),
+            (ObjectKind::Tasks, "hs_task_subject") => {
+                r.seeded.then(|| format!("Follow up with {} ({id})", pick(s, id, 1, FIRST)))
+            }
+            (ObjectKind::Tasks, "hs_task_body") => {
+                r.seeded.then(|| "<p>Send the pricing sheet</p>".to_owned())
+            }
+            (ObjectKind::Tasks, "hs_task_status") => seeded(14, &["NOT_STARTED", "COMPLETED"]),
+            (ObjectKind::Tasks, "hs_task_priority") => seeded(15, &["LOW", "MEDIUM", "HIGH"]),
             _ => None,
         }
     }
@@ -853,6 +1119,11 @@ impl Store {
             (_, "hs_object_id") => i64::try_from(id).ok(),
             (_, "createdate" | "hs_createdate") => Some(r.created_ms),
             (_, "hs_lastmodifieddate") | (ObjectKind::Contacts, "lastmodifieddate") => Some(r.modified_ms),
+            // The activities' own instants (`hs_timestamp`, a meeting's start and end) compare as
+            // instants too.
+            (k, "hs_timestamp" | "hs_meeting_start_time" | "hs_meeting_end_time") if k.is_activity() => {
+                self.property(kind, id, r, name).as_deref().and_then(parse_instant)
+            }
             _ => None,
         }
     }
@@ -966,6 +1237,13 @@ impl Store {
             });
         }
         let mut invalid = Vec::new();
+        if id.is_none() {
+            for name in required_on_create(kind) {
+                if properties.get(*name).is_none_or(|v| v.trim().is_empty()) {
+                    invalid.push(("REQUIRED_PROPERTY", (*name).to_owned(), format!("{name} is required")));
+                }
+            }
+        }
         for (name, value) in properties {
             let Some(def) = self.property_def(kind, name) else {
                 if !lenient {
@@ -992,6 +1270,17 @@ impl Store {
                     name.clone(),
                     format!("{value} was not a valid long (epoch millis) or ISO 8601 date."),
                 )),
+                "enumeration" => {
+                    if let Some(options) = enumeration_options(kind, name)
+                        && !options.contains(&value.as_str())
+                    {
+                        invalid.push((
+                            "INVALID_OPTION",
+                            name.clone(),
+                            format!("{value} was not one of the allowed options: {options:?}"),
+                        ));
+                    }
+                }
                 _ => {}
             }
             // The duplicate answer of a unique-value property: HubSpot does not document it; this is
@@ -1208,7 +1497,7 @@ mod tests {
 
     #[test]
     fn seeded_deals_are_associated_both_ways_and_archiving_hides_them() {
-        let counts = SeedCounts { contacts: 20, companies: 5, deals: 10, notes: 10 };
+        let counts = SeedCounts { contacts: 20, companies: 5, deals: 10, notes: 10, ..SeedCounts::default() };
         let mut s = Store::seeded_with(counts, 3);
         let contacts = s.associated(ObjectKind::Deals, 4, C);
         assert_eq!(contacts.len(), 1);

@@ -679,3 +679,180 @@ async fn deletions_are_legacy_events_for_contacts_and_generic_object_events_for_
         ]
     );
 }
+
+async fn activities_fake() -> RunningFake {
+    HubspotFake::start(FakeConfig {
+        contacts: 10,
+        companies: 3,
+        deals: 4,
+        calls: 6,
+        emails: 5,
+        meetings: 4,
+        tasks: 3,
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_four_activity_types_list_with_their_associations_and_their_standard_properties() {
+    let f = activities_fake().await;
+    let http = reqwest::Client::new();
+    let base = f.base_url();
+    for (path, count, property, type_name, type_id) in [
+        ("calls", 6, "hs_call_body", "call_to_contact", 194),
+        ("emails", 5, "hs_email_subject", "email_to_contact", 198),
+        ("meetings", 4, "hs_meeting_title", "meeting_to_contact", 200),
+        ("tasks", 3, "hs_task_subject", "task_to_contact", 204),
+    ] {
+        let body: Value = http
+            .get(format!(
+                "{base}/crm/v3/objects/{path}?limit=100&properties=hs_timestamp,{property}&associations=contacts"
+            ))
+            .bearer_auth(token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), count, "{path}");
+        assert!(results[0]["properties"][property].as_str().is_some_and(|s| !s.is_empty()), "{path}");
+        assert!(results[0]["properties"]["hs_timestamp"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(results[0]["associations"]["contacts"]["results"][0]["type"], type_name);
+        let from = results[0]["id"].clone();
+        let v4: Value = http
+            .post(format!("{base}/crm/v4/associations/{path}/contacts/batch/read"))
+            .bearer_auth(token())
+            .json(&json!({"inputs": [{"id": from}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v4["results"][0]["to"][0]["associationTypes"][0]["typeId"], type_id, "{path}");
+        let props: Value = http
+            .get(format!("{base}/crm/v3/properties/{path}/{property}"))
+            .bearer_auth(token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(props["hubspotDefined"], true, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn activity_creates_require_hs_timestamp_check_options_and_associate_with_default_type_ids() {
+    let f = activities_fake().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/crm/v3/objects/tasks", f.base_url());
+    let missing = http
+        .post(&url)
+        .bearer_auth(token())
+        .json(&json!({"properties": {"hs_task_subject": "Call back"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+    assert!(body["message"].as_str().unwrap().contains("REQUIRED_PROPERTY"), "{body}");
+    let bad_option = http
+        .post(&url)
+        .bearer_auth(token())
+        .json(&json!({"properties": {"hs_timestamp": "2026-01-05T10:00:00Z", "hs_task_status": "DONE"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_option.status(), 400);
+    assert!(bad_option.text().await.unwrap().contains("INVALID_OPTION"));
+    let wrong_type = http
+        .post(&url)
+        .bearer_auth(token())
+        .json(&json!({
+            "properties": {"hs_timestamp": "2026-01-05T10:00:00Z"},
+            "associations": [{"to": {"id": "2"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 194}]}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status(), 400, "194 is call -> contact, not task -> contact");
+    let created = http
+        .post(&url)
+        .bearer_auth(token())
+        .json(&json!({
+            "properties": {"hs_timestamp": "2026-01-05T10:00:00Z", "hs_task_subject": "Call back", "hs_task_status": "NOT_STARTED"},
+            "associations": [{"to": {"id": "2"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 204}]}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let task: Value = created.json().await.unwrap();
+    let id = task["id"].as_str().unwrap();
+    assert_eq!(f.state().associated(ObjectKind::Tasks, id, ObjectKind::Contacts), ["2"]);
+    assert!(f.state().associated(ObjectKind::Contacts, "2", ObjectKind::Tasks).contains(&id.to_owned()));
+    let unique = http
+        .post(format!("{}/crm/v3/properties/calls", f.base_url()))
+        .bearer_auth(token())
+        .json(&json!({"name": "sb_key", "label": "k", "type": "string", "fieldType": "text", "groupName": "call", "hasUniqueValue": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unique.status(), 400, "no unique-value properties on activities");
+}
+
+#[tokio::test]
+async fn activities_are_searched_by_modified_stamp_and_hs_timestamp_and_need_the_contacts_scopes() {
+    let f = activities_fake().await;
+    let state = f.state();
+    let edited = state.edit(ObjectKind::Meetings, "3", &[("hs_meeting_outcome", "COMPLETED")]).unwrap();
+    let since = edited["properties"]["hs_lastmodifieddate"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let search = |body: Value| {
+        http.post(format!("{}/crm/v3/objects/meetings/search", f.base_url()))
+            .bearer_auth(token())
+            .json(&body)
+            .send()
+    };
+    let found: Value = search(json!({
+        "filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": since}]}],
+        "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+        "properties": ["hs_meeting_outcome"], "limit": 200
+    }))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["results"][0]["properties"]["hs_meeting_outcome"], "COMPLETED");
+    let by_time: Value = search(json!({
+        "filterGroups": [{"filters": [{"propertyName": "hs_timestamp", "operator": "LTE", "value": store::SEED_BASE_MS + 250}]}],
+        "limit": 200
+    }))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(by_time["total"], 2, "meetings 1 and 2 were seeded at +100 and +200 ms");
+    let scopes: Vec<&str> =
+        ALL_SCOPES.iter().copied().filter(|s| !s.starts_with("crm.objects.contacts")).collect();
+    let issued = state.issue_token_with_scopes(None, &scopes);
+    for path in ["calls", "emails", "meetings", "tasks"] {
+        let resp = http
+            .get(format!("{}/crm/v3/objects/{path}", f.base_url()))
+            .bearer_auth(&issued.access_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{path}");
+    }
+}

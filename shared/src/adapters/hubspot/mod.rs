@@ -1,9 +1,11 @@
-//! HubSpot CRM v3 adapter: pulls contacts, companies, deals and notes (a full listing first, then
+//! HubSpot CRM v3 adapter: pulls contacts, companies, deals, notes and activities (calls, emails,
+//! meetings and tasks under the one canonical type `activities`: see [`objects`]; a full listing first, then
 //! incremental search on the modified stamp with a lookback window, then deletes from the archived
 //! listing), writes them in batches of 100, paces itself on HubSpot's rate limits, and refreshes
 //! OAuth tokens through `/oauth/v1/token`. Property names come from the connection's field maps.
 //!
-//! The cursor is this adapter's own JSON, one per object type. An incremental pull first asks for
+//! The cursor is this adapter's own JSON, one per object type (`activities` holds one per HubSpot
+//! activity type and pulls them in turn, [`ActivitiesCursor`]). An incremental pull first asks for
 //! one page of records modified since the cursor (the probe, sorted by the modified stamp). When
 //! more match, it returns none of them and pages the window `since ..= upper` (`upper`: HubSpot's
 //! clock at the probe) by `hs_object_id` instead, then probes after `upper`: each changed record is
@@ -150,14 +152,19 @@ impl ProviderFactory for HubspotFactory {
         client.net.dialect.limiter = limiter;
         // What earlier jobs learned of the portal (the key property exists, or the app may not
         // create one) is not asked again.
-        let known: HashMap<ObjectType, write::CreateProof> =
-            [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Notes]
-                .into_iter()
-                .filter_map(|o| {
-                    let proof = connection.provider_setup.get(&write::setup_key(o))?;
-                    write::CreateProof::parse(proof).map(|p| (o, p))
-                })
-                .collect();
+        let known: HashMap<ObjectType, write::CreateProof> = [
+            ObjectType::Contacts,
+            ObjectType::Companies,
+            ObjectType::Deals,
+            ObjectType::Notes,
+            ObjectType::Activities,
+        ]
+        .into_iter()
+        .filter_map(|o| {
+            let proof = connection.provider_setup.get(&write::setup_key(o))?;
+            write::CreateProof::parse(proof).map(|p| (o, p))
+        })
+        .collect();
         client.proofs = std::sync::Mutex::new(known);
         Ok(Box::new(client))
     }
@@ -176,8 +183,9 @@ pub struct HubspotClient {
     proofs: std::sync::Mutex<HashMap<ObjectType, write::CreateProof>>,
     /// The caller asked for deletes now ([`ProviderClient::check_deletes_now`]).
     deletes_asked: AtomicBool,
-    /// Object types whose archived scan this client has started (or restarted) since it was asked.
-    deletes_checked: std::sync::Mutex<BTreeSet<ObjectType>>,
+    /// HubSpot types (paths) whose archived scan this client has started (or restarted) since it
+    /// was asked.
+    deletes_checked: std::sync::Mutex<BTreeSet<&'static str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +368,32 @@ struct ArchiveState {
 struct ArchiveScan {
     started_at: i64,
     after: Option<String>,
+}
+
+/// The `activities` cursor: each HubSpot activity type's own cursor (a [`CursorDoc`]) by path,
+/// and the type the pull is at. A pull goes through the types in turn, each until it has nothing
+/// more, so an incremental pull costs one search per type.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ActivitiesCursor {
+    v: u8,
+    at: usize,
+    parts: std::collections::BTreeMap<String, String>,
+}
+
+impl ActivitiesCursor {
+    fn parse(cursor: Option<&SyncCursor>) -> Result<Self, ProviderError> {
+        let Some(cursor) = cursor else {
+            return Ok(Self { v: CURSOR_VERSION, ..Self::default() });
+        };
+        match serde_json::from_str::<Self>(cursor.as_str()) {
+            Ok(doc) if doc.v == CURSOR_VERSION => Ok(doc),
+            _ => Err(ProviderError::CursorExpired),
+        }
+    }
+
+    fn to_cursor(&self) -> SyncCursor {
+        SyncCursor::new(serde_json::to_string(self).unwrap_or_default())
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -563,7 +597,7 @@ impl HubspotClient {
 
     /// Property names to request for an object type: the mapped ones and the modified stamp.
     fn properties(&self, spec: &ObjectSpec) -> Vec<String> {
-        let map = self.mappings.fields(spec.object);
+        let map = self.mappings.fields(spec);
         let mut props: Vec<String> = map.properties().map(str::to_owned).collect();
         if !props.iter().any(|p| p == spec.modified) {
             props.push(spec.modified.to_owned());
@@ -578,12 +612,12 @@ impl HubspotClient {
         obj: &HubObject,
         associated: &Associated<'_>,
     ) -> Result<RemoteRecord, ProviderError> {
-        let external_id = ExternalId::parse(obj.id.clone())
+        let external_id = ExternalId::parse(spec.external_id(&obj.id))
             .map_err(|e| ProviderError::permanent(format!("HubSpot returned an unusable id: {e}")))?;
         let mut fields = if matches!(associated, Associated::None) {
             Fields::new()
         } else {
-            let map = self.mappings.fields(spec.object);
+            let map = self.mappings.fields(spec);
             objects::to_canonical(spec, &map, &self.mappings.stages, &obj.properties)
         };
         for a in spec.pulled {
@@ -762,13 +796,50 @@ impl HubspotClient {
         Ok(out)
     }
 
-    /// True once per object type after [`ProviderClient::check_deletes_now`]: that type's archived
+    /// True once per HubSpot type after [`ProviderClient::check_deletes_now`]: that type's archived
     /// scan is due now, whatever its interval says.
-    fn take_deletes_ask(&self, object: ObjectType) -> bool {
+    fn take_deletes_ask(&self, spec: &ObjectSpec) -> bool {
         if !self.deletes_asked.load(Ordering::Relaxed) {
             return false;
         }
-        self.deletes_checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(object)
+        self.deletes_checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(spec.path)
+    }
+
+    /// One page of one HubSpot type, from its own cursor.
+    async fn pull_spec(
+        &self,
+        spec: &ObjectSpec,
+        token: &SecretString,
+        cursor: Option<&SyncCursor>,
+    ) -> Result<PulledPage, ProviderError> {
+        match Phase::parse(cursor)? {
+            Phase::Full { after, started_at, max_seen } => {
+                self.pull_full(spec, token, after, started_at, max_seen).await
+            }
+            phase => self.pull_incremental(spec, token, phase).await,
+        }
+    }
+
+    /// One page of the activities: the HubSpot type the cursor is at, from its own cursor; when
+    /// that type has nothing more, the next one, and after the last the pull is done.
+    async fn pull_activities(
+        &self,
+        token: &SecretString,
+        cursor: Option<&SyncCursor>,
+    ) -> Result<PulledPage, ProviderError> {
+        let mut doc = ActivitiesCursor::parse(cursor)?;
+        let at = doc.at.min(objects::ACTIVITIES.len() - 1);
+        let spec = objects::ACTIVITIES[at];
+        let own = doc.parts.get(spec.path).map(|c| SyncCursor::new(c.clone()));
+        let page = self.pull_spec(spec, token, own.as_ref()).await?;
+        doc.parts.insert(spec.path.to_owned(), page.cursor.as_str().to_owned());
+        let (next, has_more) = match (page.has_more, at + 1 < objects::ACTIVITIES.len()) {
+            (true, _) => (at, true),
+            (false, true) => (at + 1, true),
+            (false, false) => (0, false),
+        };
+        doc.at = next;
+        Ok(PulledPage { records: page.records, cursor: doc.to_cursor(), has_more, reconcile_deletes: false })
     }
 
     async fn pull_incremental(
@@ -783,7 +854,7 @@ impl HubspotClient {
         if let Some(scan) = &archive.scan {
             // A scan that began before the caller asked for a check may have passed the record
             // just archived: it starts over (its start time stays, so nothing is missed).
-            let scan = match self.take_deletes_ask(spec.object) {
+            let scan = match self.take_deletes_ask(spec) {
                 true => ArchiveScan { started_at: scan.started_at, after: None },
                 false => scan.clone(),
             };
@@ -844,7 +915,7 @@ impl HubspotClient {
         let mut archive = archive.clone();
         let now = provider_now.unwrap_or_else(|| Utc::now().timestamp_millis());
         let due = archive.checked_at.is_none_or(|at| now - at >= ms(self.pacing.archived_check_interval));
-        let scan_now = !step.has_more && (self.take_deletes_ask(spec.object) || due);
+        let scan_now = !step.has_more && (self.take_deletes_ask(spec) || due);
         if scan_now {
             archive.scan = Some(ArchiveScan { started_at: now, after: None });
         }
@@ -916,7 +987,7 @@ struct TokenReply {
 
 #[async_trait]
 impl ProviderClient for HubspotClient {
-    /// Contacts, companies, deals and notes. A `None` cursor lists every record (100 a page); the
+    /// Contacts, companies, deals, notes and activities. A `None` cursor lists every record (100 a page); the
     /// page that ends the listing switches the cursor to incremental search (200 a page) from the
     /// listing's start less the lookback, with `has_more = true` so edits made during the listing
     /// are caught. A caught-up search is followed by an archived scan when one is due.
@@ -926,15 +997,13 @@ impl ProviderClient for HubspotClient {
         object: ObjectType,
         cursor: Option<&SyncCursor>,
     ) -> Result<PulledPage, ProviderError> {
+        if object == ObjectType::Activities {
+            return self.pull_activities(token, cursor).await;
+        }
         let Some(spec) = objects::spec(object) else {
             return Err(ProviderError::permanent(format!("the HubSpot adapter does not sync {object}")));
         };
-        match Phase::parse(cursor)? {
-            Phase::Full { after, started_at, max_seen } => {
-                self.pull_full(spec, token, after, started_at, max_seen).await
-            }
-            phase => self.pull_incremental(spec, token, phase).await,
-        }
+        self.pull_spec(spec, token, cursor).await
     }
 
     /// Batches of 100 per object type and kind; see [`write`] for the requests each costs.
@@ -1257,11 +1326,15 @@ mod tests {
     #[test]
     fn asking_for_deletes_makes_each_object_types_scan_due_once_in_this_client() {
         let c = client();
-        assert!(!c.take_deletes_ask(ObjectType::Contacts), "nothing asked");
+        assert!(!c.take_deletes_ask(&objects::CONTACTS), "nothing asked");
         c.check_deletes_now();
-        assert!(c.take_deletes_ask(ObjectType::Contacts));
-        assert!(!c.take_deletes_ask(ObjectType::Contacts), "once per type");
-        assert!(c.take_deletes_ask(ObjectType::Deals));
+        assert!(c.take_deletes_ask(&objects::CONTACTS));
+        assert!(!c.take_deletes_ask(&objects::CONTACTS), "once per type");
+        assert!(c.take_deletes_ask(&objects::DEALS));
+        assert!(
+            c.take_deletes_ask(&objects::CALLS) && c.take_deletes_ask(&objects::TASKS),
+            "per activity type"
+        );
     }
 
     #[test]

@@ -1,6 +1,14 @@
-//! The HubSpot object types Syncbridge syncs (contacts, companies, deals, notes): their API paths,
-//! default property <-> canonical field maps, associations, and the conversion of property values
-//! to canonical values and back (amount as a number, dates, the deal stage's lifecycle stage).
+//! The HubSpot object types Syncbridge syncs (contacts, companies, deals, notes, and the activities
+//! calls, emails, meetings and tasks): their API paths, default property <-> canonical field maps,
+//! associations, and the conversion of property values to canonical values and back (amount as a
+//! number, dates, the deal stage's lifecycle stage).
+//!
+//! The four activity types are one canonical type, `activities` (as Salesforce's Tasks and Events
+//! are), told apart by the field `kind` (`call`, `email`, `meeting`, `task`), with the same
+//! canonical field names whatever the kind (`subject`, `body`, `status`, `timestamp`, ...): a
+//! consumer reads a person's activity timeline from one type on either CRM. HubSpot numbers each
+//! activity type's records on its own, so an activity's external id carries its kind
+//! (`call:123`), and updates and deletes find their HubSpot type from it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,6 +45,31 @@ pub(super) struct ObjectSpec {
     /// Associations writes set from `*_ids` fields (`associations` in a create body, v4 association
     /// batch create/archive on updates).
     pub writable: &'static [Association],
+    /// An activity's kind (`call`): the canonical `kind` field and its external ids' prefix.
+    pub kind: Option<&'static str>,
+    /// The body property that carries a create's key tag, for types HubSpot allows no unique-value
+    /// property on (notes and the other activities).
+    pub tag_property: Option<&'static str>,
+}
+
+impl ObjectSpec {
+    /// Our external id of a HubSpot record id (`call:123` for an activity, else the id).
+    pub fn external_id(&self, hub_id: &str) -> String {
+        match self.kind {
+            Some(kind) => format!("{kind}:{hub_id}"),
+            None => hub_id.to_owned(),
+        }
+    }
+
+    /// HubSpot's record id inside our external id.
+    pub fn hub_id<'a>(&self, external_id: &'a str) -> &'a str {
+        match self.kind {
+            Some(kind) => {
+                external_id.strip_prefix(kind).and_then(|rest| rest.strip_prefix(':')).unwrap_or(external_id)
+            }
+            None => external_id,
+        }
+    }
 }
 
 const CONTACT_COMPANY: Association = Association { to: "companies", field: "company_ids", type_id: 279 };
@@ -45,6 +78,28 @@ const DEAL_COMPANY: Association = Association { to: "companies", field: "company
 const NOTE_CONTACT: Association = Association { to: "contacts", field: "contact_ids", type_id: 202 };
 const NOTE_COMPANY: Association = Association { to: "companies", field: "company_ids", type_id: 190 };
 const NOTE_DEAL: Association = Association { to: "deals", field: "deal_ids", type_id: 214 };
+/// HUBSPOT_DEFINED activity -> contact, company, deal type ids
+/// (<https://developers.hubspot.com/docs/api-reference/latest/crm/associations/guide>).
+const CALL_ASSOCIATIONS: &[Association] = &[
+    Association { to: "contacts", field: "contact_ids", type_id: 194 },
+    Association { to: "companies", field: "company_ids", type_id: 182 },
+    Association { to: "deals", field: "deal_ids", type_id: 206 },
+];
+const EMAIL_ASSOCIATIONS: &[Association] = &[
+    Association { to: "contacts", field: "contact_ids", type_id: 198 },
+    Association { to: "companies", field: "company_ids", type_id: 186 },
+    Association { to: "deals", field: "deal_ids", type_id: 210 },
+];
+const MEETING_ASSOCIATIONS: &[Association] = &[
+    Association { to: "contacts", field: "contact_ids", type_id: 200 },
+    Association { to: "companies", field: "company_ids", type_id: 188 },
+    Association { to: "deals", field: "deal_ids", type_id: 212 },
+];
+const TASK_ASSOCIATIONS: &[Association] = &[
+    Association { to: "contacts", field: "contact_ids", type_id: 204 },
+    Association { to: "companies", field: "company_ids", type_id: 192 },
+    Association { to: "deals", field: "deal_ids", type_id: 216 },
+];
 
 /// Contacts read their company through `associatedcompanyid` (the primary company), which costs no
 /// request: a v4 association read per search page would double the requests of every incremental
@@ -66,6 +121,8 @@ pub(super) const CONTACTS: ObjectSpec = ObjectSpec {
     ],
     pulled: &[],
     writable: &[CONTACT_COMPANY],
+    kind: None,
+    tag_property: None,
 };
 
 pub(super) const COMPANIES: ObjectSpec = ObjectSpec {
@@ -82,6 +139,8 @@ pub(super) const COMPANIES: ObjectSpec = ObjectSpec {
     ],
     pulled: &[],
     writable: &[],
+    kind: None,
+    tag_property: None,
 };
 
 pub(super) const DEALS: ObjectSpec = ObjectSpec {
@@ -97,6 +156,8 @@ pub(super) const DEALS: ObjectSpec = ObjectSpec {
     ],
     pulled: &[DEAL_CONTACT, DEAL_COMPANY],
     writable: &[DEAL_CONTACT, DEAL_COMPANY],
+    kind: None,
+    tag_property: None,
 };
 
 pub(super) const NOTES: ObjectSpec = ObjectSpec {
@@ -106,7 +167,89 @@ pub(super) const NOTES: ObjectSpec = ObjectSpec {
     defaults: &[("hs_note_body", "body"), ("hs_timestamp", "timestamp")],
     pulled: &[NOTE_CONTACT, NOTE_COMPANY, NOTE_DEAL],
     writable: &[NOTE_CONTACT, NOTE_COMPANY, NOTE_DEAL],
+    kind: None,
+    tag_property: Some("hs_note_body"),
 };
+
+/// Calls (<https://developers.hubspot.com/docs/api-reference/latest/crm/activities/calls/guide>).
+pub(super) const CALLS: ObjectSpec = ObjectSpec {
+    object: ObjectType::Activities,
+    path: "calls",
+    modified: "hs_lastmodifieddate",
+    defaults: &[
+        ("hs_timestamp", "timestamp"),
+        ("hs_call_title", "subject"),
+        ("hs_call_body", "body"),
+        ("hs_call_direction", "direction"),
+        ("hs_call_status", "status"),
+    ],
+    pulled: CALL_ASSOCIATIONS,
+    writable: CALL_ASSOCIATIONS,
+    kind: Some("call"),
+    tag_property: Some("hs_call_body"),
+};
+
+/// Emails (<https://developers.hubspot.com/docs/api-reference/latest/crm/activities/emails/guide>).
+pub(super) const EMAILS: ObjectSpec = ObjectSpec {
+    object: ObjectType::Activities,
+    path: "emails",
+    modified: "hs_lastmodifieddate",
+    defaults: &[
+        ("hs_timestamp", "timestamp"),
+        ("hs_email_subject", "subject"),
+        ("hs_email_text", "body"),
+        ("hs_email_direction", "direction"),
+        ("hs_email_status", "status"),
+    ],
+    pulled: EMAIL_ASSOCIATIONS,
+    writable: EMAIL_ASSOCIATIONS,
+    kind: Some("email"),
+    tag_property: Some("hs_email_text"),
+};
+
+/// Meetings (<https://developers.hubspot.com/docs/api-reference/latest/crm/activities/meetings/guide>).
+pub(super) const MEETINGS: ObjectSpec = ObjectSpec {
+    object: ObjectType::Activities,
+    path: "meetings",
+    modified: "hs_lastmodifieddate",
+    defaults: &[
+        ("hs_timestamp", "timestamp"),
+        ("hs_meeting_title", "subject"),
+        ("hs_meeting_body", "body"),
+        ("hs_meeting_start_time", "start"),
+        ("hs_meeting_end_time", "end"),
+        ("hs_meeting_outcome", "status"),
+    ],
+    pulled: MEETING_ASSOCIATIONS,
+    writable: MEETING_ASSOCIATIONS,
+    kind: Some("meeting"),
+    tag_property: Some("hs_meeting_body"),
+};
+
+/// Tasks (<https://developers.hubspot.com/docs/api-reference/latest/crm/activities/tasks/guide>):
+/// `hs_timestamp` is the due date.
+pub(super) const TASKS: ObjectSpec = ObjectSpec {
+    object: ObjectType::Activities,
+    path: "tasks",
+    modified: "hs_lastmodifieddate",
+    defaults: &[
+        ("hs_timestamp", "timestamp"),
+        ("hs_task_subject", "subject"),
+        ("hs_task_body", "body"),
+        ("hs_task_status", "status"),
+        ("hs_task_priority", "priority"),
+    ],
+    pulled: TASK_ASSOCIATIONS,
+    writable: TASK_ASSOCIATIONS,
+    kind: Some("task"),
+    tag_property: Some("hs_task_body"),
+};
+
+/// The HubSpot types behind the canonical `activities`, in pull order.
+pub(super) const ACTIVITIES: [&ObjectSpec; 4] = [&CALLS, &EMAILS, &MEETINGS, &TASKS];
+
+/// Every HubSpot type the adapter syncs.
+const ALL: [&ObjectSpec; 8] = [&CONTACTS, &COMPANIES, &DEALS, &NOTES, &CALLS, &EMAILS, &MEETINGS, &TASKS];
 
 /// HubSpot's default sales pipeline stages -> canonical lifecycle stages.
 pub(super) const DEFAULT_STAGES: &[(&str, &str)] = &[
@@ -119,6 +262,8 @@ pub(super) const DEFAULT_STAGES: &[(&str, &str)] = &[
     ("closedlost", "lost"),
 ];
 
+/// The one HubSpot type behind a canonical type (`None` for `activities`, which has four: see
+/// [`ACTIVITIES`], [`activity_spec`], [`spec_of_record`]).
 pub(super) fn spec(object: ObjectType) -> Option<&'static ObjectSpec> {
     match object {
         ObjectType::Contacts => Some(&CONTACTS),
@@ -129,26 +274,40 @@ pub(super) fn spec(object: ObjectType) -> Option<&'static ObjectSpec> {
     }
 }
 
-/// One connection's mappings for every object type.
+/// The activity type of a `kind` (`call`, `email`, `meeting`, `task`).
+pub(super) fn activity_spec(kind: &str) -> Option<&'static ObjectSpec> {
+    ACTIVITIES.into_iter().find(|s| s.kind == Some(kind))
+}
+
+/// The HubSpot type of a stored record of `object`: an activity's from its external id's prefix.
+pub(super) fn spec_of_record(object: ObjectType, external_id: &str) -> Option<&'static ObjectSpec> {
+    match object {
+        ObjectType::Activities => activity_spec(external_id.split_once(':')?.0),
+        other => spec(other),
+    }
+}
+
+/// One connection's mappings for every HubSpot type (an `activities` override applies to all four
+/// activity types).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Mappings {
-    fields: BTreeMap<ObjectType, FieldMap>,
+    fields: BTreeMap<&'static str, FieldMap>,
     pub stages: StageMap,
 }
 
 impl Mappings {
     pub fn new(settings: &ConnectionSettings) -> Self {
-        let fields = [&CONTACTS, &COMPANIES, &DEALS, &NOTES]
+        let fields = ALL
             .into_iter()
             .map(|s| {
-                (s.object, FieldMap::new(s.defaults).with_overrides(settings.field_mapping.get(&s.object)))
+                (s.path, FieldMap::new(s.defaults).with_overrides(settings.field_mapping.get(&s.object)))
             })
             .collect();
         Self { fields, stages: StageMap::new(DEFAULT_STAGES).with_overrides(&settings.stage_mapping) }
     }
 
-    pub fn fields(&self, object: ObjectType) -> FieldMap {
-        self.fields.get(&object).cloned().unwrap_or_default()
+    pub fn fields(&self, spec: &ObjectSpec) -> FieldMap {
+        self.fields.get(spec.path).cloned().unwrap_or_default()
     }
 }
 
@@ -186,7 +345,7 @@ fn canonical_value(field: &str, raw: &str) -> Option<Value> {
             .map(|d| d.date_naive())
             .or_else(|| NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").ok())
             .map(|d| Value::String(d.format("%Y-%m-%d").to_string())),
-        "timestamp" => {
+        "timestamp" | "start" | "end" => {
             parse_instant(raw).map(|d| Value::String(d.to_rfc3339_opts(SecondsFormat::Millis, true)))
         }
         f if f.ends_with("_ids") => {
@@ -210,8 +369,8 @@ pub(super) fn to_canonical(
     let mut fields = Fields::new();
     for (property, field) in map.pairs() {
         let mut raw = properties.get(property).and_then(text);
-        if spec.object == ObjectType::Notes && property == "hs_note_body" {
-            // The key tag of a note we created is ours, not the person's text.
+        if spec.tag_property == Some(property) {
+            // The key tag of a note or activity we created is ours, not the person's text.
             raw = raw.map(|r| crate::domain::strip_key_tag(&r).to_owned());
         }
         let value = raw.as_deref().and_then(|r| canonical_value(field, r));
@@ -225,6 +384,9 @@ pub(super) fn to_canonical(
     {
         let lifecycle = stage.as_str().and_then(|s| stages.lifecycle(s)).map(|l| Value::String(l.to_owned()));
         fields.insert("lifecycle_stage".to_owned(), lifecycle.unwrap_or(Value::Null));
+    }
+    if let Some(kind) = spec.kind {
+        fields.insert("kind".to_owned(), Value::String(kind.to_owned()));
     }
     fields
 }
@@ -285,7 +447,7 @@ mod tests {
         let m = Mappings::new(&ConnectionSettings::default());
         let f = to_canonical(
             &DEALS,
-            &m.fields(ObjectType::Deals),
+            &m.fields(&DEALS),
             &m.stages,
             &props(json!({"dealname": "Big", "amount": "1500.50", "dealstage": "contractsent",
                 "closedate": "2024-06-30T22:10:00.000Z", "pipeline": "default"})),
@@ -295,12 +457,10 @@ mod tests {
         assert_eq!(f["stage"], json!("contractsent"));
         assert_eq!(f["lifecycle_stage"], json!("opportunity"));
         assert_eq!(f["close_date"], json!("2024-06-30"));
-        let whole =
-            to_canonical(&DEALS, &m.fields(ObjectType::Deals), &m.stages, &props(json!({"amount": "7"})));
+        let whole = to_canonical(&DEALS, &m.fields(&DEALS), &m.stages, &props(json!({"amount": "7"})));
         assert_eq!(whole["amount"], json!(7));
         assert_eq!(whole["lifecycle_stage"], Value::Null);
-        let junk =
-            to_canonical(&DEALS, &m.fields(ObjectType::Deals), &m.stages, &props(json!({"amount": "lots"})));
+        let junk = to_canonical(&DEALS, &m.fields(&DEALS), &m.stages, &props(json!({"amount": "lots"})));
         assert_eq!(junk["amount"], Value::Null);
     }
 
@@ -316,7 +476,7 @@ mod tests {
         let m = Mappings::new(&settings);
         let f = to_canonical(
             &COMPANIES,
-            &m.fields(ObjectType::Companies),
+            &m.fields(&COMPANIES),
             &m.stages,
             &props(json!({"name": "ignored", "legal_name": "Acme AS", "account_tier": "gold"})),
         );
@@ -333,7 +493,7 @@ mod tests {
             "contact_ids": ["12", "40"], "deal_ids": ["7"], "unknown": 1
         }))
         .unwrap();
-        let (p, a) = to_properties(&NOTES, &m.fields(ObjectType::Notes), &fields);
+        let (p, a) = to_properties(&NOTES, &m.fields(&NOTES), &fields);
         assert_eq!(p["hs_note_body"], json!("[ARIA] summary"));
         assert_eq!(p["hs_timestamp"], json!("2024-05-01T10:00:00Z"));
         assert_eq!(p.len(), 2);
@@ -344,7 +504,7 @@ mod tests {
             json!({"amount": 99.5, "close_date": "2024-07-01", "lifecycle_stage": "lead", "stage": null}),
         )
         .unwrap();
-        let (p, _) = to_properties(&DEALS, &m.fields(ObjectType::Deals), &deal);
+        let (p, _) = to_properties(&DEALS, &m.fields(&DEALS), &deal);
         assert_eq!(p["amount"], json!("99.5"));
         assert_eq!(p["closedate"], json!("2024-07-01T00:00:00.000Z"));
         assert_eq!(p["dealstage"], json!(""));

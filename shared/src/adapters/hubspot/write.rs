@@ -46,15 +46,14 @@ const BATCH: usize = 100;
 const ASSOCIATION_BATCH: usize = 100;
 /// The unique-value custom property holding a create's idempotency key.
 pub const KEY_PROPERTY: &str = "syncbridge_key";
-/// The note property that carries a note create's key tag.
-const NOTE_BODY: &str = "hs_note_body";
 
 /// How creates of one object type prove that an earlier attempt made the record already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CreateProof {
     /// `syncbridge_key`, a unique-value property, holds the key (`batch/read` by `idProperty`).
     KeyProperty,
-    /// The note's body ends with the key's tag; found through the note's first association.
+    /// The body of a note (or another activity) ends with the key's tag; found through its first
+    /// association.
     NoteTag,
     /// Contacts whose portal lacks the property: the email, which HubSpot keeps unique.
     Email,
@@ -105,7 +104,7 @@ fn property_group(spec: &ObjectSpec) -> &'static str {
         ObjectType::Contacts => "contactinformation",
         ObjectType::Companies => "companyinformation",
         ObjectType::Deals => "dealinformation",
-        _ => "notes",
+        _ => "engagement",
     }
 }
 
@@ -119,22 +118,23 @@ struct Create {
 
 impl Create {
     fn new(
+        spec: &ObjectSpec,
         key: String,
         mut props: serde_json::Map<String, Value>,
         assocs: Vec<(Association, String)>,
         proof: CreateProof,
     ) -> Self {
         let tag = crate::domain::key_tag(&key);
-        match proof {
-            CreateProof::KeyProperty => {
+        match (proof, spec.tag_property) {
+            (CreateProof::KeyProperty, _) => {
                 props.insert(KEY_PROPERTY.to_owned(), Value::String(key.clone()));
             }
-            CreateProof::NoteTag => {
-                let body = props.get(NOTE_BODY).and_then(Value::as_str).unwrap_or("");
+            (CreateProof::NoteTag, Some(body_property)) => {
+                let body = props.get(body_property).and_then(Value::as_str).unwrap_or("");
                 let tagged = if body.is_empty() { tag.clone() } else { format!("{body}\n{tag}") };
-                props.insert(NOTE_BODY.to_owned(), Value::String(tagged));
+                props.insert(body_property.to_owned(), Value::String(tagged));
             }
-            CreateProof::Email => {}
+            (CreateProof::NoteTag, None) | (CreateProof::Email, _) => {}
         }
         Self { key, tag, props, assocs }
     }
@@ -212,7 +212,7 @@ impl BatchError {
 }
 
 fn ack(spec: &ObjectSpec, obj: &HubObject) -> Result<WriteAck, ProviderError> {
-    let external_id = ExternalId::parse(obj.id.clone())
+    let external_id = ExternalId::parse(spec.external_id(&obj.id))
         .map_err(|e| ProviderError::permanent(format!("HubSpot returned an unusable id: {e}")))?;
     let modified = obj
         .properties
@@ -276,25 +276,41 @@ impl HubspotClient {
         writes: &[ProviderWrite],
     ) -> Result<Vec<Result<WriteAck, ProviderError>>, ProviderError> {
         let mut results: Vec<Option<Result<WriteAck, ProviderError>>> = writes.iter().map(|_| None).collect();
-        let mut groups: BTreeMap<(ObjectType, Op), Vec<usize>> = BTreeMap::new();
+        let mut groups: BTreeMap<(&'static str, Op), (&'static ObjectSpec, Vec<usize>)> = BTreeMap::new();
         for (i, w) in writes.iter().enumerate() {
-            let (object, op) = match w {
-                ProviderWrite::Create { object, .. } => (*object, Op::Create),
-                ProviderWrite::Update { object, .. } => (*object, Op::Update),
-                ProviderWrite::Delete { object, .. } => (*object, Op::Delete),
+            let (object, op, spec) = match w {
+                ProviderWrite::Create { object, fields, .. } => {
+                    let spec = match object {
+                        ObjectType::Activities => {
+                            fields.get("kind").and_then(Value::as_str).and_then(objects::activity_spec)
+                        }
+                        other => objects::spec(*other),
+                    };
+                    (*object, Op::Create, spec)
+                }
+                ProviderWrite::Update { object, external_id, .. } => {
+                    (*object, Op::Update, objects::spec_of_record(*object, external_id.as_str()))
+                }
+                ProviderWrite::Delete { object, external_id, .. } => {
+                    (*object, Op::Delete, objects::spec_of_record(*object, external_id.as_str()))
+                }
             };
-            groups.entry((object, op)).or_default().push(i);
+            match spec {
+                Some(spec) => groups.entry((spec.path, op)).or_insert((spec, Vec::new())).1.push(i),
+                None => {
+                    let why = match object {
+                        ObjectType::Activities => {
+                            "the HubSpot adapter writes activities of kind call, email, meeting or task only"
+                                .to_owned()
+                        }
+                        other => format!("the HubSpot adapter does not write {other}"),
+                    };
+                    results[i] = Some(Err(ProviderError::permanent(why)));
+                }
+            }
         }
         let mut any_sent = false;
-        for ((object, op), indices) in groups {
-            let Some(spec) = objects::spec(object) else {
-                for i in indices {
-                    results[i] = Some(Err(ProviderError::permanent(format!(
-                        "the HubSpot adapter does not write {object}"
-                    ))));
-                }
-                continue;
-            };
+        for ((_, op), (spec, indices)) in groups {
             for chunk in indices.chunks(BATCH) {
                 let outcome = match op {
                     Op::Create => self.create_chunk(spec, token, writes, chunk).await,
@@ -373,14 +389,14 @@ impl HubspotClient {
         if checked.is_empty() {
             return Ok(failed);
         }
-        let ids: Vec<String> = checked.iter().map(|(_, id, _)| id.as_str().to_owned()).collect();
+        let ids: Vec<String> = checked.iter().map(|(_, id, _)| spec.hub_id(id.as_str()).to_owned()).collect();
         let found = self.batch_read(spec, token, &ids, &[spec.modified.to_owned()], None).await?;
         let modified: HashMap<&str, Option<DateTime<Utc>>> = found
             .iter()
             .map(|o| (o.id.as_str(), ack(spec, o).ok().and_then(|a| a.remote_modified_at)))
             .collect();
         for (i, id, since) in checked {
-            match modified.get(id.as_str()) {
+            match modified.get(spec.hub_id(id.as_str())) {
                 None => {
                     failed.insert(i, ProviderError::NotFound);
                 }
@@ -406,7 +422,7 @@ impl HubspotClient {
         if let Some(proof) = known {
             return Ok(proof);
         }
-        let proof = if spec.object == ObjectType::Notes {
+        let proof = if spec.tag_property.is_some() {
             CreateProof::NoteTag
         } else {
             self.key_property(spec, token).await?
@@ -551,10 +567,12 @@ impl HubspotClient {
                         }
                     }
                     let ids: Vec<String> = candidates.keys().cloned().collect();
-                    let props = vec![spec.modified.to_owned(), NOTE_BODY.to_owned()];
+                    let body_property = spec.tag_property.unwrap_or_default();
+                    let props = vec![spec.modified.to_owned(), body_property.to_owned()];
                     for chunk in ids.chunks(BATCH) {
                         for obj in self.batch_read(spec, token, chunk, &props, None).await? {
-                            let body = obj.properties.get(NOTE_BODY).and_then(Value::as_str).unwrap_or("");
+                            let body =
+                                obj.properties.get(body_property).and_then(Value::as_str).unwrap_or("");
                             for c in candidates.get(&obj.id).into_iter().flatten() {
                                 if body.trim_end().ends_with(&c.tag) {
                                     done.insert(c.key.clone(), ack(spec, &obj));
@@ -601,7 +619,7 @@ impl HubspotClient {
         chunk: &[usize],
     ) -> Result<Outcomes, ProviderError> {
         let proof = self.create_proof(spec, token).await?;
-        let map = self.mappings.fields(spec.object);
+        let map = self.mappings.fields(spec);
         let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut creates: Vec<Create> = Vec::new();
         for i in chunk {
@@ -609,7 +627,7 @@ impl HubspotClient {
                 let key = key_value(idempotency_key);
                 if !by_key.contains_key(&key) {
                     let (props, assocs) = objects::to_properties(spec, &map, fields);
-                    creates.push(Create::new(key.clone(), props, assocs, proof));
+                    creates.push(Create::new(spec, key.clone(), props, assocs, proof));
                 }
                 by_key.entry(key).or_default().push(*i);
             }
@@ -699,14 +717,14 @@ impl HubspotClient {
                 }
             }
         }
-        let map = self.mappings.fields(spec.object);
+        let map = self.mappings.fields(spec);
         let inputs: Vec<Value> = chunk
             .iter()
             .filter(|i| !failed.contains_key(*i))
             .filter_map(|i| match writes.get(*i) {
                 Some(ProviderWrite::Update { external_id, fields, .. }) => {
                     let (props, _) = objects::to_properties(spec, &map, fields);
-                    Some(json!({ "id": external_id.as_str(), "properties": props, "objectWriteTraceId": i.to_string() }))
+                    Some(json!({ "id": spec.hub_id(external_id.as_str()), "properties": props, "objectWriteTraceId": i.to_string() }))
                 }
                 _ => None,
             })
@@ -716,7 +734,7 @@ impl HubspotClient {
             let url = format!("{}/crm/v3/objects/{}/batch/update", self.base, spec.path);
             let sent: Vec<usize> = chunk.iter().copied().filter(|i| !failed.contains_key(i)).collect();
             let id_of = |i: usize| match writes.get(i) {
-                Some(ProviderWrite::Update { external_id, .. }) => Some(external_id.as_str()),
+                Some(ProviderWrite::Update { external_id, .. }) => Some(spec.hub_id(external_id.as_str())),
                 _ => None,
             };
             let reply = self
@@ -764,7 +782,7 @@ impl HubspotClient {
             .filter(|i| matches!(done.get(*i), Some(Ok(_))))
             .filter_map(|i| match (writes.get(*i), wanted.get(i)) {
                 (Some(ProviderWrite::Update { external_id, .. }), Some(w)) => {
-                    Some((*i, external_id.as_str(), w))
+                    Some((*i, spec.hub_id(external_id.as_str()), w))
                 }
                 _ => None,
             })
@@ -939,7 +957,8 @@ impl HubspotClient {
             targets.iter().filter(|(i, _, _)| !failed.contains_key(i)).map(|(i, id, _)| (*i, *id)).collect();
         if !send.is_empty() {
             let url = format!("{}/crm/v3/objects/{}/batch/archive", self.base, spec.path);
-            let inputs: Vec<Value> = send.iter().map(|(_, id)| json!({ "id": id.as_str() })).collect();
+            let inputs: Vec<Value> =
+                send.iter().map(|(_, id)| json!({ "id": spec.hub_id(id.as_str()) })).collect();
             self.post(Call::idempotent_write("batch.archive"), token, &url, &json!({ "inputs": inputs }))
                 .await?
                 .check()?;

@@ -186,8 +186,9 @@ impl HubspotEvent {
     }
 }
 
-/// The object type ids of what Syncbridge syncs: contacts, companies, deals, notes.
-const SYNCED_TYPE_IDS: [&str; 4] = ["0-1", "0-2", "0-3", "0-46"];
+/// The object type ids of what Syncbridge syncs: contacts, companies, deals, notes, and the
+/// activities calls (`0-48`), emails (`0-49`), meetings (`0-47`) and tasks (`0-27`).
+const SYNCED_TYPE_IDS: [&str; 8] = ["0-1", "0-2", "0-3", "0-46", "0-48", "0-49", "0-47", "0-27"];
 
 impl HubspotEvent {
     /// True when a record of a type Syncbridge syncs was deleted (archived): the legacy
@@ -531,6 +532,10 @@ mod tests {
             ("deal.deletion", None),
             ("object.deletion", Some("0-1")),
             ("object.deletion", Some("0-46")),
+            ("object.deletion", Some("0-48")),
+            ("object.deletion", Some("0-49")),
+            ("object.deletion", Some("0-47")),
+            ("object.deletion", Some("0-27")),
         ] {
             assert!(parse(of_type(1, kind, type_id)).is_deletion(), "{kind} {type_id:?}");
         }

@@ -1,0 +1,289 @@
+//! Pulls: pages of a data source in `last_edited_time` order, a traversal at a time.
+//!
+//! A traversal lists the live pages edited on or after `since` (all of them on a full pull), then,
+//! when incremental, the trashed ones edited since (Notion's `in_trash: true` query), which come
+//! back as deletes. Each request is one page of at most 100, continued with Notion's
+//! `start_cursor`; the cursor is checkpointed after every page.
+//!
+//! Notion rounds `last_edited_time` down to the minute, so an edit later in a minute already read
+//! does not move the stamp. A traversal therefore notes Notion's clock (the `Date` of its first
+//! answer), rounded to the minute, as `started`; the next traversal starts one minute before it
+//! (`since = started - 1 min`), which also covers a page whose edit was still being indexed. Pages
+//! re-read from a minute that had closed before `started` cannot have changed without a new stamp:
+//! the previous traversal remembers them (`seen`, id and stamp) and the next one skips them, so a
+//! quiet connection's pull delivers nothing again and never loops; a page re-read from the minute
+//! that was still open is delivered again (an edit may hide in it).
+//! <https://developers.notion.com/reference/query-a-data-source>
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound, Timelike, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::properties::to_canonical;
+use super::{Call, NotionClient};
+use crate::domain::record::Fields;
+use crate::domain::{ExternalId, ObjectType, RemoteRecord, SyncCursor};
+use crate::ports::{ProviderError, PulledPage};
+
+/// How far before the minute a traversal started in the next one begins.
+pub const LOOKBACK: chrono::Duration = chrono::Duration::minutes(1);
+/// Pages remembered as delivered from a closed minute (a bound on the cursor's size; past it
+/// pages are simply delivered again, which changes nothing).
+const MAX_SEEN: usize = 500;
+const PAGE_SIZE: usize = 100;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct Cursor {
+    v: u8,
+    /// Lower bound (`on_or_after`) of the traversal in progress; `None` on a full listing.
+    since: Option<DateTime<Utc>>,
+    /// Notion's clock, to the minute, at this traversal's first answer.
+    started: Option<DateTime<Utc>>,
+    /// Listing the trash (the second half of an incremental traversal).
+    trash: bool,
+    /// Notion's `start_cursor` within the current listing.
+    next: Option<String>,
+    /// Delivered by the previous traversal from a closed minute: id -> stamp (epoch ms).
+    seen: BTreeMap<String, i64>,
+    /// What this traversal delivers from a closed minute, for the next one's `seen`.
+    fresh: BTreeMap<String, i64>,
+}
+
+impl Cursor {
+    pub(super) fn parse(cursor: Option<&SyncCursor>) -> Result<Self, ProviderError> {
+        match cursor {
+            None => Ok(Self { v: 1, ..Self::default() }),
+            Some(c) => serde_json::from_str::<Cursor>(c.as_str())
+                .ok()
+                .filter(|c| c.v == 1)
+                .ok_or(ProviderError::CursorExpired),
+        }
+    }
+
+    fn encode(&self) -> SyncCursor {
+        SyncCursor::new(serde_json::to_string(self).unwrap_or_default())
+    }
+
+    fn body(&self) -> Value {
+        let mut body = json!({
+            "page_size": PAGE_SIZE,
+            "sorts": [{ "timestamp": "last_edited_time", "direction": "ascending" }],
+        });
+        if let Some(since) = self.since {
+            body["filter"] = json!({
+                "timestamp": "last_edited_time",
+                "last_edited_time": { "on_or_after": since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true) },
+            });
+        }
+        if self.trash {
+            body["in_trash"] = json!(true);
+        }
+        if let Some(next) = &self.next {
+            body["start_cursor"] = json!(next);
+        }
+        body
+    }
+
+    /// Whether a page of this stamp is delivered, and remembered for the next traversal.
+    fn admit(&mut self, id: &str, stamp: DateTime<Utc>) -> bool {
+        let ms = stamp.timestamp_millis();
+        if self.seen.get(id) == Some(&ms) {
+            return false;
+        }
+        if let Some(started) = self.started
+            && stamp < started
+            && stamp >= started - LOOKBACK
+            && self.fresh.len() < MAX_SEEN
+        {
+            self.fresh.insert(id.to_owned(), ms);
+        }
+        true
+    }
+
+    /// After the last page of a listing: the trash next (incremental), or the next traversal.
+    /// Returns whether this traversal has more to list.
+    fn listing_done(&mut self, now: DateTime<Utc>) -> bool {
+        self.next = None;
+        if !self.trash && self.since.is_some() {
+            self.trash = true;
+            return true;
+        }
+        let started = self.started.unwrap_or_else(|| minute(now));
+        *self = Cursor {
+            v: 1,
+            since: Some(started - LOOKBACK),
+            seen: std::mem::take(&mut self.fresh),
+            ..Cursor::default()
+        };
+        false
+    }
+}
+
+fn minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(0).with_second(0).unwrap_or(t)
+}
+
+fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v?.as_str()?).ok().map(|t| t.to_utc())
+}
+
+impl NotionClient {
+    pub(super) async fn pull(
+        &self,
+        token: &SecretString,
+        object: ObjectType,
+        cursor: Option<&SyncCursor>,
+    ) -> Result<PulledPage, ProviderError> {
+        let map = self.field_map(object)?;
+        let mut state = Cursor::parse(cursor)?;
+        if !self.databases.contains_key(&object) {
+            // The contacts database is optional: without one there is nothing to pull.
+            return Ok(PulledPage {
+                records: Vec::new(),
+                cursor: state.encode(),
+                has_more: false,
+                reconcile_deletes: false,
+            });
+        }
+        let ds = self.data_source(token, object).await?;
+        let path = format!("/data_sources/{ds}/query");
+        let mut reply = self.query(token, &path, &state.body()).await?;
+        if state.next.is_some() && is_bad_cursor(&reply) {
+            // Notion no longer takes the listing's cursor: list again from `since` (pages are
+            // delivered again, never skipped).
+            state.next = None;
+            reply = self.query(token, &path, &state.body()).await?;
+        }
+        let now = reply.provider_now().and_then(DateTime::from_timestamp_millis).unwrap_or_else(Utc::now);
+        if state.started.is_none() {
+            state.started = Some(minute(now));
+        }
+        let body: Value = reply.check()?.json()?;
+        let mut records = Vec::new();
+        for page in body.get("results").and_then(Value::as_array).into_iter().flatten() {
+            let (Some(id), Some(stamp)) =
+                (page.get("id").and_then(Value::as_str), parse_time(page.get("last_edited_time")))
+            else {
+                continue;
+            };
+            if !state.admit(id, stamp) {
+                continue;
+            }
+            let in_trash = page
+                .get("in_trash")
+                .or_else(|| page.get("archived"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let mut fields = Fields::new();
+            for (property, canonical) in map.pairs() {
+                if let Some(v) = page
+                    .pointer(&format!("/properties/{}", property.replace('~', "~0").replace('/', "~1")))
+                    .and_then(to_canonical)
+                {
+                    fields.insert(canonical.to_owned(), v);
+                }
+            }
+            let external_id = ExternalId::parse(id)
+                .map_err(|e| ProviderError::permanent(format!("Notion page id: {e}")))?;
+            records.push(RemoteRecord {
+                external_id,
+                object,
+                fields,
+                remote_modified_at: Some(stamp),
+                deleted: in_trash,
+                etag: None,
+            });
+        }
+        let has_more = match body.get("next_cursor").and_then(Value::as_str) {
+            Some(next) if body.get("has_more").and_then(Value::as_bool).unwrap_or(false) => {
+                state.next = Some(next.to_owned());
+                true
+            }
+            _ => state.listing_done(now),
+        };
+        Ok(PulledPage { records, cursor: state.encode(), has_more, reconcile_deletes: false })
+    }
+
+    async fn query(
+        &self,
+        token: &SecretString,
+        path: &str,
+        body: &Value,
+    ) -> Result<super::Reply, ProviderError> {
+        self.send(Call::read("data_sources.query"), || {
+            self.request(http::Method::POST, path, token).json(body)
+        })
+        .await
+    }
+}
+
+/// Notion's 400 for a `start_cursor` it no longer takes.
+fn is_bad_cursor(reply: &super::Reply) -> bool {
+    reply.status == http::StatusCode::BAD_REQUEST
+        && reply
+            .json_value()
+            .and_then(|b| b.get("message")?.as_str().map(|m| m.contains("start_cursor")))
+            .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("2027-01-01T{h:02}:{m:02}:{s:02}Z")).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_traversal_starts_one_minute_before_the_minute_the_last_one_started_in() {
+        let mut c = Cursor::parse(None).unwrap();
+        c.started = Some(at(10, 5, 0));
+        assert!(!c.listing_done(at(10, 5, 30)), "a full listing has no trash half");
+        assert_eq!(c.since, Some(at(10, 4, 0)));
+        assert!(
+            c.body()["filter"]["last_edited_time"]["on_or_after"]
+                .as_str()
+                .unwrap()
+                .starts_with("2027-01-01T10:04:00")
+        );
+        c.started = Some(at(10, 20, 0));
+        assert!(c.listing_done(at(10, 20, 0)), "then the trash");
+        assert_eq!(c.body()["in_trash"], true);
+        assert!(!c.listing_done(at(10, 20, 0)));
+        assert_eq!(c.since, Some(at(10, 19, 0)));
+    }
+
+    #[test]
+    fn pages_from_a_closed_minute_are_not_delivered_twice_but_the_open_minute_is_read_again() {
+        let mut c =
+            Cursor { v: 1, started: Some(at(10, 5, 0)), since: Some(at(10, 3, 0)), ..Cursor::default() };
+        assert!(c.admit("closed", at(10, 4, 0)));
+        assert!(c.admit("open", at(10, 5, 0)));
+        assert!(c.admit("old", at(10, 3, 0)));
+        c.listing_done(at(10, 5, 0));
+        c.listing_done(at(10, 5, 0));
+        c.started = Some(at(10, 6, 0));
+        assert!(!c.admit("closed", at(10, 4, 0)), "same stamp from a closed minute: skipped");
+        assert!(c.admit("open", at(10, 5, 0)), "the minute that was open may hide a later edit");
+        let mut d = Cursor {
+            v: 1,
+            started: Some(at(10, 6, 0)),
+            seen: [("p".into(), at(10, 4, 0).timestamp_millis())].into(),
+            ..Cursor::default()
+        };
+        assert!(d.admit("p", at(10, 5, 0)), "a moved stamp is a new edit");
+    }
+
+    #[test]
+    fn an_unreadable_cursor_asks_for_a_full_pull() {
+        assert!(matches!(
+            Cursor::parse(Some(&SyncCursor::new("not json"))),
+            Err(ProviderError::CursorExpired)
+        ));
+        let c = Cursor::parse(None).unwrap();
+        assert_eq!(Cursor::parse(Some(&c.encode())).unwrap(), c);
+    }
+}
