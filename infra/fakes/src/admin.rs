@@ -10,9 +10,10 @@
 //!     type Route = Route; type Kind = FaultKind; type Extra = admin::NoExtra;
 //!     fn faults(&self) -> &admin::Faults<Route, FaultKind> { &self.faults }
 //!     fn counters(&self) -> &admin::Counters { &self.counters }
-//!     fn bad_body(message: &str) -> Response { my_400(message) }
+//!     fn bad_body(e: &serde_json::Error) -> Response { my_400(&e.to_string()) }
 //! }
-//! Router::new().route("/v1/things", get(list)).merge(admin::router::<Arc<MyState>>()).with_state(state)
+//! type App = Arc<MyState>; // or a wider state with `impl FromRef<Wider> for Arc<MyState>`
+//! Router::new().route("/v1/things", get(list)).merge(admin::router::<App, App>()).with_state(state)
 //! ```
 //!
 //! Routes mounted: `POST /_admin/faults` (a [`Fault`] as JSON: `{"route", "kind", ..., "count"}`),
@@ -24,7 +25,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -196,7 +197,7 @@ pub trait Admin: Send + Sync + 'static {
     }
 
     /// The fake's answer to an admin body it cannot read (its provider's 400 shape).
-    fn bad_body(message: &str) -> Response;
+    fn bad_body(error: &serde_json::Error) -> Response;
 
     /// `GET /_admin/stats`'s body; a fake whose JSON names differ renames them here.
     fn stats_json(stats: Stats<Self::Extra>) -> Value {
@@ -239,43 +240,49 @@ impl<T: Admin> Admin for Arc<T> {
     fn oauth(&self) -> Option<&CodeGrants> {
         (**self).oauth()
     }
-    fn bad_body(message: &str) -> Response {
-        T::bad_body(message)
+    fn bad_body(error: &serde_json::Error) -> Response {
+        T::bad_body(error)
     }
     fn stats_json(stats: Stats<T::Extra>) -> Value {
         T::stats_json(stats)
     }
 }
 
-/// The shared `/_admin/` routes, to merge into a fake's router before its `with_state`.
-pub fn router<S: Admin + Clone>() -> Router<S> {
+/// The shared `/_admin/` routes, to merge into a fake's router (state `S`) before its
+/// `with_state`; `A` is the part of `S` that implements [`Admin`] (`S` itself, or a field
+/// reached through `FromRef`).
+pub fn router<S, A>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    A: Admin + Clone + FromRef<S>,
+{
     Router::new()
-        .route("/_admin/faults", post(inject::<S>).delete(clear::<S>))
-        .route("/_admin/stats", get(stats::<S>))
-        .route("/_admin/stats/reset", post(reset::<S>))
-        .route("/_admin/oauth", post(oauth::<S>))
+        .route("/_admin/faults", post(inject::<A>).delete(clear::<A>))
+        .route("/_admin/stats", get(stats::<A>))
+        .route("/_admin/stats/reset", post(reset::<A>))
+        .route("/_admin/oauth", post(oauth::<A>))
 }
 
-async fn inject<S: Admin>(State(s): State<S>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Fault<S::Route, S::Kind>>(&body) {
+async fn inject<A: Admin>(State(s): State<A>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Fault<A::Route, A::Kind>>(&body) {
         Ok(f) => {
             s.faults().push(f);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => S::bad_body(&e.to_string()),
+        Err(e) => A::bad_body(&e),
     }
 }
 
-async fn clear<S: Admin>(State(s): State<S>) -> StatusCode {
+async fn clear<A: Admin>(State(s): State<A>) -> StatusCode {
     s.faults().clear();
     StatusCode::NO_CONTENT
 }
 
-async fn stats<S: Admin>(State(s): State<S>) -> Json<Value> {
-    Json(S::stats_json(s.counters().snapshot()))
+async fn stats<A: Admin>(State(s): State<A>) -> Json<Value> {
+    Json(A::stats_json(s.counters().snapshot()))
 }
 
-async fn reset<S: Admin>(State(s): State<S>) -> StatusCode {
+async fn reset<A: Admin>(State(s): State<A>) -> StatusCode {
     s.counters().reset();
     StatusCode::NO_CONTENT
 }
@@ -286,7 +293,7 @@ struct Deny {
     deny: bool,
 }
 
-async fn oauth<S: Admin>(State(s): State<S>, body: Bytes) -> Response {
+async fn oauth<A: Admin>(State(s): State<A>, body: Bytes) -> Response {
     let Some(grants) = s.oauth() else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -295,7 +302,7 @@ async fn oauth<S: Admin>(State(s): State<S>, body: Bytes) -> Response {
             grants.set_deny(d.deny);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => S::bad_body(&e.to_string()),
+        Err(e) => A::bad_body(&e),
     }
 }
 
@@ -370,8 +377,8 @@ mod tests {
         fn oauth(&self) -> Option<&CodeGrants> {
             Some(&self.grants)
         }
-        fn bad_body(message: &str) -> Response {
-            (StatusCode::BAD_REQUEST, format!("bad: {message}")).into_response()
+        fn bad_body(error: &serde_json::Error) -> Response {
+            (StatusCode::BAD_REQUEST, format!("bad: {error}")).into_response()
         }
     }
 
@@ -447,7 +454,7 @@ mod tests {
     #[tokio::test]
     async fn the_admin_routes_inject_and_clear_faults_read_and_reset_stats_and_set_consent() {
         let fake = Arc::new(Fake::default());
-        let app = router::<Arc<Fake>>().with_state(fake.clone());
+        let app = router::<Arc<Fake>, Arc<Fake>>().with_state(fake.clone());
         let (status, _) =
             call(app.clone(), "POST", "/_admin/faults", r#"{"route":"get","kind":"gone","count":2}"#).await;
         assert_eq!(status, StatusCode::NO_CONTENT);

@@ -13,7 +13,7 @@
 mod server;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 use store::{Store, When};
 
 /// Google's access-token lifetime as its token endpoint reports it.
@@ -139,30 +140,29 @@ pub enum FaultKind {
     SyncTokenGone,
 }
 
-/// A fault for the next `count` requests to `route`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    pub route: Route,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
-}
+/// A fault for the next `count` requests to `route` (`POST /_admin/faults`).
+pub type Fault = admin::Fault<Route, FaultKind>;
 
-fn one() -> u32 {
-    1
-}
+/// Request counters (`GET /_admin/stats`): the common ones and [`CalendarCounts`].
+pub type Stats = admin::Stats<CalendarCounts>;
 
-/// Request counters (`GET /_admin/stats`).
+/// The Calendar fake's own counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    /// Rate-limit answers sent (429 and 403 rate-limit reasons).
-    pub rate_limited: u64,
-    /// Requests per route name (`list`, `insert`, ...).
-    pub routes: BTreeMap<String, u64>,
+pub struct CalendarCounts {
     /// List requests that carried a `syncToken`.
     pub incremental_lists: u64,
+}
+
+impl admin::FaultRoute for Route {
+    fn is_any(&self) -> bool {
+        *self == Route::Any
+    }
+}
+
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, FaultKind::RateLimit { .. })
+    }
 }
 
 /// An OAuth access token issued by the fake, with the refresh token that renews it.
@@ -203,8 +203,6 @@ struct Inner {
     /// Access token -> expiry (`None`: never).
     tokens: HashMap<String, Option<Instant>>,
     refresh_tokens: HashMap<String, ()>,
-    faults: Vec<Fault>,
-    stats: Stats,
     channels: Vec<Channel>,
 }
 
@@ -216,6 +214,8 @@ pub struct GoogleState {
     http: reqwest::Client,
     /// Authorization codes of the OAuth web-server flow.
     pub oauth: crate::oauth::CodeGrants,
+    faults: admin::Faults<Route, FaultKind>,
+    counters: admin::Counters<CalendarCounts>,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -254,12 +254,17 @@ impl GoogleState {
             store: Store::seeded(config.events, config.weekly_instances, config.seed, anchor),
             tokens,
             refresh_tokens: HashMap::new(),
-            faults: Vec::new(),
-            stats: Stats::default(),
             channels: Vec::new(),
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { inner: Mutex::new(inner), config, http, oauth: crate::oauth::CodeGrants::new() }
+        Self {
+            inner: Mutex::new(inner),
+            config,
+            http,
+            oauth: crate::oauth::CodeGrants::new(),
+            faults: admin::Faults::default(),
+            counters: admin::Counters::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -327,19 +332,19 @@ impl GoogleState {
     }
 
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        self.counters.snapshot()
     }
 
     pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
+        self.counters.reset();
     }
 
     pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
+        self.faults.push(fault);
     }
 
     pub fn clear_faults(&self) {
-        self.lock().faults.clear();
+        self.faults.clear();
     }
 
     /// Issues an access token (lifetime `ttl`, default Google's 3599 s) and a refresh token.
@@ -467,25 +472,13 @@ impl GoogleState {
     /// Counts the request and takes the first pending fault for `route`. `sync_token`: whether a
     /// list request carries a sync token (only those use up a `SyncTokenGone` fault).
     fn count_and_take_fault(&self, route: Route, sync_token: bool) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
         if sync_token {
-            inner.stats.incremental_lists += 1;
+            self.counters.update(|s| s.incremental_lists += 1);
         }
-        let idx = inner.faults.iter().position(|f| {
-            (f.route == route || f.route == Route::Any)
-                && (f.kind != FaultKind::SyncTokenGone || (route == Route::List && sync_token))
-        })?;
-        let kind = inner.faults[idx].kind.clone();
-        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
-        if inner.faults[idx].count == 0 {
-            inner.faults.remove(idx);
-        }
-        if matches!(kind, FaultKind::RateLimit { .. }) {
-            inner.stats.rate_limited += 1;
-        }
-        Some(kind)
+        use admin::Admin as _;
+        self.count_and_take_where(&route, route.as_str(), |kind| {
+            *kind != FaultKind::SyncTokenGone || (route == Route::List && sync_token)
+        })
     }
 
     fn admit(&self, bearer: Option<&str>) -> Result<(), Refusal> {
@@ -501,6 +494,25 @@ impl GoogleState {
     /// Runs `f` on the events under the lock (for the server's conditional writes).
     fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         f(&mut self.lock().store)
+    }
+}
+
+impl admin::Admin for GoogleState {
+    type Route = Route;
+    type Kind = FaultKind;
+    type Extra = CalendarCounts;
+
+    fn faults(&self) -> &admin::Faults<Route, FaultKind> {
+        &self.faults
+    }
+    fn counters(&self) -> &admin::Counters<CalendarCounts> {
+        &self.counters
+    }
+    fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
+        Some(&self.oauth)
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        server::bad_request("parseError", &error.to_string())
     }
 }
 

@@ -23,7 +23,7 @@ use super::store::{
     ListFilter, OWNER, StoredEvent, decode_token, encode_token, rfc3339, time_range_ok, valid_event_id,
     writable_properties,
 };
-use super::{Channel, Fault, FaultKind, GoogleState, MAX_CHANNEL_TTL, Refusal, Route, calendar_resource_id};
+use super::{Channel, FaultKind, GoogleState, MAX_CHANNEL_TTL, Refusal, Route, calendar_resource_id};
 
 const MAX_RESULTS_DEFAULT: usize = 250;
 const MAX_RESULTS_CAP: usize = 2500;
@@ -57,19 +57,16 @@ pub(crate) fn router(state: App) -> Router {
         .route("/o/oauth2/v2/auth", get(authorize))
         .route("/revoke", post(revoke))
         .route("/calendar/v3/calendars/{calendar}", get(get_calendar))
-        .route("/_admin/oauth", post(admin_oauth))
-        .route("/_admin/stats", get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/events", post(admin_create))
         .route("/_admin/events/{id}", get(admin_get).patch(admin_edit))
         .route("/_admin/events/{id}/move", post(admin_move))
         .route("/_admin/events/{id}/cancel", post(admin_cancel))
         .route("/_admin/sync-tokens/invalidate", post(admin_invalidate))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/_admin/tokens", post(admin_issue_token))
         .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/channels", get(admin_channels))
         .route("/_admin/channels/notify", post(admin_notify))
+        .merge(crate::admin::router::<App, App>())
         .with_state(state)
 }
 
@@ -85,7 +82,7 @@ fn g_error(status: StatusCode, domain: &str, reason: &str, message: &str) -> Res
     (status, Json(body)).into_response()
 }
 
-fn bad_request(reason: &str, message: &str) -> Response {
+pub(crate) fn bad_request(reason: &str, message: &str) -> Response {
     g_error(StatusCode::BAD_REQUEST, "global", reason, message)
 }
 
@@ -713,26 +710,6 @@ async fn get_calendar(State(app): State<App>, headers: HeaderMap, Path(calendar)
     .into_response()
 }
 
-#[derive(serde::Deserialize)]
-struct AdminOAuth {
-    /// The user declines the next authorizations (`error=access_denied`) until set back.
-    deny: bool,
-}
-
-async fn admin_oauth(State(app): State<App>, Json(body): Json<AdminOAuth>) -> StatusCode {
-    app.oauth.set_deny(body.deny);
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_stats(State(app): State<App>) -> Response {
-    Json(app.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<App>) -> StatusCode {
-    app.reset_stats();
-    StatusCode::NO_CONTENT
-}
-
 fn edit_reply(result: Result<Value, super::EditError>, created: bool) -> Response {
     match result {
         Ok(v) if created => (StatusCode::CREATED, Json(v)).into_response(),
@@ -782,21 +759,6 @@ async fn admin_cancel(State(app): State<App>, Path(id): Path<String>) -> Respons
 
 async fn admin_invalidate(State(app): State<App>) -> StatusCode {
     app.invalidate_sync_tokens();
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_fault(State(app): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Fault>(&body) {
-        Ok(f) => {
-            app.inject_fault(f);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => bad_request("parseError", &e.to_string()),
-    }
-}
-
-async fn admin_clear_faults(State(app): State<App>) -> StatusCode {
-    app.clear_faults();
     StatusCode::NO_CONTENT
 }
 
