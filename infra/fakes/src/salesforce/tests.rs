@@ -79,7 +79,7 @@ async fn errors_use_salesforce_bodies_and_the_daily_allocation_is_enforced() {
     assert_eq!(resp.status(), 403);
     assert_eq!(resp.headers()["sforce-limit-info"], "api-usage=10/10");
     assert_eq!(resp.json::<Value>().await.unwrap()[0]["errorCode"], "REQUEST_LIMIT_EXCEEDED");
-    assert_eq!(f.state().stats().limit_exceeded, 1);
+    assert_eq!(f.state().stats().rate_limited, 1);
 }
 
 #[tokio::test]
