@@ -438,7 +438,7 @@ async fn gmail_pulls(name: &str, messages: usize, incremental: bool) -> anyhow::
     if !incremental {
         let stats = mailbox.stats();
         let mut f = Figures::new(name, "gmail", "full", &setup, stats.total, stats.rate_limited);
-        f.requests_by_route = stats.methods.clone();
+        f.requests_by_route = stats.routes.clone();
         f.check(format!("the worker saw all {messages} messages"), pulled.len() == messages);
         f.target(
             format!("{} quota units within Gmail's 15,000 a minute, no 429", stats.units),
@@ -458,7 +458,7 @@ async fn gmail_pulls(name: &str, messages: usize, incremental: bool) -> anyhow::
     let run = worker(WorkerSpec { cursors: Some(cursors), ..full }).await?;
     let stats = mailbox.stats();
     let mut f = Figures::new(name, "gmail", "incremental", &run, stats.total, stats.rate_limited);
-    f.requests_by_route = stats.methods.clone();
+    f.requests_by_route = stats.routes.clone();
     let seen: BTreeSet<String> = run.written.iter().filter(|l| l.starts_with("messages ")).cloned().collect();
     f.check(
         format!("the worker saw exactly the {} relabeled messages (of {})", edited.len(), pulled.len()),

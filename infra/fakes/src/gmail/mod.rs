@@ -13,7 +13,7 @@
 mod server;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 use store::{MailError, Mailbox, Message};
 
 /// Google's access-token lifetime as its token endpoint reports it.
@@ -99,31 +100,25 @@ pub enum FaultKind {
     MalformedJson,
 }
 
-/// A fault for the next `count` requests to `method` (a discovery method name such as
-/// `messages.get`, or `any`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    pub method: String,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
-}
+/// A fault for the next `count` requests to the API method `route` (`messages.list`, ...;
+/// `any` for all). `POST /_admin/faults` takes the method as `method` (or `route`).
+pub type Fault = admin::Fault<String, FaultKind>;
 
-fn one() -> u32 {
-    1
-}
+/// Request counters: the common ones, `routes` counting per API method (`messages.list`, ...,
+/// named `methods` in `GET /_admin/stats`), and [`QuotaCounts`].
+pub type Stats = admin::Stats<QuotaCounts>;
 
-/// Request counters (`GET /_admin/stats`).
+/// The Gmail fake's own counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    /// 429 answers sent (quota and injected).
-    pub rate_limited: u64,
-    /// Requests per method (`messages.get`, `history.list`, ...).
-    pub methods: BTreeMap<String, u64>,
+pub struct QuotaCounts {
     /// Quota units charged.
     pub units: u64,
+}
+
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, FaultKind::RateLimit { .. })
+    }
 }
 
 /// An OAuth access token issued by the fake, with the refresh token that renews it.
@@ -209,8 +204,6 @@ struct Inner {
     mailbox: Mailbox,
     tokens: HashMap<String, TokenInfo>,
     refresh_tokens: HashMap<String, Vec<String>>,
-    faults: Vec<Fault>,
-    stats: Stats,
     units_per_minute: Option<u32>,
     /// Quota units charged in the last minute: (when, units).
     charged: VecDeque<(Instant, u32)>,
@@ -227,6 +220,8 @@ pub struct GmailState {
     http: reqwest::Client,
     /// Authorization codes of the OAuth web-server flow.
     pub oauth: crate::oauth::CodeGrants,
+    faults: admin::Faults<String, FaultKind>,
+    counters: admin::Counters<QuotaCounts>,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -265,8 +260,6 @@ impl GmailState {
             mailbox: Mailbox::new(),
             tokens,
             refresh_tokens: HashMap::new(),
-            faults: Vec::new(),
-            stats: Stats::default(),
             units_per_minute: config.units_per_minute,
             charged: VecDeque::new(),
             watch: None,
@@ -274,7 +267,14 @@ impl GmailState {
             published: 0,
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        let state = Self { inner: Mutex::new(inner), config, http, oauth: crate::oauth::CodeGrants::new() };
+        let state = Self {
+            inner: Mutex::new(inner),
+            config,
+            http,
+            oauth: crate::oauth::CodeGrants::new(),
+            faults: admin::Faults::default(),
+            counters: admin::Counters::default(),
+        };
         state.seed();
         state
     }
@@ -362,19 +362,19 @@ impl GmailState {
     }
 
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        self.counters.snapshot()
     }
 
     pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
+        self.counters.reset();
     }
 
     pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
+        self.faults.push(fault);
     }
 
     pub fn clear_faults(&self) {
-        self.lock().faults.clear();
+        self.faults.clear();
     }
 
     /// Turns the per-user quota on (units a minute) or off (`None`), forgetting what was charged.
@@ -492,19 +492,7 @@ impl GmailState {
 
     /// Counts the request, charges its quota units, and takes the first pending fault for it.
     fn count_and_take_fault(&self, method: &str) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        *inner.stats.methods.entry(method.to_owned()).or_default() += 1;
-        let idx = inner.faults.iter().position(|f| f.method == method || f.method == "any")?;
-        let kind = inner.faults[idx].kind.clone();
-        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
-        if inner.faults[idx].count == 0 {
-            inner.faults.remove(idx);
-        }
-        if matches!(kind, FaultKind::RateLimit { .. }) {
-            inner.stats.rate_limited += 1;
-        }
-        Some(kind)
+        admin::Admin::count_and_take(self, &method.to_owned(), method)
     }
 
     /// Checks the bearer token, its scopes (any of `accepted`), then charges `units` against the
@@ -530,7 +518,7 @@ impl GmailState {
             }
             let used: u32 = inner.charged.iter().map(|(_, u)| u).sum();
             if used + units > limit {
-                inner.stats.rate_limited += 1;
+                self.counters.rate_limited();
                 let free_at = inner
                     .charged
                     .front()
@@ -541,7 +529,7 @@ impl GmailState {
             }
             inner.charged.push_back((now, units));
         }
-        inner.stats.units += u64::from(units);
+        self.counters.update(|s| s.units += u64::from(units));
         Ok(scopes)
     }
 
@@ -552,6 +540,28 @@ impl GmailState {
 
     fn set_watch(&self, watch: Option<Watch>) {
         self.lock().watch = watch;
+    }
+}
+
+impl admin::Admin for GmailState {
+    type Route = String;
+    type Kind = FaultKind;
+    type Extra = QuotaCounts;
+
+    fn faults(&self) -> &admin::Faults<String, FaultKind> {
+        &self.faults
+    }
+    fn counters(&self) -> &admin::Counters<QuotaCounts> {
+        &self.counters
+    }
+    fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
+        Some(&self.oauth)
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        server::invalid(&error.to_string())
+    }
+    fn stats_json(stats: Stats) -> serde_json::Value {
+        admin::rename_keys(serde_json::to_value(stats).unwrap_or_default(), &[("routes", "methods")])
     }
 }
 

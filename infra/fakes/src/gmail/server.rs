@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::store::{Format, Label, MailError, Message, OWNER, decode_raw};
-use super::{Fault, FaultKind, GmailState, Mail, Refusal, WATCH_TTL, Watch, scopes};
+use super::{FaultKind, GmailState, Mail, Refusal, WATCH_TTL, Watch, scopes};
 use crate::google::store::{decode_token, encode_token};
 
 type App = Arc<GmailState>;
@@ -84,21 +84,18 @@ pub(crate) fn router(state: App) -> Router {
         .route("/token", post(token))
         .route("/o/oauth2/v2/auth", get(authorize))
         .route("/revoke", post(revoke))
-        .route("/_admin/oauth", post(admin_oauth))
-        .route("/_admin/stats", get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/messages", post(admin_deliver))
         .route("/_admin/messages/{id}", get(admin_get))
         .route("/_admin/messages/{id}/labels", post(admin_relabel))
         .route("/_admin/messages/{id}/delete", post(admin_delete))
         .route("/_admin/labels", post(admin_create_label))
         .route("/_admin/history/expire", post(admin_expire_history))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/_admin/quota", post(admin_quota))
         .route("/_admin/tokens", post(admin_issue_token))
         .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/pubsub/subscriptions", post(admin_subscribe))
         .route("/_admin/pubsub/publish", post(admin_publish))
+        .merge(crate::admin::router::<App, App>())
         .with_state(state)
 }
 
@@ -126,7 +123,7 @@ fn g_error(status: StatusCode, reason: &str, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn invalid(message: &str) -> Response {
+pub(crate) fn invalid(message: &str) -> Response {
     g_error(StatusCode::BAD_REQUEST, "invalidArgument", message)
 }
 
@@ -926,25 +923,6 @@ async fn revoke(
     }
 }
 
-#[derive(Deserialize)]
-struct AdminOAuth {
-    deny: bool,
-}
-
-async fn admin_oauth(State(app): State<App>, Json(body): Json<AdminOAuth>) -> StatusCode {
-    app.oauth.set_deny(body.deny);
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_stats(State(app): State<App>) -> Response {
-    Json(app.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<App>) -> StatusCode {
-    app.reset_stats();
-    StatusCode::NO_CONTENT
-}
-
 async fn admin_deliver(State(app): State<App>, body: Bytes) -> Response {
     let mail: Mail = match serde_json::from_slice(&body) {
         Ok(m) => m,
@@ -1008,21 +986,6 @@ async fn admin_create_label(State(app): State<App>, body: Bytes) -> Response {
 
 async fn admin_expire_history(State(app): State<App>) -> StatusCode {
     app.expire_history();
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_fault(State(app): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Fault>(&body) {
-        Ok(f) => {
-            app.inject_fault(f);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => invalid(&e.to_string()),
-    }
-}
-
-async fn admin_clear_faults(State(app): State<App>) -> StatusCode {
-    app.clear_faults();
     StatusCode::NO_CONTENT
 }
 
