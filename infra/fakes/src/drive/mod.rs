@@ -16,7 +16,7 @@ mod query;
 mod server;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 pub use store::{FOLDER_MIME, NewFile, OWNER, ROOT_ID};
 use store::{Store, StoreError};
 
@@ -169,28 +170,22 @@ pub enum FaultKind {
     MalformedJson,
 }
 
-/// A fault for the next `count` requests to `route`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    pub route: Route,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
-}
-
-fn one() -> u32 {
-    1
-}
+/// A fault for the next `count` requests to `route` (`POST /_admin/faults`).
+pub type Fault = admin::Fault<Route, FaultKind>;
 
 /// Request counters (`GET /_admin/stats`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    /// Rate-limit answers sent (injected or from the per-user limit).
-    pub rate_limited: u64,
-    /// Requests per route name (`files.list`, `changes.list`, ...).
-    pub routes: BTreeMap<String, u64>,
+pub type Stats = admin::Stats;
+
+impl admin::FaultRoute for Route {
+    fn is_any(&self) -> bool {
+        *self == Route::Any
+    }
+}
+
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, FaultKind::RateLimit { .. })
+    }
 }
 
 /// An OAuth access token issued by the fake, with the refresh token that renews it.
@@ -239,8 +234,6 @@ struct Inner {
     tokens: HashMap<String, Grant>,
     /// Refresh token -> the scopes its grant carries.
     refresh_tokens: HashMap<String, Vec<String>>,
-    faults: Vec<Fault>,
-    stats: Stats,
     channels: Vec<Channel>,
     rate_limit: Option<RateLimit>,
     /// When the requests inside the rate-limit window came.
@@ -281,6 +274,8 @@ pub struct DriveState {
     http: reqwest::Client,
     /// Authorization codes of the OAuth web-server flow.
     pub oauth: crate::oauth::CodeGrants,
+    faults: admin::Faults<Route, FaultKind>,
+    counters: admin::Counters,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -299,14 +294,19 @@ impl DriveState {
             store: Store::seeded(config.files, Utc::now()),
             tokens,
             refresh_tokens: HashMap::new(),
-            faults: Vec::new(),
-            stats: Stats::default(),
             channels: Vec::new(),
             rate_limit: config.rate_limit,
             recent: VecDeque::new(),
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { inner: Mutex::new(inner), config, http, oauth: crate::oauth::CodeGrants::new() }
+        Self {
+            inner: Mutex::new(inner),
+            config,
+            http,
+            oauth: crate::oauth::CodeGrants::new(),
+            faults: admin::Faults::default(),
+            counters: admin::Counters::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -358,19 +358,19 @@ impl DriveState {
     }
 
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        self.counters.snapshot()
     }
 
     pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
+        self.counters.reset();
     }
 
     pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
+        self.faults.push(fault);
     }
 
     pub fn clear_faults(&self) {
-        self.lock().faults.clear();
+        self.faults.clear();
     }
 
     /// Switches the per-user rate limit on (`Some`) or off.
@@ -507,19 +507,7 @@ impl DriveState {
 
     /// Counts the request and takes the first pending fault for `route`.
     fn count_and_take_fault(&self, route: Route) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
-        let idx = inner.faults.iter().position(|f| f.route == route || f.route == Route::Any)?;
-        let kind = inner.faults[idx].kind.clone();
-        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
-        if inner.faults[idx].count == 0 {
-            inner.faults.remove(idx);
-        }
-        if matches!(kind, FaultKind::RateLimit { .. }) {
-            inner.stats.rate_limited += 1;
-        }
-        Some(kind)
+        admin::Admin::count_and_take(self, &route, route.as_str())
     }
 
     /// Checks the bearer token, its scopes (`needs`: any of them) and the per-user rate limit.
@@ -540,7 +528,7 @@ impl DriveState {
                 inner.recent.pop_front();
             }
             if inner.recent.len() >= limit.requests as usize {
-                inner.stats.rate_limited += 1;
+                self.counters.rate_limited();
                 return Err(Refusal::RateLimited(limit.status));
             }
             inner.recent.push_back(now);
@@ -550,6 +538,25 @@ impl DriveState {
 
     fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         f(&mut self.lock().store)
+    }
+}
+
+impl admin::Admin for DriveState {
+    type Route = Route;
+    type Kind = FaultKind;
+    type Extra = admin::NoExtra;
+
+    fn faults(&self) -> &admin::Faults<Route, FaultKind> {
+        &self.faults
+    }
+    fn counters(&self) -> &admin::Counters<admin::NoExtra> {
+        &self.counters
+    }
+    fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
+        Some(&self.oauth)
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        server::bad_admin_body(error)
     }
 }
 

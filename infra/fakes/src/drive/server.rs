@@ -22,8 +22,8 @@ use super::fields::{self, Schema, Selection};
 use super::query;
 use super::store::{FOLDER_MIME, NewFile, OWNER, OWNER_NAME, OWNER_PERMISSION_ID, StoreError, rfc3339};
 use super::{
-    Channel, DEFAULT_CHANNEL_TTL, DriveState, EditError, Fault, FaultKind, MAX_CHANNEL_TTL, READ_SCOPES,
-    RateLimit, Refusal, Route, WRITE_SCOPES,
+    Channel, DEFAULT_CHANNEL_TTL, DriveState, EditError, FaultKind, MAX_CHANNEL_TTL, READ_SCOPES, RateLimit,
+    Refusal, Route, WRITE_SCOPES,
 };
 
 type App = Arc<DriveState>;
@@ -56,21 +56,18 @@ pub(crate) fn router(state: App) -> Router {
         .route("/token", post(token))
         .route("/o/oauth2/v2/auth", get(authorize))
         .route("/revoke", post(revoke))
-        .route("/_admin/oauth", post(admin_oauth))
-        .route("/_admin/stats", get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/files", post(admin_create))
         .route("/_admin/files/{id}", get(admin_get).patch(admin_rename).delete(admin_delete))
         .route("/_admin/files/{id}/trash", post(admin_trash))
         .route("/_admin/files/{id}/untrash", post(admin_untrash))
         .route("/_admin/files/{id}/share", post(admin_share))
         .route("/_admin/files/{id}/unshare", post(admin_unshare))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/_admin/rate-limit", post(admin_rate_limit).delete(admin_rate_limit_off))
         .route("/_admin/tokens", post(admin_issue_token))
         .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/channels", get(admin_channels))
         .route("/_admin/channels/notify", post(admin_notify))
+        .merge(crate::admin::router::<App, App>())
         .with_state(state)
 }
 
@@ -748,25 +745,6 @@ async fn revoke(
     }
 }
 
-#[derive(Deserialize)]
-struct AdminOAuth {
-    deny: bool,
-}
-
-async fn admin_oauth(State(app): State<App>, Json(body): Json<AdminOAuth>) -> StatusCode {
-    app.oauth.set_deny(body.deny);
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_stats(State(app): State<App>) -> Response {
-    Json(app.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<App>) -> StatusCode {
-    app.reset_stats();
-    StatusCode::NO_CONTENT
-}
-
 fn edit_reply(app: &App, result: Result<Value, EditError>) -> Response {
     match result {
         Ok(v) => {
@@ -778,7 +756,7 @@ fn edit_reply(app: &App, result: Result<Value, EditError>) -> Response {
     }
 }
 
-fn bad_admin_body(e: impl std::fmt::Display) -> Response {
+pub(crate) fn bad_admin_body(e: impl std::fmt::Display) -> Response {
     g_error(StatusCode::BAD_REQUEST, "global", "parseError", &e.to_string(), None)
 }
 
@@ -874,21 +852,6 @@ async fn admin_unshare(State(app): State<App>, Path(id): Path<String>, body: Byt
         Ok(b) => edit_reply(&app, app.unshare(&id, &b.email)),
         Err(e) => bad_admin_body(e),
     }
-}
-
-async fn admin_fault(State(app): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Fault>(&body) {
-        Ok(f) => {
-            app.inject_fault(f);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => bad_admin_body(e),
-    }
-}
-
-async fn admin_clear_faults(State(app): State<App>) -> StatusCode {
-    app.clear_faults();
-    StatusCode::NO_CONTENT
 }
 
 /// Switches the per-user rate limit on: a body `{requests, window_secs, status}`, or none for
