@@ -13,14 +13,12 @@
 mod server;
 pub mod store;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -30,7 +28,10 @@ use crate::admin;
 use store::{Store, When};
 
 /// Google's access-token lifetime as its token endpoint reports it.
-pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3599);
+pub const ACCESS_TOKEN_TTL: Duration = crate::oauth::GOOGLE_ACCESS_TOKEN_TTL;
+/// The scopes a consent grants the app.
+pub const SCOPES: [&str; 2] =
+    ["https://www.googleapis.com/auth/calendar.events", "https://www.googleapis.com/auth/calendar.readonly"];
 /// Longest channel lifetime the fake grants (Google caps events channels at about a week).
 pub const MAX_CHANNEL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -165,13 +166,7 @@ impl admin::FaultKind for FaultKind {
     }
 }
 
-/// An OAuth access token issued by the fake, with the refresh token that renews it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IssuedToken {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub expires_in: u64,
-}
+pub use crate::oauth::IssuedToken;
 
 /// A push channel registered by `events.watch`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,8 +196,6 @@ pub struct Delivery {
 struct Inner {
     store: Store,
     /// Access token -> expiry (`None`: never).
-    tokens: HashMap<String, Option<Instant>>,
-    refresh_tokens: HashMap<String, ()>,
     channels: Vec<Channel>,
 }
 
@@ -216,13 +209,7 @@ pub struct GoogleState {
     pub oauth: crate::oauth::CodeGrants,
     faults: admin::Faults<Route, FaultKind>,
     counters: admin::Counters<CalendarCounts>,
-}
-
-fn random_token(prefix: &str) -> String {
-    let mut rng = rand::rng();
-    let a: u64 = rng.random();
-    let b: u64 = rng.random();
-    format!("{prefix}{a:016x}{b:016x}")
+    tokens: crate::oauth::GoogleTokens,
 }
 
 /// Why the gate refused a request.
@@ -246,14 +233,9 @@ impl GoogleState {
             let today = Utc::now().date_naive();
             When::Day(today).instant()
         });
-        let mut tokens = HashMap::new();
-        if let Some(t) = &config.static_token {
-            tokens.insert(t.clone(), None);
-        }
+        let tokens = crate::oauth::GoogleTokens::new(config.static_token.as_deref(), &scopes());
         let inner = Inner {
             store: Store::seeded(config.events, config.weekly_instances, config.seed, anchor),
-            tokens,
-            refresh_tokens: HashMap::new(),
             channels: Vec::new(),
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
@@ -264,6 +246,7 @@ impl GoogleState {
             oauth: crate::oauth::CodeGrants::new(),
             faults: admin::Faults::default(),
             counters: admin::Counters::default(),
+            tokens,
         }
     }
 
@@ -349,46 +332,23 @@ impl GoogleState {
 
     /// Issues an access token (lifetime `ttl`, default Google's 3599 s) and a refresh token.
     pub fn issue_token(&self, ttl: Option<Duration>) -> IssuedToken {
-        let ttl = ttl.unwrap_or(ACCESS_TOKEN_TTL);
-        let access = random_token("ya29.a0");
-        let refresh = random_token("1//0g");
-        let mut inner = self.lock();
-        inner.tokens.insert(access.clone(), Some(Instant::now() + ttl));
-        inner.refresh_tokens.insert(refresh.clone(), ());
-        IssuedToken { access_token: access, refresh_token: refresh, expires_in: ttl.as_secs() }
+        self.tokens.issue(&scopes(), ttl)
     }
 
     /// Makes an access token expired now; `false` if unknown.
     pub fn expire_token(&self, access_token: &str) -> bool {
-        match self.lock().tokens.get_mut(access_token) {
-            Some(at) => {
-                *at = Some(Instant::now());
-                true
-            }
-            None => false,
-        }
+        self.tokens.expire(access_token)
+    }
+
+    /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops
+    /// working); `false` if unknown.
+    pub fn revoke(&self, token: &str) -> bool {
+        self.tokens.revoke(token)
     }
 
     /// Revokes a refresh token; `false` if unknown.
     pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
-        self.lock().refresh_tokens.remove(refresh_token).is_some()
-    }
-
-    /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops working);
-    /// `false` if unknown.
-    pub fn revoke(&self, token: &str) -> bool {
-        let mut inner = self.lock();
-        inner.refresh_tokens.remove(token).is_some() || inner.tokens.remove(token).is_some()
-    }
-
-    /// A new access token for a known refresh token (Google keeps the refresh token valid and does
-    /// not return it again).
-    fn refresh(&self, refresh_token: &str) -> Option<String> {
-        let mut inner = self.lock();
-        inner.refresh_tokens.get(refresh_token)?;
-        let access = random_token("ya29.a0");
-        inner.tokens.insert(access.clone(), Some(Instant::now() + ACCESS_TOKEN_TTL));
-        Some(access)
+        self.tokens.revoke_refresh(refresh_token)
     }
 
     /// Every channel registered, stopped ones included, in creation order.
@@ -482,13 +442,8 @@ impl GoogleState {
     }
 
     fn admit(&self, bearer: Option<&str>) -> Result<(), Refusal> {
-        let inner = self.lock();
         let token = bearer.ok_or(Refusal::Unauthenticated)?;
-        match inner.tokens.get(token) {
-            Some(None) => Ok(()),
-            Some(Some(at)) if *at > Instant::now() => Ok(()),
-            _ => Err(Refusal::Unauthenticated),
-        }
+        self.tokens.scopes(token).map(|_| ()).ok_or(Refusal::Unauthenticated)
     }
 
     /// Runs `f` on the events under the lock (for the server's conditional writes).
@@ -513,6 +468,41 @@ impl admin::Admin for GoogleState {
     }
     fn bad_body(error: &serde_json::Error) -> axum::response::Response {
         server::bad_request("parseError", &error.to_string())
+    }
+}
+
+fn scopes() -> Vec<String> {
+    SCOPES.map(str::to_owned).to_vec()
+}
+
+impl crate::oauth::GoogleAccount for GoogleState {
+    const PRODUCT: &'static str = "Google";
+
+    fn codes(&self) -> &crate::oauth::CodeGrants {
+        &self.oauth
+    }
+    fn tokens(&self) -> &crate::oauth::GoogleTokens {
+        &self.tokens
+    }
+    fn client(&self) -> (&str, &str) {
+        (&self.config.client_id, &self.config.client_secret)
+    }
+    fn granted_scopes(&self) -> Vec<String> {
+        scopes()
+    }
+    fn fault(
+        &self,
+        endpoint: crate::oauth::GoogleEndpoint,
+    ) -> impl Future<Output = Option<axum::response::Response>> + Send {
+        let route = match endpoint {
+            crate::oauth::GoogleEndpoint::Token => Route::Token,
+            crate::oauth::GoogleEndpoint::Authorize => Route::Authorize,
+            crate::oauth::GoogleEndpoint::Revoke => Route::Revoke,
+        };
+        server::apply_fault(self, route, false)
+    }
+    fn unknown_token() -> axum::response::Response {
+        server::not_found()
     }
 }
 
