@@ -13,14 +13,13 @@
 mod server;
 pub mod store;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine as _;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -30,7 +29,7 @@ use crate::admin;
 use store::{MailError, Mailbox, Message};
 
 /// Google's access-token lifetime as its token endpoint reports it.
-pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3599);
+pub const ACCESS_TOKEN_TTL: Duration = crate::oauth::GOOGLE_ACCESS_TOKEN_TTL;
 /// How long a `users.watch` lasts: Google asks for a renewal at least every 7 days
 /// (<https://developers.google.com/gmail/api/guides/push#renewing_mailbox_watch>).
 pub const WATCH_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -121,14 +120,7 @@ impl admin::FaultKind for FaultKind {
     }
 }
 
-/// An OAuth access token issued by the fake, with the refresh token that renews it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IssuedToken {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub expires_in: u64,
-    pub scope: String,
-}
+pub use crate::oauth::IssuedToken;
 
 /// The mailbox watch `users.watch` set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,17 +185,8 @@ impl Mail {
 }
 
 #[derive(Debug)]
-struct TokenInfo {
-    /// `None`: never expires.
-    expires: Option<Instant>,
-    scopes: Vec<String>,
-}
-
-#[derive(Debug)]
 struct Inner {
     mailbox: Mailbox,
-    tokens: HashMap<String, TokenInfo>,
-    refresh_tokens: HashMap<String, Vec<String>>,
     units_per_minute: Option<u32>,
     /// Quota units charged in the last minute: (when, units).
     charged: VecDeque<(Instant, u32)>,
@@ -222,13 +205,7 @@ pub struct GmailState {
     pub oauth: crate::oauth::CodeGrants,
     faults: admin::Faults<String, FaultKind>,
     counters: admin::Counters<QuotaCounts>,
-}
-
-fn random_token(prefix: &str) -> String {
-    let mut rng = rand::rng();
-    let a: u64 = rng.random();
-    let b: u64 = rng.random();
-    format!("{prefix}{a:016x}{b:016x}")
+    tokens: crate::oauth::GoogleTokens,
 }
 
 /// Why the gate refused a request.
@@ -252,14 +229,9 @@ const SUBJECTS: &[&str] = &["Intro call", "Pricing question", "Contract draft", 
 
 impl GmailState {
     pub fn new(config: FakeConfig) -> Self {
-        let mut tokens = HashMap::new();
-        if let Some(t) = &config.static_token {
-            tokens.insert(t.clone(), TokenInfo { expires: None, scopes: config.static_scopes.clone() });
-        }
+        let tokens = crate::oauth::GoogleTokens::new(config.static_token.as_deref(), &config.static_scopes);
         let inner = Inner {
             mailbox: Mailbox::new(),
-            tokens,
-            refresh_tokens: HashMap::new(),
             units_per_minute: config.units_per_minute,
             charged: VecDeque::new(),
             watch: None,
@@ -274,6 +246,7 @@ impl GmailState {
             oauth: crate::oauth::CodeGrants::new(),
             faults: admin::Faults::default(),
             counters: admin::Counters::default(),
+            tokens,
         };
         state.seed();
         state
@@ -387,50 +360,18 @@ impl GmailState {
     /// Issues an access token with `scopes` (lifetime `ttl`, default Google's 3599 s) and a
     /// refresh token that renews it with the same scopes.
     pub fn issue_token(&self, scopes: &[String], ttl: Option<Duration>) -> IssuedToken {
-        let ttl = ttl.unwrap_or(ACCESS_TOKEN_TTL);
-        let access = random_token("ya29.a0");
-        let refresh = random_token("1//0g");
-        let mut inner = self.lock();
-        inner.tokens.insert(
-            access.clone(),
-            TokenInfo { expires: Some(Instant::now() + ttl), scopes: scopes.to_vec() },
-        );
-        inner.refresh_tokens.insert(refresh.clone(), scopes.to_vec());
-        IssuedToken {
-            access_token: access,
-            refresh_token: refresh,
-            expires_in: ttl.as_secs(),
-            scope: scopes.join(" "),
-        }
+        self.tokens.issue(scopes, ttl)
     }
 
-    /// A new access token for a known refresh token, with its scopes.
-    fn refresh(&self, refresh_token: &str) -> Option<(String, Vec<String>)> {
-        let mut inner = self.lock();
-        let scopes = inner.refresh_tokens.get(refresh_token)?.clone();
-        let access = random_token("ya29.a0");
-        inner.tokens.insert(
-            access.clone(),
-            TokenInfo { expires: Some(Instant::now() + ACCESS_TOKEN_TTL), scopes: scopes.clone() },
-        );
-        Some((access, scopes))
+    /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops
+    /// working); `false` if unknown.
+    pub fn revoke(&self, token: &str) -> bool {
+        self.tokens.revoke(token)
     }
 
     /// Makes an access token expired now; `false` if unknown.
     pub fn expire_token(&self, access_token: &str) -> bool {
-        match self.lock().tokens.get_mut(access_token) {
-            Some(t) => {
-                t.expires = Some(Instant::now());
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// `POST /revoke`: a refresh token or an access token; `false` if unknown.
-    pub fn revoke(&self, token: &str) -> bool {
-        let mut inner = self.lock();
-        inner.refresh_tokens.remove(token).is_some() || inner.tokens.remove(token).is_some()
+        self.tokens.expire(access_token)
     }
 
     /// The watch `users.watch` set, if any (and not stopped).
@@ -498,12 +439,9 @@ impl GmailState {
     /// Checks the bearer token, its scopes (any of `accepted`), then charges `units` against the
     /// per-user quota. Returns the token's scopes.
     fn admit(&self, bearer: Option<&str>, accepted: &[&str], units: u32) -> Result<Vec<String>, Refusal> {
-        let mut inner = self.lock();
         let token = bearer.ok_or(Refusal::Unauthenticated)?;
-        let scopes = match inner.tokens.get(token) {
-            Some(t) if t.expires.is_none_or(|at| at > Instant::now()) => t.scopes.clone(),
-            _ => return Err(Refusal::Unauthenticated),
-        };
+        let scopes = self.tokens.scopes(token).ok_or(Refusal::Unauthenticated)?;
+        let mut inner = self.lock();
         if !scopes.iter().any(|s| accepted.contains(&s.as_str())) {
             return Err(Refusal::InsufficientScope);
         }
@@ -562,6 +500,37 @@ impl admin::Admin for GmailState {
     }
     fn stats_json(stats: Stats) -> serde_json::Value {
         admin::rename_keys(serde_json::to_value(stats).unwrap_or_default(), &[("routes", "methods")])
+    }
+}
+
+impl crate::oauth::GoogleAccount for GmailState {
+    const PRODUCT: &'static str = "Google";
+
+    fn codes(&self) -> &crate::oauth::CodeGrants {
+        &self.oauth
+    }
+    fn tokens(&self) -> &crate::oauth::GoogleTokens {
+        &self.tokens
+    }
+    fn client(&self) -> (&str, &str) {
+        (&self.config.client_id, &self.config.client_secret)
+    }
+    fn granted_scopes(&self) -> Vec<String> {
+        self.config.static_scopes.clone()
+    }
+    fn fault(
+        &self,
+        endpoint: crate::oauth::GoogleEndpoint,
+    ) -> impl Future<Output = Option<axum::response::Response>> + Send {
+        let method = match endpoint {
+            crate::oauth::GoogleEndpoint::Token => "token",
+            crate::oauth::GoogleEndpoint::Authorize => "authorize",
+            crate::oauth::GoogleEndpoint::Revoke => "revoke",
+        };
+        server::apply_fault(self, method)
+    }
+    fn unknown_token() -> axum::response::Response {
+        server::not_found()
     }
 }
 
