@@ -16,14 +16,13 @@ mod query;
 mod server;
 pub mod store;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -34,7 +33,7 @@ pub use store::{FOLDER_MIME, NewFile, OWNER, ROOT_ID};
 use store::{Store, StoreError};
 
 /// Google's access-token lifetime as its token endpoint reports it.
-pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3599);
+pub const ACCESS_TOKEN_TTL: Duration = crate::oauth::GOOGLE_ACCESS_TOKEN_TTL;
 /// A `changes.watch` channel lives an hour unless asked otherwise, and at most a week
 /// (<https://developers.google.com/workspace/drive/api/guides/push#optional-properties>).
 pub const DEFAULT_CHANNEL_TTL: Duration = Duration::from_secs(3600);
@@ -188,14 +187,7 @@ impl admin::FaultKind for FaultKind {
     }
 }
 
-/// An OAuth access token issued by the fake, with the refresh token that renews it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IssuedToken {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub expires_in: u64,
-    pub scope: String,
-}
+pub use crate::oauth::IssuedToken;
 
 /// A push channel registered by `changes.watch`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,17 +215,8 @@ pub struct Delivery {
 }
 
 #[derive(Debug)]
-struct Grant {
-    expires: Option<Instant>,
-    scopes: Vec<String>,
-}
-
-#[derive(Debug)]
 struct Inner {
     store: Store,
-    tokens: HashMap<String, Grant>,
-    /// Refresh token -> the scopes its grant carries.
-    refresh_tokens: HashMap<String, Vec<String>>,
     channels: Vec<Channel>,
     rate_limit: Option<RateLimit>,
     /// When the requests inside the rate-limit window came.
@@ -276,24 +259,15 @@ pub struct DriveState {
     pub oauth: crate::oauth::CodeGrants,
     faults: admin::Faults<Route, FaultKind>,
     counters: admin::Counters,
-}
-
-fn random_token(prefix: &str) -> String {
-    let mut rng = rand::rng();
-    format!("{prefix}{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>())
+    tokens: crate::oauth::GoogleTokens,
 }
 
 impl DriveState {
     pub fn new(config: FakeConfig) -> Self {
-        let mut tokens = HashMap::new();
-        if let Some(t) = &config.static_token {
-            let scopes = READ_SCOPES.iter().chain(WRITE_SCOPES).map(|s| (*s).to_owned()).collect();
-            tokens.insert(t.clone(), Grant { expires: None, scopes });
-        }
+        let all: Vec<String> = READ_SCOPES.iter().chain(WRITE_SCOPES).map(|s| (*s).to_owned()).collect();
+        let tokens = crate::oauth::GoogleTokens::new(config.static_token.as_deref(), &all);
         let inner = Inner {
             store: Store::seeded(config.files, Utc::now()),
-            tokens,
-            refresh_tokens: HashMap::new(),
             channels: Vec::new(),
             rate_limit: config.rate_limit,
             recent: VecDeque::new(),
@@ -306,6 +280,7 @@ impl DriveState {
             oauth: crate::oauth::CodeGrants::new(),
             faults: admin::Faults::default(),
             counters: admin::Counters::default(),
+            tokens,
         }
     }
 
@@ -383,50 +358,19 @@ impl DriveState {
     /// Issues an access token (lifetime `ttl`, default 3599 s) with `scopes` (default: the
     /// config's granted scopes) and a refresh token.
     pub fn issue_token(&self, ttl: Option<Duration>, scopes: Option<Vec<String>>) -> IssuedToken {
-        let ttl = ttl.unwrap_or(ACCESS_TOKEN_TTL);
         let scopes = scopes.unwrap_or_else(|| self.config.granted_scopes.clone());
-        let access = random_token("ya29.a0");
-        let refresh = random_token("1//0g");
-        let mut inner = self.lock();
-        inner
-            .tokens
-            .insert(access.clone(), Grant { expires: Some(Instant::now() + ttl), scopes: scopes.clone() });
-        inner.refresh_tokens.insert(refresh.clone(), scopes.clone());
-        IssuedToken {
-            access_token: access,
-            refresh_token: refresh,
-            expires_in: ttl.as_secs(),
-            scope: scopes.join(" "),
-        }
+        self.tokens.issue(&scopes, ttl)
+    }
+
+    /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops
+    /// working); `false` if unknown.
+    pub fn revoke(&self, token: &str) -> bool {
+        self.tokens.revoke(token)
     }
 
     /// Makes an access token expired now; `false` if unknown.
     pub fn expire_token(&self, access_token: &str) -> bool {
-        match self.lock().tokens.get_mut(access_token) {
-            Some(g) => {
-                g.expires = Some(Instant::now());
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// `POST /revoke`: a refresh or an access token; `false` if unknown.
-    pub fn revoke(&self, token: &str) -> bool {
-        let mut inner = self.lock();
-        inner.refresh_tokens.remove(token).is_some() || inner.tokens.remove(token).is_some()
-    }
-
-    /// A new access token for a known refresh token, with its grant's scopes.
-    fn refresh(&self, refresh_token: &str) -> Option<(String, String)> {
-        let mut inner = self.lock();
-        let scopes = inner.refresh_tokens.get(refresh_token)?.clone();
-        let access = random_token("ya29.a0");
-        inner.tokens.insert(
-            access.clone(),
-            Grant { expires: Some(Instant::now() + ACCESS_TOKEN_TTL), scopes: scopes.clone() },
-        );
-        Some((access, scopes.join(" ")))
+        self.tokens.expire(access_token)
     }
 
     /// Every channel registered, stopped ones included, in creation order.
@@ -512,13 +456,10 @@ impl DriveState {
 
     /// Checks the bearer token, its scopes (`needs`: any of them) and the per-user rate limit.
     fn admit(&self, bearer: Option<&str>, needs: &[&str]) -> Result<(), Refusal> {
-        let mut inner = self.lock();
         let token = bearer.ok_or(Refusal::Unauthenticated)?;
-        let grant = inner.tokens.get(token).ok_or(Refusal::Unauthenticated)?;
-        if grant.expires.is_some_and(|at| at <= Instant::now()) {
-            return Err(Refusal::Unauthenticated);
-        }
-        if !grant.scopes.iter().any(|s| needs.contains(&s.as_str())) {
+        let scopes = self.tokens.scopes(token).ok_or(Refusal::Unauthenticated)?;
+        let mut inner = self.lock();
+        if !scopes.iter().any(|s| needs.contains(&s.as_str())) {
             return Err(Refusal::InsufficientScopes);
         }
         if let Some(limit) = inner.rate_limit {
@@ -557,6 +498,37 @@ impl admin::Admin for DriveState {
     }
     fn bad_body(error: &serde_json::Error) -> axum::response::Response {
         server::bad_admin_body(error)
+    }
+}
+
+impl crate::oauth::GoogleAccount for DriveState {
+    const PRODUCT: &'static str = "Google Drive";
+
+    fn codes(&self) -> &crate::oauth::CodeGrants {
+        &self.oauth
+    }
+    fn tokens(&self) -> &crate::oauth::GoogleTokens {
+        &self.tokens
+    }
+    fn client(&self) -> (&str, &str) {
+        (&self.config.client_id, &self.config.client_secret)
+    }
+    fn granted_scopes(&self) -> Vec<String> {
+        self.config.granted_scopes.clone()
+    }
+    fn fault(
+        &self,
+        endpoint: crate::oauth::GoogleEndpoint,
+    ) -> impl Future<Output = Option<axum::response::Response>> + Send {
+        let route = match endpoint {
+            crate::oauth::GoogleEndpoint::Token => Route::Token,
+            crate::oauth::GoogleEndpoint::Authorize => Route::Authorize,
+            crate::oauth::GoogleEndpoint::Revoke => Route::Revoke,
+        };
+        server::apply_fault(self, route)
+    }
+    fn unknown_token() -> axum::response::Response {
+        server::unknown_token()
     }
 }
 
