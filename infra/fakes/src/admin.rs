@@ -8,8 +8,7 @@
 //! ```ignore
 //! impl admin::Admin for MyState {
 //!     type Route = Route; type Kind = FaultKind; type Extra = admin::NoExtra;
-//!     fn faults(&self) -> &admin::Faults<Route, FaultKind> { &self.faults }
-//!     fn counters(&self) -> &admin::Counters { &self.counters }
+//!     fn control(&self) -> &admin::Control<Route, FaultKind> { &self.control }
 //!     fn bad_body(e: &serde_json::Error) -> Response { my_400(&e.to_string()) }
 //! }
 //! type App = Arc<MyState>; // or a wider state with `impl FromRef<Wider> for Arc<MyState>`
@@ -182,14 +181,70 @@ impl<E: Clone + Default> Counters<E> {
     }
 }
 
+/// A fake's pending faults and request counters: one field of its state.
+#[derive(Debug)]
+pub struct Control<R, K, E = NoExtra> {
+    pub faults: Faults<R, K>,
+    pub counters: Counters<E>,
+}
+
+impl<R, K, E: Default> Default for Control<R, K, E> {
+    fn default() -> Self {
+        Self { faults: Faults::default(), counters: Counters::default() }
+    }
+}
+
+impl<R: FaultRoute, K: FaultKind, E: Clone + Default> Control<R, K, E> {
+    pub fn stats(&self) -> Stats<E> {
+        self.counters.snapshot()
+    }
+
+    pub fn reset_stats(&self) {
+        self.counters.reset();
+    }
+
+    pub fn inject_fault(&self, fault: Fault<R, K>) {
+        self.faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.faults.clear();
+    }
+}
+
+/// The handle methods a fake's state offers tests and the demo (`stats`, `reset_stats`,
+/// `inject_fault`, `clear_faults`), delegating to its `control` field ([`Control`]); expanded
+/// inside the state's `impl` block, where `Stats` and `Fault` name the fake's own aliases.
+macro_rules! control_methods {
+    () => {
+        /// Request counters so far (`GET /_admin/stats`).
+        pub fn stats(&self) -> Stats {
+            self.control.stats()
+        }
+
+        pub fn reset_stats(&self) {
+            self.control.reset_stats();
+        }
+
+        /// Queues a fault (`POST /_admin/faults`).
+        pub fn inject_fault(&self, fault: Fault) {
+            self.control.inject_fault(fault);
+        }
+
+        pub fn clear_faults(&self) {
+            self.control.clear_faults();
+        }
+    };
+}
+pub(crate) use control_methods;
+
 /// What a fake's router state gives the shared admin routes.
 pub trait Admin: Send + Sync + 'static {
     type Route: FaultRoute + DeserializeOwned + Send + 'static;
     type Kind: FaultKind + DeserializeOwned + Send + 'static;
     type Extra: Clone + Default + Serialize + Send + 'static;
 
-    fn faults(&self) -> &Faults<Self::Route, Self::Kind>;
-    fn counters(&self) -> &Counters<Self::Extra>;
+    fn control(&self) -> &Control<Self::Route, Self::Kind, Self::Extra>;
 
     /// The fake's authorization codes, when it has an OAuth consent flow (`/_admin/oauth`).
     fn oauth(&self) -> Option<&CodeGrants> {
@@ -217,10 +272,11 @@ pub trait Admin: Send + Sync + 'static {
         name: &str,
         applies: impl Fn(&Self::Kind) -> bool,
     ) -> Option<Self::Kind> {
-        self.counters().count(name);
-        let kind = self.faults().take_where(route, applies)?;
+        let control = self.control();
+        control.counters.count(name);
+        let kind = control.faults.take_where(route, applies)?;
         if kind.is_rate_limit() {
-            self.counters().rate_limited();
+            control.counters.rate_limited();
         }
         Some(kind)
     }
@@ -231,11 +287,8 @@ impl<T: Admin> Admin for Arc<T> {
     type Kind = T::Kind;
     type Extra = T::Extra;
 
-    fn faults(&self) -> &Faults<T::Route, T::Kind> {
-        (**self).faults()
-    }
-    fn counters(&self) -> &Counters<T::Extra> {
-        (**self).counters()
+    fn control(&self) -> &Control<T::Route, T::Kind, T::Extra> {
+        (**self).control()
     }
     fn oauth(&self) -> Option<&CodeGrants> {
         (**self).oauth()
@@ -266,7 +319,7 @@ where
 async fn inject<A: Admin>(State(s): State<A>, body: Bytes) -> Response {
     match serde_json::from_slice::<Fault<A::Route, A::Kind>>(&body) {
         Ok(f) => {
-            s.faults().push(f);
+            s.control().faults.push(f);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => A::bad_body(&e),
@@ -274,16 +327,16 @@ async fn inject<A: Admin>(State(s): State<A>, body: Bytes) -> Response {
 }
 
 async fn clear<A: Admin>(State(s): State<A>) -> StatusCode {
-    s.faults().clear();
+    s.control().faults.clear();
     StatusCode::NO_CONTENT
 }
 
 async fn stats<A: Admin>(State(s): State<A>) -> Json<Value> {
-    Json(A::stats_json(s.counters().snapshot()))
+    Json(A::stats_json(s.control().stats()))
 }
 
 async fn reset<A: Admin>(State(s): State<A>) -> StatusCode {
-    s.counters().reset();
+    s.control().counters.reset();
     StatusCode::NO_CONTENT
 }
 
@@ -359,8 +412,7 @@ mod tests {
 
     #[derive(Default)]
     struct Fake {
-        faults: Faults<Route, Kind>,
-        counters: Counters<Extra>,
+        control: Control<Route, Kind, Extra>,
         grants: CodeGrants,
     }
 
@@ -368,11 +420,8 @@ mod tests {
         type Route = Route;
         type Kind = Kind;
         type Extra = Extra;
-        fn faults(&self) -> &Faults<Route, Kind> {
-            &self.faults
-        }
-        fn counters(&self) -> &Counters<Extra> {
-            &self.counters
+        fn control(&self) -> &Control<Route, Kind, Extra> {
+            &self.control
         }
         fn oauth(&self) -> Option<&CodeGrants> {
             Some(&self.grants)
@@ -411,20 +460,20 @@ mod tests {
     #[test]
     fn counting_a_request_that_meets_a_rate_limit_counts_both() {
         let fake = Fake::default();
-        fake.faults.push(fault(Route::List, Kind::RateLimit, 1));
+        fake.control.faults.push(fault(Route::List, Kind::RateLimit, 1));
         assert_eq!(fake.count_and_take(&Route::List, "list"), Some(Kind::RateLimit));
         assert_eq!(fake.count_and_take(&Route::List, "list"), None);
-        fake.counters.update(|s| s.extra.widgets += 3);
-        let stats = fake.counters.snapshot();
+        fake.control.counters.update(|s| s.extra.widgets += 3);
+        let stats = fake.control.counters.snapshot();
         assert_eq!((stats.total, stats.rate_limited, stats.widgets), (2, 1, 3));
-        assert_eq!(fake.counters.route("list"), 2);
+        assert_eq!(fake.control.counters.route("list"), 2);
         let json = serde_json::to_value(&stats).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"total": 2, "rate_limited": 1, "routes": {"list": 2}, "widgets": 3})
         );
-        fake.counters.reset();
-        assert_eq!(fake.counters.snapshot(), Stats::default());
+        fake.control.counters.reset();
+        assert_eq!(fake.control.counters.snapshot(), Stats::default());
     }
 
     #[test]
@@ -468,7 +517,7 @@ mod tests {
         assert_eq!(call(app.clone(), "DELETE", "/_admin/faults", "").await.0, StatusCode::NO_CONTENT);
         assert_eq!(fake.count_and_take(&Route::Get, "get"), None, "the second count was cleared");
         assert_eq!(call(app.clone(), "POST", "/_admin/stats/reset", "").await.0, StatusCode::NO_CONTENT);
-        assert_eq!(fake.counters.snapshot().total, 0);
+        assert_eq!(fake.control.counters.snapshot().total, 0);
         assert_eq!(
             call(app.clone(), "POST", "/_admin/oauth", r#"{"deny":true}"#).await.0,
             StatusCode::NO_CONTENT

@@ -384,6 +384,36 @@ impl GoogleTokens {
     }
 }
 
+/// One Google fake's OAuth side: its client, what a consent grants, its codes and tokens.
+#[derive(Debug)]
+pub struct GoogleOAuth {
+    pub codes: CodeGrants,
+    pub tokens: GoogleTokens,
+    client_id: String,
+    client_secret: String,
+    /// The scopes a consent (and `/_admin/tokens` without `scopes`) grants.
+    granted: Vec<String>,
+}
+
+impl GoogleOAuth {
+    /// The OAuth side of a fake whose app is `client_id`/`client_secret`, whose consent grants
+    /// `granted`, and which accepts `static_token` (never expires) with `static_scopes`.
+    pub fn new(
+        (client_id, client_secret): (&str, &str),
+        granted: Vec<String>,
+        static_token: Option<&str>,
+        static_scopes: &[String],
+    ) -> Self {
+        Self {
+            codes: CodeGrants::new(),
+            tokens: GoogleTokens::new(static_token, static_scopes),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            granted,
+        }
+    }
+}
+
 /// A fake of a Google API as its OAuth endpoints see it. The fake's router state implements
 /// this and merges [`google_router`]: `/token`, `/o/oauth2/v2/auth`, `/revoke`, and the admin
 /// routes `POST /_admin/tokens` `{"ttl_secs"?, "scopes"?}` and `POST /_admin/tokens/expire`
@@ -392,12 +422,7 @@ pub trait GoogleAccount: crate::admin::Admin {
     /// The product named on the consent page ("Google", "Gmail", "Google Drive").
     const PRODUCT: &'static str;
 
-    fn codes(&self) -> &CodeGrants;
-    fn tokens(&self) -> &GoogleTokens;
-    /// The OAuth client: (client id, client secret).
-    fn client(&self) -> (&str, &str);
-    /// The scopes a consent (and `/_admin/tokens` without `scopes`) grants.
-    fn granted_scopes(&self) -> Vec<String>;
+    fn google(&self) -> &GoogleOAuth;
     /// Counts a request to an OAuth endpoint and answers its injected fault, if any.
     fn fault(&self, endpoint: GoogleEndpoint) -> impl Future<Output = Option<Response>> + Send;
     /// The fake's 404 for `/_admin/tokens/expire` with an unknown token.
@@ -407,17 +432,8 @@ pub trait GoogleAccount: crate::admin::Admin {
 impl<T: GoogleAccount> GoogleAccount for std::sync::Arc<T> {
     const PRODUCT: &'static str = T::PRODUCT;
 
-    fn codes(&self) -> &CodeGrants {
-        (**self).codes()
-    }
-    fn tokens(&self) -> &GoogleTokens {
-        (**self).tokens()
-    }
-    fn client(&self) -> (&str, &str) {
-        (**self).client()
-    }
-    fn granted_scopes(&self) -> Vec<String> {
-        (**self).granted_scopes()
+    fn google(&self) -> &GoogleOAuth {
+        (**self).google()
     }
     fn fault(&self, endpoint: GoogleEndpoint) -> impl Future<Output = Option<Response>> + Send {
         (**self).fault(endpoint)
@@ -468,20 +484,21 @@ async fn google_token<A: GoogleAccount>(
         );
     };
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
-    let (client_id, client_secret) = app.client();
-    if field("client_id") != client_id {
+    let google = app.google();
+    if field("client_id") != google.client_id {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "The OAuth client was not found.");
     }
-    if field("client_secret") != client_secret {
+    if field("client_secret") != google.client_secret {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
     }
     match field("grant_type") {
         "authorization_code" => {
             let verifier = form.get("code_verifier").map(String::as_str);
-            if app.codes().redeem(field("code"), client_id, field("redirect_uri"), verifier).is_err() {
+            if google.codes.redeem(field("code"), &google.client_id, field("redirect_uri"), verifier).is_err()
+            {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
             }
-            let t = app.tokens().issue(&app.granted_scopes(), None);
+            let t = google.tokens.issue(&google.granted, None);
             Json(serde_json::json!({
                 "access_token": t.access_token,
                 "expires_in": t.expires_in,
@@ -491,7 +508,7 @@ async fn google_token<A: GoogleAccount>(
             }))
             .into_response()
         }
-        "refresh_token" => match app.tokens().refresh(field("refresh_token")) {
+        "refresh_token" => match google.tokens.refresh(field("refresh_token")) {
             Some((access, scopes)) => Json(serde_json::json!({
                 "access_token": access,
                 "expires_in": GOOGLE_ACCESS_TOKEN_TTL.as_secs(),
@@ -521,7 +538,7 @@ async fn google_authorize<A: GoogleAccount>(
     if let Some(resp) = app.fault(GoogleEndpoint::Authorize).await {
         return resp;
     }
-    app.codes().consent(&headers, &params, app.client().0, A::PRODUCT)
+    app.google().codes.consent(&headers, &params, &app.google().client_id, A::PRODUCT)
 }
 
 /// `POST /revoke` (form `token`): 200, or 400 `invalid_token` for a token Google does not know
@@ -534,7 +551,7 @@ async fn google_revoke<A: GoogleAccount>(
         return resp;
     }
     match form.ok().and_then(|Form(f)| f.get("token").cloned()) {
-        Some(token) if app.tokens().revoke(&token) => StatusCode::OK.into_response(),
+        Some(token) if app.google().tokens.revoke(&token) => StatusCode::OK.into_response(),
         _ => oauth_error(StatusCode::BAD_REQUEST, "invalid_token", "Token expired or revoked"),
     }
 }
@@ -554,8 +571,8 @@ async fn admin_issue<A: GoogleAccount>(State(app): State<A>, body: Bytes) -> Res
             Err(e) => return A::bad_body(&e),
         }
     };
-    let scopes = req.scopes.unwrap_or_else(|| app.granted_scopes());
-    Json(app.tokens().issue(&scopes, req.ttl_secs.map(Duration::from_secs))).into_response()
+    let scopes = req.scopes.unwrap_or_else(|| app.google().granted.clone());
+    Json(app.google().tokens.issue(&scopes, req.ttl_secs.map(Duration::from_secs))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -565,7 +582,7 @@ struct ExpireBody {
 
 async fn admin_expire<A: GoogleAccount>(State(app): State<A>, body: Bytes) -> Response {
     match serde_json::from_slice::<ExpireBody>(&body) {
-        Ok(b) if app.tokens().expire(&b.access_token) => StatusCode::NO_CONTENT.into_response(),
+        Ok(b) if app.google().tokens.expire(&b.access_token) => StatusCode::NO_CONTENT.into_response(),
         Ok(_) => A::unknown_token(),
         Err(e) => A::bad_body(&e),
     }

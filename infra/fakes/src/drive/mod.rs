@@ -255,17 +255,20 @@ pub struct DriveState {
     inner: Mutex<Inner>,
     config: FakeConfig,
     http: reqwest::Client,
-    /// Authorization codes of the OAuth web-server flow.
-    pub oauth: crate::oauth::CodeGrants,
-    faults: admin::Faults<Route, FaultKind>,
-    counters: admin::Counters,
-    tokens: crate::oauth::GoogleTokens,
+    /// The OAuth side: authorization codes and tokens.
+    pub oauth: crate::oauth::GoogleOAuth,
+    control: admin::Control<Route, FaultKind>,
 }
 
 impl DriveState {
     pub fn new(config: FakeConfig) -> Self {
         let all: Vec<String> = READ_SCOPES.iter().chain(WRITE_SCOPES).map(|s| (*s).to_owned()).collect();
-        let tokens = crate::oauth::GoogleTokens::new(config.static_token.as_deref(), &all);
+        let oauth = crate::oauth::GoogleOAuth::new(
+            (&config.client_id, &config.client_secret),
+            config.granted_scopes.clone(),
+            config.static_token.as_deref(),
+            &all,
+        );
         let inner = Inner {
             store: Store::seeded(config.files, Utc::now()),
             channels: Vec::new(),
@@ -273,15 +276,7 @@ impl DriveState {
             recent: VecDeque::new(),
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self {
-            inner: Mutex::new(inner),
-            config,
-            http,
-            oauth: crate::oauth::CodeGrants::new(),
-            faults: admin::Faults::default(),
-            counters: admin::Counters::default(),
-            tokens,
-        }
+        Self { inner: Mutex::new(inner), config, http, oauth, control: admin::Control::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -332,21 +327,7 @@ impl DriveState {
         Ok(self.lock().store.unshare(id, email, Utc::now())?.render())
     }
 
-    pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
-
-    pub fn reset_stats(&self) {
-        self.counters.reset();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.faults.clear();
-    }
+    admin::control_methods!();
 
     /// Switches the per-user rate limit on (`Some`) or off.
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
@@ -359,18 +340,18 @@ impl DriveState {
     /// config's granted scopes) and a refresh token.
     pub fn issue_token(&self, ttl: Option<Duration>, scopes: Option<Vec<String>>) -> IssuedToken {
         let scopes = scopes.unwrap_or_else(|| self.config.granted_scopes.clone());
-        self.tokens.issue(&scopes, ttl)
+        self.oauth.tokens.issue(&scopes, ttl)
     }
 
     /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops
     /// working); `false` if unknown.
     pub fn revoke(&self, token: &str) -> bool {
-        self.tokens.revoke(token)
+        self.oauth.tokens.revoke(token)
     }
 
     /// Makes an access token expired now; `false` if unknown.
     pub fn expire_token(&self, access_token: &str) -> bool {
-        self.tokens.expire(access_token)
+        self.oauth.tokens.expire(access_token)
     }
 
     /// Every channel registered, stopped ones included, in creation order.
@@ -457,7 +438,7 @@ impl DriveState {
     /// Checks the bearer token, its scopes (`needs`: any of them) and the per-user rate limit.
     fn admit(&self, bearer: Option<&str>, needs: &[&str]) -> Result<(), Refusal> {
         let token = bearer.ok_or(Refusal::Unauthenticated)?;
-        let scopes = self.tokens.scopes(token).ok_or(Refusal::Unauthenticated)?;
+        let scopes = self.oauth.tokens.scopes(token).ok_or(Refusal::Unauthenticated)?;
         let mut inner = self.lock();
         if !scopes.iter().any(|s| needs.contains(&s.as_str())) {
             return Err(Refusal::InsufficientScopes);
@@ -469,7 +450,7 @@ impl DriveState {
                 inner.recent.pop_front();
             }
             if inner.recent.len() >= limit.requests as usize {
-                self.counters.rate_limited();
+                self.control.counters.rate_limited();
                 return Err(Refusal::RateLimited(limit.status));
             }
             inner.recent.push_back(now);
@@ -487,14 +468,11 @@ impl admin::Admin for DriveState {
     type Kind = FaultKind;
     type Extra = admin::NoExtra;
 
-    fn faults(&self) -> &admin::Faults<Route, FaultKind> {
-        &self.faults
-    }
-    fn counters(&self) -> &admin::Counters<admin::NoExtra> {
-        &self.counters
+    fn control(&self) -> &admin::Control<Route, FaultKind, admin::NoExtra> {
+        &self.control
     }
     fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
-        Some(&self.oauth)
+        Some(&self.oauth.codes)
     }
     fn bad_body(error: &serde_json::Error) -> axum::response::Response {
         server::bad_admin_body(error)
@@ -504,17 +482,8 @@ impl admin::Admin for DriveState {
 impl crate::oauth::GoogleAccount for DriveState {
     const PRODUCT: &'static str = "Google Drive";
 
-    fn codes(&self) -> &crate::oauth::CodeGrants {
+    fn google(&self) -> &crate::oauth::GoogleOAuth {
         &self.oauth
-    }
-    fn tokens(&self) -> &crate::oauth::GoogleTokens {
-        &self.tokens
-    }
-    fn client(&self) -> (&str, &str) {
-        (&self.config.client_id, &self.config.client_secret)
-    }
-    fn granted_scopes(&self) -> Vec<String> {
-        self.config.granted_scopes.clone()
     }
     fn fault(
         &self,

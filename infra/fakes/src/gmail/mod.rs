@@ -201,11 +201,9 @@ pub struct GmailState {
     inner: Mutex<Inner>,
     config: FakeConfig,
     http: reqwest::Client,
-    /// Authorization codes of the OAuth web-server flow.
-    pub oauth: crate::oauth::CodeGrants,
-    faults: admin::Faults<String, FaultKind>,
-    counters: admin::Counters<QuotaCounts>,
-    tokens: crate::oauth::GoogleTokens,
+    /// The OAuth side: authorization codes and tokens.
+    pub oauth: crate::oauth::GoogleOAuth,
+    control: admin::Control<String, FaultKind, QuotaCounts>,
 }
 
 /// Why the gate refused a request.
@@ -229,7 +227,12 @@ const SUBJECTS: &[&str] = &["Intro call", "Pricing question", "Contract draft", 
 
 impl GmailState {
     pub fn new(config: FakeConfig) -> Self {
-        let tokens = crate::oauth::GoogleTokens::new(config.static_token.as_deref(), &config.static_scopes);
+        let oauth = crate::oauth::GoogleOAuth::new(
+            (&config.client_id, &config.client_secret),
+            config.static_scopes.clone(),
+            config.static_token.as_deref(),
+            &config.static_scopes,
+        );
         let inner = Inner {
             mailbox: Mailbox::new(),
             units_per_minute: config.units_per_minute,
@@ -239,15 +242,8 @@ impl GmailState {
             published: 0,
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        let state = Self {
-            inner: Mutex::new(inner),
-            config,
-            http,
-            oauth: crate::oauth::CodeGrants::new(),
-            faults: admin::Faults::default(),
-            counters: admin::Counters::default(),
-            tokens,
-        };
+        let state =
+            Self { inner: Mutex::new(inner), config, http, oauth, control: admin::Control::default() };
         state.seed();
         state
     }
@@ -334,21 +330,7 @@ impl GmailState {
         self.lock().mailbox.expire_history();
     }
 
-    pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
-
-    pub fn reset_stats(&self) {
-        self.counters.reset();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.faults.clear();
-    }
+    admin::control_methods!();
 
     /// Turns the per-user quota on (units a minute) or off (`None`), forgetting what was charged.
     pub fn set_quota(&self, units_per_minute: Option<u32>) {
@@ -360,18 +342,18 @@ impl GmailState {
     /// Issues an access token with `scopes` (lifetime `ttl`, default Google's 3599 s) and a
     /// refresh token that renews it with the same scopes.
     pub fn issue_token(&self, scopes: &[String], ttl: Option<Duration>) -> IssuedToken {
-        self.tokens.issue(scopes, ttl)
+        self.oauth.tokens.issue(scopes, ttl)
     }
 
     /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops
     /// working); `false` if unknown.
     pub fn revoke(&self, token: &str) -> bool {
-        self.tokens.revoke(token)
+        self.oauth.tokens.revoke(token)
     }
 
     /// Makes an access token expired now; `false` if unknown.
     pub fn expire_token(&self, access_token: &str) -> bool {
-        self.tokens.expire(access_token)
+        self.oauth.tokens.expire(access_token)
     }
 
     /// The watch `users.watch` set, if any (and not stopped).
@@ -440,7 +422,7 @@ impl GmailState {
     /// per-user quota. Returns the token's scopes.
     fn admit(&self, bearer: Option<&str>, accepted: &[&str], units: u32) -> Result<Vec<String>, Refusal> {
         let token = bearer.ok_or(Refusal::Unauthenticated)?;
-        let scopes = self.tokens.scopes(token).ok_or(Refusal::Unauthenticated)?;
+        let scopes = self.oauth.tokens.scopes(token).ok_or(Refusal::Unauthenticated)?;
         let mut inner = self.lock();
         if !scopes.iter().any(|s| accepted.contains(&s.as_str())) {
             return Err(Refusal::InsufficientScope);
@@ -456,7 +438,7 @@ impl GmailState {
             }
             let used: u32 = inner.charged.iter().map(|(_, u)| u).sum();
             if used + units > limit {
-                self.counters.rate_limited();
+                self.control.counters.rate_limited();
                 let free_at = inner
                     .charged
                     .front()
@@ -467,7 +449,7 @@ impl GmailState {
             }
             inner.charged.push_back((now, units));
         }
-        self.counters.update(|s| s.units += u64::from(units));
+        self.control.counters.update(|s| s.units += u64::from(units));
         Ok(scopes)
     }
 
@@ -486,14 +468,11 @@ impl admin::Admin for GmailState {
     type Kind = FaultKind;
     type Extra = QuotaCounts;
 
-    fn faults(&self) -> &admin::Faults<String, FaultKind> {
-        &self.faults
-    }
-    fn counters(&self) -> &admin::Counters<QuotaCounts> {
-        &self.counters
+    fn control(&self) -> &admin::Control<String, FaultKind, QuotaCounts> {
+        &self.control
     }
     fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
-        Some(&self.oauth)
+        Some(&self.oauth.codes)
     }
     fn bad_body(error: &serde_json::Error) -> axum::response::Response {
         server::invalid(&error.to_string())
@@ -506,17 +485,8 @@ impl admin::Admin for GmailState {
 impl crate::oauth::GoogleAccount for GmailState {
     const PRODUCT: &'static str = "Google";
 
-    fn codes(&self) -> &crate::oauth::CodeGrants {
+    fn google(&self) -> &crate::oauth::GoogleOAuth {
         &self.oauth
-    }
-    fn tokens(&self) -> &crate::oauth::GoogleTokens {
-        &self.tokens
-    }
-    fn client(&self) -> (&str, &str) {
-        (&self.config.client_id, &self.config.client_secret)
-    }
-    fn granted_scopes(&self) -> Vec<String> {
-        self.config.static_scopes.clone()
     }
     fn fault(
         &self,

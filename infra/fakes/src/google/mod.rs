@@ -205,11 +205,9 @@ pub struct GoogleState {
     inner: Mutex<Inner>,
     config: FakeConfig,
     http: reqwest::Client,
-    /// Authorization codes of the OAuth web-server flow.
-    pub oauth: crate::oauth::CodeGrants,
-    faults: admin::Faults<Route, FaultKind>,
-    counters: admin::Counters<CalendarCounts>,
-    tokens: crate::oauth::GoogleTokens,
+    /// The OAuth side: authorization codes and tokens.
+    pub oauth: crate::oauth::GoogleOAuth,
+    control: admin::Control<Route, FaultKind, CalendarCounts>,
 }
 
 /// Why the gate refused a request.
@@ -233,21 +231,18 @@ impl GoogleState {
             let today = Utc::now().date_naive();
             When::Day(today).instant()
         });
-        let tokens = crate::oauth::GoogleTokens::new(config.static_token.as_deref(), &scopes());
+        let oauth = crate::oauth::GoogleOAuth::new(
+            (&config.client_id, &config.client_secret),
+            scopes(),
+            config.static_token.as_deref(),
+            &scopes(),
+        );
         let inner = Inner {
             store: Store::seeded(config.events, config.weekly_instances, config.seed, anchor),
             channels: Vec::new(),
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self {
-            inner: Mutex::new(inner),
-            config,
-            http,
-            oauth: crate::oauth::CodeGrants::new(),
-            faults: admin::Faults::default(),
-            counters: admin::Counters::default(),
-            tokens,
-        }
+        Self { inner: Mutex::new(inner), config, http, oauth, control: admin::Control::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -314,41 +309,27 @@ impl GoogleState {
         inner.store.min_sync_seq = inner.store.seq;
     }
 
-    pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
-
-    pub fn reset_stats(&self) {
-        self.counters.reset();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.faults.clear();
-    }
+    admin::control_methods!();
 
     /// Issues an access token (lifetime `ttl`, default Google's 3599 s) and a refresh token.
     pub fn issue_token(&self, ttl: Option<Duration>) -> IssuedToken {
-        self.tokens.issue(&scopes(), ttl)
+        self.oauth.tokens.issue(&scopes(), ttl)
     }
 
     /// Makes an access token expired now; `false` if unknown.
     pub fn expire_token(&self, access_token: &str) -> bool {
-        self.tokens.expire(access_token)
+        self.oauth.tokens.expire(access_token)
     }
 
     /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops
     /// working); `false` if unknown.
     pub fn revoke(&self, token: &str) -> bool {
-        self.tokens.revoke(token)
+        self.oauth.tokens.revoke(token)
     }
 
     /// Revokes a refresh token; `false` if unknown.
     pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
-        self.tokens.revoke_refresh(refresh_token)
+        self.oauth.tokens.revoke_refresh(refresh_token)
     }
 
     /// Every channel registered, stopped ones included, in creation order.
@@ -433,7 +414,7 @@ impl GoogleState {
     /// list request carries a sync token (only those use up a `SyncTokenGone` fault).
     fn count_and_take_fault(&self, route: Route, sync_token: bool) -> Option<FaultKind> {
         if sync_token {
-            self.counters.update(|s| s.incremental_lists += 1);
+            self.control.counters.update(|s| s.incremental_lists += 1);
         }
         use admin::Admin as _;
         self.count_and_take_where(&route, route.as_str(), |kind| {
@@ -443,7 +424,7 @@ impl GoogleState {
 
     fn admit(&self, bearer: Option<&str>) -> Result<(), Refusal> {
         let token = bearer.ok_or(Refusal::Unauthenticated)?;
-        self.tokens.scopes(token).map(|_| ()).ok_or(Refusal::Unauthenticated)
+        self.oauth.tokens.scopes(token).map(|_| ()).ok_or(Refusal::Unauthenticated)
     }
 
     /// Runs `f` on the events under the lock (for the server's conditional writes).
@@ -457,14 +438,11 @@ impl admin::Admin for GoogleState {
     type Kind = FaultKind;
     type Extra = CalendarCounts;
 
-    fn faults(&self) -> &admin::Faults<Route, FaultKind> {
-        &self.faults
-    }
-    fn counters(&self) -> &admin::Counters<CalendarCounts> {
-        &self.counters
+    fn control(&self) -> &admin::Control<Route, FaultKind, CalendarCounts> {
+        &self.control
     }
     fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
-        Some(&self.oauth)
+        Some(&self.oauth.codes)
     }
     fn bad_body(error: &serde_json::Error) -> axum::response::Response {
         server::bad_request("parseError", &error.to_string())
@@ -478,17 +456,8 @@ fn scopes() -> Vec<String> {
 impl crate::oauth::GoogleAccount for GoogleState {
     const PRODUCT: &'static str = "Google";
 
-    fn codes(&self) -> &crate::oauth::CodeGrants {
+    fn google(&self) -> &crate::oauth::GoogleOAuth {
         &self.oauth
-    }
-    fn tokens(&self) -> &crate::oauth::GoogleTokens {
-        &self.tokens
-    }
-    fn client(&self) -> (&str, &str) {
-        (&self.config.client_id, &self.config.client_secret)
-    }
-    fn granted_scopes(&self) -> Vec<String> {
-        scopes()
     }
     fn fault(
         &self,

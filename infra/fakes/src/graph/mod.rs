@@ -254,8 +254,7 @@ pub struct GraphState {
     http: reqwest::Client,
     /// Authorization codes of the identity platform's authorization-code flow.
     pub oauth: crate::oauth::CodeGrants,
-    faults: admin::Faults<Route, FaultKind>,
-    counters: admin::Counters<NotificationCounts>,
+    control: admin::Control<Route, FaultKind, NotificationCounts>,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -303,8 +302,7 @@ impl GraphState {
             config,
             http,
             oauth: crate::oauth::CodeGrants::new(),
-            faults: admin::Faults::default(),
-            counters: admin::Counters::default(),
+            control: admin::Control::default(),
         }
     }
 
@@ -421,25 +419,11 @@ impl GraphState {
         self.lock().store.delete(id, Utc::now())
     }
 
-    pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
+    admin::control_methods!();
 
     /// Requests counted on one route.
     pub fn route_count(&self, route: Route) -> u64 {
-        self.counters.route(route.as_str())
-    }
-
-    pub fn reset_stats(&self) {
-        self.counters.reset();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.faults.clear();
+        self.control.counters.route(route.as_str())
     }
 
     /// Forgets every delta round: all outstanding delta and skip tokens answer 410 from now on.
@@ -544,7 +528,7 @@ impl GraphState {
     }
 
     async fn post_notification(&self, url: &str, body: &Value) -> anyhow::Result<u16> {
-        self.counters.update(|s| s.notifications_sent += 1);
+        self.control.counters.update(|s| s.notifications_sent += 1);
         let resp = self.http.post(url).json(body).send().await.context("posting the notification")?;
         Ok(resp.status().as_u16())
     }
@@ -557,7 +541,7 @@ impl GraphState {
             "Validation: Testing client application reachability for subscription Request-Id: {}",
             guid()
         );
-        self.counters.update(|s| s.notifications_sent += 1);
+        self.control.counters.update(|s| s.notifications_sent += 1);
         let resp = self
             .http
             .post(url)
@@ -647,11 +631,8 @@ impl admin::Admin for GraphState {
     type Kind = FaultKind;
     type Extra = NotificationCounts;
 
-    fn faults(&self) -> &admin::Faults<Route, FaultKind> {
-        &self.faults
-    }
-    fn counters(&self) -> &admin::Counters<NotificationCounts> {
-        &self.counters
+    fn control(&self) -> &admin::Control<Route, FaultKind, NotificationCounts> {
+        &self.control
     }
     fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
         Some(&self.oauth)

@@ -341,8 +341,7 @@ pub struct HubspotState {
     config: FakeConfig,
     /// Authorization codes of the OAuth install flow.
     pub oauth: crate::oauth::CodeGrants,
-    faults: admin::Faults<Route, FaultKind>,
-    counters: admin::Counters<ObjectCounts>,
+    control: admin::Control<Route, FaultKind, ObjectCounts>,
 }
 
 /// The fake portal's id (`hub_id`), and the app's.
@@ -396,8 +395,7 @@ impl HubspotState {
             inner: Mutex::new(inner),
             config,
             oauth: crate::oauth::CodeGrants::new(),
-            faults: admin::Faults::default(),
-            counters: admin::Counters::default(),
+            control: admin::Control::default(),
         }
     }
 
@@ -686,21 +684,7 @@ impl HubspotState {
         self.archive(ObjectKind::Contacts, id)
     }
 
-    pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
-
-    pub fn reset_stats(&self) {
-        self.counters.reset();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.faults.clear();
-    }
+    admin::control_methods!();
 
     /// Turns rate limiting (and its headers) on or off; also forgets the request windows.
     pub fn set_rate_limits(&self, enabled: bool) {
@@ -782,7 +766,7 @@ impl HubspotState {
     fn count_and_take_fault(&self, route: Route, object: Option<ObjectKind>) -> Option<FaultKind> {
         if let Some(kind) = object {
             let key = format!("{}.{}", kind.as_str(), route.as_str());
-            self.counters.update(|s| *s.by_object.entry(key).or_default() += 1);
+            self.control.counters.update(|s| *s.by_object.entry(key).or_default() += 1);
         }
         admin::Admin::count_and_take(self, &route, route.as_str())
     }
@@ -831,7 +815,7 @@ impl HubspotState {
         };
         if let Some(policy) = refused {
             let h = headers(used, window.daily);
-            self.counters.rate_limited();
+            self.control.counters.rate_limited();
             return Err(Refusal::RateLimited { policy, headers: h });
         }
         window.general.push_back(now);
@@ -861,11 +845,8 @@ impl admin::Admin for HubspotState {
     type Kind = FaultKind;
     type Extra = ObjectCounts;
 
-    fn faults(&self) -> &admin::Faults<Route, FaultKind> {
-        &self.faults
-    }
-    fn counters(&self) -> &admin::Counters<ObjectCounts> {
-        &self.counters
+    fn control(&self) -> &admin::Control<Route, FaultKind, ObjectCounts> {
+        &self.control
     }
     fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
         Some(&self.oauth)

@@ -209,8 +209,7 @@ pub struct NotionState {
     inner: Mutex<Inner>,
     pub bot_id: String,
     pub person_id: String,
-    faults: admin::Faults<Route, FaultKind>,
-    counters: admin::Counters,
+    control: admin::Control<Route, FaultKind>,
 }
 
 pub(crate) enum Gate {
@@ -245,13 +244,7 @@ impl NotionState {
             root_page,
             crm: None,
         };
-        let state = Self {
-            inner: Mutex::new(inner),
-            bot_id,
-            person_id,
-            faults: admin::Faults::default(),
-            counters: admin::Counters::default(),
-        };
+        let state = Self { inner: Mutex::new(inner), bot_id, person_id, control: admin::Control::default() };
         if config.crm {
             state.seed_crm(config.deals, config.contacts);
         }
@@ -411,21 +404,7 @@ impl NotionState {
         self.lock().tokens.push(token.to_owned());
     }
 
-    pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
-
-    pub fn reset_stats(&self) {
-        self.counters.reset();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.faults.clear();
-    }
+    admin::control_methods!();
 
     /// Counts the request and takes the first pending fault for `route`.
     fn count_and_take_fault(&self, route: Route) -> Option<FaultKind> {
@@ -445,7 +424,7 @@ impl NotionState {
             l.at = now;
             if l.tokens < 1.0 {
                 let wait = ((1.0 - l.tokens) / PER_SECOND).ceil().max(1.0) as u64;
-                self.counters.rate_limited();
+                self.control.counters.rate_limited();
                 return Err(Gate::RateLimited(wait));
             }
             l.tokens -= 1.0;
@@ -464,11 +443,8 @@ impl admin::Admin for NotionState {
     type Kind = FaultKind;
     type Extra = admin::NoExtra;
 
-    fn faults(&self) -> &admin::Faults<Route, FaultKind> {
-        &self.faults
-    }
-    fn counters(&self) -> &admin::Counters<admin::NoExtra> {
-        &self.counters
+    fn control(&self) -> &admin::Control<Route, FaultKind, admin::NoExtra> {
+        &self.control
     }
     fn bad_body(error: &serde_json::Error) -> axum::response::Response {
         (axum::http::StatusCode::BAD_REQUEST, error.to_string()).into_response()

@@ -231,8 +231,7 @@ pub struct SalesforceState {
     config: FakeConfig,
     /// Authorization codes of the web-server flow.
     pub oauth: crate::oauth::CodeGrants,
-    faults: admin::Faults<Route, FaultKind>,
-    counters: admin::Counters,
+    control: admin::Control<Route, FaultKind>,
 }
 
 /// The fake org's id (18 characters, as Salesforce's) and its one user's.
@@ -269,8 +268,7 @@ impl SalesforceState {
             inner: Mutex::new(inner),
             config,
             oauth: crate::oauth::CodeGrants::new(),
-            faults: admin::Faults::default(),
-            counters: admin::Counters::default(),
+            control: admin::Control::default(),
         }
     }
 
@@ -443,25 +441,11 @@ impl SalesforceState {
         self.lock().store.purge_deleted()
     }
 
-    pub fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
+    admin::control_methods!();
 
     /// Requests to one route so far.
     pub fn route_count(&self, route: Route) -> u64 {
-        self.counters.route(route.as_str())
-    }
-
-    pub fn reset_stats(&self) {
-        self.counters.reset();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.faults.clear();
+        self.control.counters.route(route.as_str())
     }
 
     /// Sets the API requests used today and, optionally, the daily allocation.
@@ -566,11 +550,8 @@ impl admin::Admin for SalesforceState {
     type Kind = FaultKind;
     type Extra = admin::NoExtra;
 
-    fn faults(&self) -> &admin::Faults<Route, FaultKind> {
-        &self.faults
-    }
-    fn counters(&self) -> &admin::Counters<admin::NoExtra> {
-        &self.counters
+    fn control(&self) -> &admin::Control<Route, FaultKind, admin::NoExtra> {
+        &self.control
     }
     fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
         Some(&self.oauth)

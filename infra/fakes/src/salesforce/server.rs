@@ -301,7 +301,7 @@ async fn gate(app: &AppState, route: Route, headers: &HeaderMap) -> Result<Usage
         return Err(invalid_session());
     }
     if inner.api_usage >= inner.daily_api_requests {
-        app.org.counters.rate_limited();
+        app.org.control.counters.rate_limited();
         let usage = Usage(inner.api_usage, inner.daily_api_requests);
         return Err(limit_exceeded(Some(usage)));
     }
