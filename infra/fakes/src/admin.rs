@@ -2,8 +2,11 @@
 //! counters, and the `/_admin/` routes that drive them (`faults`, `stats`, `oauth`).
 //!
 //! Each fake keeps its own fault kinds (its provider's error shapes are the point of a fake), its
-//! own extra counters (the `E` of [`Stats`]) and its own seeding routes; it implements [`Admin`]
-//! on its router's state and merges [`router`] into its own:
+//! own extra counters (the `E` of [`Stats`]) and its own seeding routes. It holds a [`Control`]
+//! field, implements [`FaultRoute`] for its route enum and [`FaultKind`] for its fault kinds,
+//! implements [`Admin`] on its router's state, merges [`router`] into its own, calls
+//! [`Admin::count_and_take`] on each request and (inside its state's `impl`) `control_methods!()`
+//! for the Rust handle's `stats`/`reset_stats`/`inject_fault`/`clear_faults`:
 //!
 //! ```ignore
 //! impl admin::Admin for MyState {
