@@ -242,7 +242,10 @@ pub fn webhook_state(deps: &Deps, config: &Config, sdk: &SdkConfig) -> Result<We
             hubspot_client_secret: config.hubspot_app.as_ref().map(|a| a.client_secret.clone()),
             hubspot_app_id: config.hubspot_app_id.clone(),
             coalesce_secs: config.webhook_coalesce_secs,
-            gmail_push_token: config.oauth.gmail.push_token.clone(),
+            gmail_push: crate::http::webhooks::pubsub_auth::PushAuth::from_config(
+                &config.oauth.gmail,
+                http_client()?,
+            ),
         },
     })
 }
