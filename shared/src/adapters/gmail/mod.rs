@@ -192,11 +192,23 @@ impl GmailConfig {
             revoke_url: url("GMAIL_REVOKE_URL", "GOOGLE_REVOKE_URL", d.revoke_url)?,
             scopes: optional("GMAIL_OAUTH_SCOPES").unwrap_or(d.scopes),
             pubsub_topic: optional("GMAIL_PUBSUB_TOPIC").map(|t| t.trim().to_owned()),
-            push_token: optional("GMAIL_PUSH_TOKEN").map(SecretString::from),
+            push_token: local_push_token(optional("GMAIL_PUSH_TOKEN"), crate::telemetry::in_lambda()),
             push_audience,
             push_service_account,
             push_jwks_url,
         })
+    }
+}
+
+/// `GMAIL_PUSH_TOKEN` is the local fallback proof of a push: in Lambda it is ignored (with a
+/// warning), so a deployment never accepts pushes on a secret held in its environment.
+fn local_push_token(value: Option<String>, in_lambda: bool) -> Option<SecretString> {
+    match value {
+        Some(_) if in_lambda => {
+            tracing::warn!("GMAIL_PUSH_TOKEN is for local use only and is ignored in Lambda");
+            None
+        }
+        value => value.map(SecretString::from),
     }
 }
 
@@ -505,6 +517,14 @@ fn uuid_like() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_push_token_is_kept_locally_and_ignored_in_lambda() {
+        let token = local_push_token(Some("local-token".into()), false);
+        assert_eq!(token.as_ref().map(|t| t.expose_secret().to_owned()), Some("local-token".into()));
+        assert!(local_push_token(Some("local-token".into()), true).is_none());
+        assert!(local_push_token(None, false).is_none());
+    }
 
     #[test]
     fn rate_limit_reasons_are_rate_limits_whatever_the_status() {

@@ -184,10 +184,11 @@ struct Fetched {
 
 impl JwksCache {
     pub fn new(http: reqwest::Client, url: String) -> Self {
-        // A push waits on this fetch: short attempts, few retries (Pub/Sub retries a 503 anyway).
+        // A push waits on this fetch, within the webhooks function's 10 s: short attempts and one
+        // retry (Pub/Sub retries a 503 anyway).
         let policy = RetryPolicy {
-            request_timeout: Duration::from_secs(5),
-            max_retries: 2,
+            request_timeout: Duration::from_secs(3),
+            max_retries: 1,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(1),
             max_inline_wait: Duration::from_secs(2),
