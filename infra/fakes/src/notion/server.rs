@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::store::{Listing, StoreError, parse_id};
 use super::{API_VERSION, Fault, FaultKind, Gate, NotionState, Route};
 
-type App = Arc<NotionState>;
+pub(super) type App = Arc<NotionState>;
 
 pub(crate) fn router(state: App) -> Router {
     Router::new()
@@ -29,6 +29,8 @@ pub(crate) fn router(state: App) -> Router {
         .route("/v1/pages/{id}", get(get_page).patch(update_page))
         .route("/v1/blocks/{id}/children", patch(append).get(list_children))
         .route("/v1/users/me", get(me))
+        .route("/v1/oauth/authorize", get(super::oauth::authorize))
+        .route("/v1/oauth/token", post(super::oauth::token))
         .route("/_admin/stats", get(admin_stats))
         .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
@@ -82,7 +84,7 @@ fn rate_limited(secs: u64) -> Response {
     resp
 }
 
-fn apply_fault(kind: FaultKind) -> Response {
+pub(super) fn apply_fault(kind: FaultKind) -> Response {
     match kind {
         FaultKind::RateLimit { retry_after_secs } => rate_limited(retry_after_secs.unwrap_or(1)),
         FaultKind::ServerError { status } => {
