@@ -143,7 +143,7 @@ pub fn deps_with(
         microsoft: GraphFactory::new(http.clone(), config.microsoft_app.clone(), login),
         salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http.clone(), config.google_app.clone(), config.google_token_url.clone()),
-        notion: NotionFactory::new(http.clone()),
+        notion: NotionFactory::new(http.clone()).with_app(config.notion_app.clone()),
         gmail: GmailFactory::new(http, config.google_app.clone(), config.oauth.gmail.clone()),
     };
     Ok(Deps {

@@ -374,6 +374,7 @@ fn every_environment_variable_the_code_reads_is_set_by_the_template_or_is_local_
         ("GMAIL_TOKEN_URL", "endpoint"),
         ("GMAIL_REVOKE_URL", "endpoint"),
         ("GMAIL_PUSH_JWKS_URL", "endpoint: Google's signing keys"),
+        ("NOTION_API_BASE_URL", "endpoint"),
         ("HUBSPOT_OAUTH_SCOPES", "scopes; the default is what the adapter needs"),
         ("SALESFORCE_OAUTH_SCOPES", "scopes"),
         ("GOOGLE_OAUTH_SCOPES", "scopes"),
