@@ -240,9 +240,14 @@ async fn query(State(app): State<App>, headers: HeaderMap, Path(id): Path<String
         (Err(r), _) | (_, Err(r)) => return r,
     };
     let listed = app.with_store(|s, _| {
-        s.query(&id, &body).map(|Listing { results, next_cursor }| {
+        s.query(&id, &body).map(|Listing { results, next_cursor, incomplete }| {
             let pages = results.iter().filter_map(|p| s.render_page(p).ok()).collect();
-            list_body(pages, next_cursor, "page_or_data_source")
+            let mut body = list_body(pages, next_cursor, "page_or_data_source");
+            if incomplete {
+                body["request_status"] =
+                    json!({ "type": "incomplete", "incomplete_reason": "query_result_limit_reached" });
+            }
+            body
         })
     });
     ok(listed)
@@ -326,7 +331,7 @@ async fn list_children(
     };
     ok(app.with_store(|s, _| {
         s.children(&id, paging.start_cursor.as_deref(), paging.page_size.as_deref()).map(
-            |Listing { results, next_cursor }| {
+            |Listing { results, next_cursor, .. }| {
                 let blocks = results.iter().filter_map(|b| s.render_block(b)).collect();
                 list_body(blocks, next_cursor, "block")
             },

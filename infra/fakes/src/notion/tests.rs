@@ -377,3 +377,33 @@ async fn a_public_integration_exchanges_a_code_once_for_a_workspace_token_and_re
         oauth_token(&fake, "fake-notion-client-secret", json!({ "grant_type": "password" })).await;
     assert_eq!((status, other["error"].as_str()), (400, Some("unsupported_grant_type")));
 }
+
+#[tokio::test]
+async fn a_query_stops_at_ten_thousand_results_and_says_so_on_every_page_while_a_narrower_one_does_not() {
+    let fake = start(true, store::QUERY_RESULT_CAP + 50).await;
+    let ds = fake.state().crm().unwrap().deals_data_source;
+    let (mut read, mut cursor, mut pages) = (0, None::<String>, 0);
+    loop {
+        let mut body = json!({ "page_size": 100 });
+        if let Some(c) = &cursor {
+            body["start_cursor"] = json!(c);
+        }
+        let (status, listed) = post(&fake, &format!("/v1/data_sources/{ds}/query"), body).await;
+        assert_eq!(status, 200, "{listed}");
+        assert_eq!(listed["request_status"]["type"], "incomplete", "page {pages}");
+        assert_eq!(listed["request_status"]["incomplete_reason"], "query_result_limit_reached");
+        read += listed["results"].as_array().unwrap().len();
+        pages += 1;
+        match listed["next_cursor"].as_str() {
+            Some(c) if listed["has_more"] == true => cursor = Some(c.to_owned()),
+            _ => break,
+        }
+    }
+    assert_eq!((read, pages), (store::QUERY_RESULT_CAP, 100), "pagination stops at the cap");
+    // A query matching fewer pages than the cap is complete.
+    let narrow =
+        json!({ "page_size": 10, "filter": { "property": "Value", "number": { "less_than": 5000 } } });
+    let (status, listed) = post(&fake, &format!("/v1/data_sources/{ds}/query"), narrow).await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(listed.get("request_status").is_none(), "{}", listed["request_status"]);
+}
