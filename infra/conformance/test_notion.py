@@ -12,7 +12,7 @@ Covered: what `shared/src/adapters/notion/` sends (`databases.retrieve` to resol
 `data_sources.retrieve`/`update`/`query` with a `last_edited_time` timestamp filter, sorts and
 `start_cursor` paging, `in_trash` queries, `pages.create`/`update`/`retrieve`, `blocks.children`
 append and list) plus `users.me` and the size limits; a public integration's OAuth
-(`oauth.token`: the authorization-code and refresh-token grants).
+(`oauth.token`: the authorization-code and refresh-token grants; `oauth.revoke`).
 """
 
 import uuid
@@ -304,3 +304,17 @@ def test_oauth_token_refuses_a_used_code_and_a_wrong_client_secret_with_oauths_e
         oauth.oauth.token(client_id=CLIENT_ID, client_secret="wrong",
                           grant_type="authorization_code", code=authorization_code(fake), redirect_uri=REDIRECT)
     assert bad_client.value.status == 401
+
+
+def test_oauth_revoke_ends_the_access_token(fake):
+    oauth = Client(base_url=fake.base_url)
+    grant = oauth.oauth.token(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        grant_type="authorization_code", code=authorization_code(fake), redirect_uri=REDIRECT,
+    )
+    user = Client(auth=grant["access_token"], base_url=fake.base_url)
+    assert user.users.me()["type"] == "bot"
+    assert "request_id" in oauth.oauth.revoke(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token=grant["access_token"])
+    with pytest.raises(APIResponseError) as gone:
+        user.users.me()
+    assert gone.value.code == APIErrorCode.Unauthorized

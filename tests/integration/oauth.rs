@@ -574,5 +574,11 @@ async fn notion_connects_as_a_public_integration_syncs_its_crm_and_refreshes_an_
     // The same workspace again reconnects the connection.
     let (status, again) = connect(&stack, "acme", "notion", settings).await?;
     assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())), "{again}");
+
+    // Disconnect revokes the grant at Notion.
+    let (status, _) = call(&stack, "acme", reqwest::Method::DELETE, &format!("/v1/connections/{id}")).await?;
+    assert_eq!(status, 204);
+    assert_eq!(fake.state().stats().routes.get("oauth_revoke").copied(), Some(1));
+    assert!(operations(&stack, "acme").await?.contains(&(Operation::TokenRevoked, "success".to_owned())));
     Ok(())
 }

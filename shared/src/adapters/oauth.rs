@@ -16,7 +16,8 @@
 //! - Notion (a public integration): `{api}/v1/oauth/authorize` with `owner=user` (no scopes, no
 //!   PKCE), token at `POST {api}/v1/oauth/token` with HTTP Basic client credentials and a JSON
 //!   body (<https://developers.notion.com/reference/create-a-token>); account = the answer's
-//!   `workspace_id`; the connection's `base_url` = `NOTION_API_BASE_URL`.
+//!   `workspace_id`; the connection's `base_url` = `NOTION_API_BASE_URL`; revoke `POST
+//!   {api}/v1/oauth/revoke` (<https://developers.notion.com/reference/revoke-token>).
 
 use std::time::Duration;
 
@@ -313,7 +314,10 @@ impl OAuthProviders {
                         "code": code.expose_secret(),
                         "redirect_uri": redirect_uri,
                     });
-                    request.basic_auth(&app.client_id, Some(app.client_secret.expose_secret())).json(&body)
+                    request
+                        .basic_auth(&app.client_id, Some(app.client_secret.expose_secret()))
+                        .header("Notion-Version", crate::adapters::notion::API_VERSION)
+                        .json(&body)
                 } else {
                     request.form(&form)
                 }
@@ -456,9 +460,9 @@ impl OAuthProviders {
                 let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
                 (false, self.endpoints.gmail.revoke_url.clone(), Some(token))
             }
-            // Microsoft has no revocation endpoint; a Notion token (internal or OAuth) is revoked
-            // here by nothing yet: the workspace owner removes the integration in Notion.
-            Provider::Microsoft | Provider::Notion => return Ok(Revocation::NotSupported),
+            // Microsoft has no revocation endpoint.
+            Provider::Microsoft => return Ok(Revocation::NotSupported),
+            Provider::Notion => return self.revoke_notion(connection).await,
         };
         let response = self
             .net
@@ -468,16 +472,42 @@ impl OAuthProviders {
             })
             .await
             .map_err(unavailable)?;
-        let status = response.status;
-        match status {
-            s if s.is_success() => Ok(Revocation::Revoked),
-            // HubSpot 404: unknown refresh token; Salesforce and Google 400 `invalid_token`.
-            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => Ok(Revocation::AlreadyInvalid),
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                Err(OAuthError::Unavailable(format!("revocation answered {s}")))
-            }
-            s => Err(OAuthError::Rejected(format!("revocation answered {s}"))),
+        revocation(response.status)
+    }
+
+    /// Notion: an OAuth grant (it has a refresh token) is revoked with the integration's Basic
+    /// credentials; an internal integration token only by the workspace owner in Notion.
+    async fn revoke_notion(&self, connection: &Connection) -> Result<Revocation, OAuthError> {
+        let (Some(_), Ok(app)) = (&connection.credentials.refresh_token, self.app(Provider::Notion)) else {
+            return Ok(Revocation::NotSupported);
+        };
+        let url = format!("{}/v1/oauth/revoke", connection.base_url.trim_end_matches('/'));
+        let body = serde_json::json!({ "token": connection.credentials.access_token.expose_secret() });
+        let response = self
+            .net
+            .send(Call::idempotent_write("oauth.revoke"), || {
+                self.http
+                    .post(&url)
+                    .basic_auth(&app.client_id, Some(app.client_secret.expose_secret()))
+                    .header("Notion-Version", crate::adapters::notion::API_VERSION)
+                    .json(&body)
+            })
+            .await
+            .map_err(unavailable)?;
+        revocation(response.status)
+    }
+}
+
+/// What a revocation endpoint's status means.
+fn revocation(status: StatusCode) -> Result<Revocation, OAuthError> {
+    match status {
+        s if s.is_success() => Ok(Revocation::Revoked),
+        // HubSpot 404: unknown refresh token; Salesforce and Google 400 `invalid_token`.
+        StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => Ok(Revocation::AlreadyInvalid),
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            Err(OAuthError::Unavailable(format!("revocation answered {s}")))
         }
+        s => Err(OAuthError::Rejected(format!("revocation answered {s}"))),
     }
 }
 

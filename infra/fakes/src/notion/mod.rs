@@ -90,6 +90,7 @@ pub enum Route {
     ListBlocks,
     Me,
     OauthToken,
+    OauthRevoke,
     /// Matches every route (faults only).
     Any,
 }
@@ -109,6 +110,7 @@ impl Route {
             Route::ListBlocks => "list_blocks",
             Route::Me => "me",
             Route::OauthToken => "oauth_token",
+            Route::OauthRevoke => "oauth_revoke",
             Route::Any => "any",
         }
     }
@@ -215,8 +217,9 @@ struct Inner {
     clock_offset: chrono::Duration,
     root_page: String,
     crm: Option<Crm>,
-    /// Refresh tokens of OAuth grants (each is used once: a refresh answers a new one).
-    refresh_tokens: Vec<String>,
+    /// Refresh tokens of OAuth grants with the access token issued beside each (a refresh token
+    /// is used once: a refresh answers a new pair).
+    refresh_tokens: Vec<(String, String)>,
 }
 
 /// The workspace's state. Every admin operation is also a method here.
@@ -446,7 +449,7 @@ impl NotionState {
             (format!("ntn_oauth_{}", store::new_id()), format!("nrt_{}", store::new_id()));
         let mut inner = self.lock();
         inner.tokens.push(access.clone());
-        inner.refresh_tokens.push(refresh.clone());
+        inner.refresh_tokens.push((refresh.clone(), access.clone()));
         let person = inner.store.users.get(&self.person_id).cloned().unwrap_or(Value::Null);
         drop(inner);
         json!({
@@ -463,10 +466,18 @@ impl NotionState {
     pub fn refresh_grant(&self, refresh_token: &str) -> Option<Value> {
         {
             let mut inner = self.lock();
-            let at = inner.refresh_tokens.iter().position(|t| t == refresh_token)?;
+            let at = inner.refresh_tokens.iter().position(|(t, _)| t == refresh_token)?;
             inner.refresh_tokens.remove(at);
         }
         Some(self.grant())
+    }
+
+    /// Revokes an access token and the grant's refresh token
+    /// (<https://developers.notion.com/reference/revoke-token>); an unknown token changes nothing.
+    pub fn revoke(&self, token: &str) {
+        let mut inner = self.lock();
+        inner.tokens.retain(|t| t != token);
+        inner.refresh_tokens.retain(|(_, access)| access != token);
     }
 
     /// Makes every access token the fake has issued invalid (401 `unauthorized`), as when the

@@ -4,7 +4,9 @@
 //! and `POST /v1/oauth/token` with HTTP Basic client credentials and a JSON body: the
 //! `authorization_code` grant (<https://developers.notion.com/reference/create-a-token>) and the
 //! `refresh_token` grant, which answers a new access token and a new refresh token
-//! (<https://developers.notion.com/reference/refresh-a-token>). Failures carry OAuth's error body,
+//! (<https://developers.notion.com/reference/refresh-a-token>), and `POST /v1/oauth/revoke`
+//! (Basic credentials, `Notion-Version` required, `{"token"}`;
+//! <https://developers.notion.com/reference/revoke-token>). Failures carry OAuth's error body,
 //! `{"error": "invalid_grant", "error_description": ..., "request_id": ...}`.
 
 use std::collections::HashMap;
@@ -85,5 +87,26 @@ pub(super) async fn token(State(app): State<App>, headers: HeaderMap, body: Byte
             "unsupported_grant_type",
             "grant_type should be authorization_code or refresh_token.",
         ),
+    }
+}
+
+/// `POST /v1/oauth/revoke`: the access token (and its grant's refresh token) stops working. An
+/// unknown token is answered like a known one (RFC 7009 section 2.2).
+pub(super) async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(kind) = app.count_and_take_fault(Route::OauthRevoke) {
+        return super::server::apply_fault(kind);
+    }
+    if basic_client(&app, &headers).is_none() {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed.");
+    }
+    if let Err(r) = super::server::check_version(&headers) {
+        return r;
+    }
+    match serde_json::from_slice::<Value>(&body).ok().as_ref().and_then(|b| b.get("token")?.as_str()) {
+        Some(token) => {
+            app.revoke(token);
+            Json(json!({ "request_id": store::new_id() })).into_response()
+        }
+        None => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "body.token should be defined."),
     }
 }

@@ -31,6 +31,7 @@ pub(crate) fn router(state: App) -> Router {
         .route("/v1/users/me", get(me))
         .route("/v1/oauth/authorize", get(super::oauth::authorize))
         .route("/v1/oauth/token", post(super::oauth::token))
+        .route("/v1/oauth/revoke", post(super::oauth::revoke))
         .route("/_admin/stats", get(admin_stats))
         .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
@@ -124,7 +125,11 @@ fn gate(app: &App, route: Route, headers: &HeaderMap) -> Result<(), Response> {
         Err(Gate::RateLimited(secs)) => return Err(rate_limited(secs)),
         Ok(()) => {}
     }
-    // <https://developers.notion.com/reference/versioning>: the header is required.
+    check_version(headers)
+}
+
+/// <https://developers.notion.com/reference/versioning>: the header is required.
+pub(super) fn check_version(headers: &HeaderMap) -> Result<(), Response> {
     match headers.get("notion-version").and_then(|v| v.to_str().ok()) {
         None => Err(error(
             StatusCode::BAD_REQUEST,

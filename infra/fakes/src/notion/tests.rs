@@ -407,3 +407,31 @@ async fn a_query_stops_at_ten_thousand_results_and_says_so_on_every_page_while_a
     assert_eq!(status, 200, "{listed}");
     assert!(listed.get("request_status").is_none(), "{}", listed["request_status"]);
 }
+
+#[tokio::test]
+async fn a_revoked_token_and_its_grants_refresh_token_stop_working() {
+    let fake = start(false, 0).await;
+    let grant = fake.state().grant();
+    let revoke = |token: Value, version: bool| {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/v1/oauth/revoke", fake.base_url()))
+            .basic_auth("fake-notion-client-id", Some("fake-notion-client-secret"))
+            .json(&json!({ "token": token }));
+        if version {
+            req = req.header("Notion-Version", API_VERSION);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(revoke(grant["access_token"].clone(), false).await, 400, "Notion-Version is required");
+    let token = grant["access_token"].as_str().unwrap();
+    let me = reqwest::Client::new()
+        .get(format!("{}/v1/users/me", fake.base_url()))
+        .bearer_auth(token)
+        .header("Notion-Version", API_VERSION);
+    assert_eq!(me.try_clone().unwrap().send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(revoke(grant["access_token"].clone(), true).await, 200);
+    assert_eq!(me.send().await.unwrap().status().as_u16(), 401);
+    let refresh = json!({ "grant_type": "refresh_token", "refresh_token": grant["refresh_token"] });
+    let (status, body) = oauth_token(&fake, "fake-notion-client-secret", refresh).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+}

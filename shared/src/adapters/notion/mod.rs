@@ -446,6 +446,7 @@ impl ProviderClient for NotionClient {
                 self.http
                     .post(&url)
                     .basic_auth(&app.client_id, Some(app.client_secret.expose_secret()))
+                    .header("Notion-Version", API_VERSION)
                     .json(&body)
             })
             .await?;
