@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 
 use crate::adapters::crypto::{CryptoError, TokenCipher};
+use crate::adapters::drive::DriveFactory;
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::gmail::GmailFactory;
@@ -42,6 +43,7 @@ pub struct Providers {
     salesforce: SalesforceFactory,
     google: GoogleFactory,
     gmail: GmailFactory,
+    drive: DriveFactory,
     notion: NotionFactory,
 }
 
@@ -65,6 +67,7 @@ impl ProviderFactory for Providers {
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
             Provider::Gmail => self.gmail.client(connection),
+            Provider::GoogleDrive => self.drive.client(connection),
             Provider::Notion => self.notion.client(connection),
         }
     }
@@ -144,7 +147,8 @@ pub fn deps_with(
         salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http.clone(), config.google_app.clone(), config.google_token_url.clone()),
         notion: NotionFactory::new(http.clone()).with_app(config.notion_app.clone()),
-        gmail: GmailFactory::new(http, config.google_app.clone(), config.oauth.gmail.clone()),
+        gmail: GmailFactory::new(http.clone(), config.google_app.clone(), config.oauth.gmail.clone()),
+        drive: DriveFactory::new(http, config.google_app.clone(), config.drive_token_url.clone()),
     };
     Ok(Deps {
         connections: store.clone(),

@@ -13,6 +13,7 @@ use chrono::Utc;
 use clap::Args;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use syncbridge::adapters::drive::DriveFactory;
 use syncbridge::adapters::gmail::{GmailConfig, GmailFactory};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
@@ -34,8 +35,7 @@ pub const TOKEN_ENV: &str = "SYNCBRIDGE_BENCH_TOKEN";
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// `hubspot`, `salesforce`, `google`, `gmail`.
-    /// `hubspot`, `salesforce`, `google`, `notion`.
+    /// `hubspot`, `salesforce`, `google`, `gmail`, `google_drive`, `notion`.
     #[arg(long)]
     pub provider: String,
     #[arg(long)]
@@ -73,6 +73,7 @@ struct Factories {
     salesforce: SalesforceFactory,
     google: GoogleFactory,
     gmail: GmailFactory,
+    drive: DriveFactory,
     notion: NotionFactory,
 }
 
@@ -83,6 +84,7 @@ impl ProviderFactory for Factories {
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
             Provider::Gmail => self.gmail.client(connection),
+            Provider::GoogleDrive => self.drive.client(connection),
             Provider::Notion => self.notion.client(connection),
             other => Err(ProviderError::permanent(format!("the benchmark has no {other} adapter"))),
         }
@@ -105,7 +107,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         google: GoogleFactory::new(http.clone(), None, args.token_url.clone()),
         notion: NotionFactory::new(http.clone()),
         gmail: GmailFactory::new(
-            http,
+            http.clone(),
             None,
             GmailConfig {
                 api_base_url: args.base_url.clone(),
@@ -113,6 +115,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 ..GmailConfig::default()
             },
         ),
+        drive: DriveFactory::new(http, None, args.token_url.clone()),
     };
     let settings = match &args.settings {
         Some(json) => serde_json::from_str(json).context("--settings")?,

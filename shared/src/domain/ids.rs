@@ -220,6 +220,9 @@ pub enum Provider {
     Microsoft,
     /// Gmail: a connection of its own (Gmail scopes) on the same Google OAuth app as Calendar.
     Gmail,
+    /// Google Drive: a connection of its own on the same Google OAuth app as Calendar, with
+    /// Drive scopes (pull only).
+    GoogleDrive,
     Notion,
 }
 
@@ -230,6 +233,7 @@ impl Provider {
         Provider::Google,
         Provider::Microsoft,
         Provider::Gmail,
+        Provider::GoogleDrive,
         Provider::Notion,
     ];
 
@@ -240,6 +244,7 @@ impl Provider {
             Provider::Google => "google",
             Provider::Microsoft => "microsoft",
             Provider::Gmail => "gmail",
+            Provider::GoogleDrive => "google_drive",
             Provider::Notion => "notion",
         }
     }
@@ -251,6 +256,7 @@ impl Provider {
             "google" => Ok(Provider::Google),
             "microsoft" => Ok(Provider::Microsoft),
             "gmail" => Ok(Provider::Gmail),
+            "google_drive" => Ok(Provider::GoogleDrive),
             "notion" => Ok(Provider::Notion),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
         }
@@ -276,6 +282,7 @@ impl Provider {
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
             Provider::Gmail => &[ObjectType::Messages],
+            Provider::GoogleDrive => &[ObjectType::Files],
             // Contacts first, so a deal's contact relation names pages already pulled.
             Provider::Notion => &[ObjectType::Contacts, ObjectType::Deals],
         }
@@ -307,6 +314,8 @@ pub enum ObjectType {
     ResearchTasks,
     /// Email messages (Gmail), one record per message with its thread id as a field.
     Messages,
+    /// Files and folders of a document store (Google Drive): metadata and sharing, pulled only.
+    Files,
 }
 
 impl ObjectType {
@@ -320,6 +329,7 @@ impl ObjectType {
             ObjectType::Events => "events",
             ObjectType::ResearchTasks => "research_tasks",
             ObjectType::Messages => "messages",
+            ObjectType::Files => "files",
         }
     }
 
@@ -333,15 +343,17 @@ impl ObjectType {
             "events" => Ok(ObjectType::Events),
             "research_tasks" => Ok(ObjectType::ResearchTasks),
             "messages" => Ok(ObjectType::Messages),
+            "files" => Ok(ObjectType::Files),
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }
     }
 
     /// Records that are Syncbridge's own and never written to a provider: research tasks are
     /// derived from calendar events, and no calendar API takes them (the Google and Graph adapters
-    /// write events only), so edits of them stay local and queue no push.
+    /// write events only), so edits of them stay local and queue no push. Drive files are pulled
+    /// read-only (the connection holds a metadata scope), so edits of them stay local too.
     pub fn stays_local(self) -> bool {
-        self == ObjectType::ResearchTasks
+        matches!(self, ObjectType::ResearchTasks | ObjectType::Files)
     }
 }
 
