@@ -450,12 +450,8 @@ impl ProviderClient for NotionClient {
                     .json(&body)
             })
             .await?;
-        match (reply.status, reply.oauth_error().as_deref()) {
-            (StatusCode::BAD_REQUEST, Some("invalid_grant")) => return Err(ProviderError::Unauthorized),
-            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, Some(e)) => {
-                return Err(ProviderError::permanent(format!("Notion refused the token refresh: {e}")));
-            }
-            _ => {}
+        if let Some(refused) = reply.refresh_refusal("Notion") {
+            return Err(refused);
         }
         let answer: Value = reply.check()?.json()?;
         let text = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_owned);
