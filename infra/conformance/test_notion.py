@@ -4,13 +4,15 @@ The SDK's `Client` talks to the fake's base URL with an internal integration tok
 starts new: a bot, a person and one page shared with the integration (`root_page`, printed by the
 fake); each test builds the databases it needs through the API (`databases.create` with
 `initial_data_source`), as a person's integration would. Error answers must raise the SDK's
-`APIResponseError` with Notion's `code`; the SDK's own 429 handling (it waits `Retry-After`) must
+`APIResponseError` with Notion's `code` (the OAuth token endpoint answers OAuth's `error` body
+instead, which the SDK raises as `UnknownHTTPResponseError` with that body); the SDK's own 429 handling (it waits `Retry-After`) must
 work against the fake's rate limit.
 
 Covered: what `shared/src/adapters/notion/` sends (`databases.retrieve` to resolve a data source,
 `data_sources.retrieve`/`update`/`query` with a `last_edited_time` timestamp filter, sorts and
 `start_cursor` paging, `in_trash` queries, `pages.create`/`update`/`retrieve`, `blocks.children`
-append and list) plus `users.me` and the size limits.
+append and list) plus `users.me` and the size limits; a public integration's OAuth
+(`oauth.token`: the authorization-code and refresh-token grants; `oauth.revoke`).
 """
 
 import uuid
@@ -18,6 +20,7 @@ import uuid
 import httpx
 import pytest
 from notion_client import APIErrorCode, APIResponseError, Client
+from notion_client.errors import UnknownHTTPResponseError
 from notion_client.helpers import collect_paginated_api, iterate_paginated_api
 
 TOKEN = "ntn_fake_notion"
@@ -247,3 +250,71 @@ def test_the_switchable_rate_limit_holds_a_burst_to_about_three_a_second(notion,
         assert notion.users.me()["type"] == "bot", "the retrying SDK gets through"
     finally:
         httpx.post(f"{admin}/rate-limits", json={"enabled": False})
+
+
+CLIENT_ID = "fake-notion-client-id"
+CLIENT_SECRET = "fake-notion-client-secret"
+REDIRECT = "http://app.test/callback"
+
+
+def authorization_code(fake):
+    """The code Notion's authorize URL redirects with once the user allows (a program consents at once)."""
+    resp = httpx.get(
+        f"{fake.base_url}/v1/oauth/authorize",
+        params={"client_id": CLIENT_ID, "response_type": "code", "owner": "user", "redirect_uri": REDIRECT, "state": "s1"},
+        follow_redirects=False,
+    )
+    assert resp.status_code == 302
+    location = httpx.URL(resp.headers["location"])
+    assert location.params["state"] == "s1"
+    return location.params["code"]
+
+
+def test_oauth_token_exchanges_a_code_for_a_workspace_token_that_opens_the_api(fake):
+    oauth = Client(base_url=fake.base_url)
+    grant = oauth.oauth.token(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        grant_type="authorization_code", code=authorization_code(fake), redirect_uri=REDIRECT,
+    )
+    assert grant["token_type"] == "bearer"
+    assert grant["access_token"] and grant["refresh_token"] and grant["bot_id"] and grant["workspace_id"]
+    assert grant["owner"]["type"] == "user"
+    assert Client(auth=grant["access_token"], base_url=fake.base_url).users.me()["id"] == grant["bot_id"]
+
+    fresh = oauth.oauth.token(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        grant_type="refresh_token", refresh_token=grant["refresh_token"],
+    )
+    assert fresh["refresh_token"] != grant["refresh_token"]
+    assert fresh["workspace_id"] == grant["workspace_id"]
+    assert Client(auth=fresh["access_token"], base_url=fake.base_url).users.me()["type"] == "bot"
+
+
+def test_oauth_token_refuses_a_used_code_and_a_wrong_client_secret_with_oauths_error_body(fake):
+    oauth = Client(base_url=fake.base_url)
+    code = authorization_code(fake)
+    oauth.oauth.token(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                      grant_type="authorization_code", code=code, redirect_uri=REDIRECT)
+    with pytest.raises(UnknownHTTPResponseError) as used:
+        oauth.oauth.token(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                          grant_type="authorization_code", code=code, redirect_uri=REDIRECT)
+    assert used.value.status == 400
+    assert '"error":"invalid_grant"' in used.value.body.replace(" ", "")
+    with pytest.raises(UnknownHTTPResponseError) as bad_client:
+        oauth.oauth.token(client_id=CLIENT_ID, client_secret="wrong",
+                          grant_type="authorization_code", code=authorization_code(fake), redirect_uri=REDIRECT)
+    assert bad_client.value.status == 401
+
+
+def test_oauth_revoke_ends_the_access_token(fake):
+    oauth = Client(base_url=fake.base_url)
+    grant = oauth.oauth.token(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        grant_type="authorization_code", code=authorization_code(fake), redirect_uri=REDIRECT,
+    )
+    user = Client(auth=grant["access_token"], base_url=fake.base_url)
+    assert user.users.me()["type"] == "bot"
+    assert "request_id" in oauth.oauth.revoke(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token=grant["access_token"])
+    with pytest.raises(APIResponseError) as gone:
+        user.users.me()
+    assert gone.value.code == APIErrorCode.Unauthorized

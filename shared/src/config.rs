@@ -75,6 +75,9 @@ pub struct OAuthEndpoints {
     pub microsoft_scopes: String,
     /// Gmail's endpoints and scopes (`GMAIL_*`; see [`crate::adapters::gmail::GmailConfig`]).
     pub gmail: crate::adapters::gmail::GmailConfig,
+    /// `NOTION_API_BASE_URL` (default `https://api.notion.com`): Notion's OAuth authorize and
+    /// token endpoints (`/v1/oauth/...`), and an OAuth connection's `base_url`.
+    pub notion_api_base_url: String,
 }
 
 impl Default for OAuthEndpoints {
@@ -98,6 +101,7 @@ impl Default for OAuthEndpoints {
             microsoft_graph_base_url: graph::DEFAULT_GRAPH_BASE.into(),
             microsoft_scopes: graph::DEFAULT_SCOPES.into(),
             gmail: Default::default(),
+            notion_api_base_url: crate::adapters::notion::DEFAULT_API_BASE_URL.into(),
         }
     }
 }
@@ -143,6 +147,7 @@ impl OAuthEndpoints {
             microsoft_graph_base_url: url("MICROSOFT_GRAPH_BASE_URL", d.microsoft_graph_base_url)?,
             microsoft_scopes: optional("MICROSOFT_OAUTH_SCOPES").unwrap_or(d.microsoft_scopes),
             gmail: crate::adapters::gmail::GmailConfig::from_env()?,
+            notion_api_base_url: url("NOTION_API_BASE_URL", d.notion_api_base_url)?,
         })
     }
 }
@@ -186,6 +191,9 @@ pub struct Config {
     /// `DRIVE_TOKEN_URL`: the token endpoint of Drive connections (default: `GOOGLE_TOKEN_URL`,
     /// the same app at Google; the Drive fake's locally).
     pub drive_token_url: String,
+    /// `NOTION_CLIENT_ID` / `NOTION_CLIENT_SECRET`: the Notion public integration (OAuth connect
+    /// and token refresh). Unset: Notion connects with integration tokens only.
+    pub notion_app: Option<OAuthApp>,
     /// The JWT claim that names the caller's tenant.
     pub tenant_claim: String,
     /// `WEBHOOK_BASE_URL`: the public origin (and path prefix) under which `/webhooks/{provider}` is
@@ -265,20 +273,14 @@ impl Resources {
 }
 
 impl Config {
-    /// Turns a provider's OAuth app on with these credentials. Notion has no OAuth flow here yet
-    /// (its connections use an internal integration token): its app is ignored, with a warning.
+    /// Turns a provider's OAuth app on with these credentials.
     pub fn set_oauth_app(&mut self, provider: Provider, app: OAuthApp) {
         let slot = match provider {
             Provider::Hubspot => &mut self.hubspot_app,
             Provider::Salesforce => &mut self.salesforce_app,
             Provider::Google | Provider::Gmail | Provider::GoogleDrive => &mut self.google_app,
             Provider::Microsoft => &mut self.microsoft_app,
-            Provider::Notion => {
-                tracing::warn!(
-                    "a Notion OAuth app is configured, but Notion connects with integration tokens only"
-                );
-                return;
-            }
+            Provider::Notion => &mut self.notion_app,
         };
         *slot = Some(app);
     }
@@ -298,6 +300,7 @@ impl Config {
         let google_app = app_from_env(Provider::Google);
         let google_token_url =
             optional("GOOGLE_TOKEN_URL").unwrap_or_else(|| google::DEFAULT_TOKEN_URL.to_owned());
+        let notion_app = app_from_env(Provider::Notion);
         let token_kms_key_id = optional("TOKEN_KMS_KEY_ID");
         let token_key = match optional("TOKEN_KEY") {
             Some(key) => Some(SecretString::from(key)),
@@ -324,6 +327,7 @@ impl Config {
             google_app,
             google_token_url: google_token_url.clone(),
             drive_token_url: optional("DRIVE_TOKEN_URL").unwrap_or(google_token_url),
+            notion_app,
             tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
             webhook_base_url: webhook_base_url(optional("WEBHOOK_BASE_URL"))?,
             hubspot_app_id: optional("HUBSPOT_APP_ID").map(|v| v.trim().to_owned()),

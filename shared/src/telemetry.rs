@@ -5,7 +5,8 @@
 
 pub mod metrics;
 
-fn in_lambda() -> bool {
+/// Whether this process runs in Lambda (Lambda sets `AWS_LAMBDA_FUNCTION_NAME`).
+pub(crate) fn in_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
 }
 

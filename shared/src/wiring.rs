@@ -146,7 +146,7 @@ pub fn deps_with(
         microsoft: GraphFactory::new(http.clone(), config.microsoft_app.clone(), login),
         salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http.clone(), config.google_app.clone(), config.google_token_url.clone()),
-        notion: NotionFactory::new(http.clone()),
+        notion: NotionFactory::new(http.clone()).with_app(config.notion_app.clone()),
         gmail: GmailFactory::new(http.clone(), config.google_app.clone(), config.oauth.gmail.clone()),
         drive: DriveFactory::new(http, config.google_app.clone(), config.drive_token_url.clone()),
     };
@@ -246,7 +246,10 @@ pub fn webhook_state(deps: &Deps, config: &Config, sdk: &SdkConfig) -> Result<We
             hubspot_client_secret: config.hubspot_app.as_ref().map(|a| a.client_secret.clone()),
             hubspot_app_id: config.hubspot_app_id.clone(),
             coalesce_secs: config.webhook_coalesce_secs,
-            gmail_push_token: config.oauth.gmail.push_token.clone(),
+            gmail_push: crate::http::webhooks::pubsub_auth::PushAuth::from_config(
+                &config.oauth.gmail,
+                http_client()?,
+            ),
         },
     })
 }

@@ -406,3 +406,54 @@ async fn the_worker_syncs_a_notion_crm_and_a_trashed_deal_becomes_a_deleted_reco
         "the data source is resolved once and kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_25000_page_database_syncs_whole_past_notions_10000_result_query_cap() {
+    let (fake, crm) = start(0, 0).await;
+    // 25,000 deals created over 250 minutes, as an import through the API spreads them.
+    let state = fake.state();
+    for i in 0..25_000 {
+        if i % 100 == 0 {
+            state.advance_clock(chrono::Duration::minutes(1));
+        }
+        state
+            .create_page(
+                &crm.deals_data_source,
+                json!({ "Name": { "title": [{ "text": { "content": format!("Deal {i}") } }] } }),
+            )
+            .expect("created");
+    }
+    state.advance_clock(chrono::Duration::minutes(5));
+    state.reset_stats();
+    let (deps, store) = engine();
+    let mut conn = connection(&fake, &crm, TOKEN);
+    if let Some(n) = conn.settings.notion.as_mut() {
+        n.contacts_database_id = None;
+    }
+    store.put_connection(conn.clone());
+    let outcome = sync_once(&deps, &conn).await;
+    assert!(matches!(outcome, JobOutcome::Completed { .. }), "{outcome:?}");
+    let deals = store.records_of(&conn.tenant_id, &conn.connection_id);
+    assert_eq!(deals.iter().filter(|r| r.object == ObjectType::Deals && !r.deleted).count(), 25_000);
+    let queries = fake.state().stats().routes.get("query").copied().unwrap_or(0);
+    assert!(
+        (251..=260).contains(&queries),
+        "250 pages, and one more per capped query's last minute: {queries}"
+    );
+}
+
+#[tokio::test]
+async fn more_than_10000_pages_edited_in_one_minute_fail_the_pull_instead_of_skipping_pages() {
+    let (fake, crm) = start(10_050, 0).await;
+    let client = client(&fake, &crm);
+    let mut cursor = None;
+    let err = loop {
+        match client.pull_page(&token(), ObjectType::Deals, cursor.as_ref()).await {
+            Ok(page) if page.has_more => cursor = Some(page.cursor),
+            Ok(_) => panic!("the listing ended without the 50 pages past the cap"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(&err, ProviderError::Permanent(_)), "{err:?}");
+    assert!(err.to_string().contains("10,000"), "{err}");
+}

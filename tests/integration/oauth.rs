@@ -490,6 +490,99 @@ async fn a_browser_connects_hubspot_from_the_dashboard_through_the_consent_page_
     Ok(())
 }
 
+/// "Sync now", the queue drained, and the connection's view after it.
+async fn sync_now(stack: &LocalStack, id: &str) -> Result<Value> {
+    let (status, _) =
+        call(stack, "acme", reqwest::Method::POST, &format!("/v1/connections/{id}/sync")).await?;
+    anyhow::ensure!(status == 202, "sync now answered {status}");
+    anyhow::ensure!(stack.runner.drain(DRAIN).await?.failures == 0, "a job failed");
+    Ok(call(stack, "acme", reqwest::Method::GET, &format!("/v1/connections/{id}")).await?.1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notion_connects_as_a_public_integration_syncs_its_crm_and_refreshes_an_expired_token() -> Result<()>
+{
+    let stack = LocalStack::start(StackOptions {
+        notion: Some(syncbridge_fakes::notion::FakeConfig {
+            crm: true,
+            deals: 5,
+            contacts: 2,
+            ..syncbridge_fakes::notion::FakeConfig::default()
+        }),
+        ..StackOptions::default()
+    })
+    .await?;
+    let fake = stack.notion.as_ref().context("the Notion fake")?;
+    let crm = fake.state().crm().context("a seeded CRM")?;
+    let settings = json!({ "settings": { "notion": {
+        "deals_database_id": crm.deals_database, "contacts_database_id": crm.contacts_database,
+    } } });
+
+    // A Notion connection names its deals database: refused before Notion is asked.
+    let (status, refused) =
+        authorize(&stack, "acme", "notion", json!({ "redirect_uri": callback_url(&stack) })).await?;
+    assert_eq!((status, refused["code"].as_str()), (422, Some("invalid_request")), "{refused}");
+
+    let mut body = json!({ "redirect_uri": callback_url(&stack) });
+    body["settings"] = settings["settings"].clone();
+    let (status, started) = authorize(&stack, "acme", "notion", body).await?;
+    assert_eq!(status, 200, "{started}");
+    let authorize_url = started["authorize_url"].as_str().context("authorize_url")?;
+    assert!(
+        authorize_url.starts_with(&format!("{}/v1/oauth/authorize?", fake.base_url())),
+        "{authorize_url}"
+    );
+    assert!(authorize_url.contains("owner=user") && !authorize_url.contains("code_challenge"));
+    let (status, created) = back(&consent(authorize_url).await?).await?;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().context("id")?.to_owned();
+    assert_eq!(created["account_id"], fake.state().workspace_id.as_str());
+    assert_eq!(created["base_url"], fake.base_url());
+
+    let conn = sync_now(&stack, &id).await?;
+    assert_eq!(
+        (
+            conn["status"].as_str(),
+            conn["record_counts"]["deals"].as_u64(),
+            conn["record_counts"]["contacts"].as_u64()
+        ),
+        (Some("synced"), Some(5), Some(2)),
+        "{conn}"
+    );
+
+    // The access token stops working: the worker refreshes the grant once and the sync goes on.
+    fake.state().expire_access_tokens();
+    let edited = fake.state().page_ids(&crm.deals_data_source)[0].clone();
+    fake.state().advance_clock(chrono::Duration::minutes(2));
+    fake.state().edit_page(&edited, json!({ "Value": { "number": 4242 } }))?;
+    let conn = sync_now(&stack, &id).await?;
+    assert_eq!(conn["status"].as_str(), Some("synced"), "{conn}");
+    let tokens = fake.state().stats().routes.get("oauth_token").copied().unwrap_or(0);
+    assert_eq!(tokens, 2, "the code exchange and one refresh");
+    assert!(operations(&stack, "acme").await?.contains(&(Operation::TokenRefreshed, "success".to_owned())));
+    let (_, deals) =
+        call(&stack, "acme", reqwest::Method::GET, &format!("/v1/connections/{id}/records?object=deals"))
+            .await?;
+    let pulled = deals["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["external_id"] == edited.as_str())
+        .context("the edited deal")?;
+    assert_eq!(pulled["fields"]["amount"].as_f64(), Some(4242.0), "{pulled}");
+
+    // The same workspace again reconnects the connection.
+    let (status, again) = connect(&stack, "acme", "notion", settings).await?;
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())), "{again}");
+
+    // Disconnect revokes the grant at Notion.
+    let (status, _) = call(&stack, "acme", reqwest::Method::DELETE, &format!("/v1/connections/{id}")).await?;
+    assert_eq!(status, 204);
+    assert_eq!(fake.state().stats().routes.get("oauth_revoke").copied(), Some(1));
+    assert!(operations(&stack, "acme").await?.contains(&(Operation::TokenRevoked, "success".to_owned())));
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drive_connect_flow_uses_googles_app_with_drive_scopes_then_syncs_files_and_disconnects()
 -> Result<()> {

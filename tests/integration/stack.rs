@@ -304,3 +304,125 @@ fn every_function_logs_to_a_log_group_of_the_template_with_a_retention() -> Resu
     }
     Ok(())
 }
+
+/// The environment variables `shared/src` reads by name (`optional("…")`, `required("…")`, the
+/// URL helpers' `url("…", "…")`, `var("…")`), found in its source.
+fn env_vars_read_by_the_code() -> Result<std::collections::BTreeSet<String>> {
+    fn scan(dir: &Path, found: &mut std::collections::BTreeSet<String>) -> Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                scan(&path, found)?;
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)?;
+            for call in ["optional(", "required(", "url(", "var("] {
+                for (at, _) in text.match_indices(call) {
+                    // The literal arguments: one, or two for the URL helper's fallback variable.
+                    let mut rest = &text[at + call.len()..];
+                    for _ in 0..2 {
+                        let Some(literal) = rest.trim_start().strip_prefix('"') else { break };
+                        let Some(end) = literal.find('"') else { break };
+                        let name = &literal[..end];
+                        if name.len() < 3
+                            || !name
+                                .bytes()
+                                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                        {
+                            break;
+                        }
+                        found.insert(name.to_owned());
+                        rest = literal[end + 1..].trim_start().strip_prefix(',').unwrap_or("");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    let root = stack::template_path()?.parent().context("the template's directory")?.join("shared/src");
+    let mut found = std::collections::BTreeSet::new();
+    scan(&root, &mut found)?;
+    ensure!(
+        found.contains("TABLE_NAME") && found.contains("GMAIL_PUSH_AUDIENCE"),
+        "the scan found {found:?}"
+    );
+    Ok(found)
+}
+
+/// Every variable the code reads is set by template.yaml, for every function or its own, unless it
+/// is named here as local-only with its reason; and the Gmail and Notion settings reach exactly the
+/// functions that use them (no secret among them).
+#[test]
+fn every_environment_variable_the_code_reads_is_set_by_the_template_or_is_local_only() -> Result<()> {
+    // Each has a default that is right in AWS (the real providers' endpoints and scopes), or is
+    // the local path of something Lambda reads elsewhere.
+    const LOCAL_ONLY: &[(&str, &str)] = &[
+        ("HUBSPOT_AUTHORIZE_URL", "endpoint; default the real provider's, a fake's locally"),
+        ("HUBSPOT_API_BASE_URL", "endpoint"),
+        ("SALESFORCE_LOGIN_URL", "endpoint"),
+        ("SALESFORCE_SANDBOX_LOGIN_URL", "endpoint"),
+        ("GOOGLE_AUTHORIZE_URL", "endpoint"),
+        ("GOOGLE_REVOKE_URL", "endpoint"),
+        ("GOOGLE_API_BASE_URL", "endpoint"),
+        ("MICROSOFT_GRAPH_BASE_URL", "endpoint"),
+        ("MICROSOFT_LOGIN_BASE_URL", "endpoint"),
+        ("GMAIL_API_BASE_URL", "endpoint"),
+        ("GMAIL_AUTHORIZE_URL", "endpoint"),
+        ("GMAIL_TOKEN_URL", "endpoint"),
+        ("GMAIL_REVOKE_URL", "endpoint"),
+        ("GMAIL_PUSH_JWKS_URL", "endpoint: Google's signing keys"),
+        ("NOTION_API_BASE_URL", "endpoint"),
+        ("DRIVE_API_BASE_URL", "endpoint"),
+        ("DRIVE_AUTHORIZE_URL", "endpoint"),
+        ("DRIVE_TOKEN_URL", "endpoint; default GOOGLE_TOKEN_URL's value"),
+        ("DRIVE_REVOKE_URL", "endpoint"),
+        ("DRIVE_OAUTH_SCOPES", "scopes"),
+        ("HUBSPOT_OAUTH_SCOPES", "scopes; the default is what the adapter needs"),
+        ("SALESFORCE_OAUTH_SCOPES", "scopes"),
+        ("GOOGLE_OAUTH_SCOPES", "scopes"),
+        ("MICROSOFT_OAUTH_SCOPES", "scopes"),
+        ("GMAIL_OAUTH_SCOPES", "scopes"),
+        ("MICROSOFT_TENANT", "default `common`: any work or personal account"),
+        ("DASHBOARD_OIDC_SCOPE", "default `openid email profile`"),
+        ("TOKEN_KEY", "dev only: Lambda reads TOKEN_KEY_SECRET_ARN"),
+        ("GMAIL_PUSH_TOKEN", "local fallback of the OIDC push proof, ignored in Lambda"),
+    ];
+    let text = std::fs::read_to_string(stack::template_path()?)?;
+    let template = stack::Template::parse(&text)?;
+    let globals = &template.globals["Function"]["Environment"]["Variables"];
+    let own = |id: &str| -> Result<Value> {
+        Ok(template.resources.get(id).with_context(|| id.to_owned())?.properties["Environment"]["Variables"]
+            .clone())
+    };
+    let functions = ["DispatcherFunction", "WorkerFunction", "ApiFunction", "WebhooksFunction"];
+    let mut set = std::collections::BTreeSet::new();
+    for vars in
+        std::iter::once(globals.clone()).chain(functions.iter().map(|f| own(f)).collect::<Result<Vec<_>>>()?)
+    {
+        set.extend(vars.as_object().into_iter().flatten().map(|(k, _)| k.clone()));
+    }
+    for name in env_vars_read_by_the_code()? {
+        let local = LOCAL_ONLY.iter().any(|(n, _)| *n == name);
+        ensure!(
+            set.contains(&name) != local,
+            "{name}: set by the template: {}, named local-only: {local}",
+            set.contains(&name)
+        );
+    }
+    ensure!(!set.contains("GMAIL_PUSH_TOKEN"), "the push token is never an environment variable in AWS");
+    ensure!(
+        globals.get("NOTION_CLIENT_ID") == Some(&json!({ "Ref": "NotionClientId" })),
+        "NOTION_CLIENT_ID beside the other client ids"
+    );
+    let holders = |name: &str| -> Result<Vec<&str>> {
+        Ok(functions.iter().copied().filter(|f| own(f).is_ok_and(|v| v.get(name).is_some())).collect())
+    };
+    ensure!(holders("GMAIL_PUBSUB_TOPIC")? == ["WorkerFunction"], "the worker keeps the watches");
+    for name in ["GMAIL_PUSH_AUDIENCE", "GMAIL_PUSH_SERVICE_ACCOUNT"] {
+        ensure!(holders(name)? == ["WebhooksFunction"], "{name}: only the webhooks verify pushes");
+    }
+    Ok(())
+}

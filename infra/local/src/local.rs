@@ -197,6 +197,9 @@ impl LocalStack {
             },
             ..OAuthEndpoints::default()
         };
+        if let Some(n) = &notion {
+            oauth.notion_api_base_url = n.base_url();
+        }
         if let Some(sf) = &salesforce {
             if options.salesforce_sandbox {
                 oauth.salesforce_sandbox_login_url = sf.base_url();
@@ -232,6 +235,11 @@ impl LocalStack {
             }),
             google_token_url: google.token_url(),
             drive_token_url: drive.token_url(),
+            // The Notion fake's public integration, when the stack runs one.
+            notion_app: options.notion.as_ref().map(|n| OAuthApp {
+                client_id: n.client_id.clone(),
+                client_secret: SecretString::from(n.client_secret.clone()),
+            }),
             tenant_claim: "tenant_id".to_owned(),
             webhook_base_url: Some(gateway_url),
             hubspot_app_id: Some(options.hubspot_app_id.clone()),

@@ -13,6 +13,11 @@
 //!   `POST oauth2.googleapis.com/revoke`.
 //! - Microsoft: `{login}/{tenant}/oauth2/v2.0/authorize` and `/token` (PKCE), account = `id` of
 //!   `GET /v1.0/me`; Microsoft has no revocation endpoint for a token.
+//! - Notion (a public integration): `{api}/v1/oauth/authorize` with `owner=user` (no scopes, no
+//!   PKCE), token at `POST {api}/v1/oauth/token` with HTTP Basic client credentials and a JSON
+//!   body (<https://developers.notion.com/reference/create-a-token>); account = the answer's
+//!   `workspace_id`; the connection's `base_url` = `NOTION_API_BASE_URL`; revoke `POST
+//!   {api}/v1/oauth/revoke` (<https://developers.notion.com/reference/revoke-token>).
 
 use std::time::Duration;
 
@@ -42,6 +47,7 @@ pub struct OAuthProviders {
     pub salesforce: Option<OAuthApp>,
     pub google: Option<OAuthApp>,
     pub microsoft: Option<OAuthApp>,
+    pub notion: Option<OAuthApp>,
     /// Google's token endpoint (`GOOGLE_TOKEN_URL`).
     pub google_token_url: String,
     /// The token endpoint of Drive connections (`DRIVE_TOKEN_URL`; Google's by default).
@@ -58,6 +64,9 @@ struct TokenReply {
     refresh_token: Option<String>,
     #[serde(default)]
     expires_in: Option<i64>,
+    /// Notion: the workspace the integration was added to (the connection's account).
+    #[serde(default)]
+    workspace_id: Option<String>,
     /// Salesforce: the org's API host.
     #[serde(default)]
     instance_url: Option<String>,
@@ -146,6 +155,7 @@ impl OAuthProviders {
             salesforce: None,
             google: None,
             microsoft: None,
+            notion: None,
             google_token_url: crate::adapters::google::DEFAULT_TOKEN_URL.to_owned(),
             drive_token_url: crate::adapters::google::DEFAULT_TOKEN_URL.to_owned(),
             microsoft_login_base_url: crate::adapters::graph::DEFAULT_LOGIN_BASE.to_owned(),
@@ -160,6 +170,7 @@ impl OAuthProviders {
             salesforce: config.salesforce_app.clone(),
             google: config.google_app.clone(),
             microsoft: config.microsoft_app.clone(),
+            notion: config.notion_app.clone(),
             google_token_url: config.google_token_url.clone(),
             drive_token_url: config.drive_token_url.clone(),
             microsoft_login_base_url: config.microsoft_login_base_url.clone(),
@@ -174,15 +185,19 @@ impl OAuthProviders {
             Provider::Salesforce => self.salesforce.as_ref(),
             Provider::Google | Provider::Gmail | Provider::GoogleDrive => self.google.as_ref(),
             Provider::Microsoft => self.microsoft.as_ref(),
-            // Notion connects with an internal integration token (`POST /v1/connections`).
-            Provider::Notion => None,
+            // Without a public integration, Notion connects with an integration token only.
+            Provider::Notion => self.notion.as_ref(),
         }
         .ok_or(OAuthError::NotConfigured(provider))
     }
 
-    /// True where the provider supports PKCE (RFC 7636, `S256`); HubSpot does not.
+    /// True where the provider supports PKCE (RFC 7636, `S256`); HubSpot and Notion do not.
     pub fn supports_pkce(provider: Provider) -> bool {
-        !matches!(provider, Provider::Hubspot)
+        !matches!(provider, Provider::Hubspot | Provider::Notion)
+    }
+
+    fn notion_endpoint(&self, what: &str) -> String {
+        format!("{}/v1/oauth/{what}", self.endpoints.notion_api_base_url.trim_end_matches('/'))
     }
 
     fn salesforce_login(&self, sandbox: bool) -> &str {
@@ -223,7 +238,8 @@ impl OAuthProviders {
             Provider::Gmail => (e.gmail.authorize_url.clone(), e.gmail.scopes.as_str()),
             Provider::GoogleDrive => (e.drive_authorize_url.clone(), e.drive_scopes.as_str()),
             Provider::Microsoft => (self.microsoft_endpoint("authorize"), e.microsoft_scopes.as_str()),
-            Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
+            // Notion's capabilities are set on the integration, not asked for: no scope.
+            Provider::Notion => (self.notion_endpoint("authorize"), ""),
         };
         let mut url = url::Url::parse(&base).map_err(|_| OAuthError::Invalid("authorize URL".into()))?;
         {
@@ -231,7 +247,9 @@ impl OAuthProviders {
             q.append_pair("response_type", "code");
             q.append_pair("client_id", &app.client_id);
             q.append_pair("redirect_uri", redirect_uri);
-            q.append_pair("scope", scope);
+            if !scope.is_empty() {
+                q.append_pair("scope", scope);
+            }
             q.append_pair("state", state);
             if let Some(challenge) = code_challenge {
                 q.append_pair("code_challenge", challenge);
@@ -246,6 +264,10 @@ impl OAuthProviders {
                 }
                 Provider::Microsoft => {
                     q.append_pair("response_mode", "query");
+                }
+                // The user adds the integration to their own workspace (the only owner Notion takes).
+                Provider::Notion => {
+                    q.append_pair("owner", "user");
                 }
                 _ => {}
             }
@@ -271,7 +293,7 @@ impl OAuthProviders {
             Provider::Gmail => self.endpoints.gmail.token_url.clone(),
             Provider::GoogleDrive => self.drive_token_url.clone(),
             Provider::Microsoft => self.microsoft_endpoint("token"),
-            Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
+            Provider::Notion => self.notion_endpoint("token"),
         };
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "authorization_code"),
@@ -290,7 +312,21 @@ impl OAuthProviders {
         let response = self
             .net
             .send(Call::write("oauth.token"), || {
-                self.http.post(&token_url).header("Accept", "application/json").form(&form)
+                let request = self.http.post(&token_url).header("Accept", "application/json");
+                if provider == Provider::Notion {
+                    // HTTP Basic client credentials and a JSON body.
+                    let body = serde_json::json!({
+                        "grant_type": "authorization_code",
+                        "code": code.expose_secret(),
+                        "redirect_uri": redirect_uri,
+                    });
+                    request
+                        .basic_auth(&app.client_id, Some(app.client_secret.expose_secret()))
+                        .header("Notion-Version", crate::adapters::notion::API_VERSION)
+                        .json(&body)
+                } else {
+                    request.form(&form)
+                }
             })
             .await
             .map_err(unavailable)?;
@@ -367,7 +403,13 @@ impl OAuthProviders {
                 let url = format!("{graph}/v1.0/me");
                 (self.account_field(&url, &access_token, "id").await?, graph.to_owned())
             }
-            Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
+            Provider::Notion => {
+                let workspace = reply
+                    .workspace_id
+                    .filter(|w| !w.is_empty() && w.len() <= 64)
+                    .ok_or_else(|| OAuthError::Invalid("no workspace_id in the token response".into()))?;
+                (workspace, self.endpoints.notion_api_base_url.trim_end_matches('/').to_owned())
+            }
         };
         Ok(Grant { credentials, account_id, base_url: base })
     }
@@ -447,9 +489,9 @@ impl OAuthProviders {
                 let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
                 (false, self.endpoints.drive_revoke_url.clone(), Some(token))
             }
-            // Microsoft has no revocation endpoint; a Notion internal integration token is
-            // revoked by the workspace owner in Notion's settings.
-            Provider::Microsoft | Provider::Notion => return Ok(Revocation::NotSupported),
+            // Microsoft has no revocation endpoint.
+            Provider::Microsoft => return Ok(Revocation::NotSupported),
+            Provider::Notion => return self.revoke_notion(connection).await,
         };
         let response = self
             .net
@@ -459,16 +501,42 @@ impl OAuthProviders {
             })
             .await
             .map_err(unavailable)?;
-        let status = response.status;
-        match status {
-            s if s.is_success() => Ok(Revocation::Revoked),
-            // HubSpot 404: unknown refresh token; Salesforce and Google 400 `invalid_token`.
-            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => Ok(Revocation::AlreadyInvalid),
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                Err(OAuthError::Unavailable(format!("revocation answered {s}")))
-            }
-            s => Err(OAuthError::Rejected(format!("revocation answered {s}"))),
+        revocation(response.status)
+    }
+
+    /// Notion: an OAuth grant (it has a refresh token) is revoked with the integration's Basic
+    /// credentials; an internal integration token only by the workspace owner in Notion.
+    async fn revoke_notion(&self, connection: &Connection) -> Result<Revocation, OAuthError> {
+        let (Some(_), Ok(app)) = (&connection.credentials.refresh_token, self.app(Provider::Notion)) else {
+            return Ok(Revocation::NotSupported);
+        };
+        let url = format!("{}/v1/oauth/revoke", connection.base_url.trim_end_matches('/'));
+        let body = serde_json::json!({ "token": connection.credentials.access_token.expose_secret() });
+        let response = self
+            .net
+            .send(Call::idempotent_write("oauth.revoke"), || {
+                self.http
+                    .post(&url)
+                    .basic_auth(&app.client_id, Some(app.client_secret.expose_secret()))
+                    .header("Notion-Version", crate::adapters::notion::API_VERSION)
+                    .json(&body)
+            })
+            .await
+            .map_err(unavailable)?;
+        revocation(response.status)
+    }
+}
+
+/// What a revocation endpoint's status means.
+fn revocation(status: StatusCode) -> Result<Revocation, OAuthError> {
+    match status {
+        s if s.is_success() => Ok(Revocation::Revoked),
+        // HubSpot 404: unknown refresh token; Salesforce and Google 400 `invalid_token`.
+        StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => Ok(Revocation::AlreadyInvalid),
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            Err(OAuthError::Unavailable(format!("revocation answered {s}")))
         }
+        s => Err(OAuthError::Rejected(format!("revocation answered {s}"))),
     }
 }
 
@@ -519,7 +587,7 @@ mod tests {
 
     fn providers() -> OAuthProviders {
         let mut p = OAuthProviders::new(reqwest::Client::new(), OAuthEndpoints::default());
-        for app in [&mut p.hubspot, &mut p.salesforce, &mut p.google, &mut p.microsoft] {
+        for app in [&mut p.hubspot, &mut p.salesforce, &mut p.google, &mut p.microsoft, &mut p.notion] {
             *app = Some(OAuthApp { client_id: "cid".into(), client_secret: SecretString::from("csecret") });
         }
         p
@@ -585,6 +653,22 @@ mod tests {
         assert_eq!(q["client_id"], p.app(Provider::Google).unwrap().client_id);
         assert_eq!(q["scope"], "https://www.googleapis.com/auth/gmail.modify");
         assert_eq!((q["access_type"].as_str(), q["code_challenge_method"].as_str()), ("offline", "S256"));
+    }
+
+    #[test]
+    fn notion_authorizes_for_the_users_workspace_without_scopes_or_pkce() {
+        let p = providers();
+        let n = p.authorize_url(Provider::Notion, false, "https://app.example/cb", "st", None).unwrap();
+        assert!(n.starts_with("https://api.notion.com/v1/oauth/authorize?"), "{n}");
+        let q = query(&n);
+        assert_eq!(
+            (q["client_id"].as_str(), q["response_type"].as_str(), q["owner"].as_str(), q["state"].as_str()),
+            ("cid", "code", "user", "st")
+        );
+        assert!(!q.contains_key("scope") && !n.contains("csecret"));
+        assert!(!OAuthProviders::supports_pkce(Provider::Notion));
+        let none = OAuthProviders::new(reqwest::Client::new(), OAuthEndpoints::default());
+        assert!(matches!(none.app(Provider::Notion), Err(OAuthError::NotConfigured(Provider::Notion))));
     }
 
     #[test]

@@ -93,6 +93,19 @@ impl Reply {
         self.json_value()?.get("error")?.as_str().map(str::to_owned)
     }
 
+    /// A refresh-token grant's refusal in OAuth's words (RFC 6749, section 5.2): `invalid_grant`
+    /// is `Unauthorized` (the grant is gone: connect again), another OAuth error on a 400 or 401
+    /// `Permanent`; `None` for any other answer.
+    pub fn refresh_refusal(&self, provider: &str) -> Option<ProviderError> {
+        match (self.status, self.oauth_error().as_deref()) {
+            (StatusCode::BAD_REQUEST, Some("invalid_grant")) => Some(ProviderError::Unauthorized),
+            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, Some(e)) => {
+                Some(ProviderError::permanent(format!("{provider} refused the token refresh: {e}")))
+            }
+            _ => None,
+        }
+    }
+
     /// The body as JSON, when it is JSON.
     pub fn json_value(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()

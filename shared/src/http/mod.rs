@@ -90,6 +90,23 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
 mod tree_tests {
     use std::collections::{BTreeMap, BTreeSet};
 
+    /// Every file under a folder module, with the paths that leave it for `http/` written as a
+    /// file of `http/` would write them: at `depth` folders down, `http`'s own modules are
+    /// `super::` repeated `depth + 1` times.
+    fn folder_text(dir: &std::path::Path, depth: usize) -> String {
+        let mut all = String::new();
+        for f in std::fs::read_dir(dir).unwrap() {
+            let path = f.unwrap().path();
+            if path.is_dir() {
+                all += &folder_text(&path, depth + 1);
+            } else {
+                all +=
+                    &std::fs::read_to_string(&path).unwrap().replace(&"super::".repeat(depth + 1), "super::");
+            }
+        }
+        all
+    }
+
     /// The modules of `http/` (a file or a folder) and the siblings each names through `super::`.
     fn sibling_imports() -> BTreeMap<String, BTreeSet<String>> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
@@ -100,18 +117,8 @@ mod tree_tests {
             if name == "mod" {
                 continue;
             }
-            let text = if path.is_dir() {
-                // Inside a folder module, `super::` is the folder itself; its parent is `super::super::`.
-                let mut all = String::new();
-                for f in std::fs::read_dir(&path).unwrap() {
-                    all += &std::fs::read_to_string(f.unwrap().path())
-                        .unwrap()
-                        .replace("super::super::", "super::");
-                }
-                all
-            } else {
-                std::fs::read_to_string(&path).unwrap()
-            };
+            let text =
+                if path.is_dir() { folder_text(&path, 1) } else { std::fs::read_to_string(&path).unwrap() };
             sources.insert(name, text);
         }
         let names: BTreeSet<String> = sources.keys().cloned().collect();

@@ -193,9 +193,8 @@ pub async fn authorize(
         ))
         .into());
     }
-    if let Some(settings) = &body.settings {
-        settings.validate_for(provider).map_err(invalid)?;
-    }
+    // Validated even when absent: a Notion connection must name its deals database.
+    body.settings.clone().unwrap_or_default().validate_for(provider).map_err(invalid)?;
     if body.return_to.as_deref().is_some_and(|path| !is_local_path(path)) {
         return Err(invalid("return_to must be a path of this deployment, such as /connections").into());
     }

@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
         crm: args.crm,
         deals: args.deals,
         contacts: args.contacts,
+        ..FakeConfig::default()
     })
     .await?;
     let state = fake.state();

@@ -13,6 +13,7 @@
 //! shared with the integration (the root under which databases are created). `created_time` and
 //! `last_edited_time` are rounded down to the minute, as Notion's are.
 
+mod oauth;
 mod server;
 pub mod store;
 
@@ -54,6 +55,9 @@ pub struct FakeConfig {
     pub crm: bool,
     pub deals: usize,
     pub contacts: usize,
+    /// The public integration's OAuth client (`/v1/oauth/authorize`, `/v1/oauth/token`).
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 impl Default for FakeConfig {
@@ -65,6 +69,8 @@ impl Default for FakeConfig {
             crm: false,
             deals: 0,
             contacts: 0,
+            client_id: "fake-notion-client-id".into(),
+            client_secret: "fake-notion-client-secret".into(),
         }
     }
 }
@@ -84,6 +90,8 @@ pub enum Route {
     AppendBlocks,
     ListBlocks,
     Me,
+    OauthToken,
+    OauthRevoke,
     /// Matches every route (faults only).
     Any,
 }
@@ -102,6 +110,8 @@ impl Route {
             Route::AppendBlocks => "append_blocks",
             Route::ListBlocks => "list_blocks",
             Route::Me => "me",
+            Route::OauthToken => "oauth_token",
+            Route::OauthRevoke => "oauth_revoke",
             Route::Any => "any",
         }
     }
@@ -201,6 +211,9 @@ struct Inner {
     clock_offset: chrono::Duration,
     root_page: String,
     crm: Option<Crm>,
+    /// Refresh tokens of OAuth grants with the access token issued beside each (a refresh token
+    /// is used once: a refresh answers a new pair).
+    refresh_tokens: Vec<(String, String)>,
 }
 
 /// The workspace's state. Every admin operation is also a method here.
@@ -210,6 +223,13 @@ pub struct NotionState {
     pub bot_id: String,
     pub person_id: String,
     control: admin::Control<Route, FaultKind>,
+    /// The workspace's id and name, as the OAuth token answer gives them.
+    pub workspace_id: String,
+    pub workspace_name: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Authorization codes issued by `/v1/oauth/authorize`.
+    pub oauth: crate::oauth::CodeGrants,
 }
 
 pub(crate) enum Gate {
@@ -243,8 +263,19 @@ impl NotionState {
             clock_offset: chrono::Duration::zero(),
             root_page,
             crm: None,
+            refresh_tokens: Vec::new(),
         };
-        let state = Self { inner: Mutex::new(inner), bot_id, person_id, control: admin::Control::default() };
+        let state = Self {
+            inner: Mutex::new(inner),
+            bot_id,
+            person_id,
+            workspace_id: store::new_id(),
+            workspace_name: "Acme".into(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            oauth: crate::oauth::CodeGrants::new(),
+            control: admin::Control::default(),
+        };
         if config.crm {
             state.seed_crm(config.deals, config.contacts);
         }
@@ -405,6 +436,51 @@ impl NotionState {
     }
 
     admin::control_methods!();
+
+    /// A new OAuth grant of this workspace to the integration: an access token the API accepts
+    /// and a refresh token, in the token endpoint's answer
+    /// (<https://developers.notion.com/reference/create-a-token>).
+    pub fn grant(&self) -> Value {
+        let (access, refresh) =
+            (format!("ntn_oauth_{}", store::new_id()), format!("nrt_{}", store::new_id()));
+        let mut inner = self.lock();
+        inner.tokens.push(access.clone());
+        inner.refresh_tokens.push((refresh.clone(), access.clone()));
+        let person = inner.store.users.get(&self.person_id).cloned().unwrap_or(Value::Null);
+        drop(inner);
+        json!({
+            "access_token": access, "token_type": "bearer", "refresh_token": refresh,
+            "bot_id": self.bot_id, "workspace_id": self.workspace_id,
+            "workspace_name": self.workspace_name, "workspace_icon": null,
+            "owner": { "type": "user", "user": person },
+            "duplicated_template_id": null, "request_id": store::new_id(),
+        })
+    }
+
+    /// The refresh-token grant: a known refresh token is spent and a new grant answered
+    /// (<https://developers.notion.com/reference/refresh-a-token>); `None` for any other.
+    pub fn refresh_grant(&self, refresh_token: &str) -> Option<Value> {
+        {
+            let mut inner = self.lock();
+            let at = inner.refresh_tokens.iter().position(|(t, _)| t == refresh_token)?;
+            inner.refresh_tokens.remove(at);
+        }
+        Some(self.grant())
+    }
+
+    /// Revokes an access token and the grant's refresh token
+    /// (<https://developers.notion.com/reference/revoke-token>); an unknown token changes nothing.
+    pub fn revoke(&self, token: &str) {
+        let mut inner = self.lock();
+        inner.tokens.retain(|t| t != token);
+        inner.refresh_tokens.retain(|(_, access)| access != token);
+    }
+
+    /// Makes every access token the fake has issued invalid (401 `unauthorized`), as when the
+    /// tokens expire; refresh tokens keep working.
+    pub fn expire_access_tokens(&self) {
+        self.lock().tokens.clear();
+    }
 
     /// Counts the request and takes the first pending fault for `route`.
     fn count_and_take_fault(&self, route: Route) -> Option<FaultKind> {

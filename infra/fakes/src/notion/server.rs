@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::store::{Listing, StoreError, parse_id};
 use super::{API_VERSION, FaultKind, Gate, NotionState, Route};
 
-type App = Arc<NotionState>;
+pub(super) type App = Arc<NotionState>;
 
 pub(crate) fn router(state: App) -> Router {
     Router::new()
@@ -29,6 +29,9 @@ pub(crate) fn router(state: App) -> Router {
         .route("/v1/pages/{id}", get(get_page).patch(update_page))
         .route("/v1/blocks/{id}/children", patch(append).get(list_children))
         .route("/v1/users/me", get(me))
+        .route("/v1/oauth/authorize", get(super::oauth::authorize))
+        .route("/v1/oauth/token", post(super::oauth::token))
+        .route("/v1/oauth/revoke", post(super::oauth::revoke))
         .route("/_admin/rate-limits", post(admin_rate_limits))
         .route("/_admin/clock/advance", post(admin_advance))
         .route("/_admin/workspace", get(admin_workspace))
@@ -80,7 +83,7 @@ fn rate_limited(secs: u64) -> Response {
     resp
 }
 
-fn apply_fault(kind: FaultKind) -> Response {
+pub(super) fn apply_fault(kind: FaultKind) -> Response {
     match kind {
         FaultKind::RateLimit { retry_after_secs } => rate_limited(retry_after_secs.unwrap_or(1)),
         FaultKind::ServerError { status } => {
@@ -120,7 +123,11 @@ fn gate(app: &App, route: Route, headers: &HeaderMap) -> Result<(), Response> {
         Err(Gate::RateLimited(secs)) => return Err(rate_limited(secs)),
         Ok(()) => {}
     }
-    // <https://developers.notion.com/reference/versioning>: the header is required.
+    check_version(headers)
+}
+
+/// <https://developers.notion.com/reference/versioning>: the header is required.
+pub(super) fn check_version(headers: &HeaderMap) -> Result<(), Response> {
     match headers.get("notion-version").and_then(|v| v.to_str().ok()) {
         None => Err(error(
             StatusCode::BAD_REQUEST,
@@ -236,9 +243,14 @@ async fn query(State(app): State<App>, headers: HeaderMap, Path(id): Path<String
         (Err(r), _) | (_, Err(r)) => return r,
     };
     let listed = app.with_store(|s, _| {
-        s.query(&id, &body).map(|Listing { results, next_cursor }| {
+        s.query(&id, &body).map(|Listing { results, next_cursor, incomplete }| {
             let pages = results.iter().filter_map(|p| s.render_page(p).ok()).collect();
-            list_body(pages, next_cursor, "page_or_data_source")
+            let mut body = list_body(pages, next_cursor, "page_or_data_source");
+            if incomplete {
+                body["request_status"] =
+                    json!({ "type": "incomplete", "incomplete_reason": "query_result_limit_reached" });
+            }
+            body
         })
     });
     ok(listed)
@@ -322,7 +334,7 @@ async fn list_children(
     };
     ok(app.with_store(|s, _| {
         s.children(&id, paging.start_cursor.as_deref(), paging.page_size.as_deref()).map(
-            |Listing { results, next_cursor }| {
+            |Listing { results, next_cursor, .. }| {
                 let blocks = results.iter().filter_map(|b| s.render_block(b)).collect();
                 list_body(blocks, next_cursor, "block")
             },

@@ -191,7 +191,14 @@ fn cmp_part(a: &KeyPart, b: &KeyPart) -> Ordering {
 pub struct Listing<T> {
     pub results: Vec<T>,
     pub next_cursor: Option<String>,
+    /// The query matched more than [`QUERY_RESULT_CAP`] pages: its listing stops at the cap.
+    pub incomplete: bool,
 }
+
+/// A single data source query returns at most this many results; past it pagination stops
+/// (`has_more: false`) and every page of the answer carries `request_status: incomplete`
+/// (<https://developers.notion.com/guides/data-apis/query-large-data-sources>).
+pub const QUERY_RESULT_CAP: usize = 10_000;
 
 /// The workspace.
 #[derive(Debug, Default)]
@@ -923,8 +930,7 @@ impl Store {
         let order = |a: &(Vec<KeyPart>, &Page), b: &(Vec<KeyPart>, &Page)| {
             compare(&a.0, &a.1.seq, &a.1.id, &b.0, &b.1.seq, &b.1.id, &sorts)
         };
-        rows.sort_by(order);
-        let start = match body.get("start_cursor").filter(|c| !c.is_null()) {
+        let skipped = match body.get("start_cursor").filter(|c| !c.is_null()) {
             None => 0,
             Some(c) => {
                 let pos = c
@@ -933,22 +939,35 @@ impl Store {
                     .cloned()
                     .ok_or_else(|| Invalid(format!("The start_cursor provided is invalid: {c}")))?;
                 let seq = self.pages.get(&pos.id).map(|p| p.seq).unwrap_or(0);
-                rows.iter()
-                    .position(|(k, p)| {
-                        compare(k, &p.seq, &p.id, &pos.key, &seq, &pos.id, &sorts) != Ordering::Less
-                    })
-                    .unwrap_or(rows.len())
+                let before = rows.len();
+                rows.retain(|(k, p)| {
+                    compare(k, &p.seq, &p.id, &pos.key, &seq, &pos.id, &sorts) != Ordering::Less
+                });
+                before - rows.len()
             }
         };
-        let end = (start + page_size).min(rows.len());
-        let results: Vec<String> = rows[start..end].iter().map(|(_, p)| p.id.clone()).collect();
-        let next = rows.get(end).map(|(k, p)| CursorPos { key: k.clone(), id: p.id.clone() });
+        // Only the next page (and the row after it, for the cursor) needs ordering: select those
+        // instead of sorting a large data source on every request.
+        let (wanted, remaining) = (page_size + 1, rows.len());
+        if remaining > wanted {
+            rows.select_nth_unstable_by(wanted - 1, order);
+            rows.truncate(wanted);
+        }
+        rows.sort_by(order);
+        // The cap counts the query's results from its first page: a cursor's position is how many
+        // rows came before it.
+        let incomplete = skipped + remaining > QUERY_RESULT_CAP;
+        let room = QUERY_RESULT_CAP.saturating_sub(skipped);
+        let end = page_size.min(remaining).min(room);
+        let results: Vec<String> = rows[..end].iter().map(|(_, p)| p.id.clone()).collect();
+        let next =
+            rows.get(end).filter(|_| end < room).map(|(k, p)| CursorPos { key: k.clone(), id: p.id.clone() });
         let next_cursor = next.map(|pos| {
             let token = new_id();
             self.cursors.insert(token.clone(), pos);
             token
         });
-        Ok(Listing { results, next_cursor })
+        Ok(Listing { results, next_cursor, incomplete })
     }
 
     /// Appends blocks under a page or block (`PATCH /v1/blocks/{id}/children`, at most 100);
@@ -1051,7 +1070,11 @@ impl Store {
                 .ok_or_else(|| Invalid(format!("The start_cursor provided is invalid: {c}")))?,
         };
         let end = (start + size).min(all.len());
-        Ok(Listing { results: all[start..end].to_vec(), next_cursor: all.get(end).cloned() })
+        Ok(Listing {
+            results: all[start..end].to_vec(),
+            next_cursor: all.get(end).cloned(),
+            incomplete: false,
+        })
     }
 
     pub fn render_block(&self, id: &str) -> Option<Value> {
@@ -1326,10 +1349,29 @@ fn check_filter(f: &Value, ds: &DataSource, depth: usize) -> Result<(), StoreErr
     }
 }
 
+/// [`parse_date`] with the last answer kept: a query's filter compares every page with the same
+/// few dates.
+fn filter_date(s: &str) -> Option<DateTime<Utc>> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(String, Option<DateTime<Utc>>)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match last.as_ref() {
+            Some((k, v)) if k == s => *v,
+            _ => {
+                let v = parse_date(s);
+                *last = Some((s.to_owned(), v));
+                v
+            }
+        }
+    })
+}
+
 fn time_matches(at: DateTime<Utc>, cond: &Value) -> bool {
     cond.as_object().is_some_and(|c| {
         c.iter().all(|(op, v)| {
-            let Some(t) = v.as_str().and_then(parse_date) else { return op == "is_not_empty" };
+            let Some(t) = v.as_str().and_then(filter_date) else { return op == "is_not_empty" };
             match op.as_str() {
                 "equals" => at == t,
                 "before" => at < t,

@@ -289,3 +289,149 @@ async fn injected_faults_answer_notions_codes_once() {
     let (status, _) = get(&fake, "/v1/users/me").await;
     assert_eq!(status, 200);
 }
+
+/// `POST /v1/oauth/token` with the integration's Basic credentials.
+async fn oauth_token(fake: &RunningFake, secret: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/oauth/token", fake.base_url()))
+        .basic_auth("fake-notion-client-id", Some(secret))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The code the authorize endpoint redirects with (a program consents at once).
+async fn authorize(fake: &RunningFake, query: &str) -> (u16, Option<String>) {
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/v1/oauth/authorize?{query}", fake.base_url()))
+        .send()
+        .await
+        .expect("request");
+    let code = resp
+        .headers()
+        .get("location")
+        .and_then(|l| url::Url::parse(l.to_str().ok()?).ok())
+        .and_then(|u| u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()));
+    (resp.status().as_u16(), code)
+}
+
+#[tokio::test]
+async fn a_public_integration_exchanges_a_code_once_for_a_workspace_token_and_refreshes_it() {
+    let fake = start(false, 0).await;
+    let query = "client_id=fake-notion-client-id&response_type=code&owner=user&redirect_uri=http%3A%2F%2Fapp.test%2Fcb&state=st";
+    let (status, code) = authorize(&fake, &query.replace("&owner=user", "")).await;
+    assert_eq!((status, code), (400, None), "owner=user is required");
+    let (status, code) = authorize(&fake, query).await;
+    assert_eq!(status, 302);
+    let code = code.expect("a code");
+
+    let exchange =
+        json!({ "grant_type": "authorization_code", "code": code, "redirect_uri": "http://app.test/cb" });
+    let (status, body) = oauth_token(&fake, "wrong-secret", exchange.clone()).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+    let (status, grant) = oauth_token(&fake, "fake-notion-client-secret", exchange.clone()).await;
+    assert_eq!(status, 200, "{grant}");
+    assert_eq!(grant["workspace_id"], fake.state().workspace_id.as_str());
+    assert_eq!(
+        (grant["token_type"].as_str(), grant["bot_id"].as_str()),
+        (Some("bearer"), Some(fake.state().bot_id.as_str()))
+    );
+    let (status, again) = oauth_token(&fake, "fake-notion-client-secret", exchange).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "a code is single use: {again}"
+    );
+
+    // The access token opens the API; a refresh answers a new pair and spends the old refresh token.
+    let me = |token: String| {
+        let url = format!("{}/v1/users/me", fake.base_url());
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .header("Notion-Version", API_VERSION)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(me(grant["access_token"].as_str().unwrap().to_owned()).await, 200);
+    fake.state().expire_access_tokens();
+    assert_eq!(me(grant["access_token"].as_str().unwrap().to_owned()).await, 401);
+    let refresh = json!({ "grant_type": "refresh_token", "refresh_token": grant["refresh_token"] });
+    let (status, fresh) = oauth_token(&fake, "fake-notion-client-secret", refresh.clone()).await;
+    assert_eq!(status, 200, "{fresh}");
+    assert_ne!(fresh["refresh_token"], grant["refresh_token"]);
+    assert_eq!(me(fresh["access_token"].as_str().unwrap().to_owned()).await, 200);
+    let (status, spent) = oauth_token(&fake, "fake-notion-client-secret", refresh).await;
+    assert_eq!((status, spent["error"].as_str()), (400, Some("invalid_grant")), "{spent}");
+    let (status, other) =
+        oauth_token(&fake, "fake-notion-client-secret", json!({ "grant_type": "password" })).await;
+    assert_eq!((status, other["error"].as_str()), (400, Some("unsupported_grant_type")));
+}
+
+#[tokio::test]
+async fn a_query_stops_at_ten_thousand_results_and_says_so_on_every_page_while_a_narrower_one_does_not() {
+    let fake = start(true, store::QUERY_RESULT_CAP + 50).await;
+    let ds = fake.state().crm().unwrap().deals_data_source;
+    let (mut read, mut cursor, mut pages) = (0, None::<String>, 0);
+    loop {
+        let mut body = json!({ "page_size": 100 });
+        if let Some(c) = &cursor {
+            body["start_cursor"] = json!(c);
+        }
+        let (status, listed) = post(&fake, &format!("/v1/data_sources/{ds}/query"), body).await;
+        assert_eq!(status, 200, "{listed}");
+        assert_eq!(listed["request_status"]["type"], "incomplete", "page {pages}");
+        assert_eq!(listed["request_status"]["incomplete_reason"], "query_result_limit_reached");
+        read += listed["results"].as_array().unwrap().len();
+        pages += 1;
+        match listed["next_cursor"].as_str() {
+            Some(c) if listed["has_more"] == true => cursor = Some(c.to_owned()),
+            _ => break,
+        }
+    }
+    assert_eq!((read, pages), (store::QUERY_RESULT_CAP, 100), "pagination stops at the cap");
+    // A query matching fewer pages than the cap is complete.
+    let narrow =
+        json!({ "page_size": 10, "filter": { "property": "Value", "number": { "less_than": 5000 } } });
+    let (status, listed) = post(&fake, &format!("/v1/data_sources/{ds}/query"), narrow).await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(listed.get("request_status").is_none(), "{}", listed["request_status"]);
+}
+
+#[tokio::test]
+async fn a_revoked_token_and_its_grants_refresh_token_stop_working() {
+    let fake = start(false, 0).await;
+    let grant = fake.state().grant();
+    let revoke = |token: Value, version: bool| {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/v1/oauth/revoke", fake.base_url()))
+            .basic_auth("fake-notion-client-id", Some("fake-notion-client-secret"))
+            .json(&json!({ "token": token }));
+        if version {
+            req = req.header("Notion-Version", API_VERSION);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(revoke(grant["access_token"].clone(), false).await, 400, "Notion-Version is required");
+    let token = grant["access_token"].as_str().unwrap();
+    let me = reqwest::Client::new()
+        .get(format!("{}/v1/users/me", fake.base_url()))
+        .bearer_auth(token)
+        .header("Notion-Version", API_VERSION);
+    assert_eq!(me.try_clone().unwrap().send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(revoke(grant["access_token"].clone(), true).await, 200);
+    assert_eq!(me.send().await.unwrap().status().as_u16(), 401);
+    let refresh = json!({ "grant_type": "refresh_token", "refresh_token": grant["refresh_token"] });
+    let (status, body) = oauth_token(&fake, "fake-notion-client-secret", refresh).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+}

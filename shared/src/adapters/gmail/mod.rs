@@ -74,10 +74,19 @@ pub struct GmailConfig {
     /// `GMAIL_PUBSUB_TOPIC` (`projects/{project}/topics/{topic}`): when set, the worker keeps a
     /// `users.watch` on it for each Gmail connection. Unset: pull only.
     pub pubsub_topic: Option<String>,
-    /// `GMAIL_PUSH_TOKEN`: the `token` query parameter the Pub/Sub push subscription's endpoint
-    /// carries (`{WEBHOOK_BASE_URL}/webhooks/gmail?token=...`), the proof of a push. Unset: every
-    /// Gmail push is refused.
+    /// `GMAIL_PUSH_TOKEN`: local use only, the fallback proof when no OIDC audience and service
+    /// account are set: the `token` query parameter of the push endpoint
+    /// (`{WEBHOOK_BASE_URL}/webhooks/gmail?token=...`). template.yaml never sets it.
     pub push_token: Option<SecretString>,
+    /// `GMAIL_PUSH_AUDIENCE`: the `aud` the push subscription's OIDC token carries (the audience
+    /// configured on the subscription; by default its push endpoint URL). Set together with
+    /// `push_service_account`, it turns on OIDC verification (`http::webhooks::pubsub_auth`).
+    pub push_audience: Option<String>,
+    /// `GMAIL_PUSH_SERVICE_ACCOUNT`: the service account the push subscription signs as (`email`).
+    pub push_service_account: Option<String>,
+    /// `GMAIL_PUSH_JWKS_URL` (default Google's `https://www.googleapis.com/oauth2/v3/certs`):
+    /// where the keys that sign push tokens are fetched.
+    pub push_jwks_url: String,
 }
 
 impl std::fmt::Debug for GmailConfig {
@@ -90,6 +99,9 @@ impl std::fmt::Debug for GmailConfig {
             .field("scopes", &self.scopes)
             .field("pubsub_topic", &self.pubsub_topic)
             .field("push_token", &self.push_token.as_ref().map(|_| "[redacted]"))
+            .field("push_audience", &self.push_audience)
+            .field("push_service_account", &self.push_service_account)
+            .field("push_jwks_url", &self.push_jwks_url)
             .finish()
     }
 }
@@ -113,6 +125,7 @@ impl PartialEq for GmailConfig {
                 &self.revoke_url,
                 &self.scopes,
                 &self.pubsub_topic,
+                (&self.push_audience, &self.push_service_account, &self.push_jwks_url),
             ) == (
                 &other.api_base_url,
                 &other.authorize_url,
@@ -120,6 +133,7 @@ impl PartialEq for GmailConfig {
                 &other.revoke_url,
                 &other.scopes,
                 &other.pubsub_topic,
+                (&other.push_audience, &other.push_service_account, &other.push_jwks_url),
             )
     }
 }
@@ -136,6 +150,9 @@ impl Default for GmailConfig {
             scopes: DEFAULT_SCOPES.into(),
             pubsub_topic: None,
             push_token: None,
+            push_audience: None,
+            push_service_account: None,
+            push_jwks_url: crate::http::webhooks::pubsub_auth::GOOGLE_CERTS_URL.into(),
         }
     }
 }
@@ -156,6 +173,18 @@ impl GmailConfig {
             Some(v) => http_url("GMAIL_API_BASE_URL", &v)?,
             None => d.api_base_url,
         };
+        let push_audience = optional("GMAIL_PUSH_AUDIENCE").map(|v| v.trim().to_owned());
+        let push_service_account = optional("GMAIL_PUSH_SERVICE_ACCOUNT").map(|v| v.trim().to_lowercase());
+        if push_audience.is_some() != push_service_account.is_some() {
+            return Err(crate::config::ConfigError::Invalid {
+                name: "GMAIL_PUSH_AUDIENCE",
+                reason: "set GMAIL_PUSH_AUDIENCE and GMAIL_PUSH_SERVICE_ACCOUNT together".into(),
+            });
+        }
+        let push_jwks_url = match optional("GMAIL_PUSH_JWKS_URL") {
+            Some(v) => http_url("GMAIL_PUSH_JWKS_URL", &v)?,
+            None => d.push_jwks_url.clone(),
+        };
         Ok(Self {
             api_base_url,
             authorize_url: url("GMAIL_AUTHORIZE_URL", "GOOGLE_AUTHORIZE_URL", d.authorize_url)?,
@@ -163,8 +192,23 @@ impl GmailConfig {
             revoke_url: url("GMAIL_REVOKE_URL", "GOOGLE_REVOKE_URL", d.revoke_url)?,
             scopes: optional("GMAIL_OAUTH_SCOPES").unwrap_or(d.scopes),
             pubsub_topic: optional("GMAIL_PUBSUB_TOPIC").map(|t| t.trim().to_owned()),
-            push_token: optional("GMAIL_PUSH_TOKEN").map(SecretString::from),
+            push_token: local_push_token(optional("GMAIL_PUSH_TOKEN"), crate::telemetry::in_lambda()),
+            push_audience,
+            push_service_account,
+            push_jwks_url,
         })
+    }
+}
+
+/// `GMAIL_PUSH_TOKEN` is the local fallback proof of a push: in Lambda it is ignored (with a
+/// warning), so a deployment never accepts pushes on a secret held in its environment.
+fn local_push_token(value: Option<String>, in_lambda: bool) -> Option<SecretString> {
+    match value {
+        Some(_) if in_lambda => {
+            tracing::warn!("GMAIL_PUSH_TOKEN is for local use only and is ignored in Lambda");
+            None
+        }
+        value => value.map(SecretString::from),
     }
 }
 
@@ -473,6 +517,14 @@ fn uuid_like() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_push_token_is_kept_locally_and_ignored_in_lambda() {
+        let token = local_push_token(Some("local-token".into()), false);
+        assert_eq!(token.as_ref().map(|t| t.expose_secret().to_owned()), Some("local-token".into()));
+        assert!(local_push_token(Some("local-token".into()), true).is_none());
+        assert!(local_push_token(None, false).is_none());
+    }
 
     #[test]
     fn rate_limit_reasons_are_rate_limits_whatever_the_status() {

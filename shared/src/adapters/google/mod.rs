@@ -538,12 +538,8 @@ pub(crate) async fn refresh_at_google<D: Dialect>(
         return Err(ProviderError::permanent("no Google OAuth app is configured"));
     };
     let reply = net.refresh_grant(token_url, app, refresh_token, &[]).await?;
-    match (reply.status, reply.oauth_error().as_deref()) {
-        (StatusCode::BAD_REQUEST, Some("invalid_grant")) => return Err(ProviderError::Unauthorized),
-        (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, Some(e)) => {
-            return Err(ProviderError::permanent(format!("Google refused the token refresh: {e}")));
-        }
-        _ => {}
+    if let Some(refused) = reply.refresh_refusal("Google") {
+        return Err(refused);
     }
     let tokens: TokenReply = reply.check()?.json()?;
     Ok(Credentials::refreshed(

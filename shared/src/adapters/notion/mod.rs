@@ -19,7 +19,10 @@
 //!   (<https://developers.notion.com/reference/request-limits>), through the shared send path,
 //!   which also waits out a 429's `Retry-After`.
 //!
-//! Notion's tokens (internal integration tokens, and OAuth tokens) do not expire: no refresh.
+//! Internal integration tokens do not expire. A public integration's OAuth grant carries a refresh
+//! token: after a 401 the worker refreshes it once through `POST /v1/oauth/token`
+//! (<https://developers.notion.com/reference/refresh-a-token>), which answers a new access token
+//! and a new refresh token.
 
 mod properties;
 mod pull;
@@ -35,6 +38,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::provider_http::{Call, Dialect, ProviderHttp, Reply, RetryPolicy};
+use crate::config::OAuthApp;
 use crate::domain::connection::notion_id;
 use crate::domain::mapping::FieldMap;
 use crate::domain::{Connection, Credentials, ObjectType, Provider, SyncCursor};
@@ -166,13 +170,20 @@ impl Dialect for NotionDialect {
 #[derive(Clone)]
 pub struct NotionFactory {
     http: reqwest::Client,
+    app: Option<OAuthApp>,
     pacing: Pacing,
     buckets: Arc<Mutex<HashMap<String, Arc<Mutex<Bucket>>>>>,
 }
 
 impl NotionFactory {
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http, pacing: Pacing::default(), buckets: Arc::default() }
+        Self { http, app: None, pacing: Pacing::default(), buckets: Arc::default() }
+    }
+
+    /// The public integration whose client credentials refresh OAuth grants.
+    pub fn with_app(mut self, app: Option<OAuthApp>) -> Self {
+        self.app = app;
+        self
     }
 
     pub fn with_pacing(mut self, pacing: Pacing) -> Self {
@@ -193,7 +204,9 @@ impl NotionFactory {
             let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
             buckets.entry(key).or_default().clone()
         };
-        NotionClient::new(self.http.clone(), connection, bucket, self.pacing)
+        let mut client = NotionClient::new(self.http.clone(), connection, bucket, self.pacing)?;
+        client.app = self.app.clone();
+        Ok(client)
     }
 }
 
@@ -221,6 +234,8 @@ pub struct NotionClient {
     sources: Mutex<HashMap<ObjectType, Source>>,
     /// What this client learned (data source ids, create proofs), for `Connection::provider_setup`.
     setup: Mutex<BTreeMap<String, String>>,
+    /// The public integration (OAuth connections' refresh).
+    app: Option<OAuthApp>,
 }
 
 fn setup_key(object: ObjectType, what: &str) -> String {
@@ -284,6 +299,7 @@ impl NotionClient {
             fields,
             sources: Mutex::new(sources),
             setup: Mutex::new(setup),
+            app: None,
         })
     }
 
@@ -413,9 +429,40 @@ impl ProviderClient for NotionClient {
         self.setup.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Notion's tokens do not expire, so there is nothing to refresh.
-    async fn refresh(&self, _refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
-        Err(ProviderError::permanent("Notion tokens do not expire and cannot be refreshed"))
+    /// The refresh-token grant at `POST /v1/oauth/token` with the integration's Basic client
+    /// credentials (<https://developers.notion.com/reference/refresh-a-token>). Never repeated
+    /// in place: the answer rotates the refresh token. A refresh token Notion refuses
+    /// (`invalid_grant`) is `Unauthorized` (the connection must be connected again).
+    async fn refresh(&self, refresh_token: &SecretString) -> Result<Credentials, ProviderError> {
+        let Some(app) = &self.app else {
+            return Err(ProviderError::permanent(
+                "no Notion public integration (NOTION_CLIENT_ID) is configured",
+            ));
+        };
+        let url = format!("{}/oauth/token", self.api);
+        let body = serde_json::json!({ "grant_type": "refresh_token", "refresh_token": refresh_token.expose_secret() });
+        let reply = self
+            .send(Call::write("oauth.refresh"), || {
+                self.http
+                    .post(&url)
+                    .basic_auth(&app.client_id, Some(app.client_secret.expose_secret()))
+                    .header("Notion-Version", API_VERSION)
+                    .json(&body)
+            })
+            .await?;
+        if let Some(refused) = reply.refresh_refusal("Notion") {
+            return Err(refused);
+        }
+        let answer: Value = reply.check()?.json()?;
+        let text = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_owned);
+        let access = text("access_token")
+            .ok_or_else(|| ProviderError::permanent("Notion's refresh answer has no access_token"))?;
+        let expires_at = answer
+            .get("expires_in")
+            .and_then(Value::as_i64)
+            .filter(|s| *s > 0)
+            .map(|s| chrono::Utc::now() + chrono::Duration::seconds(s));
+        Ok(Credentials::refreshed(access, text("refresh_token"), refresh_token, expires_at))
     }
 
     fn stats(&self) -> RequestStats {

@@ -14,6 +14,14 @@
 //! quiet connection's pull delivers nothing again and never loops; a page re-read from the minute
 //! that was still open is delivered again (an edit may hide in it).
 //! <https://developers.notion.com/reference/query-a-data-source>
+//!
+//! One query returns at most 10,000 results: pagination then stops and the answer carries
+//! `request_status: incomplete` (<https://developers.notion.com/guides/data-apis/query-large-data-sources>).
+//! A listing whose query was capped goes on in the same traversal with a new query from the
+//! last stamp it read (`window`, `on_or_after` that stamp; the pages of that minute come again,
+//! which changes nothing), so a data source of any size is read whole. Only more than 10,000
+//! pages in one minute (a bulk edit) cannot be windowed by stamp: the pull then fails, saying so,
+//! rather than skipping pages.
 
 use std::collections::BTreeMap;
 
@@ -50,6 +58,15 @@ pub(super) struct Cursor {
     seen: BTreeMap<String, i64>,
     /// What this traversal delivers from a closed minute, for the next one's `seen`.
     fresh: BTreeMap<String, i64>,
+    /// After a capped query: the lower bound of the current listing's query instead of `since`.
+    #[serde(default)]
+    window: Option<DateTime<Utc>>,
+    /// The current query said `request_status: incomplete` (it stops at Notion's cap).
+    #[serde(default)]
+    capped: bool,
+    /// The last stamp the current query listed.
+    #[serde(default)]
+    last: Option<DateTime<Utc>>,
 }
 
 impl Cursor {
@@ -72,7 +89,7 @@ impl Cursor {
             "page_size": PAGE_SIZE,
             "sorts": [{ "timestamp": "last_edited_time", "direction": "ascending" }],
         });
-        if let Some(since) = self.since {
+        if let Some(since) = self.window.or(self.since) {
             body["filter"] = json!({
                 "timestamp": "last_edited_time",
                 "last_edited_time": { "on_or_after": since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true) },
@@ -85,6 +102,21 @@ impl Cursor {
             body["start_cursor"] = json!(next);
         }
         body
+    }
+
+    /// After the last page of a capped query: the same listing goes on with a query from the last
+    /// stamp read. Fails when that would not move (over 10,000 pages share one minute's stamp).
+    fn next_window(&mut self) -> Result<(), ProviderError> {
+        let from =
+            self.last.ok_or_else(|| ProviderError::permanent("Notion capped a query that listed nothing"))?;
+        if self.window.or(self.since).is_some_and(|bound| from <= bound) {
+            return Err(ProviderError::permanent(format!(
+                "more than 10,000 pages of a Notion data source were edited in the minute of {from}: \
+                 Notion's 10,000-result query cap cannot be passed by last_edited_time"
+            )));
+        }
+        (self.window, self.next, self.capped, self.last) = (Some(from), None, false, None);
+        Ok(())
     }
 
     /// Whether a page of this stamp is delivered, and remembered for the next traversal.
@@ -107,6 +139,7 @@ impl Cursor {
     /// Returns whether this traversal has more to list.
     fn listing_done(&mut self, now: DateTime<Utc>) -> bool {
         self.next = None;
+        (self.window, self.capped, self.last) = (None, false, None);
         if !self.trash && self.since.is_some() {
             self.trash = true;
             return true;
@@ -162,6 +195,9 @@ impl NotionClient {
             state.started = Some(minute(now));
         }
         let body: Value = reply.check()?.json()?;
+        if body.pointer("/request_status/type").and_then(Value::as_str) == Some("incomplete") {
+            state.capped = true;
+        }
         let mut records = Vec::new();
         for page in body.get("results").and_then(Value::as_array).into_iter().flatten() {
             let (Some(id), Some(stamp)) =
@@ -169,6 +205,7 @@ impl NotionClient {
             else {
                 continue;
             };
+            state.last = Some(stamp);
             if !state.admit(id, stamp) {
                 continue;
             }
@@ -200,6 +237,10 @@ impl NotionClient {
         let has_more = match body.get("next_cursor").and_then(Value::as_str) {
             Some(next) if body.get("has_more").and_then(Value::as_bool).unwrap_or(false) => {
                 state.next = Some(next.to_owned());
+                true
+            }
+            _ if state.capped => {
+                state.next_window()?;
                 true
             }
             _ => state.listing_done(now),
@@ -275,6 +316,44 @@ mod tests {
             ..Cursor::default()
         };
         assert!(d.admit("p", at(10, 5, 0)), "a moved stamp is a new edit");
+    }
+
+    #[test]
+    fn a_capped_query_goes_on_from_its_last_stamp_and_a_minute_over_the_cap_is_an_error() {
+        let mut c = Cursor {
+            v: 1,
+            started: Some(at(10, 5, 0)),
+            capped: true,
+            last: Some(at(9, 0, 0)),
+            ..Cursor::default()
+        };
+        c.next_window().unwrap();
+        assert_eq!((c.window, c.capped, c.last), (Some(at(9, 0, 0)), false, None));
+        assert!(
+            c.body()["filter"]["last_edited_time"]["on_or_after"]
+                .as_str()
+                .unwrap()
+                .starts_with("2027-01-01T09:00:00")
+        );
+        c.capped = true;
+        c.last = Some(at(9, 0, 0));
+        assert!(
+            matches!(c.next_window(), Err(ProviderError::Permanent(_))),
+            "no progress: over 10,000 in one minute"
+        );
+        c.last = Some(at(9, 30, 0));
+        c.next_window().unwrap();
+        assert!(!c.listing_done(at(10, 5, 0)));
+        assert_eq!(
+            (c.window, c.since),
+            (None, Some(at(10, 4, 0))),
+            "the next traversal starts from its own bound"
+        );
+        let old = r#"{"v":1,"since":null,"started":null,"trash":false,"next":null,"seen":{},"fresh":{}}"#;
+        assert!(
+            Cursor::parse(Some(&SyncCursor::new(old))).is_ok(),
+            "cursors from before the windows still read"
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! (<https://developers.google.com/gmail/api/guides/push#receiving_notifications>): a JSON body
 //! `{"message": {"data": base64 of {"emailAddress", "historyId"}, "messageId", ...},
 //! "subscription"}`. The subscription is the deployment's (one topic for every mailbox), so the
-//! proof is the deployment's too: the push endpoint is configured with `?token=` equal to
-//! `GMAIL_PUSH_TOKEN` (constant-time compare; unset: every push is refused). Pub/Sub delivers at
+//! proof is the deployment's too: its OIDC token (`Authorization: Bearer`, checked by
+//! [`super::pubsub_auth`]), or locally a shared `?token=`; nothing configured: every push is
+//! refused. The proof is checked before the body is read as a push. Pub/Sub delivers at
 //! least once, so `messageId` is deduplicated on the delivery ledger. The mailbox address leads to
 //! the Gmail connections of that account (`find_by_account`), each getting one coalesced job.
 
@@ -14,9 +15,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use chrono::Duration;
 use serde_json::Value;
 
-use super::{
-    Ask, Summary, WebhookError, WebhookState, answer, enqueue, load, log_failure, read_body, secret_matches,
-};
+use super::pubsub_auth::Refused;
+use super::{Ask, Summary, WebhookError, WebhookState, answer, enqueue, load, log_failure, read_body};
 use crate::domain::Provider;
 use crate::http::problem::ApiError;
 
@@ -82,17 +82,11 @@ pub(super) async fn handle(State(state): State<WebhookState>, req: Request) -> R
 
 async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, WebhookError> {
     let (parts, body) = req.into_parts();
+    state.settings.gmail_push.verify(&parts).await.map_err(|refused| match refused {
+        Refused::Unverified(reason) => WebhookError::Unverified(reason),
+        Refused::KeysUnavailable => WebhookError::Unavailable("the push token keys could not be read"),
+    })?;
     let body = read_body(body).await?;
-    let token = parts.uri.query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
-    });
-    let verified = match (&state.settings.gmail_push_token, token) {
-        (Some(expected), Some(given)) => secret_matches(expected, &given),
-        _ => false,
-    };
-    if !verified {
-        return Err(WebhookError::Unverified("push token mismatch"));
-    }
     let push = parse_push(&body).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let now = state.clock.now();
     let key = format!("gmail#{}", push.message_id);
@@ -147,15 +141,9 @@ async fn targets(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::gmail_push_body as body;
     use super::super::test_support::*;
     use super::*;
-    use crate::domain::{Connection, Credentials, NewConnection, TenantId};
-    use serde_json::json;
-
-    fn body(email: &str, message_id: &str) -> String {
-        let data = STANDARD.encode(json!({ "emailAddress": email, "historyId": 1234 }).to_string());
-        json!({ "message": { "data": data, "messageId": message_id, "publishTime": "2026-12-05T10:00:00Z" }, "subscription": "projects/acme/subscriptions/gmail" }).to_string()
-    }
 
     fn post(query: &str, body: String) -> http::Request<axum::body::Body> {
         http::Request::post(format!("/webhooks/gmail{query}"))
@@ -184,23 +172,7 @@ mod tests {
     #[tokio::test]
     async fn a_verified_push_enqueues_one_job_for_the_mailboxs_connection_and_a_redelivery_none() {
         let h = harness();
-        let mut c = Connection::new(
-            TenantId::parse("acme").unwrap(),
-            NewConnection {
-                provider: Provider::Gmail,
-                base_url: "https://gmail.googleapis.com/gmail/v1".into(),
-                credentials: Credentials {
-                    access_token: secrecy::SecretString::from("t"),
-                    refresh_token: None,
-                    expires_at: None,
-                },
-                interval_minutes: 15,
-                settings: Default::default(),
-            },
-            now(),
-        );
-        c.account_id = Some("owner@acme.example".into());
-        crate::ports::ConnectionStore::create(h.store.as_ref(), &c).await.unwrap();
+        let c = gmail_connection(&h, "owner@acme.example").await;
 
         let (status, _) = send(&h.app, post("?token=wrong", body("owner@acme.example", "1"))).await;
         assert_eq!(status, 401);

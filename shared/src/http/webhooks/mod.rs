@@ -13,6 +13,7 @@ pub mod gmail;
 pub mod google;
 pub mod graph;
 pub mod hubspot;
+pub mod pubsub_auth;
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -46,8 +47,9 @@ pub struct WebhookSettings {
     pub hubspot_app_id: Option<String>,
     /// Length of the coalescing window (see `Job::webhook`).
     pub coalesce_secs: u32,
-    /// `GMAIL_PUSH_TOKEN`: the proof a Gmail (Pub/Sub) push carries. Unset: Gmail pushes are refused.
-    pub gmail_push_token: Option<SecretString>,
+    /// How a Gmail (Pub/Sub) push proves itself: the subscription's OIDC token, locally a shared
+    /// token, or nothing configured (every push refused).
+    pub gmail_push: pubsub_auth::PushAuth,
 }
 
 impl Default for WebhookSettings {
@@ -57,7 +59,7 @@ impl Default for WebhookSettings {
             hubspot_client_secret: None,
             hubspot_app_id: None,
             coalesce_secs: DEFAULT_WEBHOOK_COALESCE_SECS,
-            gmail_push_token: None,
+            gmail_push: pubsub_auth::PushAuth::Refuse,
         }
     }
 }
@@ -69,7 +71,7 @@ impl std::fmt::Debug for WebhookSettings {
             .field("hubspot_client_secret", &self.hubspot_client_secret.as_ref().map(|_| "[redacted]"))
             .field("hubspot_app_id", &self.hubspot_app_id)
             .field("coalesce_secs", &self.coalesce_secs)
-            .field("gmail_push_token", &self.gmail_push_token.as_ref().map(|_| "[redacted]"))
+            .field("gmail_push", &self.gmail_push)
             .finish()
     }
 }
@@ -162,6 +164,9 @@ pub(crate) enum WebhookError {
     /// The proof did not verify (reason for the log only; the answer never says which check failed).
     #[error("the notification could not be verified: {0}")]
     Unverified(&'static str),
+    /// What the proof is checked against could not be read (a 503: the sender retries).
+    #[error("the notification could not be verified now: {0}")]
+    Unavailable(&'static str),
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -170,6 +175,7 @@ impl WebhookError {
     fn refusal(&self) -> Refusal {
         match self {
             WebhookError::Unverified(_) => Refusal::Unverified,
+            WebhookError::Unavailable(_) => Refusal::Unavailable,
             WebhookError::Api(ApiError::Store(_) | ApiError::Queue(_)) => Refusal::Unavailable,
             WebhookError::Api(_) => Refusal::Invalid,
         }
@@ -195,6 +201,12 @@ impl IntoResponse for WebhookError {
                 tracing::warn!(reason, "webhook refused: not verified");
                 Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
                     .with_detail("the notification could not be verified")
+                    .into_response()
+            }
+            WebhookError::Unavailable(reason) => {
+                tracing::warn!(reason, "webhook refused: cannot verify now");
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+                    .with_detail("try again shortly")
                     .into_response()
             }
             WebhookError::Api(e) => e.into_response(),
@@ -307,6 +319,11 @@ pub(crate) mod test_support {
     }
 
     pub fn harness() -> Harness {
+        harness_with(pubsub_auth::PushAuth::SharedToken(SecretString::from(GMAIL_TOKEN)))
+    }
+
+    /// A harness whose Gmail pushes prove themselves as `gmail_push` says.
+    pub fn harness_with(gmail_push: pubsub_auth::PushAuth) -> Harness {
         let store = Arc::new(MemoryStore::new());
         let queue = Arc::new(MemoryQueue::new());
         let clock = Arc::new(ManualClock::new(now()));
@@ -320,10 +337,41 @@ pub(crate) mod test_support {
                 hubspot_client_secret: Some(SecretString::from(HUBSPOT_SECRET)),
                 hubspot_app_id: Some(APP_ID.to_owned()),
                 coalesce_secs: 10,
-                gmail_push_token: Some(SecretString::from(GMAIL_TOKEN)),
+                gmail_push,
             },
         });
         Harness { store, queue, clock, app }
+    }
+
+    /// A Pub/Sub push body announcing a change of the mailbox `email`.
+    pub fn gmail_push_body(email: &str, message_id: &str) -> String {
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::json!({ "emailAddress": email, "historyId": 1234 }).to_string());
+        serde_json::json!({ "message": { "data": data, "messageId": message_id, "publishTime": "2026-12-05T10:00:00Z" }, "subscription": "projects/acme/subscriptions/gmail" }).to_string()
+    }
+
+    /// A Gmail connection of tenant `acme` for the mailbox `email`.
+    pub async fn gmail_connection(h: &Harness, email: &str) -> Connection {
+        use crate::domain::{Credentials, NewConnection};
+        let mut c = Connection::new(
+            TenantId::parse("acme").expect("valid tenant"),
+            NewConnection {
+                provider: Provider::Gmail,
+                base_url: "https://gmail.googleapis.com/gmail/v1".into(),
+                credentials: Credentials {
+                    access_token: SecretString::from("t"),
+                    refresh_token: None,
+                    expires_at: None,
+                },
+                interval_minutes: 15,
+                settings: Default::default(),
+            },
+            now(),
+        );
+        c.account_id = Some(email.into());
+        ConnectionStore::create(h.store.as_ref(), &c).await.expect("stored");
+        c
     }
 
     pub async fn send(app: &Router, req: http::Request<axum::body::Body>) -> (u16, serde_json::Value) {
