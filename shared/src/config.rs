@@ -176,6 +176,13 @@ pub struct Config {
     /// `WEBHOOK_COALESCE_SECONDS` (1 to 300, default 10): notifications of one connection within
     /// one window of this length become one sync job, started when the window closes.
     pub webhook_coalesce_secs: u32,
+    /// `FIREFLIES_API_BASE_URL`: where Fireflies connections made with the default origin
+    /// (`https://api.fireflies.ai`) are sent instead (a fake's URL locally). Unset: Fireflies'.
+    pub fireflies_api_base_url: Option<String>,
+    /// `FIREFLIES_WEBHOOK_SECRET`: the secret (16 to 32 characters) saved with the webhook URL in
+    /// Fireflies' Developer settings, which signs its webhooks. Unset: Fireflies webhooks are
+    /// refused.
+    pub fireflies_webhook_secret: Option<SecretString>,
 }
 
 pub const DEFAULT_DUE_SHARDS: u16 = 4;
@@ -213,6 +220,7 @@ pub fn client_id_var(provider: Provider) -> &'static str {
         Provider::Google | Provider::Gmail => "GOOGLE_CLIENT_ID",
         Provider::Microsoft => "MICROSOFT_CLIENT_ID",
         Provider::Notion => "NOTION_CLIENT_ID",
+        Provider::Fireflies => "FIREFLIES_CLIENT_ID",
     }
 }
 
@@ -226,6 +234,7 @@ fn app_from_env(provider: Provider) -> Option<OAuthApp> {
         Provider::Google | Provider::Gmail => "GOOGLE_CLIENT_SECRET",
         Provider::Microsoft => "MICROSOFT_CLIENT_SECRET",
         Provider::Notion => "NOTION_CLIENT_SECRET",
+        Provider::Fireflies => "FIREFLIES_CLIENT_SECRET",
     };
     let client_id = optional(client_id_var(provider))?;
     let secret = optional(secret_var)?;
@@ -252,9 +261,10 @@ impl Config {
             Provider::Salesforce => &mut self.salesforce_app,
             Provider::Google | Provider::Gmail => &mut self.google_app,
             Provider::Microsoft => &mut self.microsoft_app,
-            Provider::Notion => {
+            Provider::Notion | Provider::Fireflies => {
                 tracing::warn!(
-                    "a Notion OAuth app is configured, but Notion connects with integration tokens only"
+                    provider = provider.as_str(),
+                    "an OAuth app is configured, but this provider connects with an API token only"
                 );
                 return;
             }
@@ -313,6 +323,10 @@ impl Config {
                     },
                 )?,
             },
+            fireflies_api_base_url: optional("FIREFLIES_API_BASE_URL")
+                .map(|v| http_url("FIREFLIES_API_BASE_URL", &v))
+                .transpose()?,
+            fireflies_webhook_secret: optional("FIREFLIES_WEBHOOK_SECRET").map(SecretString::from),
         })
     }
 }

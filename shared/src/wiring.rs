@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::fireflies::FirefliesFactory;
 use crate::adapters::gmail::GmailFactory;
 use crate::adapters::google::GoogleFactory;
 use crate::adapters::graph::{GraphFactory, Login};
@@ -43,6 +44,7 @@ pub struct Providers {
     google: GoogleFactory,
     gmail: GmailFactory,
     notion: NotionFactory,
+    fireflies: FirefliesFactory,
 }
 
 impl Providers {
@@ -66,6 +68,7 @@ impl ProviderFactory for Providers {
             Provider::Google => self.google.client(connection),
             Provider::Gmail => self.gmail.client(connection),
             Provider::Notion => self.notion.client(connection),
+            Provider::Fireflies => self.fireflies.client(connection),
         }
     }
 }
@@ -144,6 +147,8 @@ pub fn deps_with(
         salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http.clone(), config.google_app.clone(), config.google_token_url.clone()),
         notion: NotionFactory::new(http.clone()),
+        fireflies: FirefliesFactory::new(http.clone())
+            .with_api_base_url(config.fireflies_api_base_url.clone()),
         gmail: GmailFactory::new(http, config.google_app.clone(), config.oauth.gmail.clone()),
     };
     Ok(Deps {
@@ -243,6 +248,7 @@ pub fn webhook_state(deps: &Deps, config: &Config, sdk: &SdkConfig) -> Result<We
             hubspot_app_id: config.hubspot_app_id.clone(),
             coalesce_secs: config.webhook_coalesce_secs,
             gmail_push_token: config.oauth.gmail.push_token.clone(),
+            fireflies_webhook_secret: config.fireflies_webhook_secret.clone(),
         },
     })
 }

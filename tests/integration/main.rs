@@ -10,6 +10,7 @@ mod channels;
 mod crm_records;
 mod e2e;
 mod faults;
+mod fireflies_adapter;
 mod gmail_adapter;
 mod google_adapter;
 mod graph_adapter;

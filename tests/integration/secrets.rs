@@ -35,6 +35,8 @@ fn lambda_config() -> Config {
         webhook_base_url: None,
         hubspot_app_id: None,
         webhook_coalesce_secs: 10,
+        fireflies_api_base_url: None,
+        fireflies_webhook_secret: None,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod crypto;
 pub mod dynamo;
 pub mod eventbridge;
+pub mod fireflies;
 pub mod gmail;
 pub mod google;
 pub mod graph;

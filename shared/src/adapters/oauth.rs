@@ -170,8 +170,8 @@ impl OAuthProviders {
             Provider::Salesforce => self.salesforce.as_ref(),
             Provider::Google | Provider::Gmail => self.google.as_ref(),
             Provider::Microsoft => self.microsoft.as_ref(),
-            // Notion connects with an internal integration token (`POST /v1/connections`).
-            Provider::Notion => None,
+            // Notion and Fireflies connect with a token (`POST /v1/connections`).
+            Provider::Notion | Provider::Fireflies => None,
         }
         .ok_or(OAuthError::NotConfigured(provider))
     }
@@ -218,7 +218,7 @@ impl OAuthProviders {
             Provider::Google => (e.google_authorize_url.clone(), e.google_scopes.as_str()),
             Provider::Gmail => (e.gmail.authorize_url.clone(), e.gmail.scopes.as_str()),
             Provider::Microsoft => (self.microsoft_endpoint("authorize"), e.microsoft_scopes.as_str()),
-            Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
+            Provider::Notion | Provider::Fireflies => return Err(OAuthError::NotConfigured(provider)),
         };
         let mut url = url::Url::parse(&base).map_err(|_| OAuthError::Invalid("authorize URL".into()))?;
         {
@@ -265,7 +265,7 @@ impl OAuthProviders {
             Provider::Google => self.google_token_url.clone(),
             Provider::Gmail => self.endpoints.gmail.token_url.clone(),
             Provider::Microsoft => self.microsoft_endpoint("token"),
-            Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
+            Provider::Notion | Provider::Fireflies => return Err(OAuthError::NotConfigured(provider)),
         };
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "authorization_code"),
@@ -347,7 +347,7 @@ impl OAuthProviders {
                 let url = format!("{graph}/v1.0/me");
                 (self.account_field(&url, &access_token, "id").await?, graph.to_owned())
             }
-            Provider::Notion => return Err(OAuthError::NotConfigured(provider)),
+            Provider::Notion | Provider::Fireflies => return Err(OAuthError::NotConfigured(provider)),
         };
         Ok(Grant { credentials, account_id, base_url: base })
     }
@@ -419,8 +419,11 @@ impl OAuthProviders {
                 (false, self.endpoints.gmail.revoke_url.clone(), Some(token))
             }
             // Microsoft has no revocation endpoint; a Notion internal integration token is
-            // revoked by the workspace owner in Notion's settings.
-            Provider::Microsoft | Provider::Notion => return Ok(Revocation::NotSupported),
+            // revoked by the workspace owner in Notion's settings, a Fireflies API key in its
+            // Developer settings.
+            Provider::Microsoft | Provider::Notion | Provider::Fireflies => {
+                return Ok(Revocation::NotSupported);
+            }
         };
         let response = self
             .net

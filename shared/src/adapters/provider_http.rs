@@ -482,7 +482,7 @@ mod tests {
         // Every file of every provider folder (a file added later is checked too) and the OAuth flow.
         let adapters = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/adapters");
         let mut files = vec![adapters.join("oauth.rs")];
-        for provider in ["hubspot", "salesforce", "google", "graph", "notion"] {
+        for provider in ["hubspot", "salesforce", "google", "graph", "notion", "fireflies"] {
             let dir = std::fs::read_dir(adapters.join(provider)).expect("a provider folder");
             files.extend(
                 dir.filter_map(Result::ok)

@@ -221,6 +221,8 @@ pub enum Provider {
     /// Gmail: a connection of its own (Gmail scopes) on the same Google OAuth app as Calendar.
     Gmail,
     Notion,
+    /// Fireflies.ai meeting transcripts (pull only), connected with an API key.
+    Fireflies,
 }
 
 impl Provider {
@@ -231,6 +233,7 @@ impl Provider {
         Provider::Microsoft,
         Provider::Gmail,
         Provider::Notion,
+        Provider::Fireflies,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -241,6 +244,7 @@ impl Provider {
             Provider::Microsoft => "microsoft",
             Provider::Gmail => "gmail",
             Provider::Notion => "notion",
+            Provider::Fireflies => "fireflies",
         }
     }
 
@@ -252,6 +256,7 @@ impl Provider {
             "microsoft" => Ok(Provider::Microsoft),
             "gmail" => Ok(Provider::Gmail),
             "notion" => Ok(Provider::Notion),
+            "fireflies" => Ok(Provider::Fireflies),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
         }
     }
@@ -278,6 +283,7 @@ impl Provider {
             Provider::Gmail => &[ObjectType::Messages],
             // Contacts first, so a deal's contact relation names pages already pulled.
             Provider::Notion => &[ObjectType::Contacts, ObjectType::Deals],
+            Provider::Fireflies => &[ObjectType::Transcripts],
         }
     }
 }
@@ -307,6 +313,9 @@ pub enum ObjectType {
     ResearchTasks,
     /// Email messages (Gmail), one record per message with its thread id as a field.
     Messages,
+    /// Meeting transcripts (Fireflies): title, date, participants, duration, summary and action
+    /// items; their action items become follow-up tasks (records of `research_tasks`).
+    Transcripts,
 }
 
 impl ObjectType {
@@ -320,6 +329,7 @@ impl ObjectType {
             ObjectType::Events => "events",
             ObjectType::ResearchTasks => "research_tasks",
             ObjectType::Messages => "messages",
+            ObjectType::Transcripts => "transcripts",
         }
     }
 
@@ -333,6 +343,7 @@ impl ObjectType {
             "events" => Ok(ObjectType::Events),
             "research_tasks" => Ok(ObjectType::ResearchTasks),
             "messages" => Ok(ObjectType::Messages),
+            "transcripts" => Ok(ObjectType::Transcripts),
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }
     }

@@ -12,7 +12,7 @@ use super::{CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_err
 use crate::domain::{CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId};
 use crate::ports::{Page, RecordStore, RecordWrite, StoreError};
 
-const ALL_OBJECTS: [ObjectType; 8] = [
+const ALL_OBJECTS: [ObjectType; 9] = [
     ObjectType::Contacts,
     ObjectType::Companies,
     ObjectType::Deals,
@@ -21,6 +21,7 @@ const ALL_OBJECTS: [ObjectType; 8] = [
     ObjectType::Events,
     ObjectType::ResearchTasks,
     ObjectType::Messages,
+    ObjectType::Transcripts,
 ];
 
 /// Every object type is in [`ALL_OBJECTS`]: this match stops compiling when one is added, as a
@@ -33,7 +34,8 @@ const _: fn(ObjectType) = |o| match o {
     | ObjectType::Activities
     | ObjectType::Events
     | ObjectType::ResearchTasks
-    | ObjectType::Messages => {}
+    | ObjectType::Messages
+    | ObjectType::Transcripts => {}
 };
 
 impl DynamoStore {
