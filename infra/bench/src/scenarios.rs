@@ -30,6 +30,7 @@ pub const ALL: &[&str] = &[
     "gmail full 1k",
     "gmail incremental 1% of 1k",
     crate::notion::INCREMENTAL,
+    crate::fireflies::INCREMENTAL,
 ];
 
 /// Runs the scenario called `name`.
@@ -47,6 +48,7 @@ pub async fn run(name: &str) -> anyhow::Result<Figures> {
         "gmail full 1k" => gmail_pulls(name, 1_000, false).await,
         "gmail incremental 1% of 1k" => gmail_pulls(name, 1_000, true).await,
         crate::notion::INCREMENTAL => crate::notion::incremental(name, 5_000).await,
+        crate::fireflies::INCREMENTAL => crate::fireflies::incremental(name, 1_000).await,
         other => anyhow::bail!("no scenario called {other:?}"),
     }
 }

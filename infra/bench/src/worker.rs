@@ -13,6 +13,7 @@ use chrono::Utc;
 use clap::Args;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use syncbridge::adapters::fireflies::FirefliesFactory;
 use syncbridge::adapters::gmail::{GmailConfig, GmailFactory};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
@@ -74,6 +75,7 @@ struct Factories {
     google: GoogleFactory,
     gmail: GmailFactory,
     notion: NotionFactory,
+    fireflies: FirefliesFactory,
 }
 
 impl ProviderFactory for Factories {
@@ -84,6 +86,7 @@ impl ProviderFactory for Factories {
             Provider::Google => self.google.client(connection),
             Provider::Gmail => self.gmail.client(connection),
             Provider::Notion => self.notion.client(connection),
+            Provider::Fireflies => self.fireflies.client(connection),
             other => Err(ProviderError::permanent(format!("the benchmark has no {other} adapter"))),
         }
     }
@@ -104,6 +107,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         salesforce: SalesforceFactory::new(http.clone(), None),
         google: GoogleFactory::new(http.clone(), None, args.token_url.clone()),
         notion: NotionFactory::new(http.clone()),
+        fireflies: FirefliesFactory::new(http.clone()),
         gmail: GmailFactory::new(
             http,
             None,

@@ -10,7 +10,9 @@
 //! why; acme connects Gmail through OAuth (the Google app, Gmail scopes), a CRM contact's mail is
 //! linked to the contact by address and a label change goes back to Gmail through the approval
 //! queue; globex connects a Notion CRM (full and incremental pulls, a trashed deal, an activity as
-//! a block); and it prints what happened.
+//! a block); acme connects Fireflies with an API key (transcripts, their action items as follow-up
+//! tasks linked to the calendar event, a late transcript by signed webhook, a deleted meeting); and
+//! it prints what happened.
 
 use std::time::{Duration, Instant};
 
@@ -167,6 +169,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         salesforce: Some(salesforce::FakeConfig { seed_counts, ..salesforce::FakeConfig::default() }),
         graph: graph::FakeConfig { events: 25, ..graph::FakeConfig::default() },
         notion: Some(crate::demo_notion::fake_config()),
+        fireflies: Some(crate::demo_fireflies::fake_config()),
         ..StackOptions::default()
     })
     .await?;
@@ -503,6 +506,18 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let globex = ApiClient::new(stack.gateway.base_url(), stack.token("globex")?);
     let notion_id = crate::demo_notion::run(&stack, &globex, "globex").await?;
     connections.push(("globex", "notion", globex, notion_id));
+
+    println!(
+        "\n11. acme connects Fireflies with an API key (Business plan's 60 requests/min on): transcripts, action items as follow-up tasks"
+    );
+    let acme = ApiClient::new(stack.gateway.base_url(), stack.token("acme")?);
+    let calendar = connections
+        .iter()
+        .find(|(t, p, _, _)| *t == "acme" && *p == "google")
+        .map(|(_, _, _, id)| id.clone())
+        .context("acme's Google Calendar connection")?;
+    let fireflies_id = crate::demo_fireflies::run(&stack, &acme, "acme", &calendar).await?;
+    connections.push(("acme", "fireflies", acme, fireflies_id));
 
     println!("\nSummary (read back through the API)");
     println!(
