@@ -31,7 +31,7 @@ class RunningFake:
         )
         self.lines = []
         self.values = {}
-        expected = 2 if name in ("fake-google", "fake-notion") else 1
+        expected = 2 if name in ("fake-google", "fake-drive", "fake-notion") else 1
         while len(self.lines) < expected:
             line = self.proc.stdout.readline()
             if not line:

@@ -4,7 +4,7 @@ use std::env;
 
 use secrecy::SecretString;
 
-use crate::adapters::{google, graph, hubspot, salesforce};
+use crate::adapters::{drive, google, graph, hubspot, salesforce};
 use crate::domain::Provider;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,16 @@ pub struct OAuthEndpoints {
     /// `base_url`, and where the calendar owner is read.
     pub google_api_base_url: String,
     pub google_scopes: String,
+    /// Google Drive connections use Google's OAuth app with their own scopes
+    /// (`DRIVE_OAUTH_SCOPES`, default `drive.metadata.readonly`). `DRIVE_AUTHORIZE_URL` and
+    /// `DRIVE_REVOKE_URL` default to Google's (the same endpoints as Calendar's; the local stack
+    /// points them at the Drive fake).
+    pub drive_authorize_url: String,
+    pub drive_revoke_url: String,
+    /// `DRIVE_API_BASE_URL` (default `https://www.googleapis.com/drive/v3`): the connection's
+    /// `base_url`, and where the account (`about.get`) is read.
+    pub drive_api_base_url: String,
+    pub drive_scopes: String,
     /// `MICROSOFT_GRAPH_BASE_URL` (default `https://graph.microsoft.com`): the connection's
     /// `base_url`, and where `/me` is read. (Authorize and token are on `microsoft_login_base_url`.)
     pub microsoft_graph_base_url: String,
@@ -81,6 +91,10 @@ impl Default for OAuthEndpoints {
             google_revoke_url: google::DEFAULT_REVOKE_URL.into(),
             google_api_base_url: google::DEFAULT_API_ROOT.into(),
             google_scopes: google::DEFAULT_SCOPES.into(),
+            drive_authorize_url: google::DEFAULT_AUTHORIZE_URL.into(),
+            drive_revoke_url: google::DEFAULT_REVOKE_URL.into(),
+            drive_api_base_url: drive::DEFAULT_API_ROOT.into(),
+            drive_scopes: drive::DEFAULT_SCOPES.into(),
             microsoft_graph_base_url: graph::DEFAULT_GRAPH_BASE.into(),
             microsoft_scopes: graph::DEFAULT_SCOPES.into(),
             gmail: Default::default(),
@@ -122,6 +136,10 @@ impl OAuthEndpoints {
             google_revoke_url: url("GOOGLE_REVOKE_URL", d.google_revoke_url)?,
             google_api_base_url: url("GOOGLE_API_BASE_URL", d.google_api_base_url)?,
             google_scopes: optional("GOOGLE_OAUTH_SCOPES").unwrap_or(d.google_scopes),
+            drive_authorize_url: url("DRIVE_AUTHORIZE_URL", d.drive_authorize_url)?,
+            drive_revoke_url: url("DRIVE_REVOKE_URL", d.drive_revoke_url)?,
+            drive_api_base_url: url("DRIVE_API_BASE_URL", d.drive_api_base_url)?,
+            drive_scopes: optional("DRIVE_OAUTH_SCOPES").unwrap_or(d.drive_scopes),
             microsoft_graph_base_url: url("MICROSOFT_GRAPH_BASE_URL", d.microsoft_graph_base_url)?,
             microsoft_scopes: optional("MICROSOFT_OAUTH_SCOPES").unwrap_or(d.microsoft_scopes),
             gmail: crate::adapters::gmail::GmailConfig::from_env()?,
@@ -165,6 +183,9 @@ pub struct Config {
     pub google_app: Option<OAuthApp>,
     /// `GOOGLE_TOKEN_URL`: Google's OAuth token endpoint (a fake's locally).
     pub google_token_url: String,
+    /// `DRIVE_TOKEN_URL`: the token endpoint of Drive connections (default: `GOOGLE_TOKEN_URL`,
+    /// the same app at Google; the Drive fake's locally).
+    pub drive_token_url: String,
     /// The JWT claim that names the caller's tenant.
     pub tenant_claim: String,
     /// `WEBHOOK_BASE_URL`: the public origin (and path prefix) under which `/webhooks/{provider}` is
@@ -217,7 +238,7 @@ pub fn client_id_var(provider: Provider) -> &'static str {
         Provider::Hubspot => "HUBSPOT_CLIENT_ID",
         Provider::Salesforce => "SALESFORCE_CLIENT_ID",
         // Gmail connects through the Google OAuth app Calendar uses.
-        Provider::Google | Provider::Gmail => "GOOGLE_CLIENT_ID",
+        Provider::Google | Provider::Gmail | Provider::GoogleDrive => "GOOGLE_CLIENT_ID",
         Provider::Microsoft => "MICROSOFT_CLIENT_ID",
         Provider::Notion => "NOTION_CLIENT_ID",
         Provider::Fireflies => "FIREFLIES_CLIENT_ID",
@@ -231,7 +252,7 @@ fn app_from_env(provider: Provider) -> Option<OAuthApp> {
     let secret_var = match provider {
         Provider::Hubspot => "HUBSPOT_CLIENT_SECRET",
         Provider::Salesforce => "SALESFORCE_CLIENT_SECRET",
-        Provider::Google | Provider::Gmail => "GOOGLE_CLIENT_SECRET",
+        Provider::Google | Provider::Gmail | Provider::GoogleDrive => "GOOGLE_CLIENT_SECRET",
         Provider::Microsoft => "MICROSOFT_CLIENT_SECRET",
         Provider::Notion => "NOTION_CLIENT_SECRET",
         Provider::Fireflies => "FIREFLIES_CLIENT_SECRET",
@@ -259,7 +280,7 @@ impl Config {
         let slot = match provider {
             Provider::Hubspot => &mut self.hubspot_app,
             Provider::Salesforce => &mut self.salesforce_app,
-            Provider::Google | Provider::Gmail => &mut self.google_app,
+            Provider::Google | Provider::Gmail | Provider::GoogleDrive => &mut self.google_app,
             Provider::Microsoft => &mut self.microsoft_app,
             Provider::Notion | Provider::Fireflies => {
                 tracing::warn!(
@@ -285,6 +306,8 @@ impl Config {
         let microsoft_app = app_from_env(Provider::Microsoft);
         let salesforce_app = app_from_env(Provider::Salesforce);
         let google_app = app_from_env(Provider::Google);
+        let google_token_url =
+            optional("GOOGLE_TOKEN_URL").unwrap_or_else(|| google::DEFAULT_TOKEN_URL.to_owned());
         let token_kms_key_id = optional("TOKEN_KMS_KEY_ID");
         let token_key = match optional("TOKEN_KEY") {
             Some(key) => Some(SecretString::from(key)),
@@ -309,8 +332,8 @@ impl Config {
             microsoft_tenant: optional("MICROSOFT_TENANT").unwrap_or_else(|| "common".to_owned()),
             salesforce_app,
             google_app,
-            google_token_url: optional("GOOGLE_TOKEN_URL")
-                .unwrap_or_else(|| google::DEFAULT_TOKEN_URL.to_owned()),
+            google_token_url: google_token_url.clone(),
+            drive_token_url: optional("DRIVE_TOKEN_URL").unwrap_or(google_token_url),
             tenant_claim: optional("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".to_owned()),
             webhook_base_url: webhook_base_url(optional("WEBHOOK_BASE_URL"))?,
             hubspot_app_id: optional("HUBSPOT_APP_ID").map(|v| v.trim().to_owned()),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 
 use crate::adapters::crypto::{CryptoError, TokenCipher};
+use crate::adapters::drive::DriveFactory;
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::fireflies::FirefliesFactory;
@@ -43,6 +44,7 @@ pub struct Providers {
     salesforce: SalesforceFactory,
     google: GoogleFactory,
     gmail: GmailFactory,
+    drive: DriveFactory,
     notion: NotionFactory,
     fireflies: FirefliesFactory,
 }
@@ -67,6 +69,7 @@ impl ProviderFactory for Providers {
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
             Provider::Gmail => self.gmail.client(connection),
+            Provider::GoogleDrive => self.drive.client(connection),
             Provider::Notion => self.notion.client(connection),
             Provider::Fireflies => self.fireflies.client(connection),
         }
@@ -149,7 +152,8 @@ pub fn deps_with(
         notion: NotionFactory::new(http.clone()),
         fireflies: FirefliesFactory::new(http.clone())
             .with_api_base_url(config.fireflies_api_base_url.clone()),
-        gmail: GmailFactory::new(http, config.google_app.clone(), config.oauth.gmail.clone()),
+        gmail: GmailFactory::new(http.clone(), config.google_app.clone(), config.oauth.gmail.clone()),
+        drive: DriveFactory::new(http, config.google_app.clone(), config.drive_token_url.clone()),
     };
     Ok(Deps {
         connections: store.clone(),

@@ -103,6 +103,7 @@ fn the_lambda_env_names_every_resource_and_the_local_endpoint_but_no_empty_value
         salesforce_app: None,
         google_app: None,
         google_token_url: "http://127.0.0.1:3/token".into(),
+        drive_token_url: "http://127.0.0.1:3/token".into(),
         tenant_claim: "tenant_id".into(),
         webhook_base_url: None,
         hubspot_app_id: None,

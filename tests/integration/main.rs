@@ -8,6 +8,7 @@ mod aws_support;
 mod calendar_tasks;
 mod channels;
 mod crm_records;
+mod drive_adapter;
 mod e2e;
 mod faults;
 mod fireflies_adapter;

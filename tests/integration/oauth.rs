@@ -489,3 +489,35 @@ async fn a_browser_connects_hubspot_from_the_dashboard_through_the_consent_page_
     assert!(location.starts_with("/connections?oauth_error=authorization_denied&"), "{location}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drive_connect_flow_uses_googles_app_with_drive_scopes_then_syncs_files_and_disconnects()
+-> Result<()> {
+    let stack = LocalStack::start(StackOptions {
+        drive: syncbridge_fakes::drive::FakeConfig { files: 12, ..Default::default() },
+        ..StackOptions::default()
+    })
+    .await?;
+    let (status, drive) = connect(&stack, "acme", "google_drive", json!({})).await?;
+    assert_eq!(status, 201, "{drive}");
+    assert_eq!(drive["account_id"], syncbridge_fakes::drive::OWNER);
+    assert_eq!(drive["base_url"], stack.drive.api_url());
+    let id = drive["id"].as_str().context("id")?.to_owned();
+    let (status, _) =
+        call(&stack, "acme", reqwest::Method::POST, &format!("/v1/connections/{id}/sync")).await?;
+    assert_eq!(status, 202);
+    let drained = stack.runner.drain(DRAIN).await?;
+    assert_eq!(drained.failures, 0);
+    let (_, conn) = call(&stack, "acme", reqwest::Method::GET, &format!("/v1/connections/{id}")).await?;
+    assert_eq!(
+        (conn["status"].as_str(), conn["record_counts"]["files"].as_u64()),
+        (Some("synced"), Some(12)),
+        "the grant's drive.metadata.readonly token lists every file: {conn}"
+    );
+    assert_eq!(stack.drive.state().active_channels().len(), 1, "a change-feed channel to the gateway");
+    let (status, _) = call(&stack, "acme", reqwest::Method::DELETE, &format!("/v1/connections/{id}")).await?;
+    assert_eq!(status, 204);
+    assert!(stack.drive.state().active_channels().is_empty(), "the channel is stopped on disconnect");
+    assert_eq!(stack.drive.state().stats().routes.get("revoke"), Some(&1), "the grant is revoked");
+    Ok(())
+}

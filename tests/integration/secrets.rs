@@ -31,6 +31,7 @@ fn lambda_config() -> Config {
         salesforce_app: None,
         google_app: None,
         google_token_url: "http://127.0.0.1:1/token".into(),
+        drive_token_url: "http://127.0.0.1:1/token".into(),
         tenant_claim: "tenant_id".into(),
         webhook_base_url: None,
         hubspot_app_id: None,

@@ -43,6 +43,7 @@ export const PROVIDERS: { id: Provider; name: string }[] = [
   { id: "google", name: "Google Calendar" },
   { id: "microsoft", name: "Microsoft Outlook" },
   { id: "gmail", name: "Gmail" },
+  { id: "google_drive", name: "Google Drive" },
 ];
 
 export function providerName(p: string): string {

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Context;
 use serde_json::json;
+use syncbridge_fakes::drive::{self, DriveFake};
 use syncbridge_fakes::gmail::{self, GmailFake};
 use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, TEN_SECONDLY_INTERVAL, TEN_SECONDLY_MAX};
@@ -29,6 +30,8 @@ pub const ALL: &[&str] = &[
     "google incremental 1% of 5k",
     "gmail full 1k",
     "gmail incremental 1% of 1k",
+    "drive full 100k",
+    "drive incremental 1% of 100k",
     crate::notion::INCREMENTAL,
     crate::fireflies::INCREMENTAL,
 ];
@@ -47,6 +50,8 @@ pub async fn run(name: &str) -> anyhow::Result<Figures> {
         "google incremental 1% of 5k" => google_incremental(name, 5_000).await,
         "gmail full 1k" => gmail_pulls(name, 1_000, false).await,
         "gmail incremental 1% of 1k" => gmail_pulls(name, 1_000, true).await,
+        "drive full 100k" => drive_pull(name, 100_000, false).await,
+        "drive incremental 1% of 100k" => drive_pull(name, 100_000, true).await,
         crate::notion::INCREMENTAL => crate::notion::incremental(name, 5_000).await,
         crate::fireflies::INCREMENTAL => crate::fireflies::incremental(name, 1_000).await,
         other => anyhow::bail!("no scenario called {other:?}"),
@@ -349,6 +354,69 @@ async fn google_incremental(name: &str, events: usize) -> anyhow::Result<Figures
     );
     f.target(format!("the {} changes in at most 3 requests", edited.len()), stats.total <= 3);
     f.target("no 429 received", stats.rate_limited == 0);
+    Ok(f)
+}
+
+/// Drive with `files` seeded files and Drive's per-user rate limit (12,000 requests a minute)
+/// on: a full pull (start token, then `files.list` 1,000 a page); with `incremental`, that pull
+/// is the set-up, 1% of the files are renamed, and the measured pull follows the change feed
+/// from the saved cursor.
+async fn drive_pull(name: &str, files: usize, incremental: bool) -> anyhow::Result<Figures> {
+    let fake = DriveFake::start(drive::FakeConfig {
+        files,
+        rate_limit: Some(drive::RateLimit::drive_default()),
+        ..Default::default()
+    })
+    .await?;
+    let state = fake.state();
+    let token = state.config().static_token.clone().context("the fake has a static token")?;
+    let full = WorkerSpec {
+        token_url: Some(fake.token_url()),
+        ..WorkerSpec::full("google_drive", fake.api_url(), token)
+    };
+    let all: BTreeSet<String> = state.live_file_ids().into_iter().map(|id| format!("files {id}")).collect();
+    if !incremental {
+        let run = worker(full).await?;
+        let stats = state.stats();
+        let mut f = Figures::new(name, "google_drive", "full", &run, stats.total, stats.rate_limited);
+        f.requests_by_route = stats.routes.clone();
+        let written: BTreeSet<String> = run.written.iter().cloned().collect();
+        f.check(
+            format!("the worker wrote each of the {} files once", all.len()),
+            written == all && run.written.len() == all.len(),
+        );
+        let pages = files.div_ceil(1_000);
+        f.target(
+            format!("{pages} listing pages and one start token ({} requests)", pages + 1),
+            stats.total as usize == pages + 1,
+        );
+        f.target("no rate-limit answer", stats.rate_limited == 0);
+        f.target(format!("peak RSS < {RSS_BUDGET_MIB} MiB"), f.peak_rss_mib < RSS_BUDGET_MIB);
+        return Ok(f);
+    }
+    let setup = worker(full.clone()).await?;
+    let written: BTreeSet<String> = setup.written.iter().cloned().collect();
+    anyhow::ensure!(written == all, "the set-up pull did not write every file");
+    let mut edited = BTreeSet::new();
+    for id in state.live_file_ids().iter().step_by(100) {
+        state
+            .rename(id, &format!("Benchmark edit {id}"))
+            .map_err(|e| anyhow::anyhow!("renaming {id}: {e}"))?;
+        edited.insert(format!("files {id}"));
+    }
+    state.reset_stats();
+    let cursors = serde_json::to_string(&setup.report.cursors)?;
+    let run = worker(WorkerSpec { cursors: Some(cursors), ..full }).await?;
+    let stats = state.stats();
+    let mut f = Figures::new(name, "google_drive", "incremental", &run, stats.total, stats.rate_limited);
+    f.requests_by_route = stats.routes.clone();
+    let seen: BTreeSet<String> = run.written.iter().filter(|l| l.starts_with("files ")).cloned().collect();
+    f.check(
+        format!("the worker saw exactly the {} renamed files (of {files})", edited.len()),
+        seen == edited,
+    );
+    f.target(format!("the {} changes in at most 2 requests", edited.len()), stats.total <= 2);
+    f.target("no rate-limit answer", stats.rate_limited == 0);
     Ok(f)
 }
 

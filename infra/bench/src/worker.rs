@@ -13,6 +13,7 @@ use chrono::Utc;
 use clap::Args;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use syncbridge::adapters::drive::DriveFactory;
 use syncbridge::adapters::fireflies::FirefliesFactory;
 use syncbridge::adapters::gmail::{GmailConfig, GmailFactory};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
@@ -35,8 +36,7 @@ pub const TOKEN_ENV: &str = "SYNCBRIDGE_BENCH_TOKEN";
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// `hubspot`, `salesforce`, `google`, `gmail`.
-    /// `hubspot`, `salesforce`, `google`, `notion`.
+    /// `hubspot`, `salesforce`, `google`, `gmail`, `google_drive`, `notion`.
     #[arg(long)]
     pub provider: String,
     #[arg(long)]
@@ -74,6 +74,7 @@ struct Factories {
     salesforce: SalesforceFactory,
     google: GoogleFactory,
     gmail: GmailFactory,
+    drive: DriveFactory,
     notion: NotionFactory,
     fireflies: FirefliesFactory,
 }
@@ -85,6 +86,7 @@ impl ProviderFactory for Factories {
             Provider::Salesforce => self.salesforce.client(connection),
             Provider::Google => self.google.client(connection),
             Provider::Gmail => self.gmail.client(connection),
+            Provider::GoogleDrive => self.drive.client(connection),
             Provider::Notion => self.notion.client(connection),
             Provider::Fireflies => self.fireflies.client(connection),
             other => Err(ProviderError::permanent(format!("the benchmark has no {other} adapter"))),
@@ -109,7 +111,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         notion: NotionFactory::new(http.clone()),
         fireflies: FirefliesFactory::new(http.clone()),
         gmail: GmailFactory::new(
-            http,
+            http.clone(),
             None,
             GmailConfig {
                 api_base_url: args.base_url.clone(),
@@ -117,6 +119,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 ..GmailConfig::default()
             },
         ),
+        drive: DriveFactory::new(http, None, args.token_url.clone()),
     };
     let settings = match &args.settings {
         Some(json) => serde_json::from_str(json).context("--settings")?,

@@ -3,6 +3,7 @@
 //! memory and exposes admin routes (`/_admin/...`) plus a Rust handle to edit data, inject faults
 //! and read request counters.
 
+pub mod drive;
 pub mod fireflies;
 pub mod gmail;
 pub mod google;

@@ -10,9 +10,11 @@
 //! why; acme connects Gmail through OAuth (the Google app, Gmail scopes), a CRM contact's mail is
 //! linked to the contact by address and a label change goes back to Gmail through the approval
 //! queue; globex connects a Notion CRM (full and incremental pulls, a trashed deal, an activity as
-//! a block); acme connects Fireflies with an API key (transcripts, their action items as follow-up
-//! tasks linked to the calendar event, a late transcript by signed webhook, a deleted meeting); and
-//! it prints what happened.
+//! a block); acme connects Google Drive
+//! through OAuth (files linked to its deals and contacts, then a person's edits arrive through
+//! Drive's change feed after a push notification); acme connects Fireflies with an API key
+//! (transcripts, their action items as follow-up tasks linked to the calendar event, a late
+//! transcript by signed webhook, a deleted meeting); and it prints what happened.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,7 @@ use serde_json::{Value, json};
 use syncbridge_fakes::hubspot::FakeConfig;
 use syncbridge_fakes::hubspot::store::ObjectKind;
 use syncbridge_fakes::salesforce::{self, SeedCounts};
-use syncbridge_fakes::{google, graph};
+use syncbridge_fakes::{drive, google, graph};
 
 use crate::cli::{ApiClient, DemoArgs};
 use crate::local::{LocalStack, StackOptions};
@@ -168,6 +170,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         },
         salesforce: Some(salesforce::FakeConfig { seed_counts, ..salesforce::FakeConfig::default() }),
         graph: graph::FakeConfig { events: 25, ..graph::FakeConfig::default() },
+        drive: drive::FakeConfig { files: 40, ..drive::FakeConfig::default() },
         notion: Some(crate::demo_notion::fake_config()),
         fireflies: Some(crate::demo_fireflies::fake_config()),
         ..StackOptions::default()
@@ -507,8 +510,10 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let notion_id = crate::demo_notion::run(&stack, &globex, "globex").await?;
     connections.push(("globex", "notion", globex, notion_id));
 
+    drive_step(&stack, &acme, &mut connections).await?;
+
     println!(
-        "\n11. acme connects Fireflies with an API key (Business plan's 60 requests/min on): transcripts, action items as follow-up tasks"
+        "\n12. acme connects Fireflies with an API key (Business plan's 60 requests/min on): transcripts, action items as follow-up tasks"
     );
     let acme = ApiClient::new(stack.gateway.base_url(), stack.token("acme")?);
     let calendar = connections
@@ -610,4 +615,94 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         println!("  {tenant:<8} {}/#token={}", stack.gateway.base_url(), stack.token(tenant)?);
     }
     crate::cli::run_until_stopped(&stack, Duration::from_secs(60)).await
+}
+
+/// Step 9: acme connects Google Drive through OAuth (Google's app, Drive's read-only metadata
+/// scope). Two files are made to link: one named after a deal of acme's CRM connections, one
+/// shared with a contact's address. The first sync lists every file and links them; then a
+/// person renames one file and trashes another, Drive notifies the channel the worker opened, and
+/// the webhook's job pulls just those changes from the change feed.
+async fn drive_step(
+    stack: &LocalStack,
+    acme: &ApiClient,
+    connections: &mut Vec<(&'static str, &'static str, ApiClient, String)>,
+) -> Result<()> {
+    println!("\n11. acme connects Google Drive through OAuth; files link to its deals and contacts");
+    let mut deal = None;
+    let mut email = None;
+    for (_, provider, api, id) in connections.iter().filter(|c| c.0 == "acme") {
+        if !matches!(*provider, "hubspot" | "salesforce") {
+            continue;
+        }
+        let first = |object: &str, field: &str| {
+            let path = format!("/v1/connections/{id}/records?object={object}&limit=1");
+            let field = field.to_owned();
+            async move {
+                let page = api.call(reqwest::Method::GET, &path, None).await.ok()?;
+                page.pointer(&format!("/items/0/fields/{field}")).and_then(Value::as_str).map(str::to_owned)
+            }
+        };
+        deal = deal.or(first("deals", "name").await);
+        email = email.or(first("contacts", "email").await);
+    }
+    let (deal, email) = (deal.context("a deal of acme's CRM")?, email.context("a contact of acme's CRM")?);
+    let files = stack.drive.state();
+    let proposal = files
+        .create_file(drive::NewFile { name: format!("{deal} - proposal"), ..drive::NewFile::default() })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let brief = files
+        .create_file(drive::NewFile {
+            name: "Pilot brief".into(),
+            shared_with: vec![(email.clone(), "reader".into())],
+            ..drive::NewFile::default()
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = oauth_connect(stack, acme, "google_drive", json!({})).await?;
+    stack.runner.fire_schedule(Utc::now()).await?;
+    stack.runner.drain(Duration::from_secs(600)).await?;
+    // 42 files: one page of 200.
+    let page = acme
+        .call(reqwest::Method::GET, &format!("/v1/connections/{id}/records?object=files&limit=200"), None)
+        .await?;
+    let items = page.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    let linked = |file: &Value, field: &str| {
+        let ext = file.get("id").and_then(Value::as_str).unwrap_or_default();
+        items
+            .iter()
+            .find(|r| r.get("external_id").and_then(Value::as_str) == Some(ext))
+            .and_then(|r| r.pointer(&format!("/fields/{field}")).and_then(Value::as_array).map(Vec::len))
+            .unwrap_or(0)
+    };
+    let (deals, contacts) = (linked(&proposal, "linked_deals"), linked(&brief, "linked_contacts"));
+    let c = acme.call(reqwest::Method::GET, &format!("/v1/connections/{id}"), None).await?;
+    let count = c.pointer("/record_counts/files").and_then(Value::as_u64).unwrap_or(0);
+    println!(
+        "   first sync: {count} files; \"{deal} - proposal\" linked to {deals} deal(s), \"Pilot brief\" (shared with {email}) to {contacts} contact(s)"
+    );
+    if count != 42 || deals == 0 || contacts == 0 {
+        bail!("the Drive files did not sync or link as expected");
+    }
+    let ids = files.live_file_ids();
+    files.rename(&ids[5], "Renamed by a person").map_err(|e| anyhow::anyhow!("{e}"))?;
+    files.trash(&ids[6], true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sent = files.notify("change", None).await;
+    let drained = stack.runner.drain(Duration::from_secs(600)).await?;
+    let runs = acme.call(reqwest::Method::GET, &format!("/v1/connections/{id}/runs?limit=1"), None).await?;
+    let run = runs.pointer("/items/0").cloned().unwrap_or(Value::Null);
+    let n = |k: &str| run.pointer(&format!("/counts/{k}")).and_then(Value::as_u64).unwrap_or(0);
+    println!(
+        "   a rename and a trash; Drive notified {} channel(s) (answered {:?}); the webhook's run ({}) pulled {} change(s): {} updated, {} deleted, in {} request(s)",
+        sent.len(),
+        sent.iter().map(|d| d.status).collect::<Vec<_>>(),
+        run.get("reason").and_then(Value::as_str).unwrap_or("?"),
+        n("pulled"),
+        n("updated"),
+        n("deleted"),
+        n("requests")
+    );
+    if drained.messages == 0 || n("pulled") != 2 || n("updated") != 1 || n("deleted") != 1 {
+        bail!("the Drive change feed did not bring exactly the rename and the trash");
+    }
+    connections.push(("acme", "drive", ApiClient::new(stack.gateway.base_url(), stack.token("acme")?), id));
+    Ok(())
 }

@@ -15,6 +15,7 @@ use syncbridge::http::{self as api, webhooks};
 use syncbridge::ports::SystemClock;
 use syncbridge::sync::Deps;
 use syncbridge::wiring;
+use syncbridge_fakes::drive;
 use syncbridge_fakes::gmail::{self, GmailFake};
 use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::graph;
@@ -37,6 +38,8 @@ pub struct StackOptions {
     pub salesforce: Option<salesforce::FakeConfig>,
     /// The Google Calendar fake (its token endpoint is the stack's `GOOGLE_TOKEN_URL`).
     pub google: google::FakeConfig,
+    /// The Google Drive fake (Google's OAuth app too; its endpoints are the stack's `DRIVE_*`).
+    pub drive: drive::FakeConfig,
     /// The Microsoft Graph fake (it also serves the login host's token endpoint).
     pub graph: graph::FakeConfig,
     /// The Gmail fake (its OAuth endpoints are the stack's `GMAIL_*` ones; same Google app).
@@ -83,6 +86,7 @@ impl Default for StackOptions {
             hubspot: FakeConfig::default(),
             salesforce: None,
             google: google::FakeConfig::default(),
+            drive: drive::FakeConfig::default(),
             graph: graph::FakeConfig::default(),
             gmail: gmail::FakeConfig { messages: 20, ..gmail::FakeConfig::default() },
             notion: None,
@@ -109,6 +113,7 @@ pub struct LocalStack {
     pub hubspot: RunningFake,
     pub salesforce: Option<salesforce::RunningFake>,
     pub google: google::RunningFake,
+    pub drive: drive::RunningFake,
     pub graph: graph::RunningFake,
     pub gmail: gmail::RunningFake,
     pub notion: Option<notion::RunningFake>,
@@ -151,6 +156,8 @@ impl LocalStack {
             client_secret: SecretString::from(c.client_secret.clone()),
         });
         let google = GoogleFake::start(options.google.clone()).await.context("starting the Google fake")?;
+        let drive =
+            drive::DriveFake::start(options.drive.clone()).await.context("starting the Drive fake")?;
         let graph =
             graph::GraphFake::start(options.graph.clone()).await.context("starting the Graph fake")?;
         let gmail = GmailFake::start(options.gmail.clone()).await.context("starting the Gmail fake")?;
@@ -192,6 +199,9 @@ impl LocalStack {
             google_authorize_url: format!("{}/o/oauth2/v2/auth", google.base_url()),
             google_revoke_url: format!("{}/revoke", google.base_url()),
             google_api_base_url: format!("{}/calendar/v3", google.base_url()),
+            drive_authorize_url: format!("{}/o/oauth2/v2/auth", drive.base_url()),
+            drive_revoke_url: format!("{}/revoke", drive.base_url()),
+            drive_api_base_url: drive.api_url(),
             microsoft_graph_base_url: graph.base_url(),
             gmail: syncbridge::adapters::gmail::GmailConfig {
                 api_base_url: gmail.api_url(),
@@ -238,6 +248,7 @@ impl LocalStack {
                 client_secret: SecretString::from(options.google.client_secret.clone()),
             }),
             google_token_url: google.token_url(),
+            drive_token_url: drive.token_url(),
             tenant_claim: "tenant_id".to_owned(),
             webhook_base_url: Some(gateway_url),
             hubspot_app_id: Some(options.hubspot_app_id.clone()),
@@ -282,6 +293,7 @@ impl LocalStack {
             hubspot,
             salesforce,
             google,
+            drive,
             graph,
             gmail,
             notion,

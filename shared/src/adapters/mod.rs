@@ -2,6 +2,7 @@
 //! and each provider's HTTP API.
 
 pub mod crypto;
+pub mod drive;
 pub mod dynamo;
 pub mod eventbridge;
 pub mod fireflies;

@@ -44,6 +44,8 @@ pub struct OAuthProviders {
     pub microsoft: Option<OAuthApp>,
     /// Google's token endpoint (`GOOGLE_TOKEN_URL`).
     pub google_token_url: String,
+    /// The token endpoint of Drive connections (`DRIVE_TOKEN_URL`; Google's by default).
+    pub drive_token_url: String,
     /// Microsoft's identity platform (`MICROSOFT_LOGIN_BASE_URL`) and directory (`MICROSOFT_TENANT`).
     pub microsoft_login_base_url: String,
     pub microsoft_tenant: String,
@@ -145,6 +147,7 @@ impl OAuthProviders {
             google: None,
             microsoft: None,
             google_token_url: crate::adapters::google::DEFAULT_TOKEN_URL.to_owned(),
+            drive_token_url: crate::adapters::google::DEFAULT_TOKEN_URL.to_owned(),
             microsoft_login_base_url: crate::adapters::graph::DEFAULT_LOGIN_BASE.to_owned(),
             microsoft_tenant: "common".to_owned(),
         }
@@ -158,6 +161,7 @@ impl OAuthProviders {
             google: config.google_app.clone(),
             microsoft: config.microsoft_app.clone(),
             google_token_url: config.google_token_url.clone(),
+            drive_token_url: config.drive_token_url.clone(),
             microsoft_login_base_url: config.microsoft_login_base_url.clone(),
             microsoft_tenant: config.microsoft_tenant.clone(),
             ..Self::new(http, config.oauth.clone())
@@ -168,7 +172,7 @@ impl OAuthProviders {
         match provider {
             Provider::Hubspot => self.hubspot.as_ref(),
             Provider::Salesforce => self.salesforce.as_ref(),
-            Provider::Google | Provider::Gmail => self.google.as_ref(),
+            Provider::Google | Provider::Gmail | Provider::GoogleDrive => self.google.as_ref(),
             Provider::Microsoft => self.microsoft.as_ref(),
             // Notion and Fireflies connect with a token (`POST /v1/connections`).
             Provider::Notion | Provider::Fireflies => None,
@@ -217,6 +221,7 @@ impl OAuthProviders {
             ),
             Provider::Google => (e.google_authorize_url.clone(), e.google_scopes.as_str()),
             Provider::Gmail => (e.gmail.authorize_url.clone(), e.gmail.scopes.as_str()),
+            Provider::GoogleDrive => (e.drive_authorize_url.clone(), e.drive_scopes.as_str()),
             Provider::Microsoft => (self.microsoft_endpoint("authorize"), e.microsoft_scopes.as_str()),
             Provider::Notion | Provider::Fireflies => return Err(OAuthError::NotConfigured(provider)),
         };
@@ -234,7 +239,7 @@ impl OAuthProviders {
             }
             match provider {
                 // A refresh token, and a consent screen every time so Google issues it again.
-                Provider::Google | Provider::Gmail => {
+                Provider::Google | Provider::Gmail | Provider::GoogleDrive => {
                     q.append_pair("access_type", "offline");
                     q.append_pair("prompt", "consent");
                     q.append_pair("include_granted_scopes", "true");
@@ -264,6 +269,7 @@ impl OAuthProviders {
             Provider::Salesforce => format!("{}/services/oauth2/token", self.salesforce_login(sandbox)),
             Provider::Google => self.google_token_url.clone(),
             Provider::Gmail => self.endpoints.gmail.token_url.clone(),
+            Provider::GoogleDrive => self.drive_token_url.clone(),
             Provider::Microsoft => self.microsoft_endpoint("token"),
             Provider::Notion | Provider::Fireflies => return Err(OAuthError::NotConfigured(provider)),
         };
@@ -342,6 +348,20 @@ impl OAuthProviders {
                 let url = format!("{base}/users/me/profile");
                 (self.account_field(&url, &access_token, "emailAddress").await?, base)
             }
+            Provider::GoogleDrive => {
+                // The Drive user's address (`about.get` wants `fields`).
+                let base = self.endpoints.drive_api_base_url.trim_end_matches('/');
+                let url = format!("{base}/about?fields=user(emailAddress)");
+                let about = self.account_json(&url, &access_token).await?;
+                let email = about
+                    .pointer("/user/emailAddress")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty() && s.len() <= 256)
+                    .ok_or_else(|| {
+                        OAuthError::Invalid("the account lookup has no user.emailAddress".into())
+                    })?;
+                (email.to_owned(), base.to_owned())
+            }
             Provider::Microsoft => {
                 let graph = self.endpoints.microsoft_graph_base_url.trim_end_matches('/');
                 let url = format!("{graph}/v1.0/me");
@@ -372,6 +392,16 @@ impl OAuthProviders {
         }
     }
 
+    /// A JSON resource read with the new token.
+    async fn account_json(&self, url: &str, token: &SecretString) -> Result<Value, OAuthError> {
+        let response = self
+            .net
+            .send(Call::read("oauth.account"), || self.http.get(url).bearer_auth(token.expose_secret()))
+            .await
+            .map_err(unavailable)?;
+        json_body(&response, "account lookup")
+    }
+
     /// One string field of a JSON resource read with the new token.
     async fn account_field(
         &self,
@@ -379,12 +409,7 @@ impl OAuthProviders {
         token: &SecretString,
         field: &str,
     ) -> Result<String, OAuthError> {
-        let response = self
-            .net
-            .send(Call::read("oauth.account"), || self.http.get(url).bearer_auth(token.expose_secret()))
-            .await
-            .map_err(unavailable)?;
-        let body = json_body(&response, "account lookup")?;
+        let body = self.account_json(url, token).await?;
         body.get(field)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty() && s.len() <= 256)
@@ -417,6 +442,10 @@ impl OAuthProviders {
             Provider::Gmail => {
                 let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
                 (false, self.endpoints.gmail.revoke_url.clone(), Some(token))
+            }
+            Provider::GoogleDrive => {
+                let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
+                (false, self.endpoints.drive_revoke_url.clone(), Some(token))
             }
             // Microsoft has no revocation endpoint; a Notion internal integration token is
             // revoked by the workspace owner in Notion's settings, a Fireflies API key in its

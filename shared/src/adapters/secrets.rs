@@ -32,7 +32,12 @@ impl SecretSources {
         Self {
             oauth_prefix: var(OAUTH_SECRETS_PREFIX_ENV).map(|p| p.trim_end_matches('/').to_owned()),
             token_key_secret: var(TOKEN_KEY_SECRET_ENV),
-            client_ids: Provider::ALL.iter().filter_map(|&p| Some((p, var(client_id_var(p))?))).collect(),
+            // Drive connections use Google's app (its secret is read once, as Google's).
+            client_ids: Provider::ALL
+                .iter()
+                .filter(|&&p| p != Provider::GoogleDrive)
+                .filter_map(|&p| Some((p, var(client_id_var(p))?)))
+                .collect(),
         }
     }
 

@@ -97,10 +97,37 @@ pub struct ConnectionSettings {
     pub auto_push: AutoPush,
     /// The tag in front of every note Syncbridge writes.
     pub note_prefix: String,
+    /// How documents pulled from a document store (Google Drive files) are linked to the
+    /// tenant's CRM deals and contacts.
+    pub document_links: DocumentLinks,
     /// The Notion databases a Notion connection syncs (required for Notion, refused for the
     /// others); fixed at connect (reconnect to sync other databases).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notion: Option<NotionDatabases>,
+}
+
+/// The rule that links a document to CRM records of the same tenant (see `sync::links`). Both
+/// parts are on by default; a tenant turns either off in the Drive connection's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DocumentLinks {
+    /// Link a file to every deal whose name its name contains (case-insensitive; deal names of
+    /// at least 3 characters).
+    pub by_deal_name: bool,
+    /// Link a file to every contact whose email address it is shared with.
+    pub by_shared_contact: bool,
+}
+
+impl Default for DocumentLinks {
+    fn default() -> Self {
+        Self { by_deal_name: true, by_shared_contact: true }
+    }
+}
+
+impl DocumentLinks {
+    pub fn any(self) -> bool {
+        self.by_deal_name || self.by_shared_contact
+    }
 }
 
 /// Which Notion databases serve as the CRM: a deals database and, optionally, a contacts one.
@@ -137,6 +164,7 @@ impl Default for ConnectionSettings {
             conflict_policy: ConflictPolicy::default(),
             auto_push: AutoPush::new(),
             note_prefix: DEFAULT_NOTE_PREFIX.to_owned(),
+            document_links: DocumentLinks::default(),
             notion: None,
         }
     }

@@ -136,7 +136,8 @@ pub fn assess(input: &HealthInput<'_>) -> (HealthStatus, Vec<HealthReason>) {
     if c.is_paused() {
         add("paused", Severity::Info, "the connection is paused: nothing is synced".to_owned());
     } else {
-        let has_channels = matches!(c.provider, Provider::Google | Provider::Microsoft);
+        let has_channels =
+            matches!(c.provider, Provider::Google | Provider::Microsoft | Provider::GoogleDrive);
         if input.webhook_base_url.is_some() && has_channels && c.last_sync_at.is_some() {
             match &c.push_channel {
                 None => add(

@@ -220,6 +220,9 @@ pub enum Provider {
     Microsoft,
     /// Gmail: a connection of its own (Gmail scopes) on the same Google OAuth app as Calendar.
     Gmail,
+    /// Google Drive: a connection of its own on the same Google OAuth app as Calendar, with
+    /// Drive scopes (pull only).
+    GoogleDrive,
     Notion,
     /// Fireflies.ai meeting transcripts (pull only), connected with an API key.
     Fireflies,
@@ -232,6 +235,7 @@ impl Provider {
         Provider::Google,
         Provider::Microsoft,
         Provider::Gmail,
+        Provider::GoogleDrive,
         Provider::Notion,
         Provider::Fireflies,
     ];
@@ -243,6 +247,7 @@ impl Provider {
             Provider::Google => "google",
             Provider::Microsoft => "microsoft",
             Provider::Gmail => "gmail",
+            Provider::GoogleDrive => "google_drive",
             Provider::Notion => "notion",
             Provider::Fireflies => "fireflies",
         }
@@ -255,6 +260,7 @@ impl Provider {
             "google" => Ok(Provider::Google),
             "microsoft" => Ok(Provider::Microsoft),
             "gmail" => Ok(Provider::Gmail),
+            "google_drive" => Ok(Provider::GoogleDrive),
             "notion" => Ok(Provider::Notion),
             "fireflies" => Ok(Provider::Fireflies),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
@@ -281,6 +287,7 @@ impl Provider {
             Provider::Google => &[ObjectType::Events],
             Provider::Microsoft => &[ObjectType::Events],
             Provider::Gmail => &[ObjectType::Messages],
+            Provider::GoogleDrive => &[ObjectType::Files],
             // Contacts first, so a deal's contact relation names pages already pulled.
             Provider::Notion => &[ObjectType::Contacts, ObjectType::Deals],
             Provider::Fireflies => &[ObjectType::Transcripts],
@@ -316,6 +323,8 @@ pub enum ObjectType {
     /// Meeting transcripts (Fireflies): title, date, participants, duration, summary and action
     /// items; their action items become follow-up tasks (records of `research_tasks`).
     Transcripts,
+    /// Files and folders of a document store (Google Drive): metadata and sharing, pulled only.
+    Files,
 }
 
 impl ObjectType {
@@ -330,6 +339,7 @@ impl ObjectType {
             ObjectType::ResearchTasks => "research_tasks",
             ObjectType::Messages => "messages",
             ObjectType::Transcripts => "transcripts",
+            ObjectType::Files => "files",
         }
     }
 
@@ -344,15 +354,17 @@ impl ObjectType {
             "research_tasks" => Ok(ObjectType::ResearchTasks),
             "messages" => Ok(ObjectType::Messages),
             "transcripts" => Ok(ObjectType::Transcripts),
+            "files" => Ok(ObjectType::Files),
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }
     }
 
     /// Records that are Syncbridge's own and never written to a provider: research tasks are
     /// derived from calendar events, and no calendar API takes them (the Google and Graph adapters
-    /// write events only), so edits of them stay local and queue no push.
+    /// write events only), so edits of them stay local and queue no push. Drive files are pulled
+    /// read-only (the connection holds a metadata scope), so edits of them stay local too.
     pub fn stays_local(self) -> bool {
-        self == ObjectType::ResearchTasks
+        matches!(self, ObjectType::ResearchTasks | ObjectType::Files)
     }
 }
 

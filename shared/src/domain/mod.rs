@@ -17,7 +17,7 @@ pub mod run;
 pub use audit::{AuditEntry, AuditOutcome, Operation};
 pub use channel::PushChannel;
 pub use connection::{
-    Connection, ConnectionSettings, ConnectionStatus, Credentials, NewConnection, ObjectError,
+    Connection, ConnectionSettings, ConnectionStatus, Credentials, DocumentLinks, NewConnection, ObjectError,
     ObjectErrorClass,
 };
 pub use event::{DomainEvent, RecordChange};

@@ -47,6 +47,7 @@ pub fn default_base_url(provider: Provider) -> &'static str {
         Provider::Hubspot => "https://api.hubapi.com",
         Provider::Salesforce => "https://login.salesforce.com",
         Provider::Google => "https://www.googleapis.com",
+        Provider::GoogleDrive => crate::adapters::drive::DEFAULT_API_ROOT,
         Provider::Microsoft => "https://graph.microsoft.com",
         Provider::Gmail => crate::adapters::gmail::DEFAULT_API_ROOT,
         Provider::Notion => crate::adapters::notion::DEFAULT_API_BASE_URL,

@@ -59,6 +59,9 @@ pub struct SyncSettings {
     pub calendar_window_days: u32,
     /// The tag in front of notes Syncbridge writes, 1..=40 characters.
     pub note_prefix: String,
+    /// Drive connections: how files are linked to the tenant's deals and contacts.
+    #[serde(default)]
+    pub document_links: crate::domain::DocumentLinks,
 }
 
 impl SyncSettings {
@@ -73,6 +76,7 @@ impl SyncSettings {
             own_domains: s.own_domains,
             calendar_window_days: s.calendar_window_days,
             note_prefix: s.note_prefix,
+            document_links: s.document_links,
         }
     }
 
@@ -87,6 +91,7 @@ impl SyncSettings {
             own_domains: s.own_domains,
             calendar_window_days: s.calendar_window_days,
             note_prefix: s.note_prefix,
+            document_links: s.document_links,
         }
     }
 
@@ -101,6 +106,7 @@ impl SyncSettings {
             conflict_policy: self.conflict_policy,
             auto_push: self.auto_push,
             note_prefix: self.note_prefix,
+            document_links: self.document_links,
             // Fixed at connect: records pulled from one database would be orphaned by another.
             notion: c.settings.notion.take(),
         };
@@ -131,6 +137,17 @@ pub struct SettingsPatch {
     calendar_window_days: Option<u32>,
     #[schema(min_length = 1, max_length = 40)]
     note_prefix: Option<String>,
+    /// Merged key by key (`by_deal_name`, `by_shared_contact`).
+    document_links: Option<DocumentLinksPatch>,
+}
+
+/// The document-links rule in a settings patch: each key optional, `null` resets it.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DocumentLinksPatch {
+    by_deal_name: Option<bool>,
+    by_shared_contact: Option<bool>,
 }
 
 /// A conflict policy in a settings patch.
@@ -171,6 +188,7 @@ pub struct SettingsView {
     #[schema(minimum = 1, maximum = 365)]
     pub calendar_window_days: u32,
     pub note_prefix: String,
+    pub document_links: crate::domain::DocumentLinks,
 }
 
 fn view(c: &Connection) -> SettingsView {
@@ -186,6 +204,7 @@ fn view(c: &Connection) -> SettingsView {
         own_domains: s.own_domains,
         calendar_window_days: s.calendar_window_days,
         note_prefix: s.note_prefix,
+        document_links: s.document_links,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod dispatcher;
 #[cfg(test)]
 mod interleavings;
+pub mod links;
 pub mod merge;
 #[cfg(test)]
 mod partial_tests;

@@ -80,7 +80,11 @@ pub async fn queue(
 ) -> Result<(PushItem, bool), PushError> {
     let now = deps.clock.now();
     let (tenant, conn_id) = (&connection.tenant_id, &connection.connection_id);
-    let crm = connection.provider.object_types().iter().any(|o| *o != ObjectType::Events);
+    let crm = connection
+        .provider
+        .object_types()
+        .iter()
+        .any(|o| !matches!(o, ObjectType::Events | ObjectType::Files));
     // The CRMs whose records create_record and delete_record write (not a mailbox or a calendar).
     let crm_records = matches!(connection.provider, Provider::Hubspot | Provider::Salesforce);
     let target = match &request.record_id {

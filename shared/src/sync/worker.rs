@@ -710,6 +710,7 @@ async fn pull_object(
     run: &mut ObjectRun,
     refreshed_after_401: &mut bool,
 ) -> Result<bool, JobError> {
+    let mut link_index: Option<super::links::LinkIndex> = None;
     loop {
         if deadline.remaining() <= deps.settings.deadline_margin {
             return Ok(true);
@@ -735,6 +736,22 @@ async fn pull_object(
             let gone = vanished(deps, conn, client, object, &page.records).await?;
             warn!(connection = %conn.connection_id, %object, gone = gone.len(), "provider's delete log fell short; reconciled ids");
             page.records.extend(gone);
+        }
+        let rule = conn.settings.document_links;
+        if object == ObjectType::Files && rule.any() && !page.records.is_empty() {
+            if link_index.is_none() {
+                let index = super::links::LinkIndex::load(
+                    deps.connections.as_ref(),
+                    deps.records.as_ref(),
+                    &conn.tenant_id,
+                    rule,
+                )
+                .await?;
+                link_index = Some(index);
+            }
+            if let Some(index) = &link_index {
+                super::links::link(rule, index, &mut page.records);
+            }
         }
         let brought = page.records.len() as u64;
         counts.pages += 1;

@@ -731,6 +731,13 @@ export interface components {
              * @default [ARIA]
              */
             note_prefix: string;
+            /**
+             * @default {
+             *       "by_deal_name": true,
+             *       "by_shared_contact": true
+             *     }
+             */
+            document_links: components["schemas"]["DocumentLinks"];
             /** @default null */
             notion: null | components["schemas"]["NotionDatabases"];
         };
@@ -790,6 +797,28 @@ export interface components {
             /** Format: int32 */
             interval_minutes?: number | null;
             settings?: null | components["schemas"]["ConnectionSettings"];
+        };
+        /**
+         * @description The rule that links a document to CRM records of the same tenant (see `sync::links`). Both
+         *     parts are on by default; a tenant turns either off in the Drive connection's settings.
+         */
+        DocumentLinks: {
+            /**
+             * @description Link a file to every deal whose name its name contains (case-insensitive; deal names of
+             *     at least 3 characters).
+             * @default true
+             */
+            by_deal_name: boolean;
+            /**
+             * @description Link a file to every contact whose email address it is shared with.
+             * @default true
+             */
+            by_shared_contact: boolean;
+        };
+        /** @description The document-links rule in a settings patch: each key optional, `null` resets it. */
+        DocumentLinksPatch: {
+            by_deal_name?: boolean | null;
+            by_shared_contact?: boolean | null;
         };
         /** @description The body of `POST /v1/connections/{id}/records/{record_id}/edit`. */
         EditRecord: {
@@ -1140,7 +1169,7 @@ export interface components {
          * @description Canonical object types.
          * @enum {string}
          */
-        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks" | "messages" | "transcripts";
+        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks" | "messages" | "transcripts" | "files";
         /**
          * @description Who owns a field when both sides changed it.
          * @enum {string}
@@ -1327,7 +1356,7 @@ export interface components {
          * @description The providers Syncbridge talks to.
          * @enum {string}
          */
-        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail" | "notion" | "fireflies";
+        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail" | "google_drive" | "notion" | "fireflies";
         /** @enum {string} */
         PushAction: "create_note" | "update_field" | "create_event" | "update_record" | "create_record" | "delete_record";
         /** @enum {string} */
@@ -1657,6 +1686,7 @@ export interface components {
             /** Format: int32 */
             calendar_window_days?: number | null;
             note_prefix?: string | null;
+            document_links?: null | components["schemas"]["DocumentLinksPatch"];
         };
         /** @description `GET`/`PATCH .../settings`: the settings with their version. */
         SettingsView: {
@@ -1684,6 +1714,7 @@ export interface components {
             /** Format: int32 */
             calendar_window_days: number;
             note_prefix: string;
+            document_links: components["schemas"]["DocumentLinks"];
         };
         /**
          * @description How bad one finding is. Ordered: the worst finding decides the overall status.

@@ -8,7 +8,7 @@ import { label } from "../format";
 type Policy = Schemas["ConflictPolicy"];
 type Preset = Schemas["PolicyPreset"] | "custom";
 const ACTIONS = ["create_note", "update_field", "create_event", "update_record"] as const;
-const OBJECTS: Schemas["ObjectType"][] = ["contacts", "companies", "deals", "notes", "activities", "events", "research_tasks", "messages"];
+const OBJECTS: Schemas["ObjectType"][] = ["contacts", "companies", "deals", "notes", "activities", "events", "research_tasks", "messages", "files"];
 const PRESETS: Record<Exclude<Preset, "custom">, Pick<Policy, "source_hierarchy" | "crm_wins_structured" | "merge_notes" | "fallback">> = {
   default: { source_hierarchy: true, crm_wins_structured: true, merge_notes: true, fallback: "manual" },
   manual: { source_hierarchy: false, crm_wins_structured: false, merge_notes: false, fallback: "manual" },

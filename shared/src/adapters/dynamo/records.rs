@@ -12,7 +12,7 @@ use super::{CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_err
 use crate::domain::{CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId};
 use crate::ports::{Page, RecordStore, RecordWrite, StoreError};
 
-const ALL_OBJECTS: [ObjectType; 9] = [
+const ALL_OBJECTS: [ObjectType; 10] = [
     ObjectType::Contacts,
     ObjectType::Companies,
     ObjectType::Deals,
@@ -22,6 +22,7 @@ const ALL_OBJECTS: [ObjectType; 9] = [
     ObjectType::ResearchTasks,
     ObjectType::Messages,
     ObjectType::Transcripts,
+    ObjectType::Files,
 ];
 
 /// Every object type is in [`ALL_OBJECTS`]: this match stops compiling when one is added, as a
@@ -35,7 +36,8 @@ const _: fn(ObjectType) = |o| match o {
     | ObjectType::Events
     | ObjectType::ResearchTasks
     | ObjectType::Messages
-    | ObjectType::Transcripts => {}
+    | ObjectType::Transcripts
+    | ObjectType::Files => {}
 };
 
 impl DynamoStore {

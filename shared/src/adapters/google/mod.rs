@@ -228,7 +228,7 @@ impl Dialect for GoogleDialect {
     }
 }
 
-fn random_channel_id() -> String {
+pub(crate) fn random_channel_id() -> String {
     let v: u128 = rand::rng().random();
     let h = format!("{v:032x}");
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
@@ -252,11 +252,29 @@ struct TokenReply {
 /// The API root of a base URL: an origin alone (`https://www.googleapis.com`, the API's default for
 /// Google connections) gets Google's `/calendar/v3`; a URL with a path is used as given.
 fn api_root(base_url: &str) -> String {
+    api_root_at(base_url, "calendar/v3")
+}
+
+/// The API root of a Google base URL: an origin alone gets the API's `path`; a URL with a path
+/// is used as given.
+pub(crate) fn api_root_at(base_url: &str, path: &str) -> String {
     let trimmed = base_url.trim_end_matches('/');
     match url::Url::parse(trimmed) {
-        Ok(u) if u.path().trim_matches('/').is_empty() => format!("{trimmed}/calendar/v3"),
+        Ok(u) if u.path().trim_matches('/').is_empty() => format!("{trimmed}/{path}"),
         _ => trimmed.to_owned(),
     }
+}
+
+/// A client's base and token URLs must be http(s) URLs (`api`: the API's name, for the error).
+pub(crate) fn check_urls(api: &str, base_url: &str, token_url: &str) -> Result<(), ProviderError> {
+    for (what, value) in [("base URL", base_url), ("token URL", token_url)] {
+        let parsed = url::Url::parse(value)
+            .map_err(|e| ProviderError::permanent(format!("invalid {api} {what}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ProviderError::permanent(format!("{api} {what} must be http(s)")));
+        }
+    }
+    Ok(())
 }
 
 fn encode(segment: &str) -> String {
@@ -272,13 +290,7 @@ impl GoogleClient {
         token_url: &str,
         backoff: Backoff,
     ) -> Result<Self, ProviderError> {
-        for (what, value) in [("base URL", connection.base_url.as_str()), ("token URL", token_url)] {
-            let parsed = url::Url::parse(value)
-                .map_err(|e| ProviderError::permanent(format!("invalid Google {what}: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(ProviderError::permanent(format!("Google {what} must be http(s)")));
-            }
-        }
+        check_urls("Google", &connection.base_url, token_url)?;
         let fields = FieldMap::new(DEFAULT_FIELDS)
             .with_overrides(connection.settings.field_mapping.get(&ObjectType::Events));
         Ok(Self {

@@ -1,11 +1,12 @@
-//! `POST /webhooks/google`: Google Calendar push notifications. Everything is in the headers
+//! `POST /webhooks/google` and `POST /webhooks/google_drive`: Google Calendar and Drive push
+//! notifications (Drive's change-feed channels speak the same headers). Everything is in the headers
 //! (`X-Goog-Channel-ID`, `X-Goog-Channel-Token`, `X-Goog-Resource-State`, `X-Goog-Resource-ID`,
 //! `X-Goog-Message-Number`); the body is empty. The channel id leads to the connection
 //! (`ConnectionStore::find_channel`), whose channel secret must equal the token (constant time;
 //! the secret is kept across renewals, so a replaced channel still verifies) and, for the current
 //! channel, whose resource id must match: otherwise 401 and nothing is enqueued. `sync` (the
-//! handshake after `events.watch`) is acknowledged; `exists` / `not_exists` enqueue one coalesced
-//! incremental sync.
+//! handshake after `events.watch` or `changes.watch`) is acknowledged; `exists` / `not_exists`
+//! (Calendar) and `change` (Drive's change feed) enqueue one coalesced incremental sync.
 
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -34,6 +35,8 @@ pub enum ResourceState {
     Exists,
     /// Something was deleted.
     NotExists,
+    /// Drive: the change feed has new changes.
+    Change,
 }
 
 /// The headers of one Google push notification.
@@ -77,6 +80,7 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<GoogleNotification, HeaderEr
         Some("sync") => ResourceState::Sync,
         Some("exists") => ResourceState::Exists,
         Some("not_exists") => ResourceState::NotExists,
+        Some("change") => ResourceState::Change,
         Some(_) => return Err(HeaderError::Invalid(RESOURCE_STATE_HEADER)),
     };
     let message_number = header(headers, MESSAGE_NUMBER_HEADER)?
@@ -92,27 +96,39 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<GoogleNotification, HeaderEr
 }
 
 pub(super) async fn handle(State(state): State<WebhookState>, req: Request) -> Response {
-    let result = handle_inner(&state, req).await;
-    if let Err(WebhookError::Api(api @ (ApiError::Store(_) | ApiError::Queue(_)))) = &result {
-        log_failure("google", api);
-    }
-    answer(Provider::Google, http::StatusCode::OK, result)
+    handle_for(&state, req, Provider::Google).await
 }
 
-async fn handle_inner(state: &WebhookState, req: Request) -> Result<Summary, WebhookError> {
+pub(super) async fn handle_drive(State(state): State<WebhookState>, req: Request) -> Response {
+    handle_for(&state, req, Provider::GoogleDrive).await
+}
+
+async fn handle_for(state: &WebhookState, req: Request, provider: Provider) -> Response {
+    let result = handle_inner(state, req, provider).await;
+    if let Err(WebhookError::Api(api @ (ApiError::Store(_) | ApiError::Queue(_)))) = &result {
+        log_failure(provider.as_str(), api);
+    }
+    answer(provider, http::StatusCode::OK, result)
+}
+
+async fn handle_inner(
+    state: &WebhookState,
+    req: Request,
+    expected: Provider,
+) -> Result<Summary, WebhookError> {
     let (parts, body) = req.into_parts();
     read_body(body).await?;
     let note = parse_headers(&parts.headers).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let Some((tenant, connection, provider)) = state.connections.find_channel(&note.channel_id).await? else {
         return Err(WebhookError::Unverified("unknown channel"));
     };
-    if provider != Provider::Google {
+    if provider != expected {
         return Err(WebhookError::Unverified("channel of another provider"));
     }
     let conn = load(state, &tenant, &connection).await?.ok_or(WebhookError::Unverified("connection gone"))?;
     // The secret is kept across renewals, so a replaced channel still in flight (registered to
     // this connection until its TTL) verifies against the connection's current secret.
-    let Some(channel) = conn.push_channel.as_ref().filter(|_| conn.provider == Provider::Google) else {
+    let Some(channel) = conn.push_channel.as_ref().filter(|_| conn.provider == expected) else {
         return Err(WebhookError::Unverified("the connection has no channel"));
     };
     let token_ok = note.token.as_deref().is_some_and(|t| secret_matches(&channel.secret, t));
@@ -223,6 +239,40 @@ mod tests {
         assert_eq!(jobs.len(), 1, "coalesced within the window");
         assert_eq!(jobs[0].connection_id, conn.connection_id);
         assert_eq!(jobs[0].reason, crate::domain::JobReason::Webhook);
+    }
+
+    #[tokio::test]
+    async fn a_drive_change_notification_enqueues_one_sync_and_a_calendar_channel_is_refused_on_the_drive_route()
+     {
+        let h = harness();
+        let mut c =
+            sample_connection("acme", Provider::GoogleDrive, "https://www.googleapis.com/drive/v3", now());
+        c.push_channel = Some(PushChannel {
+            id: "drive-1".into(),
+            resource_id: Some("res-1".into()),
+            secret: SecretString::from(TOKEN),
+            expires_at: now() + chrono::Duration::days(7),
+        });
+        h.store.put_connection(c.clone());
+        let channel = c.push_channel.clone().unwrap();
+        h.store.put_channel(&channel, &c.tenant_id, &c.connection_id, Provider::GoogleDrive).await.unwrap();
+        watched(&h).await;
+        let to_drive = |channel: &str, state: &str| {
+            let mut r = notification(channel, Some(TOKEN), state);
+            *r.uri_mut() = "/webhooks/google_drive".parse().unwrap();
+            r
+        };
+        assert_eq!(send(&h.app, to_drive("drive-1", "sync")).await.0, 200);
+        assert!(h.queue.jobs().is_empty(), "the handshake enqueues nothing");
+        assert_eq!(send(&h.app, to_drive("drive-1", "change")).await.0, 200);
+        let jobs = h.queue.jobs();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].connection_id, c.connection_id);
+        let (status, _) = send(&h.app, to_drive("ch-1", "change")).await;
+        assert_eq!(status, 401, "a Calendar channel on the Drive route");
+        let (status, _) = send(&h.app, notification("drive-1", Some(TOKEN), "change")).await;
+        assert_eq!(status, 401, "a Drive channel on the Calendar route");
+        assert_eq!(h.queue.jobs().len(), 1);
     }
 
     #[tokio::test]

@@ -95,6 +95,7 @@ pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/webhooks/hubspot", post(hubspot::handle).fallback(problem::method_not_allowed))
         .route("/webhooks/google", post(google::handle).fallback(problem::method_not_allowed))
+        .route("/webhooks/google_drive", post(google::handle_drive).fallback(problem::method_not_allowed))
         .route("/webhooks/microsoft", post(graph::handle).fallback(problem::method_not_allowed))
         .route("/webhooks/gmail", post(gmail::handle).fallback(problem::method_not_allowed))
         .route("/webhooks/fireflies", post(fireflies::handle).fallback(problem::method_not_allowed))

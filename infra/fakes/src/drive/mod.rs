@@ -1,0 +1,612 @@
+//! A fake Google Drive (API v3) for one user's My Drive: `files.list` (a subset of the query
+//! language, `fields` partial responses, `pageSize` up to 1000, page tokens), `files.get`,
+//! `files.create` (metadata only) for seeding, `permissions.list`, `about.get`,
+//! `changes.getStartPageToken`, `changes.list` (removed and trashed files, `includeRemoved`),
+//! `changes.watch` and `channels.stop` push channels, the OAuth endpoints (`/token`,
+//! `/o/oauth2/v2/auth`, `/revoke`), scopes, Google's error bodies and a switchable per-user rate
+//! limit; plus `/_admin/` routes and a Rust handle ([`DriveState`]) to edit files as a person
+//! would (each edit notifies the active channels), inject faults and count requests.
+//!
+//! The API is served under `/drive/v3` (a connection's base URL is `{fake}/drive/v3`, as
+//! `https://www.googleapis.com/drive/v3` in production). It starts as a new, stock My Drive: the
+//! root folder and nothing else, unless `files` asks for seeded ones.
+
+mod fields;
+mod query;
+mod server;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use store::{FOLDER_MIME, NewFile, OWNER, ROOT_ID};
+use store::{Store, StoreError};
+
+/// Google's access-token lifetime as its token endpoint reports it.
+pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3599);
+/// A `changes.watch` channel lives an hour unless asked otherwise, and at most a week
+/// (<https://developers.google.com/workspace/drive/api/guides/push#optional-properties>).
+pub const DEFAULT_CHANNEL_TTL: Duration = Duration::from_secs(3600);
+pub const MAX_CHANNEL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Drive scopes (<https://developers.google.com/workspace/drive/api/guides/api-specific-auth>).
+pub const SCOPE_DRIVE: &str = "https://www.googleapis.com/auth/drive";
+pub const SCOPE_DRIVE_FILE: &str = "https://www.googleapis.com/auth/drive.file";
+pub const SCOPE_METADATA_READONLY: &str = "https://www.googleapis.com/auth/drive.metadata.readonly";
+/// Scopes that may read file metadata, changes and permissions (the discovery document's
+/// `scopes` of `files.list`, `changes.list` and `permissions.list`).
+pub const READ_SCOPES: &[&str] = &[
+    SCOPE_DRIVE,
+    SCOPE_DRIVE_FILE,
+    "https://www.googleapis.com/auth/drive.metadata",
+    SCOPE_METADATA_READONLY,
+    "https://www.googleapis.com/auth/drive.readonly",
+];
+/// Scopes that may create files (`files.create`'s).
+pub const WRITE_SCOPES: &[&str] =
+    &[SCOPE_DRIVE, SCOPE_DRIVE_FILE, "https://www.googleapis.com/auth/drive.appdata"];
+
+/// How to start a fake.
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// Port on 127.0.0.1; 0 lets the OS pick.
+    pub port: u16,
+    /// Seeded files and folders (0: a stock My Drive).
+    pub files: usize,
+    /// A token that never expires, with every Drive scope (`None`: only issued tokens work).
+    pub static_token: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    /// What an OAuth grant of this fake is good for (its tokens' scopes).
+    pub granted_scopes: Vec<String>,
+    /// The per-user rate limit, on from the start (`None`: off until switched on).
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            files: 0,
+            static_token: Some("ya29.fake-drive".into()),
+            client_id: "fake-google-client.apps.googleusercontent.com".into(),
+            client_secret: "fake-google-secret".into(),
+            granted_scopes: vec![SCOPE_METADATA_READONLY.into()],
+            rate_limit: None,
+        }
+    }
+}
+
+/// Drive's per-user query limit: `requests` in any `window_secs`; over it, `status` 403
+/// `userRateLimitExceeded` (or 429 `rateLimitExceeded`)
+/// (<https://developers.google.com/workspace/drive/api/guides/limits>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window_secs: u64,
+    #[serde(default = "forbidden")]
+    pub status: u16,
+}
+
+fn forbidden() -> u16 {
+    403
+}
+
+impl RateLimit {
+    /// Drive's documented default: 12,000 queries per 60 seconds per user.
+    pub fn drive_default() -> Self {
+        Self { requests: 12_000, window_secs: 60, status: 403 }
+    }
+}
+
+/// The routes the fake counts and can inject faults into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    FilesList,
+    FilesGet,
+    FilesCreate,
+    PermissionsList,
+    About,
+    StartPageToken,
+    ChangesList,
+    ChangesWatch,
+    ChannelsStop,
+    Token,
+    Authorize,
+    Revoke,
+    /// Matches every route (faults only).
+    Any,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::FilesList => "files.list",
+            Route::FilesGet => "files.get",
+            Route::FilesCreate => "files.create",
+            Route::PermissionsList => "permissions.list",
+            Route::About => "about.get",
+            Route::StartPageToken => "changes.getStartPageToken",
+            Route::ChangesList => "changes.list",
+            Route::ChangesWatch => "changes.watch",
+            Route::ChannelsStop => "channels.stop",
+            Route::Token => "token",
+            Route::Authorize => "authorize",
+            Route::Revoke => "revoke",
+            Route::Any => "any",
+        }
+    }
+}
+
+/// What an injected fault does to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// 403 `userRateLimitExceeded` (or `status` 429 `rateLimitExceeded`).
+    RateLimit {
+        #[serde(default)]
+        status: Option<u16>,
+    },
+    /// 500 `backendError` (or `status`, e.g. 503).
+    ServerError {
+        #[serde(default)]
+        status: Option<u16>,
+    },
+    /// 401 `authError`, whatever the token.
+    ExpiredToken,
+    /// 200 with a truncated JSON body.
+    MalformedJson,
+}
+
+/// A fault for the next `count` requests to `route`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub route: Route,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Request counters (`GET /_admin/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total: u64,
+    /// Rate-limit answers sent (injected or from the per-user limit).
+    pub rate_limited: u64,
+    /// Requests per route name (`files.list`, `changes.list`, ...).
+    pub routes: BTreeMap<String, u64>,
+}
+
+/// An OAuth access token issued by the fake, with the refresh token that renews it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    pub scope: String,
+}
+
+/// A push channel registered by `changes.watch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub id: String,
+    pub resource_id: String,
+    pub address: String,
+    pub token: Option<String>,
+    /// Epoch milliseconds.
+    pub expiration: i64,
+    /// The page token the channel watches from (its resource URI names it).
+    pub page_token: String,
+    pub stopped: bool,
+    pub messages: u64,
+}
+
+/// One notification the fake sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    pub channel_id: String,
+    pub state: String,
+    pub message_number: u64,
+    /// The receiver's HTTP status, or `None` if it could not be reached.
+    pub status: Option<u16>,
+}
+
+#[derive(Debug)]
+struct Grant {
+    expires: Option<Instant>,
+    scopes: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    tokens: HashMap<String, Grant>,
+    /// Refresh token -> the scopes its grant carries.
+    refresh_tokens: HashMap<String, Vec<String>>,
+    faults: Vec<Fault>,
+    stats: Stats,
+    channels: Vec<Channel>,
+    rate_limit: Option<RateLimit>,
+    /// When the requests inside the rate-limit window came.
+    recent: VecDeque<Instant>,
+}
+
+/// Why the gate refused a request.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Unauthenticated,
+    InsufficientScopes,
+    RateLimited(u16),
+}
+
+/// An error from an edit made through the handle.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EditError {
+    #[error("no such file: {0}")]
+    NotFound(String),
+    #[error("invalid edit: {0}")]
+    Invalid(String),
+}
+
+impl From<StoreError> for EditError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => EditError::NotFound(id),
+            StoreError::Invalid(m) => EditError::Invalid(m),
+        }
+    }
+}
+
+/// The fake Drive's state. Every admin operation is also a method here.
+#[derive(Debug)]
+pub struct DriveState {
+    inner: Mutex<Inner>,
+    config: FakeConfig,
+    http: reqwest::Client,
+    /// Authorization codes of the OAuth web-server flow.
+    pub oauth: crate::oauth::CodeGrants,
+}
+
+fn random_token(prefix: &str) -> String {
+    let mut rng = rand::rng();
+    format!("{prefix}{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>())
+}
+
+impl DriveState {
+    pub fn new(config: FakeConfig) -> Self {
+        let mut tokens = HashMap::new();
+        if let Some(t) = &config.static_token {
+            let scopes = READ_SCOPES.iter().chain(WRITE_SCOPES).map(|s| (*s).to_owned()).collect();
+            tokens.insert(t.clone(), Grant { expires: None, scopes });
+        }
+        let inner = Inner {
+            store: Store::seeded(config.files, Utc::now()),
+            tokens,
+            refresh_tokens: HashMap::new(),
+            faults: Vec::new(),
+            stats: Stats::default(),
+            channels: Vec::new(),
+            rate_limit: config.rate_limit,
+            recent: VecDeque::new(),
+        };
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        Self { inner: Mutex::new(inner), config, http, oauth: crate::oauth::CodeGrants::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn config(&self) -> &FakeConfig {
+        &self.config
+    }
+
+    /// The file as `files.get?fields=*` renders it, or `None` (removed or unknown).
+    pub fn file(&self, id: &str) -> Option<Value> {
+        self.lock().store.get(id).map(|f| f.render())
+    }
+
+    /// Ids of live files (trashed included).
+    pub fn live_file_ids(&self) -> Vec<String> {
+        self.lock().store.live().map(|f| f.id.clone()).collect()
+    }
+
+    /// Creates a file or folder as a person would; returns it rendered.
+    pub fn create_file(&self, new: NewFile) -> Result<Value, EditError> {
+        Ok(self.lock().store.create(new, Utc::now())?.render())
+    }
+
+    /// Renames a file.
+    pub fn rename(&self, id: &str, name: &str) -> Result<Value, EditError> {
+        Ok(self.lock().store.rename(id, name, Utc::now())?.render())
+    }
+
+    /// Moves a file to the trash (or out of it).
+    pub fn trash(&self, id: &str, trashed: bool) -> Result<Value, EditError> {
+        Ok(self.lock().store.set_trashed(id, trashed, Utc::now())?.render())
+    }
+
+    /// Deletes a file for good (a folder with what is inside).
+    pub fn delete(&self, id: &str) -> Result<(), EditError> {
+        Ok(self.lock().store.remove(id, Utc::now())?)
+    }
+
+    /// Shares a file with `email` as `role` (`writer`, `commenter`, `reader`).
+    pub fn share(&self, id: &str, email: &str, role: &str) -> Result<Value, EditError> {
+        Ok(self.lock().store.share(id, email, role, Utc::now())?.render())
+    }
+
+    /// Takes `email`'s access to a file away.
+    pub fn unshare(&self, id: &str, email: &str) -> Result<Value, EditError> {
+        Ok(self.lock().store.unshare(id, email, Utc::now())?.render())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    pub fn reset_stats(&self) {
+        self.lock().stats = Stats::default();
+    }
+
+    pub fn inject_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Switches the per-user rate limit on (`Some`) or off.
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        let mut inner = self.lock();
+        inner.rate_limit = limit;
+        inner.recent.clear();
+    }
+
+    /// Issues an access token (lifetime `ttl`, default 3599 s) with `scopes` (default: the
+    /// config's granted scopes) and a refresh token.
+    pub fn issue_token(&self, ttl: Option<Duration>, scopes: Option<Vec<String>>) -> IssuedToken {
+        let ttl = ttl.unwrap_or(ACCESS_TOKEN_TTL);
+        let scopes = scopes.unwrap_or_else(|| self.config.granted_scopes.clone());
+        let access = random_token("ya29.a0");
+        let refresh = random_token("1//0g");
+        let mut inner = self.lock();
+        inner
+            .tokens
+            .insert(access.clone(), Grant { expires: Some(Instant::now() + ttl), scopes: scopes.clone() });
+        inner.refresh_tokens.insert(refresh.clone(), scopes.clone());
+        IssuedToken {
+            access_token: access,
+            refresh_token: refresh,
+            expires_in: ttl.as_secs(),
+            scope: scopes.join(" "),
+        }
+    }
+
+    /// Makes an access token expired now; `false` if unknown.
+    pub fn expire_token(&self, access_token: &str) -> bool {
+        match self.lock().tokens.get_mut(access_token) {
+            Some(g) => {
+                g.expires = Some(Instant::now());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `POST /revoke`: a refresh or an access token; `false` if unknown.
+    pub fn revoke(&self, token: &str) -> bool {
+        let mut inner = self.lock();
+        inner.refresh_tokens.remove(token).is_some() || inner.tokens.remove(token).is_some()
+    }
+
+    /// A new access token for a known refresh token, with its grant's scopes.
+    fn refresh(&self, refresh_token: &str) -> Option<(String, String)> {
+        let mut inner = self.lock();
+        let scopes = inner.refresh_tokens.get(refresh_token)?.clone();
+        let access = random_token("ya29.a0");
+        inner.tokens.insert(
+            access.clone(),
+            Grant { expires: Some(Instant::now() + ACCESS_TOKEN_TTL), scopes: scopes.clone() },
+        );
+        Some((access, scopes.join(" ")))
+    }
+
+    /// Every channel registered, stopped ones included, in creation order.
+    pub fn channels(&self) -> Vec<Channel> {
+        self.lock().channels.clone()
+    }
+
+    /// Active (not stopped, not expired) channels.
+    pub fn active_channels(&self) -> Vec<Channel> {
+        let now = Utc::now().timestamp_millis();
+        self.lock().channels.iter().filter(|c| !c.stopped && c.expiration > now).cloned().collect()
+    }
+
+    fn add_channel(&self, channel: Channel) -> Result<Channel, ()> {
+        let mut inner = self.lock();
+        if inner.channels.iter().any(|c| c.id == channel.id && !c.stopped) {
+            return Err(());
+        }
+        inner.channels.push(channel.clone());
+        Ok(channel)
+    }
+
+    /// Stops the channel with this id and resource id; `false` if there is none active.
+    pub fn stop_channel(&self, id: &str, resource_id: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.channels.iter_mut().find(|c| c.id == id && c.resource_id == resource_id && !c.stopped) {
+            Some(c) => {
+                c.stopped = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends `X-Goog-Resource-State: state` (`sync` or `change`) to every active channel (or only
+    /// `channel_id`), as Drive does: an empty POST with the `X-Goog-*` headers.
+    pub async fn notify(&self, state: &str, channel_id: Option<&str>) -> Vec<Delivery> {
+        let now = Utc::now().timestamp_millis();
+        let targets: Vec<(Channel, u64)> = {
+            let mut inner = self.lock();
+            inner
+                .channels
+                .iter_mut()
+                .filter(|c| !c.stopped && c.expiration > now && channel_id.is_none_or(|id| c.id == id))
+                .map(|c| {
+                    c.messages += 1;
+                    (c.clone(), c.messages)
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (c, number) in targets {
+            let expiration = DateTime::from_timestamp_millis(c.expiration)
+                .map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+                .unwrap_or_default();
+            let mut req = self
+                .http
+                .post(&c.address)
+                .header("X-Goog-Channel-ID", &c.id)
+                .header("X-Goog-Channel-Expiration", expiration)
+                .header("X-Goog-Resource-State", state)
+                .header("X-Goog-Resource-ID", &c.resource_id)
+                .header("X-Goog-Resource-URI", server::changes_uri(&c.page_token))
+                .header("X-Goog-Message-Number", number.to_string());
+            if let Some(t) = &c.token {
+                req = req.header("X-Goog-Channel-Token", t);
+            }
+            let status = req.send().await.ok().map(|r| r.status().as_u16());
+            out.push(Delivery {
+                channel_id: c.id.clone(),
+                state: state.to_owned(),
+                message_number: number,
+                status,
+            });
+        }
+        out
+    }
+
+    /// Counts the request and takes the first pending fault for `route`.
+    fn count_and_take_fault(&self, route: Route) -> Option<FaultKind> {
+        let mut inner = self.lock();
+        inner.stats.total += 1;
+        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
+        let idx = inner.faults.iter().position(|f| f.route == route || f.route == Route::Any)?;
+        let kind = inner.faults[idx].kind.clone();
+        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
+        if inner.faults[idx].count == 0 {
+            inner.faults.remove(idx);
+        }
+        if matches!(kind, FaultKind::RateLimit { .. }) {
+            inner.stats.rate_limited += 1;
+        }
+        Some(kind)
+    }
+
+    /// Checks the bearer token, its scopes (`needs`: any of them) and the per-user rate limit.
+    fn admit(&self, bearer: Option<&str>, needs: &[&str]) -> Result<(), Refusal> {
+        let mut inner = self.lock();
+        let token = bearer.ok_or(Refusal::Unauthenticated)?;
+        let grant = inner.tokens.get(token).ok_or(Refusal::Unauthenticated)?;
+        if grant.expires.is_some_and(|at| at <= Instant::now()) {
+            return Err(Refusal::Unauthenticated);
+        }
+        if !grant.scopes.iter().any(|s| needs.contains(&s.as_str())) {
+            return Err(Refusal::InsufficientScopes);
+        }
+        if let Some(limit) = inner.rate_limit {
+            let now = Instant::now();
+            let window = Duration::from_secs(limit.window_secs);
+            while inner.recent.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                inner.recent.pop_front();
+            }
+            if inner.recent.len() >= limit.requests as usize {
+                inner.stats.rate_limited += 1;
+                return Err(Refusal::RateLimited(limit.status));
+            }
+            inner.recent.push_back(now);
+        }
+        Ok(())
+    }
+
+    fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        f(&mut self.lock().store)
+    }
+}
+
+/// Starts fakes.
+pub struct DriveFake;
+
+impl DriveFake {
+    /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
+    pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let base_url = format!("http://{local}");
+        let state = Arc::new(DriveState::new(config));
+        let app = server::router(state.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "fake Drive server stopped");
+            }
+        });
+        Ok(RunningFake { base_url, state, task })
+    }
+}
+
+/// A running fake; the server stops when this is dropped.
+pub struct RunningFake {
+    base_url: String,
+    state: Arc<DriveState>,
+    task: JoinHandle<()>,
+}
+
+impl RunningFake {
+    /// `http://127.0.0.1:PORT`, no trailing slash (admin routes and the OAuth endpoints).
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// The API root, `{base_url}/drive/v3`: a connection's base URL.
+    pub fn api_url(&self) -> String {
+        format!("{}/drive/v3", self.base_url)
+    }
+
+    /// The OAuth token endpoint, `{base_url}/token`.
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.base_url)
+    }
+
+    pub fn state(&self) -> Arc<DriveState> {
+        self.state.clone()
+    }
+}
+
+impl Drop for RunningFake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests;
