@@ -38,7 +38,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::notion::{Bucket, Pacing};
-use super::provider_http::{Call, Dialect, ProviderHttp, Reply, classify_status};
+use super::provider_http::{Call, Dialect, ProviderHttp, Reply, classify_status, error_of_class};
 use crate::domain::{Connection, Credentials, ObjectType, Provider, SyncCursor};
 use crate::ports::{
     ErrorClass, Fault, IdPage, ProviderClient, ProviderError, ProviderFactory, PulledPage, RequestStats,
@@ -236,40 +236,11 @@ impl FirefliesClient {
             .check()?;
         let body: Value = reply.json()?;
         if let Some(e) = first_error(&body) {
-            return Err(self.graphql_error(e, reply.status));
+            return Err(graphql_error(e, reply.status));
         }
         body.get("data").cloned().filter(|d| !d.is_null()).ok_or_else(|| {
             ProviderError::permanent(Fault::new("Fireflies answered no data").with_code("unexpected_body"))
         })
-    }
-
-    /// An error of a successful answer's `errors[]`, classified as the send path classifies a
-    /// failed one (its code first, then its `extensions.status`).
-    fn graphql_error(&self, e: &Value, status: StatusCode) -> ProviderError {
-        let code = error_code(e);
-        let message: String =
-            e.get("message").and_then(Value::as_str).unwrap_or("").chars().take(300).collect();
-        let status = e
-            .pointer("/extensions/status")
-            .and_then(Value::as_u64)
-            .and_then(|s| StatusCode::from_u16(s as u16).ok())
-            .unwrap_or(status);
-        let class =
-            class_of(code.as_deref()).or_else(|| classify_status(status)).unwrap_or(ErrorClass::Permanent);
-        let mut fault = Fault::new(message).with_status(status.as_u16());
-        fault.code = code;
-        match class {
-            ErrorClass::RateLimited => ProviderError::RateLimited {
-                retry_after: retry_after(e, chrono::Utc::now().timestamp_millis())
-                    .unwrap_or(Duration::from_secs(60)),
-            },
-            ErrorClass::Unauthorized => ProviderError::Unauthorized,
-            ErrorClass::NotFound => ProviderError::NotFound,
-            ErrorClass::Conflict => ProviderError::Conflict,
-            ErrorClass::CursorExpired => ProviderError::CursorExpired,
-            ErrorClass::Transient => ProviderError::Transient(fault),
-            ErrorClass::Permanent => ProviderError::Permanent(fault),
-        }
     }
 
     /// The API key owner's email (`user`, <https://docs.fireflies.ai/graphql-api/query/user>):
@@ -281,6 +252,25 @@ impl FirefliesClient {
             .map(str::to_ascii_lowercase)
             .ok_or_else(|| ProviderError::permanent("Fireflies named no user for this API key"))
     }
+}
+
+/// An error of a successful answer's `errors[]`, classified as the send path classifies a
+/// failed one (its code first, then its `extensions.status`).
+fn graphql_error(e: &Value, status: StatusCode) -> ProviderError {
+    let code = error_code(e);
+    let message: String = e.get("message").and_then(Value::as_str).unwrap_or("").chars().take(300).collect();
+    let status = e
+        .pointer("/extensions/status")
+        .and_then(Value::as_u64)
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(status);
+    let class =
+        class_of(code.as_deref()).or_else(|| classify_status(status)).unwrap_or(ErrorClass::Permanent);
+    let mut fault = Fault::new(message).with_status(status.as_u16());
+    fault.code = code;
+    error_of_class(class, fault, || {
+        retry_after(e, chrono::Utc::now().timestamp_millis()).unwrap_or(Duration::from_secs(60))
+    })
 }
 
 #[async_trait]
@@ -336,6 +326,20 @@ mod tests {
         assert_eq!(class_of(Some("invalid_arguments")), Some(ErrorClass::Permanent));
         assert_eq!(class_of(Some("paid_required")), Some(ErrorClass::Permanent));
         assert_eq!(class_of(Some("something_new")), None, "left to the status table");
+    }
+
+    #[test]
+    fn errors_in_a_200_answer_are_classified_by_their_code_then_their_status() {
+        let e = |code: &str, status: u16| json!({ "message": "m", "code": code, "extensions": { "code": code, "status": status } });
+        let ok = StatusCode::OK;
+        assert!(matches!(graphql_error(&e("too_many_requests", 429), ok), ProviderError::RateLimited { .. }));
+        assert!(matches!(graphql_error(&e("auth_failed", 401), ok), ProviderError::Unauthorized));
+        assert!(matches!(graphql_error(&e("object_not_found", 404), ok), ProviderError::NotFound));
+        let transient = graphql_error(&e("something_new", 503), ok);
+        assert!(matches!(&transient, ProviderError::Transient(f) if f.status == Some(503)), "{transient:?}");
+        let permanent = graphql_error(&e("invalid_arguments", 400), ok);
+        assert_eq!(permanent.provider_code(), Some("invalid_arguments"));
+        assert!(matches!(permanent, ProviderError::Permanent(_)));
     }
 
     #[test]
