@@ -59,7 +59,7 @@ fn factory(fake: &RunningFake) -> DriveFactory {
 }
 
 fn client(fake: &RunningFake) -> DriveClient {
-    factory(fake).drive_client(&connection(fake, TOKEN, None)).expect("client")
+    factory(fake).concrete(&connection(fake, TOKEN, None)).expect("client")
 }
 
 /// Pulls until `has_more` is false; returns the records, the final cursor and the page count.

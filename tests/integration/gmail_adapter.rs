@@ -120,8 +120,8 @@ async fn gmail_full_pull_reads_every_message_then_history_returns_only_what_chan
     assert!(one.fields["labels"] == json!(["INBOX", "UNREAD"]));
     assert!(one.etag.is_some(), "the message's historyId is its version");
     let stats = fake.state().stats();
-    assert_eq!(stats.methods["messages.list"], 2);
-    assert_eq!(stats.methods["messages.get"], 130);
+    assert_eq!(stats.routes["messages.list"], 2);
+    assert_eq!(stats.routes["messages.get"], 130);
 
     let state = fake.state();
     let new_id = state.deliver(&mail("Pricing")).expect("delivered");
@@ -139,9 +139,9 @@ async fn gmail_full_pull_reads_every_message_then_history_returns_only_what_chan
     assert_eq!(by_id(&relabeled).fields["labels"], json!(["INBOX", "STARRED"]));
     assert!(by_id(&gone).deleted);
     let stats = fake.state().stats();
-    assert_eq!(stats.methods.get("messages.list"), None, "no listing in an incremental pull");
-    assert_eq!(stats.methods["history.list"], 1);
-    assert_eq!(stats.methods["messages.get"], 2, "only the changed messages are read");
+    assert_eq!(stats.routes.get("messages.list"), None, "no listing in an incremental pull");
+    assert_eq!(stats.routes["history.list"], 1);
+    assert_eq!(stats.routes["messages.get"], 2, "only the changed messages are read");
 }
 
 #[tokio::test]
@@ -241,7 +241,7 @@ async fn an_approved_label_change_reaches_gmail_once_and_its_echo_changes_nothin
     assert!(matches!(sync_once(&deps, &conn).await, JobOutcome::Completed { .. }));
     let labels = fake.state().labels_of(record.external_id.as_str()).expect("message");
     assert_eq!(labels, vec!["INBOX", "STARRED"], "UNREAD removed, STARRED added");
-    assert_eq!(fake.state().stats().methods["messages.modify"], 1);
+    assert_eq!(fake.state().stats().routes["messages.modify"], 1);
 
     let pushed = store.records_of(&conn.tenant_id, &conn.connection_id);
     let pushed = pushed.iter().find(|r| r.record_id == record.record_id).expect("record");
@@ -250,7 +250,7 @@ async fn an_approved_label_change_reaches_gmail_once_and_its_echo_changes_nothin
     let after = store.records_of(&conn.tenant_id, &conn.connection_id);
     let after = after.iter().find(|r| r.record_id == record.record_id).expect("record");
     assert_eq!(after.version, version, "the history of our own modify is an echo: nothing changes");
-    assert_eq!(fake.state().stats().methods["messages.modify"], 1, "never sent twice");
+    assert_eq!(fake.state().stats().routes["messages.modify"], 1, "never sent twice");
 }
 
 #[tokio::test]
@@ -292,7 +292,7 @@ async fn a_label_write_on_a_message_changed_since_the_pull_is_a_conflict_and_oth
         fake.state().labels_of(record.external_id.as_str()).expect("msg"),
         vec!["IMPORTANT", "INBOX", "UNREAD"]
     );
-    assert_eq!(fake.state().stats().methods.get("messages.modify"), None);
+    assert_eq!(fake.state().stats().routes.get("messages.modify"), None);
 }
 
 #[tokio::test]
@@ -315,14 +315,14 @@ async fn a_429_is_retried_in_place_and_a_persistent_one_is_rate_limited() {
     let client = client(&fake);
     let state = fake.state();
     state.inject_fault(Fault {
-        method: "messages.list".into(),
+        route: "messages.list".into(),
         kind: FaultKind::RateLimit { retry_after_secs: None },
         count: 1,
     });
     let (records, _, _) = pull_all(&client, None).await;
     assert_eq!(records.len(), 2, "one 429 waited out in place");
     state.inject_fault(Fault {
-        method: "getProfile".into(),
+        route: "getProfile".into(),
         kind: FaultKind::RateLimit { retry_after_secs: None },
         count: 50,
     });
@@ -330,7 +330,7 @@ async fn a_429_is_retried_in_place_and_a_persistent_one_is_rate_limited() {
     assert!(matches!(err, ProviderError::RateLimited { .. }), "{err:?}");
     state.clear_faults();
     state.inject_fault(Fault {
-        method: "messages.get".into(),
+        route: "messages.get".into(),
         kind: FaultKind::ServerError { status: Some(503) },
         count: 2,
     });
@@ -394,12 +394,12 @@ async fn the_mailbox_watch_is_opened_on_the_topic_renewed_near_expiry_and_stoppe
     let kept =
         client.ensure_channel(&token(), "unused", Some(&channel), now).await.expect("ok").expect("channel");
     assert!(kept.same_as(&channel), "not renewed a week before expiry");
-    assert_eq!(fake.state().stats().methods["watch"], 1);
+    assert_eq!(fake.state().stats().routes["watch"], 1);
     let later = channel.expires_at - chrono::Duration::hours(2);
     let renewed =
         client.ensure_channel(&token(), "unused", Some(&channel), later).await.expect("ok").expect("channel");
     assert_eq!(renewed.id, channel.id, "one watch per mailbox: same channel, later expiry");
-    assert_eq!(fake.state().stats().methods["watch"], 2);
+    assert_eq!(fake.state().stats().routes["watch"], 2);
     client.stop_channel(&token(), &renewed).await.expect("stopped");
     assert!(fake.state().watch().is_none());
 }

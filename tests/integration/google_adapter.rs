@@ -57,7 +57,7 @@ fn factory(fake: &RunningFake) -> GoogleFactory {
 }
 
 fn client(fake: &RunningFake) -> GoogleClient {
-    factory(fake).google_client(&connection(fake, TOKEN, None)).expect("client")
+    factory(fake).concrete(&connection(fake, TOKEN, None)).expect("client")
 }
 
 /// Pulls until `has_more` is false; returns the records, the final cursor and the page count.

@@ -438,7 +438,7 @@ async fn salesforce_request_limit_exceeded_and_server_errors_are_classified() {
     assert!(matches!(stopped, ProviderError::RateLimited { .. }), "{stopped:?}");
     let (used, max) = state.api_usage();
     assert!(used < max, "the client stopped at {used}/{max}");
-    assert_eq!(state.stats().limit_exceeded, 1, "only the injected fault was a 403");
+    assert_eq!(state.stats().rate_limited, 1, "only the injected fault was a 403");
 }
 
 fn client_for_limits(fake: &RunningFake) -> Box<dyn ProviderClient> {

@@ -264,7 +264,7 @@ async fn salesforce_full(name: &str) -> anyhow::Result<Figures> {
     let token = org.config().session_token.clone().context("the fake has a session token")?;
     let run = worker(WorkerSpec::full("salesforce", fake.base_url(), token)).await?;
     let stats = org.stats();
-    let mut f = Figures::new(name, "salesforce", "full", &run, stats.total, stats.limit_exceeded);
+    let mut f = Figures::new(name, "salesforce", "full", &run, stats.total, stats.rate_limited);
     f.requests_by_route = stats.routes.clone();
     let expected = salesforce_lines(&org);
     let seen: BTreeSet<String> = run.written.iter().cloned().collect();
@@ -275,7 +275,7 @@ async fn salesforce_full(name: &str) -> anyhow::Result<Figures> {
         ),
         run.written.len() == expected.len() && seen == expected,
     );
-    f.target("no REQUEST_LIMIT_EXCEEDED received", stats.limit_exceeded == 0);
+    f.target("no REQUEST_LIMIT_EXCEEDED received", stats.rate_limited == 0);
     f.target(format!("peak RSS < {RSS_BUDGET_MIB} MiB"), f.peak_rss_mib < RSS_BUDGET_MIB);
     Ok(f)
 }
@@ -305,7 +305,7 @@ async fn salesforce_incremental(name: &str) -> anyhow::Result<Figures> {
     let cursors = serde_json::to_string(&setup.report.cursors)?;
     let run = worker(WorkerSpec { cursors: Some(cursors), ..full }).await?;
     let stats = org.stats();
-    let mut f = Figures::new(name, "salesforce", "incremental", &run, stats.total, stats.limit_exceeded);
+    let mut f = Figures::new(name, "salesforce", "incremental", &run, stats.total, stats.rate_limited);
     f.requests_by_route = stats.routes.clone();
     let seen: BTreeSet<String> = run.written.iter().cloned().collect();
     f.check(format!("the worker saw exactly the {} edited records", edited.len()), seen == edited);
@@ -314,7 +314,7 @@ async fn salesforce_incremental(name: &str) -> anyhow::Result<Figures> {
         format!("the changes in at most 3 requests per sObject ({} for {sobjects})", 3 * sobjects),
         stats.total <= 3 * sobjects,
     );
-    f.target("no REQUEST_LIMIT_EXCEEDED received", stats.limit_exceeded == 0);
+    f.target("no REQUEST_LIMIT_EXCEEDED received", stats.rate_limited == 0);
     Ok(f)
 }
 
@@ -440,7 +440,7 @@ async fn gmail_pulls(name: &str, messages: usize, incremental: bool) -> anyhow::
     if !incremental {
         let stats = mailbox.stats();
         let mut f = Figures::new(name, "gmail", "full", &setup, stats.total, stats.rate_limited);
-        f.requests_by_route = stats.methods.clone();
+        f.requests_by_route = stats.routes.clone();
         f.check(format!("the worker saw all {messages} messages"), pulled.len() == messages);
         f.target(
             format!("{} quota units within Gmail's 15,000 a minute, no 429", stats.units),
@@ -460,7 +460,7 @@ async fn gmail_pulls(name: &str, messages: usize, incremental: bool) -> anyhow::
     let run = worker(WorkerSpec { cursors: Some(cursors), ..full }).await?;
     let stats = mailbox.stats();
     let mut f = Figures::new(name, "gmail", "incremental", &run, stats.total, stats.rate_limited);
-    f.requests_by_route = stats.methods.clone();
+    f.requests_by_route = stats.routes.clone();
     let seen: BTreeSet<String> = run.written.iter().filter(|l| l.starts_with("messages ")).cloned().collect();
     f.check(
         format!("the worker saw exactly the {} relabeled messages (of {})", edited.len(), pulled.len()),

@@ -462,7 +462,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         .await?;
     stack.runner.drain(Duration::from_secs(600)).await?;
     let labels = gmail.labels_of(&mext).unwrap_or_default();
-    let modifies = gmail.stats().methods.get("messages.modify").copied().unwrap_or(0);
+    let modifies = gmail.stats().routes.get("messages.modify").copied().unwrap_or(0);
     println!(
         "   approved; Gmail's labels of that message are now {labels:?} ({modifies} messages.modify call)"
     );

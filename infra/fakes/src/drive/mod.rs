@@ -16,24 +16,24 @@ mod query;
 mod server;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 pub use store::{FOLDER_MIME, NewFile, OWNER, ROOT_ID};
 use store::{Store, StoreError};
 
 /// Google's access-token lifetime as its token endpoint reports it.
-pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3599);
+pub const ACCESS_TOKEN_TTL: Duration = crate::oauth::GOOGLE_ACCESS_TOKEN_TTL;
 /// A `changes.watch` channel lives an hour unless asked otherwise, and at most a week
 /// (<https://developers.google.com/workspace/drive/api/guides/push#optional-properties>).
 pub const DEFAULT_CHANNEL_TTL: Duration = Duration::from_secs(3600);
@@ -169,38 +169,25 @@ pub enum FaultKind {
     MalformedJson,
 }
 
-/// A fault for the next `count` requests to `route`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    pub route: Route,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
-}
-
-fn one() -> u32 {
-    1
-}
+/// A fault for the next `count` requests to `route` (`POST /_admin/faults`).
+pub type Fault = admin::Fault<Route, FaultKind>;
 
 /// Request counters (`GET /_admin/stats`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    /// Rate-limit answers sent (injected or from the per-user limit).
-    pub rate_limited: u64,
-    /// Requests per route name (`files.list`, `changes.list`, ...).
-    pub routes: BTreeMap<String, u64>,
+pub type Stats = admin::Stats;
+
+impl admin::FaultRoute for Route {
+    fn is_any(&self) -> bool {
+        *self == Route::Any
+    }
 }
 
-/// An OAuth access token issued by the fake, with the refresh token that renews it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IssuedToken {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub expires_in: u64,
-    pub scope: String,
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, FaultKind::RateLimit { .. })
+    }
 }
+
+pub use crate::oauth::IssuedToken;
 
 /// A push channel registered by `changes.watch`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,19 +215,8 @@ pub struct Delivery {
 }
 
 #[derive(Debug)]
-struct Grant {
-    expires: Option<Instant>,
-    scopes: Vec<String>,
-}
-
-#[derive(Debug)]
 struct Inner {
     store: Store,
-    tokens: HashMap<String, Grant>,
-    /// Refresh token -> the scopes its grant carries.
-    refresh_tokens: HashMap<String, Vec<String>>,
-    faults: Vec<Fault>,
-    stats: Stats,
     channels: Vec<Channel>,
     rate_limit: Option<RateLimit>,
     /// When the requests inside the rate-limit window came.
@@ -279,34 +255,28 @@ pub struct DriveState {
     inner: Mutex<Inner>,
     config: FakeConfig,
     http: reqwest::Client,
-    /// Authorization codes of the OAuth web-server flow.
-    pub oauth: crate::oauth::CodeGrants,
-}
-
-fn random_token(prefix: &str) -> String {
-    let mut rng = rand::rng();
-    format!("{prefix}{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>())
+    /// The OAuth side: authorization codes and tokens.
+    pub oauth: crate::oauth::GoogleOAuth,
+    control: admin::Control<Route, FaultKind>,
 }
 
 impl DriveState {
     pub fn new(config: FakeConfig) -> Self {
-        let mut tokens = HashMap::new();
-        if let Some(t) = &config.static_token {
-            let scopes = READ_SCOPES.iter().chain(WRITE_SCOPES).map(|s| (*s).to_owned()).collect();
-            tokens.insert(t.clone(), Grant { expires: None, scopes });
-        }
+        let all: Vec<String> = READ_SCOPES.iter().chain(WRITE_SCOPES).map(|s| (*s).to_owned()).collect();
+        let oauth = crate::oauth::GoogleOAuth::new(
+            (&config.client_id, &config.client_secret),
+            config.granted_scopes.clone(),
+            config.static_token.as_deref(),
+            &all,
+        );
         let inner = Inner {
             store: Store::seeded(config.files, Utc::now()),
-            tokens,
-            refresh_tokens: HashMap::new(),
-            faults: Vec::new(),
-            stats: Stats::default(),
             channels: Vec::new(),
             rate_limit: config.rate_limit,
             recent: VecDeque::new(),
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { inner: Mutex::new(inner), config, http, oauth: crate::oauth::CodeGrants::new() }
+        Self { inner: Mutex::new(inner), config, http, oauth, control: admin::Control::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -357,21 +327,7 @@ impl DriveState {
         Ok(self.lock().store.unshare(id, email, Utc::now())?.render())
     }
 
-    pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
-    }
-
-    pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
-    }
+    admin::control_methods!();
 
     /// Switches the per-user rate limit on (`Some`) or off.
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
@@ -383,50 +339,19 @@ impl DriveState {
     /// Issues an access token (lifetime `ttl`, default 3599 s) with `scopes` (default: the
     /// config's granted scopes) and a refresh token.
     pub fn issue_token(&self, ttl: Option<Duration>, scopes: Option<Vec<String>>) -> IssuedToken {
-        let ttl = ttl.unwrap_or(ACCESS_TOKEN_TTL);
         let scopes = scopes.unwrap_or_else(|| self.config.granted_scopes.clone());
-        let access = random_token("ya29.a0");
-        let refresh = random_token("1//0g");
-        let mut inner = self.lock();
-        inner
-            .tokens
-            .insert(access.clone(), Grant { expires: Some(Instant::now() + ttl), scopes: scopes.clone() });
-        inner.refresh_tokens.insert(refresh.clone(), scopes.clone());
-        IssuedToken {
-            access_token: access,
-            refresh_token: refresh,
-            expires_in: ttl.as_secs(),
-            scope: scopes.join(" "),
-        }
+        self.oauth.tokens.issue(&scopes, ttl)
+    }
+
+    /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops
+    /// working); `false` if unknown.
+    pub fn revoke(&self, token: &str) -> bool {
+        self.oauth.tokens.revoke(token)
     }
 
     /// Makes an access token expired now; `false` if unknown.
     pub fn expire_token(&self, access_token: &str) -> bool {
-        match self.lock().tokens.get_mut(access_token) {
-            Some(g) => {
-                g.expires = Some(Instant::now());
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// `POST /revoke`: a refresh or an access token; `false` if unknown.
-    pub fn revoke(&self, token: &str) -> bool {
-        let mut inner = self.lock();
-        inner.refresh_tokens.remove(token).is_some() || inner.tokens.remove(token).is_some()
-    }
-
-    /// A new access token for a known refresh token, with its grant's scopes.
-    fn refresh(&self, refresh_token: &str) -> Option<(String, String)> {
-        let mut inner = self.lock();
-        let scopes = inner.refresh_tokens.get(refresh_token)?.clone();
-        let access = random_token("ya29.a0");
-        inner.tokens.insert(
-            access.clone(),
-            Grant { expires: Some(Instant::now() + ACCESS_TOKEN_TTL), scopes: scopes.clone() },
-        );
-        Some((access, scopes.join(" ")))
+        self.oauth.tokens.expire(access_token)
     }
 
     /// Every channel registered, stopped ones included, in creation order.
@@ -507,30 +432,15 @@ impl DriveState {
 
     /// Counts the request and takes the first pending fault for `route`.
     fn count_and_take_fault(&self, route: Route) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
-        let idx = inner.faults.iter().position(|f| f.route == route || f.route == Route::Any)?;
-        let kind = inner.faults[idx].kind.clone();
-        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
-        if inner.faults[idx].count == 0 {
-            inner.faults.remove(idx);
-        }
-        if matches!(kind, FaultKind::RateLimit { .. }) {
-            inner.stats.rate_limited += 1;
-        }
-        Some(kind)
+        admin::Admin::count_and_take(self, &route, route.as_str())
     }
 
     /// Checks the bearer token, its scopes (`needs`: any of them) and the per-user rate limit.
     fn admit(&self, bearer: Option<&str>, needs: &[&str]) -> Result<(), Refusal> {
-        let mut inner = self.lock();
         let token = bearer.ok_or(Refusal::Unauthenticated)?;
-        let grant = inner.tokens.get(token).ok_or(Refusal::Unauthenticated)?;
-        if grant.expires.is_some_and(|at| at <= Instant::now()) {
-            return Err(Refusal::Unauthenticated);
-        }
-        if !grant.scopes.iter().any(|s| needs.contains(&s.as_str())) {
+        let scopes = self.oauth.tokens.scopes(token).ok_or(Refusal::Unauthenticated)?;
+        let mut inner = self.lock();
+        if !scopes.iter().any(|s| needs.contains(&s.as_str())) {
             return Err(Refusal::InsufficientScopes);
         }
         if let Some(limit) = inner.rate_limit {
@@ -540,7 +450,7 @@ impl DriveState {
                 inner.recent.pop_front();
             }
             if inner.recent.len() >= limit.requests as usize {
-                inner.stats.rate_limited += 1;
+                self.control.counters.rate_limited();
                 return Err(Refusal::RateLimited(limit.status));
             }
             inner.recent.push_back(now);
@@ -550,6 +460,44 @@ impl DriveState {
 
     fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         f(&mut self.lock().store)
+    }
+}
+
+impl admin::Admin for DriveState {
+    type Route = Route;
+    type Kind = FaultKind;
+    type Extra = admin::NoExtra;
+
+    fn control(&self) -> &admin::Control<Route, FaultKind, admin::NoExtra> {
+        &self.control
+    }
+    fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
+        Some(&self.oauth.codes)
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        server::bad_admin_body(error)
+    }
+}
+
+impl crate::oauth::GoogleAccount for DriveState {
+    const PRODUCT: &'static str = "Google Drive";
+
+    fn google(&self) -> &crate::oauth::GoogleOAuth {
+        &self.oauth
+    }
+    fn fault(
+        &self,
+        endpoint: crate::oauth::GoogleEndpoint,
+    ) -> impl Future<Output = Option<axum::response::Response>> + Send {
+        let route = match endpoint {
+            crate::oauth::GoogleEndpoint::Token => Route::Token,
+            crate::oauth::GoogleEndpoint::Authorize => Route::Authorize,
+            crate::oauth::GoogleEndpoint::Revoke => Route::Revoke,
+        };
+        server::apply_fault(self, route)
+    }
+    fn unknown_token() -> axum::response::Response {
+        server::unknown_token()
     }
 }
 

@@ -3,13 +3,10 @@
 // Handlers return early with a ready `Response`; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,8 +19,8 @@ use super::fields::{self, Schema, Selection};
 use super::query;
 use super::store::{FOLDER_MIME, NewFile, OWNER, OWNER_NAME, OWNER_PERMISSION_ID, StoreError, rfc3339};
 use super::{
-    Channel, DEFAULT_CHANNEL_TTL, DriveState, EditError, Fault, FaultKind, MAX_CHANNEL_TTL, READ_SCOPES,
-    RateLimit, Refusal, Route, WRITE_SCOPES,
+    Channel, DEFAULT_CHANNEL_TTL, DriveState, EditError, FaultKind, MAX_CHANNEL_TTL, READ_SCOPES, RateLimit,
+    Refusal, Route, WRITE_SCOPES,
 };
 
 type App = Arc<DriveState>;
@@ -53,24 +50,17 @@ pub(crate) fn router(state: App) -> Router {
         .route("/drive/v3/changes", get(changes_list))
         .route("/drive/v3/changes/watch", post(changes_watch))
         .route("/drive/v3/channels/stop", post(channels_stop))
-        .route("/token", post(token))
-        .route("/o/oauth2/v2/auth", get(authorize))
-        .route("/revoke", post(revoke))
-        .route("/_admin/oauth", post(admin_oauth))
-        .route("/_admin/stats", get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/files", post(admin_create))
         .route("/_admin/files/{id}", get(admin_get).patch(admin_rename).delete(admin_delete))
         .route("/_admin/files/{id}/trash", post(admin_trash))
         .route("/_admin/files/{id}/untrash", post(admin_untrash))
         .route("/_admin/files/{id}/share", post(admin_share))
         .route("/_admin/files/{id}/unshare", post(admin_unshare))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/_admin/rate-limit", post(admin_rate_limit).delete(admin_rate_limit_off))
-        .route("/_admin/tokens", post(admin_issue_token))
-        .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/channels", get(admin_channels))
         .route("/_admin/channels/notify", post(admin_notify))
+        .merge(crate::admin::router::<App, App>())
+        .merge(crate::oauth::google_router::<App, App>())
         .with_state(state)
 }
 
@@ -168,7 +158,7 @@ fn rate_limited(status: u16) -> Response {
     }
 }
 
-async fn apply_fault(app: &App, route: Route) -> Option<Response> {
+pub(crate) async fn apply_fault(app: &DriveState, route: Route) -> Option<Response> {
     Some(match app.count_and_take_fault(route)? {
         FaultKind::RateLimit { status } => rate_limited(status.unwrap_or(403)),
         FaultKind::ServerError { status } => {
@@ -662,111 +652,6 @@ fn changed(app: &App) {
     });
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, Json(json!({ "error": error, "error_description": description }))).into_response()
-}
-
-async fn token(
-    State(app): State<App>,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    if let Some(resp) = apply_fault(&app, Route::Token).await {
-        return resp;
-    }
-    let Ok(Form(form)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required parameter is missing: grant_type",
-        );
-    };
-    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
-    let config = app.config();
-    if field("client_id") != config.client_id {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "The OAuth client was not found.");
-    }
-    if field("client_secret") != config.client_secret {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
-    }
-    match field("grant_type") {
-        "authorization_code" => {
-            let verifier = form.get("code_verifier").map(String::as_str);
-            if app.oauth.redeem(field("code"), field("client_id"), field("redirect_uri"), verifier).is_err() {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
-            }
-            let t = app.issue_token(None, None);
-            Json(json!({
-                "access_token": t.access_token,
-                "expires_in": t.expires_in,
-                "refresh_token": t.refresh_token,
-                "scope": t.scope,
-                "token_type": "Bearer",
-            }))
-            .into_response()
-        }
-        "refresh_token" => match app.refresh(field("refresh_token")) {
-            Some((access, scope)) => Json(json!({
-                "access_token": access,
-                "expires_in": super::ACCESS_TOKEN_TTL.as_secs(),
-                "scope": scope,
-                "token_type": "Bearer",
-            }))
-            .into_response(),
-            None => {
-                oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been expired or revoked.")
-            }
-        },
-        other => oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            &format!("Invalid grant_type: {other}"),
-        ),
-    }
-}
-
-async fn authorize(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Query(params): Query<crate::oauth::AuthorizeParams>,
-) -> Response {
-    if let Some(resp) = apply_fault(&app, Route::Authorize).await {
-        return resp;
-    }
-    app.oauth.consent(&headers, &params, &app.config().client_id, "Google Drive")
-}
-
-async fn revoke(
-    State(app): State<App>,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    if let Some(resp) = apply_fault(&app, Route::Revoke).await {
-        return resp;
-    }
-    match form.ok().and_then(|Form(f)| f.get("token").cloned()) {
-        Some(token) if app.revoke(&token) => StatusCode::OK.into_response(),
-        _ => oauth_error(StatusCode::BAD_REQUEST, "invalid_token", "Token expired or revoked"),
-    }
-}
-
-#[derive(Deserialize)]
-struct AdminOAuth {
-    deny: bool,
-}
-
-async fn admin_oauth(State(app): State<App>, Json(body): Json<AdminOAuth>) -> StatusCode {
-    app.oauth.set_deny(body.deny);
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_stats(State(app): State<App>) -> Response {
-    Json(app.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<App>) -> StatusCode {
-    app.reset_stats();
-    StatusCode::NO_CONTENT
-}
-
 fn edit_reply(app: &App, result: Result<Value, EditError>) -> Response {
     match result {
         Ok(v) => {
@@ -778,7 +663,7 @@ fn edit_reply(app: &App, result: Result<Value, EditError>) -> Response {
     }
 }
 
-fn bad_admin_body(e: impl std::fmt::Display) -> Response {
+pub(crate) fn bad_admin_body(e: impl std::fmt::Display) -> Response {
     g_error(StatusCode::BAD_REQUEST, "global", "parseError", &e.to_string(), None)
 }
 
@@ -876,21 +761,6 @@ async fn admin_unshare(State(app): State<App>, Path(id): Path<String>, body: Byt
     }
 }
 
-async fn admin_fault(State(app): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Fault>(&body) {
-        Ok(f) => {
-            app.inject_fault(f);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => bad_admin_body(e),
-    }
-}
-
-async fn admin_clear_faults(State(app): State<App>) -> StatusCode {
-    app.clear_faults();
-    StatusCode::NO_CONTENT
-}
-
 /// Switches the per-user rate limit on: a body `{requests, window_secs, status}`, or none for
 /// Drive's 12,000 a minute.
 async fn admin_rate_limit(State(app): State<App>, body: Bytes) -> Response {
@@ -912,35 +782,9 @@ async fn admin_rate_limit_off(State(app): State<App>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-#[derive(Deserialize)]
-struct IssueBody {
-    ttl_secs: Option<u64>,
-    scopes: Option<Vec<String>>,
-}
-
-async fn admin_issue_token(State(app): State<App>, body: Bytes) -> Response {
-    let (ttl, scopes) = if body.is_empty() {
-        (None, None)
-    } else {
-        match serde_json::from_slice::<IssueBody>(&body) {
-            Ok(b) => (b.ttl_secs.map(Duration::from_secs), b.scopes),
-            Err(e) => return bad_admin_body(e),
-        }
-    };
-    Json(app.issue_token(ttl, scopes)).into_response()
-}
-
-#[derive(Deserialize)]
-struct ExpireBody {
-    access_token: String,
-}
-
-async fn admin_expire_token(State(app): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<ExpireBody>(&body) {
-        Ok(b) if app.expire_token(&b.access_token) => StatusCode::NO_CONTENT.into_response(),
-        Ok(_) => g_error(StatusCode::NOT_FOUND, "global", "notFound", "unknown token", None),
-        Err(e) => bad_admin_body(e),
-    }
+/// The 404 for `/_admin/tokens/expire` with a token the fake never issued.
+pub(crate) fn unknown_token() -> Response {
+    g_error(StatusCode::NOT_FOUND, "global", "notFound", "unknown token", None)
 }
 
 async fn admin_channels(State(app): State<App>) -> Response {

@@ -13,23 +13,23 @@
 mod server;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine as _;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 use store::{MailError, Mailbox, Message};
 
 /// Google's access-token lifetime as its token endpoint reports it.
-pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3599);
+pub const ACCESS_TOKEN_TTL: Duration = crate::oauth::GOOGLE_ACCESS_TOKEN_TTL;
 /// How long a `users.watch` lasts: Google asks for a renewal at least every 7 days
 /// (<https://developers.google.com/gmail/api/guides/push#renewing_mailbox_watch>).
 pub const WATCH_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -99,41 +99,28 @@ pub enum FaultKind {
     MalformedJson,
 }
 
-/// A fault for the next `count` requests to `method` (a discovery method name such as
-/// `messages.get`, or `any`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    pub method: String,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
-}
+/// A fault for the next `count` requests to the API method `route` (`messages.list`, ...;
+/// `any` for all). `POST /_admin/faults` takes the method as `method` (or `route`).
+pub type Fault = admin::Fault<String, FaultKind>;
 
-fn one() -> u32 {
-    1
-}
+/// Request counters: the common ones, `routes` counting per API method (`messages.list`, ...,
+/// named `methods` in `GET /_admin/stats`), and [`QuotaCounts`].
+pub type Stats = admin::Stats<QuotaCounts>;
 
-/// Request counters (`GET /_admin/stats`).
+/// The Gmail fake's own counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    /// 429 answers sent (quota and injected).
-    pub rate_limited: u64,
-    /// Requests per method (`messages.get`, `history.list`, ...).
-    pub methods: BTreeMap<String, u64>,
+pub struct QuotaCounts {
     /// Quota units charged.
     pub units: u64,
 }
 
-/// An OAuth access token issued by the fake, with the refresh token that renews it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IssuedToken {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub expires_in: u64,
-    pub scope: String,
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, FaultKind::RateLimit { .. })
+    }
 }
+
+pub use crate::oauth::IssuedToken;
 
 /// The mailbox watch `users.watch` set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,19 +185,8 @@ impl Mail {
 }
 
 #[derive(Debug)]
-struct TokenInfo {
-    /// `None`: never expires.
-    expires: Option<Instant>,
-    scopes: Vec<String>,
-}
-
-#[derive(Debug)]
 struct Inner {
     mailbox: Mailbox,
-    tokens: HashMap<String, TokenInfo>,
-    refresh_tokens: HashMap<String, Vec<String>>,
-    faults: Vec<Fault>,
-    stats: Stats,
     units_per_minute: Option<u32>,
     /// Quota units charged in the last minute: (when, units).
     charged: VecDeque<(Instant, u32)>,
@@ -225,15 +201,9 @@ pub struct GmailState {
     inner: Mutex<Inner>,
     config: FakeConfig,
     http: reqwest::Client,
-    /// Authorization codes of the OAuth web-server flow.
-    pub oauth: crate::oauth::CodeGrants,
-}
-
-fn random_token(prefix: &str) -> String {
-    let mut rng = rand::rng();
-    let a: u64 = rng.random();
-    let b: u64 = rng.random();
-    format!("{prefix}{a:016x}{b:016x}")
+    /// The OAuth side: authorization codes and tokens.
+    pub oauth: crate::oauth::GoogleOAuth,
+    control: admin::Control<String, FaultKind, QuotaCounts>,
 }
 
 /// Why the gate refused a request.
@@ -257,16 +227,14 @@ const SUBJECTS: &[&str] = &["Intro call", "Pricing question", "Contract draft", 
 
 impl GmailState {
     pub fn new(config: FakeConfig) -> Self {
-        let mut tokens = HashMap::new();
-        if let Some(t) = &config.static_token {
-            tokens.insert(t.clone(), TokenInfo { expires: None, scopes: config.static_scopes.clone() });
-        }
+        let oauth = crate::oauth::GoogleOAuth::new(
+            (&config.client_id, &config.client_secret),
+            config.static_scopes.clone(),
+            config.static_token.as_deref(),
+            &config.static_scopes,
+        );
         let inner = Inner {
             mailbox: Mailbox::new(),
-            tokens,
-            refresh_tokens: HashMap::new(),
-            faults: Vec::new(),
-            stats: Stats::default(),
             units_per_minute: config.units_per_minute,
             charged: VecDeque::new(),
             watch: None,
@@ -274,7 +242,8 @@ impl GmailState {
             published: 0,
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        let state = Self { inner: Mutex::new(inner), config, http, oauth: crate::oauth::CodeGrants::new() };
+        let state =
+            Self { inner: Mutex::new(inner), config, http, oauth, control: admin::Control::default() };
         state.seed();
         state
     }
@@ -361,21 +330,7 @@ impl GmailState {
         self.lock().mailbox.expire_history();
     }
 
-    pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
-    }
-
-    pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
-    }
+    admin::control_methods!();
 
     /// Turns the per-user quota on (units a minute) or off (`None`), forgetting what was charged.
     pub fn set_quota(&self, units_per_minute: Option<u32>) {
@@ -387,50 +342,18 @@ impl GmailState {
     /// Issues an access token with `scopes` (lifetime `ttl`, default Google's 3599 s) and a
     /// refresh token that renews it with the same scopes.
     pub fn issue_token(&self, scopes: &[String], ttl: Option<Duration>) -> IssuedToken {
-        let ttl = ttl.unwrap_or(ACCESS_TOKEN_TTL);
-        let access = random_token("ya29.a0");
-        let refresh = random_token("1//0g");
-        let mut inner = self.lock();
-        inner.tokens.insert(
-            access.clone(),
-            TokenInfo { expires: Some(Instant::now() + ttl), scopes: scopes.to_vec() },
-        );
-        inner.refresh_tokens.insert(refresh.clone(), scopes.to_vec());
-        IssuedToken {
-            access_token: access,
-            refresh_token: refresh,
-            expires_in: ttl.as_secs(),
-            scope: scopes.join(" "),
-        }
+        self.oauth.tokens.issue(scopes, ttl)
     }
 
-    /// A new access token for a known refresh token, with its scopes.
-    fn refresh(&self, refresh_token: &str) -> Option<(String, Vec<String>)> {
-        let mut inner = self.lock();
-        let scopes = inner.refresh_tokens.get(refresh_token)?.clone();
-        let access = random_token("ya29.a0");
-        inner.tokens.insert(
-            access.clone(),
-            TokenInfo { expires: Some(Instant::now() + ACCESS_TOKEN_TTL), scopes: scopes.clone() },
-        );
-        Some((access, scopes))
+    /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops
+    /// working); `false` if unknown.
+    pub fn revoke(&self, token: &str) -> bool {
+        self.oauth.tokens.revoke(token)
     }
 
     /// Makes an access token expired now; `false` if unknown.
     pub fn expire_token(&self, access_token: &str) -> bool {
-        match self.lock().tokens.get_mut(access_token) {
-            Some(t) => {
-                t.expires = Some(Instant::now());
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// `POST /revoke`: a refresh token or an access token; `false` if unknown.
-    pub fn revoke(&self, token: &str) -> bool {
-        let mut inner = self.lock();
-        inner.refresh_tokens.remove(token).is_some() || inner.tokens.remove(token).is_some()
+        self.oauth.tokens.expire(access_token)
     }
 
     /// The watch `users.watch` set, if any (and not stopped).
@@ -492,30 +415,15 @@ impl GmailState {
 
     /// Counts the request, charges its quota units, and takes the first pending fault for it.
     fn count_and_take_fault(&self, method: &str) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        *inner.stats.methods.entry(method.to_owned()).or_default() += 1;
-        let idx = inner.faults.iter().position(|f| f.method == method || f.method == "any")?;
-        let kind = inner.faults[idx].kind.clone();
-        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
-        if inner.faults[idx].count == 0 {
-            inner.faults.remove(idx);
-        }
-        if matches!(kind, FaultKind::RateLimit { .. }) {
-            inner.stats.rate_limited += 1;
-        }
-        Some(kind)
+        admin::Admin::count_and_take(self, &method.to_owned(), method)
     }
 
     /// Checks the bearer token, its scopes (any of `accepted`), then charges `units` against the
     /// per-user quota. Returns the token's scopes.
     fn admit(&self, bearer: Option<&str>, accepted: &[&str], units: u32) -> Result<Vec<String>, Refusal> {
-        let mut inner = self.lock();
         let token = bearer.ok_or(Refusal::Unauthenticated)?;
-        let scopes = match inner.tokens.get(token) {
-            Some(t) if t.expires.is_none_or(|at| at > Instant::now()) => t.scopes.clone(),
-            _ => return Err(Refusal::Unauthenticated),
-        };
+        let scopes = self.oauth.tokens.scopes(token).ok_or(Refusal::Unauthenticated)?;
+        let mut inner = self.lock();
         if !scopes.iter().any(|s| accepted.contains(&s.as_str())) {
             return Err(Refusal::InsufficientScope);
         }
@@ -530,7 +438,7 @@ impl GmailState {
             }
             let used: u32 = inner.charged.iter().map(|(_, u)| u).sum();
             if used + units > limit {
-                inner.stats.rate_limited += 1;
+                self.control.counters.rate_limited();
                 let free_at = inner
                     .charged
                     .front()
@@ -541,7 +449,7 @@ impl GmailState {
             }
             inner.charged.push_back((now, units));
         }
-        inner.stats.units += u64::from(units);
+        self.control.counters.update(|s| s.units += u64::from(units));
         Ok(scopes)
     }
 
@@ -552,6 +460,47 @@ impl GmailState {
 
     fn set_watch(&self, watch: Option<Watch>) {
         self.lock().watch = watch;
+    }
+}
+
+impl admin::Admin for GmailState {
+    type Route = String;
+    type Kind = FaultKind;
+    type Extra = QuotaCounts;
+
+    fn control(&self) -> &admin::Control<String, FaultKind, QuotaCounts> {
+        &self.control
+    }
+    fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
+        Some(&self.oauth.codes)
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        server::invalid(&error.to_string())
+    }
+    fn stats_json(stats: Stats) -> serde_json::Value {
+        admin::rename_keys(serde_json::to_value(stats).unwrap_or_default(), &[("routes", "methods")])
+    }
+}
+
+impl crate::oauth::GoogleAccount for GmailState {
+    const PRODUCT: &'static str = "Google";
+
+    fn google(&self) -> &crate::oauth::GoogleOAuth {
+        &self.oauth
+    }
+    fn fault(
+        &self,
+        endpoint: crate::oauth::GoogleEndpoint,
+    ) -> impl Future<Output = Option<axum::response::Response>> + Send {
+        let method = match endpoint {
+            crate::oauth::GoogleEndpoint::Token => "token",
+            crate::oauth::GoogleEndpoint::Authorize => "authorize",
+            crate::oauth::GoogleEndpoint::Revoke => "revoke",
+        };
+        server::apply_fault(self, method)
+    }
+    fn unknown_token() -> axum::response::Response {
+        server::not_found()
     }
 }
 

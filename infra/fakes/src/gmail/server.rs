@@ -4,13 +4,11 @@
 // Handlers return early with a ready `Response`; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::store::{Format, Label, MailError, Message, OWNER, decode_raw};
-use super::{Fault, FaultKind, GmailState, Mail, Refusal, WATCH_TTL, Watch, scopes};
+use super::{FaultKind, GmailState, Mail, Refusal, WATCH_TTL, Watch, scopes};
 use crate::google::store::{decode_token, encode_token};
 
 type App = Arc<GmailState>;
@@ -81,24 +79,17 @@ pub(crate) fn router(state: App) -> Router {
         .route(&format!("{user}/threads/{{id}}"), get(get_thread))
         .route(&format!("{user}/labels"), get(list_labels).post(create_label))
         .route(&format!("{user}/history"), get(list_history))
-        .route("/token", post(token))
-        .route("/o/oauth2/v2/auth", get(authorize))
-        .route("/revoke", post(revoke))
-        .route("/_admin/oauth", post(admin_oauth))
-        .route("/_admin/stats", get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/messages", post(admin_deliver))
         .route("/_admin/messages/{id}", get(admin_get))
         .route("/_admin/messages/{id}/labels", post(admin_relabel))
         .route("/_admin/messages/{id}/delete", post(admin_delete))
         .route("/_admin/labels", post(admin_create_label))
         .route("/_admin/history/expire", post(admin_expire_history))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/_admin/quota", post(admin_quota))
-        .route("/_admin/tokens", post(admin_issue_token))
-        .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/pubsub/subscriptions", post(admin_subscribe))
         .route("/_admin/pubsub/publish", post(admin_publish))
+        .merge(crate::admin::router::<App, App>())
+        .merge(crate::oauth::google_router::<App, App>())
         .with_state(state)
 }
 
@@ -126,11 +117,11 @@ fn g_error(status: StatusCode, reason: &str, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn invalid(message: &str) -> Response {
+pub(crate) fn invalid(message: &str) -> Response {
     g_error(StatusCode::BAD_REQUEST, "invalidArgument", message)
 }
 
-fn not_found() -> Response {
+pub(crate) fn not_found() -> Response {
     g_error(StatusCode::NOT_FOUND, "notFound", "Requested entity was not found.")
 }
 
@@ -172,7 +163,7 @@ fn mail_error(e: MailError) -> Response {
     }
 }
 
-async fn apply_fault(app: &App, method: &str) -> Option<Response> {
+pub(crate) async fn apply_fault(app: &GmailState, method: &str) -> Option<Response> {
     match app.count_and_take_fault(method)? {
         FaultKind::RateLimit { retry_after_secs } => {
             let mut resp = rate_limited(None);
@@ -841,110 +832,6 @@ async fn stop(State(app): State<App>, Path(user): Path<String>, headers: HeaderM
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, Json(json!({ "error": error, "error_description": description }))).into_response()
-}
-
-/// Google's token endpoint: the authorization-code and refresh-token grants. Codes are granted
-/// the configured scopes (`static_scopes`), as if the user consented to what the app asked.
-async fn token(
-    State(app): State<App>,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    if let Some(resp) = apply_fault(&app, "token").await {
-        return resp;
-    }
-    let Ok(Form(form)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required parameter is missing: grant_type",
-        );
-    };
-    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
-    let config = app.config();
-    if field("client_id") != config.client_id || field("client_secret") != config.client_secret {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
-    }
-    match field("grant_type") {
-        "authorization_code" => {
-            let verifier = form.get("code_verifier").map(String::as_str);
-            if app.oauth.redeem(field("code"), field("client_id"), field("redirect_uri"), verifier).is_err() {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
-            }
-            let t = app.issue_token(&config.static_scopes, None);
-            Json(json!({
-                "access_token": t.access_token,
-                "expires_in": t.expires_in,
-                "refresh_token": t.refresh_token,
-                "scope": t.scope,
-                "token_type": "Bearer",
-            }))
-            .into_response()
-        }
-        "refresh_token" => match app.refresh(field("refresh_token")) {
-            Some((access, scopes)) => Json(json!({
-                "access_token": access,
-                "expires_in": super::ACCESS_TOKEN_TTL.as_secs(),
-                "scope": scopes.join(" "),
-                "token_type": "Bearer",
-            }))
-            .into_response(),
-            None => {
-                oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been expired or revoked.")
-            }
-        },
-        other => oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            &format!("Invalid grant_type: {other}"),
-        ),
-    }
-}
-
-async fn authorize(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Query(params): Query<crate::oauth::AuthorizeParams>,
-) -> Response {
-    if let Some(resp) = apply_fault(&app, "authorize").await {
-        return resp;
-    }
-    app.oauth.consent(&headers, &params, &app.config().client_id, "Google")
-}
-
-async fn revoke(
-    State(app): State<App>,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    if let Some(resp) = apply_fault(&app, "revoke").await {
-        return resp;
-    }
-    match form.ok().and_then(|Form(f)| f.get("token").cloned()) {
-        Some(token) if app.revoke(&token) => StatusCode::OK.into_response(),
-        _ => oauth_error(StatusCode::BAD_REQUEST, "invalid_token", "Token expired or revoked"),
-    }
-}
-
-#[derive(Deserialize)]
-struct AdminOAuth {
-    deny: bool,
-}
-
-async fn admin_oauth(State(app): State<App>, Json(body): Json<AdminOAuth>) -> StatusCode {
-    app.oauth.set_deny(body.deny);
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_stats(State(app): State<App>) -> Response {
-    Json(app.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<App>) -> StatusCode {
-    app.reset_stats();
-    StatusCode::NO_CONTENT
-}
-
 async fn admin_deliver(State(app): State<App>, body: Bytes) -> Response {
     let mail: Mail = match serde_json::from_slice(&body) {
         Ok(m) => m,
@@ -1011,21 +898,6 @@ async fn admin_expire_history(State(app): State<App>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn admin_fault(State(app): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Fault>(&body) {
-        Ok(f) => {
-            app.inject_fault(f);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => invalid(&e.to_string()),
-    }
-}
-
-async fn admin_clear_faults(State(app): State<App>) -> StatusCode {
-    app.clear_faults();
-    StatusCode::NO_CONTENT
-}
-
 #[derive(Deserialize)]
 struct QuotaBody {
     units_per_minute: Option<u32>,
@@ -1037,39 +909,6 @@ async fn admin_quota(State(app): State<App>, body: Bytes) -> Response {
             app.set_quota(q.units_per_minute);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => invalid(&e.to_string()),
-    }
-}
-
-#[derive(Deserialize)]
-struct IssueBody {
-    #[serde(default)]
-    scopes: Option<Vec<String>>,
-    ttl_secs: Option<u64>,
-}
-
-async fn admin_issue_token(State(app): State<App>, body: Bytes) -> Response {
-    let req = if body.is_empty() {
-        IssueBody { scopes: None, ttl_secs: None }
-    } else {
-        match serde_json::from_slice::<IssueBody>(&body) {
-            Ok(b) => b,
-            Err(e) => return invalid(&e.to_string()),
-        }
-    };
-    let scopes = req.scopes.unwrap_or_else(|| app.config().static_scopes.clone());
-    Json(app.issue_token(&scopes, req.ttl_secs.map(Duration::from_secs))).into_response()
-}
-
-#[derive(Deserialize)]
-struct ExpireBody {
-    access_token: String,
-}
-
-async fn admin_expire_token(State(app): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<ExpireBody>(&body) {
-        Ok(b) if app.expire_token(&b.access_token) => StatusCode::NO_CONTENT.into_response(),
-        Ok(_) => not_found(),
         Err(e) => invalid(&e.to_string()),
     }
 }

@@ -247,3 +247,20 @@ async fn watch_needs_a_pubsub_topic_and_publishes_the_history_id_to_its_subscrib
     assert!(fake.state().publish().await.is_empty(), "no watch, no push");
     server.abort();
 }
+
+#[tokio::test]
+async fn the_admin_routes_take_faults_by_method_and_count_requests_per_method() {
+    let fake = start().await;
+    let http = reqwest::Client::new();
+    let admin = |p: &str| format!("{}/_admin{p}", fake.base_url());
+    let fault = json!({"method": "labels.list", "kind": "rate_limit", "count": 1});
+    assert_eq!(http.post(admin("/faults")).json(&fault).send().await.unwrap().status(), 204);
+    assert_eq!(get(&fake, "labels").await.0, 429);
+    assert_eq!(get(&fake, "labels").await.0, 200);
+    let stats: Value = http.get(admin("/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["methods"]["labels.list"], 2, "{stats}");
+    assert_eq!(stats["rate_limited"], 1, "{stats}");
+    assert!(stats.get("routes").is_none(), "Gmail's stats name methods: {stats}");
+    assert_eq!(http.post(admin("/stats/reset")).send().await.unwrap().status(), 204);
+    assert_eq!(fake.state().stats().total, 0);
+}

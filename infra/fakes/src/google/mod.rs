@@ -13,23 +13,25 @@
 mod server;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 use store::{Store, When};
 
 /// Google's access-token lifetime as its token endpoint reports it.
-pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3599);
+pub const ACCESS_TOKEN_TTL: Duration = crate::oauth::GOOGLE_ACCESS_TOKEN_TTL;
+/// The scopes a consent grants the app.
+pub const SCOPES: [&str; 2] =
+    ["https://www.googleapis.com/auth/calendar.events", "https://www.googleapis.com/auth/calendar.readonly"];
 /// Longest channel lifetime the fake grants (Google caps events channels at about a week).
 pub const MAX_CHANNEL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -139,39 +141,32 @@ pub enum FaultKind {
     SyncTokenGone,
 }
 
-/// A fault for the next `count` requests to `route`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    pub route: Route,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
-}
+/// A fault for the next `count` requests to `route` (`POST /_admin/faults`).
+pub type Fault = admin::Fault<Route, FaultKind>;
 
-fn one() -> u32 {
-    1
-}
+/// Request counters (`GET /_admin/stats`): the common ones and [`CalendarCounts`].
+pub type Stats = admin::Stats<CalendarCounts>;
 
-/// Request counters (`GET /_admin/stats`).
+/// The Calendar fake's own counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    /// Rate-limit answers sent (429 and 403 rate-limit reasons).
-    pub rate_limited: u64,
-    /// Requests per route name (`list`, `insert`, ...).
-    pub routes: BTreeMap<String, u64>,
+pub struct CalendarCounts {
     /// List requests that carried a `syncToken`.
     pub incremental_lists: u64,
 }
 
-/// An OAuth access token issued by the fake, with the refresh token that renews it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IssuedToken {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub expires_in: u64,
+impl admin::FaultRoute for Route {
+    fn is_any(&self) -> bool {
+        *self == Route::Any
+    }
 }
+
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, FaultKind::RateLimit { .. })
+    }
+}
+
+pub use crate::oauth::IssuedToken;
 
 /// A push channel registered by `events.watch`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,10 +196,6 @@ pub struct Delivery {
 struct Inner {
     store: Store,
     /// Access token -> expiry (`None`: never).
-    tokens: HashMap<String, Option<Instant>>,
-    refresh_tokens: HashMap<String, ()>,
-    faults: Vec<Fault>,
-    stats: Stats,
     channels: Vec<Channel>,
 }
 
@@ -214,15 +205,9 @@ pub struct GoogleState {
     inner: Mutex<Inner>,
     config: FakeConfig,
     http: reqwest::Client,
-    /// Authorization codes of the OAuth web-server flow.
-    pub oauth: crate::oauth::CodeGrants,
-}
-
-fn random_token(prefix: &str) -> String {
-    let mut rng = rand::rng();
-    let a: u64 = rng.random();
-    let b: u64 = rng.random();
-    format!("{prefix}{a:016x}{b:016x}")
+    /// The OAuth side: authorization codes and tokens.
+    pub oauth: crate::oauth::GoogleOAuth,
+    control: admin::Control<Route, FaultKind, CalendarCounts>,
 }
 
 /// Why the gate refused a request.
@@ -246,20 +231,18 @@ impl GoogleState {
             let today = Utc::now().date_naive();
             When::Day(today).instant()
         });
-        let mut tokens = HashMap::new();
-        if let Some(t) = &config.static_token {
-            tokens.insert(t.clone(), None);
-        }
+        let oauth = crate::oauth::GoogleOAuth::new(
+            (&config.client_id, &config.client_secret),
+            scopes(),
+            config.static_token.as_deref(),
+            &scopes(),
+        );
         let inner = Inner {
             store: Store::seeded(config.events, config.weekly_instances, config.seed, anchor),
-            tokens,
-            refresh_tokens: HashMap::new(),
-            faults: Vec::new(),
-            stats: Stats::default(),
             channels: Vec::new(),
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { inner: Mutex::new(inner), config, http, oauth: crate::oauth::CodeGrants::new() }
+        Self { inner: Mutex::new(inner), config, http, oauth, control: admin::Control::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -326,64 +309,27 @@ impl GoogleState {
         inner.store.min_sync_seq = inner.store.seq;
     }
 
-    pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
-    }
-
-    pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
-    }
+    admin::control_methods!();
 
     /// Issues an access token (lifetime `ttl`, default Google's 3599 s) and a refresh token.
     pub fn issue_token(&self, ttl: Option<Duration>) -> IssuedToken {
-        let ttl = ttl.unwrap_or(ACCESS_TOKEN_TTL);
-        let access = random_token("ya29.a0");
-        let refresh = random_token("1//0g");
-        let mut inner = self.lock();
-        inner.tokens.insert(access.clone(), Some(Instant::now() + ttl));
-        inner.refresh_tokens.insert(refresh.clone(), ());
-        IssuedToken { access_token: access, refresh_token: refresh, expires_in: ttl.as_secs() }
+        self.oauth.tokens.issue(&scopes(), ttl)
     }
 
     /// Makes an access token expired now; `false` if unknown.
     pub fn expire_token(&self, access_token: &str) -> bool {
-        match self.lock().tokens.get_mut(access_token) {
-            Some(at) => {
-                *at = Some(Instant::now());
-                true
-            }
-            None => false,
-        }
+        self.oauth.tokens.expire(access_token)
+    }
+
+    /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops
+    /// working); `false` if unknown.
+    pub fn revoke(&self, token: &str) -> bool {
+        self.oauth.tokens.revoke(token)
     }
 
     /// Revokes a refresh token; `false` if unknown.
     pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
-        self.lock().refresh_tokens.remove(refresh_token).is_some()
-    }
-
-    /// `POST /revoke`: a refresh token (it stops refreshing) or an access token (it stops working);
-    /// `false` if unknown.
-    pub fn revoke(&self, token: &str) -> bool {
-        let mut inner = self.lock();
-        inner.refresh_tokens.remove(token).is_some() || inner.tokens.remove(token).is_some()
-    }
-
-    /// A new access token for a known refresh token (Google keeps the refresh token valid and does
-    /// not return it again).
-    fn refresh(&self, refresh_token: &str) -> Option<String> {
-        let mut inner = self.lock();
-        inner.refresh_tokens.get(refresh_token)?;
-        let access = random_token("ya29.a0");
-        inner.tokens.insert(access.clone(), Some(Instant::now() + ACCESS_TOKEN_TTL));
-        Some(access)
+        self.oauth.tokens.revoke_refresh(refresh_token)
     }
 
     /// Every channel registered, stopped ones included, in creation order.
@@ -467,40 +413,65 @@ impl GoogleState {
     /// Counts the request and takes the first pending fault for `route`. `sync_token`: whether a
     /// list request carries a sync token (only those use up a `SyncTokenGone` fault).
     fn count_and_take_fault(&self, route: Route, sync_token: bool) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
         if sync_token {
-            inner.stats.incremental_lists += 1;
+            self.control.counters.update(|s| s.incremental_lists += 1);
         }
-        let idx = inner.faults.iter().position(|f| {
-            (f.route == route || f.route == Route::Any)
-                && (f.kind != FaultKind::SyncTokenGone || (route == Route::List && sync_token))
-        })?;
-        let kind = inner.faults[idx].kind.clone();
-        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
-        if inner.faults[idx].count == 0 {
-            inner.faults.remove(idx);
-        }
-        if matches!(kind, FaultKind::RateLimit { .. }) {
-            inner.stats.rate_limited += 1;
-        }
-        Some(kind)
+        use admin::Admin as _;
+        self.count_and_take_where(&route, route.as_str(), |kind| {
+            *kind != FaultKind::SyncTokenGone || (route == Route::List && sync_token)
+        })
     }
 
     fn admit(&self, bearer: Option<&str>) -> Result<(), Refusal> {
-        let inner = self.lock();
         let token = bearer.ok_or(Refusal::Unauthenticated)?;
-        match inner.tokens.get(token) {
-            Some(None) => Ok(()),
-            Some(Some(at)) if *at > Instant::now() => Ok(()),
-            _ => Err(Refusal::Unauthenticated),
-        }
+        self.oauth.tokens.scopes(token).map(|_| ()).ok_or(Refusal::Unauthenticated)
     }
 
     /// Runs `f` on the events under the lock (for the server's conditional writes).
     fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         f(&mut self.lock().store)
+    }
+}
+
+impl admin::Admin for GoogleState {
+    type Route = Route;
+    type Kind = FaultKind;
+    type Extra = CalendarCounts;
+
+    fn control(&self) -> &admin::Control<Route, FaultKind, CalendarCounts> {
+        &self.control
+    }
+    fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
+        Some(&self.oauth.codes)
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        server::bad_request("parseError", &error.to_string())
+    }
+}
+
+fn scopes() -> Vec<String> {
+    SCOPES.map(str::to_owned).to_vec()
+}
+
+impl crate::oauth::GoogleAccount for GoogleState {
+    const PRODUCT: &'static str = "Google";
+
+    fn google(&self) -> &crate::oauth::GoogleOAuth {
+        &self.oauth
+    }
+    fn fault(
+        &self,
+        endpoint: crate::oauth::GoogleEndpoint,
+    ) -> impl Future<Output = Option<axum::response::Response>> + Send {
+        let route = match endpoint {
+            crate::oauth::GoogleEndpoint::Token => Route::Token,
+            crate::oauth::GoogleEndpoint::Authorize => Route::Authorize,
+            crate::oauth::GoogleEndpoint::Revoke => Route::Revoke,
+        };
+        server::apply_fault(self, route, false)
+    }
+    fn unknown_token() -> axum::response::Response {
+        server::not_found()
     }
 }
 

@@ -4,13 +4,11 @@
 // Handlers return early with a ready `Response`; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,7 +21,7 @@ use super::store::{
     ListFilter, OWNER, StoredEvent, decode_token, encode_token, rfc3339, time_range_ok, valid_event_id,
     writable_properties,
 };
-use super::{Channel, Fault, FaultKind, GoogleState, MAX_CHANNEL_TTL, Refusal, Route, calendar_resource_id};
+use super::{Channel, FaultKind, GoogleState, MAX_CHANNEL_TTL, Refusal, Route, calendar_resource_id};
 
 const MAX_RESULTS_DEFAULT: usize = 250;
 const MAX_RESULTS_CAP: usize = 2500;
@@ -53,23 +51,16 @@ pub(crate) fn router(state: App) -> Router {
         .route(&format!("{cal}/watch"), post(watch))
         .route(&format!("{cal}/{{id}}"), get(get_one).patch(patch).put(update).delete(delete))
         .route("/calendar/v3/channels/stop", post(stop))
-        .route("/token", post(token))
-        .route("/o/oauth2/v2/auth", get(authorize))
-        .route("/revoke", post(revoke))
         .route("/calendar/v3/calendars/{calendar}", get(get_calendar))
-        .route("/_admin/oauth", post(admin_oauth))
-        .route("/_admin/stats", get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/events", post(admin_create))
         .route("/_admin/events/{id}", get(admin_get).patch(admin_edit))
         .route("/_admin/events/{id}/move", post(admin_move))
         .route("/_admin/events/{id}/cancel", post(admin_cancel))
         .route("/_admin/sync-tokens/invalidate", post(admin_invalidate))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
-        .route("/_admin/tokens", post(admin_issue_token))
-        .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/channels", get(admin_channels))
         .route("/_admin/channels/notify", post(admin_notify))
+        .merge(crate::admin::router::<App, App>())
+        .merge(crate::oauth::google_router::<App, App>())
         .with_state(state)
 }
 
@@ -85,11 +76,11 @@ fn g_error(status: StatusCode, domain: &str, reason: &str, message: &str) -> Res
     (status, Json(body)).into_response()
 }
 
-fn bad_request(reason: &str, message: &str) -> Response {
+pub(crate) fn bad_request(reason: &str, message: &str) -> Response {
     g_error(StatusCode::BAD_REQUEST, "global", reason, message)
 }
 
-fn not_found() -> Response {
+pub(crate) fn not_found() -> Response {
     g_error(StatusCode::NOT_FOUND, "global", "notFound", "Not Found")
 }
 
@@ -128,7 +119,7 @@ fn sync_gone() -> Response {
 }
 
 /// Answers an injected fault, or `None` to go on (after a delay fault's wait).
-async fn apply_fault(app: &App, route: Route, sync_token: bool) -> Option<Response> {
+pub(crate) async fn apply_fault(app: &GoogleState, route: Route, sync_token: bool) -> Option<Response> {
     match app.count_and_take_fault(route, sync_token)? {
         FaultKind::Delay { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -603,95 +594,6 @@ async fn stop(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respon
     }
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, Json(json!({ "error": error, "error_description": description }))).into_response()
-}
-
-async fn token(
-    State(app): State<App>,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    if let Some(resp) = apply_fault(&app, Route::Token, false).await {
-        return resp;
-    }
-    let Ok(Form(form)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required parameter is missing: grant_type",
-        );
-    };
-    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
-    let config = app.config();
-    if field("grant_type") == "authorization_code" {
-        if field("client_id") != config.client_id || field("client_secret") != config.client_secret {
-            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
-        }
-        let verifier = form.get("code_verifier").map(String::as_str);
-        if app.oauth.redeem(field("code"), field("client_id"), field("redirect_uri"), verifier).is_err() {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
-        }
-        let t = app.issue_token(None);
-        return Json(json!({
-            "access_token": t.access_token,
-            "expires_in": t.expires_in,
-            "refresh_token": t.refresh_token,
-            "scope": "https://www.googleapis.com/auth/calendar.events https://www.googleapis.com/auth/calendar.readonly",
-            "token_type": "Bearer",
-        }))
-        .into_response();
-    }
-    if field("grant_type") != "refresh_token" {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            &format!("Invalid grant_type: {}", field("grant_type")),
-        );
-    }
-    if field("client_id") != config.client_id {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "The OAuth client was not found.");
-    }
-    if field("client_secret") != config.client_secret {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
-    }
-    match app.refresh(field("refresh_token")) {
-        Some(access) => Json(json!({
-            "access_token": access,
-            "expires_in": super::ACCESS_TOKEN_TTL.as_secs(),
-            "scope": "https://www.googleapis.com/auth/calendar.events",
-            "token_type": "Bearer",
-        }))
-        .into_response(),
-        None => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been expired or revoked."),
-    }
-}
-
-/// accounts.google.com's consent page: consents at once (or declines, see `/_admin/oauth`).
-async fn authorize(
-    State(app): State<App>,
-    headers: axum::http::HeaderMap,
-    Query(params): Query<crate::oauth::AuthorizeParams>,
-) -> Response {
-    if let Some(resp) = apply_fault(&app, Route::Authorize, false).await {
-        return resp;
-    }
-    app.oauth.consent(&headers, &params, &app.config().client_id, "Google")
-}
-
-/// `POST /revoke` (form `token`): 200, or 400 `invalid_token` for a token Google does not know.
-async fn revoke(
-    State(app): State<App>,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    if let Some(resp) = apply_fault(&app, Route::Revoke, false).await {
-        return resp;
-    }
-    match form.ok().and_then(|Form(f)| f.get("token").cloned()) {
-        Some(token) if app.revoke(&token) => StatusCode::OK.into_response(),
-        _ => oauth_error(StatusCode::BAD_REQUEST, "invalid_token", "Token expired or revoked"),
-    }
-}
-
 /// `calendars.get`: the one calendar, whose id is its owner's address.
 async fn get_calendar(State(app): State<App>, headers: HeaderMap, Path(calendar): Path<String>) -> Response {
     if let Err(resp) = gate(&app, Route::GetCalendar, &headers, false).await {
@@ -711,26 +613,6 @@ async fn get_calendar(State(app): State<App>, headers: HeaderMap, Path(calendar)
         "conferenceProperties": { "allowedConferenceSolutionTypes": ["hangoutsMeet"] },
     }))
     .into_response()
-}
-
-#[derive(serde::Deserialize)]
-struct AdminOAuth {
-    /// The user declines the next authorizations (`error=access_denied`) until set back.
-    deny: bool,
-}
-
-async fn admin_oauth(State(app): State<App>, Json(body): Json<AdminOAuth>) -> StatusCode {
-    app.oauth.set_deny(body.deny);
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_stats(State(app): State<App>) -> Response {
-    Json(app.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<App>) -> StatusCode {
-    app.reset_stats();
-    StatusCode::NO_CONTENT
 }
 
 fn edit_reply(result: Result<Value, super::EditError>, created: bool) -> Response {
@@ -783,51 +665,6 @@ async fn admin_cancel(State(app): State<App>, Path(id): Path<String>) -> Respons
 async fn admin_invalidate(State(app): State<App>) -> StatusCode {
     app.invalidate_sync_tokens();
     StatusCode::NO_CONTENT
-}
-
-async fn admin_fault(State(app): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Fault>(&body) {
-        Ok(f) => {
-            app.inject_fault(f);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => bad_request("parseError", &e.to_string()),
-    }
-}
-
-async fn admin_clear_faults(State(app): State<App>) -> StatusCode {
-    app.clear_faults();
-    StatusCode::NO_CONTENT
-}
-
-#[derive(Deserialize)]
-struct IssueBody {
-    ttl_secs: Option<u64>,
-}
-
-async fn admin_issue_token(State(app): State<App>, body: Bytes) -> Response {
-    let ttl = if body.is_empty() {
-        None
-    } else {
-        match serde_json::from_slice::<IssueBody>(&body) {
-            Ok(b) => b.ttl_secs.map(Duration::from_secs),
-            Err(e) => return bad_request("parseError", &e.to_string()),
-        }
-    };
-    Json(app.issue_token(ttl)).into_response()
-}
-
-#[derive(Deserialize)]
-struct ExpireBody {
-    access_token: String,
-}
-
-async fn admin_expire_token(State(app): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<ExpireBody>(&body) {
-        Ok(b) if app.expire_token(&b.access_token) => StatusCode::NO_CONTENT.into_response(),
-        Ok(_) => not_found(),
-        Err(e) => bad_request("parseError", &e.to_string()),
-    }
 }
 
 async fn admin_channels(State(app): State<App>) -> Response {

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 use store::{Event, Store, When};
 
 /// Graph refuses Outlook subscriptions that expire later than this after now
@@ -150,34 +151,34 @@ pub enum FaultKind {
     },
 }
 
-/// A fault for the next `count` requests to `route`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    pub route: Route,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
-}
-
-fn one() -> u32 {
-    1
-}
+/// A fault for the next `count` requests to `route` (`POST /_admin/faults`).
+pub type Fault = admin::Fault<Route, FaultKind>;
 
 fn one_u64() -> u64 {
     1
 }
 
-/// Request counters (`GET /_admin/stats`).
+/// Request counters (`GET /_admin/stats`): the common ones (`rate_limited` counts 429s) and
+/// [`NotificationCounts`].
+pub type Stats = admin::Stats<NotificationCounts>;
+
+/// The Graph fake's own counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    /// 429s sent.
-    pub rate_limited: u64,
-    /// Requests per route name (`delta`, `create_event`, ...).
-    pub routes: BTreeMap<String, u64>,
+pub struct NotificationCounts {
     /// Validation requests and notifications POSTed to subscribers.
     pub notifications_sent: u64,
+}
+
+impl admin::FaultRoute for Route {
+    fn is_any(&self) -> bool {
+        *self == Route::Any
+    }
+}
+
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, FaultKind::RateLimit { .. })
+    }
 }
 
 /// An OAuth token pair issued by the fake.
@@ -240,8 +241,6 @@ struct Inner {
     store: Store,
     tokens: HashMap<String, TokenInfo>,
     refresh_tokens: HashMap<String, ()>,
-    faults: Vec<Fault>,
-    stats: Stats,
     subscriptions: BTreeMap<String, Subscription>,
     /// Delta and skip tokens of older generations answer 410.
     generation: u64,
@@ -255,6 +254,7 @@ pub struct GraphState {
     http: reqwest::Client,
     /// Authorization codes of the identity platform's authorization-code flow.
     pub oauth: crate::oauth::CodeGrants,
+    control: admin::Control<Route, FaultKind, NotificationCounts>,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -293,13 +293,17 @@ impl GraphState {
             store: Store::seeded(config.events, config.seed, anchor, created),
             tokens,
             refresh_tokens: HashMap::new(),
-            faults: Vec::new(),
-            stats: Stats::default(),
             subscriptions: BTreeMap::new(),
             generation: 1,
         };
         let http = reqwest::Client::builder().timeout(config.validation_timeout).build().unwrap_or_default();
-        Self { inner: Mutex::new(inner), config, http, oauth: crate::oauth::CodeGrants::new() }
+        Self {
+            inner: Mutex::new(inner),
+            config,
+            http,
+            oauth: crate::oauth::CodeGrants::new(),
+            control: admin::Control::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -415,25 +419,11 @@ impl GraphState {
         self.lock().store.delete(id, Utc::now())
     }
 
-    pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
-    }
+    admin::control_methods!();
 
     /// Requests counted on one route.
     pub fn route_count(&self, route: Route) -> u64 {
-        self.lock().stats.routes.get(route.as_str()).copied().unwrap_or(0)
-    }
-
-    pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
+        self.control.counters.route(route.as_str())
     }
 
     /// Forgets every delta round: all outstanding delta and skip tokens answer 410 from now on.
@@ -538,7 +528,7 @@ impl GraphState {
     }
 
     async fn post_notification(&self, url: &str, body: &Value) -> anyhow::Result<u16> {
-        self.lock().stats.notifications_sent += 1;
+        self.control.counters.update(|s| s.notifications_sent += 1);
         let resp = self.http.post(url).json(body).send().await.context("posting the notification")?;
         Ok(resp.status().as_u16())
     }
@@ -551,7 +541,7 @@ impl GraphState {
             "Validation: Testing client application reachability for subscription Request-Id: {}",
             guid()
         );
-        self.lock().stats.notifications_sent += 1;
+        self.control.counters.update(|s| s.notifications_sent += 1);
         let resp = self
             .http
             .post(url)
@@ -581,22 +571,9 @@ impl GraphState {
     /// Counts the request and takes the first pending fault for `route`. A `SyncStateGone` fault
     /// waits for a request that uses a delta token.
     fn count_and_take_fault(&self, route: Route, uses_delta_token: bool) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
-        let idx = inner.faults.iter().position(|f| {
-            (f.route == route || f.route == Route::Any)
-                && (uses_delta_token || !matches!(f.kind, FaultKind::SyncStateGone { .. }))
-        })?;
-        let kind = inner.faults[idx].kind.clone();
-        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
-        if inner.faults[idx].count == 0 {
-            inner.faults.remove(idx);
-        }
-        if matches!(kind, FaultKind::RateLimit { .. }) {
-            inner.stats.rate_limited += 1;
-        }
-        Some(kind)
+        admin::Admin::count_and_take_where(self, &route, route.as_str(), |kind| {
+            uses_delta_token || !matches!(kind, FaultKind::SyncStateGone { .. })
+        })
     }
 
     fn admit(&self, bearer: Option<&str>) -> Result<(), Refusal> {
@@ -646,6 +623,22 @@ impl DeltaPosition {
         let s = DateTime::from_timestamp(self.s, 0)?.naive_utc();
         let e = DateTime::from_timestamp(self.e, 0)?.naive_utc();
         Some((s, e))
+    }
+}
+
+impl admin::Admin for GraphState {
+    type Route = Route;
+    type Kind = FaultKind;
+    type Extra = NotificationCounts;
+
+    fn control(&self) -> &admin::Control<Route, FaultKind, NotificationCounts> {
+        &self.control
+    }
+    fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
+        Some(&self.oauth)
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        server::bad_json(error)
     }
 }
 

@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 
 use super::store::{Delta, Event, OWNER_EMAIL, OWNER_NAME, When, graph_instant, new_attendee};
 use super::{
-    DeltaPosition, EventEdit, Fault, FaultKind, GraphState, MAX_SUBSCRIPTION_MINUTES, NewEvent, Refusal,
-    Route, Subscription, guid,
+    DeltaPosition, EventEdit, FaultKind, GraphState, MAX_SUBSCRIPTION_MINUTES, NewEvent, Refusal, Route,
+    Subscription, guid,
 };
 
 /// Graph caps `odata.maxpagesize` for messages and events.
@@ -33,6 +33,12 @@ const MAX_PAGE_SIZE: usize = 1000;
 struct AppState {
     graph: Arc<GraphState>,
     base_url: String,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<GraphState> {
+    fn from_ref(app: &AppState) -> Self {
+        app.graph.clone()
+    }
 }
 
 pub(crate) fn router(graph: Arc<GraphState>, base_url: String) -> Router {
@@ -52,20 +58,17 @@ pub(crate) fn router(graph: Arc<GraphState>, base_url: String) -> Router {
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
         .route("/v1.0/me", get(me))
-        .route("/_admin/oauth", post(admin_oauth))
-        .route("/_admin/stats", get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/events", get(admin_list).post(admin_create))
         .route("/_admin/events/{id}", get(admin_get).patch(admin_edit).delete(admin_delete))
         .route("/_admin/events/{id}/move", post(admin_move))
         .route("/_admin/events/{id}/cancel", post(admin_cancel))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/_admin/sync-state/expire", post(admin_expire_sync_state))
         .route("/_admin/tokens", post(admin_issue_token))
         .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/subscriptions", get(admin_subscriptions))
         .route("/_admin/subscriptions/{id}/notify", post(admin_notify))
         .route("/_admin/subscriptions/{id}/lifecycle", post(admin_lifecycle))
+        .merge(crate::admin::router::<AppState, Arc<GraphState>>())
         .with_state(AppState { graph, base_url })
 }
 
@@ -191,8 +194,12 @@ fn not_found() -> Response {
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| bad_request("BadRequest", format!("Unable to read JSON request payload: {e}")))
+    serde_json::from_slice(body).map_err(|e| bad_json(&e))
+}
+
+/// Graph's 400 for a body that is not the JSON expected.
+pub(crate) fn bad_json(e: &serde_json::Error) -> Response {
+    bad_request("BadRequest", format!("Unable to read JSON request payload: {e}"))
 }
 
 /// `odata.maxpagesize=N` from `Prefer` (other preferences ignored).
@@ -874,26 +881,6 @@ async fn me(State(app): State<AppState>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-#[derive(Deserialize)]
-struct AdminOAuth {
-    /// The user declines the next authorizations (`error=access_denied`) until set back.
-    deny: bool,
-}
-
-async fn admin_oauth(State(app): State<AppState>, Json(body): Json<AdminOAuth>) -> StatusCode {
-    app.graph.oauth.set_deny(body.deny);
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_stats(State(app): State<AppState>) -> Response {
-    Json(app.graph.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<AppState>) -> StatusCode {
-    app.graph.reset_stats();
-    StatusCode::NO_CONTENT
-}
-
 async fn admin_list(State(app): State<AppState>) -> Response {
     Json(json!({ "value": app.graph.events() })).into_response()
 }
@@ -953,21 +940,6 @@ async fn admin_cancel(State(app): State<AppState>, Path(id): Path<String>) -> Re
         return not_found();
     }
     admin_get(State(app), Path(id)).await
-}
-
-async fn admin_fault(State(app): State<AppState>, body: Bytes) -> Response {
-    match parse_json::<Fault>(&body) {
-        Ok(f) => {
-            app.graph.inject_fault(f);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(resp) => resp,
-    }
-}
-
-async fn admin_clear_faults(State(app): State<AppState>) -> StatusCode {
-    app.graph.clear_faults();
-    StatusCode::NO_CONTENT
 }
 
 async fn admin_expire_sync_state(State(app): State<AppState>) -> StatusCode {

@@ -33,6 +33,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 pub use store::{ObjectKind, PropertyDef, PropertyError};
 use store::{SeedCounts, Store};
 
@@ -225,31 +226,32 @@ pub enum FaultKind {
     Delay { ms: u64 },
 }
 
-/// A fault for the next `count` requests to `route`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    pub route: Route,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
-}
+/// A fault for the next `count` requests to `route` (`POST /_admin/faults`).
+pub type Fault = admin::Fault<Route, FaultKind>;
 
-fn one() -> u32 {
-    1
-}
+/// Request counters (`GET /_admin/stats`): the common ones (`rate_limited` counts 429s from
+/// rate limiting and injected faults; `routes` counts every object type together) and
+/// [`ObjectCounts`].
+pub type Stats = admin::Stats<ObjectCounts>;
 
-/// Request counters (`GET /_admin/stats`).
+/// The HubSpot fake's own counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    /// 429s sent (rate limiting and injected faults).
-    pub rate_limited: u64,
-    /// Requests per route name (`list`, `search`, `batch_read`, ...), every object type together.
-    pub routes: BTreeMap<String, u64>,
+pub struct ObjectCounts {
     /// Requests per object type and route (`deals.search`, `notes.batch_create`, ...).
     #[serde(default)]
     pub by_object: BTreeMap<String, u64>,
+}
+
+impl admin::FaultRoute for Route {
+    fn is_any(&self) -> bool {
+        *self == Route::Any
+    }
+}
+
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, FaultKind::RateLimit { .. })
+    }
 }
 
 /// An OAuth token pair issued by the fake.
@@ -329,8 +331,6 @@ struct Inner {
     /// Refresh token -> the scopes the install granted (its access tokens carry them).
     refresh_tokens: HashMap<String, BTreeSet<String>>,
     windows: HashMap<String, Window>,
-    faults: Vec<Fault>,
-    stats: Stats,
     rate_limits: bool,
 }
 
@@ -341,6 +341,7 @@ pub struct HubspotState {
     config: FakeConfig,
     /// Authorization codes of the OAuth install flow.
     pub oauth: crate::oauth::CodeGrants,
+    control: admin::Control<Route, FaultKind, ObjectCounts>,
 }
 
 /// The fake portal's id (`hub_id`), and the app's.
@@ -388,11 +389,14 @@ impl HubspotState {
             tokens,
             refresh_tokens: HashMap::new(),
             windows: HashMap::new(),
-            faults: Vec::new(),
-            stats: Stats::default(),
             rate_limits: config.rate_limits,
         };
-        Self { inner: Mutex::new(inner), config, oauth: crate::oauth::CodeGrants::new() }
+        Self {
+            inner: Mutex::new(inner),
+            config,
+            oauth: crate::oauth::CodeGrants::new(),
+            control: admin::Control::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -680,21 +684,7 @@ impl HubspotState {
         self.archive(ObjectKind::Contacts, id)
     }
 
-    pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
-    }
-
-    pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
-    }
+    admin::control_methods!();
 
     /// Turns rate limiting (and its headers) on or off; also forgets the request windows.
     pub fn set_rate_limits(&self, enabled: bool) {
@@ -774,22 +764,11 @@ impl HubspotState {
 
     /// Counts the request and takes the first pending fault for `route`.
     fn count_and_take_fault(&self, route: Route, object: Option<ObjectKind>) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
         if let Some(kind) = object {
-            *inner.stats.by_object.entry(format!("{}.{}", kind.as_str(), route.as_str())).or_default() += 1;
+            let key = format!("{}.{}", kind.as_str(), route.as_str());
+            self.control.counters.update(|s| *s.by_object.entry(key).or_default() += 1);
         }
-        let idx = inner.faults.iter().position(|f| f.route == route || f.route == Route::Any)?;
-        let kind = inner.faults[idx].kind.clone();
-        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
-        if inner.faults[idx].count == 0 {
-            inner.faults.remove(idx);
-        }
-        if matches!(kind, FaultKind::RateLimit { .. }) {
-            inner.stats.rate_limited += 1;
-        }
-        Some(kind)
+        admin::Admin::count_and_take(self, &route, route.as_str())
     }
 
     /// Checks the bearer token, its scope and the rate limits; on success returns the headers to
@@ -836,7 +815,7 @@ impl HubspotState {
         };
         if let Some(policy) = refused {
             let h = headers(used, window.daily);
-            inner.stats.rate_limited += 1;
+            self.control.counters.rate_limited();
             return Err(Refusal::RateLimited { policy, headers: h });
         }
         window.general.push_back(now);
@@ -859,6 +838,22 @@ pub fn sign_v3(client_secret: &str, method: &str, uri: &str, body: &str, timesta
         mac.update(part.as_bytes());
     }
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+impl admin::Admin for HubspotState {
+    type Route = Route;
+    type Kind = FaultKind;
+    type Extra = ObjectCounts;
+
+    fn control(&self) -> &admin::Control<Route, FaultKind, ObjectCounts> {
+        &self.control
+    }
+    fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
+        Some(&self.oauth)
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        server::bad_json(error, None)
+    }
 }
 
 /// Starts fakes.

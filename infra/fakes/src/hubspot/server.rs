@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::search::SearchRequest;
 use super::store::{ObjectKind, PropertyDef, Store, association_target, association_type_id, iso};
 use super::{
-    DAILY_MAX, Fault, FaultKind, HubspotState, LimitHeaders, Refusal, Route, TEN_SECONDLY_INTERVAL,
+    DAILY_MAX, FaultKind, HubspotState, LimitHeaders, Refusal, Route, TEN_SECONDLY_INTERVAL,
     TEN_SECONDLY_MAX, correlation_id,
 };
 
@@ -36,6 +36,12 @@ const ASSOCIATIONS_MAX_INPUTS: usize = 1_000;
 struct AppState {
     hub: Arc<HubspotState>,
     base_url: String,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<HubspotState> {
+    fn from_ref(app: &AppState) -> Self {
+        app.hub.clone()
+    }
 }
 
 pub(crate) fn router(hub: Arc<HubspotState>, base_url: String) -> Router {
@@ -58,9 +64,6 @@ pub(crate) fn router(hub: Arc<HubspotState>, base_url: String) -> Router {
         .route("/oauth/authorize", get(authorize))
         .route("/oauth/v1/access-tokens/{token}", get(token_info))
         .route("/oauth/v1/refresh-tokens/{token}", axum::routing::delete(revoke_refresh_token))
-        .route("/_admin/oauth", post(admin_oauth))
-        .route("/_admin/stats", get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/contacts", post(admin_create))
         .route("/_admin/contacts/touch", post(admin_touch))
         .route("/_admin/contacts/{id}", get(admin_get).patch(admin_edit))
@@ -72,11 +75,11 @@ pub(crate) fn router(hub: Arc<HubspotState>, base_url: String) -> Router {
         )
         .route("/_admin/objects/{object_type}/{id}/restore", post(admin_restore_typed))
         .route("/_admin/clock", post(admin_clock))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/_admin/tokens", post(admin_issue_token))
         .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/rate-limits", post(admin_rate_limits))
         .route("/_admin/webhooks/send", post(admin_send_webhooks))
+        .merge(crate::admin::router::<AppState, Arc<HubspotState>>())
         .layer(axum::middleware::from_fn_with_state(state.clone(), attribute_changes))
         .layer(axum::middleware::map_response_with_state(state.clone(), date_header))
         .with_state(state)
@@ -255,15 +258,18 @@ async fn gate(
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes, lh: Option<LimitHeaders>) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        let mut resp = hub_error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            format!("Invalid input JSON on line {}, column {}: {e}", e.line(), e.column()),
-        );
-        add_limit_headers(&mut resp, lh);
-        resp
-    })
+    serde_json::from_slice(body).map_err(|e| bad_json(&e, lh))
+}
+
+/// HubSpot's 400 for a body that is not the JSON expected.
+pub(crate) fn bad_json(e: &serde_json::Error, lh: Option<LimitHeaders>) -> Response {
+    let mut resp = hub_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        format!("Invalid input JSON on line {}, column {}: {e}", e.line(), e.column()),
+    );
+    add_limit_headers(&mut resp, lh);
+    resp
 }
 
 fn bad_request(message: impl Into<String>, lh: Option<LimitHeaders>) -> Response {
@@ -1341,26 +1347,6 @@ async fn revoke_refresh_token(State(app): State<AppState>, Path(token): Path<Str
 }
 
 #[derive(Deserialize)]
-struct AdminOAuth {
-    /// The user declines the next installs (`error=access_denied`) until set back.
-    deny: bool,
-}
-
-async fn admin_oauth(State(app): State<AppState>, Json(body): Json<AdminOAuth>) -> StatusCode {
-    app.hub.oauth.set_deny(body.deny);
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_stats(State(app): State<AppState>) -> Response {
-    Json(app.hub.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<AppState>) -> StatusCode {
-    app.hub.reset_stats();
-    StatusCode::NO_CONTENT
-}
-
-#[derive(Deserialize)]
 struct AdminCreateBody {
     #[serde(default)]
     properties: BTreeMap<String, Value>,
@@ -1503,21 +1489,6 @@ async fn admin_touch(State(app): State<AppState>, body: Bytes) -> Response {
     let ids = req.ids.unwrap_or_else(|| app.hub.contact_ids());
     let touched = app.hub.touch_contacts(ids.iter().map(String::as_str), req.shared);
     Json(json!({ "touched": touched })).into_response()
-}
-
-async fn admin_fault(State(app): State<AppState>, body: Bytes) -> Response {
-    match parse_json::<Fault>(&body, None) {
-        Ok(f) => {
-            app.hub.inject_fault(f);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(resp) => resp,
-    }
-}
-
-async fn admin_clear_faults(State(app): State<AppState>) -> StatusCode {
-    app.hub.clear_faults();
-    StatusCode::NO_CONTENT
 }
 
 #[derive(Deserialize, Default)]

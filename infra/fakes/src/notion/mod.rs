@@ -16,7 +16,6 @@
 mod server;
 pub mod store;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -28,6 +27,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin;
+use axum::response::IntoResponse as _;
 pub use store::StoreError;
 use store::{Parent, Store};
 
@@ -127,29 +128,24 @@ pub enum FaultKind {
     Unauthorized,
 }
 
-/// A fault for the next `count` requests to `route`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    pub route: Route,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
-}
-
-fn one() -> u32 {
-    1
-}
+/// A fault for the next `count` requests to `route` (`POST /_admin/faults`).
+pub type Fault = admin::Fault<Route, FaultKind>;
 
 /// Request counters (`GET /_admin/stats`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    pub rate_limited: u64,
-    pub routes: BTreeMap<String, u64>,
+pub type Stats = admin::Stats;
+
+impl admin::FaultRoute for Route {
+    fn is_any(&self) -> bool {
+        *self == Route::Any
+    }
 }
 
-/// The ids of a seeded CRM.
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, FaultKind::RateLimit { .. })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Crm {
     pub deals_database: String,
@@ -199,8 +195,6 @@ struct Limiter {
 struct Inner {
     store: Store,
     tokens: Vec<String>,
-    faults: Vec<Fault>,
-    stats: Stats,
     rate_limits: bool,
     limiter: Limiter,
     /// How far the workspace clock is ahead of the wall clock.
@@ -215,6 +209,7 @@ pub struct NotionState {
     inner: Mutex<Inner>,
     pub bot_id: String,
     pub person_id: String,
+    control: admin::Control<Route, FaultKind>,
 }
 
 pub(crate) enum Gate {
@@ -243,15 +238,13 @@ impl NotionState {
         let inner = Inner {
             store,
             tokens: config.token.iter().cloned().collect(),
-            faults: Vec::new(),
-            stats: Stats::default(),
             rate_limits: config.rate_limits,
             limiter: Limiter { tokens: BURST, at: Instant::now() },
             clock_offset: chrono::Duration::zero(),
             root_page,
             crm: None,
         };
-        let state = Self { inner: Mutex::new(inner), bot_id, person_id };
+        let state = Self { inner: Mutex::new(inner), bot_id, person_id, control: admin::Control::default() };
         if config.crm {
             state.seed_crm(config.deals, config.contacts);
         }
@@ -411,37 +404,11 @@ impl NotionState {
         self.lock().tokens.push(token.to_owned());
     }
 
-    pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
-    }
-
-    pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
-    }
+    admin::control_methods!();
 
     /// Counts the request and takes the first pending fault for `route`.
     fn count_and_take_fault(&self, route: Route) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
-        let idx = inner.faults.iter().position(|f| f.route == route || f.route == Route::Any)?;
-        let kind = inner.faults[idx].kind.clone();
-        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
-        if inner.faults[idx].count == 0 {
-            inner.faults.remove(idx);
-        }
-        if matches!(kind, FaultKind::RateLimit { .. }) {
-            inner.stats.rate_limited += 1;
-        }
-        Some(kind)
+        admin::Admin::count_and_take(self, &route, route.as_str())
     }
 
     /// Checks the bearer token, then spends one request of the rate limit.
@@ -457,7 +424,7 @@ impl NotionState {
             l.at = now;
             if l.tokens < 1.0 {
                 let wait = ((1.0 - l.tokens) / PER_SECOND).ceil().max(1.0) as u64;
-                inner.stats.rate_limited += 1;
+                self.control.counters.rate_limited();
                 return Err(Gate::RateLimited(wait));
             }
             l.tokens -= 1.0;
@@ -468,6 +435,19 @@ impl NotionState {
     fn with_store<T>(&self, f: impl FnOnce(&mut Store, DateTime<Utc>) -> T) -> T {
         let now = self.now();
         f(&mut self.lock().store, now)
+    }
+}
+
+impl admin::Admin for NotionState {
+    type Route = Route;
+    type Kind = FaultKind;
+    type Extra = admin::NoExtra;
+
+    fn control(&self) -> &admin::Control<Route, FaultKind, admin::NoExtra> {
+        &self.control
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        (axum::http::StatusCode::BAD_REQUEST, error.to_string()).into_response()
     }
 }
 

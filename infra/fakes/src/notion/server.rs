@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::store::{Listing, StoreError, parse_id};
-use super::{API_VERSION, Fault, FaultKind, Gate, NotionState, Route};
+use super::{API_VERSION, FaultKind, Gate, NotionState, Route};
 
 type App = Arc<NotionState>;
 
@@ -29,15 +29,13 @@ pub(crate) fn router(state: App) -> Router {
         .route("/v1/pages/{id}", get(get_page).patch(update_page))
         .route("/v1/blocks/{id}/children", patch(append).get(list_children))
         .route("/v1/users/me", get(me))
-        .route("/_admin/stats", get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/_admin/rate-limits", post(admin_rate_limits))
         .route("/_admin/clock/advance", post(admin_advance))
         .route("/_admin/workspace", get(admin_workspace))
         .route("/_admin/crm", post(admin_seed_crm))
         .route("/_admin/pages/{id}", get(admin_page).patch(admin_edit))
         .route("/_admin/pages/{id}/trash", post(admin_trash))
+        .merge(crate::admin::router::<App, App>())
         .fallback(|| async { error(StatusCode::BAD_REQUEST, "invalid_request_url", "Invalid request URL.") })
         .layer(axum::middleware::map_response_with_state(state.clone(), workspace_date))
         .with_state(state)
@@ -339,30 +337,6 @@ async fn me(State(app): State<App>, headers: HeaderMap) -> Response {
     let bot = app.bot_id.clone();
     let user = app.with_store(|s, _| s.users.get(&bot).cloned());
     Json(user.unwrap_or(Value::Null)).into_response()
-}
-
-async fn admin_stats(State(app): State<App>) -> Response {
-    Json(app.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<App>) -> StatusCode {
-    app.reset_stats();
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_fault(State(app): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Fault>(&body) {
-        Ok(f) => {
-            app.inject_fault(f);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-    }
-}
-
-async fn admin_clear_faults(State(app): State<App>) -> StatusCode {
-    app.clear_faults();
-    StatusCode::NO_CONTENT
 }
 
 #[derive(Deserialize)]

@@ -17,7 +17,7 @@ mod server;
 pub mod soql;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -28,6 +28,7 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin;
 use store::Store;
 pub use store::{
     API_VERSION, CustomField, KEY_FIELD, LATEST_API_VERSION, OLDEST_API_VERSION, SeedCounts, make_id,
@@ -161,28 +162,24 @@ pub enum FaultKind {
     Delay { ms: u64 },
 }
 
-/// A fault for the next `count` requests to `route`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    pub route: Route,
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
+/// A fault for the next `count` requests to `route` (`POST /_admin/faults`).
+pub type Fault = admin::Fault<Route, FaultKind>;
+
+/// Request counters: the common ones, `rate_limited` counting 403 `REQUEST_LIMIT_EXCEEDED`
+/// answers (allocation used up and injected faults); `GET /_admin/stats` names it
+/// `limit_exceeded`, Salesforce's word.
+pub type Stats = admin::Stats;
+
+impl admin::FaultRoute for Route {
+    fn is_any(&self) -> bool {
+        *self == Route::Any
+    }
 }
 
-fn one() -> u32 {
-    1
-}
-
-/// Request counters (`GET /_admin/stats`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    /// 403 `REQUEST_LIMIT_EXCEEDED` answers sent (allocation used up and injected faults).
-    pub limit_exceeded: u64,
-    /// Requests per route name (`query`, `query_more`, `bulk_results`, ...).
-    pub routes: BTreeMap<String, u64>,
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, FaultKind::RequestLimit)
+    }
 }
 
 /// What the token endpoint answered (Salesforce sends no `expires_in` and, on refresh, no new
@@ -219,8 +216,6 @@ struct Inner {
     locators: HashMap<String, Locator>,
     locator_order: VecDeque<String>,
     jobs: HashMap<String, BulkJob>,
-    faults: Vec<Fault>,
-    stats: Stats,
     api_usage: u64,
     daily_api_requests: u64,
     instance_url: Option<String>,
@@ -236,6 +231,7 @@ pub struct SalesforceState {
     config: FakeConfig,
     /// Authorization codes of the web-server flow.
     pub oauth: crate::oauth::CodeGrants,
+    control: admin::Control<Route, FaultKind>,
 }
 
 /// The fake org's id (18 characters, as Salesforce's) and its one user's.
@@ -262,15 +258,18 @@ impl SalesforceState {
             locators: HashMap::new(),
             locator_order: VecDeque::new(),
             jobs: HashMap::new(),
-            faults: Vec::new(),
-            stats: Stats::default(),
             api_usage: 0,
             daily_api_requests: config.daily_api_requests,
             instance_url: None,
             next_serial: 1,
             customize_application: true,
         };
-        Self { inner: Mutex::new(inner), config, oauth: crate::oauth::CodeGrants::new() }
+        Self {
+            inner: Mutex::new(inner),
+            config,
+            oauth: crate::oauth::CodeGrants::new(),
+            control: admin::Control::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -442,25 +441,11 @@ impl SalesforceState {
         self.lock().store.purge_deleted()
     }
 
-    pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
-    }
+    admin::control_methods!();
 
     /// Requests to one route so far.
     pub fn route_count(&self, route: Route) -> u64 {
-        self.lock().stats.routes.get(route.as_str()).copied().unwrap_or(0)
-    }
-
-    pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
+        self.control.counters.route(route.as_str())
     }
 
     /// Sets the API requests used today and, optionally, the daily allocation.
@@ -549,19 +534,7 @@ impl SalesforceState {
 
     /// Counts the request and takes the first pending fault for `route`.
     fn count_and_take_fault(&self, route: Route) -> Option<FaultKind> {
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        *inner.stats.routes.entry(route.as_str().to_owned()).or_default() += 1;
-        let idx = inner.faults.iter().position(|f| f.route == route || f.route == Route::Any)?;
-        let kind = inner.faults[idx].kind.clone();
-        inner.faults[idx].count = inner.faults[idx].count.saturating_sub(1);
-        if inner.faults[idx].count == 0 {
-            inner.faults.remove(idx);
-        }
-        if kind == FaultKind::RequestLimit {
-            inner.stats.limit_exceeded += 1;
-        }
-        Some(kind)
+        admin::Admin::count_and_take(self, &route, route.as_str())
     }
 
     fn serial(&self) -> u64 {
@@ -569,6 +542,28 @@ impl SalesforceState {
         let n = inner.next_serial;
         inner.next_serial += 1;
         n
+    }
+}
+
+impl admin::Admin for SalesforceState {
+    type Route = Route;
+    type Kind = FaultKind;
+    type Extra = admin::NoExtra;
+
+    fn control(&self) -> &admin::Control<Route, FaultKind, admin::NoExtra> {
+        &self.control
+    }
+    fn oauth(&self) -> Option<&crate::oauth::CodeGrants> {
+        Some(&self.oauth)
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        server::bad_json(error, None)
+    }
+    fn stats_json(stats: Stats) -> serde_json::Value {
+        admin::rename_keys(
+            serde_json::to_value(stats).unwrap_or_default(),
+            &[("rate_limited", "limit_exceeded")],
+        )
     }
 }
 

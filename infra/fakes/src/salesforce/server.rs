@@ -27,8 +27,8 @@ use super::store::{
     field_label, floor_minute, sf_datetime, sobject, standard_type,
 };
 use super::{
-    BulkJob, COLLECTION_MAX, DEFAULT_BATCH_SIZE, Fault, FaultKind, Locator, MAX_LOCATORS, MIN_BATCH_SIZE,
-    Route, SalesforceState,
+    BulkJob, COLLECTION_MAX, DEFAULT_BATCH_SIZE, FaultKind, Locator, MAX_LOCATORS, MIN_BATCH_SIZE, Route,
+    SalesforceState,
 };
 
 const THIRTY_DAYS_MS: i64 = 30 * 86_400_000;
@@ -43,6 +43,12 @@ pub(crate) struct ApiVersion(pub String);
 struct AppState {
     org: Arc<SalesforceState>,
     base_url: String,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<SalesforceState> {
+    fn from_ref(app: &AppState) -> Self {
+        app.org.clone()
+    }
 }
 
 /// `v60.0` -> 60 when the org serves that version.
@@ -133,14 +139,10 @@ pub(crate) fn router(org: Arc<SalesforceState>, base_url: String) -> Router {
         .route("/services/oauth2/token", post(token))
         .route("/services/oauth2/authorize", get(authorize))
         .route("/services/oauth2/revoke", post(revoke))
-        .route("/_admin/oauth", post(admin_oauth))
         .route("/services/oauth2/userinfo", get(userinfo))
-        .route("/_admin/stats", get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
         .route("/_admin/sobjects/{sobject}", post(admin_create))
         .route("/_admin/records/{id}", get(admin_get).patch(admin_edit).delete(admin_delete))
         .route("/_admin/touch", post(admin_touch))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/_admin/tokens", post(admin_issue_token))
         .route("/_admin/tokens/expire", post(admin_expire_token))
         .route("/_admin/limits", post(admin_limits))
@@ -149,6 +151,7 @@ pub(crate) fn router(org: Arc<SalesforceState>, base_url: String) -> Router {
         .route("/_admin/permissions", post(admin_permissions))
         .route("/_admin/fields", post(admin_create_field))
         .route("/_admin/deleted/purge", post(admin_purge_deleted))
+        .merge(crate::admin::router::<AppState, Arc<SalesforceState>>())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(AppState { org, base_url })
@@ -213,7 +216,7 @@ fn sf_error(status: StatusCode, code: &str, message: impl Into<String>) -> Respo
 
 /// The `Sforce-Limit-Info` value for this response.
 #[derive(Debug, Clone, Copy)]
-struct Usage(u64, u64);
+pub(crate) struct Usage(u64, u64);
 
 fn with_usage(mut resp: Response, usage: Option<Usage>) -> Response {
     if let Some(Usage(used, max)) = usage
@@ -298,7 +301,7 @@ async fn gate(app: &AppState, route: Route, headers: &HeaderMap) -> Result<Usage
         return Err(invalid_session());
     }
     if inner.api_usage >= inner.daily_api_requests {
-        inner.stats.limit_exceeded += 1;
+        app.org.control.counters.rate_limited();
         let usage = Usage(inner.api_usage, inner.daily_api_requests);
         return Err(limit_exceeded(Some(usage)));
     }
@@ -584,16 +587,15 @@ struct CollectionBody {
 
 #[allow(clippy::result_large_err)] // the error is the handler's answer, returned at once
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes, usage: Option<Usage>) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        with_usage(
-            sf_error(
-                StatusCode::BAD_REQUEST,
-                "JSON_PARSER_ERROR",
-                format!("Cannot deserialize request: {e}"),
-            ),
-            usage,
-        )
-    })
+    serde_json::from_slice(body).map_err(|e| bad_json(&e, usage))
+}
+
+/// Salesforce's 400 for a body that is not the JSON expected.
+pub(crate) fn bad_json(e: &serde_json::Error, usage: Option<Usage>) -> Response {
+    with_usage(
+        sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", format!("Cannot deserialize request: {e}")),
+        usage,
+    )
 }
 
 fn result_json(id: Option<&str>, outcome: &Result<(), RecordError>) -> Value {
@@ -1023,17 +1025,6 @@ async fn revoke(
     }
 }
 
-#[derive(Deserialize)]
-struct AdminOAuth {
-    /// The user declines the next authorizations (`error=access_denied`) until set back.
-    deny: bool,
-}
-
-async fn admin_oauth(State(app): State<AppState>, Json(body): Json<AdminOAuth>) -> StatusCode {
-    app.org.oauth.set_deny(body.deny);
-    StatusCode::NO_CONTENT
-}
-
 /// The OpenID Connect userinfo endpoint on the login host: tells a client holding only an access
 /// token which instance serves it (`urls.custom_domain`, `urls.rest`).
 async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -1061,15 +1052,6 @@ async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
         },
     }))
     .into_response()
-}
-
-async fn admin_stats(State(app): State<AppState>) -> Response {
-    Json(app.org.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<AppState>) -> StatusCode {
-    app.org.reset_stats();
-    StatusCode::NO_CONTENT
 }
 
 fn pairs(map: &Map<String, Value>) -> Vec<(&str, Value)> {
@@ -1144,21 +1126,6 @@ async fn admin_touch(State(app): State<AppState>, body: Bytes) -> Response {
     };
     let at = req.at.as_deref().and_then(parse_datetime);
     Json(json!({ "touched": app.org.touch(&req.ids, at) })).into_response()
-}
-
-async fn admin_fault(State(app): State<AppState>, body: Bytes) -> Response {
-    match parse_body::<Fault>(&body, None) {
-        Ok(f) => {
-            app.org.inject_fault(f);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(resp) => resp,
-    }
-}
-
-async fn admin_clear_faults(State(app): State<AppState>) -> StatusCode {
-    app.org.clear_faults();
-    StatusCode::NO_CONTENT
 }
 
 async fn admin_issue_token(State(app): State<AppState>) -> Response {

@@ -79,7 +79,7 @@ async fn errors_use_salesforce_bodies_and_the_daily_allocation_is_enforced() {
     assert_eq!(resp.status(), 403);
     assert_eq!(resp.headers()["sforce-limit-info"], "api-usage=10/10");
     assert_eq!(resp.json::<Value>().await.unwrap()[0]["errorCode"], "REQUEST_LIMIT_EXCEEDED");
-    assert_eq!(f.state().stats().limit_exceeded, 1);
+    assert_eq!(f.state().stats().rate_limited, 1);
 }
 
 #[tokio::test]
@@ -390,4 +390,24 @@ async fn every_served_version_and_trailing_slashes_reach_the_same_routes() {
         .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.json::<Value>().await.unwrap()[0]["errorCode"], "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn the_admin_stats_name_the_limit_answers_limit_exceeded_and_faults_come_from_admin_json() {
+    let f = fake(1).await;
+    let http = reqwest::Client::new();
+    let admin = |p: &str| format!("{}/_admin{p}", f.base_url());
+    let resp =
+        http.post(admin("/faults")).json(&json!({"route": "query", "kind": "request_limit"})).send().await;
+    assert_eq!(resp.unwrap().status(), 204);
+    let q = [("q", "SELECT Id FROM Contact")];
+    let resp = http.get(api(&f, "/query")).query(&q).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let stats: Value = http.get(admin("/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["limit_exceeded"], 1, "{stats}");
+    assert_eq!(stats["routes"]["query"], 1, "{stats}");
+    assert!(stats.get("rate_limited").is_none(), "Salesforce's word only: {stats}");
+    let resp = http.post(admin("/faults")).body("{").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()[0]["errorCode"], "JSON_PARSER_ERROR");
 }

@@ -24,11 +24,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::google::{Backoff, GoogleDialect, api_root_at, check_urls, random_channel_id, refresh_at_google};
+use super::google::{
+    Backoff, GoogleAppClient, GoogleAppFactory, GoogleDialect, api_root_at, check_urls, random_channel_id,
+    refresh_at_google,
+};
 use super::provider_http::{Call, Dialect, ProviderHttp, Reply};
 use crate::config::OAuthApp;
 use crate::domain::{Connection, Credentials, ObjectType, Provider, PushChannel, SyncCursor};
-use crate::ports::{ErrorClass, ProviderClient, ProviderError, ProviderFactory, PulledPage, RequestStats};
+use crate::ports::{ErrorClass, ProviderClient, ProviderError, PulledPage, RequestStats};
 pub use files::FILE_FIELDS;
 
 /// Drive's API root (a connection's `base_url`; configurable: `DRIVE_API_BASE_URL`).
@@ -65,41 +68,8 @@ impl Dialect for DriveDialect {
     }
 }
 
-/// Builds [`DriveClient`]s; holds the shared HTTP client, the Google OAuth app and its token URL.
-#[derive(Clone)]
-pub struct DriveFactory {
-    http: reqwest::Client,
-    app: Option<OAuthApp>,
-    token_url: String,
-    backoff: Backoff,
-}
-
-impl DriveFactory {
-    pub fn new(http: reqwest::Client, app: Option<OAuthApp>, token_url: impl Into<String>) -> Self {
-        Self { http, app, token_url: token_url.into(), backoff: Backoff::default() }
-    }
-
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    pub fn drive_client(&self, connection: &Connection) -> Result<DriveClient, ProviderError> {
-        if connection.provider != Provider::GoogleDrive {
-            return Err(ProviderError::permanent(format!(
-                "the Drive adapter cannot serve a {} connection",
-                connection.provider
-            )));
-        }
-        DriveClient::new(self.http.clone(), connection, self.app.clone(), &self.token_url, self.backoff)
-    }
-}
-
-impl ProviderFactory for DriveFactory {
-    fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
-        Ok(Box::new(self.drive_client(connection)?))
-    }
-}
+/// Builds [`DriveClient`]s.
+pub type DriveFactory = GoogleAppFactory<DriveClient>;
 
 /// One user's Drive seen through its API.
 pub struct DriveClient {
@@ -123,8 +93,10 @@ fn api_root(base_url: &str) -> String {
     api_root_at(base_url, "drive/v3")
 }
 
-impl DriveClient {
-    pub fn new(
+impl GoogleAppClient for DriveClient {
+    const PROVIDER: Provider = Provider::GoogleDrive;
+
+    fn new(
         http: reqwest::Client,
         connection: &Connection,
         app: Option<OAuthApp>,
@@ -140,7 +112,9 @@ impl DriveClient {
             app,
         })
     }
+}
 
+impl DriveClient {
     async fn send(
         &self,
         call: Call,

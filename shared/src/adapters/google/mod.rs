@@ -31,6 +31,7 @@ mod events;
 mod pull;
 mod write;
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -102,20 +103,52 @@ impl Default for Backoff {
     }
 }
 
-/// Builds [`GoogleClient`]s; holds the shared HTTP client, the OAuth app and its token URL.
-#[derive(Clone)]
-pub struct GoogleFactory {
+/// A client of one of Google's APIs behind the Google OAuth app (Calendar, Drive): what a
+/// [`GoogleAppFactory`] builds.
+pub trait GoogleAppClient: ProviderClient + Sized + 'static {
+    /// The provider whose connections the client serves.
+    const PROVIDER: Provider;
+
+    /// A client for the connection's API root (Google's or a fake's).
+    fn new(
+        http: reqwest::Client,
+        connection: &Connection,
+        app: Option<OAuthApp>,
+        token_url: &str,
+        backoff: Backoff,
+    ) -> Result<Self, ProviderError>;
+}
+
+/// Builds the clients of one Google API; holds the shared HTTP client, the OAuth app and its
+/// token URL.
+pub struct GoogleAppFactory<C> {
     http: reqwest::Client,
     app: Option<OAuthApp>,
     token_url: String,
     backoff: Backoff,
+    client: PhantomData<fn() -> C>,
 }
 
-impl GoogleFactory {
+/// Builds [`GoogleClient`]s (Calendar).
+pub type GoogleFactory = GoogleAppFactory<GoogleClient>;
+
+impl<C> Clone for GoogleAppFactory<C> {
+    fn clone(&self) -> Self {
+        Self {
+            http: self.http.clone(),
+            app: self.app.clone(),
+            token_url: self.token_url.clone(),
+            backoff: self.backoff,
+            client: PhantomData,
+        }
+    }
+}
+
+impl<C: GoogleAppClient> GoogleAppFactory<C> {
     /// `app` is needed only to refresh tokens; `token_url` is Google's ([`DEFAULT_TOKEN_URL`]) or a
     /// fake's.
     pub fn new(http: reqwest::Client, app: Option<OAuthApp>, token_url: impl Into<String>) -> Self {
-        Self { http, app, token_url: token_url.into(), backoff: Backoff::default() }
+        Self { http, app, token_url: token_url.into(), backoff: Backoff::default(), client: PhantomData }
     }
 
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
@@ -124,20 +157,21 @@ impl GoogleFactory {
     }
 
     /// The concrete client, for the push-channel methods the port does not cover.
-    pub fn google_client(&self, connection: &Connection) -> Result<GoogleClient, ProviderError> {
-        if connection.provider != Provider::Google {
+    pub fn concrete(&self, connection: &Connection) -> Result<C, ProviderError> {
+        if connection.provider != C::PROVIDER {
             return Err(ProviderError::permanent(format!(
-                "the Google adapter cannot serve a {} connection",
+                "the {} adapter cannot serve a {} connection",
+                C::PROVIDER,
                 connection.provider
             )));
         }
-        GoogleClient::new(self.http.clone(), connection, self.app.clone(), &self.token_url, self.backoff)
+        C::new(self.http.clone(), connection, self.app.clone(), &self.token_url, self.backoff)
     }
 }
 
-impl ProviderFactory for GoogleFactory {
+impl<C: GoogleAppClient> ProviderFactory for GoogleAppFactory<C> {
     fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
-        Ok(Box::new(self.google_client(connection)?))
+        Ok(Box::new(self.concrete(connection)?))
     }
 }
 
@@ -281,9 +315,11 @@ fn encode(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
-impl GoogleClient {
+impl GoogleAppClient for GoogleClient {
+    const PROVIDER: Provider = Provider::Google;
+
     /// A client for the connection's API root (`https://www.googleapis.com/calendar/v3` or a fake).
-    pub fn new(
+    fn new(
         http: reqwest::Client,
         connection: &Connection,
         app: Option<OAuthApp>,
@@ -306,7 +342,9 @@ impl GoogleClient {
             fields,
         })
     }
+}
 
+impl GoogleClient {
     fn events_url(&self) -> String {
         format!("{}/calendars/{CALENDAR}/events", self.base)
     }
