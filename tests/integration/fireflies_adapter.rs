@@ -22,8 +22,8 @@ use syncbridge::ports::{ProviderClient, ProviderError, ProviderFactory};
 use syncbridge::sync::worker::{JobOutcome, run_job};
 use syncbridge::sync::{Deadline, Deps};
 use syncbridge_fakes::fireflies::{
-    Attendee, DEFAULT_API_KEY, FakeConfig, Fault, FaultKind, FirefliesFake, NewTranscript, RunningFake,
-    Summary,
+    Attendee, DEFAULT_API_KEY, FakeConfig, Fault, FaultKind, FirefliesFake, NewTranscript, Route,
+    RunningFake, Summary,
 };
 
 async fn start(transcripts: usize) -> RunningFake {
@@ -213,7 +213,11 @@ async fn fireflies_errors_keep_their_class() {
     assert!(matches!(err, ProviderError::Unauthorized), "{err:?}");
 
     let client = client(&fake, fast());
-    fake.state().inject_fault(Fault { kind: FaultKind::ServerError { status: Some(502) }, count: 2 });
+    fake.state().inject_fault(Fault {
+        route: Route::Graphql,
+        kind: FaultKind::ServerError { status: Some(502) },
+        count: 2,
+    });
     let page =
         client.pull_page(&key(), ObjectType::Transcripts, None).await.expect("502s are retried in place");
     assert_eq!(page.records.len(), 2);

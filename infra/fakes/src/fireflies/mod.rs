@@ -25,6 +25,8 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+
+use crate::admin;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -153,11 +155,20 @@ pub struct WebhookTarget {
     pub secret: String,
 }
 
-/// The routes the fake counts and can inject faults into: GraphQL root fields.
+/// The routes the fake counts and can inject faults into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Route {
+    /// `POST /graphql`.
     Graphql,
+    /// Matches every route (faults only).
+    Any,
+}
+
+impl admin::FaultRoute for Route {
+    fn is_any(&self) -> bool {
+        *self == Route::Any
+    }
 }
 
 /// What an injected fault answers.
@@ -175,26 +186,23 @@ pub enum FaultKind {
     Unauthorized,
 }
 
-/// A fault for the next `count` requests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
-    #[serde(flatten)]
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
+impl admin::FaultKind for FaultKind {
+    fn is_rate_limit(&self) -> bool {
+        *self == FaultKind::RateLimit
+    }
 }
 
-fn one() -> u32 {
-    1
+/// A fault for the next `count` requests to `route` (`POST /_admin/faults`).
+pub type Fault = admin::Fault<Route, FaultKind>;
+
+/// The GraphQL root fields queried, beside the shared counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fields {
+    pub fields: BTreeMap<String, u64>,
 }
 
 /// Request counters (`GET /_admin/stats`): requests, 429s, and each root field queried.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total: u64,
-    pub rate_limited: u64,
-    pub fields: BTreeMap<String, u64>,
-}
+pub type Stats = admin::Stats<Fields>;
 
 /// A fixed window of `limit` requests per `window`.
 #[derive(Debug, Clone)]
@@ -209,8 +217,6 @@ struct Window {
 struct Inner {
     transcripts: BTreeMap<String, Transcript>,
     api_keys: Vec<String>,
-    faults: Vec<Fault>,
-    stats: Stats,
     limit: Option<Window>,
     clock_offset: chrono::Duration,
     webhook: Option<WebhookTarget>,
@@ -224,6 +230,7 @@ pub struct FirefliesState {
     pub user_id: String,
     pub owner_email: String,
     pub owner_name: String,
+    control: admin::Control<Route, FaultKind, Fields>,
 }
 
 /// Why a request was refused before the query ran.
@@ -239,8 +246,6 @@ impl FirefliesState {
         let inner = Inner {
             transcripts: BTreeMap::new(),
             api_keys: vec![config.api_key.clone()],
-            faults: Vec::new(),
-            stats: Stats::default(),
             limit: None,
             clock_offset: chrono::Duration::zero(),
             webhook: None,
@@ -251,6 +256,7 @@ impl FirefliesState {
             user_id: "01FFUSER0000000000000000AD".into(),
             owner_email: config.owner_email.to_ascii_lowercase(),
             owner_name: "Ada Lovelace".into(),
+            control: admin::Control::default(),
         };
         if config.rate_limits {
             state.set_rate_limit(Some((PER_MINUTE, chrono::Duration::minutes(1))));
@@ -382,43 +388,20 @@ impl FirefliesState {
         self.lock().webhook = target;
     }
 
-    pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
-    }
-
-    pub fn reset_stats(&self) {
-        self.lock().stats = Stats::default();
-    }
-
-    pub fn inject_fault(&self, fault: Fault) {
-        self.lock().faults.push(fault);
-    }
-
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
-    }
+    admin::control_methods!();
 
     pub(crate) fn count_field(&self, field: &str) {
-        *self.lock().stats.fields.entry(field.to_owned()).or_default() += 1;
+        self.control.counters.update(|s| *s.extra.fields.entry(field.to_owned()).or_default() += 1);
     }
 
     /// Counts the request, applies a pending fault, checks the key, then spends one request of the
     /// rate limit.
     pub(crate) fn admit(&self, bearer: Option<&str>) -> Result<(), Gate> {
-        let now = self.now();
-        let mut inner = self.lock();
-        inner.stats.total += 1;
-        if let Some(fault) = inner.faults.first_mut() {
-            let kind = fault.kind.clone();
-            fault.count = fault.count.saturating_sub(1);
-            if fault.count == 0 {
-                inner.faults.remove(0);
-            }
-            if kind == FaultKind::RateLimit {
-                inner.stats.rate_limited += 1;
-            }
+        if let Some(kind) = admin::Admin::count_and_take(self, &Route::Graphql, "graphql") {
             return Err(Gate::Fault(kind));
         }
+        let now = self.now();
+        let mut inner = self.lock();
         if !bearer.is_some_and(|b| inner.api_keys.iter().any(|k| k == b)) {
             return Err(Gate::Unauthorized);
         }
@@ -429,7 +412,7 @@ impl FirefliesState {
             }
             if w.used >= w.limit {
                 let until = w.started + w.window;
-                inner.stats.rate_limited += 1;
+                self.control.counters.rate_limited();
                 return Err(Gate::RateLimited(until));
             }
             w.used += 1;
@@ -461,6 +444,20 @@ impl FirefliesState {
             .await
             .context("sending the webhook")?;
         Ok(resp.status().as_u16())
+    }
+}
+
+impl admin::Admin for FirefliesState {
+    type Route = Route;
+    type Kind = FaultKind;
+    type Extra = Fields;
+
+    fn control(&self) -> &admin::Control<Route, FaultKind, Fields> {
+        &self.control
+    }
+    fn bad_body(error: &serde_json::Error) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        (axum::http::StatusCode::BAD_REQUEST, error.to_string()).into_response()
     }
 }
 

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::schema::{self, FirefliesSchema};
-use super::{Fault, FaultKind, FirefliesState, Gate, NewTranscript, WebhookTarget};
+use super::{FaultKind, FirefliesState, Gate, NewTranscript, WebhookTarget};
 
 #[derive(Clone)]
 struct App {
@@ -30,9 +30,7 @@ pub(crate) fn router(state: Arc<FirefliesState>) -> Router {
     let app = App { schema: schema::build(state.clone()), state };
     Router::new()
         .route("/graphql", post(graphql))
-        .route("/_admin/stats", axum::routing::get(admin_stats))
-        .route("/_admin/stats/reset", post(admin_reset_stats))
-        .route("/_admin/faults", post(admin_fault).delete(admin_clear_faults))
+        .merge(crate::admin::router::<App, Arc<FirefliesState>>())
         .route("/_admin/rate-limits", post(admin_rate_limits))
         .route("/_admin/clock/advance", post(admin_advance))
         .route("/_admin/webhook", post(admin_webhook).delete(admin_no_webhook))
@@ -146,23 +144,10 @@ fn shape_errors(body: &mut Value) -> StatusCode {
     first.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::OK)
 }
 
-async fn admin_stats(State(app): State<App>) -> Response {
-    Json(app.state.stats()).into_response()
-}
-
-async fn admin_reset_stats(State(app): State<App>) -> StatusCode {
-    app.state.reset_stats();
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_fault(State(app): State<App>, Json(fault): Json<Fault>) -> StatusCode {
-    app.state.inject_fault(fault);
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_clear_faults(State(app): State<App>) -> StatusCode {
-    app.state.clear_faults();
-    StatusCode::NO_CONTENT
+impl axum::extract::FromRef<App> for Arc<FirefliesState> {
+    fn from_ref(app: &App) -> Self {
+        app.state.clone()
+    }
 }
 
 #[derive(Deserialize)]

@@ -223,3 +223,25 @@ fn the_schema_file_we_hold_describes_the_fakes_schema() {
     };
     assert_eq!(lines(&sdl()), lines(&held));
 }
+
+#[tokio::test]
+async fn the_shared_admin_routes_inject_faults_and_report_counts_with_the_fields_queried() {
+    let fake = start().await;
+    let http = reqwest::Client::new();
+    let injected = http
+        .post(format!("{}/_admin/faults", fake.base_url()))
+        .json(&json!({ "route": "graphql", "kind": "rate_limit", "count": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(injected.status().is_success(), "{}", injected.status());
+    let (status, body) = gql(&fake, "{ user { email } }", json!({})).await;
+    assert_eq!(status, 429);
+    assert_error(&body, "too_many_requests", 429);
+    assert_eq!(gql(&fake, "{ user { email } transcripts { id } }", json!({})).await.0, 200);
+    let stats: Value =
+        http.get(format!("{}/_admin/stats", fake.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["total"], 2, "{stats}");
+    assert_eq!(stats["rate_limited"], 1, "{stats}");
+    assert_eq!(stats["fields"], json!({ "transcripts": 1, "user": 1 }), "{stats}");
+}
