@@ -85,8 +85,7 @@ pub async fn run(stack: &LocalStack, api: &ApiClient, tenant: &str, calendar: &s
     let late = state.add(meeting("Quarterly review", 20, None, true));
     state.complete(&late);
     let status = state.send_webhook(&late, None).await?;
-    stack.runner.drain(Duration::from_secs(600)).await?;
-    let webhook = last_run(api, &id).await?;
+    let webhook = webhook_run(stack, api, &id).await?;
     println!(
         "   a transcript processed 20 h after its meeting: Fireflies' signed webhook answered {status}, \
          the job it enqueued pulled {} transcript(s) ({} new, {} task opened)",
@@ -137,6 +136,20 @@ async fn follow_ups(api: &ApiClient, id: &str) -> Result<Vec<Value>> {
             items.iter().filter(|r| r.pointer("/fields/kind") == Some(&json!("follow_up"))).cloned().collect()
         })
         .unwrap_or_default())
+}
+
+/// The run of the webhook's job. The job waits for its coalescing window to close, during which
+/// the queue can look empty to a drain: drain until the run is there (at most 30 s).
+async fn webhook_run(stack: &LocalStack, api: &ApiClient, id: &str) -> Result<Value> {
+    for _ in 0..30 {
+        stack.runner.drain(Duration::from_secs(600)).await?;
+        let run = last_run(api, id).await?;
+        if run.get("reason").and_then(Value::as_str) == Some("webhook") {
+            return Ok(run);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bail!("the Fireflies webhook's job did not run within 30 s")
 }
 
 async fn last_run(api: &ApiClient, id: &str) -> Result<Value> {
