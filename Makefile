@@ -130,7 +130,7 @@ e2e: $(VENV_STAMP) web chromium ## The dashboard end to end in Chromium (Playwri
 	rm -rf target/screenshots
 	set -o pipefail; cd web && MOTO_SERVER=$(MOTO_SERVER) CHROMIUM=$(CHROMIUM) npx playwright test 2>&1 | tee ../target/e2e-output.log
 
-conformance: $(CONFORMANCE_STAMP) ## Drive the provider fakes with the providers' own SDKs (part of `make test`)
+conformance: $(CONFORMANCE_STAMP) ## Drive the provider fakes with the providers' own SDKs (Fireflies: gql against the schema we hold) (part of `make test`)
 	$(CARGO) build --quiet -p syncbridge-fakes --bins
 	mkdir -p target
 	set -o pipefail; FAKES_BIN_DIR=$(abspath target/debug) SYNCBRIDGE_SPECS_DIR=$(abspath infra/fakes/specs) $(CONFORMANCE_VENV)/bin/pytest -q -p no:cacheprovider infra/conformance 2>&1 | tee target/conformance-output.log

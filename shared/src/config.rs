@@ -205,6 +205,14 @@ pub struct Config {
     /// `WEBHOOK_COALESCE_SECONDS` (1 to 300, default 10): notifications of one connection within
     /// one window of this length become one sync job, started when the window closes.
     pub webhook_coalesce_secs: u32,
+    /// `FIREFLIES_API_BASE_URL`: where Fireflies connections made with the default origin
+    /// (`https://api.fireflies.ai`) are sent instead (a fake's URL locally). Unset: Fireflies'.
+    pub fireflies_api_base_url: Option<String>,
+    /// The secret (16 to 32 characters) saved with the webhook URL in Fireflies' Developer
+    /// settings, which signs its webhooks: in Lambda from Secrets Manager
+    /// (`{OAUTH_SECRETS_PREFIX}/fireflies-webhook`, read by the webhooks function), locally
+    /// `FIREFLIES_WEBHOOK_SECRET` (ignored in Lambda). Unset: Fireflies webhooks are refused.
+    pub fireflies_webhook_secret: Option<SecretString>,
 }
 
 pub const DEFAULT_DUE_SHARDS: u16 = 4;
@@ -219,6 +227,22 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
 
 pub(crate) fn optional(name: &'static str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A secret that local use takes from the environment variable `name`: in Lambda it is ignored
+/// (with a warning), so a deployment never holds that secret in its environment.
+pub(crate) fn local_secret(
+    name: &'static str,
+    value: Option<String>,
+    in_lambda: bool,
+) -> Option<SecretString> {
+    match value {
+        Some(_) if in_lambda => {
+            tracing::warn!(variable = name, "a local-only secret is ignored in Lambda");
+            None
+        }
+        value => value.map(SecretString::from),
+    }
 }
 
 /// `WEBHOOK_BASE_URL`, if set: an http(s) URL, kept without its trailing slash.
@@ -242,6 +266,7 @@ pub fn client_id_var(provider: Provider) -> &'static str {
         Provider::Google | Provider::Gmail | Provider::GoogleDrive => "GOOGLE_CLIENT_ID",
         Provider::Microsoft => "MICROSOFT_CLIENT_ID",
         Provider::Notion => "NOTION_CLIENT_ID",
+        Provider::Fireflies => "FIREFLIES_CLIENT_ID",
     }
 }
 
@@ -255,6 +280,7 @@ fn app_from_env(provider: Provider) -> Option<OAuthApp> {
         Provider::Google | Provider::Gmail | Provider::GoogleDrive => "GOOGLE_CLIENT_SECRET",
         Provider::Microsoft => "MICROSOFT_CLIENT_SECRET",
         Provider::Notion => "NOTION_CLIENT_SECRET",
+        Provider::Fireflies => "FIREFLIES_CLIENT_SECRET",
     };
     let client_id = optional(client_id_var(provider))?;
     let secret = optional(secret_var)?;
@@ -281,6 +307,13 @@ impl Config {
             Provider::Google | Provider::Gmail | Provider::GoogleDrive => &mut self.google_app,
             Provider::Microsoft => &mut self.microsoft_app,
             Provider::Notion => &mut self.notion_app,
+            Provider::Fireflies => {
+                tracing::warn!(
+                    provider = provider.as_str(),
+                    "an OAuth app is configured, but this provider connects with an API token only"
+                );
+                return;
+            }
         };
         *slot = Some(app);
     }
@@ -340,6 +373,14 @@ impl Config {
                     },
                 )?,
             },
+            fireflies_api_base_url: optional("FIREFLIES_API_BASE_URL")
+                .map(|v| http_url("FIREFLIES_API_BASE_URL", &v))
+                .transpose()?,
+            fireflies_webhook_secret: local_secret(
+                "FIREFLIES_WEBHOOK_SECRET",
+                optional("FIREFLIES_WEBHOOK_SECRET"),
+                crate::telemetry::in_lambda(),
+            ),
         })
     }
 }

@@ -9,6 +9,7 @@ use crate::adapters::crypto::{CryptoError, TokenCipher};
 use crate::adapters::drive::DriveFactory;
 use crate::adapters::dynamo::DynamoStore;
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::fireflies::FirefliesFactory;
 use crate::adapters::gmail::GmailFactory;
 use crate::adapters::google::GoogleFactory;
 use crate::adapters::graph::{GraphFactory, Login};
@@ -45,6 +46,7 @@ pub struct Providers {
     gmail: GmailFactory,
     drive: DriveFactory,
     notion: NotionFactory,
+    fireflies: FirefliesFactory,
 }
 
 impl Providers {
@@ -69,6 +71,7 @@ impl ProviderFactory for Providers {
             Provider::Gmail => self.gmail.client(connection),
             Provider::GoogleDrive => self.drive.client(connection),
             Provider::Notion => self.notion.client(connection),
+            Provider::Fireflies => self.fireflies.client(connection),
         }
     }
 }
@@ -147,6 +150,8 @@ pub fn deps_with(
         salesforce: SalesforceFactory::new(http.clone(), config.salesforce_app.clone()),
         google: GoogleFactory::new(http.clone(), config.google_app.clone(), config.google_token_url.clone()),
         notion: NotionFactory::new(http.clone()).with_app(config.notion_app.clone()),
+        fireflies: FirefliesFactory::new(http.clone())
+            .with_api_base_url(config.fireflies_api_base_url.clone()),
         gmail: GmailFactory::new(http.clone(), config.google_app.clone(), config.oauth.gmail.clone()),
         drive: DriveFactory::new(http, config.google_app.clone(), config.drive_token_url.clone()),
     };
@@ -250,6 +255,7 @@ pub fn webhook_state(deps: &Deps, config: &Config, sdk: &SdkConfig) -> Result<We
                 &config.oauth.gmail,
                 http_client()?,
             ),
+            fireflies_webhook_secret: config.fireflies_webhook_secret.clone(),
         },
     })
 }

@@ -109,6 +109,8 @@ fn the_lambda_env_names_every_resource_and_the_local_endpoint_but_no_empty_value
         webhook_base_url: None,
         hubspot_app_id: None,
         webhook_coalesce_secs: 1,
+        fireflies_api_base_url: None,
+        fireflies_webhook_secret: None,
     };
     let env = fixtures::lambda_env(&stack_config, "http://127.0.0.1:5000");
     let get = |k: &str| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());

@@ -11,6 +11,7 @@ mod crm_records;
 mod drive_adapter;
 mod e2e;
 mod faults;
+mod fireflies_adapter;
 mod gmail_adapter;
 mod google_adapter;
 mod graph_adapter;

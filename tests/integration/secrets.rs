@@ -37,6 +37,8 @@ fn lambda_config() -> Config {
         webhook_base_url: None,
         hubspot_app_id: None,
         webhook_coalesce_secs: 10,
+        fireflies_api_base_url: None,
+        fireflies_webhook_secret: None,
     }
 }
 
@@ -53,7 +55,12 @@ async fn each_function_reads_only_its_secrets_and_a_provider_without_one_keeps_i
     let moto = Moto::start().await?;
     let sm = aws_sdk_secretsmanager::Client::new(&moto.config().await);
     let prefix = unique("syncbridge/oauth-");
-    for (provider, secret) in [("hubspot", "hs-secret"), ("google", "g-secret"), ("microsoft", "ms-secret")] {
+    for (provider, secret) in [
+        ("hubspot", "hs-secret"),
+        ("google", "g-secret"),
+        ("microsoft", "ms-secret"),
+        ("fireflies-webhook", "ff-webhook-secret"),
+    ] {
         sm.create_secret().name(format!("{prefix}/{provider}")).secret_string(secret).send().await?;
     }
     let key = TokenCipher::generate_key();
@@ -85,14 +92,19 @@ async fn each_function_reads_only_its_secrets_and_a_provider_without_one_keeps_i
         assert_eq!(app(&config.salesforce_app), None, "no secret: the app stays off");
         assert_eq!(app(&config.microsoft_app), None, "no client id: the app stays off");
         assert_eq!(config.token_key.as_ref().map(|k| k.expose_secret().to_owned()), Some(key.clone()));
+        assert!(config.fireflies_webhook_secret.is_none(), "only the webhooks read Fireflies' secret");
         // The key read is a usable token key.
         TokenCipher::from_base64_key(config.token_key.as_ref().context("a key")?)?;
     }
 
-    // The webhooks: HubSpot's secret (its signatures) and the token key, nothing else.
+    // The webhooks: HubSpot's and Fireflies' signing secrets and the token key, nothing else.
     let mut config = lambda_config();
     secrets::resolve(&mut config, &sources, Function::Webhooks.secrets(), &sm).await?;
     assert_eq!(app(&config.hubspot_app), pair("hs-id", "hs-secret"));
+    assert_eq!(
+        config.fireflies_webhook_secret.as_ref().map(|s| s.expose_secret().to_owned()).as_deref(),
+        Some("ff-webhook-secret")
+    );
     assert_eq!(app(&config.google_app), None);
     assert!(config.token_key.is_some());
 
@@ -117,7 +129,7 @@ async fn a_token_key_secret_that_is_missing_or_not_text_fails_init_instead_of_ru
         .await?
         .arn
         .context("an ARN")?;
-    let needs = Needs { token_key: true, oauth_apps: &[] };
+    let needs = Needs { token_key: true, oauth_apps: &[], fireflies_webhook: false };
     let mut config = lambda_config();
     let sources = SecretSources { token_key_secret: Some(binary), ..SecretSources::default() };
     let err = secrets::resolve(&mut config, &sources, needs, &sm).await.expect_err("a binary secret");
@@ -173,7 +185,7 @@ fn the_template_grants_secret_reads_to_exactly_the_functions_that_read_secrets()
             reads.iter().filter(|r| r.contains("OAuthSecretsPrefix")).collect();
         if needs.oauth_apps == [Provider::Hubspot] {
             assert!(
-                client_secrets.iter().all(|r| r.contains("/hubspot-")),
+                client_secrets.iter().all(|r| r.contains("/hubspot-") || r.contains("/fireflies-webhook-")),
                 "{logical_id}: {client_secrets:?}"
             );
         }

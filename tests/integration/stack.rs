@@ -389,6 +389,7 @@ fn every_environment_variable_the_code_reads_is_set_by_the_template_or_is_local_
         ("DASHBOARD_OIDC_SCOPE", "default `openid email profile`"),
         ("TOKEN_KEY", "dev only: Lambda reads TOKEN_KEY_SECRET_ARN"),
         ("GMAIL_PUSH_TOKEN", "local fallback of the OIDC push proof, ignored in Lambda"),
+        ("FIREFLIES_WEBHOOK_SECRET", "local only; in Lambda from Secrets Manager, the env var ignored"),
     ];
     let text = std::fs::read_to_string(stack::template_path()?)?;
     let template = stack::Template::parse(&text)?;

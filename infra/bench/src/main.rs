@@ -9,6 +9,7 @@
 //! requests.
 
 mod child;
+mod fireflies;
 mod init;
 mod notion;
 mod null;

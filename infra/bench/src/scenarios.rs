@@ -33,6 +33,7 @@ pub const ALL: &[&str] = &[
     "drive full 100k",
     "drive incremental 1% of 100k",
     crate::notion::INCREMENTAL,
+    crate::fireflies::INCREMENTAL,
 ];
 
 /// Runs the scenario called `name`.
@@ -52,6 +53,7 @@ pub async fn run(name: &str) -> anyhow::Result<Figures> {
         "drive full 100k" => drive_pull(name, 100_000, false).await,
         "drive incremental 1% of 100k" => drive_pull(name, 100_000, true).await,
         crate::notion::INCREMENTAL => crate::notion::incremental(name, 5_000).await,
+        crate::fireflies::INCREMENTAL => crate::fireflies::incremental(name, 1_000).await,
         other => anyhow::bail!("no scenario called {other:?}"),
     }
 }

@@ -14,6 +14,7 @@ use clap::Args;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use syncbridge::adapters::drive::DriveFactory;
+use syncbridge::adapters::fireflies::FirefliesFactory;
 use syncbridge::adapters::gmail::{GmailConfig, GmailFactory};
 use syncbridge::adapters::google::{DEFAULT_TOKEN_URL, GoogleFactory};
 use syncbridge::adapters::hubspot::HubspotFactory;
@@ -75,6 +76,7 @@ struct Factories {
     gmail: GmailFactory,
     drive: DriveFactory,
     notion: NotionFactory,
+    fireflies: FirefliesFactory,
 }
 
 impl ProviderFactory for Factories {
@@ -86,6 +88,7 @@ impl ProviderFactory for Factories {
             Provider::Gmail => self.gmail.client(connection),
             Provider::GoogleDrive => self.drive.client(connection),
             Provider::Notion => self.notion.client(connection),
+            Provider::Fireflies => self.fireflies.client(connection),
             other => Err(ProviderError::permanent(format!("the benchmark has no {other} adapter"))),
         }
     }
@@ -106,6 +109,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         salesforce: SalesforceFactory::new(http.clone(), None),
         google: GoogleFactory::new(http.clone(), None, args.token_url.clone()),
         notion: NotionFactory::new(http.clone()),
+        fireflies: FirefliesFactory::new(http.clone()),
         gmail: GmailFactory::new(
             http.clone(),
             None,

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod drive;
+pub mod fireflies;
 pub mod gmail;
 pub mod google;
 pub mod graph;

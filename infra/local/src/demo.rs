@@ -12,7 +12,9 @@
 //! queue; globex connects a Notion CRM (full and incremental pulls, a trashed deal, an activity as
 //! a block); acme connects Google Drive
 //! through OAuth (files linked to its deals and contacts, then a person's edits arrive through
-//! Drive's change feed after a push notification); and it prints what happened.
+//! Drive's change feed after a push notification); acme connects Fireflies with an API key
+//! (transcripts, their action items as follow-up tasks linked to the calendar event, a late
+//! transcript by signed webhook, a deleted meeting); and it prints what happened.
 
 use std::time::{Duration, Instant};
 
@@ -170,6 +172,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         graph: graph::FakeConfig { events: 25, ..graph::FakeConfig::default() },
         drive: drive::FakeConfig { files: 40, ..drive::FakeConfig::default() },
         notion: Some(crate::demo_notion::fake_config()),
+        fireflies: Some(crate::demo_fireflies::fake_config()),
         ..StackOptions::default()
     })
     .await?;
@@ -508,6 +511,18 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     connections.push(("globex", "notion", globex, notion_id));
 
     drive_step(&stack, &acme, &mut connections).await?;
+
+    println!(
+        "\n12. acme connects Fireflies with an API key (Business plan's 60 requests/min on): transcripts, action items as follow-up tasks"
+    );
+    let acme = ApiClient::new(stack.gateway.base_url(), stack.token("acme")?);
+    let calendar = connections
+        .iter()
+        .find(|(t, p, _, _)| *t == "acme" && *p == "google")
+        .map(|(_, _, _, id)| id.clone())
+        .context("acme's Google Calendar connection")?;
+    let fireflies_id = crate::demo_fireflies::run(&stack, &acme, "acme", &calendar).await?;
+    connections.push(("acme", "fireflies", acme, fireflies_id));
 
     println!("\nSummary (read back through the API)");
     println!(

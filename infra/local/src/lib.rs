@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod counting;
 pub mod demo;
+pub mod demo_fireflies;
 pub mod demo_notion;
 pub mod fixtures;
 pub mod gateway;

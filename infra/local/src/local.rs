@@ -20,8 +20,8 @@ use syncbridge_fakes::gmail::{self, GmailFake};
 use syncbridge_fakes::google::{self, GoogleFake};
 use syncbridge_fakes::graph;
 use syncbridge_fakes::hubspot::{FakeConfig, HubspotFake, RunningFake};
-use syncbridge_fakes::notion;
 use syncbridge_fakes::salesforce;
+use syncbridge_fakes::{fireflies, notion};
 
 use crate::counting::AwsCounter;
 use crate::gateway::{self, Gateway};
@@ -46,6 +46,9 @@ pub struct StackOptions {
     pub gmail: gmail::FakeConfig,
     /// Also start a Notion fake (connections name its base URL and databases).
     pub notion: Option<notion::FakeConfig>,
+    /// Also start a Fireflies fake: `FIREFLIES_API_BASE_URL` points at it, and its webhook (signed
+    /// with the stack's `FIREFLIES_WEBHOOK_SECRET`) at the gateway for the account's owner.
+    pub fireflies: Option<fireflies::FakeConfig>,
     /// Gateway port on 127.0.0.1; 0 picks one.
     pub gateway_port: u16,
     /// Also route the bus's events to a queue the caller can read (for tests and the demo).
@@ -87,6 +90,7 @@ impl Default for StackOptions {
             graph: graph::FakeConfig::default(),
             gmail: gmail::FakeConfig { messages: 20, ..gmail::FakeConfig::default() },
             notion: None,
+            fireflies: None,
             gateway_port: 0,
             tap_events: true,
             dev_key: None,
@@ -113,6 +117,7 @@ pub struct LocalStack {
     pub graph: graph::RunningFake,
     pub gmail: gmail::RunningFake,
     pub notion: Option<notion::RunningFake>,
+    pub fireflies: Option<fireflies::RunningFake>,
     pub dev_key: DevKey,
     pub events_queue_url: Option<String>,
     events: Option<EventCollector>,
@@ -169,6 +174,18 @@ impl LocalStack {
             app_id: options.hubspot_app_id.parse().context("the HubSpot app id is numeric")?,
             portal_id: LOCAL_HUBSPOT_PORTAL_ID,
         }));
+        let fireflies = match options.fireflies.clone() {
+            Some(c) => Some(fireflies::FirefliesFake::start(c).await.context("starting the Fireflies fake")?),
+            None => None,
+        };
+        let fireflies_secret = format!("{:032x}", rand::random::<u128>());
+        if let Some(ff) = &fireflies {
+            let state = ff.state();
+            state.set_webhook(Some(fireflies::WebhookTarget {
+                url: format!("{gateway_url}/webhooks/fireflies?account={}", state.owner_email),
+                secret: fireflies_secret.clone(),
+            }));
+        }
         // The deployment's Pub/Sub push subscription: the gateway's Gmail webhook with its token.
         let push_token = format!("{:032x}", rand::random::<u128>());
         gmail
@@ -244,6 +261,8 @@ impl LocalStack {
             webhook_base_url: Some(gateway_url),
             hubspot_app_id: Some(options.hubspot_app_id.clone()),
             webhook_coalesce_secs: options.webhook_coalesce_secs,
+            fireflies_api_base_url: fireflies.as_ref().map(|f| f.base_url()),
+            fireflies_webhook_secret: Some(SecretString::from(fireflies_secret)),
         };
         let clients = match &options.counter {
             Some(c) => wiring::AwsClients {
@@ -286,6 +305,7 @@ impl LocalStack {
             graph,
             gmail,
             notion,
+            fireflies,
             dev_key,
             events_queue_url,
             events,

@@ -5,6 +5,7 @@ pub mod crypto;
 pub mod drive;
 pub mod dynamo;
 pub mod eventbridge;
+pub mod fireflies;
 pub mod gmail;
 pub mod google;
 pub mod graph;

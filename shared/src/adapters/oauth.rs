@@ -187,6 +187,8 @@ impl OAuthProviders {
             Provider::Microsoft => self.microsoft.as_ref(),
             // Without a public integration, Notion connects with an integration token only.
             Provider::Notion => self.notion.as_ref(),
+            // Fireflies connects with an API key (`POST /v1/connections`).
+            Provider::Fireflies => None,
         }
         .ok_or(OAuthError::NotConfigured(provider))
     }
@@ -240,6 +242,7 @@ impl OAuthProviders {
             Provider::Microsoft => (self.microsoft_endpoint("authorize"), e.microsoft_scopes.as_str()),
             // Notion's capabilities are set on the integration, not asked for: no scope.
             Provider::Notion => (self.notion_endpoint("authorize"), ""),
+            Provider::Fireflies => return Err(OAuthError::NotConfigured(provider)),
         };
         let mut url = url::Url::parse(&base).map_err(|_| OAuthError::Invalid("authorize URL".into()))?;
         {
@@ -294,6 +297,7 @@ impl OAuthProviders {
             Provider::GoogleDrive => self.drive_token_url.clone(),
             Provider::Microsoft => self.microsoft_endpoint("token"),
             Provider::Notion => self.notion_endpoint("token"),
+            Provider::Fireflies => return Err(OAuthError::NotConfigured(provider)),
         };
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "authorization_code"),
@@ -410,6 +414,7 @@ impl OAuthProviders {
                     .ok_or_else(|| OAuthError::Invalid("no workspace_id in the token response".into()))?;
                 (workspace, self.endpoints.notion_api_base_url.trim_end_matches('/').to_owned())
             }
+            Provider::Fireflies => return Err(OAuthError::NotConfigured(provider)),
         };
         Ok(Grant { credentials, account_id, base_url: base })
     }
@@ -489,8 +494,9 @@ impl OAuthProviders {
                 let token = creds.refresh_token.as_ref().unwrap_or(&creds.access_token);
                 (false, self.endpoints.drive_revoke_url.clone(), Some(token))
             }
-            // Microsoft has no revocation endpoint.
-            Provider::Microsoft => return Ok(Revocation::NotSupported),
+            // Microsoft has no revocation endpoint; a Fireflies API key is revoked in its
+            // Developer settings.
+            Provider::Microsoft | Provider::Fireflies => return Ok(Revocation::NotSupported),
             Provider::Notion => return self.revoke_notion(connection).await,
         };
         let response = self

@@ -420,17 +420,22 @@ impl<D: Dialect> ProviderHttp<D> {
         let mut fault =
             Fault::new(bounded(message.as_deref().unwrap_or(""))).with_status(reply.status.as_u16());
         fault.code = code;
-        match class {
-            ErrorClass::Transient => ProviderError::Transient(fault),
-            ErrorClass::Permanent => ProviderError::Permanent(fault),
-            ErrorClass::RateLimited => ProviderError::RateLimited {
-                retry_after: self.dialect.rate_limit_wait(reply).unwrap_or(Duration::from_secs(10)),
-            },
-            ErrorClass::Unauthorized => ProviderError::Unauthorized,
-            ErrorClass::NotFound => ProviderError::NotFound,
-            ErrorClass::Conflict => ProviderError::Conflict,
-            ErrorClass::CursorExpired => ProviderError::CursorExpired,
-        }
+        let wait = || self.dialect.rate_limit_wait(reply).unwrap_or(Duration::from_secs(10));
+        error_of_class(class, fault, wait)
+    }
+}
+
+/// The typed error of an answer of `class` (`fault` for the open-ended classes, `wait` for a rate
+/// limit): for adapters that find errors in a successful answer's body too (GraphQL's `errors`).
+pub fn error_of_class(class: ErrorClass, fault: Fault, wait: impl FnOnce() -> Duration) -> ProviderError {
+    match class {
+        ErrorClass::Transient => ProviderError::Transient(fault),
+        ErrorClass::Permanent => ProviderError::Permanent(fault),
+        ErrorClass::RateLimited => ProviderError::RateLimited { retry_after: wait() },
+        ErrorClass::Unauthorized => ProviderError::Unauthorized,
+        ErrorClass::NotFound => ProviderError::NotFound,
+        ErrorClass::Conflict => ProviderError::Conflict,
+        ErrorClass::CursorExpired => ProviderError::CursorExpired,
     }
 }
 
@@ -495,7 +500,7 @@ mod tests {
         // Every file of every provider folder (a file added later is checked too) and the OAuth flow.
         let adapters = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/adapters");
         let mut files = vec![adapters.join("oauth.rs")];
-        for provider in ["hubspot", "salesforce", "google", "graph", "notion"] {
+        for provider in ["hubspot", "salesforce", "google", "graph", "notion", "fireflies"] {
             let dir = std::fs::read_dir(adapters.join(provider)).expect("a provider folder");
             files.extend(
                 dir.filter_map(Result::ok)

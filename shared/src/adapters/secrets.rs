@@ -2,8 +2,9 @@
 //! secrets (one secret per provider, named `{OAUTH_SECRETS_PREFIX}/{provider}`, its SecretString
 //! the client secret) and the local token key (`TOKEN_KEY_SECRET_ARN`). Each function reads only
 //! what it uses ([`Needs`]) and template.yaml grants it read access to exactly that: the
-//! dispatcher nothing, the webhooks HubSpot's secret (its signatures) and the token key, the api
-//! and the worker all of them. Nothing is read here when those variables are unset: the local
+//! dispatcher nothing, the webhooks HubSpot's secret and Fireflies' webhook secret (their
+//! signatures, the latter named `{OAUTH_SECRETS_PREFIX}/fireflies-webhook`) and the token key,
+//! the api and the worker the OAuth apps and the token key. Nothing is read here when those variables are unset: the local
 //! stack hands secrets to config directly.
 
 use futures::future::join_all;
@@ -14,6 +15,8 @@ use crate::domain::Provider;
 
 /// `OAUTH_SECRETS_PREFIX`: the name prefix of the client-secret secrets.
 pub const OAUTH_SECRETS_PREFIX_ENV: &str = "OAUTH_SECRETS_PREFIX";
+/// The secret (under the OAuth prefix) holding the secret Fireflies signs its webhooks with.
+pub const FIREFLIES_WEBHOOK_SECRET_NAME: &str = "fireflies-webhook";
 /// `TOKEN_KEY_SECRET_ARN`: the secret holding the base64 local token key.
 pub const TOKEN_KEY_SECRET_ENV: &str = "TOKEN_KEY_SECRET_ARN";
 
@@ -54,14 +57,18 @@ pub struct Needs {
     pub token_key: bool,
     /// The providers whose OAuth app (client secret) it uses.
     pub oauth_apps: &'static [Provider],
+    /// The secret Fireflies signs its webhooks with.
+    pub fireflies_webhook: bool,
 }
 
 impl Needs {
-    pub const NOTHING: Needs = Needs { token_key: false, oauth_apps: &[] };
+    pub const NOTHING: Needs = Needs { token_key: false, oauth_apps: &[], fireflies_webhook: false };
     /// Token exchange (api) and refresh (worker) at every provider.
-    pub const ALL: Needs = Needs { token_key: true, oauth_apps: Provider::ALL };
-    /// HubSpot's client secret keys its webhook signatures; channel secrets need the token key.
-    pub const WEBHOOKS: Needs = Needs { token_key: true, oauth_apps: &[Provider::Hubspot] };
+    pub const ALL: Needs = Needs { token_key: true, oauth_apps: Provider::ALL, fireflies_webhook: false };
+    /// HubSpot's client secret and Fireflies' webhook secret key their webhook signatures;
+    /// channel secrets need the token key.
+    pub const WEBHOOKS: Needs =
+        Needs { token_key: true, oauth_apps: &[Provider::Hubspot], fireflies_webhook: true };
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +121,15 @@ pub async fn resolve(
             None => {
                 tracing::warn!(provider = provider.as_str(), secret = %name, "no client secret: the OAuth app is off")
             }
+        }
+    }
+    if needs.fireflies_webhook
+        && let Some(prefix) = &sources.oauth_prefix
+    {
+        let name = format!("{prefix}/{FIREFLIES_WEBHOOK_SECRET_NAME}");
+        match read(client, &name).await? {
+            Some(secret) => config.fireflies_webhook_secret = Some(secret),
+            None => tracing::warn!(secret = %name, "no Fireflies webhook secret: its webhooks are refused"),
         }
     }
     if needs.token_key

@@ -224,6 +224,8 @@ pub enum Provider {
     /// Drive scopes (pull only).
     GoogleDrive,
     Notion,
+    /// Fireflies.ai meeting transcripts (pull only), connected with an API key.
+    Fireflies,
 }
 
 impl Provider {
@@ -235,6 +237,7 @@ impl Provider {
         Provider::Gmail,
         Provider::GoogleDrive,
         Provider::Notion,
+        Provider::Fireflies,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -246,6 +249,7 @@ impl Provider {
             Provider::Gmail => "gmail",
             Provider::GoogleDrive => "google_drive",
             Provider::Notion => "notion",
+            Provider::Fireflies => "fireflies",
         }
     }
 
@@ -258,6 +262,7 @@ impl Provider {
             "gmail" => Ok(Provider::Gmail),
             "google_drive" => Ok(Provider::GoogleDrive),
             "notion" => Ok(Provider::Notion),
+            "fireflies" => Ok(Provider::Fireflies),
             other => Err(ParseError::Unknown { kind: "provider", value: other.to_owned() }),
         }
     }
@@ -285,6 +290,7 @@ impl Provider {
             Provider::GoogleDrive => &[ObjectType::Files],
             // Contacts first, so a deal's contact relation names pages already pulled.
             Provider::Notion => &[ObjectType::Contacts, ObjectType::Deals],
+            Provider::Fireflies => &[ObjectType::Transcripts],
         }
     }
 }
@@ -314,6 +320,9 @@ pub enum ObjectType {
     ResearchTasks,
     /// Email messages (Gmail), one record per message with its thread id as a field.
     Messages,
+    /// Meeting transcripts (Fireflies): title, date, participants, duration, summary and action
+    /// items; their action items become follow-up tasks (records of `research_tasks`).
+    Transcripts,
     /// Files and folders of a document store (Google Drive): metadata and sharing, pulled only.
     Files,
 }
@@ -329,6 +338,7 @@ impl ObjectType {
             ObjectType::Events => "events",
             ObjectType::ResearchTasks => "research_tasks",
             ObjectType::Messages => "messages",
+            ObjectType::Transcripts => "transcripts",
             ObjectType::Files => "files",
         }
     }
@@ -343,6 +353,7 @@ impl ObjectType {
             "events" => Ok(ObjectType::Events),
             "research_tasks" => Ok(ObjectType::ResearchTasks),
             "messages" => Ok(ObjectType::Messages),
+            "transcripts" => Ok(ObjectType::Transcripts),
             "files" => Ok(ObjectType::Files),
             other => Err(ParseError::Unknown { kind: "object type", value: other.to_owned() }),
         }

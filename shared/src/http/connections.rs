@@ -51,6 +51,7 @@ pub fn default_base_url(provider: Provider) -> &'static str {
         Provider::Microsoft => "https://graph.microsoft.com",
         Provider::Gmail => crate::adapters::gmail::DEFAULT_API_ROOT,
         Provider::Notion => crate::adapters::notion::DEFAULT_API_BASE_URL,
+        Provider::Fireflies => crate::adapters::fireflies::DEFAULT_API_BASE_URL,
     }
 }
 

@@ -5,15 +5,126 @@
 //! Tasks are records of object `research_tasks` keyed by their event's external id, so they go
 //! through the same merge as pulled records: a person's edit to a task (say, marking it done) is a
 //! local change that the next derivation does not overwrite.
+//!
+//! Follow-up tasks come the same way from meeting transcripts (Fireflies): a transcript with action
+//! items gets one task (`kind: follow_up`) keyed by the transcript's id, listing the items, due a
+//! day after the meeting, linked to the calendar event (`meeting_external_id`) and to the people
+//! who attended by email (`attendees`, `external_attendees`: how CRM contacts are matched). A
+//! deleted transcript, or one whose items are gone, cancels it.
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::domain::record::Fields;
-use crate::domain::{ConnectionSettings, ObjectType, RemoteRecord};
+use crate::domain::{Connection, ConnectionSettings, ExternalId, ObjectType, Provider, RemoteRecord};
+use crate::ports::{ConnectionStore, RecordStore, StoreError};
 
 /// How long before the meeting its research task is due.
 pub const DUE_BEFORE_MEETING: Duration = Duration::hours(24);
+/// How long after the meeting's start its follow-up task is due.
+pub const FOLLOW_UP_AFTER_MEETING: Duration = Duration::hours(24);
+
+/// The follow-up task records implied by one page of pulled `transcripts`: an open task for each
+/// transcript with action items, a deletion for each deleted transcript or one without items.
+pub fn follow_up_tasks(settings: &ConnectionSettings, transcripts: &[RemoteRecord]) -> Vec<RemoteRecord> {
+    transcripts
+        .iter()
+        .filter(|t| t.object == ObjectType::Transcripts)
+        .map(|t| {
+            let items = t.fields.get("action_items").and_then(Value::as_array).filter(|a| !a.is_empty());
+            let fields = match (t.deleted, items) {
+                (false, Some(items)) => follow_up_fields(settings, t, items),
+                _ => Fields::new(),
+            };
+            RemoteRecord {
+                external_id: t.external_id.clone(),
+                object: ObjectType::ResearchTasks,
+                deleted: fields.is_empty(),
+                fields,
+                remote_modified_at: t.remote_modified_at,
+                etag: None,
+            }
+        })
+        .collect()
+}
+
+/// Links follow-up tasks to their meeting's calendar event: for a task whose
+/// `meeting_external_id` names an event stored by one of the tenant's calendar connections,
+/// `meeting_record_id` (and `meeting_connection_id`) name that record. One lookup per calendar
+/// connection per page.
+pub async fn link_meetings(
+    connections: &dyn ConnectionStore,
+    records: &dyn RecordStore,
+    conn: &Connection,
+    tasks: &mut [RemoteRecord],
+) -> Result<(), StoreError> {
+    let ids: Vec<ExternalId> = tasks
+        .iter()
+        .filter_map(|t| t.fields.get("meeting_external_id")?.as_str())
+        .filter_map(|id| ExternalId::parse(id).ok())
+        .take(100)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    for calendar in connections.list(&conn.tenant_id).await? {
+        if !matches!(calendar.provider, Provider::Google | Provider::Microsoft) {
+            continue;
+        }
+        let found = records
+            .get_by_external(
+                &conn.tenant_id,
+                &calendar.connection_id,
+                calendar.provider,
+                ObjectType::Events,
+                &ids,
+            )
+            .await?;
+        for task in tasks.iter_mut() {
+            let event = task.fields.get("meeting_external_id").and_then(Value::as_str);
+            if let Some(record) =
+                event.and_then(|e| found.iter().find(|(id, _)| id.as_str() == e)).map(|(_, r)| r)
+            {
+                task.fields.insert("meeting_record_id".into(), json!(record.record_id));
+                task.fields.insert("meeting_connection_id".into(), json!(calendar.connection_id));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn follow_up_fields(settings: &ConnectionSettings, t: &RemoteRecord, items: &[Value]) -> Fields {
+    let title = t.fields.get("title").and_then(Value::as_str).unwrap_or("(untitled meeting)");
+    let start = field_time(&t.fields, "start");
+    let mut fields = Fields::new();
+    fields.insert("title".into(), json!(format!("Follow up: {title}")));
+    fields.insert("kind".into(), json!("follow_up"));
+    fields.insert("status".into(), json!("open"));
+    if let Some(start) = start {
+        fields.insert("due_at".into(), json!(rfc3339(start + FOLLOW_UP_AFTER_MEETING)));
+        fields.insert("meeting_start".into(), json!(rfc3339(start)));
+    }
+    fields.insert("meeting_title".into(), json!(title));
+    fields.insert("action_items".into(), json!(items));
+    fields.insert("transcript_external_id".into(), json!(t.external_id));
+    if let Some(event) = t.fields.get("calendar_event_id").filter(|v| v.is_string()) {
+        fields.insert("meeting_external_id".into(), event.clone());
+    }
+    let mut everyone: Vec<String> = ["participants", "attendees"]
+        .iter()
+        .filter_map(|k| t.fields.get(*k).and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    everyone.sort();
+    everyone.dedup();
+    let mut people = t.fields.clone();
+    people.insert("attendees".into(), json!(everyone));
+    fields.insert("external_attendees".into(), json!(outside_attendees(settings, &people)));
+    fields.insert("attendees".into(), json!(everyone));
+    fields
+}
 
 /// The task records implied by one page of pulled `events`: an open task for each upcoming meeting
 /// with an outside attendee, a deletion (cancellation) for each cancelled or no-longer-external
@@ -177,5 +288,50 @@ mod tests {
         let e = event("e1", "2026-12-02", &["zoe@client.io"], "confirmed");
         let tasks = research_tasks(&acme(), &[e], now());
         assert_eq!(tasks[0].fields["due_at"], json!("2026-12-01T00:00:00Z"));
+    }
+
+    fn transcript(id: &str, items: serde_json::Value, deleted: bool) -> RemoteRecord {
+        let mut fields = Fields::new();
+        fields.insert("title".into(), json!("Proposal review"));
+        fields.insert("start".into(), json!("2026-11-28T15:00:00Z"));
+        fields.insert("organizer".into(), json!("ann@acme.com"));
+        fields.insert("participants".into(), json!(["ann@acme.com", "bo@globex.example"]));
+        fields.insert("attendees".into(), json!(["cy@initech.example"]));
+        fields.insert("calendar_event_id".into(), json!("gcal42"));
+        fields.insert("action_items".into(), items);
+        RemoteRecord {
+            external_id: ExternalId::parse(id).unwrap(),
+            object: ObjectType::Transcripts,
+            fields: if deleted { Fields::new() } else { fields },
+            remote_modified_at: None,
+            deleted,
+            etag: None,
+        }
+    }
+
+    #[test]
+    fn a_transcript_with_action_items_gets_one_follow_up_task_linked_to_its_event_and_people() {
+        let items = json!([{ "text": "Send the proposal", "assignee": "Ann" }]);
+        let tasks = follow_up_tasks(&acme(), &[transcript("t1", items.clone(), false)]);
+        assert_eq!(tasks.len(), 1);
+        let t = &tasks[0];
+        assert_eq!((t.object, t.external_id.as_str(), t.deleted), (ObjectType::ResearchTasks, "t1", false));
+        assert_eq!(t.fields["kind"], "follow_up");
+        assert_eq!(t.fields["title"], "Follow up: Proposal review");
+        assert_eq!(t.fields["due_at"], "2026-11-29T15:00:00Z");
+        assert_eq!(t.fields["action_items"], items);
+        assert_eq!(t.fields["meeting_external_id"], "gcal42");
+        assert_eq!(t.fields["attendees"], json!(["ann@acme.com", "bo@globex.example", "cy@initech.example"]));
+        assert_eq!(t.fields["external_attendees"], json!(["bo@globex.example", "cy@initech.example"]));
+    }
+
+    #[test]
+    fn a_deleted_transcript_or_one_without_items_cancels_its_follow_up() {
+        let tasks = follow_up_tasks(
+            &acme(),
+            &[transcript("gone", json!(null), true), transcript("empty", json!([]), false)],
+        );
+        assert!(tasks.iter().all(|t| t.deleted && t.fields.is_empty()), "{tasks:?}");
+        assert_eq!(tasks.len(), 2);
     }
 }

@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use super::pull::{ApplyError, apply_page_audited, created_summary};
 use super::push::{ProviderOrStore, push_approved, supersede_if_overtaken};
-use super::tasks::research_tasks;
+use super::tasks::{follow_up_tasks, link_meetings, research_tasks};
 use super::{Deadline, Deps};
 use crate::domain::job::JobParseError;
 use crate::domain::record::Fields;
@@ -759,10 +759,14 @@ async fn pull_object(
         run.pages += 1;
         run.pulled += brought;
         let now = deps.clock.now();
-        let tasks = match object {
+        let mut tasks = match object {
             ObjectType::Events => research_tasks(&conn.settings, &page.records, now),
+            ObjectType::Transcripts => follow_up_tasks(&conn.settings, &page.records),
             _ => Vec::new(),
         };
+        if object == ObjectType::Transcripts {
+            link_meetings(deps.connections.as_ref(), deps.records.as_ref(), conn, &mut tasks).await?;
+        }
         let applied = apply_page_audited(
             deps.records.as_ref(),
             Some(deps.audit.as_ref()),

@@ -1169,7 +1169,7 @@ export interface components {
          * @description Canonical object types.
          * @enum {string}
          */
-        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks" | "messages" | "files";
+        ObjectType: "contacts" | "companies" | "deals" | "notes" | "activities" | "events" | "research_tasks" | "messages" | "transcripts" | "files";
         /**
          * @description Who owns a field when both sides changed it.
          * @enum {string}
@@ -1356,7 +1356,7 @@ export interface components {
          * @description The providers Syncbridge talks to.
          * @enum {string}
          */
-        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail" | "google_drive" | "notion";
+        Provider: "hubspot" | "salesforce" | "google" | "microsoft" | "gmail" | "google_drive" | "notion" | "fireflies";
         /** @enum {string} */
         PushAction: "create_note" | "update_field" | "create_event" | "update_record" | "create_record" | "delete_record";
         /** @enum {string} */

@@ -12,7 +12,7 @@ use super::{CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_err
 use crate::domain::{CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId};
 use crate::ports::{Page, RecordStore, RecordWrite, StoreError};
 
-const ALL_OBJECTS: [ObjectType; 9] = [
+const ALL_OBJECTS: [ObjectType; 10] = [
     ObjectType::Contacts,
     ObjectType::Companies,
     ObjectType::Deals,
@@ -21,6 +21,7 @@ const ALL_OBJECTS: [ObjectType; 9] = [
     ObjectType::Events,
     ObjectType::ResearchTasks,
     ObjectType::Messages,
+    ObjectType::Transcripts,
     ObjectType::Files,
 ];
 
@@ -35,6 +36,7 @@ const _: fn(ObjectType) = |o| match o {
     | ObjectType::Events
     | ObjectType::ResearchTasks
     | ObjectType::Messages
+    | ObjectType::Transcripts
     | ObjectType::Files => {}
 };
 

@@ -200,16 +200,9 @@ impl GmailConfig {
     }
 }
 
-/// `GMAIL_PUSH_TOKEN` is the local fallback proof of a push: in Lambda it is ignored (with a
-/// warning), so a deployment never accepts pushes on a secret held in its environment.
+/// `GMAIL_PUSH_TOKEN` is the local fallback proof of a push: in Lambda it is ignored.
 fn local_push_token(value: Option<String>, in_lambda: bool) -> Option<SecretString> {
-    match value {
-        Some(_) if in_lambda => {
-            tracing::warn!("GMAIL_PUSH_TOKEN is for local use only and is ignored in Lambda");
-            None
-        }
-        value => value.map(SecretString::from),
-    }
+    crate::config::local_secret("GMAIL_PUSH_TOKEN", value, in_lambda)
 }
 
 /// Builds [`GmailClient`]s; holds the shared HTTP client, the Google OAuth app and Gmail's config.

@@ -81,7 +81,7 @@ impl Default for Pacing {
 }
 
 impl Pacing {
-    fn policy(&self) -> RetryPolicy {
+    pub(crate) fn policy(&self) -> RetryPolicy {
         RetryPolicy {
             request_timeout: self.request_timeout,
             max_retries: self.max_retries,
@@ -94,13 +94,13 @@ impl Pacing {
 /// A token bucket: `burst` requests at once, refilled at `per_second`. A request that finds it
 /// empty reserves its turn (the bucket goes below zero) and waits for it.
 #[derive(Debug, Default)]
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     at: Option<Instant>,
 }
 
 impl Bucket {
-    fn take(&mut self, now: Instant, pacing: &Pacing) -> Duration {
+    pub(crate) fn take(&mut self, now: Instant, pacing: &Pacing) -> Duration {
         let tokens = match self.at {
             None => pacing.burst,
             Some(at) => {

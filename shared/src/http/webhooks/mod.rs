@@ -9,6 +9,7 @@
 //! `hubspot::parse_events`, `google::parse_headers`, `graph::parse_notifications`) for the fuzz
 //! targets in `infra/fuzz`.
 
+pub mod fireflies;
 pub mod gmail;
 pub mod google;
 pub mod graph;
@@ -50,6 +51,8 @@ pub struct WebhookSettings {
     /// How a Gmail (Pub/Sub) push proves itself: the subscription's OIDC token, locally a shared
     /// token, or nothing configured (every push refused).
     pub gmail_push: pubsub_auth::PushAuth,
+    /// `FIREFLIES_WEBHOOK_SECRET`: signs Fireflies' webhooks. Unset: they are refused.
+    pub fireflies_webhook_secret: Option<SecretString>,
 }
 
 impl Default for WebhookSettings {
@@ -60,6 +63,7 @@ impl Default for WebhookSettings {
             hubspot_app_id: None,
             coalesce_secs: DEFAULT_WEBHOOK_COALESCE_SECS,
             gmail_push: pubsub_auth::PushAuth::Refuse,
+            fireflies_webhook_secret: None,
         }
     }
 }
@@ -72,6 +76,7 @@ impl std::fmt::Debug for WebhookSettings {
             .field("hubspot_app_id", &self.hubspot_app_id)
             .field("coalesce_secs", &self.coalesce_secs)
             .field("gmail_push", &self.gmail_push)
+            .field("fireflies_webhook_secret", &self.fireflies_webhook_secret.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -95,6 +100,7 @@ pub fn router(state: WebhookState) -> Router {
         .route("/webhooks/google_drive", post(google::handle_drive).fallback(problem::method_not_allowed))
         .route("/webhooks/microsoft", post(graph::handle).fallback(problem::method_not_allowed))
         .route("/webhooks/gmail", post(gmail::handle).fallback(problem::method_not_allowed))
+        .route("/webhooks/fireflies", post(fireflies::handle).fallback(problem::method_not_allowed))
         .fallback(problem::not_found)
         .layer(super::trace::layer())
         .with_state(state)
@@ -306,6 +312,7 @@ pub(crate) mod test_support {
     pub const BASE: &str = "https://hooks.example.com/prod";
     pub const APP_ID: &str = "54321";
     pub const GMAIL_TOKEN: &str = "gmail-push-token-value";
+    pub const FIREFLIES_SECRET: &str = "0123456789abcdef";
 
     pub fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_003, 0).expect("valid time")
@@ -338,6 +345,7 @@ pub(crate) mod test_support {
                 hubspot_app_id: Some(APP_ID.to_owned()),
                 coalesce_secs: 10,
                 gmail_push,
+                fireflies_webhook_secret: Some(SecretString::from(FIREFLIES_SECRET)),
             },
         });
         Harness { store, queue, clock, app }
