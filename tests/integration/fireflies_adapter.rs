@@ -253,7 +253,8 @@ async fn sync_once(deps: &Deps, conn: &Connection, deletes: bool) -> JobOutcome 
 }
 
 #[tokio::test]
-async fn the_worker_turns_action_items_into_follow_up_tasks_linked_to_the_event_and_deletes_cancel_them() {
+async fn the_worker_turns_action_items_into_follow_up_tasks_linked_to_the_event_and_contacts_and_deletes_cancel_them()
+ {
     let fake = start(0).await;
     let state = fake.state();
     let (deps, store) = engine();
@@ -280,6 +281,23 @@ async fn the_worker_turns_action_items_into_follow_up_tasks_linked_to_the_event_
     .await
     .expect("event stored");
     let event_record = store.records_of(&calendar.tenant_id, &calendar.connection_id)[0].record_id.clone();
+    // And its HubSpot connection the contact who attended.
+    let mut crm = connection(&fake);
+    crm.provider = Provider::Hubspot;
+    crm.connection_id = syncbridge::domain::ConnectionId::generate();
+    store.put_connection(crm.clone());
+    let contact = RemoteRecord {
+        external_id: ExternalId::parse("501").unwrap(),
+        object: ObjectType::Contacts,
+        fields: [("email".to_owned(), json!("Bo@Globex.example"))].into_iter().collect(),
+        remote_modified_at: None,
+        deleted: false,
+        etag: None,
+    };
+    syncbridge::sync::pull::apply_page(store.as_ref(), &crm, ObjectType::Contacts, vec![contact], Utc::now())
+        .await
+        .expect("contact stored");
+    let contact_record = store.records_of(&crm.tenant_id, &crm.connection_id)[0].record_id.clone();
 
     let kickoff = state.add(meeting("kickoff", 3, false));
     let quiet =
@@ -300,6 +318,11 @@ async fn the_worker_turns_action_items_into_follow_up_tasks_linked_to_the_event_
     );
     assert_eq!(task.fields["meeting_record_id"], json!(event_record), "linked to the calendar's event");
     assert_eq!(task.fields["external_attendees"], json!(["bo@globex.example"]));
+    assert_eq!(
+        task.fields["linked_contacts"],
+        json!([contact_record]),
+        "linked to the CRM contact who attended"
+    );
 
     // A quiet second sync writes nothing new.
     assert!(matches!(sync_once(&deps, &conn, false).await, JobOutcome::Completed { .. }));

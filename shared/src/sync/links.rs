@@ -1,6 +1,8 @@
 //! Documents linked to CRM records: each pulled Drive file gets `linked_deals` (the deals whose
 //! name its name contains) and `linked_contacts` (the contacts whose email it is shared with),
 //! as record ids of the tenant's CRM connections, by the connection's [`DocumentLinks`] rule.
+//! Meeting follow-up tasks (from Fireflies transcripts) get `linked_contacts` the same way, from
+//! the addresses of the people who attended ([`link_attendees`]).
 //!
 //! Kept cheap: the deals' names and the contacts' emails are read once per job, and only when a
 //! page brought files (a sync that finds nothing reads nothing), from the tenant's HubSpot and
@@ -88,7 +90,7 @@ impl LinkIndex {
 pub fn link(rule: DocumentLinks, index: &LinkIndex, files: &mut [RemoteRecord]) {
     for file in files.iter_mut().filter(|f| f.object == ObjectType::Files && !f.deleted) {
         let mut deals = BTreeSet::new();
-        let mut contacts = BTreeSet::new();
+        let mut contacts = BTreeSet::<String>::new();
         if rule.by_deal_name {
             let name = file.fields.get("name").and_then(Value::as_str).unwrap_or_default().to_lowercase();
             deals.extend(
@@ -102,14 +104,29 @@ pub fn link(rule: DocumentLinks, index: &LinkIndex, files: &mut [RemoteRecord]) 
         if rule.by_shared_contact {
             let shared =
                 file.fields.get("shared_with").and_then(Value::as_array).cloned().unwrap_or_default();
-            for email in shared.iter().filter_map(Value::as_str) {
-                if let Some(ids) = index.contacts.get(&email.to_lowercase()) {
-                    contacts.extend(ids.iter().map(RecordId::as_str));
-                }
-            }
+            contacts = contacts_of(index, shared.iter().filter_map(Value::as_str));
         }
         file.fields.insert("linked_deals".into(), json!(deals));
         file.fields.insert("linked_contacts".into(), json!(contacts));
+    }
+}
+
+/// The contact record ids of `emails` (any case), sorted.
+fn contacts_of<'a>(index: &LinkIndex, emails: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+    emails
+        .filter_map(|email| index.contacts.get(&email.to_lowercase()))
+        .flatten()
+        .map(|id| id.as_str().to_owned())
+        .collect()
+}
+
+/// Adds `linked_contacts` (sorted record ids) to every live task in `tasks`: the CRM contacts
+/// whose email is one of the task's `attendees`.
+pub fn link_attendees(index: &LinkIndex, tasks: &mut [RemoteRecord]) {
+    for task in tasks.iter_mut().filter(|t| !t.deleted) {
+        let attendees = task.fields.get("attendees").and_then(Value::as_array).cloned().unwrap_or_default();
+        let contacts = contacts_of(index, attendees.iter().filter_map(Value::as_str));
+        task.fields.insert("linked_contacts".into(), json!(contacts));
     }
 }
 
@@ -151,5 +168,33 @@ mod tests {
         link(DocumentLinks { by_deal_name: false, by_shared_contact: true }, &index, &mut files);
         assert_eq!(files[0].fields["linked_deals"], json!([]));
         assert_eq!(files[0].fields["linked_contacts"], json!(["r_c1"]));
+    }
+
+    #[test]
+    fn a_follow_up_task_links_to_the_contacts_who_attended_by_address_in_any_case() {
+        let mut index = LinkIndex::default();
+        index.contacts.insert("jane.doe@globex.example".into(), vec![id("r_c1")]);
+        index.contacts.insert("bob@initech.example".into(), vec![id("r_c2"), id("r_c3")]);
+        let task = |attendees: &[&str], deleted: bool| {
+            let mut fields = Fields::new();
+            fields.insert("attendees".into(), json!(attendees));
+            RemoteRecord {
+                external_id: ExternalId::parse("follow-up-t1").expect("id"),
+                object: ObjectType::ResearchTasks,
+                fields,
+                remote_modified_at: None,
+                deleted,
+                etag: None,
+            }
+        };
+        let mut tasks = vec![
+            task(&["Jane.Doe@Globex.example", "bob@initech.example", "me@acme.example"], false),
+            task(&["stranger@nowhere.example"], false),
+            task(&["jane.doe@globex.example"], true),
+        ];
+        link_attendees(&index, &mut tasks);
+        assert_eq!(tasks[0].fields["linked_contacts"], json!(["r_c1", "r_c2", "r_c3"]));
+        assert_eq!(tasks[1].fields["linked_contacts"], json!([]));
+        assert!(!tasks[2].fields.contains_key("linked_contacts"), "a cancelled task is left as it is");
     }
 }

@@ -766,6 +766,24 @@ async fn pull_object(
         };
         if object == ObjectType::Transcripts {
             link_meetings(deps.connections.as_ref(), deps.records.as_ref(), conn, &mut tasks).await?;
+            if tasks.iter().any(|t| !t.deleted) {
+                // The contacts' addresses only (the index of a Drive job with no deal names).
+                let contacts_only =
+                    crate::domain::DocumentLinks { by_deal_name: false, by_shared_contact: true };
+                if link_index.is_none() {
+                    let index = super::links::LinkIndex::load(
+                        deps.connections.as_ref(),
+                        deps.records.as_ref(),
+                        &conn.tenant_id,
+                        contacts_only,
+                    )
+                    .await?;
+                    link_index = Some(index);
+                }
+                if let Some(index) = &link_index {
+                    super::links::link_attendees(index, &mut tasks);
+                }
+            }
         }
         let applied = apply_page_audited(
             deps.records.as_ref(),
