@@ -1,6 +1,7 @@
 //! The demo's Fireflies step: acme connects its Fireflies account with an API key (no base URL:
 //! `FIREFLIES_API_BASE_URL` sends it to the fake); the first sync pulls every transcript and turns
-//! the action items into follow-up tasks, one linked to the Google Calendar event of its meeting;
+//! the action items into follow-up tasks, one linked to the Google Calendar event of its meeting
+//! and to the HubSpot contact who attended;
 //! a meeting processed a day after it started arrives by Fireflies' signed webhook; a meeting its
 //! owner deletes goes away, with its task, at "sync now".
 
@@ -35,15 +36,39 @@ pub async fn run(stack: &LocalStack, api: &ApiClient, tenant: &str, calendar: &s
     let event = events.pointer("/items/0").context("a calendar event")?;
     let event_id = event.get("external_id").and_then(Value::as_str).context("event id")?.to_owned();
     let event_record = event.get("record_id").cloned().unwrap_or(Value::Null);
+    // A contact of the tenant's HubSpot attended that meeting too.
+    let connections = api.call(reqwest::Method::GET, "/v1/connections", None).await?;
+    let hubspot = connections
+        .get("items")
+        .and_then(Value::as_array)
+        .and_then(|items| items.iter().find(|c| c.get("provider") == Some(&json!("hubspot"))))
+        .and_then(|c| c.get("id").and_then(Value::as_str))
+        .context("the tenant's HubSpot connection")?
+        .to_owned();
+    let contacts = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/connections/{hubspot}/records?object=contacts&limit=1"),
+            None,
+        )
+        .await?;
+    let contact = contacts.pointer("/items/0").context("a HubSpot contact")?;
+    let contact_email =
+        contact.pointer("/fields/email").and_then(Value::as_str).context("the contact's email")?.to_owned();
+    let contact_record = contact.get("record_id").cloned().unwrap_or(Value::Null);
     let meeting =
         |title: &str, hours_ago: i64, calendar_id: Option<String>, processing: bool| NewTranscript {
             title: title.into(),
             date: state.now() - chrono::Duration::hours(hours_ago),
             duration: 40.0,
-            attendees: vec![Attendee {
+            attendees: std::iter::once(Attendee {
                 display_name: Some("Bo Buyer".into()),
                 email: "bo@globex.example".into(),
-            }],
+            })
+            .chain(
+                calendar_id.as_ref().map(|_| Attendee { display_name: None, email: contact_email.clone() }),
+            )
+            .collect(),
             calendar_id,
             summary: Summary {
                 overview: Some("Pricing and rollout.".into()),
@@ -70,14 +95,19 @@ pub async fn run(stack: &LocalStack, api: &ApiClient, tenant: &str, calendar: &s
     let tasks = follow_ups(api, &id).await?;
     let linked =
         tasks.iter().filter(|t| t.pointer("/fields/meeting_record_id") == Some(&event_record)).count();
+    let with_contact = tasks
+        .iter()
+        .filter(|t| t.pointer("/fields/linked_contacts") == Some(&json!([contact_record.clone()])))
+        .count();
     println!(
         "   {tenant} connected Fireflies with an API key: full sync pulled {} transcript(s) in {} request(s), \
-         {} follow-up task(s) from their action items, {linked} linked to its Google Calendar event",
+         {} follow-up task(s) from their action items, {linked} linked to its Google Calendar event and \
+         {with_contact} to the HubSpot contact who attended",
         count(&full, "pulled"),
         count(&full, "requests"),
         count(&full, "tasks_opened"),
     );
-    if count(&full, "pulled") != 9 || tasks.len() != 9 || linked != 1 {
+    if count(&full, "pulled") != 9 || tasks.len() != 9 || linked != 1 || with_contact != 1 {
         bail!("the full Fireflies sync did not bring 9 transcripts and 9 tasks with one linked: {full}");
     }
 
