@@ -13,3 +13,4 @@ pub mod hubspot;
 pub mod notion;
 pub mod oauth;
 pub mod salesforce;
+pub mod serving;

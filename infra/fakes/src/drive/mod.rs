@@ -17,16 +17,12 @@ mod server;
 pub mod store;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::admin;
 pub use store::{FOLDER_MIME, NewFile, OWNER, ROOT_ID};
@@ -507,18 +503,12 @@ pub struct DriveFake;
 impl DriveFake {
     /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
     pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let local = listener.local_addr().context("reading the bound address")?;
-        let base_url = format!("http://{local}");
+        let bound = crate::serving::bind(config.port).await?;
+        let base_url = bound.base_url.clone();
         let state = Arc::new(DriveState::new(config));
         let app = server::router(state.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "fake Drive server stopped");
-            }
-        });
-        Ok(RunningFake { base_url, state, task })
+        let server = bound.serve("Drive", app);
+        Ok(RunningFake { base_url, state, _server: server })
     }
 }
 
@@ -526,7 +516,7 @@ impl DriveFake {
 pub struct RunningFake {
     base_url: String,
     state: Arc<DriveState>,
-    task: JoinHandle<()>,
+    _server: crate::serving::Serving,
 }
 
 impl RunningFake {
@@ -547,12 +537,6 @@ impl RunningFake {
 
     pub fn state(&self) -> Arc<DriveState> {
         self.state.clone()
-    }
-}
-
-impl Drop for RunningFake {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -17,7 +17,6 @@ mod schema;
 mod server;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
@@ -27,8 +26,6 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::admin;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 pub use schema::sdl;
 
@@ -476,18 +473,12 @@ pub struct FirefliesFake;
 impl FirefliesFake {
     /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
     pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let local = listener.local_addr().context("reading the bound address")?;
-        let base_url = format!("http://{local}");
+        let bound = crate::serving::bind(config.port).await?;
+        let base_url = bound.base_url.clone();
         let state = Arc::new(FirefliesState::new(&config));
         let app = server::router(state.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "fake Fireflies server stopped");
-            }
-        });
-        Ok(RunningFake { base_url, state, task })
+        let server = bound.serve("Fireflies", app);
+        Ok(RunningFake { base_url, state, _server: server })
     }
 }
 
@@ -495,7 +486,7 @@ impl FirefliesFake {
 pub struct RunningFake {
     base_url: String,
     state: Arc<FirefliesState>,
-    task: JoinHandle<()>,
+    _server: crate::serving::Serving,
 }
 
 impl RunningFake {
@@ -507,12 +498,6 @@ impl RunningFake {
 
     pub fn state(&self) -> Arc<FirefliesState> {
         self.state.clone()
-    }
-}
-
-impl Drop for RunningFake {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -13,16 +13,12 @@
 mod server;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::admin;
 use store::{Store, When};
@@ -481,18 +477,12 @@ pub struct GoogleFake;
 impl GoogleFake {
     /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
     pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let local = listener.local_addr().context("reading the bound address")?;
-        let base_url = format!("http://{local}");
+        let bound = crate::serving::bind(config.port).await?;
+        let base_url = bound.base_url.clone();
         let state = Arc::new(GoogleState::new(config));
         let app = server::router(state.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "fake Google server stopped");
-            }
-        });
-        Ok(RunningFake { base_url, state, task })
+        let server = bound.serve("Google", app);
+        Ok(RunningFake { base_url, state, _server: server })
     }
 }
 
@@ -500,7 +490,7 @@ impl GoogleFake {
 pub struct RunningFake {
     base_url: String,
     state: Arc<GoogleState>,
-    task: JoinHandle<()>,
+    _server: crate::serving::Serving,
 }
 
 impl RunningFake {
@@ -522,12 +512,6 @@ impl RunningFake {
     /// The state handle, for direct admin from Rust.
     pub fn state(&self) -> Arc<GoogleState> {
         self.state.clone()
-    }
-}
-
-impl Drop for RunningFake {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

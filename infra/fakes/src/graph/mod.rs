@@ -15,7 +15,6 @@ mod server;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,8 +23,6 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::admin;
 use store::{Event, Store, When};
@@ -648,18 +645,12 @@ pub struct GraphFake;
 impl GraphFake {
     /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
     pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let local = listener.local_addr().context("reading the bound address")?;
-        let base_url = format!("http://{local}");
+        let bound = crate::serving::bind(config.port).await?;
+        let base_url = bound.base_url.clone();
         let state = Arc::new(GraphState::new(config));
         let app = server::router(state.clone(), base_url.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "fake Graph server stopped");
-            }
-        });
-        Ok(RunningFake { base_url, state, task })
+        let server = bound.serve("Graph", app);
+        Ok(RunningFake { base_url, state, _server: server })
     }
 }
 
@@ -667,7 +658,7 @@ impl GraphFake {
 pub struct RunningFake {
     base_url: String,
     state: Arc<GraphState>,
-    task: JoinHandle<()>,
+    _server: crate::serving::Serving,
 }
 
 impl RunningFake {
@@ -680,12 +671,6 @@ impl RunningFake {
     /// The state handle, for direct admin from Rust.
     pub fn state(&self) -> Arc<GraphState> {
         self.state.clone()
-    }
-}
-
-impl Drop for RunningFake {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{Duration as ChronoDuration, NaiveDate, Utc};
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
 
 use super::*;
 

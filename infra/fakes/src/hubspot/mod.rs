@@ -22,7 +22,6 @@ mod server;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,8 +29,6 @@ use anyhow::Context;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::admin;
 pub use store::{ObjectKind, PropertyDef, PropertyError};
@@ -862,18 +859,12 @@ pub struct HubspotFake;
 impl HubspotFake {
     /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
     pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let local = listener.local_addr().context("reading the bound address")?;
-        let base_url = format!("http://{local}");
+        let bound = crate::serving::bind(config.port).await?;
+        let base_url = bound.base_url.clone();
         let state = Arc::new(HubspotState::new(config));
         let app = server::router(state.clone(), base_url.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "fake HubSpot server stopped");
-            }
-        });
-        Ok(RunningFake { base_url, state, task })
+        let server = bound.serve("HubSpot", app);
+        Ok(RunningFake { base_url, state, _server: server })
     }
 }
 
@@ -881,7 +872,7 @@ impl HubspotFake {
 pub struct RunningFake {
     base_url: String,
     state: Arc<HubspotState>,
-    task: JoinHandle<()>,
+    _server: crate::serving::Serving,
 }
 
 impl RunningFake {
@@ -893,12 +884,6 @@ impl RunningFake {
     /// The state handle, for direct admin from Rust.
     pub fn state(&self) -> Arc<HubspotState> {
         self.state.clone()
-    }
-}
-
-impl Drop for RunningFake {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -17,16 +17,12 @@ mod oauth;
 mod server;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::admin;
 use axum::response::IntoResponse as _;
@@ -533,18 +529,12 @@ pub struct NotionFake;
 impl NotionFake {
     /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
     pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let local = listener.local_addr().context("reading the bound address")?;
-        let base_url = format!("http://{local}");
+        let bound = crate::serving::bind(config.port).await?;
+        let base_url = bound.base_url.clone();
         let state = Arc::new(NotionState::new(&config));
         let app = server::router(state.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "fake Notion server stopped");
-            }
-        });
-        Ok(RunningFake { base_url, state, task })
+        let server = bound.serve("Notion", app);
+        Ok(RunningFake { base_url, state, _server: server })
     }
 }
 
@@ -552,7 +542,7 @@ impl NotionFake {
 pub struct RunningFake {
     base_url: String,
     state: Arc<NotionState>,
-    task: JoinHandle<()>,
+    _server: crate::serving::Serving,
 }
 
 impl RunningFake {
@@ -563,12 +553,6 @@ impl RunningFake {
 
     pub fn state(&self) -> Arc<NotionState> {
         self.state.clone()
-    }
-}
-
-impl Drop for RunningFake {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

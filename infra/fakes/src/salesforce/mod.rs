@@ -18,15 +18,11 @@ pub mod soql;
 pub mod store;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::Context;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::admin;
 use store::Store;
@@ -573,18 +569,12 @@ pub struct SalesforceFake;
 impl SalesforceFake {
     /// Binds 127.0.0.1 on `config.port` (0: OS-picked) and serves until the [`RunningFake`] drops.
     pub async fn start(config: FakeConfig) -> anyhow::Result<RunningFake> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let local = listener.local_addr().context("reading the bound address")?;
-        let base_url = format!("http://{local}");
+        let bound = crate::serving::bind(config.port).await?;
+        let base_url = bound.base_url.clone();
         let state = Arc::new(SalesforceState::new(config));
         let app = server::app(state.clone(), base_url.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "fake Salesforce server stopped");
-            }
-        });
-        Ok(RunningFake { base_url, state, task })
+        let server = bound.serve("Salesforce", app);
+        Ok(RunningFake { base_url, state, _server: server })
     }
 }
 
@@ -592,7 +582,7 @@ impl SalesforceFake {
 pub struct RunningFake {
     base_url: String,
     state: Arc<SalesforceState>,
-    task: JoinHandle<()>,
+    _server: crate::serving::Serving,
 }
 
 impl RunningFake {
@@ -609,12 +599,6 @@ impl RunningFake {
     /// Issues a token pair whose `instance_url` is this fake.
     pub fn issue_token(&self) -> IssuedToken {
         self.state.issue_token(&self.base_url)
-    }
-}
-
-impl Drop for RunningFake {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
