@@ -253,8 +253,8 @@ pub fn webhook_state(deps: &Deps, config: &Config, sdk: &SdkConfig) -> Result<We
             coalesce_secs: config.webhook_coalesce_secs,
             gmail_push: crate::http::webhooks::pubsub_auth::PushAuth::from_config(
                 &config.oauth.gmail,
-                http_client()?,
-            ),
+                http_client,
+            )?,
             fireflies_webhook_secret: config.fireflies_webhook_secret.clone(),
         },
     })

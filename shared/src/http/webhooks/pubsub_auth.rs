@@ -60,17 +60,21 @@ impl std::fmt::Debug for PushAuth {
 
 impl PushAuth {
     /// OIDC when the audience and service account are configured, else the shared token if one
-    /// is, else refuse.
-    pub fn from_config(config: &GmailConfig, http: reqwest::Client) -> Self {
-        match (&config.push_audience, &config.push_service_account, &config.push_token) {
+    /// is, else refuse. `http` is called only for OIDC (Google's keys are the one thing fetched),
+    /// so a cold start without it builds no HTTP client of its own.
+    pub fn from_config<E>(
+        config: &GmailConfig,
+        http: impl FnOnce() -> Result<reqwest::Client, E>,
+    ) -> Result<Self, E> {
+        Ok(match (&config.push_audience, &config.push_service_account, &config.push_token) {
             (Some(audience), Some(account), _) => PushAuth::Oidc(Arc::new(OidcVerifier::new(
                 audience.clone(),
                 account.clone(),
-                JwksCache::new(http, config.push_jwks_url.clone()),
+                JwksCache::new(http()?, config.push_jwks_url.clone()),
             ))),
             (_, _, Some(token)) => PushAuth::SharedToken(token.clone()),
             _ => PushAuth::Refuse,
-        }
+        })
     }
 
     /// Checks a push request's proof (its `Authorization` header, or locally its `token` query).

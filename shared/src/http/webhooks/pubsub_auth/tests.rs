@@ -259,17 +259,18 @@ fn cache_control_gives_the_max_age_and_no_cache_or_no_age_keeps_nothing() {
 
 #[test]
 fn oidc_is_chosen_when_audience_and_service_account_are_set_else_the_local_token_else_refusal() {
-    let http = reqwest::Client::new();
+    let client = reqwest::Client::new();
+    let http = || Ok::<_, std::convert::Infallible>(client.clone());
     let token = GmailConfig { push_token: Some(SecretString::from("local-token")), ..GmailConfig::default() };
-    assert!(matches!(PushAuth::from_config(&token, http.clone()), PushAuth::SharedToken(_)));
+    assert!(matches!(PushAuth::from_config(&token, http).unwrap(), PushAuth::SharedToken(_)));
     let oidc = GmailConfig {
         push_audience: Some(AUDIENCE.into()),
         push_service_account: Some(ACCOUNT.into()),
         ..token.clone()
     };
-    let auth = PushAuth::from_config(&oidc, http.clone());
+    let auth = PushAuth::from_config(&oidc, http).unwrap();
     assert!(matches!(auth, PushAuth::Oidc(_)), "OIDC wins over the local token");
-    let shown = format!("{auth:?} {:?}", PushAuth::from_config(&token, http.clone()));
+    let shown = format!("{auth:?} {:?}", PushAuth::from_config(&token, http).unwrap());
     assert!(shown.contains(GOOGLE_CERTS_URL) && !shown.contains("local-token"), "{shown}");
-    assert!(matches!(PushAuth::from_config(&GmailConfig::default(), http), PushAuth::Refuse));
+    assert!(matches!(PushAuth::from_config(&GmailConfig::default(), http).unwrap(), PushAuth::Refuse));
 }
