@@ -32,21 +32,7 @@ async fn start(files: usize) -> RunningFake {
 }
 
 fn connection(fake: &RunningFake, token: &str, refresh: Option<&str>) -> Connection {
-    Connection::new(
-        TenantId::parse("t1").expect("tenant"),
-        NewConnection {
-            provider: Provider::GoogleDrive,
-            base_url: fake.api_url(),
-            credentials: Credentials {
-                access_token: SecretString::from(token),
-                refresh_token: refresh.map(SecretString::from),
-                expires_at: None,
-            },
-            interval_minutes: 15,
-            settings: ConnectionSettings::default(),
-        },
-        Utc::now(),
-    )
+    crate::provider_support::connection_to(Provider::GoogleDrive, fake.api_url(), token, refresh)
 }
 
 fn factory(fake: &RunningFake) -> DriveFactory {

@@ -15,8 +15,7 @@ use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::adapters::provider_http::RetryPolicy;
 use syncbridge::config::OAuthApp;
 use syncbridge::domain::{
-    CanonicalRecord, Connection, ConnectionSettings, Credentials, ExternalId, Job, JobReason, NewConnection,
-    ObjectType, Provider, RemoteRecord, SyncCursor, TenantId,
+    CanonicalRecord, Connection, ExternalId, Job, JobReason, ObjectType, Provider, RemoteRecord, SyncCursor,
 };
 use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderWrite};
 use syncbridge::sync::worker::{JobOutcome, run_job};
@@ -30,21 +29,7 @@ async fn start(messages: usize) -> RunningFake {
 }
 
 fn connection(fake: &RunningFake, token: &str, refresh: Option<&str>) -> Connection {
-    Connection::new(
-        TenantId::parse("t1").expect("tenant"),
-        NewConnection {
-            provider: Provider::Gmail,
-            base_url: fake.api_url(),
-            credentials: Credentials {
-                access_token: SecretString::from(token),
-                refresh_token: refresh.map(SecretString::from),
-                expires_at: None,
-            },
-            interval_minutes: 15,
-            settings: ConnectionSettings::default(),
-        },
-        Utc::now(),
-    )
+    crate::provider_support::connection_to(Provider::Gmail, fake.api_url(), token, refresh)
 }
 
 fn factory(fake: &RunningFake) -> GmailFactory {

@@ -13,8 +13,7 @@ use syncbridge::adapters::google::{Backoff, GoogleClient, GoogleFactory, event_i
 use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::config::OAuthApp;
 use syncbridge::domain::{
-    Connection, ConnectionSettings, Credentials, ExternalId, IdempotencyKey, Job, JobReason, NewConnection,
-    ObjectType, Provider, RemoteRecord, SyncCursor, TenantId,
+    Connection, ExternalId, IdempotencyKey, Job, JobReason, ObjectType, Provider, RemoteRecord, SyncCursor,
 };
 use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite};
 use syncbridge::sync::worker::{JobOutcome, run_job};
@@ -30,21 +29,7 @@ async fn start(events: usize, weekly_instances: usize) -> RunningFake {
 }
 
 fn connection(fake: &RunningFake, token: &str, refresh: Option<&str>) -> Connection {
-    Connection::new(
-        TenantId::parse("t1").expect("tenant"),
-        NewConnection {
-            provider: Provider::Google,
-            base_url: fake.api_url(),
-            credentials: Credentials {
-                access_token: SecretString::from(token),
-                refresh_token: refresh.map(SecretString::from),
-                expires_at: None,
-            },
-            interval_minutes: 15,
-            settings: ConnectionSettings::default(),
-        },
-        Utc::now(),
-    )
+    crate::provider_support::connection_to(Provider::Google, fake.api_url(), token, refresh)
 }
 
 fn factory(fake: &RunningFake) -> GoogleFactory {

@@ -26,6 +26,7 @@ mod notion_adapter;
 mod oauth;
 mod openapi;
 mod partial;
+mod provider_support;
 mod queues;
 mod salesforce_adapter;
 mod salesforce_e2e;
