@@ -43,7 +43,7 @@ async fn queue_attributes(
 }
 
 #[tokio::test]
-async fn main_table_from_the_template_has_the_sharded_due_index_the_push_queue_index_ttl_and_pitr()
+async fn main_table_from_the_template_has_the_sharded_due_index_the_push_queue_and_meeting_uid_indexes_ttl_and_pitr()
 -> Result<()> {
     let stack = start_stack("main").await?;
     let client = dynamodb::Client::new(&stack.config);
@@ -77,6 +77,16 @@ async fn main_table_from_the_template_has_the_sharded_due_index_the_push_queue_i
         vec![("pk".to_owned(), KeyType::Hash), ("push_order".to_owned(), KeyType::Range)]
     );
     assert_eq!(push_queue.projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
+    let meeting_uid = table
+        .global_secondary_indexes()
+        .iter()
+        .find(|i| i.index_name() == Some("meeting_uid"))
+        .context("the main table has no `meeting_uid` index")?;
+    assert_eq!(
+        key_schema(meeting_uid.key_schema()),
+        vec![("meeting_key".to_owned(), KeyType::Hash), ("sk".to_owned(), KeyType::Range)]
+    );
+    assert_eq!(meeting_uid.projection().and_then(|p| p.projection_type()), Some(&ProjectionType::KeysOnly));
 
     let ttl = client.describe_time_to_live().table_name(table_name).send().await?;
     let ttl = ttl.time_to_live_description().context("no TTL description")?;
