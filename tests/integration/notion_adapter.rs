@@ -442,8 +442,58 @@ async fn a_25000_page_database_syncs_whole_past_notions_10000_result_query_cap()
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_edit_of_12000_pages_in_one_minute_syncs_whole_listed_by_creation_time() {
+    let (fake, crm) = start(0, 0).await;
+    // 12,000 deals imported over 120 minutes, then all edited in one minute (a bulk edit of a
+    // property in Notion's table view).
+    let state = fake.state();
+    let mut ids = Vec::new();
+    for i in 0..12_000 {
+        if i % 100 == 0 {
+            state.advance_clock(chrono::Duration::minutes(1));
+        }
+        let page = state
+            .create_page(
+                &crm.deals_data_source,
+                json!({ "Name": { "title": [{ "text": { "content": format!("Deal {i}") } }] } }),
+            )
+            .expect("created");
+        ids.push(page["id"].as_str().expect("id").to_owned());
+    }
+    state.advance_clock(chrono::Duration::minutes(10));
+    for id in &ids {
+        state.edit_page(id, json!({ "Value": { "number": 5 } })).expect("edited");
+    }
+    state.advance_clock(chrono::Duration::minutes(5));
+    state.reset_stats();
+    let (deps, store) = engine();
+    let mut conn = connection(&fake, &crm, TOKEN);
+    if let Some(n) = conn.settings.notion.as_mut() {
+        n.contacts_database_id = None;
+    }
+    store.put_connection(conn.clone());
+    let outcome = sync_once(&deps, &conn).await;
+    assert!(matches!(outcome, JobOutcome::Completed { .. }), "{outcome:?}");
+    let deals: Vec<_> = store
+        .records_of(&conn.tenant_id, &conn.connection_id)
+        .into_iter()
+        .filter(|r| r.object == ObjectType::Deals && !r.deleted)
+        .collect();
+    assert_eq!(deals.len(), 12_000);
+    assert!(
+        deals.iter().all(|d| d.fields.get("amount").and_then(serde_json::Value::as_f64) == Some(5.0)),
+        "every deal carries the bulk edit"
+    );
+    let queries = fake.state().stats().routes.get("query").copied().unwrap_or(0);
+    assert!(
+        (221..=225).contains(&queries),
+        "100 pages to the cap, 100 again by creation time, 21 past that, one after the minute: {queries}"
+    );
+}
+
 #[tokio::test]
-async fn more_than_10000_pages_edited_in_one_minute_fail_the_pull_instead_of_skipping_pages() {
+async fn more_than_10000_pages_created_and_edited_in_one_minute_fail_the_pull_instead_of_skipping_pages() {
     let (fake, crm) = start(10_050, 0).await;
     let client = client(&fake, &crm);
     let mut cursor = None;
