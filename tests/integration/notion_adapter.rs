@@ -15,8 +15,8 @@ use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::adapters::notion::{KEY_PROPERTY, NotionFactory, Pacing};
 use syncbridge::domain::connection::NotionDatabases;
 use syncbridge::domain::{
-    Connection, ConnectionSettings, Credentials, ExternalId, IdempotencyKey, Job, JobReason, NewConnection,
-    ObjectType, Provider, RemoteRecord, SyncCursor, TenantId,
+    CanonicalRecord, Connection, ConnectionSettings, Credentials, ExternalId, IdempotencyKey, Job, JobReason,
+    NewConnection, ObjectType, Provider, RemoteRecord, SyncCursor, TenantId,
 };
 use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite};
 use syncbridge::sync::worker::{JobOutcome, run_job};
@@ -407,35 +407,51 @@ async fn the_worker_syncs_a_notion_crm_and_a_trashed_deal_becomes_a_deleted_reco
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_25000_page_database_syncs_whole_past_notions_10000_result_query_cap() {
-    let (fake, crm) = start(0, 0).await;
-    // 25,000 deals created over 250 minutes, as an import through the API spreads them.
+/// `n` deals created 100 a minute, as an import through the API spreads them; their ids.
+fn import_deals(fake: &RunningFake, crm: &Crm, n: usize) -> Vec<String> {
     let state = fake.state();
-    for i in 0..25_000 {
-        if i % 100 == 0 {
-            state.advance_clock(chrono::Duration::minutes(1));
-        }
-        state
-            .create_page(
-                &crm.deals_data_source,
-                json!({ "Name": { "title": [{ "text": { "content": format!("Deal {i}") } }] } }),
-            )
-            .expect("created");
-    }
-    state.advance_clock(chrono::Duration::minutes(5));
-    state.reset_stats();
+    (0..n)
+        .map(|i| {
+            if i % 100 == 0 {
+                state.advance_clock(chrono::Duration::minutes(1));
+            }
+            let page = state
+                .create_page(
+                    &crm.deals_data_source,
+                    json!({ "Name": { "title": [{ "text": { "content": format!("Deal {i}") } }] } }),
+                )
+                .expect("created");
+            page["id"].as_str().expect("id").to_owned()
+        })
+        .collect()
+}
+
+/// One worker sync of the deals database alone, five minutes on: the live deals and the queries.
+async fn sync_deals(fake: &RunningFake, crm: &Crm) -> (Vec<CanonicalRecord>, u64) {
+    fake.state().advance_clock(chrono::Duration::minutes(5));
+    fake.state().reset_stats();
     let (deps, store) = engine();
-    let mut conn = connection(&fake, &crm, TOKEN);
+    let mut conn = connection(fake, crm, TOKEN);
     if let Some(n) = conn.settings.notion.as_mut() {
         n.contacts_database_id = None;
     }
     store.put_connection(conn.clone());
     let outcome = sync_once(&deps, &conn).await;
     assert!(matches!(outcome, JobOutcome::Completed { .. }), "{outcome:?}");
-    let deals = store.records_of(&conn.tenant_id, &conn.connection_id);
-    assert_eq!(deals.iter().filter(|r| r.object == ObjectType::Deals && !r.deleted).count(), 25_000);
-    let queries = fake.state().stats().routes.get("query").copied().unwrap_or(0);
+    let deals = store
+        .records_of(&conn.tenant_id, &conn.connection_id)
+        .into_iter()
+        .filter(|r| r.object == ObjectType::Deals && !r.deleted)
+        .collect();
+    (deals, fake.state().stats().routes.get("query").copied().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_25000_page_database_syncs_whole_past_notions_10000_result_query_cap() {
+    let (fake, crm) = start(0, 0).await;
+    import_deals(&fake, &crm, 25_000);
+    let (deals, queries) = sync_deals(&fake, &crm).await;
+    assert_eq!(deals.len(), 25_000);
     assert!(
         (251..=260).contains(&queries),
         "250 pages, and one more per capped query's last minute: {queries}"
@@ -445,47 +461,19 @@ async fn a_25000_page_database_syncs_whole_past_notions_10000_result_query_cap()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_edit_of_12000_pages_in_one_minute_syncs_whole_listed_by_creation_time() {
     let (fake, crm) = start(0, 0).await;
-    // 12,000 deals imported over 120 minutes, then all edited in one minute (a bulk edit of a
-    // property in Notion's table view).
-    let state = fake.state();
-    let mut ids = Vec::new();
-    for i in 0..12_000 {
-        if i % 100 == 0 {
-            state.advance_clock(chrono::Duration::minutes(1));
-        }
-        let page = state
-            .create_page(
-                &crm.deals_data_source,
-                json!({ "Name": { "title": [{ "text": { "content": format!("Deal {i}") } }] } }),
-            )
-            .expect("created");
-        ids.push(page["id"].as_str().expect("id").to_owned());
-    }
-    state.advance_clock(chrono::Duration::minutes(10));
+    // Imported over 120 minutes, then all edited in one minute (a bulk edit of a property in
+    // Notion's table view).
+    let ids = import_deals(&fake, &crm, 12_000);
+    fake.state().advance_clock(chrono::Duration::minutes(10));
     for id in &ids {
-        state.edit_page(id, json!({ "Value": { "number": 5 } })).expect("edited");
+        fake.state().edit_page(id, json!({ "Value": { "number": 5 } })).expect("edited");
     }
-    state.advance_clock(chrono::Duration::minutes(5));
-    state.reset_stats();
-    let (deps, store) = engine();
-    let mut conn = connection(&fake, &crm, TOKEN);
-    if let Some(n) = conn.settings.notion.as_mut() {
-        n.contacts_database_id = None;
-    }
-    store.put_connection(conn.clone());
-    let outcome = sync_once(&deps, &conn).await;
-    assert!(matches!(outcome, JobOutcome::Completed { .. }), "{outcome:?}");
-    let deals: Vec<_> = store
-        .records_of(&conn.tenant_id, &conn.connection_id)
-        .into_iter()
-        .filter(|r| r.object == ObjectType::Deals && !r.deleted)
-        .collect();
+    let (deals, queries) = sync_deals(&fake, &crm).await;
     assert_eq!(deals.len(), 12_000);
     assert!(
         deals.iter().all(|d| d.fields.get("amount").and_then(serde_json::Value::as_f64) == Some(5.0)),
         "every deal carries the bulk edit"
     );
-    let queries = fake.state().stats().routes.get("query").copied().unwrap_or(0);
     assert!(
         (221..=225).contains(&queries),
         "100 pages to the cap, 100 again by creation time, 21 past that, one after the minute: {queries}"
