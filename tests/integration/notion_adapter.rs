@@ -173,6 +173,33 @@ async fn a_page_edited_in_the_closed_minute_before_the_last_pull_started_is_not_
 }
 
 #[tokio::test]
+async fn a_delete_trashes_the_page_only_if_no_one_edited_it_since_and_a_repeat_finds_it_gone() {
+    let (fake, crm) = start(2, 0).await;
+    let state = fake.state();
+    let client = client(&fake, &crm);
+    let (deals, cursor, _) = pull_all(client.as_ref(), ObjectType::Deals, None).await;
+    let delete = |r: &RemoteRecord| ProviderWrite::Delete {
+        object: ObjectType::Deals,
+        external_id: r.external_id.clone(),
+        precondition: Precondition { etag: None, unmodified_since: r.remote_modified_at },
+    };
+    // A person edits the second deal after the delete was approved: it stays.
+    state.advance_clock(chrono::Duration::minutes(3));
+    state.edit_page(deals[1].external_id.as_str(), json!({ "Value": { "number": 5 } })).unwrap();
+    let results = client.write(&token(), &[delete(&deals[0]), delete(&deals[1])]).await.unwrap();
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(matches!(results[1], Err(ProviderError::Conflict)), "{:?}", results[1]);
+    assert_eq!(state.page(deals[0].external_id.as_str()).unwrap()["in_trash"], true);
+    assert_eq!(state.page(deals[1].external_id.as_str()).unwrap()["in_trash"], false);
+    // The same delete again (a retry after a lost answer): the page is gone already.
+    let again = client.write(&token(), &[delete(&deals[0])]).await.unwrap();
+    assert!(matches!(again[0], Err(ProviderError::NotFound)), "{:?}", again[0]);
+    // And the next pull sees the trashed page as a delete.
+    let (changed, _, _) = pull_all(client.as_ref(), ObjectType::Deals, Some(cursor)).await;
+    assert!(changed.iter().any(|r| r.external_id == deals[0].external_id && r.deleted), "{changed:?}");
+}
+
+#[tokio::test]
 async fn updates_send_one_patch_per_page_and_refuse_a_page_a_person_edited_since() {
     let (fake, crm) = start(2, 0).await;
     let state = fake.state();
