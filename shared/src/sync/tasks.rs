@@ -9,8 +9,9 @@
 //! Follow-up tasks come the same way from meeting transcripts (Fireflies): a transcript with action
 //! items gets one task (`kind: follow_up`) keyed by the transcript's id, listing the items, due a
 //! day after the meeting, linked to the calendar event (`meeting_external_id`, found as a Google
-//! event id or an iCalendar UID: [`link_meetings`]) and to the people who attended by email (`attendees`, `external_attendees`: how CRM contacts are matched). A
-//! deleted transcript, or one whose items are gone, cancels it.
+//! event id or an iCalendar UID: [`link_meetings`]) and to the people who attended by email
+//! (`attendees`, `external_attendees`: how CRM contacts are matched). A deleted transcript, or one
+//! whose items are gone, cancels it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -85,7 +86,8 @@ pub async fn link_meetings(
     let ids: Vec<ExternalId> =
         wanted.iter().filter_map(|id| ExternalId::parse(id.as_str()).ok()).take(100).collect();
     let mut found: HashMap<String, Vec<CanonicalRecord>> = HashMap::new();
-    for calendar in calendars.iter().filter(|_| !ids.is_empty()) {
+    let by_external_id = if ids.is_empty() { &[][..] } else { &calendars[..] };
+    for calendar in by_external_id {
         let events = records
             .get_by_external(
                 &conn.tenant_id,
