@@ -385,15 +385,11 @@ mod tests {
     }
 
     mod links {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-
-        use async_trait::async_trait;
         use secrecy::SecretString;
 
         use super::*;
         use crate::adapters::memory::MemoryStore;
         use crate::domain::{Credentials, NewConnection, RecordId, TenantId};
-        use crate::ports::{Page, RecordWrite};
 
         fn calendar(provider: Provider, id: &str) -> Connection {
             let new = NewConnection {
@@ -542,75 +538,16 @@ mod tests {
             assert_eq!(link(&tasks[0]), named(&b_ids[0], &b));
         }
 
-        /// A record store that counts the lookups `link_meetings` makes.
-        struct Counting {
-            inner: MemoryStore,
-            by_external: AtomicUsize,
-            by_uid: AtomicUsize,
-        }
-
-        #[async_trait]
-        impl RecordStore for Counting {
-            async fn get_by_external(
-                &self,
-                tenant: &TenantId,
-                connection: &ConnectionId,
-                provider: Provider,
-                object: ObjectType,
-                ids: &[ExternalId],
-            ) -> Result<HashMap<ExternalId, CanonicalRecord>, StoreError> {
-                self.by_external.fetch_add(1, Ordering::SeqCst);
-                self.inner.get_by_external(tenant, connection, provider, object, ids).await
-            }
-            async fn write(
-                &self,
-                provider: Provider,
-                writes: Vec<RecordWrite>,
-            ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-                self.inner.write(provider, writes).await
-            }
-            async fn get(
-                &self,
-                tenant: &TenantId,
-                connection: &ConnectionId,
-                record: &RecordId,
-            ) -> Result<Option<CanonicalRecord>, StoreError> {
-                RecordStore::get(&self.inner, tenant, connection, record).await
-            }
-            async fn list(
-                &self,
-                tenant: &TenantId,
-                connection: &ConnectionId,
-                object: Option<ObjectType>,
-                limit: usize,
-                page_token: Option<&str>,
-            ) -> Result<Page<CanonicalRecord>, StoreError> {
-                RecordStore::list(&self.inner, tenant, connection, object, limit, page_token).await
-            }
-            async fn events_by_ical_uid(
-                &self,
-                tenant: &TenantId,
-                uids: &[String],
-            ) -> Result<Vec<CanonicalRecord>, StoreError> {
-                self.by_uid.fetch_add(1, Ordering::SeqCst);
-                self.inner.events_by_ical_uid(tenant, uids).await
-            }
-        }
-
         #[tokio::test]
-        async fn a_page_of_fifty_tasks_costs_one_lookup_per_calendar_and_one_uid_lookup() {
-            let store = Counting {
-                inner: MemoryStore::new(),
-                by_external: AtomicUsize::new(0),
-                by_uid: AtomicUsize::new(0),
-            };
+        async fn a_page_of_fifty_tasks_costs_a_listing_one_lookup_per_calendar_and_one_uid_lookup() {
+            let store = MemoryStore::new();
             let outlook = calendar(Provider::Microsoft, "c-outlook");
             let google = calendar(Provider::Google, "c-google");
             let events: Vec<RemoteRecord> = (0..50)
                 .map(|i| event(&format!("AAMk{i}"), &format!("UID-{i}"), "2026-11-28T15:00:00Z"))
                 .collect();
-            holding(&store.inner, &outlook, events).await;
-            holding(&store.inner, &google, Vec::new()).await;
+            holding(&store, &outlook, events).await;
+            holding(&store, &google, Vec::new()).await;
             let mut tasks: Vec<RemoteRecord> = (0..50)
                 .map(|i| {
                     let mut t = task(&format!("UID-{i}"));
@@ -618,16 +555,17 @@ mod tests {
                     t
                 })
                 .collect();
-            link_meetings(&store.inner, &store, &outlook, &mut tasks).await.unwrap();
+            let before = store.calls();
+            link_meetings(&store, &store, &outlook, &mut tasks).await.unwrap();
             assert!(tasks.iter().all(|t| link(t).is_some()), "every task linked");
-            assert_eq!(store.by_external.load(Ordering::SeqCst), 2, "one per calendar connection");
-            assert_eq!(store.by_uid.load(Ordering::SeqCst), 1, "one for the page");
+            assert_eq!(store.calls() - before, 1 + 2 + 1, "the listing, one per calendar, one by UID");
 
             // Tasks all found by event id make no UID lookup.
             let mut found = vec![task("AAMk3")];
-            link_meetings(&store.inner, &store, &outlook, &mut found).await.unwrap();
+            let before = store.calls();
+            link_meetings(&store, &store, &outlook, &mut found).await.unwrap();
             assert!(link(&found[0]).is_some());
-            assert_eq!(store.by_uid.load(Ordering::SeqCst), 1);
+            assert_eq!(store.calls() - before, 1 + 2);
         }
     }
 }
