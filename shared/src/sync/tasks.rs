@@ -385,25 +385,13 @@ mod tests {
     }
 
     mod links {
-        use secrecy::SecretString;
-
         use super::*;
         use crate::adapters::memory::MemoryStore;
-        use crate::domain::{Credentials, NewConnection, RecordId, TenantId};
+        use crate::domain::RecordId;
+        use crate::domain::connection::sample_connection;
 
         fn calendar(provider: Provider, id: &str) -> Connection {
-            let new = NewConnection {
-                provider,
-                base_url: "http://127.0.0.1:1".into(),
-                credentials: Credentials {
-                    access_token: SecretString::from("a"),
-                    refresh_token: None,
-                    expires_at: None,
-                },
-                interval_minutes: 15,
-                settings: ConnectionSettings::default(),
-            };
-            let mut c = Connection::new(TenantId::parse("t1").unwrap(), new, now());
+            let mut c = sample_connection("t1", provider, "http://127.0.0.1:1", now());
             c.connection_id = ConnectionId::parse(id).unwrap();
             c
         }
