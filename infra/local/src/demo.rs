@@ -521,7 +521,12 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         .find(|(t, p, _, _)| *t == "acme" && *p == "google")
         .map(|(_, _, _, id)| id.clone())
         .context("acme's Google Calendar connection")?;
-    let fireflies_id = crate::demo_fireflies::run(&stack, &acme, "acme", &calendar).await?;
+    let outlook = connections
+        .iter()
+        .find(|(t, p, _, _)| *t == "acme" && *p == "microsoft")
+        .map(|(_, _, _, id)| id.clone())
+        .context("acme's Outlook connection")?;
+    let fireflies_id = crate::demo_fireflies::run(&stack, &acme, "acme", &calendar, &outlook).await?;
     connections.push(("acme", "fireflies", acme, fireflies_id));
 
     println!("\nSummary (read back through the API)");

@@ -1,7 +1,7 @@
 //! The demo's Fireflies step: acme connects its Fireflies account with an API key (no base URL:
 //! `FIREFLIES_API_BASE_URL` sends it to the fake); the first sync pulls every transcript and turns
 //! the action items into follow-up tasks, one linked to the Google Calendar event of its meeting
-//! and to the HubSpot contact who attended;
+//! (by event id), one to an Outlook event (by iCalUId), both to the HubSpot contact who attended;
 //! a meeting processed a day after it started arrives by Fireflies' signed webhook; a meeting its
 //! owner deletes goes away, with its task, at "sync now".
 
@@ -19,23 +19,43 @@ pub fn fake_config() -> FakeConfig {
     FakeConfig { transcripts: 8, rate_limits: true, ..FakeConfig::default() }
 }
 
-/// Runs the step for `tenant`, whose calendar connection `calendar` already holds events;
-/// returns the new connection's id.
-pub async fn run(stack: &LocalStack, api: &ApiClient, tenant: &str, calendar: &str) -> Result<String> {
-    let fake = stack.fireflies.as_ref().context("the Fireflies fake")?;
-    let state = fake.state();
-    state.reset_stats();
-    // One meeting of this morning was on the tenant's calendar: its transcript names the event.
-    let events = api
+/// The first record of `object` of a connection, through the API.
+async fn first_record(api: &ApiClient, connection: &str, object: &str) -> Result<Value> {
+    let page = api
         .call(
             reqwest::Method::GET,
-            &format!("/v1/connections/{calendar}/records?object=events&limit=1"),
+            &format!("/v1/connections/{connection}/records?object={object}&limit=1"),
             None,
         )
         .await?;
-    let event = events.pointer("/items/0").context("a calendar event")?;
+    page.pointer("/items/0").cloned().with_context(|| format!("a record of {object}"))
+}
+
+/// Runs the step for `tenant`, whose Google Calendar connection `calendar` and Outlook connection
+/// `outlook` already hold events; returns the new connection's id.
+pub async fn run(
+    stack: &LocalStack,
+    api: &ApiClient,
+    tenant: &str,
+    calendar: &str,
+    outlook: &str,
+) -> Result<String> {
+    let fake = stack.fireflies.as_ref().context("the Fireflies fake")?;
+    let state = fake.state();
+    state.reset_stats();
+    // One meeting of this morning was on the tenant's Google calendar: its transcript names the
+    // event by its id.
+    let event = first_record(api, calendar, "events").await?;
     let event_id = event.get("external_id").and_then(Value::as_str).context("event id")?.to_owned();
     let event_record = event.get("record_id").cloned().unwrap_or(Value::Null);
+    // Another was in Outlook: Fireflies names it by its iCalendar UID.
+    let outlook_event = first_record(api, outlook, "events").await?;
+    let outlook_uid = outlook_event
+        .pointer("/fields/ical_uid")
+        .and_then(Value::as_str)
+        .context("the event's iCalUId")?
+        .to_owned();
+    let outlook_record = outlook_event.get("record_id").cloned().unwrap_or(Value::Null);
     // A contact of the tenant's HubSpot attended that meeting too.
     let connections = api.call(reqwest::Method::GET, "/v1/connections", None).await?;
     let hubspot = connections
@@ -81,6 +101,10 @@ pub async fn run(stack: &LocalStack, api: &ApiClient, tenant: &str, calendar: &s
             ..NewTranscript::default()
         };
     state.add(meeting("Pricing call", 3, Some(event_id.clone()), false));
+    state.add(NewTranscript {
+        calendar_type: Some("outlook".into()),
+        ..meeting("Renewal review", 5, Some(outlook_uid), false)
+    });
     let body = json!({
         "provider": "fireflies",
         "access_token": DEFAULT_API_KEY,
@@ -96,23 +120,32 @@ pub async fn run(stack: &LocalStack, api: &ApiClient, tenant: &str, calendar: &s
     stack.runner.drain(Duration::from_secs(600)).await?;
     let full = last_run(api, &id).await?;
     let tasks = follow_ups(api, &id).await?;
-    let linked =
-        tasks.iter().filter(|t| t.pointer("/fields/meeting_record_id") == Some(&event_record)).count();
+    let linked_to = |record: &Value| {
+        tasks.iter().filter(|t| t.pointer("/fields/meeting_record_id") == Some(record)).count()
+    };
+    let (linked, linked_outlook) = (linked_to(&event_record), linked_to(&outlook_record));
     let with_contact = tasks
         .iter()
         .filter(|t| t.pointer("/fields/linked_contacts") == Some(&json!([contact_record.clone()])))
         .count();
     println!(
         "   {tenant} connected Fireflies with an API key (checked at connect: account {}): full sync pulled {} transcript(s) in {} request(s), \
-         {} follow-up task(s) from their action items, {linked} linked to its Google Calendar event and \
-         {with_contact} to the HubSpot contact who attended",
+         {} follow-up task(s) from their action items, {linked} linked to its Google Calendar event (by id), \
+         {linked_outlook} to its Outlook event (by iCalUId) and {with_contact} to the HubSpot contact who attended",
         state.owner_email,
         count(&full, "pulled"),
         count(&full, "requests"),
         count(&full, "tasks_opened"),
     );
-    if count(&full, "pulled") != 9 || tasks.len() != 9 || linked != 1 || with_contact != 1 {
-        bail!("the full Fireflies sync did not bring 9 transcripts and 9 tasks with one linked: {full}");
+    if count(&full, "pulled") != 10
+        || tasks.len() != 10
+        || linked != 1
+        || linked_outlook != 1
+        || with_contact != 2
+    {
+        bail!(
+            "the full Fireflies sync did not bring 10 transcripts and 10 tasks, each calendar's linked: {full}"
+        );
     }
 
     // Fireflies finishes a long recording of yesterday only now, and says so by webhook.
