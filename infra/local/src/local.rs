@@ -190,7 +190,7 @@ impl LocalStack {
         let push_token = format!("{:032x}", rand::random::<u128>());
         gmail
             .state()
-            .subscribe(LOCAL_GMAIL_TOPIC, &format!("{gateway_url}/webhooks/gmail?token={push_token}"));
+            .subscribe(LOCAL_GMAIL_TOPIC, &format!("{gateway_url}/webhooks/gmail?token={push_token}"), None);
         let callback = format!("{gateway_url}{}", syncbridge::http::oauth::CALLBACK_PATH);
         let mut oauth = OAuthEndpoints {
             redirect_uris: vec![callback],
