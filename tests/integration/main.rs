@@ -13,6 +13,7 @@ mod e2e;
 mod faults;
 mod fireflies_adapter;
 mod gmail_adapter;
+mod gmail_push;
 mod google_adapter;
 mod graph_adapter;
 mod hubspot_activities;
