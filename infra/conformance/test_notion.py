@@ -9,13 +9,15 @@ instead, which the SDK raises as `UnknownHTTPResponseError` with that body); the
 work against the fake's rate limit.
 
 Covered: what `shared/src/adapters/notion/` sends (`databases.retrieve` to resolve a data source,
-`data_sources.retrieve`/`update`/`query` with a `last_edited_time` timestamp filter, sorts and
+`data_sources.retrieve`/`update`/`query` with a `last_edited_time` timestamp filter (alone, or
+with `created_time` in an `and` for a minute of over 10,000 edits), sorts and
 `start_cursor` paging, `in_trash` queries, `pages.create`/`update`/`retrieve`, `blocks.children`
 append and list) plus `users.me` and the size limits; a public integration's OAuth
 (`oauth.token`: the authorization-code and refresh-token grants; `oauth.revoke`).
 """
 
 import uuid
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -133,6 +135,35 @@ def test_queries_page_with_the_sdks_paginators_and_filter_on_last_edited_time(no
     assert later["results"] == [] and later["has_more"] is False
     one = notion.data_sources.query(data_source_id=ds, filter={"property": "Name", "title": {"equals": "Deal 7"}})
     assert [p["id"] for p in one["results"]] == [created[7]]
+
+
+def test_a_minute_is_listed_by_creation_time_with_a_compound_timestamp_filter(notion, fake):
+    # What the adapter sends for a minute of over 10,000 edits: that minute's pages by creation.
+    # https://developers.notion.com/reference/post-database-query-filter#compound-filter-conditions
+    _, ds = make_database(notion, fake)
+    created = [new_deal(notion, ds, f"Deal {i}")["id"] for i in range(12)]
+    stamp = notion.pages.retrieve(page_id=created[0])["last_edited_time"]
+    minute = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    after = (minute + timedelta(minutes=1)).isoformat()
+
+    def window(created_from):
+        parts = [
+            {"timestamp": "last_edited_time", "last_edited_time": {"on_or_after": stamp}},
+            {"timestamp": "last_edited_time", "last_edited_time": {"before": after}},
+            {"timestamp": "created_time", "created_time": {"on_or_after": created_from}},
+        ]
+        return collect_paginated_api(
+            notion.data_sources.query,
+            data_source_id=ds,
+            page_size=5,
+            filter={"and": parts},
+            sorts=[{"timestamp": "created_time", "direction": "ascending"}],
+        )
+
+    pages = window(stamp)
+    assert sorted(p["id"] for p in pages) == sorted(created)
+    assert [p["created_time"] for p in pages] == sorted(p["created_time"] for p in pages)
+    assert window(after) == [], "nothing created after the minute"
 
 
 def test_trashed_pages_leave_the_default_query_and_appear_with_in_trash(notion, fake):

@@ -677,6 +677,15 @@ pub trait ProviderClient: Send + Sync {
         Err(ProviderError::permanent("this provider adapter cannot list live ids"))
     }
 
+    /// The provider account `token` belongs to, for a connection made with a token the caller
+    /// brings (`POST /v1/connections`): asking for it also proves the token works. `Ok(None)`
+    /// (the default): this adapter does not look the account up, and the caller's `account_id`
+    /// stands. Fireflies answers its key owner's email, which its webhooks name.
+    async fn token_account(&self, token: &SecretString) -> Result<Option<String>, ProviderError> {
+        let _ = token;
+        Ok(None)
+    }
+
     /// What this client set up or learned in the provider account (see
     /// `Connection::provider_setup`), for the worker to keep on the connection. Factories give
     /// new clients what the connection already knows.

@@ -12,6 +12,7 @@ mod drive_adapter;
 mod e2e;
 mod faults;
 mod fireflies_adapter;
+mod fireflies_connect;
 mod gmail_adapter;
 mod gmail_push;
 mod google_adapter;

@@ -15,8 +15,8 @@ use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::adapters::notion::{KEY_PROPERTY, NotionFactory, Pacing};
 use syncbridge::domain::connection::NotionDatabases;
 use syncbridge::domain::{
-    Connection, ConnectionSettings, Credentials, ExternalId, IdempotencyKey, Job, JobReason, NewConnection,
-    ObjectType, Provider, RemoteRecord, SyncCursor, TenantId,
+    CanonicalRecord, Connection, ConnectionSettings, Credentials, ExternalId, IdempotencyKey, Job, JobReason,
+    NewConnection, ObjectType, Provider, RemoteRecord, SyncCursor, TenantId,
 };
 use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite};
 use syncbridge::sync::worker::{JobOutcome, run_job};
@@ -170,6 +170,33 @@ async fn a_page_edited_in_the_closed_minute_before_the_last_pull_started_is_not_
     assert_eq!(ids(&first), [all[2].clone()].into(), "edited in the minute before this pull started");
     let (second, _, _) = pull_all(client.as_ref(), ObjectType::Deals, Some(cursor)).await;
     assert!(second.is_empty(), "re-read by the lookback but known: {:?}", ids(&second));
+}
+
+#[tokio::test]
+async fn a_delete_trashes_the_page_only_if_no_one_edited_it_since_and_a_repeat_finds_it_gone() {
+    let (fake, crm) = start(2, 0).await;
+    let state = fake.state();
+    let client = client(&fake, &crm);
+    let (deals, cursor, _) = pull_all(client.as_ref(), ObjectType::Deals, None).await;
+    let delete = |r: &RemoteRecord| ProviderWrite::Delete {
+        object: ObjectType::Deals,
+        external_id: r.external_id.clone(),
+        precondition: Precondition { etag: None, unmodified_since: r.remote_modified_at },
+    };
+    // A person edits the second deal after the delete was approved: it stays.
+    state.advance_clock(chrono::Duration::minutes(3));
+    state.edit_page(deals[1].external_id.as_str(), json!({ "Value": { "number": 5 } })).unwrap();
+    let results = client.write(&token(), &[delete(&deals[0]), delete(&deals[1])]).await.unwrap();
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(matches!(results[1], Err(ProviderError::Conflict)), "{:?}", results[1]);
+    assert_eq!(state.page(deals[0].external_id.as_str()).unwrap()["in_trash"], true);
+    assert_eq!(state.page(deals[1].external_id.as_str()).unwrap()["in_trash"], false);
+    // The same delete again (a retry after a lost answer): the page is gone already.
+    let again = client.write(&token(), &[delete(&deals[0])]).await.unwrap();
+    assert!(matches!(again[0], Err(ProviderError::NotFound)), "{:?}", again[0]);
+    // And the next pull sees the trashed page as a delete.
+    let (changed, _, _) = pull_all(client.as_ref(), ObjectType::Deals, Some(cursor)).await;
+    assert!(changed.iter().any(|r| r.external_id == deals[0].external_id && r.deleted), "{changed:?}");
 }
 
 #[tokio::test]
@@ -407,43 +434,81 @@ async fn the_worker_syncs_a_notion_crm_and_a_trashed_deal_becomes_a_deleted_reco
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_25000_page_database_syncs_whole_past_notions_10000_result_query_cap() {
-    let (fake, crm) = start(0, 0).await;
-    // 25,000 deals created over 250 minutes, as an import through the API spreads them.
+/// `n` deals created 100 a minute, as an import through the API spreads them; their ids.
+fn import_deals(fake: &RunningFake, crm: &Crm, n: usize) -> Vec<String> {
     let state = fake.state();
-    for i in 0..25_000 {
-        if i % 100 == 0 {
-            state.advance_clock(chrono::Duration::minutes(1));
-        }
-        state
-            .create_page(
-                &crm.deals_data_source,
-                json!({ "Name": { "title": [{ "text": { "content": format!("Deal {i}") } }] } }),
-            )
-            .expect("created");
-    }
-    state.advance_clock(chrono::Duration::minutes(5));
-    state.reset_stats();
+    (0..n)
+        .map(|i| {
+            if i % 100 == 0 {
+                state.advance_clock(chrono::Duration::minutes(1));
+            }
+            let page = state
+                .create_page(
+                    &crm.deals_data_source,
+                    json!({ "Name": { "title": [{ "text": { "content": format!("Deal {i}") } }] } }),
+                )
+                .expect("created");
+            page["id"].as_str().expect("id").to_owned()
+        })
+        .collect()
+}
+
+/// One worker sync of the deals database alone, five minutes on: the live deals and the queries.
+async fn sync_deals(fake: &RunningFake, crm: &Crm) -> (Vec<CanonicalRecord>, u64) {
+    fake.state().advance_clock(chrono::Duration::minutes(5));
+    fake.state().reset_stats();
     let (deps, store) = engine();
-    let mut conn = connection(&fake, &crm, TOKEN);
+    let mut conn = connection(fake, crm, TOKEN);
     if let Some(n) = conn.settings.notion.as_mut() {
         n.contacts_database_id = None;
     }
     store.put_connection(conn.clone());
     let outcome = sync_once(&deps, &conn).await;
     assert!(matches!(outcome, JobOutcome::Completed { .. }), "{outcome:?}");
-    let deals = store.records_of(&conn.tenant_id, &conn.connection_id);
-    assert_eq!(deals.iter().filter(|r| r.object == ObjectType::Deals && !r.deleted).count(), 25_000);
-    let queries = fake.state().stats().routes.get("query").copied().unwrap_or(0);
+    let deals = store
+        .records_of(&conn.tenant_id, &conn.connection_id)
+        .into_iter()
+        .filter(|r| r.object == ObjectType::Deals && !r.deleted)
+        .collect();
+    (deals, fake.state().stats().routes.get("query").copied().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_25000_page_database_syncs_whole_past_notions_10000_result_query_cap() {
+    let (fake, crm) = start(0, 0).await;
+    import_deals(&fake, &crm, 25_000);
+    let (deals, queries) = sync_deals(&fake, &crm).await;
+    assert_eq!(deals.len(), 25_000);
     assert!(
         (251..=260).contains(&queries),
         "250 pages, and one more per capped query's last minute: {queries}"
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_edit_of_12000_pages_in_one_minute_syncs_whole_listed_by_creation_time() {
+    let (fake, crm) = start(0, 0).await;
+    // Imported over 120 minutes, then all edited in one minute (a bulk edit of a property in
+    // Notion's table view).
+    let ids = import_deals(&fake, &crm, 12_000);
+    fake.state().advance_clock(chrono::Duration::minutes(10));
+    for id in &ids {
+        fake.state().edit_page(id, json!({ "Value": { "number": 5 } })).expect("edited");
+    }
+    let (deals, queries) = sync_deals(&fake, &crm).await;
+    assert_eq!(deals.len(), 12_000);
+    assert!(
+        deals.iter().all(|d| d.fields.get("amount").and_then(serde_json::Value::as_f64) == Some(5.0)),
+        "every deal carries the bulk edit"
+    );
+    assert!(
+        (221..=225).contains(&queries),
+        "100 pages to the cap, 100 again by creation time, 21 past that, one after the minute: {queries}"
+    );
+}
+
 #[tokio::test]
-async fn more_than_10000_pages_edited_in_one_minute_fail_the_pull_instead_of_skipping_pages() {
+async fn more_than_10000_pages_created_and_edited_in_one_minute_fail_the_pull_instead_of_skipping_pages() {
     let (fake, crm) = start(10_050, 0).await;
     let client = client(&fake, &crm);
     let mut cursor = None;

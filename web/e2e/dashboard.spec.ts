@@ -40,6 +40,33 @@ test("connecting HubSpot through the consent page shows the connection and its f
   await checkScreen(page, "connections");
 });
 
+test.describe("connecting with an API key", () => {
+  // The refused key's 422 is logged by the browser; the screen shows the API's problem.
+  test.use({ allowConsole: [/status of 422/] });
+  test("connecting Fireflies with an API key checks the key, then shows the account and its transcripts", async ({
+    page,
+    signIn,
+  }) => {
+    await signIn("/connections");
+    await page.getByLabel("Provider").selectOption("fireflies");
+    const connect = page.getByRole("button", { name: "Connect another account" });
+    await expect(connect).toBeDisabled();
+    await page.getByLabel("API key").fill("ff_not_a_key");
+    await connect.click();
+    await expect(page.getByRole("alert")).toContainText("did not accept this access token");
+    await expect(page.getByText("No connections yet")).toBeVisible();
+
+    await page.getByLabel("API key").fill(process.env.SYNCBRIDGE_E2E_FIREFLIES_KEY!);
+    await connect.click();
+    await expect(page.getByRole("status").filter({ hasText: "Connected: Fireflies account ada@acme.example" })).toBeVisible();
+    await expect(page.getByLabel("API key")).toHaveValue("");
+    const card = page.getByRole("article", { name: "Fireflies" });
+    await expect(card.getByText("ada@acme.example")).toBeVisible();
+    await expect(card.locator(".counts div", { hasText: "Transcripts" }).locator("dd")).toHaveText("3", { timeout: 60_000 });
+    await checkScreen(page, "connect-by-key");
+  });
+});
+
 test("sync now shows a spinner until its run finishes, then that run's counts", async ({ page, signIn, api }) => {
   const id = await api.connectHubspot();
   await api.sync(id);

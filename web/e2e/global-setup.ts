@@ -30,6 +30,7 @@ export default async function globalSetup() {
     process.env.SYNCBRIDGE_E2E_API_URL = info.api_url;
     process.env.SYNCBRIDGE_E2E_HUBSPOT_URL = info.hubspot_url;
     process.env.SYNCBRIDGE_E2E_HUBSPOT_TOKEN = info.hubspot_token;
+    process.env.SYNCBRIDGE_E2E_FIREFLIES_KEY = info.fireflies_api_key;
     if (!(await servesDashboard(info.api_url!))) throw new Error(`the gateway at ${info.api_url} serves no dashboard`);
     process.env.SYNCBRIDGE_E2E_BASE_URL = info.api_url;
   } catch (e) {

@@ -37,13 +37,17 @@ export function label(code: string): string {
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
-export const PROVIDERS: { id: Provider; name: string }[] = [
-  { id: "hubspot", name: "HubSpot" },
-  { id: "salesforce", name: "Salesforce" },
-  { id: "google", name: "Google Calendar" },
-  { id: "microsoft", name: "Microsoft Outlook" },
-  { id: "gmail", name: "Gmail" },
-  { id: "google_drive", name: "Google Drive" },
+/** The providers a tenant can connect: through the provider's consent page (`oauth`), or with an
+ * API key the user pastes (`key`: Fireflies, which has no OAuth for third parties). */
+export const PROVIDERS: { id: Provider; name: string; connect: "oauth" | "key" }[] = [
+  { id: "hubspot", name: "HubSpot", connect: "oauth" },
+  { id: "salesforce", name: "Salesforce", connect: "oauth" },
+  { id: "google", name: "Google Calendar", connect: "oauth" },
+  { id: "microsoft", name: "Microsoft Outlook", connect: "oauth" },
+  { id: "gmail", name: "Gmail", connect: "oauth" },
+  { id: "google_drive", name: "Google Drive", connect: "oauth" },
+  { id: "notion", name: "Notion", connect: "oauth" },
+  { id: "fireflies", name: "Fireflies", connect: "key" },
 ];
 
 export function providerName(p: string): string {

@@ -4,6 +4,7 @@
 //! and read request counters.
 
 pub mod admin;
+pub mod channels;
 pub mod drive;
 pub mod fireflies;
 pub mod gmail;

@@ -74,6 +74,9 @@ pub struct StackInfo {
     pub jobs_queue_url: String,
     #[serde(default)]
     pub dlq_url: String,
+    /// The Fireflies fake's API key (connections without a base URL reach the fake).
+    #[serde(default)]
+    pub fireflies_api_key: String,
 }
 
 fn home() -> Result<PathBuf> {
@@ -109,6 +112,9 @@ fn print_info(info: &StackInfo) {
     println!("  API (gateway):  {}/v1/...", info.api_url);
     println!("  Webhooks:       {}/webhooks/...", info.api_url);
     println!("  HubSpot fake:   {}  (token: {})", info.hubspot_url, info.hubspot_token);
+    if !info.fireflies_api_key.is_empty() {
+        println!("  Fireflies fake: connect without a base URL, API key {}", info.fireflies_api_key);
+    }
     println!("  moto (AWS):     {}", info.moto_endpoint);
     println!("  Token for curl: syncbridge token --tenant local");
     match dashboard_url(info, "local") {
@@ -220,6 +226,7 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
             private_app_token: Some(token.clone()),
             ..FakeConfig::default()
         },
+        fireflies: Some(syncbridge_fakes::fireflies::FakeConfig { transcripts: 3, ..Default::default() }),
         dev_key: Some(DevKey::new(&secret)?),
         // Nothing here reads the bus's events: a tap would only keep moto busy.
         tap_events: false,
@@ -235,6 +242,7 @@ pub async fn daemon(args: &UpArgs) -> Result<()> {
         table_name: stack.config.resources.table_name.clone(),
         jobs_queue_url: stack.config.resources.jobs_queue_url.clone(),
         dlq_url: stack.resources.dlq_url.clone(),
+        fireflies_api_key: syncbridge_fakes::fireflies::DEFAULT_API_KEY.to_owned(),
     };
     let env = crate::fixtures::lambda_env(&stack.config, stack.moto.endpoint());
     write_private(&home.join(LAMBDA_ENV), &crate::fixtures::env_file(&env))?;

@@ -84,11 +84,14 @@ pub async fn run(stack: &LocalStack, api: &ApiClient, tenant: &str, calendar: &s
     let body = json!({
         "provider": "fireflies",
         "access_token": DEFAULT_API_KEY,
-        "account_id": state.owner_email,
         "interval_minutes": 30,
     });
     let created = api.call(reqwest::Method::POST, "/v1/connections", Some(body)).await?;
     let id = created.get("id").and_then(Value::as_str).context("connection id")?.to_owned();
+    // The key is proven at connect and names its owner, whom the webhooks below name.
+    if created.get("account_id").and_then(Value::as_str) != Some(state.owner_email.as_str()) {
+        bail!("connecting Fireflies did not learn the key owner's account: {created}");
+    }
     api.call(reqwest::Method::POST, &format!("/v1/connections/{id}/sync"), Some(json!({}))).await?;
     stack.runner.drain(Duration::from_secs(600)).await?;
     let full = last_run(api, &id).await?;
@@ -100,9 +103,10 @@ pub async fn run(stack: &LocalStack, api: &ApiClient, tenant: &str, calendar: &s
         .filter(|t| t.pointer("/fields/linked_contacts") == Some(&json!([contact_record.clone()])))
         .count();
     println!(
-        "   {tenant} connected Fireflies with an API key: full sync pulled {} transcript(s) in {} request(s), \
+        "   {tenant} connected Fireflies with an API key (checked at connect: account {}): full sync pulled {} transcript(s) in {} request(s), \
          {} follow-up task(s) from their action items, {linked} linked to its Google Calendar event and \
          {with_contact} to the HubSpot contact who attended",
+        state.owner_email,
         count(&full, "pulled"),
         count(&full, "requests"),
         count(&full, "tasks_opened"),

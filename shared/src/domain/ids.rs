@@ -293,6 +293,13 @@ impl Provider {
             Provider::Fireflies => &[ObjectType::Transcripts],
         }
     }
+
+    /// Whether a connection made with a token the caller brings learns its account from the
+    /// provider (`ProviderClient::token_account`), proving the token on the way: Fireflies, whose
+    /// API key names no account otherwise and whose webhooks name the key owner's email.
+    pub fn token_names_account(self) -> bool {
+        matches!(self, Provider::Fireflies)
+    }
 }
 
 impl fmt::Display for Provider {

@@ -318,7 +318,20 @@ impl CreateConnection {
     }
 }
 
-/// Creates a connection to a provider account; audits `connection_created`.
+/// The account `connection`'s token belongs to, for adapters that look it up
+/// ([`crate::ports::ProviderClient::token_account`]; Fireflies): the token proven on the way.
+async fn token_account(state: &ApiState, connection: &Connection) -> Result<Option<String>, ApiError> {
+    if !connection.provider.token_names_account() {
+        return Ok(None);
+    }
+    let check = |e| ApiError::TokenCheck(connection.provider, e);
+    let client = state.engine.providers.client(connection).map_err(check)?;
+    client.token_account(&connection.credentials.access_token).await.map_err(check)
+}
+
+/// Creates a connection to a provider account; audits `connection_created`. Fireflies' API key
+/// is checked at once: its owner's email becomes `account_id` (which its webhooks name); an
+/// `account_id` given with it must be that email.
 #[utoipa::path(
     post,
     path = "/v1/connections",
@@ -329,7 +342,9 @@ impl CreateConnection {
         body = ConnectionView,
         description = "Created",
         headers(("Location" = String, description = "The new connection's URL path"))
-    ))
+    ),
+    (status = 422, response = problem::InvalidOrTokenRejected),
+    (status = 502, response = problem::ProviderUnavailable))
 )]
 async fn create_connection(
     State(state): State<ApiState>,
@@ -344,6 +359,12 @@ async fn create_connection(
     };
     let mut connection = Connection::new(caller.tenant.clone(), body.into_new_connection(now)?, now);
     connection.account_id = account_id;
+    if let Some(found) = token_account(&state, &connection).await? {
+        if connection.account_id.as_deref().is_some_and(|given| !given.eq_ignore_ascii_case(&found)) {
+            return Err(invalid("account_id is not the account this access_token belongs to; leave it out"));
+        }
+        connection.account_id = Some(found);
+    }
     state.connections.create(&connection).await?;
     let entry = AuditEntry::new(
         caller.tenant.clone(),

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::ports::{QueueError, StoreError};
+use crate::domain::Provider;
+use crate::ports::{ErrorClass, ProviderError, QueueError, StoreError};
 
 /// The media type of every error body.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -98,6 +99,10 @@ pub enum ApiError {
     /// The connection is paused: it takes no sync or retry until resumed.
     #[error("connection paused")]
     Paused,
+    /// Asking the provider which account a connection's token belongs to failed: it refused the
+    /// token (422 `token_rejected`) or could not be asked now (502 `provider_unavailable`).
+    #[error("{0} account lookup failed")]
+    TokenCheck(Provider, #[source] ProviderError),
     #[error("store failure")]
     Store(#[source] StoreError),
     #[error("queue failure")]
@@ -163,6 +168,21 @@ impl ApiError {
                 .with_detail("the resource changed or already exists; retry"),
             ApiError::Paused => Problem::new(S::CONFLICT, "connection_paused", "Connection paused")
                 .with_detail("the connection is paused; resume it first (POST /v1/connections/{id}/resume)"),
+            ApiError::TokenCheck(provider, e)
+                if matches!(e.class(), ErrorClass::Transient | ErrorClass::RateLimited) =>
+            {
+                Problem::new(S::BAD_GATEWAY, "provider_unavailable", "Provider unavailable").with_detail(
+                    format!("{provider} could not be asked whose this token is; try again shortly"),
+                )
+            }
+            ApiError::TokenCheck(provider, e) => {
+                Problem::new(S::UNPROCESSABLE_ENTITY, "token_rejected", "Token rejected").with_detail(
+                    format!(
+                        "{provider} did not accept this access token ({}); check the token and base_url",
+                        e.class().as_str()
+                    ),
+                )
+            }
             ApiError::Store(e) if e.is_retryable() => {
                 Problem::new(S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
                     .with_detail("try again shortly")
@@ -342,6 +362,10 @@ problem_responses! {
     UnsupportedMediaType => 415, "unsupported_media_type", "The body is not sent as `application/json` (`unsupported_media_type`).";
     /// 422 `invalid_request`.
     InvalidRequest => 422, "invalid_request", "Wrong types, unknown enum values or fields, out-of-range values, a bad page token (`invalid_request`).";
+    /// 422 `invalid_request`, or `token_rejected` when the provider refused the token.
+    InvalidOrTokenRejected => 422, "invalid_request,token_rejected", "Wrong types, unknown enum values or fields, out-of-range values (`invalid_request`), or the provider did not accept the token when asked whose it is (`token_rejected`).";
+    /// 502 `provider_unavailable`.
+    ProviderUnavailable => 502, "provider_unavailable", "The provider could not be reached or asked now; retry (`provider_unavailable`).";
     /// 500 `internal`.
     Internal => 500, "internal", "A bug; the details are only in the logs (`internal`).";
     /// 503 `unavailable`.

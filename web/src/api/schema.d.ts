@@ -107,7 +107,11 @@ export interface paths {
         /** The caller's connections, oldest first. */
         get: operations["list_connections"];
         put?: never;
-        /** Creates a connection to a provider account; audits `connection_created`. */
+        /**
+         * Creates a connection to a provider account; audits `connection_created`. Fireflies' API key
+         *     is checked at once: its owner's email becomes `account_id` (which its webhooks name); an
+         *     `account_id` given with it must be that email.
+         */
         post: operations["create_connection"];
         delete?: never;
         options?: never;
@@ -1792,6 +1796,18 @@ export interface components {
                 };
             };
         };
+        /** @description Wrong types, unknown enum values or fields, out-of-range values (`invalid_request`), or the provider did not accept the token when asked whose it is (`token_rejected`). */
+        InvalidOrTokenRejected: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "invalid_request" | "token_rejected";
+                };
+            };
+        };
         /** @description Wrong types, unknown enum values or fields, out-of-range values, a bad page token (`invalid_request`). */
         InvalidRequest: {
             headers: {
@@ -1837,6 +1853,18 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"] & {
                     /** @enum {string} */
                     code: "payload_too_large";
+                };
+            };
+        };
+        /** @description The provider could not be reached or asked now; retry (`provider_unavailable`). */
+        ProviderUnavailable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "provider_unavailable";
                 };
             };
         };
@@ -2119,8 +2147,9 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["InvalidRequest"];
+            422: components["responses"]["InvalidOrTokenRejected"];
             500: components["responses"]["Internal"];
+            502: components["responses"]["ProviderUnavailable"];
             503: components["responses"]["Unavailable"];
         };
     };

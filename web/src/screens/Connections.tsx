@@ -47,7 +47,15 @@ export function Connections() {
     <section aria-labelledby="connections-title">
       <div className="title-row">
         <h1 id="connections-title">Connections</h1>
-        <ConnectForm />
+        <ConnectForm
+          onConnected={(c) => {
+            setNotice({
+              kind: "success",
+              text: `Connected: ${providerName(c.provider)} account ${c.account_id ?? c.id}; its first sync runs now.`,
+            });
+            list.reload();
+          }}
+        />
       </div>
       {notice && (
         <Notice kind={notice.kind} onClose={() => setNotice(null)}>
@@ -70,15 +78,26 @@ export function Connections() {
   );
 }
 
-function ConnectForm() {
+/** Connects another account: through the provider's consent page, or (Fireflies) with an API key,
+ * which the API checks with the provider at once (a refused key is shown here). */
+function ConnectForm({ onConnected }: { onConnected: (c: Connection) => void }) {
   const [provider, setProvider] = useState<Provider>("hubspot");
   const [sandbox, setSandbox] = useState(false);
+  const [apiKey, setApiKey] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
+  const byKey = PROVIDERS.find((p) => p.id === provider)?.connect === "key";
+  const connectWithKey = async () => {
+    const created = ok(await api.POST("/v1/connections", { body: { provider, access_token: apiKey.trim() } }));
+    setApiKey("");
+    setBusy(false);
+    onConnected(created);
+  };
   const connect = async () => {
     setBusy(true);
     setError(null);
     try {
+      if (byKey) return await connectWithKey();
       const body = {
         redirect_uri: location.origin + "/v1/oauth/callback",
         return_to: "/connections",
@@ -106,7 +125,13 @@ function ConnectForm() {
     >
       <label>
         Provider{" "}
-        <select value={provider} onChange={(e) => setProvider(e.target.value as Provider)}>
+        <select
+          value={provider}
+          onChange={(e) => {
+            setProvider(e.target.value as Provider);
+            setError(null);
+          }}
+        >
           {PROVIDERS.map((p) => (
             <option key={p.id} value={p.id}>
               {p.name}
@@ -119,7 +144,19 @@ function ConnectForm() {
           <input type="checkbox" checked={sandbox} onChange={(e) => setSandbox(e.target.checked)} /> Sandbox
         </label>
       )}
-      <button type="submit" className="primary" disabled={busy}>
+      {byKey && (
+        <label>
+          API key{" "}
+          <input
+            type="password"
+            autoComplete="off"
+            required
+            value={apiKey}
+            onChange={(e) => setApiKey(e.target.value)}
+          />
+        </label>
+      )}
+      <button type="submit" className="primary" disabled={busy || (byKey && apiKey.trim() === "")}>
         {busy ? <Spinner label="Connecting" /> : null} Connect another account
       </button>
       {error != null && (

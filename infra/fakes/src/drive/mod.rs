@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -185,35 +185,11 @@ impl admin::FaultKind for FaultKind {
 
 pub use crate::oauth::IssuedToken;
 
-/// A push channel registered by `changes.watch`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Channel {
-    pub id: String,
-    pub resource_id: String,
-    pub address: String,
-    pub token: Option<String>,
-    /// Epoch milliseconds.
-    pub expiration: i64,
-    /// The page token the channel watches from (its resource URI names it).
-    pub page_token: String,
-    pub stopped: bool,
-    pub messages: u64,
-}
-
-/// One notification the fake sent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Delivery {
-    pub channel_id: String,
-    pub state: String,
-    pub message_number: u64,
-    /// The receiver's HTTP status, or `None` if it could not be reached.
-    pub status: Option<u16>,
-}
+pub use crate::channels::{Channel, Delivery};
 
 #[derive(Debug)]
 struct Inner {
     store: Store,
-    channels: Vec<Channel>,
     rate_limit: Option<RateLimit>,
     /// When the requests inside the rate-limit window came.
     recent: VecDeque<Instant>,
@@ -251,6 +227,7 @@ pub struct DriveState {
     inner: Mutex<Inner>,
     config: FakeConfig,
     http: reqwest::Client,
+    channels: crate::channels::Channels,
     /// The OAuth side: authorization codes and tokens.
     pub oauth: crate::oauth::GoogleOAuth,
     control: admin::Control<Route, FaultKind>,
@@ -267,12 +244,18 @@ impl DriveState {
         );
         let inner = Inner {
             store: Store::seeded(config.files, Utc::now()),
-            channels: Vec::new(),
             rate_limit: config.rate_limit,
             recent: VecDeque::new(),
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { inner: Mutex::new(inner), config, http, oauth, control: admin::Control::default() }
+        Self {
+            inner: Mutex::new(inner),
+            config,
+            http,
+            channels: Default::default(),
+            oauth,
+            control: admin::Control::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -352,78 +335,27 @@ impl DriveState {
 
     /// Every channel registered, stopped ones included, in creation order.
     pub fn channels(&self) -> Vec<Channel> {
-        self.lock().channels.clone()
+        self.channels.all()
     }
 
     /// Active (not stopped, not expired) channels.
     pub fn active_channels(&self) -> Vec<Channel> {
-        let now = Utc::now().timestamp_millis();
-        self.lock().channels.iter().filter(|c| !c.stopped && c.expiration > now).cloned().collect()
+        self.channels.active()
     }
 
-    fn add_channel(&self, channel: Channel) -> Result<Channel, ()> {
-        let mut inner = self.lock();
-        if inner.channels.iter().any(|c| c.id == channel.id && !c.stopped) {
-            return Err(());
-        }
-        inner.channels.push(channel.clone());
-        Ok(channel)
+    fn add_channel(&self, channel: Channel) -> Result<Channel, crate::channels::WatchRefusal> {
+        self.channels.add(channel)
     }
 
     /// Stops the channel with this id and resource id; `false` if there is none active.
     pub fn stop_channel(&self, id: &str, resource_id: &str) -> bool {
-        let mut inner = self.lock();
-        match inner.channels.iter_mut().find(|c| c.id == id && c.resource_id == resource_id && !c.stopped) {
-            Some(c) => {
-                c.stopped = true;
-                true
-            }
-            None => false,
-        }
+        self.channels.stop(id, resource_id)
     }
 
     /// Sends `X-Goog-Resource-State: state` (`sync` or `change`) to every active channel (or only
-    /// `channel_id`), as Drive does: an empty POST with the `X-Goog-*` headers.
+    /// `channel_id`), as Drive does. Returns what each receiver answered.
     pub async fn notify(&self, state: &str, channel_id: Option<&str>) -> Vec<Delivery> {
-        let now = Utc::now().timestamp_millis();
-        let targets: Vec<(Channel, u64)> = {
-            let mut inner = self.lock();
-            inner
-                .channels
-                .iter_mut()
-                .filter(|c| !c.stopped && c.expiration > now && channel_id.is_none_or(|id| c.id == id))
-                .map(|c| {
-                    c.messages += 1;
-                    (c.clone(), c.messages)
-                })
-                .collect()
-        };
-        let mut out = Vec::new();
-        for (c, number) in targets {
-            let expiration = DateTime::from_timestamp_millis(c.expiration)
-                .map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
-                .unwrap_or_default();
-            let mut req = self
-                .http
-                .post(&c.address)
-                .header("X-Goog-Channel-ID", &c.id)
-                .header("X-Goog-Channel-Expiration", expiration)
-                .header("X-Goog-Resource-State", state)
-                .header("X-Goog-Resource-ID", &c.resource_id)
-                .header("X-Goog-Resource-URI", server::changes_uri(&c.page_token))
-                .header("X-Goog-Message-Number", number.to_string());
-            if let Some(t) = &c.token {
-                req = req.header("X-Goog-Channel-Token", t);
-            }
-            let status = req.send().await.ok().map(|r| r.status().as_u16());
-            out.push(Delivery {
-                channel_id: c.id.clone(),
-                state: state.to_owned(),
-                message_number: number,
-                status,
-            });
-        }
-        out
+        self.channels.notify(&self.http, state, channel_id).await
     }
 
     /// Counts the request and takes the first pending fault for `route`.

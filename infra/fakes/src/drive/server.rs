@@ -19,9 +19,10 @@ use super::fields::{self, Schema, Selection};
 use super::query;
 use super::store::{FOLDER_MIME, NewFile, OWNER, OWNER_NAME, OWNER_PERMISSION_ID, StoreError, rfc3339};
 use super::{
-    Channel, DEFAULT_CHANNEL_TTL, DriveState, EditError, FaultKind, MAX_CHANNEL_TTL, READ_SCOPES, RateLimit,
-    Refusal, Route, WRITE_SCOPES,
+    DEFAULT_CHANNEL_TTL, DriveState, EditError, FaultKind, MAX_CHANNEL_TTL, READ_SCOPES, RateLimit, Refusal,
+    Route, WRITE_SCOPES,
 };
+use crate::channels::{NotifyBody, Watch};
 
 type App = Arc<DriveState>;
 type Params = Vec<(String, String)>;
@@ -531,91 +532,24 @@ async fn changes_watch(
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return g_error(StatusCode::BAD_REQUEST, "global", "parseError", "Parse Error", None);
     };
-    let (Some(id), Some(kind), Some(address)) =
-        (str_field(&body, "id"), str_field(&body, "type"), str_field(&body, "address"))
-    else {
-        return g_error(
-            StatusCode::BAD_REQUEST,
-            "global",
-            "required",
-            "Required: id, type and address.",
-            None,
-        );
-    };
-    if !matches!(kind, "web_hook" | "webhook") {
-        return g_error(
-            StatusCode::BAD_REQUEST,
-            "global",
-            "invalid",
-            &format!("Invalid value for type: {kind}"),
-            None,
-        );
-    }
-    if !(address.starts_with("https://") || is_loopback_http(address)) {
-        return g_error(
-            StatusCode::BAD_REQUEST,
-            "global",
-            "push.webhookUrlNotHttps",
-            "WebHook callback must be HTTPS",
-            None,
-        );
-    }
-    let now = Utc::now().timestamp_millis();
-    let cap = now + MAX_CHANNEL_TTL.as_millis() as i64;
-    let requested = match body.get("expiration") {
-        Some(Value::String(s)) => s.parse::<i64>().ok(),
-        Some(Value::Number(n)) => n.as_i64(),
-        _ => None,
-    };
-    let expiration =
-        requested.filter(|e| *e > now).map_or(now + DEFAULT_CHANNEL_TTL.as_millis() as i64, |e| e.min(cap));
-    let channel = Channel {
-        id: id.to_owned(),
-        resource_id: format!("drvChg{}", super::store::permission_id(id)),
-        address: address.to_owned(),
-        token: str_field(&body, "token").map(str::to_owned),
-        expiration,
-        page_token: from.to_string(),
-        stopped: false,
-        messages: 0,
-    };
-    let Ok(channel) = app.add_channel(channel) else {
-        return g_error(
-            StatusCode::BAD_REQUEST,
-            "global",
-            "channelIdNotUnique",
-            &format!("Channel id {id} not unique"),
-            None,
-        );
+    let channel = match Watch::parse(&body, DEFAULT_CHANNEL_TTL, MAX_CHANNEL_TTL)
+        .map(|w| {
+            let resource_id = format!("drvChg{}", super::store::permission_id(&w.id));
+            w.channel(resource_id, changes_uri(&from.to_string()))
+        })
+        .and_then(|c| app.add_channel(c))
+    {
+        Ok(c) => c,
+        Err(refusal) => {
+            return g_error(StatusCode::BAD_REQUEST, "global", refusal.reason, &refusal.message, None);
+        }
     };
     let state = app.clone();
     let channel_id = channel.id.clone();
     tokio::spawn(async move {
         state.notify("sync", Some(&channel_id)).await;
     });
-    let mut out = json!({
-        "kind": "api#channel",
-        "id": channel.id,
-        "resourceId": channel.resource_id,
-        "resourceUri": changes_uri(&channel.page_token),
-        "expiration": channel.expiration.to_string(),
-    });
-    if let Some(t) = channel.token {
-        out["token"] = json!(t);
-    }
-    Json(out).into_response()
-}
-
-fn is_loopback_http(address: &str) -> bool {
-    url::Url::parse(address).is_ok_and(|u| {
-        u.scheme() == "http"
-            && match u.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            }
-    })
+    Json(channel.to_json()).into_response()
 }
 
 async fn channels_stop(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
@@ -791,20 +725,10 @@ async fn admin_channels(State(app): State<App>) -> Response {
     Json(app.channels()).into_response()
 }
 
-#[derive(Deserialize, Default)]
-struct NotifyBody {
-    state: Option<String>,
-    channel_id: Option<String>,
-}
-
 async fn admin_notify(State(app): State<App>, body: Bytes) -> Response {
-    let req: NotifyBody = if body.is_empty() {
-        NotifyBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => return bad_admin_body(e),
-        }
+    let req = match NotifyBody::parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad_admin_body(e),
     };
     let state = req.state.unwrap_or_else(|| "change".into());
     Json(app.notify(&state, req.channel_id.as_deref()).await).into_response()

@@ -21,7 +21,8 @@ use super::store::{
     ListFilter, OWNER, StoredEvent, decode_token, encode_token, rfc3339, time_range_ok, valid_event_id,
     writable_properties,
 };
-use super::{Channel, FaultKind, GoogleState, MAX_CHANNEL_TTL, Refusal, Route, calendar_resource_id};
+use super::{FaultKind, GoogleState, MAX_CHANNEL_TTL, Refusal, Route, calendar_resource_id};
+use crate::channels::{NotifyBody, Watch};
 
 const MAX_RESULTS_DEFAULT: usize = 250;
 const MAX_RESULTS_CAP: usize = 2500;
@@ -511,69 +512,20 @@ async fn watch(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let (Some(id), Some(kind), Some(address)) =
-        (str_field(&body, "id"), str_field(&body, "type"), str_field(&body, "address"))
-    else {
-        return bad_request("required", "Required: id, type and address.");
-    };
-    if !matches!(kind, "web_hook" | "webhook") {
-        return bad_request("invalid", &format!("Invalid value for type: {kind}"));
-    }
-    // Google delivers only to HTTPS receivers
-    // (<https://developers.google.com/calendar/api/guides/push#making-watch-requests>). Plain
-    // `http` is let through for loopback receivers only: the local stack and tests run their
-    // webhook there, and Google could not reach such an address anyway.
-    if !(address.starts_with("https://") || is_loopback_http(address)) {
-        return bad_request("push.webhookUrlNotHttps", "WebHook callback must be HTTPS");
-    }
-    let now = Utc::now().timestamp_millis();
-    let cap = now + MAX_CHANNEL_TTL.as_millis() as i64;
-    let requested = match body.get("expiration") {
-        Some(Value::String(s)) => s.parse::<i64>().ok(),
-        Some(Value::Number(n)) => n.as_i64(),
-        _ => None,
-    };
-    let expiration = requested.filter(|e| *e > now).map_or(cap, |e| e.min(cap));
-    let channel = Channel {
-        id: id.to_owned(),
-        resource_id: calendar_resource_id(),
-        address: address.to_owned(),
-        token: str_field(&body, "token").map(str::to_owned),
-        expiration,
-        stopped: false,
-        messages: 0,
-    };
-    let Ok(channel) = app.add_channel(channel) else {
-        return bad_request("channelIdNotUnique", &format!("Channel id {id} not unique"));
+    // Without an expiration a channel lives as long as Google allows (about a week).
+    let channel = match Watch::parse(&body, MAX_CHANNEL_TTL, MAX_CHANNEL_TTL)
+        .map(|w| w.channel(calendar_resource_id(), resource_uri()))
+        .and_then(|c| app.add_channel(c))
+    {
+        Ok(c) => c,
+        Err(refusal) => return bad_request(refusal.reason, &refusal.message),
     };
     let state = app.clone();
     let channel_id = channel.id.clone();
     tokio::spawn(async move {
         state.notify("sync", Some(&channel_id)).await;
     });
-    let mut out = json!({
-        "kind": "api#channel",
-        "id": channel.id,
-        "resourceId": channel.resource_id,
-        "resourceUri": resource_uri(),
-        "expiration": channel.expiration.to_string(),
-    });
-    if let Some(t) = channel.token {
-        out["token"] = json!(t);
-    }
-    Json(out).into_response()
-}
-
-fn is_loopback_http(address: &str) -> bool {
-    url::Url::parse(address).is_ok_and(|u| {
-        u.scheme() == "http"
-            && match u.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            }
-    })
+    Json(channel.to_json()).into_response()
 }
 
 async fn stop(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
@@ -671,20 +623,10 @@ async fn admin_channels(State(app): State<App>) -> Response {
     Json(app.channels()).into_response()
 }
 
-#[derive(Deserialize, Default)]
-struct NotifyBody {
-    state: Option<String>,
-    channel_id: Option<String>,
-}
-
 async fn admin_notify(State(app): State<App>, body: Bytes) -> Response {
-    let req: NotifyBody = if body.is_empty() {
-        NotifyBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => return bad_request("parseError", &e.to_string()),
-        }
+    let req = match NotifyBody::parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad_request("parseError", &e.to_string()),
     };
     let state = req.state.unwrap_or_else(|| "exists".into());
     Json(app.notify(&state, req.channel_id.as_deref()).await).into_response()

@@ -632,6 +632,7 @@ async fn the_admin_routes_edit_events_inject_faults_and_notify_channels_over_htt
         .add_channel(Channel {
             id: "c9".into(),
             resource_id: "r9".into(),
+            resource_uri: "https://example.test/calendar".into(),
             address,
             token: None,
             expiration: Utc::now().timestamp_millis() + 60_000,

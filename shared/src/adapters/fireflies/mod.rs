@@ -275,6 +275,10 @@ fn graphql_error(e: &Value, status: StatusCode) -> ProviderError {
 
 #[async_trait]
 impl ProviderClient for FirefliesClient {
+    async fn token_account(&self, token: &SecretString) -> Result<Option<String>, ProviderError> {
+        self.account_email(token).await.map(Some)
+    }
+
     async fn pull_page(
         &self,
         token: &SecretString,

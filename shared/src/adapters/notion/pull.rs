@@ -19,9 +19,12 @@
 //! `request_status: incomplete` (<https://developers.notion.com/guides/data-apis/query-large-data-sources>).
 //! A listing whose query was capped goes on in the same traversal with a new query from the
 //! last stamp it read (`window`, `on_or_after` that stamp; the pages of that minute come again,
-//! which changes nothing), so a data source of any size is read whole. Only more than 10,000
-//! pages in one minute (a bulk edit) cannot be windowed by stamp: the pull then fails, saying so,
-//! rather than skipping pages.
+//! which changes nothing), so a data source of any size is read whole. More than 10,000 pages
+//! in one minute (a bulk edit in Notion's table view) cannot be windowed by that stamp: that
+//! minute is then listed on its own, by `created_time` (`split`; a compound filter of the minute
+//! and `created_time` on or after a bound, sorted by creation), its capped queries windowed by the
+//! last creation stamp read, and the listing goes on after the minute. Only more than 10,000
+//! pages both created and edited in one minute fail the pull, saying so, rather than skip pages.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +41,8 @@ use crate::ports::{ProviderError, PulledPage};
 
 /// How far before the minute a traversal started in the next one begins.
 pub const LOOKBACK: chrono::Duration = chrono::Duration::minutes(1);
+/// Notion's timestamp precision.
+const ONE_MINUTE: chrono::Duration = chrono::Duration::minutes(1);
 /// Pages remembered as delivered from a closed minute (a bound on the cursor's size; past it
 /// pages are simply delivered again, which changes nothing).
 const MAX_SEEN: usize = 500;
@@ -64,9 +69,25 @@ pub(super) struct Cursor {
     /// The current query said `request_status: incomplete` (it stops at Notion's cap).
     #[serde(default)]
     capped: bool,
+    /// The first stamp the current query listed.
+    #[serde(default)]
+    first: Option<DateTime<Utc>>,
     /// The last stamp the current query listed.
     #[serde(default)]
     last: Option<DateTime<Utc>>,
+    /// Listing one minute of over 10,000 edits by creation time: that minute's stamp.
+    #[serde(default)]
+    split: Option<DateTime<Utc>>,
+    /// In a split, after a capped query: the current query's lower bound of `created_time`.
+    #[serde(default)]
+    created_from: Option<DateTime<Utc>>,
+    /// In a split: the last `created_time` the current query listed.
+    #[serde(default)]
+    last_created: Option<DateTime<Utc>>,
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Cursor {
@@ -89,10 +110,23 @@ impl Cursor {
             "page_size": PAGE_SIZE,
             "sorts": [{ "timestamp": "last_edited_time", "direction": "ascending" }],
         });
-        if let Some(since) = self.window.or(self.since) {
+        if let Some(minute) = self.split {
+            // <https://developers.notion.com/reference/post-database-query-filter#compound-filter-conditions>
+            let mut all = vec![
+                json!({ "timestamp": "last_edited_time", "last_edited_time": { "on_or_after": iso(minute) } }),
+                json!({ "timestamp": "last_edited_time", "last_edited_time": { "before": iso(minute + ONE_MINUTE) } }),
+            ];
+            if let Some(from) = self.created_from {
+                all.push(
+                    json!({ "timestamp": "created_time", "created_time": { "on_or_after": iso(from) } }),
+                );
+            }
+            body["filter"] = json!({ "and": all });
+            body["sorts"] = json!([{ "timestamp": "created_time", "direction": "ascending" }]);
+        } else if let Some(since) = self.window.or(self.since) {
             body["filter"] = json!({
                 "timestamp": "last_edited_time",
-                "last_edited_time": { "on_or_after": since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true) },
+                "last_edited_time": { "on_or_after": iso(since) },
             });
         }
         if self.trash {
@@ -105,18 +139,42 @@ impl Cursor {
     }
 
     /// After the last page of a capped query: the same listing goes on with a query from the last
-    /// stamp read. Fails when that would not move (over 10,000 pages share one minute's stamp).
+    /// stamp read; when that would not move (over 10,000 pages share one minute's stamp), that
+    /// minute is listed by creation time. In such a split the query goes on from the last
+    /// creation stamp read, and fails when that would not move either.
     fn next_window(&mut self) -> Result<(), ProviderError> {
-        let from =
-            self.last.ok_or_else(|| ProviderError::permanent("Notion capped a query that listed nothing"))?;
-        if self.window.or(self.since).is_some_and(|bound| from <= bound) {
-            return Err(ProviderError::permanent(format!(
-                "more than 10,000 pages of a Notion data source were edited in the minute of {from}: \
-                 Notion's 10,000-result query cap cannot be passed by last_edited_time"
-            )));
+        let nothing = || ProviderError::permanent("Notion capped a query that listed nothing");
+        if let Some(minute) = self.split {
+            let from = self.last_created.ok_or_else(nothing)?;
+            if self.created_from.is_some_and(|bound| from <= bound) {
+                return Err(ProviderError::permanent(format!(
+                    "more than 10,000 pages of a Notion data source were both created in the minute of \
+                     {from} and edited in the minute of {minute}: Notion's 10,000-result query cap \
+                     cannot be passed by last_edited_time nor by created_time"
+                )));
+            }
+            (self.created_from, self.next, self.capped, self.last, self.last_created) =
+                (Some(from), None, false, None, None);
+            return Ok(());
+        }
+        let from = self.last.ok_or_else(nothing)?;
+        // Every result of the capped query shares one stamp: a new query by stamp would list the
+        // same 10,000 again.
+        let one_minute = self.first.take().is_some_and(|first| first >= from)
+            || self.window.or(self.since).is_some_and(|bound| from <= bound);
+        if one_minute {
+            (self.split, self.created_from, self.next, self.capped, self.last, self.last_created) =
+                (Some(from), None, None, false, None, None);
+            return Ok(());
         }
         (self.window, self.next, self.capped, self.last) = (Some(from), None, false, None);
         Ok(())
+    }
+
+    /// After the last page of a minute listed by creation time: the listing goes on after it.
+    fn split_done(&mut self, minute: DateTime<Utc>) {
+        (self.split, self.created_from, self.last_created, self.first) = (None, None, None, None);
+        (self.window, self.next, self.capped, self.last) = (Some(minute + ONE_MINUTE), None, false, None);
     }
 
     /// Whether a page of this stamp is delivered, and remembered for the next traversal.
@@ -139,7 +197,8 @@ impl Cursor {
     /// Returns whether this traversal has more to list.
     fn listing_done(&mut self, now: DateTime<Utc>) -> bool {
         self.next = None;
-        (self.window, self.capped, self.last) = (None, false, None);
+        (self.window, self.capped, self.first, self.last) = (None, false, None, None);
+        (self.split, self.created_from, self.last_created) = (None, None, None);
         if !self.trash && self.since.is_some() {
             self.trash = true;
             return true;
@@ -205,7 +264,11 @@ impl NotionClient {
             else {
                 continue;
             };
+            state.first = state.first.or(Some(stamp));
             state.last = Some(stamp);
+            if state.split.is_some() {
+                state.last_created = parse_time(page.get("created_time")).or(state.last_created);
+            }
             if !state.admit(id, stamp) {
                 continue;
             }
@@ -243,7 +306,13 @@ impl NotionClient {
                 state.next_window()?;
                 true
             }
-            _ => state.listing_done(now),
+            _ => match state.split {
+                Some(minute) => {
+                    state.split_done(minute);
+                    true
+                }
+                None => state.listing_done(now),
+            },
         };
         Ok(PulledPage { records, cursor: state.encode(), has_more, reconcile_deletes: false })
     }
@@ -319,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn a_capped_query_goes_on_from_its_last_stamp_and_a_minute_over_the_cap_is_an_error() {
+    fn a_capped_query_goes_on_from_its_last_stamp_and_a_minute_over_the_cap_is_split_by_creation() {
         let mut c = Cursor {
             v: 1,
             started: Some(at(10, 5, 0)),
@@ -337,10 +406,41 @@ mod tests {
         );
         c.capped = true;
         c.last = Some(at(9, 0, 0));
+        c.next_window().unwrap();
+        assert_eq!(c.split, Some(at(9, 0, 0)), "no progress by stamp: that minute by creation time");
+        let body = c.body();
+        assert_eq!(body["sorts"], json!([{ "timestamp": "created_time", "direction": "ascending" }]));
+        let all = body["filter"]["and"].as_array().unwrap();
+        assert_eq!(all.len(), 2, "{body}");
+        assert!(
+            all[0]["last_edited_time"]["on_or_after"].as_str().unwrap().starts_with("2027-01-01T09:00:00")
+        );
+        assert!(all[1]["last_edited_time"]["before"].as_str().unwrap().starts_with("2027-01-01T09:01:00"));
+        c.capped = true;
+        c.last_created = Some(at(8, 0, 0));
+        c.next_window().unwrap();
+        assert_eq!((c.created_from, c.capped, c.next.as_deref()), (Some(at(8, 0, 0)), false, None));
+        let body = c.body();
+        assert!(
+            body["filter"]["and"][2]["created_time"]["on_or_after"]
+                .as_str()
+                .unwrap()
+                .starts_with("2027-01-01T08:00:00")
+        );
+        c.capped = true;
+        c.last_created = Some(at(8, 0, 0));
         assert!(
             matches!(c.next_window(), Err(ProviderError::Permanent(_))),
-            "no progress: over 10,000 in one minute"
+            "no progress by creation either: over 10,000 created and edited in one minute"
         );
+        c.split_done(at(9, 0, 0));
+        assert_eq!(
+            (c.split, c.created_from, c.window),
+            (None, None, Some(at(9, 1, 0))),
+            "then after the minute"
+        );
+        assert!(body_is_by_edit(&c));
+        c.capped = true;
         c.last = Some(at(9, 30, 0));
         c.next_window().unwrap();
         assert!(!c.listing_done(at(10, 5, 0)));
@@ -354,6 +454,12 @@ mod tests {
             Cursor::parse(Some(&SyncCursor::new(old))).is_ok(),
             "cursors from before the windows still read"
         );
+    }
+
+    fn body_is_by_edit(c: &Cursor) -> bool {
+        let body = c.body();
+        body["sorts"][0]["timestamp"] == "last_edited_time"
+            && body["filter"]["timestamp"] == "last_edited_time"
     }
 
     #[test]
