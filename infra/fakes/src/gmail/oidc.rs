@@ -26,7 +26,8 @@ pub const ISSUER: &str = "https://accounts.google.com";
 /// <https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions#validate_tokens>).
 pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// The `Cache-Control` of the keys: Google's answer is public, kept for some hours, revalidated
-/// after (it rotates its keys; clients cache them for the `max-age`).
+/// after; Google changes its keys rarely and says to cache them by the answer's cache directives
+/// (<https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken>).
 pub const CERTS_CACHE_CONTROL: &str = "public, max-age=21600, must-revalidate, no-transform";
 
 /// `PushConfig.OidcToken` of a Pub/Sub subscription
