@@ -185,6 +185,17 @@ def test_a_meeting_is_invisible_while_processing_and_its_summary_reads_once_done
     assert (t["title"], t["duration"], t["summary"]["action_items"]) == ("Kickoff", 30.0, items)
 
 
+def test_a_meeting_names_its_calendar_event_and_the_calendar_it_came_from(fake):
+    # Transcript.calendar_id / cal_id / calendar_type (https://docs.fireflies.ai/schema/transcript).
+    uid = "040000008200E00074C5B7101A82E00800000000D0F2"
+    outlook = add(fake, "Renewal", 2, calendar_id=uid, calendar_type="outlook")
+    google = add(fake, "Kickoff", 2, calendar_id="gcal42")
+    c = client(fake)
+    one = "query($id: String!) { transcript(id: $id) { calendar_id cal_id calendar_type } }"
+    assert run(c, one, id=outlook)["transcript"] == {"calendar_id": uid, "cal_id": uid, "calendar_type": "outlook"}
+    assert run(c, one, id=google)["transcript"] == {"calendar_id": "gcal42", "cal_id": "gcal42", "calendar_type": "google"}
+
+
 def test_a_deleted_meeting_disappears_from_every_query(fake):
     mid = add(fake, "Gone soon", 1)
     c = client(fake)

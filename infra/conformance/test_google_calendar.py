@@ -243,6 +243,16 @@ def test_an_event_inserted_with_a_client_chosen_id_comes_back_whole_with_needs_a
     assert fetched == created
 
 
+def test_an_inserted_event_carries_an_ical_uid_that_reads_back_unchanged(cal):
+    # iCalUID: the RFC 5545 UID, distinct from the id
+    # (https://developers.google.com/calendar/api/v3/reference/events#iCalUID).
+    event_id = new_id()
+    created = cal.events().insert(calendarId="primary", body=event_body(event_id)).execute()
+    assert isinstance(created["iCalUID"], str) and created["iCalUID"] and created["iCalUID"] != event_id
+    fetched = cal.events().get(calendarId="primary", eventId=event_id).execute()
+    assert fetched["iCalUID"] == created["iCalUID"]
+
+
 def test_inserting_the_same_id_again_is_409_duplicate(cal):
     event_id = new_id()
     cal.events().insert(calendarId="primary", body=event_body(event_id)).execute()

@@ -354,6 +354,20 @@ def test_creating_an_event_returns_201_with_the_event_in_graphs_shape(base):
     assert body["@odata.etag"] == f'W/"{created.change_key}"'
 
 
+def test_each_event_carries_its_own_ical_uid_and_reads_it_back_unchanged(base):
+    # iCalUId: read-only, unique across calendars, one per occurrence
+    # (https://learn.microsoft.com/en-us/graph/api/resources/event?view=graph-rest-1.0#properties).
+    async def go(client):
+        first = await client.me.events.post(new_event("UID one", day(3, 9)))
+        second = await client.me.events.post(new_event("UID two", day(3, 11)))
+        fetched = await client.me.events.by_event_id(first.id).get()
+        return first, second, fetched
+
+    first, second, fetched = run(go, base)
+    assert first.i_cal_u_id and second.i_cal_u_id and first.i_cal_u_id != second.i_cal_u_id
+    assert fetched.i_cal_u_id == first.i_cal_u_id
+
+
 def test_a_create_retried_with_the_same_transaction_id_returns_the_first_event(base):
     transaction = f"syncbridge-{uuid.uuid4().hex}"
 

@@ -224,7 +224,23 @@ pub trait RecordStore: Send + Sync {
         limit: usize,
         page_token: Option<&str>,
     ) -> Result<Page<CanonicalRecord>, StoreError>;
+    /// The tenant's live (not deleted) `events` records, in any of its connections, whose
+    /// `ical_uid` field is one of `uids` (empty UIDs are ignored), in no particular order. A UID
+    /// names one meeting across calendars (each attendee's copy of it; at Google, every
+    /// occurrence of a recurring event), so one UID may find several records: at most
+    /// [`MAX_EVENTS_PER_UID`] each. At most [`MAX_UIDS_PER_LOOKUP`] distinct UIDs a call. An event
+    /// stored a moment ago may not be found yet (the DynamoDB index is eventually consistent).
+    async fn events_by_ical_uid(
+        &self,
+        tenant: &TenantId,
+        uids: &[String],
+    ) -> Result<Vec<CanonicalRecord>, StoreError>;
 }
+
+/// Records one [`RecordStore::events_by_ical_uid`] returns for one UID, at most.
+pub const MAX_EVENTS_PER_UID: usize = 25;
+/// Distinct UIDs one [`RecordStore::events_by_ical_uid`] call takes, at most.
+pub const MAX_UIDS_PER_LOOKUP: usize = 100;
 
 /// Sync runs and the job ledger that makes a redelivered job a no-op.
 #[async_trait]

@@ -273,6 +273,83 @@ async fn records_are_created_found_by_external_id_and_updated_only_from_the_expe
     Ok(())
 }
 
+fn event(c: &Connection, external: &str, uid: serde_json::Value) -> CanonicalRecord {
+    let mut r = record(c, ObjectType::Events, external, "");
+    r.fields = [("ical_uid".to_owned(), uid), ("title".to_owned(), json!("Kickoff"))].into();
+    r.base = r.fields.clone();
+    r
+}
+
+#[tokio::test]
+async fn live_calendar_events_are_found_by_ical_uid_through_the_sparse_index_across_connections() -> Result<()>
+{
+    let moto = Moto::start().await?;
+    let store = dynamo_store(&moto.config().await, 4).await?;
+    let acme = tenant("acme");
+    let mut outlook = connection(&acme, None);
+    outlook.provider = Provider::Microsoft;
+    let mut google = connection(&acme, None);
+    google.provider = Provider::Google;
+    let crm = connection(&acme, None);
+    let other = connection(&tenant("globex"), None);
+    let long_uid = "L".repeat(1500);
+
+    let in_outlook = [event(&outlook, "AAMk1", json!("UID-A")), event(&outlook, "AAMk2", json!("UID-B"))];
+    let in_google = [event(&google, "g1", json!("UID-A")), event(&google, "g2", json!(long_uid))];
+    let cancelled = event(&outlook, "AAMk3", json!("UID-C"));
+    let no_uid = event(&outlook, "AAMk4", json!(null));
+    let mut contact = record(&crm, ObjectType::Contacts, "501", "a@x.io");
+    contact.fields.insert("ical_uid".into(), json!("UID-A"));
+    let elsewhere = event(&other, "AAMk1", json!("UID-A"));
+    let writes =
+        |records: &[&CanonicalRecord]| records.iter().map(|r| RecordWrite::Create((*r).clone())).collect();
+    let results = [
+        store
+            .write(Provider::Microsoft, writes(&[&in_outlook[0], &in_outlook[1], &cancelled, &no_uid]))
+            .await?,
+        store.write(Provider::Google, writes(&[&in_google[0], &in_google[1]])).await?,
+        store.write(Provider::Hubspot, writes(&[&contact])).await?,
+        store.write(Provider::Microsoft, writes(&[&elsewhere])).await?,
+    ];
+    assert!(results.iter().flatten().all(Result::is_ok), "{results:?}");
+    // The meeting is cancelled: the event's new version is deleted and leaves the index.
+    let mut deleted = cancelled.clone();
+    deleted.deleted = true;
+    deleted.version = 2;
+    let results = store.write(Provider::Microsoft, vec![RecordWrite::Update(deleted)]).await?;
+    assert!(results[0].is_ok(), "{results:?}");
+
+    let uids: Vec<String> =
+        ["UID-A", "UID-B", "UID-C", "UID-A", "", "nope", &long_uid].iter().map(|u| (*u).to_owned()).collect();
+    let mut found = store.events_by_ical_uid(&acme, &uids).await?;
+    found.sort_by(|a, b| (&a.connection_id, &a.external_id).cmp(&(&b.connection_id, &b.external_id)));
+    let mut expected =
+        vec![in_outlook[0].clone(), in_outlook[1].clone(), in_google[0].clone(), in_google[1].clone()];
+    expected.sort_by(|a, b| (&a.connection_id, &a.external_id).cmp(&(&b.connection_id, &b.external_id)));
+    assert_eq!(
+        found, expected,
+        "both copies of UID-A, UID-B, the long UID; not the cancelled, the contact or globex's"
+    );
+    assert!(store.events_by_ical_uid(&acme, &[]).await?.is_empty());
+    assert!(store.events_by_ical_uid(&tenant("initech"), &uids).await?.is_empty());
+
+    // A recurring Google meeting's occurrences share one UID: a bounded number come back.
+    let series: Vec<RecordWrite> = (0..30)
+        .map(|i| RecordWrite::Create(event(&google, &format!("series_{i}"), json!("UID-SERIES"))))
+        .collect();
+    assert!(store.write(Provider::Google, series).await?.iter().all(Result::is_ok));
+    let found = store.events_by_ical_uid(&acme, &["UID-SERIES".to_owned()]).await?;
+    assert_eq!(found.len(), syncbridge::ports::MAX_EVENTS_PER_UID);
+    assert!(
+        found.iter().all(|r| r.fields["ical_uid"] == "UID-SERIES" && r.connection_id == google.connection_id)
+    );
+
+    let too_many: Vec<String> =
+        (0..=syncbridge::ports::MAX_UIDS_PER_LOOKUP).map(|i| format!("u{i}")).collect();
+    assert!(store.events_by_ical_uid(&acme, &too_many).await.is_err());
+    Ok(())
+}
+
 #[tokio::test]
 async fn concurrent_creates_of_one_external_id_leave_exactly_one_conflict() -> Result<()> {
     let moto = Moto::start().await?;

@@ -2,7 +2,8 @@
 //! fixed window, incremental pulls with the two-day lookback (a transcript processed late is not
 //! lost), the daily wide traversal and delete reconciliation, the rate limit (paced, waited out,
 //! or handed back), Fireflies' errors, and syncs through the worker whose action items become
-//! follow-up tasks linked to the calendar event.
+//! follow-up tasks linked to the calendar event: a Google one by its event id, an Outlook one
+//! (pulled from the Graph fake) by its iCalUId.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,8 +13,10 @@ use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::json;
 use syncbridge::adapters::fireflies::FirefliesFactory;
+use syncbridge::adapters::graph::{self, GraphFactory, Login};
 use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::adapters::notion::Pacing;
+use syncbridge::config::OAuthApp;
 use syncbridge::domain::{
     Connection, Credentials, ExternalId, Job, JobReason, NewConnection, ObjectType, Provider, RemoteRecord,
     SyncCursor, TenantId,
@@ -337,4 +340,96 @@ async fn the_worker_turns_action_items_into_follow_up_tasks_linked_to_the_event_
     assert_eq!(gone.len(), 2, "the transcript and its task");
     assert!(gone.iter().all(|r| r.deleted), "{gone:?}");
     assert!(records.iter().any(|r| r.external_id.as_str() == quiet && !r.deleted));
+}
+
+/// Fireflies connections to the Fireflies fake, Microsoft ones to the Graph fake.
+struct FirefliesAndGraph {
+    fireflies: FirefliesFactory,
+    graph: GraphFactory,
+}
+
+impl ProviderFactory for FirefliesAndGraph {
+    fn client(&self, connection: &Connection) -> Result<Box<dyn ProviderClient>, ProviderError> {
+        match connection.provider {
+            Provider::Microsoft => self.graph.client(connection),
+            _ => self.fireflies.client(connection),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_outlook_meetings_follow_up_task_links_to_the_graph_event_fireflies_names_by_its_ical_uid() {
+    let fireflies = start(0).await;
+    let graph_fake =
+        syncbridge_fakes::graph::GraphFake::start(syncbridge_fakes::graph::FakeConfig::default())
+            .await
+            .expect("Graph fake starts");
+    let store = Arc::new(MemoryStore::new());
+    let config = graph_fake.state().config().clone();
+    let app =
+        OAuthApp { client_id: config.client_id, client_secret: SecretString::from(config.client_secret) };
+    let factory = FirefliesAndGraph {
+        fireflies: FirefliesFactory::new(reqwest::Client::new()).with_pacing(fast()),
+        graph: GraphFactory::new(
+            reqwest::Client::new(),
+            Some(app),
+            Login { base_url: graph_fake.base_url(), tenant: "common".into() },
+        ),
+    };
+    let deps =
+        syncbridge::adapters::memory::TestDeps::new(store.clone()).providers(Arc::new(factory)).build();
+
+    // The Outlook calendar pulls the meeting (under way: inside the calendar's window).
+    let meeting_start = Utc::now() - chrono::Duration::minutes(30);
+    let graph_id = graph_fake.state().create_event(syncbridge_fakes::graph::NewEvent {
+        subject: "Renewal review".into(),
+        body: String::new(),
+        start: meeting_start,
+        end: meeting_start + chrono::Duration::hours(1),
+        all_day: false,
+        location: String::new(),
+        attendees: vec!["bo@globex.example".into()],
+    });
+    let served = graph_fake.state().event(&graph_id).expect("the fake holds the event");
+    let ical_uid = served["iCalUId"].as_str().expect("Graph serves an iCalUId").to_owned();
+    let mut outlook = connection(&fireflies);
+    outlook.provider = Provider::Microsoft;
+    outlook.base_url = graph_fake.base_url();
+    outlook.credentials.access_token = SecretString::from("graph-fake-token");
+    outlook.connection_id = syncbridge::domain::ConnectionId::generate();
+    store.put_connection(outlook.clone());
+    assert!(matches!(sync_once(&deps, &outlook, false).await, JobOutcome::Completed { .. }));
+    let events = store.records_of(&outlook.tenant_id, &outlook.connection_id);
+    let event = events
+        .iter()
+        .find(|r| {
+            r.object == ObjectType::Events && r.external_id == graph::external_id_of(&graph_id).unwrap()
+        })
+        .expect("the Outlook event is stored");
+    assert_eq!(event.fields["ical_uid"], json!(ical_uid), "pulled from Graph's iCalUId");
+
+    // Fireflies recorded it and names the Outlook event by its iCalUID.
+    let outlook_meeting = fireflies.state().add(NewTranscript {
+        title: "Renewal review".into(),
+        date: meeting_start,
+        calendar_id: Some(ical_uid.clone()),
+        calendar_type: Some("outlook".into()),
+        ..meeting("renewal", 0, false)
+    });
+    let conn = connection(&fireflies);
+    store.put_connection(conn.clone());
+    assert!(matches!(sync_once(&deps, &conn, false).await, JobOutcome::Completed { .. }));
+    let records = store.records_of(&conn.tenant_id, &conn.connection_id);
+    let transcript = records
+        .iter()
+        .find(|r| r.object == ObjectType::Transcripts && r.external_id.as_str() == outlook_meeting)
+        .expect("the transcript is stored");
+    assert_eq!(transcript.fields["calendar_type"], "outlook");
+    let task = records
+        .iter()
+        .find(|r| r.object == ObjectType::ResearchTasks && r.external_id.as_str() == outlook_meeting)
+        .expect("a follow-up task");
+    assert_eq!(task.fields["meeting_external_id"], json!(ical_uid));
+    assert_eq!(task.fields["meeting_record_id"], json!(event.record_id), "linked to the Graph record");
+    assert_eq!(task.fields["meeting_connection_id"], json!(outlook.connection_id));
 }

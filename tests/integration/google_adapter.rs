@@ -110,6 +110,17 @@ async fn google_full_pull_pages_the_window_then_an_incremental_pull_returns_only
     });
     assert!(outside.is_some(), "outside attendees arrive lowercased");
     assert!(records.iter().all(|r| r.etag.is_some() && r.remote_modified_at.is_some()));
+    // Each event's iCalendar UID as Google serves it; a recurring meeting's occurrences share one.
+    for r in &records {
+        let served = fake.state().event(r.external_id.as_str()).expect("event");
+        assert_eq!(r.fields["ical_uid"], served["iCalUID"], "{}", r.external_id.as_str());
+    }
+    let weekly: BTreeSet<&str> = records
+        .iter()
+        .filter(|r| r.external_id.as_str().starts_with("weekly0sync_"))
+        .filter_map(|r| r.fields["ical_uid"].as_str())
+        .collect();
+    assert_eq!(weekly.len(), 1, "{weekly:?}");
 
     let state = fake.state();
     let mut window: Vec<String> = in_window(&fake).into_iter().filter(|i| i.starts_with("seed")).collect();

@@ -24,6 +24,7 @@ mod interleavings_hubspot;
 mod lambda_fixtures;
 mod lifecycle_api;
 mod lifecycle_store;
+mod meeting_links;
 mod notion_adapter;
 mod oauth;
 mod openapi;

@@ -24,6 +24,15 @@ async fn start_stack(prefix: &str) -> Result<Stack> {
     Ok(Stack { moto, config, created })
 }
 
+/// The table's global secondary index `name`.
+fn index<'a>(
+    table: &'a dynamodb::types::TableDescription,
+    name: &str,
+) -> Result<&'a dynamodb::types::GlobalSecondaryIndexDescription> {
+    let found = table.global_secondary_indexes().iter().find(|i| i.index_name() == Some(name));
+    found.with_context(|| format!("table {:?} has no `{name}` index", table.table_name()))
+}
+
 fn key_schema(keys: &[dynamodb::types::KeySchemaElement]) -> Vec<(String, KeyType)> {
     keys.iter().map(|k| (k.attribute_name().to_owned(), k.key_type().clone())).collect()
 }
@@ -43,7 +52,7 @@ async fn queue_attributes(
 }
 
 #[tokio::test]
-async fn main_table_from_the_template_has_the_sharded_due_index_the_push_queue_index_ttl_and_pitr()
+async fn main_table_from_the_template_has_the_sharded_due_index_the_push_queue_and_meeting_uid_indexes_ttl_and_pitr()
 -> Result<()> {
     let stack = start_stack("main").await?;
     let client = dynamodb::Client::new(&stack.config);
@@ -55,11 +64,7 @@ async fn main_table_from_the_template_has_the_sharded_due_index_the_push_queue_i
         key_schema(table.key_schema()),
         vec![("pk".to_owned(), KeyType::Hash), ("sk".to_owned(), KeyType::Range)]
     );
-    let due = table
-        .global_secondary_indexes()
-        .iter()
-        .find(|i| i.index_name() == Some("due"))
-        .context("the main table has no `due` index")?;
+    let due = index(table, "due")?;
     assert_eq!(
         key_schema(due.key_schema()),
         vec![("due_shard".to_owned(), KeyType::Hash), ("next_sync_at".to_owned(), KeyType::Range)]
@@ -67,16 +72,18 @@ async fn main_table_from_the_template_has_the_sharded_due_index_the_push_queue_i
     let projection = due.projection().context("`due` has no projection")?;
     assert_eq!(projection.projection_type(), Some(&ProjectionType::Include));
     assert_eq!(projection.non_key_attributes(), ["interval_minutes".to_owned()]);
-    let push_queue = table
-        .global_secondary_indexes()
-        .iter()
-        .find(|i| i.index_name() == Some("push_queue"))
-        .context("the main table has no `push_queue` index")?;
+    let push_queue = index(table, "push_queue")?;
     assert_eq!(
         key_schema(push_queue.key_schema()),
         vec![("pk".to_owned(), KeyType::Hash), ("push_order".to_owned(), KeyType::Range)]
     );
     assert_eq!(push_queue.projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
+    let meeting_uid = index(table, "meeting_uid")?;
+    assert_eq!(
+        key_schema(meeting_uid.key_schema()),
+        vec![("meeting_key".to_owned(), KeyType::Hash), ("sk".to_owned(), KeyType::Range)]
+    );
+    assert_eq!(meeting_uid.projection().and_then(|p| p.projection_type()), Some(&ProjectionType::KeysOnly));
 
     let ttl = client.describe_time_to_live().table_name(table_name).send().await?;
     let ttl = ttl.time_to_live_description().context("no TTL description")?;
@@ -105,21 +112,13 @@ async fn audit_table_is_a_separate_table_indexed_by_connection_and_by_record() -
         .send()
         .await?;
     let table = table.table().context("DescribeTable returned no table")?;
-    let by_connection = table
-        .global_secondary_indexes()
-        .iter()
-        .find(|i| i.index_name() == Some("by_connection"))
-        .context("the audit table has no `by_connection` index")?;
+    let by_connection = index(table, "by_connection")?;
     assert_eq!(
         key_schema(by_connection.key_schema()),
         vec![("conn_pk".to_owned(), KeyType::Hash), ("sk".to_owned(), KeyType::Range)]
     );
     assert_eq!(by_connection.projection().and_then(|p| p.projection_type()), Some(&ProjectionType::All));
-    let by_record = table
-        .global_secondary_indexes()
-        .iter()
-        .find(|i| i.index_name() == Some("by_record"))
-        .context("the audit table has no `by_record` index")?;
+    let by_record = index(table, "by_record")?;
     assert_eq!(
         key_schema(by_record.key_schema()),
         vec![("rec_pk".to_owned(), KeyType::Hash), ("sk".to_owned(), KeyType::Range)]

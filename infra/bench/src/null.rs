@@ -81,6 +81,15 @@ impl RecordStore for NullStores {
         Ok(HashMap::new())
     }
 
+    async fn events_by_ical_uid(
+        &self,
+        _tenant: &TenantId,
+        uids: &[String],
+    ) -> Result<Vec<CanonicalRecord>, StoreError> {
+        self.lookups.fetch_add(uids.len() as u64, Ordering::Relaxed);
+        Ok(Vec::new())
+    }
+
     async fn write(
         &self,
         _provider: Provider,

@@ -735,6 +735,40 @@ impl RecordStore for MemoryStore {
         };
         Ok(Page { items, next })
     }
+
+    async fn events_by_ical_uid(
+        &self,
+        tenant: &TenantId,
+        uids: &[String],
+    ) -> Result<Vec<CanonicalRecord>, StoreError> {
+        let inner = self.lock();
+        inner.check_available()?;
+        let wanted: std::collections::BTreeSet<&str> =
+            uids.iter().map(String::as_str).filter(|u| !u.is_empty()).collect();
+        if wanted.len() > crate::ports::MAX_UIDS_PER_LOOKUP {
+            return Err(StoreError::Backend("too many UIDs in one lookup".into()));
+        }
+        let mut per_uid: HashMap<&str, usize> = HashMap::new();
+        let mut found = Vec::new();
+        let events = inner
+            .records
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .flat_map(|(_, records)| records.values())
+            .filter(|r| r.object == ObjectType::Events && !r.deleted);
+        for record in events {
+            let Some(uid) = record.fields.get("ical_uid").and_then(serde_json::Value::as_str) else {
+                continue;
+            };
+            let Some(uid) = wanted.get(uid) else { continue };
+            let count = per_uid.entry(uid).or_default();
+            if *count < crate::ports::MAX_EVENTS_PER_UID {
+                *count += 1;
+                found.push(record.clone());
+            }
+        }
+        Ok(found)
+    }
 }
 
 #[async_trait]

@@ -8,16 +8,22 @@
 //!
 //! Follow-up tasks come the same way from meeting transcripts (Fireflies): a transcript with action
 //! items gets one task (`kind: follow_up`) keyed by the transcript's id, listing the items, due a
-//! day after the meeting, linked to the calendar event (`meeting_external_id`) and to the people
-//! who attended by email (`attendees`, `external_attendees`: how CRM contacts are matched). A
-//! deleted transcript, or one whose items are gone, cancels it.
+//! day after the meeting, linked to the calendar event (`meeting_external_id`, found as a Google
+//! event id or an iCalendar UID: [`link_meetings`]) and to the people who attended by email
+//! (`attendees`, `external_attendees`: how CRM contacts are matched). A deleted transcript, or one
+//! whose items are gone, cancels it.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::domain::record::Fields;
-use crate::domain::{Connection, ConnectionSettings, ExternalId, ObjectType, Provider, RemoteRecord};
-use crate::ports::{ConnectionStore, RecordStore, StoreError};
+use crate::domain::{
+    CanonicalRecord, Connection, ConnectionId, ConnectionSettings, ExternalId, ObjectType, Provider,
+    RemoteRecord,
+};
+use crate::ports::{ConnectionStore, MAX_UIDS_PER_LOOKUP, RecordStore, StoreError};
 
 /// How long before the meeting its research task is due.
 pub const DUE_BEFORE_MEETING: Duration = Duration::hours(24);
@@ -48,30 +54,41 @@ pub fn follow_up_tasks(settings: &ConnectionSettings, transcripts: &[RemoteRecor
         .collect()
 }
 
-/// Links follow-up tasks to their meeting's calendar event: for a task whose
-/// `meeting_external_id` names an event stored by one of the tenant's calendar connections,
-/// `meeting_record_id` (and `meeting_connection_id`) name that record. One lookup per calendar
-/// connection per page.
+/// Links follow-up tasks to their meeting's calendar event among the live (not deleted) `events`
+/// of the tenant's Google and Microsoft calendar connections: `meeting_record_id` and
+/// `meeting_connection_id` name the record. A task's `meeting_external_id` (Fireflies'
+/// `calendar_id`) is looked up first as an event's external id (for Google meetings Fireflies
+/// gives the Google event id: one `get_by_external` per calendar connection), and, for tasks
+/// that found none, as an event's iCalendar UID (for Outlook meetings Fireflies gives the
+/// `iCalUId`: one `events_by_ical_uid` for the page). So a page costs one connection listing, one
+/// lookup per calendar connection and at most one UID lookup. Deleted events never link.
+///
+/// One id may find several events: one meeting's copies in several connected calendars, or the
+/// occurrences of a recurring meeting (at Google they share the UID). The choice is
+/// deterministic: the event whose `start` is nearest the task's `meeting_start` (a missing or
+/// unreadable time counts as farthest), then the lowest connection id, then the lowest record id.
 pub async fn link_meetings(
     connections: &dyn ConnectionStore,
     records: &dyn RecordStore,
     conn: &Connection,
     tasks: &mut [RemoteRecord],
 ) -> Result<(), StoreError> {
-    let ids: Vec<ExternalId> = tasks
-        .iter()
-        .filter_map(|t| t.fields.get("meeting_external_id")?.as_str())
-        .filter_map(|id| ExternalId::parse(id).ok())
-        .take(100)
-        .collect();
-    if ids.is_empty() {
+    let wanted: BTreeSet<String> = tasks.iter().filter_map(meeting_id).map(str::to_owned).collect();
+    if wanted.is_empty() {
         return Ok(());
     }
-    for calendar in connections.list(&conn.tenant_id).await? {
-        if !matches!(calendar.provider, Provider::Google | Provider::Microsoft) {
-            continue;
-        }
-        let found = records
+    let calendars: Vec<Connection> = connections
+        .list(&conn.tenant_id)
+        .await?
+        .into_iter()
+        .filter(|c| matches!(c.provider, Provider::Google | Provider::Microsoft))
+        .collect();
+    let ids: Vec<ExternalId> =
+        wanted.iter().filter_map(|id| ExternalId::parse(id.as_str()).ok()).take(100).collect();
+    let mut found: HashMap<String, Vec<CanonicalRecord>> = HashMap::new();
+    let by_external_id = if ids.is_empty() { &[][..] } else { &calendars[..] };
+    for calendar in by_external_id {
+        let events = records
             .get_by_external(
                 &conn.tenant_id,
                 &calendar.connection_id,
@@ -80,17 +97,49 @@ pub async fn link_meetings(
                 &ids,
             )
             .await?;
-        for task in tasks.iter_mut() {
-            let event = task.fields.get("meeting_external_id").and_then(Value::as_str);
-            if let Some(record) =
-                event.and_then(|e| found.iter().find(|(id, _)| id.as_str() == e)).map(|(_, r)| r)
-            {
-                task.fields.insert("meeting_record_id".into(), json!(record.record_id));
-                task.fields.insert("meeting_connection_id".into(), json!(calendar.connection_id));
+        for (id, event) in events.into_iter().filter(|(_, e)| !e.deleted) {
+            found.entry(id.as_str().to_owned()).or_default().push(event);
+        }
+    }
+    let uids: Vec<String> =
+        wanted.into_iter().filter(|id| !found.contains_key(id)).take(MAX_UIDS_PER_LOOKUP).collect();
+    if !uids.is_empty() && !calendars.is_empty() {
+        let calendar_ids: HashSet<&ConnectionId> = calendars.iter().map(|c| &c.connection_id).collect();
+        for event in records.events_by_ical_uid(&conn.tenant_id, &uids).await? {
+            if event.deleted || !calendar_ids.contains(&event.connection_id) {
+                continue;
+            }
+            if let Some(uid) = event.fields.get("ical_uid").and_then(Value::as_str) {
+                found.entry(uid.to_owned()).or_default().push(event);
             }
         }
     }
+    for task in tasks.iter_mut() {
+        let start = field_time(&task.fields, "meeting_start");
+        let Some(event) = meeting_id(task).and_then(|id| found.get(id)).and_then(|c| nearest(c, start))
+        else {
+            continue;
+        };
+        task.fields.insert("meeting_record_id".into(), json!(event.record_id));
+        task.fields.insert("meeting_connection_id".into(), json!(event.connection_id));
+    }
     Ok(())
+}
+
+/// The calendar event a task names (`meeting_external_id`), when it names one.
+fn meeting_id(task: &RemoteRecord) -> Option<&str> {
+    task.fields.get("meeting_external_id")?.as_str().filter(|id| !id.is_empty())
+}
+
+/// The event nearest `start`, ties (and events without a time) by connection id, then record id.
+fn nearest(events: &[CanonicalRecord], start: Option<DateTime<Utc>>) -> Option<&CanonicalRecord> {
+    events.iter().min_by_key(|e| {
+        let distance = match (start, field_time(&e.fields, "start")) {
+            (Some(a), Some(b)) => (a - b).num_seconds().unsigned_abs(),
+            _ => u64::MAX,
+        };
+        (distance, e.connection_id.as_str(), e.record_id.as_str())
+    })
 }
 
 fn follow_up_fields(settings: &ConnectionSettings, t: &RemoteRecord, items: &[Value]) -> Fields {
@@ -333,5 +382,178 @@ mod tests {
         );
         assert!(tasks.iter().all(|t| t.deleted && t.fields.is_empty()), "{tasks:?}");
         assert_eq!(tasks.len(), 2);
+    }
+
+    mod links {
+        use super::*;
+        use crate::adapters::memory::MemoryStore;
+        use crate::domain::RecordId;
+        use crate::domain::connection::sample_connection;
+
+        fn calendar(provider: Provider, id: &str) -> Connection {
+            let mut c = sample_connection("t1", provider, "http://127.0.0.1:1", now());
+            c.connection_id = ConnectionId::parse(id).unwrap();
+            c
+        }
+
+        fn event(id: &str, uid: &str, start: &str) -> RemoteRecord {
+            let fields = [("ical_uid".to_owned(), json!(uid)), ("start".to_owned(), json!(start))];
+            RemoteRecord {
+                external_id: ExternalId::parse(id).unwrap(),
+                object: ObjectType::Events,
+                fields: fields.into_iter().collect(),
+                remote_modified_at: None,
+                deleted: false,
+                etag: None,
+            }
+        }
+
+        /// Stores the connection and its events; returns the events' record ids by external id.
+        async fn holding(store: &MemoryStore, conn: &Connection, events: Vec<RemoteRecord>) -> Vec<RecordId> {
+            store.put_connection(conn.clone());
+            let ids: Vec<ExternalId> = events.iter().map(|e| e.external_id.clone()).collect();
+            crate::sync::pull::apply_page(store, conn, ObjectType::Events, events, now()).await.unwrap();
+            ids.iter()
+                .map(|x| RecordId::derive(&conn.tenant_id, &conn.connection_id, ObjectType::Events, x))
+                .collect()
+        }
+
+        fn task(meeting: &str) -> RemoteRecord {
+            let fields = [
+                ("kind".to_owned(), json!("follow_up")),
+                ("meeting_external_id".to_owned(), json!(meeting)),
+                ("meeting_start".to_owned(), json!("2026-11-28T15:00:00Z")),
+            ];
+            RemoteRecord {
+                external_id: ExternalId::parse(format!("t-{}", meeting.len())).unwrap(),
+                object: ObjectType::ResearchTasks,
+                fields: fields.into_iter().collect(),
+                remote_modified_at: None,
+                deleted: false,
+                etag: None,
+            }
+        }
+
+        fn link(task: &RemoteRecord) -> Option<(String, String)> {
+            let record = task.fields.get("meeting_record_id")?.as_str()?.to_owned();
+            let connection = task.fields.get("meeting_connection_id")?.as_str()?.to_owned();
+            Some((record, connection))
+        }
+
+        fn named(record: &RecordId, conn: &Connection) -> Option<(String, String)> {
+            Some((record.as_str().to_owned(), conn.connection_id.as_str().to_owned()))
+        }
+
+        #[tokio::test]
+        async fn an_outlook_meeting_links_by_its_ical_uid_and_a_google_one_by_its_event_id() {
+            let store = MemoryStore::new();
+            let outlook = calendar(Provider::Microsoft, "c-outlook");
+            let google = calendar(Provider::Google, "c-google");
+            let crm = calendar(Provider::Salesforce, "c-crm");
+            let graph_ids =
+                holding(&store, &outlook, vec![event("AAMk1", "0400UID1", "2026-11-28T15:00:00Z")]).await;
+            let google_ids =
+                holding(&store, &google, vec![event("gcal42", "gcal42@google.com", "2026-11-28T15:00:00Z")])
+                    .await;
+            holding(&store, &crm, vec![event("00U1", "0400UID2", "2026-11-28T15:00:00Z")]).await;
+
+            let mut tasks = vec![task("0400UID1"), task("gcal42"), task("0400UID2-x"), task("nowhere")];
+            tasks[2].fields.insert("meeting_external_id".into(), json!("0400UID2"));
+            link_meetings(&store, &store, &outlook, &mut tasks).await.unwrap();
+            assert_eq!(link(&tasks[0]), named(&graph_ids[0], &outlook), "by the Outlook iCalUId");
+            assert_eq!(link(&tasks[1]), named(&google_ids[0], &google), "by the Google event id");
+            assert_eq!(link(&tasks[2]), None, "a CRM's event is no calendar event");
+            assert_eq!(link(&tasks[3]), None);
+        }
+
+        #[tokio::test]
+        async fn deleted_events_never_link_by_event_id_or_by_uid() {
+            let store = MemoryStore::new();
+            let outlook = calendar(Provider::Microsoft, "c-outlook");
+            let google = calendar(Provider::Google, "c-google");
+            holding(&store, &outlook, vec![event("AAMk1", "0400UID1", "2026-11-28T15:00:00Z")]).await;
+            holding(&store, &google, vec![event("gcal42", "gcal42@google.com", "2026-11-28T15:00:00Z")])
+                .await;
+            let mut gone = vec![event("AAMk1", "0400UID1", "2026-11-28T15:00:00Z")];
+            gone[0].deleted = true;
+            crate::sync::pull::apply_page(&store, &outlook, ObjectType::Events, gone, now()).await.unwrap();
+            let mut gone = vec![event("gcal42", "gcal42@google.com", "2026-11-28T15:00:00Z")];
+            gone[0].deleted = true;
+            crate::sync::pull::apply_page(&store, &google, ObjectType::Events, gone, now()).await.unwrap();
+            assert!(store.records_of(&outlook.tenant_id, &outlook.connection_id)[0].deleted);
+
+            let mut tasks = vec![task("0400UID1"), task("gcal42"), task("gcal42@google.com")];
+            link_meetings(&store, &store, &outlook, &mut tasks).await.unwrap();
+            assert!(tasks.iter().all(|t| link(t).is_none()), "{tasks:?}");
+        }
+
+        #[tokio::test]
+        async fn a_uid_found_several_times_links_the_event_nearest_the_meeting_then_the_lowest_connection() {
+            let store = MemoryStore::new();
+            let b = calendar(Provider::Microsoft, "c-b");
+            let a = calendar(Provider::Google, "c-a");
+            let b_ids = holding(&store, &b, vec![event("AAMk1", "UID-1", "2026-11-28T15:00:00Z")]).await;
+            // A recurring Google meeting: its occurrences share the UID.
+            let a_ids = holding(
+                &store,
+                &a,
+                vec![
+                    event("rec_20261121", "UID-1", "2026-11-21T15:00:00Z"),
+                    event("rec_20261128", "UID-1", "2026-11-28T15:00:00Z"),
+                    event("rec_20261205", "UID-1", "2026-12-05T15:00:00Z"),
+                ],
+            )
+            .await;
+            let mut tasks = vec![task("UID-1")];
+            link_meetings(&store, &store, &b, &mut tasks).await.unwrap();
+            assert_eq!(
+                link(&tasks[0]),
+                named(&a_ids[1], &a),
+                "the same start in both: the lower connection id"
+            );
+
+            let mut later = vec![task("UID-1")];
+            later[0].fields.insert("meeting_start".into(), json!("2026-12-05T14:00:00Z"));
+            link_meetings(&store, &store, &b, &mut later).await.unwrap();
+            assert_eq!(link(&later[0]), named(&a_ids[2], &a), "the occurrence nearest the meeting");
+
+            // Without the Google calendar, the Outlook copy.
+            let mut tasks = vec![task("UID-1")];
+            let only_b = MemoryStore::new();
+            let b_only = holding(&only_b, &b, vec![event("AAMk1", "UID-1", "2026-11-28T15:00:00Z")]).await;
+            assert_eq!(b_only, b_ids);
+            link_meetings(&only_b, &only_b, &b, &mut tasks).await.unwrap();
+            assert_eq!(link(&tasks[0]), named(&b_ids[0], &b));
+        }
+
+        #[tokio::test]
+        async fn a_page_of_fifty_tasks_costs_a_listing_one_lookup_per_calendar_and_one_uid_lookup() {
+            let store = MemoryStore::new();
+            let outlook = calendar(Provider::Microsoft, "c-outlook");
+            let google = calendar(Provider::Google, "c-google");
+            let events: Vec<RemoteRecord> = (0..50)
+                .map(|i| event(&format!("AAMk{i}"), &format!("UID-{i}"), "2026-11-28T15:00:00Z"))
+                .collect();
+            holding(&store, &outlook, events).await;
+            holding(&store, &google, Vec::new()).await;
+            let mut tasks: Vec<RemoteRecord> = (0..50)
+                .map(|i| {
+                    let mut t = task(&format!("UID-{i}"));
+                    t.external_id = ExternalId::parse(format!("t{i}")).unwrap();
+                    t
+                })
+                .collect();
+            let before = store.calls();
+            link_meetings(&store, &store, &outlook, &mut tasks).await.unwrap();
+            assert!(tasks.iter().all(|t| link(t).is_some()), "every task linked");
+            assert_eq!(store.calls() - before, 1 + 2 + 1, "the listing, one per calendar, one by UID");
+
+            // Tasks all found by event id make no UID lookup.
+            let mut found = vec![task("AAMk3")];
+            let before = store.calls();
+            link_meetings(&store, &store, &outlook, &mut found).await.unwrap();
+            assert!(link(&found[0]).is_some());
+            assert_eq!(store.calls() - before, 1 + 2);
+        }
     }
 }

@@ -110,6 +110,10 @@ pub struct NewTranscript {
     /// The calendar event's id (Google event id / Outlook iCalUID).
     #[serde(default)]
     pub calendar_id: Option<String>,
+    /// The calendar it came from, `google` or `outlook`; `None`: `google` when there is a
+    /// `calendar_id`.
+    #[serde(default)]
+    pub calendar_type: Option<String>,
     #[serde(default)]
     pub summary: Summary,
     /// Still being processed: invisible until [`FirefliesState::complete`].
@@ -127,6 +131,7 @@ pub struct Transcript {
     pub organizer_email: String,
     pub attendees: Vec<Attendee>,
     pub calendar_id: Option<String>,
+    pub calendar_type: Option<String>,
     pub summary: Summary,
     pub processing: bool,
 }
@@ -323,6 +328,9 @@ impl FirefliesState {
                 .unwrap_or_else(|| self.owner_email.clone())
                 .to_ascii_lowercase(),
             attendees: new.attendees,
+            calendar_type: new
+                .calendar_type
+                .or_else(|| new.calendar_id.as_ref().map(|_| "google".to_owned())),
             calendar_id: new.calendar_id,
             summary: new.summary,
             processing: new.processing,

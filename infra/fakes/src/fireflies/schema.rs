@@ -181,7 +181,7 @@ fn render(s: &FirefliesState, t: &Stored) -> Transcript {
         fireflies_users: Some(vec![Some(s.owner_email.clone())]),
         calendar_id: t.calendar_id.clone(),
         cal_id: t.calendar_id.clone(),
-        calendar_type: t.calendar_id.as_ref().map(|_| "google".to_owned()),
+        calendar_type: t.calendar_type.clone(),
         meeting_link: Some(format!("https://meet.google.com/{}", t.id.to_ascii_lowercase())),
         transcript_url: Some(format!("https://app.fireflies.ai/view/{}", t.id)),
         meeting_attendees: Some(

@@ -245,3 +245,38 @@ async fn the_shared_admin_routes_inject_faults_and_report_counts_with_the_fields
     assert_eq!(stats["rate_limited"], 1, "{stats}");
     assert_eq!(stats["fields"], json!({ "transcripts": 1, "user": 1 }), "{stats}");
 }
+
+#[tokio::test]
+async fn a_meeting_names_its_calendar_event_and_the_calendar_it_came_from() {
+    let fake = start().await;
+    let state = fake.state();
+    let date = state.now() - chrono::Duration::hours(2);
+    let outlook = state.add(NewTranscript {
+        title: "Outlook".into(),
+        date,
+        calendar_id: Some("040000008200E00074C5B7101A82E008".into()),
+        calendar_type: Some("outlook".into()),
+        ..NewTranscript::default()
+    });
+    let google = state.add(NewTranscript {
+        title: "Google".into(),
+        date,
+        calendar_id: Some("gcal42".into()),
+        ..NewTranscript::default()
+    });
+    let adhoc = state.add(NewTranscript { title: "Ad hoc".into(), date, ..NewTranscript::default() });
+    let one = "query T($id: String!) { transcript(id: $id) { calendar_id cal_id calendar_type } }";
+    let served = |body: serde_json::Value| body["data"]["transcript"].clone();
+    let (_, body) = gql(&fake, one, json!({ "id": outlook })).await;
+    assert_eq!(
+        served(body),
+        json!({ "calendar_id": "040000008200E00074C5B7101A82E008", "cal_id": "040000008200E00074C5B7101A82E008", "calendar_type": "outlook" })
+    );
+    let (_, body) = gql(&fake, one, json!({ "id": google })).await;
+    assert_eq!(
+        served(body),
+        json!({ "calendar_id": "gcal42", "cal_id": "gcal42", "calendar_type": "google" })
+    );
+    let (_, body) = gql(&fake, one, json!({ "id": adhoc })).await;
+    assert_eq!(served(body), json!({ "calendar_id": null, "cal_id": null, "calendar_type": null }));
+}

@@ -51,6 +51,22 @@ pub(super) fn record_sk(object: ObjectType, record: &RecordId) -> String {
     format!("REC#{object}#{record}")
 }
 
+/// UIDs longer than this are keyed by their SHA-256 (an index key attribute holds at most 2,048
+/// bytes; iCalendar UIDs are rarely a tenth of that).
+const MEETING_KEY_UID_BYTES: usize = 1024;
+
+/// The partition key of the sparse `meeting_uid` index for a calendar event's iCalendar UID:
+/// `T#{tenant}#ICAL#{uid}` (`T#{tenant}#ICALH#{sha256 hex}` for a UID over 1,024 bytes).
+pub(super) fn meeting_key(tenant: &TenantId, uid: &str) -> String {
+    if uid.len() <= MEETING_KEY_UID_BYTES {
+        return format!("T#{tenant}#ICAL#{uid}");
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(uid.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("T#{tenant}#ICALH#{hex}")
+}
+
 /// How long a channel registry entry outlives its channel (notifications in flight at expiry).
 pub(super) const CHANNEL_TTL_GRACE_DAYS: i64 = 1;
 
@@ -513,7 +529,19 @@ pub(super) fn record_to_item(rec: &CanonicalRecord, provider: Provider) -> Item 
     if !rec.pending_push.is_empty() {
         item.insert("pending_push".into(), json(&rec.pending_push));
     }
+    if let Some(uid) = meeting_uid(rec) {
+        item.insert("meeting_key".into(), s(meeting_key(&rec.tenant_id, uid)));
+    }
     item
+}
+
+/// The iCalendar UID a record is found by through the `meeting_uid` index: a live `events`
+/// record's `ical_uid`, when it is a non-empty string. Deleted events stay out of the index.
+fn meeting_uid(rec: &CanonicalRecord) -> Option<&str> {
+    if rec.object != ObjectType::Events || rec.deleted {
+        return None;
+    }
+    rec.fields.get("ical_uid")?.as_str().filter(|uid| !uid.is_empty())
 }
 
 pub(super) fn record_from_item(item: &Item) -> Result<CanonicalRecord, StoreError> {
@@ -928,6 +956,33 @@ mod tests {
         assert_eq!(record_provider(&older).unwrap(), None);
         older.insert("provider".into(), s("myspace"));
         assert!(matches!(record_provider(&older), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn live_events_with_a_string_ical_uid_and_only_they_carry_the_meeting_key() {
+        let mut event = record();
+        event.object = ObjectType::Events;
+        event.fields = [("ical_uid".into(), json!("040000008200E00074C5B7101A82E008"))].into();
+        let item = record_to_item(&event, Provider::Microsoft);
+        assert_eq!(item["meeting_key"], s("T#acme#ICAL#040000008200E00074C5B7101A82E008"));
+        assert_eq!(record_from_item(&item).unwrap(), event, "the key is not part of the record");
+
+        let mut deleted = event.clone();
+        deleted.deleted = true;
+        let mut contact = event.clone();
+        contact.object = ObjectType::Contacts;
+        let mut number = event.clone();
+        number.fields.insert("ical_uid".into(), json!(42));
+        let mut empty = event.clone();
+        empty.fields.insert("ical_uid".into(), json!(""));
+        for rec in [deleted, contact, number, empty, record()] {
+            assert!(!record_to_item(&rec, Provider::Google).contains_key("meeting_key"), "{rec:?}");
+        }
+
+        let long = "u".repeat(1025);
+        let key = meeting_key(&event.tenant_id, &long);
+        assert!(key.starts_with("T#acme#ICALH#") && key.len() == "T#acme#ICALH#".len() + 64, "{key}");
+        assert_eq!(key, meeting_key(&event.tenant_id, &long), "the same UID, the same key");
     }
 
     #[test]

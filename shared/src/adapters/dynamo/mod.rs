@@ -5,7 +5,9 @@
 //! Main table: GSI [`DUE_INDEX`] on `due_shard` (S) / `next_sync_at` (N, epoch seconds), projecting
 //! keys and `interval_minutes`, sparse (only scheduled connections carry `due_shard`); GSI
 //! [`PUSH_QUEUE_INDEX`] on `pk` / `push_order` (S), all attributes, sparse (only push items carry
-//! `push_order`); TTL attribute `expires_at`. Audit table: keys `pk` = `T#{tenant}`, `sk` = `{RFC 3339 millis}#{entry_id}`, GSI
+//! `push_order`); GSI [`MEETING_UID_INDEX`] on `meeting_key` (S) = `T#{tenant}#ICAL#{uid}` / `sk`,
+//! keys only, sparse (only live `events` records whose `ical_uid` is a string carry
+//! `meeting_key`); TTL attribute `expires_at`. Audit table: keys `pk` = `T#{tenant}`, `sk` = `{RFC 3339 millis}#{entry_id}`, GSI
 //! [`AUDIT_CONNECTION_INDEX`] on `conn_pk` / `sk`, GSI [`AUDIT_RECORD_INDEX`] on `rec_pk` / `sk`.
 //! Item formats are in `item`.
 
@@ -44,6 +46,9 @@ pub const AUDIT_CONNECTION_INDEX: &str = "by_connection";
 pub const AUDIT_RECORD_INDEX: &str = "by_record";
 /// Name of the main table's push queue index (sparse: push items), on `pk` / `push_order`.
 pub const PUSH_QUEUE_INDEX: &str = "push_queue";
+/// Name of the main table's index of calendar events by iCalendar UID (sparse: live `events`
+/// records with an `ical_uid`), on `meeting_key` / `sk`, keys only.
+pub const MEETING_UID_INDEX: &str = "meeting_uid";
 
 /// Most items one query page returns, whatever the caller asks.
 const MAX_PAGE: usize = 1000;

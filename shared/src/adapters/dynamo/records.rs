@@ -1,16 +1,17 @@
 //! `RecordStore` on the main table: canonical records (`REC#{object}#{record_id}`) under the
 //! connection's partition. A record's id is derived from its external id (`RecordId::derive`), so
-//! its key is found from the external id alone: no registry item to write or read.
+//! its key is found from the external id alone: no registry item to write or read. Live calendar
+//! events are also found by their iCalendar UID, through the sparse index [`MEETING_UID_INDEX`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use futures::{StreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 
 use super::item;
-use super::{CONCURRENCY, DynamoStore, Query, decode_token, encode_token, sdk_error};
+use super::{CONCURRENCY, DynamoStore, MEETING_UID_INDEX, Query, decode_token, encode_token, sdk_error};
 use crate::domain::{CanonicalRecord, ConnectionId, ExternalId, ObjectType, Provider, RecordId, TenantId};
-use crate::ports::{Page, RecordStore, RecordWrite, StoreError};
+use crate::ports::{MAX_EVENTS_PER_UID, MAX_UIDS_PER_LOOKUP, Page, RecordStore, RecordWrite, StoreError};
 
 const ALL_OBJECTS: [ObjectType; 10] = [
     ObjectType::Contacts,
@@ -175,5 +176,48 @@ impl RecordStore for DynamoStore {
             items: items.iter().map(item::record_from_item).collect::<Result<_, _>>()?,
             next: next.as_ref().map(encode_token).transpose()?,
         })
+    }
+
+    /// One `Query` of [`MEETING_UID_INDEX`] per distinct UID ([`CONCURRENCY`] at most at once,
+    /// keys only, [`MAX_EVENTS_PER_UID`] keys each), then `BatchGetItem` of the keys found (one
+    /// per 100, consistent reads). The index lags the table, so a record read back is kept only if
+    /// it still is a live event with one of the UIDs.
+    async fn events_by_ical_uid(
+        &self,
+        tenant: &TenantId,
+        uids: &[String],
+    ) -> Result<Vec<CanonicalRecord>, StoreError> {
+        let wanted: BTreeSet<&str> = uids.iter().map(String::as_str).filter(|u| !u.is_empty()).collect();
+        if wanted.len() > MAX_UIDS_PER_LOOKUP {
+            return Err(StoreError::Backend("too many UIDs in one lookup".into()));
+        }
+        let partitions: Vec<String> = wanted.iter().map(|uid| item::meeting_key(tenant, uid)).collect();
+        let found: Vec<Vec<item::Item>> = stream::iter(partitions)
+            .map(|partition| async move {
+                let q = Query::new(&self.table, "meeting_key = :k")
+                    .index(MEETING_UID_INDEX)
+                    .value(":k", item::s(partition));
+                self.query_all(&q, Some(MAX_EVENTS_PER_UID)).await
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let keys: Vec<item::Item> = found
+            .into_iter()
+            .flatten()
+            .map(|k| k.into_iter().filter(|(name, _)| name == "pk" || name == "sk").collect())
+            .collect();
+        let mut events = Vec::new();
+        for found in self.batch_get(&self.table, keys).await? {
+            let record = item::record_from_item(&found)?;
+            let uid = record.fields.get("ical_uid").and_then(serde_json::Value::as_str);
+            if record.object == ObjectType::Events
+                && !record.deleted
+                && uid.is_some_and(|u| wanted.contains(u))
+            {
+                events.push(record);
+            }
+        }
+        Ok(events)
     }
 }

@@ -188,7 +188,8 @@ fn emails<'a>(values: impl Iterator<Item = &'a Value>) -> Vec<String> {
 /// One transcript as a canonical record: `title`, `start` and `end` (UTC), `duration_minutes`,
 /// `organizer`, `participants` (every email Fireflies lists), `attendees` (the invite's),
 /// `attendee_names`, `summary`, `keywords`, `action_items` (`{text, assignee}`),
-/// `calendar_event_id` (the calendar's event id), `calendar_type`, `meeting_link`,
+/// `calendar_event_id` (the Google event id, or for `calendar_type` `outlook` the event's iCalUID),
+/// `calendar_type`, `meeting_link`,
 /// `transcript_url`.
 pub(super) fn to_record(item: &Value) -> Result<RemoteRecord, ProviderError> {
     let id = item

@@ -13,6 +13,10 @@ use crate::ports::ProviderError;
 
 /// Google event property -> canonical field. `start` also yields `all_day`. Any other property
 /// named in a connection's overrides is read from and written to `extendedProperties.private`.
+/// `iCalUID` (the RFC 5545 UID, shared by the occurrences of a recurring event:
+/// <https://developers.google.com/calendar/api/v3/reference/events#iCalUID>) is pulled into
+/// `ical_uid` and never sent: a create names the event by `id` (Google takes one of the two at
+/// creation, not both) and the UID is not ours to change afterwards.
 pub const DEFAULT_FIELDS: &[(&str, &str)] = &[
     ("summary", "title"),
     ("start", "start"),
@@ -22,9 +26,10 @@ pub const DEFAULT_FIELDS: &[(&str, &str)] = &[
     ("attendees", "attendees"),
     ("location", "location"),
     ("description", "description"),
+    ("iCalUID", "ical_uid"),
 ];
 const STANDARD: &[&str] =
-    &["summary", "start", "end", "status", "organizer", "attendees", "location", "description"];
+    &["summary", "start", "end", "status", "organizer", "attendees", "location", "description", "iCalUID"];
 
 pub(super) fn utc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -146,7 +151,8 @@ pub(super) fn event_body(fields: &Fields, map: &FieldMap) -> Result<Map<String, 
             "start" | "end" => {
                 body.insert(property.to_owned(), to_event_time(value, all_day)?);
             }
-            "organizer" => {}
+            // Read-only for our writes (see DEFAULT_FIELDS).
+            "organizer" | "iCalUID" => {}
             "attendees" => {
                 let emails = value.as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>());
                 let list: Vec<Value> =
@@ -203,6 +209,7 @@ mod tests {
     fn events_map_to_canonical_fields_in_utc_with_sorted_lowercase_attendees() {
         let ev = json!({
             "id": "abc123", "etag": "\"33\"", "status": "confirmed", "summary": "Demo",
+            "iCalUID": "abc123@google.com",
             "updated": "2026-03-01T10:00:00.000Z",
             "start": { "dateTime": "2026-03-02T09:00:00-05:00", "timeZone": "America/New_York" },
             "end": { "dateTime": "2026-03-02T09:30:00-05:00" },
@@ -220,7 +227,24 @@ mod tests {
         assert_eq!(r.fields["organizer"], json!("owner@acme.example"));
         assert_eq!(r.fields["attendees"], json!(["ann@acme.example", "zed@x.example"]));
         assert_eq!(r.fields["location"], Value::Null);
+        assert_eq!(r.fields["ical_uid"], json!("abc123@google.com"));
         assert_eq!(r.remote_modified_at.unwrap().to_rfc3339(), "2026-03-01T10:00:00+00:00");
+    }
+
+    #[test]
+    fn the_ical_uid_is_pulled_but_never_written_in_a_create_or_an_update_body() {
+        let ev = json!({
+            "id": "abc123", "iCalUID": "abc123@google.com", "summary": "Demo",
+            "start": { "dateTime": "2026-03-02T09:00:00Z" }, "end": { "dateTime": "2026-03-02T09:30:00Z" },
+        });
+        let pulled = map_event(&ev, &map()).unwrap();
+        assert_eq!(pulled.fields["ical_uid"], json!("abc123@google.com"));
+        let whole = event_body(&pulled.fields, &map()).unwrap();
+        assert!(!whole.contains_key("iCalUID"), "{whole:?}");
+        assert!(!whole.contains_key("extendedProperties"), "not a custom property either: {whole:?}");
+        assert_eq!(whole["summary"], json!("Demo"));
+        let lone: Fields = [("ical_uid".to_owned(), json!("changed@google.com"))].into();
+        assert!(event_body(&lone, &map()).unwrap().is_empty());
     }
 
     #[test]

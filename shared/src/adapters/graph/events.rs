@@ -13,6 +13,9 @@ use crate::domain::{ExternalId, ObjectType, RemoteRecord};
 use crate::ports::ProviderError;
 
 /// Graph event property -> canonical field (events). Connections may override or add custom ones.
+/// `iCalUId` (the meeting's iCalendar UID across calendars, read-only, one per occurrence:
+/// <https://learn.microsoft.com/en-us/graph/api/resources/event?view=graph-rest-1.0#properties>)
+/// is pulled into `ical_uid` and never written back.
 pub const EVENT_FIELDS: &[(&str, &str)] = &[
     ("subject", "title"),
     ("start", "start"),
@@ -23,6 +26,7 @@ pub const EVENT_FIELDS: &[(&str, &str)] = &[
     ("attendees", "attendees"),
     ("location", "location"),
     ("bodyPreview", "description"),
+    ("iCalUId", "ical_uid"),
 ];
 
 /// A Graph event id as an [`ExternalId`]. Graph ids are base64url with `=` padding, which
@@ -245,7 +249,8 @@ impl GraphClient {
                     Some("confirmed") => json!("busy"),
                     _ => continue,
                 },
-                "organizer" => continue,
+                // Read-only at Graph: set by Exchange, never part of a create or update body.
+                "organizer" | "iCalUId" => continue,
                 "attendees" => Value::Array(
                     value
                         .as_array()
@@ -318,6 +323,7 @@ mod tests {
             "@odata.etag": "W/\"DwAAABYAAAB1\"",
             "id": "AAMk-1",
             "changeKey": "DwAAABYAAAB1",
+            "iCalUId": "040000008200E00074C5B7101A82E00800000000D0F2",
             "lastModifiedDateTime": "2030-01-01T08:00:00.1234567Z",
             "subject": "Pipeline sync",
             "bodyPreview": "",
@@ -354,6 +360,7 @@ mod tests {
         );
         assert_eq!(r.fields["location"], json!("Room 1"));
         assert_eq!(r.fields["description"], Value::Null);
+        assert_eq!(r.fields["ical_uid"], json!("040000008200E00074C5B7101A82E00800000000D0F2"));
         assert_eq!(r.fields.len(), EVENT_FIELDS.len());
         assert_eq!(r.etag.as_deref(), Some("W/\"DwAAABYAAAB1\""));
         assert_eq!(r.remote_modified_at.unwrap().timestamp(), 1_893_484_800);
@@ -424,6 +431,19 @@ mod tests {
         assert_eq!(body["body"]["content"], json!("hi"));
         assert_eq!(body["showAs"], json!("busy"));
         assert!(!body.contains_key("organizer"));
+    }
+
+    #[test]
+    fn the_ical_uid_is_pulled_but_never_written_in_a_create_or_an_update_body() {
+        let graph = client(None);
+        let (pulled, _) = graph.map_event(&event()).unwrap();
+        assert!(pulled.fields["ical_uid"].is_string());
+        // A whole pulled record (as a create would carry it) and a lone change of the UID.
+        let whole = graph.event_body(&pulled.fields).unwrap();
+        assert!(!whole.contains_key("iCalUId"), "{whole:?}");
+        assert_eq!(whole["subject"], json!("Pipeline sync"));
+        let lone: Fields = [("ical_uid".to_owned(), json!("changed"))].into();
+        assert!(graph.event_body(&lone).unwrap().is_empty());
     }
 
     #[test]
