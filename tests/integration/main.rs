@@ -14,6 +14,7 @@ mod faults;
 mod fireflies_adapter;
 mod fireflies_connect;
 mod gmail_adapter;
+mod gmail_push;
 mod google_adapter;
 mod graph_adapter;
 mod hubspot_activities;

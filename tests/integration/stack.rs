@@ -387,7 +387,6 @@ fn every_environment_variable_the_code_reads_is_set_by_the_template_or_is_local_
         ("MICROSOFT_TENANT", "default `common`: any work or personal account"),
         ("DASHBOARD_OIDC_SCOPE", "default `openid email profile`"),
         ("TOKEN_KEY", "dev only: Lambda reads TOKEN_KEY_SECRET_ARN"),
-        ("GMAIL_PUSH_TOKEN", "local fallback of the OIDC push proof, ignored in Lambda"),
         ("FIREFLIES_WEBHOOK_SECRET", "local only; in Lambda from Secrets Manager, the env var ignored"),
     ];
     let text = std::fs::read_to_string(stack::template_path()?)?;
@@ -412,7 +411,6 @@ fn every_environment_variable_the_code_reads_is_set_by_the_template_or_is_local_
             set.contains(&name)
         );
     }
-    ensure!(!set.contains("GMAIL_PUSH_TOKEN"), "the push token is never an environment variable in AWS");
     ensure!(
         globals.get("NOTION_CLIENT_ID") == Some(&json!({ "Ref": "NotionClientId" })),
         "NOTION_CLIENT_ID beside the other client ids"

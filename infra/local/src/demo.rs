@@ -490,7 +490,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let after = after.get("items").and_then(Value::as_array).map_or(0, Vec::len);
     let answers: Vec<Option<u16>> = pushed.iter().map(|d| d.status).collect();
     println!(
-        "   a new mail: Gmail's Pub/Sub push (answered {answers:?}) enqueued {queued} job; the incremental pull \
+        "   a new mail: Gmail's Pub/Sub push, its OIDC token checked as in Lambda (answered {answers:?}), enqueued {queued} job; the incremental pull \
          (history.list) brought the mailbox to {after} message(s)"
     );
     if answers != [Some(200)] || queued != 1 || after != messages.len() + 1 {

@@ -72,6 +72,9 @@ pub struct StackOptions {
 /// The Pub/Sub topic the local stack's Gmail connections are watched on (the Gmail fake delivers
 /// its pushes to the gateway's `/webhooks/gmail`).
 pub const LOCAL_GMAIL_TOPIC: &str = "projects/syncbridge-local/topics/gmail";
+/// The service account the local push subscription signs its OIDC tokens as (production's
+/// `GmailPushServiceAccount`); the webhooks check it as they do in Lambda.
+pub const LOCAL_GMAIL_PUSH_ACCOUNT: &str = "gmail-push@syncbridge-local.iam.gserviceaccount.com";
 
 /// The app id the local stack's HubSpot app has.
 pub const LOCAL_HUBSPOT_APP_ID: &str = "424242";
@@ -186,11 +189,18 @@ impl LocalStack {
                 secret: fireflies_secret.clone(),
             }));
         }
-        // The deployment's Pub/Sub push subscription: the gateway's Gmail webhook with its token.
-        let push_token = format!("{:032x}", rand::random::<u128>());
-        gmail
-            .state()
-            .subscribe(LOCAL_GMAIL_TOPIC, &format!("{gateway_url}/webhooks/gmail?token={push_token}"));
+        // The deployment's Pub/Sub push subscription, authenticated as in production: each push
+        // carries an OIDC token for the service account, its audience the endpoint's URL (Pub/Sub's
+        // default), checked by the webhooks against the fake's keys as Lambda checks Google's.
+        let push_endpoint = format!("{gateway_url}/webhooks/gmail");
+        gmail.state().subscribe(
+            LOCAL_GMAIL_TOPIC,
+            &push_endpoint,
+            Some(gmail::oidc::OidcToken {
+                service_account_email: LOCAL_GMAIL_PUSH_ACCOUNT.to_owned(),
+                audience: None,
+            }),
+        );
         let callback = format!("{gateway_url}{}", syncbridge::http::oauth::CALLBACK_PATH);
         let mut oauth = OAuthEndpoints {
             redirect_uris: vec![callback],
@@ -209,7 +219,9 @@ impl LocalStack {
                 token_url: gmail.token_url(),
                 revoke_url: format!("{}/revoke", gmail.base_url()),
                 pubsub_topic: Some(LOCAL_GMAIL_TOPIC.to_owned()),
-                push_token: Some(SecretString::from(push_token)),
+                push_audience: Some(push_endpoint),
+                push_service_account: Some(LOCAL_GMAIL_PUSH_ACCOUNT.to_owned()),
+                push_jwks_url: gmail.certs_url(),
                 ..Default::default()
             },
             ..OAuthEndpoints::default()

@@ -5,11 +5,14 @@
 //! units with 429 `rateLimitExceeded` (off unless asked for), scopes per token, Google's error body,
 //! plus `/_admin/` routes and a Rust handle ([`GmailState`]) to deliver mail as a correspondent
 //! would, change labels as the owner would, expire history, inject faults and count requests.
+//! Pub/Sub's push subscriptions of the watched topic live here too, with their OIDC tokens
+//! ([`oidc`]) and Google's signing keys at `/oauth2/v3/certs`.
 //!
 //! The API is served under `/gmail/v1` (so a connection's base URL is `{fake}/gmail/v1`, as
 //! `https://gmail.googleapis.com/gmail/v1` in production). A new fake is a new account: the system
 //! labels and no message; seeding goes through the same insert as `users.messages.insert`.
 
+pub mod oidc;
 mod server;
 pub mod store;
 
@@ -134,6 +137,11 @@ pub struct PushSubscription {
     pub endpoint: String,
     /// `projects/{project}/subscriptions/{name}`.
     pub name: String,
+    /// `pushConfig.oidcToken`: each push carries a token signed for this service account; `None`:
+    /// pushes carry no `Authorization` header, as Pub/Sub sends them
+    /// (<https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions>).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_token: Option<oidc::OidcToken>,
 }
 
 /// One push the fake sent.
@@ -199,6 +207,8 @@ pub struct GmailState {
     http: reqwest::Client,
     /// The OAuth side: authorization codes and tokens.
     pub oauth: crate::oauth::GoogleOAuth,
+    /// The key that signs push tokens, made at start.
+    signer: oidc::PushSigner,
     control: admin::Control<String, FaultKind, QuotaCounts>,
 }
 
@@ -238,8 +248,14 @@ impl GmailState {
             published: 0,
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        let state =
-            Self { inner: Mutex::new(inner), config, http, oauth, control: admin::Control::default() };
+        let state = Self {
+            inner: Mutex::new(inner),
+            config,
+            http,
+            oauth,
+            signer: oidc::PushSigner::generate(),
+            control: admin::Control::default(),
+        };
         state.seed();
         state
     }
@@ -357,14 +373,21 @@ impl GmailState {
         self.lock().watch.clone()
     }
 
-    /// Adds a Pub/Sub push subscription of `topic_name` that delivers to `endpoint`.
-    pub fn subscribe(&self, topic_name: &str, endpoint: &str) -> PushSubscription {
+    /// Adds a Pub/Sub push subscription of `topic_name` that delivers to `endpoint`, with an OIDC
+    /// token on each push when `oidc_token` is set.
+    pub fn subscribe(
+        &self,
+        topic_name: &str,
+        endpoint: &str,
+        oidc_token: Option<oidc::OidcToken>,
+    ) -> PushSubscription {
         let mut inner = self.lock();
         let project = topic_name.split('/').nth(1).unwrap_or("project");
         let sub = PushSubscription {
             topic_name: topic_name.to_owned(),
             endpoint: endpoint.to_owned(),
             name: format!("projects/{project}/subscriptions/sub-{}", inner.subscriptions.len() + 1),
+            oidc_token,
         };
         inner.subscriptions.push(sub.clone());
         sub
@@ -402,11 +425,35 @@ impl GmailState {
                 },
                 "subscription": sub.name,
             });
-            let status =
-                self.http.post(&sub.endpoint).json(&body).send().await.ok().map(|r| r.status().as_u16());
+            let mut request = self.http.post(&sub.endpoint).json(&body);
+            if let Some(oidc) = &sub.oidc_token {
+                match self.signer.sign(&oidc.claims(&sub.endpoint, now.timestamp())) {
+                    Ok(token) => request = request.bearer_auth(token),
+                    Err(e) => {
+                        tracing::error!(error = %e, subscription = %sub.name, "push not sent");
+                        out.push(Delivery {
+                            endpoint: sub.endpoint.clone(),
+                            history_id: history_id.clone(),
+                            status: None,
+                        });
+                        continue;
+                    }
+                }
+            }
+            let status = request.send().await.ok().map(|r| r.status().as_u16());
             out.push(Delivery { endpoint: sub.endpoint.clone(), history_id: history_id.clone(), status });
         }
         out
+    }
+
+    /// The key that signs push tokens (its public half is served at [`oidc::CERTS_PATH`]).
+    pub fn push_signer(&self) -> &oidc::PushSigner {
+        &self.signer
+    }
+
+    /// The signing keys as Google serves them: a JWKS (RFC 7517) of the one key.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": [self.signer.jwk()] })
     }
 
     /// Counts the request, charges its quota units, and takes the first pending fault for it.
@@ -536,6 +583,11 @@ impl RunningFake {
     /// The OAuth token endpoint, `{base_url}/token`.
     pub fn token_url(&self) -> String {
         format!("{}/token", self.base_url)
+    }
+
+    /// The push tokens' signing keys, `{base_url}/oauth2/v3/certs` (Google's JWKS URL).
+    pub fn certs_url(&self) -> String {
+        format!("{}{}", self.base_url, oidc::CERTS_PATH)
     }
 
     /// The state handle, for direct admin from Rust.

@@ -88,6 +88,7 @@ pub(crate) fn router(state: App) -> Router {
         .route("/_admin/quota", post(admin_quota))
         .route("/_admin/pubsub/subscriptions", post(admin_subscribe))
         .route("/_admin/pubsub/publish", post(admin_publish))
+        .route(super::oidc::CERTS_PATH, get(certs))
         .merge(crate::admin::router::<App, App>())
         .merge(crate::oauth::google_router::<App, App>())
         .with_state(state)
@@ -917,13 +918,29 @@ async fn admin_quota(State(app): State<App>, body: Bytes) -> Response {
 struct SubscribeBody {
     topic_name: String,
     endpoint: String,
+    /// Pub/Sub's `pushConfig.oidcToken` (`serviceAccountEmail`, optional `audience`).
+    #[serde(default)]
+    oidc_token: Option<super::oidc::OidcToken>,
 }
 
 async fn admin_subscribe(State(app): State<App>, body: Bytes) -> Response {
     match serde_json::from_slice::<SubscribeBody>(&body) {
-        Ok(b) => (StatusCode::CREATED, Json(app.subscribe(&b.topic_name, &b.endpoint))).into_response(),
+        // An OIDC token needs the service account it is signed for
+        // (<https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#oidctoken>).
+        Ok(SubscribeBody { oidc_token: Some(t), .. }) if t.service_account_email.trim().is_empty() => {
+            invalid("pushConfig.oidcToken.serviceAccountEmail is required")
+        }
+        Ok(b) => (StatusCode::CREATED, Json(app.subscribe(&b.topic_name, &b.endpoint, b.oidc_token)))
+            .into_response(),
         Err(e) => invalid(&e.to_string()),
     }
+}
+
+/// Google's signing keys as a JWKS, cacheable for the `max-age` its `Cache-Control` gives
+/// (<https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions#validate_tokens>). No
+/// token needed: the keys are public.
+async fn certs(State(app): State<App>) -> Response {
+    ([(header::CACHE_CONTROL, super::oidc::CERTS_CACHE_CONTROL)], Json(app.jwks())).into_response()
 }
 
 async fn admin_publish(State(app): State<App>) -> Response {

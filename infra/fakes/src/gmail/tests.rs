@@ -227,7 +227,7 @@ async fn watch_needs_a_pubsub_topic_and_publishes_the_history_id_to_its_subscrib
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let topic = "projects/acme/topics/gmail";
-    fake.state().subscribe(topic, &format!("http://{addr}/push"));
+    fake.state().subscribe(topic, &format!("http://{addr}/push"), None);
     let (status, w) =
         call(&fake, reqwest::Method::POST, "watch", TOKEN, Some(json!({"topicName": topic}))).await;
     assert_eq!(status, 200, "{w}");

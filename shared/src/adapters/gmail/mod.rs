@@ -58,8 +58,9 @@ pub const DEFAULT_SCOPES: &str = "https://www.googleapis.com/auth/gmail.modify";
 pub const UNITS_PER_SECOND: f64 = 240.0;
 
 /// Where Gmail connections connect and what they ask for. Gmail uses the Google OAuth app
-/// (`GOOGLE_CLIENT_ID`) and, unless set, Google's endpoints as Calendar has them.
-#[derive(Clone)]
+/// (`GOOGLE_CLIENT_ID`) and, unless set, Google's endpoints as Calendar has them. No secret among
+/// them: a push proves itself with the subscription's OIDC token, checked with public keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GmailConfig {
     /// `GMAIL_API_BASE_URL` (default `https://gmail.googleapis.com/gmail/v1`).
     pub api_base_url: String,
@@ -74,10 +75,6 @@ pub struct GmailConfig {
     /// `GMAIL_PUBSUB_TOPIC` (`projects/{project}/topics/{topic}`): when set, the worker keeps a
     /// `users.watch` on it for each Gmail connection. Unset: pull only.
     pub pubsub_topic: Option<String>,
-    /// `GMAIL_PUSH_TOKEN`: local use only, the fallback proof when no OIDC audience and service
-    /// account are set: the `token` query parameter of the push endpoint
-    /// (`{WEBHOOK_BASE_URL}/webhooks/gmail?token=...`). template.yaml never sets it.
-    pub push_token: Option<SecretString>,
     /// `GMAIL_PUSH_AUDIENCE`: the `aud` the push subscription's OIDC token carries (the audience
     /// configured on the subscription; by default its push endpoint URL). Set together with
     /// `push_service_account`, it turns on OIDC verification (`http::webhooks::pubsub_auth`).
@@ -85,60 +82,9 @@ pub struct GmailConfig {
     /// `GMAIL_PUSH_SERVICE_ACCOUNT`: the service account the push subscription signs as (`email`).
     pub push_service_account: Option<String>,
     /// `GMAIL_PUSH_JWKS_URL` (default Google's `https://www.googleapis.com/oauth2/v3/certs`):
-    /// where the keys that sign push tokens are fetched.
+    /// where the keys that sign push tokens are fetched (locally: the Gmail fake's).
     pub push_jwks_url: String,
 }
-
-impl std::fmt::Debug for GmailConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GmailConfig")
-            .field("api_base_url", &self.api_base_url)
-            .field("authorize_url", &self.authorize_url)
-            .field("token_url", &self.token_url)
-            .field("revoke_url", &self.revoke_url)
-            .field("scopes", &self.scopes)
-            .field("pubsub_topic", &self.pubsub_topic)
-            .field("push_token", &self.push_token.as_ref().map(|_| "[redacted]"))
-            .field("push_audience", &self.push_audience)
-            .field("push_service_account", &self.push_service_account)
-            .field("push_jwks_url", &self.push_jwks_url)
-            .finish()
-    }
-}
-
-/// Equal when every setting is (the push token compared as a secret: in constant time).
-impl PartialEq for GmailConfig {
-    fn eq(&self, other: &Self) -> bool {
-        let tokens = match (&self.push_token, &other.push_token) {
-            (None, None) => true,
-            (Some(a), Some(b)) => {
-                use subtle::ConstantTimeEq;
-                a.expose_secret().as_bytes().ct_eq(b.expose_secret().as_bytes()).into()
-            }
-            _ => false,
-        };
-        tokens
-            && (
-                &self.api_base_url,
-                &self.authorize_url,
-                &self.token_url,
-                &self.revoke_url,
-                &self.scopes,
-                &self.pubsub_topic,
-                (&self.push_audience, &self.push_service_account, &self.push_jwks_url),
-            ) == (
-                &other.api_base_url,
-                &other.authorize_url,
-                &other.token_url,
-                &other.revoke_url,
-                &other.scopes,
-                &other.pubsub_topic,
-                (&other.push_audience, &other.push_service_account, &other.push_jwks_url),
-            )
-    }
-}
-
-impl Eq for GmailConfig {}
 
 impl Default for GmailConfig {
     fn default() -> Self {
@@ -149,7 +95,6 @@ impl Default for GmailConfig {
             revoke_url: super::google::DEFAULT_REVOKE_URL.into(),
             scopes: DEFAULT_SCOPES.into(),
             pubsub_topic: None,
-            push_token: None,
             push_audience: None,
             push_service_account: None,
             push_jwks_url: crate::http::webhooks::pubsub_auth::GOOGLE_CERTS_URL.into(),
@@ -192,17 +137,11 @@ impl GmailConfig {
             revoke_url: url("GMAIL_REVOKE_URL", "GOOGLE_REVOKE_URL", d.revoke_url)?,
             scopes: optional("GMAIL_OAUTH_SCOPES").unwrap_or(d.scopes),
             pubsub_topic: optional("GMAIL_PUBSUB_TOPIC").map(|t| t.trim().to_owned()),
-            push_token: local_push_token(optional("GMAIL_PUSH_TOKEN"), crate::telemetry::in_lambda()),
             push_audience,
             push_service_account,
             push_jwks_url,
         })
     }
-}
-
-/// `GMAIL_PUSH_TOKEN` is the local fallback proof of a push: in Lambda it is ignored.
-fn local_push_token(value: Option<String>, in_lambda: bool) -> Option<SecretString> {
-    crate::config::local_secret("GMAIL_PUSH_TOKEN", value, in_lambda)
 }
 
 /// Builds [`GmailClient`]s; holds the shared HTTP client, the Google OAuth app and Gmail's config.
@@ -510,14 +449,6 @@ fn uuid_like() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_shared_push_token_is_kept_locally_and_ignored_in_lambda() {
-        let token = local_push_token(Some("local-token".into()), false);
-        assert_eq!(token.as_ref().map(|t| t.expose_secret().to_owned()), Some("local-token".into()));
-        assert!(local_push_token(Some("local-token".into()), true).is_none());
-        assert!(local_push_token(None, false).is_none());
-    }
 
     #[test]
     fn rate_limit_reasons_are_rate_limits_whatever_the_status() {

@@ -3,8 +3,7 @@
 //! `{"message": {"data": base64 of {"emailAddress", "historyId"}, "messageId", ...},
 //! "subscription"}`. The subscription is the deployment's (one topic for every mailbox), so the
 //! proof is the deployment's too: its OIDC token (`Authorization: Bearer`, checked by
-//! [`super::pubsub_auth`]), or locally a shared `?token=`; nothing configured: every push is
-//! refused. The proof is checked before the body is read as a push. Pub/Sub delivers at
+//! [`super::pubsub_auth`], in AWS and locally alike); nothing configured: every push is refused. The proof is checked before the body is read as a push. Pub/Sub delivers at
 //! least once, so `messageId` is deduplicated on the delivery ledger. The mailbox address leads to
 //! the Gmail connections of that account (`find_by_account`), each getting one coalesced job.
 
@@ -141,15 +140,21 @@ async fn targets(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::super::pubsub_auth::PushAuth;
+    use super::super::pubsub_auth::tests::{Jwks, Signer, claims};
     use super::super::test_support::gmail_push_body as body;
     use super::super::test_support::*;
     use super::*;
 
-    fn post(query: &str, body: String) -> http::Request<axum::body::Body> {
-        http::Request::post(format!("/webhooks/gmail{query}"))
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(body))
-            .unwrap()
+    /// A push with `Authorization: Bearer <token>` when a token is given.
+    fn post(token: Option<&str>, body: String) -> http::Request<axum::body::Body> {
+        let mut req = http::Request::post("/webhooks/gmail").header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        req.body(axum::body::Body::from(body)).unwrap()
     }
 
     #[test]
@@ -171,29 +176,39 @@ mod tests {
 
     #[tokio::test]
     async fn a_verified_push_enqueues_one_job_for_the_mailboxs_connection_and_a_redelivery_none() {
-        let h = harness();
+        let google = Signer::new("google-key");
+        let jwks = Jwks::serve(&[&google], "max-age=3600").await;
+        let h = harness_with(PushAuth::Oidc(Arc::new(jwks.verifier(std::time::Duration::ZERO))));
         let c = gmail_connection(&h, "owner@acme.example").await;
+        let token = google.sign(&claims());
 
-        let (status, _) = send(&h.app, post("?token=wrong", body("owner@acme.example", "1"))).await;
+        let (status, _) = send(&h.app, post(Some("not-a-jwt"), body("owner@acme.example", "1"))).await;
         assert_eq!(status, 401);
-        let (status, _) = send(&h.app, post("", body("owner@acme.example", "1"))).await;
+        let (status, _) = send(&h.app, post(None, body("owner@acme.example", "1"))).await;
         assert_eq!(status, 401);
         assert!(h.queue.jobs().is_empty());
 
-        let (status, summary) =
-            send(&h.app, post(&format!("?token={GMAIL_TOKEN}"), body("owner@acme.example", "1"))).await;
+        let (status, summary) = send(&h.app, post(Some(&token), body("owner@acme.example", "1"))).await;
         assert_eq!(status, 200, "{summary}");
         assert_eq!(summary["jobs"], 1);
         assert_eq!(h.queue.jobs()[0].connection_id, c.connection_id);
-        let (_, again) =
-            send(&h.app, post(&format!("?token={GMAIL_TOKEN}"), body("owner@acme.example", "1"))).await;
+        let (_, again) = send(&h.app, post(Some(&token), body("owner@acme.example", "1"))).await;
         assert_eq!(again["duplicates"], 1, "Pub/Sub's redelivery of the same message");
-        let (_, other) =
-            send(&h.app, post(&format!("?token={GMAIL_TOKEN}"), body("nobody@else.example", "2"))).await;
+        let (_, other) = send(&h.app, post(Some(&token), body("nobody@else.example", "2"))).await;
         assert_eq!(other["unmatched"], 1);
         assert_eq!(h.queue.jobs().len(), 1);
-        let (status, problem) =
-            send(&h.app, post(&format!("?token={GMAIL_TOKEN}"), "{not json".into())).await;
+        let (status, problem) = send(&h.app, post(Some(&token), "{not json".into())).await;
         assert_eq!(status, 422, "a malformed body is the API's invalid-request problem: {problem}");
+    }
+
+    #[tokio::test]
+    async fn with_nothing_configured_every_push_is_a_401_problem() {
+        let h = harness();
+        gmail_connection(&h, "owner@acme.example").await;
+        let (status, problem) =
+            send(&h.app, post(Some(&Signer::new("k").sign(&claims())), body("owner@acme.example", "1")))
+                .await;
+        assert_eq!((status, problem["code"].as_str()), (401, Some("unauthorized")), "{problem}");
+        assert!(h.queue.jobs().is_empty());
     }
 }

@@ -311,7 +311,6 @@ pub(crate) mod test_support {
     pub const HUBSPOT_SECRET: &str = "hubspot-client-secret-value";
     pub const BASE: &str = "https://hooks.example.com/prod";
     pub const APP_ID: &str = "54321";
-    pub const GMAIL_TOKEN: &str = "gmail-push-token-value";
     pub const FIREFLIES_SECRET: &str = "0123456789abcdef";
 
     pub fn now() -> DateTime<Utc> {
@@ -325,8 +324,9 @@ pub(crate) mod test_support {
         pub app: Router,
     }
 
+    /// A harness that refuses every Gmail push (no OIDC configured; see [`harness_with`]).
     pub fn harness() -> Harness {
-        harness_with(pubsub_auth::PushAuth::SharedToken(SecretString::from(GMAIL_TOKEN)))
+        harness_with(pubsub_auth::PushAuth::Refuse)
     }
 
     /// A harness whose Gmail pushes prove themselves as `gmail_push` says.

@@ -2,8 +2,8 @@
 //! signs an OIDC token and sends it as `Authorization: Bearer <JWT>`
 //! (<https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions>). We check it against
 //! Google's public keys (a JWKS, cached for its `Cache-Control: max-age`) and the claims the
-//! subscription was configured with. Locally, with no audience and service account configured,
-//! a shared `?token=` on the endpoint is the fallback (template.yaml never sets it).
+//! subscription was configured with. The local stack runs the same check, against the keys of the
+//! Gmail fake, whose push subscription signs its pushes as Pub/Sub does.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use secrecy::SecretString;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::secret_matches;
 use crate::adapters::gmail::GmailConfig;
 use crate::adapters::oauth::OAuthDialect;
 use crate::adapters::provider_http::{Call, ProviderHttp, RetryPolicy};
@@ -37,8 +35,6 @@ pub enum PushAuth {
     /// Nothing configured: every push is refused.
     #[default]
     Refuse,
-    /// Local use only: `?token=` equal to `GMAIL_PUSH_TOKEN` (constant-time compare).
-    SharedToken(SecretString),
     /// The subscription's OIDC token (`GMAIL_PUSH_AUDIENCE`, `GMAIL_PUSH_SERVICE_ACCOUNT`).
     Oidc(Arc<OidcVerifier>),
 }
@@ -47,7 +43,6 @@ impl std::fmt::Debug for PushAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PushAuth::Refuse => f.write_str("Refuse"),
-            PushAuth::SharedToken(_) => f.write_str("SharedToken([redacted])"),
             PushAuth::Oidc(v) => f
                 .debug_struct("Oidc")
                 .field("audience", &v.audience)
@@ -59,39 +54,27 @@ impl std::fmt::Debug for PushAuth {
 }
 
 impl PushAuth {
-    /// OIDC when the audience and service account are configured, else the shared token if one
-    /// is, else refuse. `http` is called only for OIDC (Google's keys are the one thing fetched),
-    /// so a cold start without it builds no HTTP client of its own.
+    /// OIDC when the audience and service account are configured, else refuse. `http` is called
+    /// only for OIDC (Google's keys are the one thing fetched), so a cold start without it builds
+    /// no HTTP client of its own.
     pub fn from_config<E>(
         config: &GmailConfig,
         http: impl FnOnce() -> Result<reqwest::Client, E>,
     ) -> Result<Self, E> {
-        Ok(match (&config.push_audience, &config.push_service_account, &config.push_token) {
-            (Some(audience), Some(account), _) => PushAuth::Oidc(Arc::new(OidcVerifier::new(
+        Ok(match (&config.push_audience, &config.push_service_account) {
+            (Some(audience), Some(account)) => PushAuth::Oidc(Arc::new(OidcVerifier::new(
                 audience.clone(),
                 account.clone(),
                 JwksCache::new(http()?, config.push_jwks_url.clone()),
             ))),
-            (_, _, Some(token)) => PushAuth::SharedToken(token.clone()),
             _ => PushAuth::Refuse,
         })
     }
 
-    /// Checks a push request's proof (its `Authorization` header, or locally its `token` query).
+    /// Checks a push request's proof: its `Authorization` header.
     pub async fn verify(&self, parts: &http::request::Parts) -> Result<(), Refused> {
         match self {
             PushAuth::Refuse => Err(Refused::Unverified("no push authentication is configured")),
-            PushAuth::SharedToken(expected) => {
-                let given = parts.uri.query().and_then(|q| {
-                    url::form_urlencoded::parse(q.as_bytes())
-                        .find(|(k, _)| k == "token")
-                        .map(|(_, v)| v.into_owned())
-                });
-                match given {
-                    Some(given) if secret_matches(expected, &given) => Ok(()),
-                    _ => Err(Refused::Unverified("push token mismatch")),
-                }
-            }
             PushAuth::Oidc(verifier) => {
                 let header = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
                 verifier.verify(header).await
@@ -278,4 +261,4 @@ fn max_age(cache_control: &str) -> Duration {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -1,5 +1,6 @@
 //! Push tokens signed with RSA keys made here, the JWKS served by a local server on a port the
-//! test picks; every refusal is a 401 problem with nothing enqueued.
+//! test picks; every refusal is a 401 problem with nothing enqueued. The signer and the JWKS
+//! server also serve the Gmail webhook's own tests.
 
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,16 +15,16 @@ use serde_json::{Value, json};
 use super::super::test_support::*;
 use super::*;
 
-const AUDIENCE: &str = "https://hooks.example.com/prod/webhooks/gmail";
-const ACCOUNT: &str = "gmail-push@acme-project.iam.gserviceaccount.com";
+pub(crate) const AUDIENCE: &str = "https://hooks.example.com/prod/webhooks/gmail";
+pub(crate) const ACCOUNT: &str = "gmail-push@acme-project.iam.gserviceaccount.com";
 
-struct Signer {
+pub(crate) struct Signer {
     kid: String,
     key: RsaKeyPair,
 }
 
 impl Signer {
-    fn new(kid: &str) -> Self {
+    pub(crate) fn new(kid: &str) -> Self {
         Self { kid: kid.into(), key: RsaKeyPair::generate(KeySize::Rsa2048).unwrap() }
     }
 
@@ -45,13 +46,13 @@ impl Signer {
         format!("{input}.{}", B64.encode(sig))
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         self.sign_as(&self.kid, claims)
     }
 }
 
 /// The claims Pub/Sub puts in a push token, valid for another hour.
-fn claims() -> Value {
+pub(crate) fn claims() -> Value {
     let now = chrono::Utc::now().timestamp();
     json!({
         "aud": AUDIENCE, "iss": "https://accounts.google.com", "azp": "113774264463038321964",
@@ -66,14 +67,14 @@ fn with(mut claims: Value, key: &str, value: Value) -> Value {
 }
 
 /// A JWKS endpoint: its keys, `Cache-Control` and status can change; it counts its requests.
-struct Jwks {
+pub(crate) struct Jwks {
     url: String,
     hits: Arc<AtomicUsize>,
     body: Arc<StdMutex<(u16, Value)>>,
 }
 
 impl Jwks {
-    async fn serve(keys: &[&Signer], cache_control: &'static str) -> Self {
+    pub(crate) async fn serve(keys: &[&Signer], cache_control: &'static str) -> Self {
         let hits = Arc::new(AtomicUsize::new(0));
         let body = Arc::new(StdMutex::new((
             200,
@@ -110,7 +111,7 @@ impl Jwks {
         self.hits.load(Ordering::SeqCst)
     }
 
-    fn verifier(&self, min_refetch: Duration) -> OidcVerifier {
+    pub(crate) fn verifier(&self, min_refetch: Duration) -> OidcVerifier {
         let cache = JwksCache::new(reqwest::Client::new(), self.url.clone()).with_min_refetch(min_refetch);
         OidcVerifier::new(AUDIENCE.into(), ACCOUNT.into(), cache)
     }
@@ -258,19 +259,19 @@ fn cache_control_gives_the_max_age_and_no_cache_or_no_age_keeps_nothing() {
 }
 
 #[test]
-fn oidc_is_chosen_when_audience_and_service_account_are_set_else_the_local_token_else_refusal() {
+fn oidc_is_chosen_when_audience_and_service_account_are_set_else_every_push_is_refused() {
     let client = reqwest::Client::new();
     let http = || Ok::<_, std::convert::Infallible>(client.clone());
-    let token = GmailConfig { push_token: Some(SecretString::from("local-token")), ..GmailConfig::default() };
-    assert!(matches!(PushAuth::from_config(&token, http).unwrap(), PushAuth::SharedToken(_)));
     let oidc = GmailConfig {
         push_audience: Some(AUDIENCE.into()),
         push_service_account: Some(ACCOUNT.into()),
-        ..token.clone()
+        ..GmailConfig::default()
     };
     let auth = PushAuth::from_config(&oidc, http).unwrap();
-    assert!(matches!(auth, PushAuth::Oidc(_)), "OIDC wins over the local token");
-    let shown = format!("{auth:?} {:?}", PushAuth::from_config(&token, http).unwrap());
-    assert!(shown.contains(GOOGLE_CERTS_URL) && !shown.contains("local-token"), "{shown}");
+    assert!(matches!(auth, PushAuth::Oidc(_)));
+    let shown = format!("{auth:?}");
+    assert!(shown.contains(GOOGLE_CERTS_URL) && shown.contains(AUDIENCE), "{shown}");
+    let half = GmailConfig { push_service_account: None, ..oidc };
+    assert!(matches!(PushAuth::from_config(&half, http).unwrap(), PushAuth::Refuse));
     assert!(matches!(PushAuth::from_config(&GmailConfig::default(), http).unwrap(), PushAuth::Refuse));
 }
