@@ -16,7 +16,10 @@ use crate::domain::record::Fields;
 use crate::domain::{ExternalId, ObjectType, RemoteRecord, SyncCursor};
 use crate::ports::{ProviderError, PulledPage};
 
-const CURSOR_VERSION: u8 = 1;
+/// 2: events carry `ical_uid` (the iCalUId Fireflies names Outlook meetings by). A cursor of an
+/// older version is expired: that connection resyncs its window once, so the events it stored
+/// before gain the field (and their `meeting_uid` index entry) instead of waiting for an edit.
+const CURSOR_VERSION: u8 = 2;
 /// Known events the cursor keeps at most (about 200 bytes each with Graph's ids): the connection
 /// item must stay well under DynamoDB's 400 KB. Past it, deletions made while a delta link was
 /// invalid cannot be found (logged), everything else works.
@@ -229,6 +232,12 @@ mod tests {
         assert!(!c.known.contains_key("past"));
         assert_eq!(Cursor::parse(&c.to_cursor()).unwrap(), c);
         assert!(matches!(Cursor::parse(&SyncCursor::new("garbage")), Err(ProviderError::CursorExpired)));
+        let mut before = Cursor::fresh(Utc::now(), 30);
+        before.v = 1;
+        assert!(
+            matches!(Cursor::parse(&before.to_cursor()), Err(ProviderError::CursorExpired)),
+            "a cursor from before ical_uid resyncs once"
+        );
 
         let mut full = Cursor::fresh(now, 7);
         full.overflow = true;
