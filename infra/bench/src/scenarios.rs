@@ -33,6 +33,7 @@ pub const ALL: &[&str] = &[
     "drive full 100k",
     "drive incremental 1% of 100k",
     crate::notion::INCREMENTAL,
+    crate::notion::BULK_EDIT,
     crate::fireflies::INCREMENTAL,
 ];
 
@@ -52,7 +53,8 @@ pub async fn run(name: &str) -> anyhow::Result<Figures> {
         "gmail incremental 1% of 1k" => gmail_pulls(name, 1_000, true).await,
         "drive full 100k" => drive_pull(name, 100_000, false).await,
         "drive incremental 1% of 100k" => drive_pull(name, 100_000, true).await,
-        crate::notion::INCREMENTAL => crate::notion::incremental(name, 5_000).await,
+        crate::notion::INCREMENTAL => crate::notion::incremental(name, 5_000, 100, false).await,
+        crate::notion::BULK_EDIT => crate::notion::incremental(name, 12_000, 1, true).await,
         crate::fireflies::INCREMENTAL => crate::fireflies::incremental(name, 1_000).await,
         other => anyhow::bail!("no scenario called {other:?}"),
     }
