@@ -67,6 +67,29 @@ test.describe("connecting with an API key", () => {
   });
 });
 
+test("the tasks screen lists the follow-up tasks of the Fireflies meetings with their action items", async ({
+  page,
+  signIn,
+  api,
+}) => {
+  await api.sync(await api.connectFireflies());
+  await signIn("/connections");
+  await page.getByRole("link", { name: "Tasks" }).click();
+  await expect(page.getByRole("heading", { name: "Tasks", level: 1 })).toBeVisible();
+  const items = page.locator("ul.items > li");
+  await expect(items).toHaveCount(3);
+  const first = items.first();
+  await expect(first.getByText(/^Follow up: Meeting \d+$/)).toBeVisible();
+  await expect(first.getByText("Follow-up", { exact: true })).toBeVisible();
+  await expect(first.getByRole("list", { name: "Action items" }).getByRole("listitem")).toHaveCount(2);
+  await expect(first.getByText(/^Send the revised proposal to contact\d+/)).toBeVisible();
+  await expect(first.getByText(/^Due /)).toBeVisible();
+  await checkScreen(page, "tasks");
+  // Only research tasks: none, and the empty state says where tasks come from.
+  await page.getByLabel("Kind").selectOption("research");
+  await expect(page.getByText(/No open tasks of this kind/)).toBeVisible();
+});
+
 test("sync now shows a spinner until its run finishes, then that run's counts", async ({ page, signIn, api }) => {
   const id = await api.connectHubspot();
   await api.sync(id);

@@ -62,6 +62,15 @@ export class Api {
     return c.id;
   }
 
+  /** A Fireflies connection to the fake (no base URL: the stack sends Fireflies' origin there). */
+  async connectFireflies(): Promise<string> {
+    const c = await this.post<{ id: string }>("/v1/connections", {
+      provider: "fireflies",
+      access_token: process.env.SYNCBRIDGE_E2E_FIREFLIES_KEY,
+    });
+    return c.id;
+  }
+
   /** Asks for a sync and waits until its runs finish (continuations included). */
   async sync(id: string): Promise<void> {
     const { job_id } = await this.post<{ job_id: string }>(`/v1/connections/${id}/sync`);

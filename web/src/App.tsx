@@ -1,4 +1,4 @@
-//! The dashboard's frame: header, navigation, the signed-out screen and the five screens.
+//! The dashboard's frame: header, navigation, the signed-out screen and the six screens.
 import { useEffect, useState } from "react";
 import type { Session } from "./auth";
 import { Link, match, navigate, useLocation } from "./router";
@@ -7,11 +7,13 @@ import { ConnectionDetail } from "./screens/ConnectionDetail";
 import { PushQueue } from "./screens/PushQueue";
 import { Conflicts } from "./screens/Conflicts";
 import { Audit } from "./screens/Audit";
+import { Tasks } from "./screens/Tasks";
 
 const NAV = [
   { href: "/connections", label: "Connections" },
   { href: "/queue", label: "Approval queue" },
   { href: "/conflicts", label: "Conflicts" },
+  { href: "/tasks", label: "Tasks" },
   { href: "/audit", label: "Audit log" },
 ];
 
@@ -66,6 +68,7 @@ function Frame() {
   else if (path === "/connections") screen = <Connections />;
   else if (path === "/queue") screen = <PushQueue />;
   else if (path === "/conflicts") screen = <Conflicts />;
+  else if (path === "/tasks") screen = <Tasks />;
   else if (path === "/audit") screen = <Audit />;
   else if (path === "/" || path === "") screen = null;
   else
