@@ -395,6 +395,17 @@ impl SyncCursor {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A cursor holding `doc` as JSON: how the adapters keep their position.
+    pub fn of_json<T: serde::Serialize>(doc: &T) -> Self {
+        Self(serde_json::to_string(doc).unwrap_or_default())
+    }
+
+    /// The JSON document of type `T` this cursor holds; `None` if it holds something else (a
+    /// cursor of another shape or version, which the adapters treat as expired).
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(&self.0).ok()
+    }
 }
 
 #[cfg(test)]

@@ -41,15 +41,16 @@ struct CursorDoc {
 
 impl Phase {
     fn parse(cursor: &SyncCursor) -> Result<Phase, ProviderError> {
-        match serde_json::from_str::<CursorDoc>(cursor.as_str()) {
-            Ok(doc) if doc.v == CURSOR_VERSION => Ok(doc.phase),
-            _ => Err(ProviderError::CursorExpired),
-        }
+        cursor
+            .json::<CursorDoc>()
+            .filter(|doc| doc.v == CURSOR_VERSION)
+            .map(|doc| doc.phase)
+            .ok_or(ProviderError::CursorExpired)
     }
 
     fn to_cursor(&self) -> SyncCursor {
         let doc = CursorDoc { v: CURSOR_VERSION, phase: self.clone() };
-        SyncCursor::new(serde_json::to_string(&doc).unwrap_or_default())
+        SyncCursor::of_json(&doc)
     }
 }
 

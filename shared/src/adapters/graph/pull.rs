@@ -62,14 +62,11 @@ impl Cursor {
     }
 
     fn parse(cursor: &SyncCursor) -> Result<Cursor, ProviderError> {
-        match serde_json::from_str::<Cursor>(cursor.as_str()) {
-            Ok(c) if c.v == CURSOR_VERSION => Ok(c),
-            _ => Err(ProviderError::CursorExpired),
-        }
+        cursor.json::<Cursor>().filter(|c| c.v == CURSOR_VERSION).ok_or(ProviderError::CursorExpired)
     }
 
     fn to_cursor(&self) -> SyncCursor {
-        SyncCursor::new(serde_json::to_string(self).unwrap_or_default())
+        SyncCursor::of_json(self)
     }
 
     /// A new round over a new window from `now`; known events still expected in it must be

@@ -385,14 +385,11 @@ impl ActivitiesCursor {
         let Some(cursor) = cursor else {
             return Ok(Self { v: CURSOR_VERSION, ..Self::default() });
         };
-        match serde_json::from_str::<Self>(cursor.as_str()) {
-            Ok(doc) if doc.v == CURSOR_VERSION => Ok(doc),
-            _ => Err(ProviderError::CursorExpired),
-        }
+        cursor.json::<Self>().filter(|doc| doc.v == CURSOR_VERSION).ok_or(ProviderError::CursorExpired)
     }
 
     fn to_cursor(&self) -> SyncCursor {
-        SyncCursor::new(serde_json::to_string(self).unwrap_or_default())
+        SyncCursor::of_json(self)
     }
 }
 
@@ -408,10 +405,11 @@ impl Phase {
         let Some(cursor) = cursor else {
             return Ok(Phase::Full { after: None, started_at: None, max_seen: None });
         };
-        match serde_json::from_str::<CursorDoc>(cursor.as_str()) {
-            Ok(doc) if doc.v == CURSOR_VERSION => Ok(doc.phase),
-            _ => Err(ProviderError::CursorExpired),
-        }
+        cursor
+            .json::<CursorDoc>()
+            .filter(|doc| doc.v == CURSOR_VERSION)
+            .map(|doc| doc.phase)
+            .ok_or(ProviderError::CursorExpired)
     }
 
     fn with_archive(self, state: ArchiveState) -> Phase {
@@ -425,7 +423,7 @@ impl Phase {
 
     fn to_cursor(&self) -> SyncCursor {
         let doc = CursorDoc { v: CURSOR_VERSION, phase: self.clone() };
-        SyncCursor::new(serde_json::to_string(&doc).unwrap_or_default())
+        SyncCursor::of_json(&doc)
     }
 }
 

@@ -94,15 +94,12 @@ impl Cursor {
     pub(super) fn parse(cursor: Option<&SyncCursor>) -> Result<Self, ProviderError> {
         match cursor {
             None => Ok(Self { v: 1, ..Self::default() }),
-            Some(c) => serde_json::from_str::<Cursor>(c.as_str())
-                .ok()
-                .filter(|c| c.v == 1)
-                .ok_or(ProviderError::CursorExpired),
+            Some(c) => c.json::<Cursor>().filter(|c| c.v == 1).ok_or(ProviderError::CursorExpired),
         }
     }
 
     fn encode(&self) -> SyncCursor {
-        SyncCursor::new(serde_json::to_string(self).unwrap_or_default())
+        SyncCursor::of_json(self)
     }
 
     fn body(&self) -> Value {

@@ -69,14 +69,14 @@ impl CursorDoc {
         let Some(cursor) = cursor else {
             return Ok(CursorDoc { v: CURSOR_VERSION, current: 0, parts: vec![Part::Start; n] });
         };
-        match serde_json::from_str::<CursorDoc>(cursor.as_str()) {
-            Ok(doc) if doc.v == CURSOR_VERSION && doc.parts.len() == n && doc.current < n => Ok(doc),
-            _ => Err(ProviderError::CursorExpired),
-        }
+        cursor
+            .json::<CursorDoc>()
+            .filter(|doc| doc.v == CURSOR_VERSION && doc.parts.len() == n && doc.current < n)
+            .ok_or(ProviderError::CursorExpired)
     }
 
     fn to_cursor(&self) -> SyncCursor {
-        SyncCursor::new(serde_json::to_string(self).unwrap_or_default())
+        SyncCursor::of_json(self)
     }
 }
 
