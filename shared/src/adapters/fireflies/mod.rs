@@ -27,7 +27,6 @@
 
 mod pull;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,7 +36,7 @@ use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::notion::{Bucket, Pacing};
+use super::notion::{Bucket, ConnectionBuckets, Pacing};
 use super::provider_http::{Call, Dialect, ProviderHttp, Reply, classify_status, error_of_class};
 use crate::domain::{Connection, Credentials, ObjectType, Provider, SyncCursor};
 use crate::ports::{
@@ -143,13 +142,13 @@ impl Dialect for FirefliesDialect {
 pub struct FirefliesFactory {
     http: reqwest::Client,
     pacing: Pacing,
-    buckets: Arc<Mutex<HashMap<String, Arc<Mutex<Bucket>>>>>,
+    buckets: ConnectionBuckets,
     api_base_url: Option<String>,
 }
 
 impl FirefliesFactory {
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http, pacing: default_pacing(), buckets: Arc::default(), api_base_url: None }
+        Self { http, pacing: default_pacing(), buckets: ConnectionBuckets::default(), api_base_url: None }
     }
 
     pub fn with_pacing(mut self, pacing: Pacing) -> Self {
@@ -176,11 +175,7 @@ impl FirefliesFactory {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ProviderError::permanent("the Fireflies base URL must be http(s)"));
         }
-        let key = format!("{}/{}", connection.tenant_id, connection.connection_id);
-        let bucket = {
-            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-            buckets.entry(key).or_default().clone()
-        };
+        let bucket = self.buckets.of(connection);
         let base = match &self.api_base_url {
             Some(over) if connection.base_url.trim_end_matches('/') == DEFAULT_API_BASE_URL => over.as_str(),
             _ => connection.base_url.as_str(),

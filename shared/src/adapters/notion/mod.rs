@@ -117,6 +117,20 @@ impl Bucket {
     }
 }
 
+/// One pacer [`Bucket`] per connection, shared by the clients a factory builds for it (the
+/// limit is the account's, not one client's).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnectionBuckets(Arc<Mutex<HashMap<String, Arc<Mutex<Bucket>>>>>);
+
+impl ConnectionBuckets {
+    /// The bucket of `connection`, made on first use.
+    pub(crate) fn of(&self, connection: &Connection) -> Arc<Mutex<Bucket>> {
+        let key = format!("{}/{}", connection.tenant_id, connection.connection_id);
+        let mut buckets = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        buckets.entry(key).or_default().clone()
+    }
+}
+
 /// What is Notion's own: its error body (`{"object": "error", "code", "message"}`,
 /// <https://developers.notion.com/reference/status-codes>), its pace, and that a 409
 /// `conflict_error` ("try again") is transient.
@@ -172,12 +186,12 @@ pub struct NotionFactory {
     http: reqwest::Client,
     app: Option<OAuthApp>,
     pacing: Pacing,
-    buckets: Arc<Mutex<HashMap<String, Arc<Mutex<Bucket>>>>>,
+    buckets: ConnectionBuckets,
 }
 
 impl NotionFactory {
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http, app: None, pacing: Pacing::default(), buckets: Arc::default() }
+        Self { http, app: None, pacing: Pacing::default(), buckets: ConnectionBuckets::default() }
     }
 
     /// The public integration whose client credentials refresh OAuth grants.
@@ -199,11 +213,7 @@ impl NotionFactory {
                 connection.provider
             )));
         }
-        let key = format!("{}/{}", connection.tenant_id, connection.connection_id);
-        let bucket = {
-            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-            buckets.entry(key).or_default().clone()
-        };
+        let bucket = self.buckets.of(connection);
         let mut client = NotionClient::new(self.http.clone(), connection, bucket, self.pacing)?;
         client.app = self.app.clone();
         Ok(client)
