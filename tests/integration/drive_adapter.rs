@@ -15,12 +15,14 @@ use syncbridge::adapters::google::Backoff;
 use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::config::OAuthApp;
 use syncbridge::domain::{
-    CanonicalRecord, Connection, ConnectionSettings, Credentials, Job, JobReason, NewConnection, ObjectType,
-    Provider, RemoteRecord, SyncCursor, TenantId,
+    CanonicalRecord, Connection, ConnectionSettings, Credentials, NewConnection, ObjectType, Provider,
+    RemoteRecord, SyncCursor, TenantId,
 };
 use syncbridge::ports::{ProviderClient, ProviderError, ProviderFactory};
-use syncbridge::sync::worker::{JobOutcome, run_job};
-use syncbridge::sync::{Deadline, Deps};
+use syncbridge::sync::Deps;
+use syncbridge::sync::worker::JobOutcome;
+
+use super::provider_support::sync_once;
 use syncbridge_fakes::drive::{
     DriveFake, FakeConfig, Fault, FaultKind, NewFile, RateLimit, Route, RunningFake,
 };
@@ -253,17 +255,6 @@ fn files_of(store: &MemoryStore, conn: &Connection) -> Vec<CanonicalRecord> {
     let mut records = store.records_of(&conn.tenant_id, &conn.connection_id);
     records.retain(|r| r.object == ObjectType::Files);
     records
-}
-
-async fn sync_once(deps: &Deps, conn: &Connection) -> JobOutcome {
-    let job = Job::sync(
-        conn.tenant_id.clone(),
-        conn.connection_id.clone(),
-        Job::requested_id(&conn.connection_id, JobReason::Manual),
-        JobReason::Manual,
-        Utc::now(),
-    );
-    run_job(deps, &job, Deadline::after(Duration::from_secs(600))).await.expect("job runs")
 }
 
 #[tokio::test]

@@ -18,12 +18,12 @@ use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::adapters::notion::Pacing;
 use syncbridge::config::OAuthApp;
 use syncbridge::domain::{
-    Connection, Credentials, ExternalId, Job, JobReason, NewConnection, ObjectType, Provider, RemoteRecord,
-    SyncCursor, TenantId,
+    Connection, Credentials, ExternalId, NewConnection, ObjectType, Provider, RemoteRecord, SyncCursor,
+    TenantId,
 };
 use syncbridge::ports::{ProviderClient, ProviderError, ProviderFactory};
-use syncbridge::sync::worker::{JobOutcome, run_job};
-use syncbridge::sync::{Deadline, Deps};
+use syncbridge::sync::Deps;
+use syncbridge::sync::worker::JobOutcome;
 use syncbridge_fakes::fireflies::{
     Attendee, DEFAULT_API_KEY, FakeConfig, Fault, FaultKind, FirefliesFake, NewTranscript, Route,
     RunningFake, Summary,
@@ -244,15 +244,9 @@ fn engine() -> (Deps, Arc<MemoryStore>) {
 }
 
 async fn sync_once(deps: &Deps, conn: &Connection, deletes: bool) -> JobOutcome {
-    let job = Job::sync(
-        conn.tenant_id.clone(),
-        conn.connection_id.clone(),
-        Job::requested_id(&conn.connection_id, JobReason::Manual),
-        JobReason::Manual,
-        Utc::now(),
-    );
+    let job = super::provider_support::manual_job(conn);
     let job = if deletes { job.checking_deletes() } else { job };
-    run_job(deps, &job, Deadline::after(Duration::from_secs(600))).await.expect("job runs")
+    super::provider_support::run(deps, &job).await
 }
 
 #[tokio::test]

@@ -15,11 +15,13 @@ use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::adapters::provider_http::RetryPolicy;
 use syncbridge::config::OAuthApp;
 use syncbridge::domain::{
-    CanonicalRecord, Connection, ExternalId, Job, JobReason, ObjectType, Provider, RemoteRecord, SyncCursor,
+    CanonicalRecord, Connection, ExternalId, ObjectType, Provider, RemoteRecord, SyncCursor,
 };
 use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderWrite};
-use syncbridge::sync::worker::{JobOutcome, run_job};
-use syncbridge::sync::{Deadline, Deps};
+use syncbridge::sync::Deps;
+use syncbridge::sync::worker::JobOutcome;
+
+use super::provider_support::sync_once;
 use syncbridge_fakes::gmail::{FakeConfig, Fault, FaultKind, GmailFake, Mail, RunningFake, scopes};
 
 const TOKEN: &str = "ya29.fake-gmail";
@@ -161,17 +163,6 @@ fn messages_of(store: &MemoryStore, conn: &Connection) -> Vec<CanonicalRecord> {
     let mut records = store.records_of(&conn.tenant_id, &conn.connection_id);
     records.retain(|r| r.object == ObjectType::Messages);
     records
-}
-
-async fn sync_once(deps: &Deps, conn: &Connection) -> JobOutcome {
-    let job = Job::sync(
-        conn.tenant_id.clone(),
-        conn.connection_id.clone(),
-        Job::requested_id(&conn.connection_id, JobReason::Manual),
-        JobReason::Manual,
-        Utc::now(),
-    );
-    run_job(deps, &job, Deadline::after(Duration::from_secs(600))).await.expect("job runs")
 }
 
 #[tokio::test]

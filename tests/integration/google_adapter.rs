@@ -13,11 +13,13 @@ use syncbridge::adapters::google::{Backoff, GoogleClient, GoogleFactory, event_i
 use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::config::OAuthApp;
 use syncbridge::domain::{
-    Connection, ExternalId, IdempotencyKey, Job, JobReason, ObjectType, Provider, RemoteRecord, SyncCursor,
+    Connection, ExternalId, IdempotencyKey, ObjectType, Provider, RemoteRecord, SyncCursor,
 };
 use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite};
-use syncbridge::sync::worker::{JobOutcome, run_job};
-use syncbridge::sync::{Deadline, Deps};
+use syncbridge::sync::Deps;
+use syncbridge::sync::worker::JobOutcome;
+
+use super::provider_support::sync_once;
 use syncbridge_fakes::google::{FakeConfig, Fault, FaultKind, GoogleFake, Route, RunningFake};
 
 const TOKEN: &str = "ya29.fake-google";
@@ -212,17 +214,6 @@ fn events_of(store: &MemoryStore, conn: &Connection) -> Vec<syncbridge::domain::
     let mut records = store.records_of(&conn.tenant_id, &conn.connection_id);
     records.retain(|r| r.object == ObjectType::Events);
     records
-}
-
-async fn sync_once(deps: &Deps, conn: &Connection) -> JobOutcome {
-    let job = Job::sync(
-        conn.tenant_id.clone(),
-        conn.connection_id.clone(),
-        Job::requested_id(&conn.connection_id, JobReason::Manual),
-        JobReason::Manual,
-        Utc::now(),
-    );
-    run_job(deps, &job, Deadline::after(Duration::from_secs(600))).await.expect("job runs")
 }
 
 #[tokio::test]

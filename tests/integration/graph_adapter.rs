@@ -21,12 +21,12 @@ use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::config::OAuthApp;
 use syncbridge::domain::record::Fields;
 use syncbridge::domain::{
-    Connection, Credentials, IdempotencyKey, Job, JobReason, NewConnection, ObjectType, Provider,
-    RemoteRecord, SyncCursor, TenantId,
+    Connection, Credentials, IdempotencyKey, NewConnection, ObjectType, Provider, RemoteRecord, SyncCursor,
+    TenantId,
 };
 use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderWrite};
-use syncbridge::sync::worker::{JobOutcome, run_job};
-use syncbridge::sync::{Deadline, Deps};
+use syncbridge::sync::Deps;
+use syncbridge::sync::worker::JobOutcome;
 use syncbridge_fakes::graph::{
     EventEdit, FakeConfig, Fault, FaultKind, GraphFake, NewEvent, Route, RunningFake,
 };
@@ -266,14 +266,7 @@ fn graph_deps(fake: &RunningFake, store: Arc<MemoryStore>) -> Deps {
 }
 
 async fn sync_once(deps: &Deps, conn: &Connection) -> syncbridge::domain::RunCounts {
-    let job = Job::sync(
-        conn.tenant_id.clone(),
-        conn.connection_id.clone(),
-        Job::requested_id(&conn.connection_id, JobReason::Manual),
-        JobReason::Manual,
-        Utc::now(),
-    );
-    match run_job(deps, &job, Deadline::after(Duration::from_secs(600))).await.expect("job runs") {
+    match super::provider_support::sync_once(deps, conn).await {
         JobOutcome::Completed { counts, .. } => counts,
         other => panic!("the job did not complete: {other:?}"),
     }

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use secrecy::SecretString;
@@ -15,12 +14,14 @@ use syncbridge::adapters::memory::MemoryStore;
 use syncbridge::adapters::notion::{KEY_PROPERTY, NotionFactory, Pacing};
 use syncbridge::domain::connection::NotionDatabases;
 use syncbridge::domain::{
-    CanonicalRecord, Connection, ConnectionSettings, Credentials, ExternalId, IdempotencyKey, Job, JobReason,
-    NewConnection, ObjectType, Provider, RemoteRecord, SyncCursor, TenantId,
+    CanonicalRecord, Connection, ConnectionSettings, Credentials, ExternalId, IdempotencyKey, NewConnection,
+    ObjectType, Provider, RemoteRecord, SyncCursor, TenantId,
 };
 use syncbridge::ports::{Precondition, ProviderClient, ProviderError, ProviderFactory, ProviderWrite};
-use syncbridge::sync::worker::{JobOutcome, run_job};
-use syncbridge::sync::{Deadline, Deps};
+use syncbridge::sync::Deps;
+use syncbridge::sync::worker::JobOutcome;
+
+use super::provider_support::sync_once;
 use syncbridge_fakes::notion::{Crm, FakeConfig, Fault, FaultKind, NotionFake, Route, RunningFake};
 
 const TOKEN: &str = "ntn_fake_notion";
@@ -387,17 +388,6 @@ fn engine() -> (Deps, Arc<MemoryStore>) {
     let deps =
         syncbridge::adapters::memory::TestDeps::new(store.clone()).providers(Arc::new(factory())).build();
     (deps, store)
-}
-
-async fn sync_once(deps: &Deps, conn: &Connection) -> JobOutcome {
-    let job = Job::sync(
-        conn.tenant_id.clone(),
-        conn.connection_id.clone(),
-        Job::requested_id(&conn.connection_id, JobReason::Manual),
-        JobReason::Manual,
-        Utc::now(),
-    );
-    run_job(deps, &job, Deadline::after(Duration::from_secs(600))).await.expect("job runs")
 }
 
 #[tokio::test]

@@ -361,20 +361,10 @@ pub(crate) mod test_support {
 
     /// A Gmail connection of tenant `acme` for the mailbox `email`.
     pub async fn gmail_connection(h: &Harness, email: &str) -> Connection {
-        use crate::domain::{Credentials, NewConnection};
-        let mut c = Connection::new(
-            TenantId::parse("acme").expect("valid tenant"),
-            NewConnection {
-                provider: Provider::Gmail,
-                base_url: "https://gmail.googleapis.com/gmail/v1".into(),
-                credentials: Credentials {
-                    access_token: SecretString::from("t"),
-                    refresh_token: None,
-                    expires_at: None,
-                },
-                interval_minutes: 15,
-                settings: Default::default(),
-            },
+        let mut c = crate::domain::connection::sample_connection(
+            "acme",
+            Provider::Gmail,
+            "https://gmail.googleapis.com/gmail/v1",
             now(),
         );
         c.account_id = Some(email.into());
