@@ -2,6 +2,7 @@
 //! then serve in a task that stops when the [`Serving`] handle drops. One copy for every fake.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
@@ -42,5 +43,29 @@ pub struct Serving {
 impl Drop for Serving {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A running fake: its base URL and state; the server stops when this is dropped. Each fake names
+/// it `RunningFake` (`Running<ItsState>`) and adds the URLs of its own endpoints.
+pub struct Running<S> {
+    pub(crate) base_url: String,
+    pub(crate) state: Arc<S>,
+    _server: Serving,
+}
+
+impl<S> Running<S> {
+    pub(crate) fn new(base_url: String, state: Arc<S>, server: Serving) -> Self {
+        Self { base_url, state, _server: server }
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// The state handle, for direct admin from Rust.
+    pub fn state(&self) -> Arc<S> {
+        self.state.clone()
     }
 }

@@ -440,23 +440,14 @@ impl DriveFake {
         let state = Arc::new(DriveState::new(config));
         let app = server::router(state.clone());
         let server = bound.serve("Drive", app);
-        Ok(RunningFake { base_url, state, _server: server })
+        Ok(RunningFake::new(base_url, state, server))
     }
 }
 
 /// A running fake; the server stops when this is dropped.
-pub struct RunningFake {
-    base_url: String,
-    state: Arc<DriveState>,
-    _server: crate::serving::Serving,
-}
+pub type RunningFake = crate::serving::Running<DriveState>;
 
 impl RunningFake {
-    /// `http://127.0.0.1:PORT`, no trailing slash (admin routes and the OAuth endpoints).
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
     /// The API root, `{base_url}/drive/v3`: a connection's base URL.
     pub fn api_url(&self) -> String {
         format!("{}/drive/v3", self.base_url)
@@ -465,10 +456,6 @@ impl RunningFake {
     /// The OAuth token endpoint, `{base_url}/token`.
     pub fn token_url(&self) -> String {
         format!("{}/token", self.base_url)
-    }
-
-    pub fn state(&self) -> Arc<DriveState> {
-        self.state.clone()
     }
 }
 

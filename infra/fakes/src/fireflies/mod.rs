@@ -486,28 +486,12 @@ impl FirefliesFake {
         let state = Arc::new(FirefliesState::new(&config));
         let app = server::router(state.clone());
         let server = bound.serve("Fireflies", app);
-        Ok(RunningFake { base_url, state, _server: server })
+        Ok(RunningFake::new(base_url, state, server))
     }
 }
 
 /// A running fake; the server stops when this is dropped.
-pub struct RunningFake {
-    base_url: String,
-    state: Arc<FirefliesState>,
-    _server: crate::serving::Serving,
-}
-
-impl RunningFake {
-    /// `http://127.0.0.1:PORT` (the API is `POST {base_url}/graphql`, as at
-    /// `https://api.fireflies.ai/graphql`).
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
-    pub fn state(&self) -> Arc<FirefliesState> {
-        self.state.clone()
-    }
-}
+pub type RunningFake = crate::serving::Running<FirefliesState>;
 
 #[cfg(test)]
 mod tests;

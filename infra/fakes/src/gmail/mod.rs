@@ -558,23 +558,14 @@ impl GmailFake {
         let state = Arc::new(GmailState::new(config));
         let app = server::router(state.clone());
         let server = bound.serve("Gmail", app);
-        Ok(RunningFake { base_url, state, _server: server })
+        Ok(RunningFake::new(base_url, state, server))
     }
 }
 
 /// A running fake; the server stops when this is dropped.
-pub struct RunningFake {
-    base_url: String,
-    state: Arc<GmailState>,
-    _server: crate::serving::Serving,
-}
+pub type RunningFake = crate::serving::Running<GmailState>;
 
 impl RunningFake {
-    /// `http://127.0.0.1:PORT`, no trailing slash (admin routes and `/token` live here).
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
     /// The API root, `{base_url}/gmail/v1`: a connection's base URL.
     pub fn api_url(&self) -> String {
         format!("{}/gmail/v1", self.base_url)
@@ -588,11 +579,6 @@ impl RunningFake {
     /// The push tokens' signing keys, `{base_url}/oauth2/v3/certs` (Google's JWKS URL).
     pub fn certs_url(&self) -> String {
         format!("{}{}", self.base_url, oidc::CERTS_PATH)
-    }
-
-    /// The state handle, for direct admin from Rust.
-    pub fn state(&self) -> Arc<GmailState> {
-        self.state.clone()
     }
 }
 

@@ -412,23 +412,14 @@ impl GoogleFake {
         let state = Arc::new(GoogleState::new(config));
         let app = server::router(state.clone());
         let server = bound.serve("Google", app);
-        Ok(RunningFake { base_url, state, _server: server })
+        Ok(RunningFake::new(base_url, state, server))
     }
 }
 
 /// A running fake; the server stops when this is dropped.
-pub struct RunningFake {
-    base_url: String,
-    state: Arc<GoogleState>,
-    _server: crate::serving::Serving,
-}
+pub type RunningFake = crate::serving::Running<GoogleState>;
 
 impl RunningFake {
-    /// `http://127.0.0.1:PORT`, no trailing slash (admin routes and `/token` live here).
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
     /// The API root, `{base_url}/calendar/v3`: a connection's base URL.
     pub fn api_url(&self) -> String {
         format!("{}/calendar/v3", self.base_url)
@@ -437,11 +428,6 @@ impl RunningFake {
     /// The OAuth token endpoint, `{base_url}/token`.
     pub fn token_url(&self) -> String {
         format!("{}/token", self.base_url)
-    }
-
-    /// The state handle, for direct admin from Rust.
-    pub fn state(&self) -> Arc<GoogleState> {
-        self.state.clone()
     }
 }
 

@@ -650,29 +650,12 @@ impl GraphFake {
         let state = Arc::new(GraphState::new(config));
         let app = server::router(state.clone(), base_url.clone());
         let server = bound.serve("Graph", app);
-        Ok(RunningFake { base_url, state, _server: server })
+        Ok(RunningFake::new(base_url, state, server))
     }
 }
 
 /// A running fake; the server stops when this is dropped.
-pub struct RunningFake {
-    base_url: String,
-    state: Arc<GraphState>,
-    _server: crate::serving::Serving,
-}
-
-impl RunningFake {
-    /// `http://127.0.0.1:PORT`, no trailing slash: both the Graph base (`{base}/v1.0/...`) and the
-    /// login base (`{base}/{tenant}/oauth2/v2.0/token`).
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
-    /// The state handle, for direct admin from Rust.
-    pub fn state(&self) -> Arc<GraphState> {
-        self.state.clone()
-    }
-}
+pub type RunningFake = crate::serving::Running<GraphState>;
 
 #[cfg(test)]
 mod tests;

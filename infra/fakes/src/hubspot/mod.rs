@@ -864,28 +864,12 @@ impl HubspotFake {
         let state = Arc::new(HubspotState::new(config));
         let app = server::router(state.clone(), base_url.clone());
         let server = bound.serve("HubSpot", app);
-        Ok(RunningFake { base_url, state, _server: server })
+        Ok(RunningFake::new(base_url, state, server))
     }
 }
 
 /// A running fake; the server stops when this is dropped.
-pub struct RunningFake {
-    base_url: String,
-    state: Arc<HubspotState>,
-    _server: crate::serving::Serving,
-}
-
-impl RunningFake {
-    /// `http://127.0.0.1:PORT`, no trailing slash.
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
-    /// The state handle, for direct admin from Rust.
-    pub fn state(&self) -> Arc<HubspotState> {
-        self.state.clone()
-    }
-}
+pub type RunningFake = crate::serving::Running<HubspotState>;
 
 #[cfg(test)]
 mod tests;

@@ -534,27 +534,12 @@ impl NotionFake {
         let state = Arc::new(NotionState::new(&config));
         let app = server::router(state.clone());
         let server = bound.serve("Notion", app);
-        Ok(RunningFake { base_url, state, _server: server })
+        Ok(RunningFake::new(base_url, state, server))
     }
 }
 
 /// A running fake; the server stops when this is dropped.
-pub struct RunningFake {
-    base_url: String,
-    state: Arc<NotionState>,
-    _server: crate::serving::Serving,
-}
-
-impl RunningFake {
-    /// `http://127.0.0.1:PORT` (the API is under `/v1`, as at `https://api.notion.com`).
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
-    pub fn state(&self) -> Arc<NotionState> {
-        self.state.clone()
-    }
-}
+pub type RunningFake = crate::serving::Running<NotionState>;
 
 #[cfg(test)]
 mod tests;

@@ -574,28 +574,14 @@ impl SalesforceFake {
         let state = Arc::new(SalesforceState::new(config));
         let app = server::app(state.clone(), base_url.clone());
         let server = bound.serve("Salesforce", app);
-        Ok(RunningFake { base_url, state, _server: server })
+        Ok(RunningFake::new(base_url, state, server))
     }
 }
 
 /// A running fake; the server stops when this is dropped.
-pub struct RunningFake {
-    base_url: String,
-    state: Arc<SalesforceState>,
-    _server: crate::serving::Serving,
-}
+pub type RunningFake = crate::serving::Running<SalesforceState>;
 
 impl RunningFake {
-    /// `http://127.0.0.1:PORT`, no trailing slash: the login host and the instance.
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
-    /// The state handle, for direct admin from Rust.
-    pub fn state(&self) -> Arc<SalesforceState> {
-        self.state.clone()
-    }
-
     /// Issues a token pair whose `instance_url` is this fake.
     pub fn issue_token(&self) -> IssuedToken {
         self.state.issue_token(&self.base_url)
