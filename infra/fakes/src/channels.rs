@@ -57,8 +57,10 @@ pub struct Watch {
 
 impl Watch {
     /// Checks a watch body: `id`, `type` (`web_hook`) and `address` required; the address HTTPS
-    /// (plain `http` only to loopback: the local stack and tests receive there, and Google could
-    /// not reach such an address anyway).
+    /// (<https://developers.google.com/calendar/api/guides/push#making-watch-requests>; plain
+    /// `http` only to loopback: the local stack and tests receive there, and Google could not
+    /// reach such an address anyway); `expiration` optional, capped by the API's maximum
+    /// (<https://developers.google.com/workspace/drive/api/guides/push#optional-properties>).
     pub fn parse(body: &Value, default_ttl: Duration, max_ttl: Duration) -> Result<Self, WatchRefusal> {
         let text = |name: &str| body.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
         let refuse = |reason, message: String| Err(WatchRefusal { reason, message });
@@ -155,7 +157,8 @@ impl Channels {
     }
 
     /// Registers a channel; `Err` (Google's `channelIdNotUnique`) if its id is in use by an
-    /// active channel.
+    /// active channel (a channel id is unique per channel,
+    /// <https://developers.google.com/calendar/api/guides/push#required-properties>).
     pub fn add(&self, channel: Channel) -> Result<Channel, WatchRefusal> {
         let mut list = self.lock();
         if list.iter().any(|c| c.id == channel.id && !c.stopped) {
